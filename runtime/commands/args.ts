@@ -1,0 +1,84 @@
+// Argument parsing shared by every command: flags with values, boolean switches, repeated --set, and
+// clear errors for anything unknown. Node-free (the commands themselves use Node).
+import { closest } from '../config/dsl';
+
+export type Command = (argv: string[]) => Promise<number>;
+
+/** An error meant for the user: printed without a stack, with its exit code (2 = bad usage). */
+export class CliError extends Error {
+  constructor(message: string, readonly exitCode = 2) {
+    super(message);
+    this.name = 'CliError';
+  }
+}
+
+export interface FlagSpec {
+  /** Flags that take a value (`--tp 2` or `--tp=2`). Repeatable ones collect every value. */
+  values?: readonly string[];
+  repeatable?: readonly string[];
+  /** Flags that are on or off (`--json`). */
+  switches?: readonly string[];
+  /** How many positional arguments, at least and at most. */
+  positional?: [min: number, max: number];
+  usage: string;
+}
+
+export interface ParsedArgs {
+  positional: string[];
+  values: Map<string, string>;
+  repeated: Map<string, string[]>;
+  switches: Set<string>;
+}
+
+export function parseArgs(argv: string[], spec: FlagSpec): ParsedArgs | 'help' {
+  const values = new Map<string, string>();
+  const repeated = new Map<string, string[]>();
+  const switches = new Set<string>();
+  const positional: string[] = [];
+  const valueFlags = [...(spec.values ?? []), ...(spec.repeatable ?? [])];
+  const known = [...valueFlags, ...(spec.switches ?? []), 'help'];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--help' || arg === '-h') return 'help';
+    if (!arg.startsWith('--')) {
+      positional.push(arg);
+      continue;
+    }
+    const eq = arg.indexOf('=');
+    const name = arg.slice(2, eq === -1 ? undefined : eq);
+    if (!known.includes(name)) {
+      const hint = closest(name, known);
+      throw new CliError(`unknown option --${name}${hint ? `; did you mean --${hint}?` : ''}\n\n${spec.usage}`);
+    }
+    if (spec.switches?.includes(name)) {
+      if (eq !== -1) throw new CliError(`--${name} takes no value`);
+      switches.add(name);
+      continue;
+    }
+    let value: string | undefined;
+    if (eq !== -1) value = arg.slice(eq + 1);
+    else {
+      value = argv[++i];
+      if (value === undefined || value.startsWith('--')) throw new CliError(`--${name} needs a value\n\n${spec.usage}`);
+    }
+    if (spec.repeatable?.includes(name)) repeated.set(name, [...(repeated.get(name) ?? []), value]);
+    else {
+      if (values.has(name)) throw new CliError(`--${name} was given twice`);
+      values.set(name, value);
+    }
+  }
+  const [min, max] = spec.positional ?? [0, 0];
+  if (positional.length < min || positional.length > max) {
+    throw new CliError(`${positional.length < min ? 'missing' : 'too many'} arguments${positional.length > max ? `: ${positional.slice(max).join(' ')}` : ''}\n\n${spec.usage}`);
+  }
+  return { positional, values, repeated, switches };
+}
+
+/** A flag's value as a whole number in range, or a CliError naming the flag. */
+export function intFlag(args: ParsedArgs, name: string, min = 1): number | undefined {
+  const raw = args.values.get(name);
+  if (raw === undefined) return undefined;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min) throw new CliError(`--${name} must be a whole number ≥ ${min}, got "${raw}"`);
+  return n;
+}

@@ -1,0 +1,27 @@
+// Reading a config file from disk for the CLI: the raw JSON with --set overrides applied, then parsed.
+import { readFileSync } from 'node:fs';
+import { parseJsonText } from '../config/parse';
+import { setPath } from '../config/set-path';
+import { CliError } from './args';
+
+/** Reads and JSON-parses `file`, then applies each `--set path=value`. Throws CliError (exit 1) on failure. */
+export function readRawConfig(file: string, sets: string[] = []): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new CliError(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`, 1);
+  }
+  const parsed = parseJsonText(text);
+  if (!parsed.ok) throw new CliError(`${file}: ${parsed.error.message}`, 1);
+  if (typeof parsed.value !== 'object' || parsed.value === null || Array.isArray(parsed.value)) throw new CliError(`${file}: the config must be a JSON object`, 1);
+  const raw = parsed.value as Record<string, unknown>;
+  for (const s of sets) {
+    try {
+      setPath(raw, s);
+    } catch (e) {
+      throw new CliError((e as Error).message);
+    }
+  }
+  return raw;
+}

@@ -1,0 +1,79 @@
+// Reads a HuggingFace `config.json` (GPT-2, GPT-NeoX, Llama, Mistral, Qwen2 key names) into the model
+// section of a run config, for planning. Pure.
+import type { ConfigIssue } from './dsl';
+import type { RunConfigInput } from './schema';
+
+type ModelInput = NonNullable<RunConfigInput['model']>;
+export type HfResult = { ok: true; model: ModelInput; family: string; notes: string[] } | { ok: false; errors: ConfigIssue[] };
+
+const FAMILIES: Record<string, 'gpt2' | 'neox' | 'llama'> = {
+  gpt2: 'gpt2', gpt_neox: 'neox', llama: 'llama', mistral: 'llama', qwen2: 'llama',
+};
+
+export function isHuggingFaceConfig(value: unknown): boolean {
+  if (typeof value !== 'object' || value === null) return false;
+  const v = value as Record<string, unknown>;
+  return typeof v.model_type === 'string' || Array.isArray(v.architectures) || 'n_embd' in v || 'hidden_size' in v;
+}
+
+export function modelFromHuggingFace(value: unknown): HfResult {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return { ok: false, errors: [{ path: '', message: 'a HuggingFace config.json must be a JSON object' }] };
+  const hf = value as Record<string, unknown>;
+  const modelType = typeof hf.model_type === 'string' ? hf.model_type : guessType(hf);
+  const family = modelType ? FAMILIES[modelType] : undefined;
+  if (!family) {
+    return { ok: false, errors: [{ path: 'model_type', message: `model_type ${JSON.stringify(hf.model_type)} is not supported; ScaleLM reads ${Object.keys(FAMILIES).join(', ')} (dense GPT-style models)` }] };
+  }
+  const errors: ConfigIssue[] = [];
+  const notes: string[] = [];
+  const need = (key: string): number => {
+    const v = hf[key];
+    if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) {
+      errors.push({ path: key, message: `${key} must be a positive whole number in a ${modelType} config, got ${JSON.stringify(v)}` });
+      return 1;
+    }
+    return v;
+  };
+  const optional = (key: string): number | undefined => (typeof hf[key] === 'number' ? (hf[key] as number) : undefined);
+  let model: ModelInput;
+  if (family === 'gpt2') {
+    const hidden = need('n_embd');
+    const act = String(hf.activation_function ?? 'gelu_new');
+    if (!act.startsWith('gelu')) notes.push(`activation_function "${act}" is modelled as GELU (same memory and FLOPs)`);
+    model = {
+      layers: need('n_layer'), hidden, heads: need('n_head'), ffnHidden: optional('n_inner') ?? 4 * hidden,
+      vocab: need('vocab_size'), seqLen: optional('n_positions') ?? optional('n_ctx') ?? 1024,
+      activation: 'gelu', norm: 'layernorm', tiedEmbeddings: hf.tie_word_embeddings !== false, bias: true, positionEmbedding: 'learned',
+    };
+  } else if (family === 'neox') {
+    model = {
+      layers: need('num_hidden_layers'), hidden: need('hidden_size'), heads: need('num_attention_heads'),
+      ffnHidden: need('intermediate_size'), vocab: need('vocab_size'), seqLen: optional('max_position_embeddings') ?? 2048,
+      activation: 'gelu', norm: 'layernorm', tiedEmbeddings: hf.tie_word_embeddings === true, bias: true, positionEmbedding: 'rope',
+    };
+  } else {
+    const heads = need('num_attention_heads');
+    const act = String(hf.hidden_act ?? 'silu');
+    model = {
+      layers: need('num_hidden_layers'), hidden: need('hidden_size'), heads, kvHeads: optional('num_key_value_heads') ?? heads,
+      ffnHidden: need('intermediate_size'), vocab: need('vocab_size'), seqLen: optional('max_position_embeddings') ?? 4096,
+      activation: act === 'silu' || act === 'swiglu' ? 'swiglu' : 'gelu', norm: 'rmsnorm',
+      tiedEmbeddings: hf.tie_word_embeddings === true, bias: false, positionEmbedding: 'rope',
+    };
+    if (modelType === 'qwen2') notes.push('Qwen2\'s q/k/v biases (3·h + 2·kv·head_dim per layer) are left out of the count: under 0.01% of parameters');
+    if ((model.seqLen ?? 0) > 32768) notes.push(`max_position_embeddings=${model.seqLen} is the longest context, not the training length: set --seq-len`);
+  }
+  if (errors.length) return { ok: false, errors };
+  const name = typeof hf._name_or_path === 'string' && hf._name_or_path ? hf._name_or_path : Array.isArray(hf.architectures) ? String(hf.architectures[0]) : modelType!;
+  return { ok: true, model: { name, ...model }, family: modelType!, notes };
+}
+
+function guessType(hf: Record<string, unknown>): string | undefined {
+  if ('n_embd' in hf && 'n_layer' in hf) return 'gpt2';
+  const arch = Array.isArray(hf.architectures) ? String(hf.architectures[0]).toLowerCase() : '';
+  if (arch.includes('llama')) return 'llama';
+  if (arch.includes('mistral')) return 'mistral';
+  if (arch.includes('qwen2')) return 'qwen2';
+  if (arch.includes('neox')) return 'gpt_neox';
+  return undefined;
+}

@@ -1,0 +1,52 @@
+#!/usr/bin/env node
+// Runs every test layer in order and prints one summary. Exit code is non-zero if any layer fails.
+// Layers: unit (pure code in Node), runtime (threads, sockets, child processes), webview (headless
+// Chromium), e2e (the extension in a real VS Code via code-server). `node scripts/test.mjs unit webview`
+// runs a subset.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+
+const root = new URL('..', import.meta.url).pathname;
+const all = ['unit', 'runtime', 'webview', 'e2e'];
+const asked = process.argv.slice(2);
+const layers = asked.length ? asked : all;
+for (const l of layers) if (!all.includes(l)) { console.error(`unknown test layer "${l}"; choose from ${all.join(', ')}`); process.exit(2); }
+
+function step(title, cmd, args, env = {}) {
+  console.log(`\n=== ${title}: ${cmd} ${args.join(' ')}`);
+  const r = spawnSync(cmd, args, { cwd: root, stdio: 'inherit', env: { ...process.env, ...env } });
+  return r.status ?? 1;
+}
+
+if (step('compile (tsc, strict)', 'npx', ['tsc', '-p', '.']) !== 0) { console.error('type errors: fix them first'); process.exit(1); }
+if (step('bundle (esbuild)', 'node', ['scripts/build.mjs']) !== 0) process.exit(1);
+
+const resultsDir = join(root, 'test-artifacts');
+mkdirSync(resultsDir, { recursive: true });
+const summary = [];
+for (const layer of layers) {
+  const report = join(resultsDir, `${layer}.json`);
+  rmSync(report, { force: true });
+  let code;
+  if (layer === 'e2e') {
+    code = step('e2e (code-server)', 'node', ['out/test/e2e/run.js'], { SCALELM_E2E_REPORT: report });
+  } else {
+    if (!existsSync(join(root, 'out/test', layer))) { console.log(`\n=== ${layer}: no tests yet`); continue; }
+    const spec = `out/test/${layer}/**/*.test.js`;
+    code = step(layer, 'npx', ['mocha', '--timeout', '120000', '--reporter', join(root, 'scripts/mocha-reporter.cjs'), spec], { SCALELM_MOCHA_JSON: report });
+  }
+  let counts = { passes: 0, failures: code === 0 ? 0 : 1, pending: 0 };
+  if (existsSync(report)) counts = JSON.parse(readFileSync(report, 'utf8'));
+  if (code !== 0 && counts.failures === 0) counts.failures = 1; // a crash without a report still fails
+  summary.push({ layer, code, ...counts });
+}
+
+console.log('\n=== summary');
+let passed = 0, failed = 0, skipped = 0;
+for (const s of summary) {
+  console.log(`${s.layer.padEnd(8)} ${String(s.passes).padStart(4)} passed ${String(s.failures).padStart(3)} failed ${String(s.pending).padStart(3)} skipped${s.code ? `  (exit ${s.code})` : ''}`);
+  passed += s.passes; failed += s.failures; skipped += s.pending;
+}
+console.log(`${passed} passed, ${failed} failed, ${skipped} skipped`);
+process.exit(summary.some((s) => s.code !== 0) ? 1 : 0);

@@ -1,0 +1,109 @@
+// The dashboard webview panel: one per window, revived after reload by its serializer. The host keeps the
+// authoritative data and forwards it with postMessage; the webview never opens a socket itself.
+import * as vscode from 'vscode';
+import { dashboardHtml, makeNonce } from '../webview/html';
+
+export const DASHBOARD_VIEW_TYPE = 'scalelm.dashboard';
+
+type Reply = { type: string; id?: number; [k: string]: unknown };
+
+export class DashboardPanel implements vscode.Disposable {
+  private static current: DashboardPanel | undefined;
+  private readonly disposables: vscode.Disposable[] = [];
+  private readonly pending = new Map<number, (reply: Reply) => void>();
+  private nextId = 1;
+  private ready: Promise<void>;
+  private markReady!: () => void;
+
+  static show(context: vscode.ExtensionContext, log: vscode.LogOutputChannel): DashboardPanel {
+    if (DashboardPanel.current) {
+      DashboardPanel.current.panel.reveal(undefined, true);
+      return DashboardPanel.current;
+    }
+    const panel = vscode.window.createWebviewPanel(DASHBOARD_VIEW_TYPE, 'ScaleLM Dashboard', { viewColumn: vscode.ViewColumn.Beside, preserveFocus: true }, DashboardPanel.options(context));
+    DashboardPanel.current = new DashboardPanel(panel, context, log);
+    return DashboardPanel.current;
+  }
+
+  static revive(panel: vscode.WebviewPanel, context: vscode.ExtensionContext, log: vscode.LogOutputChannel): void {
+    panel.webview.options = DashboardPanel.options(context);
+    DashboardPanel.current?.dispose();
+    DashboardPanel.current = new DashboardPanel(panel, context, log);
+  }
+
+  static get instance(): DashboardPanel | undefined {
+    return DashboardPanel.current;
+  }
+
+  private static options(context: vscode.ExtensionContext): vscode.WebviewOptions & vscode.WebviewPanelOptions {
+    return {
+      enableScripts: true,
+      retainContextWhenHidden: false,
+      localResourceRoots: [vscode.Uri.joinPath(context.extensionUri, 'dist'), vscode.Uri.joinPath(context.extensionUri, 'media')],
+    };
+  }
+
+  private constructor(
+    readonly panel: vscode.WebviewPanel,
+    context: vscode.ExtensionContext,
+    private readonly log: vscode.LogOutputChannel,
+  ) {
+    this.ready = new Promise((resolve) => (this.markReady = resolve));
+    const webview = panel.webview;
+    webview.html = dashboardHtml({
+      scriptUri: webview.asWebviewUri(vscode.Uri.joinPath(context.extensionUri, 'dist', 'webview.js')).toString(),
+      styleUri: webview.asWebviewUri(vscode.Uri.joinPath(context.extensionUri, 'media', 'dashboard.css')).toString(),
+      cspSource: webview.cspSource,
+      nonce: makeNonce(),
+      title: 'ScaleLM Dashboard',
+    });
+    webview.onDidReceiveMessage((m: Reply) => this.receive(m), undefined, this.disposables);
+    panel.onDidDispose(() => this.dispose(), undefined, this.disposables);
+  }
+
+  private receive(message: Reply): void {
+    if (typeof message !== 'object' || message === null || typeof message.type !== 'string') {
+      this.log.warn('dashboard sent a message without a type; ignored');
+      return;
+    }
+    if (message.type === 'ready') {
+      this.log.info('dashboard ready');
+      this.markReady();
+      return;
+    }
+    if (typeof message.id === 'number') {
+      const resolve = this.pending.get(message.id);
+      this.pending.delete(message.id);
+      resolve?.(message);
+    }
+  }
+
+  /** Sends a message that the webview answers (it echoes `id`), once the webview has said it is ready. */
+  async request(message: { type: string; [k: string]: unknown }, timeoutMs = 15000): Promise<Reply> {
+    await this.ready;
+    const id = this.nextId++;
+    return new Promise<Reply>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new Error(`the dashboard did not answer "${message.type}" within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.pending.set(id, (reply) => {
+        clearTimeout(timer);
+        resolve(reply);
+      });
+      void this.panel.webview.postMessage({ ...message, id });
+    });
+  }
+
+  post(message: unknown): Thenable<boolean> {
+    return this.panel.webview.postMessage(message);
+  }
+
+  dispose(): void {
+    if (DashboardPanel.current === this) DashboardPanel.current = undefined;
+    for (const reject of this.pending.values()) reject({ type: 'closed' });
+    this.pending.clear();
+    this.panel.dispose();
+    while (this.disposables.length) this.disposables.pop()?.dispose();
+  }
+}

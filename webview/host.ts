@@ -1,0 +1,41 @@
+// How the dashboard talks to whoever hosts it. Inside VS Code: acquireVsCodeApi().postMessage and window
+// "message" events (the extension host owns the WebSocket; a webview never opens one — that breaks under
+// Remote-SSH). In a plain browser a WebSocket host is plugged in here later.
+
+export interface DashboardHost {
+  post(message: unknown): void;
+  onMessage(handler: (message: unknown) => void): void;
+  getState<T>(): T | undefined;
+  setState<T>(state: T): void;
+}
+
+interface VsCodeApi {
+  postMessage(message: unknown): void;
+  getState(): unknown;
+  setState(state: unknown): void;
+}
+declare const acquireVsCodeApi: (() => VsCodeApi) | undefined;
+
+export function vscodeHost(): DashboardHost | undefined {
+  if (typeof acquireVsCodeApi !== 'function') return undefined;
+  const api = acquireVsCodeApi();
+  return {
+    post: (m) => api.postMessage(m),
+    onMessage: (handler) => window.addEventListener('message', (e: MessageEvent) => handler(e.data)),
+    getState: <T>() => api.getState() as T | undefined,
+    setState: (s) => api.setState(s),
+  };
+}
+
+/** A host for a page opened without VS Code and without a server: messages go nowhere. */
+export function detachedHost(): DashboardHost {
+  let state: unknown;
+  return {
+    post: () => undefined,
+    onMessage: (handler) => window.addEventListener('message', (e: MessageEvent) => handler(e.data)),
+    getState: <T>() => state as T | undefined,
+    setState: (s) => {
+      state = s;
+    },
+  };
+}

@@ -188,6 +188,10 @@ function describe(v: unknown): string {
 
 /** The candidate nearest to `word` by edit distance, if it is plausibly a typo of it. */
 export function closest(word: string, candidates: readonly string[]): string | undefined {
+  const lower = word.toLowerCase();
+  // A truncated or extended name ("bf16" for "bf16-mixed") is a likelier slip than any near spelling.
+  const prefixed = candidates.filter((c) => c.toLowerCase().startsWith(lower) || lower.startsWith(c.toLowerCase()));
+  if (prefixed.length === 1 && lower.length >= 2) return prefixed[0];
   let best: string | undefined;
   let bestDistance = Infinity;
   for (const c of candidates) {

@@ -1,6 +1,7 @@
 // Extension entry: wires the runtime (planner, config, runs) into VS Code. Thin by design: everything
 // that is not UI lives in runtime/, which never imports vscode.
 import * as vscode from 'vscode';
+import { registerConfigDiagnostics } from './config-diagnostics';
 import { DASHBOARD_VIEW_TYPE, DashboardPanel } from './dashboard-panel';
 
 export interface ScaleLMApi {
@@ -33,6 +34,8 @@ export function activate(context: vscode.ExtensionContext): ScaleLMApi {
       },
     }),
   );
+
+  registerConfigDiagnostics(context);
 
   return {
     statusBarText: () => status.text,

@@ -7,7 +7,11 @@ import type { RunConfig } from './types';
 import { parseBytes } from '../units';
 
 export type { ConfigIssue } from './dsl';
-export type ParseResult = { ok: true; config: RunConfig } | { ok: false; errors: ConfigIssue[] };
+/**
+ * `stage` says which check failed: `json` (not JSON), `shape` (types, enums, unknown keys — what the JSON
+ * Schema also catches in an editor) or `rules` (cross-field rules only ScaleLM knows).
+ */
+export type ParseResult = { ok: true; config: RunConfig } | { ok: false; stage: 'json' | 'shape' | 'rules'; errors: ConfigIssue[] };
 
 export class ConfigError extends Error {
   constructor(readonly issues: ConfigIssue[], source?: string) {
@@ -21,16 +25,16 @@ export function parseConfig(input: string | unknown): ParseResult {
   let value: unknown = input;
   if (typeof input === 'string') {
     const parsed = parseJsonText(input);
-    if (!parsed.ok) return { ok: false, errors: [parsed.error] };
+    if (!parsed.ok) return { ok: false, stage: 'json', errors: [parsed.error] };
     value = parsed.value;
   }
   const errors: ConfigIssue[] = [];
   checkShape(runConfigSchema, value, '', errors);
-  if (errors.length) return { ok: false, errors };
+  if (errors.length) return { ok: false, stage: 'shape', errors };
   const resolved = resolve(value as RunConfigInput, errors);
-  if (!resolved) return { ok: false, errors };
+  if (!resolved) return { ok: false, stage: 'rules', errors };
   errors.push(...crossFieldIssues(resolved, value as RunConfigInput));
-  return errors.length ? { ok: false, errors } : { ok: true, config: resolved };
+  return errors.length ? { ok: false, stage: 'rules', errors } : { ok: true, config: resolved };
 }
 
 /** parseConfig, throwing a ConfigError that lists every problem. */

@@ -13,9 +13,10 @@ const common = { bundle: true, sourcemap: true, logLevel: 'warning', absWorkingD
 // The schema comes from the same source of truth as the config types (runtime/config/schema.ts).
 await build({ ...common, entryPoints: ['runtime/config/schema.ts'], outfile: 'out/build/schema.cjs', platform: 'node', format: 'cjs', sourcemap: false });
 const require = createRequire(import.meta.url);
-const { buildJsonSchema } = require(join(root, 'out/build/schema.cjs'));
+const { buildJsonSchema, buildMarkdownReference } = require(join(root, 'out/build/schema.cjs'));
 mkdirSync(join(root, 'media'), { recursive: true });
 writeFileSync(join(root, 'media/scalelm.schema.json'), JSON.stringify(buildJsonSchema(), null, 2) + '\n');
+writeFileSync(join(root, 'docs/config.md'), buildMarkdownReference() + '\n');
 if (schemaOnly) process.exit(0);
 
 mkdirSync(join(root, 'dist'), { recursive: true });

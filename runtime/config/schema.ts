@@ -117,3 +117,22 @@ export function buildJsonSchema(): Record<string, unknown> {
     properties: { $schema: { type: 'string' }, ...(toJsonSchema(runConfigSchema).properties as object) },
   };
 }
+
+/** docs/config.md's reference tables, from the same declarations. */
+export function buildMarkdownReference(): string {
+  const lines = ['# Run config reference', '', 'Generated from `runtime/config/schema.ts` by `npm run build`; do not edit by hand.', '', runConfigSchema.description, ''];
+  for (const [section, node] of Object.entries(runConfigSchema.properties)) {
+    if (node.kind !== 'object') {
+      lines.push(`- \`${section}\`: ${node.description}`, '');
+      continue;
+    }
+    lines.push(`## \`${section}\``, '', node.description, '', '| key | type | default | meaning |', '|---|---|---|---|');
+    for (const [key, child] of Object.entries(node.properties as Record<string, import('./dsl').AnyNode>)) {
+      const type = child.kind === 'enum' ? child.values.map((v) => `\`${JSON.stringify(v)}\``).join(' \\| ') : child.kind === 'number' ? (child.integer ? 'integer' : 'number') : child.kind === 'bytes' ? 'size ("80GiB") or bytes' : child.kind;
+      const def = 'default' in child && child.default !== undefined ? `\`${JSON.stringify(child.default)}\`` : '';
+      lines.push(`| \`${key}\` | ${type} | ${def} | ${child.description.replace(/\|/g, '\\|')} |`);
+    }
+    lines.push('');
+  }
+  return lines.join('\n');
+}

@@ -3,6 +3,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildJsonSchema, loadConfig, modelFromHuggingFace, parseConfig, setPath, ConfigError, MODEL_PRESETS, GPU_PRESETS } from '../../runtime/config';
 import { isHuggingFaceConfig } from '../../runtime/config/huggingface';
+import { buildMarkdownReference } from '../../runtime/config/schema';
 import { parseBytes, formatBytes } from '../../runtime/units';
 
 const root = join(__dirname, '..', '..', '..');
@@ -222,6 +223,10 @@ describe('JSON schema and units', () => {
   it('the schema shipped in media/ is the one generated from the config source', () => {
     const shipped = JSON.parse(readFileSync(join(root, 'media/scalelm.schema.json'), 'utf8')) as unknown;
     assert.deepEqual(shipped, JSON.parse(JSON.stringify(buildJsonSchema())));
+  });
+
+  it('docs/config.md is the reference generated from the same source', () => {
+    assert.equal(readFileSync(join(root, 'docs/config.md'), 'utf8'), buildMarkdownReference() + '\n');
   });
 
   it('describes every section, forbids unknown keys and lists enums', () => {

@@ -1,0 +1,691 @@
+// Protocol v1: the messages between the runtime and its clients (extension host, webview, browser, tools).
+// One JSON object per WebSocket text frame and per metrics.jsonl line. Pure: no Node or DOM APIs, so the
+// runtime, the extension and the webview bundle share it.
+//
+// Every message crossing a boundary goes through a validator here. A validator either returns a fresh,
+// fully checked copy (unknown keys rejected, limits enforced) or a reason naming the offending path; it
+// never hands back a half-checked object.
+//
+// Floats that may be non-finite (loss, gradNorm, …) travel as the strings "NaN", "Infinity", "-Infinity"
+// because JSON has no spelling for them; encodeMessage/decodeMessage convert at the edge, so in memory a
+// diverged loss is the number NaN.
+
+export const PROTOCOL_VERSION = 1 as const;
+/** The WebSocket subprotocol a client must offer and the server selects. */
+export const SUBPROTOCOL = 'scalelm.v1';
+/** Browsers cannot set headers on a WebSocket: they send the token as a subprotocol entry with this prefix. */
+export const TOKEN_PROTOCOL_PREFIX = 'scalelm.token.';
+/** Path of the WebSocket endpoint on the runtime's server. */
+export const WS_PATH = '/ws';
+
+// ---------------------------------------------------------------------------------------------- types
+
+export type JsonValue = null | boolean | number | string | JsonValue[] | { [k: string]: JsonValue };
+export type JsonObject = { [k: string]: JsonValue };
+
+export type RunState = 'starting' | 'running' | 'checkpointing' | 'stopping' | 'done' | 'failed';
+export const RUN_STATES: readonly RunState[] = ['starting', 'running', 'checkpointing', 'stopping', 'done', 'failed'];
+
+/** First message of a run (first line of metrics.jsonl): what is running and what the planner predicted. */
+export interface HelloMessage {
+  type: 'hello';
+  protocol: typeof PROTOCOL_VERSION;
+  runId: string;
+  name: string;
+  /** ms since the epoch. */
+  startedAt: number;
+  /** Number of ranks. */
+  world: number;
+  /** The resolved run config (RunConfig as JSON). */
+  config: JsonObject;
+  /** The planner's prediction for this layout (per-rank memory breakdown, step time), as JSON. */
+  plan?: JsonObject;
+  t?: number;
+}
+
+export interface StatusMessage {
+  type: 'status';
+  state: RunState;
+  t: number;
+  step?: number;
+  /** Present exactly when state is "failed". */
+  error?: { message: string; kind?: string };
+  /** Why the state changed when it was not the run's own doing ("stop requested by a client"). */
+  reason?: string;
+}
+
+/** Bytes per category on the reporting rank at the end of the step; `peak` is the step's high-water mark. */
+export interface StepMemory {
+  params: number;
+  grads: number;
+  optimizer: number;
+  activations: number;
+  peak: number;
+  comm?: number;
+  other?: number;
+}
+
+/** One optimizer step, exactly as written to metrics.jsonl by the trainer's recorder. */
+export interface StepMessage {
+  type: 'step';
+  step: number;
+  loss: number;
+  lr: number;
+  gradNorm: number;
+  tokensPerSec: number;
+  stepMs: number;
+  memory: StepMemory;
+  /** Tokens trained on so far. */
+  tokens?: number;
+  /** ms since the epoch; stamped by the bus when the trainer leaves it out. */
+  t?: number;
+}
+
+export interface EvalMessage {
+  type: 'eval';
+  step: number;
+  loss: number;
+  t?: number;
+}
+
+/** Per-rank memory (a gauge): measured bytes by category, the step's peak, the device capacity, the plan. */
+export interface MemoryMessage {
+  type: 'memory';
+  rank: number;
+  t: number;
+  step?: number;
+  /** Bytes by category (params, grads, optimizer, activations, comm, other, …). */
+  categories: Record<string, number>;
+  stepPeak: number;
+  capacity: number;
+  /** The planner's bytes for the same categories (and `peak`). */
+  predicted?: Record<string, number>;
+  /** Device the rank runs on: a GPU UUID or "cpu:N". */
+  device?: string;
+}
+
+export interface GpuProcess {
+  pid: number;
+  /** Bytes, null when the driver does not say. */
+  memory: number | null;
+  name?: string;
+  /** The rank this process is, when it is one of ours. */
+  rank?: number;
+}
+
+/** One device as nvidia-smi reports it. Bytes and SI units; null where the driver said N/A. */
+export interface GpuDevice {
+  index: number;
+  uuid: string;
+  name: string;
+  memoryUsed: number | null;
+  memoryTotal: number | null;
+  /** Memory the driver keeps for itself: usable = total − reserved. */
+  memoryReserved: number | null;
+  utilPercent: number | null;
+  temperatureC: number | null;
+  powerW: number | null;
+  powerLimitW: number | null;
+  smClockMHz: number | null;
+  /** The driver reported "GPU is lost" for this device. */
+  lost?: boolean;
+  processes: GpuProcess[];
+  /** Ranks of this run placed on the device. */
+  ranks?: number[];
+}
+
+/** A gauge: one sample of every device. */
+export interface GpuMessage {
+  type: 'gpu';
+  t: number;
+  devices: GpuDevice[];
+}
+
+/** Totals since the start of the run for one collective kind on one rank. */
+export interface CommStat {
+  kind: string;
+  calls: number;
+  bytes: number;
+  ms: number;
+}
+
+/** A gauge of cumulative totals, so keeping only the latest loses nothing. */
+export interface CommMessage {
+  type: 'comm';
+  rank: number;
+  t: number;
+  step?: number;
+  collectives: CommStat[];
+}
+
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+export interface LogMessage {
+  type: 'log';
+  level: LogLevel;
+  message: string;
+  t: number;
+  rank?: number;
+  source?: string;
+}
+
+export type AlertKind = 'memory-high' | 'memory-leak' | 'loss-nan' | 'loss-diverging' | 'collector-down' | 'gpu-lost';
+export const ALERT_KINDS: readonly AlertKind[] = ['memory-high', 'memory-leak', 'loss-nan', 'loss-diverging', 'collector-down', 'gpu-lost'];
+export type AlertSeverity = 'info' | 'warning' | 'critical';
+
+export interface AlertMessage {
+  type: 'alert';
+  /** Stable for one condition ("memory-high:rank0"), so a client can pair raised and cleared. */
+  id: string;
+  kind: AlertKind;
+  severity: AlertSeverity;
+  state: 'raised' | 'cleared';
+  message: string;
+  t: number;
+  step?: number;
+  rank?: number;
+  /** GPU UUID or "cpu:N". */
+  device?: string;
+  /** Seconds until the memory is full at the current trend (memory-high). */
+  timeToFullSec?: number;
+}
+
+export interface CheckpointMessage {
+  type: 'checkpoint';
+  step: number;
+  /** Relative to the run directory. */
+  path: string;
+  bytes?: number;
+  t: number;
+}
+
+/** What a run publishes: the lines of metrics.jsonl and the live stream. */
+export type Message = HelloMessage | StatusMessage | StepMessage | EvalMessage | MemoryMessage | GpuMessage | CommMessage | LogMessage | AlertMessage | CheckpointMessage;
+export type MessageType = Message['type'];
+export const MESSAGE_TYPES: readonly MessageType[] = ['hello', 'status', 'step', 'eval', 'memory', 'gpu', 'comm', 'log', 'alert', 'checkpoint'];
+
+/** A run the server can show (serve DIR may hold several). */
+export interface RunSummary {
+  runId: string;
+  name: string;
+  startedAt: number;
+  state: RunState | 'unknown';
+  steps: number;
+}
+
+/** The first thing a client receives: the run so far (downsampled), then live messages follow. */
+export interface SnapshotMessage {
+  type: 'snapshot';
+  protocol: typeof PROTOCOL_VERSION;
+  runId: string;
+  /** True for a replayed run or when no control handler is attached: control messages are refused. */
+  readOnly: boolean;
+  hello: HelloMessage | null;
+  status: StatusMessage | null;
+  /** Downsampled per bucket to first, last, min and max loss (spikes and NaN kept). */
+  steps: StepMessage[];
+  /** How many steps the run has published; steps.length is less when downsampled. */
+  stepsTotal: number;
+  evals: EvalMessage[];
+  /** Downsampled history per rank (min/max of the step peak kept). */
+  memory: MemoryMessage[];
+  gpu: GpuMessage[];
+  /** Latest per rank. */
+  comm: CommMessage[];
+  /** The most recent log lines, alerts and checkpoints. */
+  logs: LogMessage[];
+  alerts: AlertMessage[];
+  checkpoints: CheckpointMessage[];
+  runs?: RunSummary[];
+  t: number;
+}
+
+export type ControlAction = 'stop' | 'checkpoint';
+export const CONTROL_ACTIONS: readonly ControlAction[] = ['stop', 'checkpoint'];
+
+/** Client -> server: stop the run or save a checkpoint now. Needs the token and this exact shape. */
+export interface ControlMessage {
+  type: 'control';
+  id: string;
+  action: ControlAction;
+}
+
+export interface ControlResultMessage {
+  type: 'control-result';
+  id: string;
+  ok: boolean;
+  error?: string;
+}
+
+/** The server refused a client message; the connection stays open. */
+export interface RejectedMessage {
+  type: 'rejected';
+  reason: string;
+  id?: string;
+}
+
+export type ServerMessage = Message | SnapshotMessage | ControlResultMessage | RejectedMessage;
+export type ClientMessage = ControlMessage;
+
+export type Result<T> = { ok: true; value: T } | { ok: false; reason: string };
+
+// ---------------------------------------------------------------------------------------------- limits
+
+export const LIMITS = {
+  /** Longest log or alert text. */
+  text: 16_384,
+  /** Ids, names, kinds, paths. */
+  name: 512,
+  devices: 1024,
+  processes: 4096,
+  collectives: 64,
+  categories: 64,
+  jsonDepth: 32,
+  jsonNodes: 200_000,
+  snapshotItems: 100_000,
+  runs: 10_000,
+} as const;
+
+// ---------------------------------------------------------------------------------------------- checks
+
+class Invalid extends Error {
+  constructor(
+    readonly path: string,
+    readonly why: string,
+  ) {
+    super(`${path || '(message)'}: ${why}`);
+  }
+}
+
+type Check<T> = (v: unknown, path: string) => T;
+interface Optional<T> {
+  optional: true;
+  check: Check<T>;
+}
+const opt = <T>(check: Check<T>): Optional<T> => ({ optional: true, check });
+type Shape<T> = { [K in keyof T]-?: undefined extends T[K] ? Optional<Exclude<T[K], undefined>> : Check<T[K]> };
+
+const describe = (v: unknown): string => (v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v === 'string' ? `"${v.length > 40 ? v.slice(0, 40) + '…' : v}"` : typeof v === 'object' ? 'an object' : String(v));
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
+  const proto = Object.getPrototypeOf(v);
+  return proto === Object.prototype || proto === null;
+}
+
+function object<T>(shape: Shape<T>): Check<T> {
+  const keys = Object.keys(shape) as (keyof T & string)[];
+  return (v, path) => {
+    if (!isPlainObject(v)) throw new Invalid(path, `must be an object, got ${describe(v)}`);
+    for (const k of Object.keys(v)) if (!(k in shape)) throw new Invalid(join(path, k), 'is not a field of this message');
+    const out: Record<string, unknown> = {};
+    for (const k of keys) {
+      const spec = shape[k] as Check<unknown> | Optional<unknown>;
+      const value = v[k];
+      if (typeof spec === 'function') {
+        if (value === undefined) throw new Invalid(join(path, k), 'is required');
+        out[k] = spec(value, join(path, k));
+      } else if (value !== undefined) out[k] = spec.check(value, join(path, k));
+    }
+    return out as T;
+  };
+}
+
+const join = (path: string, key: string | number): string => (typeof key === 'number' ? `${path}[${key}]` : path ? `${path}.${key}` : key);
+
+const literal =
+  <T extends string | number>(value: T): Check<T> =>
+  (v, path) => {
+    if (v !== value) throw new Invalid(path, `must be ${JSON.stringify(value)}, got ${describe(v)}`);
+    return value;
+  };
+
+function oneOf<T extends string>(values: readonly T[]): Check<T> {
+  return (v, path) => {
+    if (typeof v !== 'string' || !(values as readonly string[]).includes(v)) throw new Invalid(path, `must be one of ${values.join(', ')}; got ${describe(v)}`);
+    return v as T;
+  };
+}
+
+function str(max: number = LIMITS.name, pattern?: RegExp): Check<string> {
+  return (v, path) => {
+    if (typeof v !== 'string') throw new Invalid(path, `must be a string, got ${describe(v)}`);
+    if (v.length > max) throw new Invalid(path, `is longer than ${max} characters`);
+    if (pattern && !pattern.test(v)) throw new Invalid(path, `does not match ${pattern}`);
+    return v;
+  };
+}
+const nonEmpty = (max: number = LIMITS.name): Check<string> => str(max, /\S/);
+const ID = /^[A-Za-z0-9][A-Za-z0-9._:@+-]*$/;
+
+/** A whole number in [min, max] (counts, steps, bytes, ranks, pids). */
+function int(min = 0, max = Number.MAX_SAFE_INTEGER): Check<number> {
+  return (v, path) => {
+    if (typeof v !== 'number' || !Number.isInteger(v)) throw new Invalid(path, `must be a whole number, got ${describe(v)}`);
+    if (v < min || v > max) throw new Invalid(path, `must be between ${min} and ${max}, got ${v}`);
+    return v;
+  };
+}
+const bytes = int(0);
+const time = int(0);
+
+/** A finite number ≥ min. */
+function finite(min = -Infinity): Check<number> {
+  return (v, path) => {
+    if (typeof v !== 'number' || !Number.isFinite(v)) throw new Invalid(path, `must be a finite number, got ${describe(v)}`);
+    if (v < min) throw new Invalid(path, `must be ≥ ${min}, got ${v}`);
+    return v;
+  };
+}
+
+const NON_FINITE: Record<string, number> = { NaN: NaN, Infinity: Infinity, '-Infinity': -Infinity };
+/** A measured float that may have gone non-finite (a diverged loss): a number or its string spelling. */
+const metric: Check<number> = (v, path) => {
+  if (typeof v === 'number') return v;
+  if (typeof v === 'string' && v in NON_FINITE) return NON_FINITE[v]!;
+  throw new Invalid(path, `must be a number (or "NaN", "Infinity", "-Infinity"), got ${describe(v)}`);
+};
+
+function nullable<T>(check: Check<T>): Check<T | null> {
+  return (v, path) => (v === null ? null : check(v, path));
+}
+
+function array<T>(item: Check<T>, max: number): Check<T[]> {
+  return (v, path) => {
+    if (!Array.isArray(v)) throw new Invalid(path, `must be an array, got ${describe(v)}`);
+    if (v.length > max) throw new Invalid(path, `has ${v.length} items; at most ${max} are allowed`);
+    return v.map((x, i) => item(x, join(path, i)));
+  };
+}
+
+const bool: Check<boolean> = (v, path) => {
+  if (typeof v !== 'boolean') throw new Invalid(path, `must be true or false, got ${describe(v)}`);
+  return v;
+};
+
+const CATEGORY = /^[A-Za-z][A-Za-z0-9_.-]{0,63}$/;
+function byteRecord(v: unknown, path: string): Record<string, number> {
+  if (!isPlainObject(v)) throw new Invalid(path, `must be an object of byte counts, got ${describe(v)}`);
+  const keys = Object.keys(v);
+  if (keys.length > LIMITS.categories) throw new Invalid(path, `has ${keys.length} categories; at most ${LIMITS.categories}`);
+  const out: Record<string, number> = {};
+  for (const k of keys) {
+    if (!CATEGORY.test(k)) throw new Invalid(join(path, k), 'is not a valid category name (letters, digits, _ . -)');
+    out[k] = bytes(v[k], join(path, k));
+  }
+  return out;
+}
+
+/** Opaque JSON (config, plan): plain data only, bounded depth and size. */
+function jsonObject(v: unknown, path: string): JsonObject {
+  let nodes = 0;
+  const copy = (x: unknown, p: string, depth: number): JsonValue => {
+    if (++nodes > LIMITS.jsonNodes) throw new Invalid(path, `has more than ${LIMITS.jsonNodes} values`);
+    if (depth > LIMITS.jsonDepth) throw new Invalid(p, `nests deeper than ${LIMITS.jsonDepth}`);
+    if (x === null || typeof x === 'boolean' || typeof x === 'string') return x;
+    if (typeof x === 'number') {
+      if (!Number.isFinite(x)) throw new Invalid(p, 'must be a finite number');
+      return x;
+    }
+    if (Array.isArray(x)) return x.map((y, i) => copy(y, join(p, i), depth + 1));
+    if (isPlainObject(x)) {
+      const o: JsonObject = {};
+      for (const k of Object.keys(x)) if (x[k] !== undefined) o[k] = copy(x[k], join(p, k), depth + 1);
+      return o;
+    }
+    throw new Invalid(p, `is not JSON data (${typeof x})`);
+  };
+  if (!isPlainObject(v)) throw new Invalid(path, `must be an object, got ${describe(v)}`);
+  return copy(v, path, 0) as JsonObject;
+}
+
+// ---------------------------------------------------------------------------------------------- messages
+
+const hello = object<HelloMessage>({
+  type: literal('hello'),
+  protocol: literal(PROTOCOL_VERSION),
+  runId: str(LIMITS.name, ID),
+  name: nonEmpty(),
+  startedAt: time,
+  world: int(1, 1 << 20),
+  config: jsonObject,
+  plan: opt(jsonObject),
+  t: opt(time),
+});
+
+const statusShape = object<StatusMessage>({
+  type: literal('status'),
+  state: oneOf(RUN_STATES),
+  t: time,
+  step: opt(int()),
+  error: opt(object<{ message: string; kind?: string }>({ message: nonEmpty(LIMITS.text), kind: opt(str()) })),
+  reason: opt(str(LIMITS.text)),
+});
+const status: Check<StatusMessage> = (v, path) => {
+  const s = statusShape(v, path);
+  if (s.state === 'failed' && !s.error) throw new Invalid(join(path, 'error'), 'is required when state is "failed"');
+  if (s.state !== 'failed' && s.error) throw new Invalid(join(path, 'error'), `is only allowed when state is "failed" (state is "${s.state}")`);
+  return s;
+};
+
+const stepMemory = object<StepMemory>({ params: bytes, grads: bytes, optimizer: bytes, activations: bytes, peak: bytes, comm: opt(bytes), other: opt(bytes) });
+
+const step = object<StepMessage>({
+  type: literal('step'),
+  step: int(),
+  loss: metric,
+  lr: metric,
+  gradNorm: metric,
+  tokensPerSec: metric,
+  stepMs: metric,
+  memory: stepMemory,
+  tokens: opt(int()),
+  t: opt(time),
+});
+
+const evalMsg = object<EvalMessage>({ type: literal('eval'), step: int(), loss: metric, t: opt(time) });
+
+const memory = object<MemoryMessage>({
+  type: literal('memory'),
+  rank: int(0, 1 << 20),
+  t: time,
+  step: opt(int()),
+  categories: byteRecord,
+  stepPeak: bytes,
+  capacity: bytes,
+  predicted: opt(byteRecord),
+  device: opt(str()),
+});
+
+const gpuProcess = object<GpuProcess>({ pid: int(0), memory: nullable(bytes), name: opt(str(4096)), rank: opt(int(0, 1 << 20)) });
+const gpuDevice = object<GpuDevice>({
+  index: int(0, 65535),
+  uuid: str(),
+  name: str(),
+  memoryUsed: nullable(bytes),
+  memoryTotal: nullable(bytes),
+  memoryReserved: nullable(bytes),
+  utilPercent: nullable(finite(0)),
+  temperatureC: nullable(finite()),
+  powerW: nullable(finite(0)),
+  powerLimitW: nullable(finite(0)),
+  smClockMHz: nullable(finite(0)),
+  lost: opt(bool),
+  processes: array(gpuProcess, LIMITS.processes),
+  ranks: opt(array(int(0, 1 << 20), LIMITS.processes)),
+});
+const gpu = object<GpuMessage>({ type: literal('gpu'), t: time, devices: array(gpuDevice, LIMITS.devices) });
+
+const commStat = object<CommStat>({ kind: str(64, /^[a-z][a-z0-9-]*$/), calls: int(), bytes: bytes, ms: finite(0) });
+const comm = object<CommMessage>({ type: literal('comm'), rank: int(0, 1 << 20), t: time, step: opt(int()), collectives: array(commStat, LIMITS.collectives) });
+
+const log = object<LogMessage>({
+  type: literal('log'),
+  level: oneOf(['debug', 'info', 'warn', 'error'] as const),
+  message: str(LIMITS.text),
+  t: time,
+  rank: opt(int(0, 1 << 20)),
+  source: opt(str()),
+});
+
+const alert = object<AlertMessage>({
+  type: literal('alert'),
+  id: str(LIMITS.name, ID),
+  kind: oneOf(ALERT_KINDS),
+  severity: oneOf(['info', 'warning', 'critical'] as const),
+  state: oneOf(['raised', 'cleared'] as const),
+  message: nonEmpty(LIMITS.text),
+  t: time,
+  step: opt(int()),
+  rank: opt(int(0, 1 << 20)),
+  device: opt(str()),
+  timeToFullSec: opt(finite(0)),
+});
+
+const checkpoint = object<CheckpointMessage>({
+  type: literal('checkpoint'),
+  step: int(),
+  path: str(4096, /^(?!\/)(?!.*(^|\/)\.\.(\/|$)).+$/),
+  bytes: opt(bytes),
+  t: time,
+});
+
+const MESSAGE_CHECKS: { [K in MessageType]: Check<Extract<Message, { type: K }>> } = {
+  hello,
+  status,
+  step,
+  eval: evalMsg,
+  memory,
+  gpu,
+  comm,
+  log,
+  alert,
+  checkpoint,
+};
+
+const message: Check<Message> = (v, path) => {
+  if (!isPlainObject(v)) throw new Invalid(path, `must be an object, got ${describe(v)}`);
+  const type = v.type;
+  if (typeof type !== 'string' || !(MESSAGE_TYPES as readonly string[]).includes(type)) throw new Invalid(join(path, 'type'), `must be one of ${MESSAGE_TYPES.join(', ')}; got ${describe(type)}`);
+  return MESSAGE_CHECKS[type as MessageType](v, path);
+};
+
+function only<T extends Message>(type: T['type']): Check<T> {
+  return (v, path) => {
+    const m = message(v, path);
+    if (m.type !== type) throw new Invalid(join(path, 'type'), `must be "${type}", got "${m.type}"`);
+    return m as T;
+  };
+}
+
+const runSummary = object<RunSummary>({
+  runId: str(LIMITS.name, ID),
+  name: str(),
+  startedAt: time,
+  state: oneOf([...RUN_STATES, 'unknown'] as const),
+  steps: int(),
+});
+
+const snapshot = object<SnapshotMessage>({
+  type: literal('snapshot'),
+  protocol: literal(PROTOCOL_VERSION),
+  runId: str(LIMITS.name, ID),
+  readOnly: bool,
+  hello: nullable(only<HelloMessage>('hello')),
+  status: nullable(only<StatusMessage>('status')),
+  steps: array(only<StepMessage>('step'), LIMITS.snapshotItems),
+  stepsTotal: int(),
+  evals: array(only<EvalMessage>('eval'), LIMITS.snapshotItems),
+  memory: array(only<MemoryMessage>('memory'), LIMITS.snapshotItems),
+  gpu: array(only<GpuMessage>('gpu'), LIMITS.snapshotItems),
+  comm: array(only<CommMessage>('comm'), LIMITS.snapshotItems),
+  logs: array(only<LogMessage>('log'), LIMITS.snapshotItems),
+  alerts: array(only<AlertMessage>('alert'), LIMITS.snapshotItems),
+  checkpoints: array(only<CheckpointMessage>('checkpoint'), LIMITS.snapshotItems),
+  runs: opt(array(runSummary, LIMITS.runs)),
+  t: time,
+});
+
+const controlResult = object<ControlResultMessage>({ type: literal('control-result'), id: str(), ok: bool, error: opt(str(LIMITS.text)) });
+const rejected = object<RejectedMessage>({ type: literal('rejected'), reason: str(LIMITS.text), id: opt(str()) });
+
+const serverMessage: Check<ServerMessage> = (v, path) => {
+  if (isPlainObject(v)) {
+    if (v.type === 'snapshot') return snapshot(v, path);
+    if (v.type === 'control-result') return controlResult(v, path);
+    if (v.type === 'rejected') return rejected(v, path);
+  }
+  return message(v, path);
+};
+
+const control = object<ControlMessage>({ type: literal('control'), id: str(128, ID), action: oneOf(CONTROL_ACTIONS) });
+
+function run<T>(check: Check<T>, v: unknown): Result<T> {
+  try {
+    return { ok: true, value: check(v, '') };
+  } catch (e) {
+    if (e instanceof Invalid) return { ok: false, reason: e.message };
+    throw e;
+  }
+}
+
+/** A message the runtime publishes (or a metrics.jsonl line, already JSON-parsed). */
+export const validateMessage = (v: unknown): Result<Message> => run(message, v);
+/** Anything a client may receive from the server. */
+export const validateServerMessage = (v: unknown): Result<ServerMessage> => run(serverMessage, v);
+/** Anything the server accepts from a client. */
+export const validateClientMessage = (v: unknown): Result<ClientMessage> => run(control, v);
+
+// ---------------------------------------------------------------------------------------------- wire
+
+const replacer = (_key: string, value: unknown): unknown => (typeof value === 'number' && !Number.isFinite(value) ? String(value) : value);
+
+/** JSON text for the wire or a metrics.jsonl line; non-finite numbers become "NaN"/"Infinity"/"-Infinity". */
+export function encodeMessage(msg: ServerMessage | ClientMessage): string {
+  return JSON.stringify(msg, replacer);
+}
+
+function decodeWith<T>(text: string, validate: (v: unknown) => Result<T>): Result<T> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (e) {
+    return { ok: false, reason: `not valid JSON: ${(e as Error).message}` };
+  }
+  return validate(parsed);
+}
+
+export const decodeMessage = (text: string): Result<Message> => decodeWith(text, validateMessage);
+export const decodeServerMessage = (text: string): Result<ServerMessage> => decodeWith(text, validateServerMessage);
+export const decodeClientMessage = (text: string): Result<ClientMessage> => decodeWith(text, validateClientMessage);
+
+// ---------------------------------------------------------------------------------------------- helpers
+
+/** Gauges may be coalesced ("latest wins") for a slow client; everything else is delivered in order. */
+export function isGauge(msg: Message): msg is GpuMessage | MemoryMessage | CommMessage {
+  return msg.type === 'gpu' || msg.type === 'memory' || msg.type === 'comm';
+}
+
+/** Two gauges with the same key replace each other. */
+export function gaugeKey(msg: GpuMessage | MemoryMessage | CommMessage): string {
+  return msg.type === 'gpu' ? 'gpu' : `${msg.type}:${msg.rank}`;
+}
+
+/** A run token: 256 bits as 64 lowercase hex digits. */
+export function isToken(s: string): boolean {
+  return /^[0-9a-f]{64}$/.test(s);
+}
+
+/** The subprotocol list a browser passes to `new WebSocket(url, protocols)`. */
+export function webSocketProtocols(token: string): string[] {
+  return [SUBPROTOCOL, TOKEN_PROTOCOL_PREFIX + token];
+}
+
+/**
+ * The token from a dashboard URL's fragment (`#token=…`). The fragment never reaches the server; the page
+ * should read it once and remove it (history.replaceState) so it does not linger in the address bar.
+ */
+export function tokenFromFragment(hash: string): string | null {
+  const params = new URLSearchParams(hash.replace(/^#/, ''));
+  const token = params.get('token');
+  return token !== null && isToken(token) ? token : null;
+}

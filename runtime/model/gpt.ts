@@ -1,0 +1,272 @@
+// GPT-2: token + learned position embeddings, L pre-LayerNorm blocks (causal multi-head attention with a
+// fused QKV projection, GELU MLP of 4h), a final LayerNorm, and an output layer tied to wte. Forward and
+// backward are explicit and layer by layer; gradients leave through a sink as soon as each layer has them
+// (where a data-parallel engine starts its bucketed all-reduce), and activations are freed as backward
+// passes them. Full recompute keeps only each block's input and replays the block in backward.
+import * as tf from '@tensorflow/tfjs-core';
+import type { ModelSpec } from '../config/types';
+import type { MemoryTracker } from './memory';
+import { AttentionCore, Dropout, Embedding, Gelu, keepActivation, LayerNorm, Linear, TiedHeadLoss, type Layer, type LayerContext, type NamedGrads, type EmbeddingSaved, type HeadSaved } from './layers';
+import { share } from './ops';
+import type { ParamSource, ParamSpec } from './params';
+
+export interface GptShape {
+  layers: number;
+  hidden: number;
+  heads: number;
+  vocab: number;
+  /** Rows of wpe: the longest sequence the model takes. */
+  positions: number;
+  ffnHidden: number;
+  eps: number;
+}
+
+export type Recompute = 'none' | 'selective' | 'full';
+
+/** Receives each parameter gradient of one micro-batch as soon as backward has it (ownership passes). */
+export type GradSink = (name: string, grad: tf.Tensor) => void;
+
+export class ModelShapeError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ModelShapeError';
+  }
+}
+
+/** The GPT-2 shape of a config's model, or a precise error for what this runtime does not train. */
+export function gptShape(model: ModelSpec): GptShape {
+  const unsupported: string[] = [];
+  if (model.activation !== 'gelu') unsupported.push(`model.activation="${model.activation}" (use "gelu")`);
+  if (model.norm !== 'layernorm') unsupported.push(`model.norm="${model.norm}" (use "layernorm")`);
+  if (!model.tiedEmbeddings) unsupported.push('model.tiedEmbeddings=false (use true)');
+  if (!model.bias) unsupported.push('model.bias=false (use true)');
+  if (model.positionEmbedding !== 'learned') unsupported.push(`model.positionEmbedding="${model.positionEmbedding}" (use "learned")`);
+  if (model.kvHeads !== model.heads) unsupported.push(`model.kvHeads=${model.kvHeads} (grouped-query attention; use kvHeads = heads = ${model.heads})`);
+  if (model.hidden % model.heads !== 0) unsupported.push(`model.heads=${model.heads} does not divide model.hidden=${model.hidden}`);
+  if (unsupported.length) {
+    throw new ModelShapeError(`the local runtime trains GPT-2-style models only; this config has ${unsupported.join('; ')}. Such configs can still be planned (scalelm plan).`);
+  }
+  return { layers: model.layers, hidden: model.hidden, heads: model.heads, vocab: model.vocab, positions: model.seqLen, ffnHidden: model.ffnHidden, eps: 1e-5 };
+}
+
+/** The sublayers of one block; a tensor-parallel build supplies column/row-parallel variants. */
+export interface BlockLayers {
+  ln1: Layer;
+  attn: Layer;
+  core: Layer;
+  proj: Layer;
+  dropAttn: Layer;
+  ln2: Layer;
+  fc: Layer;
+  gelu: Layer;
+  mproj: Layer;
+  dropMlp: Layer;
+}
+
+export function gpt2BlockLayers(i: number, s: GptShape, recompute: Recompute): BlockLayers {
+  const C = s.hidden;
+  // GPT-2 scales the residual projections by 1/√(2L) (two per block).
+  const residualStd = 0.02 / Math.sqrt(2 * s.layers);
+  return {
+    ln1: new LayerNorm(`h.${i}.ln_1`, C, s.eps),
+    attn: new Linear(`h.${i}.attn.c_attn`, C, 3 * C),
+    core: new AttentionCore(`h.${i}.attn`, s.heads, C / s.heads, recompute === 'selective'),
+    proj: new Linear(`h.${i}.attn.c_proj`, C, C, residualStd),
+    dropAttn: new Dropout(`h.${i}.attn.resid_dropout`),
+    ln2: new LayerNorm(`h.${i}.ln_2`, C, s.eps),
+    fc: new Linear(`h.${i}.mlp.c_fc`, C, s.ffnHidden),
+    gelu: new Gelu(`h.${i}.mlp.act`),
+    mproj: new Linear(`h.${i}.mlp.c_proj`, s.ffnHidden, C, residualStd),
+    dropMlp: new Dropout(`h.${i}.mlp.dropout`),
+  };
+}
+
+type Saved = Record<keyof BlockLayers, unknown>;
+const ORDER: (keyof BlockLayers)[] = ['ln1', 'attn', 'core', 'proj', 'dropAttn', 'ln2', 'fc', 'gelu', 'mproj', 'dropMlp'];
+
+export class Block {
+  constructor(
+    readonly name: string,
+    readonly parts: BlockLayers,
+  ) {}
+
+  paramSpecs(): ParamSpec[] {
+    return ORDER.flatMap((k) => this.parts[k].paramSpecs());
+  }
+
+  forward(ctx: LayerContext, x: tf.Tensor, save: boolean): { y: tf.Tensor; saved?: Saved } {
+    const p = this.parts;
+    const saved = {} as Saved;
+    const step = (k: keyof BlockLayers, input: tf.Tensor, freeInput: boolean): tf.Tensor => {
+      where(ctx, p[k].name);
+      const r = p[k].forward(ctx, input, save);
+      if (freeInput) input.dispose();
+      saved[k] = r.saved;
+      return r.y;
+    };
+    let h = step('ln1', x, false);
+    h = step('attn', h, true);
+    h = step('core', h, true);
+    h = step('proj', h, true);
+    h = step('dropAttn', h, true);
+    const x2 = tf.add(x, h);
+    h.dispose();
+    h = step('ln2', x2, false);
+    h = step('fc', h, true);
+    h = step('gelu', h, true);
+    h = step('mproj', h, true);
+    h = step('dropMlp', h, true);
+    const y = tf.add(x2, h);
+    h.dispose();
+    x2.dispose();
+    return save ? { y, saved } : { y };
+  }
+
+  backward(ctx: LayerContext, dy: tf.Tensor, saved: Saved, sink: GradSink): tf.Tensor {
+    const p = this.parts;
+    const step = (k: keyof BlockLayers, d: tf.Tensor, freeInput: boolean): tf.Tensor => {
+      where(ctx, p[k].name);
+      const r = p[k].backward(ctx, d, saved[k]);
+      if (freeInput) d.dispose();
+      emit(r.grads, sink);
+      return r.dx;
+    };
+    let d = step('dropMlp', dy, false);
+    d = step('mproj', d, true);
+    d = step('gelu', d, true);
+    d = step('fc', d, true);
+    d = step('ln2', d, true);
+    const dx2 = tf.add(dy, d);
+    d.dispose();
+    d = step('dropAttn', dx2, false);
+    d = step('proj', d, true);
+    d = step('core', d, true);
+    d = step('attn', d, true);
+    d = step('ln1', d, true);
+    const dx = tf.add(dx2, d);
+    d.dispose();
+    dx2.dispose();
+    return dx;
+  }
+}
+
+function emit(grads: NamedGrads, sink: GradSink): void {
+  for (const [name, g] of grads) sink(name, g);
+}
+
+function where(ctx: LayerContext, layer: string): void {
+  if (ctx.tracker) ctx.tracker.where.layer = layer;
+}
+
+function phase(ctx: LayerContext, p: MemoryTracker['where']['phase']): void {
+  if (ctx.tracker) ctx.tracker.where.phase = p;
+}
+
+/** Everything one micro-batch's forward kept for its backward. */
+export interface ForwardState {
+  embedding: EmbeddingSaved;
+  /** Per block: the sublayers' saved tensors, or (full recompute) the block's input alone. */
+  blocks: ({ saved: Saved } | { input: tf.Tensor })[];
+  lnF: unknown;
+  head: HeadSaved;
+}
+
+export class Gpt {
+  readonly embedding: Embedding;
+  readonly blocks: Block[];
+  readonly lnF: LayerNorm;
+  readonly head = new TiedHeadLoss();
+
+  constructor(
+    readonly shape: GptShape,
+    readonly recompute: Recompute = 'none',
+    blockLayers: (i: number) => BlockLayers = (i) => gpt2BlockLayers(i, shape, recompute),
+  ) {
+    this.embedding = new Embedding(shape.vocab, shape.positions, shape.hidden);
+    this.blocks = Array.from({ length: shape.layers }, (_, i) => new Block(`h.${i}`, blockLayers(i)));
+    this.lnF = new LayerNorm('ln_f', shape.hidden, shape.eps);
+  }
+
+  paramSpecs(): ParamSpec[] {
+    return [...this.embedding.paramSpecs(), ...this.blocks.flatMap((b) => b.paramSpecs()), ...this.lnF.paramSpecs()];
+  }
+
+  /**
+   * Mean cross-entropy of one micro-batch. tokens and targets: int32 [B·T] (ctx.seq = T). With save=false
+   * nothing is kept (evaluation); otherwise the returned state feeds backward().
+   */
+  forward(ctx: LayerContext, tokens: tf.Tensor1D, targets: tf.Tensor1D, save: boolean): { loss: tf.Scalar; state?: ForwardState } {
+    if (ctx.seq > this.shape.positions) throw new ModelShapeError(`sequence length ${ctx.seq} exceeds the model's ${this.shape.positions} positions`);
+    phase(ctx, save ? 'forward' : 'eval');
+    where(ctx, 'embedding');
+    const emb = this.embedding.forward(ctx, tokens, save);
+    let h = emb.y;
+    const blocks: ForwardState['blocks'] = [];
+    for (const block of this.blocks) {
+      if (save && this.recompute === 'full') {
+        blocks.push({ input: keepActivation(ctx, share(h)) });
+        const r = block.forward(ctx, h, false);
+        h.dispose();
+        h = r.y;
+      } else {
+        const r = block.forward(ctx, h, save);
+        h.dispose();
+        h = r.y;
+        if (save) blocks.push({ saved: r.saved! });
+      }
+    }
+    where(ctx, 'ln_f');
+    const f = this.lnF.forward(ctx, h, save);
+    h.dispose();
+    where(ctx, 'lm_head');
+    const out = this.head.forward(ctx, f.y as tf.Tensor2D, targets, save);
+    f.y.dispose();
+    if (!save) return { loss: out.loss };
+    return { loss: out.loss, state: { embedding: emb.saved!, blocks, lnF: f.saved, head: out.saved! } };
+  }
+
+  /** Backward of scale·loss (scale = 1/accumulation steps); frees the state and hands every gradient to the sink. */
+  backward(ctx: LayerContext, state: ForwardState, scale: number, sink: GradSink): void {
+    phase(ctx, 'backward');
+    where(ctx, 'lm_head');
+    const head = this.head.backward(ctx, scale, state.head);
+    emit(head.grads, sink);
+    where(ctx, 'ln_f');
+    const f = this.lnF.backward(ctx, head.dx, state.lnF as never);
+    head.dx.dispose();
+    emit(f.grads, sink);
+    let d = f.dx;
+    for (let i = this.blocks.length - 1; i >= 0; i--) {
+      const block = this.blocks[i]!;
+      const s = state.blocks[i]!;
+      let saved: Saved;
+      if ('input' in s) {
+        // Full recompute: replay this block's forward, keeping what its backward needs.
+        phase(ctx, 'forward');
+        const r = block.forward(ctx, s.input, true);
+        r.y.dispose();
+        s.input.dispose();
+        saved = r.saved!;
+        phase(ctx, 'backward');
+      } else saved = s.saved;
+      const dx = block.backward(ctx, d, saved, sink);
+      d.dispose();
+      d = dx;
+    }
+    where(ctx, 'embedding');
+    emit(this.embedding.backward(ctx, d, state.embedding), sink);
+    d.dispose();
+  }
+}
+
+/** Frees a forward state without running backward (an aborted step). */
+export function disposeForwardState(state: ForwardState | undefined): void {
+  if (!state) return;
+  const walk = (v: unknown): void => {
+    if (v instanceof tf.Tensor) v.dispose();
+    else if (v && typeof v === 'object') for (const x of Object.values(v)) walk(x);
+  };
+  walk(state);
+}
+
+export type { ParamSource };

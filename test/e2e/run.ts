@@ -319,6 +319,7 @@ export async function runSuite(suite: E2ESuite): Promise<Counts> {
   if (!existsSync(join(suite.testsDir, 'index.js'))) throw new Error(`no compiled suite at ${relative(ROOT, suite.testsDir)}/index.js: run "npx tsc -p ." first`);
   if (!existsSync(join(EXTENSION_PATH, 'dist/extension.js'))) throw new Error(`no dist/extension.js in ${EXTENSION_PATH}: run "node scripts/build.mjs" first`);
   const dirs = makeTempDirs(suite);
+  activeTempDirs.add(dirs.base);
   const version = spawnSync(CODE_SERVER_BIN, ['--version'], { env: { ...process.env, XDG_CONFIG_HOME: dirs.xdgConfig, XDG_DATA_HOME: dirs.xdgData }, encoding: 'utf8' });
   log(`code-server --version: ${(version.stdout ?? '').trim().split('\n').pop() ?? ''}${version.status === 0 ? '' : ` (exit ${version.status}) ${version.stderr}`}`);
   log(`suite "${suite.name}": workspace trust ${suite.trust}, workspace ${dirs.workspace}, timeout ${timeoutMs / 1000} s`);
@@ -384,6 +385,7 @@ export async function runSuite(suite: E2ESuite): Promise<Counts> {
     if (codeServer) activeGroups.delete(codeServer.child);
     bridge.server.close();
     printEvidence(dirs);
+    activeTempDirs.delete(dirs.base);
     if (process.env.SCALELM_E2E_KEEP === '1') log(`kept ${dirs.base}`);
     else rmSync(dirs.base, { recursive: true, force: true });
   }
@@ -393,6 +395,7 @@ export async function runSuite(suite: E2ESuite): Promise<Counts> {
 // main
 
 const activeGroups = new Set<ChildProcess>();
+const activeTempDirs = new Set<string>();
 
 /** Last resort on Ctrl-C, kill, or an unexpected exit: no code-server may outlive the runner. */
 function killLeftovers(): void {
@@ -404,6 +407,8 @@ function killLeftovers(): void {
     }
   }
   activeGroups.clear();
+  if (process.env.SCALELM_E2E_KEEP !== '1') for (const dir of activeTempDirs) rmSync(dir, { recursive: true, force: true });
+  activeTempDirs.clear();
 }
 
 function sleep(ms: number): Promise<void> {

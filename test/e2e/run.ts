@@ -363,8 +363,8 @@ export async function runSuite(suite: E2ESuite): Promise<Counts> {
     const code = await Promise.race([exited, timedOut, died]);
     log(`suite "${suite.name}" exited with code ${code} after ${((Date.now() - started) / 1000).toFixed(1)} s`);
     let counts: Counts = reported ?? { passes: 0, failures: 0, pending: 0 };
-    if (!reported) log('the suite did not report its counts (it crashed before or while running mocha)');
-    if (code !== 0 && counts.failures === 0) counts = { ...counts, failures: 1 };
+    if (!reported) log('the suite did not report its counts (it crashed before or while running mocha): counted as a failure');
+    if ((code !== 0 || !reported) && counts.failures === 0) counts = { ...counts, failures: 1 };
     return counts;
   } catch (e) {
     if (page) {

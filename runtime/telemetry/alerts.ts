@@ -1,0 +1,243 @@
+// Alerts a monitor owes its user, each raised once per crossing and cleared with hysteresis:
+//   memory-high     peak memory (per rank, or per GPU from the driver) past 90% of capacity, cleared under
+//                   85%, with a time-to-full from the recent trend;
+//   memory-leak     the per-step peak keeps growing after warm-up;
+//   loss-nan        the loss is NaN or infinite (raised once);
+//   loss-diverging  the smoothed loss climbs well above its best;
+//   collector-down  the GPU sampler lost nvidia-smi;  gpu-lost  the driver reports a GPU as lost.
+// Pure: times come from the messages, so tests drive it with synthetic series.
+import type { AlertMessage, AlertSeverity, GpuMessage, MemoryMessage, Message, StepMessage } from '../protocol';
+import { formatBytes } from '../units';
+
+export interface AlertOptions {
+  highWater: number;
+  lowWater: number;
+  /** Samples in the time-to-full regression. */
+  trendSamples: number;
+  /** Steps skipped before leak and divergence checks (allocator warm-up, first optimizer step). */
+  warmupSteps: number;
+  /** Steps in the leak window. */
+  leakWindow: number;
+  /** Growth over the window below this is noise (bytes). */
+  leakMinBytes: number;
+  /** …or below this fraction of capacity. */
+  leakMinFraction: number;
+  /** Smoothed loss above best·divergeFactor for divergeSteps steps raises; under best·divergeClearFactor clears. */
+  divergeFactor: number;
+  divergeClearFactor: number;
+  divergeSteps: number;
+  emaBeta: number;
+  /** Per-device capacity in bytes, for step records before any per-rank memory message arrives. */
+  capacity?: number;
+}
+
+export const DEFAULT_ALERT_OPTIONS: AlertOptions = {
+  highWater: 0.9,
+  lowWater: 0.85,
+  trendSamples: 16,
+  warmupSteps: 10,
+  leakWindow: 20,
+  leakMinBytes: 2 ** 20,
+  leakMinFraction: 0.01,
+  divergeFactor: 2,
+  divergeClearFactor: 1.5,
+  divergeSteps: 5,
+  emaBeta: 0.9,
+};
+
+interface Context {
+  t: number;
+  step?: number;
+  rank?: number;
+  device?: string;
+}
+
+/** Least-squares slope of used bytes over time, in bytes per second. */
+export function slopePerSecond(samples: { t: number; used: number }[]): number {
+  const n = samples.length;
+  if (n < 2) return 0;
+  const t0 = samples[0]!.t;
+  let sx = 0, sy = 0, sxx = 0, sxy = 0;
+  for (const s of samples) {
+    const x = (s.t - t0) / 1000;
+    sx += x;
+    sy += s.used;
+    sxx += x * x;
+    sxy += x * s.used;
+  }
+  const den = n * sxx - sx * sx;
+  return den === 0 ? 0 : (n * sxy - sx * sy) / den;
+}
+
+class CapacityMeter {
+  raised = false;
+  samples: { t: number; used: number }[] = [];
+}
+
+class LeakMeter {
+  raised = false;
+  window: number[] = [];
+}
+
+export class AlertEngine {
+  private readonly o: AlertOptions;
+  private readonly capacity = new Map<string, CapacityMeter>();
+  private readonly leaks = new Map<string, LeakMeter>();
+  private readonly lostGpus = new Set<string>();
+  private perRankMemory = false;
+  private lossNanRaised = false;
+  private ema = 0;
+  private emaSteps = 0;
+  private bestLoss = Infinity;
+  private divergingFor = 0;
+  private diverging = false;
+  private collectorDown = false;
+
+  constructor(
+    private readonly emit: (alert: AlertMessage) => void,
+    options: Partial<AlertOptions> = {},
+  ) {
+    this.o = { ...DEFAULT_ALERT_OPTIONS, ...options };
+  }
+
+  observe(msg: Message): void {
+    if (msg.type === 'step') this.onStep(msg);
+    else if (msg.type === 'memory') this.onMemory(msg);
+    else if (msg.type === 'gpu') this.onGpu(msg);
+  }
+
+  /** The GPU sampler's health: raised once when it goes down, cleared when readings resume. */
+  collector(up: boolean, reason: string, t = Date.now()): void {
+    if (!up && !this.collectorDown) {
+      this.collectorDown = true;
+      this.send('collector-down:gpu', 'collector-down', 'warning', 'raised', `GPU readings stopped: ${reason}. Training continues; the sampler retries with back-off.`, { t });
+    } else if (up && this.collectorDown) {
+      this.collectorDown = false;
+      this.send('collector-down:gpu', 'collector-down', 'info', 'cleared', `GPU readings resumed${reason ? ` (${reason})` : ''}`, { t });
+    }
+  }
+
+  private send(id: string, kind: AlertMessage['kind'], severity: AlertSeverity, state: AlertMessage['state'], message: string, c: Context, extra: Partial<AlertMessage> = {}): void {
+    const a: AlertMessage = { type: 'alert', id, kind, severity, state, message, t: c.t, ...extra };
+    if (c.step !== undefined) a.step = c.step;
+    if (c.rank !== undefined) a.rank = c.rank;
+    if (c.device !== undefined) a.device = c.device;
+    this.emit(a);
+  }
+
+  private onStep(s: StepMessage): void {
+    const c: Context = { t: s.t ?? Date.now(), step: s.step };
+    if (!Number.isFinite(s.loss)) {
+      if (!this.lossNanRaised) {
+        this.lossNanRaised = true;
+        this.send('loss-nan', 'loss-nan', 'critical', 'raised', `loss is ${s.loss} at step ${s.step}: training has diverged numerically (lower the learning rate, check the data, or enable gradient clipping)`, c);
+      }
+    } else this.trackDivergence(s.loss, c);
+    if (!this.perRankMemory && this.o.capacity) {
+      this.checkCapacity('memory-high:run', 'peak memory', s.memory.peak, this.o.capacity, c);
+      this.checkLeak('memory-leak:run', 'peak memory', s.step, s.memory.peak, this.o.capacity, c);
+    }
+  }
+
+  private onMemory(m: MemoryMessage): void {
+    this.perRankMemory = true;
+    const c: Context = { t: m.t, rank: m.rank };
+    if (m.step !== undefined) c.step = m.step;
+    if (m.device !== undefined) c.device = m.device;
+    if (m.capacity > 0) this.checkCapacity(`memory-high:rank${m.rank}`, `rank ${m.rank} peak memory`, m.stepPeak, m.capacity, c);
+    if (m.step !== undefined) this.checkLeak(`memory-leak:rank${m.rank}`, `rank ${m.rank} peak memory`, m.step, m.stepPeak, m.capacity, c);
+  }
+
+  private onGpu(g: GpuMessage): void {
+    for (const d of g.devices) {
+      const c: Context = { t: g.t, device: d.uuid };
+      const id = `gpu-lost:${d.uuid}`;
+      if (d.lost && !this.lostGpus.has(d.uuid)) {
+        this.lostGpus.add(d.uuid);
+        this.send(id, 'gpu-lost', 'critical', 'raised', `GPU ${d.index} (${d.name}) is lost: the driver cannot reach it; ranks on it will fail (a reboot is usually needed)`, c);
+      } else if (!d.lost && this.lostGpus.has(d.uuid)) {
+        this.lostGpus.delete(d.uuid);
+        this.send(id, 'gpu-lost', 'info', 'cleared', `GPU ${d.index} (${d.name}) reports again`, c);
+      }
+      if (d.memoryUsed === null || d.memoryTotal === null) continue;
+      const usable = d.memoryTotal - (d.memoryReserved ?? 0);
+      if (usable > 0) this.checkCapacity(`memory-high:gpu${d.index}`, `GPU ${d.index} memory`, d.memoryUsed, usable, c);
+    }
+  }
+
+  private checkCapacity(id: string, what: string, used: number, capacity: number, c: Context): void {
+    let m = this.capacity.get(id);
+    if (!m) this.capacity.set(id, (m = new CapacityMeter()));
+    m.samples.push({ t: c.t, used });
+    if (m.samples.length > this.o.trendSamples) m.samples.shift();
+    const ratio = used / capacity;
+    if (!m.raised && ratio >= this.o.highWater) {
+      m.raised = true;
+      const slope = slopePerSecond(m.samples);
+      const extra: Partial<AlertMessage> = {};
+      let trend = 'steady at the current trend';
+      if (slope > 0) {
+        extra.timeToFullSec = Math.max(0, (capacity - used) / slope);
+        trend = `full in ~${formatDuration(extra.timeToFullSec)} at the current trend`;
+      }
+      const severity: AlertSeverity = ratio >= 0.98 ? 'critical' : 'warning';
+      this.send(id, 'memory-high', severity, 'raised', `${what} ${formatBytes(used)} is ${(ratio * 100).toFixed(0)}% of ${formatBytes(capacity)}; ${trend}`, c, extra);
+    } else if (m.raised && ratio < this.o.lowWater) {
+      m.raised = false;
+      this.send(id, 'memory-high', 'info', 'cleared', `${what} back to ${(ratio * 100).toFixed(0)}% of ${formatBytes(capacity)}`, c);
+    }
+  }
+
+  private checkLeak(id: string, what: string, step: number, value: number, capacity: number, c: Context): void {
+    if (step < this.o.warmupSteps) return;
+    let m = this.leaks.get(id);
+    if (!m) this.leaks.set(id, (m = new LeakMeter()));
+    m.window.push(value);
+    if (m.window.length > this.o.leakWindow) m.window.shift();
+    if (m.window.length < this.o.leakWindow) return;
+    const w = m.window;
+    const growth = w[w.length - 1]! - w[0]!;
+    let ups = 0, downs = 0;
+    for (let i = 1; i < w.length; i++) {
+      if (w[i]! > w[i - 1]!) ups++;
+      else if (w[i]! < w[i - 1]!) downs++;
+    }
+    const noise = Math.max(this.o.leakMinBytes, this.o.leakMinFraction * (capacity > 0 ? capacity : w[0]!));
+    if (!m.raised && growth > noise && ups >= (w.length - 1) / 2 && downs <= (w.length - 1) / 10) {
+      m.raised = true;
+      const perStep = growth / (w.length - 1);
+      this.send(id, 'memory-leak', 'warning', 'raised', `${what} grew by ${formatBytes(growth)} over the last ${w.length - 1} steps (+${formatBytes(perStep)}/step) after warm-up: something is kept alive across steps`, c);
+      m.window = [];
+    } else if (m.raised && Math.abs(growth) <= noise) {
+      m.raised = false;
+      this.send(id, 'memory-leak', 'info', 'cleared', `${what} stopped growing`, c);
+    }
+  }
+
+  private trackDivergence(loss: number, c: Context): void {
+    const b = this.o.emaBeta;
+    this.emaSteps++;
+    this.ema = b * this.ema + (1 - b) * loss;
+    const smoothed = this.ema / (1 - b ** this.emaSteps);
+    if (this.emaSteps <= this.o.warmupSteps) return;
+    this.bestLoss = Math.min(this.bestLoss, smoothed);
+    if (!(this.bestLoss > 0)) return;
+    if (!this.diverging) {
+      this.divergingFor = smoothed > this.bestLoss * this.o.divergeFactor ? this.divergingFor + 1 : 0;
+      if (this.divergingFor >= this.o.divergeSteps) {
+        this.diverging = true;
+        this.send('loss-diverging', 'loss-diverging', 'warning', 'raised', `smoothed loss ${smoothed.toPrecision(4)} is ${(smoothed / this.bestLoss).toFixed(1)}× its best (${this.bestLoss.toPrecision(4)}) for ${this.divergingFor} steps: the run is diverging (lower the learning rate or lengthen warm-up)`, c);
+      }
+    } else if (smoothed < this.bestLoss * this.o.divergeClearFactor) {
+      this.diverging = false;
+      this.divergingFor = 0;
+      this.send('loss-diverging', 'loss-diverging', 'info', 'cleared', `smoothed loss back to ${smoothed.toPrecision(4)}`, c);
+    }
+  }
+}
+
+function formatDuration(sec: number): string {
+  if (sec < 90) return `${Math.round(sec)} s`;
+  if (sec < 5400) return `${Math.round(sec / 60)} min`;
+  return `${(sec / 3600).toFixed(1)} h`;
+}

@@ -1,0 +1,241 @@
+// What the server remembers of a run so a client that connects late gets the story so far: a bounded,
+// downsampled history. Full resolution lives in metrics.jsonl; this is only for snapshots.
+//
+// Downsampling is min/max per bucket (M4: first, last, min, max), not LTTB: it keeps every spike (a loss
+// blow-up, a memory peak), which is what a monitor must not hide. Non-finite values are always kept.
+import {
+  PROTOCOL_VERSION,
+  type AlertMessage,
+  type CheckpointMessage,
+  type CommMessage,
+  type EvalMessage,
+  type GpuMessage,
+  type HelloMessage,
+  type LogMessage,
+  type MemoryMessage,
+  type Message,
+  type RunSummary,
+  type SnapshotMessage,
+  type StatusMessage,
+  type StepMessage,
+} from '../protocol';
+
+interface Bucket<T> {
+  start: number;
+  first: T;
+  last: T;
+  min: T;
+  max: T;
+  /** The first record whose value is not finite (NaN loss), kept whatever the bucket size. */
+  odd?: T;
+}
+
+/**
+ * Keeps at most ~4·maxBuckets records of a series ordered by x. When full, the bucket width doubles and
+ * neighbours merge, so memory stays bounded however long the run.
+ */
+export class Decimator<T> {
+  private buckets: Bucket<T>[] = [];
+  private width: number;
+  count = 0;
+
+  constructor(
+    private readonly x: (r: T) => number,
+    private readonly y: (r: T) => number,
+    private readonly maxBuckets = 512,
+    initialWidth = 1,
+  ) {
+    this.width = initialWidth;
+  }
+
+  add(r: T): void {
+    this.count++;
+    const x = this.x(r);
+    const last = this.buckets[this.buckets.length - 1];
+    const start = Math.floor(x / this.width) * this.width;
+    // x going backwards (a resumed run) joins the current bucket rather than reordering history.
+    if (last && start <= last.start) {
+      this.include(last, r);
+      return;
+    }
+    const b: Bucket<T> = { start, first: r, last: r, min: r, max: r };
+    if (!Number.isFinite(this.y(r))) b.odd = r;
+    this.buckets.push(b);
+    if (this.buckets.length > this.maxBuckets) this.coarsen();
+  }
+
+  private include(b: Bucket<T>, r: T): void {
+    b.last = r;
+    const y = this.y(r);
+    if (!Number.isFinite(y)) {
+      b.odd ??= r;
+      return;
+    }
+    if (!(this.y(b.min) <= y)) b.min = r;
+    if (!(this.y(b.max) >= y)) b.max = r;
+  }
+
+  private coarsen(): void {
+    this.width *= 2;
+    const merged: Bucket<T>[] = [];
+    for (const b of this.buckets) {
+      const start = Math.floor(b.start / this.width) * this.width;
+      const into = merged[merged.length - 1];
+      if (!into || into.start !== start) {
+        merged.push({ ...b, start });
+        continue;
+      }
+      into.last = b.last;
+      if (!(this.y(into.min) <= this.y(b.min))) into.min = b.min;
+      if (!(this.y(into.max) >= this.y(b.max))) into.max = b.max;
+      into.odd ??= b.odd;
+    }
+    this.buckets = merged;
+  }
+
+  /** The kept records in order, each once. */
+  values(): T[] {
+    const out: T[] = [];
+    for (const b of this.buckets) {
+      const kept = new Set<T>([b.first, b.min, b.max, b.last]);
+      if (b.odd) kept.add(b.odd);
+      out.push(...[...kept].sort((p, q) => this.x(p) - this.x(q)));
+    }
+    return out;
+  }
+
+  latest(): T | undefined {
+    return this.buckets[this.buckets.length - 1]?.last;
+  }
+}
+
+/** A fixed-size ring of the most recent items. */
+export class Recent<T> {
+  private items: T[] = [];
+  constructor(private readonly max: number) {}
+  add(item: T): void {
+    this.items.push(item);
+    if (this.items.length > this.max * 2) this.items = this.items.slice(-this.max);
+  }
+  values(): T[] {
+    return this.items.slice(-this.max);
+  }
+}
+
+export interface HistoryLimits {
+  /** Buckets for the step series (≈4× this many step records at most). */
+  stepBuckets: number;
+  gaugeBuckets: number;
+  logs: number;
+  alerts: number;
+  checkpoints: number;
+}
+
+const DEFAULT_LIMITS: HistoryLimits = { stepBuckets: 512, gaugeBuckets: 256, logs: 500, alerts: 500, checkpoints: 1000 };
+
+const sumUsed = (g: GpuMessage): number => g.devices.reduce((s, d) => s + (d.memoryUsed ?? 0), 0);
+
+/** A run's state and downsampled history; fed every message the run publishes. */
+export class RunHistory {
+  hello: HelloMessage | null = null;
+  status: StatusMessage | null = null;
+  readonly steps: Decimator<StepMessage>;
+  readonly evals: Decimator<EvalMessage>;
+  readonly memory = new Map<number, Decimator<MemoryMessage>>();
+  readonly gpu: Decimator<GpuMessage>;
+  readonly comm = new Map<number, CommMessage>();
+  readonly logs: Recent<LogMessage>;
+  readonly alerts: Recent<AlertMessage>;
+  readonly checkpoints: Recent<CheckpointMessage>;
+  /** Alerts currently raised, by id. */
+  readonly activeAlerts = new Map<string, AlertMessage>();
+  private readonly limits: HistoryLimits;
+
+  constructor(limits: Partial<HistoryLimits> = {}) {
+    this.limits = { ...DEFAULT_LIMITS, ...limits };
+    this.steps = new Decimator((s) => s.step, (s) => s.loss, this.limits.stepBuckets);
+    this.evals = new Decimator((e) => e.step, (e) => e.loss, this.limits.stepBuckets);
+    this.gpu = new Decimator((g) => g.t, sumUsed, this.limits.gaugeBuckets, 1000);
+    this.logs = new Recent(this.limits.logs);
+    this.alerts = new Recent(this.limits.alerts);
+    this.checkpoints = new Recent(this.limits.checkpoints);
+  }
+
+  add(msg: Message): void {
+    switch (msg.type) {
+      case 'hello':
+        this.hello = msg;
+        break;
+      case 'status':
+        this.status = msg;
+        break;
+      case 'step':
+        this.steps.add(msg);
+        break;
+      case 'eval':
+        this.evals.add(msg);
+        break;
+      case 'memory': {
+        let d = this.memory.get(msg.rank);
+        if (!d) this.memory.set(msg.rank, (d = new Decimator((m) => m.t, (m) => m.stepPeak, this.limits.gaugeBuckets, 1000)));
+        d.add(msg);
+        break;
+      }
+      case 'gpu':
+        this.gpu.add(msg);
+        break;
+      case 'comm':
+        this.comm.set(msg.rank, msg);
+        break;
+      case 'log':
+        this.logs.add(msg);
+        break;
+      case 'alert':
+        this.alerts.add(msg);
+        if (msg.state === 'raised') this.activeAlerts.set(msg.id, msg);
+        else this.activeAlerts.delete(msg.id);
+        break;
+      case 'checkpoint':
+        this.checkpoints.add(msg);
+        break;
+    }
+  }
+
+  get runId(): string {
+    return this.hello?.runId ?? 'pending';
+  }
+
+  summary(): RunSummary {
+    return {
+      runId: this.runId,
+      name: this.hello?.name ?? this.runId,
+      startedAt: this.hello?.startedAt ?? 0,
+      state: this.status?.state ?? 'unknown',
+      steps: this.steps.count,
+    };
+  }
+
+  snapshot(readOnly: boolean, runs?: RunSummary[]): SnapshotMessage {
+    const memory = [...this.memory.keys()].sort((a, b) => a - b).flatMap((rank) => this.memory.get(rank)!.values());
+    const snap: SnapshotMessage = {
+      type: 'snapshot',
+      protocol: PROTOCOL_VERSION,
+      runId: this.runId,
+      readOnly,
+      hello: this.hello,
+      status: this.status,
+      steps: this.steps.values(),
+      stepsTotal: this.steps.count,
+      evals: this.evals.values(),
+      memory,
+      gpu: this.gpu.values(),
+      comm: [...this.comm.values()].sort((a, b) => a.rank - b.rank),
+      logs: this.logs.values(),
+      alerts: this.alerts.values(),
+      checkpoints: this.checkpoints.values(),
+      t: Date.now(),
+    };
+    if (runs) snap.runs = runs;
+    return snap;
+  }
+}

@@ -1,0 +1,145 @@
+// The run directory as telemetry sees it. The trainer's runtime/train/run-dir.ts owns creating it and
+// writing config.json and checkpoints/; telemetry appends metrics.jsonl (and tensorboard/) and reads runs
+// back for `scalelm serve` and `scalelm export`.
+//
+//   runs/<runId>/config.json        the resolved config
+//   runs/<runId>/metrics.jsonl      protocol v1 messages, one per line, hello first; append-only
+//   runs/<runId>/checkpoints/       safetensors
+//   runs/<runId>/logs/              runtime and rank logs
+//   runs/<runId>/tensorboard/       events.out.tfevents.* (scalars), when that sink is on
+//
+// Durability: each message is one write(2) of one whole line straight to the file (no user-space
+// buffer), so a `kill -9` of the runtime loses nothing already published; status and checkpoint messages
+// and close() also fdatasync, so those survive a power cut too.
+import { closeSync, createReadStream, existsSync, fdatasyncSync, openSync, readdirSync, readFileSync, readSync, statSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { decodeMessage, type Message } from '../protocol';
+
+export const RUN_LAYOUT = {
+  config: 'config.json',
+  metrics: 'metrics.jsonl',
+  checkpoints: 'checkpoints',
+  logs: 'logs',
+  tensorboard: 'tensorboard',
+} as const;
+
+export class MetricsLog {
+  private fd: number | null;
+  readonly path: string;
+
+  constructor(runDir: string) {
+    this.path = join(runDir, RUN_LAYOUT.metrics);
+    this.fd = openSync(this.path, 'a', 0o644);
+  }
+
+  /** Appends one encoded message as one line, in one write. */
+  append(encoded: string): void {
+    if (this.fd === null) throw new Error(`${this.path} is closed`);
+    const buf = Buffer.from(encoded + '\n', 'utf8');
+    let off = 0;
+    while (off < buf.length) off += writeSync(this.fd, buf, off, buf.length - off);
+  }
+
+  sync(): void {
+    if (this.fd !== null) fdatasyncSync(this.fd);
+  }
+
+  close(): void {
+    if (this.fd === null) return;
+    this.sync();
+    closeSync(this.fd);
+    this.fd = null;
+  }
+}
+
+export interface LineProblem {
+  line: number;
+  reason: string;
+}
+
+export interface StoredRun {
+  dir: string;
+  /** config.json, parsed, or null when absent or unreadable (the hello line carries the config too). */
+  config: unknown;
+  messages: Message[];
+  /** Lines that were not valid protocol messages (skipped, never half-read). */
+  problems: LineProblem[];
+  /** The last line was cut short (the runtime was killed mid-write); it was skipped. */
+  truncatedTail: boolean;
+}
+
+export function hasMetrics(dir: string): boolean {
+  return existsSync(join(dir, RUN_LAYOUT.metrics));
+}
+
+function readConfig(dir: string): unknown {
+  try {
+    return JSON.parse(readFileSync(join(dir, RUN_LAYOUT.config), 'utf8'));
+  } catch {
+    return null;
+  }
+}
+
+/** Streams a run's messages in order; invalid lines go to onProblem, a cut-off last line is reported as such. */
+export async function streamMessages(dir: string, onMessage: (m: Message) => void, onProblem: (p: LineProblem) => void = () => undefined): Promise<{ lines: number; truncatedTail: boolean }> {
+  const path = join(dir, RUN_LAYOUT.metrics);
+  const endsWithNewline = fileEndsWithNewline(path);
+  const rl = createInterface({ input: createReadStream(path, { encoding: 'utf8' }), crlfDelay: Infinity });
+  let lineNo = 0;
+  let pendingProblem: LineProblem | null = null;
+  for await (const line of rl) {
+    if (pendingProblem) onProblem(pendingProblem);
+    pendingProblem = null;
+    lineNo++;
+    if (line.trim() === '') continue;
+    const r = decodeMessage(line);
+    if (r.ok) onMessage(r.value);
+    else pendingProblem = { line: lineNo, reason: r.reason };
+  }
+  // A bad final line without its newline is a write the runtime did not finish: expected after kill -9.
+  const truncatedTail = pendingProblem !== null && !endsWithNewline;
+  if (pendingProblem && !truncatedTail) onProblem(pendingProblem);
+  return { lines: lineNo, truncatedTail };
+}
+
+function fileEndsWithNewline(path: string): boolean {
+  const size = statSync(path).size;
+  if (size === 0) return true;
+  const fd = openSync(path, 'r');
+  try {
+    const b = Buffer.alloc(1);
+    const n = readSync(fd, b, 0, 1, size - 1);
+    return n === 1 && b[0] === 0x0a;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+export async function readRun(dir: string): Promise<StoredRun> {
+  const messages: Message[] = [];
+  const problems: LineProblem[] = [];
+  const { truncatedTail } = await streamMessages(dir, (m) => messages.push(m), (p) => problems.push(p));
+  return { dir, config: readConfig(dir), messages, problems, truncatedTail };
+}
+
+/** DIR itself when it is a run, else its subdirectories that are runs, newest first. */
+export function listRunDirs(dir: string): string[] {
+  if (hasMetrics(dir)) return [dir];
+  let entries: string[];
+  try {
+    entries = readdirSync(dir);
+  } catch {
+    return [];
+  }
+  return entries
+    .map((name) => join(dir, name))
+    .filter((p) => {
+      try {
+        return statSync(p).isDirectory() && hasMetrics(p);
+      } catch {
+        return false;
+      }
+    })
+    .sort((a, b) => statSync(join(b, RUN_LAYOUT.metrics)).mtimeMs - statSync(join(a, RUN_LAYOUT.metrics)).mtimeMs);
+}

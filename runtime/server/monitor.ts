@@ -1,0 +1,54 @@
+// Serving a live run: starts the server on the config's monitor address and tells the parent where it is
+// with one JSON line on stdout:
+//   {"scalelm":"listening","runId":"…","host":"127.0.0.1","port":41234,"url":"http://127.0.0.1:41234/","token":"…"}
+// The token is in that line only when this process made it up; a parent that passes its own token in
+// SCALELM_MONITOR_TOKEN (64 hex digits) already knows it and the line leaves it out. stdout is a pipe to
+// the parent in the extension; on a terminal (the CLI) the human needs the token anyway, as in Jupyter.
+import type { MonitorConfig } from '../config/types';
+import { isToken } from '../protocol';
+import type { MetricBus } from '../telemetry/bus';
+import { startServer, type ServerOptions, type TelemetryServer } from './server';
+
+export const TOKEN_ENV = 'SCALELM_MONITOR_TOKEN';
+
+export interface ListeningLine {
+  scalelm: 'listening';
+  runId: string;
+  host: string;
+  port: number;
+  url: string;
+  token?: string;
+  dashboardUrl?: string;
+}
+
+export interface MonitorOptions extends Omit<ServerOptions, 'runs' | 'host' | 'port' | 'allowRemote' | 'token'> {
+  monitor: Pick<MonitorConfig, 'host' | 'port' | 'allowRemote'>;
+  /** Where the JSON line goes (default: stdout). */
+  out?: (line: string) => void;
+  env?: NodeJS.ProcessEnv;
+}
+
+export async function startMonitor(runs: MetricBus[], o: MonitorOptions): Promise<TelemetryServer> {
+  const env = o.env ?? process.env;
+  const given = env[TOKEN_ENV];
+  if (given !== undefined && !isToken(given)) throw new Error(`${TOKEN_ENV} must be 64 lowercase hex digits (256 bits); got ${given.length} characters`);
+  const server = await startServer({ ...o, runs, host: o.monitor.host, port: o.monitor.port, allowRemote: o.monitor.allowRemote, ...(given ? { token: given } : {}) });
+  const line: ListeningLine = { scalelm: 'listening', runId: runs[0]!.history.runId, host: server.host, port: server.port, url: server.url };
+  if (!given) {
+    line.token = server.token;
+    line.dashboardUrl = server.dashboardUrl;
+  }
+  (o.out ?? ((l: string) => process.stdout.write(l + '\n')))(JSON.stringify(line));
+  return server;
+}
+
+/** Reads the listening line out of a child's stdout text (the extension's side of the handshake). */
+export function parseListeningLine(line: string): ListeningLine | null {
+  try {
+    const v = JSON.parse(line) as Partial<ListeningLine>;
+    if (v.scalelm === 'listening' && typeof v.port === 'number' && typeof v.host === 'string' && typeof v.runId === 'string' && typeof v.url === 'string') return v as ListeningLine;
+  } catch {
+    /* not ours */
+  }
+  return null;
+}

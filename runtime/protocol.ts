@@ -54,15 +54,18 @@ export interface StatusMessage {
   reason?: string;
 }
 
-/** Bytes per category on the reporting rank at the end of the step; `peak` is the step's high-water mark. */
+/**
+ * Bytes per category on the reporting rank for the step (each category's maximum during the step); `peak`
+ * is the step's high-water mark of all live bytes. Further categories (temporaries, comm, …) may be added
+ * as byte counts.
+ */
 export interface StepMemory {
   params: number;
   grads: number;
   optimizer: number;
   activations: number;
   peak: number;
-  comm?: number;
-  other?: number;
+  [category: string]: number;
 }
 
 /** One optimizer step, exactly as written to metrics.jsonl by the trainer's recorder. */
@@ -467,7 +470,12 @@ const status: Check<StatusMessage> = (v, path) => {
   return s;
 };
 
-const stepMemory = object<StepMemory>({ params: bytes, grads: bytes, optimizer: bytes, activations: bytes, peak: bytes, comm: opt(bytes), other: opt(bytes) });
+const STEP_MEMORY_REQUIRED = ['params', 'grads', 'optimizer', 'activations', 'peak'] as const;
+const stepMemory: Check<StepMemory> = (v, path) => {
+  const m = byteRecord(v, path);
+  for (const k of STEP_MEMORY_REQUIRED) if (m[k] === undefined) throw new Invalid(join(path, k), 'is required');
+  return m as StepMemory;
+};
 
 const step = object<StepMessage>({
   type: literal('step'),

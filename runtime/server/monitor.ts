@@ -30,7 +30,7 @@ export interface MonitorOptions extends Omit<ServerOptions, 'runs' | 'host' | 'p
 
 export async function startMonitor(runs: MetricBus[], o: MonitorOptions): Promise<TelemetryServer> {
   const env = o.env ?? process.env;
-  const given = env[TOKEN_ENV];
+  const given = env[TOKEN_ENV] || undefined;
   if (given !== undefined && !isToken(given)) throw new Error(`${TOKEN_ENV} must be 64 lowercase hex digits (256 bits); got ${given.length} characters`);
   const server = await startServer({ ...o, runs, host: o.monitor.host, port: o.monitor.port, allowRemote: o.monitor.allowRemote, ...(given ? { token: given } : {}) });
   const line: ListeningLine = { scalelm: 'listening', runId: runs[0]!.history.runId, host: server.host, port: server.port, url: server.url };

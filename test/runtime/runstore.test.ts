@@ -5,12 +5,17 @@ import { spawn } from 'node:child_process';
 import { appendFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { decodeMessage, type StepMessage } from '../../runtime/protocol';
+import { decodeMessage, type SnapshotMessage, type StepMessage } from '../../runtime/protocol';
+import { RunClient } from '../../runtime/server/client';
+import { parseListeningLine } from '../../runtime/server/monitor';
 import { exportCsv, messagesToCsv } from '../../runtime/telemetry/csv';
 import { RunRecorder } from '../../runtime/telemetry/recorder';
 import { listRunDirs, readRun, RUN_LAYOUT } from '../../runtime/telemetry/run-store';
 import { encodeEvent, encodeRecord, maskedCrc32c, crc32c, readEventFile } from '../../runtime/telemetry/tensorboard';
 import { until } from './telemetry/util';
+import { rawRequest } from './telemetry/ws-helpers';
+
+const CLI = join(__dirname, '..', '..', 'runtime', 'cli.js');
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'scalelm-run-'));
 const memory = { params: 100, grads: 100, optimizer: 200, activations: 300, peak: 700 };
@@ -146,5 +151,57 @@ describe('run store', function () {
     mkdirSync(join(root, 'not-a-run'));
     const runs = listRunDirs(root).map((d) => d.slice(root.length + 1));
     assert.deepEqual([...runs].sort(), ['a', 'b']);
+  });
+
+  it('`scalelm serve DIR` replays finished runs read-only; `scalelm export-csv` writes the steps', async () => {
+    const root = tmp();
+    const a = RunRecorder.open({ runDir: join(root, 'finished'), runId: 'finished', config: {}, world: 1, gpu: false, tensorboard: false });
+    for (let k = 0; k < 30; k++) a.step({ step: k, loss: 3 - k / 100, lr: 1e-3, gradNorm: 1, tokensPerSec: 10, stepMs: 5, memory });
+    await a.close({ state: 'done' });
+    const b = RunRecorder.open({ runDir: join(root, 'killed'), runId: 'killed', config: {}, world: 1, gpu: false, tensorboard: false });
+    b.step({ step: 0, loss: 3, lr: 1e-3, gradNorm: 1, tokensPerSec: 10, stepMs: 5, memory });
+    await b.close(); // no final status, like a killed runtime
+
+    const env = { ...process.env };
+    delete env.SCALELM_MONITOR_TOKEN;
+    const child = spawn(process.execPath, [CLI, 'serve', root], { stdio: ['ignore', 'pipe', 'pipe'], env });
+    let out = '';
+    let err = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    const client = { c: null as RunClient | null };
+    try {
+      await until(() => out.includes('\n') || child.exitCode !== null, 'the listening line');
+      const line = parseListeningLine(out.split('\n')[0]!);
+      assert.ok(line, `a listening line, got: ${out} ${err}`);
+      assert.match(err, /killed: 1 steps \(no final status/);
+      assert.match(err, /dashboard: http:\/\/127\.0\.0\.1:\d+\/#token=[0-9a-f]{64}/);
+      const snapshots: SnapshotMessage[] = [];
+      client.c = new RunClient({ port: line.port, token: line.token!, run: 'finished' });
+      client.c.on('snapshot', (s) => snapshots.push(s));
+      client.c.connect();
+      await until(() => snapshots.length === 1, 'a snapshot');
+      assert.equal(snapshots[0]!.readOnly, true);
+      assert.equal(snapshots[0]!.stepsTotal, 30);
+      assert.deepEqual(snapshots[0]!.runs!.map((r) => r.runId).sort(), ['finished', 'killed']);
+      assert.equal((await client.c.control('stop')).ok, false, 'a replay cannot be stopped');
+      const csv = await rawRequest(line.port, { upgrade: false, path: '/export.csv?run=finished', headers: { Authorization: `Bearer ${line.token}` } });
+      assert.equal(csv.status, 200);
+      assert.equal(csv.body.trimEnd().split('\n').length, 31);
+      const page = await rawRequest(line.port, { upgrade: false, path: '/' });
+      assert.equal(page.status, 200);
+      assert.match(page.body, /<script nonce="[0-9a-f]{32}" src="\/webview\.js">/);
+      assert.match(page.body, /data-host="browser"/);
+    } finally {
+      client.c?.close();
+      child.kill('SIGTERM');
+    }
+    assert.equal(await exited, 0);
+
+    const csvOut = join(root, 'steps.csv');
+    const exp = spawn(process.execPath, [CLI, 'export-csv', join(root, 'finished'), '--out', csvOut], { stdio: 'inherit' });
+    assert.equal(await new Promise((r) => exp.once('exit', r)), 0);
+    assert.equal(readFileSync(csvOut, 'utf8').trimEnd().split('\n').length, 31);
   });
 });

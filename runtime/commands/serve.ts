@@ -1,0 +1,65 @@
+// `scalelm serve <run-dir | runs-dir>`: replays finished runs to the browser dashboard, read-only.
+import { basename } from 'node:path';
+import { MetricBus } from '../telemetry/bus';
+import { listRunDirs, streamMessages } from '../telemetry/run-store';
+import { startMonitor, TOKEN_ENV } from '../server/monitor';
+import { CliError, intFlag, parseArgs, type Command } from './args';
+
+const USAGE = `usage: scalelm serve <run-dir | runs-dir> [--host 127.0.0.1] [--port 0] [--allow-remote] [--max-runs 50]
+
+Replays recorded runs (directories holding metrics.jsonl) to the browser dashboard, read-only.
+Prints one JSON line on stdout with the port (and the token, unless ${TOKEN_ENV} is set), then the
+dashboard URL on stderr: the token travels in its #fragment, which the browser never sends to the server.
+The same server answers GET /metrics (Prometheus) and /export.csv?run=ID with "Authorization: Bearer <token>".
+Stop with Ctrl-C.`;
+
+export const serve: Command = async (argv) => {
+  const args = parseArgs(argv, { values: ['host', 'port', 'max-runs'], switches: ['allow-remote'], positional: [1, 1], usage: USAGE });
+  if (args === 'help') {
+    console.log(USAGE);
+    return 0;
+  }
+  const dir = args.positional[0]!;
+  const port = intFlag(args, 'port', 0) ?? 0;
+  if (port > 65535) throw new CliError('--port must be at most 65535');
+  const maxRuns = intFlag(args, 'max-runs', 1) ?? 50;
+  const dirs = listRunDirs(dir).slice(0, maxRuns);
+  if (dirs.length === 0) throw new CliError(`no runs in ${dir}: a run directory holds metrics.jsonl`, 1);
+
+  const buses: MetricBus[] = [];
+  const seen = new Set<string>();
+  for (const runDir of dirs) {
+    const bus = new MetricBus({ runDir });
+    let problems = 0;
+    const { truncatedTail } = await streamMessages(runDir, (m) => bus.publish(m), () => problems++);
+    const id = bus.history.hello?.runId;
+    if (!id) {
+      console.error(`${basename(runDir)}: skipped, metrics.jsonl has no hello line`);
+      continue;
+    }
+    if (seen.has(id)) {
+      console.error(`${basename(runDir)}: skipped, run id ${id} appears twice`);
+      continue;
+    }
+    seen.add(id);
+    const notes: string[] = [];
+    if (problems) notes.push(`${problems} damaged line${problems === 1 ? '' : 's'} skipped`);
+    if (truncatedTail) notes.push('the last line was cut short');
+    const state = bus.history.status?.state;
+    if (state !== 'done' && state !== 'failed') notes.push('no final status (still running, or the runtime was killed)');
+    console.error(`${id}: ${bus.history.steps.count} steps${notes.length ? ` (${notes.join('; ')})` : ''}`);
+    buses.push(bus);
+  }
+  if (buses.length === 0) throw new CliError(`no readable runs in ${dir}`, 1);
+
+  const server = await startMonitor(buses, {
+    monitor: { host: args.values.get('host') ?? '127.0.0.1', port, allowRemote: args.switches.has('allow-remote') },
+  });
+  console.error(`dashboard: ${process.env[TOKEN_ENV] ? server.url + ' (open it with #token=<your token>)' : server.dashboardUrl}`);
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+  await server.close();
+  return 0;
+};

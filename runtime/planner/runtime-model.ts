@@ -1,0 +1,124 @@
+// The `runtime` convention: exactly what ScaleLM's own local runtime (fp32 TensorFlow.js, explicit
+// forward/backward GPT-2, runtime/model + runtime/train) allocates per rank. Every saved tensor is one line
+// below, so the table can be tuned to the runtime's measured values (MemoryTracker categories) without
+// touching anything else. Assumptions are listed in docs/planner.md. Pure.
+import { countParams, layerShardParams, paddedVocab } from './params';
+import type { Layout, MemoryTerm, PlanInput, PlanIssue } from './types';
+
+/** Bytes per element: the runtime keeps every tensor in float32 (tfjs has no 16-bit training path). */
+export const RUNTIME_ELEMENT_BYTES = 4;
+
+export interface RuntimeDims {
+  /** micro-batch (B), sequence (T), hidden (C), heads (NH), kv heads, head size, ffn, padded vocab, tp. */
+  B: number; T: number; C: number; NH: number; KV: number; D: number; F: number; V: number; tp: number;
+  gated: boolean;
+}
+
+export interface SavedTensor {
+  name: string;
+  /** Elements for one micro-batch on one tensor-parallel rank. */
+  elements: (d: RuntimeDims) => number;
+  /** Kept under which recompute settings. */
+  keptBy: ('none' | 'selective' | 'full')[];
+}
+
+const NOT_FULL = ['none', 'selective'] as ('none' | 'selective' | 'full')[];
+
+/**
+ * What one transformer block keeps from forward for backward, as runtime/model/layers.ts does it: LayerNorm
+ * keeps x̂ and rstd (not its input), each Linear keeps its input, the attention core keeps q, k, v and the
+ * probabilities (selective recompute drops the probabilities), GELU keeps its input. Dropout keeps nothing:
+ * masks are regenerated from the micro-batch's seed. Full recompute keeps only the block input.
+ */
+export const RUNTIME_LAYER_TENSORS: SavedTensor[] = [
+  { name: 'block input (full recompute only, B·T·C)', elements: (d) => d.B * d.T * d.C, keptBy: ['full'] },
+  { name: 'ln_1 x̂ (B·T·C)', elements: (d) => d.B * d.T * d.C, keptBy: NOT_FULL },
+  { name: 'ln_1 rstd (B·T)', elements: (d) => d.B * d.T, keptBy: NOT_FULL },
+  { name: 'c_attn input = ln_1 output (B·T·C)', elements: (d) => d.B * d.T * d.C, keptBy: NOT_FULL },
+  { name: 'q, k, v ((NH+2·KV)·D/tp per token)', elements: (d) => (d.B * d.T * (d.NH + 2 * d.KV) * d.D) / d.tp, keptBy: NOT_FULL },
+  { name: 'attention probabilities (B·NH/tp·T·T)', elements: (d) => (d.B * d.NH * d.T * d.T) / d.tp, keptBy: ['none'] },
+  { name: 'attn c_proj input = attention output (B·T·C/tp)', elements: (d) => (d.B * d.T * d.NH * d.D) / d.tp, keptBy: NOT_FULL },
+  { name: 'ln_2 x̂ (B·T·C)', elements: (d) => d.B * d.T * d.C, keptBy: NOT_FULL },
+  { name: 'ln_2 rstd (B·T)', elements: (d) => d.B * d.T, keptBy: NOT_FULL },
+  { name: 'c_fc input = ln_2 output (B·T·C)', elements: (d) => d.B * d.T * d.C, keptBy: NOT_FULL },
+  { name: 'GELU input = c_fc output (B·T·F/tp)', elements: (d) => ((d.gated ? 2 : 1) * d.B * d.T * d.F) / d.tp, keptBy: NOT_FULL },
+  { name: 'mlp c_proj input = GELU output (B·T·F/tp)', elements: (d) => (d.B * d.T * d.F) / d.tp, keptBy: NOT_FULL },
+];
+
+/** Kept once per model (embedding, final norm, loss), plus the logits-sized tensor that sits next to the saved probabilities at the loss. */
+export const RUNTIME_MODEL_TENSORS: { name: string; elements: (d: RuntimeDims) => number }[] = [
+  { name: 'token and target ids (2·B·T int32)', elements: (d) => 2 * d.B * d.T },
+  { name: 'ln_f x̂ and rstd (B·T·C + B·T)', elements: (d) => d.B * d.T * d.C + d.B * d.T },
+  { name: 'lm_head input = ln_f output (B·T·C)', elements: (d) => d.B * d.T * d.C },
+  { name: 'softmax probabilities kept for the loss (B·T·V/tp)', elements: (d) => (d.B * d.T * d.V) / d.tp },
+  { name: 'logits in forward, or their gradient at the start of backward (B·T·V/tp, transient)', elements: (d) => (d.B * d.T * d.V) / d.tp },
+];
+
+/** What the runtime cannot run: these layouts get a reason, not a number. */
+export function runtimeIssues(input: PlanInput, layout: Layout): PlanIssue[] {
+  const issues: PlanIssue[] = [];
+  const why = 'the local runtime';
+  if (input.train.precision !== 'fp32') issues.push({ path: 'train.precision', message: `${why} trains in fp32 only; train.precision="${input.train.precision}" has no runtime allocation to model (use --convention scalelm)` });
+  if (layout.pp > 1) issues.push({ path: 'parallel.pp', message: `${why} has no pipeline parallelism (data, tensor and ZeRO only); parallel.pp=${layout.pp} cannot run there` });
+  if (layout.offloadOptimizer || layout.offloadParams) issues.push({ path: 'parallel.offloadOptimizer', message: `${why} does not offload to host memory; turn offload off` });
+  if (layout.sequenceParallel) issues.push({ path: 'parallel.sequenceParallel', message: `${why} has no sequence parallelism; set parallel.sequenceParallel=false` });
+  if (input.train.flashAttention) issues.push({ path: 'train.flashAttention', message: `${why} materialises attention scores (no FlashAttention); set train.flashAttention=false` });
+  return issues;
+}
+
+export function runtimeDims(input: PlanInput, layout: Layout): RuntimeDims {
+  const m = input.model;
+  return {
+    B: layout.microBatch, T: m.seqLen, C: m.hidden, NH: m.heads, KV: m.kvHeads, D: m.hidden / m.heads, F: m.ffnHidden,
+    V: runtimeVocab(m.vocab, layout.tp), tp: layout.tp,
+    gated: m.activation === 'swiglu',
+  };
+}
+
+/** Assumption: no padding at tp = 1 (GPT-2 keeps 50257), Megatron's multiple of 128·tp otherwise. */
+export function runtimeVocab(vocab: number, tp: number): number {
+  return tp === 1 ? vocab : paddedVocab(vocab, tp);
+}
+
+/**
+ * The runtime's per-rank memory, term by term: fp32 params 4 B, grads 4 B, AdamW m+v 8 B (SGD momentum 4 B),
+ * partitioned by ZeRO as stages 1–3 do; every saved activation tensor; the DP gradient buckets or the ZeRO-3
+ * gathered layer; no framework overhead (CPU devices count only tensor allocations).
+ */
+export function runtimeMemoryTerms(input: PlanInput, layout: Layout): MemoryTerm[] {
+  const { model, train } = input;
+  const { dp, tp, zero } = layout;
+  const E = RUNTIME_ELEMENT_BYTES;
+  const counts = countParams(model, tp, tp === 1 ? 1 : 128);
+  const layer = counts.givenTotal ? (counts.perLayer / counts.layer.total) * layerShardParams(counts.layer, tp) : layerShardParams(counts.layer, tp);
+  const rankParams = model.layers * layer + counts.embedding / tp + counts.positions + counts.finalNorm + counts.outputLayer / tp;
+  const terms: MemoryTerm[] = [];
+  const add = (category: MemoryTerm['category'], label: string, bytes: number) => terms.push({ category, label, bytes });
+
+  add('params', `fp32 parameters (4 B × ${Math.round(rankParams)}${zero === 3 ? ` / dp ${dp}` : ''})`, (E * rankParams) / (zero === 3 ? dp : 1));
+  add('grads', `fp32 gradients (4 B${zero >= 2 ? ` / dp ${dp}` : ''})`, (E * rankParams) / (zero >= 2 ? dp : 1));
+  const stateBytes = train.optimizer === 'sgd' ? ((train.beta1 ?? 0.9) > 0 ? E : 0) : 2 * E;
+  add('optimizer', train.optimizer === 'sgd' ? `SGD momentum (${stateBytes} B${zero >= 1 ? ` / dp ${dp}` : ''})` : `AdamW m and v (8 B${zero >= 1 ? ` / dp ${dp}` : ''})`, (stateBytes * rankParams) / (zero >= 1 ? dp : 1));
+
+  const d = runtimeDims(input, layout);
+  const recompute = train.recompute;
+  for (const t of RUNTIME_LAYER_TENSORS) {
+    if (t.keptBy.includes(recompute)) add('activations', `${model.layers} × ${t.name}`, model.layers * E * t.elements(d));
+  }
+  if (recompute !== 'none') {
+    // Replaying one block (full) or one attention core (selective) in backward brings back what was dropped, for that block only.
+    const regained = RUNTIME_LAYER_TENSORS.filter((t) => t.keptBy.includes('none') && !t.keptBy.includes(recompute)).reduce((sum, t) => sum + E * t.elements(d), 0);
+    add('activations', `recompute working set (one block's ${recompute === 'full' ? 'saved tensors' : 'attention probabilities'})`, regained);
+  }
+  for (const t of RUNTIME_MODEL_TENSORS) add('activations', t.name, E * t.elements(d));
+
+  const bucket = (input.parallel.bucketMB ?? 25) * 1e6;
+  if (dp > 1 && zero < 3) add('buffers', `gradient buckets in flight (2 × ${input.parallel.bucketMB ?? 25} MB)`, Math.min(2 * bucket, E * rankParams));
+  if (dp > 1 && zero === 3) {
+    // The largest unit gathered at once is a block or the (vocab-parallel) embedding.
+    const unit = Math.max(layer, counts.embedding / tp);
+    add('buffers', 'ZeRO-3 gathered unit + prefetched next block (fp32)', E * (unit + layer));
+    add('buffers', 'ZeRO-3 full gradient of one unit before its reduce-scatter', E * unit);
+  }
+  return terms;
+}

@@ -1,0 +1,198 @@
+// The planner's inputs and outputs. A resolved RunConfig satisfies PlanInput as it is, so the CLI and the
+// extension pass their config straight in; the search builds PlanInputs of its own. Bytes are bytes. Pure.
+import type { GpuSpec, ModelShape } from '../config/presets';
+
+export type Precision = 'fp32' | 'bf16-mixed' | 'fp16-mixed';
+export type Recompute = 'none' | 'selective' | 'full';
+export type OptimizerName = 'adamw' | 'adam' | 'sgd';
+export type ZeroStage = 0 | 1 | 2 | 3;
+
+export interface PlanModel extends ModelShape {
+  name?: string;
+  /** Dropout probability; 0 means no dropout masks are stored (the `korthikanti` and `megatron` conventions assume masks regardless). */
+  dropout?: number;
+  /** The parameter count when only that is known: the transformer layers absorb the difference to the shape's count. */
+  totalParams?: number;
+}
+
+export interface PlanTraining {
+  microBatch: number;
+  globalBatch: number;
+  precision: Precision;
+  optimizer: OptimizerName;
+  recompute: Recompute;
+  flashAttention: boolean;
+  /** Adam β1, or SGD momentum (0: SGD keeps no momentum buffer). */
+  beta1?: number;
+}
+
+export interface PlanParallel {
+  dp: number;
+  tp: number;
+  pp: number;
+  vpp: number;
+  zero: ZeroStage;
+  sequenceParallel: boolean;
+  offloadOptimizer: boolean;
+  offloadParams: boolean;
+  /** DDP gradient bucket size in MB (10^6 bytes). */
+  bucketMB?: number;
+}
+
+export interface PlanCluster {
+  gpusPerNode: number;
+  nodes: number;
+  spec: GpuSpec;
+  /** Fraction of peak FLOP/s reached by the matrix multiplications. */
+  efficiency: number;
+  /** Fraction of GPU memory kept free when deciding whether a layout fits. */
+  headroom: number;
+}
+
+export interface PlanInput {
+  model: PlanModel;
+  train: PlanTraining;
+  parallel: PlanParallel;
+  cluster: PlanCluster;
+}
+
+/** Everything the layout search chooses. */
+export interface Layout {
+  dp: number;
+  tp: number;
+  pp: number;
+  vpp: number;
+  zero: ZeroStage;
+  microBatch: number;
+  recompute: Recompute;
+  sequenceParallel: boolean;
+  offloadOptimizer: boolean;
+  offloadParams: boolean;
+}
+
+export const CONVENTIONS = ['scalelm', 'runtime', 'zero-paper', 'deepspeed', 'megatron', 'korthikanti', 'accelerate'] as const;
+export type ConventionName = (typeof CONVENTIONS)[number];
+
+export const CATEGORIES = ['params', 'grads', 'optimizer', 'activations', 'buffers', 'overhead'] as const;
+export type Category = (typeof CATEGORIES)[number];
+export type MemoryBreakdown = Record<Category, number> & { total: number };
+
+/** One visible term of an estimate: which category it belongs to, what it is, how many bytes. */
+export interface MemoryTerm {
+  category: Category | 'host';
+  label: string;
+  bytes: number;
+}
+
+/** Explicit, adjustable allowances for what real runs allocate beyond the textbook formulas (`scalelm`). */
+export interface Overheads {
+  /** CUDA context, cuBLAS/cuDNN workspaces and kernel images per process, outside the caching allocator. */
+  cudaContext: number;
+  /** Allocator fragmentation: reserved minus allocated, as a fraction of everything allocated. */
+  allocatorSlack: number;
+  /** NCCL buffers per communicator the rank belongs to (data-, tensor-, pipeline-parallel groups). */
+  ncclPerCommunicator: number;
+  /** DeepSpeed `reduce_bucket_size` in elements (ZeRO-2/3). */
+  reduceBucketElements: number;
+  /** DeepSpeed `allgather_bucket_size` in elements (ZeRO-2 parameter all-gather after the step). */
+  allgatherBucketElements: number;
+  /** DeepSpeed `overlap_comm`: doubles the reduce buckets. */
+  overlapComm: boolean;
+  /** DeepSpeed `stage3_max_live_parameters`: cap on gathered parameters (ZeRO-3). */
+  stage3MaxLiveParameters: number;
+  /** DeepSpeed `stage3_prefetch_bucket_size` in elements (ZeRO-3). */
+  stage3PrefetchElements: number;
+  /** fp32 copies of the logits kept by the loss (2 for `logits.float()` + log-softmax, 1 for Megatron's fused vocab-parallel loss). */
+  fp32LogitCopies: number;
+  /** Host memory per training process (Python, PyTorch, data loader, pinned staging), counted per node. */
+  hostPerProcess: number;
+}
+
+/** Bandwidth-latency model constants that are not in the GPU preset. */
+export interface CommModel {
+  /** Latency per collective step inside a node, seconds. */
+  intraNodeLatency: number;
+  /** Latency per collective step between nodes, seconds. */
+  interNodeLatency: number;
+  /** Host <-> GPU bandwidth per GPU for offload, bytes/s (PCIe 4.0 x16 moves about 25 GB/s). */
+  hostBandwidth: number;
+  /** Parameters per second one GPU's share of the host CPU updates with a CPU Adam (offload). */
+  cpuOptimizerParamsPerSec: number;
+}
+
+export interface EstimateOptions {
+  convention?: ConventionName;
+  overheads?: Partial<Overheads>;
+  comm?: Partial<CommModel>;
+  /** The largest single module's parameter count (DeepSpeed's `largest_layer_params`); derived from the shape when absent. */
+  largestLayerParams?: number;
+  /** DeepSpeed's `zero_init` (ZeRO-3 host memory); its estimator's default is true. */
+  deepspeedZeroInit?: boolean;
+  /** DeepSpeed's `additional_buffer_factor` for host memory (1.5). */
+  deepspeedBufferFactor?: number;
+  /** Use DeepSpeed's older ZeRO-2 formula 4Ψ + 16Ψ/N (the one behind the printed docs table) instead of the current 2Ψ + 18Ψ/N. */
+  deepspeedLegacyZero2?: boolean;
+}
+
+export interface ParamSummary {
+  /** The model's parameter count (vocabulary unpadded; `model.totalParams` when given). */
+  total: number;
+  /** Parameters the heaviest rank computes with: its pipeline stage's tensor-parallel shard (padded vocabulary), before any ZeRO partitioning. */
+  perDevice: number;
+  /** Vocabulary after padding to a multiple of 128·tp. */
+  paddedVocab: number;
+}
+
+export interface MemoryEstimate {
+  convention: ConventionName;
+  /** The heaviest rank's memory (the one that decides whether the layout fits). */
+  perDevice: MemoryBreakdown;
+  /** Pipeline stage of the heaviest rank (0-based) and the number of stages. */
+  heaviestStage: number;
+  stages: number;
+  host: { perRank: number; perNode: number };
+  params: ParamSummary;
+  /** Every term that makes up perDevice and host, in order. */
+  terms: MemoryTerm[];
+  /** Categories this convention does not model (reported as 0, not as "nothing needed"). */
+  notCovered: Category[];
+  notes: string[];
+}
+
+export interface TimeBreakdown {
+  /** Forward + backward matrix work of the slowest stage over all micro-batches, without recompute. */
+  compute: number;
+  recompute: number;
+  tensorParallelComm: number;
+  pipelineComm: number;
+  bubble: number;
+  /** Data-parallel / ZeRO communication not hidden behind compute. */
+  dataParallelExposed: number;
+  /** All data-parallel / ZeRO communication, hidden or not. */
+  dataParallelTotal: number;
+  optimizer: number;
+  offload: number;
+}
+
+export interface TimeEstimate {
+  stepMs: number;
+  tokensPerSec: number;
+  /** Model FLOPs utilisation: model FLOPs without recompute over step time × GPUs × peak. */
+  mfu: number;
+  /** Hardware FLOPs (with recompute) per GPU per second, comparable with Megatron's reported TFLOP/s. */
+  tflopsPerGpu: number;
+  microBatches: number;
+  /** Seconds per step in each part. */
+  breakdown: TimeBreakdown;
+  tensorParallelAcrossNodes: boolean;
+  dataParallelAcrossNodes: boolean;
+}
+
+export interface PlanIssue {
+  path: string;
+  message: string;
+}
+
+export type EstimateResult =
+  | { ok: true; layout: Layout; memory: MemoryEstimate; time: TimeEstimate; fits: boolean; usable: number }
+  | { ok: false; issues: PlanIssue[] };

@@ -1,0 +1,224 @@
+// Exports a layout for running elsewhere: a DeepSpeed config JSON, Megatron-LM arguments, a torchrun command.
+// Each export is checked for consistency before it is returned (train_batch_size = micro · accum · dp,
+// world = dp · tp · pp), and the checks are exported so tests can feed them tampered output. Pure.
+import { DEFAULT_OVERHEADS } from './memory';
+import type { Layout, Overheads, PlanInput, PlanIssue } from './types';
+import { planIssues } from './validate';
+
+export const EXPORT_TARGETS = ['deepspeed', 'megatron', 'torchrun'] as const;
+export type ExportTarget = (typeof EXPORT_TARGETS)[number];
+
+/** Optional training hyper-parameters a full RunConfig carries. */
+interface Hyper {
+  lr?: number; minLr?: number; beta1?: number; beta2?: number; eps?: number; weightDecay?: number; gradClip?: number; steps?: number; warmupSteps?: number; schedule?: string;
+}
+
+export interface ExportOptions {
+  /** DeepSpeed bucket sizes and ZeRO-3 limits (the same values the estimate used). */
+  overheads?: Partial<Overheads>;
+  /** The DeepSpeed training script torchrun launches when the layout needs DeepSpeed (default train.py). */
+  script?: string;
+  masterPort?: number;
+}
+
+export type ExportResult = { ok: true; target: ExportTarget; text: string; notes: string[] } | { ok: false; issues: PlanIssue[] };
+
+const hyper = (input: PlanInput): Hyper => input.train as Hyper;
+
+/** Whether the layout needs DeepSpeed (ZeRO-2/3 or offload) rather than Megatron-LM. */
+export function needsDeepSpeed(layout: Layout): boolean {
+  return layout.zero >= 2 || layout.offloadOptimizer || layout.offloadParams;
+}
+
+export function deepspeedConfig(input: PlanInput, layout: Layout, options: ExportOptions = {}): Record<string, unknown> {
+  const ov = { ...DEFAULT_OVERHEADS, ...options.overheads };
+  const h = hyper(input);
+  const accum = input.train.globalBatch / (layout.microBatch * layout.dp);
+  const zero: Record<string, unknown> = { stage: layout.zero };
+  if (layout.zero >= 1) {
+    Object.assign(zero, { overlap_comm: ov.overlapComm, contiguous_gradients: true, reduce_scatter: true, reduce_bucket_size: ov.reduceBucketElements });
+    if (layout.zero <= 2) zero.allgather_bucket_size = ov.allgatherBucketElements;
+    if (layout.zero === 3) Object.assign(zero, { stage3_max_live_parameters: ov.stage3MaxLiveParameters, stage3_prefetch_bucket_size: ov.stage3PrefetchElements });
+    if (layout.offloadOptimizer) zero.offload_optimizer = { device: 'cpu', pin_memory: true };
+    if (layout.offloadParams) zero.offload_param = { device: 'cpu', pin_memory: true };
+  }
+  const cfg: Record<string, unknown> = {
+    train_batch_size: input.train.globalBatch,
+    train_micro_batch_size_per_gpu: layout.microBatch,
+    gradient_accumulation_steps: accum,
+  };
+  if (h.gradClip !== undefined && h.gradClip > 0) cfg.gradient_clipping = h.gradClip;
+  if (input.train.precision === 'bf16-mixed') cfg.bf16 = { enabled: true };
+  if (input.train.precision === 'fp16-mixed') cfg.fp16 = { enabled: true, loss_scale: 0, initial_scale_power: 16, loss_scale_window: 1000, hysteresis: 2, min_loss_scale: 1 };
+  if (input.train.optimizer !== 'sgd') {
+    cfg.optimizer = {
+      type: input.train.optimizer === 'adamw' ? 'AdamW' : 'Adam',
+      params: { lr: h.lr ?? 3e-4, betas: [h.beta1 ?? 0.9, h.beta2 ?? 0.95], eps: h.eps ?? 1e-8, weight_decay: h.weightDecay ?? 0.1 },
+    };
+  }
+  cfg.zero_optimization = zero;
+  cfg.steps_per_print = 10;
+  cfg.wall_clock_breakdown = false;
+  return cfg;
+}
+
+/** DeepSpeed's own rule: train_batch_size = micro · accumulation · data-parallel size. */
+export function checkDeepspeedConfig(cfg: Record<string, unknown>, dp: number): PlanIssue[] {
+  const issues: PlanIssue[] = [];
+  const tbs = cfg.train_batch_size, mbs = cfg.train_micro_batch_size_per_gpu, gas = cfg.gradient_accumulation_steps;
+  for (const [k, v] of [['train_batch_size', tbs], ['train_micro_batch_size_per_gpu', mbs], ['gradient_accumulation_steps', gas]] as const) {
+    if (!Number.isInteger(v) || (v as number) < 1) issues.push({ path: k, message: `${k} must be a positive whole number, got ${JSON.stringify(v)}` });
+  }
+  if (!issues.length && (tbs as number) !== (mbs as number) * (gas as number) * dp) {
+    issues.push({ path: 'train_batch_size', message: `train_batch_size=${tbs} must equal train_micro_batch_size_per_gpu · gradient_accumulation_steps · dp = ${mbs}·${gas}·${dp} = ${(mbs as number) * (gas as number) * dp}` });
+  }
+  const z = cfg.zero_optimization as Record<string, unknown> | undefined;
+  if (z && (z.offload_param !== undefined) && z.stage !== 3) issues.push({ path: 'zero_optimization.offload_param', message: 'offload_param needs ZeRO stage 3' });
+  if (z && (z.offload_optimizer !== undefined) && !((z.stage as number) >= 1)) issues.push({ path: 'zero_optimization.offload_optimizer', message: 'offload_optimizer needs ZeRO stage 1 or more' });
+  return issues;
+}
+
+/** Megatron-LM `pretrain_gpt.py` arguments for the model, the layout and the training settings. */
+export function megatronArguments(input: PlanInput, layout: Layout): string[] {
+  const m = input.model;
+  const h = hyper(input);
+  const a: string[] = [
+    '--tensor-model-parallel-size', String(layout.tp),
+    '--pipeline-model-parallel-size', String(layout.pp),
+  ];
+  if (layout.vpp > 1) a.push('--num-layers-per-virtual-pipeline-stage', String(m.layers / (layout.pp * layout.vpp)));
+  a.push('--num-layers', String(m.layers), '--hidden-size', String(m.hidden), '--num-attention-heads', String(m.heads), '--ffn-hidden-size', String(m.ffnHidden));
+  if (m.kvHeads !== m.heads) a.push('--group-query-attention', '--num-query-groups', String(m.kvHeads));
+  a.push('--seq-length', String(m.seqLen), '--max-position-embeddings', String(m.seqLen));
+  if (m.activation === 'swiglu') a.push('--swiglu');
+  if (m.norm === 'rmsnorm') a.push('--normalization', 'RMSNorm');
+  if (m.positionEmbedding === 'rope') a.push('--position-embedding-type', 'rope');
+  if (!m.tiedEmbeddings) a.push('--untie-embeddings-and-output-weights');
+  if (!m.bias) a.push('--disable-bias-linear');
+  const dropout = m.dropout ?? 0;
+  a.push('--attention-dropout', String(dropout), '--hidden-dropout', String(dropout));
+  a.push('--micro-batch-size', String(layout.microBatch), '--global-batch-size', String(input.train.globalBatch));
+  if (layout.sequenceParallel) a.push('--sequence-parallel');
+  if (layout.recompute === 'selective') a.push('--recompute-granularity', 'selective');
+  if (layout.recompute === 'full') a.push('--recompute-granularity', 'full', '--recompute-method', 'uniform', '--recompute-num-layers', '1');
+  if (layout.zero === 1) a.push('--use-distributed-optimizer');
+  if (input.train.flashAttention) a.push('--use-flash-attn');
+  if (input.train.precision === 'bf16-mixed') a.push('--bf16');
+  if (input.train.precision === 'fp16-mixed') a.push('--fp16');
+  a.push('--optimizer', input.train.optimizer === 'sgd' ? 'sgd' : 'adam');
+  if (h.lr !== undefined) a.push('--lr', String(h.lr));
+  if (h.minLr !== undefined) a.push('--min-lr', String(h.minLr));
+  if (input.train.optimizer !== 'sgd') {
+    if (h.beta1 !== undefined) a.push('--adam-beta1', String(h.beta1));
+    if (h.beta2 !== undefined) a.push('--adam-beta2', String(h.beta2));
+    if (h.eps !== undefined) a.push('--adam-eps', String(h.eps));
+  } else if (h.beta1 !== undefined) a.push('--sgd-momentum', String(h.beta1));
+  if (h.weightDecay !== undefined) a.push('--weight-decay', String(h.weightDecay));
+  if (h.gradClip !== undefined) a.push('--clip-grad', String(h.gradClip));
+  if (h.steps !== undefined) a.push('--train-iters', String(h.steps));
+  if (h.warmupSteps !== undefined) a.push('--lr-warmup-iters', String(h.warmupSteps));
+  if (h.schedule !== undefined) a.push('--lr-decay-style', h.schedule === 'linear' ? 'linear' : h.schedule === 'constant' ? 'constant' : 'cosine');
+  return a;
+}
+
+function argValue(args: string[], name: string): number | undefined {
+  const i = args.indexOf(name);
+  if (i === -1) return undefined;
+  const v = Number(args[i + 1]);
+  return Number.isFinite(v) ? v : NaN;
+}
+
+/** Megatron's rules: world = dp·tp·pp, global batch a multiple of micro · dp, sequence parallel needs tp > 1. */
+export function checkMegatronArguments(args: string[], world: number, layers: number): PlanIssue[] {
+  const issues: PlanIssue[] = [];
+  const tp = argValue(args, '--tensor-model-parallel-size') ?? 1;
+  const pp = argValue(args, '--pipeline-model-parallel-size') ?? 1;
+  const mbs = argValue(args, '--micro-batch-size');
+  const gbs = argValue(args, '--global-batch-size');
+  if (!Number.isInteger(tp) || !Number.isInteger(pp) || world % (tp * pp) !== 0) {
+    issues.push({ path: '--tensor-model-parallel-size', message: `tp·pp = ${tp}·${pp} must divide the world size ${world}` });
+    return issues;
+  }
+  const dp = world / (tp * pp);
+  if (mbs === undefined || gbs === undefined || !Number.isInteger(mbs) || !Number.isInteger(gbs)) issues.push({ path: '--global-batch-size', message: '--micro-batch-size and --global-batch-size must both be given as whole numbers' });
+  else if (gbs % (mbs * dp) !== 0) issues.push({ path: '--global-batch-size', message: `--global-batch-size ${gbs} must be a multiple of --micro-batch-size · dp = ${mbs}·${dp} = ${mbs * dp}` });
+  if (args.includes('--sequence-parallel') && tp === 1) issues.push({ path: '--sequence-parallel', message: '--sequence-parallel needs --tensor-model-parallel-size > 1' });
+  const perVirtual = argValue(args, '--num-layers-per-virtual-pipeline-stage');
+  if (perVirtual !== undefined && (!Number.isInteger(perVirtual) || (layers / pp) % perVirtual !== 0)) issues.push({ path: '--num-layers-per-virtual-pipeline-stage', message: `--num-layers-per-virtual-pipeline-stage ${perVirtual} must divide the ${layers / pp} layers of a stage` });
+  return issues;
+}
+
+/** Quotes an argument for a POSIX shell only when it needs it. */
+function sh(arg: string): string {
+  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
+}
+
+export function torchrunCommand(input: PlanInput, layout: Layout, options: ExportOptions = {}): string {
+  const { gpusPerNode, nodes } = input.cluster;
+  const lines = [
+    `# Run on each of the ${nodes} node${nodes > 1 ? 's' : ''} with NODE_RANK=0..${nodes - 1} and MASTER_ADDR set to node 0.`,
+    'export CUDA_DEVICE_MAX_CONNECTIONS=1',
+    `torchrun --nnodes ${nodes} --nproc-per-node ${gpusPerNode} --node-rank "$NODE_RANK" --master-addr "$MASTER_ADDR" --master-port ${options.masterPort ?? 29500} \\`,
+  ];
+  if (needsDeepSpeed(layout)) {
+    lines.push(`  ${sh(options.script ?? 'train.py')} --deepspeed --deepspeed_config ds_config.json`);
+  } else {
+    const args = megatronArguments(input, layout);
+    const body: string[] = [];
+    for (let i = 0; i < args.length; i++) {
+      const next = args[i + 1];
+      if (next !== undefined && !next.startsWith('--')) {
+        body.push(`${args[i]} ${sh(next)}`);
+        i++;
+      } else body.push(args[i]!);
+    }
+    lines.push('  pretrain_gpt.py \\', ...body.map((b) => `  ${b} \\`), '  $DATA_AND_TOKENIZER_ARGS');
+  }
+  return lines.join('\n');
+}
+
+/** torchrun's world (nnodes · nproc-per-node) must be the layout's dp·tp·pp. */
+export function checkTorchrunCommand(text: string, layout: Layout): PlanIssue[] {
+  const nnodes = Number(/--nnodes[ =](\d+)/.exec(text)?.[1]);
+  const nproc = Number(/--nproc-per-node[ =](\d+)/.exec(text)?.[1]);
+  const world = layout.dp * layout.tp * layout.pp;
+  if (!Number.isInteger(nnodes) || !Number.isInteger(nproc)) return [{ path: 'torchrun', message: 'the command needs --nnodes and --nproc-per-node' }];
+  if (nnodes * nproc !== world) return [{ path: 'torchrun', message: `--nnodes · --nproc-per-node = ${nnodes}·${nproc} = ${nnodes * nproc} must equal dp·tp·pp = ${world}` }];
+  return [];
+}
+
+/** Exports the layout, or says why it cannot (an impossible layout, or a target that lacks the feature). */
+export function exportLayout(input: PlanInput, layout: Layout, target: ExportTarget, options: ExportOptions = {}): ExportResult {
+  const issues = planIssues(input, layout);
+  if (issues.length) return { ok: false, issues };
+  const world = layout.dp * layout.tp * layout.pp;
+  const notes: string[] = [];
+  let text: string;
+  let check: PlanIssue[];
+  if (target === 'deepspeed') {
+    const cfg = deepspeedConfig(input, layout, options);
+    text = JSON.stringify(cfg, null, 2);
+    check = checkDeepspeedConfig(JSON.parse(text) as Record<string, unknown>, layout.dp);
+    if (layout.tp > 1 || layout.pp > 1) notes.push(`tp=${layout.tp} and pp=${layout.pp} are not DeepSpeed config keys: pass them to the training script (e.g. Megatron-DeepSpeed's --tensor-model-parallel-size / --pipeline-model-parallel-size)`);
+    if (layout.recompute !== 'none') notes.push(`activation recompute (${layout.recompute}) is set in the training script (e.g. gradient_checkpointing_enable()), not in this JSON`);
+    if (input.train.optimizer === 'sgd') notes.push('DeepSpeed has no built-in SGD: the config leaves "optimizer" out so the script passes its own');
+  } else if (target === 'megatron') {
+    if (needsDeepSpeed(layout)) {
+      return { ok: false, issues: [{ path: 'parallel.zero', message: `Megatron-LM has no ${layout.zero >= 2 ? `ZeRO-${layout.zero}` : 'offload'} (ZeRO-1 is its --use-distributed-optimizer); export with --to deepspeed, or use zero ≤ 1 without offload` }] };
+    }
+    const args = megatronArguments(input, layout);
+    text = args.map(sh).join(' ');
+    check = checkMegatronArguments(args, world, input.model.layers);
+    notes.push('add the data and tokenizer arguments (--data-path, --tokenizer-type, …); dp is implied: world / (tp·pp)');
+  } else {
+    text = torchrunCommand(input, layout, options);
+    check = checkTorchrunCommand(text, layout);
+    if (needsDeepSpeed(layout)) {
+      const cfg = deepspeedConfig(input, layout, options);
+      check.push(...checkDeepspeedConfig(cfg, layout.dp));
+      notes.push('write ds_config.json with `scalelm export <file> --to deepspeed`');
+    } else check.push(...checkMegatronArguments(megatronArguments(input, layout), world, input.model.layers));
+  }
+  if (check.length) return { ok: false, issues: check.map((i) => ({ path: i.path, message: `internal: the ${target} export is inconsistent: ${i.message}` })) };
+  return { ok: true, target, text, notes };
+}

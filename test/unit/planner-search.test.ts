@@ -1,0 +1,103 @@
+// Layout search: valid, fitting, ranked, explained — and sensible on Megatron-LM's published configurations.
+import * as assert from 'node:assert/strict';
+import { estimate } from '../../runtime/planner/estimate';
+import { megatronGpt, planInputFor } from '../../runtime/planner/input';
+import { searchLayouts } from '../../runtime/planner/search';
+import { planIssues } from '../../runtime/planner/validate';
+import type { PlanInput } from '../../runtime/planner/types';
+
+const GiB = 2 ** 30;
+
+function cluster(model: ReturnType<typeof megatronGpt>, gpus: number, globalBatch: number, gpu: 'A100-80GB' | 'H100-SXM' = 'A100-80GB'): PlanInput {
+  return planInputFor(model, { gpus, gpusPerNode: 8, gpu, globalBatch, dp: gpus });
+}
+
+describe('planner: layout search', () => {
+  const input = cluster(megatronGpt(32, 4096, 32), 64, 256);
+  const result = searchLayouts(input, { top: 20 });
+
+  it('returns only layouts that are valid and fit with the headroom kept free', () => {
+    assert.ok(result.ok);
+    assert.ok(result.candidates.length === 20);
+    const usable = 80 * 1024 * 2 ** 20 * 0.95;
+    for (const c of result.candidates) {
+      const withLayout = { ...input, parallel: { ...input.parallel, ...c.layout }, train: { ...input.train, microBatch: c.layout.microBatch, recompute: c.layout.recompute } };
+      assert.deepEqual(planIssues(withLayout, c.layout), []);
+      assert.ok(c.memory.total <= usable);
+      const again = estimate(withLayout);
+      assert.ok(again.ok && Math.abs(again.memory.perDevice.total - c.memory.total) < 1, 'the search and estimate agree');
+    }
+  });
+
+  it('ranks by estimated throughput, best first, and counts what it dropped', () => {
+    for (let i = 1; i < result.ranking.length; i++) assert.ok(result.ranking[i - 1]!.tokensPerSec >= result.ranking[i]!.tokensPerSec);
+    assert.deepEqual(result.candidates.map((c) => c.rank), Array.from({ length: 20 }, (_, i) => i + 1));
+    const s = result.stats;
+    assert.equal(s.fits, result.ranking.length);
+    assert.ok(s.tooBig > 0 && s.invalid > 0);
+  });
+
+  it('explains each suggestion in one line: memory use and what binds', () => {
+    for (const c of result.candidates) {
+      assert.ok(!c.explanation.includes('\n'));
+      assert.match(c.explanation, /^\d+\.\d GiB of \d+\.\d GiB \(\d+%\) · /);
+      assert.match(c.explanation, /binds|compute-bound/);
+    }
+    const pipelined = searchLayouts(input, { fixed: { pp: 4, tp: 8, zero: 0, vpp: 1, microBatch: 8 }, top: 1 }).candidates[0]!;
+    assert.match(pipelined.explanation, /pipeline bubble \d+(\.\d)?% \(p=4/);
+    assert.match(pipelined.explanation, /TP all-reduce .* in-node/);
+  });
+
+  it('honours fixed dimensions and searches the rest', () => {
+    const fixed = searchLayouts(input, { fixed: { tp: 2, zero: 1, recompute: 'full' } });
+    assert.ok(fixed.ok);
+    for (const l of fixed.ranking.map((r) => r.layout)) assert.deepEqual([l.tp, l.zero, l.recompute, l.dp * l.tp * l.pp], [2, 1, 'full', 64]);
+  });
+
+  it('flags tensor parallelism across nodes in the explanation', () => {
+    const r = searchLayouts(input, { fixed: { tp: 16, pp: 1, zero: 0 }, top: 1 });
+    assert.ok(r.ok);
+    assert.match(r.candidates[0]!.explanation, /ACROSS NODES|TP spans nodes/);
+  });
+
+  it('when nothing fits, says what binds instead of returning numbers', () => {
+    const tooBig = searchLayouts(cluster(megatronGpt(96, 12288, 96), 8, 8));
+    assert.equal(tooBig.ok, false);
+    assert.equal(tooBig.candidates.length, 0);
+    assert.match(tooBig.issues[0]!.message, /no layout fits in 76\.\d+ GiB per GPU .* model states alone take/);
+    assert.ok(tooBig.closest && tooBig.closest.memory.total > 76 * GiB);
+  });
+
+  it('when no layout is valid at all, says which rule', () => {
+    const odd = searchLayouts(planInputFor({ ...megatronGpt(3, 96, 3) }, { gpus: 8, gpusPerNode: 8, dp: 8, globalBatch: 7 }));
+    assert.equal(odd.ok, false);
+    assert.match(odd.issues[0]!.message, /no valid layout for 8 GPUs and globalBatch=7/);
+  });
+
+  it('with FlashAttention it does not offer selective recompute (identical to none)', () => {
+    const flash = searchLayouts({ ...input, train: { ...input.train, flashAttention: true } });
+    assert.ok(flash.ranking.every((r) => r.layout.recompute !== 'selective'));
+  });
+});
+
+describe('planner: Megatron-LM\'s published configurations (Narayanan et al. 2021, Table 1, A100-80GB, 8 per node)', () => {
+  // [layers, hidden, heads, tp, pp, GPUs, global batch]
+  const TABLE1: [number, number, number, number, number, number, number][] = [
+    [24, 2304, 24, 1, 1, 32, 512], [30, 3072, 32, 2, 1, 64, 512], [36, 4096, 32, 4, 1, 128, 512], [40, 6144, 48, 8, 1, 256, 1024],
+    [48, 8192, 64, 8, 2, 512, 1536], [60, 10240, 80, 8, 4, 1024, 1792], [80, 12288, 96, 8, 8, 1536, 2304], [96, 16384, 128, 8, 16, 1920, 2160],
+    [105, 20480, 128, 8, 35, 2520, 2520], [128, 25600, 160, 8, 64, 3072, 3072],
+  ];
+  for (const [L, h, a, tp, pp, gpus, batch] of TABLE1) {
+    it(`${L} layers, h=${h}: the published tp=${tp} pp=${pp} on ${gpus} GPUs fits and ranks near the top`, () => {
+      const r = searchLayouts(cluster(megatronGpt(L, h, a), gpus, batch), { top: 1 });
+      assert.ok(r.ok);
+      const published = r.ranking.findIndex((x) => x.layout.tp === tp && x.layout.pp === pp);
+      assert.ok(published >= 0, 'the published layout fits');
+      // Within 12% of the best estimated throughput, and among the six best (tp, pp) choices.
+      assert.ok(r.ranking[published]!.tokensPerSec >= 0.88 * r.ranking[0]!.tokensPerSec, `${r.ranking[published]!.tokensPerSec} vs best ${r.ranking[0]!.tokensPerSec}`);
+      const groups: string[] = [];
+      for (const x of r.ranking) if (!groups.includes(`${x.layout.tp}/${x.layout.pp}`)) groups.push(`${x.layout.tp}/${x.layout.pp}`);
+      assert.ok(groups.indexOf(`${tp}/${pp}`) < 6, `(tp, pp) rank ${groups.indexOf(`${tp}/${pp}`) + 1} of ${groups.length}: ${groups.slice(0, 8).join(' ')}`);
+    });
+  }
+});

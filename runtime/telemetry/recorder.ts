@@ -12,6 +12,13 @@
 //   rec.onControl(async (action) => { … stop or checkpoint … });
 //   await rec.close({ state: 'done' });     // or { state: 'failed', error: { message } }
 //
+// A trainer that already emits protocol messages and writes metrics.jsonl itself (runtime/train's
+// Trainer + RunDir) is followed instead: the recorder then only adds what it originates (GPU samples,
+// alerts, sampler notes) to the file, through the same writer:
+//   const rec = RunRecorder.open({ runDir: dir.path, runId: dir.runId, config, world: 1, announce: false, metrics: (m) => dir.publish(m) });
+//   rec.follow(trainer, { recorded: true });
+//   rec.onControl((a) => (a === 'stop' ? trainer.requestStop() : trainer.requestCheckpoint()));
+//
 // Every method throws ProtocolError for a malformed message (nothing recorded); none does I/O beyond one
 // write(2) per message, so the cost per step stays in the microseconds (see overhead()).
 import { mkdirSync } from 'node:fs';
@@ -40,6 +47,15 @@ export interface RecorderOptions {
   gpu?: false | GpuSamplerOptions;
   alerts?: Partial<AlertOptions>;
   startedAt?: number;
+  /** Who appends to metrics.jsonl: the recorder itself ("write", the default) or this function (one message each). */
+  metrics?: 'write' | ((msg: Message) => void);
+  /** Publish hello and status "starting" now (default); false when a followed trainer announces the run itself. */
+  announce?: boolean;
+}
+
+/** Anything that emits protocol messages to subscribers (the Trainer). */
+export interface MessageSource {
+  subscribe(listener: (msg: Message) => void): () => void;
 }
 
 export interface Overhead {
@@ -59,7 +75,9 @@ export class RunRecorder {
   readonly bus: MetricBus;
   readonly sampler: GpuSampler | null;
   readonly runDir: string;
-  private readonly log_: MetricsLog;
+  private readonly log_: MetricsLog | null;
+  /** Set while forwarding a message a followed source has already written to metrics.jsonl. */
+  private forwardingRecorded = false;
   private readonly tb: TensorBoardWriter | null;
   private readonly alertEngine: AlertEngine;
   private readonly pendingAlerts: AlertMessage[] = [];
@@ -73,10 +91,14 @@ export class RunRecorder {
     this.runDir = o.runDir;
     mkdirSync(o.runDir, { recursive: true });
     this.bus = new MetricBus({ runDir: o.runDir });
-    this.log_ = new MetricsLog(o.runDir);
+    const metrics = o.metrics ?? 'write';
+    this.log_ = metrics === 'write' ? new MetricsLog(o.runDir) : null;
+    const log = this.log_;
     this.bus.subscribe((msg, encoded) => {
-      this.log_.append(encoded);
-      if (msg.type === 'status' || msg.type === 'checkpoint') this.log_.sync();
+      if (this.forwardingRecorded) return;
+      if (typeof metrics === 'function') return metrics(msg);
+      log!.append(encoded);
+      if (msg.type === 'status' || msg.type === 'checkpoint') log!.sync();
     });
     if (o.tensorboard ?? true) {
       const dir = join(o.runDir, RUN_LAYOUT.tensorboard);
@@ -99,8 +121,10 @@ export class RunRecorder {
       config: o.config as JsonObject,
     };
     if (o.plan) hello.plan = o.plan as JsonObject;
-    this.publish(hello);
-    this.status('starting');
+    if (o.announce ?? true) {
+      this.publish(hello);
+      this.status('starting');
+    }
 
     if (o.gpu === false) this.sampler = null;
     else {
@@ -128,6 +152,30 @@ export class RunRecorder {
     return stored;
   }
 
+  /**
+   * Publishes every message `source` emits. With `recorded`, the source writes metrics.jsonl itself, so
+   * its messages are not written again (what the recorder adds still is).
+   */
+  follow(source: MessageSource, o: { recorded?: boolean } = {}): () => void {
+    return source.subscribe((msg) => {
+      if (this.closed) return;
+      this.forwardingRecorded = o.recorded ?? false;
+      try {
+        this.bus.publish(msg);
+      } finally {
+        this.forwardingRecorded = false;
+      }
+      if (msg.type === 'step') this.countStep(msg);
+      this.drainAlerts();
+    });
+  }
+
+  private countStep(s: StepMessage): void {
+    this.lastStep = s.step;
+    this.steps++;
+    if (Number.isFinite(s.stepMs)) this.stepMsTotal += s.stepMs;
+  }
+
   private drainAlerts(): void {
     while (this.pendingAlerts.length) this.bus.publish(this.pendingAlerts.shift()!);
   }
@@ -139,10 +187,7 @@ export class RunRecorder {
   }
 
   step(record: Without<StepMessage, never> | StepMessage): void {
-    const stored = this.publish({ ...record, type: 'step' }) as StepMessage;
-    this.lastStep = stored.step;
-    this.steps++;
-    if (Number.isFinite(stored.stepMs)) this.stepMsTotal += stored.stepMs;
+    this.countStep(this.publish({ ...record, type: 'step' }) as StepMessage);
   }
 
   eval(step: number, loss: number): void {
@@ -190,7 +235,7 @@ export class RunRecorder {
     this.closed = true;
     this.bus.onControl(undefined);
     await this.sampler?.stop();
-    this.log_.close();
+    this.log_?.close();
     this.tb?.close();
   }
 }

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { AlertMessage, GpuMessage, MemoryMessage, StepMessage } from '../../runtime/protocol';
+import type { AlertMessage, GpuMessage, MemoryMessage, Message, StepMessage } from '../../runtime/protocol';
 import { AlertEngine, slopePerSecond } from '../../runtime/telemetry/alerts';
 import { MetricBus, ProtocolError } from '../../runtime/telemetry/bus';
 import { Decimator, RunHistory } from '../../runtime/telemetry/history';
@@ -219,5 +219,27 @@ describe('run recorder', function () {
     const logs = (await readRun(absent.runDir)).messages.filter((m) => m.type === 'log');
     assert.equal(logs.length, 1);
     assert.match(readFileSync(join(absent.runDir, 'metrics.jsonl'), 'utf8'), /GPU sampler off: nvidia-smi not found/);
+  });
+
+  it('follows a trainer that writes metrics.jsonl itself: its messages reach the bus, only what the recorder adds is written', async () => {
+    const listeners = new Set<(m: Message) => void>();
+    const trainer = { subscribe: (l: (m: Message) => void) => (listeners.add(l), () => listeners.delete(l)), emit: (m: Message) => listeners.forEach((l) => l(m)) };
+    const written: Message[] = [];
+    const rec = RunRecorder.open({ runDir: mkdtempSync(join(tmpdir(), 'scalelm-follow-')), runId: 'followed', config: {}, world: 1, gpu: false, announce: false, metrics: (m) => written.push(m) });
+    rec.follow(trainer, { recorded: true });
+    let controls = 0;
+    rec.onControl(() => void controls++);
+    trainer.emit({ type: 'hello', protocol: 1, runId: 'followed', name: 'followed', startedAt: t0, world: 1, config: {} });
+    trainer.emit(stepMsg(0, 3));
+    trainer.emit(stepMsg(1, NaN));
+    assert.equal(rec.bus.history.hello!.runId, 'followed');
+    assert.equal(rec.bus.history.steps.count, 2);
+    assert.deepEqual(written.map((m) => m.type), ['alert'], 'the NaN alert is the only line the recorder adds');
+    assert.equal(rec.overhead().steps, 2);
+    await rec.bus.control('stop');
+    assert.equal(controls, 1);
+    await rec.close();
+    trainer.emit(stepMsg(2, 3));
+    assert.equal(rec.bus.history.steps.count, 2, 'nothing is taken after close');
   });
 });

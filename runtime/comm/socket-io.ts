@@ -1,0 +1,537 @@
+// The I/O thread of a socket-world process: it owns every socket of the rank, so the compute thread (and
+// the comm thread) can block in Atomics.wait inside synchronous code while bytes keep moving.
+//
+// Why a thread: Node has no blocking socket API, and a collective must be callable from a synchronous
+// backward function. Clients (compute thread, comm thread) post send/recv commands on a MessagePort with
+// buffers given as offsets into the process's shared memory; this thread writes them to the socket straight
+// from that memory, streams received payloads straight into it, then flips the request's cell and notifies.
+//
+// Wire: a full mesh of Unix domain (default) or TCP sockets, set up through a torchrun-style rendezvous:
+// rank 0 hosts a tiny store on MASTER_ADDR:MASTER_PORT; every rank listens on its own address, registers it
+// in the store, gets the table back, and connects to every lower rank. Frames are a 48-byte header
+// (socket-proto.ts) and a payload. Receives are matched per (peer, channel) in FIFO order; a frame that
+// arrives before its receive is posted is buffered. The header carries the sender's call descriptor, and a
+// receive checks it against its own: mismatched calls fail on the spot instead of corrupting data.
+// Failure: an ABORT frame or a connection that closes without a BYE aborts this rank's world (the abort
+// record in shared memory), which wakes and fails every pending call.
+
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { existsSync, unlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
+import { readAbort, writeAbortRecord } from './shm-world';
+import {
+  CMD, F, FRAME, GROUP_INTS, GROUPS_AT, HEADER_BYTES, MAX_CLIENTS, SLOT_DONE, SLOT_FAILED, SLOTS_AT, SLOTS_PER_CLIENT,
+  type Reply, type TransferCommand,
+} from './socket-proto';
+
+export interface IoData {
+  memory: WebAssembly.Memory;
+  rank: number;
+  size: number;
+  masterAddr: string;
+  masterPort: number;
+  socket: 'unix' | 'tcp';
+  rendezvousTimeoutMs: number;
+  client: MessagePort;
+}
+
+const data = workerData as IoData;
+const { rank, size } = data;
+const u8 = new Uint8Array(data.memory.buffer);
+const i32 = new Int32Array(data.memory.buffer);
+
+interface Recv {
+  slot: number;
+  client: MessagePort;
+  peer: number;
+  offset: number;
+  bytes: number;
+  fields: Int32Array; // expected header
+}
+interface Early {
+  header: Int32Array;
+  chunks: Buffer[];
+  filled: number;
+  complete: boolean;
+}
+type Target = { kind: 'recv'; recv: Recv; written: number } | { kind: 'early'; early: Early } | { kind: 'discard' } | { kind: 'small'; parts: Buffer[] };
+
+class Peer {
+  left = false; // said BYE: will send nothing more
+  private readonly header = Buffer.alloc(HEADER_BYTES);
+  private headerFill = 0;
+  private payloadLeft = 0;
+  private frame = new Int32Array(12);
+  private target: Target = { kind: 'discard' };
+  readonly queues = new Map<number, { posted: Recv[]; early: Early[] }>();
+
+  constructor(readonly socket: Socket, public rank: number) {
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+  }
+
+  queue(channel: number) {
+    let q = this.queues.get(channel);
+    if (!q) this.queues.set(channel, (q = { posted: [], early: [] }));
+    return q;
+  }
+
+  /** A receive just posted for an early frame this peer is still streaming: stream the rest into memory. */
+  adopt(early: Early, recv: Recv): boolean {
+    if (this.target.kind !== 'early' || this.target.early !== early) return false;
+    this.target = { kind: 'recv', recv, written: early.filled };
+    return true;
+  }
+
+  private onData(chunk: Buffer): void {
+    let pos = 0;
+    while (pos < chunk.length) {
+      if (this.payloadLeft === 0) {
+        const take = Math.min(HEADER_BYTES - this.headerFill, chunk.length - pos);
+        chunk.copy(this.header, this.headerFill, pos, pos + take);
+        this.headerFill += take;
+        pos += take;
+        if (this.headerFill < HEADER_BYTES) return;
+        this.headerFill = 0;
+        this.frame = new Int32Array(12);
+        for (let k = 0; k < 12; k++) this.frame[k] = this.header.readInt32LE(4 * k);
+        this.payloadLeft = this.frame[F.bytes]!;
+        this.startFrame();
+        if (this.payloadLeft === 0) this.finishFrame();
+      } else {
+        const take = Math.min(this.payloadLeft, chunk.length - pos);
+        this.deliver(chunk.subarray(pos, pos + take));
+        pos += take;
+        this.payloadLeft -= take;
+        if (this.payloadLeft === 0) this.finishFrame();
+      }
+    }
+  }
+
+  private startFrame(): void {
+    const f = this.frame;
+    if (f[F.kind] === FRAME.data) {
+      const q = this.queue(f[F.channel]!);
+      const recv = q.early.length === 0 ? q.posted.shift() : undefined;
+      if (recv) {
+        const problem = compare(recv, f);
+        if (problem) {
+          fail(recv, problem);
+          this.target = { kind: 'discard' };
+        } else {
+          this.target = { kind: 'recv', recv, written: 0 };
+        }
+      } else {
+        const early: Early = { header: f, chunks: [], filled: 0, complete: false };
+        q.early.push(early);
+        this.target = { kind: 'early', early };
+      }
+    } else {
+      this.target = { kind: 'small', parts: [] };
+    }
+  }
+
+  private deliver(bytes: Buffer): void {
+    const t = this.target;
+    if (t.kind === 'recv') {
+      u8.set(bytes, t.recv.offset + t.written);
+      t.written += bytes.length;
+    } else if (t.kind === 'early') {
+      t.early.chunks.push(bytes);
+      t.early.filled += bytes.length;
+    } else if (t.kind === 'small') {
+      t.parts.push(bytes);
+    }
+  }
+
+  private finishFrame(): void {
+    const f = this.frame;
+    const t = this.target;
+    this.target = { kind: 'discard' };
+    switch (f[F.kind]) {
+      case FRAME.data:
+        if (t.kind === 'recv') done(t.recv);
+        else if (t.kind === 'early') t.early.complete = true;
+        return;
+      case FRAME.hello:
+        onHello(this, f[F.from]!);
+        return;
+      case FRAME.abort: {
+        const text = t.kind === 'small' ? Buffer.concat(t.parts).toString('utf8') : '';
+        abortLocal(f[F.from]!, text);
+        return;
+      }
+      case FRAME.bye:
+        this.left = true;
+        for (const q of this.queues.values()) {
+          for (const r of q.posted.splice(0)) fail(r, { kind: 'left', message: `rank ${this.rank} closed its communicator and will send nothing more` });
+        }
+        return;
+      case FRAME.probe:
+        sendFrame(this, FRAME.probeReply, f[F.channel]!, f[F.tag]!, Buffer.from(new Uint8Array(data.memory.buffer, GROUPS_AT + f[F.channel]! * GROUP_INTS * 4, GROUP_INTS * 4).slice()));
+        return;
+      case FRAME.probeReply:
+        onProbeReply(this.rank, f[F.tag]!, t.kind === 'small' ? Buffer.concat(t.parts) : Buffer.alloc(0));
+        return;
+    }
+  }
+}
+
+// ---- requests ----------------------------------------------------------------------------------------------
+
+function fields(cmd: TransferCommand): Int32Array {
+  const h = new Int32Array(12);
+  h[F.kind] = FRAME.data;
+  h[F.channel] = cmd[5];
+  h[F.seq] = cmd[6];
+  h[F.op] = cmd[7];
+  h[F.count] = cmd[8];
+  h[F.reduce] = cmd[9];
+  h[F.root] = cmd[10];
+  h[F.step] = cmd[11];
+  h[F.tag] = cmd[12];
+  h[F.hash] = cmd[13];
+  h[F.bytes] = cmd[4];
+  h[F.from] = rank;
+  return h;
+}
+
+/** Why a frame cannot satisfy a receive (its header, for the client to describe); undefined if it can. */
+function compare(recv: Recv, got: Int32Array): { kind: 'mismatch'; message: string; theirs: number[] } | undefined {
+  const want = recv.fields;
+  for (const k of [F.op, F.count, F.reduce, F.root, F.tag, F.hash, F.seq, F.step, F.bytes]) {
+    if (want[k] !== got[k]) return { kind: 'mismatch', message: `header field ${k} differs`, theirs: Array.from(got) };
+  }
+  return undefined;
+}
+
+function done(recv: { slot: number }): void {
+  Atomics.store(i32, recv.slot, SLOT_DONE);
+  Atomics.notify(i32, recv.slot);
+}
+
+function fail(req: { slot: number; client: MessagePort }, error: { kind: 'mismatch' | 'aborted' | 'left'; message: string; theirs?: number[] }): void {
+  const reply: Reply = { slot: req.slot, error };
+  req.client.postMessage(reply);
+  Atomics.store(i32, req.slot, SLOT_FAILED);
+  Atomics.notify(i32, req.slot);
+}
+
+function postRecv(client: MessagePort, cmd: TransferCommand): void {
+  const peer = peers[cmd[2]];
+  const recv: Recv = { slot: cmd[1], client, peer: cmd[2], offset: cmd[3], bytes: cmd[4], fields: fields(cmd) };
+  if (!peer) return fail(recv, { kind: 'aborted', message: `no connection to rank ${cmd[2]}` });
+  const q = peer.queue(cmd[5]);
+  const early = q.early.length && q.posted.length === 0 ? q.early.shift() : undefined;
+  if (!early) {
+    if (peer.left) return fail(recv, { kind: 'left', message: `rank ${peer.rank} closed its communicator and will send nothing more` });
+    q.posted.push(recv);
+    return;
+  }
+  const problem = compare(recv, early.header);
+  if (problem) return fail(recv, problem);
+  let at = recv.offset;
+  for (const c of early.chunks) {
+    u8.set(c, at);
+    at += c.length;
+  }
+  if (early.complete) done(recv);
+  else if (!peer.adopt(early, recv)) fail(recv, { kind: 'aborted', message: 'internal: lost track of a partly received frame' });
+}
+
+function postSend(client: MessagePort, cmd: TransferCommand): void {
+  const req = { slot: cmd[1], client };
+  const peer = peers[cmd[2]];
+  if (!peer || peer.socket.destroyed) return fail(req, { kind: 'aborted', message: `no connection to rank ${cmd[2]}` });
+  const header = headerBuffer(fields(cmd));
+  const bytes = cmd[4];
+  const onWritten = (err?: Error | null) => (err ? fail(req, { kind: 'aborted', message: `sending to rank ${cmd[2]} failed: ${err.message}` }) : done(req));
+  peer.socket.cork();
+  if (bytes === 0) {
+    peer.socket.write(header, onWritten);
+  } else {
+    peer.socket.write(header);
+    // Straight from shared memory: the client keeps the region unchanged until this request completes.
+    peer.socket.write(Buffer.from(data.memory.buffer, cmd[3], bytes), onWritten);
+  }
+  peer.socket.uncork();
+}
+
+function headerBuffer(h: Int32Array): Buffer {
+  const b = Buffer.alloc(HEADER_BYTES);
+  for (let k = 0; k < 12; k++) b.writeInt32LE(h[k]!, 4 * k);
+  return b;
+}
+
+function sendFrame(peer: Peer, kind: number, channel: number, tag = 0, payload: Buffer = Buffer.alloc(0)): void {
+  const h = new Int32Array(12);
+  h[F.kind] = kind;
+  h[F.channel] = channel;
+  h[F.tag] = tag;
+  h[F.bytes] = payload.length;
+  h[F.from] = rank;
+  if (peer.socket.destroyed) return;
+  peer.socket.cork();
+  peer.socket.write(headerBuffer(h));
+  if (payload.length) peer.socket.write(payload);
+  peer.socket.uncork();
+}
+
+// ---- abort, probe, goodbye ------------------------------------------------------------------------------------
+
+let closing = false;
+
+function wakeAllSlots(): void {
+  for (let s = 0; s < MAX_CLIENTS * SLOTS_PER_CLIENT; s++) Atomics.notify(i32, SLOTS_AT / 4 + s);
+}
+
+/** Records the abort (first one wins) and wakes every waiting client. */
+function abortLocal(origin: number, message: string): void {
+  if (writeAbortRecord(data.memory, origin, message)) wakeAllSlots();
+}
+
+function abortWorld(message: string): void {
+  const first = writeAbortRecord(data.memory, rank, message);
+  const record = readAbort(data.memory)!;
+  if (first) {
+    for (const p of peers) if (p && p.rank !== rank) sendFrame(p, FRAME.abort, 0, 0, Buffer.from(record.message, 'utf8'));
+    wakeAllSlots();
+  }
+}
+
+interface Probe {
+  answers: Map<number, number[]>;
+  expected: number;
+  finish: () => void;
+}
+const probes = new Map<number, Probe>();
+let nextProbe = 1;
+
+/** Asks every live peer what it is doing on `group` (their progress cells); replies after 500 ms at most. */
+function startProbe(client: MessagePort, slot: number, group: number): void {
+  const id = nextProbe++;
+  const live = peers.filter((p): p is Peer => !!p && p.rank !== rank && !p.left && !p.socket.destroyed);
+  const answers = new Map<number, number[]>();
+  let finished = false;
+  const finish = () => {
+    if (finished) return;
+    finished = true;
+    clearTimeout(timer);
+    probes.delete(id);
+    const reply: Reply = {
+      slot,
+      probe: Array.from({ length: size }, (_, r) => r).filter((r) => r !== rank).map((r) => ({ rank: r, answered: answers.has(r), progress: answers.get(r) })),
+    };
+    client.postMessage(reply);
+    Atomics.store(i32, slot, SLOT_DONE);
+    Atomics.notify(i32, slot);
+  };
+  const timer = setTimeout(finish, 500);
+  probes.set(id, { answers, expected: live.length, finish });
+  for (const p of live) sendFrame(p, FRAME.probe, group, id);
+  if (live.length === 0) finish();
+}
+
+function onProbeReply(from: number, id: number, payload: Buffer): void {
+  const probe = probes.get(id);
+  if (!probe) return;
+  const progress: number[] = [];
+  for (let k = 0; k + 4 <= payload.length; k += 4) progress.push(payload.readInt32LE(k));
+  probe.answers.set(from, progress);
+  if (probe.answers.size >= probe.expected) probe.finish();
+}
+
+/**
+ * BYE, then a half-close: sockets close once each peer has closed too. Peers that are still working get
+ * two seconds, after which the sockets are dropped (they have our BYE, so they do not take it for a crash).
+ */
+function goodbye(): void {
+  closing = true;
+  for (const p of peers) {
+    if (!p || p.rank === rank) continue;
+    sendFrame(p, FRAME.bye, 0);
+    p.socket.end();
+  }
+  setTimeout(() => {
+    for (const p of peers) p?.socket.destroy();
+  }, 2000).unref();
+  listener?.close();
+  if (unixPath && existsSync(unixPath)) unlinkSync(unixPath);
+  for (const c of clients) c.close();
+  parentPort!.close();
+}
+
+// ---- clients ---------------------------------------------------------------------------------------------------
+
+const clients: MessagePort[] = [];
+function addClient(port: MessagePort): void {
+  clients.push(port);
+  port.on('message', (m: TransferCommand | [number, ...unknown[]]) => {
+    switch (m[0]) {
+      case CMD.send: return postSend(port, m as TransferCommand);
+      case CMD.recv: return postRecv(port, m as TransferCommand);
+      case CMD.abort: return abortWorld(m[1] as string);
+      case CMD.probe: return startProbe(port, m[1] as number, m[2] as number);
+      case CMD.bye: return goodbye();
+      case CMD.client: return addClient(m[1] as MessagePort);
+    }
+  });
+}
+
+// ---- connection setup (rendezvous + mesh) -----------------------------------------------------------------------
+
+const peers: (Peer | undefined)[] = new Array(size).fill(undefined);
+let listener: Server | undefined;
+let unixPath: string | undefined;
+let connected = 0;
+let ready = false;
+const deadline = Date.now() + data.rendezvousTimeoutMs;
+
+function setupFailed(message: string): void {
+  if (ready) return;
+  ready = true; // report once
+  parentPort!.postMessage({ error: message });
+  listener?.close();
+  for (const p of peers) p?.socket.destroy();
+  setTimeout(() => process.exit(0), 10);
+}
+
+function watch(peer: Peer): void {
+  peer.socket.on('error', () => {});
+  peer.socket.on('close', () => {
+    if (closing || peer.left) return;
+    if (!ready) return setupFailed(`lost the connection to rank ${peer.rank} while connecting the ranks`);
+    abortLocal(rank, `lost the connection to rank ${peer.rank} (it exited or was killed)`);
+  });
+}
+
+function onHello(peer: Peer, from: number): void {
+  if (from < 0 || from >= size || peers[from]) return setupFailed(`rank ${from} connected twice or is out of range`);
+  peer.rank = from;
+  peers[from] = peer;
+  connected++;
+  maybeReady();
+}
+
+function maybeReady(): void {
+  if (ready || connected < size - 1) return;
+  ready = true;
+  parentPort!.postMessage({ ready: true });
+}
+
+function retrying(connect: () => Socket, what: string, onSocket: (s: Socket) => void): void {
+  const attempt = () => {
+    const s = connect();
+    const onError = (err: NodeJS.ErrnoException) => {
+      s.destroy();
+      if (Date.now() > deadline) return setupFailed(`could not reach ${what} within ${data.rendezvousTimeoutMs} ms (${err.code ?? err.message})`);
+      setTimeout(attempt, 50);
+    };
+    s.once('error', onError);
+    s.once('connect', () => {
+      s.off('error', onError);
+      onSocket(s);
+    });
+  };
+  attempt();
+}
+
+function listen(): Promise<string> {
+  return new Promise((resolve, reject) => {
+    listener = createServer((socket) => watch(new Peer(socket, -1)));
+    listener.on('error', reject);
+    if (data.socket === 'unix') {
+      unixPath = join(tmpdir(), `scalelm-${data.masterPort}-${process.pid}-${rank}.sock`);
+      if (existsSync(unixPath)) unlinkSync(unixPath);
+      listener.listen(unixPath, () => resolve(`unix:${unixPath}`));
+    } else {
+      listener.listen(0, '127.0.0.1', () => resolve(`tcp:127.0.0.1:${(listener!.address() as { port: number }).port}`));
+    }
+  });
+}
+
+function connectTo(address: string): Socket {
+  return address.startsWith('unix:') ? createConnection(address.slice(5)) : createConnection(Number(address.split(':')[2]), address.split(':')[1]);
+}
+
+/** Rank 0's store: collects every rank's address, then hands out the table. */
+function hostStore(): Promise<void> {
+  return new Promise((resolve) => {
+    const addresses: (string | undefined)[] = new Array(size).fill(undefined);
+    const sockets: Socket[] = [];
+    const server = createServer((s) => {
+      sockets.push(s);
+      s.on('error', () => {});
+      let buf = '';
+      s.on('data', (d) => {
+        buf += d.toString('utf8');
+        const nl = buf.indexOf('\n');
+        if (nl < 0) return;
+        const m = JSON.parse(buf.slice(0, nl)) as { rank: number; address: string };
+        if (addresses[m.rank] !== undefined) s.end(JSON.stringify({ error: `two processes claim RANK=${m.rank}` }) + '\n');
+        addresses[m.rank] = m.address;
+        if (addresses.every((a) => a !== undefined)) {
+          clearTimeout(timer);
+          for (const c of sockets) c.end(JSON.stringify({ addresses }) + '\n');
+          server.close();
+        }
+      });
+    });
+    const timer = setTimeout(() => {
+      const missing = addresses.map((a, r) => (a === undefined ? r : -1)).filter((r) => r >= 0);
+      const message = `rendezvous: rank${missing.length > 1 ? 's' : ''} ${missing.join(', ')} did not join within ${data.rendezvousTimeoutMs} ms ` +
+        `(WORLD_SIZE=${size}, MASTER_ADDR=${data.masterAddr}, MASTER_PORT=${data.masterPort})`;
+      for (const c of sockets) c.end(JSON.stringify({ error: message }) + '\n');
+      server.close();
+      setupFailed(message);
+    }, Math.max(0, deadline - Date.now()));
+    server.on('error', (e: NodeJS.ErrnoException) => setupFailed(`rendezvous: rank 0 cannot host the store on ${data.masterAddr}:${data.masterPort}: ${e.code ?? e.message}`));
+    server.listen(data.masterPort, data.masterAddr, () => resolve());
+  });
+}
+
+async function setup(): Promise<void> {
+  const address = await listen();
+  if (rank === 0) await hostStore();
+  retrying(() => createConnection(data.masterPort, data.masterAddr), `the rendezvous store at ${data.masterAddr}:${data.masterPort} (hosted by rank 0)`, (s) => {
+    s.write(JSON.stringify({ rank, address }) + '\n');
+    let buf = '';
+    s.on('data', (d) => (buf += d.toString('utf8')));
+    s.on('error', () => {});
+    s.on('close', () => {
+      const nl = buf.indexOf('\n');
+      if (nl < 0) return setupFailed('rendezvous: the store closed without an answer (rank 0 failed?)');
+      const m = JSON.parse(buf.slice(0, nl)) as { addresses?: string[]; error?: string };
+      if (m.error || !m.addresses) return setupFailed(m.error ?? 'rendezvous: bad answer');
+      const table = m.addresses;
+      for (let peer = 0; peer < rank; peer++) {
+        retrying(() => connectTo(table[peer]!), `rank ${peer} at ${table[peer]}`, (socket) => {
+          const p = new Peer(socket, peer);
+          peers[peer] = p;
+          watch(p);
+          sendFrame(p, FRAME.hello, 0);
+          connected++;
+          maybeReady();
+        });
+      }
+      maybeReady();
+    });
+  });
+  setTimeout(() => {
+    if (!ready) {
+      const missing = peers.map((p, r) => (!p && r !== rank ? r : -1)).filter((r) => r >= 0);
+      setupFailed(`connecting the ranks: no connection from rank${missing.length > 1 ? 's' : ''} ${missing.join(', ')} within ${data.rendezvousTimeoutMs} ms`);
+    }
+  }, Math.max(0, deadline - Date.now()) + 100).unref();
+}
+
+peers[rank] = undefined;
+addClient(data.client);
+if (size === 1) {
+  ready = true;
+  parentPort!.postMessage({ ready: true });
+} else {
+  setup().catch((e: Error) => setupFailed(`rendezvous: ${e.message}`));
+}

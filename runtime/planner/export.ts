@@ -106,19 +106,24 @@ export function megatronArguments(input: PlanInput, layout: Layout): string[] {
   if (input.train.precision === 'bf16-mixed') a.push('--bf16');
   if (input.train.precision === 'fp16-mixed') a.push('--fp16');
   a.push('--optimizer', input.train.optimizer === 'sgd' ? 'sgd' : 'adam');
-  if (h.lr !== undefined) a.push('--lr', String(h.lr));
-  if (h.minLr !== undefined) a.push('--min-lr', String(h.minLr));
+  if (h.lr !== undefined) a.push('--lr', num(h.lr));
+  if (h.minLr !== undefined) a.push('--min-lr', num(h.minLr));
   if (input.train.optimizer !== 'sgd') {
-    if (h.beta1 !== undefined) a.push('--adam-beta1', String(h.beta1));
-    if (h.beta2 !== undefined) a.push('--adam-beta2', String(h.beta2));
-    if (h.eps !== undefined) a.push('--adam-eps', String(h.eps));
-  } else if (h.beta1 !== undefined) a.push('--sgd-momentum', String(h.beta1));
-  if (h.weightDecay !== undefined) a.push('--weight-decay', String(h.weightDecay));
-  if (h.gradClip !== undefined) a.push('--clip-grad', String(h.gradClip));
+    if (h.beta1 !== undefined) a.push('--adam-beta1', num(h.beta1));
+    if (h.beta2 !== undefined) a.push('--adam-beta2', num(h.beta2));
+    if (h.eps !== undefined) a.push('--adam-eps', num(h.eps));
+  } else if (h.beta1 !== undefined) a.push('--sgd-momentum', num(h.beta1));
+  if (h.weightDecay !== undefined) a.push('--weight-decay', num(h.weightDecay));
+  if (h.gradClip !== undefined) a.push('--clip-grad', num(h.gradClip));
   if (h.steps !== undefined) a.push('--train-iters', String(h.steps));
   if (h.warmupSteps !== undefined) a.push('--lr-warmup-iters', String(h.warmupSteps));
   if (h.schedule !== undefined) a.push('--lr-decay-style', h.schedule === 'linear' ? 'linear' : h.schedule === 'constant' ? 'constant' : 'cosine');
   return a;
+}
+
+/** 1.4999999999999999e-5 -> "0.000015": twelve significant digits are plenty for hyper-parameters. */
+function num(x: number): string {
+  return String(Number(x.toPrecision(12)));
 }
 
 function argValue(args: string[], name: string): number | undefined {

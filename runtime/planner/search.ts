@@ -40,10 +40,13 @@ export interface SearchResult {
   candidates: Candidate[];
   /** Every fitting layout, best first, without detail (for "where does layout X rank"). */
   ranking: { layout: Layout; tokensPerSec: number; memory: number }[];
+  /** Layouts considered = fits + tooBig + invalid (a rule broken: divisibility, ZeRO with pipelines, ...). */
   stats: { enumerated: number; fits: number; tooBig: number; invalid: number };
   usable: number;
   /** When nothing fits: the smallest layout and why, so the refusal says what binds. */
   closest?: { layout: Layout; memory: MemoryBreakdown; hostPerNode: number };
+  /** When nothing fits: the offloading layout that fits the GPUs with the least host memory, if any. */
+  offloadNeedsHost?: { layout: Layout; hostPerNode: number };
   hostLimit: number;
   issues: PlanIssue[];
 }
@@ -72,6 +75,7 @@ export function searchLayouts(input: PlanInput, options: SearchOptions = {}): Se
   const stats = { enumerated: 0, fits: 0, tooBig: 0, invalid: 0 };
   const fitting: { layout: Layout; memory: MemoryBreakdown; stage: number; time: TimeEstimate }[] = [];
   let closest: SearchResult['closest'];
+  let offloadNeedsHost: SearchResult['offloadNeedsHost'];
   const ranksPerNode = Math.min(cluster.gpusPerNode, N);
   // Prefer, as "closest", layouts within the host limit; among them the smallest on the GPU.
   const closer = (c: NonNullable<SearchResult['closest']>) => {
@@ -96,8 +100,9 @@ export function searchLayouts(input: PlanInput, options: SearchOptions = {}): Se
       const vpps = pp === 1 ? [1] : divisorsOf(model.layers % pp === 0 ? model.layers / pp : 1);
       for (const vpp of pick('vpp', vpps)) {
         for (const zero of pick('zero', [0, 1, 2, 3] as ZeroStage[])) {
-          if (zero > 0 && dp === 1) continue; // nothing to partition over
           for (const [offloadOptimizer, offloadParams] of offloads(zero)) {
+            // With dp = 1 ZeRO has nothing to partition; only its offload (ZeRO-Offload on one replica) differs from ZeRO-0.
+            if (dp === 1 && zero > 0 && !offloadOptimizer) continue;
             if (fx.offloadOptimizer !== undefined && fx.offloadOptimizer !== offloadOptimizer) continue;
             if (fx.offloadParams !== undefined && fx.offloadParams !== offloadParams) continue;
             for (const sequenceParallel of pick('sequenceParallel', tp > 1 ? [true, false] : [false])) {
@@ -114,7 +119,6 @@ export function searchLayouts(input: PlanInput, options: SearchOptions = {}): Se
               for (const recompute of pick('recompute', recomputes)) {
                 for (let i = 0; i < micro.length; i++) {
                   const layout: Layout = { ...base, microBatch: micro[i]!, recompute };
-                  stats.enumerated++;
                   const m = G / (dp * layout.microBatch);
                   if (vpp > 1 && m % pp !== 0) {
                     stats.invalid++;
@@ -134,10 +138,10 @@ export function searchLayouts(input: PlanInput, options: SearchOptions = {}): Se
                   if (mem.total > usable || hostPerNode > hostLimit) {
                     const c = { layout, memory: mem, hostPerNode };
                     if (closer(c)) closest = c;
+                    if (mem.total <= usable && (!offloadNeedsHost || hostPerNode < offloadNeedsHost.hostPerNode)) offloadNeedsHost = { layout, hostPerNode };
                     // Memory never falls as the micro-batch grows (host memory does not depend on it): the larger ones do not fit either.
                     const skipped = micro.length - i;
                     stats.tooBig += skipped;
-                    stats.enumerated += skipped - 1;
                     break;
                   }
                   stats.fits++;
@@ -150,6 +154,7 @@ export function searchLayouts(input: PlanInput, options: SearchOptions = {}): Se
       }
     }
   }
+  stats.enumerated = stats.fits + stats.tooBig + stats.invalid;
   fitting.sort((a, b) => b.time.tokensPerSec - a.time.tokensPerSec || a.memory.total - b.memory.total);
   const top = options.top ?? 10;
   const candidates: Candidate[] = fitting.slice(0, top).map((f, i) => {
@@ -164,7 +169,8 @@ export function searchLayouts(input: PlanInput, options: SearchOptions = {}): Se
   };
   if (!fitting.length) {
     result.closest = closest && { layout: closest.layout, memory: pickBreakdown(closest.memory), hostPerNode: closest.hostPerNode };
-    result.issues = [noFitIssue(input, stats, usable, hostLimit, result.closest)];
+    if (offloadNeedsHost) result.offloadNeedsHost = offloadNeedsHost;
+    result.issues = [noFitIssue(input, stats, usable, hostLimit, result.closest, offloadNeedsHost)];
   }
   return result;
 }
@@ -173,7 +179,7 @@ function pickBreakdown(b: MemoryBreakdown): MemoryBreakdown {
   return { params: b.params, grads: b.grads, optimizer: b.optimizer, activations: b.activations, buffers: b.buffers, overhead: b.overhead, total: b.total };
 }
 
-function noFitIssue(input: PlanInput, stats: SearchResult['stats'], usable: number, hostLimit: number, closest?: SearchResult['closest']): PlanIssue {
+function noFitIssue(input: PlanInput, stats: SearchResult['stats'], usable: number, hostLimit: number, closest?: SearchResult['closest'], offload?: SearchResult['offloadNeedsHost']): PlanIssue {
   const N = input.cluster.gpusPerNode * input.cluster.nodes;
   if (!closest) {
     return { path: 'train.globalBatch', message: `no valid layout for ${N} GPUs and globalBatch=${input.train.globalBatch}: ${stats.invalid} combinations break a rule (dp must divide the global batch, tp the heads, pp the layers); change the batch or the GPU count` };
@@ -184,7 +190,8 @@ function noFitIssue(input: PlanInput, stats: SearchResult['stats'], usable: numb
   }
   const states = m.params + m.grads + m.optimizer;
   const what = states > usable ? `model states alone take ${formatBytes(states)}` : `activations take ${formatBytes(m.activations)} on top of ${formatBytes(states)} of model states`;
-  return { path: 'cluster', message: `no layout fits in ${formatBytes(usable)} per GPU (${Math.round(input.cluster.headroom * 100)}% headroom kept): the smallest, ${describe(closest.layout)}, needs ${formatBytes(m.total)} — ${what}; add GPUs, use GPUs with more memory, or shorten the sequence` };
+  const host = offload ? `; offloading (${describe(offload.layout)}) would fit the GPUs but needs ${formatBytes(offload.hostPerNode)} of host memory per node, more than ${formatBytes(hostLimit)}` : '';
+  return { path: 'cluster', message: `no layout fits in ${formatBytes(usable)} per GPU (${Math.round(input.cluster.headroom * 100)}% headroom kept): the smallest, ${describe(closest.layout)}, needs ${formatBytes(m.total)} — ${what}${host}; add GPUs, use GPUs with more memory, or shorten the sequence` };
 }
 
 function describe(l: Layout): string {

@@ -1,0 +1,99 @@
+// `scalelm estimate <file> [--convention NAME] [--json] [layout flags]`: memory per GPU (heaviest rank) and
+// step time of the layout in the file — or why that layout cannot exist.
+import { CONVENTIONS, type ConventionName, type EstimateResult } from '../planner/types';
+import { describeLayout, estimate } from '../planner/estimate';
+import { formatBytes } from '../units';
+import { CliError, parseArgs, type Command } from './args';
+import { loadPlanInput, PLAN_FLAGS_HELP, PLAN_SWITCHES, PLAN_VALUE_FLAGS } from './plan-input';
+import type { RunConfig } from '../config/types';
+
+const USAGE = `usage: scalelm estimate <file> [--convention NAME] [--json] [--detail] [flags]
+
+<file> is a *.scalelm.json, or a HuggingFace config.json (then the layout and cluster come from the flags).
+--convention   ${CONVENTIONS.join(' | ')} (default scalelm; see docs/planner.md)
+--json         one JSON object, bytes as integers
+--detail       list every term of the estimate
+
+${PLAN_FLAGS_HELP}`;
+
+const GiB = 2 ** 30;
+const gib = (b: number) => (b / GiB).toFixed(2);
+
+export const estimateCommand: Command = async (argv) => {
+  const args = parseArgs(argv, { values: [...PLAN_VALUE_FLAGS, 'convention'], repeatable: ['set'], switches: [...PLAN_SWITCHES, 'json', 'detail'], positional: [1, 1], usage: USAGE });
+  if (args === 'help') {
+    console.log(USAGE);
+    return 0;
+  }
+  const convention = (args.values.get('convention') ?? 'scalelm') as ConventionName;
+  if (!CONVENTIONS.includes(convention)) throw new CliError(`--convention must be one of ${CONVENTIONS.join(', ')}, got "${convention}"`);
+  const file = args.positional[0]!;
+  const loaded = loadPlanInput(file, args, 'estimate');
+  const config = loaded.config;
+  const result = estimate(config, { convention });
+  if (!result.ok) {
+    console.error(`${file}: this layout cannot be estimated:`);
+    for (const i of result.issues) console.error(`  ${i.path}: ${i.message}`);
+    return 1;
+  }
+  if (args.switches.has('json')) {
+    console.log(JSON.stringify(estimateJson(result, convention)));
+    return 0;
+  }
+  for (const n of loaded.notes) console.log(`note: ${n}`);
+  console.log(renderEstimate(config, result, args.switches.has('detail')));
+  return 0;
+};
+
+type Ok = Extract<EstimateResult, { ok: true }>;
+
+/** The --json object: bytes as integers. */
+export function estimateJson(r: Ok, convention: ConventionName): Record<string, unknown> {
+  const d = r.memory.perDevice;
+  const int = Math.round;
+  return {
+    params: { total: int(r.memory.params.total), perDevice: int(r.memory.params.perDevice) },
+    perDevice: { params: int(d.params), grads: int(d.grads), optimizer: int(d.optimizer), activations: int(d.activations), buffers: int(d.buffers), overhead: int(d.overhead), total: int(d.total) },
+    host: { perNode: int(r.memory.host.perNode) },
+    time: { stepMs: r.time.stepMs, tokensPerSec: r.time.tokensPerSec, mfu: r.time.mfu },
+    convention,
+    fits: r.fits,
+    usable: int(r.usable),
+    layout: r.layout,
+    heaviestStage: r.memory.heaviestStage,
+    notCovered: r.memory.notCovered,
+    notes: r.memory.notes,
+  };
+}
+
+export function renderEstimate(config: RunConfig, r: Ok, detail: boolean): string {
+  const { model, cluster, train } = config;
+  const m = r.memory;
+  const d = m.perDevice;
+  const gpus = cluster.gpusPerNode * cluster.nodes;
+  const lines: string[] = [];
+  lines.push(`${model.name}: ${model.layers} layers, hidden ${model.hidden}, ${model.heads} heads${model.kvHeads !== model.heads ? ` (${model.kvHeads} KV)` : ''}, seq ${model.seqLen} — ${(m.params.total / 1e9).toFixed(2)} B parameters`);
+  lines.push(`${gpus} × ${cluster.gpu} (${cluster.nodes} node${cluster.nodes > 1 ? 's' : ''} × ${cluster.gpusPerNode}), ${formatBytes(cluster.spec.memory)} each · ${describeLayout(r.layout)} · ${train.precision} · global batch ${train.globalBatch}`);
+  lines.push(`convention ${m.convention}: heaviest rank is ${m.stages > 1 ? `pipeline stage ${m.heaviestStage} of ${m.stages}` : 'any rank'}, ${(m.params.perDevice / 1e9).toFixed(3)} B parameters on it`);
+  lines.push('');
+  lines.push('memory per GPU        GiB');
+  for (const c of ['params', 'grads', 'optimizer', 'activations', 'buffers', 'overhead'] as const) {
+    const covered = !m.notCovered.includes(c);
+    lines.push(`  ${c.padEnd(12)} ${covered ? gib(d[c]).padStart(9) : '        —'}${covered ? '' : '  (not in this convention)'}`);
+    if (detail) for (const t of m.terms.filter((x) => x.category === c)) lines.push(`      ${gib(t.bytes).padStart(9)}  ${t.label}`);
+  }
+  const verdict = r.fits ? 'fits' : 'DOES NOT FIT';
+  lines.push(`  ${'total'.padEnd(12)} ${gib(d.total).padStart(9)}  of ${gib(r.usable)} usable (${gib(cluster.spec.memory)} GiB, ${Math.round(cluster.headroom * 100)}% headroom) — ${verdict}`);
+  lines.push(`host memory per node ${gib(m.host.perNode).padStart(9)}${m.host.perRank > 0 && m.host.perRank !== m.host.perNode ? `  (${gib(m.host.perRank)} per rank)` : ''}`);
+  if (detail) for (const t of m.terms.filter((x) => x.category === 'host')) lines.push(`      ${gib(t.bytes).padStart(9)}  ${t.label}${m.convention === 'scalelm' ? ' (per rank)' : ''}`);
+  for (const n of m.notes) lines.push(`note: ${n}`);
+  const t = r.time;
+  const b = t.breakdown;
+  const s = (x: number) => (x >= 1 ? `${x.toFixed(2)} s` : `${(x * 1e3).toFixed(1)} ms`);
+  lines.push('');
+  lines.push(`step ${s(t.stepMs / 1e3)} · ${Math.round(t.tokensPerSec).toLocaleString('en-US')} tokens/s · MFU ${(t.mfu * 100).toFixed(1)}% · ${t.tflopsPerGpu.toFixed(0)} TFLOP/s per GPU (with recompute) · ${t.microBatches} micro-batch${t.microBatches === 1 ? '' : 'es'} per step`);
+  const parts: [string, number][] = [['compute', b.compute], ['recompute', b.recompute], ['TP comm', b.tensorParallelComm], ['bubble', b.bubble], ['pipeline sends', b.pipelineComm], ['DP/ZeRO comm exposed', b.dataParallelExposed], ['optimizer', b.optimizer], ['offload', b.offload]];
+  lines.push(`  ${parts.filter(([, v]) => v > 0).map(([k, v]) => `${k} ${s(v)}`).join(' · ')}${b.dataParallelTotal > 0 ? ` (DP/ZeRO comm ${s(b.dataParallelTotal)} in all)` : ''}`);
+  if (t.tensorParallelAcrossNodes) lines.push('  warning: the tensor-parallel group spans nodes; its all-reduces run at inter-node bandwidth');
+  return lines.join('\n');
+}

@@ -75,6 +75,12 @@ export function renderEstimate(config: RunConfig, r: Ok, detail: boolean): strin
   lines.push(`${model.name}: ${model.layers} layers, hidden ${model.hidden}, ${model.heads} heads${model.kvHeads !== model.heads ? ` (${model.kvHeads} KV)` : ''}, seq ${model.seqLen} — ${(m.params.total / 1e9).toFixed(2)} B parameters`);
   lines.push(`${gpus} × ${cluster.gpu} (${cluster.nodes} node${cluster.nodes > 1 ? 's' : ''} × ${cluster.gpusPerNode}), ${formatBytes(cluster.spec.memory)} each · ${describeLayout(r.layout)} · ${train.precision} · global batch ${train.globalBatch}`);
   lines.push(`convention ${m.convention}: heaviest rank is ${m.stages > 1 ? `pipeline stage ${m.heaviestStage} of ${m.stages}` : 'any rank'}, ${(m.params.perDevice / 1e9).toFixed(3)} B parameters on it`);
+  if (detail && m.params.perStage && m.params.perStage.length > 1) {
+    const stages = m.params.perStage;
+    const shown = stages.length > 4 ? [stages[0]!, stages[1]!, stages[stages.length - 1]!] : stages;
+    for (const st of shown) lines.push(`  stage ${st.stage}: ${st.layers} layers, ${(st.params / 1e9).toFixed(3)} B parameters per tensor-parallel rank${st.embedding ? ' (embedding)' : ''}${st.output ? ' (final norm, output layer)' : ''}`);
+    if (stages.length > 4) lines.push(`  (stages 2..${stages.length - 2} as stage 1)`);
+  }
   lines.push('');
   lines.push('memory per GPU        GiB');
   for (const c of ['params', 'grads', 'optimizer', 'activations', 'buffers', 'overhead'] as const) {

@@ -6,7 +6,7 @@ export { estimateMemory, layoutOf, microBatchesPerStep, DEFAULT_OVERHEADS, bytes
 export { estimateTime, stepFlops, collectiveTime, DEFAULT_COMM } from './time';
 export { searchLayouts, explain, type SearchOptions, type SearchResult, type Candidate } from './search';
 export { planIssues, conventionIssues } from './validate';
-export { countParams, paddedVocab, stageParams, layerParams, megatronClosedForm, largestModuleParams, ParamCountError, type ParamCounts } from './params';
+export { countParams, paddedVocab, stageParams, paramsPerStage, layerParams, megatronClosedForm, largestModuleParams, ParamCountError, type ParamCounts } from './params';
 export { korthikantiLayerBytes, layerActivationBytes, layersInFlight } from './activations';
 export { zeroPaperModelStates, deepspeedZero2, deepspeedZero3, megatronWeightAndOptimizer, megatronActivations, accelerateTrainingUsage } from './anchors';
 export { RUNTIME_LAYER_TENSORS, RUNTIME_MODEL_TENSORS, runtimeMemoryTerms } from './runtime-model';

@@ -3,7 +3,7 @@
 // own terms (anchors.ts, runtime-model.ts). Pure.
 import { attentionCoreBytes, korthikantiLayerBytes, layerActivationBytes, layersInFlight, microBatchesInFlight, type ActivationShape } from './activations';
 import { accelerateTrainingUsage, deepspeedZero2, deepspeedZero3, megatronActivations, megatronWeightAndOptimizer, zeroPaperModelStates, type MegatronArgs } from './anchors';
-import { countParams, largestModuleParams, layerShardParams, stageParams, type ParamCounts } from './params';
+import { countParams, largestModuleParams, layerShardParams, paramsPerStage, stageParams, type ParamCounts } from './params';
 import { runtimeMemoryTerms, runtimeVocab } from './runtime-model';
 import { CATEGORIES, type Category, type ConventionName, type EstimateOptions, type Layout, type MemoryBreakdown, type MemoryEstimate, type MemoryTerm, type Overheads, type PlanInput } from './types';
 
@@ -116,7 +116,7 @@ export function scalelmStage(ctx: ScalelmContext, stage: number, sink?: Sink): M
   else put('params', zero === 3 ? `${bpp.param}-byte parameters, partitioned over dp (ZeRO-3)` : `${bpp.param}-byte parameters`, (bpp.param * sp) / (zero === 3 ? dp : 1));
   if (layout.offloadOptimizer) {
     // ZeRO-1 keeps full 16-bit gradients until the last micro-batch; ZeRO-2/3 stream each reduced bucket to the host.
-    put('grads', zero === 1 ? '16-bit gradients before the reduce (then copied to host)' : 'gradients: streamed to host after each reduce', zero === 1 ? 2 * sp : 0);
+    put('grads', zero === 1 ? 'gradients before the reduce (then copied to host)' : 'gradients: streamed to host after each reduce', zero === 1 ? bpp.param * sp : 0);
     put('optimizer', 'optimizer states: offloaded to host (ZeRO-Offload)', 0);
   } else {
     put('grads', zero >= 2 ? `gradients (${bpp.grad} B: 16-bit partition + fp32 copy), partitioned over dp` : 'fp32 main gradients', (bpp.grad * sp) / (zero >= 2 ? dp : 1));
@@ -205,7 +205,7 @@ function scalelmEstimate(input: PlanInput, layout: Layout, options: EstimateOpti
     perDevice: { params: r.params, grads: r.grads, optimizer: r.optimizer, activations: r.activations, buffers: r.buffers, overhead: r.overhead, total: r.total },
     heaviestStage: best.stage, stages: layout.pp,
     host: { perRank: r.host, perNode: r.host * Math.min(input.cluster.gpusPerNode, layout.dp * layout.tp * layout.pp) },
-    params: { total: ctx.counts.total, perDevice: r.stageParams, paddedVocab: ctx.counts.paddedVocab },
+    params: { total: ctx.counts.total, perDevice: r.stageParams, paddedVocab: ctx.counts.paddedVocab, perStage: paramsPerStage(ctx.counts, input.model.layers, layout.tp, layout.pp) },
     terms, notCovered: [], notes,
   };
 }

@@ -162,3 +162,8 @@ export function largestModuleParams(model: ModelShape): number {
   ];
   return Math.max(...candidates);
 }
+
+/** Every pipeline stage's share on one tensor-parallel rank (first and last hold the embedding and output layer). */
+export function paramsPerStage(counts: ParamCounts, layers: number, tp: number, pp: number): (StageParams & { stage: number })[] {
+  return Array.from({ length: pp }, (_, stage) => ({ stage, ...stageParams(counts, layers, tp, pp, stage) }));
+}

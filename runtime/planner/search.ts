@@ -39,7 +39,7 @@ export interface SearchResult {
   /** The best `top` fitting layouts, best first. */
   candidates: Candidate[];
   /** Every fitting layout, best first, without detail (for "where does layout X rank"). */
-  ranking: { layout: Layout; tokensPerSec: number; memory: number }[];
+  ranking: { layout: Layout; tokensPerSec: number; tflopsPerGpu: number; memory: number }[];
   /** Layouts considered = fits + tooBig + invalid (a rule broken: divisibility, ZeRO with pipelines, ...). */
   stats: { enumerated: number; fits: number; tooBig: number; invalid: number };
   usable: number;
@@ -164,7 +164,7 @@ export function searchLayouts(input: PlanInput, options: SearchOptions = {}): Se
   const result: SearchResult = {
     ok: fitting.length > 0,
     candidates,
-    ranking: fitting.map((f) => ({ layout: f.layout, tokensPerSec: f.time.tokensPerSec, memory: f.memory.total })),
+    ranking: fitting.map((f) => ({ layout: f.layout, tokensPerSec: f.time.tokensPerSec, tflopsPerGpu: f.time.tflopsPerGpu, memory: f.memory.total })),
     stats, usable, hostLimit, issues: [],
   };
   if (!fitting.length) {

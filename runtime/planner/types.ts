@@ -141,6 +141,8 @@ export interface ParamSummary {
   perDevice: number;
   /** Vocabulary after padding to a multiple of 128·tp. */
   paddedVocab: number;
+  /** What one tensor-parallel rank of each pipeline stage holds (scalelm only). */
+  perStage?: { stage: number; layers: number; params: number; embedding: number; output: number }[];
 }
 
 export interface MemoryEstimate {

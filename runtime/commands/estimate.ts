@@ -61,7 +61,7 @@ export function estimateJson(r: Ok, convention: ConventionName): Record<string, 
     usable: int(r.usable),
     layout: r.layout,
     heaviestStage: r.memory.heaviestStage,
-    notCovered: r.memory.notCovered,
+    notCovered: r.memory.hostCovered ? r.memory.notCovered : [...r.memory.notCovered, 'host'],
     notes: r.memory.notes,
   };
 }
@@ -90,7 +90,8 @@ export function renderEstimate(config: RunConfig, r: Ok, detail: boolean): strin
   }
   const verdict = r.fits ? 'fits' : 'DOES NOT FIT';
   lines.push(`  ${'total'.padEnd(12)} ${gib(d.total).padStart(9)}  of ${gib(r.usable)} usable (${gib(cluster.spec.memory)} GiB, ${Math.round(cluster.headroom * 100)}% headroom) — ${verdict}`);
-  lines.push(`host memory per node ${gib(m.host.perNode).padStart(9)}${m.host.perRank > 0 && m.host.perRank !== m.host.perNode ? `  (${gib(m.host.perRank)} per rank)` : ''}`);
+  if (!m.hostCovered) lines.push('host memory per node         —  (not in this convention)');
+  else lines.push(`host memory per node ${gib(m.host.perNode).padStart(9)}${m.host.perRank > 0 && m.host.perRank !== m.host.perNode ? `  (${gib(m.host.perRank)} per rank)` : ''}`);
   if (detail) for (const t of m.terms.filter((x) => x.category === 'host')) lines.push(`      ${gib(t.bytes).padStart(9)}  ${t.label}${m.convention === 'scalelm' ? ' (per rank)' : ''}`);
   for (const n of m.notes) lines.push(`note: ${n}`);
   const t = r.time;

@@ -205,6 +205,7 @@ function scalelmEstimate(input: PlanInput, layout: Layout, options: EstimateOpti
     perDevice: { params: r.params, grads: r.grads, optimizer: r.optimizer, activations: r.activations, buffers: r.buffers, overhead: r.overhead, total: r.total },
     heaviestStage: best.stage, stages: layout.pp,
     host: { perRank: r.host, perNode: r.host * Math.min(input.cluster.gpusPerNode, layout.dp * layout.tp * layout.pp) },
+    hostCovered: true,
     params: { total: ctx.counts.total, perDevice: r.stageParams, paddedVocab: ctx.counts.paddedVocab, perStage: paramsPerStage(ctx.counts, input.model.layers, layout.tp, layout.pp) },
     terms, notCovered: [], notes,
   };
@@ -217,6 +218,7 @@ function runtimeEstimate(input: PlanInput, layout: Layout): MemoryEstimate {
   return {
     convention: 'runtime', perDevice: fromTerms(terms), heaviestStage: 0, stages: 1,
     host: { perRank: 0, perNode: 0 },
+    hostCovered: true,
     params: { total: counts.total, perDevice, paddedVocab: runtimeVocab(input.model.vocab, layout.tp) },
     terms, notCovered: [], notes: ['fp32 TensorFlow.js runtime: every tensor 4 bytes; framework overhead is not counted (CPU devices count tensor allocations only)'],
   };
@@ -315,6 +317,7 @@ function anchorEstimate(convention: Exclude<ConventionName, 'scalelm' | 'runtime
   return {
     convention, perDevice, heaviestStage: 0, stages: layout.pp,
     host: { perRank: host / input.cluster.gpusPerNode, perNode: host },
+    hostCovered: convention === 'deepspeed',
     params: { total: psi, perDevice: perDeviceParams, paddedVocab: counts.paddedVocab },
     terms, notCovered, notes,
   };

@@ -153,6 +153,8 @@ export interface MemoryEstimate {
   heaviestStage: number;
   stages: number;
   host: { perRank: number; perNode: number };
+  /** False when the convention does not model host memory (then host is 0, not "nothing needed"). */
+  hostCovered: boolean;
   params: ParamSummary;
   /** Every term that makes up perDevice and host, in order. */
   terms: MemoryTerm[];

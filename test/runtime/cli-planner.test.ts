@@ -73,7 +73,7 @@ describe('scalelm estimate / plan / export (the built CLI, as a child process)',
     it('--convention reproduces an anchor in its own terms and marks what it does not cover', () => {
       const zp = json('estimate', LLAMA70, '--convention', 'zero-paper');
       assert.equal(zp.convention, 'zero-paper');
-      assert.deepEqual(zp.notCovered, ['activations', 'buffers', 'overhead']);
+      assert.deepEqual(zp.notCovered, ['activations', 'buffers', 'overhead', 'host']);
       assert.equal(zp.perDevice.activations, 0);
       const text = scalelm('estimate', LLAMA70, '--convention', 'megatron');
       assert.equal(text.code, 0, text.err);

@@ -18,6 +18,19 @@ ${PLAN_FLAGS_HELP}`;
 
 const GiB = 2 ** 30;
 const gib = (b: number) => (b / GiB).toFixed(2);
+/** 8.03 B, 124.44 M, 800 k */
+export function formatCount(n: number): string {
+  if (n >= 1e9) return `${(n / 1e9).toFixed(2)} B`;
+  if (n >= 1e6) return `${(n / 1e6).toFixed(2)} M`;
+  if (n >= 1e3) return `${(n / 1e3).toFixed(1)} k`;
+  return String(Math.round(n));
+}
+/** Seconds as s, ms or µs. */
+export function formatSeconds(x: number): string {
+  if (x >= 1) return `${x.toFixed(2)} s`;
+  if (x >= 1e-3) return `${(x * 1e3).toFixed(1)} ms`;
+  return `${(x * 1e6).toFixed(1)} µs`;
+}
 
 export const estimateCommand: Command = async (argv) => {
   const args = parseArgs(argv, { values: [...PLAN_VALUE_FLAGS, 'convention'], repeatable: ['set'], switches: [...PLAN_SWITCHES, 'json', 'detail'], positional: [1, 1], usage: USAGE });
@@ -72,13 +85,13 @@ export function renderEstimate(config: RunConfig, r: Ok, detail: boolean): strin
   const d = m.perDevice;
   const gpus = cluster.gpusPerNode * cluster.nodes;
   const lines: string[] = [];
-  lines.push(`${model.name}: ${model.layers} layers, hidden ${model.hidden}, ${model.heads} heads${model.kvHeads !== model.heads ? ` (${model.kvHeads} KV)` : ''}, seq ${model.seqLen} — ${(m.params.total / 1e9).toFixed(2)} B parameters`);
+  lines.push(`${model.name}: ${model.layers} layers, hidden ${model.hidden}, ${model.heads} heads${model.kvHeads !== model.heads ? ` (${model.kvHeads} KV)` : ''}, seq ${model.seqLen} — ${formatCount(m.params.total)} parameters`);
   lines.push(`${gpus} × ${cluster.gpu} (${cluster.nodes} node${cluster.nodes > 1 ? 's' : ''} × ${cluster.gpusPerNode}), ${formatBytes(cluster.spec.memory)} each · ${describeLayout(r.layout)} · ${train.precision} · global batch ${train.globalBatch}`);
-  lines.push(`convention ${m.convention}: heaviest rank is ${m.stages > 1 ? `pipeline stage ${m.heaviestStage} of ${m.stages}` : 'any rank'}, ${(m.params.perDevice / 1e9).toFixed(3)} B parameters on it`);
+  lines.push(`convention ${m.convention}: heaviest rank is ${m.stages > 1 ? `pipeline stage ${m.heaviestStage} of ${m.stages}` : 'any rank'}, ${formatCount(m.params.perDevice)} parameters on it`);
   if (detail && m.params.perStage && m.params.perStage.length > 1) {
     const stages = m.params.perStage;
     const shown = stages.length > 4 ? [stages[0]!, stages[1]!, stages[stages.length - 1]!] : stages;
-    for (const st of shown) lines.push(`  stage ${st.stage}: ${st.layers} layers, ${(st.params / 1e9).toFixed(3)} B parameters per tensor-parallel rank${st.embedding ? ' (embedding)' : ''}${st.output ? ' (final norm, output layer)' : ''}`);
+    for (const st of shown) lines.push(`  stage ${st.stage}: ${st.layers} layers, ${formatCount(st.params)} parameters per tensor-parallel rank${st.embedding ? ' (embedding)' : ''}${st.output ? ' (final norm, output layer)' : ''}`);
     if (stages.length > 4) lines.push(`  (stages 2..${stages.length - 2} as stage 1)`);
   }
   lines.push('');
@@ -96,11 +109,12 @@ export function renderEstimate(config: RunConfig, r: Ok, detail: boolean): strin
   for (const n of m.notes) lines.push(`note: ${n}`);
   const t = r.time;
   const b = t.breakdown;
-  const s = (x: number) => (x >= 1 ? `${x.toFixed(2)} s` : `${(x * 1e3).toFixed(1)} ms`);
+  const s = formatSeconds;
   lines.push('');
   lines.push(`step ${s(t.stepMs / 1e3)} · ${Math.round(t.tokensPerSec).toLocaleString('en-US')} tokens/s · MFU ${(t.mfu * 100).toFixed(1)}% · ${t.tflopsPerGpu.toFixed(0)} TFLOP/s per GPU (with recompute) · ${t.microBatches} micro-batch${t.microBatches === 1 ? '' : 'es'} per step`);
   const parts: [string, number][] = [['compute', b.compute], ['recompute', b.recompute], ['TP comm', b.tensorParallelComm], ['bubble', b.bubble], ['pipeline sends', b.pipelineComm], ['DP/ZeRO comm exposed', b.dataParallelExposed], ['optimizer', b.optimizer], ['offload', b.offload]];
   lines.push(`  ${parts.filter(([, v]) => v > 0).map(([k, v]) => `${k} ${s(v)}`).join(' · ')}${b.dataParallelTotal > 0 ? ` (DP/ZeRO comm ${s(b.dataParallelTotal)} in all)` : ''}`);
+  if (!r.fits) lines.push(`\nIt does not fit: \`scalelm plan\` searches the layouts that do (give the cluster with --gpus N).`);
   if (t.tensorParallelAcrossNodes) lines.push('  warning: the tensor-parallel group spans nodes; its all-reduces run at inter-node bandwidth');
   return lines.join('\n');
 }

@@ -5,6 +5,7 @@ import { describeLayout } from '../planner/estimate';
 import { searchLayouts, type SearchResult } from '../planner/search';
 import { formatBytes, parseBytes } from '../units';
 import { CliError, parseArgs, intFlag, type Command } from './args';
+import { formatSeconds } from './estimate';
 import { loadPlanInput, PLAN_FLAGS_HELP, PLAN_SWITCHES, PLAN_VALUE_FLAGS } from './plan-input';
 
 const USAGE = `usage: scalelm plan <file> [--top N] [--json] [flags]
@@ -57,7 +58,7 @@ export const planCommand: Command = async (argv) => {
   for (const c of result.candidates) {
     const t = c.time;
     console.log(`${String(c.rank).padStart(3)}. ${describeLayout(c.layout)}`);
-    console.log(`     ${gib(c.memory.total)} GiB/GPU · step ${(t.stepMs / 1e3).toFixed(2)} s · ${Math.round(t.tokensPerSec).toLocaleString('en-US')} tokens/s · MFU ${(t.mfu * 100).toFixed(1)}%`);
+    console.log(`     ${gib(c.memory.total)} GiB/GPU · step ${formatSeconds(t.stepMs / 1e3)} · ${Math.round(t.tokensPerSec).toLocaleString('en-US')} tokens/s · MFU ${(t.mfu * 100).toFixed(1)}%`);
     console.log(`     ${c.explanation}`);
     const m = c.memory;
     console.log(`     params ${gib(m.params)} · grads ${gib(m.grads)} · optimizer ${gib(m.optimizer)} · activations ${gib(m.activations)} · buffers ${gib(m.buffers)} · overhead ${gib(m.overhead)} GiB`);

@@ -30,6 +30,13 @@ export interface GroupResources {
   readonly shareable: unknown;
 }
 
+export interface P2PWork {
+  /** True once complete; throws the failure. Never blocks. */
+  test(): boolean;
+  /** Blocks until complete; returns the algorithm name. */
+  wait(): string;
+}
+
 export interface Backend {
   readonly kind: 'shm' | 'socket';
   readonly rank: number;
@@ -40,8 +47,17 @@ export interface Backend {
   attach(spec: GroupSpec): GroupResources;
   /** Rebuild a group view from `attach`'s shareable part (comm thread). */
   adopt(spec: GroupSpec, shareable: unknown): GroupResources;
-  /** `timeoutMs`: how long any single wait may go without progress before the call fails. */
+  /**
+   * Runs a collective. `timeoutMs`: how long any single wait may go without progress before the call
+   * fails (and the world is aborted).
+   */
   execute(spec: GroupSpec, resources: GroupResources, call: Call, timeoutMs: number): string;
+  /**
+   * Starts a send or recv without blocking (compute thread only). Blocking send/recv are p2p(...).wait():
+   * every wait advances all of the rank's pending messages, so isend/irecv exchanges cannot deadlock.
+   * Messages between a pair of ranks are matched in the order they were started.
+   */
+  p2p(spec: GroupSpec, resources: GroupResources, call: Call, timeoutMs: number): P2PWork;
   /** Make every rank fail fast: used after a local failure so peers do not wait for the timeout. */
   abort(message: string): void;
   close(): void;

@@ -3,11 +3,13 @@
 // backend's job (shm-backend.ts between threads, socket-backend.ts between processes).
 //
 // Blocking calls run on the calling thread and block it (Atomics.wait), so they work inside a synchronous
-// backward function of a worker. Async calls (`*Async`, isend, irecv) run on the rank's comm thread —
-// a worker started on first use, like a CUDA communication stream — and return a Work whose wait() blocks
-// until done, so gradient reduction overlaps the rest of the backward pass. Async calls run in issue
-// order; a blocking call on a group first waits for that group's pending async calls, so every rank sees
-// one order per group. Buffers given to an async call must not be touched until wait() returns.
+// backward function of a worker. Async collectives (`*Async`) run on the rank's comm thread — a worker
+// started on first use, like a CUDA communication stream — and return a Work whose wait() blocks until
+// done, so gradient reduction overlaps the rest of the backward pass. They run in issue order; a blocking
+// collective on a group first waits for that group's pending async ones, so every rank sees one order per
+// group. isend/irecv progress on the calling thread (every p2p wait advances all pending messages), so an
+// exchange of isend + irecv cannot deadlock. Buffers given to an async call must not be touched until
+// wait() returns.
 // Buffers from comm.alloc() live in shared memory ("registered"): collectives use them without the copy
 // in and out that a plain Float32Array needs, and async calls need no temporary.
 
@@ -59,6 +61,8 @@ export class Comm {
   readonly world: ProcessGroup;
   readonly timeoutMs: number;
   /** @internal */ readonly log: CallLog;
+  /** @internal Async works not yet known to be complete, by ordering key (see ProcessGroup.key). */
+  readonly pending = new Map<string, Work[]>();
   private nextGroupId = 0;
   private engine: AsyncEngine | undefined;
   private closed = false;
@@ -160,14 +164,21 @@ export class Comm {
 
 type Key = string;
 
+/** Completed (successfully or not) without throwing: failures surface in the caller's own wait(). */
+function settled(w: Work): boolean {
+  try {
+    return w.test();
+  } catch {
+    return true;
+  }
+}
+
 export class ProcessGroup {
   readonly size: number;
   /** This rank's index in the group. */
   readonly rank: number;
   readonly ranks: readonly number[];
   readonly name: string;
-  private readonly pending = new Map<Key, Work[]>();
-
   /** @internal */
   constructor(private readonly comm: Comm, readonly spec: GroupSpec, private readonly resources: GroupResources) {
     this.size = spec.ranks.length;
@@ -327,21 +338,25 @@ export class ProcessGroup {
 
   // ---- execution --------------------------------------------------------------------------------------------------
 
-  /** Calls that must stay in order with each other: a group's collectives, or one direction of a pair. */
-  private key(call: Call): Key {
-    return call.desc.op === 'send' ? `s${call.peer}` : call.desc.op === 'recv' ? `r${call.peer}` : 'c';
-  }
-
   private run(call: Call): void {
-    const key = this.key(call);
-    const before = this.pending.get(key);
+    const op = call.desc.op;
+    if (op === 'send' || op === 'recv') {
+      const start = now();
+      const algorithm = this.comm.backend.p2p(this.spec, this.resources, call, this.comm.timeoutMs).wait();
+      this.comm.log.add(op, this.name, call.desc.count * 4, start, now(), algorithm);
+      return;
+    }
+    // Collectives of a group run in issue order: first finish the async ones still in flight.
+    const key = `c${this.spec.id}`;
+    const pending = this.comm.pending;
+    const before = pending.get(key);
     if (before) {
+      pending.delete(key);
       for (const w of before) w.wait();
-      this.pending.delete(key);
     }
     const start = now();
     const algorithm = this.size === 1 ? this.local(call) : this.comm.backend.execute(this.spec, this.resources, call, this.comm.timeoutMs);
-    this.comm.log.add(call.desc.op, this.name, call.desc.count * 4, start, now(), algorithm);
+    this.comm.log.add(op, this.name, call.desc.count * 4, start, now(), algorithm);
   }
 
   /** A group of one: every call is a local copy (or nothing). */
@@ -352,18 +367,43 @@ export class ProcessGroup {
   }
 
   private submit(call: Call): Work {
+    const op = call.desc.op;
+    if (op === 'send' || op === 'recv') return this.submitP2P(call);
     if (this.size === 1) {
       this.run(call);
-      return { op: call.desc.op, wait: () => {}, test: () => true };
+      return { op, wait: () => {}, test: () => true };
     }
-    const key = this.key(call);
-    const list = this.pending.get(key) ?? [];
+    const key = `c${this.spec.id}`;
+    const pending = this.comm.pending;
+    const list = pending.get(key) ?? [];
     const submission: AsyncSubmission = { spec: this.spec, shareable: this.resources.shareable, call, timeoutMs: this.comm.timeoutMs };
     const work = this.comm.asyncEngine().submit(submission, this.name);
     // Forget completed works so the list does not grow without bound.
-    const live = list.filter((w) => !w.test());
+    const live = list.filter((w) => !settled(w));
     live.push(work);
-    this.pending.set(key, live);
+    pending.set(key, live);
     return work;
+  }
+
+  /** Point-to-point messages progress on this thread (never on the comm thread): see Backend.p2p. */
+  private submitP2P(call: Call): Work {
+    const start = now();
+    const p2p = this.comm.backend.p2p(this.spec, this.resources, call, this.comm.timeoutMs);
+    const op = call.desc.op;
+    let recorded = false;
+    const record = (algorithm: string) => {
+      if (recorded) return;
+      recorded = true;
+      this.comm.log.add(op, this.name, call.desc.count * 4, start, now(), algorithm);
+    };
+    return {
+      op,
+      wait: () => record(p2p.wait()),
+      test: () => {
+        if (!p2p.test()) return false;
+        record(p2p.wait());
+        return true;
+      },
+    };
   }
 }

@@ -12,6 +12,7 @@ import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { CommOptions } from './comm';
+import type { SocketOptions } from './socket-backend';
 import { abortShmWorld, createShmWorld, LAUNCHER_ORIGIN, type ShmWorldOptions } from './shm-world';
 import { CommAbortedError, reviveError, type SerializedError } from './types';
 
@@ -34,6 +35,8 @@ export interface ProcessWorldOptions extends WorldOptions {
   socket?: 'unix' | 'tcp';
   /** Bytes of shared memory per process (staging, registered buffers). */
   arenaBytes?: number;
+  /** Algorithm thresholds and piece sizes of the socket transport. */
+  socketOptions?: SocketOptions;
   execArgv?: string[];
 }
 
@@ -193,7 +196,7 @@ export async function launchProcessWorld<R = unknown>(size: number, entry: strin
     child.on('message', (m: Report) => tracker.report(rank, m));
     child.on('error', (e) => tracker.fail(rank, e));
     child.on('exit', (code, signal) => tracker.exit(rank, signal ? `signal ${signal}` : `code ${code}`));
-    child.send({ args: options.args, recordCapacity: options.recordCapacity });
+    child.send({ args: options.args, recordCapacity: options.recordCapacity, socketOptions: options.socketOptions });
   }
   return tracker.promise;
 }

@@ -4,7 +4,7 @@
 import { initProcessWorld } from './process-world';
 import { runEntry } from './entry';
 import type { Comm } from './comm';
-import type { SocketBackend } from './socket-backend';
+import type { SocketBackend, SocketOptions } from './socket-backend';
 import { serializeError } from './types';
 
 const entry = process.argv[2]!;
@@ -13,11 +13,11 @@ function report(message: unknown): Promise<void> {
   return new Promise((resolve) => process.send!(message, () => resolve()));
 }
 
-process.once('message', (m: { args: unknown; recordCapacity?: number }) => {
+process.once('message', (m: { args: unknown; recordCapacity?: number; socketOptions?: SocketOptions }) => {
   void (async () => {
     let comm: Comm | undefined;
     try {
-      comm = await initProcessWorld({ recordCapacity: m.recordCapacity });
+      comm = await initProcessWorld({ recordCapacity: m.recordCapacity, ...m.socketOptions });
       const result = await runEntry(entry, comm, m.args);
       comm.close();
       // Wait for the I/O thread to say goodbye to every peer: exiting earlier would look like a crash to them.

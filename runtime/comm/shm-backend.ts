@@ -13,7 +13,7 @@
 // reduce op, root) is published at arrival and compared, so mismatched calls fail on every member before
 // any data moves. Reduction order is always member 0, 1, ..., n-1, so every member gets identical bits.
 
-import { groupHash, type Call, type GroupResources, type GroupSpec } from './backend';
+import { groupHash, type Call, type GroupResources, type GroupSpec, type P2PWork } from './backend';
 import type { BackendThreadSpec, CommBackend } from './comm';
 import { Arena } from './arena';
 import { reduceBlocks, reduceKernel, type ReduceKernel } from './simd-kernel';
@@ -315,8 +315,9 @@ export class ShmBackend implements CommBackend {
       case 'barrier':
         this.arrive(g, call, -1, -1, timeoutMs);
         return 'shm-arrival';
-      case 'send': return this.send(g, call, timeoutMs);
-      case 'recv': return this.recv(g, call, timeoutMs);
+      case 'send':
+      case 'recv':
+        return this.p2p(spec, resources, call, timeoutMs).wait();
     }
   }
 
@@ -538,71 +539,151 @@ export class ShmBackend implements CommBackend {
   }
 
   // ---- point to point -------------------------------------------------------------------------------------------
-  // One mailbox per ordered pair of ranks, with a buffer owned by the sender. A send is eager up to
-  // p2pBytes (it returns once the data is in the mailbox); longer messages go in pieces, each waiting for
-  // the receiver to take the previous one, like MPI_Send.
+  // One mailbox per ordered pair of ranks, with a buffer owned by the sender: a message goes through it in
+  // pieces of p2pBytes, each taken by the receiver before the next is put. Pending sends and receives are
+  // state machines advanced by every p2p wait of this rank, so isend + irecv exchanges of any size progress
+  // on both sides. Two messages on one pair go in the order they were started.
 
-  private send(g: ShmGroup, call: Call, timeoutMs: number): string {
-    const buf = call.input!;
-    const peer = g.spec.ranks[call.peer]!;
-    const slot = this.mailbox(this.rank, peer);
-    const i32 = this.i32;
-    const buffer = Atomics.load(i32, slot + P.buffer);
-    const total = buf.length;
-    for (let start = 0; ; start += this.p2pElems) {
-      const len = Math.min(this.p2pElems, total - start);
+  private readonly active: ShmMessage[] = [];
+
+  p2p(spec: GroupSpec, resources: GroupResources, call: Call, timeoutMs: number): P2PWork {
+    const g = resources as ShmGroup;
+    const peer = spec.ranks[call.peer]!;
+    const send = call.desc.op === 'send';
+    const m: ShmMessage = {
+      send, g, call, peer,
+      slot: send ? this.mailbox(this.rank, peer) : this.mailbox(peer, this.rank),
+      buf: (send ? call.input : call.output)!,
+      pos: 0, pieces: 0, done: false, error: undefined,
+    };
+    this.checkAbort(g, call.desc.op);
+    this.active.push(m);
+    this.progress();
+    return {
+      test: () => {
+        this.progress();
+        if (m.error) throw m.error;
+        return m.done;
+      },
+      wait: () => {
+        this.waitMessage(m, timeoutMs);
+        return 'shm-mailbox';
+      },
+    };
+  }
+
+  /** Advances every pending message as far as the mailboxes allow, without blocking. */
+  private progress(): void {
+    const busy = new Set<number>();
+    for (const m of this.active) {
+      // Only the oldest pending message of a mailbox may use it.
+      if (m.done || m.error || busy.has(m.slot)) continue;
+      busy.add(m.slot);
+      try {
+        if (m.send) this.stepSend(m);
+        else this.stepRecv(m);
+      } catch (e) {
+        m.error = e as Error;
+      }
+    }
+    for (let k = this.active.length - 1; k >= 0; k--) if (this.active[k]!.done || this.active[k]!.error) this.active.splice(k, 1);
+  }
+
+  private stepSend(m: ShmMessage): void {
+    const { i32 } = this;
+    const slot = m.slot;
+    const total = m.buf.length;
+    while (!m.done) {
       const posted = Atomics.load(i32, slot + P.posted);
-      this.waitFor(slot + P.taken, posted, timeoutMs, () => this.p2pTimeout(call, g, peer, 'send'), g, 'send');
-      this.copyIn(buf, start, len, buffer);
+      if (Atomics.load(i32, slot + P.taken) !== posted) return; // the receiver has not taken the last piece
+      const len = Math.min(this.p2pElems, total - m.pos);
+      this.copyIn(m.buf, m.pos, len, Atomics.load(i32, slot + P.buffer));
       i32[slot + P.total] = total;
-      i32[slot + P.tag] = call.tag;
-      i32[slot + P.pieceStart] = start;
+      i32[slot + P.tag] = m.call.tag;
+      i32[slot + P.pieceStart] = m.pos;
       i32[slot + P.pieceLen] = len;
       Atomics.store(i32, slot + P.posted, (posted + 1) | 0);
       Atomics.notify(i32, slot + P.posted);
-      if (start + len >= total) break;
+      m.pos += len;
+      m.pieces++;
+      if (m.pos >= total) m.done = true;
     }
-    return 'shm-mailbox';
   }
 
-  private recv(g: ShmGroup, call: Call, timeoutMs: number): string {
-    const buf = call.output!;
-    const peer = g.spec.ranks[call.peer]!;
-    const slot = this.mailbox(peer, this.rank);
-    const i32 = this.i32;
-    for (;;) {
+  private stepRecv(m: ShmMessage): void {
+    const { i32 } = this;
+    const slot = m.slot;
+    while (!m.done) {
       const taken = Atomics.load(i32, slot + P.taken);
-      this.waitFor(slot + P.posted, (taken + 1) | 0, timeoutMs, () => this.p2pTimeout(call, g, peer, 'recv'), g, 'recv');
+      if (Atomics.load(i32, slot + P.posted) === taken) return; // nothing new
       const total = i32[slot + P.total]!;
       const tag = i32[slot + P.tag]!;
-      if (total !== buf.length || tag !== call.tag) {
+      if (total !== m.buf.length || tag !== m.call.tag) {
         const error = new CommMismatchError(
-          `rank ${this.rank}: recv from rank ${peer} expected ${buf.length} floats with tag ${call.tag}, ` +
-            `but rank ${peer} sent ${total} floats with tag ${tag}`,
-          this.rank, 'recv', g.spec.name,
+          `rank ${this.rank}: recv from rank ${m.peer} expected ${m.buf.length} floats with tag ${m.call.tag}, ` +
+            `but rank ${m.peer} sent ${total} floats with tag ${tag}`,
+          this.rank, 'recv', m.g.spec.name,
         );
         this.abort(error.message);
         throw error;
       }
       const start = i32[slot + P.pieceStart]!;
       const len = i32[slot + P.pieceLen]!;
-      this.copyOut(Atomics.load(i32, slot + P.buffer), len, buf, start);
+      this.copyOut(Atomics.load(i32, slot + P.buffer), len, m.buf, start);
       Atomics.store(i32, slot + P.taken, (taken + 1) | 0);
       Atomics.notify(i32, slot + P.taken);
-      if (start + len >= total) break;
+      m.pos = start + len;
+      m.pieces++;
+      if (m.pos >= total) m.done = true;
     }
-    return 'shm-mailbox';
   }
 
-  private p2pTimeout(call: Call, g: ShmGroup, peer: number, what: 'send' | 'recv'): CommTimeoutError {
-    const why = what === 'recv'
-      ? `rank ${peer} has not sent a message to rank ${this.rank}`
-      : `rank ${peer} has not taken the previous piece sent to it (a send larger than the p2p buffer waits for the receiver)`;
+  private waitMessage(m: ShmMessage, timeoutMs: number): void {
+    let deadline = now() + timeoutMs;
+    let seen = -1;
+    for (;;) {
+      this.progress();
+      if (m.error) throw m.error;
+      if (m.done) return;
+      this.checkAbort(m.g, m.call.desc.op);
+      if (m.pieces !== seen) {
+        seen = m.pieces;
+        deadline = now() + timeoutMs;
+      } else if (now() > deadline) {
+        const error = this.p2pTimeout(m, timeoutMs);
+        this.abort(error.message);
+        throw error;
+      }
+      // Sleep until the peer touches this message's mailbox; short, because other pending messages
+      // (an isend paired with this irecv) also need this thread to advance them.
+      const cell = m.slot + (m.send ? P.taken : P.posted);
+      Atomics.wait(this.i32, cell, Atomics.load(this.i32, cell), this.active.length > 1 ? 1 : 50);
+    }
+  }
+
+  private p2pTimeout(m: ShmMessage, timeoutMs: number): CommTimeoutError {
+    const what = m.send ? 'send' : 'recv';
+    const why = m.send
+      ? `rank ${m.peer} has not taken ${m.pieces === 0 ? 'the previous message' : 'the next piece'} (a message longer than the mailbox waits for its receiver)`
+      : `rank ${m.peer} has not sent ${m.pieces === 0 ? 'a message' : 'the rest of the message'} to rank ${this.rank}`;
     return new CommTimeoutError(
-      `rank ${this.rank}: ${what} ${what === 'recv' ? 'from' : 'to'} rank ${peer} (${call.desc.count} floats, tag ${call.tag}) timed out: ${why}`,
-      this.rank, what, g.spec.name,
+      `rank ${this.rank}: ${what} ${m.send ? 'to' : 'from'} rank ${m.peer} (${m.buf.length} floats, tag ${m.call.tag}) timed out after ${timeoutMs} ms: ${why}`,
+      this.rank, what, m.g.spec.name,
     );
   }
+}
+
+interface ShmMessage {
+  send: boolean;
+  g: ShmGroup;
+  call: Call;
+  peer: number;
+  slot: number;
+  buf: Float32Array;
+  pos: number;
+  pieces: number;
+  done: boolean;
+  error: Error | undefined;
 }
 
 function readDesc(i32: Int32Array, at: number): CallDescriptor {

@@ -18,7 +18,7 @@
 import { join } from 'node:path';
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
 import { Arena } from './arena';
-import { groupHash, type Call, type GroupResources, type GroupSpec } from './backend';
+import { groupHash, type Call, type GroupResources, type GroupSpec, type P2PWork } from './backend';
 import type { BackendThreadSpec, CommBackend } from './comm';
 import { abortError, readAbort, ABORT_WORD } from './shm-world';
 import { reduceBlocks, reduceKernel, type ReduceKernel } from './simd-kernel';
@@ -47,8 +47,6 @@ const DEFAULTS: Required<SocketOptions> = { smallBytes: 64 * 1024, pieceBytes: 2
 interface Areas {
   work: number;
   temp: number;
-  send: number;
-  recv: number;
 }
 
 class SocketGroup implements GroupResources {
@@ -136,26 +134,26 @@ export class SocketBackend implements CommBackend {
 
   // ---- groups ---------------------------------------------------------------------------------------------------
 
-  private areaSizes(n: number): { work: number; temp: number; p2p: number } {
+  private areaSizes(n: number): { work: number; temp: number } {
     const round = Math.floor(this.opts.roundBytes / 4);
     const small = Math.floor(this.opts.smallBytes / 4);
-    return { work: Math.max(round, small), temp: Math.max(round, n * small), p2p: Math.floor(this.opts.p2pBytes / 4) };
+    return { work: Math.max(round, small), temp: Math.max(round, n * small) };
   }
 
   attach(spec: GroupSpec): SocketGroup {
     if (spec.id >= MAX_GROUPS) {
       throw new CommUsageError(`rank ${this.rank}: at most ${MAX_GROUPS} process groups`, this.rank, 'new_group', spec.name);
     }
-    // One set of areas for the compute thread and one for the comm thread: they may run calls on different
-    // groups (or point-to-point on this one) at the same time.
+    // One set of areas for the compute thread and one for the comm thread: they may run collectives on
+    // different groups at the same time.
     const sizes = this.areaSizes(spec.ranks.length);
     const areas: Areas[] = [0, 1].map(() => ({
       work: this.arena.allocBytes(sizes.work * 4) / 4,
       temp: this.arena.allocBytes(sizes.temp * 4) / 4,
-      send: this.arena.allocBytes(sizes.p2p * 4) / 4,
-      recv: this.arena.allocBytes(sizes.p2p * 4) / 4,
     }));
-    return new SocketGroup(spec, areas, areas[0]!);
+    const group = new SocketGroup(spec, areas, areas[0]!);
+    Atomics.store(this.i32, (GROUPS_AT + spec.id * GROUP_INTS * 4) / 4 + G.hash, group.hash);
+    return group;
   }
 
   adopt(spec: GroupSpec, shareable: unknown): SocketGroup {
@@ -257,7 +255,9 @@ export class SocketBackend implements CommBackend {
     const slot = this.freeSlots.pop()!;
     Atomics.store(this.i32, slot, SLOT_PENDING);
     this.port.postMessage([CMD.probe, slot, g.spec.id]);
-    Atomics.wait(this.i32, slot, SLOT_PENDING, 3000);
+    // An abort arriving meanwhile wakes every cell: keep waiting for the probe's own answer.
+    const until = now() + 3000;
+    while (Atomics.load(this.i32, slot) === SLOT_PENDING && now() < until) Atomics.wait(this.i32, slot, SLOT_PENDING, 100);
     this.drainReplies();
     const reply = this.replies.get(slot);
     this.replies.delete(slot);
@@ -269,18 +269,23 @@ export class SocketBackend implements CommBackend {
           findings.push(`rank ${a.rank} does not answer (stuck outside JavaScript, or dead)`);
           continue;
         }
-        const [theirSeq, op, count, reduce, root, finished] = a.progress as [number, number, number, number, number, number];
-        if (theirSeq < seq) {
+        const [theirSeq, op, count, reduce, root, finished, hash] = a.progress as [number, number, number, number, number, number, number];
+        if (hash !== g.hash) {
+          findings.push(`process group #${g.spec.id} is [${g.spec.ranks.join(',')}] here but has different members on rank ${a.rank}: every rank must create groups in the same order`);
+        } else if (call.desc.op === 'send' || call.desc.op === 'recv') {
+          continue;
+        } else if (theirSeq < seq) {
           const last = theirSeq === 0 ? 'it has made no call on this group' : `its last call on this group was #${theirSeq} ${describeCall({ op: opName(op) as CallDescriptor['op'], count, reduce: reduceName(reduce), root })}${finished === theirSeq ? '' : ', still running'}`;
           findings.push(`rank ${a.rank} has not reached this call (${last})`);
         }
       }
     }
-    const why = findings.length ? findings.join('; ') : `no data from rank ${waitingFor}`;
-    const e = new CommTimeoutError(
-      `rank ${this.rank}: ${describeCall(call.desc)} on group ${g.spec.name} (call #${seq}) timed out after ${ctx.timeoutMs} ms: ${why}`,
-      this.rank, call.desc.op, g.spec.name,
-    );
+    const p2p = call.desc.op === 'send' || call.desc.op === 'recv';
+    const why = findings.length ? findings.join('; ') : p2p ? `rank ${waitingFor} has not sent it` : `no data from rank ${waitingFor}`;
+    const what = p2p
+      ? `${call.desc.op} ${call.desc.op === 'send' ? 'to' : 'from'} rank ${waitingFor} (${call.desc.count} floats, tag ${call.tag}) on group ${g.spec.name}`
+      : `${describeCall(call.desc)} on group ${g.spec.name} (call #${seq})`;
+    const e = new CommTimeoutError(`rank ${this.rank}: ${what} timed out after ${ctx.timeoutMs} ms: ${why}`, this.rank, call.desc.op, g.spec.name);
     this.abort(e.message);
     return e;
   }
@@ -328,27 +333,24 @@ export class SocketBackend implements CommBackend {
   // ---- execution ---------------------------------------------------------------------------------------------------
 
   execute(spec: GroupSpec, resources: GroupResources, call: Call, timeoutMs: number): string {
-    const g = resources as SocketGroup;
     const d = call.desc;
-    const p2p = d.op === 'send' || d.op === 'recv';
+    if (d.op === 'send' || d.op === 'recv') return this.p2p(spec, resources, call, timeoutMs).wait();
+    const g = resources as SocketGroup;
+    // What this rank is doing on the group, for peers' timeout probes (socket-io.ts answers them).
     const cells = (GROUPS_AT + spec.id * GROUP_INTS * 4) / 4;
-    let seq = 0;
-    if (!p2p) {
-      seq = (this.i32[cells + G.seq]! + 1) | 0;
-      this.i32[cells + G.op] = opCode(d.op);
-      this.i32[cells + G.count] = d.count;
-      this.i32[cells + G.reduce] = reduceCode(d.reduce);
-      this.i32[cells + G.root] = d.root;
-      Atomics.store(this.i32, cells + G.seq, seq);
-    }
+    const seq = (this.i32[cells + G.seq]! + 1) | 0;
+    this.i32[cells + G.op] = opCode(d.op);
+    this.i32[cells + G.count] = d.count;
+    this.i32[cells + G.reduce] = reduceCode(d.reduce);
+    this.i32[cells + G.root] = d.root;
+    Atomics.store(this.i32, cells + G.seq, seq);
     const fields: FrameFields = {
-      channel: p2p ? p2pChannel(spec.id) : collectiveChannel(spec.id),
-      seq, op: opCode(p2p ? 'send' : d.op), count: d.count, reduce: reduceCode(d.reduce), root: d.root, step: 0, tag: call.tag, hash: g.hash,
+      channel: collectiveChannel(spec.id), seq, op: opCode(d.op), count: d.count, reduce: reduceCode(d.reduce), root: d.root, step: 0, tag: 0, hash: g.hash,
     };
     const ctx: Ctx = { g, call, seq, fields, sent: new Map(), got: new Map(), timeoutMs };
     this.checkAbort(ctx);
     const algorithm = this.run(ctx);
-    if (!p2p) Atomics.store(this.i32, cells + G.finished, seq);
+    Atomics.store(this.i32, cells + G.finished, seq);
     return algorithm;
   }
 
@@ -364,8 +366,9 @@ export class SocketBackend implements CommBackend {
       case 'gather': return this.gather(ctx);
       case 'scatter': return this.scatter(ctx);
       case 'barrier': return this.barrier(ctx);
-      case 'send': return this.send(ctx);
-      case 'recv': return this.recv(ctx);
+      case 'send':
+      case 'recv':
+        throw new Error('internal: point-to-point goes through p2p()');
     }
   }
 
@@ -709,45 +712,51 @@ export class SocketBackend implements CommBackend {
   }
 
   // ---- point to point ---------------------------------------------------------------------------------------------------
-  // Sends never wait for the receiver's program: the receiving I/O thread always reads and buffers frames
-  // that arrive before their recv is posted, so isend/irecv exchanges cannot deadlock.
+  // Every piece is posted to the I/O thread at once, so a message never waits for the receiver's program:
+  // the receiving I/O thread reads and buffers frames that arrive before their recv is posted. Messages go
+  // in pieces of p2pBytes (framing depends only on the length, so both sides agree).
 
-  /** Messages travel in pieces of p2pBytes (the framing depends only on the length, so both sides agree). */
-  private send(ctx: Ctx): string {
-    const buf = ctx.call.input!;
-    const peer = ctx.g.spec.ranks[ctx.call.peer]!;
+  p2p(spec: GroupSpec, resources: GroupResources, call: Call, timeoutMs: number): P2PWork {
+    const g = resources as SocketGroup;
+    const send = call.desc.op === 'send';
+    const buf = (send ? call.input : call.output)!;
+    const peer = spec.ranks[call.peer]!;
+    const fields: FrameFields = {
+      channel: p2pChannel(spec.id), seq: 0, op: opCode('send'), count: buf.length, reduce: 0, root: 0, step: 0, tag: call.tag, hash: g.hash,
+    };
+    const ctx: Ctx = { g, call, seq: 0, fields, sent: new Map(), got: new Map(), timeoutMs };
+    this.checkAbort(ctx);
     const reg = this.registered(buf);
-    const piece = Math.floor(this.opts.p2pBytes / 4);
-    const slots: Array<[number, number]> = [];
+    const temp = reg >= 0 ? -1 : this.arena.allocBytes(buf.length * 4) / 4;
+    const at = reg >= 0 ? reg : temp;
+    if (send && temp >= 0) this.copyIn(buf, 0, buf.length, temp);
+    const piece = Math.max(1, Math.floor(this.opts.p2pBytes / 4));
+    const slots: number[] = [];
     for (let o = 0; o === 0 || o < buf.length; o += piece) {
       const l = Math.min(piece, buf.length - o);
-      if (reg >= 0) {
-        slots.push([this.isend(ctx, peer, reg + o, l), peer]);
-      } else {
-        this.copyIn(buf, o, l, ctx.g.areas.send);
-        this.wait(ctx, this.isend(ctx, peer, ctx.g.areas.send, l), peer);
-      }
+      slots.push(send ? this.isend(ctx, peer, at + o, l) : this.irecv(ctx, peer, at + o, l));
     }
-    this.waitAll(ctx, slots);
-    return 'socket-p2p';
-  }
-
-  private recv(ctx: Ctx): string {
-    const buf = ctx.call.output!;
-    const peer = ctx.g.spec.ranks[ctx.call.peer]!;
-    const reg = this.registered(buf);
-    const piece = Math.floor(this.opts.p2pBytes / 4);
-    const slots: Array<[number, number]> = [];
-    for (let o = 0; o === 0 || o < buf.length; o += piece) {
-      const l = Math.min(piece, buf.length - o);
-      if (reg >= 0) {
-        slots.push([this.irecv(ctx, peer, reg + o, l), peer]);
-      } else {
-        this.wait(ctx, this.irecv(ctx, peer, ctx.g.areas.recv, l), peer);
-        this.copyOut(ctx.g.areas.recv, l, buf, o);
+    let finished = false;
+    const wait = (): string => {
+      if (!finished) {
+        finished = true;
+        try {
+          for (const slot of slots) this.wait(ctx, slot, peer);
+          if (!send && temp >= 0) this.copyOut(temp, buf.length, buf, 0);
+        } finally {
+          if (temp >= 0) this.arena.freeBytes(temp * 4);
+        }
       }
-    }
-    this.waitAll(ctx, slots);
-    return 'socket-p2p';
+      return 'socket-p2p';
+    };
+    return {
+      test: () => {
+        if (finished) return true;
+        if (slots.some((slot) => Atomics.load(this.i32, slot) === SLOT_PENDING)) return false;
+        wait();
+        return true;
+      },
+      wait,
+    };
   }
 }

@@ -10,8 +10,8 @@
 export const SOCKET_MAGIC = 0x53434b31; // "SCK1"
 export const MAX_GROUPS = 256;
 export const GROUP_INTS = 8;
-/** Per group: [seq entered, op, count, reduce, root, seq finished, -, -]. */
-export const G = { seq: 0, op: 1, count: 2, reduce: 3, root: 4, finished: 5 } as const;
+/** Per group: [seq entered, op, count, reduce, root, seq finished, member hash, -]. */
+export const G = { seq: 0, op: 1, count: 2, reduce: 3, root: 4, finished: 5, hash: 6 } as const;
 export const GROUPS_AT = 4096;
 export const SLOTS_PER_CLIENT = 2048;
 export const MAX_CLIENTS = 4;

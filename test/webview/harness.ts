@@ -73,6 +73,11 @@ function vscodeApiStandIn(): void {
   };
 }
 
+/** The stylesheet the extension links: esbuild's dist/webview.css when the bundle imports its CSS, else media/. */
+function styleSheet(): string {
+  return existsSync(join(ROOT, 'dist/webview.css')) ? 'dist/webview.css' : 'media/dashboard.css';
+}
+
 export interface DashboardPage {
   page: Page;
   url: string;
@@ -122,7 +127,7 @@ export async function openDashboard(viewport = { width: 1000, height: 700 }): Pr
   if (!existsSync(join(ROOT, 'dist/webview.js'))) throw new Error('no dist/webview.js: run "node scripts/build.mjs" first');
   let origin = '';
   const { server, origin: o } = await serve(() =>
-    asVsCodeServesIt(dashboardHtml({ scriptUri: `${origin}/dist/webview.js`, styleUri: `${origin}/media/dashboard.css`, cspSource: origin, nonce: makeNonce(), title: 'ScaleLM Dashboard' })),
+    asVsCodeServesIt(dashboardHtml({ scriptUri: `${origin}/dist/webview.js`, styleUri: `${origin}/${styleSheet()}`, cspSource: origin, nonce: makeNonce(), title: 'ScaleLM Dashboard' })),
   );
   origin = o;
   let browser: Browser | undefined;

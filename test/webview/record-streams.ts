@@ -1,0 +1,55 @@
+// Records the synthetic 8-GPU run (synthetic.ts) through the telemetry RunRecorder into
+// test/fixtures/streams/llama7b-8xh200/metrics.jsonl, exactly as the runtime would write it (validation,
+// alert engine, time stamps). Date.now is replaced by the run's own clock while recording, so the file is
+// the same on every machine. The real single-device run next to it (tiny-cpu/) was recorded with
+//   scalelm train examples/tiny.scalelm.json --steps 120 --set train.evalEvery=20 --set train.checkpointEvery=60
+// Usage: node out/test/webview/record-streams.js [steps]
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { RunRecorder } from '../../runtime/telemetry/recorder';
+import { estimate } from '../../runtime/planner';
+import { ROOT } from './harness';
+import { SYNTHETIC_RUN_ID, syntheticConfig, syntheticMessages } from './synthetic';
+
+export const STREAMS_DIR = join(ROOT, 'test/fixtures/streams');
+const STARTED_AT = Date.UTC(2025, 5, 2, 9, 30, 0);
+
+export async function recordSynthetic(steps = 300, dir = join(STREAMS_DIR, SYNTHETIC_RUN_ID)): Promise<string> {
+  rmSync(join(dir, 'metrics.jsonl'), { force: true });
+  const realNow = Date.now;
+  let clock = STARTED_AT;
+  Date.now = () => clock;
+  try {
+    const config = syntheticConfig(steps);
+    const est = estimate(config, { convention: 'scalelm' });
+    const plan = est.ok ? { convention: 'scalelm', perDevice: { ...est.memory.perDevice }, stepMs: est.time.stepMs, tokensPerSec: est.time.tokensPerSec, mfu: est.time.mfu } : undefined;
+    const rec = RunRecorder.open({ runDir: dir, runId: SYNTHETIC_RUN_ID, name: config.name, config, ...(plan ? { plan } : {}), world: 8, tensorboard: false, gpu: false, startedAt: STARTED_AT });
+    clock += 1200;
+    rec.log('info', 'backend: tfjs-node-gpu (CUDA 12.4, 8 × NVIDIA H200) — synthetic stream for tests', { source: 'trainer' });
+    rec.log('info', 'model: llama-2-7b, 6,738,415,616 parameters; 8 ranks, data-parallel 8, ZeRO-1', { source: 'trainer' });
+    clock += 40_000;
+    rec.status('running', { step: 0 });
+    for (const m of syntheticMessages({ steps, startedAt: STARTED_AT, gpuEvery: 5, commEvery: 5 })) {
+      const t = (m as { t?: number }).t;
+      if (typeof t === 'number') clock = Math.max(clock, t);
+      rec.publish(m);
+      if (m.type === 'checkpoint') rec.log('info', `checkpoint written: ${m.path}`, { source: 'trainer' });
+    }
+    clock += 5000;
+    await rec.close({ state: 'done' });
+  } finally {
+    Date.now = realNow;
+  }
+  return join(dir, 'metrics.jsonl');
+}
+
+if (require.main === module) {
+  const steps = Number(process.argv[2] ?? 300);
+  recordSynthetic(steps).then(
+    (path) => console.log(`wrote ${path}`),
+    (e: unknown) => {
+      console.error(e);
+      process.exit(1);
+    },
+  );
+}

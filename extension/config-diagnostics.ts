@@ -1,28 +1,54 @@
 // Problems-panel diagnostics for *.scalelm.json: the cross-field rules that a JSON Schema cannot express
-// (tp divides heads, dp·tp·pp = devices, batch divisibility...). Type, enum and unknown-key errors are left
-// to VS Code's JSON language service (contributes.jsonValidation), so nothing is reported twice.
+// (tp divides heads, dp·tp·pp = devices, batch divisibility...) and whether the layout fits its devices.
+// Type, enum and unknown-key errors are left to VS Code's JSON language service (contributes.jsonValidation),
+// so nothing is reported twice.
 import * as vscode from 'vscode';
-import { parseConfig } from '../runtime/config/parse';
-import { parseJsonc, spanOfPath } from './json-paths';
+import { formatBytes } from '../runtime/units';
+import { CATEGORIES } from '../runtime/planner/types';
+import { describeSuggestion } from '../runtime/planner/target';
+import { analyseConfig, forgetConfig, isScaleLMConfig } from './config-analysis';
+import { spanOfPath } from './json-paths';
 
-export const CONFIG_SELECTOR: vscode.DocumentFilter = { pattern: '**/*.scalelm.json' };
+/** Diagnostic code of "this layout does not fit"; the quick-fix provider looks for it. */
+export const DOES_NOT_FIT = 'scalelm.doesNotFit';
 
-export function isScaleLMConfig(doc: vscode.TextDocument): boolean {
-  return doc.uri.path.endsWith('.scalelm.json');
+function rangeOf(doc: vscode.TextDocument, path: string): vscode.Range {
+  const span = spanOfPath(doc.getText(), path);
+  return new vscode.Range(doc.positionAt(span.offset), doc.positionAt(span.offset + span.length));
 }
 
 export function configDiagnostics(doc: vscode.TextDocument): vscode.Diagnostic[] {
-  const text = doc.getText();
-  const result = parseConfig(parseJsonc(text) as unknown);
-  if (result.ok || result.stage !== 'rules') return [];
-  return result.errors.map((issue) => {
-    const span = spanOfPath(text, issue.path);
-    const range = new vscode.Range(doc.positionAt(span.offset), doc.positionAt(span.offset + span.length));
-    const d = new vscode.Diagnostic(range, issue.message, vscode.DiagnosticSeverity.Error);
-    d.source = 'ScaleLM';
-    d.code = issue.path;
-    return d;
-  });
+  const { parsed, fit } = analyseConfig(doc);
+  if (!parsed.ok) {
+    if (parsed.stage !== 'rules') return [];
+    return parsed.errors.map((issue) => {
+      const d = new vscode.Diagnostic(rangeOf(doc, issue.path), issue.message, vscode.DiagnosticSeverity.Error);
+      d.source = 'ScaleLM';
+      d.code = issue.path;
+      return d;
+    });
+  }
+  if (!fit) return [];
+  const { result, target } = fit;
+  if (!result.ok) {
+    return result.issues.map((issue) => {
+      const d = new vscode.Diagnostic(rangeOf(doc, issue.path), `cannot plan this layout: ${issue.message}`, vscode.DiagnosticSeverity.Warning);
+      d.source = 'ScaleLM planner';
+      return d;
+    });
+  }
+  if (result.fits) return [];
+  const per = result.memory.perDevice;
+  const breakdown = CATEGORIES.filter((c) => per[c] > 0).map((c) => `${c} ${formatBytes(per[c], 1)}`).join(', ');
+  const fix = fit.suggestion ? `; ${describeSuggestion(parsed.config, fit.suggestion)}` : '; no layout of these devices fits — add devices or memory';
+  const d = new vscode.Diagnostic(
+    rangeOf(doc, 'parallel'),
+    `does not fit: ${formatBytes(per.total, 1)} per device > ${formatBytes(target.capacity, 1)} usable on ${target.label} (${breakdown})${fix}`,
+    vscode.DiagnosticSeverity.Error,
+  );
+  d.source = 'ScaleLM planner';
+  d.code = DOES_NOT_FIT;
+  return [d];
 }
 
 export function registerConfigDiagnostics(context: vscode.ExtensionContext): vscode.DiagnosticCollection {
@@ -41,7 +67,10 @@ export function registerConfigDiagnostics(context: vscode.ExtensionContext): vsc
     collection,
     vscode.workspace.onDidOpenTextDocument((d) => refresh(d)),
     vscode.workspace.onDidChangeTextDocument((e) => refresh(e.document, 300)),
-    vscode.workspace.onDidCloseTextDocument((d) => collection.delete(d.uri)),
+    vscode.workspace.onDidCloseTextDocument((d) => {
+      collection.delete(d.uri);
+      forgetConfig(d.uri);
+    }),
     { dispose: () => timers.forEach((t) => clearTimeout(t)) },
   );
   vscode.workspace.textDocuments.forEach((d) => refresh(d));

@@ -14,6 +14,9 @@ export class DashboardPanel implements vscode.Disposable {
   private nextId = 1;
   private ready: Promise<void>;
   private markReady!: () => void;
+  private readonly readyEmitter = new vscode.EventEmitter<void>();
+  /** Fires each time the webview (re)loads and says it is ready. */
+  readonly onReady = this.readyEmitter.event;
 
   static show(context: vscode.ExtensionContext, log: vscode.LogOutputChannel): DashboardPanel {
     if (DashboardPanel.current) {
@@ -69,6 +72,7 @@ export class DashboardPanel implements vscode.Disposable {
     if (message.type === 'ready') {
       this.log.info('dashboard ready');
       this.markReady();
+      this.readyEmitter.fire();
       return;
     }
     if (typeof message.id === 'number') {
@@ -103,6 +107,7 @@ export class DashboardPanel implements vscode.Disposable {
     if (DashboardPanel.current === this) DashboardPanel.current = undefined;
     for (const reject of this.pending.values()) reject({ type: 'closed' });
     this.pending.clear();
+    this.readyEmitter.dispose();
     this.panel.dispose();
     while (this.disposables.length) this.disposables.pop()?.dispose();
   }

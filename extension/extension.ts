@@ -1,52 +1,138 @@
-// Extension entry: wires the runtime (planner, config, runs) into VS Code. Thin by design: everything
-// that is not UI lives in runtime/, which never imports vscode.
+// Extension entry: wires the runtime (config, planner, runs) into VS Code. Thin by design: everything that
+// is not UI lives in runtime/, which never imports vscode.
 import * as vscode from 'vscode';
+import { join } from 'node:path';
+import { EXPORT_TARGETS, type ExportTarget } from '../runtime/planner/export';
 import { registerConfigDiagnostics } from './config-diagnostics';
+import { CONFIG_SELECTOR } from './config-analysis';
+import { DashboardFeed } from './dashboard-feed';
 import { DASHBOARD_VIEW_TYPE, DashboardPanel } from './dashboard-panel';
+import { launchTraining, type LaunchOutcome } from './launch';
+import type { LiveRun } from './live-run';
+import { PlanLensProvider, planLensTitle } from './plan-lens';
+import { estimateMemoryCommand, exportCommand, suggestLayoutsCommand, type EstimateArgs } from './planner-commands';
+import { FitQuickFixes } from './quick-fixes';
+import { RunRegistry } from './runs';
+import { RunsTree, type RunNode } from './runs-tree';
+import { createStatusBar } from './status-bar';
+import { ScaleLMTaskProvider } from './tasks';
 
+/** What the extension exports: used by the e2e tests and by other extensions. */
 export interface ScaleLMApi {
   statusBarText(): string;
   openDashboard(): Promise<void>;
   dashboardRequest(message: { type: string; [k: string]: unknown }): Promise<unknown>;
+  launch(uri: vscode.Uri, extraArgs?: string[]): Promise<LaunchOutcome>;
+  runs(): LiveRun[];
+  stopAll(): Promise<void>;
+  codeLensTitle(uri: vscode.Uri): Promise<string>;
+  estimate(uri: vscode.Uri, args: EstimateArgs): ReturnType<typeof estimateMemoryCommand>;
+  pastRuns(): RunNode[];
 }
+
+let registry: RunRegistry | undefined;
 
 export function activate(context: vscode.ExtensionContext): ScaleLMApi {
   const log = vscode.window.createOutputChannel('ScaleLM', { log: true });
   context.subscriptions.push(log);
   log.info(`ScaleLM ${context.extension.packageJSON.version as string} activated (workspace trusted: ${vscode.workspace.isTrusted})`);
 
-  const status = vscode.window.createStatusBarItem('scalelm.status', vscode.StatusBarAlignment.Left, 50);
-  status.name = 'ScaleLM';
-  status.text = '$(pulse) ScaleLM';
-  status.tooltip = 'ScaleLM: no run yet. Click to open the dashboard.';
-  status.command = 'scalelm.openDashboard';
-  status.show();
+  registry = new RunRegistry();
+  const runs = registry;
+  context.subscriptions.push(runs);
+  const status = createStatusBar(runs);
   context.subscriptions.push(status);
 
-  const openDashboard = async (): Promise<void> => {
-    DashboardPanel.show(context, log);
+  const settings = () => vscode.workspace.getConfiguration('scalelm');
+  const runsDirs = () => (vscode.workspace.workspaceFolders ?? []).map((f) => join(f.uri.fsPath, settings().get<string>('runsDirectory', 'runs')));
+  const tree = new RunsTree(runs, runsDirs);
+  context.subscriptions.push(vscode.window.createTreeView('scalelm.runs', { treeDataProvider: tree, showCollapseAll: false }));
+
+  let feed: DashboardFeed | undefined;
+  const panelWithFeed = (panel: DashboardPanel): DashboardPanel => {
+    if (!feed) {
+      feed = new DashboardFeed(panel, runs, () => settings().get<number>('refreshIntervalMs', 250));
+      panel.panel.onDidDispose(() => {
+        feed?.dispose();
+        feed = undefined;
+      });
+    }
+    return panel;
   };
+  const showDashboard = (): DashboardPanel => panelWithFeed(DashboardPanel.show(context, log));
+
+  const openDashboard = async (target?: { runId?: string; runDir?: string }): Promise<void> => {
+    showDashboard();
+    if (target?.runId) {
+      const run = runs.get(target.runId);
+      if (run) feed?.follow(run);
+    } else if (target?.runDir) {
+      await feed?.showPast(target.runDir);
+    }
+  };
+  const launchCtx = { extensionPath: context.extensionPath, registry: runs, log, openDashboard: async (run: LiveRun) => openDashboard({ runId: run.id }) };
+
+  const stopRun = async (node?: RunNode | { runId: string }) => {
+    const timeout = settings().get<number>('stopTimeoutMs', 15000);
+    let run: LiveRun | undefined;
+    if (node && 'runId' in node) run = runs.get(node.runId);
+    else if (node && 'kind' in node && node.kind === 'live') run = node.run;
+    else {
+      const live = runs.live();
+      run = live.length === 1 ? live[0] : (await vscode.window.showQuickPick(live.map((r) => ({ label: r.options.runDir, run: r })), { title: 'ScaleLM: stop which run?' }))?.run;
+    }
+    if (!run) return;
+    await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: 'ScaleLM: stopping (writing a checkpoint)…' }, () => run.stop(timeout));
+  };
+
+  const lens = new PlanLensProvider();
   context.subscriptions.push(
     vscode.commands.registerCommand('scalelm.openDashboard', openDashboard),
+    vscode.commands.registerCommand('scalelm.launchTraining', (uri?: vscode.Uri) => launchTraining(launchCtx, uri)),
+    vscode.commands.registerCommand('scalelm.stopRun', stopRun),
+    vscode.commands.registerCommand('scalelm.estimateMemory', (uri?: vscode.Uri, args?: EstimateArgs) => estimateMemoryCommand(uri, args)),
+    vscode.commands.registerCommand('scalelm.suggestLayouts', (uri?: vscode.Uri, args?: { noPicker?: boolean }) => suggestLayoutsCommand(uri, args)),
+    ...EXPORT_TARGETS.map((t: ExportTarget) => vscode.commands.registerCommand(`scalelm.export${t === 'deepspeed' ? 'DeepSpeed' : t === 'megatron' ? 'Megatron' : 'Torchrun'}`, (uri?: vscode.Uri, o?: { overwrite?: boolean }) => exportCommand(t, uri, o))),
+    vscode.commands.registerCommand('scalelm.refreshRuns', () => tree.refresh()),
+    vscode.commands.registerCommand('scalelm.revealRun', (node?: RunNode) => {
+      const dir = node?.kind === 'live' ? node.run.options.runDir : node?.kind === 'past' ? node.run.dir : undefined;
+      if (dir) void vscode.commands.executeCommand('revealFileInOS', vscode.Uri.file(dir));
+    }),
+    vscode.commands.registerCommand('scalelm.compareRuns', async (node?: RunNode) => {
+      showDashboard();
+      const dir = node?.kind === 'past' ? node.run.dir : node?.kind === 'live' ? node.run.options.runDir : undefined;
+      if (dir) await DashboardPanel.instance?.post({ type: 'compareRun', runDir: dir });
+    }),
+    vscode.languages.registerCodeLensProvider(CONFIG_SELECTOR, lens),
+    vscode.languages.registerCodeActionsProvider(CONFIG_SELECTOR, new FitQuickFixes(), { providedCodeActionKinds: FitQuickFixes.kinds }),
+    vscode.workspace.onDidChangeTextDocument(() => lens.refresh()),
+    vscode.tasks.registerTaskProvider(ScaleLMTaskProvider.type, new ScaleLMTaskProvider(context.extensionPath)),
     vscode.window.registerWebviewPanelSerializer(DASHBOARD_VIEW_TYPE, {
       async deserializeWebviewPanel(panel: vscode.WebviewPanel) {
         DashboardPanel.revive(panel, context, log);
+        if (DashboardPanel.instance) panelWithFeed(DashboardPanel.instance);
       },
     }),
   );
-
   registerConfigDiagnostics(context);
 
   return {
     statusBarText: () => status.text,
-    openDashboard,
-    dashboardRequest: async (message) => {
-      const panel = DashboardPanel.instance ?? DashboardPanel.show(context, log);
-      return panel.request(message);
+    openDashboard: () => openDashboard(),
+    dashboardRequest: async (message) => showDashboard().request(message),
+    launch: (uri, extraArgs) => launchTraining(launchCtx, uri, extraArgs),
+    runs: () => runs.all(),
+    stopAll: async () => {
+      await Promise.all(runs.live().map((r) => r.stop(settings().get<number>('stopTimeoutMs', 15000))));
     },
+    codeLensTitle: async (uri) => planLensTitle(await vscode.workspace.openTextDocument(uri)),
+    estimate: (uri, args) => estimateMemoryCommand(uri, args),
+    pastRuns: () => tree.getChildren(),
   };
 }
 
 export function deactivate(): void {
+  // No runtime process may outlive the window.
+  registry?.dispose();
   DashboardPanel.instance?.dispose();
 }

@@ -2,6 +2,7 @@
 // Megatron-LM arguments or a torchrun command line, checked for consistency. Notes go to stderr so stdout can
 // be redirected into a file.
 import { estimate } from '../planner/estimate';
+import { layoutOf } from '../planner/memory';
 import { EXPORT_TARGETS, exportLayout, type ExportTarget } from '../planner/export';
 import { formatBytes } from '../units';
 import { CliError, parseArgs, type Command } from './args';
@@ -27,7 +28,7 @@ export const exportCommand: Command = async (argv) => {
   const file = args.positional[0]!;
   const { config } = loadPlanInput(file, args, 'export');
   const script = args.values.get('script');
-  const result = exportLayout(config, layoutFrom(config), to as ExportTarget, script ? { script } : {});
+  const result = exportLayout(config, layoutOf(config), to as ExportTarget, script ? { script } : {});
   if (!result.ok) {
     console.error(`${file}: cannot export to ${to}:`);
     for (const i of result.issues) console.error(`  ${i.path}: ${i.message}`);
@@ -39,8 +40,3 @@ export const exportCommand: Command = async (argv) => {
   if (e.ok && !e.fits) console.error(`warning: by the scalelm estimate this layout needs ${formatBytes(e.memory.perDevice.total)} per GPU, more than the ${formatBytes(e.usable)} usable; try \`scalelm plan ${file}\``);
   return 0;
 };
-
-function layoutFrom(config: Parameters<typeof estimate>[0]) {
-  const { parallel: p, train } = config;
-  return { dp: p.dp, tp: p.tp, pp: p.pp, vpp: p.vpp, zero: p.zero, microBatch: train.microBatch, recompute: train.recompute, sequenceParallel: p.sequenceParallel, offloadOptimizer: p.offloadOptimizer, offloadParams: p.offloadParams };
-}

@@ -1,0 +1,34 @@
+// One analysis per config document version, shared by the CodeLens, the diagnostics and the quick fixes,
+// so the layout search runs once per edit, not once per feature.
+import * as vscode from 'vscode';
+import { parseConfig, type ParseResult } from '../runtime/config/parse';
+import { checkFit, type FitCheck } from '../runtime/planner/target';
+import { parseJsonc } from './json-paths';
+
+export interface ConfigAnalysis {
+  parsed: ParseResult;
+  /** Present when the config is valid. */
+  fit?: FitCheck;
+}
+
+export const CONFIG_SELECTOR: vscode.DocumentFilter = { pattern: '**/*.scalelm.json' };
+
+const cache = new Map<string, { version: number; analysis: ConfigAnalysis }>();
+
+export function isScaleLMConfig(doc: vscode.TextDocument): boolean {
+  return doc.uri.path.endsWith('.scalelm.json');
+}
+
+export function analyseConfig(doc: vscode.TextDocument): ConfigAnalysis {
+  const key = doc.uri.toString();
+  const hit = cache.get(key);
+  if (hit && hit.version === doc.version) return hit.analysis;
+  const parsed = parseConfig(parseJsonc(doc.getText()) as unknown);
+  const analysis: ConfigAnalysis = parsed.ok ? { parsed, fit: checkFit(parsed.config) } : { parsed };
+  cache.set(key, { version: doc.version, analysis });
+  return analysis;
+}
+
+export function forgetConfig(uri: vscode.Uri): void {
+  cache.delete(uri.toString());
+}

@@ -1,0 +1,100 @@
+// "ScaleLM: Launch Training": refuse in an untrusted workspace; validate and plan first; a layout that does
+// not fit is not started — the breakdown is shown with the planner's best fitting layout to apply instead;
+// otherwise spawn the runtime with progress, connect, and open the dashboard.
+import * as vscode from 'vscode';
+import { basename, dirname, join } from 'node:path';
+import { CATEGORIES } from '../runtime/planner/types';
+import { describeSuggestion, suggestionEdits } from '../runtime/planner/target';
+import { formatBytes } from '../runtime/units';
+import { analyseConfig } from './config-analysis';
+import { LiveRun } from './live-run';
+import { applyConfigEdits } from './quick-fixes';
+import type { RunRegistry } from './runs';
+
+export interface LaunchContext {
+  extensionPath: string;
+  registry: RunRegistry;
+  log: vscode.LogOutputChannel;
+  openDashboard: (run: LiveRun) => Promise<void>;
+}
+
+export type LaunchOutcome = { started: LiveRun } | { refused: 'untrusted' | 'invalid' | 'does-not-fit' | 'cancelled' | 'failed'; reason: string };
+
+function runStamp(now = new Date()): string {
+  return now.toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
+}
+
+export async function launchTraining(ctx: LaunchContext, uri?: vscode.Uri, extraArgs: string[] = []): Promise<LaunchOutcome> {
+  // The menu's when-clause only greys the entry out; executeCommand still arrives here.
+  if (!vscode.workspace.isTrusted) {
+    const reason = 'Launching training runs code from this workspace, which is not trusted.';
+    void vscode.window.showWarningMessage(`ScaleLM: ${reason} Trust the workspace to launch runs.`, 'Manage Workspace Trust').then((a) => {
+      if (a) void vscode.commands.executeCommand('workbench.trust.manage');
+    });
+    return { refused: 'untrusted', reason };
+  }
+  const target = uri instanceof vscode.Uri ? uri : vscode.window.activeTextEditor?.document.uri;
+  if (!target || !target.path.endsWith('.scalelm.json')) {
+    void vscode.window.showErrorMessage('ScaleLM: choose a *.scalelm.json to launch (right-click it in the Explorer).');
+    return { refused: 'invalid', reason: 'no *.scalelm.json given' };
+  }
+  const doc = await vscode.workspace.openTextDocument(target);
+  if (doc.isDirty) await doc.save();
+  const { parsed, fit } = analyseConfig(doc);
+  if (!parsed.ok) {
+    const reason = parsed.errors.map((e) => e.message).join('\n');
+    void vscode.window.showErrorMessage(`ScaleLM: ${basename(target.fsPath)} has ${parsed.errors.length} problem(s); nothing was started.`, { modal: true, detail: reason });
+    return { refused: 'invalid', reason };
+  }
+  if (fit && fit.result.ok && !fit.result.fits) {
+    const per = fit.result.memory.perDevice;
+    const detail = [
+      `Planned peak per device: ${formatBytes(per.total)} — usable: ${formatBytes(fit.target.capacity)} on ${fit.target.label}.`,
+      ...CATEGORIES.filter((c) => per[c] > 0).map((c) => `  ${c}: ${formatBytes(per[c])}`),
+      fit.suggestion ? `\nThe planner's best fitting layout: ${describeSuggestion(parsed.config, fit.suggestion)}.` : '\nNo layout of these devices fits: add devices or memory per device.',
+    ].join('\n');
+    ctx.log.warn(`not started, does not fit:\n${detail}`);
+    const apply = fit.suggestion ? 'Use the Suggested Layout' : undefined;
+    const answer = await vscode.window.showWarningMessage(`ScaleLM: this layout does not fit its devices; nothing was started.`, { modal: true, detail }, ...(apply ? [apply] : []));
+    if (answer && apply && fit.suggestion) {
+      const edit = new vscode.WorkspaceEdit();
+      edit.replace(target, new vscode.Range(doc.positionAt(0), doc.positionAt(doc.getText().length)), applyConfigEdits(doc.getText(), suggestionEdits(parsed.config, fit.suggestion)));
+      await vscode.workspace.applyEdit(edit);
+      await doc.save();
+    }
+    return { refused: 'does-not-fit', reason: detail };
+  }
+
+  const settings = vscode.workspace.getConfiguration('scalelm', target);
+  const folder = vscode.workspace.getWorkspaceFolder(target)?.uri.fsPath ?? dirname(target.fsPath);
+  const runDir = join(folder, settings.get<string>('runsDirectory', 'runs'), `${parsed.config.name.replace(/[^A-Za-z0-9._-]+/g, '-')}-${runStamp()}`);
+  const backend = settings.get<string>('defaultBackend', 'auto');
+  const args = [...extraArgs];
+  if (backend !== 'auto' && !/"backend"\s*:/.test(doc.getText())) args.push('--set', `devices.backend=${backend}`);
+  const run = new LiveRun(`${Date.now().toString(36)}`, {
+    nodePath: settings.get<string>('nodePath') || process.execPath,
+    cliPath: join(ctx.extensionPath, 'dist', 'cli.js'),
+    configPath: target.fsPath,
+    runDir,
+    cwd: dirname(target.fsPath),
+    extraArgs: args,
+    log: (line, level) => ctx.log[level](line),
+  });
+  ctx.registry.add(run);
+  try {
+    await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `ScaleLM: starting ${parsed.config.name}`, cancellable: true }, async (progress, token) => {
+      progress.report({ message: 'planning, spawning the runtime…' });
+      token.onCancellationRequested(() => void run.stop(0));
+      const listening = await run.start();
+      progress.report({ message: `listening on ${listening.url}` });
+    });
+  } catch (e) {
+    const reason = (e as Error).message;
+    ctx.log.error(`launch failed: ${reason}`);
+    void vscode.window.showErrorMessage(`ScaleLM: the run did not start — ${reason}`, 'Show Log').then((a) => a && ctx.log.show());
+    return { refused: 'failed', reason };
+  }
+  ctx.log.info(`run ${run.id} started in ${runDir}`);
+  await ctx.openDashboard(run);
+  return { started: run };
+}

@@ -1,0 +1,177 @@
+// One training run started from VS Code: the runtime as a child process, its listening line, a validated
+// WebSocket client, and the run's downsampled history (the host keeps the authoritative copy; the webview
+// gets snapshots and batches). Stop asks the runtime to checkpoint and exit, then kills it after a timeout.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { createInterface } from 'node:readline';
+import type { Message, SnapshotMessage, StepMessage, MemoryMessage } from '../runtime/protocol';
+import { RunClient } from '../runtime/server/client';
+import { parseListeningLine, TOKEN_ENV, type ListeningLine } from '../runtime/server/monitor';
+import { RunHistory } from '../runtime/telemetry/history';
+
+export interface LaunchOptions {
+  /** Node executable (VS Code's own, run as Node, by default). */
+  nodePath: string;
+  cliPath: string;
+  configPath: string;
+  runDir: string;
+  cwd: string;
+  extraArgs?: string[];
+  log: (line: string, level: 'info' | 'warn' | 'error') => void;
+  /** How long to wait for the listening line. */
+  startTimeoutMs?: number;
+}
+
+export type LiveState = 'starting' | 'running' | 'stopping' | 'done' | 'failed';
+
+export declare interface LiveRun {
+  on(event: 'message', listener: (m: Message) => void): this;
+  on(event: 'snapshot', listener: (s: SnapshotMessage) => void): this;
+  on(event: 'state', listener: (s: LiveState, detail: string) => void): this;
+}
+
+export class LiveRun extends EventEmitter {
+  state: LiveState = 'starting';
+  detail = '';
+  history = new RunHistory();
+  readonly token = randomBytes(32).toString('hex');
+  listening: ListeningLine | undefined;
+  lastStep: StepMessage | undefined;
+  /** Latest memory message per rank. */
+  readonly memory = new Map<number, MemoryMessage>();
+  private child: ChildProcess | undefined;
+  private client: RunClient | undefined;
+  private exited: Promise<number | null> = Promise.resolve(null);
+
+  constructor(readonly id: string, readonly options: LaunchOptions) {
+    super();
+  }
+
+  /** Starts the runtime; resolves once it listens (or rejects with the reason it did not start). */
+  start(): Promise<ListeningLine> {
+    const o = this.options;
+    const args = [o.cliPath, 'train', o.configPath, '--run-dir', o.runDir, ...(o.extraArgs ?? [])];
+    o.log(`starting: ${o.nodePath} ${args.join(' ')}`, 'info');
+    const child = spawn(o.nodePath, args, {
+      cwd: o.cwd,
+      env: { ...process.env, ELECTRON_RUN_AS_NODE: '1', [TOKEN_ENV]: this.token },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    this.child = child;
+    this.exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+    createInterface({ input: child.stderr! }).on('line', (l) => o.log(l, 'warn'));
+    return new Promise<ListeningLine>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        reject(new Error(`the runtime did not report its port within ${(o.startTimeoutMs ?? 60000) / 1000} s`));
+        void this.stop(0);
+      }, o.startTimeoutMs ?? 60000);
+      createInterface({ input: child.stdout! }).on('line', (line) => {
+        const listening = !this.listening ? parseListeningLine(line) : null;
+        if (!listening) {
+          o.log(line, 'info');
+          return;
+        }
+        clearTimeout(timer);
+        this.listening = listening;
+        this.connect(listening);
+        this.setState('running', listening.url);
+        resolve(listening);
+      });
+      child.once('error', (e) => {
+        clearTimeout(timer);
+        this.setState('failed', e.message);
+        reject(e);
+      });
+      child.once('exit', (code, signal) => {
+        clearTimeout(timer);
+        this.client?.close();
+        const failed = this.state !== 'stopping' && code !== 0;
+        this.setState(failed ? 'failed' : 'done', failed ? `the runtime exited with ${signal ?? `code ${code}`}` : 'finished');
+        if (!this.listening) reject(new Error(`the runtime exited (${signal ?? `code ${code}`}) before it started; see the ScaleLM log`));
+      });
+    });
+  }
+
+  private connect(l: ListeningLine): void {
+    const client = new RunClient({ port: l.port, host: l.host, token: this.token });
+    this.client = client;
+    client.on('snapshot', (s) => {
+      // Every (re)connection starts with the whole story so far: rebuild rather than append.
+      this.history = new RunHistory();
+      for (const m of snapshotMessages(s)) this.record(m);
+      this.emit('snapshot', s);
+    });
+    client.on('message', (m) => {
+      this.record(m);
+      this.emit('message', m);
+    });
+    client.on('invalid', (reason) => this.options.log(`dropped an invalid message from the runtime: ${reason}`, 'warn'));
+    client.on('refused', (status, reason) => this.options.log(`the runtime refused the connection (${status}): ${reason}`, 'error'));
+    client.connect();
+  }
+
+  private record(m: Message): void {
+    this.history.add(m);
+    if (m.type === 'step') this.lastStep = m;
+    if (m.type === 'memory') this.memory.set(m.rank, m);
+  }
+
+  private setState(s: LiveState, detail: string): void {
+    if (this.state === s && this.detail === detail) return;
+    this.state = s;
+    this.detail = detail;
+    this.emit('state', s, detail);
+  }
+
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  get live(): boolean {
+    return this.state === 'starting' || this.state === 'running' || this.state === 'stopping';
+  }
+
+  /** Graceful stop (the runtime checkpoints and exits), then SIGTERM, then SIGKILL. Resolves when it has exited. */
+  async stop(timeoutMs: number): Promise<void> {
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    this.setState('stopping', 'checkpointing before exit');
+    if (this.client && timeoutMs > 0) {
+      await this.client.control('stop').catch((e: Error) => this.options.log(`stop request failed: ${e.message}`, 'warn'));
+    } else {
+      child.kill('SIGINT');
+    }
+    if (await exitsWithin(this.exited, timeoutMs)) return;
+    this.options.log(`the runtime did not stop within ${timeoutMs} ms; terminating it`, 'warn');
+    child.kill('SIGTERM');
+    if (await exitsWithin(this.exited, 3000)) return;
+    child.kill('SIGKILL');
+    await this.exited;
+  }
+
+  /** For window close: no runtime process may outlive the extension host. */
+  killNow(): void {
+    this.client?.close();
+    if (this.child && this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL');
+  }
+}
+
+function exitsWithin(exited: Promise<unknown>, ms: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const t = setTimeout(() => resolve(false), ms);
+    void exited.then(() => {
+      clearTimeout(t);
+      resolve(true);
+    });
+  });
+}
+
+/** The messages a snapshot stands for, oldest first, so a fresh history can be rebuilt from it. */
+export function snapshotMessages(s: SnapshotMessage): Message[] {
+  const out: Message[] = [];
+  if (s.hello) out.push(s.hello);
+  out.push(...s.steps, ...s.evals, ...s.memory, ...s.gpu, ...s.comm, ...s.logs, ...s.alerts, ...s.checkpoints);
+  if (s.status) out.push(s.status);
+  return out;
+}

@@ -1,0 +1,140 @@
+// Planner commands: "Estimate Training Memory" for a HuggingFace config.json (GPU and count chosen in quick
+// picks), "Suggest Parallel Layouts" for a *.scalelm.json, and the three exports written next to the config.
+import * as vscode from 'vscode';
+import { modelFromHuggingFace } from '../runtime/config/huggingface';
+import { loadConfig } from '../runtime/config/parse';
+import { GPU_PRESETS, GPU_PRESET_NAMES, type GpuPresetName } from '../runtime/config/presets';
+import type { RunConfig } from '../runtime/config/types';
+import { describeLayout } from '../runtime/planner/estimate';
+import { exportLayout, type ExportTarget } from '../runtime/planner/export';
+import { layoutOf } from '../runtime/planner/memory';
+import { searchLayouts, type Candidate } from '../runtime/planner/search';
+import { suggestionEdits } from '../runtime/planner/target';
+import type { ConventionName, PlanInput } from '../runtime/planner/types';
+import { formatBytes } from '../runtime/units';
+import { analyseConfig } from './config-analysis';
+import { parseJsonc } from './json-paths';
+import { formatRate } from './plan-lens';
+import { applyConfigEdits } from './quick-fixes';
+
+export interface EstimateArgs {
+  gpu?: GpuPresetName;
+  gpus?: number;
+  precision?: RunConfig['train']['precision'];
+  /** Skip the result picker and return the search (tests, scripting). */
+  noPicker?: boolean;
+}
+
+async function configUri(uri?: vscode.Uri): Promise<vscode.Uri | undefined> {
+  if (uri instanceof vscode.Uri) return uri;
+  const active = vscode.window.activeTextEditor?.document.uri;
+  if (active) return active;
+  void vscode.window.showErrorMessage('ScaleLM: open a *.scalelm.json or a HuggingFace config.json first.');
+  return undefined;
+}
+
+async function readJson(uri: vscode.Uri): Promise<unknown> {
+  const doc = await vscode.workspace.openTextDocument(uri);
+  return parseJsonc(doc.getText()) as unknown;
+}
+
+function candidateItem(c: Candidate): vscode.QuickPickItem & { candidate: Candidate } {
+  return {
+    label: `#${c.rank} ${describeLayout(c.layout)}`,
+    description: `${formatBytes(c.memory.total, 1)} / GPU · ${formatRate(c.time.tokensPerSec)} tokens/s · MFU ${(c.time.mfu * 100).toFixed(0)}%`,
+    detail: c.explanation,
+    candidate: c,
+  };
+}
+
+/** "ScaleLM: Estimate Training Memory" on a HuggingFace config.json. */
+export async function estimateMemoryCommand(uri?: vscode.Uri, args: EstimateArgs = {}): Promise<ReturnType<typeof searchLayouts> | undefined> {
+  const target = await configUri(uri);
+  if (!target) return undefined;
+  const hf = modelFromHuggingFace(await readJson(target));
+  if (!hf.ok) {
+    void vscode.window.showErrorMessage(`ScaleLM: ${target.path.split('/').pop()} is not a supported HuggingFace config: ${hf.errors.map((e) => e.message).join('; ')}`);
+    return undefined;
+  }
+  const gpu = args.gpu ?? ((await vscode.window.showQuickPick(GPU_PRESET_NAMES.map((name) => ({ label: name, description: formatBytes(GPU_PRESETS[name].memory, 0) })), { title: 'ScaleLM: which GPU?' }))?.label as GpuPresetName | undefined);
+  if (!gpu) return undefined;
+  const gpus = args.gpus ?? Number((await vscode.window.showQuickPick(['1', '2', '4', '8', '16', '32', '64', '128', '256', '512', '1024'], { title: `ScaleLM: how many ${gpu}?` })) ?? NaN);
+  if (!Number.isInteger(gpus) || gpus < 1) return undefined;
+  const precision = args.precision ?? 'bf16-mixed';
+  const gpusPerNode = Math.min(8, gpus);
+  const config = loadConfig({
+    model: hf.model,
+    train: { precision, microBatch: 1, globalBatch: Math.max(gpus, Math.ceil(2 ** 20 / hf.model.seqLen! / gpus) * gpus) },
+    parallel: { dp: gpus },
+    cluster: { gpu, gpusPerNode, nodes: Math.ceil(gpus / gpusPerNode) },
+  });
+  return showSearch(config, `${hf.model.name} on ${gpus} × ${gpu}`, args.noPicker, target);
+}
+
+/** "ScaleLM: Suggest Parallel Layouts" on a *.scalelm.json: ranked layouts; choosing one edits the config. */
+export async function suggestLayoutsCommand(uri?: vscode.Uri, args: { noPicker?: boolean } = {}): Promise<ReturnType<typeof searchLayouts> | undefined> {
+  const target = await configUri(uri);
+  if (!target) return undefined;
+  const doc = await vscode.workspace.openTextDocument(target);
+  const { parsed, fit } = analyseConfig(doc);
+  if (!parsed.ok || !fit) {
+    void vscode.window.showErrorMessage(`ScaleLM: fix the config first — ${parsed.ok ? 'it cannot be planned' : parsed.errors[0]!.message}`);
+    return undefined;
+  }
+  return showSearch(parsed.config, `${parsed.config.model.name} on ${fit.target.label}`, args.noPicker, target, fit.target.input, fit.target.convention);
+}
+
+async function showSearch(config: RunConfig, title: string, noPicker: boolean | undefined, source: vscode.Uri, input: PlanInput = config, convention: ConventionName = 'scalelm') {
+  const local = convention === 'runtime';
+  const search = await vscode.window.withProgress({ location: vscode.ProgressLocation.Window, title: 'ScaleLM: searching layouts' }, async () =>
+    searchLayouts(input, { top: 10, convention, ...(local ? { fixed: { pp: 1, vpp: 1, offloadOptimizer: false, offloadParams: false, sequenceParallel: false } } : {}) }),
+  );
+  if (noPicker) return search;
+  if (!search.candidates.length) {
+    void vscode.window.showWarningMessage(`ScaleLM: no layout of ${title} fits (${search.stats.enumerated} tried). ${search.issues.map((i) => i.message).join('; ')}`);
+    return search;
+  }
+  const picked = await vscode.window.showQuickPick(search.candidates.map(candidateItem), { title: `ScaleLM: best layouts for ${title} (${search.stats.fits} of ${search.stats.enumerated} fit)`, matchOnDetail: true });
+  if (!picked) return search;
+  if (source.path.endsWith('.scalelm.json')) {
+    const doc = await vscode.workspace.openTextDocument(source);
+    const edit = new vscode.WorkspaceEdit();
+    edit.replace(source, new vscode.Range(doc.positionAt(0), doc.positionAt(doc.getText().length)), applyConfigEdits(doc.getText(), suggestionEdits(config, picked.candidate)));
+    await vscode.workspace.applyEdit(edit);
+  } else {
+    const l = picked.candidate.layout;
+    const json = JSON.stringify({ model: { ...config.model }, train: { microBatch: l.microBatch, globalBatch: config.train.globalBatch, precision: config.train.precision, recompute: l.recompute }, parallel: { dp: l.dp, tp: l.tp, pp: l.pp, vpp: l.vpp, zero: l.zero, sequenceParallel: l.sequenceParallel, offloadOptimizer: l.offloadOptimizer, offloadParams: l.offloadParams }, cluster: { gpu: config.cluster.gpu, gpusPerNode: config.cluster.gpusPerNode, nodes: config.cluster.nodes } }, null, 2);
+    const doc = await vscode.workspace.openTextDocument({ language: 'json', content: json });
+    await vscode.window.showTextDocument(doc);
+  }
+  return search;
+}
+
+const EXPORT_FILES: Record<ExportTarget, string> = { deepspeed: 'deepspeed.json', megatron: 'megatron-args.sh', torchrun: 'torchrun.sh' };
+
+/** Writes the export next to the config (asks before overwriting); returns the file written. */
+export async function exportCommand(target: ExportTarget, uri?: vscode.Uri, options: { overwrite?: boolean } = {}): Promise<vscode.Uri | undefined> {
+  const source = await configUri(uri);
+  if (!source) return undefined;
+  const doc = await vscode.workspace.openTextDocument(source);
+  const { parsed } = analyseConfig(doc);
+  if (!parsed.ok) {
+    void vscode.window.showErrorMessage(`ScaleLM: cannot export — ${parsed.errors[0]!.message}`);
+    return undefined;
+  }
+  const result = exportLayout(parsed.config, layoutOf(parsed.config), target);
+  if (!result.ok) {
+    void vscode.window.showErrorMessage(`ScaleLM: cannot export to ${target}: ${result.issues.map((i) => i.message).join('; ')}`);
+    return undefined;
+  }
+  const base = source.path.split('/').pop()!.replace(/\.scalelm\.json$|\.json$/, '');
+  const out = vscode.Uri.joinPath(source, '..', `${base}.${EXPORT_FILES[target]}`);
+  const exists = await vscode.workspace.fs.stat(out).then(() => true, () => false);
+  if (exists && !options.overwrite) {
+    const answer = await vscode.window.showWarningMessage(`${out.path.split('/').pop()} exists. Overwrite it?`, { modal: true }, 'Overwrite');
+    if (answer !== 'Overwrite') return undefined;
+  }
+  await vscode.workspace.fs.writeFile(out, new TextEncoder().encode(result.text.endsWith('\n') ? result.text : `${result.text}\n`));
+  void vscode.window.showInformationMessage(`ScaleLM: wrote ${out.path.split('/').pop()}${result.notes.length ? ` — ${result.notes.join('; ')}` : ''}`);
+  return out;
+}

@@ -1,0 +1,108 @@
+// The "ScaleLM Runs" view: live runs of this window first, then past runs found in the workspace's runs
+// directory. A past run is summarised from the head and tail of its metrics.jsonl (never the whole file).
+import * as vscode from 'vscode';
+import { closeSync, openSync, readSync, statSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { decodeMessage, type Message } from '../runtime/protocol';
+import { listRunDirs } from '../runtime/telemetry/run-store';
+import type { LiveRun } from './live-run';
+import type { RunRegistry } from './runs';
+
+export interface PastRun {
+  dir: string;
+  name: string;
+  state: string;
+  lastStep?: number;
+  lastLoss?: number;
+  modified: number;
+}
+
+const PEEK_BYTES = 64 * 1024;
+
+/** Name, final state and last step of a run directory, from at most 128 KiB of its metrics. */
+export function peekRun(dir: string): PastRun {
+  const path = join(dir, 'metrics.jsonl');
+  const size = statSync(path).size;
+  const fd = openSync(path, 'r');
+  const read = (start: number, length: number) => {
+    const b = Buffer.alloc(length);
+    const n = readSync(fd, b, 0, length, start);
+    return b.subarray(0, n).toString('utf8');
+  };
+  const decode = (text: string): Message[] => text.split('\n').map((l) => decodeMessage(l)).flatMap((r) => (r.ok ? [r.value] : []));
+  try {
+    const head = decode(read(0, Math.min(size, PEEK_BYTES)));
+    const tail = size > PEEK_BYTES ? decode(read(size - PEEK_BYTES, PEEK_BYTES)) : head;
+    const hello = head.find((m) => m.type === 'hello');
+    const status = [...tail].reverse().find((m) => m.type === 'status');
+    const step = [...tail].reverse().find((m) => m.type === 'step');
+    return {
+      dir,
+      name: hello?.type === 'hello' ? hello.name : basename(dir),
+      state: status?.type === 'status' ? status.state : 'unknown',
+      ...(step?.type === 'step' ? { lastStep: step.step, lastLoss: step.loss } : {}),
+      modified: statSync(path).mtimeMs,
+    };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+export type RunNode = { kind: 'live'; run: LiveRun } | { kind: 'past'; run: PastRun } | { kind: 'empty'; message: string };
+
+export class RunsTree implements vscode.TreeDataProvider<RunNode> {
+  private readonly changed = new vscode.EventEmitter<RunNode | undefined>();
+  readonly onDidChangeTreeData = this.changed.event;
+
+  constructor(private readonly registry: RunRegistry, private readonly runsDirs: () => string[]) {
+    registry.onDidChange(() => this.refresh());
+  }
+
+  refresh(): void {
+    this.changed.fire(undefined);
+  }
+
+  getChildren(node?: RunNode): RunNode[] {
+    if (node) return [];
+    const live = this.registry.all().filter((r) => r.live);
+    const liveDirs = new Set(live.map((r) => r.options.runDir));
+    const past: RunNode[] = [];
+    for (const root of this.runsDirs()) {
+      for (const dir of listRunDirs(root)) {
+        if (liveDirs.has(dir)) continue;
+        try {
+          past.push({ kind: 'past', run: peekRun(dir) });
+        } catch {
+          // a run directory being deleted or unreadable right now is simply not listed
+        }
+      }
+    }
+    const nodes: RunNode[] = [...live.map((run) => ({ kind: 'live' as const, run })), ...past];
+    return nodes.length ? nodes : [{ kind: 'empty', message: 'No runs yet — right-click a *.scalelm.json and choose "ScaleLM: Launch Training".' }];
+  }
+
+  getTreeItem(node: RunNode): vscode.TreeItem {
+    if (node.kind === 'empty') return new vscode.TreeItem(node.message);
+    if (node.kind === 'live') {
+      const r = node.run;
+      const item = new vscode.TreeItem(`${basename(r.options.runDir)}`, vscode.TreeItemCollapsibleState.None);
+      item.description = `${r.state}${r.lastStep ? ` · step ${r.lastStep.step} · loss ${r.lastStep.loss.toFixed(3)}` : ''}`;
+      item.iconPath = new vscode.ThemeIcon(r.state === 'running' ? 'sync~spin' : 'loading~spin');
+      item.contextValue = 'run.live';
+      item.id = `live:${r.id}`;
+      item.resourceUri = vscode.Uri.file(r.options.runDir);
+      item.command = { command: 'scalelm.openDashboard', title: 'Open Dashboard', arguments: [{ runId: r.id }] };
+      return item;
+    }
+    const r = node.run;
+    const item = new vscode.TreeItem(basename(r.dir), vscode.TreeItemCollapsibleState.None);
+    item.description = `${r.state}${r.lastStep !== undefined ? ` · step ${r.lastStep}${r.lastLoss !== undefined ? ` · loss ${r.lastLoss.toFixed(3)}` : ''}` : ''}`;
+    item.tooltip = `${r.name}\n${r.dir}\nlast written ${new Date(r.modified).toLocaleString()}`;
+    item.iconPath = new vscode.ThemeIcon(r.state === 'done' ? 'pass' : r.state === 'failed' ? 'error' : 'history');
+    item.contextValue = 'run.past';
+    item.id = `past:${r.dir}`;
+    item.resourceUri = vscode.Uri.file(r.dir);
+    item.command = { command: 'scalelm.openDashboard', title: 'Open Dashboard', arguments: [{ runDir: r.dir }] };
+    return item;
+  }
+}

@@ -12,3 +12,4 @@ export { zeroPaperModelStates, deepspeedZero2, deepspeedZero3, megatronWeightAnd
 export { RUNTIME_LAYER_TENSORS, RUNTIME_MODEL_TENSORS, runtimeMemoryTerms } from './runtime-model';
 export { planInputFor, megatronGpt, type PlanInputOptions } from './input';
 export { exportLayout, deepspeedConfig, megatronArguments, torchrunCommand, checkDeepspeedConfig, checkMegatronArguments, checkTorchrunCommand, needsDeepSpeed, EXPORT_TARGETS, type ExportTarget, type ExportResult } from './export';
+export { planTarget, checkFit, describeSuggestion, suggestionEdits, type PlanTarget, type FitCheck } from './target';

@@ -65,6 +65,7 @@ describe('ScaleLM extension in VS Code', function () {
     assert.equal(reply.type, 'pong');
     assert.ok(Array.isArray(reply.components) && reply.components.some((c) => c.startsWith('vscode-')), `vscode-elements components rendered: ${JSON.stringify(reply.components)}`);
     assert.ok(reply.chartInk > 0, `the chart canvas has ink (${reply.chartInk} non-transparent pixels)`);
+    if (bridgeAvailable()) console.log(`workbench with the dashboard: ${await workbench.screenshot('dashboard')}`);
   });
 
   // jsonValidation is declarative (package.json + media/scalelm.schema.json): it must work even if activation fails.

@@ -1,6 +1,6 @@
 // Maps a config JSON path ("parallel.tp") to where it stands in the document, so an error lands on the
 // value the user has to change. Uses jsonc-parser, the parser VS Code's own JSON support is built on.
-import { findNodeAtLocation, parseTree, type Node } from 'jsonc-parser';
+import { applyEdits, findNodeAtLocation, modify, parseTree, type Node } from 'jsonc-parser';
 
 export interface TextSpan {
   offset: number;
@@ -27,3 +27,12 @@ export function spanOfPath(text: string, path: string): TextSpan {
 
 /** The raw parsed value of a JSON-with-comments document (undefined when it does not parse at all). */
 export { parse as parseJsonc } from 'jsonc-parser';
+
+/** The document text with each `path = value` written in place (sections created where missing), keeping comments and layout. */
+export function applyConfigEdits(text: string, edits: { path: string; value: unknown }[]): string {
+  const eol = text.includes('\r\n') ? '\r\n' : '\n';
+  for (const e of edits) {
+    text = applyEdits(text, modify(text, e.path.split('.'), e.value, { formattingOptions: { insertSpaces: true, tabSize: 2, eol } }));
+  }
+  return text;
+}

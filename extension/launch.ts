@@ -8,7 +8,7 @@ import { describeSuggestion, suggestionEdits } from '../runtime/planner/target';
 import { formatBytes } from '../runtime/units';
 import { analyseConfig } from './config-analysis';
 import { LiveRun } from './live-run';
-import { applyConfigEdits } from './quick-fixes';
+import { configFieldsEdit } from './quick-fixes';
 import type { RunRegistry } from './runs';
 
 export interface LaunchContext {
@@ -57,9 +57,7 @@ export async function launchTraining(ctx: LaunchContext, uri?: vscode.Uri, extra
     const apply = fit.suggestion ? 'Use the Suggested Layout' : undefined;
     const answer = await vscode.window.showWarningMessage(`ScaleLM: this layout does not fit its devices; nothing was started.`, { modal: true, detail }, ...(apply ? [apply] : []));
     if (answer && apply && fit.suggestion) {
-      const edit = new vscode.WorkspaceEdit();
-      edit.replace(target, new vscode.Range(doc.positionAt(0), doc.positionAt(doc.getText().length)), applyConfigEdits(doc.getText(), suggestionEdits(parsed.config, fit.suggestion)));
-      await vscode.workspace.applyEdit(edit);
+      await vscode.workspace.applyEdit(configFieldsEdit(doc, suggestionEdits(parsed.config, fit.suggestion)));
       await doc.save();
     }
     return { refused: 'does-not-fit', reason: detail };

@@ -15,7 +15,7 @@ import { formatBytes } from '../runtime/units';
 import { analyseConfig } from './config-analysis';
 import { parseJsonc } from './json-paths';
 import { formatRate } from './plan-lens';
-import { applyConfigEdits } from './quick-fixes';
+import { configFieldsEdit } from './quick-fixes';
 
 export interface EstimateArgs {
   gpu?: GpuPresetName;
@@ -98,9 +98,7 @@ async function showSearch(config: RunConfig, title: string, noPicker: boolean | 
   if (!picked) return search;
   if (source.path.endsWith('.scalelm.json')) {
     const doc = await vscode.workspace.openTextDocument(source);
-    const edit = new vscode.WorkspaceEdit();
-    edit.replace(source, new vscode.Range(doc.positionAt(0), doc.positionAt(doc.getText().length)), applyConfigEdits(doc.getText(), suggestionEdits(config, picked.candidate)));
-    await vscode.workspace.applyEdit(edit);
+    await vscode.workspace.applyEdit(configFieldsEdit(doc, suggestionEdits(config, picked.candidate)));
   } else {
     const l = picked.candidate.layout;
     const json = JSON.stringify({ model: { ...config.model }, train: { microBatch: l.microBatch, globalBatch: config.train.globalBatch, precision: config.train.precision, recompute: l.recompute }, parallel: { dp: l.dp, tp: l.tp, pp: l.pp, vpp: l.vpp, zero: l.zero, sequenceParallel: l.sequenceParallel, offloadOptimizer: l.offloadOptimizer, offloadParams: l.offloadParams }, cluster: { gpu: config.cluster.gpu, gpusPerNode: config.cluster.gpusPerNode, nodes: config.cluster.nodes } }, null, 2);

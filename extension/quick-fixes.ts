@@ -1,18 +1,17 @@
 // Quick fix for "does not fit": rewrite the layout fields to the planner's best fitting layout, keeping the
 // rest of the file (comments, order, formatting) as it is.
 import * as vscode from 'vscode';
-import { applyEdits, modify } from 'jsonc-parser';
 import { describeSuggestion, suggestionEdits } from '../runtime/planner/target';
 import { analyseConfig } from './config-analysis';
 import { DOES_NOT_FIT } from './config-diagnostics';
+import { applyConfigEdits } from './json-paths';
 
-/** The document text with each `path = value` written in place (sections created where missing). */
-export function applyConfigEdits(text: string, edits: { path: string; value: unknown }[]): string {
-  const eol = text.includes('\r\n') ? '\r\n' : '\n';
-  for (const e of edits) {
-    text = applyEdits(text, modify(text, e.path.split('.'), e.value, { formattingOptions: { insertSpaces: true, tabSize: 2, eol } }));
-  }
-  return text;
+/** A workspace edit that rewrites the given config fields in `doc`, leaving everything else as it is. */
+export function configFieldsEdit(doc: vscode.TextDocument, edits: { path: string; value: unknown }[]): vscode.WorkspaceEdit {
+  const text = doc.getText();
+  const edit = new vscode.WorkspaceEdit();
+  edit.replace(doc.uri, new vscode.Range(doc.positionAt(0), doc.positionAt(text.length)), applyConfigEdits(text, edits));
+  return edit;
 }
 
 export class FitQuickFixes implements vscode.CodeActionProvider {
@@ -26,10 +25,7 @@ export class FitQuickFixes implements vscode.CodeActionProvider {
     const action = new vscode.CodeAction(describeSuggestion(parsed.config, fit.suggestion), vscode.CodeActionKind.QuickFix);
     action.diagnostics = [diagnostic];
     action.isPreferred = true;
-    const text = doc.getText();
-    const edit = new vscode.WorkspaceEdit();
-    edit.replace(doc.uri, new vscode.Range(doc.positionAt(0), doc.positionAt(text.length)), applyConfigEdits(text, suggestionEdits(parsed.config, fit.suggestion)));
-    action.edit = edit;
+    action.edit = configFieldsEdit(doc, suggestionEdits(parsed.config, fit.suggestion));
     return [action];
   }
 }

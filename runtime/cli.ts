@@ -4,6 +4,7 @@ import { CliError, type Command } from './commands/args';
 
 const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }> = {
   validate: { summary: 'check a *.scalelm.json and print its errors or a one-line summary', load: async () => (await import('./commands/validate')).validate },
+  train: { summary: 'train the config\'s model on this machine (wasm/cpu/GPU backends), with metrics and checkpoints in a run directory', load: async () => (await import('./commands/train')).train },
   serve: { summary: 'replay recorded runs to the browser dashboard (read-only), with /metrics and CSV export', load: async () => (await import('./commands/serve')).serve },
   'export-csv': { summary: 'write a run\'s steps (loss, lr, throughput, memory, eval loss) as CSV', load: async () => (await import('./commands/export-csv')).exportCsvCommand },
   estimate: { summary: 'memory per GPU and step time of the layout in a *.scalelm.json or HF config.json', load: async () => (await import('./commands/estimate')).estimateCommand },

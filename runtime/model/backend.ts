@@ -126,7 +126,16 @@ async function startWasm(requested: BackendRequest, reason: string, options: Bac
     threadNote = enableWasmThreadsInNode();
     wasm.setThreadsCount(threads);
   }
-  if (!(await tf.setBackend('wasm'))) throw new BackendError(`the wasm backend failed to start (binaries in ${dir})`);
+  // tfjs caps its thread pool at os.cpus().length / 2 (it assumes two hyper-threads per core); report enough
+  // logical CPUs while the module starts so the requested count is what runs.
+  const os = require('node:os') as typeof import('node:os');
+  const cpus = os.cpus;
+  if (threads > 1) os.cpus = () => Array.from({ length: Math.max(2 * threads, cpus().length) }, (_, i) => cpus()[i % Math.max(1, cpus().length)]!);
+  try {
+    if (!(await tf.setBackend('wasm'))) throw new BackendError(`the wasm backend failed to start (binaries in ${dir})`);
+  } finally {
+    os.cpus = cpus;
+  }
   const simd = Boolean(await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT'));
   const actual = wasm.getThreadsCount();
   const label = `wasm (${simd ? 'SIMD' : 'no SIMD'}, ${actual} thread${actual === 1 ? '' : 's'})`;

@@ -64,10 +64,10 @@ export function hostKernelsAvailable(): boolean {
   return b === 'wasm' || b === 'cpu';
 }
 
-function runHost(name: string, inputs: tf.Tensor[], attrs: Record<string, unknown> = {}): tf.Tensor[] {
+function runHost(name: string, inputs: tf.Tensor[], attrs: object = {}): tf.Tensor[] {
   const named: Record<string, tf.Tensor> = {};
   inputs.forEach((t, i) => (named[`i${i}`] = t));
-  const out = tf.engine().runKernel(name, named as tf.NamedTensorMap, attrs as tf.NamedAttrMap);
+  const out = tf.engine().runKernel(name, named as tf.NamedTensorMap, attrs as unknown as tf.NamedAttrMap);
   return Array.isArray(out) ? (out as tf.Tensor[]) : [out as tf.Tensor];
 }
 

@@ -189,15 +189,13 @@ export function dropoutMask(ctx: LayerContext, site: string, shape: number[]): t
 
 // ---- Causal self-attention core (between c_attn and c_proj) ---------------------------------------------
 
-export type AttentionCoreSaved = AttentionSaved | { q: tf.Tensor3D; k: tf.Tensor3D; v: tf.Tensor3D; p?: undefined };
-
-export class AttentionCore implements Layer<AttentionCoreSaved> {
+export class AttentionCore implements Layer<AttentionSaved> {
   constructor(
     readonly name: string,
     /** Heads on this device (heads / tp). */
     readonly heads: number,
     readonly headDim: number,
-    /** Selective recompute keeps q, k, v and recomputes the probabilities in backward. */
+    /** Selective recompute keeps q, k, v and rebuilds the probabilities in backward. */
     readonly selectiveRecompute = false,
   ) {}
 
@@ -213,34 +211,36 @@ export class AttentionCore implements Layer<AttentionCoreSaved> {
     return dropoutMask(ctx, `${this.name}.attn_dropout`, [s.batch * s.heads, s.seq, s.seq]) as tf.Tensor3D | undefined;
   }
 
-  forward(ctx: LayerContext, x: tf.Tensor, save: boolean): LayerForward<AttentionCoreSaved> {
+  forward(ctx: LayerContext, x: tf.Tensor, save: boolean): LayerForward<AttentionSaved> {
     const s = this.shape(ctx, x);
     const mask = this.mask(ctx, s);
     const { y, saved } = attentionForward(x as tf.Tensor2D, s, mask);
     mask?.dispose();
-    delete saved.mask;
     if (!save) {
-      release(saved);
+      releaseAttention(saved);
       return { y };
     }
     if (this.selectiveRecompute) {
-      saved.p.dispose();
-      return { y, saved: { q: keepActivation(ctx, saved.q), k: keepActivation(ctx, saved.k), v: keepActivation(ctx, saved.v) } };
+      tf.dispose(saved.p!);
+      delete saved.p;
     }
-    for (const t of Object.values(saved)) keepActivation(ctx, t as tf.Tensor);
+    for (const t of [...saved.q, ...saved.k, ...saved.v, ...(saved.p ?? [])]) keepActivation(ctx, t);
     return { y, saved };
   }
 
-  backward(ctx: LayerContext, dy: tf.Tensor, saved: AttentionCoreSaved): LayerBackward {
+  backward(ctx: LayerContext, dy: tf.Tensor, saved: AttentionSaved): LayerBackward {
     const s = this.shape(ctx, dy);
-    const p = saved.p ?? attentionProbs(saved.q, saved.k, s);
-    const mask = this.mask(ctx, s);
-    const dx = attentionBackward(dy as tf.Tensor2D, { q: saved.q, k: saved.k, v: saved.v, p, ...(mask ? { mask } : {}) }, s);
+    if (!saved.p) saved.p = attentionProbs(saved, s);
+    const mask = saved.layout === 'batched' ? this.mask(ctx, s) : undefined;
+    const dx = attentionBackward(dy as tf.Tensor2D, saved, s, mask);
     mask?.dispose();
-    p.dispose();
-    release(saved);
+    releaseAttention(saved);
     return { dx, grads: [] };
   }
+}
+
+function releaseAttention(saved: AttentionSaved): void {
+  tf.dispose([...saved.q, ...saved.k, ...saved.v, ...(saved.p ?? [])]);
 }
 
 // ---- Token + position embeddings ------------------------------------------------------------------------

@@ -1,9 +1,10 @@
 // The tensor primitives the layers are written in, shaped for each backend's fast path. On wasm only a plain
 // 2-D, non-transposed matMul reaches XNNPACK (a transposed or batched one takes a scalar loop ~10x slower),
-// so a^T·b goes through a convolution whose kernel spans the contracted axis (XNNPACK, no transpose), a·b^T
-// transposes the small operand, and column sums are a ones-row matmul. Other backends use the direct forms.
+// so aᵀ·b and a·bᵀ transpose one operand with a JavaScript kernel first, attention runs per head as 2-D
+// products (attention-heads.ts), and column sums are a ones-row matmul. Other backends use the direct forms.
 // Every function frees its intermediates as soon as they are dead, so a step's temporaries stay small.
 import * as tf from '@tensorflow/tfjs-core';
+import { headsBackward, headsForward, headsProbs } from './attention-heads';
 import { hostKernelsAvailable, transpose2dHost } from './host-kernels';
 
 export type Flavor = 'wasm' | 'host' | 'portable';
@@ -45,16 +46,12 @@ export function linear(x: tf.Tensor2D, w: tf.Tensor2D, bias: tf.Tensor1D): tf.Te
 
 /** aᵀ·b for a [K,M], b [K,N] -> [M,N]: the weight gradient xᵀ·dy. */
 export function matmulTN(a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D {
-  const [K, M] = a.shape;
-  const N = b.shape[1];
-  if (b.shape[0] !== K) throw new Error(`matmulTN: contracted sizes differ (${a.shape} vs ${b.shape})`);
-  if (flavor === 'wasm') {
-    // conv2d(input [1,K,M,1], filter [K,1,1,N], valid) = Σ_k a[k,m]·b[k,n]: XNNPACK's convolution reads a
-    // and b in their stored layout.
-    const input = tf.reshape(a, [1, K, M, 1]) as tf.Tensor4D;
-    const filter = tf.reshape(b, [K, 1, 1, N]) as tf.Tensor4D;
-    const out = tf.conv2d(input, filter, 1, 'valid');
-    return free(tf.reshape(out, [M, N]) as tf.Tensor2D, out, input, filter);
+  if (b.shape[0] !== a.shape[0]) throw new Error(`matmulTN: contracted sizes differ (${a.shape} vs ${b.shape})`);
+  if (flavor !== 'portable') {
+    // A JavaScript transpose and a plain matmul beat both the transposed matMul (a scalar loop) and a
+    // convolution whose kernel spans K (XNNPACK, but ~25 GFLOP/s against ~30–38 here).
+    const at = transpose2d(a);
+    return free(tf.matMul(at, b), at);
   }
   return tf.matMul(a, b, true, false);
 }
@@ -201,14 +198,17 @@ export interface AttentionShape {
   headDim: number;
 }
 
+/**
+ * What attention keeps for backward. 'batched': one [B·H, T, D] tensor each (portable path, and any path
+ * with attention dropout); 'heads': per-head 2-D tensors q̂ [T,D], kᵀ [D,T], vᵀ [D,T], p [T,T] (wasm/cpu).
+ */
 export interface AttentionSaved {
-  q: tf.Tensor3D;
-  k: tf.Tensor3D;
-  v: tf.Tensor3D;
-  /** Attention probabilities (before dropout). */
-  p: tf.Tensor3D;
-  /** Dropout mask over the probabilities (0 or 1/(1−rate)), when attention dropout is on. */
-  mask?: tf.Tensor3D;
+  layout: 'batched' | 'heads';
+  q: tf.Tensor[];
+  k: tf.Tensor[];
+  v: tf.Tensor[];
+  /** Probabilities before dropout; absent under selective recompute until backward rebuilds them. */
+  p?: tf.Tensor[];
 }
 
 const causalMasks = new Map<number, tf.Tensor2D>();
@@ -224,42 +224,61 @@ function causalMask(T: number): tf.Tensor2D {
   return m;
 }
 
-/** softmax(q·kᵀ/√d + causal mask) for q, k [B·H, T, D]. */
-export function attentionProbs(q: tf.Tensor3D, k: tf.Tensor3D, s: AttentionShape): tf.Tensor3D {
+/** Whether this backend takes the per-head path (not with attention dropout, which the batched path does). */
+function useHeads(dropout: boolean): boolean {
+  return flavor !== 'portable' && !dropout && hostKernelsAvailable();
+}
+
+function batchedProbs(q: tf.Tensor3D, k: tf.Tensor3D, s: AttentionShape): tf.Tensor3D {
   return tf.tidy(() => {
     const scores = tf.mul(tf.matMul(q, k, false, true), 1 / Math.sqrt(s.headDim));
     return tf.softmax(tf.add(scores, causalMask(s.seq))) as tf.Tensor3D;
   });
 }
 
-/** qkv [B·T, 3·H·D] (GPT-2's fused c_attn output) -> y [B·T, H·D]. */
+/** Rebuilds the probabilities from the saved q and k (selective recompute). */
+export function attentionProbs(saved: AttentionSaved, s: AttentionShape): tf.Tensor[] {
+  if (saved.layout === 'heads') return headsProbs(saved.q as tf.Tensor2D[], saved.k as tf.Tensor2D[], s);
+  return [batchedProbs(saved.q[0] as tf.Tensor3D, saved.k[0] as tf.Tensor3D, s)];
+}
+
+/** qkv [B·T, 3·H·D] (GPT-2's fused c_attn output) -> y [B·T, H·D]. dropoutMask: [B·H, T, T] over the probabilities. */
 export function attentionForward(qkv: tf.Tensor2D, s: AttentionShape, dropoutMask?: tf.Tensor3D): { y: tf.Tensor2D; saved: AttentionSaved } {
+  if (useHeads(Boolean(dropoutMask))) {
+    const r = headsForward(qkv, s);
+    return { y: r.y, saved: { layout: 'heads', q: r.saved.q, k: r.saved.kT, v: r.saved.vT, p: r.saved.p! } };
+  }
   const { batch: B, seq: T, heads: H, headDim: D } = s;
   const [q, k, v] = tf.tidy(() => {
     const split = tf.transpose(tf.reshape(qkv, [B, T, 3, H, D]), [2, 0, 3, 1, 4]);
     return tf.unstack(split).map((t) => tf.reshape(t, [B * H, T, D]) as tf.Tensor3D);
   }) as [tf.Tensor3D, tf.Tensor3D, tf.Tensor3D];
-  const p = attentionProbs(q, k, s);
+  const p = batchedProbs(q, k, s);
   const y = tf.tidy(() => {
     const o = tf.matMul(dropoutMask ? tf.mul(p, dropoutMask) : p, v);
     return tf.reshape(tf.transpose(tf.reshape(o, [B, H, T, D]), [0, 2, 1, 3]), [B * T, H * D]) as tf.Tensor2D;
   });
-  return { y, saved: { q, k, v, p, ...(dropoutMask ? { mask: dropoutMask } : {}) } };
+  return { y, saved: { layout: 'batched', q: [q], k: [k], v: [v], p: [p] } };
 }
 
-/** dy [B·T, H·D] -> dqkv [B·T, 3·H·D]. Consumes nothing; the caller frees `saved`. */
-export function attentionBackward(dy: tf.Tensor2D, saved: AttentionSaved, s: AttentionShape): tf.Tensor2D {
+/** dy [B·T, H·D] -> dqkv [B·T, 3·H·D]. `saved` must hold p; the caller frees it. */
+export function attentionBackward(dy: tf.Tensor2D, saved: AttentionSaved, s: AttentionShape, dropoutMask?: tf.Tensor3D): tf.Tensor2D {
+  if (!saved.p) throw new Error('attentionBackward needs the probabilities (rebuild them with attentionProbs)');
+  if (saved.layout === 'heads') {
+    return headsBackward(dy, { q: saved.q as tf.Tensor2D[], kT: saved.k as tf.Tensor2D[], vT: saved.v as tf.Tensor2D[], p: saved.p as tf.Tensor2D[] }, s);
+  }
   const { batch: B, seq: T, heads: H, headDim: D } = s;
+  const [q, k, v, p] = [saved.q[0]!, saved.k[0]!, saved.v[0]!, saved.p[0]!] as tf.Tensor3D[];
+  const mask = dropoutMask;
   return tf.tidy(() => {
-    const { q, k, v, p, mask } = saved;
     const dyh = tf.reshape(tf.transpose(tf.reshape(dy, [B, T, H, D]), [0, 2, 1, 3]), [B * H, T, D]);
     // With dropout y = (P·M)·v: dv uses P·M, and softmax's backward gets d(P·M)·M.
-    const dv = tf.matMul(mask ? tf.mul(p, mask) : p, dyh, true, false);
-    let dp = tf.matMul(dyh, v, false, true);
+    const dv = tf.matMul(mask ? tf.mul(p!, mask) : p!, dyh, true, false);
+    let dp = tf.matMul(dyh, v!, false, true);
     if (mask) dp = tf.mul(dp, mask);
-    const ds = tf.mul(tf.mul(p, tf.sub(dp, tf.sum(tf.mul(dp, p), -1, true))), 1 / Math.sqrt(D));
-    const dq = tf.matMul(ds, k);
-    const dk = tf.matMul(ds, q, true, false);
+    const ds = tf.mul(tf.mul(p!, tf.sub(dp, tf.sum(tf.mul(dp, p!), -1, true))), 1 / Math.sqrt(D));
+    const dq = tf.matMul(ds, k!);
+    const dk = tf.matMul(ds, q!, true, false);
     const stacked = tf.reshape(tf.stack([dq, dk, dv]), [3, B, H, T, D]);
     return tf.reshape(tf.transpose(stacked, [1, 3, 0, 2, 4]), [B * T, 3 * H * D]) as tf.Tensor2D;
   });

@@ -72,9 +72,11 @@ export class ParamStore implements ParamSource {
     const value = t.shape.length === spec.shape.length && t.shape.every((d, i) => d === spec.shape[i]) ? t : tf.reshape(t, spec.shape);
     if (value !== t) t.dispose();
     const old = this.values.get(name);
+    // Free the old value first: the new one was a temporary until now, so the step's params maximum stays
+    // the parameters' size rather than size + one tensor.
+    if (old && old !== value) old.dispose();
     this.values.set(name, tf.keep(value));
     this.tracker?.tag(value, 'params');
-    if (old && old !== value) old.dispose();
   }
 
   /** Sets a parameter from host values. */

@@ -1,59 +1,67 @@
 // wasm multithreading in Node. tfjs switches it off there (tfjs#3830) because Emscripten starts its pthread
 // workers from blob: URLs, which Node's Worker cannot load, and hands them the main script as a Blob to
-// importScripts(). This shim turns the flag on and wraps the global Worker the Emscripten runtime uses: a
-// worker asked for a blob: URL starts from a small bootstrap that receives the script text, and the main
-// script Blob becomes a temporary file with the few helpers the bundled factory refers to.
+// importScripts(). This shim turns the flag on, remembers the text of the Blobs tfjs builds (Node cannot
+// read a Blob synchronously, and Emscripten's main thread blocks in Atomics.wait while its workers start,
+// so everything here must be synchronous), starts such workers from that text, and turns the main-script
+// Blob into a temporary file that begins with the few bundle-scope names the factory refers to.
 import * as tf from '@tensorflow/tfjs-core';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { resolveObjectURL } from 'node:buffer';
 import { Worker as NodeWorker, type WorkerOptions } from 'node:worker_threads';
 
-const BOOT = `const { parentPort } = require('worker_threads');
-globalThis.require = require;
-parentPort.once('message', (m) => { (0, eval)(m.scalelmWorkerScript); });`;
-
-// The factory was compiled with TypeScript's downlevel helpers and Rollup's commonjsGlobal in scope.
+// The factory was compiled with TypeScript's downlevel helpers, Rollup's commonjsGlobal and the bundle's
+// hoisted requires in scope.
 const PRELUDE = `var commonjsGlobal = globalThis;
+var require$$0 = require('fs'), require$$1 = require('path'), require$$3 = require('perf_hooks'), require$$4 = require('os');
 var __values = function (o) { var s = typeof Symbol === 'function' && Symbol.iterator, m = s && o[s], i = 0; if (m) return m.call(o); if (o && typeof o.length === 'number') return { next: function () { if (o && i >= o.length) o = void 0; return { value: o && o[i++], done: !o }; } }; throw new TypeError('not iterable'); };
 var __read = function (o, n) { var m = typeof Symbol === 'function' && o[Symbol.iterator]; if (!m) return o; var i = m.call(o), r, ar = [], e; try { while ((n === void 0 || n-- > 0) && !(r = i.next()).done) ar.push(r.value); } catch (error) { e = { error: error }; } finally { try { if (r && !r.done && (m = i['return'])) m.call(i); } finally { if (e) throw e.error; } } return ar; };
 var __spreadArray = function (to, from, pack) { if (pack || arguments.length === 2) for (var i = 0, l = from.length, ar; i < l; i++) { if (ar || !(i in from)) { if (!ar) ar = Array.prototype.slice.call(from, 0, i); ar[i] = from[i]; } } return to.concat(ar || Array.prototype.slice.call(from)); };
 `;
 
+const NOTE = "wasm threads via ScaleLM's Node worker shim";
 let installed = false;
 
 /** Makes the next wasm backend start use threads in Node. Returns a note for the backend report. */
 export function enableWasmThreadsInNode(): string {
-  if (installed) return 'wasm threads via ScaleLM\'s Node worker shim';
+  if (installed) return NOTE;
   installed = true;
   tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', true);
-  let Base: typeof NodeWorker = NodeWorker;
 
+  const blobTexts = new WeakMap<Blob, string>();
+  const urlTexts = new Map<string, string>();
+  const BaseBlob = globalThis.Blob;
+  class RecordingBlob extends BaseBlob {
+    constructor(parts?: BlobPart[], options?: BlobPropertyBag) {
+      super(parts, options);
+      if (parts && parts.every((p) => typeof p === 'string')) blobTexts.set(this, (parts as string[]).join(''));
+    }
+  }
+  globalThis.Blob = RecordingBlob as typeof Blob;
+  const createObjectURL = URL.createObjectURL.bind(URL);
+  URL.createObjectURL = (obj: Blob) => {
+    const url = createObjectURL(obj);
+    const text = blobTexts.get(obj);
+    if (text !== undefined) urlTexts.set(url, text);
+    return url;
+  };
+
+  let Base: typeof NodeWorker = NodeWorker;
   class BlobWorker extends NodeWorker {
-    private ready: Promise<void> = Promise.resolve();
     constructor(url: string | URL, options?: WorkerOptions) {
-      const blobUrl = typeof url === 'string' && url.startsWith('blob:') ? url : undefined;
-      if (!blobUrl) {
-        super(url, options);
-        return;
-      }
-      super(BOOT, { ...options, eval: true });
-      const blob = resolveObjectURL(blobUrl);
-      if (!blob) throw new Error(`wasm threads: cannot resolve ${blobUrl}`);
-      this.ready = blob.text().then((text) => NodeWorker.prototype.postMessage.call(this, { scalelmWorkerScript: text }));
+      const text = typeof url === 'string' ? urlTexts.get(url) : undefined;
+      if (text === undefined) super(url, options);
+      else super(text, { ...options, eval: true });
     }
 
     override postMessage(message: unknown, transfer?: Parameters<NodeWorker['postMessage']>[1]): void {
-      const send = async (): Promise<void> => {
-        let m = message as { cmd?: string; urlOrBlob?: unknown };
-        if (m && m.cmd === 'load' && m.urlOrBlob instanceof Blob) m = { ...m, urlOrBlob: await mainScriptFile(m.urlOrBlob) };
-        NodeWorker.prototype.postMessage.call(this, m, transfer as never);
-      };
-      // Keep the order Emscripten posted in, behind the asynchronous script hand-over.
-      this.ready = this.ready.then(send);
-      this.ready.catch((e) => this.emit('error', e));
+      const m = message as { cmd?: string; urlOrBlob?: unknown };
+      if (m && m.cmd === 'load' && m.urlOrBlob instanceof BaseBlob) {
+        const text = blobTexts.get(m.urlOrBlob);
+        if (text === undefined) throw new Error('wasm threads: the main script Blob was not recorded');
+        super.postMessage({ ...m, urlOrBlob: mainScriptFile(text) }, transfer);
+      } else super.postMessage(message, transfer);
     }
   }
 
@@ -65,11 +73,11 @@ export function enableWasmThreadsInNode(): string {
       Base = v;
     },
   });
-  return 'wasm threads via ScaleLM\'s Node worker shim';
+  return NOTE;
 }
 
-async function mainScriptFile(blob: Blob): Promise<string> {
-  const text = PRELUDE + (await blob.text());
+function mainScriptFile(script: string): string {
+  const text = PRELUDE + script;
   const dir = join(tmpdir(), 'scalelm-wasm');
   mkdirSync(dir, { recursive: true });
   const file = join(dir, `threaded-${createHash('sha256').update(text).digest('hex').slice(0, 16)}.js`);

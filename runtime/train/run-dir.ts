@@ -1,0 +1,154 @@
+// The run directory, in one place:
+//
+//   DIR/config.json            the resolved config (RunConfig as JSON)
+//   DIR/config.source.json     what the run was started from: the config file, its folder (data paths are
+//                              relative to it), the raw JSON with --set applied; `--resume DIR` reads this
+//   DIR/metrics.jsonl          protocol v1 messages (runtime/protocol.ts), one per line, hello first
+//   DIR/logs/train.log         the human-readable lines the CLI prints
+//   DIR/checkpoints/step-NNNNNN/{model.safetensors, optimizer.safetensors, config.json, state.json}
+//   DIR/checkpoints/latest.json
+import { closeSync, existsSync, fdatasyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
+import type { RunConfig } from '../config/types';
+import { encodeMessage, validateMessage, type Message } from '../protocol';
+import { writeAtomic } from './checkpoint';
+
+export const RUN_FILES = {
+  config: 'config.json',
+  source: 'config.source.json',
+  metrics: 'metrics.jsonl',
+  logs: 'logs',
+  trainLog: join('logs', 'train.log'),
+  checkpoints: 'checkpoints',
+} as const;
+
+export class RunDirError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'RunDirError';
+  }
+}
+
+export interface RunSource {
+  /** The config file the run started from (absolute), if any. */
+  file?: string;
+  /** Folder that relative data paths resolve against. */
+  baseDir: string;
+  /** The config JSON as given, with --set overrides applied. */
+  raw: Record<string, unknown>;
+}
+
+/** `<config folder>/<monitor.runDir>/<name>-<UTC timestamp>`. */
+export function defaultRunDir(baseDir: string, config: RunConfig, now = new Date()): string {
+  const stamp = now.toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
+  const name = config.name.replace(/[^A-Za-z0-9._-]+/g, '-').slice(0, 64) || 'run';
+  return resolve(baseDir, config.monitor.runDir, `${name}-${stamp}`);
+}
+
+export class RunDir {
+  readonly path: string;
+  private metricsFd: number | null = null;
+  private logFd: number | null = null;
+
+  private constructor(path: string) {
+    this.path = resolve(path);
+  }
+
+  /** A fresh run: refuses a folder that already holds one. */
+  static create(path: string): RunDir {
+    const dir = new RunDir(path);
+    if (existsSync(dir.file('metrics')) && statSync(dir.file('metrics')).size > 0) {
+      throw new RunDirError(`${dir.path} already holds a run (${RUN_FILES.metrics} is not empty); continue it with --resume ${dir.path}, or pick another --run-dir`);
+    }
+    mkdirSync(join(dir.path, RUN_FILES.logs), { recursive: true });
+    mkdirSync(join(dir.path, RUN_FILES.checkpoints), { recursive: true });
+    return dir;
+  }
+
+  /** An existing run to continue. */
+  static open(path: string): RunDir {
+    const dir = new RunDir(path);
+    if (!existsSync(dir.file('source'))) {
+      throw new RunDirError(`${dir.path} is not a ScaleLM run directory (no ${RUN_FILES.source}); --resume takes the --run-dir of an earlier \`scalelm train\``);
+    }
+    mkdirSync(join(dir.path, RUN_FILES.logs), { recursive: true });
+    return dir;
+  }
+
+  file(which: keyof typeof RUN_FILES): string {
+    return join(this.path, RUN_FILES[which]);
+  }
+
+  get checkpoints(): string {
+    return this.file('checkpoints');
+  }
+
+  /** Run id for the protocol: the folder's name. */
+  get runId(): string {
+    return basename(this.path);
+  }
+
+  writeConfig(config: RunConfig, source: RunSource): void {
+    writeAtomic(this.file('config'), JSON.stringify(config, null, 2) + '\n');
+    writeAtomic(this.file('source'), JSON.stringify(source, null, 2) + '\n');
+  }
+
+  readSource(): RunSource {
+    try {
+      return JSON.parse(readFileSync(this.file('source'), 'utf8')) as RunSource;
+    } catch (e) {
+      throw new RunDirError(`${this.file('source')}: ${(e as Error).message}`);
+    }
+  }
+
+  /** Appends one protocol message as one line (one write, no user-space buffer). Invalid messages throw. */
+  publish(msg: Message): void {
+    const checked = validateMessage(msg);
+    if (!checked.ok) throw new RunDirError(`refusing to record an invalid ${msg.type} message: ${checked.reason}`);
+    this.metricsFd ??= openSync(this.file('metrics'), 'a', 0o644);
+    writeAll(this.metricsFd, encodeMessage(checked.value) + '\n');
+    if (msg.type === 'status' || msg.type === 'checkpoint') fdatasyncSync(this.metricsFd);
+  }
+
+  metricsBytes(): number {
+    return existsSync(this.file('metrics')) ? statSync(this.file('metrics')).size : 0;
+  }
+
+  /** Drops what was recorded after a checkpoint, so a resumed run's log reads like an uninterrupted one. */
+  truncateMetrics(bytes: number): void {
+    if (this.metricsBytes() <= bytes) return;
+    const fd = openSync(this.file('metrics'), 'r+');
+    try {
+      ftruncateSync(fd, bytes);
+      fdatasyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  log(line: string): void {
+    this.logFd ??= openSync(this.file('trainLog'), 'a', 0o644);
+    writeAll(this.logFd, line.endsWith('\n') ? line : line + '\n');
+  }
+
+  close(): void {
+    for (const fd of [this.metricsFd, this.logFd]) {
+      if (fd !== null) {
+        try {
+          fdatasyncSync(fd);
+        } catch {
+          // closing anyway
+        }
+        closeSync(fd);
+      }
+    }
+    this.metricsFd = this.logFd = null;
+  }
+}
+
+function writeAll(fd: number, text: string): void {
+  const b = Buffer.from(text, 'utf8');
+  let off = 0;
+  while (off < b.length) off += writeSync(fd, b, off, b.length - off);
+}
+

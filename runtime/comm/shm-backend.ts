@@ -18,7 +18,7 @@ import type { BackendThreadSpec, CommBackend } from './comm';
 import { Arena } from './arena';
 import { reduceBlocks, reduceKernel, type ReduceKernel } from './simd-kernel';
 import {
-  ABORT_WORD, abortError, abortShmWorld, DESC_INTS, GROUP_HEADER_BYTES, M, MEMBER_BYTES, P, P2P_BYTES, rankArena, readAbort, readLayout,
+  ABORT_WORD, abortError, abortShmWorld, DESC_INTS, GH, GROUP_HEADER_BYTES, M, MEMBER_BYTES, P, P2P_BYTES, rankArena, readAbort, readLayout,
   type ShmWorldLayout,
 } from './shm-world';
 import {
@@ -104,13 +104,15 @@ export class ShmBackend implements CommBackend {
     }
     const block = (this.layout.groupsBase + spec.id * this.layout.groupBlockBytes) / 4;
     const hash = groupHash(spec.ranks);
-    const seen = Atomics.compareExchange(this.i32, block + 1, 0, hash);
+    const seen = Atomics.compareExchange(this.i32, block + GH.hash, 0, hash);
     if (seen !== 0 && seen !== hash) {
-      throw new CommMismatchError(
+      const error = new CommMismatchError(
         `rank ${this.rank}: process group #${spec.id} is [${spec.ranks.join(',')}] here but another rank created group #${spec.id} ` +
           `with different members: every rank must create groups in the same order`,
         this.rank, 'new_group', spec.name,
       );
+      this.abort(error.message);
+      throw error;
     }
     const group = new ShmGroup(spec, spec.ranks.map((_, j) => this.lineIndex(spec.id, j)));
     const mine = group.lines[spec.index]!;
@@ -349,6 +351,10 @@ export class ShmBackend implements CommBackend {
     if (mine < 0) this.copyIn(buf, 0, Math.min(this.chunk, count), this.dataArea(g, me, gen));
     const members = this.arrive(g, call, mine, mine, timeoutMs);
     const allRegistered = members.every((m) => m.src >= 0);
+    if (allRegistered) {
+      this.sharedReduce(g, call, members, everyone, gen, timeoutMs);
+      return 'shm-zerocopy';
+    }
     const step = allRegistered ? count : this.chunk;
     // Destinations written by the reducers directly: registered members (all-reduce) or a registered root.
     const directDests = members.map((m, j) => (m.dst >= 0 && (everyone || j === root) ? m.dst : -1));
@@ -383,6 +389,46 @@ export class ShmBackend implements CommBackend {
       }
     }
     return allRegistered ? 'shm-zerocopy' : 'shm-chunked';
+  }
+
+  /**
+   * The zero-copy reduction, shared out dynamically: members claim blocks from a counter in the group
+   * block as they get CPU time, so a member that is descheduled (more ranks than cores, a loaded machine)
+   * does not hold the others up — whoever runs does the work. Each block is still reduced in member
+   * order, so the result does not depend on who computed it. Every member claims until the counter runs
+   * out (exactly one failed claim each), then waits until every block is done: the peers write into its
+   * buffer.
+   */
+  private sharedReduce(g: ShmGroup, call: Call, members: Member[], everyone: boolean, gen: number, timeoutMs: number): void {
+    const { i32 } = this;
+    const { count, reduce, root } = call.desc;
+    const n = members.length;
+    const header = (this.layout.groupsBase + g.spec.id * this.layout.groupBlockBytes) / 4;
+    const mine = g.lines[g.spec.index]!;
+    const claimBase = i32[mine + M.claimBase]!;
+    const doneBase = i32[mine + M.doneBase]!;
+    const blockElems = 16384;
+    const blocks = Math.ceil(count / blockElems);
+    const srcs = members.map((m) => m.src);
+    const dests = everyone ? members.map((m) => m.dst) : [members[root]!.dst];
+    // Reduce in place into member 0's (or 1's) buffer when it is a destination; else through a scratch block.
+    const inPlace = dests[0] === srcs[0] || (dests.length === 1 && dests[0] === srcs[1]);
+    const scratch = this.resultArea(g, g.spec.index, gen);
+    const target = (doneBase + blocks) | 0;
+    for (;;) {
+      const b = (Atomics.add(i32, header + GH.claim, 1) - claimBase) | 0;
+      if (b >= blocks) break;
+      const start = b * blockElems;
+      const len = Math.min(blockElems, count - start);
+      const at = srcs.map((s) => s + start);
+      const to = dests.map((d) => d + start);
+      if (inPlace) this.reduceInto(to[0]!, at, len, reduce, to);
+      else this.reduceInto(scratch, at, len, reduce, to, true);
+      if (reached((Atomics.add(i32, header + GH.done, 1) + 1) | 0, target)) Atomics.notify(i32, header + GH.done);
+    }
+    i32[mine + M.claimBase] = (claimBase + blocks + n) | 0;
+    i32[mine + M.doneBase] = target;
+    this.waitFor(header + GH.done, target, timeoutMs, () => this.timeoutError(g, call, Atomics.load(i32, mine + M.seq), 'finish'), g, call.desc.op);
   }
 
   private broadcast(g: ShmGroup, call: Call, timeoutMs: number): string {

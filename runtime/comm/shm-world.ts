@@ -27,18 +27,25 @@ const ABORT_TEXT_BYTES = HEADER_BYTES - ABORT_TEXT_AT;
 /** Written in abortOrigin (as origin + 1 for ranks) when the launcher, not a rank, aborts. */
 export const LAUNCHER_ORIGIN = -1;
 
-/** Per member of a group: a 128-byte line. The phase counter owns the first 64 bytes alone. */
-export const MEMBER_BYTES = 128;
+/** Per member of a group: three 64-byte lines. The phase counter owns the first line alone. */
+export const MEMBER_BYTES = 192;
 export const M = {
   phase: 0, // barrier phases passed (monotonic, wraps)
   seq: 16, // calls entered on this group (monotonic)
   staging: 17, // element offset of this member's staging area in the memory
   gen: 18, // staging generations used (selects the double-buffer half)
   desc: 20, // two descriptors (by call parity), DESC_INTS each
+  claimBase: 32, // the group's block-claim counter at the start of this member's next shared-work call
+  doneBase: 33, // the group's block-done counter likewise
 } as const;
 export const DESC_INTS = 6; // op, count, reduce, root, source element offset (-1: heap), dest element offset (-1)
-/** Group block header: [0] created (CAS 0->1), [1] member hash, [2] size. Members follow at +64. */
-export const GROUP_HEADER_BYTES = 64;
+/**
+ * Group block header, three lines: [1] member hash (CAS from 0 by the first creator); [16] block-claim
+ * counter and [32] block-done counter of shared-work calls (members take blocks of a zero-copy reduction
+ * as they get CPU time). Members follow at +192.
+ */
+export const GROUP_HEADER_BYTES = 192;
+export const GH = { hash: 1, claim: 16, done: 32 } as const;
 
 /** Per ordered pair (src -> dst): sender's posted count, receiver's taken count, piece header, buffer. */
 export const P2P_BYTES = 64;
@@ -167,6 +174,7 @@ function wakeEveryone(memory: WebAssembly.Memory): void {
   Atomics.notify(i32, H.abortReady);
   for (let g = 0; g < layout.maxGroups; g++) {
     const block = (layout.groupsBase + g * layout.groupBlockBytes) / 4;
+    Atomics.notify(i32, block + GH.done);
     for (let m = 0; m < layout.worldSize; m++) {
       const line = block + (GROUP_HEADER_BYTES + m * MEMBER_BYTES) / 4;
       Atomics.notify(i32, line + M.phase);

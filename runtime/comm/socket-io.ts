@@ -22,7 +22,7 @@ import { join } from 'node:path';
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import { readAbort, writeAbortRecord } from './shm-world';
 import {
-  CMD, F, FRAME, GROUP_INTS, GROUPS_AT, HEADER_BYTES, MAX_CLIENTS, SLOT_DONE, SLOT_FAILED, SLOTS_AT, SLOTS_PER_CLIENT,
+  CMD, F, FRAME, G, GROUP_INTS, GROUPS_AT, HEADER_BYTES, MAX_CLIENTS, MAX_GROUPS, SLOT_DONE, SLOT_FAILED, SLOTS_AT, SLOTS_PER_CLIENT,
   type Reply, type TransferCommand,
 } from './socket-proto';
 
@@ -113,6 +113,12 @@ class Peer {
   private startFrame(): void {
     const f = this.frame;
     if (f[F.kind] === FRAME.data) {
+      const group = f[F.channel]! >> 1;
+      const local = group < MAX_GROUPS ? Atomics.load(i32, (GROUPS_AT + group * GROUP_INTS * 4) / 4 + G.hash) : 0;
+      if (local !== 0 && local !== f[F.hash]) {
+        // The peer's group with this id has other members: groups were created in different orders.
+        abortWorld(`rank ${this.rank} sent data for process group #${group}, which has different members there than on rank ${rank}: every rank must create groups in the same order`);
+      }
       const q = this.queue(f[F.channel]!);
       const recv = q.early.length === 0 ? q.posted.shift() : undefined;
       if (recv) {

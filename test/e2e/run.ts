@@ -318,6 +318,8 @@ export async function runSuite(suite: E2ESuite): Promise<Counts> {
   const timeoutMs = suite.timeoutMs ?? Number(process.env.SCALELM_E2E_TIMEOUT_MS ?? 240_000);
   if (!existsSync(join(suite.testsDir, 'index.js'))) throw new Error(`no compiled suite at ${relative(ROOT, suite.testsDir)}/index.js: run "npx tsc -p ." first`);
   if (!existsSync(join(EXTENSION_PATH, 'dist/extension.js'))) throw new Error(`no dist/extension.js in ${EXTENSION_PATH}: run "node scripts/build.mjs" first`);
+  // Screenshots of an earlier run would read as this run's failures.
+  if (existsSync(ARTIFACTS)) for (const f of readdirSync(ARTIFACTS)) if (f.startsWith(`e2e-${suite.name}-`) && f.endsWith('.png')) rmSync(join(ARTIFACTS, f));
   const dirs = makeTempDirs(suite);
   activeTempDirs.add(dirs.base);
   const version = spawnSync(CODE_SERVER_BIN, ['--version'], { env: { ...process.env, XDG_CONFIG_HOME: dirs.xdgConfig, XDG_DATA_HOME: dirs.xdgData }, encoding: 'utf8' });

@@ -6,8 +6,10 @@
 //     would itself wait on the stalled socket). It reconnects and gets a fresh snapshot; nothing was
 //     silently skipped.
 // So a stalled client costs at most highWater + maxQueue + one gauge per key, whatever the run does.
+import type { Socket } from 'node:net';
 import type WebSocket from 'ws';
 import { gaugeKey, isGauge, type Message } from '../protocol';
+import { timeDeferred } from '../telemetry/cost';
 
 export interface ConnectionLimits {
   highWaterBytes: number;
@@ -41,6 +43,7 @@ export class Connection {
   private tokens: number;
   private lastRefill = Date.now();
   private closed = false;
+  private corked = false;
   private readonly afterSend = (err?: Error) => {
     if (!err && (this.queue.length || this.gauges.size)) this.flush();
   };
@@ -63,7 +66,25 @@ export class Connection {
   sendNow(encoded: string): void {
     if (this.closed) return;
     this.sent++;
+    this.cork();
     this.ws.send(encoded, this.afterSend);
+  }
+
+  /**
+   * A step publishes a burst of messages (a step record, a memory and a comm gauge per rank): one writev
+   * per client per tick instead of one write per frame. ws itself corks its socket the same way; the
+   * socket is not part of its typed API.
+   */
+  private cork(): void {
+    if (this.corked) return;
+    const socket = (this.ws as unknown as { _socket?: Socket })._socket;
+    if (!socket || typeof socket.cork !== 'function') return;
+    this.corked = true;
+    socket.cork();
+    process.nextTick(() => {
+      this.corked = false;
+      timeDeferred(() => socket.uncork());
+    });
   }
 
   deliver(msg: Message, encoded: string): void {

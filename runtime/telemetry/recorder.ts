@@ -23,8 +23,9 @@
 // write(2) per message, so the cost per step stays in the microseconds (see overhead()).
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { AlertMessage, CheckpointMessage, CommStat, ControlAction, HelloMessage, JsonObject, LogLevel, LogMessage, MemoryMessage, Message, RunState, StatusMessage, StepMessage } from '../protocol';
+import { isGauge, type AlertMessage, type CheckpointMessage, type CommStat, type ControlAction, type HelloMessage, type JsonObject, type LogLevel, type LogMessage, type MemoryMessage, type Message, type RunState, type StatusMessage, type StepMessage } from '../protocol';
 import { AlertEngine, type AlertOptions } from './alerts';
+import { deferredCost } from './cost';
 import { MetricBus, type ControlHandler } from './bus';
 import { GpuSampler, type GpuSamplerOptions, type RankProcess } from './gpu-sampler';
 import { MetricsLog, RUN_LAYOUT } from './run-store';
@@ -59,7 +60,8 @@ export interface MessageSource {
 }
 
 export interface Overhead {
-  /** ms spent in telemetry on the training process's thread (validation, encoding, sinks, sending, sampler parsing). */
+  /** ms spent in telemetry on the training process's thread: validation, encoding, sinks, sending (also the
+   *  batched writes after publish returns), sampler parsing. Process-wide for the deferred part. */
   telemetryMs: number;
   /** Sum of stepMs over the published steps. */
   stepMs: number;
@@ -79,6 +81,7 @@ export class RunRecorder {
   /** Set while forwarding a message a followed source has already written to metrics.jsonl. */
   private forwardingRecorded = false;
   private readonly tb: TensorBoardWriter | null;
+  private flushTensorBoard: () => void = () => undefined;
   private readonly alertEngine: AlertEngine;
   private readonly pendingAlerts: AlertMessage[] = [];
   private ranks: RankProcess[] = [];
@@ -86,6 +89,7 @@ export class RunRecorder {
   private steps = 0;
   private closed = false;
   private lastStep: number | undefined;
+  private readonly deferredAtOpen = deferredCost.ms;
 
   private constructor(o: RecorderOptions) {
     this.runDir = o.runDir;
@@ -97,14 +101,16 @@ export class RunRecorder {
     this.bus.subscribe((msg, encoded) => {
       if (this.forwardingRecorded) return;
       if (typeof metrics === 'function') return metrics(msg);
-      log!.append(encoded);
+      log!.append(encoded, !isGauge(msg));
       if (msg.type === 'status' || msg.type === 'checkpoint') log!.sync();
     });
     if (o.tensorboard ?? true) {
       const dir = join(o.runDir, RUN_LAYOUT.tensorboard);
       mkdirSync(dir, { recursive: true });
       this.tb = new TensorBoardWriter(dir);
-      this.bus.subscribe(tensorBoardSink(this.tb));
+      const sink = tensorBoardSink(this.tb);
+      this.bus.subscribe(sink);
+      this.flushTensorBoard = sink.flush;
     } else this.tb = null;
     const config = o.config as { devices?: { memory?: number }; monitor?: { gpuSampleMs?: number } };
     const capacity = o.capacityBytes ?? config.devices?.memory;
@@ -224,7 +230,7 @@ export class RunRecorder {
   }
 
   overhead(): Overhead {
-    const telemetryMs = this.bus.publishMs + (this.sampler?.selfMs ?? 0);
+    const telemetryMs = this.bus.publishMs + (this.sampler?.selfMs ?? 0) + (deferredCost.ms - this.deferredAtOpen);
     return { telemetryMs, stepMs: this.stepMsTotal, steps: this.steps, fraction: this.stepMsTotal > 0 ? telemetryMs / this.stepMsTotal : 0 };
   }
 
@@ -236,6 +242,7 @@ export class RunRecorder {
     this.bus.onControl(undefined);
     await this.sampler?.stop();
     this.log_?.close();
+    this.flushTensorBoard();
     this.tb?.close();
   }
 }

@@ -8,13 +8,16 @@
 //   runs/<runId>/logs/              runtime and rank logs
 //   runs/<runId>/tensorboard/       events.out.tfevents.* (scalars), when that sink is on
 //
-// Durability: each message is one write(2) of one whole line straight to the file (no user-space
-// buffer), so a `kill -9` of the runtime loses nothing already published; status and checkpoint messages
-// and close() also fdatasync, so those survive a power cut too.
+// Durability: every event (hello, status, step, eval, log, alert, checkpoint) is written with write(2) as
+// whole lines before publish() returns, so a `kill -9` of the runtime loses no step already published.
+// Gauges (gpu, memory, comm) ride along with the next event's write, or go out at the end of the
+// current tick: a kill -9 can cost at most the gauges of that tick. Status and checkpoint messages and
+// close() also fdatasync, so those survive a power cut too.
 import { closeSync, createReadStream, existsSync, fdatasyncSync, openSync, readdirSync, readFileSync, readSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { decodeMessage, type Message } from '../protocol';
+import { timeDeferred } from './cost';
 
 export const RUN_LAYOUT = {
   config: 'config.json',
@@ -33,15 +36,34 @@ export class MetricsLog {
     this.fd = openSync(this.path, 'a', 0o644);
   }
 
-  /** Appends one encoded message as one line, in one write. */
-  append(encoded: string): void {
+  private pending = '';
+  private flushScheduled = false;
+
+  /** Appends one encoded message as one line. An urgent one (an event) is on disk when this returns. */
+  append(encoded: string, urgent = true): void {
     if (this.fd === null) throw new Error(`${this.path} is closed`);
-    const buf = Buffer.from(encoded + '\n', 'utf8');
+    this.pending += encoded + '\n';
+    if (urgent) return this.flush();
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      process.nextTick(() => {
+        this.flushScheduled = false;
+        timeDeferred(() => this.flush());
+      });
+    }
+  }
+
+  /** Writes what is pending, whole lines in one write. */
+  flush(): void {
+    if (this.fd === null || this.pending === '') return;
+    const buf = Buffer.from(this.pending, 'utf8');
+    this.pending = '';
     let off = 0;
     while (off < buf.length) off += writeSync(this.fd, buf, off, buf.length - off);
   }
 
   sync(): void {
+    this.flush();
     if (this.fd !== null) fdatasyncSync(this.fd);
   }
 

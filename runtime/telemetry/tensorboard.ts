@@ -107,21 +107,34 @@ export class TensorBoardWriter {
 
 const GiB = 2 ** 30;
 
-/** A bus listener that writes the scalars TensorBoard users look for. */
-export function tensorBoardSink(writer: TensorBoardWriter): (msg: Message) => void {
+/**
+ * A bus listener that writes the scalars TensorBoard users look for: one event per step record (train,
+ * perf and memory scalars, with the latest per-rank and GPU gauges folded in), one per evaluation.
+ * Gauges never cost a write of their own.
+ */
+export function tensorBoardSink(writer: TensorBoardWriter): ((msg: Message) => void) & { flush(): void } {
   let lastStep = 0;
-  return (msg) => {
+  let lastT = Date.now();
+  let gauges: Record<string, number> = {};
+  const flushGauges = (): void => {
+    if (Object.keys(gauges).length) writer.scalars(lastStep, lastT, gauges);
+    gauges = {};
+  };
+  const sink = (msg: Message): void => {
     const t = (msg as { t?: number }).t ?? Date.now();
     switch (msg.type) {
       case 'step': {
         lastStep = msg.step;
+        lastT = t;
         const values: Record<string, number> = {
+          ...gauges,
           'train/loss': msg.loss,
           'train/lr': msg.lr,
           'train/grad_norm': msg.gradNorm,
           'perf/tokens_per_sec': msg.tokensPerSec,
           'perf/step_ms': msg.stepMs,
         };
+        gauges = {};
         for (const [category, bytes] of Object.entries(msg.memory)) values[`memory/${category}_gib`] = bytes / GiB;
         writer.scalars(msg.step, t, values);
         break;
@@ -130,20 +143,18 @@ export function tensorBoardSink(writer: TensorBoardWriter): (msg: Message) => vo
         writer.scalars(msg.step, t, { 'eval/loss': msg.loss });
         break;
       case 'memory':
-        writer.scalars(msg.step ?? lastStep, t, { [`memory/rank${msg.rank}/step_peak_gib`]: msg.stepPeak / GiB });
+        gauges[`memory/rank${msg.rank}/step_peak_gib`] = msg.stepPeak / GiB;
         break;
-      case 'gpu': {
-        const values: Record<string, number> = {};
+      case 'gpu':
         for (const d of msg.devices) {
-          if (d.memoryUsed !== null) values[`gpu${d.index}/memory_used_gib`] = d.memoryUsed / GiB;
-          if (d.utilPercent !== null) values[`gpu${d.index}/util_percent`] = d.utilPercent;
-          if (d.powerW !== null) values[`gpu${d.index}/power_w`] = d.powerW;
+          if (d.memoryUsed !== null) gauges[`gpu${d.index}/memory_used_gib`] = d.memoryUsed / GiB;
+          if (d.utilPercent !== null) gauges[`gpu${d.index}/util_percent`] = d.utilPercent;
+          if (d.powerW !== null) gauges[`gpu${d.index}/power_w`] = d.powerW;
         }
-        writer.scalars(lastStep, t, values);
         break;
-      }
     }
   };
+  return Object.assign(sink, { flush: flushGauges });
 }
 
 // -- reading back (tests and `scalelm export --format tensorboard` checks)

@@ -68,8 +68,8 @@ export class RunDir {
   /** An existing run to continue. */
   static open(path: string): RunDir {
     const dir = new RunDir(path);
-    if (!existsSync(dir.file('source'))) {
-      throw new RunDirError(`${dir.path} is not a ScaleLM run directory (no ${RUN_FILES.source}); --resume takes the --run-dir of an earlier \`scalelm train\``);
+    if (!existsSync(dir.file('metrics')) && !existsSync(dir.checkpoints)) {
+      throw new RunDirError(`${dir.path} is not a ScaleLM run directory (no ${RUN_FILES.metrics} or ${RUN_FILES.checkpoints}/); --resume takes the --run-dir of an earlier \`scalelm train\``);
     }
     mkdirSync(join(dir.path, RUN_FILES.logs), { recursive: true });
     return dir;
@@ -97,7 +97,8 @@ export class RunDir {
     try {
       return JSON.parse(readFileSync(this.file('source'), 'utf8')) as RunSource;
     } catch (e) {
-      throw new RunDirError(`${this.file('source')}: ${(e as Error).message}`);
+      const missing = (e as NodeJS.ErrnoException).code === 'ENOENT';
+      throw new RunDirError(`${this.file('source')}: ${missing ? 'missing, so the run\'s config is unknown (was it started by `scalelm train`?)' : (e as Error).message}`);
     }
   }
 

@@ -320,6 +320,8 @@ export class Trainer {
     let reason: RunResult['reason'] = 'completed';
     try {
       while (this.step < t.steps) {
+        // On CPU backends a step never leaves JavaScript; let signals (Ctrl-C), sockets and timers run.
+        await new Promise<void>((resolve) => setImmediate(resolve));
         if (this.stopRequested) {
           reason = 'stopped';
           break;

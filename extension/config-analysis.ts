@@ -11,7 +11,7 @@ export interface ConfigAnalysis {
   fit?: FitCheck;
 }
 
-export const CONFIG_SELECTOR: vscode.DocumentFilter = { pattern: '**/*.scalelm.json' };
+export const CONFIG_SELECTOR: vscode.DocumentFilter = { scheme: 'file', pattern: '**/*.scalelm.json' };
 
 const cache = new Map<string, { version: number; analysis: ConfigAnalysis }>();
 

@@ -21,7 +21,8 @@ if (schemaOnly) process.exit(0);
 
 mkdirSync(join(root, 'dist'), { recursive: true });
 await Promise.all([
-  build({ ...common, entryPoints: ['extension/extension.ts'], outfile: 'dist/extension.js', platform: 'node', format: 'cjs', external: ['vscode'] }),
+  // mainFields: jsonc-parser's UMD "main" requires ./impl/* at run time, which a bundle cannot; its ESM build bundles whole.
+  build({ ...common, entryPoints: ['extension/extension.ts'], outfile: 'dist/extension.js', platform: 'node', format: 'cjs', external: ['vscode'], mainFields: ['module', 'main'] }),
   build({ ...common, entryPoints: ['webview/main.ts'], outfile: 'dist/webview.js', platform: 'browser', format: 'iife' }),
   build({ ...common, entryPoints: ['runtime/cli.ts'], outfile: 'dist/cli.js', platform: 'node', format: 'cjs', banner: { js: '#!/usr/bin/env node' } }),
 ]);

@@ -162,8 +162,6 @@ export class Comm {
   }
 }
 
-type Key = string;
-
 /** Completed (successfully or not) without throwing: failures surface in the caller's own wait(). */
 function settled(w: Work): boolean {
   try {

@@ -127,18 +127,25 @@ export function launchThreadWorld<R = unknown>(size: number, entry: string, opti
     // Done: terminate it so nothing the entry left open (a timer, a handle) keeps the thread alive.
     (rank) => void workers[rank]?.terminate(),
   );
-  for (let rank = 0; rank < size; rank++) {
-    const worker = new Worker(join(__dirname, 'thread-rank.js'), {
-      workerData: {
-        memory, rank, entry: resolve(entry), args: options.args,
-        comm: { timeoutMs: options.timeoutMs, recordCapacity: options.recordCapacity },
-        shm: { spin },
-      },
-    });
-    workers.push(worker);
-    worker.on('message', (m: Report) => tracker.report(rank, m));
-    worker.on('error', (e) => tracker.fail(rank, e));
-    worker.on('exit', (code) => tracker.exit(rank, `code ${code}`));
+  try {
+    for (let rank = 0; rank < size; rank++) {
+      const worker = new Worker(join(__dirname, 'thread-rank.js'), {
+        workerData: {
+          memory, rank, entry: resolve(entry), args: options.args,
+          comm: { timeoutMs: options.timeoutMs, recordCapacity: options.recordCapacity },
+          shm: { spin },
+        },
+      });
+      workers.push(worker);
+      worker.on('message', (m: Report) => tracker.report(rank, m));
+      worker.on('error', (e) => tracker.fail(rank, e));
+      worker.on('exit', (code) => tracker.exit(rank, `code ${code}`));
+    }
+  } catch (e) {
+    // E.g. args that cannot be cloned: stop the ranks already started.
+    abortShmWorld(memory, LAUNCHER_ORIGIN, `the launcher failed: ${(e as Error).message}`);
+    for (const w of workers) void w.terminate();
+    throw e;
   }
   return tracker.promise;
 }
@@ -175,28 +182,33 @@ export async function launchProcessWorld<R = unknown>(size: number, entry: strin
     // Done: the rank exits by itself once its sockets are flushed (process-rank.ts).
     () => {},
   );
-  for (let rank = 0; rank < size; rank++) {
-    const env: Record<string, string> = {
-      ...(process.env as Record<string, string>),
-      ...options.env,
-      MASTER_ADDR: '127.0.0.1',
-      MASTER_PORT: String(port),
-      WORLD_SIZE: String(size),
-      RANK: String(rank),
-      LOCAL_RANK: String(rank),
-      LOCAL_WORLD_SIZE: String(size),
-    };
-    if (options.timeoutMs !== undefined) env.SCALELM_COMM_TIMEOUT_MS = String(options.timeoutMs);
-    if (options.socket) env.SCALELM_COMM_SOCKET = options.socket;
-    if (options.arenaBytes !== undefined) env.SCALELM_COMM_ARENA_BYTES = String(options.arenaBytes);
-    const child = fork(join(__dirname, 'process-rank.js'), [resolve(entry)], {
-      env, serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: options.execArgv ?? [],
-    });
-    children.push(child);
-    child.on('message', (m: Report) => tracker.report(rank, m));
-    child.on('error', (e) => tracker.fail(rank, e));
-    child.on('exit', (code, signal) => tracker.exit(rank, signal ? `signal ${signal}` : `code ${code}`));
-    child.send({ args: options.args, recordCapacity: options.recordCapacity, socketOptions: options.socketOptions });
+  try {
+    for (let rank = 0; rank < size; rank++) {
+      const env: Record<string, string> = {
+        ...(process.env as Record<string, string>),
+        ...options.env,
+        MASTER_ADDR: '127.0.0.1',
+        MASTER_PORT: String(port),
+        WORLD_SIZE: String(size),
+        RANK: String(rank),
+        LOCAL_RANK: String(rank),
+        LOCAL_WORLD_SIZE: String(size),
+      };
+      if (options.timeoutMs !== undefined) env.SCALELM_COMM_TIMEOUT_MS = String(options.timeoutMs);
+      if (options.socket) env.SCALELM_COMM_SOCKET = options.socket;
+      if (options.arenaBytes !== undefined) env.SCALELM_COMM_ARENA_BYTES = String(options.arenaBytes);
+      const child = fork(join(__dirname, 'process-rank.js'), [resolve(entry)], {
+        env, serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: options.execArgv ?? [],
+      });
+      children.push(child);
+      child.on('message', (m: Report) => tracker.report(rank, m));
+      child.on('error', (e) => tracker.fail(rank, e));
+      child.on('exit', (code, signal) => tracker.exit(rank, signal ? `signal ${signal}` : `code ${code}`));
+      child.send({ args: options.args, recordCapacity: options.recordCapacity, socketOptions: options.socketOptions });
+    }
+  } catch (e) {
+    for (const c of children) c.kill('SIGKILL');
+    throw e;
   }
   return tracker.promise;
 }

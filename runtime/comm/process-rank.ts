@@ -8,6 +8,8 @@ import type { SocketBackend, SocketOptions } from './socket-backend';
 import { serializeError } from './types';
 
 const entry = process.argv[2]!;
+// The launcher is gone (killed, crashed): do not linger as an orphan.
+process.on('disconnect', () => process.exit(1));
 
 function report(message: unknown): Promise<void> {
   return new Promise((resolve) => process.send!(message, () => resolve()));

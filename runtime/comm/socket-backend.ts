@@ -15,16 +15,15 @@
 // Every frame carries the sender's call descriptor; a receiver compares it with its own, so mismatched calls
 // fail on the spot (and abort the world) instead of exchanging garbage.
 
-import { join } from 'node:path';
-import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
+import { MessageChannel, receiveMessageOnPort, type MessagePort, type Worker } from 'node:worker_threads';
 import { Arena } from './arena';
 import { groupHash, type Call, type GroupResources, type GroupSpec, type P2PWork } from './backend';
 import type { BackendThreadSpec, CommBackend } from './comm';
 import { abortError, readAbort, ABORT_WORD } from './shm-world';
 import { reduceBlocks, reduceKernel, type ReduceKernel } from './simd-kernel';
 import {
-  ARENA_AT, CMD, collectiveChannel, F, G, GROUP_INTS, GROUPS_AT, MAX_GROUPS, p2pChannel, SLOT_DONE, SLOT_FAILED, SLOT_PENDING,
-  SLOTS_AT, SLOTS_PER_CLIENT, SOCKET_MAGIC, type FrameFields, type Reply,
+  CMD, collectiveChannel, F, G, GROUP_INTS, GROUPS_AT, MAX_GROUPS, p2pChannel, SLOT_DONE, SLOT_PENDING,
+  SLOTS_AT, SLOTS_PER_CLIENT, type FrameFields, type Reply,
 } from './socket-proto';
 import {
   chunkRange, CommAbortedError, CommError, CommMismatchError, CommTimeoutError, CommUsageError, describeCall, now, opCode, opName,
@@ -98,7 +97,7 @@ export class SocketBackend implements CommBackend {
     readonly rank: number,
     readonly worldSize: number,
     private readonly port: MessagePort,
-    private readonly client: number,
+    client: number,
     options: SocketOptions = {},
     owner?: { arena: Arena; io: Worker },
   ) {
@@ -407,7 +406,7 @@ export class SocketBackend implements CommBackend {
     const buf = ctx.call.output!;
     const n = ctx.g.spec.ranks.length;
     if (small) {
-      this.rounds(ctx, buf, { copyIn: true, copyOut: true, inPlace: true }, (work, len) => this.directAllReduce(ctx, work, len, true));
+      this.rounds(ctx, buf, { copyIn: true, copyOut: true, inPlace: true }, (work, len) => this.directAllReduce(ctx, work, len));
       return 'socket-direct';
     }
     this.rounds(ctx, buf, { copyIn: true, copyOut: true, inPlace: true }, (work, len) => {
@@ -419,19 +418,16 @@ export class SocketBackend implements CommBackend {
   }
 
   /** Everyone sends its buffer to everyone, then reduces all n copies in member order. */
-  private directAllReduce(ctx: Ctx, work: number, len: number, everyone: boolean): void {
+  private directAllReduce(ctx: Ctx, work: number, len: number): void {
     const { ranks, index: me } = ctx.g.spec;
-    const n = ranks.length;
     const temp = ctx.g.areas.temp;
-    const root = ctx.call.desc.root;
     const slots: Array<[number, number]> = [];
-    for (let j = 0; j < n; j++) {
+    for (let j = 0; j < ranks.length; j++) {
       if (j === me) continue;
-      if (everyone || me === root) slots.push([this.irecv(ctx, ranks[j]!, temp + j * len, len), ranks[j]!]);
-      if (everyone || j === root) slots.push([this.isend(ctx, ranks[j]!, work, len), ranks[j]!]);
+      slots.push([this.irecv(ctx, ranks[j]!, temp + j * len, len), ranks[j]!]);
+      slots.push([this.isend(ctx, ranks[j]!, work, len), ranks[j]!]);
     }
     this.waitAll(ctx, slots);
-    if (!everyone && me !== root) return;
     const srcs = ranks.map((_, j) => (j === me ? work : temp + j * len));
     reduceBlocks(this.kernel, this.f32, temp + me * len, srcs, len, ctx.call.desc.reduce);
     if (len > 0) this.f32.copyWithin(work, temp + me * len, temp + (me + 1) * len);

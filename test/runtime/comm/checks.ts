@@ -396,6 +396,17 @@ export const CHECKS: Check[] = [
       const whole = new Float32Array(length);
       g.allGatherAsync(whole, part).wait();
       t.equal('async all_gather', whole, reference(groupInputs(g, length, 810), 'avg'));
+      // Progress without wait(): test() only looks, so this loop ends only if the comm thread does the work
+      // while this thread computes (the overlap a backward pass relies on).
+      const overlap = comm.alloc(args.large);
+      overlap.set(input(comm.rank, args.large, 820));
+      const w = g.allReduceAsync(overlap, 'sum');
+      let busy = 0;
+      for (let spins = 0; !w.test() && spins < 2e8; spins++) busy += Math.sqrt(spins);
+      t.expect(w.test(), () => `the async all-reduce made no progress while this thread was busy (${busy})`);
+      w.wait();
+      t.equal('async all_reduce done in the background', overlap, reference(groupInputs(g, args.large, 820), 'sum'));
+      comm.free(overlap);
       const b = Float32Array.of(comm.rank);
       g.broadcastAsync(b, g.size - 1).wait();
       g.barrierAsync().wait();

@@ -152,7 +152,11 @@ export async function startServer(o: ServerOptions): Promise<TelemetryServer> {
     res.writeHead(200, { ...SECURITY_HEADERS, 'Content-Type': 'text/csv; charset=utf-8', 'Content-Disposition': `attachment; filename="${bus.history.runId}.csv"` });
     if (head) return void res.end();
     try {
-      await exportCsv(bus.runDir, (chunk) => res.write(chunk));
+      // Waits for 'drain': a slow reader holds the file reading back instead of the server's memory.
+      await exportCsv(bus.runDir, (chunk) => (res.write(chunk) || res.destroyed ? undefined : new Promise<void>((resolve) => {
+        res.once('drain', resolve);
+        res.once('close', resolve);
+      })));
     } finally {
       res.end();
     }

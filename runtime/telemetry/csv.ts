@@ -92,22 +92,25 @@ export function messagesToCsv(messages: Message[]): string {
   return out + csv.end();
 }
 
-/** Streams a run directory's steps as CSV into write() (two passes: the first finds the memory categories). */
-export async function exportCsv(runDir: string, write: (chunk: string) => void): Promise<{ truncatedTail: boolean; problems: number }> {
+/**
+ * Streams a run directory's steps as CSV into write() (two passes: the first finds the memory
+ * categories). A write that returns a promise holds the reading back until it resolves.
+ */
+export async function exportCsv(runDir: string, write: (chunk: string) => void | Promise<void>): Promise<{ truncatedTail: boolean; problems: number }> {
   const categories = new Set<string>();
   await streamMessages(runDir, (m) => memoryKeys(m).forEach((k) => categories.add(k)));
   const csv = new StepCsv(categories);
-  write(csv.header());
+  await write(csv.header());
   let problems = 0;
   const r = await streamMessages(
     runDir,
     (m) => {
       const text = csv.push(m);
-      if (text) write(text);
+      return text ? write(text) : undefined;
     },
     () => problems++,
   );
   const tail = csv.end();
-  if (tail) write(tail);
+  if (tail) await write(tail);
   return { truncatedTail: r.truncatedTail, problems };
 }

@@ -213,16 +213,18 @@ export class GpuSampler extends EventEmitter {
       if (gen !== this.generation) return;
       this.fail(classifyFailure(stderr)?.message ?? `nvidia-smi exited (${signal ?? `code ${code}`})${stderr ? `: ${firstLine(stderr)}` : ''}`);
     });
-    this.armWatchdog();
+    this.armWatchdog(true);
     this.scheduleApps();
   }
 
-  private armWatchdog(): void {
+  /** A fresh child gets the first-call allowance (driver start-up without persistence mode is slow). */
+  private armWatchdog(firstLine = false): void {
     if (this.watchdog) clearTimeout(this.watchdog);
     const gen = this.generation;
+    const ms = firstLine ? Math.max(this.o.stallMs, this.o.firstCallTimeoutMs) : this.o.stallMs;
     this.watchdog = setTimeout(() => {
-      if (gen === this.generation) this.fail(`nvidia-smi printed nothing for ${this.o.stallMs} ms (wedged); killed it`);
-    }, this.o.stallMs);
+      if (gen === this.generation) this.fail(`nvidia-smi printed nothing for ${ms} ms (wedged); killed it`);
+    }, ms);
   }
 
   private onData(chunk: string): void {

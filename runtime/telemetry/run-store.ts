@@ -103,8 +103,11 @@ function readConfig(dir: string): unknown {
   }
 }
 
-/** Streams a run's messages in order; invalid lines go to onProblem, a cut-off last line is reported as such. */
-export async function streamMessages(dir: string, onMessage: (m: Message) => void, onProblem: (p: LineProblem) => void = () => undefined): Promise<{ lines: number; truncatedTail: boolean }> {
+/**
+ * Streams a run's messages in order; invalid lines go to onProblem, a cut-off last line is reported as
+ * such. When onMessage returns a promise, reading waits for it (backpressure).
+ */
+export async function streamMessages(dir: string, onMessage: (m: Message) => void | Promise<void>, onProblem: (p: LineProblem) => void = () => undefined): Promise<{ lines: number; truncatedTail: boolean }> {
   const path = join(dir, RUN_LAYOUT.metrics);
   const endsWithNewline = fileEndsWithNewline(path);
   const rl = createInterface({ input: createReadStream(path, { encoding: 'utf8' }), crlfDelay: Infinity });
@@ -116,8 +119,10 @@ export async function streamMessages(dir: string, onMessage: (m: Message) => voi
     lineNo++;
     if (line.trim() === '') continue;
     const r = decodeMessage(line);
-    if (r.ok) onMessage(r.value);
-    else pendingProblem = { line: lineNo, reason: r.reason };
+    if (r.ok) {
+      const wait = onMessage(r.value);
+      if (wait) await wait;
+    } else pendingProblem = { line: lineNo, reason: r.reason };
   }
   // A bad final line without its newline is a write the runtime did not finish: expected after kill -9.
   const truncatedTail = pendingProblem !== null && !endsWithNewline;
@@ -141,7 +146,7 @@ function fileEndsWithNewline(path: string): boolean {
 export async function readRun(dir: string): Promise<StoredRun> {
   const messages: Message[] = [];
   const problems: LineProblem[] = [];
-  const { truncatedTail } = await streamMessages(dir, (m) => messages.push(m), (p) => problems.push(p));
+  const { truncatedTail } = await streamMessages(dir, (m) => void messages.push(m), (p) => problems.push(p));
   return { dir, config: readConfig(dir), messages, problems, truncatedTail };
 }
 

@@ -108,7 +108,7 @@ describe('run store', function () {
     rec.eval(5, 3.1);
     await rec.close();
     let csv = '';
-    const r = await exportCsv(dir, (c) => (csv += c));
+    const r = await exportCsv(dir, (c) => void (csv += c));
     assert.equal(r.problems, 0);
     const rows = csv.trimEnd().split('\n');
     assert.equal(rows[0], 'step,time,loss,lr,gradNorm,tokensPerSec,stepMs,tokens,memory.params,memory.grads,memory.optimizer,memory.activations,memory.peak,memory.temporaries,evalLoss');

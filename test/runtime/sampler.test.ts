@@ -112,6 +112,17 @@ describe('GPU sampler against a fake nvidia-smi', function () {
     }
   });
 
+  it('a process that is not in /proc (another PID namespace) is listed without a rank, nothing breaks', async () => {
+    const ghost = 2 ** 22 + 5; // above Linux's largest pid_max
+    const fake = fakeNvidiaSmi({ apps: [{ pid: ghost, device: 0, memMiB: 512, name: 'python' }, { pid: process.pid, device: 0, memMiB: '[N/A]', name: 'node' }] });
+    const { samples } = start(fake, { ranks: () => [{ rank: 3, pid: process.pid }] });
+    await until(() => samples.some((m) => m.devices[0]!.processes.length === 2), 'a sample with both processes');
+    const procs = samples.find((m) => m.devices[0]!.processes.length === 2)!.devices[0]!;
+    assert.deepEqual(procs.processes.find((p) => p.pid === ghost), { pid: ghost, memory: 512 * MiB, name: 'python' });
+    assert.deepEqual(procs.processes.find((p) => p.pid === process.pid), { pid: process.pid, memory: null, name: 'node', rank: 3 });
+    assert.deepEqual(procs.ranks, [3], 'the rank is placed on the device through its process');
+  });
+
   it('N/A and Not Supported cells become null; the row and the other fields survive', async () => {
     const fake = fakeNvidiaSmi({
       capture: H200,
@@ -204,8 +215,8 @@ describe('GPU sampler against a fake nvidia-smi', function () {
     const wedged = fake.invocations().find((i) => i.mode === 'loop' && i.nth === 1)!;
     await until(() => !alive(wedged.pid), 'the wedged child to be gone');
     const before = samples.length;
-    await until(() => samples.length > before && states[states.length - 1]!.state === 'up', 'readings from a new child');
-    assert.ok(fake.invocations().some((i) => i.mode === 'loop' && i.nth === 2));
+    await until(() => samples.length > before && states[states.length - 1]!.state === 'up', 'readings again');
+    await until(() => fake.invocations().some((i) => i.mode === 'loop' && i.nth === 2), 'a new loop child');
   });
 
   it('a child that exits is restarted', async () => {

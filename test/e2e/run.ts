@@ -47,6 +47,7 @@ export interface E2ESuite {
 
 export const SUITES: E2ESuite[] = [
   { name: 'extension', testsDir: join(ROOT, 'out/test/e2e/suite'), workspace: join(ROOT, 'test/fixtures/e2e-workspace'), trust: 'off' },
+  { name: 'untrusted', testsDir: join(ROOT, 'out/test/e2e/untrusted'), workspace: join(ROOT, 'test/fixtures/e2e-workspace'), trust: 'untrusted' },
 ];
 
 const BASE_SETTINGS: Record<string, unknown> = {

@@ -1,0 +1,27 @@
+// In an untrusted workspace the extension still plans (limited support) but refuses to launch training,
+// in the command handler itself (menus only grey out; executeCommand still arrives).
+import * as assert from 'node:assert/strict';
+import * as vscode from 'vscode';
+import type { ScaleLMApi } from '../../../extension/extension';
+
+describe('ScaleLM in an untrusted workspace', function () {
+  it('activates with limited support and refuses to launch, starting nothing', async function () {
+    assert.equal(vscode.workspace.isTrusted, false, 'the suite runs in an untrusted folder');
+    const extension = vscode.extensions.getExtension<ScaleLMApi>('scalelm.scalelm');
+    assert.ok(extension);
+    const api = await extension.activate();
+    const uri = vscode.Uri.joinPath(vscode.workspace.workspaceFolders![0]!.uri, 'a.scalelm.json');
+    const outcome = await api.launch(uri);
+    assert.ok('refused' in outcome && outcome.refused === 'untrusted', JSON.stringify(outcome));
+    assert.deepEqual(api.runs(), [], 'no run was started');
+    const viaCommand = await vscode.commands.executeCommand<{ refused?: string }>('scalelm.launchTraining', uri);
+    assert.equal(viaCommand?.refused, 'untrusted');
+    assert.deepEqual(api.runs(), []);
+  });
+
+  it('still shows the plan CodeLens (planning runs no workspace code)', async function () {
+    const api = await vscode.extensions.getExtension<ScaleLMApi>('scalelm.scalelm')!.activate();
+    const uri = vscode.Uri.joinPath(vscode.workspace.workspaceFolders![0]!.uri, 'a.scalelm.json');
+    assert.match(await api.codeLensTitle(uri), /device peak · fits/);
+  });
+});

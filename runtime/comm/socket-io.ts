@@ -315,7 +315,7 @@ interface Probe {
 const probes = new Map<number, Probe>();
 let nextProbe = 1;
 
-/** Asks every live peer what it is doing on `group` (their progress cells); replies after 500 ms at most. */
+/** Asks every live peer what it is doing on `group` (their progress cells); replies after 1.5 s at most. */
 function startProbe(client: MessagePort, slot: number, group: number): void {
   const id = nextProbe++;
   const live = peers.filter((p): p is Peer => !!p && p.rank !== rank && !p.left && !p.socket.destroyed);
@@ -334,7 +334,7 @@ function startProbe(client: MessagePort, slot: number, group: number): void {
     Atomics.store(i32, slot, SLOT_DONE);
     Atomics.notify(i32, slot);
   };
-  const timer = setTimeout(finish, 500);
+  const timer = setTimeout(finish, 1500);
   probes.set(id, { answers, expected: live.length, finish });
   for (const p of live) sendFrame(p, FRAME.probe, group, id);
   if (live.length === 0) finish();

@@ -52,9 +52,15 @@ export const serve: Command = async (argv) => {
   }
   if (buses.length === 0) throw new CliError(`no readable runs in ${dir}`, 1);
 
-  const server = await startMonitor(buses, {
-    monitor: { host: args.values.get('host') ?? '127.0.0.1', port, allowRemote: args.switches.has('allow-remote') },
-  });
+  const host = args.values.get('host') ?? '127.0.0.1';
+  let server: Awaited<ReturnType<typeof startMonitor>>;
+  try {
+    server = await startMonitor(buses, { monitor: { host, port, allowRemote: args.switches.has('allow-remote') } });
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    if (err.code === 'EADDRINUSE') throw new CliError(`port ${port} on ${host} is in use; pick another --port, or 0 for a free one`, 1);
+    throw new CliError(err.message.replace('monitor.allowRemote (or --allow-remote)', '--allow-remote'), 1);
+  }
   console.error(`dashboard: ${process.env[TOKEN_ENV] ? server.url + ' (open it with #token=<your token>)' : server.dashboardUrl}`);
   await new Promise<void>((resolve) => {
     process.once('SIGINT', resolve);

@@ -2,8 +2,7 @@
 // TensorBoard exports.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { appendFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { appendFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { decodeMessage, type SnapshotMessage, type StepMessage } from '../../runtime/protocol';
 import { RunClient } from '../../runtime/server/client';
@@ -12,12 +11,12 @@ import { exportCsv, messagesToCsv } from '../../runtime/telemetry/csv';
 import { RunRecorder } from '../../runtime/telemetry/recorder';
 import { listRunDirs, readRun, RUN_LAYOUT } from '../../runtime/telemetry/run-store';
 import { encodeEvent, encodeRecord, maskedCrc32c, crc32c, readEventFile } from '../../runtime/telemetry/tensorboard';
-import { until } from './telemetry/util';
+import { removeTempDirs, tempDir, until } from './telemetry/util';
 import { rawRequest } from './telemetry/ws-helpers';
 
 const CLI = join(__dirname, '..', '..', 'runtime', 'cli.js');
 
-const tmp = () => mkdtempSync(join(tmpdir(), 'scalelm-run-'));
+const tmp = () => tempDir('scalelm-run-');
 const memory = { params: 100, grads: 100, optimizer: 200, activations: 300, peak: 700 };
 
 describe('run store', function () {
@@ -205,3 +204,5 @@ describe('run store', function () {
     assert.equal(readFileSync(csvOut, 'utf8').trimEnd().split('\n').length, 31);
   });
 });
+
+after(removeTempDirs);

@@ -1,7 +1,5 @@
 // The GPU sampler against a fake nvidia-smi first on PATH that replays the real H200/H100 captures.
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AlertMessage, GpuMessage } from '../../runtime/protocol';
 import { validateMessage } from '../../runtime/protocol';
@@ -9,7 +7,7 @@ import { AlertEngine } from '../../runtime/telemetry/alerts';
 import { GpuSampler, type GpuSamplerOptions, type SamplerStateEvent } from '../../runtime/telemetry/gpu-sampler';
 import { classifyFailure, lostBusId, parseAppRow, parseGpuRow } from '../../runtime/telemetry/nvidia-smi';
 import { alive, fakeNvidiaSmi, H100, H200, type FakeGpu } from './telemetry/fake-gpu';
-import { until } from './telemetry/util';
+import { removeTempDirs, tempDir, until } from './telemetry/util';
 
 const MiB = 1048576;
 const FAST: GpuSamplerOptions = { intervalMs: 100, processIntervalMs: 150, stallMs: 2000, killGraceMs: 300, backoffMinMs: 50, backoffMaxMs: 400, firstCallTimeoutMs: 20_000 };
@@ -63,7 +61,7 @@ describe('GPU sampler against a fake nvidia-smi', function () {
   this.timeout(60_000);
   const samplers: GpuSampler[] = [];
   const start = (fake: FakeGpu | null, extra: GpuSamplerOptions = {}) => {
-    const env = fake ? fake.env : { ...process.env, PATH: mkdtempSync(join(tmpdir(), 'scalelm-no-smi-')) };
+    const env = fake ? fake.env : { ...process.env, PATH: tempDir('scalelm-no-smi-') };
     const s = new GpuSampler({ ...FAST, env, ...extra });
     samplers.push(s);
     const states: SamplerStateEvent[] = [];
@@ -247,3 +245,5 @@ describe('GPU sampler against a fake nvidia-smi', function () {
     await s.stop(); // twice is fine
   });
 });
+
+after(removeTempDirs);

@@ -1,8 +1,7 @@
 // Telemetry internals: downsampling, alerts, the bus, Prometheus text, the recorder with a GPU sampler,
 // and the recorder's own overhead accounting.
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AlertMessage, GpuMessage, MemoryMessage, Message, StepMessage } from '../../runtime/protocol';
 import { AlertEngine, slopePerSecond } from '../../runtime/telemetry/alerts';
@@ -12,7 +11,7 @@ import { renderPrometheus } from '../../runtime/telemetry/prometheus';
 import { RunRecorder } from '../../runtime/telemetry/recorder';
 import { readRun } from '../../runtime/telemetry/run-store';
 import { fakeNvidiaSmi } from './telemetry/fake-gpu';
-import { until } from './telemetry/util';
+import { removeTempDirs, tempDir, until } from './telemetry/util';
 
 const MiB = 2 ** 20;
 const t0 = 1_790_000_000_000;
@@ -196,7 +195,7 @@ describe('run recorder', function () {
   this.timeout(30_000);
 
   it('publishes GPU samples from nvidia-smi into the run, says once when the sampler is off, and accounts its own time', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'scalelm-rec-'));
+    const dir = tempDir('scalelm-rec-');
     const fake = fakeNvidiaSmi({ gpus: 2 });
     const rec = RunRecorder.open({ runDir: dir, runId: 'gpu-run', config: { monitor: { gpuSampleMs: 100 } }, world: 2, gpu: { env: fake.env, processIntervalMs: 200 } });
     rec.setRanks([{ rank: 0, pid: process.pid, device: 0 }]);
@@ -213,7 +212,7 @@ describe('run recorder', function () {
     assert.ok(gpu.length >= 3);
     assert.deepEqual(gpu[gpu.length - 1]!.devices[0]!.ranks, [0]);
 
-    const absent = RunRecorder.open({ runDir: mkdtempSync(join(tmpdir(), 'scalelm-rec-')), runId: 'no-gpu', config: {}, world: 1, gpu: { env: { PATH: mkdtempSync(join(tmpdir(), 'empty-')) } } });
+    const absent = RunRecorder.open({ runDir: tempDir('scalelm-rec-'), runId: 'no-gpu', config: {}, world: 1, gpu: { env: { PATH: tempDir('empty-') } } });
     await until(() => absent.sampler!.state === 'off', 'the sampler off');
     await absent.close({ state: 'done' });
     const logs = (await readRun(absent.runDir)).messages.filter((m) => m.type === 'log');
@@ -225,7 +224,7 @@ describe('run recorder', function () {
     const listeners = new Set<(m: Message) => void>();
     const trainer = { subscribe: (l: (m: Message) => void) => (listeners.add(l), () => listeners.delete(l)), emit: (m: Message) => listeners.forEach((l) => l(m)) };
     const written: Message[] = [];
-    const rec = RunRecorder.open({ runDir: mkdtempSync(join(tmpdir(), 'scalelm-follow-')), runId: 'followed', config: {}, world: 1, gpu: false, announce: false, metrics: (m) => written.push(m) });
+    const rec = RunRecorder.open({ runDir: tempDir('scalelm-follow-'), runId: 'followed', config: {}, world: 1, gpu: false, announce: false, metrics: (m) => written.push(m) });
     rec.follow(trainer, { recorded: true });
     let controls = 0;
     rec.onControl(() => void controls++);
@@ -243,3 +242,5 @@ describe('run recorder', function () {
     assert.equal(rec.bus.history.steps.count, 2, 'nothing is taken after close');
   });
 });
+
+after(removeTempDirs);

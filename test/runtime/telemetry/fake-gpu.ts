@@ -1,9 +1,9 @@
 // Puts the fake nvidia-smi first on PATH (a directory with an executable `nvidia-smi` that runs
 // fake-nvidia-smi.js with this Node) and writes its scenario.
-import { chmodSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { FakeScenario } from './fake-nvidia-smi';
+import { tempDir } from './util';
 
 export const FIXTURES = resolve(__dirname, '../../../../test/fixtures/nvidia-smi');
 export const H200 = join(FIXTURES, 'h200-590.48.01.txt');
@@ -17,7 +17,7 @@ export interface FakeGpu {
 }
 
 export function fakeNvidiaSmi(scenario: Omit<FakeScenario, 'log' | 'capture'> & { capture?: string }): FakeGpu {
-  const dir = mkdtempSync(join(tmpdir(), 'scalelm-fake-smi-'));
+  const dir = tempDir('scalelm-fake-smi-');
   const log = join(dir, 'invocations.jsonl');
   const scenarioPath = join(dir, 'scenario.json');
   writeFileSync(scenarioPath, JSON.stringify({ capture: H200, ...scenario, log }));

@@ -1,6 +1,9 @@
 // Waiting helpers for the telemetry tests. No timed assertions: each waits for an event or a condition,
 // bounded by a count (polls) so a broken test fails instead of hanging; mocha's timeout is the backstop.
 import type { EventEmitter } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 /** Resolves with the first event `name` whose args satisfy `ok`. */
 export function nextEvent<T = unknown>(emitter: EventEmitter, name: string, ok: (value: T) => boolean = () => true): Promise<T> {
@@ -24,3 +27,17 @@ export async function until(cond: () => boolean, what: string, polls = 1000, eve
 }
 
 export const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+const made: string[] = [];
+
+/** A fresh directory under the system temp dir, removed by removeTempDirs(). */
+export function tempDir(prefix = 'scalelm-test-'): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  made.push(dir);
+  return dir;
+}
+
+/** Removes every directory tempDir() made (call from a root-level after hook). */
+export function removeTempDirs(): void {
+  for (const dir of made.splice(0)) rmSync(dir, { recursive: true, force: true });
+}

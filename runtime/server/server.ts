@@ -54,9 +54,18 @@ export interface TelemetryServer {
   clients(): ConnectionStats[];
   /** One heartbeat round (also run every heartbeatMs). */
   heartbeat(): void;
+  /** The most recent refused requests (status, reason, path), for diagnostics and tests. */
+  refusals(): Refusal[];
   /** Cut every client (tests; a client then reconnects and gets a snapshot). */
   dropClients(reason?: string): void;
   close(): Promise<void>;
+}
+
+export interface Refusal {
+  status: number;
+  reason: string;
+  path: string;
+  upgrade: boolean;
 }
 
 const SECURITY_HEADERS: Record<string, string> = {
@@ -86,6 +95,11 @@ export async function startServer(o: ServerOptions): Promise<TelemetryServer> {
   const maxClients = o.maxClients ?? 32;
   const assets = o.assets ?? defaultAssets();
   const connections = new Set<Connection>();
+  const refused: Refusal[] = [];
+  const noteRefusal = (status: number, reason: string, req: IncomingMessage, upgrade: boolean): void => {
+    refused.push({ status, reason, path: pathOf(req).slice(0, 200), upgrade });
+    if (refused.length > 50) refused.shift();
+  };
   let nextId = 1;
   let policy: AccessPolicy = makePolicy(token, host, 0);
 
@@ -127,8 +141,14 @@ export async function startServer(o: ServerOptions): Promise<TelemetryServer> {
     const path = pathOf(req);
     const isPage = path === '/' || path === '/index.html';
     const verdict = commonChecks(req, isPage);
-    if (!verdict.ok) return send(res, verdict.status, verdict.reason + '\n');
-    if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, 'only GET and HEAD\n', undefined, { Allow: 'GET, HEAD' });
+    if (!verdict.ok) {
+      noteRefusal(verdict.status, verdict.reason, req, false);
+      return send(res, verdict.status, verdict.reason + '\n');
+    }
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      noteRefusal(405, `method ${req.method}`, req, false);
+      return send(res, 405, 'only GET and HEAD\n', undefined, { Allow: 'GET, HEAD' });
+    }
     const head = req.method === 'HEAD';
     if (isPage) {
       const { html, nonce } = renderPage(assets, req.headers.host!);
@@ -145,7 +165,10 @@ export async function startServer(o: ServerOptions): Promise<TelemetryServer> {
     if (path === WS_PATH) return send(res, 426, 'this is the WebSocket endpoint\n', undefined, { Upgrade: 'websocket' });
     if (path !== '/metrics' && path !== '/export.csv') return send(res, 404, 'not found\n');
     const auth = checkToken(req, policy);
-    if (!auth.ok) return send(res, auth.status, auth.reason + '\n', undefined, { 'WWW-Authenticate': 'Bearer realm="scalelm"' });
+    if (!auth.ok) {
+      noteRefusal(auth.status, auth.reason, req, false);
+      return send(res, auth.status, auth.reason + '\n', undefined, { 'WWW-Authenticate': 'Bearer realm="scalelm"' });
+    }
     if (path === '/metrics') return send(res, 200, renderPrometheus(o.runs.map((b) => b.history)), PROMETHEUS_CONTENT_TYPE, {}, head);
     const bus = runById(req);
     if (!bus?.runDir) return send(res, 404, 'no such run, or it has no run directory\n');
@@ -182,7 +205,10 @@ export async function startServer(o: ServerOptions): Promise<TelemetryServer> {
       () => (runById(req) ? { ok: true } : { ok: false, status: 404, reason: 'no such run' }),
       () => (connections.size < maxClients ? { ok: true } : { ok: false, status: 503, reason: `too many clients (${maxClients})` }),
     );
-    if (!verdict.ok) return refuseUpgrade(socket, verdict.status, verdict.reason);
+    if (!verdict.ok) {
+      noteRefusal(verdict.status, verdict.reason, req, true);
+      return refuseUpgrade(socket, verdict.status, verdict.reason);
+    }
     wss.handleUpgrade(req, socket, head, (ws) => accept(ws, runById(req)!));
   });
 
@@ -257,6 +283,7 @@ export async function startServer(o: ServerOptions): Promise<TelemetryServer> {
     dashboardUrl: `${url}#token=${token}`,
     clients: () => [...connections].map((c) => c.stats()),
     heartbeat,
+    refusals: () => [...refused],
     dropClients: (reason = 'dropped') => {
       for (const c of [...connections]) c.cutOff(reason);
     },

@@ -4,9 +4,11 @@
 // The token is in that line only when this process made it up; a parent that passes its own token in
 // SCALELM_MONITOR_TOKEN (64 hex digits) already knows it and the line leaves it out. stdout is a pipe to
 // the parent in the extension; on a terminal (the CLI) the human needs the token anyway, as in Jupyter.
-import type { MonitorConfig } from '../config/types';
-import { isToken } from '../protocol';
+import type { MonitorConfig, RunConfig } from '../config/types';
+import { isToken, type Message } from '../protocol';
 import type { MetricBus } from '../telemetry/bus';
+import type { GpuSamplerOptions } from '../telemetry/gpu-sampler';
+import { RunRecorder, type MessageSource, type Overhead } from '../telemetry/recorder';
 import { startServer, type ServerOptions, type TelemetryServer } from './server';
 
 export const TOKEN_ENV = 'SCALELM_MONITOR_TOKEN';
@@ -51,4 +53,76 @@ export function parseListeningLine(line: string): ListeningLine | null {
     /* not ours */
   }
   return null;
+}
+
+/** What monitorTrainer needs of the trainer (runtime/train's Trainer fits). */
+export interface FollowedTrainer extends MessageSource {
+  requestStop(): void;
+  requestCheckpoint(): void;
+}
+
+/** What monitorTrainer needs of the run directory (runtime/train's RunDir fits). */
+export interface FollowedRunDir {
+  path: string;
+  runId: string;
+  /** Appends one message to metrics.jsonl. */
+  publish(msg: Message): void;
+}
+
+export interface MonitoredRun {
+  recorder: RunRecorder;
+  server: TelemetryServer;
+  /** Stops the sampler and the server; returns what telemetry cost. */
+  close(): Promise<Overhead>;
+}
+
+/**
+ * One call for `scalelm train`: follows a trainer that writes its own metrics.jsonl, adds GPU readings,
+ * alerts and TensorBoard scalars, serves the stream and the dashboard on config.monitor, prints the
+ * listening line, and routes stop/checkpoint requests from clients to the trainer.
+ */
+export async function monitorTrainer(o: {
+  trainer: FollowedTrainer;
+  runDir: FollowedRunDir;
+  config: RunConfig;
+  world?: number;
+  plan?: object;
+  gpu?: false | GpuSamplerOptions;
+  tensorboard?: boolean;
+  out?: (line: string) => void;
+  warn?: (line: string) => void;
+  env?: NodeJS.ProcessEnv;
+}): Promise<MonitoredRun> {
+  const recorder = RunRecorder.open({
+    runDir: o.runDir.path,
+    runId: o.runDir.runId,
+    name: o.config.name,
+    config: o.config,
+    world: o.world ?? 1,
+    announce: false,
+    metrics: (m) => o.runDir.publish(m),
+    ...(o.plan ? { plan: o.plan } : {}),
+    ...(o.gpu !== undefined ? { gpu: o.gpu } : {}),
+    ...(o.tensorboard !== undefined ? { tensorboard: o.tensorboard } : {}),
+  });
+  const unfollow = recorder.follow(o.trainer, { recorded: true });
+  recorder.onControl((action) => (action === 'stop' ? o.trainer.requestStop() : o.trainer.requestCheckpoint()));
+  let server: TelemetryServer;
+  try {
+    server = await startMonitor([recorder.bus], { monitor: o.config.monitor, ...(o.out ? { out: o.out } : {}), ...(o.warn ? { warn: o.warn } : {}), ...(o.env ? { env: o.env } : {}) });
+  } catch (e) {
+    unfollow();
+    await recorder.close();
+    throw e;
+  }
+  return {
+    recorder,
+    server,
+    close: async () => {
+      unfollow();
+      await recorder.close();
+      await server.close();
+      return recorder.overhead();
+    },
+  };
 }

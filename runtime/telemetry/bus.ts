@@ -17,6 +17,8 @@ export type ControlHandler = (action: ControlAction) => Promise<void> | void;
 
 export interface MetricBusOptions {
   history?: Partial<HistoryLimits>;
+  /** The run's id until its hello is published. */
+  runId?: string;
   /** The run directory (metrics.jsonl lives there), for CSV export. */
   runDir?: string;
   /** A listener threw: by default printed once per listener to stderr. */
@@ -37,7 +39,7 @@ export class MetricBus {
   published = 0;
 
   constructor(options: MetricBusOptions = {}) {
-    this.history = new RunHistory(options.history);
+    this.history = new RunHistory(options.history, options.runId);
     if (options.runDir !== undefined) this.runDir = options.runDir;
     this.onListenerError = options.onListenerError ?? ((err) => console.error(`scalelm telemetry: a sink failed: ${err instanceof Error ? err.message : String(err)}`));
   }

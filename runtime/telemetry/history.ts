@@ -151,7 +151,11 @@ export class RunHistory {
   readonly activeAlerts = new Map<string, AlertMessage>();
   private readonly limits: HistoryLimits;
 
-  constructor(limits: Partial<HistoryLimits> = {}) {
+  constructor(
+    limits: Partial<HistoryLimits> = {},
+    /** The run's id before its hello arrives (a followed trainer announces itself later). */
+    private readonly expectedRunId = 'pending',
+  ) {
     this.limits = { ...DEFAULT_LIMITS, ...limits };
     this.steps = new Decimator((s) => s.step, (s) => s.loss, this.limits.stepBuckets);
     this.evals = new Decimator((e) => e.step, (e) => e.loss, this.limits.stepBuckets);
@@ -202,7 +206,7 @@ export class RunHistory {
   }
 
   get runId(): string {
-    return this.hello?.runId ?? 'pending';
+    return this.hello?.runId ?? this.expectedRunId;
   }
 
   summary(): RunSummary {

@@ -94,7 +94,7 @@ export class RunRecorder {
   private constructor(o: RecorderOptions) {
     this.runDir = o.runDir;
     mkdirSync(o.runDir, { recursive: true });
-    this.bus = new MetricBus({ runDir: o.runDir });
+    this.bus = new MetricBus({ runDir: o.runDir, runId: o.runId });
     const metrics = o.metrics ?? 'write';
     this.log_ = metrics === 'write' ? new MetricsLog(o.runDir) : null;
     const log = this.log_;

@@ -4,6 +4,9 @@ import assert from 'node:assert/strict';
 import type { Socket } from 'node:net';
 import type { GpuMessage, Message, SnapshotMessage, StepMessage } from '../../runtime/protocol';
 import { RunClient } from '../../runtime/server/client';
+import { monitorTrainer, parseListeningLine } from '../../runtime/server/monitor';
+import { parseConfig } from '../../runtime/config/parse';
+import { removeTempDirs, tempDir } from './telemetry/util';
 import { startServer, type TelemetryServer } from '../../runtime/server/server';
 import type { MetricBus } from '../../runtime/telemetry/bus';
 import { tick, until } from './telemetry/util';
@@ -219,4 +222,48 @@ describe('server stream', function () {
     assert.deepEqual(sa.runs!.map((r) => r.runId), ['run-a', 'run-b']);
     await assert.rejects(openClient(server.port, server.token, { path: '/ws?run=nope' }), /404/);
   });
+
+  it('monitorTrainer: follows a trainer that writes its own metrics, prints the listening line, routes stop to it', async () => {
+    const parsed = parseConfig({ name: 'followed', model: { preset: 'tiny' } });
+    assert.ok(parsed.ok);
+    const listeners = new Set<(m: Message) => void>();
+    let stops = 0;
+    const trainer = {
+      subscribe: (l: (m: Message) => void) => (listeners.add(l), () => listeners.delete(l)),
+      emit: (m: Message) => listeners.forEach((l) => l(m)),
+      requestStop: () => void stops++,
+      requestCheckpoint: () => undefined,
+    };
+    const written: Message[] = [];
+    const runDir = { path: tempDir('scalelm-monitored-'), runId: 'followed-20260101-000000', publish: (m: Message) => void written.push(m) };
+    const lines: string[] = [];
+    const run = await monitorTrainer({ trainer, runDir, config: parsed.config, gpu: false, out: (l) => lines.push(l), env: {} });
+    const line = parseListeningLine(lines[0]!)!;
+    assert.equal(line.runId, 'followed-20260101-000000', 'the run id is known before the trainer says hello');
+    const client = new RunClient({ port: line.port, token: line.token! });
+    const seen: Message[] = [];
+    let snap: SnapshotMessage | undefined;
+    client.on('snapshot', (s) => (snap = s));
+    client.on('message', (m) => seen.push(m));
+    client.connect();
+    try {
+      await until(() => snap !== undefined, 'a snapshot');
+      assert.equal(snap!.runId, 'followed-20260101-000000');
+      assert.equal(snap!.readOnly, false);
+      trainer.emit({ type: 'hello', protocol: 1, runId: runDir.runId, name: 'followed', startedAt: Date.now(), world: 1, config: {} });
+      trainer.emit(step(0));
+      await until(() => seen.length === 2, 'the trainer messages, live');
+      assert.deepEqual((await client.control('stop')).ok, true);
+      assert.equal(stops, 1);
+      trainer.emit(step(1, NaN));
+      await until(() => seen.some((m) => m.type === 'alert'), 'the NaN alert');
+      assert.deepEqual(written.map((m) => m.type), ['alert'], 'only what telemetry adds goes through the run dir');
+    } finally {
+      client.close();
+    }
+    const o = await run.close();
+    assert.equal(o.steps, 2);
+  });
 });
+
+after(removeTempDirs);

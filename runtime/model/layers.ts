@@ -11,6 +11,7 @@ import {
   attentionProbs,
   colSum,
   free,
+  gatherRows,
   geluBackward,
   geluForward,
   layerNormBackward,
@@ -272,7 +273,7 @@ export class Embedding {
     const wpe = ctx.params.get('wpe.weight') as tf.Tensor2D;
     const rows = tokens.shape[0];
     const y = tf.tidy(() => {
-      const tok = tf.gather(wte, tokens);
+      const tok = gatherRows(wte, tokens);
       const pos = tf.slice(wpe, [0, 0], [seq, this.hidden]);
       return tf.reshape(tf.add(tf.reshape(tok, [rows / seq, seq, this.hidden]), pos), [rows, this.hidden]);
     });

@@ -5,7 +5,7 @@
 // Every function frees its intermediates as soon as they are dead, so a step's temporaries stay small.
 import * as tf from '@tensorflow/tfjs-core';
 import { headsBackward, headsForward, headsProbs } from './attention-heads';
-import { hostKernelsAvailable, transpose2dHost } from './host-kernels';
+import { crossEntropyGradHost, gatherRowsHost, hostKernelsAvailable, meanNllHost, transpose2dHost } from './host-kernels';
 
 export type Flavor = 'wasm' | 'host' | 'portable';
 let flavor: Flavor = 'portable';
@@ -49,9 +49,17 @@ export function matmulTN(a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D {
   if (b.shape[0] !== a.shape[0]) throw new Error(`matmulTN: contracted sizes differ (${a.shape} vs ${b.shape})`);
   if (flavor !== 'portable') {
     // A JavaScript transpose and a plain matmul beat both the transposed matMul (a scalar loop) and a
-    // convolution whose kernel spans K (XNNPACK, but ~25 GFLOP/s against ~30–38 here).
-    const at = transpose2d(a);
-    return free(tf.matMul(at, b), at);
+    // convolution whose kernel spans K (XNNPACK, but ~25 GFLOP/s against ~30–38 here). Transpose whichever
+    // side moves fewer elements: aᵀ (K·M), or bᵀ and the result ((bᵀ·a)ᵀ: K·N + M·N).
+    const [K, M] = a.shape;
+    const N = b.shape[1];
+    if (K * M <= K * N + M * N) {
+      const at = transpose2d(a);
+      return free(tf.matMul(at, b), at);
+    }
+    const bt = transpose2d(b);
+    const r = free(tf.matMul(bt, a), bt) as tf.Tensor2D;
+    return free(transpose2d(r), r);
   }
   return tf.matMul(a, b, true, false);
 }
@@ -155,6 +163,11 @@ export function geluBackward(dy: tf.Tensor2D, x: tf.Tensor2D): tf.Tensor2D {
 
 /** Mean cross-entropy of logits [N,V] against int32 targets [N]; returns the loss and the softmax probabilities. */
 export function crossEntropyForward(logits: tf.Tensor2D, targets: tf.Tensor1D): { loss: tf.Scalar; probs: tf.Tensor2D } {
+  if (flavor !== 'portable' && hostKernelsAvailable()) {
+    // The backend's softmax is one SIMD kernel; −log p[target] is read off the probabilities.
+    const probs = tf.softmax(logits) as tf.Tensor2D;
+    return { loss: meanNllHost(probs, targets), probs };
+  }
   const V = logits.shape[1];
   const max = tf.max(logits, -1, true);
   const z = free(tf.sub(logits, max), max);
@@ -173,9 +186,16 @@ export function crossEntropyForward(logits: tf.Tensor2D, targets: tf.Tensor1D): 
 /** d(scale·mean CE)/d logits = (p − onehot)·scale/N. */
 export function crossEntropyBackward(probs: tf.Tensor2D, targets: tf.Tensor1D, scale: number): tf.Tensor2D {
   const [N, V] = probs.shape;
+  if (flavor !== 'portable' && hostKernelsAvailable()) return crossEntropyGradHost(probs, targets, scale / N);
   const oneHot = oneHotFloat(targets, V);
   const d = free(tf.sub(probs, oneHot), oneHot);
   return free(tf.mul(d, scale / N), d) as tf.Tensor2D;
+}
+
+/** Rows of a table by index (the embedding lookup). */
+export function gatherRows(table: tf.Tensor2D, idx: tf.Tensor1D): tf.Tensor2D {
+  if (flavor !== 'portable' && hostKernelsAvailable()) return gatherRowsHost(table, idx);
+  return tf.gather(table, idx) as tf.Tensor2D;
 }
 
 function oneHotFloat(targets: tf.Tensor1D, depth: number): tf.Tensor2D {

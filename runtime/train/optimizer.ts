@@ -4,7 +4,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { TrainConfig } from '../config/types';
 import type { MemoryTracker } from '../model/memory';
-import { free } from '../model/ops';
+import { adamHost, hostKernelsAvailable } from '../model/host-kernels';
+import { free, kernelFlavor } from '../model/ops';
 import type { ParamStore } from '../model/params';
 
 export interface OptimizerHyper {
@@ -29,6 +30,12 @@ export function stateSlots(kind: OptimizerHyper['kind']): string[] {
  * parameter and state; frees nothing it was given. `decay`: whether weight decay applies to this tensor.
  */
 export function updateTensor(h: OptimizerHyper, p: tf.Tensor, g: tf.Tensor, state: tf.Tensor[], lr: number, step: number, decay: boolean): { p: tf.Tensor; state: tf.Tensor[] } {
+  if (h.kind !== 'sgd' && kernelFlavor() !== 'portable' && hostKernelsAvailable()) {
+    // One fused pass instead of a dozen full-size temporaries.
+    const wd = decay ? h.weightDecay : 0;
+    const [np, m, v] = adamHost(p, g, state[0]!, state[1]!, { lr, beta1: h.beta1, beta2: h.beta2, eps: h.eps, decoupledDecay: h.kind === 'adamw' ? wd : 0, l2Decay: h.kind === 'adam' ? wd : 0, step });
+    return { p: np, state: [m, v] };
+  }
   return tf.tidy(() => {
     const wd = decay ? h.weightDecay : 0;
     if (h.kind === 'sgd') {

@@ -5,7 +5,7 @@ import { AttentionCore, Dropout, Gelu, LayerNorm, Linear, type Layer } from '../
 import { Block, Gpt, gpt2BlockLayers, type GptShape, type Recompute } from '../../runtime/model/gpt';
 import { MemoryTracker } from '../../runtime/model/memory';
 import type { ParamSpec } from '../../runtime/model/params';
-import { share } from '../../runtime/model/ops';
+import { setKernelFlavor, share } from '../../runtime/model/ops';
 import { autodiffGrads, context, explicitGrads, MapSource, randomParams, randomValues, relError, withBackend } from './train/autodiff';
 
 const TOL = 2e-5;
@@ -139,6 +139,27 @@ describe('model: whole GPT-2 backward matches autodiff', function () {
     const ref = await modelAutodiff(tinyShape, values, tokens.slice(0, 2 * T), targets.slice(0, 2 * T), T, 0);
     for (const [name, g] of ref.grads) assert.ok(relError(ours.grads.get(name)!, g) < TOL, name);
     assert.ok(ours.grads.get('wpe.weight')!.slice(T * tinyShape.hidden).every((v) => v === 0));
+  });
+});
+
+describe('model: the portable kernels (webgpu, tfjs-node) also match autodiff, run here on wasm', function () {
+  before(async () => {
+    await initBackend('wasm');
+    setKernelFlavor('portable');
+  });
+  after(() => setKernelFlavor('wasm'));
+
+  it('Linear', async () => checkLayer(new Linear('l', 5, 7), [12, 5], 12));
+  it('causal attention core (batched matmuls)', async () => checkLayer(new AttentionCore('a', 3, 4), [2 * 5, 3 * 12], 5));
+  it('the whole model', async () => {
+    const seq = 7;
+    const tokens = batch(tinyShape.vocab, 2 * seq, 21);
+    const targets = batch(tinyShape.vocab, 2 * seq, 22);
+    const values = randomParams(new Gpt(tinyShape).paramSpecs(), 4);
+    const ours = await modelGrads(tinyShape, 'none', values, tokens, targets, seq, 0);
+    const ref = await modelAutodiff(tinyShape, values, tokens, targets, seq, 0);
+    assert.ok(Math.abs(ours.loss - ref.loss) / ref.loss < 1e-6);
+    for (const [name, g] of ref.grads) assert.ok(relError(ours.grads.get(name)!, g) < TOL, name);
   });
 });
 

@@ -6,6 +6,7 @@ import { initBackend } from '../../runtime/model/backend';
 import { Gpt, gptShape } from '../../runtime/model/gpt';
 import { ParamStore } from '../../runtime/model/params';
 import { learningRate } from '../../runtime/train/schedule';
+import { setKernelFlavor } from '../../runtime/model/ops';
 import { GradAccumulator, Optimizer, updateTensor, type OptimizerHyper } from '../../runtime/train/optimizer';
 import { BatchSampler, DataError, loadTokens, syntheticTokens } from '../../runtime/train/data';
 import { encodeSafetensors, parseSafetensors, readSafetensors, SafetensorsError, writeSafetensors } from '../../runtime/train/safetensors';
@@ -65,9 +66,11 @@ describe('train: optimizer semantics (PyTorch 1.13)', () => {
     return p;
   }
 
+  for (const flavor of ['wasm', 'portable'] as const)
   for (const kind of ['adamw', 'adam', 'sgd'] as const) {
     for (const decay of [true, false]) {
-      it(`${kind}, ${decay ? 'with' : 'without'} weight decay, over 4 steps`, () => {
+      it(`${kind}, ${decay ? 'with' : 'without'} weight decay, over 4 steps (${flavor === 'wasm' ? 'fused host kernel' : 'tfjs ops'})`, () => {
+        setKernelFlavor(flavor);
         const h: OptimizerHyper = { kind, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 };
         const p0 = Array.from(randomValues(10, 1));
         const grads = [2, 3, 4, 5].map((s) => Array.from(randomValues(10, s)));
@@ -85,6 +88,7 @@ describe('train: optimizer semantics (PyTorch 1.13)', () => {
         const want = reference(h, p0, grads, lrs, decay);
         want.forEach((w, i) => assert.ok(Math.abs(got[i]! - w) <= 1e-6 * Math.max(1, Math.abs(w)), `${i}: ${got[i]} vs ${w}`));
         tf.dispose([p, ...state]);
+        setKernelFlavor('wasm');
       });
     }
   }

@@ -117,7 +117,13 @@ export async function startServer(o: ServerOptions): Promise<TelemetryServer> {
     handleProtocols: () => SUBPROTOCOL,
   });
 
-  const http: Server = createServer((req, res) => void handleHttp(req, res));
+  const http: Server = createServer((req, res) => {
+    handleHttp(req, res).catch((e: unknown) => {
+      warn(`scalelm server: ${req.method} ${pathOf(req)} failed: ${e instanceof Error ? e.message : String(e)}`);
+      if (!res.headersSent) send(res, 500, 'internal error\n');
+      else res.destroy();
+    });
+  });
   http.headersTimeout = 10_000;
   http.requestTimeout = 30_000;
 

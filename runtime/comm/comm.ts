@@ -18,6 +18,7 @@ import type { Arena } from './arena';
 import { AsyncEngine, type AsyncSubmission } from './async-engine';
 import { CallLog, type OpTotals } from './records';
 import { meshCoords, meshGroups, resolveMesh, type MeshCoords, type MeshShape } from './mesh';
+import { ABORT_WORD, LAUNCHER_ORIGIN, readAbort } from './shm-world';
 import {
   chunkRange, CommUsageError, now, REDUCE_OPS,
   type CallDescriptor, type CallRecord, type OpName, type ReduceOp,
@@ -138,6 +139,14 @@ export class Comm {
   totals(): Record<OpName, OpTotals> {
     this.drainEngine();
     return this.log.totals();
+  }
+
+  /** Why the world was aborted (by which rank), or undefined while it is healthy. Never blocks. */
+  abortReason(): string | undefined {
+    const header = new Int32Array(this.backend.memory.buffer, 0, 16);
+    if (Atomics.load(header, ABORT_WORD) === 0) return undefined;
+    const record = readAbort(this.backend.memory)!;
+    return `${record.origin === LAUNCHER_ORIGIN ? 'the launcher' : `rank ${record.origin}`}: ${record.message}`;
   }
 
   /** Fail every rank's pending and future calls with `message` (e.g. after a local error). */

@@ -35,6 +35,8 @@ export interface ProcessWorldOptions extends WorldOptions {
   socket?: 'unix' | 'tcp';
   /** Bytes of shared memory per process (staging, registered buffers). */
   arenaBytes?: number;
+  /** How long ranks wait for each other to start (default: the larger of timeoutMs and 60 s). */
+  rendezvousTimeoutMs?: number;
   /** Algorithm thresholds and piece sizes of the socket transport. */
   socketOptions?: SocketOptions;
   execArgv?: string[];
@@ -196,6 +198,7 @@ export async function launchProcessWorld<R = unknown>(size: number, entry: strin
       };
       if (options.timeoutMs !== undefined) env.SCALELM_COMM_TIMEOUT_MS = String(options.timeoutMs);
       if (options.socket) env.SCALELM_COMM_SOCKET = options.socket;
+      if (options.rendezvousTimeoutMs !== undefined) env.SCALELM_COMM_RENDEZVOUS_TIMEOUT_MS = String(options.rendezvousTimeoutMs);
       if (options.arenaBytes !== undefined) env.SCALELM_COMM_ARENA_BYTES = String(options.arenaBytes);
       const child = fork(join(__dirname, 'process-rank.js'), [resolve(entry)], {
         env, serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: options.execArgv ?? [],

@@ -1,7 +1,8 @@
 // Joining a socket world from the environment, as torchrun sets it: MASTER_ADDR, MASTER_PORT, WORLD_SIZE,
 // RANK. Optional: SCALELM_COMM_SOCKET=unix|tcp (default unix), SCALELM_COMM_TIMEOUT_MS (a wait without
-// progress fails the call; also the rendezvous deadline), SCALELM_COMM_ARENA_BYTES (shared memory for
-// staging and registered buffers, default 128 MiB).
+// progress fails the call), SCALELM_COMM_RENDEZVOUS_TIMEOUT_MS (how long ranks wait for each other to
+// start; default the larger of the call timeout and 60 s — starting a process takes a while on a busy
+// machine), SCALELM_COMM_ARENA_BYTES (shared memory for staging and registered buffers, default 128 MiB).
 
 import { join } from 'node:path';
 import { MessageChannel, Worker } from 'node:worker_threads';
@@ -17,6 +18,7 @@ export interface ProcessInitOptions extends CommOptions, SocketOptions {
   env?: NodeJS.ProcessEnv;
   arenaBytes?: number;
   socket?: 'unix' | 'tcp';
+  rendezvousTimeoutMs?: number;
 }
 
 function envInt(env: NodeJS.ProcessEnv, name: string, fallback?: number): number {
@@ -50,7 +52,7 @@ export async function initProcessWorld(options: ProcessInitOptions = {}): Promis
   const channel = new MessageChannel();
   const data: IoData = {
     memory, rank, size, masterAddr, masterPort, socket,
-    rendezvousTimeoutMs: timeoutMs ?? 120_000,
+    rendezvousTimeoutMs: options.rendezvousTimeoutMs ?? envInt(env, 'SCALELM_COMM_RENDEZVOUS_TIMEOUT_MS', Math.max(timeoutMs ?? 0, 60_000)),
     client: channel.port2,
   };
   const io = new Worker(join(__dirname, 'socket-io.js'), { workerData: data, transferList: [channel.port2] });
@@ -61,6 +63,7 @@ export async function initProcessWorld(options: ProcessInitOptions = {}): Promis
     io.once('exit', (code) => fail(`I/O thread exited (code ${code}) during the rendezvous`));
   });
   io.removeAllListeners();
+  io.on('error', () => {}); // the I/O thread reports its own failures through the abort record
   const arena = new Arena(memory, ARENA_AT, pages * 65536 - ARENA_AT);
   const backend = new SocketBackend(memory, rank, size, channel.port1, 0, options, { arena, io });
   return new Comm(backend, { timeoutMs, recordCapacity: options.recordCapacity });

@@ -152,6 +152,7 @@ export class SocketBackend implements CommBackend {
     }));
     const group = new SocketGroup(spec, areas, areas[0]!);
     Atomics.store(this.i32, (GROUPS_AT + spec.id * GROUP_INTS * 4) / 4 + G.hash, group.hash);
+    this.port.postMessage([CMD.group, spec.id, group.hash]);
     return group;
   }
 

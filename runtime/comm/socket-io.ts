@@ -22,7 +22,7 @@ import { join } from 'node:path';
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import { readAbort, writeAbortRecord } from './shm-world';
 import {
-  CMD, F, FRAME, G, GROUP_INTS, GROUPS_AT, HEADER_BYTES, MAX_CLIENTS, MAX_GROUPS, SLOT_DONE, SLOT_FAILED, SLOTS_AT, SLOTS_PER_CLIENT,
+  CMD, F, FRAME, GROUP_INTS, GROUPS_AT, HEADER_BYTES, MAX_CLIENTS, SLOT_DONE, SLOT_FAILED, SLOTS_AT, SLOTS_PER_CLIENT,
   type Reply, type TransferCommand,
 } from './socket-proto';
 
@@ -113,12 +113,7 @@ class Peer {
   private startFrame(): void {
     const f = this.frame;
     if (f[F.kind] === FRAME.data) {
-      const group = f[F.channel]! >> 1;
-      const local = group < MAX_GROUPS ? Atomics.load(i32, (GROUPS_AT + group * GROUP_INTS * 4) / 4 + G.hash) : 0;
-      if (local !== 0 && local !== f[F.hash]) {
-        // The peer's group with this id has other members: groups were created in different orders.
-        abortWorld(`rank ${this.rank} sent data for process group #${group}, which has different members there than on rank ${rank}: every rank must create groups in the same order`);
-      }
+      checkGroup(this.rank, f[F.channel]! >> 1, f[F.hash]!);
       const q = this.queue(f[F.channel]!);
       const recv = q.early.length === 0 ? q.posted.shift() : undefined;
       if (recv) {
@@ -211,6 +206,26 @@ function compare(recv: Recv, got: Int32Array): { kind: 'mismatch'; message: stri
     if (want[k] !== got[k]) return { kind: 'mismatch', message: `header field ${k} differs`, theirs: Array.from(got) };
   }
   return undefined;
+}
+
+/** Member hashes of this rank's groups, by id (from the clients, as groups are created). */
+const groupHashes = new Map<number, number>();
+
+/** A frame for group `id` whose sender has other members in its group `id`: groups were created in different orders. */
+function checkGroup(from: number, id: number, hash: number): void {
+  const local = groupHashes.get(id);
+  if (local !== undefined && local !== hash) {
+    abortWorld(`rank ${from} sent data for process group #${id}, which has different members there than on rank ${rank}: every rank must create groups in the same order`);
+  }
+}
+
+function onGroup(id: number, hash: number): void {
+  groupHashes.set(id, hash);
+  // Frames that arrived before this rank created the group.
+  for (const p of peers) {
+    if (!p) continue;
+    for (const channel of [2 * id, 2 * id + 1]) for (const e of p.queue(channel).early) checkGroup(p.rank, id, e.header[F.hash]!);
+  }
 }
 
 function done(recv: { slot: number }): void {
@@ -382,6 +397,7 @@ function addClient(port: MessagePort): void {
       case CMD.probe: return startProbe(port, m[1] as number, m[2] as number);
       case CMD.bye: return goodbye();
       case CMD.client: return addClient(m[1] as MessagePort);
+      case CMD.group: return onGroup(m[1] as number, m[2] as number);
     }
   });
 }
@@ -393,7 +409,7 @@ let listener: Server | undefined;
 let unixPath: string | undefined;
 let connected = 0;
 let ready = false;
-const deadline = Date.now() + data.rendezvousTimeoutMs;
+let deadline = Date.now() + data.rendezvousTimeoutMs;
 
 function setupFailed(message: string): void {
   if (ready) return;
@@ -512,6 +528,14 @@ async function setup(): Promise<void> {
       const m = JSON.parse(buf.slice(0, nl)) as { addresses?: string[]; error?: string };
       if (m.error || !m.addresses) return setupFailed(m.error ?? 'rendezvous: bad answer');
       const table = m.addresses;
+      // Everyone has registered: now connect the mesh, with a fresh deadline.
+      deadline = Date.now() + data.rendezvousTimeoutMs;
+      setTimeout(() => {
+        if (!ready) {
+          const missing = peers.map((p, r) => (!p && r !== rank ? r : -1)).filter((r) => r >= 0);
+          setupFailed(`connecting the ranks: no connection from rank${missing.length > 1 ? 's' : ''} ${missing.join(', ')} within ${data.rendezvousTimeoutMs} ms`);
+        }
+      }, data.rendezvousTimeoutMs + 100).unref();
       for (let peer = 0; peer < rank; peer++) {
         retrying(() => connectTo(table[peer]!), `rank ${peer} at ${table[peer]}`, (socket) => {
           const p = new Peer(socket, peer);
@@ -525,15 +549,16 @@ async function setup(): Promise<void> {
       maybeReady();
     });
   });
-  setTimeout(() => {
-    if (!ready) {
-      const missing = peers.map((p, r) => (!p && r !== rank ? r : -1)).filter((r) => r >= 0);
-      setupFailed(`connecting the ranks: no connection from rank${missing.length > 1 ? 's' : ''} ${missing.join(', ')} within ${data.rendezvousTimeoutMs} ms`);
-    }
-  }, Math.max(0, deadline - Date.now()) + 100).unref();
+  // While registered and waiting, the store (rank 0) owns the deadline and names the missing ranks; if rank 0
+  // dies instead, the store connection closes and that is reported.
 }
 
-peers[rank] = undefined;
+// A bug here must not leave the compute thread waiting forever: fail the world with the reason.
+process.on('uncaughtException', (e) => {
+  if (ready) abortWorld(`the I/O thread of rank ${rank} crashed: ${e.stack ?? e.message}`);
+  else setupFailed(`the I/O thread crashed: ${e.stack ?? e.message}`);
+});
+
 addClient(data.client);
 if (size === 1) {
   ready = true;

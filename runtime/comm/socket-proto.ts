@@ -43,7 +43,7 @@ export interface FrameFields {
 }
 
 /** Commands to the I/O thread (posted as arrays: cheap to clone). */
-export const CMD = { send: 1, recv: 2, abort: 3, probe: 4, bye: 5, client: 6 } as const;
+export const CMD = { send: 1, recv: 2, abort: 3, probe: 4, bye: 5, client: 6, group: 7 } as const;
 // [CMD.send | CMD.recv, slot, peer, byteOffset, bytes, channel, seq, op, count, reduce, root, step, tag, hash]
 export type TransferCommand = [number, number, number, number, number, number, number, number, number, number, number, number, number, number];
 

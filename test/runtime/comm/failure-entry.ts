@@ -11,6 +11,10 @@ export interface Outcome {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** Stays out of every call until the others have given up (the world is aborted), or `ms` passes. */
+async function stayAway(comm: Comm, ms: number): Promise<void> {
+  for (let t = 0; t < ms && !comm.abortReason(); t += 20) await sleep(20);
+}
 
 /** Runs `fn`, turning a thrown error into a result so the test can inspect its class and message. */
 function capture(fn: () => void, buf?: Float32Array, original?: Float32Array): Outcome {
@@ -32,13 +36,13 @@ export async function main(comm: Comm, args: { scenario: Scenario; victim: numbe
   switch (scenario) {
     case 'absent':
       if (me === victim) {
-        await sleep(args.holdMs); // never joins the call
+        await stayAway(comm, args.holdMs); // never joins the call
         return {};
       }
       return capture(() => g.allReduce(buf), buf, original);
     case 'absent-async':
       if (me === victim) {
-        await sleep(args.holdMs);
+        await stayAway(comm, args.holdMs);
         return {};
       }
       return capture(() => g.allReduceAsync(buf).wait());
@@ -61,7 +65,7 @@ export async function main(comm: Comm, args: { scenario: Scenario; victim: numbe
       return {};
     case 'p2p-absent':
       if (me === 0) return capture(() => g.recv(new Float32Array(5), victim, 0));
-      if (me === victim) await sleep(args.holdMs);
+      if (me === victim) await stayAway(comm, args.holdMs);
       return {};
     case 'group-order': {
       // Rank 0 creates the groups in the opposite order from everyone else.

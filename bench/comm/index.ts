@@ -2,7 +2,7 @@
 //
 // For each transport (worker threads over shared memory; processes over Unix sockets) and 2 and 4 ranks,
 // times all-reduce from 1 KiB to 64 MiB with registered buffers (comm.alloc, what gradient buckets use) and
-// plain Float32Arrays, and a memcpy (Float32Array.set) of the same sizes in the same run. Reports, as
+// plain Float32Arrays, next to a memcpy of the same sizes measured in the same run. Reports, as
 // nccl-tests defines them: time per call (the slowest rank; for small sizes this is the latency),
 // algbw = bytes / time, busbw = algbw * 2(n-1)/n for all-reduce (* (n-1)/n for all-gather and
 // reduce-scatter), and busbw / memcpy. Ends with `RESULT {json}`.
@@ -20,33 +20,10 @@ const quick = flag('quick');
 const reps = arg('reps', quick ? 3 : 5);
 const budgetMs = arg('budget', quick ? 80 : 250);
 const KiB = 1024, MiB = 1024 * 1024;
-const SIZES = quick ? [KiB, 64 * KiB, MiB, 16 * MiB] : [KiB, 4 * KiB, 16 * KiB, 64 * KiB, 256 * KiB, MiB, 4 * MiB, 16 * MiB, 64 * MiB];
+const SIZES: number[] = quick ? [KiB, 64 * KiB, MiB, 16 * MiB] : [KiB, 4 * KiB, 16 * KiB, 64 * KiB, 256 * KiB, MiB, 4 * MiB, 16 * MiB, 64 * MiB];
 const ENTRY = join(__dirname, 'rank.js');
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const fmtSize = (b: number) => (b >= MiB ? `${b / MiB} MiB` : `${b / KiB} KiB`);
 const busFactor = (op: RankArgs['op'], n: number) => (op === 'all_reduce' ? (2 * (n - 1)) / n : op === 'broadcast' ? 1 : (n - 1) / n);
-
-/** memcpy GB/s per size, measured here (the same process, the same minutes) as the ceiling to compare with. */
-function memcpy(sizes: number[]): Map<number, number> {
-  const out = new Map<number, number>();
-  for (const bytes of sizes) {
-    const src = new Float32Array(bytes / 4).fill(1);
-    const dst = new Float32Array(bytes / 4);
-    dst.set(src);
-    const t1 = performance.now();
-    dst.set(src);
-    const once = Math.max(performance.now() - t1, 0.0005);
-    const iters = Math.max(1, Math.min(20000, Math.round(budgetMs / reps / once)));
-    const times: number[] = [];
-    for (let r = 0; r < reps; r++) {
-      const t0 = performance.now();
-      for (let i = 0; i < iters; i++) dst.set(src);
-      times.push((performance.now() - t0) / iters);
-    }
-    out.set(bytes, bytes / (median(times) / 1000) / 1e9);
-  }
-  return out;
-}
 
 interface Config {
   transport: 'threads' | 'sockets';
@@ -63,8 +40,7 @@ async function run(c: Config, args: RankArgs): Promise<Row[]> {
 }
 
 const load = [loadavg()[0]!];
-console.log(`comm bench: ${availableParallelism()} cores, load average ${load[0]!.toFixed(2)} at start; ${reps} reps, ~${budgetMs} ms per point; times are the slowest rank, medians over reps\n`);
-const copy = memcpy(SIZES);
+console.log(`comm bench: ${availableParallelism()} cores, load average ${load[0]!.toFixed(2)} at start; ${reps} reps, ~${budgetMs} ms per point; times are the slowest rank, medians over reps; memcpy GB/s measured at each point\n`);
 
 interface Point { busbw: number; memcpy: number; ratio: number; us: number; algorithm: string }
 const headline: Record<string, Record<string, Point>> = {};
@@ -74,18 +50,18 @@ async function table(op: RankArgs['op'], c: Config, sizes: number[], kinds: Arra
   const key = `${c.transport}${c.ranks}`;
   console.log(`${op}  ${c.transport === 'threads' ? 'worker threads, shared memory' : 'processes, Unix sockets'}  ${c.ranks} ranks`);
   const cols = kinds.map((k) => (k === 'registered' ? 'registered buffers (comm.alloc)' : 'plain Float32Array'));
-  console.log(`${''.padStart(9)} ${''.padStart(12)}  ${cols.map((h) => h.padEnd(58)).join('')}`);
-  console.log(`${'size'.padStart(9)} ${'memcpy GB/s'.padStart(12)}  ${kinds.map(() => `${'time us'.padStart(10)}${'algbw'.padStart(8)}${'busbw'.padStart(8)}${'bus/memcpy'.padStart(11)}  ${'algorithm'.padEnd(17)}`).join('')}`);
+  console.log(`${''.padStart(9)}  ${cols.map((h) => h.padEnd(66)).join('')}`);
+  console.log(`${'size'.padStart(9)}  ${kinds.map(() => `${'time us'.padStart(10)}${'algbw'.padStart(8)}${'busbw'.padStart(8)}${'memcpy'.padStart(8)}${'bus/memcpy'.padStart(11)}  ${'algorithm'.padEnd(17)}`).join('')}`);
   for (const bytes of sizes) {
     const cells = kinds.map((kind) => {
       const r = rows.find((x) => x.bytes === bytes && x.kind === kind)!;
       const algbw = bytes / (r.us / 1e6) / 1e9;
       const busbw = algbw * busFactor(op, c.ranks);
-      const ratio = busbw / copy.get(bytes)!;
-      (headline[`${op} ${key} ${kind}`] ??= {})[fmtSize(bytes)] = { busbw: +busbw.toFixed(3), memcpy: +copy.get(bytes)!.toFixed(2), ratio: +ratio.toFixed(3), us: +r.us.toFixed(1), algorithm: r.algorithm };
-      return `${r.us.toFixed(1).padStart(10)}${algbw.toFixed(2).padStart(8)}${busbw.toFixed(2).padStart(8)}${ratio.toFixed(2).padStart(11)}  ${r.algorithm.padEnd(17)}`;
+      const ratio = busbw / r.memcpy;
+      (headline[`${op} ${key} ${kind}`] ??= {})[fmtSize(bytes)] = { busbw: +busbw.toFixed(3), memcpy: +r.memcpy.toFixed(2), ratio: +ratio.toFixed(3), us: +r.us.toFixed(1), algorithm: r.algorithm };
+      return `${r.us.toFixed(1).padStart(10)}${algbw.toFixed(2).padStart(8)}${busbw.toFixed(2).padStart(8)}${r.memcpy.toFixed(2).padStart(8)}${ratio.toFixed(2).padStart(11)}  ${r.algorithm.padEnd(17)}`;
     });
-    console.log(`${fmtSize(bytes).padStart(9)} ${copy.get(bytes)!.toFixed(2).padStart(12)}  ${cells.join('')}`);
+    console.log(`${fmtSize(bytes).padStart(9)}  ${cells.join('')}`);
   }
   console.log('');
 }
@@ -113,7 +89,6 @@ async function main(): Promise<void> {
     latency1KiBus: Object.fromEntries(['threads2', 'threads4', 'sockets2', 'sockets4'].map((k) => [k, at('all_reduce', k, 'registered', '1 KiB')?.us])),
     zero16MiB: Object.fromEntries(['reduce_scatter', 'all_gather'].flatMap((op) =>
       ['threads2', 'threads4'].flatMap((k) => (['registered', 'heap'] as const).map((kind) => [`${op} ${k} ${kind}`, at(op, k, kind, '16 MiB')])))),
-    memcpyGBs: Object.fromEntries([...copy].map(([b, v]) => [fmtSize(b), +v.toFixed(2)])),
   };
   console.log(`RESULT ${JSON.stringify(result)}`);
 }

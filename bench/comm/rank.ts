@@ -14,6 +14,8 @@ export interface Row {
   kind: 'registered' | 'heap';
   /** Median over reps of the per-call time of the slowest rank, in microseconds. */
   us: number;
+  /** memcpy (Float32Array.set) of the same size on rank 0, measured between the reps of this point, GB/s. */
+  memcpy: number;
   algorithm: string;
 }
 
@@ -47,15 +49,36 @@ export function main(comm: Comm, args: RankArgs): Row[] {
         g.allReduce(slowest, 'max');
         return slowest[0]!;
       };
+      // The ceiling, measured in the same minutes as the collective (the machine's load drifts): rank 0
+      // copies while the others wait in a barrier.
+      const src = new Float32Array(count).fill(1);
+      const dst = new Float32Array(count);
+      const copyOf = (iters: number): number => {
+        g.barrier();
+        let ms = 0;
+        if (comm.rank === 0) {
+          const t0 = now();
+          for (let i = 0; i < iters; i++) dst.set(src);
+          ms = (now() - t0) / iters;
+        }
+        g.barrier();
+        return ms;
+      };
       timeOf(2); // warm-up: JIT, page faults, the comm thread's first touch
+      copyOf(2);
       const once = timeOf(1);
       const iters = Math.max(1, Math.min(2000, Math.round(args.budgetMs / args.reps / Math.max(once, 0.001))));
+      const copyIters = Math.max(1, Math.min(20000, Math.round(args.budgetMs / 4 / args.reps / Math.max(copyOf(1), 0.0005))));
       const times: number[] = [];
-      for (let r = 0; r < args.reps; r++) times.push(timeOf(iters));
+      const copies: number[] = [];
+      for (let r = 0; r < args.reps; r++) {
+        copies.push(copyOf(copyIters));
+        times.push(timeOf(iters));
+      }
       comm.takeRecords();
       call();
       const algorithm = comm.takeRecords().records.find((x) => x.op === args.op)?.algorithm ?? '?';
-      rows.push({ bytes, kind, us: median(times) * 1000, algorithm });
+      rows.push({ bytes, kind, us: median(times) * 1000, memcpy: bytes / (median(copies) / 1000) / 1e9, algorithm });
       if (kind === 'registered') {
         comm.free(big);
         comm.free(part);

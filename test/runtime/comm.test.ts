@@ -126,15 +126,15 @@ describe('comm: arena and call log', () => {
   });
 });
 
-function suite(transport: 'threads' | 'processes', size: number): void {
-  const label = transport === 'threads' ? 'worker threads over shared memory' : 'processes over sockets';
+function suite(transport: 'threads' | 'processes' | 'tcp', size: number): void {
+  const label = transport === 'threads' ? 'worker threads over shared memory' : transport === 'tcp' ? 'processes over TCP sockets' : 'processes over Unix sockets';
   describe(`comm: ${label}, world of ${size}`, function () {
     let world: WorldResult<Record<string, string[]>>;
     before(async function () {
       const args: SuiteArgs = { large: LARGE };
       world = transport === 'threads'
         ? await launchThreadWorld(size, SUITE, { args, ...THREAD_OPTIONS })
-        : await launchProcessWorld(size, SUITE, { args, timeoutMs: 20_000, socketOptions: SOCKET_OPTIONS });
+        : await launchProcessWorld(size, SUITE, { args, timeoutMs: 20_000, socketOptions: SOCKET_OPTIONS, socket: transport === 'tcp' ? 'tcp' : 'unix' });
       assert.ok(world.ok, `the world failed: ${world.errors.map((e, r) => e && `rank ${r}: ${e.message}`).filter(Boolean).join('\n')}`);
     });
     for (const check of CHECKS) {
@@ -146,6 +146,7 @@ function suite(transport: 'threads' | 'processes', size: number): void {
   });
 }
 for (const transport of ['threads', 'processes'] as const) for (const size of SIZES) suite(transport, size);
+suite('tcp', 3);
 
 // ---- failure behaviour -------------------------------------------------------------------------------------------
 

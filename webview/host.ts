@@ -1,8 +1,10 @@
 // How the dashboard talks to whoever hosts it. Inside VS Code: acquireVsCodeApi().postMessage and window
 // "message" events (the extension host owns the WebSocket; a webview never opens one — that breaks under
-// Remote-SSH). In a plain browser a WebSocket host is plugged in here later.
+// Remote-SSH). In a plain browser served by `scalelm serve/train`: browser-host.ts, which speaks the same
+// messages (webview/messages.ts) and plays the extension host's part against the runtime's WebSocket.
 
 export interface DashboardHost {
+  readonly kind: 'vscode' | 'browser' | 'detached';
   post(message: unknown): void;
   onMessage(handler: (message: unknown) => void): void;
   getState<T>(): T | undefined;
@@ -20,6 +22,7 @@ export function vscodeHost(): DashboardHost | undefined {
   if (typeof acquireVsCodeApi !== 'function') return undefined;
   const api = acquireVsCodeApi();
   return {
+    kind: 'vscode',
     post: (m) => api.postMessage(m),
     onMessage: (handler) => window.addEventListener('message', (e: MessageEvent) => handler(e.data)),
     getState: <T>() => api.getState() as T | undefined,
@@ -31,6 +34,7 @@ export function vscodeHost(): DashboardHost | undefined {
 export function detachedHost(): DashboardHost {
   let state: unknown;
   return {
+    kind: 'detached',
     post: () => undefined,
     onMessage: (handler) => window.addEventListener('message', (e: MessageEvent) => handler(e.data)),
     getState: <T>() => state as T | undefined,

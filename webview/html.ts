@@ -32,6 +32,7 @@ export function dashboardHtml(o: DashboardHtmlOptions): string {
 <meta charset="UTF-8">
 <meta http-equiv="Content-Security-Policy" content="${escapeAttr(csp)}">
 <meta name="viewport" content="width=device-width, initial-scale=1.0">
+<link rel="icon" href="data:,">
 <link rel="stylesheet" href="${escapeAttr(o.styleUri)}">
 <title>${escapeText(o.title ?? 'ScaleLM')}</title>
 </head>

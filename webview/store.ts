@@ -1,0 +1,329 @@
+// What the dashboard knows of one run: full-resolution columns (Float64Array, growing by doubling) for the
+// step series and each rank's memory, the latest gauges, the raised alerts and recent events. Fed by
+// already-validated protocol messages or a snapshot; views read it and redraw what changed (`versions`).
+// Pure: no DOM, so the bench and unit tests drive it in Node.
+import type { AlertMessage, CheckpointMessage, CommMessage, EvalMessage, GpuMessage, HelloMessage, LogMessage, MemoryMessage, Message, RunSummary, SnapshotMessage, StatusMessage, StepMessage } from '../runtime/protocol';
+import { lowerBound } from './downsample';
+
+export class Column {
+  data: Float64Array;
+  length = 0;
+
+  constructor(capacity = 256) {
+    this.data = new Float64Array(capacity);
+  }
+
+  push(v: number): void {
+    if (this.length === this.data.length) {
+      const grown = new Float64Array(this.data.length * 2);
+      grown.set(this.data);
+      this.data = grown;
+    }
+    this.data[this.length++] = v;
+  }
+
+  last(): number {
+    return this.length ? this.data[this.length - 1]! : NaN;
+  }
+
+  truncate(n: number): void {
+    this.length = Math.min(this.length, Math.max(0, n));
+  }
+}
+
+const STEP_FIELDS = ['step', 't', 'loss', 'lr', 'gradNorm', 'tokensPerSec', 'stepMs', 'tokens'] as const;
+export type StepField = (typeof STEP_FIELDS)[number];
+
+/** The step series as columns, ordered by step. */
+export class StepColumns {
+  readonly cols: Record<StepField, Column>;
+
+  constructor() {
+    this.cols = Object.fromEntries(STEP_FIELDS.map((f) => [f, new Column(1024)])) as Record<StepField, Column>;
+  }
+
+  get length(): number {
+    return this.cols.step.length;
+  }
+
+  col(field: StepField): Float64Array {
+    return this.cols[field].data;
+  }
+
+  add(m: StepMessage): void {
+    const steps = this.cols.step;
+    // A resumed run repeats steps from its checkpoint: the new records replace the old ones from there.
+    if (steps.length && m.step <= steps.last()) {
+      const keep = lowerBound(steps.data, steps.length, m.step);
+      for (const f of STEP_FIELDS) this.cols[f].truncate(keep);
+    }
+    this.cols.step.push(m.step);
+    this.cols.t.push(m.t ?? NaN);
+    this.cols.loss.push(m.loss);
+    this.cols.lr.push(m.lr);
+    this.cols.gradNorm.push(m.gradNorm);
+    this.cols.tokensPerSec.push(m.tokensPerSec);
+    this.cols.stepMs.push(m.stepMs);
+    this.cols.tokens.push(m.tokens ?? NaN);
+  }
+}
+
+/** One rank's memory: the latest reading and the history of its step peak. */
+export class RankMemory {
+  latest: MemoryMessage;
+  readonly t = new Column(1024);
+  readonly step = new Column(1024);
+  readonly peak = new Column(1024);
+  maxPeak = 0;
+  maxPeakT = 0;
+  version = 0;
+
+  constructor(first: MemoryMessage) {
+    this.latest = first;
+    this.add(first);
+  }
+
+  add(m: MemoryMessage): void {
+    this.latest = m;
+    this.t.push(m.t);
+    this.step.push(m.step ?? NaN);
+    this.peak.push(m.stepPeak);
+    if (m.stepPeak > this.maxPeak) {
+      this.maxPeak = m.stepPeak;
+      this.maxPeakT = m.t;
+    }
+    this.version++;
+  }
+}
+
+/** Communication per step for one collective kind, averaged over the ranks that reported. */
+export class CommSeries {
+  readonly step = new Column(256);
+  readonly t = new Column(256);
+  /** ms spent in this kind per training step. */
+  readonly msPerStep = new Column(256);
+  readonly bytesPerStep = new Column(256);
+}
+
+interface CommRound {
+  step: number;
+  t: number;
+  /** kind -> sums over the ranks that reported for this step. */
+  sums: Map<string, { ms: number; bytes: number; ranks: number }>;
+  ranks: Set<number>;
+}
+
+/** Versions the views compare to decide what to redraw. */
+export interface Versions {
+  meta: number;
+  steps: number;
+  evals: number;
+  memory: number;
+  gpu: number;
+  comm: number;
+  events: number;
+}
+
+const RECENT_LOGS = 200;
+const RECENT_ALERTS = 100;
+const RECENT_CHECKPOINTS = 50;
+
+export class RunData {
+  runId: string;
+  hello: HelloMessage | null = null;
+  status: StatusMessage | null = null;
+  readonly steps = new StepColumns();
+  readonly evals = { step: new Column(64), t: new Column(64), loss: new Column(64) };
+  readonly memory = new Map<number, RankMemory>();
+  gpu: GpuMessage | null = null;
+  readonly comm = new Map<number, CommMessage>();
+  readonly commSeries = new Map<string, CommSeries>();
+  readonly activeAlerts = new Map<string, AlertMessage>();
+  alerts: AlertMessage[] = [];
+  logs: LogMessage[] = [];
+  checkpoints: CheckpointMessage[] = [];
+  /** The backend the runtime reported it chose ("backend: wasm (…)" log line), when it did. */
+  backend: string | null = null;
+  /** How many steps the run published: more than steps.length when a snapshot was downsampled. */
+  stepsTotal = 0;
+  /** The first history came from a downsampled snapshot (min/max per bucket, not every step). */
+  downsampled = false;
+  /** Time of the newest message, ms since the epoch. */
+  lastT = 0;
+  readonly versions: Versions = { meta: 0, steps: 0, evals: 0, memory: 0, gpu: 0, comm: 0, events: 0 };
+  private readonly commPrev = new Map<string, { step: number; ms: number; bytes: number }>();
+  private commRound: CommRound | null = null;
+
+  constructor(runId: string) {
+    this.runId = runId;
+  }
+
+  static fromSnapshot(snap: SnapshotMessage): RunData {
+    const run = new RunData(snap.runId);
+    if (snap.hello) run.add(snap.hello);
+    if (snap.status) run.add(snap.status);
+    for (const m of snap.steps) run.add(m);
+    for (const m of snap.evals) run.add(m);
+    for (const m of snap.memory) run.add(m);
+    for (const m of snap.gpu) run.add(m);
+    for (const m of snap.comm) run.add(m);
+    for (const m of snap.logs) run.add(m);
+    for (const m of snap.alerts) run.add(m);
+    for (const m of snap.checkpoints) run.add(m);
+    run.stepsTotal = Math.max(snap.stepsTotal, run.steps.length);
+    run.downsampled = snap.stepsTotal > snap.steps.length;
+    run.lastT = Math.max(run.lastT, snap.status?.t ?? 0);
+    return run;
+  }
+
+  /** A run summary for the runs list, from what is known. */
+  summary(): RunSummary {
+    return {
+      runId: this.runId,
+      name: this.hello?.name ?? this.runId,
+      startedAt: this.hello?.startedAt ?? 0,
+      state: this.status?.state ?? 'unknown',
+      steps: this.stepsTotal,
+    };
+  }
+
+  get world(): number {
+    return this.hello?.world ?? Math.max(1, this.memory.size);
+  }
+
+  add(m: Message): void {
+    const t = (m as { t?: number }).t;
+    if (typeof t === 'number' && t > this.lastT) this.lastT = t;
+    switch (m.type) {
+      case 'hello':
+        this.hello = m;
+        this.runId = m.runId;
+        this.versions.meta++;
+        break;
+      case 'status':
+        this.status = m;
+        this.versions.meta++;
+        break;
+      case 'step':
+        this.steps.add(m);
+        this.stepsTotal = Math.max(this.stepsTotal + 1, this.steps.length);
+        this.versions.steps++;
+        break;
+      case 'eval':
+        this.addEval(m);
+        break;
+      case 'memory': {
+        const r = this.memory.get(m.rank);
+        if (r) r.add(m);
+        else this.memory.set(m.rank, new RankMemory(m));
+        this.versions.memory++;
+        break;
+      }
+      case 'gpu':
+        this.gpu = m;
+        this.versions.gpu++;
+        break;
+      case 'comm':
+        this.addComm(m);
+        break;
+      case 'log':
+        this.logs.push(m);
+        if (this.logs.length > 2 * RECENT_LOGS) this.logs = this.logs.slice(-RECENT_LOGS);
+        if (!this.backend && m.source === 'trainer') {
+          const b = /^backend: ([A-Za-z0-9_-]+)/.exec(m.message);
+          if (b) {
+            this.backend = b[1]!;
+            this.versions.meta++;
+          }
+        }
+        this.versions.events++;
+        break;
+      case 'alert':
+        this.alerts.push(m);
+        if (this.alerts.length > 2 * RECENT_ALERTS) this.alerts = this.alerts.slice(-RECENT_ALERTS);
+        if (m.state === 'raised') this.activeAlerts.set(m.id, m);
+        else this.activeAlerts.delete(m.id);
+        this.versions.events++;
+        this.versions.meta++;
+        break;
+      case 'checkpoint':
+        this.checkpoints.push(m);
+        if (this.checkpoints.length > 2 * RECENT_CHECKPOINTS) this.checkpoints = this.checkpoints.slice(-RECENT_CHECKPOINTS);
+        this.versions.events++;
+        break;
+    }
+  }
+
+  private addEval(m: EvalMessage): void {
+    const e = this.evals;
+    if (e.step.length && m.step <= e.step.last()) {
+      const keep = lowerBound(e.step.data, e.step.length, m.step);
+      e.step.truncate(keep);
+      e.t.truncate(keep);
+      e.loss.truncate(keep);
+    }
+    e.step.push(m.step);
+    e.t.push(m.t ?? NaN);
+    e.loss.push(m.loss);
+    this.versions.evals++;
+  }
+
+  /**
+   * Comm messages carry totals since the start per rank. Per-step cost = the difference between two
+   * reports of the same rank over the steps between them; the ranks reporting for one step are averaged.
+   */
+  private addComm(m: CommMessage): void {
+    this.comm.set(m.rank, m);
+    this.versions.comm++;
+    if (m.step === undefined) return;
+    if (this.commRound && m.step !== this.commRound.step) this.closeCommRound();
+    this.commRound ??= { step: m.step, t: m.t, sums: new Map(), ranks: new Set() };
+    const round = this.commRound;
+    round.ranks.add(m.rank);
+    round.t = Math.max(round.t, m.t);
+    for (const c of m.collectives) {
+      const key = `${m.rank}:${c.kind}`;
+      const prev = this.commPrev.get(key);
+      this.commPrev.set(key, { step: m.step, ms: c.ms, bytes: c.bytes });
+      if (!prev || m.step <= prev.step || c.ms < prev.ms) continue; // first report, or the totals restarted
+      const steps = m.step - prev.step;
+      const s = round.sums.get(c.kind) ?? { ms: 0, bytes: 0, ranks: 0 };
+      s.ms += (c.ms - prev.ms) / steps;
+      s.bytes += (c.bytes - prev.bytes) / steps;
+      s.ranks++;
+      round.sums.set(c.kind, s);
+    }
+    if (round.ranks.size >= this.world) this.closeCommRound();
+  }
+
+  private closeCommRound(): void {
+    const round = this.commRound;
+    this.commRound = null;
+    if (!round) return;
+    for (const [kind, s] of round.sums) {
+      if (s.ranks === 0) continue;
+      let series = this.commSeries.get(kind);
+      if (!series) this.commSeries.set(kind, (series = new CommSeries()));
+      if (series.step.length && round.step <= series.step.last()) continue;
+      series.step.push(round.step);
+      series.t.push(round.t);
+      series.msPerStep.push(s.ms / s.ranks);
+      series.bytesPerStep.push(s.bytes / s.ranks);
+    }
+  }
+
+  /** Totals since the start over all ranks, per collective kind (latest report of each rank). */
+  commTotals(): { kind: string; calls: number; bytes: number; ms: number }[] {
+    const totals = new Map<string, { kind: string; calls: number; bytes: number; ms: number }>();
+    for (const m of this.comm.values()) {
+      for (const c of m.collectives) {
+        const t = totals.get(c.kind) ?? { kind: c.kind, calls: 0, bytes: 0, ms: 0 };
+        t.calls += c.calls;
+        t.bytes += c.bytes;
+        t.ms += c.ms;
+        totals.set(c.kind, t);
+      }
+    }
+    return [...totals.values()].sort((a, b) => b.ms - a.ms);
+  }
+}

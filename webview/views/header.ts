@@ -1,0 +1,191 @@
+// The run header, visible on every tab: name, state, step / total with a progress bar, elapsed, ETA,
+// throughput, achieved TFLOP/s per device and MFU, the layout and backend, an out-of-memory warning,
+// the raised alerts, and a strip with one small memory bar per rank.
+import { fill, h, setText } from '../dom';
+import { formatBytes, formatCount, formatDuration, formatFlops, formatPercent, formatTokensPerSec, formatValue } from '../format';
+import { levelOf, progressOf, type Level } from '../metrics';
+import type { AlertMessage } from '../../runtime/protocol';
+import type { RunData } from '../store';
+import { describeTimeToFull } from './memory';
+
+/** 14:05, or "Tue 14:05" when it is not today. */
+function clock(t: number): string {
+  const d = new Date(t);
+  const hm = `${String(d.getHours()).padStart(2, '0')}:${String(d.getMinutes()).padStart(2, '0')}`;
+  return d.toDateString() === new Date().toDateString() ? hm : `${d.toLocaleDateString('en-GB', { weekday: 'short' })} ${hm}`;
+}
+
+const STATS = [
+  ['elapsed', 'Elapsed'],
+  ['eta', 'ETA'],
+  ['throughput', 'Throughput'],
+  ['tflops', 'Achieved per device'],
+  ['mfu', 'MFU'],
+  ['loss', 'Loss'],
+  ['layout', 'Layout'],
+] as const;
+
+export class HeaderView {
+  readonly root: HTMLElement;
+  readonly name: HTMLElement;
+  readonly state: HTMLElement;
+  readonly step: HTMLElement;
+  readonly total: HTMLElement;
+  readonly connection: HTMLElement;
+  readonly progress: HTMLElement & { value?: number; max?: number };
+  readonly stopButton: HTMLElement;
+  readonly checkpointButton: HTMLElement;
+  private readonly stats = new Map<string, HTMLElement>();
+  private readonly oom: HTMLElement;
+  private readonly alerts: HTMLElement;
+  private readonly strip: HTMLElement;
+  private stripBars = new Map<number, { root: HTMLElement; fill: HTMLElement; label: HTMLElement; level: Level }>();
+  private alertsKey = '';
+  private stripRun: string | null = null;
+  private shownState = '';
+
+  constructor() {
+    this.name = h('h1', { id: 'run-name' }, 'No run yet');
+    this.state = h('span', { id: 'run-state', class: 'state-pill state-idle', role: 'status' }, 'idle');
+    this.step = h('span', { id: 'run-step' });
+    this.total = h('span', { id: 'run-total', class: 'muted' });
+    this.connection = h('span', { id: 'connection', class: 'muted small' });
+    this.checkpointButton = h('vscode-button', { id: 'btn-checkpoint', secondary: true, hidden: true, title: 'Save a checkpoint now' }, 'Checkpoint');
+    this.stopButton = h('vscode-button', { id: 'btn-stop', hidden: true, title: 'Stop the run after the current step (a checkpoint is written)' }, 'Stop');
+    this.progress = h('vscode-progress-bar', { id: 'run-progress', 'aria-label': 'training progress', max: 1 }) as HTMLElement & { value?: number; max?: number };
+    const stats = h('dl', { class: 'stats', id: 'stats' });
+    for (const [key, label] of STATS) {
+      const dd = h('dd', { id: `stat-${key}` }, '—');
+      this.stats.set(key, dd);
+      stats.append(h('div', { class: `stat stat-${key}` }, h('dt', null, label), dd));
+    }
+    this.oom = h('div', { id: 'oom-warning', class: 'oom-warning', role: 'alert', hidden: true });
+    this.alerts = h('ul', { id: 'alerts', class: 'alerts', 'aria-label': 'alerts' });
+    this.strip = h('div', { id: 'mem-strip', class: 'mem-strip', 'aria-label': 'memory per rank (step peak of capacity)' });
+    this.root = h(
+      'header',
+      { class: 'run-header' },
+      h('div', { class: 'title-row' }, this.name, this.state, h('span', { class: 'step' }, this.step, this.total), this.connection, h('span', { class: 'spacer' }), this.checkpointButton, this.stopButton),
+      this.progress,
+      stats,
+      this.oom,
+      this.alerts,
+      this.strip,
+    );
+  }
+
+  setConnection(text: string, bad: boolean): void {
+    setText(this.connection, text);
+    this.connection.classList.toggle('bad', bad);
+  }
+
+  setControls(enabled: boolean): void {
+    this.stopButton.hidden = !enabled;
+    this.checkpointButton.hidden = !enabled;
+  }
+
+  render(run: RunData | null, now: number): void {
+    if (!run) {
+      setText(this.name, 'No run yet');
+      return;
+    }
+    setText(this.name, run.hello?.name ?? run.runId);
+    this.name.title = `run ${run.runId}`;
+    const state = run.status?.state ?? (run.hello ? 'starting' : 'idle');
+    if (state !== this.shownState) {
+      this.state.className = `state-pill state-${state}`;
+      this.shownState = state;
+    }
+    setText(this.state, state);
+    const p = progressOf(run, now);
+    setText(this.step, p.step === null ? '' : `step ${p.step}`);
+    setText(this.total, p.step !== null && p.total !== null ? ` / ${formatCount(p.total)}` : '');
+    if (p.step !== null && p.total) {
+      this.progress.max = 1;
+      this.progress.value = Math.min(1, p.step / p.total);
+    }
+    this.stat('elapsed', p.elapsedMs === null ? '—' : formatDuration(p.elapsedMs), p.stale ? `no message for ${formatDuration(now - run.lastT)}` : '');
+    const finalState = run.status?.state === 'done' ? 'done' : run.status?.state === 'failed' ? 'stopped' : null;
+    this.stat('eta', finalState ?? (p.etaMs === null ? '—' : formatDuration(p.etaMs)), finalState || p.etaMs === null || p.stale ? '' : `finishes ~${clock(now + p.etaMs)}`);
+    this.stat('throughput', p.tokensPerSec === null ? '—' : formatTokensPerSec(p.tokensPerSec), p.stepMs === null ? '' : `${formatDuration(p.stepMs)} per step`);
+    this.stat('tflops', p.flopsPerDevice === null ? '—' : formatFlops(p.flopsPerDevice), `${run.world} device${run.world === 1 ? '' : 's'}`);
+    this.stat('mfu', p.mfu === null ? 'n/a' : formatPercent(p.mfu, 1), p.mfu === null ? (p.flopsPerDevice === null ? '' : 'no GPU peak (CPU device)') : `of ${p.peakName ?? 'GPU'} peak`);
+    this.stat('loss', p.loss === null ? '—' : formatValue(p.loss));
+    this.stat('layout', p.layout ?? '—', [p.zero, p.backend].filter(Boolean).join(' · '));
+    this.renderOom(run);
+    this.renderAlerts(run);
+    this.renderStrip(run);
+  }
+
+  private stat(key: string, value: string, sub = ''): void {
+    const dd = this.stats.get(key)!;
+    const text = sub ? `${value}\u2002${sub}` : value;
+    if (dd.textContent === text) return;
+    fill(dd, h('span', { class: 'value' }, value), sub ? h('span', { class: 'sub muted' }, sub) : null);
+  }
+
+  private renderOom(run: RunData): void {
+    let text = '';
+    const err = run.status?.state === 'failed' ? run.status.error : undefined;
+    if (err && (err.kind === 'DeviceOutOfMemoryError' || /out of memory|\bOOM\b/i.test(err.message))) text = `Out of memory — the run stopped: ${err.message}`;
+    if (!text) {
+      const critical = [...run.activeAlerts.values()].find((a) => a.kind === 'memory-high' && a.severity === 'critical');
+      if (critical) text = `Out-of-memory risk: ${critical.message}${describeTimeToFull(critical.timeToFullSec)}`;
+    }
+    if (!text) {
+      for (const [rank, mem] of run.memory) {
+        const m = mem.latest;
+        if (m.capacity > 0 && levelOf(m.stepPeak / m.capacity) === 'critical') {
+          text = `Out-of-memory risk: rank ${rank} peaked at ${formatBytes(m.stepPeak)} of ${formatBytes(m.capacity)} (${formatPercent(m.stepPeak / m.capacity)})`;
+          break;
+        }
+      }
+    }
+    this.oom.hidden = !text;
+    setText(this.oom, text);
+  }
+
+  private renderAlerts(run: RunData): void {
+    const active = [...run.activeAlerts.values()];
+    const key = active.map((a) => `${a.id}:${a.t}`).join(',');
+    if (key === this.alertsKey) return;
+    this.alertsKey = key;
+    const rank = (a: AlertMessage) => (a.severity === 'critical' ? 0 : a.severity === 'warning' ? 1 : 2);
+    fill(this.alerts, ...active.sort((a, b) => rank(a) - rank(b) || b.t - a.t).map((a) => h('li', { class: `alert sev-${a.severity}`, 'data-kind': a.kind }, h('strong', null, `${a.severity}: `), a.message)));
+  }
+
+  private renderStrip(run: RunData): void {
+    if (this.stripRun !== run.runId) {
+      this.stripBars.clear();
+      this.strip.replaceChildren();
+      this.stripRun = run.runId;
+    }
+    for (const [rank, mem] of [...run.memory.entries()].sort((a, b) => a[0] - b[0])) {
+      let bar = this.stripBars.get(rank);
+      if (!bar) {
+        const fillEl = h('div', { class: 'fill' });
+        const label = h('span', { class: 'mini-label' });
+        const root = h('div', { class: 'mini level-ok', 'data-rank': rank }, h('span', { class: 'mini-rank' }, `r${rank}`), h('div', { class: 'mini-bar' }, fillEl), label);
+        bar = { root, fill: fillEl, label, level: 'ok' };
+        this.stripBars.set(rank, bar);
+        this.strip.append(root);
+      }
+      const m = mem.latest;
+      const f = m.capacity > 0 ? m.stepPeak / m.capacity : 0;
+      const level = levelOf(f);
+      if (level !== bar.level) {
+        bar.root.classList.replace(`level-${bar.level}`, `level-${level}`);
+        bar.level = level;
+      }
+      bar.fill.style.width = `${Math.min(100, f * 100)}%`;
+      setText(bar.label, formatPercent(f));
+      bar.root.title = `rank ${rank}: ${formatBytes(m.stepPeak)} of ${formatBytes(m.capacity)}`;
+    }
+  }
+
+  inspect(): Record<string, string> {
+    const out: Record<string, string> = { name: this.name.textContent ?? '', state: this.state.textContent ?? '', step: this.step.textContent ?? '', total: this.total.textContent ?? '', oom: this.oom.hidden ? '' : (this.oom.textContent ?? ''), alerts: this.alerts.textContent ?? '', connection: this.connection.textContent ?? '' };
+    for (const [k, el] of this.stats) out[k] = el.textContent ?? '';
+    return out;
+  }
+}

@@ -3,7 +3,7 @@
 // alert engine, time stamps). Date.now is replaced by the run's own clock while recording, so the file is
 // the same on every machine. The real single-device run next to it (tiny-cpu/) was recorded with
 //   scalelm train examples/tiny.scalelm.json --steps 120 --set train.evalEvery=20 --set train.checkpointEvery=60
-// Usage: node out/test/webview/record-streams.js [steps]
+// Usage: node out/test/webview/record-streams.js [steps [totalSteps]]
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { RunRecorder } from '../../runtime/telemetry/recorder';
@@ -14,29 +14,30 @@ import { SYNTHETIC_RUN_ID, syntheticConfig, syntheticMessages } from './syntheti
 export const STREAMS_DIR = join(ROOT, 'test/fixtures/streams');
 const STARTED_AT = Date.UTC(2025, 5, 2, 9, 30, 0);
 
-export async function recordSynthetic(steps = 300, dir = join(STREAMS_DIR, SYNTHETIC_RUN_ID)): Promise<string> {
+export async function recordSynthetic(steps = 300, totalSteps = 2000, dir = join(STREAMS_DIR, SYNTHETIC_RUN_ID)): Promise<string> {
   rmSync(join(dir, 'metrics.jsonl'), { force: true });
   const realNow = Date.now;
   let clock = STARTED_AT;
   Date.now = () => clock;
   try {
-    const config = syntheticConfig(steps);
+    const config = syntheticConfig(totalSteps);
     const est = estimate(config, { convention: 'scalelm' });
     const plan = est.ok ? { convention: 'scalelm', perDevice: { ...est.memory.perDevice }, stepMs: est.time.stepMs, tokensPerSec: est.time.tokensPerSec, mfu: est.time.mfu } : undefined;
-    const rec = RunRecorder.open({ runDir: dir, runId: SYNTHETIC_RUN_ID, name: config.name, config, ...(plan ? { plan } : {}), world: 8, tensorboard: false, gpu: false, startedAt: STARTED_AT });
+    const rec = RunRecorder.open({ runDir: dir, runId: SYNTHETIC_RUN_ID, name: config.name, config, ...(plan ? { plan } : {}), world: 8, tensorboard: false, gpu: false, startedAt: STARTED_AT, capacityBytes: (143771 - 614) * 2 ** 20 });
     clock += 1200;
     rec.log('info', 'backend: tfjs-node-gpu (CUDA 12.4, 8 × NVIDIA H200) — synthetic stream for tests', { source: 'trainer' });
     rec.log('info', 'model: llama-2-7b, 6,738,415,616 parameters; 8 ranks, data-parallel 8, ZeRO-1', { source: 'trainer' });
     clock += 40_000;
     rec.status('running', { step: 0 });
-    for (const m of syntheticMessages({ steps, startedAt: STARTED_AT, gpuEvery: 5, commEvery: 5 })) {
+    for (const m of syntheticMessages({ steps, totalSteps, startedAt: STARTED_AT, gpuEvery: 5, commEvery: 5 })) {
       const t = (m as { t?: number }).t;
       if (typeof t === 'number') clock = Math.max(clock, t);
       rec.publish(m);
       if (m.type === 'checkpoint') rec.log('info', `checkpoint written: ${m.path}`, { source: 'trainer' });
     }
     clock += 5000;
-    await rec.close({ state: 'done' });
+    // The user stopped it there (a run of 2000 steps, recorded for 300).
+    await rec.close({ state: 'done', reason: `stopped by a client at step ${steps} of ${totalSteps}` });
   } finally {
     Date.now = realNow;
   }
@@ -45,7 +46,7 @@ export async function recordSynthetic(steps = 300, dir = join(STREAMS_DIR, SYNTH
 
 if (require.main === module) {
   const steps = Number(process.argv[2] ?? 300);
-  recordSynthetic(steps).then(
+  recordSynthetic(steps, Number(process.argv[3] ?? 2000)).then(
     (path) => console.log(`wrote ${path}`),
     (e: unknown) => {
       console.error(e);

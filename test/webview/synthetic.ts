@@ -40,37 +40,45 @@ function rng(seed: number): () => number {
 }
 
 export interface SyntheticOptions {
+  /** Steps to generate. */
   steps: number;
+  /** train.steps of the config (the schedule's length); default `steps`. */
+  totalSteps?: number;
   startedAt: number;
   world?: number;
   /** Publish a GPU sample every this many steps (the real sampler runs at 1 Hz). */
   gpuEvery?: number;
   commEvery?: number;
   seed?: number;
+  /** Added to every loss (a second, slightly worse run to compare with). */
+  lossOffset?: number;
 }
 
 /** The run's messages after hello/status, step by step (a generator: 100k steps need no big array). */
 export function* syntheticMessages(o: SyntheticOptions): Generator<Message> {
   const world = o.world ?? 8;
-  const config = syntheticConfig(o.steps);
+  const config = syntheticConfig(o.totalSteps ?? o.steps);
   const random = rng(o.seed ?? 7);
   const noise = (scale: number) => (random() - 0.5) * 2 * scale;
   const est = estimate(config, { convention: 'scalelm' });
   if (!est.ok) throw new Error('synthetic plan failed');
   const pred = est.memory.perDevice;
-  const predicted = { params: pred.params, grads: pred.grads, optimizer: pred.optimizer, activations: pred.activations, buffers: pred.buffers, overhead: pred.overhead, peak: pred.total };
+  const predicted = Object.fromEntries(Object.entries({ params: pred.params, grads: pred.grads, optimizer: pred.optimizer, activations: pred.activations, buffers: pred.buffers, overhead: pred.overhead, peak: pred.total }).map(([k, v]) => [k, Math.round(v)]));
   const memoryTotal = 143771 * MiB;
   const memoryReserved = 614 * MiB;
   const capacity = memoryTotal - memoryReserved;
   const tokensPerStep = config.train.globalBatch * config.model.seqLen;
   const baseTps = est.time.tokensPerSec * 0.86;
   const warmup = config.train.warmupSteps;
-  const lrAt = (s: number) => (s <= warmup ? (config.train.lr * s) / warmup : config.train.minLr + 0.5 * (config.train.lr - config.train.minLr) * (1 + Math.cos((Math.PI * (s - warmup)) / Math.max(1, o.steps - warmup))));
+  const lrAt = (s: number) => (s <= warmup ? (config.train.lr * s) / warmup : config.train.minLr + 0.5 * (config.train.lr - config.train.minLr) * (1 + Math.cos((Math.PI * (s - warmup)) / Math.max(1, config.train.steps - warmup))));
   const psi = 6.74e9;
   const comm = Array.from({ length: world }, () => ({ rs: { calls: 0, bytes: 0, ms: 0 }, ag: { calls: 0, bytes: 0, ms: 0 }, ar: { calls: 0, bytes: 0, ms: 0 } }));
   let t = o.startedAt + 42_000;
   let tokens = 0;
   const leakFrom = Math.floor(o.steps * 0.6);
+  // Rank 7 ends at 91.5% of its capacity: over the 90% alert line, under the dashboard's 92% "critical".
+  const baseline = (pred.params + pred.grads + pred.optimizer + pred.activations * 1.045 + pred.buffers * 0.92 + 1.4 * GiB) * 0.985 + pred.overhead * 0.6;
+  const leakTotal = (0.915 * capacity - baseline) / 0.985;
   const spikeAt = Math.floor(o.steps * 0.55);
   for (let step = 1; step <= o.steps; step++) {
     const tps = baseTps * (1 + noise(0.03)) * (step < 5 ? 0.6 : 1);
@@ -79,20 +87,21 @@ export function* syntheticMessages(o: SyntheticOptions): Generator<Message> {
     tokens += tokensPerStep;
     const progress = step / o.steps;
     let loss = 2.05 + 8.3 * Math.exp(-step / (o.steps * 0.06)) + 0.9 * Math.exp(-progress * 3) + noise(0.09);
+    loss += o.lossOffset ?? 0;
     if (step === spikeAt) loss += 2.6;
     if (step === spikeAt + 1) loss += 0.9;
     const gradNorm = Math.max(0.05, 0.45 + 2.5 * Math.exp(-step / (o.steps * 0.05)) + noise(0.08) + (step === spikeAt ? 6.5 : 0) + (random() < 0.01 ? 2 * random() : 0));
-    const leakBytes = step > leakFrom ? (step - leakFrom) * ((0.905 * capacity - 0.792 * capacity) / (o.steps - leakFrom)) : 0;
+    const leakBytes = step > leakFrom ? ((step - leakFrom) / (o.steps - leakFrom)) * leakTotal : 0;
     const ranks: MemoryMessage[] = [];
     for (let rank = 0; rank < world; rank++) {
-      const act = pred.activations * (1.045 + noise(0.004));
+      const act = pred.activations * (1.045 + noise(0.0008));
       const categories: Record<string, number> = {
         params: Math.round(pred.params),
         grads: Math.round(pred.grads),
         optimizer: Math.round(pred.optimizer),
         activations: Math.round(act),
         comm: Math.round(pred.buffers * 0.92),
-        temporaries: Math.round(1.4 * GiB + noise(0.05 * GiB) + (rank === 0 ? 1.2 * GiB : 0) + (rank === world - 1 ? leakBytes : 0)),
+        temporaries: Math.round(1.4 * GiB + noise(0.02 * GiB) + (rank === 0 ? 1.2 * GiB : 0) + (rank === world - 1 ? leakBytes : 0)),
       };
       const sum = Object.values(categories).reduce((a, b) => a + b, 0);
       const stepPeak = Math.round(Math.min(capacity, sum * 0.985 + pred.overhead * 0.6));

@@ -50,8 +50,18 @@ interface Areas {
 
 class SocketGroup implements GroupResources {
   readonly hash: number;
-  constructor(readonly spec: GroupSpec, readonly shareable: Areas[], readonly areas: Areas) {
+  private commThreadAreas: Areas | undefined;
+  constructor(readonly spec: GroupSpec, readonly areas: Areas, private readonly allocate?: () => Areas) {
     this.hash = groupHash(spec.ranks);
+  }
+  /**
+   * The comm thread's areas, allocated (on the compute thread, which owns the arena) when the group's
+   * first async call is submitted: the compute thread and the comm thread may run collectives on
+   * different groups at the same time, so each has its own.
+   */
+  get shareable(): Areas {
+    this.commThreadAreas ??= this.allocate ? this.allocate() : this.areas;
+    return this.commThreadAreas;
   }
 }
 
@@ -133,32 +143,32 @@ export class SocketBackend implements CommBackend {
 
   // ---- groups ---------------------------------------------------------------------------------------------------
 
+  /**
+   * Per group and thread: a work area for plain buffers (one round), and a receive area for one ring step
+   * (a part of a round) or for the n copies of a small call.
+   */
   private areaSizes(n: number): { work: number; temp: number } {
     const round = Math.floor(this.opts.roundBytes / 4);
     const small = Math.floor(this.opts.smallBytes / 4);
-    return { work: Math.max(round, small), temp: Math.max(round, n * small) };
+    return { work: Math.max(round, small), temp: Math.max(Math.ceil(round / n) + 1, n * small) };
   }
 
   attach(spec: GroupSpec): SocketGroup {
     if (spec.id >= MAX_GROUPS) {
       throw new CommUsageError(`rank ${this.rank}: at most ${MAX_GROUPS} process groups`, this.rank, 'new_group', spec.name);
     }
-    // One set of areas for the compute thread and one for the comm thread: they may run collectives on
-    // different groups at the same time.
+    const hash = groupHash(spec.ranks);
+    Atomics.store(this.i32, (GROUPS_AT + spec.id * GROUP_INTS * 4) / 4 + G.hash, hash);
+    this.port.postMessage([CMD.group, spec.id, hash]);
+    // A group of one never communicates (the front end copies locally): no areas.
+    if (spec.ranks.length === 1) return new SocketGroup(spec, { work: 0, temp: 0 });
     const sizes = this.areaSizes(spec.ranks.length);
-    const areas: Areas[] = [0, 1].map(() => ({
-      work: this.arena.allocBytes(sizes.work * 4) / 4,
-      temp: this.arena.allocBytes(sizes.temp * 4) / 4,
-    }));
-    const group = new SocketGroup(spec, areas, areas[0]!);
-    Atomics.store(this.i32, (GROUPS_AT + spec.id * GROUP_INTS * 4) / 4 + G.hash, group.hash);
-    this.port.postMessage([CMD.group, spec.id, group.hash]);
-    return group;
+    const allocate = (): Areas => ({ work: this.arena.allocBytes(sizes.work * 4) / 4, temp: this.arena.allocBytes(sizes.temp * 4) / 4 });
+    return new SocketGroup(spec, allocate(), allocate);
   }
 
   adopt(spec: GroupSpec, shareable: unknown): SocketGroup {
-    const areas = shareable as Areas[];
-    return new SocketGroup(spec, areas, areas[1]!);
+    return new SocketGroup(spec, shareable as Areas);
   }
 
   // ---- requests to the I/O thread -------------------------------------------------------------------------------
@@ -616,13 +626,13 @@ export class SocketBackend implements CommBackend {
         const slots: Array<[number, number]> = [];
         for (let j = 0; j < n; j++) {
           if (j === me) continue;
-          slots.push([this.irecv(ctx, ranks[j]!, temp + j * width, mine.len), ranks[j]!]);
+          slots.push([this.irecv(ctx, ranks[j]!, temp + j * mine.len, mine.len), ranks[j]!]);
           slots.push([this.isend(ctx, ranks[j]!, work + parts[j]!.start, parts[j]!.len), ranks[j]!]);
         }
         this.waitAll(ctx, slots);
-        const srcs = ranks.map((_, j) => (j === me ? work + mine.start : temp + j * width));
-        reduceBlocks(this.kernel, this.f32, temp + me * width, srcs, mine.len, ctx.call.desc.reduce);
-        this.copyOut(temp + me * width, mine.len, output, k * width);
+        const srcs = ranks.map((_, j) => (j === me ? work + mine.start : temp + j * mine.len));
+        reduceBlocks(this.kernel, this.f32, temp + me * mine.len, srcs, mine.len, ctx.call.desc.reduce);
+        this.copyOut(temp + me * mine.len, mine.len, output, k * width);
       } else {
         this.ringReduceScatter(ctx, work, parts);
         this.copyOut(work + mine.start, mine.len, output, k * width);

@@ -116,9 +116,9 @@ export class ShmBackend implements CommBackend {
     }
     const group = new ShmGroup(spec, spec.ranks.map((_, j) => this.lineIndex(spec.id, j)));
     const mine = group.lines[spec.index]!;
-    // Staging: two halves (double buffering), each a data area and a result area of one chunk.
-    const staging = this.arena.allocBytes(4 * this.chunk * 4) / 4;
-    Atomics.store(this.i32, mine + M.staging, staging);
+    // Staging: two halves (double buffering), each a data area and a result area of one chunk. A group
+    // of one never communicates (the front end copies locally).
+    if (spec.ranks.length > 1) Atomics.store(this.i32, mine + M.staging, this.arena.allocBytes(4 * this.chunk * 4) / 4);
     if (spec.id === 0) this.attachMailboxes();
     return group;
   }

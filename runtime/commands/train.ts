@@ -80,6 +80,7 @@ export const train: Command = async (argv) => {
       ...(args.values.has('init-from') ? { initFrom: resolve(args.values.get('init-from')!) } : {}),
       ...(threads !== undefined ? { threads } : {}),
       log: (line) => console.log(line),
+      sampleBytes: 200,
     });
   } catch (e) {
     throw asCliError(e);

@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { ModelSpec } from '../config/types';
 import type { MemoryTracker } from './memory';
 import { AttentionCore, Dropout, Embedding, Gelu, keepActivation, LayerNorm, Linear, TiedHeadLoss, type Layer, type LayerContext, type NamedGrads, type EmbeddingSaved, type HeadSaved } from './layers';
-import { share } from './ops';
+import { matmulNT, share } from './ops';
 import type { ParamSource, ParamSpec } from './params';
 
 export interface GptShape {
@@ -223,6 +223,25 @@ export class Gpt {
     f.y.dispose();
     if (!save) return { loss: out.loss };
     return { loss: out.loss, state: { embedding: emb.saved!, blocks, lnF: f.saved, head: out.saved! } };
+  }
+
+  /** Logits of the next token after each sequence of a batch (int32 [B·T] with ctx.seq = T): [B, vocab]. Keeps nothing. */
+  nextTokenLogits(ctx: LayerContext, tokens: tf.Tensor1D): tf.Tensor2D {
+    if (ctx.seq > this.shape.positions) throw new ModelShapeError(`sequence length ${ctx.seq} exceeds the model's ${this.shape.positions} positions`);
+    let h = this.embedding.forward(ctx, tokens, false).y;
+    for (const block of this.blocks) {
+      const r = block.forward(ctx, h, false);
+      h.dispose();
+      h = r.y;
+    }
+    const f = this.lnF.forward(ctx, h, false).y as tf.Tensor2D;
+    h.dispose();
+    const B = tokens.shape[0] / ctx.seq;
+    const last = tf.tidy(() => tf.reshape(tf.slice(tf.reshape(f, [B, ctx.seq, this.shape.hidden]), [0, ctx.seq - 1, 0], [B, 1, this.shape.hidden]), [B, this.shape.hidden]) as tf.Tensor2D);
+    f.dispose();
+    const logits = matmulNT(last, ctx.params.get('wte.weight') as tf.Tensor2D);
+    last.dispose();
+    return logits;
   }
 
   /** Backward of scale·loss (scale = 1/accumulation steps); frees the state and hands every gradient to the sink. */

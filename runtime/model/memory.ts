@@ -13,6 +13,8 @@ export type MemoryBreakdown = Record<MemoryCategory, number>;
 export interface StepMemory extends MemoryBreakdown {
   peak: number;
   atPeak: MemoryBreakdown;
+  /** Where the peak was reached. */
+  peakAt: MemoryLocation;
 }
 
 /** Where the model is, so an out-of-memory error can say it. */
@@ -66,6 +68,7 @@ export class MemoryTracker {
   private stepMax: MemoryBreakdown = zero();
   private stepPeak = 0;
   private stepAtPeak: MemoryBreakdown = zero();
+  private stepPeakAt: MemoryLocation = { step: 0, phase: 'setup', layer: '' };
   private uninstall?: () => void;
   /** Bytes one device may hold; Infinity for none. */
   capacity = Infinity;
@@ -125,11 +128,12 @@ export class MemoryTracker {
     this.stepMax = { ...this.live };
     this.stepPeak = this.liveTotal;
     this.stepAtPeak = { ...this.live };
+    this.stepPeakAt = { ...this.where };
   }
 
   /** The window's figures so far. */
   stepMemory(): StepMemory {
-    return { ...this.stepMax, peak: this.stepPeak, atPeak: { ...this.stepAtPeak } };
+    return { ...this.stepMax, peak: this.stepPeak, atPeak: { ...this.stepAtPeak }, peakAt: { ...this.stepPeakAt } };
   }
 
   private allocated(id: DataId, bytes: number): void {
@@ -140,6 +144,7 @@ export class MemoryTracker {
     if (this.liveTotal > this.stepPeak) {
       this.stepPeak = this.liveTotal;
       this.stepAtPeak = { ...this.live };
+      this.stepPeakAt = { ...this.where };
     }
     if (this.liveTotal > this.capacity) {
       // The buffer exists (the engine tracks it, so tidy() will free it); the step cannot continue.

@@ -146,17 +146,18 @@ export function geluForward(x: tf.Tensor2D): tf.Tensor2D {
 
 /** d/dx [x·σ(2u)] = σ + x·σ(1−σ)·2√(2/π)·(1 + 3·0.044715·x²), times dy. */
 export function geluBackward(dy: tf.Tensor2D, x: tf.Tensor2D): tf.Tensor2D {
-  return tf.tidy(() => {
-    const x2 = tf.square(x);
-    const s = geluGate(x, x2);
-    const slope = tf.add(tf.mul(x2, 3 * GELU_C * 2 * GELU_K), 2 * GELU_K);
-    x2.dispose();
-    const ds = tf.mul(s, tf.sub(1, s));
-    const g = tf.mul(tf.mul(x, ds), slope);
-    ds.dispose();
-    slope.dispose();
-    return tf.mul(tf.add(s, g), dy) as tf.Tensor2D;
-  });
+  // At most three [N, 4h] temporaries alive at once (tidy would keep all nine to the end).
+  const x2 = tf.square(x);
+  const s = geluGate(x, x2);
+  const t = tf.mul(x2, 3 * GELU_C * 2 * GELU_K);
+  x2.dispose();
+  const slope = free(tf.add(t, 2 * GELU_K), t);
+  const oneMinus = tf.sub(1, s);
+  const ds = free(tf.mul(s, oneMinus), oneMinus);
+  const xds = free(tf.mul(x, ds), ds);
+  const g = free(tf.mul(xds, slope), xds, slope);
+  const sum = free(tf.add(s, g), s, g);
+  return free(tf.mul(sum, dy), sum) as tf.Tensor2D;
 }
 
 // ---- Cross-entropy over a tied output layer ------------------------------------------------------------

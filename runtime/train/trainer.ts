@@ -11,8 +11,8 @@ import { disposeForwardState, Gpt, gptShape, type ForwardState } from '../model/
 import type { LayerContext } from '../model/layers';
 import { MemoryTracker, type StepMemory } from '../model/memory';
 import { ParamStore } from '../model/params';
-import { mix } from '../model/rng';
-import { BatchSampler, loadTokens, type TokenStream } from './data';
+import { mix, Rng } from '../model/rng';
+import { BatchSampler, byteTokenizer, loadTokens, type TokenStream } from './data';
 import { CHECKPOINT_FORMAT, CHECKPOINT_VERSION, CheckpointError, latestCheckpoint, loadCheckpoint, loadHfFolder, readModelTensors, saveCheckpoint, type SaveHooks } from './checkpoint';
 import { GradAccumulator, Optimizer, optimizerHyper } from './optimizer';
 import { learningRate } from './schedule';
@@ -41,6 +41,8 @@ export interface TrainerSetup {
   log?: (line: string) => void;
   /** wasm threads (default: SCALELM_WASM_THREADS or 1). */
   threads?: number;
+  /** For text data: bytes to sample from the trained model at the end of the run (0 or absent: none). */
+  sampleBytes?: number;
 }
 
 export interface StepResult {
@@ -260,6 +262,47 @@ export class Trainer {
     return v;
   }
 
+  /**
+   * Continues a prompt by sampling `count` tokens (temperature, deterministic for a seed) from the current
+   * weights; for text data the result is the decoded bytes. Shows at a glance what the model has learned.
+   */
+  async sample(prompt: Uint16Array | number[], count: number, temperature = 0.8, seed = this.setup.config.train.seed): Promise<number[]> {
+    const rng = new Rng(seed, `sample/${this.step}`);
+    const positions = this.model.shape.positions;
+    const out = Array.from(prompt);
+    if (!out.length) out.push(0);
+    for (let i = 0; i < count; i++) {
+      const window = out.slice(-positions);
+      const tokens = tf.tensor1d(window, 'int32');
+      const logits = this.model.nextTokenLogits({ params: this.params, seq: window.length, dropout: 0, dropoutSeed: 0 }, tokens);
+      tokens.dispose();
+      const values = (await logits.data()) as Float32Array;
+      logits.dispose();
+      let max = -Infinity;
+      for (const v of values) max = Math.max(max, v);
+      const weights = Array.from(values, (v) => Math.exp((v - max) / temperature));
+      let u = rng.uniform() * weights.reduce((a, b) => a + b, 0);
+      let next = weights.length - 1;
+      for (let k = 0; k < weights.length; k++) {
+        u -= weights[k]!;
+        if (u <= 0) {
+          next = k;
+          break;
+        }
+      }
+      out.push(next);
+    }
+    return out.slice(prompt.length || 1);
+  }
+
+  /** For text data (and setup.sampleBytes): logs the model's continuation of the held-out text's first line. */
+  private async logSample(): Promise<void> {
+    if (this.setup.config.data.source !== 'text' || !this.setup.sampleBytes) return;
+    const prompt = this.data.val.subarray(0, Math.min(32, this.data.val.length));
+    const text = byteTokenizer.decode(await this.sample(prompt, this.setup.sampleBytes)).replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f\uFFFD]/g, '?'); // no terminal control bytes
+    this.log(`sample ${this.step ? `after ${this.step} steps` : 'before training'}, continuing «${byteTokenizer.decode(prompt).replace(/\n/g, '⏎')}»:\n${text}`);
+  }
+
   /** Writes a checkpoint of the current step into the run directory. */
   async checkpoint(hooks: SaveHooks = {}): Promise<string> {
     const dir = this.setup.runDir;
@@ -317,6 +360,7 @@ export class Trainer {
         (this.resumedFrom ? `; resuming after step ${this.step}` : ''),
     );
     this.publish({ type: 'status', state: 'running', t: now(), step: this.step });
+    if (this.step === 0) await this.logSample();
     let reason: RunResult['reason'] = 'completed';
     try {
       while (this.step < t.steps) {
@@ -342,6 +386,7 @@ export class Trainer {
         }
       }
       if (reason === 'stopped') this.publish({ type: 'status', state: 'stopping', t: now(), step: this.step, reason: 'stop requested' });
+      if (reason === 'completed') await this.logSample();
       let checkpoint: string | undefined;
       if (dir && this.lastCheckpointStep !== this.step) {
         checkpoint = await this.checkpoint();

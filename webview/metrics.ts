@@ -32,7 +32,7 @@ export function groupCategories(categories: Record<string, number>): Grouped {
   const bytes = { params: 0, grads: 0, optimizer: 0, activations: 0, buffers: 0, other: 0 } as Record<DisplayCategory, number>;
   const parts = { params: [], grads: [], optimizer: [], activations: [], buffers: [], other: [] } as Record<DisplayCategory, string[]>;
   for (const [name, value] of Object.entries(categories)) {
-    if (name === 'peak') continue;
+    if (name === 'peak' || name === 'total') continue;
     const key: DisplayCategory = (DISPLAY_CATEGORIES as readonly string[]).includes(name) ? (name as DisplayCategory) : name === 'overhead' ? 'other' : BUFFER_LIKE.test(name) ? 'buffers' : 'other';
     bytes[key] += value;
     parts[key].push(name);

@@ -10,7 +10,9 @@ import type { Browser, Page } from 'playwright-core';
 import type { Inspection } from '../../webview/messages';
 import { closeChromium, launchChromium } from './chromium';
 import { ROOT } from './harness';
-import { SYNTHETIC_RUN_ID, STREAMS } from './streams';
+import { startServer, type TelemetryServer } from '../../runtime/server/server';
+import { MetricBus } from '../../runtime/telemetry/bus';
+import { readStream, SYNTHETIC_RUN_ID, STREAMS } from './streams';
 
 const ARTIFACTS = join(ROOT, 'test-artifacts');
 
@@ -175,6 +177,80 @@ describe('dashboard in a browser against a real `scalelm serve`', function () {
 
   it('runs under the server\u2019s CSP without violations or page errors', async function () {
     assert.deepEqual(await page.evaluate(() => (window as unknown as { __csp: string[] }).__csp), []);
+    assert.deepEqual(errors, []);
+  });
+});
+
+describe('dashboard in a browser following a live run (in-process runtime server)', function () {
+  let server: TelemetryServer;
+  let bus: MetricBus;
+  let browser: Browser;
+  let page: Page;
+  const controls: string[] = [];
+  const errors: string[] = [];
+  const stream = readStream(SYNTHETIC_RUN_ID);
+  const firstStatus = stream.findIndex((m) => m.type === 'status' && m.state === 'running');
+  // The run so far (snapshot) and what it publishes while the page watches (live).
+  const cut = stream.findIndex((m) => m.type === 'step' && m.step === 201);
+  const soFar = stream.slice(0, cut);
+  const later = stream.slice(cut, stream.length - 1);
+
+  before(async function () {
+    assert.ok(firstStatus > 0 && cut > firstStatus);
+    bus = new MetricBus();
+    for (const m of soFar) bus.publish(m);
+    bus.onControl(async (action) => {
+      controls.push(action);
+    });
+    server = await startServer({ runs: [bus], heartbeatMs: 0, warn: () => undefined });
+    browser = await launchChromium();
+    page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    page.on('console', (m) => m.type() === 'error' && errors.push(`console.error: ${m.text()}`));
+    page.on('pageerror', (e) => errors.push(`uncaught: ${e.message}`));
+    await page.goto(server.dashboardUrl, { waitUntil: 'load' });
+    await until(page, 'the snapshot', (x) => x.stepsShown > 0);
+  });
+
+  after(async function () {
+    await closeChromium(browser);
+    await server?.close();
+  });
+
+  it('draws what the run publishes after the snapshot, live', async function () {
+    const first = await inspect(page);
+    assert.equal(first.header.step, 'step 200');
+    assert.equal(first.header.state, 'running');
+    // The snapshot carries comm totals only; the per-step history starts with live reports.
+    assert.match((await page.locator('#comm-time-caption').textContent())!, /snapshot carries only these totals/);
+    for (const m of later) bus.publish(m);
+    const i = await until(page, 'step 300', (x) => x.header.step === 'step 300' && x);
+    const loss = i.charts.find((c) => c.id === 'loss')!.datasets.find((d) => d.label === 'loss (raw)')!;
+    assert.equal(loss.last!.x, 300);
+    assert.ok(i.charts.find((c) => c.id === 'comm-time')!.datasets.length === 3, 'live comm reports draw per-step series');
+    await page.click('vscode-tab-header[data-tab=memory]');
+    const m = await until(page, 'rank 7 in the warning colour', (x) => x.memory.find((p) => p.rank === 7 && p.level === 'warn') && x);
+    assert.equal(m.memory.length, 8);
+    await page.click('vscode-tab-header[data-tab=curves]');
+  });
+
+  it('sends stop (after a confirming second click) and checkpoint to the runtime, and shows the answer', async function () {
+    const stop = page.locator('#btn-stop');
+    await stop.waitFor({ state: 'visible' });
+    await page.click('#btn-checkpoint');
+    await until(page, 'the checkpoint answer', (x) => /request checkpoint-\w+ done/.test(x.header.connection!));
+    await stop.click();
+    assert.equal(await stop.textContent(), 'Confirm stop');
+    assert.deepEqual(controls, ['checkpoint'], 'one click does not stop the run');
+    await stop.click();
+    await until(page, 'the stop answer', (x) => /request stop-\w+ done/.test(x.header.connection!));
+    assert.deepEqual(controls, ['checkpoint', 'stop']);
+  });
+
+  it('reconnects after the server drops it, and starts again from a fresh snapshot', async function () {
+    server.dropClients('test');
+    await until(page, 'the reconnect', (x) => x.header.connection === 'live' && x.stepsShown > 0, 15_000);
+    bus.publish({ type: 'status', state: 'done', t: Date.now(), step: 300 });
+    await until(page, 'the final status', (x) => x.header.state === 'done');
     assert.deepEqual(errors, []);
   });
 });

@@ -440,6 +440,7 @@ describe('dashboard fed a real run (scalelm train, one CPU device) as a snapshot
     assert.match(i.header.layout!, /dp1 × tp1 × pp1.*ZeRO-0 · wasm/);
     assert.match(i.header.tflops!, /GFLOP\/s1 device$/);
     assert.equal(dataset(i, 'loss', 'eval loss').points, stream.filter((m) => m.type === 'eval').length);
+    assert.ok(await d.page.locator('#box-comm-time').isHidden(), 'one device, no collectives: no empty communication charts');
     await screenshot(d, 'dashboard-tiny-cpu.png');
     await showTab(d, 'memory');
     const m = (await inspect(d)).memory;
@@ -448,8 +449,27 @@ describe('dashboard fed a real run (scalelm train, one CPU device) as a snapshot
     assert.equal(m[0]!.predictionSource, 'planner, runtime convention');
     assert.equal(m[0]!.gpu, null);
     assert.ok(m[0]!.predicted!.activations > 0);
+    assert.equal(m[0]!.predicted!.other, 0);
     await showTab(d, 'runs');
     assert.ok((await d.page.locator('#events .checkpoints li').count()) >= 1);
+  });
+
+  it('is keyboard accessible: tabs switch with the arrow keys, charts take focus, every control has a name', async function () {
+    await showTab(d, 'curves');
+    await d.page.locator('vscode-tab-header[data-tab=curves]').focus();
+    await d.page.keyboard.press('ArrowRight');
+    await d.page.keyboard.press('Enter');
+    await d.page.waitForTimeout(150);
+    assert.equal((await inspect(d)).tab, 'memory', 'ArrowRight + Enter on the tab headers opens the next tab');
+    await showTab(d, 'curves');
+    const unnamed = await d.page.evaluate(() =>
+      Array.from(document.querySelectorAll('vscode-button, vscode-checkbox, vscode-radio, vscode-single-select, vscode-textfield, vscode-textarea, input, .chart-wrap, .mem-card'))
+        .filter((el) => !(el.getAttribute('aria-label') || el.textContent?.trim() || (el.id && document.querySelector(`label[for="${el.id}"]`))))
+        .map((el) => el.outerHTML.slice(0, 80)),
+    );
+    assert.deepEqual(unnamed, []);
+    const focusable = await d.page.evaluate(() => Array.from(document.querySelectorAll('.chart-wrap')).every((el) => (el as HTMLElement).tabIndex === 0));
+    assert.ok(focusable, 'every chart can take keyboard focus (and zooms with + / − / arrows / 0)');
   });
 
   it('stays readable at a narrow width (no sideways scrolling)', async function () {

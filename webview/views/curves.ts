@@ -3,9 +3,9 @@
 // dashed on top. Every series is cut to the shared x range and downsampled to the plot's pixel width
 // before chart.js sees it: min/max per pixel for spiky series, LTTB for smooth ones.
 import { SeriesChart, type SeriesData, type SeriesSpec } from '../charts';
-import { h } from '../dom';
+import { h, setText } from '../dom';
 import { DebiasedEma, lowerBound, lttb, minMaxPerPixel, upperBound, type XY } from '../downsample';
-import { formatBytes, formatClock, formatCount, formatValue } from '../format';
+import { formatBytes, formatClock, formatCount, formatDuration, formatValue } from '../format';
 import type { RunData } from '../store';
 import type { ChartTheme } from '../theme';
 import type { UiState } from '../ui-state';
@@ -64,6 +64,7 @@ export class CurvesView {
   readonly root: HTMLElement;
   readonly charts = new Map<string, SeriesChart>();
   readonly wraps = new Map<string, HTMLElement>();
+  private readonly captions = new Map<string, HTMLElement>();
   private readonly ema = new WeakMap<RunData, DebiasedEma>();
   private readonly timeAxis = new TimeAxis();
   /** What each chart shows (its inputs' key): a chart is redrawn only when its key changes. */
@@ -81,7 +82,9 @@ export class CurvesView {
       const canvas = h('canvas', { id: `${def.id}-chart`, role: 'img', 'aria-label': `${def.title} chart` });
       const selection = h('div', { class: 'zoom-selection', hidden: true });
       const wrap = h('div', { class: 'chart-wrap', tabindex: 0, 'data-chart': def.id, 'aria-label': `${def.title}. ${def.help} Drag to zoom; keys: + and − zoom, arrows pan, 0 resets.` }, canvas, selection);
-      const section = h('section', { class: `chart-box${def.wide ? ' wide' : ''}`, id: `box-${def.id}` }, h('h2', null, def.title), wrap);
+      const caption = h('p', { class: 'chart-caption muted small', id: `${def.id}-caption` });
+      this.captions.set(def.id, caption);
+      const section = h('section', { class: `chart-box${def.wide ? ' wide' : ''}`, id: `box-${def.id}` }, h('h2', null, def.title), wrap, caption);
       this.root.append(section);
       this.wraps.set(def.id, wrap);
       this.charts.set(def.id, new SeriesChart(def.id, canvas, theme, { yTitle: def.yTitle, yFormat: def.yFormat, xTitle: 'step', xFormat: (v) => formatCount(v), onResize: () => this.onResize?.() }));
@@ -271,6 +274,17 @@ export class CurvesView {
       series.push({ spec: { key: `${kind}-${id}`, label: kind, color: k } as SeriesSpec, data: minMaxPerPixel(cx, values, a, b, cols) });
     });
     this.update(id, series, xMin, xMax, false);
+    // Totals since the start (latest report of every rank): all a snapshot carries about collectives.
+    const totals = run.commTotals();
+    // A run without collectives (one device) gets no empty communication charts.
+    const box = this.root.querySelector(`#box-${id}`) as HTMLElement;
+    const none = totals.length === 0 && series.length === 0;
+    if (box.hidden !== none) box.hidden = none;
+    const ranks = run.comm.size;
+    const text = totals.length
+      ? `Since the start, over ${ranks} rank${ranks === 1 ? '' : 's'}: ${totals.map((t) => (id === 'comm-time' ? `${t.kind} ${formatDuration(t.ms)} (${formatCount(t.calls)} calls)` : `${t.kind} ${formatBytes(t.bytes)}`)).join(' · ')}.${series.length ? '' : ' The per-step history starts with the next live report (a snapshot carries only these totals).'}`
+      : 'No collectives reported (one device, or the runtime does not report them).';
+    setText(this.captions.get(id)!, text);
   }
 
   private update(id: string, series: SeriesData[], xMin: number, xMax: number, log: boolean): void {

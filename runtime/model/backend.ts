@@ -179,24 +179,34 @@ async function tryWebgpu(): Promise<Omit<BackendInfo, 'requested' | 'reason'> | 
   let dawn: { create(options: string[]): unknown; globals?: Record<string, unknown> } | undefined;
   try {
     dawn = optionalRequire('webgpu') as typeof dawn;
-    if (!dawn) return 'the "webgpu" package (Dawn for Node) is not installed';
-    if (!optionalRequire('@tensorflow/tfjs-backend-webgpu')) return '@tensorflow/tfjs-backend-webgpu is not installed';
   } catch (e) {
-    return `the webgpu packages failed to load: ${(e as Error).message.split('\n')[0]}`;
+    return `the "webgpu" package (Dawn for Node) failed to load: ${(e as Error).message.split('\n')[0]}`;
   }
+  if (!dawn) return 'the "webgpu" package (Dawn for Node) is not installed (npm install webgpu @tensorflow/tfjs-backend-webgpu)';
   const g = globalThis as unknown as { navigator?: { gpu?: unknown } };
   if (!g.navigator?.gpu) {
     if (dawn.globals) Object.assign(globalThis, dawn.globals);
     const options = (process.env.SCALELM_DAWN_OPTIONS ?? '').split(/\s+/).filter(Boolean);
-    const gpu = dawn.create(options);
+    const gpu = dawn.create(options) as { requestAdapter(o?: object): Promise<unknown> };
+    // Dawn's OpenGL(ES) backend (e.g. Mesa's llvmpipe on a machine without Vulkan) offers only
+    // compatibility-mode adapters; tfjs asks for a core one, so fall back when that finds none.
+    const request = gpu.requestAdapter.bind(gpu);
+    gpu.requestAdapter = async (o?: object) => (await request(o)) ?? (await request({ ...o, featureLevel: 'compatibility' }));
     if (g.navigator) Object.defineProperty(g.navigator, 'gpu', { value: gpu, configurable: true });
     else Object.defineProperty(globalThis, 'navigator', { value: { gpu }, configurable: true });
   }
-  if (!tf.findBackendFactory('webgpu')) return '@tensorflow/tfjs-backend-webgpu registered with another copy of @tensorflow/tfjs-core';
+  // tfjs registers the backend at import time, and only when navigator.gpu exists.
   try {
-    if (!(await tf.setBackend('webgpu'))) return 'no WebGPU adapter is available (on Linux without a GPU, try SCALELM_DAWN_OPTIONS="backend=opengl" with EGL_PLATFORM=surfaceless)';
+    if (!optionalRequire('@tensorflow/tfjs-backend-webgpu')) return '@tensorflow/tfjs-backend-webgpu is not installed (npm install @tensorflow/tfjs-backend-webgpu)';
+  } catch (e) {
+    return `@tensorflow/tfjs-backend-webgpu failed to load: ${(e as Error).message.split('\n')[0]}`;
+  }
+  if (!tf.findBackendFactory('webgpu')) return '@tensorflow/tfjs-backend-webgpu did not register a backend';
+  try {
+    if (!(await tf.setBackend('webgpu'))) return 'no WebGPU adapter is available (on Linux without a GPU or Vulkan, set SCALELM_DAWN_OPTIONS="backend=opengl" and EGL_PLATFORM=surfaceless for Mesa\'s software renderer)';
   } catch (e) {
     return `WebGPU failed to start: ${(e as Error).message.split('\n')[0]}`;
   }
-  return { name: 'webgpu', label: 'webgpu (Dawn)' };
+  const adapter = (tf.backend() as unknown as { adapterInfo?: { description?: string; vendor?: string } }).adapterInfo;
+  return { name: 'webgpu', label: `webgpu (Dawn${adapter?.description ? `: ${adapter.description}` : ''})` };
 }

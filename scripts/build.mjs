@@ -2,7 +2,7 @@
 // One build tool: esbuild. Bundles the extension host (CJS, vscode external), the webview (browser IIFE),
 // the runtime CLI (Node CJS with a shebang) and writes the JSON schema generated from runtime/config.
 import { build } from 'esbuild';
-import { chmodSync, mkdirSync, writeFileSync, cpSync, existsSync } from 'node:fs';
+import { chmodSync, cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 
@@ -20,10 +20,20 @@ writeFileSync(join(root, 'docs/config.md'), buildMarkdownReference() + '\n');
 if (schemaOnly) process.exit(0);
 
 mkdirSync(join(root, 'dist'), { recursive: true });
+// The list lives in runtime/comm/index.ts (COMM_WORKER_ENTRIES); read it from there so the two cannot drift.
+const commIndex = readFileSync(join(root, 'runtime/comm/index.ts'), 'utf8');
+const listed = /COMM_WORKER_ENTRIES = \[([^\]]*)\]/.exec(commIndex);
+if (!listed) throw new Error('scripts/build.mjs: COMM_WORKER_ENTRIES not found in runtime/comm/index.ts');
+const COMM_WORKER_ENTRIES = [...listed[1].matchAll(/'([^']+)'/g)].map((m) => m[1]);
 await Promise.all([
   // mainFields: jsonc-parser's UMD "main" requires ./impl/* at run time, which a bundle cannot; its ESM build bundles whole.
   build({ ...common, entryPoints: ['extension/extension.ts'], outfile: 'dist/extension.js', platform: 'node', format: 'cjs', external: ['vscode'], mainFields: ['module', 'main'] }),
   build({ ...common, entryPoints: ['webview/main.ts'], outfile: 'dist/webview.js', platform: 'browser', format: 'iife' }),
   build({ ...common, entryPoints: ['runtime/cli.ts'], outfile: 'dist/cli.js', platform: 'node', format: 'cjs', banner: { js: '#!/usr/bin/env node' } }),
+  // Worker and rank entry points the comm launchers start by path, next to the CLI bundle (found via __dirname).
+  build({ ...common, entryPoints: COMM_WORKER_ENTRIES.map((e) => ({ in: `runtime/comm/${e}.ts`, out: e })), outdir: 'dist', platform: 'node', format: 'cjs' }),
 ]);
+// The wasm backend loads its binaries from the folder of the bundle (runtime/model/backend.ts: wasmBinaryDirs).
+const wasmDist = join(root, 'node_modules/@tensorflow/tfjs-backend-wasm/dist');
+for (const f of ['tfjs-backend-wasm.wasm', 'tfjs-backend-wasm-simd.wasm', 'tfjs-backend-wasm-threaded-simd.wasm']) cpSync(join(wasmDist, f), join(root, 'dist', f));
 chmodSync(join(root, 'dist/cli.js'), 0o755);

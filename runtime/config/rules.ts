@@ -58,7 +58,6 @@ export function crossFieldIssues(config: RunConfig, input: RunConfigInput): Conf
     issues.push({ path: 'train.globalBatch', message: `train.globalBatch=${train.globalBatch} must be divisible by train.microBatch·parallel.dp = ${train.microBatch}·${parallel.dp} = ${perStep}; choose ${lower} or ${lower + perStep}` });
   }
   if (train.minLr > train.lr) issues.push({ path: 'train.minLr', message: `train.minLr=${train.minLr} must not exceed train.lr=${train.lr}` });
-  if (train.warmupSteps > train.steps) issues.push({ path: 'train.warmupSteps', message: `train.warmupSteps=${train.warmupSteps} is longer than train.steps=${train.steps}` });
   if (config.data.source !== 'synthetic' && !config.data.path) issues.push({ path: 'data.path', message: `data.source="${config.data.source}" needs data.path (a local file, relative to the config)` });
   if (config.data.source === 'text' && model.vocab < 256) issues.push({ path: 'model.vocab', message: `data.source="text" uses byte-level tokens: model.vocab=${model.vocab} must be at least 256` });
   const host = config.monitor.host;

@@ -65,7 +65,13 @@ export class Dashboard {
     this.state = sanitizeState(host.getState());
     this.theme = readTheme();
     this.header = new HeaderView();
-    this.curves = new CurvesView(this.theme);
+    const hint =
+      host.kind === 'vscode'
+        ? 'No run yet. Launch one (right-click a *.scalelm.json → ScaleLM: Launch Training) or open a past run from the ScaleLM Runs view; the Planner tab works without a run.'
+        : host.kind === 'browser'
+          ? 'Waiting for the run\u2019s first step…'
+          : 'No run: this page shows data when VS Code or `scalelm serve` hosts it.';
+    this.curves = new CurvesView(this.theme, hint);
     this.memory = new MemoryView(this.theme);
     this.memory.onResize = () => this.schedule();
     this.curves.onResize = () => this.schedule();
@@ -119,7 +125,7 @@ export class Dashboard {
 
     // Tabs
     const panels: Record<Tab, HTMLElement> = {
-      curves: h('div', { class: 'curves-view' }, controls, this.curves.root),
+      curves: h('div', { class: 'curves-view' }, controls, this.curves.emptyHint, this.curves.root),
       memory: this.memory.root,
       runs: this.runsView.root,
       planner: this.planner.root,
@@ -188,7 +194,11 @@ export class Dashboard {
         this.live = new Set(m.live ?? []);
         break;
       case 'runHistory':
-        if (m.runId === this.state.compareRunId) this.compare = RunData.fromSnapshot(m.snapshot);
+        // The answer to compareRun, or the host's own "compare with this run" (its Runs view).
+        if (m.runId === this.run?.runId) break;
+        this.compare = RunData.fromSnapshot(m.snapshot);
+        if (this.state.compareRunId !== m.runId) this.save({ compareRunId: m.runId });
+        if (!this.runs.some((r) => r.runId === m.runId)) this.runs = [...this.runs, this.compare.summary()];
         break;
       case 'plannerInput':
         this.planner.setOpenConfig(m.source, m.config, true);

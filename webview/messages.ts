@@ -9,7 +9,8 @@
 //   BatchMessage                   the live messages of ~250 ms in one postMessage: {type:'batch', runId, messages}
 //   ControlResultMessage           the runtime's answer to a 'control' request, passed through
 //   RunsMessage                    the runs the host knows (live and past), for the Runs tab
-//   RunHistoryMessage              another run's snapshot, answering 'compareRun' (drawn as an overlay)
+//   RunHistoryMessage              another run's snapshot, drawn as the overlay: the answer to 'compareRun',
+//                                  or sent unasked when the user picks "Compare Runs" in the host's Runs view
 //   PlannerInputMessage            the open *.scalelm.json (or HF config.json) for the Planner tab
 //   ConnectionMessage              the state of the host's link to the runtime
 //   PingMessage / InspectMessage   health check and test probe: answered with 'pong' / 'inspectResult'

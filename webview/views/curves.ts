@@ -76,7 +76,11 @@ export class CurvesView {
   /** Set by the dashboard: a chart changed size, redraw. */
   onResize: (() => void) | null = null;
 
-  constructor(theme: ChartTheme) {
+  /** Shown above the charts until the first step arrives. */
+  readonly emptyHint: HTMLElement;
+
+  constructor(theme: ChartTheme, hint = 'Waiting for the first step…') {
+    this.emptyHint = h('p', { class: 'empty-hint muted', id: 'curves-empty' }, hint);
     this.root = h('div', { class: 'chart-grid' });
     for (const def of CURVE_CHARTS) {
       const canvas = h('canvas', { id: `${def.id}-chart`, role: 'img', 'aria-label': `${def.title} chart` });
@@ -137,11 +141,12 @@ export class CurvesView {
       this.drawn.clear();
     }
     const frame = this.frameOf(run, state);
+    this.emptyHint.hidden = frame !== null;
     if (!frame) {
       this.shown = null;
       for (const c of this.charts.values()) {
         if (this.drawn.get(c.id) === 'empty') continue;
-        c.update([], null, null, c.id === 'loss' && state.logScale);
+        c.update([], 0, 100, c.id === 'loss' && state.logScale);
         this.drawn.set(c.id, 'empty');
       }
       return false;

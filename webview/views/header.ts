@@ -52,7 +52,7 @@ export class HeaderView {
     this.connection = h('span', { id: 'connection', class: 'muted small' });
     this.checkpointButton = h('vscode-button', { id: 'btn-checkpoint', secondary: true, hidden: true, title: 'Save a checkpoint now' }, 'Checkpoint');
     this.stopButton = h('vscode-button', { id: 'btn-stop', hidden: true, title: 'Stop the run after the current step (a checkpoint is written)' }, 'Stop');
-    this.progress = h('vscode-progress-bar', { id: 'run-progress', 'aria-label': 'training progress', max: 1 }) as HTMLElement & { value?: number; max?: number };
+    this.progress = h('vscode-progress-bar', { id: 'run-progress', 'aria-label': 'training progress', max: 1, hidden: true }) as HTMLElement & { value?: number; max?: number };
     const stats = h('dl', { class: 'stats', id: 'stats' });
     for (const [key, label] of STATS) {
       const dd = h('dd', { id: `stat-${key}` }, '—');
@@ -100,9 +100,12 @@ export class HeaderView {
     const p = progressOf(run, now);
     setText(this.step, p.step === null ? '' : `step ${p.step}`);
     setText(this.total, p.step !== null && p.total !== null ? ` / ${formatCount(p.total)}` : '');
-    if (p.step !== null && p.total) {
+    // Without a total the bar would be indeterminate (an animation that suggests work): hide it.
+    const known = p.step !== null && p.total !== null && p.total > 0;
+    if (this.progress.hidden === known) this.progress.hidden = !known;
+    if (known) {
       this.progress.max = 1;
-      this.progress.value = Math.min(1, p.step / p.total);
+      this.progress.value = Math.min(1, p.step! / p.total!);
     }
     this.stat('elapsed', p.elapsedMs === null ? '—' : formatDuration(p.elapsedMs), p.stale ? `no message for ${formatDuration(now - run.lastT)}` : '');
     const finalState = run.status?.state === 'done' ? 'done' : run.status?.state === 'failed' ? 'stopped' : null;

@@ -16,7 +16,11 @@ const USAGE = `usage: scalelm train <file.scalelm.json> [--set path=value]… [-
   --run-dir DIR    where metrics.jsonl, logs/ and checkpoints/ go (default <config folder>/<monitor.runDir>/<name>-<time>)
   --resume DIR     continue the run in DIR from its latest checkpoint (same loss curve as an uninterrupted run)
   --init-from DIR  initial weights: a local HuggingFace GPT-2 folder (config.json + model.safetensors) or a ScaleLM checkpoint
-  --threads N      wasm threads (default 1, or SCALELM_WASM_THREADS)`;
+  --threads N      wasm threads (default 1, or SCALELM_WASM_THREADS)
+
+The run is served live on monitor.host (127.0.0.1) with a per-run token: the first stdout line is JSON
+({"scalelm":"listening",…}) for programs, followed by the dashboard URL for people.
+A layout whose planned memory does not fit devices.memory is refused before anything starts.`;
 
 /** Errors a user can meet: printed as one message, exit 1. */
 const USER_ERRORS = new Set(['ConfigError', 'DataError', 'CheckpointError', 'SafetensorsError', 'TrainError', 'BackendError', 'DeviceOutOfMemoryError', 'RunDirError', 'ModelShapeError']);
@@ -67,6 +71,16 @@ export const train: Command = async (argv) => {
     return 1;
   }
   const config = parsed.config;
+  const { checkFit, describeSuggestion } = await import('../planner/target');
+  const fit = checkFit(config);
+  if (fit.result.ok && !fit.result.fits) {
+    const { formatBytes } = await import('../units');
+    const per = fit.result.memory.perDevice;
+    console.error(`${file ?? 'config'}: this layout does not fit — planned ${formatBytes(per.total)} per device, ${formatBytes(fit.target.capacity)} available on ${fit.target.label}; nothing was started`);
+    for (const c of ['params', 'grads', 'optimizer', 'activations', 'buffers', 'overhead'] as const) if (per[c] > 0) console.error(`  ${c.padEnd(12)} ${formatBytes(per[c])}`);
+    console.error(fit.suggestion ? `  ${describeSuggestion(config, fit.suggestion)}` : '  no layout of these devices fits: raise devices.memory or use a smaller model/batch');
+    return 1;
+  }
 
   let trainer: TrainerType;
   try {
@@ -81,11 +95,27 @@ export const train: Command = async (argv) => {
       ...(threads !== undefined ? { threads } : {}),
       log: (line) => console.log(line),
       sampleBytes: 200,
+      ...(fit.result.ok ? { plan: { convention: fit.target.convention, target: fit.target.label, capacity: fit.target.capacity, perDevice: fit.result.memory.perDevice } } : {}),
     });
   } catch (e) {
     throw asCliError(e);
   }
+  const { monitorTrainer } = await import('../server/monitor');
+  let monitored: Awaited<ReturnType<typeof monitorTrainer>>;
+  try {
+    monitored = await monitorTrainer({
+      trainer,
+      runDir: runDir!,
+      config,
+      warn: (line) => console.error(line),
+    });
+  } catch (e) {
+    trainer.dispose();
+    throw asCliError(e);
+  }
+  const url = monitored.server.dashboardUrl;
   console.log(`run directory: ${runDir!.path}`);
+  console.log(process.env.SCALELM_MONITOR_TOKEN ? `live stream: ${monitored.server.url}` : `dashboard: ${url}   (follow the run in a browser; the token after # never leaves this machine)`);
 
   let interrupts = 0;
   const onSigint = (): void => {
@@ -109,6 +139,7 @@ export const train: Command = async (argv) => {
     throw asCliError(e);
   } finally {
     process.off('SIGINT', onSigint);
+    await monitored.close();
     trainer.dispose();
   }
 };

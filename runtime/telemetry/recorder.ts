@@ -143,7 +143,9 @@ export class RunRecorder {
         if (e.state === 'up') this.alertEngine.collector(true, e.reason);
         this.drainAlerts();
       });
-      this.sampler.start();
+      // hello comes first in metrics.jsonl: when the source announces the run itself, start sampling
+      // (whose first message may be a log line) only once its hello has gone through.
+      if (o.announce ?? true) this.sampler.start();
     }
   }
 
@@ -171,6 +173,7 @@ export class RunRecorder {
       } finally {
         this.forwardingRecorded = false;
       }
+      if (msg.type === 'hello') this.sampler?.start(); // a no-op once started
       if (msg.type === 'step') this.countStep(msg);
       this.drainAlerts();
     });

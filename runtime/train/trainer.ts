@@ -43,6 +43,8 @@ export interface TrainerSetup {
   threads?: number;
   /** For text data: bytes to sample from the trained model at the end of the run (0 or absent: none). */
   sampleBytes?: number;
+  /** The planner's prediction for this layout, announced in the run's hello message. */
+  plan?: object;
 }
 
 export interface StepResult {
@@ -350,7 +352,7 @@ export class Trainer {
     const t = cfg.train;
     const dir = this.setup.runDir;
     if (!this.resumedFrom) {
-      this.publish({ type: 'hello', protocol: 1, runId: dir?.runId ?? 'run', name: cfg.name, startedAt: now(), world: 1, config: JSON.parse(JSON.stringify(cfg)) });
+      this.publish({ type: 'hello', protocol: 1, runId: dir?.runId ?? 'run', name: cfg.name, startedAt: now(), world: 1, config: JSON.parse(JSON.stringify(cfg)), ...(this.setup.plan ? { plan: JSON.parse(JSON.stringify(this.setup.plan)) } : {}) });
     }
     this.publish({ type: 'status', state: 'starting', t: now(), step: this.step, ...(this.resumedFrom ? { reason: `resumed from ${this.resumedFrom}` } : {}) });
     this.log(`backend: ${this.backend.label} — ${this.backend.reason}`);

@@ -181,7 +181,7 @@ export class HeaderView {
         bar.level = level;
       }
       bar.fill.style.width = `${Math.min(100, f * 100)}%`;
-      setText(bar.label, formatPercent(f));
+      setText(bar.label, formatPercent(f, f >= 0.75 ? 1 : undefined));
       bar.root.title = `rank ${rank}: ${formatBytes(m.stepPeak)} of ${formatBytes(m.capacity)}`;
     }
   }

@@ -150,7 +150,8 @@ export class MemoryView {
     }
     setText(card.title, `Rank ${card.rank}${m.device ? ` · ${shortDevice(m.device)}` : ''}`);
     card.title.title = m.device ?? '';
-    setText(card.usage, `${formatBytes(m.stepPeak)} peak of ${formatBytes(capacity)} (${formatPercent(fraction)})`);
+    // One decimal near the thresholds, so 91.5% (warning) does not read as 92% (critical).
+    setText(card.usage, `${formatBytes(m.stepPeak)} peak of ${formatBytes(capacity)} (${formatPercent(fraction, fraction >= 0.75 ? 1 : undefined)})`);
     const grouped = groupCategories(m.categories);
     const pct = (b: number) => `${Math.min(100, capacity > 0 ? (100 * b) / capacity : 0)}%`;
     let left = 0;
@@ -181,7 +182,7 @@ export class MemoryView {
       r.error.classList.toggle('bad', predicted !== null && predicted > 0 && Math.abs(measured - predicted) / predicted > 0.2);
       if (grouped.parts[cat].some((p) => p !== cat)) r.row.title = `measured: ${grouped.parts[cat].join(' + ')}`;
     }
-    setText(card.predictionNote, prediction ? `Predicted peak ${formatBytes(prediction.total)} (${prediction.source}); measured ${formatError(m.stepPeak, prediction.total)}.` : 'No prediction: the run sent no plan and the planner could not estimate its config.');
+    setText(card.predictionNote, prediction ? `Predicted peak ${formatBytes(prediction.total)} (${prediction.source === 'runtime' ? 'sent by the runtime' : prediction.source}); measured ${formatError(m.stepPeak, prediction.total)}.` : 'No prediction: the run sent no plan and the planner could not estimate its config.');
 
     const width = this.sparkSize.get(card.sparkCanvas)?.w ?? 0;
     if (mem.version !== card.drawnVersion || width !== card.drawnWidth) {

@@ -185,13 +185,18 @@ async function main(): Promise<void> {
     }
     const inspection = await d.page.evaluate(() => (window as unknown as { scalelmDashboard: { inspect(): { charts: { id: string; datasets: { label: string; points: number }[] }[]; memory: { historyPoints: number }[]; stepsShown: number } } }).scalelmDashboard.inspect());
     const maxPoints = Math.max(...inspection.charts.flatMap((c) => c.datasets.map((ds) => ds.points)));
+    // The page's JS heap after a full garbage collection (DevTools protocol): what the history costs.
+    const cdp = await d.page.context().newCDPSession(d.page);
+    await cdp.send('HeapProfiler.collectGarbage');
+    const heap = (await cdp.send('Runtime.getHeapUsage')) as { usedSize: number; totalSize: number };
+    const heapMiB = heap.usedSize / 2 ** 20;
 
     console.log('\nupdate = validate + apply one ~250 ms batch (1 step, 8 memory, 1 GPU sample, comm every 10) + redraw the visible tab');
     console.log('busiest frame per update (validate + apply + first redraw); then all frames until every chart shows it');
     console.log('tab        median ms   p95 ms   max ms   (validate+apply / redraw)   all frames ms (frames)');
     for (const [tab, r] of Object.entries(results)) console.log(`${tab.padEnd(10)} ${r.median.toFixed(2).padStart(9)} ${r.p95.toFixed(2).padStart(8)} ${r.max.toFixed(2).padStart(8)}   (${r.handleMedian.toFixed(2)} / ${r.renderMedian.toFixed(2)})${' '.repeat(14)}${r.allFramesMedian.toFixed(2).padStart(8)} (≤${r.framesMax})`);
     console.log(`forced full redraw of the curves tab (zoom/smoothing change): median ${median(forced).toFixed(2)} ms`);
-    console.log(`steps held: ${inspection.stepsShown}; memory history per rank: ${inspection.memory[0]?.historyPoints}; most points in one series on screen: ${maxPoints}`);
+    console.log(`steps held: ${inspection.stepsShown}; memory history per rank: ${inspection.memory[0]?.historyPoints}; most points in one series on screen: ${maxPoints}; JS heap ${heapMiB.toFixed(0)} MiB`);
     console.log(`node-side, 100k points: min/max→1000 px ${node.minMax100kTo1000pxMs!.toFixed(2)} ms, LTTB→1000 ${node.lttb100kTo1000Ms!.toFixed(2)} ms, EMA full ${node.emaFull100kMs!.toFixed(2)} ms, EMA +1 step ${node.emaOneMoreStepMs!.toFixed(4)} ms`);
     const budget = 16;
     const ok = Object.values(results).every((r) => r.median < budget);
@@ -204,6 +209,7 @@ async function main(): Promise<void> {
       updateMs: Object.fromEntries(Object.entries(results).map(([k, r]) => [k, { median: +r.median.toFixed(3), p95: +r.p95.toFixed(3), max: +r.max.toFixed(3), validateApplyMedian: +r.handleMedian.toFixed(3), redrawMedian: +r.renderMedian.toFixed(3), allFramesMedian: +r.allFramesMedian.toFixed(3), framesMax: r.framesMax }])),
       forcedCurvesRedrawMedianMs: +median(forced).toFixed(3),
       maxPointsPerSeries: maxPoints,
+      heapMiB: +heapMiB.toFixed(1),
       loadSeconds: +(loadMs / 1000).toFixed(1),
       node: Object.fromEntries(Object.entries(node).map(([k, v]) => [k, +v.toFixed(4)])),
       budgetMs: budget,

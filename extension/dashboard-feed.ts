@@ -15,6 +15,8 @@ export class DashboardFeed implements vscode.Disposable {
   private followed: LiveRun | undefined;
   private readonly disposables: vscode.Disposable[] = [];
   private readonly forward = (m: Message) => this.pending.push(m);
+  /** The runtime's own snapshot (on every (re)connection) replaces whatever the webview had. */
+  private readonly resync = () => this.sendSnapshot();
 
   constructor(private readonly panel: DashboardPanel, private readonly registry: RunRegistry, private readonly intervalMs: () => number) {
     this.disposables.push(
@@ -33,22 +35,28 @@ export class DashboardFeed implements vscode.Disposable {
 
   /** Shows `run` (a live run of this window). */
   follow(run: LiveRun): void {
-    this.followed?.off('message', this.forward);
+    this.unfollow();
     this.followed = run;
     this.pending = [];
     run.on('message', this.forward);
+    run.on('snapshot', this.resync);
     this.sendSnapshot();
   }
 
   /** Shows a finished run from its directory (read-only). */
   async showPast(dir: string): Promise<void> {
-    this.followed?.off('message', this.forward);
-    this.followed = undefined;
+    this.unfollow();
     this.pending = [];
     const stored = await readRun(dir);
     const history = new RunHistory();
     for (const m of stored.messages) history.add(m);
     await this.panel.post(history.snapshot(true));
+  }
+
+  private unfollow(): void {
+    this.followed?.off('message', this.forward);
+    this.followed?.off('snapshot', this.resync);
+    this.followed = undefined;
   }
 
   private sendSnapshot(): void {
@@ -60,7 +68,7 @@ export class DashboardFeed implements vscode.Disposable {
   private schedule(): void {
     this.timer = setTimeout(() => {
       if (this.pending.length && this.followed && this.panel.panel.visible) {
-        void this.panel.post({ type: 'batch', runId: this.followed.id, messages: this.pending });
+        void this.panel.post({ type: 'batch', runId: this.followed.listening?.runId ?? this.followed.id, messages: this.pending });
       }
       this.pending = [];
       this.schedule();
@@ -69,7 +77,7 @@ export class DashboardFeed implements vscode.Disposable {
 
   dispose(): void {
     clearTimeout(this.timer);
-    this.followed?.off('message', this.forward);
+    this.unfollow();
     while (this.disposables.length) this.disposables.pop()?.dispose();
   }
 }

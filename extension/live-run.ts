@@ -85,7 +85,7 @@ export class LiveRun extends EventEmitter {
       });
       child.once('exit', (code, signal) => {
         clearTimeout(timer);
-        this.client?.close();
+        this.closeClientAfterDrain();
         const failed = this.state !== 'stopping' && code !== 0;
         this.setState(failed ? 'failed' : 'done', failed ? `the runtime exited with ${signal ?? `code ${code}`}` : 'finished');
         if (!this.listening) reject(new Error(`the runtime exited (${signal ?? `code ${code}`}) before it started; see the ScaleLM log`));
@@ -109,6 +109,22 @@ export class LiveRun extends EventEmitter {
     client.on('invalid', (reason) => this.options.log(`dropped an invalid message from the runtime: ${reason}`, 'warn'));
     client.on('refused', (status, reason) => this.options.log(`the runtime refused the connection (${status}): ${reason}`, 'error'));
     client.connect();
+  }
+
+  /**
+   * The process can exit before the client has read the last frames the server sent; keep the client until
+   * the server's side of the socket has closed (or 3 s), so the final steps and status are not lost.
+   */
+  private closeClientAfterDrain(): void {
+    const client = this.client;
+    if (!client) return;
+    const done = () => {
+      clearTimeout(timer);
+      client.close();
+    };
+    const timer = setTimeout(done, 3000);
+    if (client.state !== 'open') done();
+    else client.on('state', (s) => s !== 'open' && s !== 'connecting' && done());
   }
 
   private record(m: Message): void {

@@ -4,9 +4,9 @@ import { CliError, type Command } from './commands/args';
 
 const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }> = {
   validate: { summary: 'check a *.scalelm.json and print its errors or a one-line summary', load: async () => (await import('./commands/validate')).validate },
-  train: { summary: 'train the config\'s model on this machine (wasm/cpu/GPU backends), with metrics and checkpoints in a run directory', load: async () => (await import('./commands/train')).train },
   serve: { summary: 'replay recorded runs to the browser dashboard (read-only), with /metrics and CSV export', load: async () => (await import('./commands/serve')).serve },
   'export-csv': { summary: 'write a run\'s steps (loss, lr, throughput, memory, eval loss) as CSV', load: async () => (await import('./commands/export-csv')).exportCsvCommand },
+  train: { summary: 'train the config\'s model on this machine (wasm/cpu/GPU backends), with metrics and checkpoints in a run directory', load: async () => (await import('./commands/train')).train },
   estimate: { summary: 'memory per GPU and step time of the layout in a *.scalelm.json or HF config.json', load: async () => (await import('./commands/estimate')).estimateCommand },
   plan: { summary: 'search layouts that fit the cluster, ranked by estimated throughput', load: async () => (await import('./commands/plan')).planCommand },
   export: { summary: 'write the layout as a DeepSpeed config, Megatron-LM arguments or a torchrun command', load: async () => (await import('./commands/export')).exportCommand },
@@ -38,7 +38,10 @@ async function main(argv: string[]): Promise<number> {
 
 main(process.argv.slice(2)).then(
   (code) => {
-    process.exitCode = code;
+    // Exit explicitly: a backend's worker pool (wasm threads) or a lingering handle must not keep a finished
+    // command alive. stdout and stderr are synchronous for files, pipes and terminals on Linux, so nothing
+    // printed is lost.
+    process.exit(code);
   },
   (err: unknown) => {
     if (err instanceof CliError) {
@@ -48,5 +51,6 @@ main(process.argv.slice(2)).then(
       console.error(err instanceof Error ? (err.stack ?? err.message) : String(err));
       process.exitCode = 1;
     }
+    process.exit();
   },
 );

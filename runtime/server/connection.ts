@@ -138,6 +138,28 @@ export class Connection {
     this.ws.terminate();
   }
 
+  /**
+   * The run is over: hand the socket everything still held for this client (the last steps and the final
+   * status must not be lost), then close politely; a client that does not answer within `timeoutMs` is cut.
+   */
+  finish(timeoutMs: number): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    for (const encoded of this.queue) this.sendNow(encoded);
+    for (const encoded of this.gauges.values()) this.sendNow(encoded);
+    this.release();
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.ws.terminate();
+        resolve();
+      }, timeoutMs);
+      this.ws.once('close', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      this.ws.close(1001, 'the run has ended');
+    });
+  }
+
   /** Drops everything held for this client. */
   release(): void {
     this.closed = true;

@@ -198,6 +198,7 @@ export async function startServer(o: ServerOptions): Promise<TelemetryServer> {
     socket.end(`HTTP/1.1 ${status} ${statusText[status] ?? 'Error'}\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(text)}\r\n\r\n${text}`);
   }
 
+  let closing = false;
   http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', () => socket.destroy());
     const verdict = firstRefusal(
@@ -210,6 +211,7 @@ export async function startServer(o: ServerOptions): Promise<TelemetryServer> {
       },
       () => (runById(req) ? { ok: true } : { ok: false, status: 404, reason: 'no such run' }),
       () => (connections.size < maxClients ? { ok: true } : { ok: false, status: 503, reason: `too many clients (${maxClients})` }),
+      () => (closing ? { ok: false, status: 503, reason: 'the run has ended; the server is closing' } : { ok: true }),
     );
     if (!verdict.ok) {
       noteRefusal(verdict.status, verdict.reason, req, true);
@@ -295,15 +297,15 @@ export async function startServer(o: ServerOptions): Promise<TelemetryServer> {
     },
     close: async () => {
       if (timer) clearInterval(timer);
-      for (const c of connections) {
-        c.release();
-        c.ws.terminate();
-      }
+      // Stop taking connections first (a client that reconnects after the polite close below must not
+      // slip in: an upgraded socket is not an HTTP connection that closeAllConnections would end).
+      closing = true;
+      const stopped = new Promise<void>((resolve) => http.close(() => resolve()));
+      await Promise.all([...connections].map((c) => c.finish(2000)));
+      for (const c of connections) c.ws.terminate();
       wss.close();
-      await new Promise<void>((resolve) => {
-        http.close(() => resolve());
-        http.closeAllConnections();
-      });
+      http.closeAllConnections();
+      await stopped;
     },
   };
 }

@@ -1,78 +1,209 @@
-// Feeds the dashboard webview from the host's run history: a snapshot when the webview is (re)ready or
-// becomes visible, then batches of new messages about every `refreshIntervalMs`. Hidden webviews cannot
-// receive messages, so nothing is queued for them: the next snapshot catches them up.
+// Feeds the dashboard webview from the host's run history and answers what the page asks for
+// (webview/messages.ts is the contract). A snapshot goes out when the page is (re)ready, becomes visible or
+// the runtime reconnects; then batches of new messages about every `refreshIntervalMs`. Hidden webviews
+// cannot receive messages, so nothing is queued for them: the next snapshot catches them up.
 import * as vscode from 'vscode';
-import type { Message } from '../runtime/protocol';
+import { basename } from 'node:path';
+import type { Message, RunSummary, SnapshotMessage } from '../runtime/protocol';
 import { readRun } from '../runtime/telemetry/run-store';
 import { RunHistory } from '../runtime/telemetry/history';
+import { toWebview, type ChooseLayoutMessage, type HostToWebview, type WebviewToHost } from '../webview/messages';
 import type { DashboardPanel } from './dashboard-panel';
+import { parseJsonc } from './json-paths';
+import { configFieldsEdit } from './quick-fixes';
 import type { LiveRun } from './live-run';
 import type { RunRegistry } from './runs';
+import type { PastRun } from './runs-tree';
+
+export interface FeedSources {
+  registry: RunRegistry;
+  pastRuns: () => PastRun[];
+  intervalMs: () => number;
+  log: vscode.LogOutputChannel;
+}
+
+/** A run's protocol id: what the page and the runtime call it. */
+export function liveRunId(run: LiveRun): string {
+  return run.listening?.runId ?? basename(run.options.runDir);
+}
+
+async function snapshotOfDir(dir: string): Promise<SnapshotMessage> {
+  const stored = await readRun(dir);
+  const history = new RunHistory();
+  for (const m of stored.messages) history.add(m);
+  return history.snapshot(true);
+}
 
 export class DashboardFeed implements vscode.Disposable {
   private pending: Message[] = [];
   private timer: NodeJS.Timeout | undefined;
   private followed: LiveRun | undefined;
+  private shownDir: string | undefined;
   private readonly disposables: vscode.Disposable[] = [];
   private readonly forward = (m: Message) => this.pending.push(m);
-  /** The runtime's own snapshot (on every (re)connection) replaces whatever the webview had. */
+  /** The runtime's own snapshot (on every (re)connection) replaces whatever the page had. */
   private readonly resync = () => this.sendSnapshot();
+  private readonly connection = (state: string, detail: string) => {
+    const s = state === 'running' ? 'open' : state === 'starting' ? 'connecting' : 'closed';
+    this.send({ type: 'connection', state: s, detail });
+  };
 
-  constructor(private readonly panel: DashboardPanel, private readonly registry: RunRegistry, private readonly intervalMs: () => number) {
+  constructor(private readonly panel: DashboardPanel, private readonly sources: FeedSources) {
     this.disposables.push(
-      panel.onReady(() => this.sendSnapshot()),
+      panel.onReady(() => {
+        this.sendSnapshot();
+        this.sendRuns();
+      }),
+      panel.onMessage((m) => void this.handle(m)),
       panel.panel.onDidChangeViewState((e) => {
         if (e.webviewPanel.visible) this.sendSnapshot();
       }),
-      registry.onDidChange((run) => {
-        if (run && run !== this.followed && run.live) this.follow(run);
+      sources.registry.onDidChange((run) => {
+        if (run && run !== this.followed && run.live && run.state === 'running') this.follow(run);
+        else this.sendRuns();
       }),
     );
-    const focus = registry.focus();
+    const focus = sources.registry.focus();
     if (focus) this.follow(focus);
     this.schedule();
   }
 
-  /** Shows `run` (a live run of this window). */
+  private send(m: HostToWebview): void {
+    if (this.panel.panel.visible) void this.panel.post(toWebview(m));
+  }
+
+  /** Shows `run` (a run of this window). */
   follow(run: LiveRun): void {
     this.unfollow();
     this.followed = run;
+    this.shownDir = run.options.runDir;
     this.pending = [];
     run.on('message', this.forward);
     run.on('snapshot', this.resync);
+    run.on('state', this.connection);
     this.sendSnapshot();
+    this.sendRuns();
   }
 
   /** Shows a finished run from its directory (read-only). */
   async showPast(dir: string): Promise<void> {
     this.unfollow();
+    this.shownDir = dir;
     this.pending = [];
-    const stored = await readRun(dir);
-    const history = new RunHistory();
-    for (const m of stored.messages) history.add(m);
-    await this.panel.post(history.snapshot(true));
+    this.send(await snapshotOfDir(dir));
+    this.sendRuns();
+  }
+
+  /** Draws another run over the shown one. */
+  async compare(dir: string): Promise<void> {
+    const snapshot = await snapshotOfDir(dir);
+    this.send({ type: 'runHistory', runId: snapshot.runId, snapshot });
+  }
+
+  /** Opens the Planner tab on a config file (its JSON as written). */
+  showPlanner(uri: vscode.Uri, config: unknown, show: boolean): void {
+    if (typeof config !== 'object' || config === null || Array.isArray(config)) return;
+    this.send({ type: 'plannerInput', source: vscode.workspace.asRelativePath(uri), config: config as never, ...(show ? { show: true } : {}) });
   }
 
   private unfollow(): void {
     this.followed?.off('message', this.forward);
     this.followed?.off('snapshot', this.resync);
+    this.followed?.off('state', this.connection);
     this.followed = undefined;
   }
 
   private sendSnapshot(): void {
-    if (!this.followed || !this.panel.panel.visible) return;
+    if (!this.followed) return;
     this.pending = [];
-    void this.panel.post(this.followed.history.snapshot(!this.followed.live));
+    this.send(this.followed.history.snapshot(!this.followed.live));
+  }
+
+  private runList(): { summaries: RunSummary[]; dirs: Map<string, string> } {
+    const dirs = new Map<string, string>();
+    const summaries: RunSummary[] = [];
+    for (const run of this.sources.registry.all()) {
+      const id = liveRunId(run);
+      dirs.set(id, run.options.runDir);
+      summaries.push({ ...run.history.summary(), runId: id, state: run.live ? 'running' : run.state === 'failed' ? 'failed' : 'done' });
+    }
+    for (const past of this.sources.pastRuns()) {
+      if (dirs.has(past.runId)) continue;
+      dirs.set(past.runId, past.dir);
+      summaries.push({ runId: past.runId, name: past.name, startedAt: past.startedAt, state: (['starting', 'running', 'checkpointing', 'stopping', 'done', 'failed'] as const).find((s) => s === past.state) ?? 'unknown', steps: past.lastStep ?? 0 });
+    }
+    return { summaries, dirs };
+  }
+
+  private sendRuns(): void {
+    const { summaries } = this.runList();
+    const current = this.followed ? liveRunId(this.followed) : this.shownDir ? basename(this.shownDir) : null;
+    this.send({ type: 'runs', runs: summaries, current, live: this.sources.registry.live().map(liveRunId) });
+  }
+
+  private async handle(m: WebviewToHost): Promise<void> {
+    switch (m.type) {
+      case 'selectRun': {
+        const live = this.sources.registry.all().find((r) => liveRunId(r) === m.runId);
+        if (live) return this.follow(live);
+        const dir = this.runList().dirs.get(m.runId);
+        if (dir) await this.showPast(dir);
+        return;
+      }
+      case 'compareRun': {
+        const dir = this.runList().dirs.get(m.runId);
+        if (dir) await this.compare(dir);
+        return;
+      }
+      case 'control': {
+        const run = this.followed;
+        if (!run?.live) {
+          this.send({ type: 'control-result', id: m.id, ok: false, error: 'the shown run is not running' } as HostToWebview);
+          return;
+        }
+        const result = await run.control(m.action).catch((e: Error) => ({ type: 'control-result' as const, id: m.id, ok: false, error: e.message }));
+        this.send({ ...result, id: m.id } as HostToWebview);
+        return;
+      }
+      case 'chooseLayout':
+        await this.applyLayout(m);
+        return;
+      case 'requestPlannerInput': {
+        const doc = vscode.window.visibleTextEditors.map((e) => e.document).find((d) => d.uri.path.endsWith('.scalelm.json') || d.uri.path.endsWith('/config.json'));
+        if (doc) this.showPlanner(doc.uri, parseJsonc(doc.getText()), false);
+        return;
+      }
+      default:
+        return;
+    }
+  }
+
+  /** "Use this layout" in the Planner tab: merge the patch into the config file it came from. */
+  private async applyLayout(m: ChooseLayoutMessage): Promise<void> {
+    const folder = vscode.workspace.workspaceFolders?.[0];
+    const uri = m.source && folder ? vscode.Uri.joinPath(folder.uri, m.source) : undefined;
+    if (!uri || !uri.path.endsWith('.scalelm.json')) {
+      void vscode.window.showInformationMessage(`ScaleLM: ${m.summary} — copy the JSON from the Planner tab into a *.scalelm.json to use it.`);
+      return;
+    }
+    const doc = await vscode.workspace.openTextDocument(uri);
+    const edits: { path: string; value: unknown }[] = [];
+    const walk = (prefix: string, v: unknown) => {
+      if (typeof v === 'object' && v !== null && !Array.isArray(v)) for (const [k, child] of Object.entries(v)) walk(prefix ? `${prefix}.${k}` : k, child);
+      else edits.push({ path: prefix, value: v });
+    };
+    walk('', m.configPatch);
+    await vscode.workspace.applyEdit(configFieldsEdit(doc, edits));
+    this.sources.log.info(`applied layout from the planner to ${m.source}: ${m.summary}`);
+    void vscode.window.showInformationMessage(`ScaleLM: ${vscode.workspace.asRelativePath(uri)} now uses ${m.summary}`);
   }
 
   private schedule(): void {
     this.timer = setTimeout(() => {
-      if (this.pending.length && this.followed && this.panel.panel.visible) {
-        void this.panel.post({ type: 'batch', runId: this.followed.listening?.runId ?? this.followed.id, messages: this.pending });
-      }
+      if (this.pending.length && this.followed) this.send({ type: 'batch', runId: liveRunId(this.followed), messages: this.pending });
       this.pending = [];
       this.schedule();
-    }, this.intervalMs());
+    }, this.sources.intervalMs());
   }
 
   dispose(): void {

@@ -2,6 +2,7 @@
 // authoritative data and forwards it with postMessage; the webview never opens a socket itself.
 import * as vscode from 'vscode';
 import { dashboardHtml, makeNonce } from '../webview/html';
+import { validateWebviewMessage, type WebviewToHost } from '../webview/messages';
 
 export const DASHBOARD_VIEW_TYPE = 'scalelm.dashboard';
 
@@ -17,6 +18,9 @@ export class DashboardPanel implements vscode.Disposable {
   private readonly readyEmitter = new vscode.EventEmitter<void>();
   /** Fires each time the webview (re)loads and says it is ready. */
   readonly onReady = this.readyEmitter.event;
+  private readonly messageEmitter = new vscode.EventEmitter<WebviewToHost>();
+  /** The page's requests (select/compare a run, control, choose a layout...), validated. */
+  readonly onMessage = this.messageEmitter.event;
 
   static show(context: vscode.ExtensionContext, log: vscode.LogOutputChannel): DashboardPanel {
     if (DashboardPanel.current) {
@@ -60,26 +64,30 @@ export class DashboardPanel implements vscode.Disposable {
       nonce: makeNonce(),
       title: 'ScaleLM Dashboard',
     });
-    webview.onDidReceiveMessage((m: Reply) => this.receive(m), undefined, this.disposables);
+    webview.onDidReceiveMessage((m: unknown) => this.receive(m), undefined, this.disposables);
     panel.onDidDispose(() => this.dispose(), undefined, this.disposables);
   }
 
-  private receive(message: Reply): void {
-    if (typeof message !== 'object' || message === null || typeof message.type !== 'string') {
-      this.log.warn('dashboard sent a message without a type; ignored');
+  private receive(raw: unknown): void {
+    const checked = validateWebviewMessage(raw);
+    if (!checked.ok) {
+      this.log.warn(`dashboard sent an invalid message, ignored: ${checked.reason}`);
       return;
     }
+    const message = checked.value;
     if (message.type === 'ready') {
       this.log.info('dashboard ready');
       this.markReady();
       this.readyEmitter.fire();
       return;
     }
-    if (typeof message.id === 'number') {
+    if ((message.type === 'pong' || message.type === 'inspectResult') && typeof message.id === 'number') {
       const resolve = this.pending.get(message.id);
       this.pending.delete(message.id);
-      resolve?.(message);
+      resolve?.(message as unknown as Reply);
+      return;
     }
+    this.messageEmitter.fire(message);
   }
 
   /** Sends a message that the webview answers (it echoes `id`), once the webview has said it is ready. */
@@ -108,6 +116,7 @@ export class DashboardPanel implements vscode.Disposable {
     for (const reject of this.pending.values()) reject({ type: 'closed' });
     this.pending.clear();
     this.readyEmitter.dispose();
+    this.messageEmitter.dispose();
     this.panel.dispose();
     while (this.disposables.length) this.disposables.pop()?.dispose();
   }

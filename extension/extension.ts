@@ -10,7 +10,8 @@ import { DASHBOARD_VIEW_TYPE, DashboardPanel } from './dashboard-panel';
 import { launchTraining, type LaunchOutcome } from './launch';
 import type { LiveRun } from './live-run';
 import { PlanLensProvider, planLensTitle } from './plan-lens';
-import { estimateMemoryCommand, exportCommand, suggestLayoutsCommand, type EstimateArgs } from './planner-commands';
+import { estimateMemoryCommand, exportCommand, type EstimateArgs } from './planner-commands';
+import { parseJsonc } from './json-paths';
 import { FitQuickFixes } from './quick-fixes';
 import { RunRegistry } from './runs';
 import { RunsTree, type RunNode } from './runs-tree';
@@ -51,7 +52,12 @@ export function activate(context: vscode.ExtensionContext): ScaleLMApi {
   let feed: DashboardFeed | undefined;
   const panelWithFeed = (panel: DashboardPanel): DashboardPanel => {
     if (!feed) {
-      feed = new DashboardFeed(panel, runs, () => settings().get<number>('refreshIntervalMs', 250));
+      feed = new DashboardFeed(panel, {
+        registry: runs,
+        pastRuns: () => tree.getChildren().flatMap((n) => (n.kind === 'past' ? [n.run] : [])),
+        intervalMs: () => settings().get<number>('refreshIntervalMs', 250),
+        log,
+      });
       panel.panel.onDidDispose(() => {
         feed?.dispose();
         feed = undefined;
@@ -85,13 +91,22 @@ export function activate(context: vscode.ExtensionContext): ScaleLMApi {
     await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: 'ScaleLM: stopping (writing a checkpoint)…' }, () => run.stop(timeout));
   };
 
+  /** "Suggest Parallel Layouts": the dashboard's Planner tab on the config. */
+  const suggestLayouts = async (uri?: vscode.Uri): Promise<void> => {
+    const target = uri instanceof vscode.Uri ? uri : vscode.window.activeTextEditor?.document.uri;
+    showDashboard();
+    if (!target) return;
+    const doc = await vscode.workspace.openTextDocument(target);
+    feed?.showPlanner(target, parseJsonc(doc.getText()), true);
+  };
+
   const lens = new PlanLensProvider();
   context.subscriptions.push(
     vscode.commands.registerCommand('scalelm.openDashboard', openDashboard),
     vscode.commands.registerCommand('scalelm.launchTraining', (uri?: vscode.Uri) => launchTraining(launchCtx, uri)),
     vscode.commands.registerCommand('scalelm.stopRun', stopRun),
     vscode.commands.registerCommand('scalelm.estimateMemory', (uri?: vscode.Uri, args?: EstimateArgs) => estimateMemoryCommand(uri, args)),
-    vscode.commands.registerCommand('scalelm.suggestLayouts', (uri?: vscode.Uri, args?: { noPicker?: boolean }) => suggestLayoutsCommand(uri, args)),
+    vscode.commands.registerCommand('scalelm.suggestLayouts', suggestLayouts),
     ...EXPORT_TARGETS.map((t: ExportTarget) => vscode.commands.registerCommand(`scalelm.export${t === 'deepspeed' ? 'DeepSpeed' : t === 'megatron' ? 'Megatron' : 'Torchrun'}`, (uri?: vscode.Uri, o?: { overwrite?: boolean }) => exportCommand(t, uri, o))),
     vscode.commands.registerCommand('scalelm.refreshRuns', () => tree.refresh()),
     vscode.commands.registerCommand('scalelm.revealRun', (node?: RunNode) => {
@@ -101,7 +116,7 @@ export function activate(context: vscode.ExtensionContext): ScaleLMApi {
     vscode.commands.registerCommand('scalelm.compareRuns', async (node?: RunNode) => {
       showDashboard();
       const dir = node?.kind === 'past' ? node.run.dir : node?.kind === 'live' ? node.run.options.runDir : undefined;
-      if (dir) await DashboardPanel.instance?.post({ type: 'compareRun', runDir: dir });
+      if (dir) await feed?.compare(dir);
     }),
     vscode.languages.registerCodeLensProvider(CONFIG_SELECTOR, lens),
     vscode.languages.registerCodeActionsProvider(CONFIG_SELECTOR, new FitQuickFixes(), { providedCodeActionKinds: FitQuickFixes.kinds }),

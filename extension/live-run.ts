@@ -5,7 +5,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { createInterface } from 'node:readline';
-import type { Message, SnapshotMessage, StepMessage, MemoryMessage } from '../runtime/protocol';
+import type { ControlAction, ControlResultMessage, Message, SnapshotMessage, StepMessage, MemoryMessage } from '../runtime/protocol';
 import { RunClient } from '../runtime/server/client';
 import { parseListeningLine, TOKEN_ENV, type ListeningLine } from '../runtime/server/monitor';
 import { RunHistory } from '../runtime/telemetry/history';
@@ -138,6 +138,12 @@ export class LiveRun extends EventEmitter {
     this.state = s;
     this.detail = detail;
     this.emit('state', s, detail);
+  }
+
+  /** Asks the runtime to stop or to checkpoint now (the dashboard's buttons). */
+  control(action: ControlAction): Promise<ControlResultMessage> {
+    if (!this.client) return Promise.reject(new Error('the run is not connected'));
+    return this.client.control(action);
   }
 
   get pid(): number | undefined {

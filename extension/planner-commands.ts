@@ -1,5 +1,6 @@
 // Planner commands: "Estimate Training Memory" for a HuggingFace config.json (GPU and count chosen in quick
-// picks), "Suggest Parallel Layouts" for a *.scalelm.json, and the three exports written next to the config.
+// picks, the ranked layouts in a quick pick) and the three exports written next to the config.
+// ("Suggest Parallel Layouts" opens the dashboard's Planner tab: see extension.ts.)
 import * as vscode from 'vscode';
 import { modelFromHuggingFace } from '../runtime/config/huggingface';
 import { loadConfig } from '../runtime/config/parse';
@@ -69,19 +70,6 @@ export async function estimateMemoryCommand(uri?: vscode.Uri, args: EstimateArgs
     cluster: { gpu, gpusPerNode, nodes: Math.ceil(gpus / gpusPerNode) },
   });
   return showSearch(config, `${hf.model.name} on ${gpus} × ${gpu}`, args.noPicker, target);
-}
-
-/** "ScaleLM: Suggest Parallel Layouts" on a *.scalelm.json: ranked layouts; choosing one edits the config. */
-export async function suggestLayoutsCommand(uri?: vscode.Uri, args: { noPicker?: boolean } = {}): Promise<ReturnType<typeof searchLayouts> | undefined> {
-  const target = await configUri(uri);
-  if (!target) return undefined;
-  const doc = await vscode.workspace.openTextDocument(target);
-  const { parsed, fit } = analyseConfig(doc);
-  if (!parsed.ok || !fit) {
-    void vscode.window.showErrorMessage(`ScaleLM: fix the config first — ${parsed.ok ? 'it cannot be planned' : parsed.errors[0]!.message}`);
-    return undefined;
-  }
-  return showSearch(parsed.config, `${parsed.config.model.name} on ${fit.target.label}`, args.noPicker, target, fit.target.input, fit.target.convention);
 }
 
 async function showSearch(config: RunConfig, title: string, noPicker: boolean | undefined, source: vscode.Uri, input: PlanInput = config, convention: ConventionName = 'scalelm') {

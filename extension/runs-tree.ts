@@ -10,7 +10,10 @@ import type { RunRegistry } from './runs';
 
 export interface PastRun {
   dir: string;
+  /** The protocol run id (hello.runId), else the folder name. */
+  runId: string;
   name: string;
+  startedAt: number;
   state: string;
   lastStep?: number;
   lastLoss?: number;
@@ -38,7 +41,9 @@ export function peekRun(dir: string): PastRun {
     const step = [...tail].reverse().find((m) => m.type === 'step');
     return {
       dir,
+      runId: hello?.type === 'hello' ? hello.runId : basename(dir),
       name: hello?.type === 'hello' ? hello.name : basename(dir),
+      startedAt: hello?.type === 'hello' ? hello.startedAt : 0,
       state: status?.type === 'status' ? status.state : 'unknown',
       ...(step?.type === 'step' ? { lastStep: step.step, lastLoss: step.loss } : {}),
       modified: statSync(path).mtimeMs,

@@ -28,7 +28,7 @@ const COMM_WORKER_ENTRIES = [...listed[1].matchAll(/'([^']+)'/g)].map((m) => m[1
 await Promise.all([
   // mainFields: jsonc-parser's UMD "main" requires ./impl/* at run time, which a bundle cannot; its ESM build bundles whole.
   build({ ...common, entryPoints: ['extension/extension.ts'], outfile: 'dist/extension.js', platform: 'node', format: 'cjs', external: ['vscode'], mainFields: ['module', 'main'] }),
-  build({ ...common, entryPoints: ['webview/main.ts'], outfile: 'dist/webview.js', platform: 'browser', format: 'iife' }),
+  build({ ...common, entryPoints: ['webview/main.ts'], outfile: 'dist/webview.js', platform: 'browser', format: 'iife', minify: true }),
   build({ ...common, entryPoints: ['runtime/cli.ts'], outfile: 'dist/cli.js', platform: 'node', format: 'cjs', banner: { js: '#!/usr/bin/env node' } }),
   // Worker and rank entry points the comm launchers start by path, next to the CLI bundle (found via __dirname).
   build({ ...common, entryPoints: COMM_WORKER_ENTRIES.map((e) => ({ in: `runtime/comm/${e}.ts`, out: e })), outdir: 'dist', platform: 'node', format: 'cjs' }),

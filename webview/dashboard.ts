@@ -202,6 +202,7 @@ export class Dashboard {
         break;
       case 'plannerInput':
         this.planner.setOpenConfig(m.source, m.config, true);
+        if (m.show && this.state.tab !== 'planner') this.save({ tab: 'planner' });
         break;
       case 'connection':
         this.header.setConnection(m.state === 'open' ? 'live' : `${m.state}${m.detail ? `: ${m.detail}` : ''}`, m.state === 'closed' || m.state === 'waiting');

@@ -71,6 +71,8 @@ export interface PlannerInputMessage {
   source: string;
   /** The file as the user wrote it (JSON, comments stripped): a *.scalelm.json or a HuggingFace config.json. */
   config: JsonObject;
+  /** Switch to the Planner tab ("ScaleLM: Suggest Parallel Layouts"). */
+  show?: boolean;
 }
 
 export type ConnectionState = 'connecting' | 'open' | 'waiting' | 'closed';
@@ -282,7 +284,8 @@ export function validateHostMessage(v: unknown): Result<HostToWebview> & { dropp
       } catch {
         return fail('plannerInput.config must be plain JSON');
       }
-      return { ok: true, value: { type: 'plannerInput', source: v.source, config } };
+      if (v.show !== undefined && typeof v.show !== 'boolean') return fail('plannerInput.show must be true or false');
+      return { ok: true, value: { type: 'plannerInput', source: v.source, config, ...(v.show ? { show: true } : {}) } };
     }
     case 'connection': {
       const states: ConnectionState[] = ['connecting', 'open', 'waiting', 'closed'];

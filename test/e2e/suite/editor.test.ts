@@ -86,6 +86,19 @@ describe('ScaleLM planner in the editor', function () {
     }
   });
 
+  it('Suggest Parallel Layouts opens the dashboard Planner tab on the config, with ranked layouts', async function () {
+    const { dashboardRequest } = await api();
+    const uri = workspaceFile('too-big.scalelm.json');
+    await vscode.commands.executeCommand('scalelm.suggestLayouts', uri);
+    const seen = await waitFor('the Planner tab with layouts', async () => {
+      const r = (await dashboardRequest({ type: 'inspect' })) as { tab: string; planner: { source: string | null; candidates: number; error: string | null } };
+      return r.tab === 'planner' && r.planner.candidates > 0 ? r : undefined;
+    }, 30_000);
+    console.log(`planner tab: ${JSON.stringify(seen.planner)}`);
+    assert.equal(seen.planner.source, 'too-big.scalelm.json');
+    assert.equal(seen.planner.error, null);
+  });
+
   it('estimates a HuggingFace config.json for a chosen GPU and count', async function () {
     const { estimate } = await api();
     const result = await estimate(workspaceFile('hf-gpt2/config.json'), { gpu: 'A100-80GB', gpus: 8, noPicker: true });

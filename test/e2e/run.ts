@@ -43,11 +43,18 @@ export interface E2ESuite {
   /** Extra user settings (settings.json) for this suite. */
   settings?: Record<string, unknown>;
   timeoutMs?: number;
+  /**
+   * Install this .vsix into the suite's extensions dir (with code-server --install-extension) and load no
+   * development copy of ScaleLM: the tests then run against the packaged extension, carried by a stub
+   * development extension that contributes nothing.
+   */
+  vsix?: string;
 }
 
 export const SUITES: E2ESuite[] = [
   { name: 'extension', testsDir: join(ROOT, 'out/test/e2e/suite'), workspace: join(ROOT, 'test/fixtures/e2e-workspace'), trust: 'off' },
   { name: 'untrusted', testsDir: join(ROOT, 'out/test/e2e/untrusted'), workspace: join(ROOT, 'test/fixtures/e2e-workspace'), trust: 'untrusted' },
+  { name: 'vsix', testsDir: join(ROOT, 'out/test/e2e/vsix'), workspace: join(ROOT, 'test/fixtures/e2e-workspace'), trust: 'off', vsix: join(ROOT, 'scalelm.vsix') },
 ];
 
 const BASE_SETTINGS: Record<string, unknown> = {
@@ -82,7 +89,22 @@ interface CodeServer {
   exited: Promise<string>;
 }
 
+/** Packages the extension (npm run package) and installs the .vsix into the suite's extensions dir. */
+function installVsix(vsix: string, dirs: TempDirs): void {
+  log(`packaging ${vsix}`);
+  const pack = spawnSync('npm', ['run', '--silent', 'package'], { cwd: ROOT, stdio: 'inherit', env: process.env });
+  if (pack.status !== 0) throw new Error(`npm run package failed (exit ${pack.status ?? pack.signal})`);
+  const bin = join(CODE_SERVER_HOME, 'node_modules/.bin/code-server');
+  const r = spawnSync(bin, ['--extensions-dir', dirs.extensions, '--user-data-dir', dirs.userData, '--install-extension', vsix], {
+    encoding: 'utf8',
+    env: { ...process.env, XDG_CONFIG_HOME: dirs.xdgConfig, XDG_DATA_HOME: dirs.xdgData },
+  });
+  log(`code-server --install-extension: ${(r.stdout + r.stderr).trim().split('\n').slice(-2).join(' | ')}`);
+  if (r.status !== 0) throw new Error(`installing ${vsix} into code-server failed (exit ${r.status ?? r.signal})`);
+}
+
 async function startCodeServer(dirs: TempDirs, suite: E2ESuite, bridgeUrl: string): Promise<CodeServer> {
+  if (suite.vsix) installVsix(suite.vsix, dirs);
   const args = [
     '--auth', 'none',
     '--bind-addr', '127.0.0.1:0',
@@ -350,7 +372,7 @@ export async function runSuite(suite: E2ESuite): Promise<Counts> {
 
     const remote = (p: string): string => `vscode-remote://${new URL(codeServer!.url).host}${p}`;
     const payload = [
-      ['extensionDevelopmentPath', remote(EXTENSION_PATH)],
+      ['extensionDevelopmentPath', remote(suite.vsix ? join(ROOT, 'test/fixtures/vsix-test-host') : EXTENSION_PATH)],
       ['extensionTestsPath', remote(suite.testsDir)],
       ['skipWelcome', 'true'],
       ['skipReleaseNotes', 'true'],

@@ -6,6 +6,7 @@ import { formatBytes } from '../units';
 import { CliError, parseArgs, type Command } from './args';
 import { loadPlanInput, PLAN_FLAGS_HELP, PLAN_SWITCHES, PLAN_VALUE_FLAGS } from './plan-input';
 import type { RunConfig } from '../config/types';
+import { planTarget } from '../planner/target';
 
 const USAGE = `usage: scalelm estimate <file> [--convention NAME] [--json] [--detail] [flags]
 
@@ -17,7 +18,9 @@ const USAGE = `usage: scalelm estimate <file> [--convention NAME] [--json] [--de
 ${PLAN_FLAGS_HELP}`;
 
 const GiB = 2 ** 30;
-const gib = (b: number) => (b / GiB).toFixed(2);
+/** The table's unit: GiB, or MiB when everything is under 1 GiB (a tiny local model would read 0.00 GiB). */
+let unit = { name: 'GiB', bytes: GiB };
+const gib = (b: number) => (b / unit.bytes).toFixed(2);
 /** 8.03 B, 124.44 M, 800 k */
 export function formatCount(n: number): string {
   if (n >= 1e9) return `${(n / 1e9).toFixed(2)} B`;
@@ -38,11 +41,14 @@ export const estimateCommand: Command = async (argv) => {
     console.log(USAGE);
     return 0;
   }
-  const convention = (args.values.get('convention') ?? 'scalelm') as ConventionName;
-  if (!CONVENTIONS.includes(convention)) throw new CliError(`--convention must be one of ${CONVENTIONS.join(', ')}, got "${convention}"`);
   const file = args.positional[0]!;
   const loaded = loadPlanInput(file, args, 'estimate');
-  const config = loaded.config;
+  // A *.scalelm.json without a cluster (and no cluster flags) is a local run: plan it against its own
+  // devices (devices.memory) in the runtime convention, as `scalelm train` and the editor do.
+  const local = loaded.source === 'scalelm' && !loaded.config.cluster.explicit && !CLUSTER_FLAGS.some((f) => args.values.has(f)) ? planTarget(loaded.config) : undefined;
+  const convention = (args.values.get('convention') ?? local?.convention ?? 'scalelm') as ConventionName;
+  if (!CONVENTIONS.includes(convention)) throw new CliError(`--convention must be one of ${CONVENTIONS.join(', ')}, got "${convention}"`);
+  const config = local ? (local.input as RunConfig) : loaded.config;
   const result = estimate(config, { convention });
   if (!result.ok) {
     console.error(`${file}: this layout cannot be estimated:`);
@@ -54,9 +60,12 @@ export const estimateCommand: Command = async (argv) => {
     return 0;
   }
   for (const n of loaded.notes) console.log(`note: ${n}`);
-  console.log(renderEstimate(config, result, args.switches.has('detail')));
+  console.log(renderEstimate(config, result, args.switches.has('detail'), local?.label));
   return 0;
 };
+
+/** Flags that say "plan for a cluster", not for this machine's devices. */
+const CLUSTER_FLAGS = ['gpus', 'gpus-per-node', 'nodes', 'gpu', 'gpu-mem', 'headroom', 'efficiency'];
 
 type Ok = Extract<EstimateResult, { ok: true }>;
 
@@ -79,14 +88,17 @@ export function estimateJson(r: Ok, convention: ConventionName): Record<string, 
   };
 }
 
-export function renderEstimate(config: RunConfig, r: Ok, detail: boolean): string {
+/** `localDevices`: the label of this machine's devices when the run is local (no GPU cluster, no step-time model). */
+export function renderEstimate(config: RunConfig, r: Ok, detail: boolean, localDevices?: string): string {
   const { model, cluster, train } = config;
   const m = r.memory;
   const d = m.perDevice;
   const gpus = cluster.gpusPerNode * cluster.nodes;
+  unit = d.total < GiB ? { name: 'MiB', bytes: 2 ** 20 } : { name: 'GiB', bytes: GiB };
   const lines: string[] = [];
   lines.push(`${model.name}: ${model.layers} layers, hidden ${model.hidden}, ${model.heads} heads${model.kvHeads !== model.heads ? ` (${model.kvHeads} KV)` : ''}, seq ${model.seqLen} — ${formatCount(m.params.total)} parameters`);
-  lines.push(`${gpus} × ${cluster.gpu} (${cluster.nodes} node${cluster.nodes > 1 ? 's' : ''} × ${cluster.gpusPerNode}), ${formatBytes(cluster.spec.memory)} each · ${describeLayout(r.layout)} · ${train.precision} · global batch ${train.globalBatch}`);
+  const where = localDevices ?? `${gpus} × ${cluster.gpu} (${cluster.nodes} node${cluster.nodes > 1 ? 's' : ''} × ${cluster.gpusPerNode}), ${formatBytes(cluster.spec.memory)} each`;
+  lines.push(`${where} · ${describeLayout(r.layout)} · ${train.precision} · global batch ${train.globalBatch}`);
   lines.push(`convention ${m.convention}: heaviest rank is ${m.stages > 1 ? `pipeline stage ${m.heaviestStage} of ${m.stages}` : 'any rank'}, ${formatCount(m.params.perDevice)} parameters on it`);
   if (detail && m.params.perStage && m.params.perStage.length > 1) {
     const stages = m.params.perStage;
@@ -95,18 +107,23 @@ export function renderEstimate(config: RunConfig, r: Ok, detail: boolean): strin
     if (stages.length > 4) lines.push(`  (stages 2..${stages.length - 2} as stage 1)`);
   }
   lines.push('');
-  lines.push('memory per GPU        GiB');
+  lines.push(`memory per ${localDevices ? 'device' : 'GPU   '}     ${unit.name}`);
   for (const c of ['params', 'grads', 'optimizer', 'activations', 'buffers', 'overhead'] as const) {
     const covered = !m.notCovered.includes(c);
     lines.push(`  ${c.padEnd(12)} ${covered ? gib(d[c]).padStart(9) : '        —'}${covered ? '' : '  (not in this convention)'}`);
     if (detail) for (const t of m.terms.filter((x) => x.category === c)) lines.push(`      ${gib(t.bytes).padStart(9)}  ${t.label}`);
   }
   const verdict = r.fits ? 'fits' : 'DOES NOT FIT';
-  lines.push(`  ${'total'.padEnd(12)} ${gib(d.total).padStart(9)}  of ${gib(r.usable)} usable (${gib(cluster.spec.memory)} GiB, ${Math.round(cluster.headroom * 100)}% headroom) — ${verdict}`);
+  lines.push(`  ${'total'.padEnd(12)} ${gib(d.total).padStart(9)}  of ${gib(r.usable)} usable (${gib(cluster.spec.memory)} ${unit.name}, ${Math.round(cluster.headroom * 100)}% headroom) — ${verdict}`);
   if (!m.hostCovered) lines.push('host memory per node         —  (not in this convention)');
   else lines.push(`host memory per node ${gib(m.host.perNode).padStart(9)}${m.host.perRank > 0 && m.host.perRank !== m.host.perNode ? `  (${gib(m.host.perRank)} per rank)` : ''}`);
   if (detail) for (const t of m.terms.filter((x) => x.category === 'host')) lines.push(`      ${gib(t.bytes).padStart(9)}  ${t.label}${m.convention === 'scalelm' ? ' (per rank)' : ''}`);
   for (const n of m.notes) lines.push(`note: ${n}`);
+  if (localDevices) {
+    lines.push('', 'step time: not estimated for a local run (the time model describes GPUs); `scalelm train` measures it');
+    if (!r.fits) lines.push('\nIt does not fit: raise devices.memory, or shrink the batch or the model.');
+    return lines.join('\n');
+  }
   const t = r.time;
   const b = t.breakdown;
   const s = formatSeconds;

@@ -6,7 +6,9 @@ import * as tf from '@tensorflow/tfjs-core';
 import { formatBytes } from '../units';
 
 export const MEMORY_CATEGORIES = ['params', 'grads', 'optimizer', 'activations', 'temporaries'] as const;
-export type MemoryCategory = (typeof MEMORY_CATEGORIES)[number];
+/** Only a parallel rank has these: communication buffers (buckets, staging) and ZeRO-3's gathered parameters. */
+export const PARALLEL_MEMORY_CATEGORIES = ['buffers', 'gathered'] as const;
+export type MemoryCategory = (typeof MEMORY_CATEGORIES)[number] | (typeof PARALLEL_MEMORY_CATEGORIES)[number];
 export type MemoryBreakdown = Record<MemoryCategory, number>;
 
 /** One step's memory: each category's maximum during the step, the peak of all live bytes, and the breakdown at that peak. */
@@ -33,7 +35,8 @@ export class DeviceOutOfMemoryError extends Error {
     readonly breakdown: MemoryBreakdown,
     readonly device: string,
   ) {
-    const parts = MEMORY_CATEGORIES.map((c) => `${c} ${formatBytes(breakdown[c])}`).join(', ');
+    const shown = [...MEMORY_CATEGORIES, ...PARALLEL_MEMORY_CATEGORIES.filter((c) => breakdown[c] > 0)];
+    const parts = shown.map((c) => `${c} ${formatBytes(breakdown[c])}`).join(', ');
     super(
       `${device}: out of memory at step ${where.step}, ${where.phase} of ${where.layer || '(model)'}: tried to allocate ${formatBytes(requested)} ` +
         `with ${formatBytes(live - requested)} in use of ${formatBytes(capacity)} (${parts}). ` +
@@ -43,7 +46,7 @@ export class DeviceOutOfMemoryError extends Error {
   }
 }
 
-const zero = (): MemoryBreakdown => ({ params: 0, grads: 0, optimizer: 0, activations: 0, temporaries: 0 });
+const zero = (): MemoryBreakdown => ({ params: 0, grads: 0, optimizer: 0, activations: 0, temporaries: 0, buffers: 0, gathered: 0 });
 
 interface Buffer {
   bytes: number;
@@ -115,6 +118,29 @@ export class MemoryTracker {
 
   tagAll(ts: Iterable<tf.Tensor>, category: MemoryCategory): void {
     for (const t of ts) this.tag(t, category);
+  }
+
+  /**
+   * Bytes held outside the tfjs engine (registered communication buffers, a host-side optimizer partition),
+   * counted in `category` like a buffer and against the capacity; a negative count releases them.
+   */
+  hold(category: MemoryCategory, bytes: number): void {
+    if (bytes <= 0) {
+      this.live[category] += bytes;
+      this.liveTotal += bytes;
+      return;
+    }
+    if (this.liveTotal + bytes > this.capacity) {
+      throw new DeviceOutOfMemoryError({ ...this.where }, bytes, this.liveTotal + bytes, this.capacity, { ...this.live }, this.device);
+    }
+    this.live[category] += bytes;
+    this.liveTotal += bytes;
+    if (this.live[category] > this.stepMax[category]) this.stepMax[category] = this.live[category];
+    if (this.liveTotal > this.stepPeak) {
+      this.stepPeak = this.liveTotal;
+      this.stepAtPeak = { ...this.live };
+      this.stepPeakAt = { ...this.where };
+    }
   }
 
   /** Live bytes per category now. */

@@ -54,6 +54,28 @@ export const RUNTIME_MODEL_TENSORS: { name: string; elements: (d: RuntimeDims) =
   { name: 'logits in forward, or their gradient at the start of backward (B·T·V/tp, transient)', elements: (d) => (d.B * d.T * d.V) / d.tp },
 ];
 
+/**
+ * How the runtime groups its gradient units (ln_f, blocks from the last, embedding) into buckets: in order,
+ * closing a bucket once it holds `firstBytes` (the first) or `bytes` (the others), like PyTorch DDP's small
+ * first bucket. runtime/parallel/flat.ts builds its buckets with this very function.
+ */
+export function formBuckets(unitBytes: readonly number[], firstBytes: number, bytes: number): number[][] {
+  const buckets: number[][] = [];
+  let current: number[] = [];
+  let size = 0;
+  unitBytes.forEach((b, i) => {
+    current.push(i);
+    size += b;
+    if (size >= (buckets.length === 0 ? firstBytes : bytes)) {
+      buckets.push(current);
+      current = [];
+      size = 0;
+    }
+  });
+  if (current.length) buckets.push(current);
+  return buckets;
+}
+
 /** What the runtime cannot run: these layouts get a reason, not a number. */
 export function runtimeIssues(input: PlanInput, layout: Layout): PlanIssue[] {
   const issues: PlanIssue[] = [];

@@ -1,0 +1,361 @@
+// The coordinator of a parallel run, in the process that owns the run (`scalelm train`): it starts dp × tp
+// ranks (worker threads over shared memory, or one process per device over sockets), relays what they
+// report — rank 0's step and eval records, every rank's memory and communication gauges — to its
+// subscribers exactly like the single-device Trainer (so monitorTrainer serves it unchanged), routes
+// stop/checkpoint requests to the ranks, commits their checkpoint shards, and turns the first failure of
+// any rank into one error naming the rank, the step and the cause, with no rank left running.
+import { randomBytes } from 'node:crypto';
+import { availableParallelism } from 'node:os';
+import { join, relative } from 'node:path';
+import { launchProcessWorld, launchThreadWorld, type WorldResult } from '../comm/launch';
+import type { RunConfig } from '../config/types';
+import { Gpt, gptShape } from '../model/gpt';
+import { tpVocab } from '../model/tp-layers';
+import { estimate } from '../planner/estimate';
+import { planTarget } from '../planner/target';
+import type { Message, StepMessage } from '../protocol';
+import type { RankProcess } from '../telemetry/gpu-sampler';
+import { CHECKPOINT_FORMAT, CHECKPOINT_VERSION, latestCheckpoint, loadHfFolder, readModelTensors } from '../train/checkpoint';
+import { loadTokens } from '../train/data';
+import { optimizerHyper } from '../train/optimizer';
+import type { MessageListener, RunResult, TrainerSetup } from '../train/trainer';
+import { formatStep } from '../train/trainer';
+import { ChannelServer, type RankToCoordinator } from './channel';
+import { commitCheckpoint, consolidate, hasFullFiles, isSharded, readState, removeStaleTemporaries, tmpCheckpointTemplate, type ShardedState } from './checkpoint';
+import type { StartFrom } from './engine';
+import { FlatLayout } from './flat';
+import { describeParallel, ParallelError, resolveLayout, type ParallelLayout } from './layout';
+import { checkpointFolder, type RankArgs, type RankFaults, type RankResult } from './parallel-rank';
+import { localSpecs } from './shard-files';
+import { isSharded as isShardedParam, joinShards } from './shards';
+import type { Faults } from './engine';
+
+export interface ParallelSetup extends TrainerSetup {
+  /** Test hooks: ranks that misbehave on purpose. */
+  faults?: Faults & RankFaults;
+  /** Collect the final parameters (full tensors, by HF name) into `finalParams`. */
+  returnState?: boolean;
+  /** Comm call timeout per rank (default the comm library's). */
+  timeoutMs?: number;
+  /** Force the transport (default: threads, or processes for GPU backends and devices.transport "tcp"). */
+  transport?: ParallelLayout['transport'];
+}
+
+const now = (): number => Date.now();
+/** The rank entry module, next to this file in out/ and in the bundle (dist/parallel-rank.js). */
+export const RANK_ENTRY = join(__dirname, 'parallel-rank.js');
+
+export class ParallelTrainer {
+  readonly layout: ParallelLayout;
+  readonly world: number;
+  step = 0;
+  lastLoss?: number;
+  /** Per step, the mean loss over the data-parallel ranks (index 0 = the first step of this run). */
+  readonly losses: number[] = [];
+  /** With returnState: the trained parameters as full single-device tensors. */
+  finalParams?: Map<string, Float32Array>;
+  private readonly listeners = new Set<MessageListener>();
+  private channel?: ChannelServer;
+  private stopRequested = false;
+  private readonly pids = new Map<number, number>();
+  private readonly progress = new Map<number, number>();
+  private readonly saved = new Map<number, { ranks: Set<number>; bytes: number }>();
+  private readonly commits: Promise<void>[] = [];
+  private lastCommitted = -1;
+  private readonly nonce = randomBytes(4).toString('hex');
+  private readonly start: StartFrom;
+  private readonly resumedFrom?: string;
+  private readonly predicted?: Record<string, number>;
+  private readonly plannedRegistered: number;
+  private truncateTo: number | undefined;
+
+  private constructor(readonly setup: ParallelSetup, start: StartFrom, resumedFrom: string | undefined, startStep: number, lastLoss: number | undefined) {
+    const { config } = setup;
+    this.layout = resolveLayout(config);
+    if (setup.transport) this.layout.transport = setup.transport;
+    this.world = this.layout.world;
+    this.start = start;
+    this.step = startStep;
+    if (lastLoss !== undefined) this.lastLoss = lastLoss;
+    if (resumedFrom) this.resumedFrom = resumedFrom;
+    if (setup.runDir) {
+      const dir = setup.runDir;
+      this.subscribe((m) => dir.publish(m));
+    }
+    const target = planTarget(config);
+    const planned = estimate(target.input, { convention: 'runtime' });
+    if (planned.ok) {
+      const p = planned.memory.perDevice;
+      this.predicted = { params: p.params, grads: p.grads, optimizer: p.optimizer, activations: p.activations, buffers: p.buffers };
+    }
+    this.plannedRegistered = registeredBytes(config, this.layout);
+  }
+
+  static async create(setup: ParallelSetup): Promise<ParallelTrainer> {
+    const { config } = setup;
+    const layout = resolveLayout(config);
+    if (config.train.precision !== 'fp32') throw new ParallelError(`train.precision="${config.train.precision}": the local runtime trains in fp32`);
+    const shape = gptShape(config.model);
+    // Surface data errors here, before any rank starts.
+    loadTokens(config.data, setup.baseDir, { vocab: config.model.vocab, seqLen: config.model.seqLen }, config.train.seed, config.train.evalEvery > 0);
+    let start: StartFrom = { kind: 'fresh' };
+    let resumedFrom: string | undefined;
+    let startStep = 0;
+    let lastLoss: number | undefined;
+    let truncate: number | undefined;
+    if (setup.resume) {
+      if (!setup.runDir) throw new ParallelError('resume needs a run directory');
+      const folder = latestCheckpoint(setup.runDir.checkpoints);
+      if (!folder) throw new ParallelError(`${setup.runDir.checkpoints} holds no complete checkpoint to resume from; start the run again without --resume`);
+      const state = readState(folder);
+      const diffs = (['layers', 'hidden', 'heads', 'vocab', 'positions', 'ffnHidden'] as const).filter((k) => state.model[k] !== shape[k]);
+      if (diffs.length) throw new ParallelError(`${folder} was trained with a different model (${diffs.join(', ')} differ); resume with the run's own config`);
+      if (state.optimizer.kind !== config.train.optimizer) throw new ParallelError(`${folder} holds ${state.optimizer.kind} state but train.optimizer is ${config.train.optimizer}`);
+      if (isSharded(state) && state.layout.dp === layout.dp && state.layout.tp === layout.tp && state.layout.zero === layout.zero) start = { kind: 'resume-sharded', folder };
+      else {
+        // Another layout: go through the single-device files (consolidating the shards once if needed).
+        if (isSharded(state) && !hasFullFiles(folder)) {
+          setup.log?.(`checkpoint ${folder} is sharded for dp=${state.layout.dp} tp=${state.layout.tp} zero=${state.layout.zero}; consolidating it to resume as ${describeParallel(layout)}`);
+          consolidate(folder);
+        }
+        start = { kind: 'resume-full', folder };
+      }
+      startStep = state.step;
+      lastLoss = state.lastLoss;
+      truncate = state.metricsBytes;
+      resumedFrom = folder;
+    } else if (setup.initFrom) {
+      // Check the folder here (names, shapes) so a bad one fails before the ranks start.
+      const specs = new Gpt(shape).paramSpecs();
+      const { existsSync } = await import('node:fs');
+      if (existsSync(join(setup.initFrom, 'state.json')) && existsSync(join(setup.initFrom, 'model.safetensors'))) readModelTensors(join(setup.initFrom, 'model.safetensors'), specs);
+      else loadHfFolder(setup.initFrom, specs, shape);
+      start = { kind: 'init', folder: setup.initFrom };
+    }
+    const t = new ParallelTrainer(setup, start, resumedFrom, startStep, lastLoss);
+    t.truncateTo = truncate;
+    return t;
+  }
+
+  subscribe(listener: MessageListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private publish(msg: Message): void {
+    for (const l of this.listeners) l(msg);
+  }
+
+  private log(line: string, level: 'info' | 'warn' = 'info', record = true): void {
+    this.setup.log?.(line);
+    this.setup.runDir?.log(line);
+    if (record) this.publish({ type: 'log', level, message: line, t: now(), source: 'trainer' });
+  }
+
+  requestStop(): void {
+    this.stopRequested = true;
+    this.channel?.send(0, { k: 'control', action: 'stop' });
+  }
+
+  requestCheckpoint(): void {
+    this.channel?.send(0, { k: 'control', action: 'checkpoint' });
+  }
+
+  get totalSteps(): number {
+    return this.setup.config.train.steps;
+  }
+
+  /** Which process each rank is (one pid for threads), for the GPU sampler and the dashboard. */
+  rankProcesses(): RankProcess[] {
+    return Array.from({ length: this.world }, (_, rank) => ({ rank, pid: this.pids.get(rank) ?? process.pid, device: rank }));
+  }
+
+  private onRank(m: RankToCoordinator): void {
+    switch (m.k) {
+      case 'hello':
+        this.pids.set(m.rank, m.pid);
+        if (m.rank === 0 && this.stopRequested) this.channel?.send(0, { k: 'control', action: 'stop' });
+        return;
+      case 'progress':
+        this.progress.set(m.rank, m.step);
+        return;
+      case 'line':
+        return;
+      case 'msg': {
+        const msg = m.m as Message;
+        this.publish(msg);
+        if (msg.type === 'step') {
+          const s = msg as StepMessage;
+          this.step = s.step;
+          this.lastLoss = s.loss;
+          this.losses.push(s.loss);
+          this.log(formatStep({ step: s.step, loss: s.loss, lr: s.lr, gradNorm: s.gradNorm, stepMs: s.stepMs, tokensPerSec: s.tokensPerSec, memory: s.memory } as unknown as Parameters<typeof formatStep>[0], this.totalSteps), 'info', false);
+        } else if (msg.type === 'eval') this.log(`eval  step ${msg.step}: held-out loss ${msg.loss.toFixed(4)}`, 'info', false);
+        return;
+      }
+      case 'saved': {
+        const entry = this.saved.get(m.step) ?? { ranks: new Set<number>(), bytes: 0 };
+        entry.ranks.add(m.rank);
+        entry.bytes += m.bytes;
+        this.saved.set(m.step, entry);
+        if (entry.ranks.size === this.world) {
+          this.saved.delete(m.step);
+          this.commits.push(this.commit(m.step, entry.bytes));
+        }
+        return;
+      }
+    }
+  }
+
+  private async commit(step: number, shardBytes: number): Promise<void> {
+    const dir = this.setup.runDir!;
+    const cfg = this.setup.config;
+    const metricsBytes = dir.metricsBytes();
+    this.publish({ type: 'status', state: 'checkpointing', t: now(), step });
+    const state: ShardedState = {
+      format: CHECKPOINT_FORMAT,
+      version: CHECKPOINT_VERSION,
+      step,
+      tokens: step * cfg.train.globalBatch * cfg.model.seqLen,
+      data: { nextStep: step + 1, description: 'see config' },
+      rng: { seed: cfg.train.seed },
+      optimizer: { ...optimizerHyper(cfg.train), steps: step },
+      model: gptShape(cfg.model),
+      metricsBytes,
+      ...(this.lastLoss !== undefined ? { lastLoss: this.lastLoss } : {}),
+      savedAt: new Date().toISOString(),
+      config: cfg,
+      layout: { dp: this.layout.dp, tp: this.layout.tp, zero: this.layout.zero, paddedVocab: tpVocab(cfg.model.vocab, this.layout.tp) },
+    };
+    const tmp = checkpointFolder(tmpCheckpointTemplate(dir.checkpoints, this.nonce), step);
+    const { path, bytes } = commitCheckpoint(dir.checkpoints, tmp, state, state.model, cfg.model.dropout);
+    this.lastCommitted = step;
+    this.publish({ type: 'checkpoint', step, path: relative(dir.path, path), bytes: Math.max(bytes, shardBytes), t: now() });
+    this.publish({ type: 'status', state: 'running', t: now(), step });
+    this.log(`checkpoint: ${path} (${this.layout.world} shards)`);
+  }
+
+  /** Trains to train.steps (or until requestStop) on dp × tp ranks. */
+  async run(): Promise<RunResult> {
+    const cfg = this.setup.config;
+    const t = cfg.train;
+    const dir = this.setup.runDir;
+    if (this.truncateTo !== undefined) dir?.truncateMetrics(this.truncateTo);
+    if (!this.resumedFrom) {
+      this.publish({ type: 'hello', protocol: 1, runId: dir?.runId ?? 'run', name: cfg.name, startedAt: now(), world: this.world, config: JSON.parse(JSON.stringify(cfg)), ...(this.setup.plan ? { plan: JSON.parse(JSON.stringify(this.setup.plan)) } : {}) });
+    }
+    this.publish({ type: 'status', state: 'starting', t: now(), step: this.step, ...(this.resumedFrom ? { reason: `resumed from ${this.resumedFrom}` } : {}) });
+    const shape = gptShape(cfg.model);
+    const P = new Gpt(shape).paramSpecs().reduce((n, s) => n + s.shape.reduce((a, b) => a * b, 1), 0);
+    this.log(`parallel: ${describeParallel(this.layout)}; backend ${cfg.devices.backend}`);
+    this.log(`model: ${cfg.model.name} GPT-2 ${cfg.model.layers}L h${cfg.model.hidden} a${cfg.model.heads} vocab ${cfg.model.vocab}${this.layout.tp > 1 ? ` (padded to ${tpVocab(cfg.model.vocab, this.layout.tp)})` : ''} seq ${cfg.model.seqLen}, ${P.toLocaleString('en-US')} parameters`);
+    this.log(
+      `batch: ${t.globalBatch} sequences (${this.layout.dp} dp × ${this.layout.accumulation} × ${t.microBatch}) = ${(t.globalBatch * cfg.model.seqLen).toLocaleString('en-US')} tokens/step; ${t.steps} steps; ${t.optimizer} lr ${t.lr} (${t.schedule}, warm-up ${t.warmupSteps}); recompute ${t.recompute}` +
+        (this.resumedFrom ? `; resuming after step ${this.step}` : ''),
+    );
+    this.publish({ type: 'status', state: 'running', t: now(), step: this.step });
+    if (dir) removeStaleTemporaries(dir.checkpoints);
+    this.channel = await ChannelServer.open((m) => this.onRank(m));
+    if (this.stopRequested) this.channel.send(0, { k: 'control', action: 'stop' });
+    const args: RankArgs = {
+      config: cfg,
+      baseDir: this.setup.baseDir,
+      start: this.start,
+      startStep: this.step,
+      channel: this.channel.path,
+      ...(dir ? { checkpointTemplate: tmpCheckpointTemplate(dir.checkpoints, this.nonce) } : {}),
+      ...(this.setup.threads !== undefined ? { threads: this.setup.threads } : {}),
+      ...(this.predicted ? { predicted: this.predicted } : {}),
+      ...(this.setup.faults ? { faults: this.setup.faults } : {}),
+      ...(this.setup.returnState ? { returnState: true } : {}),
+    };
+    // Registered buffers (buckets, ZeRO partitions, TP scratch) live in each rank's comm arena.
+    const arenaBytes = Math.ceil((this.plannedRegistered * 1.25 + 48 * 2 ** 20) / 65536) * 65536;
+    let result: WorldResult<RankResult>;
+    try {
+      if (this.layout.transport === 'threads') {
+        result = await launchThreadWorld<RankResult>(this.world, RANK_ENTRY, {
+          args, arenaBytes, ...(this.setup.timeoutMs ? { timeoutMs: this.setup.timeoutMs } : {}),
+          spin: this.world <= availableParallelism() ? 2000 : 0,
+        });
+      } else {
+        result = await launchProcessWorld<RankResult>(this.world, RANK_ENTRY, { args, arenaBytes, ...(this.setup.timeoutMs ? { timeoutMs: this.setup.timeoutMs } : {}) });
+      }
+    } finally {
+      await this.channel.close().catch(() => {});
+      this.channel = undefined;
+    }
+    try {
+      await Promise.all(this.commits);
+    } catch (e) {
+      this.publish({ type: 'status', state: 'failed', t: now(), step: this.step, error: { message: `checkpoint: ${(e as Error).message}`, kind: (e as Error).name } });
+      throw e;
+    }
+    if (!result.ok) {
+      const err = this.rootCause(result);
+      this.publish({ type: 'status', state: 'failed', t: now(), step: this.step, error: { message: err.message.slice(0, 16_000), kind: err.name } });
+      throw err;
+    }
+    const r0 = result.results[0]!;
+    if (this.setup.returnState) this.finalParams = gatherFinalParams(cfg, this.layout, result.results as RankResult[]);
+    if (r0.reason === 'stopped') this.publish({ type: 'status', state: 'stopping', t: now(), step: r0.step, reason: 'stop requested' });
+    const checkpoint = dir && this.lastCommitted >= 0 ? join(dir.checkpoints, `step-${String(this.lastCommitted).padStart(6, '0')}`) : dir ? latestCheckpoint(dir.checkpoints) : undefined;
+    this.publish({ type: 'status', state: 'done', t: now(), step: r0.step, ...(r0.reason === 'stopped' ? { reason: `stopped at step ${r0.step}` } : {}) });
+    return { reason: r0.reason, step: r0.step, ...(this.lastLoss !== undefined ? { lastLoss: this.lastLoss } : {}), ...(checkpoint ? { checkpoint } : {}) };
+  }
+
+  /** The failure that started it: a rank's own error rather than the aborts it caused in the others. */
+  private rootCause(result: WorldResult<RankResult>): Error {
+    const failed = result.errors.map((e, rank) => ({ e, rank })).filter((x): x is { e: Error; rank: number } => x.e !== undefined);
+    const own = failed.find((x) => x.e.name !== 'CommAbortedError') ?? failed[0]!;
+    const step = this.progress.get(own.rank);
+    let message = own.e.message;
+    if (!/^rank \d+, step \d+: /.test(message)) message = `rank ${own.rank}${step !== undefined ? `, step ${step}` : ''}: ${message}`;
+    const err = new ParallelError(`${message}${this.world > 1 ? ` — the whole run stopped (${this.world} ranks, none left running)` : ''}`);
+    // Keep the user-facing class of errors a user can act on (out of memory, bad data, …).
+    if (own.e.name && own.e.name !== 'Error' && own.e.name !== 'CommAbortedError') err.name = own.e.name;
+    return err;
+  }
+
+  dispose(): void {
+    this.setup.runDir?.close();
+  }
+}
+
+/** Bytes of registered (shared) memory a rank allocates: gradient buckets or staging, ZeRO-3 partition and gathers, TP scratch. */
+export function registeredBytes(config: RunConfig, layout: ParallelLayout): number {
+  const shape = gptShape(config.model);
+  const Vp = tpVocab(shape.vocab, layout.tp);
+  const specs = localSpecs(new Gpt(shape).paramSpecs(), layout.tp, Vp);
+  const flat = new FlatLayout(specs, shape.layers, layout.zero >= 1 ? layout.dp : 1, layout.firstBucketBytes, layout.bucketBytes, (n) => isShardedParam(n, layout.tp));
+  let floats = 0;
+  if (layout.zero <= 1) floats += flat.buckets.reduce((n, b) => n + b.size, 0);
+  else {
+    const slots = [0, 0];
+    for (const b of flat.buckets) slots[b.index % 2] = Math.max(slots[b.index % 2]!, b.size);
+    floats += slots[0]! + slots[1]!;
+  }
+  if (layout.zero === 3) floats += flat.partition + 2 * Math.max(...flat.units.map((u) => u.padded));
+  if (layout.tp > 1) floats += config.train.microBatch * config.model.seqLen * shape.hidden;
+  return 4 * floats;
+}
+
+/** The full parameters from every rank's returned state (ZeRO-3 partitions, TP shards). */
+function gatherFinalParams(config: RunConfig, layout: ParallelLayout, results: RankResult[]): Map<string, Float32Array> {
+  const shape = gptShape(config.model);
+  const Vp = tpVocab(shape.vocab, layout.tp);
+  const fullSpecs = new Gpt(shape).paramSpecs();
+  const specs = localSpecs(fullSpecs, layout.tp, Vp);
+  const perTp: Map<string, Float32Array>[] = Array.from({ length: layout.tp }, () => new Map());
+  const flat = new FlatLayout(specs, shape.layers, layout.zero >= 1 ? layout.dp : 1, 1, 1, (n) => isShardedParam(n, layout.tp));
+  for (const r of results) {
+    const mine = perTp[r.coords.tp]!;
+    if (r.params && r.coords.dp === 0) for (const [k, v] of Object.entries(r.params)) mine.set(k, v);
+    if (r.owned) {
+      for (const s of specs) if (!mine.has(s.name)) mine.set(s.name, new Float32Array(s.shape.reduce((a, b) => a * b, 1)));
+      for (const seg of flat.segments(r.coords.dp)) mine.get(seg.slot.name)!.set(r.owned.subarray(seg.at, seg.at + seg.length), seg.from);
+    }
+  }
+  return new Map(fullSpecs.map((s) => [s.name, joinShards(s.name, s.shape, perTp.map((p) => p.get(s.name)!), layout.tp)]));
+}
+

@@ -1,0 +1,446 @@
+// One rank of a data × tensor parallel run with ZeRO 0–3: its shard of the model, its data, its gradient
+// reduction and optimizer partition, and its measured memory. How a step runs on a rank:
+//   for each micro-batch: forward (TP all-reduces inside the layers; ZeRO-3 gathers each unit first),
+//     backward (TP all-reduces; each gradient goes to its bucket, full buckets reduce asynchronously),
+//   one world all-reduce of [loss, Σg², stop, checkpoint] (global norm across TP shards and ZeRO partitions),
+//   the update of this rank's partition (clipped), then ZeRO 1/2 all-gather the new parameters.
+import * as tf from '@tensorflow/tfjs-core';
+import type { Comm, ProcessGroup } from '../comm/comm';
+import type { RunConfig } from '../config/types';
+import { activeBackend, initBackend, type BackendInfo } from '../model/backend';
+import { Gpt, gptShape, disposeForwardState, type ForwardState, type GptShape } from '../model/gpt';
+import type { LayerContext } from '../model/layers';
+import { MemoryTracker, type StepMemory } from '../model/memory';
+import { initialValues, ParamStore, type ParamSource, type ParamSpec } from '../model/params';
+import { mix } from '../model/rng';
+import { setHostIds, tpVocab } from '../model/tp-layers';
+import { BatchSampler, loadTokens, type TokenStream } from '../train/data';
+import { loadCheckpoint, readModelTensors } from '../train/checkpoint';
+import { optimizerHyper, stateSlots, type OptimizerHyper } from '../train/optimizer';
+import { learningRate } from '../train/schedule';
+import { FlatLayout, type Segment } from './flat';
+import { GradReducer, type CommTimer } from './grads';
+import { ParallelError, resolveLayout, type ParallelLayout } from './layout';
+import { clipCoefficient, sumSquares, updateRange } from './optim';
+import { isSharded, sliceShard } from './shards';
+import { readShard, type ShardContents } from './shard-files';
+import { NO_HOOKS, ShardedGpt, unitSchedule, type UnitHooks } from './sharded-gpt';
+import { CommTensorGroup } from './tensor-group';
+import { readFloats, tensorFromHost } from './tensor-io';
+import { Zero3Params } from './zero3';
+
+/** Where a rank's initial state comes from. */
+export type StartFrom =
+  | { kind: 'fresh' }
+  /** Weights only: a HF GPT-2 folder or a (consolidated) ScaleLM checkpoint. */
+  | { kind: 'init'; folder: string }
+  /** A full (single-device or consolidated) checkpoint: weights and optimizer state, resharded here. */
+  | { kind: 'resume-full'; folder: string }
+  /** This layout's own sharded checkpoint. */
+  | { kind: 'resume-sharded'; folder: string };
+
+export interface EngineOptions {
+  config: RunConfig;
+  baseDir: string;
+  start: StartFrom;
+  /** Optimizer steps already taken (resume). */
+  optimizerSteps?: number;
+  threads?: number;
+}
+
+export interface StepOutcome {
+  step: number;
+  loss: number;
+  lr: number;
+  gradNorm: number;
+  stepMs: number;
+  memory: StepMemory;
+  /** Summed over the world: non-zero when some rank asked. */
+  stop: boolean;
+  checkpoint: boolean;
+  /** ms this rank waited on communication during the step. */
+  exposedCommMs: number;
+}
+
+/** Test hooks: make a rank misbehave on purpose. */
+export interface Faults {
+  /** This (global) rank sees other tokens than its tensor-parallel peers. */
+  corruptDataRank?: number;
+}
+
+export class RankEngine {
+  readonly layout: ParallelLayout;
+  readonly shape: GptShape;
+  readonly tracker = new MemoryTracker();
+  readonly model: ShardedGpt;
+  readonly flat: FlatLayout;
+  readonly mine: Segment[];
+  readonly tpGroup: CommTensorGroup;
+  readonly tp: ProcessGroup;
+  readonly dp: ProcessGroup;
+  readonly coords: { tp: number; dp: number };
+  readonly hyper: OptimizerHyper;
+  readonly reducer: GradReducer;
+  readonly params: ParamStore | undefined;
+  readonly zero3: Zero3Params | undefined;
+  /** Optimizer state over this rank's partition, in stateSlots order. */
+  readonly state: Float32Array[];
+  readonly sampler: BatchSampler;
+  readonly evalSampler: BatchSampler | undefined;
+  readonly timer: CommTimer = { exposedMs: 0 };
+  /** Full (unsharded) parameter specs, in the single-device order. */
+  readonly fullSpecs: ParamSpec[];
+  readonly paddedVocab: number;
+  optimizerSteps = 0;
+  faults: Faults = {};
+  private readonly specs: ParamSpec[];
+
+  private constructor(
+    readonly comm: Comm,
+    readonly options: EngineOptions,
+    readonly backend: BackendInfo,
+    readonly data: TokenStream,
+    mesh: { tp: ProcessGroup; dp: ProcessGroup; coords: { tp: number; dp: number } },
+  ) {
+    const { config } = options;
+    this.layout = resolveLayout(config);
+    this.shape = gptShape(config.model);
+    this.tp = mesh.tp;
+    this.dp = mesh.dp;
+    this.coords = mesh.coords;
+    this.tracker.install();
+    this.tracker.device = `rank ${comm.rank} (${backend.label}, tp ${this.coords.tp}, dp ${this.coords.dp})`;
+    this.tracker.capacity = backend.name === 'wasm' || backend.name === 'cpu' ? config.devices.memory : Infinity;
+    this.tracker.where = { step: 0, phase: 'setup', layer: 'parameters' };
+    this.hyper = optimizerHyper(config.train);
+    this.paddedVocab = tpVocab(this.shape.vocab, this.layout.tp);
+    this.tpGroup = new CommTensorGroup(comm, this.tp, this.tracker, this.timer);
+    this.model = new ShardedGpt(this.shape, config.train.recompute, this.tpGroup, this.paddedVocab);
+    this.fullSpecs = new Gpt(this.shape, config.train.recompute).paramSpecs();
+    this.specs = this.model.paramSpecs();
+    const L = this.layout;
+    this.flat = new FlatLayout(this.specs, this.shape.layers, L.zero >= 1 ? L.dp : 1, L.firstBucketBytes, L.bucketBytes, (n) => isSharded(n, L.tp));
+    this.mine = this.flat.segments(L.zero >= 1 ? this.coords.dp : 0);
+    this.sampler = new BatchSampler(data.train, config.model.seqLen, config.train.seed, 'train');
+    if (config.train.evalEvery > 0) this.evalSampler = new BatchSampler(data.val, config.model.seqLen, config.train.seed, 'val');
+    if (L.tp > 1) this.tpGroup.reserve(config.train.microBatch * config.model.seqLen * this.shape.hidden);
+    if (L.zero === 3) {
+      const owned = comm.alloc(this.flat.partition);
+      owned.fill(0);
+      this.tracker.hold('params', 4 * this.flat.partition);
+      this.zero3 = new Zero3Params(comm, this.dp, this.flat, owned, this.tracker, this.timer);
+      this.params = undefined;
+    } else {
+      this.params = new ParamStore(this.specs, this.tracker);
+      this.zero3 = undefined;
+    }
+    this.state = stateSlots(this.hyper.kind).map(() => new Float32Array(this.flat.partition));
+    this.tracker.hold('optimizer', 4 * this.flat.partition * this.state.length);
+    this.reducer = new GradReducer(comm, this.dp, this.flat, L.zero, this.tracker, this.timer);
+  }
+
+  static async create(comm: Comm, options: EngineOptions): Promise<RankEngine> {
+    const { config } = options;
+    const layout = resolveLayout(config);
+    if (layout.world !== comm.size) throw new ParallelError(`the layout needs ${layout.world} ranks but the world has ${comm.size}`);
+    const backend = activeBackend() ?? (await initBackend(config.devices.backend, options.threads !== undefined ? { threads: options.threads } : {}));
+    if (backend.name === 'webgpu') throw new ParallelError('devices.backend="webgpu": the parallel engine reads tensors synchronously for its collectives, which WebGPU in Node cannot; use wasm or cpu when dp·tp > 1');
+    const mesh = comm.mesh({ tp: layout.tp, pp: 1 });
+    const data = loadTokens(config.data, options.baseDir, { vocab: config.model.vocab, seqLen: config.model.seqLen }, config.train.seed, config.train.evalEvery > 0);
+    const engine = new RankEngine(comm, options, backend, data, { tp: mesh.tp, dp: mesh.dp, coords: { tp: mesh.coords.tp, dp: mesh.coords.dp } });
+    try {
+      engine.initState();
+    } catch (e) {
+      engine.dispose();
+      throw e;
+    }
+    return engine;
+  }
+
+  /** The ParamSource the layers read: the store, or ZeRO-3's gathered units. */
+  private source(): ParamSource {
+    return this.zero3 ?? this.params!;
+  }
+
+  private hooks(): UnitHooks {
+    return this.zero3 ?? NO_HOOKS;
+  }
+
+  // ---- initial state ----------------------------------------------------------------------------------
+
+  private initState(): void {
+    const { start, config } = this.options;
+    const tp = this.layout.tp;
+    const place = (name: string, local: Float32Array) => {
+      if (this.params) this.params.setValues(name, local);
+      else for (const s of this.segmentsOf(name)) this.zero3!.owned.set(local.subarray(s.from, s.from + s.length), s.at);
+    };
+    const placeState = (name: string, slots: Float32Array[]) => {
+      for (const s of this.segmentsOf(name)) slots.forEach((v, i) => this.state[i]!.set(v.subarray(s.from, s.from + s.length), s.at));
+    };
+    const full = (spec: ParamSpec, v: Float32Array) => sliceShard(spec.name, spec.shape, v, tp, this.coords.tp, this.paddedVocab);
+    this.optimizerSteps = this.options.optimizerSteps ?? 0;
+    if (start.kind === 'resume-sharded') {
+      const own = readShard(start.folder, this.coords, this.layout);
+      const lead = this.coords.dp === 0 || this.layout.zero >= 1 ? own : readShard(start.folder, { tp: this.coords.tp, dp: 0 }, this.layout);
+      this.loadShard(own, lead);
+      return;
+    }
+    if (start.kind === 'resume-full') {
+      const ck = loadCheckpoint(start.folder, this.fullSpecs, { shape: this.shape, optimizer: this.hyper.kind });
+      for (const spec of this.fullSpecs) {
+        place(spec.name, full(spec, ck.params.get(spec.name)!));
+        placeState(spec.name, ck.optimizer.get(spec.name)!.map((v) => full(spec, v)));
+      }
+      this.optimizerSteps = ck.state.optimizer.steps;
+      return;
+    }
+    let values: Map<string, Float32Array> | undefined;
+    if (start.kind === 'init') {
+      const { existsSync } = require('node:fs') as typeof import('node:fs');
+      const { join } = require('node:path') as typeof import('node:path');
+      const { loadHfFolder } = require('../train/checkpoint') as typeof import('../train/checkpoint');
+      values = existsSync(join(start.folder, 'state.json')) && existsSync(join(start.folder, 'model.safetensors'))
+        ? readModelTensors(join(start.folder, 'model.safetensors'), this.fullSpecs)
+        : loadHfFolder(start.folder, this.fullSpecs, this.shape);
+    }
+    // Every layout starts from the single-device weights: the full tensor, drawn once per name, then sliced.
+    for (const spec of this.fullSpecs) place(spec.name, full(spec, values?.get(spec.name) ?? initialValues(spec, config.train.seed)));
+  }
+
+  /** This rank's partition segments of one parameter. */
+  private segmentsOf(name: string): Segment[] {
+    return this.mine.filter((s) => s.slot.name === name);
+  }
+
+  private loadShard(own: ShardContents, lead: ShardContents): void {
+    if (this.params) {
+      for (const spec of this.specs) {
+        const v = lead.params.get(spec.name);
+        if (!v) throw new ParallelError(`${lead.file}: missing parameter ${spec.name}`);
+        this.params.setValues(spec.name, v);
+      }
+    } else this.zero3!.owned.set(own.partition.get('params')!);
+    const stateFrom = this.layout.zero >= 1 ? own : lead;
+    stateSlots(this.hyper.kind).forEach((slot, i) => this.state[i]!.set(stateFrom.partition.get(slot)!));
+    this.optimizerSteps = own.optimizerSteps;
+  }
+
+  // ---- one step -----------------------------------------------------------------------------------------
+
+  private context(step: number, micro: number, train: boolean): LayerContext {
+    const { config } = this.options;
+    return { params: this.source(), tracker: this.tracker, seq: config.model.seqLen, dropout: train ? config.model.dropout : 0, dropoutSeed: mix(config.train.seed, step, micro, 0xd0) };
+  }
+
+  /** The rows of step `step`'s global batch that micro-batch `a` of this data-parallel rank trains on. */
+  private batch(step: number, a: number): { tokens: Int32Array; targets: Int32Array } {
+    const t = this.options.config.train;
+    const perRank = t.globalBatch / this.layout.dp;
+    const b = this.sampler.batch(step, this.coords.dp * perRank + a * t.microBatch, t.microBatch);
+    if (this.faults.corruptDataRank === this.comm.rank) b.tokens[0] = (b.tokens[0]! + 1) % this.shape.vocab;
+    return b;
+  }
+
+  /** Ranks of one tensor-parallel group must see identical tokens (DeepSpeed's guard): a mismatch is an error. */
+  private checkSameData(tokens: Int32Array, targets: Int32Array, step: number, micro: number): void {
+    if (this.layout.tp === 1) return;
+    const h = new Float32Array(4);
+    const hash = (a: Int32Array) => {
+      let x = 0x811c9dc5;
+      for (let i = 0; i < a.length; i++) x = Math.imul(x ^ a[i]!, 0x01000193);
+      return (x >>> 8) & 0xffffff; // exact in float32
+    };
+    h[0] = hash(tokens);
+    h[1] = -h[0];
+    h[2] = hash(targets);
+    h[3] = -h[2];
+    this.tp.allReduce(h, 'max');
+    if (h[0] !== -h[1] || h[2] !== -h[3]) {
+      throw new ParallelError(`data mismatch inside tensor-parallel group ${this.tp.name} at step ${step}, micro-batch ${micro}: its ranks were given different tokens (every rank of a TP group must train on the same rows)`);
+    }
+  }
+
+  /**
+   * One optimizer step. `ask`: this rank's requests (stop, checkpoint), summed over the world in the
+   * step's single scalar all-reduce so every rank acts on the same step.
+   */
+  trainStep(step: number, ask: { stop?: boolean; checkpoint?: boolean } = {}): StepOutcome {
+    const { config } = this.options;
+    const t = config.train;
+    const A = this.layout.accumulation;
+    const lr = learningRate(t, step);
+    this.tracker.beginStep(step);
+    this.timer.exposedMs = 0;
+    const t0 = performance.now();
+    let state: ForwardState | undefined;
+    let lossSum = 0;
+    this.reducer.beginStep();
+    try {
+      for (let a = 0; a < A; a++) {
+        const b = this.batch(step, a);
+        this.checkSameData(b.tokens, b.targets, step, a);
+        const ctx = this.context(step, this.coords.dp * A + a, true);
+        const tokens = tf.tensor1d(b.tokens, 'int32');
+        const targets = tf.tensor1d(b.targets, 'int32');
+        setHostIds(tokens, b.tokens);
+        setHostIds(targets, b.targets);
+        this.zero3?.begin(unitSchedule(this.shape.layers, true));
+        const out = this.model.forward(ctx, tokens, targets, true, this.hooks());
+        tokens.dispose();
+        targets.dispose();
+        state = out.state;
+        lossSum += readFloats(out.loss)[0]!;
+        out.loss.dispose();
+        this.reducer.beginMicro(a, a === A - 1);
+        this.model.backward(ctx, state!, 1 / A, this.reducer.sink, this.hooks());
+        state = undefined;
+        this.reducer.endMicro();
+      }
+      this.tracker.where = { step, phase: 'optimizer', layer: 'clip' };
+      // One scalar all-reduce over the world: the mean loss over dp, Σg² over TP shards and ZeRO
+      // partitions (replicated parameters counted once), and the ranks' requests.
+      const tpLead = this.coords.tp === 0;
+      const partitioned = this.layout.zero >= 1;
+      let sq = 0;
+      if (partitioned || this.coords.dp === 0) {
+        for (const s of this.mine) {
+          if (!s.slot.sharded && !tpLead) continue;
+          const [g, at] = this.reducer.gradOf(s);
+          sq += sumSquares(g, at, s.length);
+        }
+      }
+      const scalars = new Float32Array([tpLead ? lossSum / A / this.layout.dp : 0, sq, ask.stop ? 1 : 0, ask.checkpoint ? 1 : 0]);
+      this.comm.world.allReduce(scalars, 'sum');
+      const gradNorm = Math.sqrt(scalars[1]!);
+      const coef = clipCoefficient(gradNorm, t.gradClip);
+      this.tracker.where.layer = 'update';
+      this.update(lr, coef);
+      if (this.zero3 && this.zero3.live().length) throw new Error(`ZeRO-3: ${this.zero3.live().join(', ')} still gathered after the step`);
+      const stepMs = performance.now() - t0;
+      return {
+        step, loss: scalars[0]!, lr, gradNorm, stepMs, memory: this.tracker.stepMemory(),
+        stop: scalars[2]! > 0, checkpoint: scalars[3]! > 0, exposedCommMs: this.timer.exposedMs,
+      };
+    } finally {
+      disposeForwardState(state);
+    }
+  }
+
+  /** Updates this rank's partition; ZeRO 0–2 rebuild the parameter tensors, ZeRO-3 updates its partition in place. */
+  private update(lr: number, coef: number): void {
+    const step = ++this.optimizerSteps;
+    const [s0, s1] = this.state as [Float32Array, Float32Array | undefined];
+    const args = (decay: boolean) => ({ lr, step, coef, decay });
+    const zero = this.layout.zero;
+    if (zero === 3) {
+      const owned = this.zero3!.owned;
+      for (const s of this.mine) {
+        const [g, gAt] = this.reducer.gradOf(s);
+        updateRange(this.hyper, args(s.slot.decay), owned, s.at, owned, s.at, g, gAt, s0, s1, s.at, s.length);
+      }
+      return;
+    }
+    const params = this.params!;
+    if (zero === 0) {
+      // Every rank holds every gradient (all-reduced): each updates the whole model, identically.
+      let i = 0;
+      while (i < this.mine.length) {
+        const slot = this.mine[i]!.slot;
+        const out = new Float32Array(slot.numel);
+        const p = readFloats(params.get(slot.name));
+        for (; i < this.mine.length && this.mine[i]!.slot === slot; i++) {
+          const s = this.mine[i]!;
+          const [g, gAt] = this.reducer.gradOf(s);
+          updateRange(this.hyper, args(slot.decay), p, s.from, out, s.from, g, gAt, s0, s1, s.at, s.length);
+        }
+        params.set(slot.name, tensorFromHost(out, slot.shape));
+      }
+      return;
+    }
+    // ZeRO 1/2: update the partition into this rank's span of each bucket, all-gather, unpack into tensors.
+    const k = this.coords.dp;
+    this.reducer.gatherParams(
+      (b, buf) => {
+        for (const s of this.flat.bucketSegments(k, b)) {
+          const [g, gAt] = this.reducer.gradOf(s);
+          const p = readFloats(params.get(s.slot.name));
+          updateRange(this.hyper, args(s.slot.decay), p, s.from, buf, k * b.part + (s.at - b.partOffset), g, gAt, s0, s1, s.at, s.length);
+        }
+      },
+      (b, buf) => {
+        for (const u of b.units) {
+          for (const slot of this.flat.units[u]!.slots) {
+            const v = new Float32Array(slot.numel);
+            for (const [from, n, to] of slot.toBucket) v.set(buf.subarray(to, to + n), from);
+            params.set(slot.name, tensorFromHost(v, slot.shape));
+          }
+        }
+      },
+    );
+  }
+
+  /** Mean held-out loss over train.evalBatches micro-batches, shared out over the data-parallel ranks. */
+  evaluate(step: number): number {
+    if (!this.evalSampler) throw new ParallelError('evaluation needs train.evalEvery > 0');
+    const t = this.options.config.train;
+    const dp = this.layout.dp;
+    // Every rank runs the same number of passes (ZeRO-3 gathers are collective); extras count for nothing.
+    const passes = Math.ceil(t.evalBatches / dp);
+    let sum = 0;
+    for (let k = 0; k < passes; k++) {
+      const i = this.coords.dp + k * dp;
+      const b = this.evalSampler.batch(0, (i % t.evalBatches) * t.microBatch, t.microBatch);
+      const tokens = tf.tensor1d(b.tokens, 'int32');
+      const targets = tf.tensor1d(b.targets, 'int32');
+      setHostIds(tokens, b.tokens);
+      setHostIds(targets, b.targets);
+      this.zero3?.begin(unitSchedule(this.shape.layers, false));
+      const { loss } = this.model.forward(this.context(step, i, false), tokens, targets, false, this.hooks());
+      tokens.dispose();
+      targets.dispose();
+      if (i < t.evalBatches && this.coords.tp === 0) sum += readFloats(loss)[0]!;
+      loss.dispose();
+    }
+    const total = new Float32Array([sum]);
+    this.comm.world.allReduce(total, 'sum');
+    return total[0]! / t.evalBatches;
+  }
+
+  // ---- state out ------------------------------------------------------------------------------------------
+
+  /** This rank's parameter shards by name (ZeRO-3: only the segments of its partition are filled). */
+  async localParams(): Promise<Map<string, Float32Array>> {
+    const out = new Map<string, Float32Array>();
+    if (this.params) {
+      for (const spec of this.specs) out.set(spec.name, new Float32Array((await this.params.get(spec.name).data()) as Float32Array));
+    }
+    return out;
+  }
+
+  /** What this rank writes into a sharded checkpoint (see shard-files.ts). */
+  async shardContents(): Promise<{ params: Map<string, Float32Array>; partition: Map<string, Float32Array>; writes: boolean }> {
+    const slots = stateSlots(this.hyper.kind);
+    const partition = new Map<string, Float32Array>();
+    const writesParams = this.layout.zero === 3 || this.coords.dp === 0;
+    const writesState = this.layout.zero >= 1 || this.coords.dp === 0;
+    if (this.zero3) partition.set('params', this.zero3.owned.slice());
+    if (writesState) slots.forEach((slot, i) => partition.set(slot, this.state[i]!.slice()));
+    const params = this.params && writesParams ? await this.localParams() : new Map<string, Float32Array>();
+    return { params, partition, writes: writesParams || writesState };
+  }
+
+  /** The partition of the flat parameters this rank owns (ZeRO-3), else undefined. */
+  ownedParams(): Float32Array | undefined {
+    return this.zero3?.owned;
+  }
+
+  dispose(): void {
+    this.zero3?.dispose();
+    this.reducer.dispose();
+    this.tpGroup.release();
+    this.params?.dispose();
+    if (this.zero3) this.comm.free(this.zero3.owned);
+    this.tracker.dispose();
+  }
+}

@@ -8,6 +8,7 @@ import { CliError, intFlag, parseArgs, type Command } from './args';
 import { readRawConfig } from './load';
 import type { RunDir as RunDirType } from '../train/run-dir';
 import type { Trainer as TrainerType } from '../train/trainer';
+import type { ParallelTrainer as ParallelTrainerType } from '../parallel/coordinator';
 
 const USAGE = `usage: scalelm train <file.scalelm.json> [--set path=value]… [--steps N] [--run-dir DIR] [--init-from HF_GPT2_DIR] [--threads N]
        scalelm train --resume DIR [--steps N] [--set path=value]…
@@ -23,7 +24,7 @@ The run is served live on monitor.host (127.0.0.1) with a per-run token: the fir
 A layout whose planned memory does not fit devices.memory is refused before anything starts.`;
 
 /** Errors a user can meet: printed as one message, exit 1. */
-const USER_ERRORS = new Set(['ConfigError', 'DataError', 'CheckpointError', 'SafetensorsError', 'TrainError', 'BackendError', 'DeviceOutOfMemoryError', 'RunDirError', 'ModelShapeError']);
+const USER_ERRORS = new Set(['ConfigError', 'DataError', 'CheckpointError', 'SafetensorsError', 'TrainError', 'BackendError', 'DeviceOutOfMemoryError', 'RunDirError', 'ModelShapeError', 'ParallelError']);
 
 export const train: Command = async (argv) => {
   const args = parseArgs(argv, { values: ['steps', 'run-dir', 'resume', 'init-from', 'threads'], repeatable: ['set'], positional: [0, 1], usage: USAGE });
@@ -82,21 +83,32 @@ export const train: Command = async (argv) => {
     return 1;
   }
 
-  let trainer: TrainerType;
+  // dp·tp > 1 (or ZeRO, or the socket transport) runs on the parallel engine: one rank per device.
+  const { isParallel } = await import('../parallel/layout');
+  const parallel = isParallel(config);
+  let trainer: TrainerType | ParallelTrainerType;
   try {
     if (!resumeDir) runDir = RunDir.create(args.values.get('run-dir') ?? defaultRunDir(baseDir, config));
     runDir!.writeConfig(config, { ...(file ? { file } : {}), baseDir, raw });
-    trainer = await Trainer.create({
+    const setup = {
       config,
       baseDir,
       runDir: runDir!,
       resume: Boolean(resumeDir),
       ...(args.values.has('init-from') ? { initFrom: resolve(args.values.get('init-from')!) } : {}),
       ...(threads !== undefined ? { threads } : {}),
-      log: (line) => console.log(line),
+      log: (line: string) => console.log(line),
       sampleBytes: 200,
       ...(fit.result.ok ? { plan: { convention: fit.target.convention, target: fit.target.label, capacity: fit.target.capacity, perDevice: fit.result.memory.perDevice } } : {}),
-    });
+    };
+    if (parallel) {
+      const { ParallelTrainer } = await import('../parallel/coordinator');
+      trainer = await ParallelTrainer.create(setup);
+    } else {
+      // A sharded checkpoint of a parallel run resumes here once it is consolidated into single-device files.
+      if (resumeDir) (await import('../parallel/checkpoint')).consolidateLatestIfSharded(runDir!.checkpoints, (line) => console.log(line));
+      trainer = await Trainer.create(setup);
+    }
   } catch (e) {
     throw asCliError(e);
   }
@@ -107,11 +119,18 @@ export const train: Command = async (argv) => {
       trainer,
       runDir: runDir!,
       config,
+      ...(parallel ? { world: (trainer as ParallelTrainerType).world } : {}),
       warn: (line) => console.error(line),
     });
   } catch (e) {
     trainer.dispose();
     throw asCliError(e);
+  }
+  if (parallel) {
+    // Which process (and device) each rank is: the GPU sampler and the per-rank memory panels use it.
+    const pt = trainer as ParallelTrainerType;
+    monitored.recorder.setRanks(pt.rankProcesses());
+    pt.onRanks((ranks) => monitored.recorder.setRanks(ranks));
   }
   const url = monitored.server.dashboardUrl;
   console.log(`run directory: ${runDir!.path}`);

@@ -8,10 +8,10 @@
 // `consolidate` adds model.safetensors (HF names, Conv1D layout) and optimizer.safetensors to a sharded
 // folder: it is then also a single-device checkpoint, from which any layout (and `scalelm train` on one
 // device) can resume.
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { Gpt, type GptShape } from '../model/gpt';
-import { CHECKPOINT_FORMAT, CheckpointError, hfConfig, stepFolder, writeAtomic, type CheckpointState, KEEP_CHECKPOINTS } from '../train/checkpoint';
+import { CHECKPOINT_FORMAT, CheckpointError, hfConfig, KEEP_CHECKPOINTS, latestCheckpoint, stepFolder, writeAtomic, type CheckpointState } from '../train/checkpoint';
 import { stateSlots } from '../train/optimizer';
 import { writeSafetensors, type TensorToWrite } from '../train/safetensors';
 import { consolidateShards, type ShardLayout } from './shard-files';
@@ -153,6 +153,12 @@ export function readConsolidated(folder: string): { params: Map<string, Float32A
   return { params: r.params, optimizer: r.optimizer, state };
 }
 
-export function ensureDir(path: string): void {
-  mkdirSync(path, { recursive: true });
+/** Before a single-device resume: consolidates the run's latest checkpoint if it is sharded and not yet consolidated. */
+export function consolidateLatestIfSharded(checkpointsDir: string, log: (line: string) => void): void {
+  const folder = latestCheckpoint(checkpointsDir);
+  if (!folder) return;
+  const state = readState(folder);
+  if (!isSharded(state) || hasFullFiles(folder)) return;
+  log(`checkpoint ${folder} is sharded (dp=${state.layout.dp} tp=${state.layout.tp} zero=${state.layout.zero}); consolidating it to resume on one device`);
+  consolidate(folder);
 }

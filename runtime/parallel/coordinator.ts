@@ -68,6 +68,7 @@ export class ParallelTrainer {
   private readonly predicted?: Record<string, number>;
   private readonly plannedRegistered: number;
   private truncateTo: number | undefined;
+  private ranksListener?: (ranks: RankProcess[]) => void;
 
   private constructor(readonly setup: ParallelSetup, start: StartFrom, resumedFrom: string | undefined, startStep: number, lastLoss: number | undefined) {
     const { config } = setup;
@@ -170,10 +171,16 @@ export class ParallelTrainer {
     return Array.from({ length: this.world }, (_, rank) => ({ rank, pid: this.pids.get(rank) ?? process.pid, device: rank }));
   }
 
+  /** Called once every rank has said which process it is. */
+  onRanks(listener: (ranks: RankProcess[]) => void): void {
+    this.ranksListener = listener;
+  }
+
   private onRank(m: RankToCoordinator): void {
     switch (m.k) {
       case 'hello':
         this.pids.set(m.rank, m.pid);
+        if (this.pids.size === this.world) this.ranksListener?.(this.rankProcesses());
         if (m.rank === 0 && this.stopRequested) this.channel?.send(0, { k: 'control', action: 'stop' });
         return;
       case 'progress':

@@ -72,6 +72,9 @@ class CommTotals {
 
 export async function main(comm: Comm, args: RankArgs): Promise<RankResult> {
   const rank = comm.rank;
+  // A rank process shares the terminal's process group: Ctrl-C is the coordinator's to handle (it stops
+  // every rank after the step, with a checkpoint), not a reason for one rank to die.
+  if (comm.transport === 'socket') process.on('SIGINT', () => {});
   const asked = { stop: false, checkpoint: false };
   const channel = args.channel
     ? await ChannelClient.connect(args.channel, (m) => {

@@ -7,7 +7,7 @@ import { basename } from 'node:path';
 import type { Message, RunSummary, SnapshotMessage } from '../runtime/protocol';
 import { readRun } from '../runtime/telemetry/run-store';
 import { RunHistory } from '../runtime/telemetry/history';
-import { toWebview, type ChooseLayoutMessage, type HostToWebview, type WebviewToHost } from '../webview/messages';
+import { toWebview, type ChooseLayoutMessage, type HostToWebview, type ShowTabMessage, type WebviewToHost } from '../webview/messages';
 import type { DashboardPanel } from './dashboard-panel';
 import { parseJsonc } from './json-paths';
 import { configFieldsEdit } from './quick-fixes';
@@ -100,10 +100,15 @@ export class DashboardFeed implements vscode.Disposable {
     this.send({ type: 'runHistory', runId: snapshot.runId, snapshot });
   }
 
-  /** Opens the Planner tab on a config file (its JSON as written). */
+  /** Gives the Planner tab a config file (its JSON as written), and brings the tab to the front if asked. */
   showPlanner(uri: vscode.Uri, config: unknown, show: boolean): void {
     if (typeof config !== 'object' || config === null || Array.isArray(config)) return;
-    this.send({ type: 'plannerInput', source: vscode.workspace.asRelativePath(uri), config: config as never, ...(show ? { show: true } : {}) });
+    this.send({ type: 'plannerInput', source: vscode.workspace.asRelativePath(uri), config: config as never });
+    if (show) this.showTab('planner');
+  }
+
+  showTab(tab: ShowTabMessage['tab']): void {
+    this.send({ type: 'showTab', tab });
   }
 
   private unfollow(): void {

@@ -72,6 +72,7 @@ export function activate(context: vscode.ExtensionContext): ScaleLMApi {
     if (target?.runId) {
       const run = runs.get(target.runId);
       if (run) feed?.follow(run);
+      feed?.showTab('curves');
     } else if (target?.runDir) {
       await feed?.showPast(target.runDir);
     }

@@ -202,7 +202,9 @@ export class Dashboard {
         break;
       case 'plannerInput':
         this.planner.setOpenConfig(m.source, m.config, true);
-        if (m.show && this.state.tab !== 'planner') this.save({ tab: 'planner' });
+        break;
+      case 'showTab':
+        if (this.state.tab !== m.tab) this.save({ tab: m.tab });
         break;
       case 'connection':
         this.header.setConnection(m.state === 'open' ? 'live' : `${m.state}${m.detail ? `: ${m.detail}` : ''}`, m.state === 'closed' || m.state === 'waiting');

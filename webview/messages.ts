@@ -12,6 +12,7 @@
 //   RunHistoryMessage              another run's snapshot, drawn as the overlay: the answer to 'compareRun',
 //                                  or sent unasked when the user picks "Compare Runs" in the host's Runs view
 //   PlannerInputMessage            the open *.scalelm.json (or HF config.json) for the Planner tab
+//   ShowTabMessage                 bring a tab to the front (Curves on launch, Planner on "Suggest Parallel Layouts")
 //   ConnectionMessage              the state of the host's link to the runtime
 //   PingMessage / InspectMessage   health check and test probe: answered with 'pong' / 'inspectResult'
 //
@@ -41,6 +42,7 @@ import {
   type SnapshotMessage,
 } from '../runtime/protocol';
 import type { Layout } from '../runtime/planner/types';
+import { TABS, type Tab } from './ui-state';
 
 // ------------------------------------------------------------------------------------------ host -> webview
 
@@ -71,8 +73,12 @@ export interface PlannerInputMessage {
   source: string;
   /** The file as the user wrote it (JSON, comments stripped): a *.scalelm.json or a HuggingFace config.json. */
   config: JsonObject;
-  /** Switch to the Planner tab ("ScaleLM: Suggest Parallel Layouts"). */
-  show?: boolean;
+}
+
+/** Brings a tab to the front: Curves when a run is launched, Planner for "Suggest Parallel Layouts". */
+export interface ShowTabMessage {
+  type: 'showTab';
+  tab: Tab;
 }
 
 export type ConnectionState = 'connecting' | 'open' | 'waiting' | 'closed';
@@ -100,6 +106,7 @@ export type HostToWebview =
   | RunsMessage
   | RunHistoryMessage
   | PlannerInputMessage
+  | ShowTabMessage
   | ConnectionMessage
   | PingMessage
   | InspectMessage;
@@ -284,8 +291,11 @@ export function validateHostMessage(v: unknown): Result<HostToWebview> & { dropp
       } catch {
         return fail('plannerInput.config must be plain JSON');
       }
-      if (v.show !== undefined && typeof v.show !== 'boolean') return fail('plannerInput.show must be true or false');
-      return { ok: true, value: { type: 'plannerInput', source: v.source, config, ...(v.show ? { show: true } : {}) } };
+      return { ok: true, value: { type: 'plannerInput', source: v.source, config } };
+    }
+    case 'showTab': {
+      if (!(TABS as readonly unknown[]).includes(v.tab)) return fail(`showTab.tab must be one of ${TABS.join(', ')}`);
+      return { ok: true, value: { type: 'showTab', tab: v.tab as Tab } };
     }
     case 'connection': {
       const states: ConnectionState[] = ['connecting', 'open', 'waiting', 'closed'];

@@ -5,7 +5,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import * as vscode from 'vscode';
 import type { ScaleLMApi } from '../../../extension/extension';
-import { waitFor } from '../workbench';
+import { bridgeAvailable, waitFor, workbench } from '../workbench';
 
 function workspaceFile(name: string): vscode.Uri {
   return vscode.Uri.joinPath(vscode.workspace.workspaceFolders![0]!.uri, name);
@@ -37,6 +37,11 @@ describe('Launch Training from VS Code', function () {
       return r.stepsShown >= 3 ? r : undefined;
     }, 30_000);
     console.log(`dashboard shows run ${seen.runId}: ${seen.stepsShown} steps, ${seen.memory.length} memory panel(s)`);
+    if (bridgeAvailable()) {
+      await vscode.commands.executeCommand('notifications.clearAll');
+      await vscode.window.showTextDocument(workspaceFile('a.scalelm.json'), { viewColumn: vscode.ViewColumn.One, preview: false });
+      console.log(`workbench during the run: ${await workbench.screenshot('live-run')}`);
+    }
     await waitFor('the run to finish', () => run.state === 'done' || run.state === 'failed', 180_000);
     assert.equal(run.state, 'done', run.detail);
     assert.equal(run.lastStep?.step, 10);

@@ -94,7 +94,7 @@ export function joinShards(name: string, fullShape: readonly number[], shards: F
       for (let r = 0; r < tp; r++) {
         const first = r * rows;
         const realRows = Math.max(0, Math.min(rows, fullShape[0]! - first));
-        out.set(shards[r]!.subarray(0, realRows * rowLen), first * rowLen);
+        if (realRows > 0) out.set(shards[r]!.subarray(0, realRows * rowLen), first * rowLen);
       }
       break;
     }

@@ -17,7 +17,7 @@ const USAGE = `usage: scalelm train <file.scalelm.json> [--set path=value]… [-
   --run-dir DIR    where metrics.jsonl, logs/ and checkpoints/ go (default <config folder>/<monitor.runDir>/<name>-<time>)
   --resume DIR     continue the run in DIR from its latest checkpoint (same loss curve as an uninterrupted run)
   --init-from DIR  initial weights: a local HuggingFace GPT-2 folder (config.json + model.safetensors) or a ScaleLM checkpoint
-  --threads N      wasm threads (default 1, or SCALELM_WASM_THREADS)
+  --threads N      wasm threads (default: SCALELM_WASM_THREADS, else one per core up to 4)
 
 The run is served live on monitor.host (127.0.0.1) with a per-run token: the first stdout line is JSON
 ({"scalelm":"listening",…}) for programs, followed by the dashboard URL for people.

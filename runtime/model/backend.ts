@@ -5,6 +5,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { useKernelsFor } from './ops';
 
@@ -32,7 +33,7 @@ export class BackendError extends Error {
 }
 
 export interface BackendOptions {
-  /** wasm threads (1 = no worker threads). Defaults to SCALELM_WASM_THREADS or 1. */
+  /** wasm threads (1 = no worker threads). Defaults to SCALELM_WASM_THREADS, else one per core up to 4. */
   threads?: number;
 }
 
@@ -111,6 +112,11 @@ export function wasmBinaryDirs(): string[] {
   return dirs;
 }
 
+/** One XNNPACK thread per core, up to 4 (matmuls scale; the JavaScript kernels between them stay on one). */
+export function defaultWasmThreads(): number {
+  return Math.max(1, Math.min(4, availableParallelism()));
+}
+
 const WASM_FILES = ['tfjs-backend-wasm.wasm', 'tfjs-backend-wasm-simd.wasm', 'tfjs-backend-wasm-threaded-simd.wasm'];
 
 async function startWasm(requested: BackendRequest, reason: string, options: BackendOptions): Promise<BackendInfo> {
@@ -119,7 +125,7 @@ async function startWasm(requested: BackendRequest, reason: string, options: Bac
   if (!dir) throw new BackendError(`the wasm backend's binaries (${WASM_FILES.join(', ')}) are in none of: ${dirs.join(', ')}. Set SCALELM_WASM_DIR to the folder that holds them.`);
   const wasm = await import('@tensorflow/tfjs-backend-wasm');
   wasm.setWasmPaths(dir.endsWith('/') ? dir : `${dir}/`);
-  const threads = Math.max(1, Math.floor(options.threads ?? Number(process.env.SCALELM_WASM_THREADS ?? 1)));
+  const threads = Math.max(1, Math.floor(options.threads ?? Number(process.env.SCALELM_WASM_THREADS ?? defaultWasmThreads())));
   let threadNote = '';
   if (threads > 1) {
     const { enableWasmThreadsInNode } = await import('./wasm-threads');

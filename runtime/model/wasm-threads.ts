@@ -49,10 +49,22 @@ export function enableWasmThreadsInNode(): string {
 
   let Base: typeof NodeWorker = NodeWorker;
   class BlobWorker extends NodeWorker {
+    private pool = false;
     constructor(url: string | URL, options?: WorkerOptions) {
       const text = typeof url === 'string' ? urlTexts.get(url) : undefined;
       if (text === undefined) super(url, options);
-      else super(text, { ...options, eval: true });
+      else {
+        super(text, { ...options, eval: true });
+        // XNNPACK's pool threads block between kernels for the life of the backend: they must not keep
+        // the process alive once the main thread is done (a CLI run, a test runner).
+        this.pool = true;
+        this.unref();
+      }
+    }
+
+    /** Emscripten refs a worker while its pthread runs, which for the pool is forever: ignore that. */
+    override ref(): void {
+      if (!this.pool) super.ref();
     }
 
     override postMessage(message: unknown, transfer?: Parameters<NodeWorker['postMessage']>[1]): void {

@@ -83,9 +83,10 @@ export class RunDir {
     return this.file('checkpoints');
   }
 
-  /** Run id for the protocol: the folder's name. */
+  /** Run id for the protocol: the folder's name, in the characters an id may use. */
   get runId(): string {
-    return basename(this.path);
+    const id = basename(this.path).replace(/[^A-Za-z0-9._:@+-]+/g, '-').replace(/^[^A-Za-z0-9]+/, '').slice(0, 512);
+    return id || 'run';
   }
 
   writeConfig(config: RunConfig, source: RunSource): void {

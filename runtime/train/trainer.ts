@@ -39,7 +39,7 @@ export interface TrainerSetup {
   initFrom?: string;
   /** Called with every human-readable line (the CLI prints them). */
   log?: (line: string) => void;
-  /** wasm threads (default: SCALELM_WASM_THREADS or 1). */
+  /** wasm threads (default: SCALELM_WASM_THREADS, else one per core up to 4). */
   threads?: number;
   /** For text data: bytes to sample from the trained model at the end of the run (0 or absent: none). */
   sampleBytes?: number;

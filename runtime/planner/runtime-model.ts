@@ -45,13 +45,22 @@ export const RUNTIME_LAYER_TENSORS: SavedTensor[] = [
   { name: 'mlp c_proj input = GELU output (B·T·F/tp)', elements: (d) => (d.B * d.T * d.F) / d.tp, keptBy: NOT_FULL },
 ];
 
-/** Kept once per model (embedding, final norm, loss), plus the logits-sized tensor that sits next to the saved probabilities at the loss. */
+/** Kept once per model: the embedding's token ids, the final norm, and the output layer with its loss. */
 export const RUNTIME_MODEL_TENSORS: { name: string; elements: (d: RuntimeDims) => number }[] = [
   { name: 'token and target ids (2·B·T int32)', elements: (d) => 2 * d.B * d.T },
   { name: 'ln_f x̂ and rstd (B·T·C + B·T)', elements: (d) => d.B * d.T * d.C + d.B * d.T },
   { name: 'lm_head input = ln_f output (B·T·C)', elements: (d) => d.B * d.T * d.C },
   { name: 'softmax probabilities kept for the loss (B·T·V/tp)', elements: (d) => (d.B * d.T * d.V) / d.tp },
+];
+
+/**
+ * Transient tensors the runtime measures as temporaries, not activations; counted as overhead so a fit check
+ * still sees them: the logits next to the kept probabilities (or their gradient), and under selective
+ * recompute the probabilities one block rebuilds in its backward.
+ */
+export const RUNTIME_TRANSIENT_TENSORS: { name: string; elements: (d: RuntimeDims) => number; only?: 'selective' }[] = [
   { name: 'logits in forward, or their gradient at the start of backward (B·T·V/tp, transient)', elements: (d) => (d.B * d.T * d.V) / d.tp },
+  { name: 'attention probabilities one block rebuilds in backward (selective recompute, transient)', elements: (d) => (d.B * d.NH * d.T * d.T) / d.tp, only: 'selective' },
 ];
 
 /**
@@ -102,45 +111,73 @@ export function runtimeVocab(vocab: number, tp: number): number {
   return tp === 1 ? vocab : paddedVocab(vocab, tp);
 }
 
+/** One rank's gradient units (runtime/parallel/flat.ts), in backward order: ln_f, the blocks, the embedding — elements, padded for ZeRO. */
+export function runtimeUnits(input: PlanInput, layout: Layout): { numel: number; padded: number }[] {
+  const { model } = input;
+  const { dp, tp, zero } = layout;
+  const counts = countParams(model, tp, tp === 1 ? 1 : 128);
+  const layer = counts.givenTotal ? (counts.perLayer / counts.layer.total) * layerShardParams(counts.layer, tp) : layerShardParams(counts.layer, tp);
+  const parts = zero >= 1 ? dp : 1;
+  const unit = (n: number) => ({ numel: n, padded: Math.ceil(n / parts) * parts });
+  return [unit(counts.finalNorm), ...Array.from({ length: model.layers }, () => unit(layer)), unit(counts.embedding / tp + counts.positions + counts.outputLayer / tp)];
+}
+
+/** Bytes of the two rotating staging buckets ZeRO 2/3 reduce-scatter through (each as large as the largest bucket it takes). */
+export function runtimeStagingBytes(input: PlanInput, layout: Layout): number {
+  const E = RUNTIME_ELEMENT_BYTES;
+  const bucket = (input.parallel.bucketMB ?? 25) * 1e6;
+  const units = runtimeUnits(input, layout);
+  const buckets = formBuckets(units.map((u) => E * u.padded), Math.min(2 ** 20, bucket), bucket);
+  const slots = [0, 0];
+  buckets.forEach((b, i) => (slots[i % 2] = Math.max(slots[i % 2]!, b.reduce((n, u) => n + units[u]!.padded, 0))));
+  return E * (slots[0]! + slots[1]!);
+}
+
 /**
- * The runtime's per-rank memory, term by term: fp32 params 4 B, grads 4 B, AdamW m+v 8 B (SGD momentum 4 B),
- * partitioned by ZeRO as stages 1–3 do; every saved activation tensor; the DP gradient buckets or the ZeRO-3
- * gathered layer; no framework overhead (CPU devices count only tensor allocations).
+ * The runtime's per-rank memory, term by term, as runtime/parallel allocates it: fp32 params 4 B, grads 4 B,
+ * AdamW m+v 8 B (SGD momentum 4 B), partitioned by ZeRO over dp (each unit padded to a multiple of dp);
+ * every saved activation tensor; communication buffers — none for DDP and ZeRO-1 (the gradient buckets are
+ * the gradients), two staging buckets for ZeRO 2/3, ZeRO-3's gather staging and gathered layer, the TP
+ * all-reduce buffer; no framework overhead beyond the loss's transient logits (CPU devices count tensors).
  */
 export function runtimeMemoryTerms(input: PlanInput, layout: Layout): MemoryTerm[] {
   const { model, train } = input;
   const { dp, tp, zero } = layout;
   const E = RUNTIME_ELEMENT_BYTES;
   const counts = countParams(model, tp, tp === 1 ? 1 : 128);
-  const layer = counts.givenTotal ? (counts.perLayer / counts.layer.total) * layerShardParams(counts.layer, tp) : layerShardParams(counts.layer, tp);
-  const rankParams = model.layers * layer + counts.embedding / tp + counts.positions + counts.finalNorm + counts.outputLayer / tp;
+  const units = runtimeUnits(input, layout);
+  const rankParams = units.reduce((n, u) => n + u.numel, 0);
+  const partition = units.reduce((n, u) => n + u.padded, 0) / (zero >= 1 ? dp : 1);
   const terms: MemoryTerm[] = [];
   const add = (category: MemoryTerm['category'], label: string, bytes: number) => terms.push({ category, label, bytes });
 
-  add('params', `fp32 parameters (4 B × ${Math.round(rankParams)}${zero === 3 ? ` / dp ${dp}` : ''})`, (E * rankParams) / (zero === 3 ? dp : 1));
-  add('grads', `fp32 gradients (4 B${zero >= 2 ? ` / dp ${dp}` : ''})`, (E * rankParams) / (zero >= 2 ? dp : 1));
+  add('params', zero === 3 ? `fp32 parameter partition (4 B × ${Math.round(rankParams)} / dp ${dp}, padded)` : `fp32 parameters (4 B × ${Math.round(rankParams)})`, E * (zero === 3 ? partition : rankParams));
+  add('grads', zero >= 2 ? `fp32 gradient partition (4 B / dp ${dp}, padded)` : `fp32 gradients = the bucket buffers (4 B${zero === 1 ? ', padded for ZeRO-1' : ''})`, E * (zero >= 2 ? partition : zero === 1 ? partition * dp : rankParams));
+  if (zero >= 2 && model.tiedEmbeddings) add('grads', 'output layer\'s wte gradient held until the embedding adds its own (tied)', (E * counts.embedding) / tp);
   const stateBytes = train.optimizer === 'sgd' ? ((train.beta1 ?? 0.9) > 0 ? E : 0) : 2 * E;
-  add('optimizer', train.optimizer === 'sgd' ? `SGD momentum (${stateBytes} B${zero >= 1 ? ` / dp ${dp}` : ''})` : `AdamW m and v (8 B${zero >= 1 ? ` / dp ${dp}` : ''})`, (stateBytes * rankParams) / (zero >= 1 ? dp : 1));
+  add('optimizer', train.optimizer === 'sgd' ? `SGD momentum (${stateBytes} B${zero >= 1 ? ` / dp ${dp}` : ''})` : `AdamW m and v (8 B${zero >= 1 ? ` / dp ${dp}` : ''})`, stateBytes * (zero >= 1 ? partition : rankParams));
 
   const d = runtimeDims(input, layout);
   const recompute = train.recompute;
   for (const t of RUNTIME_LAYER_TENSORS) {
     if (t.keptBy.includes(recompute)) add('activations', `${model.layers} × ${t.name}`, model.layers * E * t.elements(d));
   }
-  if (recompute !== 'none') {
-    // Replaying one block (full) or one attention core (selective) in backward brings back what was dropped, for that block only.
-    const regained = RUNTIME_LAYER_TENSORS.filter((t) => t.keptBy.includes('none') && !t.keptBy.includes(recompute)).reduce((sum, t) => sum + E * t.elements(d), 0);
-    add('activations', `recompute working set (one block's ${recompute === 'full' ? 'saved tensors' : 'attention probabilities'})`, regained);
-  }
-  for (const t of RUNTIME_MODEL_TENSORS) add('activations', t.name, E * t.elements(d));
+  if (recompute === 'full') {
+    // The most is either the end of forward (the output layer's tensors) or the last block's replay in
+    // backward (one block's tensors back; the output layer's and the targets are gone by then).
+    const block = RUNTIME_LAYER_TENSORS.filter((t) => t.keptBy.includes('none')).reduce((n, t) => n + t.elements(d), 0);
+    const top = RUNTIME_MODEL_TENSORS.reduce((n, t) => n + t.elements(d), 0);
+    const replay = d.B * d.T + block;
+    add('activations', replay > top ? 'token ids and the last block\'s saved tensors, rebuilt in backward' : RUNTIME_MODEL_TENSORS.map((t) => t.name).join('; '), E * Math.max(top, replay));
+  } else for (const t of RUNTIME_MODEL_TENSORS) add('activations', t.name, E * t.elements(d));
+  for (const t of RUNTIME_TRANSIENT_TENSORS) if (!t.only || t.only === recompute) add('overhead', t.name, E * t.elements(d));
 
-  const bucket = (input.parallel.bucketMB ?? 25) * 1e6;
-  if (dp > 1 && zero < 3) add('buffers', `gradient buckets in flight (2 × ${input.parallel.bucketMB ?? 25} MB)`, Math.min(2 * bucket, E * rankParams));
+  if (dp > 1 && zero >= 2) add('buffers', 'two staging buckets for the reduce-scatter (ZeRO 2/3)', runtimeStagingBytes(input, layout));
   if (dp > 1 && zero === 3) {
-    // The largest unit gathered at once is a block or the (vocab-parallel) embedding.
-    const unit = Math.max(layer, counts.embedding / tp);
-    add('buffers', 'ZeRO-3 gathered unit + prefetched next block (fp32)', E * (unit + layer));
-    add('buffers', 'ZeRO-3 full gradient of one unit before its reduce-scatter', E * unit);
+    const largest = units.reduce((m, u) => Math.max(m, u.padded), 0);
+    add('buffers', 'ZeRO-3 all-gather staging of the next layer (prefetch)', E * largest);
+    add('buffers', 'ZeRO-3 gathered layer (block or embedding)', E * units.reduce((m, u) => Math.max(m, u.numel), 0));
   }
+  if (tp > 1) add('buffers', 'tensor-parallel all-reduce buffer (B·T·C)', E * d.B * d.T * d.C);
   return terms;
 }

@@ -71,7 +71,13 @@ export class ChannelServer {
     else this.queued.set(rank, [...(this.queued.get(rank) ?? []), m]);
   }
 
-  async close(): Promise<void> {
+  /** Waits (up to graceMs) for the ranks to end their side, so their last messages are read; then closes. */
+  async close(graceMs = 2000): Promise<void> {
+    const open = [...this.sockets.values()].filter((s) => !s.destroyed && !s.readableEnded);
+    await Promise.race([
+      Promise.all(open.map((s) => new Promise<void>((resolve) => s.once('close', () => resolve()).once('end', () => resolve())))),
+      new Promise<void>((resolve) => setTimeout(resolve, graceMs).unref()),
+    ]);
     for (const s of this.sockets.values()) s.destroy();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
     rmSync(this.dir, { recursive: true, force: true });

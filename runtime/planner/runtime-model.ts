@@ -172,8 +172,8 @@ export function runtimeMemoryTerms(input: PlanInput, layout: Layout): MemoryTerm
   } else for (const t of RUNTIME_MODEL_TENSORS) add('activations', t.name, E * t.elements(d));
   for (const t of RUNTIME_TRANSIENT_TENSORS) if (!t.only || t.only === recompute) add('overhead', t.name, E * t.elements(d));
 
-  if (dp > 1 && zero >= 2) add('buffers', 'two staging buckets for the reduce-scatter (ZeRO 2/3)', runtimeStagingBytes(input, layout));
-  if (dp > 1 && zero === 3) {
+  if (zero >= 2) add('buffers', 'two staging buckets for the reduce-scatter (ZeRO 2/3)', runtimeStagingBytes(input, layout));
+  if (zero === 3) {
     const largest = units.reduce((m, u) => Math.max(m, u.padded), 0);
     add('buffers', 'ZeRO-3 all-gather staging of the next layer (prefetch)', E * largest);
     add('buffers', 'ZeRO-3 gathered layer (block or embedding)', E * units.reduce((m, u) => Math.max(m, u.numel), 0));

@@ -179,6 +179,14 @@ export class GradReducer {
     }
   }
 
+  /** A copy of this rank's whole reduced partition, padding included (tests, and the hand-computed toy). */
+  partition(): Float32Array {
+    if (this.zero >= 2) return this.owned!.slice();
+    const out = new Float32Array(this.flat.partition);
+    for (const b of this.flat.buckets) out.set(this.span(b, this.buffers[b.index]!), b.partOffset);
+    return out;
+  }
+
   /** Where the reduced gradient of a partition segment is: [array, offset]. */
   gradOf(s: Segment): [Float32Array, number] {
     if (this.zero >= 2) return [this.owned!, s.at];

@@ -68,6 +68,7 @@ export class ParallelTrainer {
   private readonly predicted?: Record<string, number>;
   private readonly plannedRegistered: number;
   private truncateTo: number | undefined;
+  private dataDescription = '';
   private ranksListener?: (ranks: RankProcess[]) => void;
 
   private constructor(readonly setup: ParallelSetup, start: StartFrom, resumedFrom: string | undefined, startStep: number, lastLoss: number | undefined) {
@@ -98,7 +99,7 @@ export class ParallelTrainer {
     if (config.train.precision !== 'fp32') throw new ParallelError(`train.precision="${config.train.precision}": the local runtime trains in fp32`);
     const shape = gptShape(config.model);
     // Surface data errors here, before any rank starts.
-    loadTokens(config.data, setup.baseDir, { vocab: config.model.vocab, seqLen: config.model.seqLen }, config.train.seed, config.train.evalEvery > 0);
+    const data = loadTokens(config.data, setup.baseDir, { vocab: config.model.vocab, seqLen: config.model.seqLen }, config.train.seed, config.train.evalEvery > 0);
     let start: StartFrom = { kind: 'fresh' };
     let resumedFrom: string | undefined;
     let startStep = 0;
@@ -135,6 +136,7 @@ export class ParallelTrainer {
     }
     const t = new ParallelTrainer(setup, start, resumedFrom, startStep, lastLoss);
     t.truncateTo = truncate;
+    t.dataDescription = data.description;
     return t;
   }
 
@@ -224,7 +226,7 @@ export class ParallelTrainer {
       version: CHECKPOINT_VERSION,
       step,
       tokens: step * cfg.train.globalBatch * cfg.model.seqLen,
-      data: { nextStep: step + 1, description: 'see config' },
+      data: { nextStep: step + 1, description: this.dataDescription },
       rng: { seed: cfg.train.seed },
       optimizer: { ...optimizerHyper(cfg.train), steps: step },
       model: gptShape(cfg.model),

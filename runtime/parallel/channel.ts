@@ -12,7 +12,7 @@ export type RankToCoordinator =
   | { k: 'hello'; rank: number; pid: number }
   | { k: 'progress'; rank: number; step: number }
   | { k: 'msg'; rank: number; m: unknown }
-  | { k: 'line'; rank: number; text: string }
+  | { k: 'timing'; rank: number; step: number; stepMs: number; exposedCommMs: number }
   | { k: 'saved'; rank: number; step: number; bytes: number };
 
 export type CoordinatorToRank = { k: 'control'; action: 'stop' | 'checkpoint' };

@@ -52,6 +52,8 @@ export class ParallelTrainer {
   lastLoss?: number;
   /** Per step, the mean loss over the data-parallel ranks (index 0 = the first step of this run). */
   readonly losses: number[] = [];
+  /** Per step, per rank: the step's time and the part spent blocked on communication (benchmarks). */
+  readonly timings = new Map<number, { stepMs: number; exposedCommMs: number }[]>();
   /** With returnState: the trained parameters as full single-device tensors. */
   finalParams?: Map<string, Float32Array>;
   private readonly listeners = new Set<MessageListener>();
@@ -188,8 +190,12 @@ export class ParallelTrainer {
       case 'progress':
         this.progress.set(m.rank, m.step);
         return;
-      case 'line':
+      case 'timing': {
+        const t = this.timings.get(m.step) ?? [];
+        t[m.rank] = { stepMs: m.stepMs, exposedCommMs: m.exposedCommMs };
+        this.timings.set(m.step, t);
         return;
+      }
       case 'msg': {
         const msg = m.m as Message;
         this.publish(msg);

@@ -36,6 +36,8 @@ export class GradReducer {
   private readonly prepared: boolean[];
   private micro = 0;
   private last = true;
+  /** ZeRO 0/1: parameters whose gradient is in its bucket this step (the first copy overwrites, later ones add). */
+  private readonly written = new Set<string>();
   private readonly rankInGroup: number;
 
   constructor(
@@ -52,7 +54,8 @@ export class GradReducer {
     this.works = new Array(B).fill(undefined);
     this.prepared = new Array(B).fill(false);
     if (zero <= 1) {
-      this.buffers = flat.buckets.map((b) => this.comm.alloc(b.size));
+      // Zeroed once: padding is never written, and every gradient overwrites its place at its first copy.
+      this.buffers = flat.buckets.map((b) => this.comm.alloc(b.size).fill(0));
       tracker.hold('grads', 4 * this.buffers.reduce((n, b) => n + b.length, 0));
       this.owned = undefined;
     } else {
@@ -72,7 +75,7 @@ export class GradReducer {
   }
 
   beginStep(): void {
-    if (this.zero <= 1) for (const b of this.buffers) b.fill(0);
+    if (this.zero <= 1) this.written.clear();
     else this.owned!.fill(0);
   }
 
@@ -93,7 +96,11 @@ export class GradReducer {
     if (this.zero <= 1) {
       const buf = this.buffers[bucket.index]!;
       const v = readFloats(g);
-      for (const [from, n, to] of slot.toBucket) for (let i = 0; i < n; i++) buf[to + i] += v[from + i]!;
+      if (this.written.has(name)) for (const [from, n, to] of slot.toBucket) for (let i = 0; i < n; i++) buf[to + i] += v[from + i]!;
+      else {
+        for (const [from, n, to] of slot.toBucket) buf.set(v.subarray(from, from + n), to);
+        this.written.add(name);
+      }
       g.dispose();
       if (--this.remaining[bucket.index]! === 0 && this.last) this.launch(bucket);
       return;

@@ -133,8 +133,8 @@ export async function main(comm: Comm, args: RankArgs): Promise<RankResult> {
           type: 'step', step, loss: out.loss, lr: out.lr, gradNorm: out.gradNorm, tokensPerSec: tokensPerStep / (out.stepMs / 1000), stepMs: out.stepMs,
           memory: { ...categories, peak: m.peak }, tokens: step * tokensPerStep, t: now,
         });
-        send({ k: 'line', rank, text: `comm ${out.exposedCommMs.toFixed(1)} ms exposed` });
       }
+      send({ k: 'timing', rank, step, stepMs: out.stepMs, exposedCommMs: out.exposedCommMs });
       publish({ type: 'memory', rank, t: now, step, categories, stepPeak: m.peak, capacity: Number.isFinite(engine.tracker.capacity) ? engine.tracker.capacity : 0, device: `cpu:${rank}`, ...(args.predicted ? { predicted: args.predicted } : {}) });
       publish({ type: 'comm', rank, t: now, step, collectives: totals.list() });
       if (engine.evalSampler && t.evalEvery > 0 && step % t.evalEvery === 0) {

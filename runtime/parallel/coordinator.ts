@@ -5,6 +5,7 @@
 // stop/checkpoint requests to the ranks, commits their checkpoint shards, and turns the first failure of
 // any rank into one error naming the rank, the step and the cause, with no rank left running.
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join, relative } from 'node:path';
 import { launchProcessWorld, launchThreadWorld, type WorldResult } from '../comm/launch';
@@ -131,7 +132,6 @@ export class ParallelTrainer {
     } else if (setup.initFrom) {
       // Check the folder here (names, shapes) so a bad one fails before the ranks start.
       const specs = new Gpt(shape).paramSpecs();
-      const { existsSync } = await import('node:fs');
       if (existsSync(join(setup.initFrom, 'state.json')) && existsSync(join(setup.initFrom, 'model.safetensors'))) readModelTensors(join(setup.initFrom, 'model.safetensors'), specs);
       else loadHfFolder(setup.initFrom, specs, shape);
       start = { kind: 'init', folder: setup.initFrom };
@@ -270,6 +270,9 @@ export class ParallelTrainer {
     );
     this.publish({ type: 'status', state: 'running', t: now(), step: this.step });
     if (dir) removeStaleTemporaries(dir.checkpoints);
+    if (!existsSync(RANK_ENTRY)) {
+      throw new ParallelError(`${RANK_ENTRY} is missing: a bundle of ScaleLM must emit runtime/parallel/parallel-rank.ts next to the CLI (scripts/build.mjs); from the compiled sources run out/runtime/cli.js`);
+    }
     this.channel = await ChannelServer.open((m) => this.onRank(m));
     if (this.stopRequested) this.channel.send(0, { k: 'control', action: 'stop' });
     const args: RankArgs = {
@@ -279,7 +282,8 @@ export class ParallelTrainer {
       startStep: this.step,
       channel: this.channel.path,
       ...(dir ? { checkpointTemplate: tmpCheckpointTemplate(dir.checkpoints, this.nonce) } : {}),
-      ...(this.setup.threads !== undefined ? { threads: this.setup.threads } : {}),
+      // wasm threads per rank: the cores shared out (a rank's own XNNPACK threads beyond that only contend).
+      threads: this.setup.threads ?? Math.max(1, Math.floor(availableParallelism() / this.world)),
       ...(this.predicted ? { predicted: this.predicted } : {}),
       ...(this.setup.faults ? { faults: this.setup.faults } : {}),
       ...(this.setup.returnState ? { returnState: true } : {}),

@@ -99,6 +99,11 @@ export class RowParallelLinear implements Layer<{ x: tf.Tensor2D }> {
   }
 }
 
+/** Dropout seed inside a TP region (Megatron's model-parallel RNG): different on every rank of the group; unchanged at tp = 1. */
+export function tpRegionSeed(seed: number, group: Pick<TensorGroup, 'size' | 'rank'>): number {
+  return group.size === 1 ? seed : mix(seed, 0x7e1a, group.rank);
+}
+
 /** The attention core on heads/tp heads; attention dropout sits inside the TP region, so each rank draws its own mask. */
 export class TpAttentionCore implements Layer<unknown> {
   private readonly inner: AttentionCore;
@@ -112,7 +117,7 @@ export class TpAttentionCore implements Layer<unknown> {
     this.inner = new AttentionCore(name, localHeads, headDim, selectiveRecompute);
   }
   private ctx(ctx: LayerContext): LayerContext {
-    return this.group.size === 1 ? ctx : { ...ctx, dropoutSeed: mix(ctx.dropoutSeed, 0x7e1a, this.group.rank) };
+    return this.group.size === 1 ? ctx : { ...ctx, dropoutSeed: tpRegionSeed(ctx.dropoutSeed, this.group) };
   }
   paramSpecs(): ParamSpec[] {
     return [];

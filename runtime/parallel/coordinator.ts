@@ -367,9 +367,21 @@ function gatherFinalParams(config: RunConfig, layout: ParallelLayout, results: R
   const specs = localSpecs(fullSpecs, layout.tp, Vp);
   const perTp: Map<string, Float32Array>[] = Array.from({ length: layout.tp }, () => new Map());
   const flat = new FlatLayout(specs, shape.layers, layout.zero >= 1 ? layout.dp : 1, 1, 1, (n) => isShardedParam(n, layout.tp));
+  const sameBits = (a: Float32Array, b: Float32Array) => a.length === b.length && Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
   for (const r of results) {
     const mine = perTp[r.coords.tp]!;
     if (r.params && r.coords.dp === 0) for (const [k, v] of Object.entries(r.params)) mine.set(k, v);
+  }
+  // Replicas must not drift: data-parallel copies (ZeRO 0–2) and tensor-parallel replicated parameters are bit-identical.
+  for (const r of results) {
+    if (!r.params) continue;
+    for (const [k, v] of Object.entries(r.params)) {
+      if (!sameBits(v, perTp[r.coords.tp]!.get(k)!)) throw new ParallelError(`${k} differs between data-parallel replicas (rank ${r.rank} vs dp rank 0)`);
+      if (!isShardedParam(k, layout.tp) && !sameBits(v, perTp[0]!.get(k)!)) throw new ParallelError(`replicated ${k} differs between tensor-parallel ranks (rank ${r.rank})`);
+    }
+  }
+  for (const r of results) {
+    const mine = perTp[r.coords.tp]!;
     if (r.owned) {
       for (const s of specs) if (!mine.has(s.name)) mine.set(s.name, new Float32Array(s.shape.reduce((a, b) => a * b, 1)));
       for (const seg of flat.segments(r.coords.dp)) mine.get(seg.slot.name)!.set(r.owned.subarray(seg.at, seg.at + seg.length), seg.from);

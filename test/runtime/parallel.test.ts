@@ -8,6 +8,10 @@
 // exact arithmetic and rounding noise (~1e-9) is all AdamW sees: its updates are ±lr·noise-driven in the
 // single-device run too. It stays ~1e-4 in size; we check it against an absolute 5e-4.
 import assert from 'node:assert/strict';
+import { tpRegionSeed } from '../../runtime/model/tp-layers';
+import { ParallelTrainer } from '../../runtime/parallel/coordinator';
+import { Trainer } from '../../runtime/train/trainer';
+import { EXAMPLES } from './train/fixtures';
 import { describe_, GLOBAL_BATCH, maxRelative, parallelRun, singleRun, STEPS, tinyConfig, type Layout } from './parallel/helpers';
 
 const LOSS_TOLERANCE = 1e-5;
@@ -40,10 +44,10 @@ function checkParams(got: Map<string, Float32Array>, want: Map<string, Float32Ar
 
 const table: string[] = [];
 
-function equivalence(layout: Layout & { transport?: 'threads' | 'processes' }): void {
-  const label = `${describe_(layout)}${layout.transport === 'processes' ? ' (processes, sockets)' : ''}`;
+function equivalence(layout: Layout & { transport?: 'threads' | 'processes' }, extra?: Parameters<typeof tinyConfig>[1], what = ''): void {
+  const label = `${describe_(layout)}${what}${layout.transport === 'processes' ? ' (processes, sockets)' : ''}`;
   it(`${label} matches the single-device loss for ${STEPS} steps and its final parameters`, async () => {
-    const config = tinyConfig(layout);
+    const config = tinyConfig(layout, extra);
     const reference = await singleRun(config);
     const run = await parallelRun(config, layout.transport ? { transport: layout.transport } : {});
     assert.equal(run.losses.length, STEPS);
@@ -76,6 +80,47 @@ describe('parallel: every layout reproduces the single-device run', function () 
     equivalence({ dp: 2, zero: 3, microBatch: 1, recompute: 'full' });
     equivalence({ dp: 2, tp: 2, zero: 1, microBatch: 2 });
     equivalence({ tp: 2, microBatch: 2 });
+  });
+
+  describe('padded partitions and several buckets', () => {
+    // h30 a2: units are not multiples of 4, so every ZeRO partition carries padding; 20 kB buckets: one per layer or so.
+    const uneven = { model: { hidden: 30, heads: 2, layers: 3 }, parallel: { bucketMB: 0.02 } };
+    for (const zero of [0, 1, 2, 3] as const) equivalence({ dp: 4, zero }, uneven, ', h30, 20 kB buckets');
+    equivalence({ dp: 2, tp: 2, zero: 2, microBatch: 2 }, uneven, ', h30, 20 kB buckets');
+  });
+
+  describe('evaluation and dropout', () => {
+    it('held-out loss (dp=2 tp=2 ZeRO-3, evaluation shared out over dp) equals the single-device trainer\'s with the same micro-batch', async () => {
+      const config = tinyConfig({ dp: 2, tp: 2, zero: 3 }, { train: { steps: 10, evalEvery: 5, evalBatches: 3 } });
+      const evals: number[] = [];
+      const run = await ParallelTrainer.create({ config, baseDir: EXAMPLES, threads: 1 });
+      run.subscribe((m) => {
+        if (m.type === 'eval') evals.push(m.loss);
+      });
+      await run.run();
+      run.dispose();
+      assert.equal(run.losses.length, 10);
+      const single = await Trainer.create({ config: { ...config, parallel: { ...config.parallel, dp: 1, tp: 1, zero: 0 }, devices: { ...config.devices, count: 1 } }, baseDir: EXAMPLES, threads: 1 });
+      const want: number[] = [];
+      try {
+        for (let i = 1; i <= 10; i++) {
+          await single.trainStep();
+          if (i % 5 === 0) want.push(await single.evaluate());
+        }
+      } finally {
+        single.dispose();
+      }
+      assert.equal(evals.length, 2);
+      assert.ok(maxRelative(evals, want) <= LOSS_TOLERANCE, `${evals} vs ${want}`);
+    });
+    it('dropout: masks inside TP regions differ per TP rank, outside they are shared — replicated parameters stay bit-identical across TP ranks and DP replicas', async () => {
+      assert.equal(tpRegionSeed(12345, { size: 1, rank: 0 }), 12345);
+      assert.notEqual(tpRegionSeed(12345, { size: 2, rank: 0 }), tpRegionSeed(12345, { size: 2, rank: 1 }));
+      // parallelRun collects every rank's parameters and refuses any drift between replicas.
+      const run = await parallelRun(tinyConfig({ dp: 2, tp: 2, zero: 1 }, { model: { dropout: 0.1 }, train: { steps: 5 } }));
+      assert.equal(run.losses.length, 5);
+      assert.ok(run.losses.every(Number.isFinite));
+    });
   });
 
   describe('processes over sockets', () => {

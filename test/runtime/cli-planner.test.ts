@@ -101,7 +101,8 @@ describe('scalelm estimate / plan / export (the built CLI, as a child process)',
       const cfg = write('gpt2.scalelm.json', { model: { preset: 'gpt2' }, train: { microBatch: 2 }, parallel: { dp: 2, zero: 1 } });
       const o = json('estimate', cfg, '--convention', 'runtime');
       assert.equal(o.perDevice.params, 4 * 124_439_808);
-      assert.equal(o.perDevice.overhead, 0);
+      // The runtime's only overhead term: the loss's transient logits (micro-batch 2 × 1024 tokens × vocab).
+      assert.equal(o.perDevice.overhead, 4 * 2 * 1024 * 50257);
     });
   });
 

@@ -72,6 +72,7 @@ export class ParallelTrainer {
   private readonly plannedRegistered: number;
   private truncateTo: number | undefined;
   private dataDescription = '';
+  private prompt: Uint16Array<ArrayBufferLike> = new Uint16Array(0);
   private ranksListener?: (ranks: RankProcess[]) => void;
 
   private constructor(readonly setup: ParallelSetup, start: StartFrom, resumedFrom: string | undefined, startStep: number, lastLoss: number | undefined) {
@@ -139,6 +140,7 @@ export class ParallelTrainer {
     const t = new ParallelTrainer(setup, start, resumedFrom, startStep, lastLoss);
     t.truncateTo = truncate;
     t.dataDescription = data.description;
+    t.prompt = data.val.subarray(0, Math.min(32, data.val.length));
     return t;
   }
 
@@ -269,6 +271,7 @@ export class ParallelTrainer {
         (this.resumedFrom ? `; resuming after step ${this.step}` : ''),
     );
     this.publish({ type: 'status', state: 'running', t: now(), step: this.step });
+    if (this.step === 0 && this.start.kind === 'fresh') await this.logSample('initial');
     if (dir) removeStaleTemporaries(dir.checkpoints);
     if (!existsSync(RANK_ENTRY)) {
       throw new ParallelError(`${RANK_ENTRY} is missing: a bundle of ScaleLM must emit runtime/parallel/parallel-rank.ts next to the CLI (scripts/build.mjs); from the compiled sources run out/runtime/cli.js`);
@@ -317,10 +320,22 @@ export class ParallelTrainer {
     }
     const r0 = result.results[0]!;
     if (this.setup.returnState) this.finalParams = gatherFinalParams(cfg, this.layout, result.results as RankResult[]);
+    if (r0.reason === 'completed' && dir && this.lastCommitted >= 0) await this.logSample(join(dir.checkpoints, `step-${String(this.lastCommitted).padStart(6, '0')}`));
     if (r0.reason === 'stopped') this.publish({ type: 'status', state: 'stopping', t: now(), step: r0.step, reason: 'stop requested' });
     const checkpoint = dir && this.lastCommitted >= 0 ? join(dir.checkpoints, `step-${String(this.lastCommitted).padStart(6, '0')}`) : dir ? latestCheckpoint(dir.checkpoints) : undefined;
     this.publish({ type: 'status', state: 'done', t: now(), step: r0.step, ...(r0.reason === 'stopped' ? { reason: `stopped at step ${r0.step}` } : {}) });
     return { reason: r0.reason, step: r0.step, ...(this.lastLoss !== undefined ? { lastLoss: this.lastLoss } : {}), ...(checkpoint ? { checkpoint } : {}) };
+  }
+
+  /** For text data (and setup.sampleBytes): the model's continuation of the held-out text, like the single-device trainer's. */
+  private async logSample(from: 'initial' | string): Promise<void> {
+    if (this.setup.config.data.source !== 'text' || !this.setup.sampleBytes) return;
+    const { sampleText } = await import('./sample');
+    const { readConsolidated } = await import('./checkpoint');
+    const params = from === 'initial' ? 'initial' : readConsolidated(from).params;
+    const text = await sampleText(this.setup.config, params, this.prompt, this.setup.sampleBytes, this.step);
+    const { byteTokenizer } = await import('../train/data');
+    this.log(`sample ${this.step ? `after ${this.step} steps` : 'before training'}, continuing «${byteTokenizer.decode(this.prompt).replace(/\n/g, '⏎')}»:\n${text}`);
   }
 
   /** The failure that started it: a rank's own error rather than the aborts it caused in the others. */

@@ -69,7 +69,8 @@ export class ParallelTrainer {
   private readonly start: StartFrom;
   private readonly resumedFrom?: string;
   private readonly predicted?: Record<string, number>;
-  private readonly plannedRegistered: number;
+  /** Shared memory per rank for its registered buffers (and the comm library's staging). */
+  readonly arenaBytes: number;
   private truncateTo: number | undefined;
   private dataDescription = '';
   private prompt: Uint16Array<ArrayBufferLike> = new Uint16Array(0);
@@ -94,7 +95,7 @@ export class ParallelTrainer {
       const p = planned.memory.perDevice;
       this.predicted = { params: p.params, grads: p.grads, optimizer: p.optimizer, activations: p.activations, buffers: p.buffers };
     }
-    this.plannedRegistered = registeredBytes(config, this.layout);
+    this.arenaBytes = Math.ceil((registeredBytes(config, this.layout) * 1.25 + 48 * 2 ** 20) / 65536) * 65536;
   }
 
   static async create(setup: ParallelSetup): Promise<ParallelTrainer> {
@@ -138,6 +139,12 @@ export class ParallelTrainer {
       start = { kind: 'init', folder: setup.initFrom };
     }
     const t = new ParallelTrainer(setup, start, resumedFrom, startStep, lastLoss);
+    if (t.layout.transport === 'threads' && t.world * t.arenaBytes > 4 * 2 ** 30 - 64 * 2 ** 20) {
+      throw new ParallelError(
+        `the ranks' communication buffers need ${((t.world * t.arenaBytes) / 2 ** 30).toFixed(2)} GiB of shared memory, more than the 4 GiB a worker-thread world can map; ` +
+          'use parallel.zero ≥ 2 (gradients partitioned, two staging buckets), or devices.transport "tcp" (one process per rank)',
+      );
+    }
     t.truncateTo = truncate;
     t.dataDescription = data.description;
     t.prompt = data.val.subarray(0, Math.min(32, data.val.length));
@@ -292,7 +299,7 @@ export class ParallelTrainer {
       ...(this.setup.returnState ? { returnState: true } : {}),
     };
     // Registered buffers (buckets, ZeRO partitions, TP scratch) live in each rank's comm arena.
-    const arenaBytes = Math.ceil((this.plannedRegistered * 1.25 + 48 * 2 ** 20) / 65536) * 65536;
+    const arenaBytes = this.arenaBytes;
     let result: WorldResult<RankResult>;
     try {
       if (this.layout.transport === 'threads') {

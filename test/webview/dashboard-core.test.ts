@@ -11,6 +11,8 @@ import { configPatch, DEFAULT_FORM, formFromConfig, resolvePlan, sanitizeForm, s
 import { RunData } from '../../webview/store';
 import { sanitizeState } from '../../webview/ui-state';
 import { ROOT } from './harness';
+import { estimate } from '../../runtime/planner/estimate';
+import type { RunConfig } from '../../runtime/config/types';
 import { readStream, snapshotOf } from './streams';
 
 const step = (n: number, loss = 1, t = 1_000_000 + n * 1000): StepMessage => ({ type: 'step', step: n, loss, lr: 1e-3, gradNorm: 1, tokensPerSec: 1000, stepMs: 1000, memory: { params: 1, grads: 1, optimizer: 1, activations: 1, peak: 4 }, t });
@@ -167,8 +169,12 @@ describe('dashboard core: derived numbers', function () {
     const p = predictionFor(run, mem)!;
     assert.equal(p.source, 'planner, runtime convention');
     assert.ok(Math.abs(p.bytes.activations - mem.categories.activations!) / mem.categories.activations! < 0.1, 'the runtime convention predicts the measured activations within 10%');
-    assert.equal(p.bytes.other, 0, 'the planner’s total is not a category');
-    assert.equal(p.total, p.bytes.params + p.bytes.grads + p.bytes.optimizer + p.bytes.activations + p.bytes.buffers);
+    // "other" is the runtime convention's overhead term (the loss's transient logits), never its total.
+    const planned = estimate(run.hello!.config as unknown as RunConfig, { convention: 'runtime' });
+    assert.ok(planned.ok);
+    assert.equal(p.bytes.other, planned.memory.perDevice.overhead, 'other is the planner’s overhead, not its total');
+    assert.ok(p.bytes.other < planned.memory.perDevice.total);
+    assert.equal(p.total, p.bytes.params + p.bytes.grads + p.bytes.optimizer + p.bytes.activations + p.bytes.buffers + p.bytes.other);
     const withPredicted: MemoryMessage = { ...mem, predicted: { params: 5, activations: 7, peak: 20 } };
     assert.equal(predictionFor(run, withPredicted)!.source, 'runtime');
   });

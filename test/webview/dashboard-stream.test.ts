@@ -449,7 +449,9 @@ describe('dashboard fed a real run (scalelm train, one CPU device) as a snapshot
     assert.equal(m[0]!.predictionSource, 'planner, runtime convention');
     assert.equal(m[0]!.gpu, null);
     assert.ok(m[0]!.predicted!.activations > 0);
-    assert.equal(m[0]!.predicted!.other, 0);
+    // The runtime convention's overhead term (transient logits: micro-batch × seq × vocab × 4 bytes), not its total.
+    const cfg = (stream.find((x) => x.type === 'hello') as unknown as { config: { train: { microBatch: number }; model: { seqLen: number; vocab: number } } }).config;
+    assert.equal(m[0]!.predicted!.other, 4 * cfg.train.microBatch * cfg.model.seqLen * cfg.model.vocab);
     await showTab(d, 'runs');
     assert.ok((await d.page.locator('#events .checkpoints li').count()) >= 1);
   });

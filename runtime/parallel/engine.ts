@@ -15,7 +15,9 @@ import { initialValues, ParamStore, type ParamSource, type ParamSpec } from '../
 import { mix } from '../model/rng';
 import { setHostIds, tpVocab } from '../model/tp-layers';
 import { BatchSampler, loadTokens, type TokenStream } from '../train/data';
-import { loadCheckpoint, readModelTensors } from '../train/checkpoint';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { loadCheckpoint, loadHfFolder, readModelTensors } from '../train/checkpoint';
 import { optimizerHyper, stateSlots, type OptimizerHyper } from '../train/optimizer';
 import { learningRate } from '../train/schedule';
 import { FlatLayout, type Segment } from './flat';
@@ -197,9 +199,6 @@ export class RankEngine {
     }
     let values: Map<string, Float32Array> | undefined;
     if (start.kind === 'init') {
-      const { existsSync } = require('node:fs') as typeof import('node:fs');
-      const { join } = require('node:path') as typeof import('node:path');
-      const { loadHfFolder } = require('../train/checkpoint') as typeof import('../train/checkpoint');
       values = existsSync(join(start.folder, 'state.json')) && existsSync(join(start.folder, 'model.safetensors'))
         ? readModelTensors(join(start.folder, 'model.safetensors'), this.fullSpecs)
         : loadHfFolder(start.folder, this.fullSpecs, this.shape);

@@ -183,8 +183,12 @@ export class RankEngine {
     const full = (spec: ParamSpec, v: Float32Array) => sliceShard(spec.name, spec.shape, v, tp, this.coords.tp, this.paddedVocab);
     this.optimizerSteps = this.options.optimizerSteps ?? 0;
     if (start.kind === 'resume-sharded') {
-      const own = readShard(start.folder, this.coords, this.layout);
-      const lead = this.coords.dp === 0 || this.layout.zero >= 1 ? own : readShard(start.folder, { tp: this.coords.tp, dp: 0 }, this.layout);
+      // ZeRO 0–2 parameters (and ZeRO-0 optimizer state) are written once per TP rank, by dp rank 0; ZeRO ≥ 1
+      // optimizer partitions and ZeRO-3 parameter partitions by every rank.
+      const read = (dp: number) => readShard(start.folder, { tp: this.coords.tp, dp }, this.layout);
+      const zero = this.layout.zero;
+      const own = zero === 0 ? read(0) : read(this.coords.dp);
+      const lead = zero === 3 || this.coords.dp === 0 ? own : read(0);
       this.loadShard(own, lead);
       return;
     }

@@ -72,6 +72,16 @@ describe('parallel: sharded checkpoints, consolidation, resuming in any layout',
     assert.deepEqual(steps, [1, 2, 3, 4, 5, 6].slice(0, STEPS), 'metrics.jsonl reads like one uninterrupted run');
   });
 
+  for (const layout of [{ dp: 2 }, { dp: 2, zero: 1 as const }, { dp: 2, tp: 2, zero: 2 as const }]) {
+    it(`resumes dp=${layout.dp} tp=${layout.tp ?? 1} ZeRO-${layout.zero ?? 0} from its own shards bit for bit (replicas read dp rank 0's parameters)`, async () => {
+      const path = join(dir.path, `same-${layout.dp}-${layout.tp ?? 1}-${layout.zero ?? 0}`);
+      const first = await train(base(layout), RunDir.create(path), { stopAfter: 2 });
+      const resumed = await train(base(layout), RunDir.open(path), { resume: true });
+      const straight = await train(base(layout), RunDir.create(`${path}-straight`));
+      assert.deepEqual([...first.losses, ...resumed.losses], straight.losses);
+    });
+  }
+
   it('`scalelm checkpoint consolidate` writes model.safetensors with HuggingFace GPT-2 names and full shapes, and the optimizer state', () => {
     const copy = join(dir.path, 'consolidated');
     cpSync(runPath, copy, { recursive: true });

@@ -3,7 +3,7 @@
 // metrics.jsonl carries what the dashboard shows per rank (hello with the world size, memory with the
 // prediction and comm gauges for every rank, a sharded checkpoint).
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EXAMPLES, REPO, tempDir } from './train/fixtures';
@@ -52,5 +52,32 @@ describe('parallel: scalelm train with dp=2 tp=2 ZeRO-3 (the CLI)', function () 
     }
     const ckpt = parallel.messages.filter((m) => m.type === 'checkpoint').pop() as { path: string };
     for (const t of [0, 1]) for (const d of [0, 1]) assert.ok(existsSync(join(dir.path, 'parallel', ckpt.path, `shard-tp${t}-dp${d}.safetensors`)));
+  });
+
+  it('Ctrl-C with rank processes (devices.transport tcp): every rank stops after the same step with a checkpoint; --resume continues the same metrics', async () => {
+    const runDir = join(dir.path, 'ctrl-c');
+    const child = spawn(process.execPath, [CLI, 'train', join(EXAMPLES, 'tiny-parallel.scalelm.json'), '--steps', '60', '--set', 'parallel.dp=2', '--set', 'parallel.zero=1', '--set', 'devices.transport=tcp', '--run-dir', runDir], {
+      env: { ...process.env, SCALELM_MONITOR_TOKEN: 'a'.repeat(64) },
+      detached: true, // its own process group, with the rank processes it forks: Ctrl-C in a terminal reaches all of them
+    });
+    let out = '';
+    let sent = false;
+    child.stdout.on('data', (b: Buffer) => {
+      out += b.toString();
+      if (!sent && /^step +3\/60/m.test(out)) {
+        sent = true;
+        process.kill(-child.pid!, 'SIGINT'); // the whole group, as a terminal does: ranks must leave it to the coordinator
+      }
+    });
+    child.stderr.on('data', (b: Buffer) => (out += b.toString()));
+    const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+    assert.equal(code, 130, out);
+    const stopped = /stopped at step (\d+) — checkpoint/.exec(out);
+    assert.ok(stopped, out);
+    const r = spawnSync(process.execPath, [CLI, 'train', '--resume', runDir], { encoding: 'utf8', timeout: 240_000, env: { ...process.env, SCALELM_MONITOR_TOKEN: 'a'.repeat(64) } });
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, new RegExp(`resuming after step ${stopped[1]}`));
+    const steps = readFileSync(join(runDir, 'metrics.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((m) => m.type === 'step').map((m) => m.step as number);
+    assert.deepEqual(steps, Array.from({ length: 60 }, (_, i) => i + 1));
   });
 });

@@ -21,7 +21,9 @@ const USAGE = `usage: scalelm train <file.scalelm.json> [--set path=value]… [-
 
 The run is served live on monitor.host (127.0.0.1) with a per-run token: the first stdout line is JSON
 ({"scalelm":"listening",…}) for programs, followed by the dashboard URL for people.
-A layout whose planned memory does not fit devices.memory is refused before anything starts.`;
+A layout whose planned memory does not fit devices.memory is refused before anything starts.
+Parallel layouts (parallel.dp·tp > 1, parallel.zero, devices.transport "tcp") train one rank per device —
+worker threads over shared memory, or processes over sockets — with sharded checkpoints (docs/parallel.md).`;
 
 /** Errors a user can meet: printed as one message, exit 1. */
 const USER_ERRORS = new Set(['ConfigError', 'DataError', 'CheckpointError', 'SafetensorsError', 'TrainError', 'BackendError', 'DeviceOutOfMemoryError', 'RunDirError', 'ModelShapeError', 'ParallelError']);

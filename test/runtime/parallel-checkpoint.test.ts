@@ -82,6 +82,23 @@ describe('parallel: sharded checkpoints, consolidation, resuming in any layout',
     });
   }
 
+  it('a checkpoint requested mid-run (the dashboard\'s button) is written by every rank at the same step, and training goes on', async () => {
+    const path = join(dir.path, 'requested');
+    const trainer = await ParallelTrainer.create({ config: base({ dp: 2, tp: 2, zero: 1 }), baseDir: EXAMPLES, runDir: RunDir.create(path), threads: 1 });
+    const saved: number[] = [];
+    trainer.subscribe((m) => {
+      if (m.type === 'step' && m.step === 2) trainer.requestCheckpoint();
+      if (m.type === 'checkpoint') saved.push(m.step);
+    });
+    const r = await trainer.run();
+    trainer.dispose();
+    assert.equal(r.step, STEPS);
+    assert.equal(saved.length, 2, `checkpoints at ${saved}`);
+    assert.ok(saved[0]! > 2 && saved[0]! < STEPS, `requested one at step ${saved[0]}`);
+    assert.equal(saved[1], STEPS);
+    assert.equal(readConsolidated(join(path, 'checkpoints', `step-00000${saved[0]}`)).state.step, saved[0]);
+  });
+
   it('`scalelm checkpoint consolidate` writes model.safetensors with HuggingFace GPT-2 names and full shapes, and the optimizer state', () => {
     const copy = join(dir.path, 'consolidated');
     cpSync(runPath, copy, { recursive: true });

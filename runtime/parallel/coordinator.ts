@@ -62,7 +62,7 @@ export class ParallelTrainer {
   private stopRequested = false;
   private readonly pids = new Map<number, number>();
   private readonly progress = new Map<number, number>();
-  private readonly saved = new Map<number, { ranks: Set<number>; bytes: number }>();
+  private readonly saved = new Map<number, { ranks: Set<number>; bytes: number; metricsBytes: number }>();
   private readonly commits: Promise<void>[] = [];
   private lastCommitted = -1;
   private readonly nonce = randomBytes(4).toString('hex');
@@ -218,23 +218,25 @@ export class ParallelTrainer {
         return;
       }
       case 'saved': {
-        const entry = this.saved.get(m.step) ?? { ranks: new Set<number>(), bytes: 0 };
+        const entry = this.saved.get(m.step) ?? { ranks: new Set<number>(), bytes: 0, metricsBytes: 0 };
         entry.ranks.add(m.rank);
         entry.bytes += m.bytes;
+        // A resume cuts metrics.jsonl back to here: rank 0 reports its shard after every message of the step
+        // (step, gauges, eval) and before any of the next one's, on the same socket.
+        if (m.rank === 0) entry.metricsBytes = this.setup.runDir?.metricsBytes() ?? 0;
         this.saved.set(m.step, entry);
         if (entry.ranks.size === this.world) {
           this.saved.delete(m.step);
-          this.commits.push(this.commit(m.step, entry.bytes));
+          this.commits.push(this.commit(m.step, entry.bytes, entry.metricsBytes));
         }
         return;
       }
     }
   }
 
-  private async commit(step: number, shardBytes: number): Promise<void> {
+  private async commit(step: number, shardBytes: number, metricsBytes: number): Promise<void> {
     const dir = this.setup.runDir!;
     const cfg = this.setup.config;
-    const metricsBytes = dir.metricsBytes();
     this.publish({ type: 'status', state: 'checkpointing', t: now(), step });
     const state: ShardedState = {
       format: CHECKPOINT_FORMAT,

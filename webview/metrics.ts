@@ -20,7 +20,7 @@ export const CATEGORY_LABEL: Record<DisplayCategory, string> = {
 };
 
 /** Measured categories that are communication buffers; everything unknown (temporaries, …) is "other". */
-const BUFFER_LIKE = /^(buffers?|comm|buckets?|nccl|gather|collectives?)$/i;
+const BUFFER_LIKE = /^(buffers?|comm|buckets?|nccl|gather|gathered|collectives?)$/i;
 
 export interface Grouped {
   bytes: Record<DisplayCategory, number>;

@@ -8,10 +8,10 @@
 // `consolidate` adds model.safetensors (HF names, Conv1D layout) and optimizer.safetensors to a sharded
 // folder: it is then also a single-device checkpoint, from which any layout (and `scalelm train` on one
 // device) can resume.
-import { closeSync, existsSync, fsyncSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Gpt, type GptShape } from '../model/gpt';
-import { CHECKPOINT_FORMAT, CheckpointError, hfConfig, KEEP_CHECKPOINTS, latestCheckpoint, stepFolder, writeAtomic, type CheckpointState } from '../train/checkpoint';
+import { CHECKPOINT_FORMAT, CheckpointError, hfConfig, KEEP_CHECKPOINTS, latestCheckpoint, stepFolder, writeAtomic, writeFileSynced, type CheckpointState } from '../train/checkpoint';
 import { stateSlots } from '../train/optimizer';
 import { writeSafetensors, type TensorToWrite } from '../train/safetensors';
 import { consolidateShards, type ShardLayout } from './shard-files';
@@ -57,19 +57,6 @@ function fsyncPath(path: string): void {
   }
 }
 
-function writeSynced(file: string, text: string): number {
-  const fd = openSync(file, 'w');
-  const b = Buffer.from(text, 'utf8');
-  try {
-    let off = 0;
-    while (off < b.length) off += writeSync(fd, b, off, b.length - off);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  return b.length;
-}
-
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -100,8 +87,8 @@ export function commitCheckpoint(checkpointsDir: string, tmp: string, state: Sha
     bytes += statSync(p).size;
     fsyncPath(p);
   }
-  bytes += writeSynced(join(tmp, 'config.json'), JSON.stringify(hfConfig(shape, dropout), null, 2) + '\n');
-  bytes += writeSynced(join(tmp, 'state.json'), JSON.stringify(state, null, 2) + '\n');
+  bytes += writeFileSynced(join(tmp, 'config.json'), JSON.stringify(hfConfig(shape, dropout), null, 2) + '\n');
+  bytes += writeFileSynced(join(tmp, 'state.json'), JSON.stringify(state, null, 2) + '\n');
   fsyncPath(tmp);
   const name = stepFolder(state.step);
   const final = join(checkpointsDir, name);
@@ -139,7 +126,7 @@ export function consolidate(folder: string): { bytes: number; state: ShardedStat
   bytes += writeSafetensors(tmpOpt, opt, { format: 'pt', kind, steps: String(state.optimizer.steps) });
   renameSync(tmpOpt, join(folder, 'optimizer.safetensors'));
   renameSync(tmpModel, join(folder, 'model.safetensors'));
-  if (!existsSync(join(folder, 'config.json'))) bytes += writeSynced(join(folder, 'config.json'), JSON.stringify(hfConfig(shape, 0), null, 2) + '\n');
+  if (!existsSync(join(folder, 'config.json'))) bytes += writeFileSynced(join(folder, 'config.json'), JSON.stringify(hfConfig(shape, 0), null, 2) + '\n');
   fsyncPath(folder);
   return { bytes, state };
 }

@@ -19,7 +19,8 @@ import type { RankProcess } from '../telemetry/gpu-sampler';
 import { CHECKPOINT_FORMAT, CHECKPOINT_VERSION, latestCheckpoint, loadHfFolder, readModelTensors } from '../train/checkpoint';
 import { loadTokens } from '../train/data';
 import { optimizerHyper } from '../train/optimizer';
-import type { MessageListener, RunResult, TrainerSetup } from '../train/trainer';
+import type { RunResult, TrainerSetup } from '../train/trainer';
+import { RunEvents } from '../train/run-events';
 import { formatStep } from '../train/trainer';
 import { ChannelServer, type RankToCoordinator } from './channel';
 import { commitCheckpoint, consolidate, hasFullFiles, isSharded, readState, removeStaleTemporaries, tmpCheckpointTemplate, type ShardedState } from './checkpoint';
@@ -46,7 +47,7 @@ const now = (): number => Date.now();
 /** The rank entry module, next to this file in out/ and in the bundle (dist/parallel-rank.js). */
 export const RANK_ENTRY = join(__dirname, 'parallel-rank.js');
 
-export class ParallelTrainer {
+export class ParallelTrainer extends RunEvents {
   readonly layout: ParallelLayout;
   readonly world: number;
   step = 0;
@@ -57,7 +58,6 @@ export class ParallelTrainer {
   readonly timings = new Map<number, { stepMs: number; exposedCommMs: number }[]>();
   /** With returnState: the trained parameters as full single-device tensors. */
   finalParams?: Map<string, Float32Array>;
-  private readonly listeners = new Set<MessageListener>();
   private channel?: ChannelServer;
   private stopRequested = false;
   private readonly pids = new Map<number, number>();
@@ -77,6 +77,7 @@ export class ParallelTrainer {
   private ranksListener?: (ranks: RankProcess[]) => void;
 
   private constructor(readonly setup: ParallelSetup, start: StartFrom, resumedFrom: string | undefined, startStep: number, lastLoss: number | undefined) {
+    super();
     const { config } = setup;
     this.layout = resolveLayout(config);
     if (setup.transport) this.layout.transport = setup.transport;
@@ -151,19 +152,8 @@ export class ParallelTrainer {
     return t;
   }
 
-  subscribe(listener: MessageListener): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
-  }
-
-  private publish(msg: Message): void {
-    for (const l of this.listeners) l(msg);
-  }
-
-  private log(line: string, level: 'info' | 'warn' = 'info', record = true): void {
-    this.setup.log?.(line);
-    this.setup.runDir?.log(line);
-    if (record) this.publish({ type: 'log', level, message: line, t: now(), source: 'trainer' });
+  protected get lineSinks() {
+    return this.setup;
   }
 
   requestStop(): void {

@@ -260,7 +260,8 @@ function list(names: string[]): string {
   return names.length > 6 ? `${names.slice(0, 6).join(', ')} … (${names.length - 6} more)` : names.join(', ');
 }
 
-function writeFileSynced(file: string, text: string): number {
+/** Writes `text` and fsyncs it; returns the bytes written. */
+export function writeFileSynced(file: string, text: string): number {
   const fd = openSync(file, 'w');
   const b = Buffer.from(text, 'utf8');
   try {

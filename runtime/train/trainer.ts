@@ -4,7 +4,7 @@
 // parameters, gradients, optimizer states, saved activations and temporaries, and the step's peak.
 import * as tf from '@tensorflow/tfjs-core';
 import type { RunConfig } from '../config/types';
-import type { Message, StepMessage } from '../protocol';
+import type { StepMessage } from '../protocol';
 import { formatBytes } from '../units';
 import { activeBackend, initBackend, type BackendInfo } from '../model/backend';
 import { disposeForwardState, Gpt, gptShape, type ForwardState } from '../model/gpt';
@@ -17,6 +17,7 @@ import { CHECKPOINT_FORMAT, CHECKPOINT_VERSION, CheckpointError, latestCheckpoin
 import { GradAccumulator, Optimizer, optimizerHyper } from './optimizer';
 import { learningRate } from './schedule';
 import type { RunDir } from './run-dir';
+import { RunEvents } from './run-events';
 import { existsSync } from 'node:fs';
 import { join, relative } from 'node:path';
 
@@ -64,11 +65,11 @@ export interface RunResult {
   checkpoint?: string;
 }
 
-export type MessageListener = (msg: Message) => void;
+export type { MessageListener } from './run-events';
 
 const now = (): number => Date.now();
 
-export class Trainer {
+export class Trainer extends RunEvents {
   readonly model: Gpt;
   readonly params: ParamStore;
   readonly optimizer: Optimizer;
@@ -80,7 +81,6 @@ export class Trainer {
   /** Optimizer steps completed. */
   step = 0;
   lastLoss?: number;
-  private readonly listeners = new Set<MessageListener>();
   private stopRequested = false;
   private checkpointRequested = false;
   private lastCheckpointStep = -1;
@@ -91,6 +91,7 @@ export class Trainer {
     readonly backend: BackendInfo,
     readonly data: TokenStream,
   ) {
+    super();
     const { config } = setup;
     const t = config.train;
     this.model = new Gpt(gptShape(config.model), t.recompute);
@@ -156,20 +157,8 @@ export class Trainer {
     this.optimizer.init(this.params);
   }
 
-  /** Subscribes to every message the run publishes; returns the unsubscribe function. */
-  subscribe(listener: MessageListener): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
-  }
-
-  private publish(msg: Message): void {
-    for (const l of this.listeners) l(msg);
-  }
-
-  private log(line: string, level: 'info' | 'warn' = 'info', record = true): void {
-    this.setup.log?.(line);
-    this.setup.runDir?.log(line);
-    if (record) this.publish({ type: 'log', level, message: line, t: now(), source: 'trainer' });
+  protected get lineSinks() {
+    return this.setup;
   }
 
   /** Ends the run after the current step, with a checkpoint. */

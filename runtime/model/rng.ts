@@ -98,3 +98,16 @@ export class Rng {
 function rotl(x: number, k: number): number {
   return (x << k) | (x >>> (32 - k));
 }
+
+/** Draws a token from next-token logits at `temperature` (softmax sampling with the run's own Rng). */
+export function sampleToken(logits: Float32Array, temperature: number, rng: Rng): number {
+  let max = -Infinity;
+  for (const v of logits) max = Math.max(max, v);
+  const weights = Array.from(logits, (v) => Math.exp((v - max) / temperature));
+  let u = rng.uniform() * weights.reduce((a, b) => a + b, 0);
+  for (let k = 0; k < weights.length; k++) {
+    u -= weights[k]!;
+    if (u <= 0) return k;
+  }
+  return weights.length - 1;
+}

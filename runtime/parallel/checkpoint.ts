@@ -8,10 +8,10 @@
 // `consolidate` adds model.safetensors (HF names, Conv1D layout) and optimizer.safetensors to a sharded
 // folder: it is then also a single-device checkpoint, from which any layout (and `scalelm train` on one
 // device) can resume.
-import { closeSync, existsSync, fsyncSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Gpt, type GptShape } from '../model/gpt';
-import { CHECKPOINT_FORMAT, CheckpointError, hfConfig, KEEP_CHECKPOINTS, latestCheckpoint, stepFolder, writeAtomic, writeFileSynced, type CheckpointState } from '../train/checkpoint';
+import { CHECKPOINT_FORMAT, CheckpointError, hfConfig, KEEP_CHECKPOINTS, latestCheckpoint, stepFolder, writeAtomic, writeFileSynced, fsyncDir, type CheckpointState } from '../train/checkpoint';
 import { stateSlots } from '../train/optimizer';
 import { writeSafetensors, type TensorToWrite } from '../train/safetensors';
 import { consolidateShards, type ShardLayout } from './shard-files';
@@ -45,18 +45,6 @@ export function tmpCheckpointTemplate(checkpointsDir: string, nonce: string): st
   return join(checkpointsDir, `.tmp-{step}-${process.pid}-${nonce}`);
 }
 
-function fsyncPath(path: string): void {
-  let fd: number | undefined;
-  try {
-    fd = openSync(path, 'r');
-    fsyncSync(fd);
-  } catch {
-    // some filesystems refuse fsync on a directory; the rename is still atomic
-  } finally {
-    if (fd !== undefined) closeSync(fd);
-  }
-}
-
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -85,11 +73,11 @@ export function commitCheckpoint(checkpointsDir: string, tmp: string, state: Sha
   for (const f of readdirSync(tmp)) {
     const p = join(tmp, f);
     bytes += statSync(p).size;
-    fsyncPath(p);
+    fsyncDir(p);
   }
   bytes += writeFileSynced(join(tmp, 'config.json'), JSON.stringify(hfConfig(shape, dropout), null, 2) + '\n');
   bytes += writeFileSynced(join(tmp, 'state.json'), JSON.stringify(state, null, 2) + '\n');
-  fsyncPath(tmp);
+  fsyncDir(tmp);
   const name = stepFolder(state.step);
   const final = join(checkpointsDir, name);
   if (existsSync(final)) {
@@ -98,7 +86,7 @@ export function commitCheckpoint(checkpointsDir: string, tmp: string, state: Sha
     renameSync(tmp, final);
     rmSync(old, { recursive: true, force: true });
   } else renameSync(tmp, final);
-  fsyncPath(checkpointsDir);
+  fsyncDir(checkpointsDir);
   writeAtomic(join(checkpointsDir, 'latest.json'), JSON.stringify({ step: state.step, folder: name }) + '\n');
   const steps = readdirSync(checkpointsDir).filter((f) => /^step-\d+$/.test(f) && statSync(join(checkpointsDir, f)).isDirectory()).sort();
   for (const f of steps.slice(0, Math.max(0, steps.length - KEEP_CHECKPOINTS))) rmSync(join(checkpointsDir, f), { recursive: true, force: true });
@@ -127,7 +115,7 @@ export function consolidate(folder: string): { bytes: number; state: ShardedStat
   renameSync(tmpOpt, join(folder, 'optimizer.safetensors'));
   renameSync(tmpModel, join(folder, 'model.safetensors'));
   if (!existsSync(join(folder, 'config.json'))) bytes += writeFileSynced(join(folder, 'config.json'), JSON.stringify(hfConfig(shape, 0), null, 2) + '\n');
-  fsyncPath(folder);
+  fsyncDir(folder);
   return { bytes, state };
 }
 

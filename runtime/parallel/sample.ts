@@ -6,7 +6,7 @@ import type { RunConfig } from '../config/types';
 import { activeBackend, initBackend } from '../model/backend';
 import { Gpt, gptShape } from '../model/gpt';
 import { initialValues, ParamStore } from '../model/params';
-import { Rng } from '../model/rng';
+import { Rng, sampleToken } from '../model/rng';
 import { byteTokenizer } from '../train/data';
 
 /** The weights' continuation of `prompt` (temperature 0.8, deterministic for the seed and step), decoded for printing. */
@@ -26,19 +26,7 @@ export async function sampleText(config: RunConfig, params: Map<string, Float32A
       tokens.dispose();
       const values = (await logits.data()) as Float32Array;
       logits.dispose();
-      let max = -Infinity;
-      for (const v of values) max = Math.max(max, v);
-      const weights = Array.from(values, (v) => Math.exp((v - max) / 0.8));
-      let u = rng.uniform() * weights.reduce((a, b) => a + b, 0);
-      let next = weights.length - 1;
-      for (let k = 0; k < weights.length; k++) {
-        u -= weights[k]!;
-        if (u <= 0) {
-          next = k;
-          break;
-        }
-      }
-      out.push(next);
+      out.push(sampleToken(values, 0.8, rng));
     }
     // No terminal control bytes.
     return byteTokenizer.decode(out.slice(prompt.length || 1)).replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f\uFFFD]/g, '?');

@@ -282,7 +282,8 @@ export function writeAtomic(file: string, text: string): void {
   fsyncDir(join(file, '..'));
 }
 
-function fsyncDir(dir: string): void {
+/** fsync of a folder (or file) by path, so a rename into it is durable; tolerated where unsupported. */
+export function fsyncDir(dir: string): void {
   let fd: number | undefined;
   try {
     fd = openSync(dir, 'r');

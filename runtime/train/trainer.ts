@@ -11,7 +11,7 @@ import { disposeForwardState, Gpt, gptShape, type ForwardState } from '../model/
 import type { LayerContext } from '../model/layers';
 import { MemoryTracker, type StepMemory } from '../model/memory';
 import { ParamStore } from '../model/params';
-import { mix, Rng } from '../model/rng';
+import { mix, Rng, sampleToken } from '../model/rng';
 import { BatchSampler, byteTokenizer, loadTokens, type TokenStream } from './data';
 import { CHECKPOINT_FORMAT, CHECKPOINT_VERSION, CheckpointError, latestCheckpoint, loadCheckpoint, loadHfFolder, readModelTensors, saveCheckpoint, type SaveHooks } from './checkpoint';
 import { GradAccumulator, Optimizer, optimizerHyper } from './optimizer';
@@ -269,19 +269,7 @@ export class Trainer extends RunEvents {
       tokens.dispose();
       const values = (await logits.data()) as Float32Array;
       logits.dispose();
-      let max = -Infinity;
-      for (const v of values) max = Math.max(max, v);
-      const weights = Array.from(values, (v) => Math.exp((v - max) / temperature));
-      let u = rng.uniform() * weights.reduce((a, b) => a + b, 0);
-      let next = weights.length - 1;
-      for (let k = 0; k < weights.length; k++) {
-        u -= weights[k]!;
-        if (u <= 0) {
-          next = k;
-          break;
-        }
-      }
-      out.push(next);
+      out.push(sampleToken(values, temperature, rng));
     }
     return out.slice(prompt.length || 1);
   }

@@ -11,7 +11,7 @@
 import { existsSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Gpt, type GptShape } from '../model/gpt';
-import { CHECKPOINT_FORMAT, CheckpointError, hfConfig, KEEP_CHECKPOINTS, latestCheckpoint, stepFolder, writeAtomic, writeFileSynced, fsyncDir, type CheckpointState } from '../train/checkpoint';
+import { CHECKPOINT_FORMAT, CheckpointError, commitCheckpointFolder, fsyncDir, hfConfig, latestCheckpoint, writeFileSynced, type CheckpointState } from '../train/checkpoint';
 import { stateSlots } from '../train/optimizer';
 import { writeSafetensors, type TensorToWrite } from '../train/safetensors';
 import { consolidateShards, type ShardLayout } from './shard-files';
@@ -78,19 +78,7 @@ export function commitCheckpoint(checkpointsDir: string, tmp: string, state: Sha
   bytes += writeFileSynced(join(tmp, 'config.json'), JSON.stringify(hfConfig(shape, dropout), null, 2) + '\n');
   bytes += writeFileSynced(join(tmp, 'state.json'), JSON.stringify(state, null, 2) + '\n');
   fsyncDir(tmp);
-  const name = stepFolder(state.step);
-  const final = join(checkpointsDir, name);
-  if (existsSync(final)) {
-    const old = join(checkpointsDir, `.old-${name}-${process.pid}-${Date.now()}`);
-    renameSync(final, old);
-    renameSync(tmp, final);
-    rmSync(old, { recursive: true, force: true });
-  } else renameSync(tmp, final);
-  fsyncDir(checkpointsDir);
-  writeAtomic(join(checkpointsDir, 'latest.json'), JSON.stringify({ step: state.step, folder: name }) + '\n');
-  const steps = readdirSync(checkpointsDir).filter((f) => /^step-\d+$/.test(f) && statSync(join(checkpointsDir, f)).isDirectory()).sort();
-  for (const f of steps.slice(0, Math.max(0, steps.length - KEEP_CHECKPOINTS))) rmSync(join(checkpointsDir, f), { recursive: true, force: true });
-  return { path: final, bytes };
+  return { path: commitCheckpointFolder(checkpointsDir, tmp, state.step), bytes };
 }
 
 /**

@@ -104,6 +104,16 @@ export function saveCheckpoint(checkpointsDir: string, data: CheckpointData, spe
   bytes += writeFileSynced(join(tmp, 'state.json'), JSON.stringify(data.state, null, 2) + '\n');
   fsyncDir(tmp);
   hooks.beforeCommit?.();
+  return { path: commitCheckpointFolder(checkpointsDir, tmp, data.state.step), bytes };
+}
+
+/**
+ * Makes a fully written (and fsynced) temporary folder the checkpoint of `step`: renamed into place (an
+ * existing one of the same step is replaced only after the new one is in), latest.json pointed at it, and
+ * the oldest beyond KEEP_CHECKPOINTS removed. Shared by the single-device and the parallel writers.
+ */
+export function commitCheckpointFolder(checkpointsDir: string, tmp: string, step: number): string {
+  const name = stepFolder(step);
   const final = join(checkpointsDir, name);
   if (existsSync(final)) {
     const old = join(checkpointsDir, `.old-${name}-${process.pid}-${Date.now()}`);
@@ -112,9 +122,9 @@ export function saveCheckpoint(checkpointsDir: string, data: CheckpointData, spe
     rmSync(old, { recursive: true, force: true });
   } else renameSync(tmp, final);
   fsyncDir(checkpointsDir);
-  writeAtomic(join(checkpointsDir, 'latest.json'), JSON.stringify({ step: data.state.step, folder: name }) + '\n');
+  writeAtomic(join(checkpointsDir, 'latest.json'), JSON.stringify({ step, folder: name }) + '\n');
   pruneOld(checkpointsDir);
-  return { path: final, bytes };
+  return final;
 }
 
 /** The newest complete checkpoint folder, or undefined when there is none. */

@@ -171,20 +171,44 @@ export interface ForwardState {
   head: HeadSaved;
 }
 
+/**
+ * Called around each use of a unit's parameters ("embedding", "h.i", "ln_f"): ZeRO-3 gathers a unit just
+ * before its forward and again before its backward, and frees it after. One device needs none.
+ */
+export interface UnitHooks {
+  acquire(unit: string): void;
+  release(unit: string): void;
+}
+
+export const NO_HOOKS: UnitHooks = { acquire: () => {}, release: () => {} };
+
+/** The layers a model may swap in (tensor parallelism: vocab-parallel embedding and loss). */
+export interface EmbeddingLayer {
+  paramSpecs(): ParamSpec[];
+  forward(ctx: LayerContext, tokens: tf.Tensor1D, save: boolean): { y: tf.Tensor; saved?: unknown };
+  backward(ctx: LayerContext, dy: tf.Tensor, saved: never): NamedGrads;
+}
+export interface HeadLossLayer {
+  forward(ctx: LayerContext, x: tf.Tensor2D, targets: tf.Tensor1D, save: boolean): { loss: tf.Scalar; saved?: unknown };
+  backward(ctx: LayerContext, scale: number, saved: never): { dx: tf.Tensor; grads: NamedGrads };
+}
+
 export class Gpt {
-  readonly embedding: Embedding;
+  readonly embedding: EmbeddingLayer;
   readonly blocks: Block[];
   readonly lnF: LayerNorm;
-  readonly head = new TiedHeadLoss();
+  readonly head: HeadLossLayer;
 
   constructor(
     readonly shape: GptShape,
     readonly recompute: Recompute = 'none',
     blockLayers: (i: number) => BlockLayers = (i) => gpt2BlockLayers(i, shape, recompute),
+    parts: { embedding?: EmbeddingLayer; head?: HeadLossLayer } = {},
   ) {
-    this.embedding = new Embedding(shape.vocab, shape.positions, shape.hidden);
+    this.embedding = parts.embedding ?? new Embedding(shape.vocab, shape.positions, shape.hidden);
     this.blocks = Array.from({ length: shape.layers }, (_, i) => new Block(`h.${i}`, blockLayers(i)));
     this.lnF = new LayerNorm('ln_f', shape.hidden, shape.eps);
+    this.head = parts.head ?? new TiedHeadLoss();
   }
 
   paramSpecs(): ParamSpec[] {
@@ -195,14 +219,17 @@ export class Gpt {
    * Mean cross-entropy of one micro-batch. tokens and targets: int32 [B·T] (ctx.seq = T). With save=false
    * nothing is kept (evaluation); otherwise the returned state feeds backward().
    */
-  forward(ctx: LayerContext, tokens: tf.Tensor1D, targets: tf.Tensor1D, save: boolean): { loss: tf.Scalar; state?: ForwardState } {
+  forward(ctx: LayerContext, tokens: tf.Tensor1D, targets: tf.Tensor1D, save: boolean, hooks: UnitHooks = NO_HOOKS): { loss: tf.Scalar; state?: ForwardState } {
     if (ctx.seq > this.shape.positions) throw new ModelShapeError(`sequence length ${ctx.seq} exceeds the model's ${this.shape.positions} positions`);
     phase(ctx, save ? 'forward' : 'eval');
     where(ctx, 'embedding');
+    hooks.acquire('embedding');
     const emb = this.embedding.forward(ctx, tokens, save);
+    hooks.release('embedding');
     let h = emb.y;
     const blocks: ForwardState['blocks'] = [];
     for (const block of this.blocks) {
+      hooks.acquire(block.name);
       if (save && this.recompute === 'full') {
         blocks.push({ input: keepActivation(ctx, share(h)) });
         const r = block.forward(ctx, h, false);
@@ -214,15 +241,23 @@ export class Gpt {
         h = r.y;
         if (save) blocks.push({ saved: r.saved! });
       }
+      hooks.release(block.name);
     }
     where(ctx, 'ln_f');
+    hooks.acquire('ln_f');
     const f = this.lnF.forward(ctx, h, save);
+    hooks.release('ln_f');
     h.dispose();
     where(ctx, 'lm_head');
+    // The output layer is tied to wte: the embedding unit again, kept through the head's backward.
+    hooks.acquire('embedding');
     const out = this.head.forward(ctx, f.y as tf.Tensor2D, targets, save);
     f.y.dispose();
-    if (!save) return { loss: out.loss };
-    return { loss: out.loss, state: { embedding: emb.saved!, blocks, lnF: f.saved, head: out.saved! } };
+    if (!save) {
+      hooks.release('embedding');
+      return { loss: out.loss };
+    }
+    return { loss: out.loss, state: { embedding: emb.saved as EmbeddingSaved, blocks, lnF: f.saved, head: out.saved as HeadSaved } };
   }
 
   /** Logits of the next token after each sequence of a batch (int32 [B·T] with ctx.seq = T): [B, vocab]. Keeps nothing. */
@@ -245,19 +280,23 @@ export class Gpt {
   }
 
   /** Backward of scale·loss (scale = 1/accumulation steps); frees the state and hands every gradient to the sink. */
-  backward(ctx: LayerContext, state: ForwardState, scale: number, sink: GradSink): void {
+  backward(ctx: LayerContext, state: ForwardState, scale: number, sink: GradSink, hooks: UnitHooks = NO_HOOKS): void {
     phase(ctx, 'backward');
     where(ctx, 'lm_head');
-    const head = this.head.backward(ctx, scale, state.head);
+    const head = this.head.backward(ctx, scale, state.head as never);
+    hooks.release('embedding');
     emit(head.grads, sink);
     where(ctx, 'ln_f');
+    hooks.acquire('ln_f');
     const f = this.lnF.backward(ctx, head.dx, state.lnF as never);
+    hooks.release('ln_f');
     head.dx.dispose();
     emit(f.grads, sink);
     let d = f.dx;
     for (let i = this.blocks.length - 1; i >= 0; i--) {
       const block = this.blocks[i]!;
       const s = state.blocks[i]!;
+      hooks.acquire(block.name);
       let saved: Saved;
       if ('input' in s) {
         // Full recompute: replay this block's forward, keeping what its backward needs.
@@ -269,11 +308,15 @@ export class Gpt {
         phase(ctx, 'backward');
       } else saved = s.saved;
       const dx = block.backward(ctx, d, saved, sink);
+      hooks.release(block.name);
       d.dispose();
       d = dx;
     }
     where(ctx, 'embedding');
-    emit(this.embedding.backward(ctx, d, state.embedding), sink);
+    hooks.acquire('embedding');
+    const grads = this.embedding.backward(ctx, d, state.embedding as never);
+    hooks.release('embedding');
+    emit(grads, sink);
     d.dispose();
   }
 }

@@ -171,7 +171,8 @@ describe('run store', function () {
     const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
     const client = { c: null as RunClient | null };
     try {
-      await until(() => out.includes('\n') || child.exitCode !== null, 'the listening line');
+      // stdout (the listening line) and stderr (the human lines) are separate pipes: wait for both.
+      await until(() => (out.includes('\n') && err.includes('dashboard:')) || child.exitCode !== null, 'the listening line and the dashboard URL');
       const line = parseListeningLine(out.split('\n')[0]!);
       assert.ok(line, `a listening line, got: ${out} ${err}`);
       assert.match(err, /killed: 1 steps \(no final status/);

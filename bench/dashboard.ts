@@ -11,7 +11,7 @@ import { DebiasedEma, lttb, minMaxPerPixel } from '../webview/downsample';
 import { openDashboard, type DashboardPage } from '../test/webview/harness';
 import { SYNTHETIC_RUN_ID, syntheticMessages } from '../test/webview/synthetic';
 import { syntheticConfig } from '../test/webview/synthetic';
-import { encodeMessage, PROTOCOL_VERSION, type HelloMessage, type Message } from '../runtime/protocol';
+import { encodeMessage, PROTOCOL_VERSION, type HelloMessage, type Message } from '../common/protocol';
 
 function arg(name: string, fallback: number): number {
   const i = process.argv.indexOf(`--${name}`);

@@ -11,7 +11,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import WebSocket from 'ws';
-import { webSocketProtocols } from '../runtime/protocol';
+import { webSocketProtocols } from '../common/protocol';
 import { RunClient } from '../runtime/server/client';
 import { startMonitor } from '../runtime/server/monitor';
 import { RunRecorder, type MessageSource } from '../runtime/telemetry/recorder';

@@ -3,7 +3,7 @@
 // Type, enum and unknown-key errors are left to VS Code's JSON language service (contributes.jsonValidation),
 // so nothing is reported twice.
 import * as vscode from 'vscode';
-import { formatBytes } from '../runtime/units';
+import { formatBytes } from '../common/units';
 import { CATEGORIES } from '../runtime/planner/types';
 import { describeSuggestion } from '../runtime/planner/target';
 import { analyseConfig, forgetConfig, isScaleLMConfig } from './config-analysis';

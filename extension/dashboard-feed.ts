@@ -4,7 +4,7 @@
 // cannot receive messages, so nothing is queued for them: the next snapshot catches them up.
 import * as vscode from 'vscode';
 import { basename } from 'node:path';
-import type { Message, RunSummary, SnapshotMessage } from '../runtime/protocol';
+import type { Message, RunSummary, SnapshotMessage } from '../common/protocol';
 import { readRun } from '../runtime/telemetry/run-store';
 import { RunHistory } from '../runtime/telemetry/history';
 import { toWebview, type ChooseLayoutMessage, type HostToWebview, type ShowTabMessage, type WebviewToHost } from '../webview/messages';

@@ -5,7 +5,7 @@ import * as vscode from 'vscode';
 import { basename, dirname, join } from 'node:path';
 import { CATEGORIES } from '../runtime/planner/types';
 import { describeSuggestion, suggestionEdits } from '../runtime/planner/target';
-import { formatBytes } from '../runtime/units';
+import { formatBytes } from '../common/units';
 import { analyseConfig } from './config-analysis';
 import { LiveRun } from './live-run';
 import { configFieldsEdit } from './quick-fixes';

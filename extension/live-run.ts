@@ -5,7 +5,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { createInterface } from 'node:readline';
-import type { ControlAction, ControlResultMessage, Message, SnapshotMessage, StepMessage, MemoryMessage } from '../runtime/protocol';
+import type { ControlAction, ControlResultMessage, Message, SnapshotMessage, StepMessage, MemoryMessage } from '../common/protocol';
 import { RunClient } from '../runtime/server/client';
 import { parseListeningLine, TOKEN_ENV, type ListeningLine } from '../runtime/server/monitor';
 import { RunHistory } from '../runtime/telemetry/history';

@@ -1,7 +1,7 @@
 // The CodeLens above a config: "≈ 23.4 GiB / device peak · fits 8 × H100-SXM · 41k tokens/s", plus
 // Launch and Suggest actions. Computed from the shared per-version analysis.
 import * as vscode from 'vscode';
-import { formatBytes } from '../runtime/units';
+import { formatBytes } from '../common/units';
 import { analyseConfig } from './config-analysis';
 
 export function formatRate(tokensPerSec: number): string {

@@ -12,7 +12,7 @@ import { layoutOf } from '../runtime/planner/memory';
 import { searchLayouts, type Candidate } from '../runtime/planner/search';
 import { suggestionEdits } from '../runtime/planner/target';
 import type { ConventionName, PlanInput } from '../runtime/planner/types';
-import { formatBytes } from '../runtime/units';
+import { formatBytes } from '../common/units';
 import { analyseConfig } from './config-analysis';
 import { parseJsonc } from './json-paths';
 import { formatRate } from './plan-lens';

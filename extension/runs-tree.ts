@@ -3,7 +3,7 @@
 import * as vscode from 'vscode';
 import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { decodeMessage, type Message } from '../runtime/protocol';
+import { decodeMessage, type Message } from '../common/protocol';
 import { listRunDirs } from '../runtime/telemetry/run-store';
 import type { LiveRun } from './live-run';
 import type { RunRegistry } from './runs';

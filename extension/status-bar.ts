@@ -1,7 +1,7 @@
 // The status bar item: step, loss and the fullest device's peak memory of the focused run; warning colour
 // near capacity; click opens the dashboard.
 import * as vscode from 'vscode';
-import { formatBytes } from '../runtime/units';
+import { formatBytes } from '../common/units';
 import type { LiveRun } from './live-run';
 import type { RunRegistry } from './runs';
 

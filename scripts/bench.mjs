@@ -7,6 +7,9 @@ import { join } from 'node:path';
 
 const root = new URL('..', import.meta.url).pathname;
 const [name, ...rest] = process.argv.slice(2);
+// The PyTorch peers run on the pinned .venv (scripts/setup-python.sh) unless SCALELM_PYTHON names another.
+const venvPython = join(root, '.venv/bin/python');
+if (!process.env.SCALELM_PYTHON && existsSync(venvPython)) process.env.SCALELM_PYTHON = venvPython;
 const available = readdirSync(join(root, 'bench')).filter((f) => f.endsWith('.ts') || !f.includes('.')).map((f) => f.replace(/\.ts$/, ''));
 if (!name) { console.error(`usage: npm run bench -- <name>\navailable: ${available.join(', ')}`); process.exit(2); }
 const tsc = spawnSync('npx', ['tsc', '-p', '.'], { cwd: root, stdio: 'inherit' });

@@ -8,7 +8,7 @@
 //     for that run's snapshot and closes it; control messages go to the server as protocol ControlMessages.
 //   - A dropped connection is retried with back-off; each reconnect starts with a fresh snapshot.
 // Incoming frames are parsed here and validated by the dashboard like any host's messages.
-import { tokenFromFragment, webSocketProtocols, WS_PATH } from '../runtime/protocol';
+import { tokenFromFragment, webSocketProtocols, WS_PATH } from '../common/protocol';
 import type { DashboardHost } from './host';
 import type { ConnectionMessage } from './messages';
 

@@ -25,7 +25,7 @@ import { HeaderView } from './views/header';
 import { MemoryView } from './views/memory';
 import { PlannerView } from './views/planner';
 import { RunsView } from './views/runs';
-import type { Message, RunSummary } from '../runtime/protocol';
+import type { Message, RunSummary } from '../common/protocol';
 
 /** Chart drawing per animation frame; charts past it are drawn on the next frame. */
 const CHART_BUDGET_MS = 8;

@@ -1,5 +1,5 @@
 // Numbers as the dashboard shows them: every one with its unit. Bytes are bytes until here. Pure.
-import { formatBytes } from '../runtime/units';
+import { formatBytes } from '../common/units';
 
 export { formatBytes };
 

@@ -40,7 +40,7 @@ import {
   type Result,
   type RunSummary,
   type SnapshotMessage,
-} from '../runtime/protocol';
+} from '../common/protocol';
 import type { Layout } from '../runtime/planner/types';
 import { TABS, type Tab } from './ui-state';
 

@@ -1,7 +1,7 @@
 // Numbers derived from a run for the header and the memory panels: progress, ETA, throughput, achieved
 // FLOP/s and MFU (Megatron's FLOP accounting from the planner), memory levels, and the planner's
 // prediction per category to compare with what the runtime measured. Pure.
-import type { MemoryMessage } from '../runtime/protocol';
+import type { MemoryMessage } from '../common/protocol';
 import { estimate, stepFlops } from '../runtime/planner';
 import type { ConventionName, MemoryBreakdown, PlanInput } from '../runtime/planner/types';
 import type { RunData } from './store';

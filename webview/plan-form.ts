@@ -8,7 +8,7 @@ import { GPU_PRESETS, MODEL_PRESETS, type GpuPresetName, type ModelPresetName } 
 import type { RunConfig } from '../runtime/config/types';
 import { describeLayout, searchLayouts, type SearchResult } from '../runtime/planner';
 import type { Layout } from '../runtime/planner/types';
-import type { JsonObject } from '../runtime/protocol';
+import type { JsonObject } from '../common/protocol';
 import { formatBytes, formatTokensPerSec } from './format';
 
 export type ModelSource = 'config' | 'preset' | 'hf';

@@ -2,7 +2,7 @@
 // step series and each rank's memory, the latest gauges, the raised alerts and recent events. Fed by
 // already-validated protocol messages or a snapshot; views read it and redraw what changed (`versions`).
 // Pure: no DOM, so the bench and unit tests drive it in Node.
-import type { AlertMessage, CheckpointMessage, CommMessage, EvalMessage, GpuMessage, HelloMessage, LogMessage, MemoryMessage, Message, RunSummary, SnapshotMessage, StatusMessage, StepMessage } from '../runtime/protocol';
+import type { AlertMessage, CheckpointMessage, CommMessage, EvalMessage, GpuMessage, HelloMessage, LogMessage, MemoryMessage, Message, RunSummary, SnapshotMessage, StatusMessage, StepMessage } from '../common/protocol';
 import { lowerBound } from './downsample';
 
 export class Column {

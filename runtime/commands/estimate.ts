@@ -2,7 +2,7 @@
 // step time of the layout in the file — or why that layout cannot exist.
 import { CONVENTIONS, type ConventionName, type EstimateResult } from '../planner/types';
 import { describeLayout, estimate } from '../planner/estimate';
-import { formatBytes } from '../units';
+import { formatBytes } from '../../common/units';
 import { CliError, parseArgs, type Command } from './args';
 import { loadPlanInput, PLAN_FLAGS_HELP, PLAN_SWITCHES, PLAN_VALUE_FLAGS } from './plan-input';
 import type { RunConfig } from '../config/types';

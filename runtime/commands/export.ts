@@ -4,7 +4,7 @@
 import { estimate } from '../planner/estimate';
 import { layoutOf } from '../planner/memory';
 import { EXPORT_TARGETS, exportLayout, type ExportTarget } from '../planner/export';
-import { formatBytes } from '../units';
+import { formatBytes } from '../../common/units';
 import { CliError, parseArgs, type Command } from './args';
 import { loadPlanInput, PLAN_FLAGS_HELP, PLAN_SWITCHES, PLAN_VALUE_FLAGS } from './plan-input';
 

@@ -3,7 +3,7 @@
 // Layout flags (--tp 8, --zero 1, ...) fix that dimension; the rest are searched.
 import { describeLayout } from '../planner/estimate';
 import { searchLayouts, type SearchResult } from '../planner/search';
-import { formatBytes, parseBytes } from '../units';
+import { formatBytes, parseBytes } from '../../common/units';
 import { CliError, parseArgs, intFlag, type Command } from './args';
 import { formatSeconds } from './estimate';
 import { loadPlanInput, PLAN_FLAGS_HELP, PLAN_SWITCHES, PLAN_VALUE_FLAGS } from './plan-input';

@@ -77,7 +77,7 @@ export const train: Command = async (argv) => {
   const { checkFit, describeSuggestion } = await import('../planner/target');
   const fit = checkFit(config);
   if (fit.result.ok && !fit.result.fits) {
-    const { formatBytes } = await import('../units');
+    const { formatBytes } = await import('../../common/units');
     const per = fit.result.memory.perDevice;
     console.error(`${file ?? 'config'}: this layout does not fit — planned ${formatBytes(per.total)} per device, ${formatBytes(fit.target.capacity)} available on ${fit.target.label}; nothing was started`);
     for (const c of ['params', 'grads', 'optimizer', 'activations', 'buffers', 'overhead'] as const) if (per[c] > 0) console.error(`  ${c.padEnd(12)} ${formatBytes(per[c])}`);

@@ -1,6 +1,6 @@
 // `scalelm validate <file> [--set path=value]…`: errors (exit 1) or a one-line summary (exit 0).
 import { parseConfig } from '../config/parse';
-import { formatBytes } from '../units';
+import { formatBytes } from '../../common/units';
 import { parseArgs, type Command } from './args';
 import { readRawConfig } from './load';
 

@@ -4,7 +4,7 @@ import { GPU_PRESETS, MODEL_PRESETS, type ModelShape } from './presets';
 import { runConfigSchema, type RunConfigInput } from './schema';
 import { crossFieldIssues } from './rules';
 import type { RunConfig } from './types';
-import { parseBytes } from '../units';
+import { parseBytes } from '../../common/units';
 
 export type { ConfigIssue } from './dsl';
 /**

@@ -3,7 +3,7 @@
 // with the breakdown at that moment. A device capacity turns allocations past it into an out-of-memory error
 // naming the step, the layer and the breakdown, as a GPU allocator would.
 import * as tf from '@tensorflow/tfjs-core';
-import { formatBytes } from '../units';
+import { formatBytes } from '../../common/units';
 
 export const MEMORY_CATEGORIES = ['params', 'grads', 'optimizer', 'activations', 'temporaries'] as const;
 /** Only a parallel rank has these: communication buffers (buckets, staging) and ZeRO-3's gathered parameters. */

@@ -14,7 +14,7 @@ import { Gpt, gptShape } from '../model/gpt';
 import { tpVocab } from '../model/tp-layers';
 import { estimate } from '../planner/estimate';
 import { planTarget } from '../planner/target';
-import type { Message, StepMessage } from '../protocol';
+import type { Message, StepMessage } from '../../common/protocol';
 import type { RankProcess } from '../telemetry/gpu-sampler';
 import { CHECKPOINT_FORMAT, CHECKPOINT_VERSION, latestCheckpoint, loadHfFolder, readModelTensors } from '../train/checkpoint';
 import { loadTokens } from '../train/data';

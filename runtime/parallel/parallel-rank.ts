@@ -5,7 +5,7 @@ import { mkdirSync } from 'node:fs';
 import type { Comm } from '../comm/comm';
 import type { CallRecord } from '../comm/types';
 import type { RunConfig } from '../config/types';
-import type { CommStat, Message } from '../protocol';
+import type { CommStat, Message } from '../../common/protocol';
 import { ChannelClient, type RankToCoordinator } from './channel';
 import { RankEngine, type Faults, type StartFrom, type StepOutcome } from './engine';
 import { writeShard } from './shard-files';

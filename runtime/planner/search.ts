@@ -2,7 +2,7 @@
 // a model, a cluster and a global batch; drop what does not fit (headroom kept free), rank by estimated
 // throughput, explain each suggestion in one line. Fits are decided with the `scalelm` convention. Pure.
 import { divisorsOf, layoutIssues } from '../config/rules';
-import { formatBytes } from '../units';
+import { formatBytes } from '../../common/units';
 import { usableMemory } from './estimate';
 import { estimateMemory, overheadsOf, scalelmContext, scalelmStage } from './memory';
 import { countParams, type ParamCounts } from './params';

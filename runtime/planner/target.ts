@@ -3,7 +3,7 @@
 // `runtime` convention against `devices.memory` per device (exactly what ScaleLM's runtime will allocate).
 // The editor's CodeLens and diagnostics, `scalelm train`'s refusal and the Launch command all ask here. Pure.
 import type { RunConfig } from '../config/types';
-import { formatBytes } from '../units';
+import { formatBytes } from '../../common/units';
 import { describeLayout, estimate } from './estimate';
 import { searchLayouts, type Candidate } from './search';
 import type { ConventionName, EstimateResult, PlanInput } from './types';

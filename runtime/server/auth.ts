@@ -14,7 +14,7 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { hostname, networkInterfaces } from 'node:os';
-import { isToken, TOKEN_PROTOCOL_PREFIX } from '../protocol';
+import { isToken, TOKEN_PROTOCOL_PREFIX } from '../../common/protocol';
 
 export type Verdict = { ok: true } | { ok: false; status: number; reason: string };
 const OK: Verdict = { ok: true };

@@ -8,7 +8,7 @@
 // So a stalled client costs at most highWater + maxQueue + one gauge per key, whatever the run does.
 import type { Socket } from 'node:net';
 import type WebSocket from 'ws';
-import { gaugeKey, isGauge, type Message } from '../protocol';
+import { gaugeKey, isGauge, type Message } from '../../common/protocol';
 import { timeDeferred } from '../telemetry/cost';
 
 export interface ConnectionLimits {

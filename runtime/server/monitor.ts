@@ -5,7 +5,7 @@
 // SCALELM_MONITOR_TOKEN (64 hex digits) already knows it and the line leaves it out. stdout is a pipe to
 // the parent in the extension; on a terminal (the CLI) the human needs the token anyway, as in Jupyter.
 import type { MonitorConfig, RunConfig } from '../config/types';
-import { isToken, type Message } from '../protocol';
+import { isToken, type Message } from '../../common/protocol';
 import type { MetricBus } from '../telemetry/bus';
 import type { GpuSamplerOptions } from '../telemetry/gpu-sampler';
 import { RunRecorder, type MessageSource, type Overhead } from '../telemetry/recorder';

@@ -10,7 +10,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { isLoopback } from '../config/rules';
-import { decodeClientMessage, encodeMessage, SUBPROTOCOL, WS_PATH, type ControlResultMessage, type RejectedMessage, type RunSummary } from '../protocol';
+import { decodeClientMessage, encodeMessage, SUBPROTOCOL, WS_PATH, type ControlResultMessage, type RejectedMessage, type RunSummary } from '../../common/protocol';
 import type { MetricBus } from '../telemetry/bus';
 import { exportCsv } from '../telemetry/csv';
 import { PROMETHEUS_CONTENT_TYPE, renderPrometheus } from '../telemetry/prometheus';

@@ -6,8 +6,8 @@
 //   loss-diverging  the smoothed loss climbs well above its best;
 //   collector-down  the GPU sampler lost nvidia-smi;  gpu-lost  the driver reports a GPU as lost.
 // Pure: times come from the messages, so tests drive it with synthetic series.
-import type { AlertMessage, AlertSeverity, GpuMessage, MemoryMessage, Message, StepMessage } from '../protocol';
-import { formatBytes } from '../units';
+import type { AlertMessage, AlertSeverity, GpuMessage, MemoryMessage, Message, StepMessage } from '../../common/protocol';
+import { formatBytes } from '../../common/units';
 
 export interface AlertOptions {
   highWater: number;

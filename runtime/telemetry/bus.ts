@@ -2,7 +2,7 @@
 // reason, never half-applied), stamped with a time, encoded once, remembered in the run's history and
 // handed to the sinks (metrics.jsonl, TensorBoard, alerts, the server's clients) in publish order.
 import { RunHistory, type HistoryLimits } from './history';
-import { encodeMessage, validateMessage, type ControlAction, type Message, type RunSummary } from '../protocol';
+import { encodeMessage, validateMessage, type ControlAction, type Message, type RunSummary } from '../../common/protocol';
 
 /** Thrown by publish() for a message that does not fit protocol v1; nothing was recorded or sent. */
 export class ProtocolError extends Error {

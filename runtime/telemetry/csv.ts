@@ -1,6 +1,6 @@
 // CSV export of a run's steps (one row per optimizer step, evaluation loss joined in at its step), for
 // spreadsheets and pandas. Streams: holds one pending row, whatever the run's length.
-import type { Message, StepMessage } from '../protocol';
+import type { Message, StepMessage } from '../../common/protocol';
 import { streamMessages } from './run-store';
 
 const LEADING = ['step', 'time', 'loss', 'lr', 'gradNorm', 'tokensPerSec', 'stepMs', 'tokens'] as const;

@@ -8,7 +8,7 @@
 //   - a wedged child (no line for stallMs): SIGTERM, then SIGKILL after killGraceMs, then back-off.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import type { GpuDevice, GpuMessage, GpuProcess } from '../protocol';
+import type { GpuDevice, GpuMessage, GpuProcess } from '../../common/protocol';
 import { appQueryArgs, classifyFailure, gpuQueryArgs, lostBusId, normaliseBusId, parseAppRow, parseGpuRow, type AppRow, type GpuRow } from './nvidia-smi';
 
 export type SamplerState = 'idle' | 'starting' | 'up' | 'down' | 'off' | 'stopped';

@@ -18,7 +18,7 @@ import {
   type SnapshotMessage,
   type StatusMessage,
   type StepMessage,
-} from '../protocol';
+} from '../../common/protocol';
 
 interface Bucket<T> {
   start: number;

@@ -1,7 +1,7 @@
 // The Prometheus text exposition format (0.0.4) of the latest readings, for GET /metrics. Served behind
 // the same Host/Origin/token checks as everything else: give Prometheus the token as a bearer token
 // (`authorization: { credentials_file: … }` in its scrape config).
-import { RUN_STATES } from '../protocol';
+import { RUN_STATES } from '../../common/protocol';
 import type { RunHistory } from './history';
 
 type Labels = Record<string, string | number>;

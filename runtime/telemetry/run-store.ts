@@ -16,7 +16,7 @@
 import { closeSync, createReadStream, existsSync, fdatasyncSync, openSync, readdirSync, readFileSync, readSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { decodeMessage, type Message } from '../protocol';
+import { decodeMessage, type Message } from '../../common/protocol';
 import { timeDeferred } from './cost';
 
 export const RUN_LAYOUT = {

@@ -6,7 +6,7 @@
 import { closeSync, fdatasyncSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import type { Message } from '../protocol';
+import type { Message } from '../../common/protocol';
 
 const CRC32C_TABLE = (() => {
   const t = new Uint32Array(256);

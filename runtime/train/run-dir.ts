@@ -3,14 +3,14 @@
 //   DIR/config.json            the resolved config (RunConfig as JSON)
 //   DIR/config.source.json     what the run was started from: the config file, its folder (data paths are
 //                              relative to it), the raw JSON with --set applied; `--resume DIR` reads this
-//   DIR/metrics.jsonl          protocol v1 messages (runtime/protocol.ts), one per line, hello first
+//   DIR/metrics.jsonl          protocol v1 messages (common/protocol.ts), one per line, hello first
 //   DIR/logs/train.log         the human-readable lines the CLI prints
 //   DIR/checkpoints/step-NNNNNN/{model.safetensors, optimizer.safetensors, config.json, state.json}
 //   DIR/checkpoints/latest.json
 import { closeSync, existsSync, fdatasyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import type { RunConfig } from '../config/types';
-import { encodeMessage, validateMessage, type Message } from '../protocol';
+import { encodeMessage, validateMessage, type Message } from '../../common/protocol';
 import { writeAtomic } from './checkpoint';
 
 export const RUN_FILES = {

@@ -1,7 +1,7 @@
 // What every trainer (one device or the parallel coordinator) does with its events: protocol messages to
 // its subscribers (the RunRecorder follows these), and human lines to the CLI, the run's log file and the
 // stream at once.
-import type { Message } from '../protocol';
+import type { Message } from '../../common/protocol';
 import type { RunDir } from './run-dir';
 
 export type MessageListener = (msg: Message) => void;

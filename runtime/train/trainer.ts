@@ -4,8 +4,8 @@
 // parameters, gradients, optimizer states, saved activations and temporaries, and the step's peak.
 import * as tf from '@tensorflow/tfjs-core';
 import type { RunConfig } from '../config/types';
-import type { StepMessage } from '../protocol';
-import { formatBytes } from '../units';
+import type { StepMessage } from '../../common/protocol';
+import { formatBytes } from '../../common/units';
 import { activeBackend, initBackend, type BackendInfo } from '../model/backend';
 import { disposeForwardState, Gpt, gptShape, type ForwardState } from '../model/gpt';
 import type { LayerContext } from '../model/layers';

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Message } from '../../runtime/protocol';
+import type { Message } from '../../common/protocol';
 import { ParallelTrainer } from '../../runtime/parallel/coordinator';
 import { readConsolidated } from '../../runtime/parallel/checkpoint';
 import { RunDir } from '../../runtime/train/run-dir';

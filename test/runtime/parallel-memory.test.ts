@@ -2,7 +2,7 @@
 // parameters) against the planner's `runtime` convention for the same layout: every category within 5% on
 // every rank. The planner lumps communication buffers and gathered parameters into `buffers`.
 import assert from 'node:assert/strict';
-import type { MemoryMessage } from '../../runtime/protocol';
+import type { MemoryMessage } from '../../common/protocol';
 import { ParallelTrainer } from '../../runtime/parallel/coordinator';
 import { EXAMPLES } from './train/fixtures';
 import { describe_, tinyConfig, type Layout } from './parallel/helpers';

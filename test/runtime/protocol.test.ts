@@ -16,7 +16,7 @@ import {
   webSocketProtocols,
   type Message,
   type SnapshotMessage,
-} from '../../runtime/protocol';
+} from '../../common/protocol';
 
 const t = 1_790_000_000_000;
 const memory = { params: 1, grads: 2, optimizer: 3, activations: 4, peak: 10 };

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { appendFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { decodeMessage, type SnapshotMessage, type StepMessage } from '../../runtime/protocol';
+import { decodeMessage, type SnapshotMessage, type StepMessage } from '../../common/protocol';
 import { RunClient } from '../../runtime/server/client';
 import { parseListeningLine } from '../../runtime/server/monitor';
 import { exportCsv, messagesToCsv } from '../../runtime/telemetry/csv';

@@ -2,7 +2,7 @@
 // heartbeat, reconnection through the Node client, several runs on one server.
 import assert from 'node:assert/strict';
 import type { Socket } from 'node:net';
-import type { GpuMessage, Message, SnapshotMessage, StepMessage } from '../../runtime/protocol';
+import type { GpuMessage, Message, SnapshotMessage, StepMessage } from '../../common/protocol';
 import { RunClient } from '../../runtime/server/client';
 import { monitorTrainer, parseListeningLine } from '../../runtime/server/monitor';
 import { parseConfig } from '../../runtime/config/parse';

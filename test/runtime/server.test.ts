@@ -2,7 +2,7 @@
 // well-behaved client connected beforehand keeps receiving the run throughout.
 import assert from 'node:assert/strict';
 import WebSocket from 'ws';
-import { encodeMessage, SUBPROTOCOL, type ControlResultMessage, type RejectedMessage } from '../../runtime/protocol';
+import { encodeMessage, SUBPROTOCOL, type ControlResultMessage, type RejectedMessage } from '../../common/protocol';
 import { makePolicy } from '../../runtime/server/auth';
 import { startServer, type TelemetryServer } from '../../runtime/server/server';
 import type { MetricBus } from '../../runtime/telemetry/bus';

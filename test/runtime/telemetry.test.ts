@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { AlertMessage, GpuMessage, MemoryMessage, Message, StepMessage } from '../../runtime/protocol';
+import type { AlertMessage, GpuMessage, MemoryMessage, Message, StepMessage } from '../../common/protocol';
 import { AlertEngine, slopePerSecond } from '../../runtime/telemetry/alerts';
 import { MetricBus, ProtocolError } from '../../runtime/telemetry/bus';
 import { Decimator, RunHistory } from '../../runtime/telemetry/history';

@@ -2,7 +2,7 @@ import * as assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { decodeMessage, type Message, type StepMessage } from '../../runtime/protocol';
+import { decodeMessage, type Message, type StepMessage } from '../../common/protocol';
 import { RunDir } from '../../runtime/train/run-dir';
 import { Trainer } from '../../runtime/train/trainer';
 import { readSafetensors } from '../../runtime/train/safetensors';

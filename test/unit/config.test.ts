@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { buildJsonSchema, loadConfig, modelFromHuggingFace, parseConfig, setPath, ConfigError, MODEL_PRESETS, GPU_PRESETS } from '../../runtime/config';
 import { isHuggingFaceConfig } from '../../runtime/config/huggingface';
 import { buildMarkdownReference } from '../../runtime/config/schema';
-import { parseBytes, formatBytes } from '../../runtime/units';
+import { parseBytes, formatBytes } from '../../common/units';
 
 const root = join(__dirname, '..', '..', '..');
 

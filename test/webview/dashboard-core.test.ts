@@ -3,7 +3,7 @@
 import * as assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { PROTOCOL_VERSION, type CommMessage, type HelloMessage, type MemoryMessage, type StepMessage } from '../../runtime/protocol';
+import { PROTOCOL_VERSION, type CommMessage, type HelloMessage, type MemoryMessage, type StepMessage } from '../../common/protocol';
 import { DebiasedEma, lttb, minMaxPerPixel } from '../../webview/downsample';
 import { toWebview, validateHostMessage, validateWebviewMessage } from '../../webview/messages';
 import { groupCategories, levelOf, predictionFor, progressOf } from '../../webview/metrics';

@@ -6,7 +6,7 @@ import * as assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
-import type { MemoryMessage, Message, StepMessage } from '../../runtime/protocol';
+import type { MemoryMessage, Message, StepMessage } from '../../common/protocol';
 import type { Inspection } from '../../webview/messages';
 import { openDashboard, ROOT, type DashboardPage } from './harness';
 import { readStream, shiftedTo, snapshotOf, syntheticVariant, SYNTHETIC_RUN_ID, wire } from './streams';

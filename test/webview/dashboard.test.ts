@@ -3,7 +3,7 @@
 import * as assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { PROTOCOL_VERSION, validateMessage, type HelloMessage, type Message, type StepMessage } from '../../runtime/protocol';
+import { PROTOCOL_VERSION, validateMessage, type HelloMessage, type Message, type StepMessage } from '../../common/protocol';
 import { openDashboard, ROOT, type DashboardPage } from './harness';
 
 interface CanvasInk {

@@ -3,7 +3,7 @@
 // RunHistory builds (what a host sends first).
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { decodeMessage, encodeMessage, PROTOCOL_VERSION, type HelloMessage, type Message, type SnapshotMessage } from '../../runtime/protocol';
+import { decodeMessage, encodeMessage, PROTOCOL_VERSION, type HelloMessage, type Message, type SnapshotMessage } from '../../common/protocol';
 import { RunHistory } from '../../runtime/telemetry/history';
 import { ROOT } from './harness';
 import { SYNTHETIC_RUN_ID, syntheticConfig, syntheticMessages } from './synthetic';

@@ -8,7 +8,7 @@
 import { parseConfig } from '../../runtime/config/parse';
 import type { RunConfig } from '../../runtime/config/types';
 import { estimate } from '../../runtime/planner';
-import type { CommMessage, GpuMessage, MemoryMessage, Message, StepMessage } from '../../runtime/protocol';
+import type { CommMessage, GpuMessage, MemoryMessage, Message, StepMessage } from '../../common/protocol';
 
 export const SYNTHETIC_RUN_ID = 'llama7b-8xh200';
 const MiB = 2 ** 20;

@@ -4,7 +4,7 @@
 import { fill, h, setText } from '../dom';
 import { formatBytes, formatCount, formatDuration, formatFlops, formatPercent, formatTokensPerSec, formatValue } from '../format';
 import { levelOf, progressOf, type Level } from '../metrics';
-import type { AlertMessage } from '../../runtime/protocol';
+import type { AlertMessage } from '../../common/protocol';
 import type { RunData } from '../store';
 import { describeTimeToFull } from './memory';
 

@@ -9,7 +9,7 @@ import { minMaxPerPixel } from '../downsample';
 import { formatBytes, formatDuration, formatError, formatPercent } from '../format';
 import type { MemoryPanelInspection } from '../messages';
 import { CATEGORY_LABEL, DISPLAY_CATEGORIES, groupCategories, levelOf, predictionFor, type DisplayCategory, type Level } from '../metrics';
-import type { GpuDevice } from '../../runtime/protocol';
+import type { GpuDevice } from '../../common/protocol';
 import type { RankMemory, RunData } from '../store';
 import type { ChartTheme } from '../theme';
 

@@ -7,7 +7,7 @@ import { formatBytes, formatDuration, formatPercent, formatTokensPerSec } from '
 import { configPatch, DEFAULT_FORM, formFromConfig, GPU_PRESET_LIST, layoutSummary, MODEL_PRESET_LIST, resolvePlan, search, type ModelSource, type PlanForm } from '../plan-form';
 import { describeLayout, type Candidate, type SearchResult } from '../../runtime/planner';
 import type { RunConfig } from '../../runtime/config/types';
-import type { JsonObject } from '../../runtime/protocol';
+import type { JsonObject } from '../../common/protocol';
 import type { ChooseLayoutMessage } from '../messages';
 
 const PLAN_CATEGORIES = ['params', 'grads', 'optimizer', 'activations', 'buffers', 'overhead'] as const;

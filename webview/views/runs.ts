@@ -2,7 +2,7 @@
 // compare. Below, the shown run's checkpoints and recent log lines.
 import { fill, h, setText } from '../dom';
 import { formatBytes, formatCount, formatTime } from '../format';
-import type { RunSummary } from '../../runtime/protocol';
+import type { RunSummary } from '../../common/protocol';
 import type { RunData } from '../store';
 
 export interface RunsActions {

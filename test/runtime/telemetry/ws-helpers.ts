@@ -4,9 +4,9 @@ import { randomBytes } from 'node:crypto';
 import { request } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import WebSocket from 'ws';
-import { decodeServerMessage, SUBPROTOCOL, webSocketProtocols, type ServerMessage } from '../../../runtime/protocol';
+import { decodeServerMessage, SUBPROTOCOL, webSocketProtocols, type ServerMessage } from '../../../common/protocol';
 import { MetricBus } from '../../../runtime/telemetry/bus';
-import type { StepMessage } from '../../../runtime/protocol';
+import type { StepMessage } from '../../../common/protocol';
 
 export interface RawResult {
   status: number;

@@ -1,0 +1,5 @@
+import sys
+from pathlib import Path
+
+# Tests import the package from the source tree (the extension bundles it the same way: by PYTHONPATH).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

@@ -269,9 +269,12 @@ function anchorEstimate(convention: Exclude<ConventionName, 'scalelm' | 'runtime
       const r = deepspeedZero3(psi, largest, gpusPerNode, nodes, layout.offloadOptimizer, layout.offloadParams, options.deepspeedZeroInit ?? true, factor);
       add('buffers', `4 × largest layer (${largest} params: fp16 gathered params + fp16 grads)`, r.largestLayerMemory);
       const rest = r.gpu - r.largestLayerMemory;
-      if (layout.offloadParams) add('params', 'parameters offloaded', 0);
+      // DeepSpeed's estimator reads cpu_offload_params only inside its cpu_offload branch: parameter offload
+      // without optimizer offload is its no-offload branch (18Ψ/N on the GPU, the no-offload host figure).
+      if (layout.offloadOptimizer && layout.offloadParams) add('params', 'parameters offloaded', 0);
       else if (layout.offloadOptimizer) add('params', '2Ψ/N fp16 parameter partition', rest);
       else add('optimizer', '18Ψ/N: params, grads, fp32 params, Adam states', rest);
+      if (layout.offloadParams && !layout.offloadOptimizer) notes.push('DeepSpeed\'s estimator has no branch for parameter offload without optimizer offload (its table skips that pair): GPU and host follow its no-offload branch');
       add('host', `host per node (× ${factor} buffer factor, zero_init=${options.deepspeedZeroInit ?? true})`, r.cpu);
       host = r.cpu;
     }

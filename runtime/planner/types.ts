@@ -13,6 +13,8 @@ export interface PlanModel extends ModelShape {
   dropout?: number;
   /** The parameter count when only that is known: the transformer layers absorb the difference to the shape's count. */
   totalParams?: number;
+  /** Whether Q, K and V are one fused linear module (GPT-2, NeoX) or three (HF Llama); guessed from the activation when absent. */
+  fusedQkv?: boolean;
 }
 
 export interface PlanTraining {

@@ -23,7 +23,7 @@ export const PLAN_FLAGS_HELP = `layout and cluster (a flag overrides the file):
   --recompute none|selective|full   --precision fp32|bf16-mixed|fp16-mixed
   --sequence-parallel --flash-attention --offload-optimizer --offload-params
   --headroom F        fraction of GPU memory kept free (default 0.05)
-  --efficiency F      fraction of peak FLOP/s large GEMMs reach (default 0.68)
+  --efficiency F      fraction of peak FLOP/s large GEMMs reach (default 0.7)
   --set path=value    any config key, e.g. --set parallel.zero=3 (repeatable)`;
 
 export interface LoadedPlan {

@@ -3,7 +3,7 @@ import { GPU_PRESETS, MODEL_PRESETS, type GpuPresetName, type ModelPresetName } 
 import type { Layout, PlanInput, PlanModel, PlanTraining } from './types';
 
 /** Fraction of peak FLOP/s large GEMMs reach (cuBLAS on A100/H100); small GEMMs, memory-bound ops and communication come on top (time.ts). */
-export const DEFAULT_EFFICIENCY = 0.68;
+export const DEFAULT_EFFICIENCY = 0.7;
 
 export interface PlanInputOptions extends Partial<Layout> {
   gpus?: number;

@@ -17,12 +17,12 @@ export const DEFAULT_COMM: CommModel = {
   cpuOptimizerParamsPerSec: 5e8,
   intraNodeCollectiveEfficiency: 0.8,
   interNodeCollectiveEfficiency: 0.7,
-  gemmHalfSize: 128,
+  gemmHalfSize: 64,
   elementwiseBytesReplicated: 30,
   elementwiseBytesSharded: 32,
   attentionBytesPerScore: 9,
   lossBytesPerLogit: 16,
-  overlapSlowdown: 0.25,
+  overlapSlowdown: 0.35,
 };
 
 export type Collective = 'all-reduce' | 'reduce-scatter' | 'all-gather';

@@ -49,14 +49,14 @@ export const estimateCommand: Command = async (argv) => {
   const convention = (args.values.get('convention') ?? local?.convention ?? 'scalelm') as ConventionName;
   if (!CONVENTIONS.includes(convention)) throw new CliError(`--convention must be one of ${CONVENTIONS.join(', ')}, got "${convention}"`);
   const config = local ? (local.input as RunConfig) : loaded.config;
-  const result = estimate(config, { convention });
+  const result = estimate(config, { ...loaded.options, convention });
   if (!result.ok) {
     console.error(`${file}: this layout cannot be estimated:`);
     for (const i of result.issues) console.error(`  ${i.path}: ${i.message}`);
     return 1;
   }
   if (args.switches.has('json')) {
-    console.log(JSON.stringify(estimateJson(result, convention)));
+    console.log(JSON.stringify({ ...estimateJson(result, convention), profile: loaded.profile ?? null }));
     return 0;
   }
   for (const n of loaded.notes) console.log(`note: ${n}`);

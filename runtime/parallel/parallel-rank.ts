@@ -34,6 +34,8 @@ export interface RankArgs {
 export interface RankFaults {
   /** A rank that fails in the middle of a step's backward: 'throw' an error, or 'exit' (the thread or process just ends). */
   die?: { rank: number; step: number; how: 'throw' | 'exit' };
+  /** Every step holds its rank's thread this long more (busy, like compute): a model whose steps are slow. */
+  slowStepMs?: number;
 }
 
 export interface RankResult {
@@ -138,6 +140,7 @@ export async function main(comm: Comm, args: RankArgs): Promise<RankResult> {
       const acknowledged = sync ? ack(step + 1) : undefined;
       send({ k: 'progress', rank, step: step + 1, ...(sync ? { sync } : {}) });
       const computed = engine.computeStep(step + 1);
+      if (args.faults?.slowStepMs) for (const end = performance.now() + args.faults.slowStepMs; performance.now() < end; );
       await acknowledged;
       const out: StepOutcome = engine.finishStep(computed, asked);
       asked.checkpoint = false;

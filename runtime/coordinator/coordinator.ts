@@ -277,7 +277,11 @@ export class Coordinator extends RunEvents {
     this.backendInfo = backend;
     if (this.truncateTo !== undefined) dir?.truncateMetrics(this.truncateTo);
     if (!this.resumedFrom) {
-      this.publish({ type: 'hello', protocol: 1, runId: dir?.runId ?? 'run', name: cfg.name, startedAt: now(), world: this.world, config: JSON.parse(JSON.stringify(cfg)), ...(this.setup.plan ? { plan: JSON.parse(JSON.stringify(this.setup.plan)) } : {}) });
+      this.publish({
+        type: 'hello', protocol: 1, runId: dir?.runId ?? 'run', name: cfg.name, startedAt: now(), world: this.world,
+        config: JSON.parse(JSON.stringify(cfg)), ...(this.setup.plan ? { plan: JSON.parse(JSON.stringify(this.setup.plan)) } : {}),
+        engine: this.engine.name, backend: { name: backend.name, label: backend.label, reason: backend.reason.slice(0, 16_000) },
+      });
     }
     this.publish({ type: 'status', state: 'starting', t: now(), step: this.step, ...(this.resumedFrom ? { reason: `resumed from ${this.resumedFrom}` } : {}) });
     this.logStartup(backend);
@@ -335,7 +339,7 @@ export class Coordinator extends RunEvents {
     const L = this.layout;
     const P = new Gpt(gptShape(cfg.model)).paramSpecs().reduce((n, s) => n + s.shape.reduce((a, b) => a * b, 1), 0);
     this.log(`backend: ${backend.label} — ${backend.reason}`);
-    this.log(`engine: ${this.engine.name}; parallel: ${describeParallel(L)}`);
+    this.log(`parallel: ${describeParallel(L)}; engine: ${this.engine.name}`);
     this.log(`model: ${cfg.model.name} GPT-2 ${cfg.model.layers}L h${cfg.model.hidden} a${cfg.model.heads} vocab ${cfg.model.vocab}${L.tp > 1 ? ` (padded to ${tpVocab(cfg.model.vocab, L.tp)})` : ''} seq ${cfg.model.seqLen}, ${P.toLocaleString('en-US')} parameters; data: ${this.dataDescription}`);
     this.log(
       `batch: ${t.globalBatch} sequences (${L.dp > 1 ? `${L.dp} dp × ` : ''}${L.accumulation} × ${t.microBatch}) = ${(t.globalBatch * cfg.model.seqLen).toLocaleString('en-US')} tokens/step; ${t.steps} steps; ${t.optimizer} lr ${t.lr} (${t.schedule}, warm-up ${t.warmupSteps}); recompute ${t.recompute}` +

@@ -5,7 +5,8 @@
 // at least 1.5 s. The latency is printed (bench/ measures it properly).
 import * as assert from 'node:assert/strict';
 import { join } from 'node:path';
-import type { Message } from '../../common/protocol';
+import { readFileSync } from 'node:fs';
+import { decodeMessage, type HelloMessage, type Message } from '../../common/protocol';
 import { createLocalRun } from '../../runtime/parallel/local-engine';
 import { monitorTrainer, parseListeningLine } from '../../runtime/server/monitor';
 import { RunDir } from '../../runtime/train/run-dir';
@@ -21,6 +22,7 @@ describe('train: the server answers while a step computes', function () {
     const config = tinyConfig({}, { train: { steps: 3 } });
     const runDir = RunDir.create(join(dir.path, 'run'));
     const trainer = await createLocalRun({ config, baseDir: EXAMPLES, runDir, threads: 1, faults: { slowStepMs: 1500 } });
+    let hello: HelloMessage | undefined;
     const lines: string[] = [];
     const monitored = await monitorTrainer({ trainer, runDir, config, gpu: false, out: (l) => lines.push(l), env: {} });
     const { port, token } = parseListeningLine(lines[0]!)! as { port: number; token: string };
@@ -45,11 +47,17 @@ describe('train: the server answers while a step computes', function () {
     try {
       assert.equal((await trainer.run()).reason, 'completed');
       await Promise.all(asked);
+      const first = decodeMessage(readFileSync(join(runDir.path, 'metrics.jsonl'), 'utf8').split('\n')[0]!);
+      if (first.ok && first.value.type === 'hello') hello = first.value;
     } finally {
       await monitored.close();
       trainer.dispose();
       dir.remove();
     }
+    // The hello says which engine and backend trained the run (the dashboard reads it, not a log line).
+    assert.equal(hello?.engine, 'local');
+    assert.equal(hello?.backend?.name, 'wasm');
+    assert.match(hello?.backend?.label ?? '', /^wasm \(SIMD, 1 thread\)$/);
     const at = (e: string) => events.indexOf(e);
     assert.ok(at('metrics 200') > at('step 1') && at('metrics 200') < at('step 2'), events.join(', '));
     assert.ok(at('handshake 101') > at('step 1') && at('handshake 101') < at('step 2'), events.join(', '));

@@ -18,7 +18,7 @@ import { BatchSampler, loadTokens, type TokenStream } from '../train/data';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadCheckpoint, loadHfFolder, readModelTensors } from '../train/checkpoint';
-import { clipCoefficient, optimizerHyper, stateSlots, sumSquares, updateRange, type OptimizerHyper } from '../train/optimizer';
+import { clipCoefficient, GradAccumulator, Optimizer, optimizerHyper, stateSlots, sumSquares, updateRange, type OptimizerHyper } from '../train/optimizer';
 import { learningRate } from '../train/schedule';
 import { FlatLayout, type Segment } from './flat';
 import { GradReducer, type CommTimer } from './grads';
@@ -149,17 +149,85 @@ export class RankEngine {
     const layout = resolveLayout(config);
     if (layout.world !== comm.size) throw new ParallelError(`the layout needs ${layout.world} ranks but the world has ${comm.size}`);
     const backend = activeBackend() ?? (await initBackend(config.devices.backend, options.threads !== undefined ? { threads: options.threads } : {}));
-    if (backend.name === 'webgpu') throw new ParallelError('devices.backend="webgpu": the parallel engine reads tensors synchronously for its collectives, which WebGPU in Node cannot; use wasm or cpu when dp·tp > 1');
+    if (backend.name === 'webgpu' && (layout.world > 1 || layout.zero > 0)) throw new ParallelError('devices.backend="webgpu": the parallel engine reads tensors synchronously for its collectives, which WebGPU in Node cannot; use wasm or cpu when dp·tp > 1 or with ZeRO');
     const mesh = comm.mesh({ tp: layout.tp, pp: 1 });
     const data = loadTokens(config.data, options.baseDir, { vocab: config.model.vocab, seqLen: config.model.seqLen }, config.train.seed, config.train.evalEvery > 0);
     const engine = new RankEngine(comm, options, backend, data, { tp: mesh.tp, dp: mesh.dp, coords: { tp: mesh.coords.tp, dp: mesh.coords.dp } });
     try {
       engine.initState();
+      if (backend.name === 'webgpu') engine.onDevice = engine.deviceOptimizer();
     } catch (e) {
       engine.dispose();
       throw e;
     }
     return engine;
+  }
+
+  /**
+   * WebGPU in Node has no synchronous reads, which the host-side step (gradient buckets, the update over
+   * flat ranges) needs: on one device it steps on the device instead — gradients summed as tensors, clipped
+   * and updated by the same optimizer's tensor form (train/optimizer.ts) — and reads back only at a
+   * checkpoint. Every other backend and layout takes computeStep/finishStep.
+   */
+  onDevice: Optimizer | undefined;
+
+  private deviceOptimizer(): Optimizer {
+    const opt = new Optimizer(this.hyper, this.tracker);
+    for (const spec of this.specs) {
+      const slots = this.state.map(() => new Float32Array(spec.shape.reduce((a, b) => a * b, 1)));
+      for (const s of this.segmentsOf(spec.name)) slots.forEach((v, i) => v.set(this.state[i]!.subarray(s.at, s.at + s.length), s.from));
+      opt.setState(spec.name, slots.map((v) => tf.tensor(v, spec.shape)));
+    }
+    opt.steps = this.optimizerSteps;
+    return opt;
+  }
+
+  /** One step on the device (see onDevice); asynchronous reads only. */
+  async stepOnDevice(step: number, ask: { stop?: boolean; checkpoint?: boolean } = {}): Promise<StepOutcome> {
+    const t = this.options.config.train;
+    const A = this.layout.accumulation;
+    const opt = this.onDevice!;
+    this.tracker.beginStep(step);
+    const t0 = performance.now();
+    const grads = new GradAccumulator(this.tracker);
+    let lossSum: tf.Scalar | undefined;
+    let state: ForwardState | undefined;
+    let norm: tf.Scalar | undefined;
+    try {
+      for (let a = 0; a < A; a++) {
+        const b = this.batch(step, a);
+        const ctx = this.context(step, a, true);
+        const tokens = tf.tensor1d(b.tokens, 'int32');
+        const targets = tf.tensor1d(b.targets, 'int32');
+        const out = this.model.forward(ctx, tokens, targets, true);
+        tokens.dispose();
+        targets.dispose();
+        state = out.state;
+        const prev = lossSum;
+        lossSum = prev ? (tf.add(prev, out.loss) as tf.Scalar) : out.loss;
+        if (prev) tf.dispose([prev, out.loss]);
+        this.model.backward(ctx, state!, 1 / A, grads.add);
+        state = undefined;
+      }
+      this.tracker.where = { step, phase: 'optimizer', layer: 'clip' };
+      norm = grads.clipByGlobalNorm(t.gradClip);
+      this.tracker.where.layer = 'update';
+      // As on the host path: a stop asked before this step discards it.
+      if (!ask.stop) {
+        opt.step(this.params!, grads.grads, learningRate(t, step));
+        this.optimizerSteps = opt.steps;
+      }
+      const [loss, gradNorm] = await Promise.all([lossSum!.data(), norm.data()]);
+      return {
+        step, loss: loss[0]! / A, lr: learningRate(t, step), gradNorm: gradNorm[0]!, stepMs: performance.now() - t0, memory: this.tracker.stepMemory(),
+        stop: Boolean(ask.stop), checkpoint: Boolean(ask.checkpoint), exposedCommMs: 0,
+      };
+    } finally {
+      disposeForwardState(state);
+      grads.dispose();
+      lossSum?.dispose();
+      norm?.dispose();
+    }
   }
 
   /**
@@ -469,6 +537,13 @@ export class RankEngine {
     const partition = new Map<string, Float32Array>();
     const writesParams = this.layout.zero === 3 || this.coords.dp === 0;
     const writesState = this.layout.zero >= 1 || this.coords.dp === 0;
+    if (this.onDevice) {
+      // The device step keeps the optimizer state in tensors: bring it into the flat partition first.
+      for (const spec of this.specs) {
+        const values = await Promise.all(this.onDevice.state.get(spec.name)!.map(async (x) => (await x.data()) as Float32Array));
+        for (const s of this.segmentsOf(spec.name)) values.forEach((v, i) => this.state[i]!.set(v.subarray(s.from, s.from + s.length), s.at));
+      }
+    }
     if (this.zero3) partition.set('params', this.zero3.owned.slice());
     if (writesState) slots.forEach((slot, i) => partition.set(slot, this.state[i]!.slice()));
     const params = this.params && writesParams ? await this.localParams() : new Map<string, Float32Array>();
@@ -485,6 +560,7 @@ export class RankEngine {
     this.reducer.dispose();
     this.tpGroup.release();
     this.params?.dispose();
+    this.onDevice?.dispose();
     if (this.zero3) this.comm.free(this.zero3.owned);
     this.tracker.dispose();
     if (this.ownsComm) this.comm.close();

@@ -72,10 +72,11 @@ export class LocalEngine implements Engine {
 
   async backend(config: RunConfig): Promise<EngineBackend> {
     const requested = config.devices.backend;
-    // The ranks start their own backend; probing it here (one thread) says which one they get and why.
-    // WebGPU is not probed: the ranks report it themselves (starting Dawn here would hold a GPU context).
+    // The ranks start their own backend; probing it here (one thread) says which one they get and why — and
+    // refuses a missing one before any rank starts. (A process that already runs another backend — a test
+    // runner — reports the request as is.)
     const active = activeBackend();
-    if (requested === 'webgpu' || (active && requested !== 'auto' && requested !== active.requested && requested !== active.name)) {
+    if (active && requested !== 'auto' && requested !== active.requested && requested !== active.name) {
       return { name: requested, label: requested, reason: `requested (devices.backend="${requested}")` };
     }
     const info = active ?? (await initBackend(requested, { threads: 1 }));

@@ -139,10 +139,16 @@ export async function main(comm: Comm, args: RankArgs): Promise<RankResult> {
       const sync = rank === 0 && channel !== undefined;
       const acknowledged = sync ? ack(step + 1) : undefined;
       send({ k: 'progress', rank, step: step + 1, ...(sync ? { sync } : {}) });
-      const computed = engine.computeStep(step + 1);
-      if (args.faults?.slowStepMs) for (const end = performance.now() + args.faults.slowStepMs; performance.now() < end; );
-      await acknowledged;
-      const out: StepOutcome = engine.finishStep(computed, asked);
+      let out: StepOutcome;
+      if (engine.onDevice) {
+        await acknowledged;
+        out = await engine.stepOnDevice(step + 1, asked);
+      } else {
+        const computed = engine.computeStep(step + 1);
+        if (args.faults?.slowStepMs) for (const end = performance.now() + args.faults.slowStepMs; performance.now() < end; );
+        await acknowledged;
+        out = engine.finishStep(computed, asked);
+      }
       asked.checkpoint = false;
       if (out.stop) {
         reason = 'stopped';

@@ -7,8 +7,7 @@ import { setPath } from '../config/set-path';
 import { CliError, intFlag, parseArgs, type Command } from './args';
 import { readRawConfig } from './load';
 import type { RunDir as RunDirType } from '../train/run-dir';
-import type { Trainer as TrainerType } from '../train/trainer';
-import type { ParallelTrainer as ParallelTrainerType } from '../parallel/coordinator';
+import type { Coordinator } from '../coordinator/coordinator';
 
 const USAGE = `usage: scalelm train <file.scalelm.json> [--set path=value]… [--steps N] [--run-dir DIR] [--init-from HF_GPT2_DIR] [--threads N]
        scalelm train --resume DIR [--steps N] [--set path=value]…
@@ -22,8 +21,8 @@ const USAGE = `usage: scalelm train <file.scalelm.json> [--set path=value]… [-
 The run is served live on monitor.host (127.0.0.1) with a per-run token: the first stdout line is JSON
 ({"scalelm":"listening",…}) for programs, followed by the dashboard URL for people.
 A layout whose planned memory does not fit devices.memory is refused before anything starts.
-Parallel layouts (parallel.dp·tp > 1, parallel.zero, devices.transport "tcp") train one rank per device —
-worker threads over shared memory, or processes over sockets — with sharded checkpoints (docs/parallel.md).`;
+Every layout trains one rank per device (one device: a world of one) — worker threads over shared memory,
+or processes over sockets (devices.transport "tcp") — with sharded checkpoints (docs/parallel.md).`;
 
 /** Errors a user can meet: printed as one message, exit 1. */
 const USER_ERRORS = new Set(['ConfigError', 'DataError', 'CheckpointError', 'SafetensorsError', 'TrainError', 'BackendError', 'DeviceOutOfMemoryError', 'RunDirError', 'ModelShapeError', 'ParallelError']);
@@ -45,7 +44,6 @@ export const train: Command = async (argv) => {
 
   // Heavy modules load only when training (so `scalelm --help` stays instant).
   const { RunDir, defaultRunDir } = await import('../train/run-dir');
-  const { Trainer } = await import('../train/trainer');
 
   let raw: Record<string, unknown>;
   let baseDir: string;
@@ -85,10 +83,7 @@ export const train: Command = async (argv) => {
     return 1;
   }
 
-  // dp·tp > 1 (or ZeRO, or the socket transport) runs on the parallel engine: one rank per device.
-  const { isParallel } = await import('../parallel/layout');
-  const parallel = isParallel(config);
-  let trainer: TrainerType | ParallelTrainerType;
+  let trainer: Coordinator;
   try {
     if (!resumeDir) runDir = RunDir.create(args.values.get('run-dir') ?? defaultRunDir(baseDir, config));
     runDir!.writeConfig(config, { ...(file ? { file } : {}), baseDir, raw });
@@ -103,14 +98,8 @@ export const train: Command = async (argv) => {
       sampleBytes: 200,
       ...(fit.result.ok ? { plan: { convention: fit.target.convention, target: fit.target.label, capacity: fit.target.capacity, perDevice: fit.result.memory.perDevice } } : {}),
     };
-    if (parallel) {
-      const { ParallelTrainer } = await import('../parallel/coordinator');
-      trainer = await ParallelTrainer.create(setup);
-    } else {
-      // A sharded checkpoint of a parallel run resumes here once it is consolidated into single-device files.
-      if (resumeDir) (await import('../parallel/checkpoint')).consolidateLatestIfSharded(runDir!.checkpoints, (line) => console.log(line));
-      trainer = await Trainer.create(setup);
-    }
+    const { createLocalRun } = await import('../parallel/local-engine');
+    trainer = await createLocalRun(setup);
   } catch (e) {
     throw asCliError(e);
   }
@@ -121,19 +110,16 @@ export const train: Command = async (argv) => {
       trainer,
       runDir: runDir!,
       config,
-      ...(parallel ? { world: (trainer as ParallelTrainerType).world } : {}),
+      world: trainer.world,
       warn: (line) => console.error(line),
     });
   } catch (e) {
     trainer.dispose();
     throw asCliError(e);
   }
-  if (parallel) {
-    // Which process (and device) each rank is: the GPU sampler and the per-rank memory panels use it.
-    const pt = trainer as ParallelTrainerType;
-    monitored.recorder.setRanks(pt.rankProcesses());
-    pt.onRanks((ranks) => monitored.recorder.setRanks(ranks));
-  }
+  // Which process (and device) each rank is: the GPU sampler and the per-rank memory panels use it.
+  monitored.recorder.setRanks(trainer.rankProcesses());
+  trainer.onRanks((ranks) => monitored.recorder.setRanks(ranks));
   const url = monitored.server.dashboardUrl;
   console.log(`run directory: ${runDir!.path}`);
   console.log(process.env.SCALELM_MONITOR_TOKEN ? `live stream: ${monitored.server.url}` : `dashboard: ${url}   (follow the run in a browser; the token after # never leaves this machine)`);

@@ -8,6 +8,7 @@ import type { RunConfig } from '../config/types';
 import type { CommStat, Message } from '../../common/protocol';
 import { ChannelClient, type RankToCoordinator } from './channel';
 import { RankEngine, type Faults, type StartFrom, type StepOutcome } from './engine';
+import { checkpointFolder } from './checkpoint';
 import { writeShard } from './shard-files';
 
 export interface RankArgs {
@@ -18,6 +19,8 @@ export interface RankArgs {
   startStep: number;
   /** The coordinator's side channel (absent: nothing is reported, e.g. tests that call main directly). */
   channel?: string;
+  /** The channel's per-run secret (SCALELM_CHANNEL_TOKEN), presented in the rank's hello. */
+  channelToken?: string;
   /** Where each rank writes its shard of checkpoint `step` ("{step}" is replaced); the coordinator commits the folder. */
   checkpointTemplate?: string;
   threads?: number;
@@ -46,10 +49,6 @@ export interface RankResult {
 }
 
 const yieldToLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
-
-export function checkpointFolder(template: string, step: number): string {
-  return template.replace('{step}', `step-${String(step).padStart(6, '0')}`);
-}
 
 /** Totals per collective kind ("all-reduce-tp", "reduce-scatter-dp", …) since the start. */
 class CommTotals {

@@ -40,7 +40,23 @@ export interface HelloMessage {
   config: JsonObject;
   /** The planner's prediction for this layout (per-rank memory breakdown, step time), as JSON. */
   plan?: JsonObject;
+  /** The engine that runs the ranks (absent in runs recorded before it was announced). */
+  engine?: EngineName;
+  /** The backend the ranks actually train on (absent in runs recorded before it was announced). */
+  backend?: RunBackend;
   t?: number;
+}
+
+export type EngineName = 'local' | 'torch';
+export const ENGINE_NAMES: readonly EngineName[] = ['local', 'torch'];
+
+export interface RunBackend {
+  /** What runs the math: "wasm", "cpu", "tensorflow", "webgpu" (local engine); "cuda", "cpu" (torch). */
+  name: string;
+  /** What a person reads: "wasm (SIMD, 2 threads)". */
+  label: string;
+  /** Why this one: requested, or what was tried first. */
+  reason?: string;
 }
 
 export interface StatusMessage {
@@ -452,6 +468,8 @@ const hello = object<HelloMessage>({
   world: int(1, 1 << 20),
   config: jsonObject,
   plan: opt(jsonObject),
+  engine: opt(oneOf(ENGINE_NAMES)),
+  backend: opt(object<RunBackend>({ name: nonEmpty(), label: nonEmpty(), reason: opt(str(LIMITS.text)) })),
   t: opt(time),
 });
 

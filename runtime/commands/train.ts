@@ -25,7 +25,7 @@ Every layout trains one rank per device (one device: a world of one) — worker 
 or processes over sockets (devices.transport "tcp") — with sharded checkpoints (docs/parallel.md).`;
 
 /** Errors a user can meet: printed as one message, exit 1. */
-const USER_ERRORS = new Set(['ConfigError', 'DataError', 'CheckpointError', 'SafetensorsError', 'TrainError', 'BackendError', 'DeviceOutOfMemoryError', 'RunDirError', 'ModelShapeError', 'ParallelError']);
+const USER_ERRORS = new Set(['ConfigError', 'DataError', 'CheckpointError', 'SafetensorsError', 'BackendError', 'DeviceOutOfMemoryError', 'RunDirError', 'ModelShapeError', 'ParallelError']);
 
 export const train: Command = async (argv) => {
   const args = parseArgs(argv, { values: ['steps', 'run-dir', 'resume', 'init-from', 'threads'], repeatable: ['set'], positional: [0, 1], usage: USAGE });

@@ -10,12 +10,20 @@ import { join } from 'node:path';
 
 export type RankToCoordinator =
   | { k: 'hello'; rank: number; pid: number }
-  | { k: 'progress'; rank: number; step: number }
+  /** `sync`: the rank waits for an `ack` of this step before computing it (see CoordinatorToRank). */
+  | { k: 'progress'; rank: number; step: number; sync?: boolean }
   | { k: 'msg'; rank: number; m: unknown }
   | { k: 'timing'; rank: number; step: number; stepMs: number; exposedCommMs: number }
   | { k: 'saved'; rank: number; step: number; bytes: number };
 
-export type CoordinatorToRank = { k: 'control'; action: 'stop' | 'checkpoint' };
+export type CoordinatorToRank =
+  | { k: 'control'; action: 'stop' | 'checkpoint' }
+  /**
+   * The answer to a `progress` with `sync`: every request made while the coordinator handled what the rank
+   * sent before (its previous step's messages) is on the socket ahead of it — so a stop asked on step N's
+   * record ends the run at step N, whatever the timing.
+   */
+  | { k: 'ack'; step: number };
 
 function lines(socket: Socket, onLine: (value: unknown) => void): void {
   let buffered = '';
@@ -87,9 +95,10 @@ export class ChannelServer {
 export class ChannelClient {
   private constructor(private readonly socket: Socket) {}
 
-  static connect(path: string, onMessage: (m: CoordinatorToRank) => void): Promise<ChannelClient> {
+  static connect(path: string, onMessage: (m: CoordinatorToRank) => void, onClose?: () => void): Promise<ChannelClient> {
     return new Promise((resolve, reject) => {
       const socket = createConnection(path, () => {
+        if (onClose) socket.on('close', onClose);
         socket.off('error', reject);
         socket.on('error', () => {}); // the coordinator went away: the launcher ends this rank
         resolve(new ChannelClient(socket));

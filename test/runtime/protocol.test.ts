@@ -118,6 +118,15 @@ describe('protocol v1', () => {
     rejects({ ...EXAMPLES.memory, categories: { 'bad key!': 1 } }, /categories\.bad key!: is not a valid category name/);
   });
 
+  it('hello carries the engine and the backend the ranks train on; an unknown engine or an empty backend name is refused', () => {
+    const hello = { ...EXAMPLES.hello, engine: 'torch', backend: { name: 'cuda', label: 'cuda (NVIDIA H200) nccl', reason: 'requested' } };
+    const back = decodeMessage(encodeMessage(hello as Message));
+    assert.ok(back.ok);
+    assert.deepEqual(back.value, hello);
+    rejects({ ...hello, engine: 'tpu' }, /engine: must be one of local, torch/);
+    rejects({ ...hello, backend: { name: '', label: 'x' } }, /backend\.name/);
+  });
+
   it('rejects opaque JSON that is not plain data, too deep, or with non-finite numbers', () => {
     let deep: Record<string, unknown> = {};
     const root = deep;

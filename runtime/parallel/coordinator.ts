@@ -22,7 +22,7 @@ import { optimizerHyper } from '../train/optimizer';
 import type { RunResult, TrainerSetup } from '../train/trainer';
 import { RunEvents } from '../train/run-events';
 import { formatStep } from '../train/trainer';
-import { ChannelServer, type RankToCoordinator } from './channel';
+import { ChannelServer, type RankReport } from './channel';
 import { commitCheckpoint, consolidate, hasFullFiles, isSharded, readState, removeStaleTemporaries, tmpCheckpointTemplate, type ShardedState } from './checkpoint';
 import type { StartFrom } from './engine';
 import { FlatLayout } from './flat';
@@ -179,7 +179,7 @@ export class ParallelTrainer extends RunEvents {
     this.ranksListener = listener;
   }
 
-  private onRank(m: RankToCoordinator): void {
+  private onRank(m: RankReport): void {
     switch (m.k) {
       case 'hello':
         this.pids.set(m.rank, m.pid);
@@ -196,7 +196,7 @@ export class ParallelTrainer extends RunEvents {
         return;
       }
       case 'msg': {
-        const msg = m.m as Message;
+        const msg: Message = m.m;
         this.publish(msg);
         if (msg.type === 'step') {
           const s = msg as StepMessage;
@@ -275,14 +275,14 @@ export class ParallelTrainer extends RunEvents {
     if (!existsSync(RANK_ENTRY)) {
       throw new ParallelError(`${RANK_ENTRY} is missing: a bundle of ScaleLM must emit runtime/parallel/parallel-rank.ts next to the CLI (scripts/build.mjs); from the compiled sources run out/runtime/cli.js`);
     }
-    this.channel = await ChannelServer.open((m) => this.onRank(m));
+    this.channel = await ChannelServer.open((m) => this.onRank(m), { world: this.world, onReject: (reason) => this.log(reason, 'warn') });
     if (this.stopRequested) this.channel.send(0, { k: 'control', action: 'stop' });
     const args: RankArgs = {
       config: cfg,
       baseDir: this.setup.baseDir,
       start: this.start,
       startStep: this.step,
-      channel: this.channel.path,
+      channel: { address: this.channel.address, token: this.channel.token },
       ...(dir ? { checkpointTemplate: tmpCheckpointTemplate(dir.checkpoints, this.nonce) } : {}),
       // wasm threads per rank: the cores shared out (a rank's own XNNPACK threads beyond that only contend).
       threads: this.setup.threads ?? Math.max(1, Math.floor(availableParallelism() / this.world)),

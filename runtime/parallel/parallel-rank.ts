@@ -6,7 +6,7 @@ import type { Comm } from '../comm/comm';
 import type { CallRecord } from '../comm/types';
 import type { RunConfig } from '../config/types';
 import type { CommStat, Message } from '../../common/protocol';
-import { ChannelClient, type RankToCoordinator } from './channel';
+import { ChannelClient, type RankHello, type RankToCoordinator } from './channel';
 import { RankEngine, type Faults, type StartFrom, type StepOutcome } from './engine';
 import { writeShard } from './shard-files';
 
@@ -16,8 +16,8 @@ export interface RankArgs {
   start: StartFrom;
   /** Optimizer steps completed before this run (resume). */
   startStep: number;
-  /** The coordinator's side channel (absent: nothing is reported, e.g. tests that call main directly). */
-  channel?: string;
+  /** The coordinator's channel and its token (absent: nothing is reported, e.g. tests that call main directly). */
+  channel?: { address: string; token: string };
   /** Where each rank writes its shard of checkpoint `step` ("{step}" is replaced); the coordinator commits the folder. */
   checkpointTemplate?: string;
   threads?: number;
@@ -77,12 +77,11 @@ export async function main(comm: Comm, args: RankArgs): Promise<RankResult> {
   if (comm.transport === 'socket') process.on('SIGINT', () => {});
   const asked = { stop: false, checkpoint: false };
   const channel = args.channel
-    ? await ChannelClient.connect(args.channel, (m) => {
+    ? await ChannelClient.connect(args.channel.address, args.channel.token, { rank, world: comm.size, engine: 'local' }, (m) => {
         if (m.k === 'control') asked[m.action] = true;
       })
     : undefined;
-  const send = (m: RankToCoordinator) => channel?.send(m);
-  send({ k: 'hello', rank, pid: process.pid });
+  const send = (m: Exclude<RankToCoordinator, RankHello>) => channel?.send(m);
   const publish = (m: Message) => send({ k: 'msg', rank, m });
   let step = args.startStep;
   let engine: RankEngine | undefined;
@@ -154,6 +153,7 @@ export async function main(comm: Comm, args: RankArgs): Promise<RankResult> {
       if (engine.zero3) result.owned = engine.zero3.owned.slice();
       else result.params = Object.fromEntries(await engine.localParams());
     }
+    send({ k: 'done', rank, step, reason });
     await channel?.flush();
     return result;
   } catch (e) {

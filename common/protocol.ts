@@ -40,7 +40,16 @@ export interface HelloMessage {
   config: JsonObject;
   /** The planner's prediction for this layout (per-rank memory breakdown, step time), as JSON. */
   plan?: JsonObject;
+  /** Which engine trains the run and why it was chosen ("devices.engine is auto: torch 2.6.0 sees 8 CUDA GPUs"). */
+  engine?: RunEngine;
   t?: number;
+}
+
+export interface RunEngine {
+  name: 'local' | 'torch' | 'monitor';
+  reason: string;
+  /** What runs the math, for people: "cuda (NVIDIA H200) nccl", "cpu gloo", "wasm". */
+  backend?: string;
 }
 
 export interface StatusMessage {
@@ -452,6 +461,7 @@ const hello = object<HelloMessage>({
   world: int(1, 1 << 20),
   config: jsonObject,
   plan: opt(jsonObject),
+  engine: opt(object<RunEngine>({ name: oneOf(['local', 'torch', 'monitor'] as const), reason: str(LIMITS.text), backend: opt(str(LIMITS.text)) })),
   t: opt(time),
 });
 

@@ -9,8 +9,9 @@ import { readRawConfig } from './load';
 import type { RunDir as RunDirType } from '../train/run-dir';
 import type { Trainer as TrainerType } from '../train/trainer';
 import type { ParallelTrainer as ParallelTrainerType } from '../parallel/coordinator';
+import type { TorchTrainer as TorchTrainerType } from '../engines/torch/trainer';
 
-const USAGE = `usage: scalelm train <file.scalelm.json> [--set path=value]… [--steps N] [--run-dir DIR] [--init-from HF_GPT2_DIR] [--threads N]
+const USAGE = `usage: scalelm train <file.scalelm.json> [--set path=value]… [--steps N] [--run-dir DIR] [--init-from HF_GPT2_DIR] [--threads N] [--python PATH]
        scalelm train --resume DIR [--steps N] [--set path=value]…
 
   --steps N        train.steps (the schedule's length)
@@ -18,18 +19,21 @@ const USAGE = `usage: scalelm train <file.scalelm.json> [--set path=value]… [-
   --resume DIR     continue the run in DIR from its latest checkpoint (same loss curve as an uninterrupted run)
   --init-from DIR  initial weights: a local HuggingFace GPT-2 folder (config.json + model.safetensors) or a ScaleLM checkpoint
   --threads N      wasm threads (default: SCALELM_WASM_THREADS, else one per core up to 4)
+  --python PATH    the Python of the torch engine (default: SCALELM_PYTHON, else python3 on PATH)
 
 The run is served live on monitor.host (127.0.0.1) with a per-run token: the first stdout line is JSON
 ({"scalelm":"listening",…}) for programs, followed by the dashboard URL for people.
 A layout whose planned memory does not fit devices.memory is refused before anything starts.
 Parallel layouts (parallel.dp·tp > 1, parallel.zero, devices.transport "tcp") train one rank per device —
-worker threads over shared memory, or processes over sockets — with sharded checkpoints (docs/parallel.md).`;
+worker threads over shared memory, or processes over sockets — with sharded checkpoints (docs/parallel.md).
+devices.engine "torch" (or "auto" where the Python's torch ≥ 2.6 sees CUDA GPUs) trains under torchrun with
+the bundled python package instead (docs/torch-engine.md).`;
 
 /** Errors a user can meet: printed as one message, exit 1. */
-const USER_ERRORS = new Set(['ConfigError', 'DataError', 'CheckpointError', 'SafetensorsError', 'TrainError', 'BackendError', 'DeviceOutOfMemoryError', 'RunDirError', 'ModelShapeError', 'ParallelError']);
+const USER_ERRORS = new Set(['TorchEngineError', 'ConfigError', 'DataError', 'CheckpointError', 'SafetensorsError', 'TrainError', 'BackendError', 'DeviceOutOfMemoryError', 'RunDirError', 'ModelShapeError', 'ParallelError']);
 
 export const train: Command = async (argv) => {
-  const args = parseArgs(argv, { values: ['steps', 'run-dir', 'resume', 'init-from', 'threads'], repeatable: ['set'], positional: [0, 1], usage: USAGE });
+  const args = parseArgs(argv, { values: ['steps', 'run-dir', 'resume', 'init-from', 'threads', 'python'], repeatable: ['set'], positional: [0, 1], usage: USAGE });
   if (args === 'help') {
     console.log(USAGE);
     return 0;
@@ -74,9 +78,19 @@ export const train: Command = async (argv) => {
     return 1;
   }
   const config = parsed.config;
+  // The engine first: a torch run that cannot start must leave nothing behind (no run folder).
+  const { chooseEngine } = await import('../engines/torch/choose');
+  let engine: ReturnType<typeof chooseEngine>;
+  try {
+    engine = chooseEngine(config, args.values.has('python') ? { python: args.values.get('python')!, source: '--python' } : undefined);
+  } catch (e) {
+    throw asCliError(e);
+  }
+  console.log(`engine: ${engine.name} (${engine.reason})`);
   const { checkFit, describeSuggestion } = await import('../planner/target');
   const fit = checkFit(config);
-  if (fit.result.ok && !fit.result.fits) {
+  // On GPUs devices.memory (a CPU device's capacity) says nothing: the GPUs' own memory is the limit there.
+  if (fit.result.ok && !fit.result.fits && !(engine.name === 'torch' && engine.device === 'cuda')) {
     const { formatBytes } = await import('../../common/units');
     const per = fit.result.memory.perDevice;
     console.error(`${file ?? 'config'}: this layout does not fit — planned ${formatBytes(per.total)} per device, ${formatBytes(fit.target.capacity)} available on ${fit.target.label}; nothing was started`);
@@ -88,7 +102,7 @@ export const train: Command = async (argv) => {
   // dp·tp > 1 (or ZeRO, or the socket transport) runs on the parallel engine: one rank per device.
   const { isParallel } = await import('../parallel/layout');
   const parallel = isParallel(config);
-  let trainer: TrainerType | ParallelTrainerType;
+  let trainer: TrainerType | ParallelTrainerType | TorchTrainerType;
   try {
     if (!resumeDir) runDir = RunDir.create(args.values.get('run-dir') ?? defaultRunDir(baseDir, config));
     runDir!.writeConfig(config, { ...(file ? { file } : {}), baseDir, raw });
@@ -101,9 +115,13 @@ export const train: Command = async (argv) => {
       ...(threads !== undefined ? { threads } : {}),
       log: (line: string) => console.log(line),
       sampleBytes: 200,
+      engine: { name: engine.name, reason: engine.reason, ...(engine.name === 'torch' ? { backend: engine.backend } : {}) },
       ...(fit.result.ok ? { plan: { convention: fit.target.convention, target: fit.target.label, capacity: fit.target.capacity, perDevice: fit.result.memory.perDevice } } : {}),
     };
-    if (parallel) {
+    if (engine.name === 'torch') {
+      const { TorchTrainer } = await import('../engines/torch/trainer');
+      trainer = TorchTrainer.create({ ...setup, choice: engine });
+    } else if (parallel) {
       const { ParallelTrainer } = await import('../parallel/coordinator');
       trainer = await ParallelTrainer.create(setup);
     } else {
@@ -121,16 +139,16 @@ export const train: Command = async (argv) => {
       trainer,
       runDir: runDir!,
       config,
-      ...(parallel ? { world: (trainer as ParallelTrainerType).world } : {}),
+      ...(parallel || engine.name === 'torch' ? { world: (trainer as ParallelTrainerType | TorchTrainerType).world } : {}),
       warn: (line) => console.error(line),
     });
   } catch (e) {
     trainer.dispose();
     throw asCliError(e);
   }
-  if (parallel) {
+  if (parallel || engine.name === 'torch') {
     // Which process (and device) each rank is: the GPU sampler and the per-rank memory panels use it.
-    const pt = trainer as ParallelTrainerType;
+    const pt = trainer as ParallelTrainerType | TorchTrainerType;
     monitored.recorder.setRanks(pt.rankProcesses());
     pt.onRanks((ranks) => monitored.recorder.setRanks(ranks));
   }

@@ -258,7 +258,7 @@ export class ParallelTrainer extends RunEvents {
     const dir = this.setup.runDir;
     if (this.truncateTo !== undefined) dir?.truncateMetrics(this.truncateTo);
     if (!this.resumedFrom) {
-      this.publish({ type: 'hello', protocol: 1, runId: dir?.runId ?? 'run', name: cfg.name, startedAt: now(), world: this.world, config: JSON.parse(JSON.stringify(cfg)), ...(this.setup.plan ? { plan: JSON.parse(JSON.stringify(this.setup.plan)) } : {}) });
+      this.publish({ type: 'hello', protocol: 1, runId: dir?.runId ?? 'run', name: cfg.name, startedAt: now(), world: this.world, config: JSON.parse(JSON.stringify(cfg)), ...(this.setup.plan ? { plan: JSON.parse(JSON.stringify(this.setup.plan)) } : {}), ...(this.setup.engine ? { engine: this.setup.engine } : {}) });
     }
     this.publish({ type: 'status', state: 'starting', t: now(), step: this.step, ...(this.resumedFrom ? { reason: `resumed from ${this.resumedFrom}` } : {}) });
     const shape = gptShape(cfg.model);

@@ -4,7 +4,7 @@
 // parameters, gradients, optimizer states, saved activations and temporaries, and the step's peak.
 import * as tf from '@tensorflow/tfjs-core';
 import type { RunConfig } from '../config/types';
-import type { StepMessage } from '../../common/protocol';
+import type { RunEngine, StepMessage } from '../../common/protocol';
 import { formatBytes } from '../../common/units';
 import { activeBackend, initBackend, type BackendInfo } from '../model/backend';
 import { disposeForwardState, Gpt, gptShape, type ForwardState } from '../model/gpt';
@@ -46,6 +46,8 @@ export interface TrainerSetup {
   sampleBytes?: number;
   /** The planner's prediction for this layout, announced in the run's hello message. */
   plan?: object;
+  /** Which engine runs this and why, announced in the hello. */
+  engine?: RunEngine;
 }
 
 export interface StepResult {
@@ -329,7 +331,7 @@ export class Trainer extends RunEvents {
     const t = cfg.train;
     const dir = this.setup.runDir;
     if (!this.resumedFrom) {
-      this.publish({ type: 'hello', protocol: 1, runId: dir?.runId ?? 'run', name: cfg.name, startedAt: now(), world: 1, config: JSON.parse(JSON.stringify(cfg)), ...(this.setup.plan ? { plan: JSON.parse(JSON.stringify(this.setup.plan)) } : {}) });
+      this.publish({ type: 'hello', protocol: 1, runId: dir?.runId ?? 'run', name: cfg.name, startedAt: now(), world: 1, config: JSON.parse(JSON.stringify(cfg)), ...(this.setup.plan ? { plan: JSON.parse(JSON.stringify(this.setup.plan)) } : {}), ...(this.setup.engine ? { engine: this.setup.engine } : {}) });
     }
     this.publish({ type: 'status', state: 'starting', t: now(), step: this.step, ...(this.resumedFrom ? { reason: `resumed from ${this.resumedFrom}` } : {}) });
     this.log(`backend: ${this.backend.label} — ${this.backend.reason}`);

@@ -6,8 +6,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-/** The bundled python package: dist/python next to the CLI bundle, or python/ in a checkout (out/runtime/engines/torch → repo). */
+/**
+ * The folder holding the `scalelm` package: SCALELM_PYTHON_PACKAGE (developing the package elsewhere), else
+ * dist/python next to the CLI bundle, or python/ in a checkout (out/runtime/engines/torch → repo).
+ */
 export function bundledPythonPath(): string {
+  if (process.env.SCALELM_PYTHON_PACKAGE) return process.env.SCALELM_PYTHON_PACKAGE;
   const candidates = [join(__dirname, 'python'), join(__dirname, '..', 'python'), join(__dirname, '..', '..', '..', '..', 'python'), join(__dirname, '..', '..', '..', 'python')];
   for (const c of candidates) if (existsSync(join(c, 'scalelm', '__init__.py'))) return c;
   return candidates[0]!;

@@ -15,7 +15,7 @@ import { gptShape } from '../../model/gpt';
 import { tpVocab } from '../../model/tp-layers';
 import { ChannelServer, type RankReport } from '../../parallel/channel';
 import { commitCheckpoint, readState, removeStaleTemporaries, tmpCheckpointTemplate, type ShardedState } from '../../parallel/checkpoint';
-import { describeParallel, ParallelError, resolveLayout, type ParallelLayout } from '../../parallel/layout';
+import { ParallelError, resolveLayout, type ParallelLayout } from '../../parallel/layout';
 import { checkpointFolder } from '../../parallel/parallel-rank';
 import { estimate } from '../../planner/estimate';
 import { planTarget } from '../../planner/target';
@@ -251,8 +251,8 @@ export class TorchTrainer extends RunEvents {
       });
     }
     this.publish({ type: 'status', state: 'starting', t: now(), step: this.step, ...(this.resumedFrom ? { reason: `resumed from ${this.resumedFrom}` } : {}) });
-    this.log(`engine: torch — ${choice.reason}`);
-    this.log(`parallel: ${describeParallel(this.layout)}; ${choice.backend}; python ${choice.probe.executable}`);
+    const l = this.layout;
+    this.log(`parallel: dp=${l.dp} tp=${l.tp} zero=${l.zero} (${l.world} rank${l.world === 1 ? '' : 's'} under torchrun, ${choice.backend}); python ${choice.probe.executable}`);
     if (dir) removeStaleTemporaries(dir.checkpoints);
     const scratch = dir ? undefined : mkdtempSync(join(tmpdir(), 'scalelm-torch-'));
     this.channel = await ChannelServer.open((m) => this.onRank(m), {

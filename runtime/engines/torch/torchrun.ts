@@ -41,7 +41,7 @@ export interface TorchrunExit {
   stderrTail: string[];
 }
 
-const TAIL_LINES = 60;
+const TAIL_LINES = 200;
 
 /** Pids of every descendant of `root` (children before grandchildren), from /proc. */
 export function descendants(root: number): number[] {

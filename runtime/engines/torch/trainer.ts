@@ -6,21 +6,20 @@
 // TODO(onepath): once runtime/coordinator/engine.ts is on main, this becomes an Engine (start/kill/exited)
 // plugged into the shared coordinator, and the relaying below goes away.
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import type { Message, StepMessage } from '../../../common/protocol';
 import type { RunConfig } from '../../config/types';
 import { gptShape } from '../../model/gpt';
-import { tpVocab } from '../../model/tp-layers';
 import { ChannelServer, type RankReport } from '../../parallel/channel';
-import { commitCheckpoint, readState, removeStaleTemporaries, tmpCheckpointTemplate, type ShardedState } from '../../parallel/checkpoint';
+import { readState, removeStaleTemporaries, tmpCheckpointTemplate } from '../../parallel/checkpoint';
 import { ParallelError, resolveLayout, type ParallelLayout } from '../../parallel/layout';
 import { checkpointFolder } from '../../parallel/parallel-rank';
 import { estimate } from '../../planner/estimate';
 import { planTarget } from '../../planner/target';
 import type { RankProcess } from '../../telemetry/gpu-sampler';
-import { CHECKPOINT_FORMAT, CHECKPOINT_VERSION, latestCheckpoint } from '../../train/checkpoint';
+import { CHECKPOINT_FORMAT, CHECKPOINT_VERSION, commitCheckpointFolder, fsyncDir, hfConfig, latestCheckpoint, writeFileSynced } from '../../train/checkpoint';
 import { optimizerHyper } from '../../train/optimizer';
 import { RunEvents } from '../../train/run-events';
 import type { RunResult, TrainerSetup } from '../../train/trainer';
@@ -42,6 +41,18 @@ export interface TorchSetup extends TrainerSetup {
 
 const now = (): number => Date.now();
 
+interface Failure {
+  rank: number;
+  step?: number;
+  message: string;
+  kind?: string;
+  /** The rank's channel closed without an error line: killed, crashed, or exited. */
+  abrupt: boolean;
+}
+
+/** Errors that say only that another rank went away (gloo, NCCL, the store). */
+const PEER_GONE = /Connection reset by peer|Connection closed by peer|Broken pipe|remote process exited|ProcessGroupNCCL.*(abort|timeout)|Socket Timeout|recvValue|connection refused/i;
+
 export class TorchTrainer extends RunEvents {
   readonly layout: ParallelLayout;
   readonly world: number;
@@ -55,7 +66,7 @@ export class TorchTrainer extends RunEvents {
   private readonly progress = new Map<number, number>();
   private readonly finished = new Map<number, { step: number; reason: 'completed' | 'stopped' }>();
   private readonly saved = new Map<number, { ranks: Set<number>; bytes: number; metricsBytes: number }>();
-  private failure?: { rank: number; step?: number; message: string; kind?: string };
+  private readonly failures: Failure[] = [];
   private lastCommitted = -1;
   private readonly nonce = randomBytes(4).toString('hex');
   private readonly predicted?: Record<string, number>;
@@ -137,12 +148,22 @@ export class TorchTrainer extends RunEvents {
     this.ranksListener = listener;
   }
 
-  private fail(rank: number, message: string, kind?: string): void {
-    if (this.failure) return;
-    this.failure = { rank, message, ...(kind ? { kind } : {}), ...(this.progress.has(rank) ? { step: this.progress.get(rank)! } : {}) };
+  private fail(rank: number, message: string, kind?: string, abrupt = false): void {
+    if (this.failures.some((f) => f.rank === rank)) return;
+    this.failures.push({ rank, message, abrupt, ...(kind ? { kind } : {}), ...(this.progress.has(rank) ? { step: this.progress.get(rank)! } : {}) });
     // torchrun's agent ends the others itself; if it does not within a moment, we do.
     const tr = this.torchrun;
-    if (tr) setTimeout(() => void tr.stop(2000), 3000).unref();
+    if (tr && this.failures.length === 1) setTimeout(() => void tr.stop(2000), 3000).unref();
+  }
+
+  /**
+   * The failure that started it. When one rank dies, the others fail in their next collective ("Connection
+   * reset by peer", NCCL's remote-process errors) and may report that first: a rank's own error comes
+   * before a rank that just vanished, and both before errors that only say a peer went away.
+   */
+  private rootFailure(): Failure | undefined {
+    const own = this.failures.filter((f) => !f.abrupt && !PEER_GONE.test(f.message));
+    return own[0] ?? this.failures.find((f) => f.abrupt) ?? this.failures[0];
   }
 
   private onRank(m: RankReport): void {
@@ -199,6 +220,8 @@ export class TorchTrainer extends RunEvents {
     const dir = this.setup.runDir!;
     const cfg = this.setup.config;
     this.publish({ type: 'status', state: 'checkpointing', t: now(), step });
+    // The trainer gathers full tensors (HF names) into the folder, so the checkpoint is a single-device one:
+    // the local engine resumes from it (GPT-2) and transformers loads it. No layout: nothing to consolidate.
     const state = {
       format: CHECKPOINT_FORMAT,
       version: CHECKPOINT_VERSION,
@@ -208,19 +231,23 @@ export class TorchTrainer extends RunEvents {
       data: { nextStep: step + 1, description: `${cfg.data.source} data` },
       rng: { seed: cfg.train.seed },
       optimizer: { ...optimizerHyper(cfg.train), steps: step },
-      model: gptShape(cfg.model),
+      model: modelState(cfg),
       metricsBytes,
       ...(this.lastLoss !== undefined ? { lastLoss: this.lastLoss } : {}),
       savedAt: new Date().toISOString(),
       config: cfg,
-      layout: { dp: this.layout.dp, tp: this.layout.tp, zero: this.layout.zero, paddedVocab: tpVocab(cfg.model.vocab, this.layout.tp) },
-    } as ShardedState;
+    };
     const tmp = checkpointFolder(tmpCheckpointTemplate(dir.checkpoints, this.nonce), step);
-    const { path, bytes } = commitCheckpoint(dir.checkpoints, tmp, state, state.model, cfg.model.dropout);
+    let bytes = 0;
+    for (const f of readdirSync(tmp)) bytes += statSync(join(tmp, f)).size;
+    bytes += writeFileSynced(join(tmp, 'config.json'), JSON.stringify(hfModelConfig(cfg), null, 2) + '\n');
+    bytes += writeFileSynced(join(tmp, 'state.json'), JSON.stringify(state, null, 2) + '\n');
+    fsyncDir(tmp);
+    const path = commitCheckpointFolder(dir.checkpoints, tmp, step);
     this.lastCommitted = step;
     this.publish({ type: 'checkpoint', step, path: relative(dir.path, path), bytes: Math.max(bytes, shardBytes), t: now() });
     this.publish({ type: 'status', state: 'running', t: now(), step });
-    this.log(`checkpoint: ${path} (${this.world} parts)`);
+    this.log(`checkpoint: ${path}`);
   }
 
   /** The file the trainer reads (docs/rank-channel.md), in the run folder (or a temporary one). */
@@ -259,7 +286,7 @@ export class TorchTrainer extends RunEvents {
       world: this.world,
       onReject: (reason) => this.log(reason, 'warn'),
       onDisconnect: (rank) => {
-        if (!this.finished.has(rank)) this.fail(rank, 'its process ended before the run finished');
+        if (!this.finished.has(rank)) this.fail(rank, 'its process ended before the run finished', undefined, true);
       },
     });
     if (this.stopRequested) this.channel.send(0, { k: 'control', action: 'stop' });
@@ -290,7 +317,7 @@ export class TorchTrainer extends RunEvents {
       if (scratch) rmSync(scratch, { recursive: true, force: true });
     }
     const allDone = this.finished.size === this.world;
-    if (exit.code !== 0 || !allDone || this.failure) {
+    if (exit.code !== 0 || !allDone || this.failures.length) {
       const err = this.describeFailure(exit);
       this.publish({ type: 'status', state: 'failed', t: now(), step: this.step, error: { message: err.message.slice(0, 16_000), kind: err.name } });
       throw err;
@@ -309,8 +336,8 @@ export class TorchTrainer extends RunEvents {
 
   /** "rank R, step S: cause" — the rank's own error line, else its end with torchrun's stderr tail. */
   private describeFailure(exit: { code: number | null; signal: string | null; stderrTail: string[] }): Error {
-    const f = this.failure;
-    const tail = exit.stderrTail.filter((l) => l.trim()).slice(-20).join('\n');
+    const f = this.rootFailure();
+    const tail = causeLines(exit.stderrTail);
     let message: string;
     if (f) {
       message = `rank ${f.rank}${f.step !== undefined ? `, step ${f.step}` : ''}: ${f.kind ? `${f.kind}: ` : ''}${f.message}`;
@@ -327,4 +354,37 @@ export class TorchTrainer extends RunEvents {
     void this.torchrun?.kill();
     this.setup.runDir?.close();
   }
+}
+
+/**
+ * What in torchrun's stderr says why: the exception lines of the ranks' tracebacks (torchrun's own summary,
+ * which follows them, only repeats the exit code), else the last lines.
+ */
+export function causeLines(stderr: string[]): string {
+  const lines = stderr.filter((l) => l.trim());
+  const errors = lines.filter((l) => /(\w(Error|Exception|Interrupt)\b:?|No module named|Segmentation fault|Killed)/.test(l) && !/ChildFailedError|^\s+(File |raise )/.test(l));
+  const summary = lines.filter((l) => /^\s*(rank|exitcode)\s*:/.test(l));
+  const picked = errors.length ? [...errors.slice(-3), ...summary.slice(-2)] : lines.slice(-20);
+  return picked.join('\n');
+}
+
+const isGpt2 = (m: RunConfig['model']): boolean => m.activation === 'gelu' && m.norm === 'layernorm' && m.positionEmbedding === 'learned';
+
+/** state.json's `model`: the local engine's GptShape, plus the family and kv heads for Llama (python/scalelm/checkpoint.py model_state). */
+function modelState(cfg: RunConfig): Record<string, unknown> {
+  const m = cfg.model;
+  if (isGpt2(m)) return { ...gptShape(m) };
+  return { layers: m.layers, hidden: m.hidden, heads: m.heads, vocab: m.vocab, positions: m.seqLen, ffnHidden: m.ffnHidden, eps: 1e-5, family: 'llama', kvHeads: m.kvHeads };
+}
+
+/** The HuggingFace config.json: GPT2Config, or LlamaConfig (the same fields as python/scalelm/checkpoint.py hf_config). */
+function hfModelConfig(cfg: RunConfig): Record<string, unknown> {
+  const m = cfg.model;
+  if (isGpt2(m)) return hfConfig(gptShape(m), m.dropout);
+  return {
+    architectures: ['LlamaForCausalLM'], model_type: 'llama', vocab_size: m.vocab, hidden_size: m.hidden, intermediate_size: m.ffnHidden,
+    num_hidden_layers: m.layers, num_attention_heads: m.heads, num_key_value_heads: m.kvHeads, max_position_embeddings: m.seqLen,
+    rms_norm_eps: 1e-5, rope_theta: 10000.0, hidden_act: 'silu', tie_word_embeddings: m.tiedEmbeddings, attention_bias: m.bias,
+    attention_dropout: m.dropout, initializer_range: 0.02, torch_dtype: 'float32',
+  };
 }

@@ -64,8 +64,8 @@ async function worker(args: { layout: Layout; steps: number; warmup: number }): 
     console.log(`SIDE ${JSON.stringify(side)}`);
     process.exit(0);
   }
-  const { ParallelTrainer } = await import('../runtime/parallel/coordinator');
-  const trainer = await ParallelTrainer.create({ config, baseDir: process.cwd(), threads: 1 });
+  const { createLocalRun } = await import('../runtime/parallel/local-engine');
+  const trainer = await createLocalRun({ config, baseDir: process.cwd(), threads: 1 });
   const commTotals = new Map<number, number>();
   trainer.subscribe((m) => {
     if (m.type === 'comm' && m.rank === 0 && m.step !== undefined) commTotals.set(m.step, m.collectives.reduce((s, c) => s + c.ms, 0));

@@ -7,9 +7,8 @@ import { setPath } from '../config/set-path';
 import { CliError, intFlag, parseArgs, type Command } from './args';
 import { readRawConfig } from './load';
 import type { RunDir as RunDirType } from '../train/run-dir';
-import type { Trainer as TrainerType } from '../train/trainer';
-import type { ParallelTrainer as ParallelTrainerType } from '../parallel/coordinator';
-import type { TorchTrainer as TorchTrainerType } from '../engines/torch/trainer';
+import type { Coordinator } from '../coordinator/coordinator';
+import type { TorchTrainer } from '../engines/torch/trainer';
 
 const USAGE = `usage: scalelm train <file.scalelm.json> [--set path=value]… [--steps N] [--run-dir DIR] [--init-from HF_GPT2_DIR] [--threads N] [--python PATH]
        scalelm train --resume DIR [--steps N] [--set path=value]…
@@ -24,8 +23,8 @@ const USAGE = `usage: scalelm train <file.scalelm.json> [--set path=value]… [-
 The run is served live on monitor.host (127.0.0.1) with a per-run token: the first stdout line is JSON
 ({"scalelm":"listening",…}) for programs, followed by the dashboard URL for people.
 A layout whose planned memory does not fit devices.memory is refused before anything starts.
-Parallel layouts (parallel.dp·tp > 1, parallel.zero, devices.transport "tcp") train one rank per device —
-worker threads over shared memory, or processes over sockets — with sharded checkpoints (docs/parallel.md).
+Every layout trains one rank per device (one device: a world of one) — worker threads over shared memory,
+or processes over sockets (devices.transport "tcp") — with sharded checkpoints (docs/parallel.md).
 devices.engine "torch" (or "auto" where the Python's torch ≥ 2.6 sees CUDA GPUs) trains under torchrun with
 the bundled python package instead (docs/torch-engine.md).`;
 
@@ -49,7 +48,6 @@ export const train: Command = async (argv) => {
 
   // Heavy modules load only when training (so `scalelm --help` stays instant).
   const { RunDir, defaultRunDir } = await import('../train/run-dir');
-  const { Trainer } = await import('../train/trainer');
 
   let raw: Record<string, unknown>;
   let baseDir: string;
@@ -99,10 +97,7 @@ export const train: Command = async (argv) => {
     return 1;
   }
 
-  // dp·tp > 1 (or ZeRO, or the socket transport) runs on the parallel engine: one rank per device.
-  const { isParallel } = await import('../parallel/layout');
-  const parallel = isParallel(config);
-  let trainer: TrainerType | ParallelTrainerType | TorchTrainerType;
+  let trainer: Coordinator | TorchTrainer;
   try {
     if (!resumeDir) runDir = RunDir.create(args.values.get('run-dir') ?? defaultRunDir(baseDir, config));
     runDir!.writeConfig(config, { ...(file ? { file } : {}), baseDir, raw });
@@ -115,19 +110,17 @@ export const train: Command = async (argv) => {
       ...(threads !== undefined ? { threads } : {}),
       log: (line: string) => console.log(line),
       sampleBytes: 200,
-      engine: { name: engine.name, reason: engine.reason, ...(engine.name === 'torch' ? { backend: engine.backend } : {}) },
+      engineReason: engine.reason,
       ...(fit.result.ok ? { plan: { convention: fit.target.convention, target: fit.target.label, capacity: fit.target.capacity, perDevice: fit.result.memory.perDevice } } : {}),
     };
     if (engine.name === 'torch') {
+      // TODO: run the torch engine through the shared Coordinator once it is model-family neutral (it
+      // assumes GPT-2 shapes for resume checks, logs and sharded commits; the torch engine also runs Llama).
       const { TorchTrainer } = await import('../engines/torch/trainer');
-      trainer = TorchTrainer.create({ ...setup, choice: engine });
-    } else if (parallel) {
-      const { ParallelTrainer } = await import('../parallel/coordinator');
-      trainer = await ParallelTrainer.create(setup);
+      trainer = TorchTrainer.create({ ...setup, choice: engine, engine: { name: 'torch', reason: engine.reason, backend: engine.backend } });
     } else {
-      // A sharded checkpoint of a parallel run resumes here once it is consolidated into single-device files.
-      if (resumeDir) (await import('../parallel/checkpoint')).consolidateLatestIfSharded(runDir!.checkpoints, (line) => console.log(line));
-      trainer = await Trainer.create(setup);
+      const { createLocalRun } = await import('../parallel/local-engine');
+      trainer = await createLocalRun(setup);
     }
   } catch (e) {
     throw asCliError(e);
@@ -139,19 +132,16 @@ export const train: Command = async (argv) => {
       trainer,
       runDir: runDir!,
       config,
-      ...(parallel || engine.name === 'torch' ? { world: (trainer as ParallelTrainerType | TorchTrainerType).world } : {}),
+      world: trainer.world,
       warn: (line) => console.error(line),
     });
   } catch (e) {
     trainer.dispose();
     throw asCliError(e);
   }
-  if (parallel || engine.name === 'torch') {
-    // Which process (and device) each rank is: the GPU sampler and the per-rank memory panels use it.
-    const pt = trainer as ParallelTrainerType | TorchTrainerType;
-    monitored.recorder.setRanks(pt.rankProcesses());
-    pt.onRanks((ranks) => monitored.recorder.setRanks(ranks));
-  }
+  // Which process (and device) each rank is: the GPU sampler and the per-rank memory panels use it.
+  monitored.recorder.setRanks(trainer.rankProcesses());
+  trainer.onRanks((ranks) => monitored.recorder.setRanks(ranks));
   const url = monitored.server.dashboardUrl;
   console.log(`run directory: ${runDir!.path}`);
   console.log(process.env.SCALELM_MONITOR_TOKEN ? `live stream: ${monitored.server.url}` : `dashboard: ${url}   (follow the run in a browser; the token after # never leaves this machine)`);

@@ -31,15 +31,8 @@ import { CommTensorGroup } from './tensor-group';
 import { readFloats, tensorFromHost } from './tensor-io';
 import { Zero3Params } from './zero3';
 
-/** Where a rank's initial state comes from. */
-export type StartFrom =
-  | { kind: 'fresh' }
-  /** Weights only: a HF GPT-2 folder or a (consolidated) ScaleLM checkpoint. */
-  | { kind: 'init'; folder: string }
-  /** A full (single-device or consolidated) checkpoint: weights and optimizer state, resharded here. */
-  | { kind: 'resume-full'; folder: string }
-  /** This layout's own sharded checkpoint. */
-  | { kind: 'resume-sharded'; folder: string };
+import type { StartFrom } from '../coordinator/engine';
+export type { StartFrom } from '../coordinator/engine';
 
 export interface EngineOptions {
   config: RunConfig;

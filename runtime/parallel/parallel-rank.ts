@@ -8,6 +8,7 @@ import type { RunConfig } from '../config/types';
 import type { CommStat, Message } from '../../common/protocol';
 import { ChannelClient, type RankHello, type RankToCoordinator } from './channel';
 import { RankEngine, type Faults, type StartFrom, type StepOutcome } from './engine';
+import { checkpointFolder } from './checkpoint';
 import { writeShard } from './shard-files';
 
 export interface RankArgs {
@@ -16,8 +17,10 @@ export interface RankArgs {
   start: StartFrom;
   /** Optimizer steps completed before this run (resume). */
   startStep: number;
-  /** The coordinator's channel and its token (absent: nothing is reported, e.g. tests that call main directly). */
-  channel?: { address: string; token: string };
+  /** The coordinator's channel: `unix:/path`, `tcp:host:port` or a bare socket path (absent: nothing is reported, e.g. tests that call main directly). */
+  channel?: string;
+  /** The channel's per-run secret (SCALELM_CHANNEL_TOKEN), presented in the rank's hello. */
+  channelToken?: string;
   /** Where each rank writes its shard of checkpoint `step` ("{step}" is replaced); the coordinator commits the folder. */
   checkpointTemplate?: string;
   threads?: number;
@@ -47,10 +50,6 @@ export interface RankResult {
 
 const yieldToLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
-export function checkpointFolder(template: string, step: number): string {
-  return template.replace('{step}', `step-${String(step).padStart(6, '0')}`);
-}
-
 /** Totals per collective kind ("all-reduce-tp", "reduce-scatter-dp", …) since the start. */
 class CommTotals {
   private readonly totals = new Map<string, CommStat>();
@@ -77,7 +76,7 @@ export async function main(comm: Comm, args: RankArgs): Promise<RankResult> {
   if (comm.transport === 'socket') process.on('SIGINT', () => {});
   const asked = { stop: false, checkpoint: false };
   const channel = args.channel
-    ? await ChannelClient.connect(args.channel.address, args.channel.token, { rank, world: comm.size, engine: 'local' }, (m) => {
+    ? await ChannelClient.connect(args.channel, args.channelToken ?? '', { rank, world: comm.size, engine: 'local' }, (m) => {
         if (m.k === 'control') asked[m.action] = true;
       })
     : undefined;

@@ -8,7 +8,8 @@ import { cpSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { RunConfig } from '../../runtime/config/types';
 import { Gpt, gptShape } from '../../runtime/model/gpt';
-import { ParallelTrainer } from '../../runtime/parallel/coordinator';
+import type { Coordinator } from '../../runtime/coordinator/coordinator';
+import { createLocalRun } from '../../runtime/parallel/local-engine';
 import { consolidateLatestIfSharded, readConsolidated } from '../../runtime/parallel/checkpoint';
 import { latestCheckpoint } from '../../runtime/train/checkpoint';
 import { RunDir } from '../../runtime/train/run-dir';
@@ -22,7 +23,7 @@ const STEPS = 6;
 
 /** Runs a parallel trainer on a run directory; stops after `stopAfter` steps when given. */
 async function train(config: RunConfig, runDir: RunDir, o: { resume?: boolean; stopAfter?: number } = {}): Promise<{ losses: number[]; step: number }> {
-  const trainer = await ParallelTrainer.create({ config, baseDir: EXAMPLES, runDir, threads: 1, timeoutMs: 60_000, ...(o.resume ? { resume: true } : {}) });
+  const trainer = await createLocalRun({ config, baseDir: EXAMPLES, runDir, threads: 1, timeoutMs: 60_000, ...(o.resume ? { resume: true } : {}) });
   if (o.stopAfter !== undefined) {
     const stopAfter = o.stopAfter;
     trainer.subscribe((m) => {
@@ -84,7 +85,7 @@ describe('parallel: sharded checkpoints, consolidation, resuming in any layout',
 
   it('a checkpoint requested mid-run (the dashboard\'s button) is written by every rank at the same step, and training goes on', async () => {
     const path = join(dir.path, 'requested');
-    const trainer = await ParallelTrainer.create({ config: base({ dp: 2, tp: 2, zero: 1 }), baseDir: EXAMPLES, runDir: RunDir.create(path), threads: 1 });
+    const trainer = await createLocalRun({ config: base({ dp: 2, tp: 2, zero: 1 }), baseDir: EXAMPLES, runDir: RunDir.create(path), threads: 1 });
     const saved: number[] = [];
     trainer.subscribe((m) => {
       if (m.type === 'step' && m.step === 2) trainer.requestCheckpoint();

@@ -9,7 +9,8 @@
 // single-device run too. It stays ~1e-4 in size; we check it against an absolute 5e-4.
 import assert from 'node:assert/strict';
 import { tpRegionSeed } from '../../runtime/model/tp-layers';
-import { ParallelTrainer } from '../../runtime/parallel/coordinator';
+import type { Coordinator } from '../../runtime/coordinator/coordinator';
+import { createLocalRun } from '../../runtime/parallel/local-engine';
 import { Trainer } from '../../runtime/train/trainer';
 import { EXAMPLES } from './train/fixtures';
 import { describe_, GLOBAL_BATCH, maxRelative, parallelRun, singleRun, STEPS, tinyConfig, type Layout } from './parallel/helpers';
@@ -93,7 +94,7 @@ describe('parallel: every layout reproduces the single-device run', function () 
     it('held-out loss (dp=2 tp=2 ZeRO-3, evaluation shared out over dp) equals the single-device trainer\'s with the same micro-batch', async () => {
       const config = tinyConfig({ dp: 2, tp: 2, zero: 3 }, { train: { steps: 10, evalEvery: 5, evalBatches: 3 } });
       const evals: number[] = [];
-      const run = await ParallelTrainer.create({ config, baseDir: EXAMPLES, threads: 1 });
+      const run = await createLocalRun({ config, baseDir: EXAMPLES, threads: 1 });
       run.subscribe((m) => {
         if (m.type === 'eval') evals.push(m.loss);
       });

@@ -3,7 +3,8 @@
 import { loadConfig } from '../../../runtime/config/parse';
 import type { RunConfig } from '../../../runtime/config/types';
 import { Trainer } from '../../../runtime/train/trainer';
-import { ParallelTrainer, type ParallelSetup } from '../../../runtime/parallel/coordinator';
+import type { Coordinator } from '../../../runtime/coordinator/coordinator';
+import { createLocalRun, type LocalEngine } from '../../../runtime/parallel/local-engine';
 import { EXAMPLES } from '../train/fixtures';
 
 export interface Layout {
@@ -62,14 +63,14 @@ export function singleRun(config: RunConfig): Promise<RunOutcome> {
   return p;
 }
 
-export async function parallelRun(config: RunConfig, setup: Partial<ParallelSetup> = {}): Promise<RunOutcome & { trainer: ParallelTrainer }> {
-  const trainer = await ParallelTrainer.create({ config, baseDir: EXAMPLES, threads: 1, returnState: true, timeoutMs: 60_000, ...setup });
+export async function parallelRun(config: RunConfig, setup: Partial<Parameters<typeof createLocalRun>[0]> = {}): Promise<RunOutcome & { trainer: Coordinator }> {
+  const trainer = await createLocalRun({ config, baseDir: EXAMPLES, threads: 1, returnState: true, timeoutMs: 60_000, ...setup });
   try {
     await trainer.run();
   } finally {
     trainer.dispose();
   }
-  return { losses: trainer.losses, params: trainer.finalParams!, trainer };
+  return { losses: trainer.losses, params: (trainer.engine as LocalEngine).finalParams!, trainer };
 }
 
 /** Largest |a−b|/|b| over the steps. */

@@ -40,20 +40,25 @@ export interface HelloMessage {
   config: JsonObject;
   /** The planner's prediction for this layout (per-rank memory breakdown, step time), as JSON. */
   plan?: JsonObject;
-  /** The engine that runs the ranks (absent in runs recorded before it was announced). */
-  engine?: EngineName;
+  /** Which engine trains the run and why it was chosen ("devices.engine is auto: torch 2.6.0 sees 8 CUDA GPUs"). */
+  engine?: RunEngine;
   /** The backend the ranks actually train on (absent in runs recorded before it was announced). */
   backend?: RunBackend;
   t?: number;
 }
 
-export type EngineName = 'local' | 'torch';
-export const ENGINE_NAMES: readonly EngineName[] = ['local', 'torch'];
+export type EngineName = 'local' | 'torch' | 'monitor';
+export const ENGINE_NAMES: readonly EngineName[] = ['local', 'torch', 'monitor'];
+
+export interface RunEngine {
+  name: EngineName;
+  reason: string;
+}
 
 export interface RunBackend {
   /** What runs the math: "wasm", "cpu", "tensorflow", "webgpu" (local engine); "cuda", "cpu" (torch). */
   name: string;
-  /** What a person reads: "wasm (SIMD, 2 threads)". */
+  /** What a person reads: "wasm (SIMD, 2 threads)", "cuda (NVIDIA H200) nccl". */
   label: string;
   /** Why this one: requested, or what was tried first. */
   reason?: string;
@@ -468,7 +473,7 @@ const hello = object<HelloMessage>({
   world: int(1, 1 << 20),
   config: jsonObject,
   plan: opt(jsonObject),
-  engine: opt(oneOf(ENGINE_NAMES)),
+  engine: opt(object<RunEngine>({ name: oneOf(ENGINE_NAMES), reason: str(LIMITS.text) })),
   backend: opt(object<RunBackend>({ name: nonEmpty(), label: nonEmpty(), reason: opt(str(LIMITS.text)) })),
   t: opt(time),
 });

@@ -8,8 +8,9 @@ import { CliError, intFlag, parseArgs, type Command } from './args';
 import { readRawConfig } from './load';
 import type { RunDir as RunDirType } from '../train/run-dir';
 import type { Coordinator } from '../coordinator/coordinator';
+import type { TorchTrainer } from '../engines/torch/trainer';
 
-const USAGE = `usage: scalelm train <file.scalelm.json> [--set path=value]… [--steps N] [--run-dir DIR] [--init-from HF_GPT2_DIR] [--threads N]
+const USAGE = `usage: scalelm train <file.scalelm.json> [--set path=value]… [--steps N] [--run-dir DIR] [--init-from HF_GPT2_DIR] [--threads N] [--python PATH]
        scalelm train --resume DIR [--steps N] [--set path=value]…
 
   --steps N        train.steps (the schedule's length)
@@ -17,18 +18,21 @@ const USAGE = `usage: scalelm train <file.scalelm.json> [--set path=value]… [-
   --resume DIR     continue the run in DIR from its latest checkpoint (same loss curve as an uninterrupted run)
   --init-from DIR  initial weights: a local HuggingFace GPT-2 folder (config.json + model.safetensors) or a ScaleLM checkpoint
   --threads N      wasm threads (default: SCALELM_WASM_THREADS, else one per core up to 4)
+  --python PATH    the Python of the torch engine (default: SCALELM_PYTHON, else python3 on PATH)
 
 The run is served live on monitor.host (127.0.0.1) with a per-run token: the first stdout line is JSON
 ({"scalelm":"listening",…}) for programs, followed by the dashboard URL for people.
 A layout whose planned memory does not fit devices.memory is refused before anything starts.
 Every layout trains one rank per device (one device: a world of one) — worker threads over shared memory,
-or processes over sockets (devices.transport "tcp") — with sharded checkpoints (docs/parallel.md).`;
+or processes over sockets (devices.transport "tcp") — with sharded checkpoints (docs/parallel.md).
+devices.engine "torch" (or "auto" where the Python's torch ≥ 2.6 sees CUDA GPUs) trains under torchrun with
+the bundled python package instead (docs/torch-engine.md).`;
 
 /** Errors a user can meet: printed as one message, exit 1. */
-const USER_ERRORS = new Set(['ConfigError', 'DataError', 'CheckpointError', 'SafetensorsError', 'BackendError', 'DeviceOutOfMemoryError', 'RunDirError', 'ModelShapeError', 'ParallelError']);
+const USER_ERRORS = new Set(['TorchEngineError', 'ConfigError', 'DataError', 'CheckpointError', 'SafetensorsError', 'BackendError', 'DeviceOutOfMemoryError', 'RunDirError', 'ModelShapeError', 'ParallelError']);
 
 export const train: Command = async (argv) => {
-  const args = parseArgs(argv, { values: ['steps', 'run-dir', 'resume', 'init-from', 'threads'], repeatable: ['set'], positional: [0, 1], usage: USAGE });
+  const args = parseArgs(argv, { values: ['steps', 'run-dir', 'resume', 'init-from', 'threads', 'python'], repeatable: ['set'], positional: [0, 1], usage: USAGE });
   if (args === 'help') {
     console.log(USAGE);
     return 0;
@@ -72,9 +76,19 @@ export const train: Command = async (argv) => {
     return 1;
   }
   const config = parsed.config;
+  // The engine first: a torch run that cannot start must leave nothing behind (no run folder).
+  const { chooseEngine } = await import('../engines/torch/choose');
+  let engine: ReturnType<typeof chooseEngine>;
+  try {
+    engine = chooseEngine(config, args.values.has('python') ? { python: args.values.get('python')!, source: '--python' } : undefined);
+  } catch (e) {
+    throw asCliError(e);
+  }
+  console.log(`engine: ${engine.name} (${engine.reason})`);
   const { checkFit, describeSuggestion } = await import('../planner/target');
   const fit = checkFit(config);
-  if (fit.result.ok && !fit.result.fits) {
+  // On GPUs devices.memory (a CPU device's capacity) says nothing: the GPUs' own memory is the limit there.
+  if (fit.result.ok && !fit.result.fits && !(engine.name === 'torch' && engine.device === 'cuda')) {
     const { formatBytes } = await import('../../common/units');
     const per = fit.result.memory.perDevice;
     console.error(`${file ?? 'config'}: this layout does not fit — planned ${formatBytes(per.total)} per device, ${formatBytes(fit.target.capacity)} available on ${fit.target.label}; nothing was started`);
@@ -83,7 +97,7 @@ export const train: Command = async (argv) => {
     return 1;
   }
 
-  let trainer: Coordinator;
+  let trainer: Coordinator | TorchTrainer;
   try {
     if (!resumeDir) runDir = RunDir.create(args.values.get('run-dir') ?? defaultRunDir(baseDir, config));
     runDir!.writeConfig(config, { ...(file ? { file } : {}), baseDir, raw });
@@ -96,10 +110,18 @@ export const train: Command = async (argv) => {
       ...(threads !== undefined ? { threads } : {}),
       log: (line: string) => console.log(line),
       sampleBytes: 200,
+      engineReason: engine.reason,
       ...(fit.result.ok ? { plan: { convention: fit.target.convention, target: fit.target.label, capacity: fit.target.capacity, perDevice: fit.result.memory.perDevice } } : {}),
     };
-    const { createLocalRun } = await import('../parallel/local-engine');
-    trainer = await createLocalRun(setup);
+    if (engine.name === 'torch') {
+      // TODO: run the torch engine through the shared Coordinator once it is model-family neutral (it
+      // assumes GPT-2 shapes for resume checks, logs and sharded commits; the torch engine also runs Llama).
+      const { TorchTrainer } = await import('../engines/torch/trainer');
+      trainer = TorchTrainer.create({ ...setup, choice: engine, engine: { name: 'torch', reason: engine.reason, backend: engine.backend } });
+    } else {
+      const { createLocalRun } = await import('../parallel/local-engine');
+      trainer = await createLocalRun(setup);
+    }
   } catch (e) {
     throw asCliError(e);
   }

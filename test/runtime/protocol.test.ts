@@ -119,11 +119,11 @@ describe('protocol v1', () => {
   });
 
   it('hello carries the engine and the backend the ranks train on; an unknown engine or an empty backend name is refused', () => {
-    const hello = { ...EXAMPLES.hello, engine: 'torch', backend: { name: 'cuda', label: 'cuda (NVIDIA H200) nccl', reason: 'requested' } };
+    const hello = { ...EXAMPLES.hello, engine: { name: 'torch', reason: 'devices.engine is "torch"' }, backend: { name: 'cuda', label: 'cuda (NVIDIA H200) nccl', reason: 'requested' } };
     const back = decodeMessage(encodeMessage(hello as Message));
     assert.ok(back.ok);
     assert.deepEqual(back.value, hello);
-    rejects({ ...hello, engine: 'tpu' }, /engine: must be one of local, torch/);
+    rejects({ ...hello, engine: { name: 'tpu', reason: 'x' } }, /engine\.name: must be one of local, torch/);
     rejects({ ...hello, backend: { name: '', label: 'x' } }, /backend\.name/);
   });
 

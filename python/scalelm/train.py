@@ -278,7 +278,8 @@ class Rank:
             torch.cuda.synchronize(self.device)
         step_ms = (time.perf_counter() - t0) * 1000
         cats, peak, cap = categories(self.model, self.opt, self.activations, self.device)
-        self.opt.zero_grad(set_to_none=True)
+        # The model's, not the optimizer's: under ZeRO-1 the optimizer holds only this rank's share.
+        self.model.zero_grad(set_to_none=True)
         self.step = step
         return {"step": step, "loss": loss_v, "lr": lr, "gradNorm": norm, "stepMs": step_ms, "memory": cats, "peak": peak,
                 "capacity": cap, "stop": stop_v > 0, "checkpoint": chk_v > 0}
@@ -495,8 +496,10 @@ def main(argv: list[str] | None = None) -> int:
     def emit(m: dict[str, Any], rank: int = 0) -> None:
         if channel:
             channel.msg(rank, m)
-        else:
-            print("SCALELM " + json.dumps(m, separators=(",", ":")), flush=True)
+        elif rank == 0:
+            # No coordinator (tests, a bare torchrun): rank 0's messages as lines on stdout, in one write so
+            # the agent's merged stdout never splits a line.
+            os.write(1, ("SCALELM " + json.dumps(m, separators=(",", ":")) + "\n").encode())
 
     step = int(args.get("startStep", 0))
     try:

@@ -83,3 +83,62 @@ def losses(msgs: list[dict[str, Any]]) -> list[float]:
 def max_rel(a: list[float], b: list[float]) -> float:
     assert len(a) == len(b), (len(a), len(b))
     return max(abs(x - y) / abs(y) for x, y in zip(a, b, strict=True))
+
+
+class ChannelServer:
+    """A stand-in for the coordinator's side of the rank channel (a Unix socket, one JSON object per line):
+    records every line per rank and lets a test react to them (send control lines, kill a rank)."""
+
+    def __init__(self, folder: Path, token: str, on_line: Any = None) -> None:
+        import socket
+        import threading
+
+        self.path = str(folder / "channel.sock")
+        self.token = token
+        self.lines: list[dict[str, Any]] = []
+        self.conns: dict[int, Any] = {}
+        self.on_line = on_line
+        self.lock = threading.Lock()
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(self.path)
+        self.sock.listen(16)
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    @property
+    def address(self) -> str:
+        return f"unix:{self.path}"
+
+    def env(self) -> dict[str, str]:
+        return {"SCALELM_CHANNEL": self.address, "SCALELM_CHANNEL_TOKEN": self.token}
+
+    def _accept(self) -> None:
+        import threading
+
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: Any) -> None:
+        f = conn.makefile("rb")
+        for raw in f:
+            obj = json.loads(raw)
+            with self.lock:
+                self.lines.append(obj)
+                if obj["k"] == "hello":
+                    self.conns[obj["rank"]] = conn
+            if self.on_line:
+                self.on_line(self, obj)
+
+    def send(self, rank: int, obj: dict[str, Any]) -> None:
+        self.conns[rank].sendall((json.dumps(obj) + "\n").encode())
+
+    def of(self, k: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [x for x in self.lines if x["k"] == k]
+
+    def close(self) -> None:
+        self.sock.close()

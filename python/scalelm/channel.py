@@ -7,6 +7,7 @@ on a reader thread and are kept until the training loop takes them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -35,9 +36,9 @@ class Channel:
             if address.startswith("unix:"):
                 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
                 s.settimeout(timeout)
-                s.connect(address[len("unix:"):])
+                s.connect(address[len("unix:") :])
             elif address.startswith("tcp:"):
-                host, _, port = address[len("tcp:"):].rpartition(":")
+                host, _, port = address[len("tcp:") :].rpartition(":")
                 s = socket.create_connection((host.strip("[]"), int(port)), timeout=timeout)
             else:
                 raise ChannelError(f"SCALELM_CHANNEL={address!r}: expected unix:/path or tcp:HOST:PORT")
@@ -54,8 +55,18 @@ class Channel:
             return None
         token = os.environ.get("SCALELM_CHANNEL_TOKEN", "")
         ch = Channel.connect(address)
-        ch.send({"k": "hello", "rank": rank, "pid": os.getpid(), "token": token, "world": world, "engine": engine,
-                 "node": socket.gethostname(), "localRank": local_rank})
+        ch.send(
+            {
+                "k": "hello",
+                "rank": rank,
+                "pid": os.getpid(),
+                "token": token,
+                "world": world,
+                "engine": engine,
+                "node": socket.gethostname(),
+                "localRank": local_rank,
+            }
+        )
         return ch
 
     def send(self, obj: dict[str, Any]) -> None:
@@ -101,8 +112,6 @@ class Channel:
     def close(self) -> None:
         with self._lock:
             self._closed = True
-        try:
+        with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
         self.sock.close()

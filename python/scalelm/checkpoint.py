@@ -44,8 +44,15 @@ def state_slots(kind: str) -> list[str]:
 
 def model_state(s: Shape) -> dict[str, Any]:
     """state.json's `model`: the local engine's GptShape (plus the family for Llama)."""
-    out: dict[str, Any] = {"layers": s.layers, "hidden": s.hidden, "heads": s.heads, "vocab": s.vocab,
-                           "positions": s.positions, "ffnHidden": s.ffn, "eps": EPS}
+    out: dict[str, Any] = {
+        "layers": s.layers,
+        "hidden": s.hidden,
+        "heads": s.heads,
+        "vocab": s.vocab,
+        "positions": s.positions,
+        "ffnHidden": s.ffn,
+        "eps": EPS,
+    }
     if s.family != "gpt2":
         out.update(family=s.family, kvHeads=s.kv_heads)
     return out
@@ -54,18 +61,43 @@ def model_state(s: Shape) -> dict[str, Any]:
 def hf_config(s: Shape) -> dict[str, Any]:
     if s.family == "gpt2":
         return {
-            "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "vocab_size": s.vocab, "n_positions": s.positions,
-            "n_ctx": s.positions, "n_embd": s.hidden, "n_layer": s.layers, "n_head": s.heads,
-            "n_inner": None if s.ffn == 4 * s.hidden else s.ffn, "activation_function": "gelu_new",
-            "layer_norm_epsilon": EPS, "initializer_range": 0.02, "resid_pdrop": s.dropout, "embd_pdrop": s.dropout,
-            "attn_pdrop": s.dropout, "scale_attn_weights": True, "tie_word_embeddings": True, "torch_dtype": "float32",
+            "architectures": ["GPT2LMHeadModel"],
+            "model_type": "gpt2",
+            "vocab_size": s.vocab,
+            "n_positions": s.positions,
+            "n_ctx": s.positions,
+            "n_embd": s.hidden,
+            "n_layer": s.layers,
+            "n_head": s.heads,
+            "n_inner": None if s.ffn == 4 * s.hidden else s.ffn,
+            "activation_function": "gelu_new",
+            "layer_norm_epsilon": EPS,
+            "initializer_range": 0.02,
+            "resid_pdrop": s.dropout,
+            "embd_pdrop": s.dropout,
+            "attn_pdrop": s.dropout,
+            "scale_attn_weights": True,
+            "tie_word_embeddings": True,
+            "torch_dtype": "float32",
         }
     return {
-        "architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": s.vocab, "hidden_size": s.hidden,
-        "intermediate_size": s.ffn, "num_hidden_layers": s.layers, "num_attention_heads": s.heads,
-        "num_key_value_heads": s.kv_heads, "max_position_embeddings": s.positions, "rms_norm_eps": EPS,
-        "rope_theta": ROPE_THETA, "hidden_act": "silu", "tie_word_embeddings": False, "attention_bias": False,
-        "attention_dropout": s.dropout, "initializer_range": 0.02, "torch_dtype": "float32",
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "vocab_size": s.vocab,
+        "hidden_size": s.hidden,
+        "intermediate_size": s.ffn,
+        "num_hidden_layers": s.layers,
+        "num_attention_heads": s.heads,
+        "num_key_value_heads": s.kv_heads,
+        "max_position_embeddings": s.positions,
+        "rms_norm_eps": EPS,
+        "rope_theta": ROPE_THETA,
+        "hidden_act": "silu",
+        "tie_word_embeddings": False,
+        "attention_bias": False,
+        "attention_dropout": s.dropout,
+        "initializer_range": 0.02,
+        "torch_dtype": "float32",
     }
 
 
@@ -77,15 +109,31 @@ def _write_text(file: str, text: str) -> int:
     return len(text.encode())
 
 
-def write_full(folder: str, specs: list[ParamSpec], params: dict[str, torch.Tensor], optimizer: dict[str, list[torch.Tensor]],
-               state: dict[str, Any], shape: Shape) -> int:
+def write_full(
+    folder: str,
+    specs: list[ParamSpec],
+    params: dict[str, torch.Tensor],
+    optimizer: dict[str, list[torch.Tensor]],
+    state: dict[str, Any],
+    shape: Shape,
+) -> int:
     """Writes the four files into `folder` (state.json last: a folder without it is never a checkpoint)."""
     os.makedirs(folder, exist_ok=True)
-    n = write_safetensors(os.path.join(folder, "model.safetensors"), [(p.name, params[p.name]) for p in specs], {"format": "pt"})
+    n = write_safetensors(
+        os.path.join(folder, "model.safetensors"), [(p.name, params[p.name]) for p in specs], {"format": "pt"}
+    )
     kind = state["optimizer"]["kind"]
-    opt = [(f"{p.name}.{slot}", optimizer[p.name][i]) for p in specs if p.name in optimizer for i, slot in enumerate(state_slots(kind))]
-    n += write_safetensors(os.path.join(folder, "optimizer.safetensors"), opt,
-                           {"format": "pt", "kind": kind, "steps": str(state["optimizer"]["steps"])})
+    opt = [
+        (f"{p.name}.{slot}", optimizer[p.name][i])
+        for p in specs
+        if p.name in optimizer
+        for i, slot in enumerate(state_slots(kind))
+    ]
+    n += write_safetensors(
+        os.path.join(folder, "optimizer.safetensors"),
+        opt,
+        {"format": "pt", "kind": kind, "steps": str(state["optimizer"]["steps"])},
+    )
     n += _write_text(os.path.join(folder, "config.json"), json.dumps(hf_config(shape), indent=2) + "\n")
     n += _write_text(os.path.join(folder, "state.json"), json.dumps(state, indent=2) + "\n")
     return n
@@ -121,8 +169,11 @@ def latest(checkpoints: str) -> str | None:
             return os.path.join(checkpoints, folder)
     except (OSError, ValueError):
         pass
-    complete = sorted(f for f in os.listdir(checkpoints)
-                      if re.fullmatch(r"step-\d+", f) and os.path.exists(os.path.join(checkpoints, f, "state.json")))
+    complete = sorted(
+        f
+        for f in os.listdir(checkpoints)
+        if re.fullmatch(r"step-\d+", f) and os.path.exists(os.path.join(checkpoints, f, "state.json"))
+    )
     return os.path.join(checkpoints, complete[-1]) if complete else None
 
 
@@ -142,18 +193,19 @@ def model_tensors(file: str, specs: list[ParamSpec]) -> dict[str, torch.Tensor]:
     raw, _ = read_safetensors(file)
     by: dict[str, torch.Tensor] = {}
     for key, t in raw.items():
-        name = key[len("transformer."):] if key.startswith("transformer.") else key
-        if re.fullmatch(r"h\.\d+\.attn\.(masked_)?bias", name) or (name == "lm_head.weight" and "wte.weight" in
-                                                                    {k.removeprefix("transformer.") for k in raw}):
+        name = key[len("transformer.") :] if key.startswith("transformer.") else key
+        if re.fullmatch(r"h\.\d+\.attn\.(masked_)?bias", name) or (
+            name == "lm_head.weight" and "wte.weight" in {k.removeprefix("transformer.") for k in raw}
+        ):
             continue
         by[name] = t
     out: dict[str, torch.Tensor] = {}
-    missing = []
+    missing: list[str] = []
     for p in specs:
-        t = by.pop(p.name, None)
-        if t is None:
+        if p.name not in by:
             missing.append(p.name)
             continue
+        t = by.pop(p.name)
         if tuple(t.shape) != p.shape:
             raise CheckpointError(f"{file}: {p.name} has shape {list(t.shape)}, the model needs {list(p.shape)}")
         out[p.name] = t
@@ -164,7 +216,9 @@ def model_tensors(file: str, specs: list[ParamSpec]) -> dict[str, torch.Tensor]:
     return out
 
 
-def read_full(folder: str, specs: list[ParamSpec], shape: Shape, kind: str) -> tuple[dict[str, torch.Tensor], dict[str, list[torch.Tensor]], dict[str, Any]]:
+def read_full(
+    folder: str, specs: list[ParamSpec], shape: Shape, kind: str
+) -> tuple[dict[str, torch.Tensor], dict[str, list[torch.Tensor]], dict[str, Any]]:
     path = os.path.join(folder, "state.json")
     try:
         with open(path) as f:
@@ -173,18 +227,25 @@ def read_full(folder: str, specs: list[ParamSpec], shape: Shape, kind: str) -> t
         raise CheckpointError(f"{path}: missing: this folder is not a complete ScaleLM checkpoint") from None
     except ValueError as e:
         raise CheckpointError(f"{path}: not valid JSON ({e})") from None
-    if state.get("format") != FORMAT or state.get("version") != VERSION:
+    # Lenient where the coordinator's state.json may leave a field out; strict where it says something else.
+    if state.get("format", FORMAT) != FORMAT or state.get("version", VERSION) != VERSION:
         raise CheckpointError(f"{path}: not a {FORMAT} version {VERSION} state")
-    want = model_state(shape)
-    diffs = [f"{k} {state['model'].get(k)} (now {v})" for k, v in want.items() if state["model"].get(k, v) != v]
-    if diffs:
-        raise CheckpointError(f"{folder} was trained with a different model: {', '.join(diffs)}")
-    if state["optimizer"]["kind"] != kind:
-        raise CheckpointError(f"{folder} holds {state['optimizer']['kind']} state but train.optimizer is {kind}")
+    if "model" in state:
+        want = model_state(shape)
+        diffs = [f"{k} {state['model'].get(k)} (now {v})" for k, v in want.items() if state["model"].get(k, v) != v]
+        if diffs:
+            raise CheckpointError(f"{folder} was trained with a different model: {', '.join(diffs)}")
     if not os.path.exists(os.path.join(folder, "model.safetensors")):
-        raise CheckpointError(f"{folder} is a sharded checkpoint of the local engine; run `scalelm checkpoint consolidate {folder}` first")
+        raise CheckpointError(
+            f"{folder} is a sharded checkpoint of the local engine; run `scalelm checkpoint consolidate {folder}` first"
+        )
     params = model_tensors(os.path.join(folder, "model.safetensors"), specs)
-    raw, _ = read_safetensors(os.path.join(folder, "optimizer.safetensors"))
+    raw, meta = read_safetensors(os.path.join(folder, "optimizer.safetensors"))
+    saved_kind = state.get("optimizer", {}).get("kind", meta.get("kind", kind))
+    if saved_kind != kind:
+        raise CheckpointError(f"{folder} holds {saved_kind} state but train.optimizer is {kind}")
+    opt_info = state.setdefault("optimizer", {})
+    opt_info.setdefault("steps", int(meta.get("steps", state.get("step", 0))))
     opt: dict[str, list[torch.Tensor]] = {}
     for p in specs:
         slots = []
@@ -201,5 +262,7 @@ def init_weights(folder: str, specs: list[ParamSpec]) -> dict[str, torch.Tensor]
     """--init-from: a ScaleLM checkpoint folder or a HuggingFace folder with model.safetensors."""
     file = os.path.join(folder, "model.safetensors")
     if not os.path.exists(file):
-        raise CheckpointError(f"--init-from {folder}: no model.safetensors there (a ScaleLM checkpoint or a HuggingFace model folder)")
+        raise CheckpointError(
+            f"--init-from {folder}: no model.safetensors there (a ScaleLM checkpoint or a HuggingFace model folder)"
+        )
     return model_tensors(file, specs)

@@ -40,7 +40,9 @@ def synthetic_tokens(vocab: int, seed: int, length: int) -> torch.Tensor:
     return torch.tensor(out, dtype=torch.int64)
 
 
-def load_tokens(data: dict[str, Any], base_dir: str, vocab: int, seq_len: int, seed: int, need_val: bool) -> TokenStream:
+def load_tokens(
+    data: dict[str, Any], base_dir: str, vocab: int, seq_len: int, seed: int, need_val: bool
+) -> TokenStream:
     source = data.get("source", "synthetic")
     if source == "synthetic":
         all_tokens = synthetic_tokens(vocab, seed, 1 << 20)
@@ -67,7 +69,9 @@ def load_tokens(data: dict[str, Any], base_dir: str, vocab: int, seq_len: int, s
             description = f"text {path} ({len(raw):,} bytes, byte-level tokens)"
         else:
             if len(raw) % 2:
-                raise DataError(f"{file}: a nanoGPT token file holds uint16 values, but its size ({len(raw)} bytes) is odd")
+                raise DataError(
+                    f"{file}: a nanoGPT token file holds uint16 values, but its size ({len(raw)} bytes) is odd"
+                )
             all_tokens = torch.frombuffer(bytearray(raw), dtype=torch.int16).to(torch.int64) & 0xFFFF
             if len(all_tokens) and int(all_tokens.max()) >= vocab:
                 i = int((all_tokens >= vocab).nonzero()[0])

@@ -21,7 +21,9 @@ from torch import nn
 def local(t: torch.Tensor) -> torch.Tensor:
     """The rank's own part of a tensor (a DTensor's local shard)."""
     to_local = getattr(t, "to_local", None)
-    return to_local() if callable(to_local) else t  # type: ignore[no-any-return]
+    out = to_local() if callable(to_local) else t
+    assert isinstance(out, torch.Tensor)
+    return out
 
 
 def nbytes(ts: Iterable[torch.Tensor | None]) -> int:
@@ -31,7 +33,9 @@ def nbytes(ts: Iterable[torch.Tensor | None]) -> int:
 def optimizer_bytes(opt: torch.optim.Optimizer | None) -> int:
     if opt is None:
         return 0
-    return sum(nbytes(v for v in st.values() if isinstance(v, torch.Tensor) and v.dim() > 0) for st in opt.state.values())
+    return sum(
+        nbytes(v for v in st.values() if isinstance(v, torch.Tensor) and v.dim() > 0) for st in opt.state.values()
+    )
 
 
 class SavedTensorCounter:
@@ -71,21 +75,34 @@ def gpu_used_bytes(index: int) -> int | None:
     if not smi:
         return None
     try:
-        out = subprocess.run([smi, f"--id={index}", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, timeout=5, check=True).stdout
+        out = subprocess.run(
+            [smi, f"--id={index}", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout
         return int(float(out.strip().splitlines()[0]) * 1024 * 1024)
     except (subprocess.SubprocessError, ValueError, IndexError, OSError):
         return None
 
 
-def categories(model: nn.Module, opt: torch.optim.Optimizer | None, activations: int, device: torch.device,
-               extra_buffers: int = 0) -> tuple[dict[str, int], int, Any]:
+def categories(
+    model: nn.Module, opt: torch.optim.Optimizer | None, activations: int, device: torch.device, extra_buffers: int = 0
+) -> tuple[dict[str, int], int, Any]:
     """(categories, stepPeak, capacity) for the step just finished."""
     params = nbytes(model.parameters())
     grads = nbytes(p.grad for p in model.parameters())
     optim = optimizer_bytes(opt)
     buffers = nbytes(model.buffers()) + extra_buffers
-    cats = {"params": params, "grads": grads, "optimizer": optim, "activations": activations, "buffers": buffers, "other": 0}
+    cats = {
+        "params": params,
+        "grads": grads,
+        "optimizer": optim,
+        "activations": activations,
+        "buffers": buffers,
+        "other": 0,
+    }
     if device.type == "cuda":
         peak = int(torch.cuda.max_memory_allocated(device))
         cats["activations"] = max(0, peak - params - grads - optim - buffers)

@@ -62,8 +62,20 @@ class Shape:
 
 def model_shape(m: dict[str, Any]) -> Shape:
     """The family of a resolved config's model, or one error naming every field that does not fit one."""
-    gpt2 = {"activation": "gelu", "norm": "layernorm", "tiedEmbeddings": True, "bias": True, "positionEmbedding": "learned"}
-    llama = {"activation": "swiglu", "norm": "rmsnorm", "tiedEmbeddings": False, "bias": False, "positionEmbedding": "rope"}
+    gpt2 = {
+        "activation": "gelu",
+        "norm": "layernorm",
+        "tiedEmbeddings": True,
+        "bias": True,
+        "positionEmbedding": "learned",
+    }
+    llama = {
+        "activation": "swiglu",
+        "norm": "rmsnorm",
+        "tiedEmbeddings": False,
+        "bias": False,
+        "positionEmbedding": "rope",
+    }
     family = "gpt2" if m.get("activation") == "gelu" else "llama"
     want = gpt2 if family == "gpt2" else llama
     bad = [f"model.{k}={m.get(k)!r} (use {v!r})" for k, v in want.items() if m.get(k) != v]
@@ -78,8 +90,17 @@ def model_shape(m: dict[str, Any]) -> Shape:
             f"the torch engine trains GPT-2-style and Llama-style models; as a {family} this config has "
             + "; ".join(bad)
         )
-    return Shape(family, m["layers"], m["hidden"], m["heads"], m["kvHeads"], m["ffnHidden"], m["vocab"], m["seqLen"],
-                 float(m.get("dropout", 0)))
+    return Shape(
+        family,
+        m["layers"],
+        m["hidden"],
+        m["heads"],
+        m["kvHeads"],
+        m["ffnHidden"],
+        m["vocab"],
+        m["seqLen"],
+        float(m.get("dropout", 0)),
+    )
 
 
 def param_specs(s: Shape) -> list[ParamSpec]:
@@ -88,11 +109,16 @@ def param_specs(s: Shape) -> list[ParamSpec]:
     out: list[ParamSpec] = []
     if s.family == "gpt2":
         res = 0.02 / math.sqrt(2 * L)
-        out += [ParamSpec("wte.weight", (s.vocab, C), "normal", 0.02, True),
-                ParamSpec("wpe.weight", (s.positions, C), "normal", 0.02, True)]
+        out += [
+            ParamSpec("wte.weight", (s.vocab, C), "normal", 0.02, True),
+            ParamSpec("wpe.weight", (s.positions, C), "normal", 0.02, True),
+        ]
 
         def lin(n: str, i: int, o: int, std: float = 0.02) -> list[ParamSpec]:
-            return [ParamSpec(f"{n}.weight", (i, o), "normal", std, True), ParamSpec(f"{n}.bias", (o,), "zeros", 0, False)]
+            return [
+                ParamSpec(f"{n}.weight", (i, o), "normal", std, True),
+                ParamSpec(f"{n}.bias", (o,), "zeros", 0, False),
+            ]
 
         def ln(n: str) -> list[ParamSpec]:
             return [ParamSpec(f"{n}.weight", (C,), "ones", 0, False), ParamSpec(f"{n}.bias", (C,), "zeros", 0, False)]
@@ -119,7 +145,10 @@ def param_specs(s: Shape) -> list[ParamSpec]:
             ParamSpec(f"{p}.mlp.up_proj.weight", (F_, C), "normal", 0.02, True),
             ParamSpec(f"{p}.mlp.down_proj.weight", (C, F_), "normal", res, True),
         ]
-    out += [ParamSpec("model.norm.weight", (C,), "ones", 0, False), ParamSpec("lm_head.weight", (s.vocab, C), "normal", 0.02, True)]
+    out += [
+        ParamSpec("model.norm.weight", (C,), "ones", 0, False),
+        ParamSpec("lm_head.weight", (s.vocab, C), "normal", 0.02, True),
+    ]
     return out
 
 
@@ -140,7 +169,9 @@ def initial_value(spec: ParamSpec, seed: int, exact: bool) -> torch.Tensor:
     return torch.randn(spec.shape, generator=g) * spec.std
 
 
-def vocab_parallel_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, tp: TpGroup, first: int, vocab: int) -> torch.Tensor:
+def vocab_parallel_cross_entropy(
+    logits: torch.Tensor, targets: torch.Tensor, tp: TpGroup, first: int, vocab: int
+) -> torch.Tensor:
     """Mean cross entropy of [N, V/tp] local logits without gathering them (padding columns masked out)."""
     if tp.size == 1:
         return F.cross_entropy(logits.float(), targets)
@@ -161,11 +192,28 @@ def vocab_parallel_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, tp
 class _Param(nn.Module):
     """A module holding one named `weight` (and `bias`): HuggingFace's naming without their layer code."""
 
+    weight: nn.Parameter
+    bias: nn.Parameter  # only where the family has biases
+
     def __init__(self, wshape: tuple[int, ...], bshape: tuple[int, ...] | None) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.empty(wshape))
         if bshape is not None:
             self.bias = nn.Parameter(torch.empty(bshape))
+
+
+class _Group(nn.Module):
+    """Named children only (HuggingFace's attn, mlp, self_attn, model levels)."""
+
+    def __init__(self, **children: nn.Module) -> None:
+        super().__init__()
+        for k, v in children.items():
+            self.add_module(k, v)
+
+    def p(self, name: str) -> _Param:
+        m = self.get_submodule(name)
+        assert isinstance(m, _Param)
+        return m
 
 
 def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, p: float) -> torch.Tensor:
@@ -178,13 +226,9 @@ class GptBlock(nn.Module):
         C, t = s.hidden, tp.size
         self.s, self.tp, self.selective = s, tp, recompute == "selective"
         self.ln_1 = _Param((C,), (C,))
-        self.attn = nn.Module()
-        self.attn.c_attn = _Param((C, 3 * C // t), (3 * C // t,))
-        self.attn.c_proj = _Param((C // t, C), (C,))
+        self.attn = _Group(c_attn=_Param((C, 3 * C // t), (3 * C // t,)), c_proj=_Param((C // t, C), (C,)))
         self.ln_2 = _Param((C,), (C,))
-        self.mlp = nn.Module()
-        self.mlp.c_fc = _Param((C, s.ffn // t), (s.ffn // t,))
-        self.mlp.c_proj = _Param((s.ffn // t, C), (C,))
+        self.mlp = _Group(c_fc=_Param((C, s.ffn // t), (s.ffn // t,)), c_proj=_Param((s.ffn // t, C), (C,)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s, tp = self.s, self.tp
@@ -194,17 +238,23 @@ class GptBlock(nn.Module):
         a = self.attn
         h = F.layer_norm(x, (C,), self.ln_1.weight, self.ln_1.bias, EPS)
         h = copy_to_region(h, tp)
-        qkv = torch.addmm(a.c_attn.bias, h.reshape(B * T, C), a.c_attn.weight).reshape(B, T, 3, heads, s.head_dim)
+        qkv = torch.addmm(a.p("c_attn").bias, h.reshape(B * T, C), a.p("c_attn").weight).reshape(
+            B, T, 3, heads, s.head_dim
+        )
         q, k, v = (qkv[:, :, i].transpose(1, 2) for i in range(3))
-        y = checkpoint(_attention, q, k, v, p, use_reentrant=False) if self.selective and self.training else _attention(q, k, v, p)
-        y = y.transpose(1, 2).reshape(B * T, heads * s.head_dim) @ a.c_proj.weight
-        y = reduce_from_region(y, tp) + a.c_proj.bias
+        y = (
+            checkpoint(_attention, q, k, v, p, use_reentrant=False)
+            if self.selective and self.training
+            else _attention(q, k, v, p)
+        )
+        y = y.transpose(1, 2).reshape(B * T, heads * s.head_dim) @ a.p("c_proj").weight
+        y = reduce_from_region(y, tp) + a.p("c_proj").bias
         x = x + F.dropout(y.reshape(B, T, C), p, self.training)
         h = F.layer_norm(x, (C,), self.ln_2.weight, self.ln_2.bias, EPS)
         h = copy_to_region(h, tp)
         m = self.mlp
-        h = F.gelu(torch.addmm(m.c_fc.bias, h.reshape(B * T, C), m.c_fc.weight), approximate="tanh")
-        y = reduce_from_region(h @ m.c_proj.weight, tp) + m.c_proj.bias
+        h = F.gelu(torch.addmm(m.p("c_fc").bias, h.reshape(B * T, C), m.p("c_fc").weight), approximate="tanh")
+        y = reduce_from_region(h @ m.p("c_proj").weight, tp) + m.p("c_proj").bias
         return x + F.dropout(y.reshape(B, T, C), p, self.training)
 
 
@@ -226,41 +276,51 @@ class LlamaBlock(nn.Module):
         C, t, hd = s.hidden, tp.size, s.head_dim
         self.s, self.tp, self.selective = s, tp, recompute == "selective"
         self.input_layernorm = _Param((C,), None)
-        self.self_attn = nn.Module()
-        self.self_attn.q_proj = _Param((s.heads * hd // t, C), None)
-        self.self_attn.k_proj = _Param((s.kv_heads * hd // t, C), None)
-        self.self_attn.v_proj = _Param((s.kv_heads * hd // t, C), None)
-        self.self_attn.o_proj = _Param((C, s.heads * hd // t), None)
+        self.self_attn = _Group(
+            q_proj=_Param((s.heads * hd // t, C), None),
+            k_proj=_Param((s.kv_heads * hd // t, C), None),
+            v_proj=_Param((s.kv_heads * hd // t, C), None),
+            o_proj=_Param((C, s.heads * hd // t), None),
+        )
         self.post_attention_layernorm = _Param((C,), None)
-        self.mlp = nn.Module()
-        self.mlp.gate_proj = _Param((s.ffn // t, C), None)
-        self.mlp.up_proj = _Param((s.ffn // t, C), None)
-        self.mlp.down_proj = _Param((C, s.ffn // t), None)
+        self.mlp = _Group(
+            gate_proj=_Param((s.ffn // t, C), None),
+            up_proj=_Param((s.ffn // t, C), None),
+            down_proj=_Param((C, s.ffn // t), None),
+        )
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         s, tp, a, m = self.s, self.tp, self.self_attn, self.mlp
-        B, T, C = x.shape
+        B, T, _ = x.shape
         hd, heads, kv = s.head_dim, s.heads // tp.size, s.kv_heads // tp.size
         p = s.dropout if self.training else 0.0
         h = copy_to_region(_rms_norm(x, self.input_layernorm.weight), tp)
-        q = F.linear(h, a.q_proj.weight).view(B, T, heads, hd).transpose(1, 2)
-        k = F.linear(h, a.k_proj.weight).view(B, T, kv, hd).transpose(1, 2)
-        v = F.linear(h, a.v_proj.weight).view(B, T, kv, hd).transpose(1, 2)
+        q = F.linear(h, a.p("q_proj").weight).view(B, T, heads, hd).transpose(1, 2)
+        k = F.linear(h, a.p("k_proj").weight).view(B, T, kv, hd).transpose(1, 2)
+        v = F.linear(h, a.p("v_proj").weight).view(B, T, kv, hd).transpose(1, 2)
         q = q * cos + _rotate_half(q) * sin
         k = k * cos + _rotate_half(k) * sin
         if kv != heads:
             k = k.repeat_interleave(heads // kv, dim=1)
             v = v.repeat_interleave(heads // kv, dim=1)
-        y = checkpoint(_attention, q, k, v, p, use_reentrant=False) if self.selective and self.training else _attention(q, k, v, p)
-        y = reduce_from_region(F.linear(y.transpose(1, 2).reshape(B, T, heads * hd), a.o_proj.weight), tp)
+        y = (
+            checkpoint(_attention, q, k, v, p, use_reentrant=False)
+            if self.selective and self.training
+            else _attention(q, k, v, p)
+        )
+        y = reduce_from_region(F.linear(y.transpose(1, 2).reshape(B, T, heads * hd), a.p("o_proj").weight), tp)
         x = x + F.dropout(y, p, self.training)
         h = copy_to_region(_rms_norm(x, self.post_attention_layernorm.weight), tp)
-        y = F.linear(F.silu(F.linear(h, m.gate_proj.weight)) * F.linear(h, m.up_proj.weight), m.down_proj.weight)
+        y = F.linear(
+            F.silu(F.linear(h, m.p("gate_proj").weight)) * F.linear(h, m.p("up_proj").weight), m.p("down_proj").weight
+        )
         return x + F.dropout(reduce_from_region(y, tp), p, self.training)
 
 
 class CausalLM(nn.Module):
     """Either family; forward(tokens, targets) returns the mean cross entropy (replicated over the TP group)."""
+
+    inv_freq: torch.Tensor
 
     def __init__(self, s: Shape, tp: TpGroup | None = None, recompute: str = "none") -> None:
         super().__init__()
@@ -270,7 +330,9 @@ class CausalLM(nn.Module):
             if s.heads % tp.size or s.ffn % tp.size:
                 raise ModelError(f"parallel.tp={tp.size} must divide model.heads={s.heads} and model.ffnHidden={s.ffn}")
         elif s.kv_heads % tp.size or s.ffn % tp.size:
-            raise ModelError(f"parallel.tp={tp.size} must divide model.kvHeads={s.kv_heads} and model.ffnHidden={s.ffn}")
+            raise ModelError(
+                f"parallel.tp={tp.size} must divide model.kvHeads={s.kv_heads} and model.ffnHidden={s.ffn}"
+            )
         self.padded_vocab = tp_vocab(s.vocab, tp.size)
         vrows = self.padded_vocab // tp.size
         self.vocab_first = tp.rank * vrows
@@ -281,16 +343,19 @@ class CausalLM(nn.Module):
             self.h = nn.ModuleList(GptBlock(s, tp, recompute) for _ in range(s.layers))
             self.ln_f = _Param((C,), (C,))
         else:
-            self.model = nn.Module()
-            self.model.embed_tokens = _Param((vrows, C), None)
-            self.model.layers = nn.ModuleList(LlamaBlock(s, tp, recompute) for _ in range(s.layers))
-            self.model.norm = _Param((C,), None)
+            self.model = _Group(
+                embed_tokens=_Param((vrows, C), None),
+                layers=nn.ModuleList(LlamaBlock(s, tp, recompute) for _ in range(s.layers)),
+                norm=_Param((C,), None),
+            )
             self.lm_head = _Param((vrows, C), None)
             inv = 1.0 / (ROPE_THETA ** (torch.arange(0, s.head_dim, 2, dtype=torch.int64).float() / s.head_dim))
             self.register_buffer("inv_freq", inv, persistent=False)
 
     def blocks(self) -> nn.ModuleList:
-        return self.h if self.s.family == "gpt2" else self.model.layers  # type: ignore[return-value]
+        m = self.h if self.s.family == "gpt2" else self.model.get_submodule("layers")
+        assert isinstance(m, nn.ModuleList)
+        return m
 
     def load_full(self, values: dict[str, torch.Tensor]) -> None:
         """Sets every parameter from full (unsharded) tensors: this rank's shard of each."""
@@ -321,7 +386,7 @@ class CausalLM(nn.Module):
 
     def hidden_states(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The final normalised hidden states [B, T, C] and the output weight (this rank's vocabulary rows)."""
-        B, T = tokens.shape
+        T = tokens.shape[1]
         if self.s.positions < T:
             raise ModelError(f"sequence length {T} exceeds the model's {self.s.positions} positions")
         if self.s.family == "gpt2":
@@ -330,13 +395,13 @@ class CausalLM(nn.Module):
                 x = self._run_block(b, x)
             x = F.layer_norm(x, (self.s.hidden,), self.ln_f.weight, self.ln_f.bias, EPS)
             return x, self.wte.weight
-        x = self._embed(self.model.embed_tokens.weight, tokens)
+        x = self._embed(self.model.p("embed_tokens").weight, tokens)
         freqs = torch.outer(torch.arange(T, device=x.device, dtype=torch.float32), self.inv_freq.float())
         emb = torch.cat((freqs, freqs), -1)
         cos, sin = emb.cos().to(x.dtype), emb.sin().to(x.dtype)
-        for b in self.model.layers:
+        for b in self.blocks():
             x = self._run_block(b, x, cos, sin)
-        return _rms_norm(x, self.model.norm.weight), self.lm_head.weight
+        return _rms_norm(x, self.model.p("norm").weight), self.lm_head.weight
 
     def forward(self, tokens: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         x, w = self.hidden_states(tokens)

@@ -7,11 +7,18 @@ import json
 import os
 import struct
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 
-_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64,
-           "I64": torch.int64, "I32": torch.int32}
+_DTYPES = {
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "F64": torch.float64,
+    "I64": torch.int64,
+    "I32": torch.int32,
+}
 
 
 class SafetensorsError(Exception):
@@ -19,7 +26,9 @@ class SafetensorsError(Exception):
         super().__init__(f"{file}: {detail}")
 
 
-def write_safetensors(file: str, tensors: Iterable[tuple[str, torch.Tensor]], metadata: dict[str, str] | None = None) -> int:
+def write_safetensors(
+    file: str, tensors: Iterable[tuple[str, torch.Tensor]], metadata: dict[str, str] | None = None
+) -> int:
     """Writes F32 tensors in the given order and fsyncs; returns the bytes written."""
     header: dict[str, object] = {}
     if metadata:
@@ -71,17 +80,20 @@ def read_safetensors(file: str) -> tuple[dict[str, torch.Tensor], dict[str, str]
     data = bytearray(raw[8 + n :])
     meta = header.pop("__metadata__", {}) or {}
     out: dict[str, torch.Tensor] = {}
-    for name, e in header.items():
-        dtype = _DTYPES.get(e.get("dtype"))
+    for name, entry in header.items():
+        info: dict[str, Any] = entry
+        dtype = _DTYPES.get(info.get("dtype", ""))
         if dtype is None:
-            raise SafetensorsError(file, f"tensor {name}: unsupported dtype {e.get('dtype')!r}")
-        begin, end = e["data_offsets"]
-        shape = tuple(e["shape"])
+            raise SafetensorsError(file, f"tensor {name}: unsupported dtype {info.get('dtype')!r}")
+        begin, end = info["data_offsets"]
+        shape = tuple(info["shape"])
         count = 1
         for d in shape:
             count *= d
         if end - begin != count * torch.empty((), dtype=dtype).element_size() or end > len(data):
-            raise SafetensorsError(file, f"tensor {name}: data_offsets {begin}..{end} do not fit {e['dtype']} {list(shape)}")
+            raise SafetensorsError(
+                file, f"tensor {name}: data_offsets {begin}..{end} do not fit {info['dtype']} {list(shape)}"
+            )
         t = torch.frombuffer(data, dtype=dtype, count=count, offset=begin) if count else torch.empty(0, dtype=dtype)
         out[name] = t.reshape(shape).to(torch.float32).clone()
     return out, meta

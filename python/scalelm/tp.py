@@ -59,11 +59,11 @@ class _ReduceFromRegion(torch.autograd.Function):
 
 
 def copy_to_region(x: torch.Tensor, tp: TpGroup) -> torch.Tensor:
-    return x if tp.size == 1 else _CopyToRegion.apply(x, tp)  # type: ignore[no-any-return]
+    return x if tp.size == 1 else _CopyToRegion.apply(x, tp)  # type: ignore[no-untyped-call]
 
 
 def reduce_from_region(x: torch.Tensor, tp: TpGroup) -> torch.Tensor:
-    return x if tp.size == 1 else _ReduceFromRegion.apply(x, tp)  # type: ignore[no-any-return]
+    return x if tp.size == 1 else _ReduceFromRegion.apply(x, tp)  # type: ignore[no-untyped-call]
 
 
 def tp_vocab(vocab: int, tp: int) -> int:

@@ -9,6 +9,7 @@ clipping and schedule are the local engine's, so both engines train the same run
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -50,7 +51,10 @@ def layout_issues(config: dict[str, Any], world: int | None, device: str) -> lis
     if world is not None and world != dp * tp:
         out.append(f"the layout needs dp·tp = {dp * tp} processes but torchrun started {world}")
     if tp > 1 and (m["heads"] % tp or m["kvHeads"] % tp or m["ffnHidden"] % tp):
-        out.append(f"parallel.tp={tp} must divide model.heads={m['heads']}, kvHeads={m['kvHeads']} and ffnHidden={m['ffnHidden']}")
+        out.append(
+            f"parallel.tp={tp} must divide model.heads={m['heads']}, kvHeads={m['kvHeads']} "
+            f"and ffnHidden={m['ffnHidden']}"
+        )
     if t["globalBatch"] % (t["microBatch"] * dp):
         out.append(f"train.globalBatch={t['globalBatch']} is not a multiple of microBatch·dp = {t['microBatch'] * dp}")
     prec = t.get("precision", "fp32")
@@ -101,9 +105,13 @@ class Rank:
         self.specs: list[ParamSpec] = param_specs(self.shape)
         self.model = CausalLM(self.shape, self.tpg, t["recompute"]).to(self.device)
         self.base = self.model
-        self.data = load_tokens(cfg["data"], args.get("baseDir", "."), self.shape.vocab, self.shape.positions, t["seed"], t["evalEvery"] > 0)
+        self.data = load_tokens(
+            cfg["data"], args.get("baseDir", "."), self.shape.vocab, self.shape.positions, t["seed"], t["evalEvery"] > 0
+        )
         self.sampler = BatchSampler(self.data.train, self.shape.positions, t["seed"], "train")
-        self.eval_sampler = BatchSampler(self.data.val, self.shape.positions, t["seed"], "val") if t["evalEvery"] > 0 else None
+        self.eval_sampler = (
+            BatchSampler(self.data.val, self.shape.positions, t["seed"], "val") if t["evalEvery"] > 0 else None
+        )
         self.accumulation = t["globalBatch"] // (t["microBatch"] * self.dp)
         self.autocast = t.get("precision") == "bf16-mixed"
         self.comm: dict[str, list[float]] = {}
@@ -114,12 +122,16 @@ class Rank:
         opt_state: dict[str, list[torch.Tensor]] | None = None
         with torch.no_grad():
             if start["kind"] == "resume":
-                values, opt_state, state = ckpt.read_full(ckpt.resolve_resume(start["folder"]), self.specs, self.shape, t["optimizer"])
+                values, opt_state, state = ckpt.read_full(
+                    ckpt.resolve_resume(start["folder"]), self.specs, self.shape, t["optimizer"]
+                )
                 self.step = int(state.get("step", self.step))
                 self.optimizer_steps = int(state.get("optimizer", {}).get("steps", self.step))
                 self.model.load_full({k: v.to(self.device) for k, v in values.items()})
             elif start["kind"] == "init":
-                self.model.load_full({k: v.to(self.device) for k, v in ckpt.init_weights(start["folder"], self.specs).items()})
+                self.model.load_full(
+                    {k: v.to(self.device) for k, v in ckpt.init_weights(start["folder"], self.specs).items()}
+                )
             else:
                 self.model.init_weights(t["seed"])
         self._wrap(p)
@@ -148,9 +160,13 @@ class Rank:
         elif self.dp > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
-            ddp = DDP(self.model, process_group=self.dp_group, bucket_cap_mb=float(p.get("bucketMB", 25)),
-                      gradient_as_bucket_view=True,
-                      device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            ddp = DDP(
+                self.model,
+                process_group=self.dp_group,
+                bucket_cap_mb=float(p.get("bucketMB", 25)),
+                gradient_as_bucket_view=True,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+            )
             ddp.register_comm_hook(self, _timed_allreduce_hook)
             self.wrapped = ddp
         else:
@@ -169,8 +185,10 @@ class Rank:
                 self.owner[s.name] = k
                 load[k] += named[s.name].numel()
         mine = [s.name for s in self.specs if self.owner.get(s.name, self.dp_index) == self.dp_index]
-        groups = [{"params": [named[n] for n in mine if n in decay], "weight_decay": t["weightDecay"]},
-                  {"params": [named[n] for n in mine if n not in decay], "weight_decay": 0.0}]
+        groups = [
+            {"params": [named[n] for n in mine if n in decay], "weight_decay": t["weightDecay"]},
+            {"params": [named[n] for n in mine if n not in decay], "weight_decay": 0.0},
+        ]
         kind = t["optimizer"]
         self.opt: torch.optim.Optimizer
         if kind == "sgd":
@@ -178,7 +196,9 @@ class Rank:
         elif kind == "adam":
             self.opt = torch.optim.Adam(groups, lr=t["lr"], betas=(t["beta1"], t["beta2"]), eps=t["eps"], foreach=False)
         else:
-            self.opt = torch.optim.AdamW(groups, lr=t["lr"], betas=(t["beta1"], t["beta2"]), eps=t["eps"], foreach=False)
+            self.opt = torch.optim.AdamW(
+                groups, lr=t["lr"], betas=(t["beta1"], t["beta2"]), eps=t["eps"], foreach=False
+            )
 
     def _load_optimizer_state(self, full: dict[str, list[torch.Tensor]]) -> None:
         from torch.distributed.tensor import DTensor, distribute_tensor
@@ -192,7 +212,11 @@ class Rank:
             st: dict[str, torch.Tensor] = {}
             for slot, v in zip(slots, full[s.name], strict=True):
                 shard = slice_shard(s.name, v.to(self.device), self.tp, self.tp_index, self.model.padded_vocab)
-                st[slot] = distribute_tensor(shard, p.device_mesh, p.placements) if isinstance(p, DTensor) else shard.reshape(p.shape)
+                st[slot] = (
+                    distribute_tensor(shard, p.device_mesh, p.placements)
+                    if isinstance(p, DTensor)
+                    else shard.reshape(p.shape)
+                )
             if slots[0] != "momentum_buffer":
                 st["step"] = torch.tensor(float(self.optimizer_steps))
             self.opt.state[p] = st
@@ -220,12 +244,16 @@ class Rank:
         for a in range(self.accumulation):
             tokens, targets = self._micro(step, a)
             global_micro = self.dp_index * self.accumulation + a
-            torch.manual_seed(mix(t["seed"], step, global_micro, 0xD0))
-            sync = a == self.accumulation - 1 or not hasattr(self.wrapped, "no_sync")
-            ctx = self.wrapped.no_sync() if not sync else _null()
+            torch.manual_seed(mix(int(t["seed"]), step, global_micro, 0xD0))
+            # DDP reduces on the last micro-batch only; FSDP2 reduce-scatters every one (ZeRO-2/3).
+            no_sync = getattr(self.wrapped, "no_sync", None)
+            ctx = no_sync() if callable(no_sync) and a < self.accumulation - 1 else _null()
             counter = SavedTensorCounter() if sample and a == 0 else None
             with ctx:
-                with (counter.counting() if counter else _null()), torch.autocast(self.device.type, torch.bfloat16, enabled=self.autocast):
+                with (
+                    counter.counting() if counter else _null(),
+                    torch.autocast(self.device.type, torch.bfloat16, enabled=self.autocast),
+                ):
                     loss = self.wrapped(tokens, targets)
                 (loss / self.accumulation).backward()
             if counter:
@@ -243,10 +271,20 @@ class Rank:
             if not sharded_over_dp and self.dp_index != 0:
                 continue
             sq += local(prm.grad).double().pow(2).sum()
-        mean_loss = loss_sum.double() / self.accumulation / self.dp if self.tp_index == 0 else torch.zeros((), dtype=torch.float64, device=self.device)
+        mean_loss = (
+            loss_sum.double() / self.accumulation / self.dp
+            if self.tp_index == 0
+            else torch.zeros((), dtype=torch.float64, device=self.device)
+        )
         stop, chk = flags if self.rank == 0 else (False, False)
-        packed = torch.stack([mean_loss, sq, torch.tensor(float(stop), dtype=torch.float64, device=self.device),
-                              torch.tensor(float(chk), dtype=torch.float64, device=self.device)])
+        packed = torch.stack(
+            [
+                mean_loss,
+                sq,
+                torch.tensor(float(stop), dtype=torch.float64, device=self.device),
+                torch.tensor(float(chk), dtype=torch.float64, device=self.device),
+            ]
+        )
         c0 = time.perf_counter()
         dist.all_reduce(packed)
         self._count("all-reduce-world", 32, (time.perf_counter() - c0) * 1000)
@@ -267,13 +305,24 @@ class Rank:
             c0 = time.perf_counter()
             for s in self.specs:
                 dist.broadcast(named[s.name].data, src=ranks[self.owner[s.name]], group=self.dp_group)
-            self._count("broadcast-dp", sum(4 * named[s.name].numel() for s in self.specs), (time.perf_counter() - c0) * 1000, len(self.specs))
+            self._count(
+                "broadcast-dp",
+                sum(4 * named[s.name].numel() for s in self.specs),
+                (time.perf_counter() - c0) * 1000,
+                len(self.specs),
+            )
         if self.zero >= 2:
             # FSDP2's collectives are not timed here: counted from the sizes (bytes per call as issued).
             pbytes = sum(4 * local(q).numel() * self.dp for q in self.model.parameters())
-            self._count("all-gather-dp", pbytes * (2 if self.zero == 3 else 1) * self.accumulation, 0.0,
-                        (len(self.model.blocks()) + 1) * (2 if self.zero == 3 else 1) * self.accumulation)
-            self._count("reduce-scatter-dp", pbytes * self.accumulation, 0.0, (len(self.model.blocks()) + 1) * self.accumulation)
+            self._count(
+                "all-gather-dp",
+                pbytes * (2 if self.zero == 3 else 1) * self.accumulation,
+                0.0,
+                (len(self.model.blocks()) + 1) * (2 if self.zero == 3 else 1) * self.accumulation,
+            )
+            self._count(
+                "reduce-scatter-dp", pbytes * self.accumulation, 0.0, (len(self.model.blocks()) + 1) * self.accumulation
+            )
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         step_ms = (time.perf_counter() - t0) * 1000
@@ -281,8 +330,18 @@ class Rank:
         # The model's, not the optimizer's: under ZeRO-1 the optimizer holds only this rank's share.
         self.model.zero_grad(set_to_none=True)
         self.step = step
-        return {"step": step, "loss": loss_v, "lr": lr, "gradNorm": norm, "stepMs": step_ms, "memory": cats, "peak": peak,
-                "capacity": cap, "stop": stop_v > 0, "checkpoint": chk_v > 0}
+        return {
+            "step": step,
+            "loss": loss_v,
+            "lr": lr,
+            "gradNorm": norm,
+            "stepMs": step_ms,
+            "memory": cats,
+            "peak": peak,
+            "capacity": cap,
+            "stop": stop_v > 0,
+            "checkpoint": chk_v > 0,
+        }
 
     @torch.no_grad()
     def evaluate(self) -> float:
@@ -295,7 +354,7 @@ class Rank:
             with torch.autocast(self.device.type, torch.bfloat16, enabled=self.autocast):
                 total += float(self.model(x.to(self.device), y.to(self.device)))
         self.model.train()
-        return total / t["evalBatches"]
+        return total / int(t["evalBatches"])
 
     # ---- checkpoints ------------------------------------------------------------------------------------
 
@@ -342,23 +401,45 @@ class Rank:
 
             os.makedirs(folder, exist_ok=True)
             kind = self.config["train"]["optimizer"]
-            n = write_safetensors(os.path.join(folder, "model.safetensors"), [(s.name, params[s.name]) for s in self.specs], {"format": "pt"})
-            n += write_safetensors(os.path.join(folder, "optimizer.safetensors"),
-                                   [(f"{s.name}.{slot}", opt[s.name][i]) for s in self.specs for i, slot in enumerate(ckpt.state_slots(kind))],
-                                   {"format": "pt", "kind": kind, "steps": str(self.optimizer_steps)})
+            n = write_safetensors(
+                os.path.join(folder, "model.safetensors"),
+                [(s.name, params[s.name]) for s in self.specs],
+                {"format": "pt"},
+            )
+            n += write_safetensors(
+                os.path.join(folder, "optimizer.safetensors"),
+                [
+                    (f"{s.name}.{slot}", opt[s.name][i])
+                    for s in self.specs
+                    for i, slot in enumerate(ckpt.state_slots(kind))
+                ],
+                {"format": "pt", "kind": kind, "steps": str(self.optimizer_steps)},
+            )
             return n
         return ckpt.write_full(folder, self.specs, params, opt, self.state_json(last_loss), self.shape)
 
     def state_json(self, last_loss: float | None) -> dict[str, Any]:
         t = self.config["train"]
         out: dict[str, Any] = {
-            "format": ckpt.FORMAT, "version": ckpt.VERSION, "step": self.step,
+            "format": ckpt.FORMAT,
+            "version": ckpt.VERSION,
+            "step": self.step,
             "tokens": self.step * t["globalBatch"] * self.shape.positions,
-            "data": {"nextStep": self.step + 1, "description": self.data.description}, "rng": {"seed": t["seed"]},
-            "optimizer": {"kind": t["optimizer"], "beta1": t["beta1"], "beta2": t["beta2"], "eps": t["eps"],
-                          "weightDecay": t["weightDecay"], "steps": self.optimizer_steps},
-            "model": ckpt.model_state(self.shape), "metricsBytes": 0, "savedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "config": self.config, "engine": "torch",
+            "data": {"nextStep": self.step + 1, "description": self.data.description},
+            "rng": {"seed": t["seed"]},
+            "optimizer": {
+                "kind": t["optimizer"],
+                "beta1": t["beta1"],
+                "beta2": t["beta2"],
+                "eps": t["eps"],
+                "weightDecay": t["weightDecay"],
+                "steps": self.optimizer_steps,
+            },
+            "model": ckpt.model_state(self.shape),
+            "metricsBytes": 0,
+            "savedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "config": self.config,
+            "engine": "torch",
         }
         if last_loss is not None:
             out["lastLoss"] = last_loss
@@ -368,7 +449,10 @@ class Rank:
         stats = dict(self.comm)
         if self.tp > 1:
             stats["all-reduce-tp"] = self.tpg.stats
-        return [{"kind": k, "calls": int(v[0]), "bytes": int(v[1]), "ms": round(float(v[2]), 3)} for k, v in sorted(stats.items())]
+        return [
+            {"kind": k, "calls": int(v[0]), "bytes": int(v[1]), "ms": round(float(v[2]), 3)}
+            for k, v in sorted(stats.items())
+        ]
 
 
 class _null:
@@ -385,11 +469,12 @@ def _timed_allreduce_hook(state, bucket):  # type: ignore[no-untyped-def]
     buf = bucket.buffer()
     t0 = time.perf_counter()
     buf.div_(state.dp)
-    fut = dist.all_reduce(buf, group=state.dp_group, async_op=True).get_future()  # type: ignore[union-attr]
+    fut = dist.all_reduce(buf, group=state.dp_group, async_op=True).get_future()
 
     def done(f: torch.futures.Future[Any]) -> torch.Tensor:
         state._count("all-reduce-dp", buf.numel() * buf.element_size(), (time.perf_counter() - t0) * 1000)
-        return buf
+        out: torch.Tensor = buf
+        return out
 
     return fut.then(done)
 
@@ -401,10 +486,12 @@ def _checkpoint_folder(run_dir: str | None, step: int) -> tuple[str, bool] | Non
         return template.replace("{step}", ckpt.step_folder(step)), False
     if not run_dir:
         return None
-    return os.path.join(run_dir, "checkpoints", f".tmp-{ckpt.step_folder(step)}-{os.getpid()}-{int(time.time() * 1000)}"), True
+    return os.path.join(
+        run_dir, "checkpoints", f".tmp-{ckpt.step_folder(step)}-{os.getpid()}-{int(time.time() * 1000)}"
+    ), True
 
 
-def run(args: dict[str, Any], channel: Channel | None, emit: Any) -> tuple[str, int]:
+def run(args: dict[str, Any], channel: Channel | None, emit: Any, where: dict[str, int]) -> tuple[str, int]:
     r = Rank(args, channel)
     t = r.config["train"]
     run_dir = os.environ.get("SCALELM_RUN_DIR") or args.get("runDir")
@@ -429,6 +516,7 @@ def run(args: dict[str, Any], channel: Channel | None, emit: Any) -> tuple[str, 
         last_saved = r.step
 
     while r.step < t["steps"]:
+        where["step"] = r.step + 1
         stop = chk = False
         if channel:
             channel.send({"k": "progress", "rank": r.rank, "step": r.step + 1})
@@ -440,24 +528,49 @@ def run(args: dict[str, Any], channel: Channel | None, emit: Any) -> tuple[str, 
         now = int(time.time() * 1000)
         mem = out["memory"]
         if r.rank == 0:
-            emit({"type": "step", "step": out["step"], "loss": out["loss"], "lr": out["lr"], "gradNorm": out["gradNorm"],
-                  "tokensPerSec": tokens_per_step / max(out["stepMs"], 1e-6) * 1000, "stepMs": out["stepMs"],
-                  "memory": {**mem, "peak": out["peak"]}, "tokens": out["step"] * tokens_per_step, "t": now})
+            emit(
+                {
+                    "type": "step",
+                    "step": out["step"],
+                    "loss": out["loss"],
+                    "lr": out["lr"],
+                    "gradNorm": out["gradNorm"],
+                    "tokensPerSec": tokens_per_step / max(out["stepMs"], 1e-6) * 1000,
+                    "stepMs": out["stepMs"],
+                    "memory": {**mem, "peak": out["peak"]},
+                    "tokens": out["step"] * tokens_per_step,
+                    "t": now,
+                }
+            )
         device = f"cpu:{r.rank}"
         cap = out["capacity"]
         if r.device.type == "cuda":
-            device = str(torch.cuda.get_device_properties(r.device).uuid) if hasattr(torch.cuda.get_device_properties(r.device), "uuid") else f"cuda:{r.device.index}"
+            device = (
+                str(torch.cuda.get_device_properties(r.device).uuid)
+                if hasattr(torch.cuda.get_device_properties(r.device), "uuid")
+                else f"cuda:{r.device.index}"
+            )
             used = gpu_used_bytes(r.device.index or 0)
             if used is not None:
                 mem = {**mem, "deviceUsed": used}
         else:
             cap = int(r.config.get("devices", {}).get("memory", 0))
-        m: dict[str, Any] = {"type": "memory", "rank": r.rank, "t": now, "step": out["step"], "categories": mem,
-                             "stepPeak": out["peak"], "capacity": cap, "device": device}
+        m: dict[str, Any] = {
+            "type": "memory",
+            "rank": r.rank,
+            "t": now,
+            "step": out["step"],
+            "categories": mem,
+            "stepPeak": out["peak"],
+            "capacity": cap,
+            "device": device,
+        }
         if predicted:
             m["predicted"] = predicted
         emit(m, rank=r.rank)
-        emit({"type": "comm", "rank": r.rank, "t": now, "step": out["step"], "collectives": r.comm_stats()}, rank=r.rank)
+        emit(
+            {"type": "comm", "rank": r.rank, "t": now, "step": out["step"], "collectives": r.comm_stats()}, rank=r.rank
+        )
         if r.eval_sampler and t["evalEvery"] > 0 and out["step"] % t["evalEvery"] == 0:
             ev = r.evaluate()
             if r.rank == 0:
@@ -473,9 +586,13 @@ def run(args: dict[str, Any], channel: Channel | None, emit: Any) -> tuple[str, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m scalelm.train", description="One rank of the torch engine (run by torchrun).")
+    ap = argparse.ArgumentParser(
+        prog="python -m scalelm.train", description="One rank of the torch engine (run by torchrun)."
+    )
     ap.add_argument("--args", required=True, help="JSON file: config, baseDir, start, startStep, device, predicted")
-    ap.add_argument("--check", action="store_true", help="only check that the engine can run this layout (exit 2 if not)")
+    ap.add_argument(
+        "--check", action="store_true", help="only check that the engine can run this layout (exit 2 if not)"
+    )
     ns = ap.parse_args(argv)
     with open(ns.args) as f:
         args = json.load(f)
@@ -487,7 +604,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if ns.check:
         return 0
-    rank, world, local_rank = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", "0"))
+    rank, world, local_rank = (
+        int(os.environ["RANK"]),
+        int(os.environ["WORLD_SIZE"]),
+        int(os.environ.get("LOCAL_RANK", "0")),
+    )
     if device == "cuda":
         torch.cuda.set_device(local_rank)
     dist.init_process_group("nccl" if device == "cuda" else "gloo")
@@ -501,19 +622,25 @@ def main(argv: list[str] | None = None) -> int:
             # the agent's merged stdout never splits a line.
             os.write(1, ("SCALELM " + json.dumps(m, separators=(",", ":")) + "\n").encode())
 
-    step = int(args.get("startStep", 0))
+    where = {"step": int(args.get("startStep", 0)) + 1}  # the step in progress, for an error line
     try:
-        reason, step = run(args, channel, emit)
+        reason, step = run(args, channel, emit, where)
         if channel:
             channel.send({"k": "done", "rank": rank, "step": step, "reason": reason})
         return 0
     except Exception as e:
         traceback.print_exc()
         if channel:
-            try:
-                channel.send({"k": "error", "rank": rank, "step": step + 1, "message": f"{type(e).__name__}: {e}"[:16000], "kind": type(e).__name__})
-            except Exception:
-                pass
+            with contextlib.suppress(Exception):
+                channel.send(
+                    {
+                        "k": "error",
+                        "rank": rank,
+                        "step": where["step"],
+                        "message": f"{type(e).__name__}: {e}"[:16000],
+                        "kind": type(e).__name__,
+                    }
+                )
         return 1
     finally:
         if channel:

@@ -16,9 +16,15 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 PYTHON_DIR = REPO / "python"
 EXAMPLE = REPO / "examples" / "tiny-parallel.scalelm.json"
-# A small GPT-2 on the example's text: fast on two shared cores, with accumulation (8 = 2 dp × 2 × 2).
-SMALL = ["model.layers=2", "model.hidden=32", "model.heads=4", "model.ffnHidden=128", "model.seqLen=32",
-         "train.checkpointEvery=0"]
+# A small GPT-2 on the example's text: fast on two shared cores, with accumulation (8 = 2 dp x 2 x 2).
+SMALL = [
+    "model.layers=2",
+    "model.hidden=32",
+    "model.heads=4",
+    "model.ffnHidden=128",
+    "model.seqLen=32",
+    "train.checkpointEvery=0",
+]
 
 
 def need_cli() -> Path:
@@ -50,15 +56,26 @@ def with_layout(config: dict[str, Any], **parallel: int) -> dict[str, Any]:
     return c
 
 
-def torch_train(tmp: Path, config: dict[str, Any], *, start: dict[str, Any] | None = None, env: dict[str, str] | None = None,
-                timeout: float = 300, check: bool = True, run_dir: Path | None = None) -> tuple[subprocess.CompletedProcess[str], list[dict[str, Any]]]:
+def torch_train(
+    tmp: Path,
+    config: dict[str, Any],
+    *,
+    start: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 300,
+    check: bool = True,
+    run_dir: Path | None = None,
+) -> tuple[subprocess.CompletedProcess[str], list[dict[str, Any]]]:
     """One torch-engine run under torchrun; returns the process and the messages rank 0 printed."""
     p = config["parallel"]
     world = p["dp"] * p["tp"]
     tmp.mkdir(parents=True, exist_ok=True)
     args = tmp / "torch-args.json"
-    args.write_text(json.dumps({"config": config, "baseDir": str(EXAMPLE.parent), "start": start or {"kind": "fresh"},
-                                "device": "cpu"}))
+    args.write_text(
+        json.dumps(
+            {"config": config, "baseDir": str(EXAMPLE.parent), "start": start or {"kind": "fresh"}, "device": "cpu"}
+        )
+    )
     e = {**os.environ, "PYTHONPATH": str(PYTHON_DIR), "OMP_NUM_THREADS": "1", **(env or {})}
     for k in ("SCALELM_CHANNEL", "SCALELM_CHECKPOINT_TEMPLATE"):
         if k not in (env or {}):
@@ -67,12 +84,24 @@ def torch_train(tmp: Path, config: dict[str, Any], *, start: dict[str, Any] | No
         e["SCALELM_RUN_DIR"] = str(run_dir)
     else:
         e.pop("SCALELM_RUN_DIR", None)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(world), "--standalone", "--max-restarts", "0",
-           "-m", "scalelm.train", "--args", str(args)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        str(world),
+        "--standalone",
+        "--max-restarts",
+        "0",
+        "-m",
+        "scalelm.train",
+        "--args",
+        str(args),
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=e, cwd=tmp)
     if check:
         assert out.returncode == 0, out.stderr[-4000:]
-    msgs = [json.loads(line[len("SCALELM "):]) for line in out.stdout.splitlines() if line.startswith("SCALELM ")]
+    msgs = [json.loads(line[len("SCALELM ") :]) for line in out.stdout.splitlines() if line.startswith("SCALELM ")]
     return out, msgs
 
 

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from engines import SMALL, local_train, losses, max_rel, resolved_config, torch_train, with_layout
 
 STEPS = 20
@@ -41,12 +40,19 @@ def test_single_process_matches_local(reference: tuple[dict[str, Any], list[floa
 
 @pytest.mark.parametrize(
     "layout",
-    [dict(dp=2, tp=1, zero=0), dict(dp=1, tp=2, zero=0), dict(dp=2, tp=1, zero=1), dict(dp=2, tp=1, zero=2),
-     dict(dp=2, tp=1, zero=3), dict(dp=2, tp=2, zero=3)],
+    [
+        dict(dp=2, tp=1, zero=0),
+        dict(dp=1, tp=2, zero=0),
+        dict(dp=2, tp=1, zero=1),
+        dict(dp=2, tp=1, zero=2),
+        dict(dp=2, tp=1, zero=3),
+        dict(dp=2, tp=2, zero=3),
+    ],
     ids=["dp2", "tp2", "dp2-zero1", "dp2-zero2", "dp2-zero3", "dp2-tp2-zero3"],
 )
-def test_layout_matches_local_engine(layout: dict[str, int], reference: tuple[dict[str, Any], list[float]], single: list[float],
-                                     tmp_path: Path) -> None:
+def test_layout_matches_local_engine(
+    layout: dict[str, int], reference: tuple[dict[str, Any], list[float]], single: list[float], tmp_path: Path
+) -> None:
     config, local = reference
     _, msgs = torch_train(tmp_path, with_layout(config, **layout))
     got = losses(msgs)

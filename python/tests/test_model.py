@@ -10,16 +10,40 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
-
 from engines import EXAMPLE, SMALL, local_train, resolved_config, torch_train, with_layout
+
 from scalelm.model import CausalLM, ModelError, model_shape
 
 transformers = pytest.importorskip("transformers")
 
-GPT2 = dict(layers=2, hidden=32, heads=4, kvHeads=4, ffnHidden=128, vocab=100, seqLen=16, activation="gelu", norm="layernorm",
-            tiedEmbeddings=True, bias=True, positionEmbedding="learned")
-LLAMA = dict(layers=2, hidden=32, heads=4, kvHeads=2, ffnHidden=64, vocab=100, seqLen=16, activation="swiglu", norm="rmsnorm",
-             tiedEmbeddings=False, bias=False, positionEmbedding="rope")
+GPT2 = dict(
+    layers=2,
+    hidden=32,
+    heads=4,
+    kvHeads=4,
+    ffnHidden=128,
+    vocab=100,
+    seqLen=16,
+    activation="gelu",
+    norm="layernorm",
+    tiedEmbeddings=True,
+    bias=True,
+    positionEmbedding="learned",
+)
+LLAMA = dict(
+    layers=2,
+    hidden=32,
+    heads=4,
+    kvHeads=2,
+    ffnHidden=64,
+    vocab=100,
+    seqLen=16,
+    activation="swiglu",
+    norm="rmsnorm",
+    tiedEmbeddings=False,
+    bias=False,
+    positionEmbedding="rope",
+)
 
 
 def hf_loss(hf: Any, tokens: torch.Tensor, targets: torch.Tensor) -> float:
@@ -46,15 +70,34 @@ def test_same_weights_same_loss_as_transformers(family: str) -> None:
                 p.add_(torch.randn_like(p) * 0.1)
     state = {k: v.detach().clone() for k, v in net.named_parameters()}
     if family == "gpt2":
-        cfg = transformers.GPT2Config(vocab_size=100, n_positions=16, n_embd=32, n_layer=2, n_head=4, activation_function="gelu_new",
-                                      resid_pdrop=0, embd_pdrop=0, attn_pdrop=0, layer_norm_epsilon=1e-5)
+        cfg = transformers.GPT2Config(
+            vocab_size=100,
+            n_positions=16,
+            n_embd=32,
+            n_layer=2,
+            n_head=4,
+            activation_function="gelu_new",
+            resid_pdrop=0,
+            embd_pdrop=0,
+            attn_pdrop=0,
+            layer_norm_epsilon=1e-5,
+        )
         hf = transformers.GPT2LMHeadModel(cfg)
         res = hf.transformer.load_state_dict(state, strict=False)
         assert not res.unexpected_keys and all(k.endswith("attn.bias") or "masked_bias" in k for k in res.missing_keys)
     else:
-        cfg = transformers.LlamaConfig(vocab_size=100, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                                       num_key_value_heads=2, max_position_embeddings=16, rms_norm_eps=1e-5, tie_word_embeddings=False,
-                                       rope_theta=10000.0)
+        cfg = transformers.LlamaConfig(
+            vocab_size=100,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=16,
+            rms_norm_eps=1e-5,
+            tie_word_embeddings=False,
+            rope_theta=10000.0,
+        )
         hf = transformers.LlamaForCausalLM(cfg)
         hf.load_state_dict(state, strict=True)
     g = torch.Generator().manual_seed(3)
@@ -82,13 +125,26 @@ def small_config(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 def _llama(config: dict[str, Any]) -> dict[str, Any]:
     c = json.loads(json.dumps(config))
-    c["model"].update(activation="swiglu", norm="rmsnorm", tiedEmbeddings=False, bias=False, positionEmbedding="rope", kvHeads=2, ffnHidden=64)
+    c["model"].update(
+        activation="swiglu",
+        norm="rmsnorm",
+        tiedEmbeddings=False,
+        bias=False,
+        positionEmbedding="rope",
+        kvHeads=2,
+        ffnHidden=64,
+    )
     return c
 
 
-@pytest.mark.parametrize("family,layout", [("gpt2", dict(dp=1, tp=2, zero=0)), ("llama", dict(dp=2, tp=2, zero=3))],
-                         ids=["gpt2-tp2", "llama-dp2-tp2-zero3"])
-def test_checkpoint_loads_in_transformers(family: str, layout: dict[str, int], small_config: dict[str, Any], tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "family,layout",
+    [("gpt2", dict(dp=1, tp=2, zero=0)), ("llama", dict(dp=2, tp=2, zero=3))],
+    ids=["gpt2-tp2", "llama-dp2-tp2-zero3"],
+)
+def test_checkpoint_loads_in_transformers(
+    family: str, layout: dict[str, int], small_config: dict[str, Any], tmp_path: Path
+) -> None:
     config = with_layout(small_config if family == "gpt2" else _llama(small_config), **layout)
     config["train"]["steps"] = 3
     run = tmp_path / "run"

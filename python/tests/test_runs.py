@@ -14,8 +14,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from engines import EXAMPLE, PYTHON_DIR, SMALL, ChannelServer, local_train, losses, max_rel, resolved_config, torch_train, with_layout
+from engines import (
+    EXAMPLE,
+    PYTHON_DIR,
+    SMALL,
+    ChannelServer,
+    local_train,
+    losses,
+    max_rel,
+    resolved_config,
+    torch_train,
+    with_layout,
+)
 
 TOKEN = "ab" * 32
 
@@ -39,7 +49,7 @@ def test_channel_messages_and_stop(reference: tuple[Path, dict[str, Any], list[f
     server = ChannelServer(tmp_path, TOKEN, react)
     template = str(tmp_path / "checkpoints" / ".tmp-{step}-test")
     try:
-        out, _ = torch_train(tmp_path, config, env={**server.env(), "SCALELM_CHECKPOINT_TEMPLATE": template})
+        torch_train(tmp_path, config, env={**server.env(), "SCALELM_CHECKPOINT_TEMPLATE": template})
     finally:
         server.close()
     hellos = server.of("hello")
@@ -70,7 +80,9 @@ def test_channel_messages_and_stop(reference: tuple[Path, dict[str, Any], list[f
     assert {"all-reduce-world", "all-gather-dp", "reduce-scatter-dp"} <= kinds
 
 
-def test_rank_killed_with_sigkill_fails_the_run(reference: tuple[Path, dict[str, Any], list[float]], tmp_path: Path) -> None:
+def test_rank_killed_with_sigkill_fails_the_run(
+    reference: tuple[Path, dict[str, Any], list[float]], tmp_path: Path
+) -> None:
     _, config, _ = reference
     config = with_layout(config, dp=2, tp=1, zero=0)
     config["train"]["steps"] = 1000
@@ -102,28 +114,48 @@ def test_refusals_before_start(reference: tuple[Path, dict[str, Any], list[float
     bad = with_layout(config, dp=1, tp=1, pp=2)
     bad["train"]["precision"] = "bf16-mixed"
     args = tmp_path / "args.json"
-    args.write_text(json.dumps({"config": bad, "baseDir": str(EXAMPLE.parent), "start": {"kind": "fresh"}, "device": "cpu"}))
-    out = subprocess.run([sys.executable, "-m", "scalelm.train", "--check", "--args", str(args)], capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPATH": str(PYTHON_DIR)}, timeout=120)
+    args.write_text(
+        json.dumps({"config": bad, "baseDir": str(EXAMPLE.parent), "start": {"kind": "fresh"}, "device": "cpu"})
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "scalelm.train", "--check", "--args", str(args)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(PYTHON_DIR)},
+        timeout=120,
+    )
     assert out.returncode == 2
     assert "pipeline parallelism" in out.stderr and "needs CUDA GPUs" in out.stderr
     ok = tmp_path / "ok.json"
     ok.write_text(json.dumps({"config": config, "baseDir": str(EXAMPLE.parent), "device": "cpu"}))
-    assert subprocess.run([sys.executable, "-m", "scalelm.train", "--check", "--args", str(ok)], capture_output=True,
-                          env={**os.environ, "PYTHONPATH": str(PYTHON_DIR)}, timeout=120).returncode == 0
+    assert (
+        subprocess.run(
+            [sys.executable, "-m", "scalelm.train", "--check", "--args", str(ok)],
+            capture_output=True,
+            env={**os.environ, "PYTHONPATH": str(PYTHON_DIR)},
+            timeout=120,
+        ).returncode
+        == 0
+    )
 
 
-def test_torch_resumes_local_checkpoint_in_another_layout(reference: tuple[Path, dict[str, Any], list[float]], tmp_path: Path) -> None:
+def test_torch_resumes_local_checkpoint_in_another_layout(
+    reference: tuple[Path, dict[str, Any], list[float]], tmp_path: Path
+) -> None:
     run, config, local = reference
-    _, msgs = torch_train(tmp_path, with_layout(config, dp=2, tp=2, zero=3),
-                          start={"kind": "resume", "folder": str(run / "checkpoints" / "step-000006")})
+    _, msgs = torch_train(
+        tmp_path,
+        with_layout(config, dp=2, tp=2, zero=3),
+        start={"kind": "resume", "folder": str(run / "checkpoints" / "step-000006")},
+    )
     got = [m for m in msgs if m["type"] == "step"]
     assert [m["step"] for m in got] == list(range(7, 13))
     assert max_rel(losses(msgs), local[6:]) < 1e-4
 
 
 def test_resume_torch_checkpoint_same_and_other_layout_and_on_the_local_engine(
-        reference: tuple[Path, dict[str, Any], list[float]], tmp_path: Path) -> None:
+    reference: tuple[Path, dict[str, Any], list[float]], tmp_path: Path
+) -> None:
     run, config, local = reference
     first = with_layout(config, dp=2, tp=1, zero=1)
     first["train"]["checkpointEvery"] = 6  # the same 12-step schedule, with a checkpoint half way
@@ -134,7 +166,9 @@ def test_resume_torch_checkpoint_same_and_other_layout_and_on_the_local_engine(
     state = json.loads((ck / "state.json").read_text())
     assert state["step"] == 6 and state["optimizer"]["steps"] == 6
     for name, layout in (("same", dict(dp=2, tp=1, zero=1)), ("other", dict(dp=1, tp=2, zero=0))):
-        _, msgs = torch_train(tmp_path / name, with_layout(config, **layout), start={"kind": "resume", "folder": str(ck)})
+        _, msgs = torch_train(
+            tmp_path / name, with_layout(config, **layout), start={"kind": "resume", "folder": str(ck)}
+        )
         assert max_rel(losses(msgs), local[6:]) < 1e-4, name
     # The local engine continues the torch engine's checkpoint: a copy of its own run folder whose step-6
     # checkpoint is the torch engine's.
@@ -146,7 +180,9 @@ def test_resume_torch_checkpoint_same_and_other_layout_and_on_the_local_engine(
     (lrun / "checkpoints" / "latest.json").write_text(json.dumps({"step": 6, "folder": "step-000006"}))
     from engines import need_cli
 
-    out = subprocess.run(["node", str(need_cli()), "train", "--resume", str(lrun)], capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        ["node", str(need_cli()), "train", "--resume", str(lrun)], capture_output=True, text=True, timeout=600
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     steps = [m for m in map(json.loads, (lrun / "metrics.jsonl").read_text().splitlines()) if m["type"] == "step"]
     assert [m["step"] for m in steps] == list(range(7, 13))

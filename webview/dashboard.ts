@@ -25,7 +25,7 @@ import { HeaderView } from './views/header';
 import { MemoryView } from './views/memory';
 import { PlannerView } from './views/planner';
 import { RunsView } from './views/runs';
-import type { Message, RunSummary } from '../common/protocol';
+import { isEnded, type Message, type RunSummary } from '../common/protocol';
 
 /** Chart drawing per animation frame; charts past it are drawn on the next frame. */
 const CHART_BUDGET_MS = 8;
@@ -145,11 +145,17 @@ export class Dashboard {
     // Header controls
     this.header.stopButton.addEventListener('click', () => this.stopClicked());
     this.header.checkpointButton.addEventListener('click', () => this.control('checkpoint'));
+    this.header.canResume = host.kind === 'vscode';
+    this.header.resumeButton.addEventListener('click', () => {
+      if (!this.run) return;
+      this.host.post({ type: 'resumeRun', runId: this.run.runId });
+      this.header.setConnection('resuming…', false);
+    });
     this.wireZoom();
     onThemeChange(() => this.applyTheme());
     window.addEventListener('resize', () => this.schedule());
     setInterval(() => {
-      if (this.run && this.run.status?.state !== 'done' && this.run.status?.state !== 'failed') this.header.render(this.run, Date.now());
+      if (this.run && !isEnded(this.run.status?.state)) this.header.render(this.run, Date.now());
     }, 1000);
     if (this.state.tab === 'planner') queueMicrotask(() => this.planner.activate());
     this.schedule();
@@ -207,7 +213,9 @@ export class Dashboard {
         if (this.state.tab !== m.tab) this.save({ tab: m.tab });
         break;
       case 'connection':
-        this.header.setConnection(m.state === 'open' ? 'live' : `${m.state}${m.detail ? `: ${m.detail}` : ''}`, m.state === 'closed' || m.state === 'waiting');
+        // A server that went away with its finished run is the end of the story, not an error.
+        if (m.state === 'ended') this.header.setConnection(m.detail ?? 'the run has ended', false);
+        else this.header.setConnection(m.state === 'open' ? (this.readOnly || isEnded(this.run?.status?.state) ? 'recorded' : 'live') : `${m.state}${m.detail ? `: ${m.detail}` : ''}`, m.state === 'closed' || m.state === 'waiting');
         break;
       default:
         this.apply(m as Message, null);

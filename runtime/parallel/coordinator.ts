@@ -60,6 +60,8 @@ export class ParallelTrainer extends RunEvents {
   finalParams?: Map<string, Float32Array>;
   private channel?: ChannelServer;
   private stopRequested = false;
+  /** Who asked to stop (recorded in the stopped status). */
+  private stopBy: string | undefined;
   private readonly pids = new Map<number, number>();
   private readonly progress = new Map<number, number>();
   private readonly saved = new Map<number, { ranks: Set<number>; bytes: number; metricsBytes: number }>();
@@ -156,8 +158,9 @@ export class ParallelTrainer extends RunEvents {
     return this.setup;
   }
 
-  requestStop(): void {
+  requestStop(by?: string): void {
     this.stopRequested = true;
+    this.stopBy ??= by;
     this.channel?.send(0, { k: 'control', action: 'stop' });
   }
 
@@ -320,9 +323,9 @@ export class ParallelTrainer extends RunEvents {
     const r0 = result.results[0]!;
     if (this.setup.returnState) this.finalParams = gatherFinalParams(cfg, this.layout, result.results as RankResult[]);
     if (r0.reason === 'completed' && dir && this.lastCommitted >= 0) await this.logSample(join(dir.checkpoints, `step-${String(this.lastCommitted).padStart(6, '0')}`));
-    if (r0.reason === 'stopped') this.publish({ type: 'status', state: 'stopping', t: now(), step: r0.step, reason: 'stop requested' });
+    if (r0.reason === 'stopped') this.publish({ type: 'status', state: 'stopping', t: now(), step: r0.step, reason: 'stop requested', ...(this.stopBy ? { by: this.stopBy } : {}) });
     const checkpoint = dir && this.lastCommitted >= 0 ? join(dir.checkpoints, `step-${String(this.lastCommitted).padStart(6, '0')}`) : dir ? latestCheckpoint(dir.checkpoints) : undefined;
-    this.publish({ type: 'status', state: 'done', t: now(), step: r0.step, ...(r0.reason === 'stopped' ? { reason: `stopped at step ${r0.step}` } : {}) });
+    this.publish({ type: 'status', state: r0.reason === 'stopped' ? 'stopped' : 'finished', t: now(), step: r0.step, ...(r0.reason === 'stopped' ? { reason: `stopped at step ${r0.step}`, ...(this.stopBy ? { by: this.stopBy } : {}) } : {}) });
     return { reason: r0.reason, step: r0.step, ...(this.lastLoss !== undefined ? { lastLoss: this.lastLoss } : {}), ...(checkpoint ? { checkpoint } : {}) };
   }
 

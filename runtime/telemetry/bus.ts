@@ -13,7 +13,8 @@ export class ProtocolError extends Error {
 }
 
 export type Listener = (msg: Message, encoded: string) => void;
-export type ControlHandler = (action: ControlAction) => Promise<void> | void;
+/** `by`: who asked, as the client said (for the stopped status). */
+export type ControlHandler = (action: ControlAction, by?: string) => Promise<void> | void;
 
 export interface MetricBusOptions {
   history?: Partial<HistoryLimits>;
@@ -82,9 +83,9 @@ export class MetricBus {
     return this.controlHandler === undefined;
   }
 
-  async control(action: ControlAction): Promise<void> {
+  async control(action: ControlAction, by?: string): Promise<void> {
     if (!this.controlHandler) throw new Error('this run is read-only (a replay, or the runtime accepts no control)');
-    await this.controlHandler(action);
+    await this.controlHandler(action, by);
   }
 
   summary(): RunSummary {

@@ -82,6 +82,8 @@ export class Trainer extends RunEvents {
   step = 0;
   lastLoss?: number;
   private stopRequested = false;
+  /** Who asked to stop (recorded in the stopped status). */
+  private stopBy: string | undefined;
   private checkpointRequested = false;
   private lastCheckpointStep = -1;
   private resumedFrom?: string;
@@ -162,8 +164,9 @@ export class Trainer extends RunEvents {
   }
 
   /** Ends the run after the current step, with a checkpoint. */
-  requestStop(): void {
+  requestStop(by?: string): void {
     this.stopRequested = true;
+    this.stopBy ??= by;
   }
 
   /** Writes a checkpoint after the current step. */
@@ -364,14 +367,14 @@ export class Trainer extends RunEvents {
           this.log(`checkpoint: ${path}`);
         }
       }
-      if (reason === 'stopped') this.publish({ type: 'status', state: 'stopping', t: now(), step: this.step, reason: 'stop requested' });
+      if (reason === 'stopped') this.publish({ type: 'status', state: 'stopping', t: now(), step: this.step, reason: 'stop requested', ...(this.stopBy ? { by: this.stopBy } : {}) });
       if (reason === 'completed') await this.logSample();
       let checkpoint: string | undefined;
       if (dir && this.lastCheckpointStep !== this.step) {
         checkpoint = await this.checkpoint();
         this.log(`checkpoint: ${checkpoint}`);
       } else if (dir) checkpoint = latestCheckpoint(dir.checkpoints);
-      this.publish({ type: 'status', state: 'done', t: now(), step: this.step, ...(reason === 'stopped' ? { reason: `stopped at step ${this.step}` } : {}) });
+      this.publish({ type: 'status', state: reason === 'stopped' ? 'stopped' : 'finished', t: now(), step: this.step, ...(reason === 'stopped' ? { reason: `stopped at step ${this.step}`, ...(this.stopBy ? { by: this.stopBy } : {}) } : {}) });
       return { reason, step: this.step, ...(this.lastLoss !== undefined ? { lastLoss: this.lastLoss } : {}), ...(checkpoint ? { checkpoint } : {}) };
     } catch (e) {
       const err = e as Error;

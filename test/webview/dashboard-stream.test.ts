@@ -396,8 +396,8 @@ describe('dashboard fed a recorded 8-GPU stream, as VS Code hosts it', function 
     await d.send({ type: 'step', step: 301, loss: 'lots', lr: 1, gradNorm: 1, tokensPerSec: 1, stepMs: 1, memory: {} });
     await d.send({ type: 'batch', runId: SYNTHETIC_RUN_ID, messages: [{ type: 'eval', step: 'x' }] });
     const i = await inspect(d);
-    assert.equal(i.header.state, 'done');
-    assert.equal(i.header.eta, 'done');
+    assert.equal(i.header.state, 'stopped');
+    assert.equal(i.header.eta, 'stopped');
     assert.equal(i.header.step, 'step 300');
     assert.equal(i.rejected.count, 2);
     assert.match(i.rejected.last!, /eval|step/);
@@ -434,7 +434,7 @@ describe('dashboard fed a real run (scalelm train, one CPU device) as a snapshot
   it('fills every panel from the recorded run, with the planner\u2019s runtime-convention prediction', async function () {
     const i = await inspect(d);
     assert.equal(i.header.name, 'tiny-shakespeare-bytes');
-    assert.equal(i.header.state, 'done');
+    assert.equal(i.header.state, 'finished');
     assert.equal(i.header.step, 'step 120');
     assert.equal(i.header.mfu, 'n/ano GPU peak (CPU device)');
     assert.match(i.header.layout!, /dp1 × tp1 × pp1.*ZeRO-0 · wasm/);

@@ -160,6 +160,9 @@ export interface Inspection {
   charts: ChartInspection[];
   memory: MemoryPanelInspection[];
   runs: { runId: string; name: string; shown: boolean; compared: boolean }[];
+  /** The Runs tab's table as drawn (run id and each cell's text), and the overlays' labels on the curves. */
+  table: { runId: string; cells: string[] }[];
+  overlays: string[];
   planner: { source: string | null; candidates: number; chosen: string | null; error: string | null };
   theme: { kind: string; foreground: string; series: string[] };
   /** Messages the dashboard refused (validation), with the reason of the last one. */

@@ -30,7 +30,7 @@ export const serve: Command = async (argv) => {
   const buses: MetricBus[] = [];
   const seen = new Set<string>();
   for (const runDir of dirs) {
-    const bus = new MetricBus({ runDir });
+    const bus = new MetricBus({ runDir, stamp: false });
     let problems = 0;
     const { truncatedTail } = await streamMessages(runDir, (m) => void bus.publish(m), () => problems++);
     const id = bus.history.hello?.runId;

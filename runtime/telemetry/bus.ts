@@ -22,6 +22,9 @@ export interface MetricBusOptions {
   runId?: string;
   /** The run directory (metrics.jsonl lives there), for CSV export. */
   runDir?: string;
+  /** Stamp step/eval/hello messages that have no time with now (default). Off for replays: a recorded
+   *  message without a time must not look as if it happened now. */
+  stamp?: boolean;
   /** A listener threw: by default printed once per listener to stderr. */
   onListenerError?: (err: unknown) => void;
 }
@@ -34,6 +37,7 @@ export class MetricBus {
   private readonly listeners = new Set<Listener>();
   private controlHandler?: ControlHandler;
   private readonly onListenerError: (err: unknown) => void;
+  private readonly stamp: boolean;
   private readonly failedListeners = new WeakSet<Listener>();
   /** Time spent inside publish() (validation, encoding, every sink), for the overhead report. */
   publishMs = 0;
@@ -42,6 +46,7 @@ export class MetricBus {
   constructor(options: MetricBusOptions = {}) {
     this.history = new RunHistory(options.history, options.runId);
     if (options.runDir !== undefined) this.runDir = options.runDir;
+    this.stamp = options.stamp ?? true;
     this.onListenerError = options.onListenerError ?? ((err) => console.error(`scalelm telemetry: a sink failed: ${err instanceof Error ? err.message : String(err)}`));
   }
 
@@ -51,7 +56,7 @@ export class MetricBus {
     const result = validateMessage(input);
     if (!result.ok) throw new ProtocolError(result.reason);
     const msg = result.value;
-    if (STAMPED.has(msg.type) && (msg as { t?: number }).t === undefined) (msg as { t?: number }).t = Date.now();
+    if (this.stamp && STAMPED.has(msg.type) && (msg as { t?: number }).t === undefined) (msg as { t?: number }).t = Date.now();
     const encoded = encodeMessage(msg);
     this.history.add(msg);
     for (const listener of this.listeners) {

@@ -115,7 +115,7 @@ describe('dashboard in a browser against a real `scalelm serve`', function () {
 
   it('overlays another run fetched over its own socket', async function () {
     await page.click('vscode-tab-header[data-tab=runs]');
-    await page.click('#runs-table tr[data-run="tiny-cpu"] vscode-button[data-action=compare]');
+    await page.click('#runs-table tr[data-run="tiny-cpu"] input[data-action=overlay]');
     await until(page, 'the compared run', (x) => x.runs.some((r) => r.runId === 'tiny-cpu' && r.compared));
     await page.click('vscode-tab-header[data-tab=curves]');
     const i = await until(page, 'the overlay on the loss chart', (x) => x.charts.find((c) => c.id === 'loss')?.datasets.some((d) => d.label.startsWith('tiny-shakespeare-bytes') && d.points > 50) && x);

@@ -72,6 +72,8 @@ export class Coordinator extends RunEvents {
   private channel?: ChannelServer;
   private ranks?: RankSet;
   private stopRequested = false;
+  /** Who asked to stop (recorded in the stopped status). */
+  private stopBy: string | undefined;
   private readonly pids = new Map<number, number>();
   private readonly progress = new Map<number, number>();
   private readonly saved = new Map<number, { ranks: Set<number>; bytes: number; metricsBytes: number }>();
@@ -163,8 +165,9 @@ export class Coordinator extends RunEvents {
     return this.setup;
   }
 
-  requestStop(): void {
+  requestStop(by?: string): void {
     this.stopRequested = true;
+    this.stopBy ??= by;
     this.channel?.send(0, { k: 'control', action: 'stop' });
   }
 
@@ -329,9 +332,9 @@ export class Coordinator extends RunEvents {
     const step = this.step;
     const reason: RunResult['reason'] = step < t.steps ? 'stopped' : 'completed';
     if (reason === 'completed' && dir && this.lastCommitted >= 0) await this.logSample(join(dir.checkpoints, `step-${String(this.lastCommitted).padStart(6, '0')}`));
-    if (reason === 'stopped') this.publish({ type: 'status', state: 'stopping', t: now(), step, reason: 'stop requested' });
+    if (reason === 'stopped') this.publish({ type: 'status', state: 'stopping', t: now(), step, reason: 'stop requested', ...(this.stopBy ? { by: this.stopBy } : {}) });
     const checkpoint = dir && this.lastCommitted >= 0 ? join(dir.checkpoints, `step-${String(this.lastCommitted).padStart(6, '0')}`) : dir ? latestCheckpoint(dir.checkpoints) : undefined;
-    this.publish({ type: 'status', state: 'done', t: now(), step, ...(reason === 'stopped' ? { reason: `stopped at step ${step}` } : {}) });
+    this.publish({ type: 'status', state: reason === 'stopped' ? 'stopped' : 'finished', t: now(), step, ...(reason === 'stopped' ? { reason: `stopped at step ${step}`, ...(this.stopBy ? { by: this.stopBy } : {}) } : {}) });
     return { reason, step, ...(this.lastLoss !== undefined ? { lastLoss: this.lastLoss } : {}), ...(checkpoint ? { checkpoint } : {}) };
   }
 

@@ -225,7 +225,7 @@ function torchEstimate(input: PlanInput, layout: Layout): MemoryEstimate {
   const counts = countParams(input.model, layout.tp, layout.tp === 1 ? 1 : 128);
   const perDevice = stageParams(counts, input.model.layers, layout.tp, 1, 0).params;
   return {
-    convention: 'torch', perDevice: fromTerms(terms), heaviestStage: 0, stages: 1,
+    convention: 'torch', totalIs: 'allocated', perDevice: fromTerms(terms), heaviestStage: 0, stages: 1,
     host: { perRank: 0, perNode: 0 },
     hostCovered: true,
     params: { total: counts.total, perDevice, paddedVocab: torchVocab(input.model.vocab, layout.tp) },

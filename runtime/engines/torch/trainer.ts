@@ -62,6 +62,8 @@ export class TorchTrainer extends RunEvents {
   private channel?: ChannelServer;
   private torchrun?: Torchrun;
   private stopRequested = false;
+  /** Who asked to stop (recorded in the stopped status). */
+  private stopBy: string | undefined;
   private readonly pids = new Map<number, number>();
   private readonly progress = new Map<number, number>();
   private readonly finished = new Map<number, { step: number; reason: 'completed' | 'stopped' }>();
@@ -324,9 +326,9 @@ export class TorchTrainer extends RunEvents {
       throw err;
     }
     const r0 = this.finished.get(0)!;
-    if (r0.reason === 'stopped') this.publish({ type: 'status', state: 'stopping', t: now(), step: r0.step, reason: 'stop requested' });
+    if (r0.reason === 'stopped') this.publish({ type: 'status', state: 'stopping', t: now(), step: r0.step, reason: 'stop requested', ...(this.stopBy ? { by: this.stopBy } : {}) });
     const checkpoint = dir && this.lastCommitted >= 0 ? join(dir.checkpoints, `step-${String(this.lastCommitted).padStart(6, '0')}`) : dir ? latestCheckpoint(dir.checkpoints) : undefined;
-    this.publish({ type: 'status', state: 'done', t: now(), step: r0.step, ...(r0.reason === 'stopped' ? { reason: `stopped at step ${r0.step}` } : {}) });
+    this.publish({ type: 'status', state: r0.reason === 'stopped' ? 'stopped' : 'finished', t: now(), step: r0.step, ...(r0.reason === 'stopped' ? { reason: `stopped at step ${r0.step}`, ...(this.stopBy ? { by: this.stopBy } : {}) } : {}) });
     return { reason: r0.reason, step: r0.step, ...(this.lastLoss !== undefined ? { lastLoss: this.lastLoss } : {}), ...(checkpoint ? { checkpoint } : {}) };
   }
 

@@ -65,7 +65,7 @@ async function synthetic(steps: number, world: number): Promise<{ usPerStep: num
   for (let i = 0; i < 200 && clients.received() < steps * (1 + 2 * world); i++) await new Promise((r) => setTimeout(r, 10));
   const size = (await import('node:fs')).statSync(join(dir, 'metrics.jsonl')).size;
   clients.close();
-  await rec.close({ state: 'done' });
+  await rec.close({ state: 'finished' });
   await server.close();
   rmSync(dir, { recursive: true, force: true });
   perStep.sort((a, b) => a - b);

@@ -4,6 +4,9 @@
 // Pure: no DOM, so the bench and unit tests drive it in Node.
 import type { AlertMessage, CheckpointMessage, CommMessage, EvalMessage, GpuMessage, HelloMessage, LogMessage, MemoryMessage, Message, RunSummary, SnapshotMessage, StatusMessage, StepMessage } from '../common/protocol';
 import { lowerBound } from './downsample';
+import { isEnded } from '../common/protocol';
+import { describeState } from '../common/lifecycle';
+import { runFacts } from '../runtime/telemetry/run-facts';
 
 export class Column {
   data: Float64Array;
@@ -176,15 +179,34 @@ export class RunData {
     return run;
   }
 
-  /** A run summary for the runs list, from what is known. */
+  /** A run summary for the runs table, from what is known (the same fields as the host's RunHistory.summary). */
   summary(): RunSummary {
-    return {
+    const state = this.status?.state ?? 'unknown';
+    const n = this.steps.length;
+    const lastStep = n ? this.steps.col('step')[n - 1]! : undefined;
+    const s: RunSummary = {
       runId: this.runId,
       name: this.hello?.name ?? this.runId,
       startedAt: this.hello?.startedAt ?? 0,
-      state: this.status?.state ?? 'unknown',
+      state,
       steps: this.stepsTotal,
+      detail: describeState(state, this.status, lastStep),
     };
+    if (this.status && isEnded(state)) s.endedAt = this.status.t;
+    const loss = this.steps.col('loss');
+    if (n && Number.isFinite(loss[n - 1]!)) s.finalLoss = loss[n - 1]!;
+    let best = Infinity;
+    for (let i = 0; i < n; i++) if (loss[i]! < best) best = loss[i]!;
+    if (Number.isFinite(best)) s.bestLoss = best;
+    const e = this.evals.loss;
+    if (e.length && Number.isFinite(e.last())) s.evalLoss = e.last();
+    const tps = this.steps.col('tokensPerSec');
+    let sum = 0;
+    let count = 0;
+    for (let i = Math.max(0, n - 20); i < n; i++) if (Number.isFinite(tps[i]!)) (sum += tps[i]!), count++;
+    if (count) s.tokensPerSec = sum / count;
+    if (this.hello) Object.assign(s, runFacts(this.hello.config, this.hello.world, this.backend ?? undefined));
+    return s;
   }
 
   get world(): number {

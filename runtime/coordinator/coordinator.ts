@@ -23,7 +23,7 @@ import { loadTokens } from '../train/data';
 import { optimizerHyper } from '../train/optimizer';
 import type { RunDir } from '../train/run-dir';
 import { RunEvents } from '../train/run-events';
-import { ChannelServer, type RankToCoordinator } from '../parallel/channel';
+import { ChannelServer, type RankReport } from '../parallel/channel';
 import { checkpointFolder, commitCheckpoint, consolidate, hasFullFiles, isSharded, readState, tmpCheckpointTemplate, type ShardedState } from '../parallel/checkpoint';
 import { describeParallel, ParallelError, resolveLayout, type ParallelLayout } from '../parallel/layout';
 import type { Engine, EngineBackend, RankExit, RankSet, StartFrom } from './engine';
@@ -46,6 +46,8 @@ export interface RunSetup {
   sampleBytes?: number;
   /** The planner's prediction for this layout, announced in the run's hello message. */
   plan?: object;
+  /** Why this engine runs the run (devices.engine and what was found), announced in the hello. */
+  engineReason?: string;
 }
 
 export interface RunResult {
@@ -70,6 +72,8 @@ export class Coordinator extends RunEvents {
   private channel?: ChannelServer;
   private ranks?: RankSet;
   private stopRequested = false;
+  /** Who asked to stop (recorded in the stopped status). */
+  private stopBy: string | undefined;
   private readonly pids = new Map<number, number>();
   private readonly progress = new Map<number, number>();
   private readonly saved = new Map<number, { ranks: Set<number>; bytes: number; metricsBytes: number }>();
@@ -161,8 +165,9 @@ export class Coordinator extends RunEvents {
     return this.setup;
   }
 
-  requestStop(): void {
+  requestStop(by?: string): void {
     this.stopRequested = true;
+    this.stopBy ??= by;
     this.channel?.send(0, { k: 'control', action: 'stop' });
   }
 
@@ -189,7 +194,7 @@ export class Coordinator extends RunEvents {
     this.ranksListener = listener;
   }
 
-  private onRank(m: RankToCoordinator): void {
+  private onRank(m: RankReport): void {
     switch (m.k) {
       case 'hello':
         this.pids.set(m.rank, m.pid);
@@ -207,7 +212,7 @@ export class Coordinator extends RunEvents {
         return;
       }
       case 'msg': {
-        const msg = m.m as Message;
+        const msg: Message = m.m;
         this.publish(msg);
         if (msg.type === 'step') {
           const s = msg as StepMessage;
@@ -280,7 +285,8 @@ export class Coordinator extends RunEvents {
       this.publish({
         type: 'hello', protocol: 1, runId: dir?.runId ?? 'run', name: cfg.name, startedAt: now(), world: this.world,
         config: JSON.parse(JSON.stringify(cfg)), ...(this.setup.plan ? { plan: JSON.parse(JSON.stringify(this.setup.plan)) } : {}),
-        engine: this.engine.name, backend: { name: backend.name, label: backend.label, reason: backend.reason.slice(0, 16_000) },
+        engine: { name: this.engine.name, reason: (this.setup.engineReason ?? `devices.engine is "${cfg.devices.engine}"`).slice(0, 16_000) },
+        backend: { name: backend.name, label: backend.label, reason: backend.reason.slice(0, 16_000) },
       });
     }
     this.publish({ type: 'status', state: 'starting', t: now(), step: this.step, ...(this.resumedFrom ? { reason: `resumed from ${this.resumedFrom}` } : {}) });
@@ -288,7 +294,7 @@ export class Coordinator extends RunEvents {
     this.publish({ type: 'status', state: 'running', t: now(), step: this.step });
     if (this.step === 0 && this.start.kind === 'fresh') await this.logSample('initial');
     if (dir) removeTemporaries(dir.checkpoints);
-    this.channel = await ChannelServer.open((m) => this.onRank(m));
+    this.channel = await ChannelServer.open((m) => this.onRank(m), { world: this.world, token: this.channelToken, onReject: (reason) => this.log(reason, 'warn') });
     if (this.stopRequested) this.channel.send(0, { k: 'control', action: 'stop' });
     let exits: RankExit[];
     try {
@@ -297,7 +303,7 @@ export class Coordinator extends RunEvents {
         layout: this.layout,
         baseDir: this.setup.baseDir,
         ...(dir ? { runDir: dir.path, checkpointTemplate: tmpCheckpointTemplate(dir.checkpoints, this.nonce) } : {}),
-        channel: { address: `unix:${this.channel.path}`, token: this.channelToken },
+        channel: { address: this.channel.address, token: this.channel.token },
         start: this.start,
         startStep: this.step,
         ...(this.predicted ? { predicted: this.predicted } : {}),
@@ -326,9 +332,9 @@ export class Coordinator extends RunEvents {
     const step = this.step;
     const reason: RunResult['reason'] = step < t.steps ? 'stopped' : 'completed';
     if (reason === 'completed' && dir && this.lastCommitted >= 0) await this.logSample(join(dir.checkpoints, `step-${String(this.lastCommitted).padStart(6, '0')}`));
-    if (reason === 'stopped') this.publish({ type: 'status', state: 'stopping', t: now(), step, reason: 'stop requested' });
+    if (reason === 'stopped') this.publish({ type: 'status', state: 'stopping', t: now(), step, reason: 'stop requested', ...(this.stopBy ? { by: this.stopBy } : {}) });
     const checkpoint = dir && this.lastCommitted >= 0 ? join(dir.checkpoints, `step-${String(this.lastCommitted).padStart(6, '0')}`) : dir ? latestCheckpoint(dir.checkpoints) : undefined;
-    this.publish({ type: 'status', state: 'done', t: now(), step, ...(reason === 'stopped' ? { reason: `stopped at step ${step}` } : {}) });
+    this.publish({ type: 'status', state: reason === 'stopped' ? 'stopped' : 'finished', t: now(), step, ...(reason === 'stopped' ? { reason: `stopped at step ${step}`, ...(this.stopBy ? { by: this.stopBy } : {}) } : {}) });
     return { reason, step, ...(this.lastLoss !== undefined ? { lastLoss: this.lastLoss } : {}), ...(checkpoint ? { checkpoint } : {}) };
   }
 

@@ -6,7 +6,7 @@ import type { Comm } from '../comm/comm';
 import type { CallRecord } from '../comm/types';
 import type { RunConfig } from '../config/types';
 import type { CommStat, Message } from '../../common/protocol';
-import { ChannelClient, type RankToCoordinator } from './channel';
+import { ChannelClient, type RankHello, type RankToCoordinator } from './channel';
 import { RankEngine, type Faults, type StartFrom, type StepOutcome } from './engine';
 import { checkpointFolder } from './checkpoint';
 import { writeShard } from './shard-files';
@@ -17,7 +17,7 @@ export interface RankArgs {
   start: StartFrom;
   /** Optimizer steps completed before this run (resume). */
   startStep: number;
-  /** The coordinator's side channel (absent: nothing is reported, e.g. tests that call main directly). */
+  /** The coordinator's channel: `unix:/path`, `tcp:host:port` or a bare socket path (absent: nothing is reported, e.g. tests that call main directly). */
   channel?: string;
   /** The channel's per-run secret (SCALELM_CHANNEL_TOKEN), presented in the rank's hello. */
   channelToken?: string;
@@ -83,6 +83,8 @@ export async function main(comm: Comm, args: RankArgs): Promise<RankResult> {
   const channel = args.channel
     ? await ChannelClient.connect(
         args.channel,
+        args.channelToken ?? '',
+        { rank, world: comm.size, engine: 'local' },
         (m) => {
           if (m.k === 'control') asked[m.action] = true;
           else if (m.k === 'ack' && acked?.step === m.step) acked.resolve();
@@ -96,8 +98,7 @@ export async function main(comm: Comm, args: RankArgs): Promise<RankResult> {
       const hold = setInterval(() => {}, 2 ** 30);
       acked = { step: at, resolve: () => (clearInterval(hold), resolve()) };
     });
-  const send = (m: RankToCoordinator) => channel?.send(m);
-  send({ k: 'hello', rank, pid: process.pid });
+  const send = (m: Exclude<RankToCoordinator, RankHello>) => channel?.send(m);
   const publish = (m: Message) => send({ k: 'msg', rank, m });
   let step = args.startStep;
   let engine: RankEngine | undefined;
@@ -182,6 +183,7 @@ export async function main(comm: Comm, args: RankArgs): Promise<RankResult> {
       if (engine.zero3) result.owned = engine.zero3.owned.slice();
       else result.params = Object.fromEntries(await engine.localParams());
     }
+    send({ k: 'done', rank, step, reason });
     await channel?.flush();
     return result;
   } catch (e) {

@@ -170,9 +170,10 @@ export class LaunchRun extends RunEvents {
     process.off('exit', onExit);
     await this.channel.close(500).catch(() => {});
     if (!this.helloSent) this.announce(1);
-    if (exit.code === 0) {
-      this.publish({ type: 'status', state: 'done', t: now(), step: this.step, ...(this.stopping ? { reason: `stopped at step ${this.step}` } : {}) });
-      return { exitCode: 0, signal: null };
+    if (exit.code === 0 || (this.stopping && !exit.error)) {
+      // A stop ends the run as the user asked, whatever status the interrupted command chose.
+      this.publish({ type: 'status', state: 'done', t: now(), step: this.step, ...(this.stopping ? { reason: `stopped at step ${this.step} (the command ended with ${exit.code !== null ? `exit ${exit.code}` : `signal ${exit.signal}`})` } : {}) });
+      return { exitCode: exit.code, signal: exit.signal };
     }
     const error = exit.error ?? this.describeFailure(exit.code, exit.signal);
     this.publish({ type: 'status', state: 'failed', t: now(), step: this.step, error: { message: error.slice(0, 16_000), kind: 'LaunchError' } });
@@ -182,7 +183,6 @@ export class LaunchRun extends RunEvents {
   private describeFailure(code: number | null, signal: NodeJS.Signals | null): string {
     const how = code !== null ? `exit ${code}` : `signal ${signal}`;
     const lastLines = this.tail.filter((l) => l.trim()).slice(-8).join('\n');
-    if (this.stopping) return `stopped: the command ended with ${how}`;
     const f = rootFailure(this.failures);
     if (f) return `rank ${f.rank}${f.step !== undefined ? `, step ${f.step}` : ''}: ${f.message} (the command ended with ${how})`;
     return `the command ended with ${how}${lastLines ? `:\n${lastLines}` : ''}`;

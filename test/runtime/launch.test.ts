@@ -2,8 +2,8 @@
 // ends with the command's status; a rank that dies is named; nothing is left running. The ranks are the
 // protocol-conformance rank (test/fixtures/torch-rank) under real torchrun with gloo.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { REPO, tempDir } from './train/fixtures';
 import { findTorchPython } from './train/python';
@@ -69,6 +69,33 @@ describe('cli: scalelm launch -- torchrun … (conformance ranks, gloo)', functi
     const status = messages.filter((m) => m.type === 'status').at(-1)!;
     assert.equal(status.state, 'failed');
     assert.match((status.error as { message: string }).message, /^rank 1, step 3/);
+    await new Promise((res) => setTimeout(res, 200));
+    for (const pid of pids) assert.equal(alive(pid), false, `rank pid ${pid} left running`);
+  });
+
+  it('Ctrl-C: SIGINT reaches the command\'s process group; the run ends as stopped; nothing left running', async () => {
+    const argsFile = join(dir.path, 'args.json');
+    writeFileSync(argsFile, JSON.stringify({ config: { train: { steps: 100_000, checkpointEvery: 0 } }, startStep: 0 }));
+    const runDir = join(dir.path, 'run');
+    const child = spawn(process.execPath, [CLI, 'launch', '--run-dir', runDir, '--stop-timeout-ms', '5000', '--', (found as { python: string }).python, '-m', 'torch.distributed.run', '--nproc-per-node', '2', '--standalone', RANK, '--args', argsFile], {
+      env: { ...process.env, SCALELM_MONITOR_TOKEN: 'a'.repeat(64) },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let err = '';
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    const deadline = Date.now() + 120_000;
+    while (!/rank 1 of 2 joined/.test(err) || !existsSync(join(runDir, 'metrics.jsonl')) || !/"type":"step"/.test(readFileSync(join(runDir, 'metrics.jsonl'), 'utf8'))) {
+      if (Date.now() > deadline || child.exitCode !== null) throw new Error(`the ranks did not start: ${err}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const pids = [...err.matchAll(/joined \(pid (\d+)/g)].map((m) => Number(m[1]));
+    child.kill('SIGINT');
+    await exited;
+    const messages = readFileSync(join(runDir, 'metrics.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+    const last = messages.filter((m) => m.type === 'status').at(-1)!;
+    assert.equal(last.state, 'done', JSON.stringify(last));
+    assert.match(String(last.reason), /^stopped at step \d+/);
     await new Promise((res) => setTimeout(res, 200));
     for (const pid of pids) assert.equal(alive(pid), false, `rank pid ${pid} left running`);
   });

@@ -1,11 +1,13 @@
 // `scalelm train <file> [--set path=value]… [--steps N] [--run-dir DIR] [--init-from DIR]` trains on this
 // machine, printing a line per step and writing DIR/metrics.jsonl and checkpoints; `--resume DIR` continues
 // a run from its latest checkpoint. Ctrl-C stops after the current step with a checkpoint.
+import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parseConfig } from '../config/parse';
 import { setPath } from '../config/set-path';
 import { CliError, intFlag, parseArgs, type Command } from './args';
 import { readRawConfig } from './load';
+import { STATE_LOOK } from '../../common/lifecycle';
 import type { RunDir as RunDirType } from '../train/run-dir';
 import type { Coordinator } from '../coordinator/coordinator';
 import type { TorchTrainer } from '../engines/torch/trainer';
@@ -29,7 +31,7 @@ devices.engine "torch" (or "auto" where the Python's torch ≥ 2.6 sees CUDA GPU
 the bundled python package instead (docs/torch-engine.md).`;
 
 /** Errors a user can meet: printed as one message, exit 1. */
-const USER_ERRORS = new Set(['TorchEngineError', 'ConfigError', 'DataError', 'CheckpointError', 'SafetensorsError', 'TrainError', 'BackendError', 'DeviceOutOfMemoryError', 'RunDirError', 'ModelShapeError', 'ParallelError']);
+const USER_ERRORS = new Set(['TorchEngineError', 'ConfigError', 'DataError', 'CheckpointError', 'SafetensorsError', 'BackendError', 'DeviceOutOfMemoryError', 'RunDirError', 'ModelShapeError', 'ParallelError']);
 
 export const train: Command = async (argv) => {
   const args = parseArgs(argv, { values: ['steps', 'run-dir', 'resume', 'init-from', 'threads', 'python'], repeatable: ['set'], positional: [0, 1], usage: USAGE });
@@ -97,8 +99,18 @@ export const train: Command = async (argv) => {
   }
 
   let trainer: Coordinator | TorchTrainer;
+  // A run that cannot start leaves no folder behind: remove the one made here (never an existing one).
+  let madeDir: string | undefined;
+  const removeMadeDir = (): void => {
+    if (madeDir) rmSync(madeDir, { recursive: true, force: true });
+  };
   try {
-    if (!resumeDir) runDir = RunDir.create(args.values.get('run-dir') ?? defaultRunDir(baseDir, config));
+    if (!resumeDir) {
+      const path = resolve(args.values.get('run-dir') ?? defaultRunDir(baseDir, config));
+      const fresh = !existsSync(path) || readdirSync(path).length === 0;
+      runDir = RunDir.create(path);
+      if (fresh) madeDir = runDir.path;
+    }
     runDir!.writeConfig(config, { ...(file ? { file } : {}), baseDir, raw });
     const setup = {
       config,
@@ -122,12 +134,17 @@ export const train: Command = async (argv) => {
       trainer = await createLocalRun(setup);
     }
   } catch (e) {
+    if (madeDir) runDir!.close();
+    removeMadeDir();
     throw asCliError(e);
   }
   const { monitorTrainer } = await import('../server/monitor');
   let monitored: Awaited<ReturnType<typeof monitorTrainer>>;
   try {
+    // A resumed run continues its curve: the server starts from what the run recorded before.
+    const prior = resumeDir ? (await (await import('../telemetry/run-store')).readRun(runDir!.path)).messages : undefined;
     monitored = await monitorTrainer({
+      ...(prior ? { prior } : {}),
       trainer,
       runDir: runDir!,
       config,
@@ -136,6 +153,7 @@ export const train: Command = async (argv) => {
     });
   } catch (e) {
     trainer.dispose();
+    removeMadeDir();
     throw asCliError(e);
   }
   // Which process (and device) each rank is: the GPU sampler and the per-rank memory panels use it.
@@ -152,20 +170,24 @@ export const train: Command = async (argv) => {
     interrupts++;
     if (interrupts === 1) {
       console.log('\nstopping after this step and writing a checkpoint (Ctrl-C again to quit at once; the last checkpoint stays intact)');
-      trainer.requestStop();
+      trainer.requestStop('Ctrl-C');
     } else process.exit(130);
   };
   process.on('SIGINT', onSigint);
+  // The end of the run, said as the end of the run (the lifecycle's words, common/lifecycle.ts), then how
+  // to look at it again: the live server goes away with this process.
+  const browse = `browse it again: scalelm serve ${runDir!.path}`;
   try {
     const result = await trainer.run();
     const where = result.checkpoint ? ` — checkpoint ${result.checkpoint}` : '';
     if (result.reason === 'stopped') {
-      console.log(`stopped at step ${result.step}${where}\ncontinue with: scalelm train --resume ${runDir!.path}`);
+      console.log(`${STATE_LOOK.stopped.glyph} run stopped at step ${result.step}${where}\ncontinue with: scalelm train --resume ${runDir!.path}\n${browse}`);
       return 130;
     }
-    console.log(`done: ${result.step} steps, last loss ${result.lastLoss?.toFixed(4) ?? 'n/a'}${where}`);
+    console.log(`${STATE_LOOK.finished.glyph} run finished: ${result.step} steps, last loss ${result.lastLoss?.toFixed(4) ?? 'n/a'}${where}\n${browse}`);
     return 0;
   } catch (e) {
+    console.error(`${STATE_LOOK.failed.glyph} run failed — ${browse}`);
     throw asCliError(e);
   } finally {
     process.off('SIGINT', onSigint);

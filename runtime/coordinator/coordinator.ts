@@ -18,13 +18,13 @@ import { planTarget } from '../planner/target';
 import type { Message, StepMessage } from '../../common/protocol';
 import { formatBytes } from '../../common/units';
 import type { RankProcess } from '../telemetry/gpu-sampler';
-import { CHECKPOINT_FORMAT, CHECKPOINT_VERSION, latestCheckpoint, loadHfFolder, readModelTensors } from '../train/checkpoint';
+import { CHECKPOINT_FORMAT, CHECKPOINT_VERSION, latestCheckpoint, loadHfFolder, readModelTensors, removeTemporaries } from '../train/checkpoint';
 import { loadTokens } from '../train/data';
 import { optimizerHyper } from '../train/optimizer';
 import type { RunDir } from '../train/run-dir';
 import { RunEvents } from '../train/run-events';
 import { ChannelServer, type RankReport } from '../parallel/channel';
-import { checkpointFolder, commitCheckpoint, consolidate, hasFullFiles, isSharded, readState, removeStaleTemporaries, tmpCheckpointTemplate, type ShardedState } from '../parallel/checkpoint';
+import { checkpointFolder, commitCheckpoint, consolidate, hasFullFiles, isSharded, readState, tmpCheckpointTemplate, type ShardedState } from '../parallel/checkpoint';
 import { describeParallel, ParallelError, resolveLayout, type ParallelLayout } from '../parallel/layout';
 import type { Engine, EngineBackend, RankExit, RankSet, StartFrom } from './engine';
 
@@ -72,6 +72,8 @@ export class Coordinator extends RunEvents {
   private channel?: ChannelServer;
   private ranks?: RankSet;
   private stopRequested = false;
+  /** Who asked to stop (recorded in the stopped status). */
+  private stopBy: string | undefined;
   private readonly pids = new Map<number, number>();
   private readonly progress = new Map<number, number>();
   private readonly saved = new Map<number, { ranks: Set<number>; bytes: number; metricsBytes: number }>();
@@ -163,8 +165,9 @@ export class Coordinator extends RunEvents {
     return this.setup;
   }
 
-  requestStop(): void {
+  requestStop(by?: string): void {
     this.stopRequested = true;
+    this.stopBy ??= by;
     this.channel?.send(0, { k: 'control', action: 'stop' });
   }
 
@@ -200,6 +203,7 @@ export class Coordinator extends RunEvents {
         return;
       case 'progress':
         this.progress.set(m.rank, m.step);
+        if (m.sync) this.channel?.send(m.rank, { k: 'ack', step: m.step });
         return;
       case 'timing': {
         const t = this.timings.get(m.step) ?? [];
@@ -262,7 +266,7 @@ export class Coordinator extends RunEvents {
       layout: { dp: this.layout.dp, tp: this.layout.tp, zero: this.layout.zero, paddedVocab: tpVocab(cfg.model.vocab, this.layout.tp) },
     };
     const tmp = checkpointFolder(tmpCheckpointTemplate(dir.checkpoints, this.nonce), step);
-    const { path, bytes } = commitCheckpoint(dir.checkpoints, tmp, state, state.model, cfg.model.dropout);
+    const { path, bytes } = commitCheckpoint(dir.checkpoints, tmp, state, state.model, cfg.model.dropout, (f) => f.endsWith(`-${this.nonce}`));
     this.lastCommitted = step;
     this.publish({ type: 'checkpoint', step, path: relative(dir.path, path), bytes: Math.max(bytes, shardBytes), t: now() });
     this.publish({ type: 'status', state: 'running', t: now(), step });
@@ -278,13 +282,18 @@ export class Coordinator extends RunEvents {
     this.backendInfo = backend;
     if (this.truncateTo !== undefined) dir?.truncateMetrics(this.truncateTo);
     if (!this.resumedFrom) {
-      this.publish({ type: 'hello', protocol: 1, runId: dir?.runId ?? 'run', name: cfg.name, startedAt: now(), world: this.world, config: JSON.parse(JSON.stringify(cfg)), ...(this.setup.plan ? { plan: JSON.parse(JSON.stringify(this.setup.plan)) } : {}), engine: { name: this.engine.name, reason: this.setup.engineReason ?? `devices.engine is "${cfg.devices.engine}"`, backend: backend.label } });
+      this.publish({
+        type: 'hello', protocol: 1, runId: dir?.runId ?? 'run', name: cfg.name, startedAt: now(), world: this.world,
+        config: JSON.parse(JSON.stringify(cfg)), ...(this.setup.plan ? { plan: JSON.parse(JSON.stringify(this.setup.plan)) } : {}),
+        engine: { name: this.engine.name, reason: (this.setup.engineReason ?? `devices.engine is "${cfg.devices.engine}"`).slice(0, 16_000) },
+        backend: { name: backend.name, label: backend.label, reason: backend.reason.slice(0, 16_000) },
+      });
     }
     this.publish({ type: 'status', state: 'starting', t: now(), step: this.step, ...(this.resumedFrom ? { reason: `resumed from ${this.resumedFrom}` } : {}) });
     this.logStartup(backend);
     this.publish({ type: 'status', state: 'running', t: now(), step: this.step });
     if (this.step === 0 && this.start.kind === 'fresh') await this.logSample('initial');
-    if (dir) removeStaleTemporaries(dir.checkpoints);
+    if (dir) removeTemporaries(dir.checkpoints);
     this.channel = await ChannelServer.open((m) => this.onRank(m), { world: this.world, token: this.channelToken, onReject: (reason) => this.log(reason, 'warn') });
     if (this.stopRequested) this.channel.send(0, { k: 'control', action: 'stop' });
     let exits: RankExit[];
@@ -323,9 +332,9 @@ export class Coordinator extends RunEvents {
     const step = this.step;
     const reason: RunResult['reason'] = step < t.steps ? 'stopped' : 'completed';
     if (reason === 'completed' && dir && this.lastCommitted >= 0) await this.logSample(join(dir.checkpoints, `step-${String(this.lastCommitted).padStart(6, '0')}`));
-    if (reason === 'stopped') this.publish({ type: 'status', state: 'stopping', t: now(), step, reason: 'stop requested' });
+    if (reason === 'stopped') this.publish({ type: 'status', state: 'stopping', t: now(), step, reason: 'stop requested', ...(this.stopBy ? { by: this.stopBy } : {}) });
     const checkpoint = dir && this.lastCommitted >= 0 ? join(dir.checkpoints, `step-${String(this.lastCommitted).padStart(6, '0')}`) : dir ? latestCheckpoint(dir.checkpoints) : undefined;
-    this.publish({ type: 'status', state: 'done', t: now(), step, ...(reason === 'stopped' ? { reason: `stopped at step ${step}` } : {}) });
+    this.publish({ type: 'status', state: reason === 'stopped' ? 'stopped' : 'finished', t: now(), step, ...(reason === 'stopped' ? { reason: `stopped at step ${step}`, ...(this.stopBy ? { by: this.stopBy } : {}) } : {}) });
     return { reason, step, ...(this.lastLoss !== undefined ? { lastLoss: this.lastLoss } : {}), ...(checkpoint ? { checkpoint } : {}) };
   }
 
@@ -336,7 +345,7 @@ export class Coordinator extends RunEvents {
     const L = this.layout;
     const P = new Gpt(gptShape(cfg.model)).paramSpecs().reduce((n, s) => n + s.shape.reduce((a, b) => a * b, 1), 0);
     this.log(`backend: ${backend.label} — ${backend.reason}`);
-    this.log(`engine: ${this.engine.name}; parallel: ${describeParallel(L)}`);
+    this.log(`parallel: ${describeParallel(L)}; engine: ${this.engine.name}`);
     this.log(`model: ${cfg.model.name} GPT-2 ${cfg.model.layers}L h${cfg.model.hidden} a${cfg.model.heads} vocab ${cfg.model.vocab}${L.tp > 1 ? ` (padded to ${tpVocab(cfg.model.vocab, L.tp)})` : ''} seq ${cfg.model.seqLen}, ${P.toLocaleString('en-US')} parameters; data: ${this.dataDescription}`);
     this.log(
       `batch: ${t.globalBatch} sequences (${L.dp > 1 ? `${L.dp} dp × ` : ''}${L.accumulation} × ${t.microBatch}) = ${(t.globalBatch * cfg.model.seqLen).toLocaleString('en-US')} tokens/step; ${t.steps} steps; ${t.optimizer} lr ${t.lr} (${t.schedule}, warm-up ${t.warmupSteps}); recompute ${t.recompute}` +

@@ -10,7 +10,8 @@
 import type { RunConfig } from '../config/types';
 import type { ParallelLayout } from '../parallel/layout';
 
-export type EngineName = 'local' | 'torch';
+import type { EngineName, RunBackend } from '../../common/protocol';
+export type { EngineName } from '../../common/protocol';
 
 /** Where a run's initial state comes from (the coordinator decides; every engine honours it). */
 export type StartFrom =
@@ -22,13 +23,8 @@ export type StartFrom =
   /** This layout's own sharded checkpoint. */
   | { kind: 'resume-sharded'; folder: string };
 
-/** The backend an engine trains on, as the run's hello announces it. */
-export interface EngineBackend {
-  /** What runs the math: "wasm", "cpu", "tensorflow", "webgpu" (local); "cuda", "cpu" (torch). */
-  name: string;
-  /** What the user sees: "wasm (SIMD, 1 thread)", "cuda (NVIDIA H100 80GB HBM3) nccl". */
-  label: string;
-  /** Why this one (requested, or what was tried first). */
+/** The backend an engine trains on, as the run's hello announces it (common/protocol.ts's RunBackend). */
+export interface EngineBackend extends RunBackend {
   reason: string;
 }
 

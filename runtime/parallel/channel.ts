@@ -28,7 +28,8 @@ export interface RankHello {
 
 export type RankToCoordinator =
   | RankHello
-  | { k: 'progress'; rank: number; step: number }
+  /** `sync`: the rank waits for an `ack` of this step before computing it (see CoordinatorToRank). */
+  | { k: 'progress'; rank: number; step: number; sync?: boolean }
   | { k: 'msg'; rank: number; m: Message }
   | { k: 'timing'; rank: number; step: number; stepMs: number; exposedCommMs: number }
   | { k: 'saved'; rank: number; step: number; bytes: number }
@@ -38,7 +39,14 @@ export type RankToCoordinator =
 /** What the coordinator hands on: the hello without its token. */
 export type RankReport = Exclude<RankToCoordinator, RankHello> | Omit<RankHello, 'token'>;
 
-export type CoordinatorToRank = { k: 'control'; action: 'stop' | 'checkpoint' };
+export type CoordinatorToRank =
+  | { k: 'control'; action: 'stop' | 'checkpoint' }
+  /**
+   * The answer to a `progress` with `sync`: every request made while the coordinator handled what the rank
+   * sent before (its previous step's messages) is on the socket ahead of it — so a stop asked on step N's
+   * record ends the run at step N, whatever the timing.
+   */
+  | { k: 'ack'; step: number };
 
 /** Longest line either side accepts, in bytes before the newline. */
 export const MAX_LINE_BYTES = 1 << 20;
@@ -100,7 +108,8 @@ export function parseRankLine(line: string): { ok: true; value: RankToCoordinato
       if (typeof v.node !== 'string' || v.node.length > 255) return bad('node');
       return { ok: true, value: { k: 'hello', rank: v.rank, pid: v.pid, token: v.token, world: v.world, engine: v.engine, node: v.node, localRank: v.localRank } };
     case 'progress':
-      return isNat(v.step) ? { ok: true, value: { k: 'progress', rank: v.rank, step: v.step } } : bad('step');
+      if (v.sync !== undefined && typeof v.sync !== 'boolean') return bad('sync');
+      return isNat(v.step) ? { ok: true, value: { k: 'progress', rank: v.rank, step: v.step, ...(v.sync ? { sync: true } : {}) } } : bad('step');
     case 'timing':
       return isNat(v.step) && isNum(v.stepMs) && isNum(v.exposedCommMs) ? { ok: true, value: { k: 'timing', rank: v.rank, step: v.step, stepMs: v.stepMs, exposedCommMs: v.exposedCommMs } } : bad('step or times');
     case 'saved':
@@ -273,15 +282,17 @@ export function parseChannelAddress(address: string): { path: string } | { host:
 export class ChannelClient {
   private constructor(private readonly socket: Socket) {}
 
-  /** Connects and says hello (the first line) for `rank`. */
+  /** Connects and says hello (the first line) for `rank`; `onClose` when the coordinator goes away. */
   static connect(
     address: string,
     token: string,
     hello: { rank: number; world: number; engine: RankEngineKind; localRank?: number },
     onMessage: (m: CoordinatorToRank) => void,
+    onClose?: () => void,
   ): Promise<ChannelClient> {
     return new Promise((resolve, reject) => {
       const socket = createConnection(parseChannelAddress(address), () => {
+        if (onClose) socket.on('close', onClose);
         socket.off('error', reject);
         socket.on('error', () => {}); // the coordinator went away: the launcher ends this rank
         const c = new ChannelClient(socket);
@@ -299,6 +310,7 @@ export class ChannelClient {
             return;
           }
           if (isObj(v) && v.k === 'control' && (v.action === 'stop' || v.action === 'checkpoint')) onMessage({ k: 'control', action: v.action });
+          else if (isObj(v) && v.k === 'ack' && isNat(v.step)) onMessage({ k: 'ack', step: v.step });
         },
         () => socket.destroy(),
       );

@@ -13,7 +13,7 @@ import { Gpt, gptShape } from '../model/gpt';
 import { tpVocab } from '../model/tp-layers';
 import type { Faults } from './engine';
 import { FlatLayout } from './flat';
-import { ParallelError, type ParallelLayout, type Transport } from './layout';
+import { ParallelError, resolveLayout, type ParallelLayout, type Transport } from './layout';
 import type { RankArgs, RankFaults, RankResult } from './parallel-rank';
 import { localSpecs } from './shard-files';
 import { isSharded as isShardedParam, joinShards } from './shards';
@@ -43,6 +43,16 @@ export class LocalEngine implements Engine {
 
   constructor(readonly options: LocalEngineOptions = {}) {}
 
+  /**
+   * wasm threads per rank: as asked (option, then SCALELM_WASM_THREADS), else the cores shared out over the
+   * ranks, at most 4 (a rank's XNNPACK threads beyond that only contend) — one device gets min(4, cores).
+   */
+  private threads(world: number): number {
+    const asked = this.options.threads ?? (process.env.SCALELM_WASM_THREADS ? Math.floor(Number(process.env.SCALELM_WASM_THREADS)) : undefined);
+    if (asked !== undefined && asked >= 1) return asked;
+    return Math.max(1, Math.min(4, Math.floor(availableParallelism() / world)));
+  }
+
   /** The layout as this engine runs it (the transport may be forced). */
   private transport(layout: ParallelLayout): Transport {
     return this.options.transport ?? layout.transport;
@@ -69,8 +79,8 @@ export class LocalEngine implements Engine {
       return { name: requested, label: requested, reason: `requested (devices.backend="${requested}")` };
     }
     const info = active ?? (await initBackend(requested, { threads: 1 }));
-    const threads = this.options.threads;
-    const label = info.name === 'wasm' && threads !== undefined ? info.label.replace(/\d+ threads?\)/, `${threads} thread${threads === 1 ? '' : 's'})`) : info.label;
+    const threads = this.threads(resolveLayout(config).world);
+    const label = info.name === 'wasm' ? info.label.replace(/\d+ threads?\)/, `${threads} thread${threads === 1 ? '' : 's'})`) : info.label;
     return { name: info.name, label, reason: info.reason };
   }
 
@@ -90,8 +100,7 @@ export class LocalEngine implements Engine {
       channel: address.slice('unix:'.length),
       channelToken: launch.channel.token,
       ...(launch.checkpointTemplate ? { checkpointTemplate: launch.checkpointTemplate } : {}),
-      // wasm threads per rank: the cores shared out (a rank's own XNNPACK threads beyond that only contend).
-      threads: o.threads ?? Math.max(1, Math.floor(availableParallelism() / layout.world)),
+      threads: this.threads(layout.world),
       ...(launch.predicted ? { predicted: launch.predicted } : {}),
       ...(o.faults ? { faults: o.faults } : {}),
       ...(o.returnState ? { returnState: true } : {}),

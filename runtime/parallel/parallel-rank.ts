@@ -34,6 +34,8 @@ export interface RankArgs {
 export interface RankFaults {
   /** A rank that fails in the middle of a step's backward: 'throw' an error, or 'exit' (the thread or process just ends). */
   die?: { rank: number; step: number; how: 'throw' | 'exit' };
+  /** Every step holds its rank's thread this long more (busy, like compute): a model whose steps are slow. */
+  slowStepMs?: number;
 }
 
 export interface RankResult {
@@ -75,11 +77,27 @@ export async function main(comm: Comm, args: RankArgs): Promise<RankResult> {
   // every rank after the step, with a checkpoint), not a reason for one rank to die.
   if (comm.transport === 'socket') process.on('SIGINT', () => {});
   const asked = { stop: false, checkpoint: false };
+  // Rank 0 waits for the coordinator's ack of each step before computing it (the stop/checkpoint decision
+  // is then exact); the others learn it inside the step's world all-reduce.
+  let acked: { step: number; resolve: () => void } | undefined;
   const channel = args.channel
-    ? await ChannelClient.connect(args.channel, args.channelToken ?? '', { rank, world: comm.size, engine: 'local' }, (m) => {
-        if (m.k === 'control') asked[m.action] = true;
-      })
+    ? await ChannelClient.connect(
+        args.channel,
+        args.channelToken ?? '',
+        { rank, world: comm.size, engine: 'local' },
+        (m) => {
+          if (m.k === 'control') asked[m.action] = true;
+          else if (m.k === 'ack' && acked?.step === m.step) acked.resolve();
+        },
+        () => acked?.resolve(), // the coordinator is gone: the launcher ends this rank
+      )
     : undefined;
+  const ack = (at: number) =>
+    new Promise<void>((resolve) => {
+      // The channel's socket does not hold the event loop open (unref): this timer does while we wait.
+      const hold = setInterval(() => {}, 2 ** 30);
+      acked = { step: at, resolve: () => (clearInterval(hold), resolve()) };
+    });
   const send = (m: Exclude<RankToCoordinator, RankHello>) => channel?.send(m);
   const publish = (m: Message) => send({ k: 'msg', rank, m });
   let step = args.startStep;
@@ -117,9 +135,20 @@ export async function main(comm: Comm, args: RankArgs): Promise<RankResult> {
     while (step < t.steps) {
       // Let the side channel deliver control requests (and flush what was sent).
       await yieldToLoop();
-      send({ k: 'progress', rank, step: step + 1 });
-      const out: StepOutcome = engine.trainStep(step + 1, asked);
+      // Rank 0 asks for the coordinator's ack and computes meanwhile; the requests it gets before the ack
+      // go into this step's all-reduce (a stop then discards the step: the run ends on the one before).
+      const sync = rank === 0 && channel !== undefined;
+      const acknowledged = sync ? ack(step + 1) : undefined;
+      send({ k: 'progress', rank, step: step + 1, ...(sync ? { sync } : {}) });
+      const computed = engine.computeStep(step + 1);
+      if (args.faults?.slowStepMs) for (const end = performance.now() + args.faults.slowStepMs; performance.now() < end; );
+      await acknowledged;
+      const out: StepOutcome = engine.finishStep(computed, asked);
       asked.checkpoint = false;
+      if (out.stop) {
+        reason = 'stopped';
+        break;
+      }
       step = out.step;
       losses.push(out.loss);
       const now = Date.now();
@@ -141,10 +170,6 @@ export async function main(comm: Comm, args: RankArgs): Promise<RankResult> {
         if (rank === 0) publish({ type: 'eval', step, loss, t: Date.now() });
       }
       if (args.checkpointTemplate && ((t.checkpointEvery > 0 && step % t.checkpointEvery === 0) || out.checkpoint)) await save(step);
-      if (out.stop) {
-        reason = 'stopped';
-        break;
-      }
     }
     if (args.checkpointTemplate && lastSaved !== step) await save(step);
     const result: RankResult = { rank, step, reason, losses, coords: engine.coords, ...(engine.zero3 ? { maxGathered: engine.zero3.maxLive } : {}) };
@@ -159,6 +184,7 @@ export async function main(comm: Comm, args: RankArgs): Promise<RankResult> {
     if (e instanceof Error) e.message = `rank ${rank}, step ${step + 1}: ${e.message}`;
     throw e;
   } finally {
+    acked?.resolve(); // a failure mid-step: let the event loop end
     engine?.dispose();
     await channel?.close();
   }

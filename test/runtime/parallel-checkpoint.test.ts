@@ -14,7 +14,6 @@ import { consolidateLatestIfSharded, readConsolidated } from '../../runtime/para
 import { latestCheckpoint } from '../../runtime/train/checkpoint';
 import { RunDir } from '../../runtime/train/run-dir';
 import { readSafetensors, toFloat32 } from '../../runtime/train/safetensors';
-import { Trainer } from '../../runtime/train/trainer';
 import { EXAMPLES, REPO, tempDir } from './train/fixtures';
 import { maxRelative, singleRun, tinyConfig } from './parallel/helpers';
 
@@ -122,7 +121,7 @@ describe('parallel: sharded checkpoints, consolidation, resuming in any layout',
   });
 
   for (const target of [{ tp: 4 }, { dp: 4, zero: 1 as const }, { dp: 1 }]) {
-    const label = target.dp === 1 ? 'one device (the single-device Trainer)' : `dp=${target.dp ?? 1} tp=${target.tp ?? 1} zero=${target.zero ?? 0}`;
+    const label = target.dp === 1 ? 'one device (a world of one)' : `dp=${target.dp ?? 1} tp=${target.tp ?? 1} zero=${target.zero ?? 0}`;
     it(`a dp=2 tp=2 ZeRO-3 checkpoint resumes on ${label} and follows the single-device loss curve`, async () => {
       const copy = join(dir.path, `resume-${label.replace(/\W+/g, '-')}`);
       cpSync(runPath, copy, { recursive: true });
@@ -131,13 +130,7 @@ describe('parallel: sharded checkpoints, consolidation, resuming in any layout',
       let losses: number[];
       if (target.dp === 1) {
         consolidateLatestIfSharded(join(copy, 'checkpoints'), () => {});
-        const trainer = await Trainer.create({ config: { ...config, train: { ...config.train, microBatch: config.train.globalBatch } }, baseDir: EXAMPLES, runDir: RunDir.open(copy), resume: true, threads: 1 });
-        losses = [];
-        try {
-          while (trainer.step < STEPS) losses.push((await trainer.trainStep()).loss);
-        } finally {
-          trainer.dispose();
-        }
+        losses = (await train({ ...config, train: { ...config.train, microBatch: config.train.globalBatch } }, RunDir.open(copy), { resume: true })).losses;
       } else losses = (await train(config, RunDir.open(copy), { resume: true })).losses;
       assert.equal(losses.length, STEPS - stoppedAt);
       assert.ok(maxRelative(losses, reference.losses.slice(stoppedAt)) <= 1e-5, `${losses} vs ${reference.losses.slice(stoppedAt)}`);

@@ -39,7 +39,7 @@ const total = (canvases: CanvasInk[], key: 'ink' | 'colour'): number => canvases
 /** A short run in protocol v1 messages, as the extension host forwards them from the runtime. */
 function runMessages(steps: number): Message[] {
   const startedAt = Date.now() - steps * 100;
-  const hello: HelloMessage = { type: 'hello', protocol: PROTOCOL_VERSION, runId: 'webview-test', name: 'webview test run', startedAt, world: 1, config: { model: { preset: 'tiny' } }, engine: { name: 'torch', reason: 'devices.engine is "torch"', backend: 'cpu gloo' }, t: startedAt };
+  const hello: HelloMessage = { type: 'hello', protocol: PROTOCOL_VERSION, runId: 'webview-test', name: 'webview test run', startedAt, world: 1, config: { model: { preset: 'tiny' } }, engine: { name: 'torch', reason: 'devices.engine is "torch"' }, backend: { name: 'cpu', label: 'cpu gloo' }, t: startedAt };
   const messages: Message[] = [hello, { type: 'status', state: 'running', t: startedAt, step: 0 }];
   for (let step = 1; step <= steps; step++) {
     const memory = { params: 4e6, grads: 4e6, optimizer: 8e6, activations: 2e7, peak: 3.6e7 };

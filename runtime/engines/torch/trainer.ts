@@ -14,22 +14,23 @@ import type { RunConfig } from '../../config/types';
 import { gptShape } from '../../model/gpt';
 import { ChannelServer, type RankReport } from '../../parallel/channel';
 import { ParallelError, resolveLayout, type ParallelLayout } from '../../parallel/layout';
-import { checkpointFolder, readState, removeStaleTemporaries, tmpCheckpointTemplate } from '../../parallel/checkpoint';
+import { checkpointFolder, readState, tmpCheckpointTemplate } from '../../parallel/checkpoint';
 import { estimate } from '../../planner/estimate';
 import { planTarget } from '../../planner/target';
 import type { RankProcess } from '../../telemetry/gpu-sampler';
-import { CHECKPOINT_FORMAT, CHECKPOINT_VERSION, commitCheckpointFolder, fsyncDir, hfConfig, latestCheckpoint, writeFileSynced } from '../../train/checkpoint';
+import { CHECKPOINT_FORMAT, CHECKPOINT_VERSION, commitCheckpointFolder, fsyncDir, hfConfig, latestCheckpoint, removeTemporaries, writeFileSynced } from '../../train/checkpoint';
 import { optimizerHyper } from '../../train/optimizer';
 import { RunEvents } from '../../train/run-events';
-import type { RunResult, TrainerSetup } from '../../train/trainer';
-import { formatStep } from '../../train/trainer';
+import { formatStep, type RunResult, type RunSetup } from '../../coordinator/coordinator';
 import type { EngineChoice } from './choose';
 import { rootFailure, type RankFailure } from './failure';
 import { Torchrun } from './torchrun';
 
 export type TorchStart = { kind: 'fresh' } | { kind: 'init'; folder: string } | { kind: 'resume'; folder: string };
 
-export interface TorchSetup extends TrainerSetup {
+export interface TorchSetup extends Omit<RunSetup, 'engine' | 'engineReason'> {
+  /** Which engine runs this and why, announced in the hello. */
+  engine?: { name: 'torch'; reason: string; backend?: string };
   choice: Extract<EngineChoice, { name: 'torch' }>;
   /** The trainer module (tests: a protocol-conformance rank). */
   module?: string;
@@ -52,6 +53,8 @@ export class TorchTrainer extends RunEvents {
   private channel?: ChannelServer;
   private torchrun?: Torchrun;
   private stopRequested = false;
+  /** Who asked to stop (recorded in the stopped status). */
+  private stopBy: string | undefined;
   private readonly pids = new Map<number, number>();
   private readonly progress = new Map<number, number>();
   private readonly finished = new Map<number, { step: number; reason: 'completed' | 'stopped' }>();
@@ -254,13 +257,14 @@ export class TorchTrainer extends RunEvents {
       this.publish({
         type: 'hello', protocol: 1, runId: dir?.runId ?? 'run', name: cfg.name, startedAt: now(), world: this.world, config: JSON.parse(JSON.stringify(cfg)),
         ...(this.setup.plan ? { plan: JSON.parse(JSON.stringify(this.setup.plan)) } : {}),
-        engine: { name: 'torch', reason: choice.reason, backend: choice.backend },
+        engine: { name: 'torch', reason: choice.reason },
+        backend: { name: choice.device, label: choice.backend },
       });
     }
     this.publish({ type: 'status', state: 'starting', t: now(), step: this.step, ...(this.resumedFrom ? { reason: `resumed from ${this.resumedFrom}` } : {}) });
     const l = this.layout;
     this.log(`parallel: dp=${l.dp} tp=${l.tp} zero=${l.zero} (${l.world} rank${l.world === 1 ? '' : 's'} under torchrun, ${choice.backend}); python ${choice.probe.executable}`);
-    if (dir) removeStaleTemporaries(dir.checkpoints);
+    if (dir) removeTemporaries(dir.checkpoints);
     const scratch = dir ? undefined : mkdtempSync(join(tmpdir(), 'scalelm-torch-'));
     this.channel = await ChannelServer.open((m) => this.onRank(m), {
       world: this.world,
@@ -303,9 +307,9 @@ export class TorchTrainer extends RunEvents {
       throw err;
     }
     const r0 = this.finished.get(0)!;
-    if (r0.reason === 'stopped') this.publish({ type: 'status', state: 'stopping', t: now(), step: r0.step, reason: 'stop requested' });
+    if (r0.reason === 'stopped') this.publish({ type: 'status', state: 'stopping', t: now(), step: r0.step, reason: 'stop requested', ...(this.stopBy ? { by: this.stopBy } : {}) });
     const checkpoint = dir && this.lastCommitted >= 0 ? join(dir.checkpoints, `step-${String(this.lastCommitted).padStart(6, '0')}`) : dir ? latestCheckpoint(dir.checkpoints) : undefined;
-    this.publish({ type: 'status', state: 'done', t: now(), step: r0.step, ...(r0.reason === 'stopped' ? { reason: `stopped at step ${r0.step}` } : {}) });
+    this.publish({ type: 'status', state: r0.reason === 'stopped' ? 'stopped' : 'finished', t: now(), step: r0.step, ...(r0.reason === 'stopped' ? { reason: `stopped at step ${r0.step}`, ...(this.stopBy ? { by: this.stopBy } : {}) } : {}) });
     return { reason: r0.reason, step: r0.step, ...(this.lastLoss !== undefined ? { lastLoss: this.lastLoss } : {}), ...(checkpoint ? { checkpoint } : {}) };
   }
 

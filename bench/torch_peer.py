@@ -22,7 +22,7 @@ import torch
 def build(shape: dict[str, Any], device: torch.device) -> torch.nn.Module:
     import transformers
 
-    common = dict(vocab_size=shape["vocab"], hidden_size=shape["hidden"], num_hidden_layers=shape["layers"], num_attention_heads=shape["heads"])
+    common = {"vocab_size": shape["vocab"], "hidden_size": shape["hidden"], "num_hidden_layers": shape["layers"], "num_attention_heads": shape["heads"]}
     if shape.get("activation", "gelu") == "swiglu":
         cfg = transformers.LlamaConfig(
             **common,
@@ -39,6 +39,7 @@ def build(shape: dict[str, Any], device: torch.device) -> torch.nn.Module:
         cfg = transformers.GPT2Config(
             vocab_size=shape["vocab"], n_embd=shape["hidden"], n_layer=shape["layers"], n_head=shape["heads"],
             n_inner=shape["ffnHidden"], n_positions=shape["seqLen"], resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+            bos_token_id=0, eos_token_id=0,
         )
         cfg._attn_implementation = "sdpa"
         model = transformers.GPT2LMHeadModel(cfg)

@@ -127,7 +127,8 @@ try {
       const mem = messages.filter((m) => m.type === 'memory' && m.rank === 0).at(-1);
       entry.engine = { tokensPerSec: entry.tokensPerStep / (median / 1000), stepMs: median, measured: mem?.categories ?? null, predicted: mem?.predicted ?? null, stepPeak: mem?.stepPeak ?? null, device: mem?.device ?? null };
     }
-    const peer = await run(python, [join(root, 'bench', 'torch_peer.py'), '--shape', JSON.stringify(c.model), '--micro-batch', String(c.microBatch), '--steps', String(steps), '--device', cpu ? 'cpu' : 'cuda'], { cwd: root, env: cpu ? { ...process.env, CUDA_VISIBLE_DEVICES: '' } : process.env });
+    // On CPU the peer gets torchrun's default of one thread per rank, so both sides use the same cores.
+    const peer = await run(python, [join(root, 'bench', 'torch_peer.py'), '--shape', JSON.stringify(c.model), '--micro-batch', String(c.microBatch), '--steps', String(steps), '--device', cpu ? 'cpu' : 'cuda'], { cwd: root, env: cpu ? { ...process.env, CUDA_VISIBLE_DEVICES: '', OMP_NUM_THREADS: process.env.OMP_NUM_THREADS ?? '1' } : process.env });
     const line = peer.out.split('\n').find((l) => l.startsWith('RESULT '));
     if (!line) {
       ok = false;

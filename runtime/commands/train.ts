@@ -86,7 +86,6 @@ export const train: Command = async (argv) => {
   } catch (e) {
     throw asCliError(e);
   }
-  console.log(`engine: ${engine.name} (${engine.reason})`);
   const { checkFit, describeSuggestion } = await import('../planner/target');
   const fit = checkFit(config);
   // On GPUs devices.memory (a CPU device's capacity) says nothing: the GPUs' own memory is the limit there.
@@ -162,6 +161,8 @@ export const train: Command = async (argv) => {
   trainer.onRanks((ranks) => monitored.recorder.setRanks(ranks));
   const url = monitored.server.dashboardUrl;
   console.log(`run directory: ${runDir!.path}`);
+  // After the listening line, which stays the first stdout line (programs read it).
+  console.log(`engine: ${engine.name} (${engine.reason})`);
   console.log(process.env.SCALELM_MONITOR_TOKEN ? `live stream: ${monitored.server.url}` : `dashboard: ${url}   (follow the run in a browser; the token after # never leaves this machine)`);
 
   let interrupts = 0;

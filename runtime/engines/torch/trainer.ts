@@ -23,6 +23,7 @@ import { optimizerHyper } from '../../train/optimizer';
 import { RunEvents } from '../../train/run-events';
 import { formatStep, type RunResult, type RunSetup } from '../../coordinator/coordinator';
 import type { EngineChoice } from './choose';
+import { rootFailure, type RankFailure } from './failure';
 import { Torchrun } from './torchrun';
 
 export type TorchStart = { kind: 'fresh' } | { kind: 'init'; folder: string } | { kind: 'resume'; folder: string };
@@ -41,17 +42,7 @@ export interface TorchSetup extends Omit<RunSetup, 'engine' | 'engineReason'> {
 
 const now = (): number => Date.now();
 
-interface Failure {
-  rank: number;
-  step?: number;
-  message: string;
-  kind?: string;
-  /** The rank's channel closed without an error line: killed, crashed, or exited. */
-  abrupt: boolean;
-}
-
-/** Errors that say only that another rank went away (gloo, NCCL, the store). */
-const PEER_GONE = /Connection reset by peer|Connection closed by peer|Broken pipe|remote process exited|ProcessGroupNCCL.*(abort|timeout)|Socket Timeout|recvValue|connection refused/i;
+type Failure = RankFailure;
 
 export class TorchTrainer extends RunEvents {
   readonly layout: ParallelLayout;
@@ -156,16 +147,6 @@ export class TorchTrainer extends RunEvents {
     // torchrun's agent ends the others itself; if it does not within a moment, we do.
     const tr = this.torchrun;
     if (tr && this.failures.length === 1) setTimeout(() => void tr.stop(2000), 3000).unref();
-  }
-
-  /**
-   * The failure that started it. When one rank dies, the others fail in their next collective ("Connection
-   * reset by peer", NCCL's remote-process errors) and may report that first: a rank's own error comes
-   * before a rank that just vanished, and both before errors that only say a peer went away.
-   */
-  private rootFailure(): Failure | undefined {
-    const own = this.failures.filter((f) => !f.abrupt && !PEER_GONE.test(f.message));
-    return own[0] ?? this.failures.find((f) => f.abrupt) ?? this.failures[0];
   }
 
   private onRank(m: RankReport): void {
@@ -339,7 +320,7 @@ export class TorchTrainer extends RunEvents {
 
   /** "rank R, step S: cause" — the rank's own error line, else its end with torchrun's stderr tail. */
   private describeFailure(exit: { code: number | null; signal: string | null; stderrTail: string[] }): Error {
-    const f = this.rootFailure();
+    const f = rootFailure(this.failures);
     const tail = causeLines(exit.stderrTail);
     let message: string;
     if (f) {

@@ -43,6 +43,8 @@ export interface LoadedPlan {
   options: EstimateOptions;
   /** "calibrated profile FILE (from run R)" when a profile is in use. */
   profile?: string;
+  /** plan: the layout the *.scalelm.json has now, on the planned cluster (dp fills the GPUs). */
+  current?: Layout;
 }
 
 type Raw = Record<string, unknown>;
@@ -218,9 +220,21 @@ function planConfig(file: string, raw: Raw, fixed: Partial<Layout>, notes: strin
   const result = parseConfig(placeholder);
   if (!result.ok) throw configError(file, result.errors);
   const config = result.config;
+  // The file's own layout, so that plan can say where it ranks (a config.json has none).
+  let current: Layout | undefined;
+  const tp = (parallel.tp as number | undefined) ?? 1;
+  const pp = (parallel.pp as number | undefined) ?? 1;
+  if (source === 'scalelm' && N % (tp * pp) === 0) {
+    const t = raw.train as Raw;
+    current = {
+      dp: N / (tp * pp), tp, pp, vpp: (parallel.vpp as number | undefined) ?? 1, zero: ((parallel.zero as number | undefined) ?? 0) as Layout['zero'],
+      microBatch: (t.microBatch as number | undefined) ?? 1, recompute: (t.recompute as Layout['recompute'] | undefined) ?? 'none',
+      sequenceParallel: (parallel.sequenceParallel as boolean | undefined) ?? false, offloadOptimizer: (parallel.offloadOptimizer as boolean | undefined) ?? false, offloadParams: (parallel.offloadParams as boolean | undefined) ?? false,
+    };
+  }
   config.cluster = { ...config.cluster, gpusPerNode, nodes, explicit: true };
   config.parallel = { ...config.parallel, dp: N };
   // About a million tokens per step, a whole number of sequences per GPU.
   if (defaultGlobalBatch) config.train.globalBatch = N * Math.max(1, Math.ceil(2 ** 20 / (N * config.model.seqLen)));
-  return { config, source, notes, fixed, defaultGlobalBatch, options: {} };
+  return { config, source, notes, fixed, defaultGlobalBatch, options: {}, ...(current ? { current } : {}) };
 }

@@ -54,7 +54,7 @@ export const GOLDEN: GoldenRow[] = [
 
 export function goldenEstimate(row: GoldenRow): { estimate: number; layout: Layout } {
   const input = planInputFor(row.model, { gpus: row.gpus, dp: row.gpus, gpusPerNode: 8, gpu: 'A100-80GB', globalBatch: row.globalBatch, flashAttention: row.flashAttention ?? false });
-  const r = searchLayouts(input, { top: 1, fixed: row.fixed });
+  const r = searchLayouts(input, { top: 1, fixed: row.fixed, tieTolerance: 0 });
   const best = r.ranking[0];
   if (!best) throw new Error(`${row.name}: no layout fits (${r.issues.map((i) => i.message).join('; ')})`);
   return { estimate: row.unit === 'TFLOP/s/GPU' ? best.tflopsPerGpu : best.tokensPerSec / row.gpus, layout: best.layout };

@@ -53,7 +53,9 @@ export class DashboardFeed implements vscode.Disposable {
   constructor(private readonly panel: DashboardPanel, private readonly sources: FeedSources) {
     this.disposables.push(
       panel.onReady(() => {
-        this.sendSnapshot();
+        // A reloaded page starts empty: give it what it was showing (a live run's snapshot, or the past run again).
+        if (!this.followed && this.shownDir) void this.showPast(this.shownDir);
+        else this.sendSnapshot();
         void this.sendRuns();
       }),
       panel.onMessage((m) => void this.handle(m)),
@@ -94,6 +96,17 @@ export class DashboardFeed implements vscode.Disposable {
     this.pending = [];
     this.send(await snapshotOfDir(dir));
     await this.sendRuns();
+  }
+
+  /**
+   * After a window reload (the panel revived by its serializer): show the run the page was showing, else
+   * the newest run there is, rather than "No run yet" next to a list of runs.
+   */
+  async restore(runId: string | null | undefined): Promise<void> {
+    if (this.followed || this.shownDir) return;
+    const past = this.sources.pastRuns();
+    const dir = (runId ? this.runDirs().get(runId) : undefined) ?? [...past].sort((a, b) => b.modified - a.modified)[0]?.dir;
+    if (dir) await this.showPast(dir);
   }
 
   /** Draws another run over the shown one. */

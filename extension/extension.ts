@@ -131,9 +131,12 @@ export function activate(context: vscode.ExtensionContext): ScaleLMApi {
     vscode.workspace.onDidChangeTextDocument(() => lens.refresh()),
     vscode.tasks.registerTaskProvider(ScaleLMTaskProvider.type, new ScaleLMTaskProvider(context.extensionPath)),
     vscode.window.registerWebviewPanelSerializer(DASHBOARD_VIEW_TYPE, {
-      async deserializeWebviewPanel(panel: vscode.WebviewPanel) {
+      async deserializeWebviewPanel(panel: vscode.WebviewPanel, state: unknown) {
         DashboardPanel.revive(panel, context, log);
         if (DashboardPanel.instance) panelWithFeed(DashboardPanel.instance);
+        // The page's own state (webview/ui-state.ts) names the run it showed before the reload.
+        const shown = typeof state === 'object' && state !== null ? (state as { shownRunId?: unknown }).shownRunId : undefined;
+        await feed?.restore(typeof shown === 'string' ? shown : null);
       },
     }),
   );

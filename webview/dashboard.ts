@@ -185,6 +185,7 @@ export class Dashboard {
       case 'snapshot':
         this.run = RunData.fromSnapshot(m);
         this.readOnly = m.readOnly;
+        if (this.state.shownRunId !== m.runId) this.save({ shownRunId: m.runId });
         this.header.setControls(!m.readOnly && this.host.kind !== 'detached');
         if (m.runs) this.runs = m.runs;
         if (this.host.kind === 'browser' && m.hello) this.planner.setOpenConfig(`run ${m.hello.name}`, m.hello.config, false);

@@ -18,6 +18,8 @@ export interface UiState {
   xAxis: 'step' | 'time';
   /** Runs overlaid on the curves (any number), in the order they were picked. */
   compareRunIds: string[];
+  /** The run on show, so a reloaded window shows it again (the host reads it when it revives the panel). */
+  shownRunId: string | null;
   planner: PlanForm;
 }
 
@@ -29,6 +31,7 @@ export const DEFAULT_STATE: UiState = {
   logScale: false,
   xAxis: 'step',
   compareRunIds: [],
+  shownRunId: null,
   planner: DEFAULT_FORM,
 };
 
@@ -48,6 +51,7 @@ export function sanitizeState(v: unknown): UiState {
   if (o.xAxis === 'step' || o.xAxis === 'time') s.xAxis = o.xAxis;
   const ids = Array.isArray(o.compareRunIds) ? o.compareRunIds : typeof o.compareRunId === 'string' ? [o.compareRunId] : [];
   s.compareRunIds = [...new Set(ids.filter((id): id is string => typeof id === 'string' && id.length > 0 && id.length <= 512))].slice(0, MAX_OVERLAYS);
+  if (typeof o.shownRunId === 'string' && o.shownRunId.length <= 512) s.shownRunId = o.shownRunId;
   s.planner = sanitizeForm(o.planner);
   return s;
 }

@@ -191,7 +191,17 @@ describe('runs a user can trust: a real `scalelm serve` of three runs with one n
     await page.click('vscode-radio[value=step]');
   });
 
-  it('the runs table and a stopped run for the README (screenshot)', async function () {
+  it('says where the TensorBoard files, CSV and Prometheus are, with a button that copies the TensorBoard command', async function () {
+    await page.click('vscode-tab-header[data-tab=runs]');
+    assert.equal(await page.locator('#tensorboard-command').textContent(), 'tensorboard --logdir runs/tiny-c/tensorboard');
+    await page.context().grantPermissions(['clipboard-read', 'clipboard-write']);
+    await page.click('#copy-tensorboard');
+    await page.waitForFunction(() => document.querySelector('#copy-tensorboard')?.textContent === 'Copied');
+    assert.equal(await page.evaluate(() => navigator.clipboard.readText()), 'tensorboard --logdir runs/tiny-c/tensorboard');
+    assert.match((await page.locator('#exports').textContent())!, /scalelm export-csv runs\/tiny-c/);
+  });
+
+  it('the runs table for the README (screenshot)', async function () {
     await page.click('vscode-tab-header[data-tab=runs]');
     await page.waitForTimeout(200);
     await page.screenshot({ path: join(ARTIFACTS, 'dashboard-runs.png'), fullPage: true });
@@ -248,5 +258,47 @@ describe('the VS Code page: how a run ended, and only the controls that can act'
     assert.equal(i.header.resume, '');
     assert.equal(i.header.stopDisabled, 'true');
     assert.equal(i.header.eta, 'failed');
+  });
+});
+
+describe('the memory panel: errors in bytes when small, bars scaled to the data, a compact table for many ranks', function () {
+  this.timeout(60_000);
+  let d: DashboardPage;
+  const GiB = 2 ** 30;
+  const MiB = 2 ** 20;
+  const memoryOf = (rank: number, peak: number, other: number) => ({ type: 'memory', rank, t: 1_000 + rank, step: 1, categories: { params: 20 * MiB, grads: 20 * MiB, optimizer: 40 * MiB, activations: 30 * MiB, other }, stepPeak: peak, capacity: GiB, predicted: { params: 20 * MiB, grads: 20 * MiB, optimizer: 40 * MiB, activations: 30 * MiB, other: MiB, peak: 110 * MiB }, device: `cpu:${rank}` });
+  const hello = { type: 'hello', protocol: 1, runId: 'mem', name: 'mem', startedAt: 1_000, world: 1, config: {}, t: 1_000 };
+
+  before(async function () {
+    d = await openDashboard({ width: 1200, height: 900 });
+  });
+
+  after(async function () {
+    await d?.close();
+  });
+
+  it('a 10 MiB "other" against 1 MiB predicted on a 1 GiB device reads +9.0 MiB, not +900% in red; the bar is scaled to the data', async function () {
+    await d.send(hello);
+    await d.send(memoryOf(0, 120 * MiB, 10 * MiB));
+    await d.page.click('vscode-tab-header[data-tab=memory]');
+    const row = d.page.locator('[data-rank="0"] tr[data-category=other]');
+    await row.waitFor();
+    const error = row.locator('td.error');
+    assert.equal((await error.textContent())!.trim(), '+9.0 MiB');
+    assert.equal(await error.evaluate((e) => e.classList.contains('bad')), false, 'not flagged');
+    // 120 MiB of 1 GiB: the bar's scale is the data's (×1.25), the capacity is said to be off scale.
+    assert.match((await d.page.locator('[data-rank="0"] .stack-scale .cap').textContent())!, /capacity 1(\.0)? GiB off scale/);
+    const width = await d.page.locator('[data-rank="0"] .stack .seg').evaluateAll((els) => els.reduce((a, e) => a + (parseFloat((e as HTMLElement).style.width) || 0), 0));
+    assert.ok(width > 60, `the segments fill most of the bar (${width}%), not a sliver of the capacity`);
+  });
+
+  it('sixteen ranks: one compact row per rank instead of sixteen cards', async function () {
+    await d.send({ ...hello, runId: 'mem16', world: 16 });
+    for (let r = 0; r < 16; r++) await d.send(memoryOf(r, (600 + 20 * r) * MiB, 10 * MiB));
+    const table = d.page.locator('#memory-compact');
+    await table.waitFor({ state: 'visible' });
+    assert.equal(await table.locator('tbody tr').count(), 16);
+    assert.equal(await d.page.locator('#memory-grid').isHidden(), true);
+    assert.match((await table.locator('tr[data-rank="15"]').textContent())!, /^r15cpu:15900\.00 MiB87\.9% of 1\.0 GiB/);
   });
 });

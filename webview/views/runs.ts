@@ -238,8 +238,23 @@ export class RunsView {
     const time = (t: number) => new Date(t).toLocaleTimeString('en-GB', { hour12: false });
     const checkpoints = run.checkpoints.slice(-10).reverse();
     const logs = run.logs.slice(-40).reverse();
+    // What already exists for every run, said where people look: TensorBoard event files, CSV, Prometheus.
+    const tb = `tensorboard --logdir runs/${run.runId}/tensorboard`;
+    const copy = h('vscode-button', { id: 'copy-tensorboard', secondary: true, title: 'Copy the command (run it in the folder that holds runs/)' }, 'Copy TensorBoard command');
+    copy.addEventListener('click', () => {
+      void navigator.clipboard?.writeText(tb).then(
+        () => setText(copy, 'Copied'),
+        () => setText(copy, 'Select the command to copy it'),
+      );
+    });
     fill(
       this.events,
+      h(
+        'div',
+        { class: 'exports', id: 'exports' },
+        h('p', null, 'TensorBoard scalars are written with every run: ', h('code', { id: 'tensorboard-command' }, tb), ' ', copy),
+        h('p', null, 'CSV: ', h('code', null, `scalelm export-csv runs/${run.runId} > ${run.runId}.csv`), ' · Prometheus: ', h('code', null, 'GET /metrics'), ' on the run’s server with ', h('code', null, 'Authorization: Bearer <token>')),
+      ),
       checkpoints.length ? h('ul', { class: 'checkpoints' }, ...checkpoints.map((c) => h('li', null, `${time(c.t)} · step ${c.step} · ${c.path}${c.bytes !== undefined ? ` · ${formatBytes(c.bytes)}` : ''}`))) : h('p', { class: 'muted' }, 'No checkpoints yet.'),
       h('ol', { class: 'log', 'aria-label': 'recent log lines, newest first' }, ...logs.map((l) => h('li', { class: `log-${l.level}` }, h('span', { class: 'muted' }, `${time(l.t)} ${l.level}${l.rank !== undefined ? ` r${l.rank}` : ''} `), l.message))),
     );

@@ -71,6 +71,10 @@ export const clusterSchema = obj('The cluster to plan for (not the local machine
 });
 
 export const devicesSchema = obj('The local runtime\'s devices.', {
+  engine: oneOf(['auto', 'local', 'torch'] as const, {
+    default: 'auto',
+    description: 'Which engine trains: torch (PyTorch under torchrun: CUDA GPUs with NCCL, else CPU with gloo; needs torch ≥ 2.6 in the configured Python), local (TensorFlow.js, no install), or auto (torch when the configured Python has torch ≥ 2.6 and sees CUDA GPUs, else local).',
+  }),
   backend: oneOf(['auto', 'wasm', 'cpu', 'tfjs-node-gpu', 'webgpu'] as const, { default: 'auto', description: 'TensorFlow.js backend; auto picks the fastest that loads.' }),
   count: int({ minimum: 1, description: 'Number of devices (ranks); defaults to dp·tp·pp.' }),
   memory: bytes({ default: '2GiB', description: 'Memory capacity per CPU device; allocations past it fail like a GPU out-of-memory.' }),

@@ -5,6 +5,7 @@ import { attentionCoreBytes, korthikantiLayerBytes, layerActivationBytes, layers
 import { accelerateTrainingUsage, deepspeedZero2, deepspeedZero3, megatronActivations, megatronWeightAndOptimizer, zeroPaperModelStates, type MegatronArgs } from './anchors';
 import { countParams, largestModuleParams, layerShardParams, paramsPerStage, stageParams, type ParamCounts } from './params';
 import { runtimeMemoryTerms, runtimeVocab } from './runtime-model';
+import { torchMemoryTerms, torchVocab } from './torch-model';
 import { CATEGORIES, type Category, type ConventionName, type EstimateOptions, type Layout, type MemoryBreakdown, type MemoryEstimate, type MemoryFigures, type MemoryTerm, type Overheads, type PlanInput } from './types';
 
 const GiB = 2 ** 30;
@@ -219,6 +220,19 @@ function scalelmEstimate(input: PlanInput, layout: Layout, options: EstimateOpti
   };
 }
 
+function torchEstimate(input: PlanInput, layout: Layout): MemoryEstimate {
+  const terms = torchMemoryTerms(input, layout);
+  const counts = countParams(input.model, layout.tp, layout.tp === 1 ? 1 : 128);
+  const perDevice = stageParams(counts, input.model.layers, layout.tp, 1, 0).params;
+  return {
+    convention: 'torch', totalIs: 'allocated', perDevice: fromTerms(terms), heaviestStage: 0, stages: 1,
+    host: { perRank: 0, perNode: 0 },
+    hostCovered: true,
+    params: { total: counts.total, perDevice, paddedVocab: torchVocab(input.model.vocab, layout.tp) },
+    terms, notCovered: [], notes: ['the torch engine on CPU (fp32): tensors the rank owns and what autograd saves; on GPUs the allocator\'s temporaries, cache and CUDA context come on top'],
+  };
+}
+
 function runtimeEstimate(input: PlanInput, layout: Layout): MemoryEstimate {
   const terms = runtimeMemoryTerms(input, layout);
   const counts = countParams(input.model, layout.tp, layout.tp === 1 ? 1 : 128);
@@ -232,7 +246,7 @@ function runtimeEstimate(input: PlanInput, layout: Layout): MemoryEstimate {
   };
 }
 
-function anchorEstimate(convention: Exclude<ConventionName, 'scalelm' | 'runtime'>, input: PlanInput, layout: Layout, options: EstimateOptions): MemoryEstimate {
+function anchorEstimate(convention: Exclude<ConventionName, 'scalelm' | 'runtime' | 'torch'>, input: PlanInput, layout: Layout, options: EstimateOptions): MemoryEstimate {
   const model = input.model;
   const counts = countParams(model, layout.tp);
   const psi = counts.total;
@@ -351,6 +365,7 @@ export function estimateMemory(input: PlanInput, layout: Layout, options: Estima
   const convention = options.convention ?? 'scalelm';
   if (convention === 'scalelm') return scalelmEstimate(input, layout, options);
   if (convention === 'runtime') return runtimeEstimate(input, layout);
+  if (convention === 'torch') return torchEstimate(input, layout);
   return anchorEstimate(convention, input, layout, options);
 }
 

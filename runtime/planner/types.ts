@@ -72,7 +72,7 @@ export interface Layout {
   offloadParams: boolean;
 }
 
-export const CONVENTIONS = ['scalelm', 'runtime', 'zero-paper', 'deepspeed', 'megatron', 'korthikanti', 'accelerate'] as const;
+export const CONVENTIONS = ['scalelm', 'runtime', 'torch', 'zero-paper', 'deepspeed', 'megatron', 'korthikanti', 'accelerate'] as const;
 export type ConventionName = (typeof CONVENTIONS)[number];
 
 export const CATEGORIES = ['params', 'grads', 'optimizer', 'activations', 'buffers', 'overhead'] as const;

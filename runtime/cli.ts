@@ -28,7 +28,8 @@ async function main(argv: string[]): Promise<number> {
     console.log(process.env.SCALELM_VERSION ?? '0.1.0');
     return 0;
   }
-  const entry = COMMANDS[name];
+  // Own keys only: "constructor", "toString", "__proto__" are Object.prototype's, not commands.
+  const entry = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
   if (!entry) {
     console.error(`scalelm: unknown command "${name}"\n\n${usage()}`);
     return 2;

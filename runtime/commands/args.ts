@@ -74,11 +74,14 @@ export function parseArgs(argv: string[], spec: FlagSpec): ParsedArgs | 'help' {
   return { positional, values, repeated, switches };
 }
 
-/** A flag's value as a whole number in range, or a CliError naming the flag. */
-export function intFlag(args: ParsedArgs, name: string, min = 1): number | undefined {
+/** Flags' bounds (the config's own, docs/config.md); any other whole-number flag: at most 1e9. */
+const INT_FLAG_MAX: Record<string, number> = { gpus: 1_000_000, 'gpus-per-node': 1024, nodes: 1_000_000, tp: 65_536, pp: 10_000, vpp: 10_000, dp: 1_000_000, 'micro-batch': 1_000_000, 'seq-len': 16_777_216, threads: 256 };
+
+/** A flag's value as a whole number in range, or a CliError naming the flag and the range. */
+export function intFlag(args: ParsedArgs, name: string, min = 1, max = Object.hasOwn(INT_FLAG_MAX, name) ? INT_FLAG_MAX[name]! : 1_000_000_000): number | undefined {
   const raw = args.values.get(name);
   if (raw === undefined) return undefined;
   const n = Number(raw);
-  if (!Number.isInteger(n) || n < min) throw new CliError(`--${name} must be a whole number ≥ ${min}, got "${raw}"`);
+  if (!Number.isInteger(n) || n < min || n > max) throw new CliError(`--${name} must be a whole number from ${min} to ${max}, got "${raw.slice(0, 40)}"`);
   return n;
 }

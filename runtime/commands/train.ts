@@ -91,7 +91,9 @@ export const train: Command = async (argv) => {
   let trainer: TrainerType | ParallelTrainerType;
   try {
     if (!resumeDir) runDir = RunDir.create(args.values.get('run-dir') ?? defaultRunDir(baseDir, config));
-    runDir!.writeConfig(config, { ...(file ? { file } : {}), baseDir, raw });
+    // A resume writes its (possibly --set/--steps changed) config only once the trainer has accepted the
+    // checkpoint: a refused resume leaves config.source.json as it was, so the plain --resume still works.
+    if (!resumeDir) runDir!.writeConfig(config, { ...(file ? { file } : {}), baseDir, raw });
     const setup = {
       config,
       baseDir,
@@ -111,6 +113,7 @@ export const train: Command = async (argv) => {
       if (resumeDir) (await import('../parallel/checkpoint')).consolidateLatestIfSharded(runDir!.checkpoints, (line) => console.log(line));
       trainer = await Trainer.create(setup);
     }
+    if (resumeDir) runDir!.writeConfig(config, { ...(file ? { file } : {}), baseDir, raw });
   } catch (e) {
     throw asCliError(e);
   }

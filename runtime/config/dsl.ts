@@ -178,7 +178,10 @@ export function checkShape(node: AnyNode, value: unknown, path: string, issues: 
         const child = path ? `${path}.${key}` : key;
         // Own keys only: `key in props` would accept "constructor", "toString", "__proto__".
         if (!Object.hasOwn(props, key)) {
-          if (key === '$schema' && !path) continue;
+          if (key === '$schema' && !path) {
+            if (typeof record[key] !== 'string') issues.push({ path: key, message: `$schema must be a string (the schema's URL or path), got ${describe(record[key])}` });
+            continue;
+          }
           const hint = closest(key, Object.keys(props));
           issues.push({ path: child, message: `unknown key "${child}"${hint ? `; did you mean "${path ? `${path}.` : ''}${hint}"?` : `; allowed keys: ${Object.keys(props).join(', ')}`}` });
           continue;

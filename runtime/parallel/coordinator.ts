@@ -17,6 +17,7 @@ import { planTarget } from '../planner/target';
 import type { Message, StepMessage } from '../../common/protocol';
 import type { RankProcess } from '../telemetry/gpu-sampler';
 import { CHECKPOINT_FORMAT, CHECKPOINT_VERSION, latestCheckpoint, loadHfFolder, readModelTensors } from '../train/checkpoint';
+import { noCheckpointMessage } from '../train/run-dir';
 import { loadTokens } from '../train/data';
 import { optimizerHyper } from '../train/optimizer';
 import type { RunResult, TrainerSetup } from '../train/trainer';
@@ -114,7 +115,7 @@ export class ParallelTrainer extends RunEvents {
     if (setup.resume) {
       if (!setup.runDir) throw new ParallelError('resume needs a run directory');
       const folder = latestCheckpoint(setup.runDir.checkpoints);
-      if (!folder) throw new ParallelError(`${setup.runDir.checkpoints} holds no complete checkpoint to resume from; start the run again without --resume`);
+      if (!folder) throw new ParallelError(noCheckpointMessage(setup.runDir.checkpoints));
       const state = readState(folder);
       const diffs = (['layers', 'hidden', 'heads', 'vocab', 'positions', 'ffnHidden'] as const).filter((k) => state.model[k] !== shape[k]);
       if (diffs.length) throw new ParallelError(`${folder} was trained with a different model (${diffs.join(', ')} differ); resume with the run's own config`);
@@ -131,6 +132,7 @@ export class ParallelTrainer extends RunEvents {
       startStep = state.step;
       lastLoss = state.lastLoss;
       truncate = state.metricsBytes;
+      setup.runDir.checkTruncation(truncate); // before any rank starts or anything is written
       resumedFrom = folder;
     } else if (setup.initFrom) {
       // Check the folder here (names, shapes) so a bad one fails before the ranks start.

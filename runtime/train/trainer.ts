@@ -16,7 +16,7 @@ import { BatchSampler, byteTokenizer, loadTokens, type TokenStream } from './dat
 import { CHECKPOINT_FORMAT, CHECKPOINT_VERSION, CheckpointError, latestCheckpoint, loadCheckpoint, loadHfFolder, readModelTensors, saveCheckpoint, type SaveHooks } from './checkpoint';
 import { GradAccumulator, Optimizer, optimizerHyper } from './optimizer';
 import { learningRate } from './schedule';
-import type { RunDir } from './run-dir';
+import { noCheckpointMessage, type RunDir } from './run-dir';
 import { RunEvents } from './run-events';
 import { existsSync } from 'node:fs';
 import { join, relative } from 'node:path';
@@ -137,7 +137,7 @@ export class Trainer extends RunEvents {
     if (setup.resume) {
       if (!setup.runDir) throw new TrainError('resume needs a run directory');
       const folder = latestCheckpoint(setup.runDir.checkpoints);
-      if (!folder) throw new CheckpointError(`${setup.runDir.checkpoints} holds no complete checkpoint to resume from; start the run again without --resume`);
+      if (!folder) throw new CheckpointError(noCheckpointMessage(setup.runDir.checkpoints));
       const ck = loadCheckpoint(folder, specs, { shape: this.model.shape, optimizer: this.optimizer.hyper.kind });
       for (const [name, v] of ck.params) this.params.setValues(name, v);
       for (const [name, vs] of ck.optimizer) this.optimizer.setState(name, vs.map((v) => tf.tensor(v, this.params.spec(name).shape)));

@@ -370,7 +370,8 @@ function object<T>(shape: Shape<T>): Check<T> {
   const keys = Object.keys(shape) as (keyof T & string)[];
   return (v, path) => {
     if (!isPlainObject(v)) throw new Invalid(path, `must be an object, got ${describe(v)}`);
-    for (const k of Object.keys(v)) if (!(k in shape)) throw new Invalid(join(path, k), 'is not a field of this message');
+    // Own keys only: `k in shape` would accept "constructor", "toString", "__proto__" (Object.prototype's).
+    for (const k of Object.keys(v)) if (!Object.hasOwn(shape, k)) throw new Invalid(join(path, k), 'is not a field of this message');
     const out: Record<string, unknown> = {};
     for (const k of keys) {
       const spec = shape[k] as Check<unknown> | Optional<unknown>;
@@ -435,7 +436,7 @@ const NON_FINITE: Record<string, number> = { NaN: NaN, Infinity: Infinity, '-Inf
 /** A measured float that may have gone non-finite (a diverged loss): a number or its string spelling. */
 const metric: Check<number> = (v, path) => {
   if (typeof v === 'number') return v;
-  if (typeof v === 'string' && v in NON_FINITE) return NON_FINITE[v]!;
+  if (typeof v === 'string' && Object.hasOwn(NON_FINITE, v)) return NON_FINITE[v]!;
   throw new Invalid(path, `must be a number (or "NaN", "Infinity", "-Infinity"), got ${describe(v)}`);
 };
 

@@ -13,8 +13,9 @@ export function formatRate(tokensPerSec: number): string {
 
 /** The lens title for a document, or a reason the estimate cannot be shown. */
 export function planLensTitle(doc: vscode.TextDocument): string {
-  const { parsed, fit } = analyseConfig(doc);
+  const { parsed, fit, skipped } = analyseConfig(doc);
   if (!parsed.ok) return `ScaleLM: ${parsed.errors.length} problem${parsed.errors.length === 1 ? '' : 's'} in this config`;
+  if (skipped) return `ScaleLM: no estimate — ${skipped}`;
   if (!fit || !fit.result.ok) return `ScaleLM: cannot estimate this layout${fit && !fit.result.ok ? ` — ${fit.result.issues[0]!.message}` : ''}`;
   const { result, target } = fit;
   const f = result.memory.figures;

@@ -6,6 +6,7 @@
 // never leave ranks behind: when one rank fails, the world is aborted (peers blocked in a collective fail
 // at once, naming it), survivors get `graceMs` to report, then whatever is left is terminated/killed.
 
+import { randomBytes } from 'node:crypto';
 import { fork, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { availableParallelism } from 'node:os';
@@ -13,6 +14,7 @@ import { join, resolve } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { CommOptions } from './comm';
 import type { SocketOptions } from './socket-backend';
+import { COMM_SECRET_ENV } from './socket-proto';
 import { abortShmWorld, createShmWorld, LAUNCHER_ORIGIN, type ShmWorldOptions } from './shm-world';
 import { CommAbortedError, reviveError, type SerializedError } from './types';
 
@@ -200,6 +202,8 @@ export async function launchProcessWorld<R = unknown>(size: number, entry: strin
 export async function startProcessWorld<R = unknown>(size: number, entry: string, options: ProcessWorldOptions = {}): Promise<RunningWorld<R>> {
   if (!Number.isInteger(size) || size < 1) throw new RangeError(`world size must be a positive whole number, got ${size}`);
   const port = await freePort();
+  // One membership secret per world (socket-io.ts): only processes started here can join it.
+  const secret = options.env?.[COMM_SECRET_ENV] ?? randomBytes(32).toString('hex');
   const children: ChildProcess[] = [];
   const tracker = new WorldTracker<R>(
     size,
@@ -224,6 +228,7 @@ export async function startProcessWorld<R = unknown>(size: number, entry: string
         RANK: String(rank),
         LOCAL_RANK: String(rank),
         LOCAL_WORLD_SIZE: String(size),
+        [COMM_SECRET_ENV]: secret,
       };
       if (options.timeoutMs !== undefined) env.SCALELM_COMM_TIMEOUT_MS = String(options.timeoutMs);
       if (options.socket) env.SCALELM_COMM_SOCKET = options.socket;

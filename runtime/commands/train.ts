@@ -111,7 +111,9 @@ export const train: Command = async (argv) => {
       runDir = RunDir.create(path);
       if (fresh) madeDir = runDir.path;
     }
-    runDir!.writeConfig(config, { ...(file ? { file } : {}), baseDir, raw });
+    // A resume writes its (possibly --set/--steps changed) config only once the trainer has accepted the
+    // checkpoint: a refused resume leaves config.source.json as it was, so the plain --resume still works.
+    if (!resumeDir) runDir!.writeConfig(config, { ...(file ? { file } : {}), baseDir, raw });
     const setup = {
       config,
       baseDir,
@@ -133,6 +135,7 @@ export const train: Command = async (argv) => {
       const { createLocalRun } = await import('../parallel/local-engine');
       trainer = await createLocalRun(setup);
     }
+    if (resumeDir) runDir!.writeConfig(config, { ...(file ? { file } : {}), baseDir, raw });
   } catch (e) {
     if (madeDir) runDir!.close();
     removeMadeDir();

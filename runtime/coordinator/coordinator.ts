@@ -22,6 +22,7 @@ import { CHECKPOINT_FORMAT, CHECKPOINT_VERSION, latestCheckpoint, loadHfFolder, 
 import { loadTokens } from '../train/data';
 import { optimizerHyper } from '../train/optimizer';
 import type { RunDir } from '../train/run-dir';
+import { noCheckpointMessage } from '../train/run-dir';
 import { RunEvents } from '../train/run-events';
 import { ChannelServer, type RankReport } from '../parallel/channel';
 import { checkpointFolder, commitCheckpoint, consolidate, hasFullFiles, isSharded, readState, tmpCheckpointTemplate, type ShardedState } from '../parallel/checkpoint';
@@ -132,7 +133,7 @@ export class Coordinator extends RunEvents {
     if (setup.resume) {
       if (!setup.runDir) throw new ParallelError('resume needs a run directory');
       const folder = latestCheckpoint(setup.runDir.checkpoints);
-      if (!folder) throw new ParallelError(`${setup.runDir.checkpoints} holds no complete checkpoint to resume from; start the run again without --resume`);
+      if (!folder) throw new ParallelError(noCheckpointMessage(setup.runDir.checkpoints));
       const state = readState(folder);
       const diffs = (['layers', 'hidden', 'heads', 'vocab', 'positions', 'ffnHidden'] as const).filter((k) => state.model[k] !== shape[k]);
       if (diffs.length) throw new ParallelError(`${folder} was trained with a different model (${diffs.join(', ')} differ); resume with the run's own config`);
@@ -149,6 +150,7 @@ export class Coordinator extends RunEvents {
       startStep = state.step;
       lastLoss = state.lastLoss;
       truncate = state.metricsBytes;
+      setup.runDir.checkTruncation(truncate); // before any rank starts or anything is written
       resumedFrom = folder;
     } else if (setup.initFrom) {
       // Check the folder here (names, shapes) so a bad one fails before the ranks start.

@@ -11,7 +11,7 @@
 import { existsSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Gpt, type GptShape } from '../model/gpt';
-import { CHECKPOINT_FORMAT, CheckpointError, commitCheckpointFolder, fsyncDir, hfConfig, latestCheckpoint, readModelTensors, saveCheckpoint, stepFolder, writeFileSynced, writeModelFiles, type CheckpointState } from '../train/checkpoint';
+import { CHECKPOINT_FORMAT, CheckpointError, commitCheckpointFolder, fsyncDir, hfConfig, latestCheckpoint, readCheckpointState, readModelTensors, saveCheckpoint, stepFolder, writeFileSynced, writeModelFiles, type CheckpointState } from '../train/checkpoint';
 import { stateSlots } from '../train/optimizer';
 import { writeSafetensors, type TensorToWrite } from '../train/safetensors';
 import { consolidateShards, type ShardLayout } from './shard-files';
@@ -24,15 +24,9 @@ export function isSharded(state: CheckpointState): state is ShardedState {
   return typeof (state as Partial<ShardedState>).layout === 'object';
 }
 
+/** A folder's state.json, bounded and checked field by field (train/checkpoint.ts checkState). */
 export function readState(folder: string): CheckpointState {
-  const file = join(folder, 'state.json');
-  try {
-    const s = JSON.parse(readFileSync(file, 'utf8')) as CheckpointState;
-    if (s.format !== CHECKPOINT_FORMAT) throw new Error(`format is ${JSON.stringify(s.format)}`);
-    return s;
-  } catch (e) {
-    throw new CheckpointError(`${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'missing: not a complete ScaleLM checkpoint' : (e as Error).message}`);
-  }
+  return readCheckpointState(folder);
 }
 
 /** Whether the folder holds the single-device files (model.safetensors + optimizer.safetensors). */

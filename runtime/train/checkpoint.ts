@@ -4,7 +4,9 @@
 // into a temporary folder, fsynced, and renamed into place, then latest.json is replaced the same way: a
 // crash at any moment leaves the previous checkpoint whole and latest.json pointing at a whole one.
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, relative, isAbsolute } from 'node:path';
+import { lstatSync, realpathSync } from 'node:fs';
+import { FileReadError, READ_LIMITS, readTextBounded } from '../files';
 import type { GptShape } from '../model/gpt';
 import type { ParamSpec } from '../model/params';
 import { readSafetensors, SafetensorsError, toFloat32, writeSafetensors, type StoredTensor, type TensorToWrite } from './safetensors';
@@ -141,32 +143,92 @@ export function commitCheckpointFolder(checkpointsDir: string, tmp: string, step
   return final;
 }
 
+/**
+ * Whether `name` is a complete step folder of this checkpoints directory: a plain "step-N" name (no "..",
+ * no separator, not absolute), a real directory rather than a symlink, resolving inside the directory,
+ * holding state.json.
+ */
+function isOwnStepFolder(checkpointsDir: string, name: unknown): name is string {
+  if (typeof name !== 'string' || !/^step-\d{1,12}$/.test(name)) return false;
+  const folder = join(checkpointsDir, name);
+  try {
+    if (!lstatSync(folder).isDirectory()) return false; // a symlink (or a file) is not ours
+    const inside = relative(realpathSync(checkpointsDir), realpathSync(folder));
+    return inside === name && !isAbsolute(inside) && existsSync(join(folder, 'state.json'));
+  } catch {
+    return false;
+  }
+}
+
 /** The newest complete checkpoint folder, or undefined when there is none. */
 export function latestCheckpoint(checkpointsDir: string): string | undefined {
   if (!existsSync(checkpointsDir)) return undefined;
   try {
-    const latest = JSON.parse(readFileSync(join(checkpointsDir, 'latest.json'), 'utf8')) as { folder?: string };
-    if (latest.folder && existsSync(join(checkpointsDir, latest.folder, 'state.json'))) return join(checkpointsDir, latest.folder);
+    // latest.json may only name a folder of this run: one pointing elsewhere ("../../other/run/…", an
+    // absolute path, a symlink) is ignored, and the newest complete folder here is used instead.
+    const latest = JSON.parse(readTextBounded(join(checkpointsDir, 'latest.json'), 64 * 1024)) as { folder?: unknown };
+    if (isOwnStepFolder(checkpointsDir, latest?.folder)) return join(checkpointsDir, latest.folder);
   } catch {
     // no or unreadable latest.json: fall back to scanning
   }
   const complete = readdirSync(checkpointsDir)
-    .filter((f) => /^step-\d+$/.test(f) && existsSync(join(checkpointsDir, f, 'state.json')))
-    .sort();
+    .filter((f) => isOwnStepFolder(checkpointsDir, f))
+    .sort((a, b) => Number(a.slice(5)) - Number(b.slice(5)));
   return complete.length ? join(checkpointsDir, complete[complete.length - 1]!) : undefined;
+}
+
+/** Largest step count anywhere (train.steps' bound). */
+export const MAX_STEPS = 1_000_000_000;
+
+/**
+ * state.json's fields, checked before anything is done with them (a lying state.json must not truncate
+ * metrics.jsonl or restart the optimizer's bias correction). Throws CheckpointError naming the file.
+ */
+export function checkState(raw: unknown, statePath: string): CheckpointState {
+  const bad = (what: string): never => {
+    throw new CheckpointError(`${statePath}: ${what}; the checkpoint is damaged (resume from an earlier one by removing this folder)`);
+  };
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) bad('not a JSON object');
+  const s = raw as Record<string, unknown>;
+  if (s.format !== CHECKPOINT_FORMAT) throw new CheckpointError(`${statePath}: format is ${JSON.stringify(s.format)}, not "${CHECKPOINT_FORMAT}"`);
+  const whole = (v: unknown, name: string, min: number, max: number): number => {
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) bad(`${name} must be a whole number from ${min} to ${max}, got ${JSON.stringify(v)}`);
+    return v as number;
+  };
+  const step = whole(s.step, 'step', 0, MAX_STEPS);
+  whole(s.metricsBytes, 'metricsBytes', 0, Number.MAX_SAFE_INTEGER); // 0: saved without a run directory; truncation checks it against the file
+  if (typeof s.tokens !== 'number' || !Number.isFinite(s.tokens) || s.tokens < 0) bad(`tokens must be a finite number ≥ 0, got ${JSON.stringify(s.tokens)}`);
+  const opt = s.optimizer as Record<string, unknown> | null;
+  if (typeof opt !== 'object' || opt === null) bad('optimizer is missing');
+  whole(opt!.steps, 'optimizer.steps', 0, step);
+  if (typeof opt!.kind !== 'string') bad('optimizer.kind is missing');
+  const data = s.data as Record<string, unknown> | null;
+  if (typeof data !== 'object' || data === null) bad('data is missing');
+  whole(data!.nextStep, 'data.nextStep', 0, MAX_STEPS + 1);
+  const model = s.model as Record<string, unknown> | null;
+  if (typeof model !== 'object' || model === null) bad('model is missing');
+  for (const k of ['layers', 'hidden', 'heads', 'vocab', 'positions', 'ffnHidden'] as const) whole(model![k], `model.${k}`, 1, 2 ** 31 - 1);
+  if (s.lastLoss !== undefined && typeof s.lastLoss !== 'number') bad(`lastLoss must be a number, got ${JSON.stringify(s.lastLoss)}`);
+  return s as unknown as CheckpointState;
+}
+
+/** Reads and checks a folder's state.json (bounded; see checkState). */
+export function readCheckpointState(folder: string): CheckpointState {
+  const statePath = join(folder, 'state.json');
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readTextBounded(statePath, READ_LIMITS.state));
+  } catch (e) {
+    if (e instanceof FileReadError) throw new CheckpointError(e.code === 'ENOENT' ? `${statePath}: missing: this folder is not a complete ScaleLM checkpoint` : e.message);
+    throw new CheckpointError(`${statePath}: not valid JSON (${(e as Error).message})`);
+  }
+  return checkState(raw, statePath);
 }
 
 /** Reads and checks a checkpoint folder against the model about to use it. */
 export function loadCheckpoint(folder: string, specs: readonly ParamSpec[], expect: { shape: GptShape; optimizer: OptimizerHyper['kind'] }): CheckpointData {
   const statePath = join(folder, 'state.json');
-  let state: CheckpointState;
-  try {
-    state = JSON.parse(readFileSync(statePath, 'utf8')) as CheckpointState;
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new CheckpointError(`${statePath}: ${code === 'ENOENT' ? 'missing: this folder is not a complete ScaleLM checkpoint' : `not valid JSON (${(e as Error).message})`}`);
-  }
-  if (state.format !== CHECKPOINT_FORMAT) throw new CheckpointError(`${statePath}: format is ${JSON.stringify(state.format)}, not "${CHECKPOINT_FORMAT}"`);
+  const state = readCheckpointState(folder);
   if (state.version !== CHECKPOINT_VERSION) throw new CheckpointError(`${statePath}: checkpoint version ${state.version}; this ScaleLM reads version ${CHECKPOINT_VERSION}`);
   const diffs = shapeDiffs(state.model, expect.shape);
   if (diffs.length) throw new CheckpointError(`${folder} was trained with a different model: ${diffs.join(', ')}. Resume with the run's own config (or set these with --set).`);
@@ -223,11 +285,12 @@ export function loadHfFolder(dir: string, specs: readonly ParamSpec[], shape: Gp
   const configPath = join(dir, 'config.json');
   let cfg: Record<string, unknown>;
   try {
-    cfg = JSON.parse(readFileSync(configPath, 'utf8')) as Record<string, unknown>;
+    cfg = JSON.parse(readTextBounded(configPath, READ_LIMITS.config)) as Record<string, unknown>;
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new CheckpointError(`${configPath}: ${code === 'ENOENT' ? 'missing; a HuggingFace GPT-2 folder has config.json and model.safetensors' : `not valid JSON (${(e as Error).message})`}`);
+    if (e instanceof FileReadError) throw new CheckpointError(e.code === 'ENOENT' ? `${configPath}: missing; a HuggingFace GPT-2 folder has config.json and model.safetensors` : e.message);
+    throw new CheckpointError(`${configPath}: not valid JSON (${(e as Error).message})`);
   }
+  if (typeof cfg !== 'object' || cfg === null || Array.isArray(cfg)) throw new CheckpointError(`${configPath}: not a JSON object`);
   if (cfg.model_type !== undefined && cfg.model_type !== 'gpt2') throw new CheckpointError(`${configPath}: model_type is "${String(cfg.model_type)}"; only GPT-2 checkpoints load here`);
   const act = cfg.activation_function ?? 'gelu_new';
   if (act !== 'gelu_new' && act !== 'gelu_pytorch_tanh') throw new CheckpointError(`${configPath}: activation_function "${String(act)}" is not GPT-2's tanh GELU (gelu_new)`);

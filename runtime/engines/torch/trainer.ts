@@ -20,6 +20,7 @@ import { planTarget } from '../../planner/target';
 import type { RankProcess } from '../../telemetry/gpu-sampler';
 import { CHECKPOINT_FORMAT, CHECKPOINT_VERSION, commitCheckpointFolder, fsyncDir, hfConfig, latestCheckpoint, removeTemporaries, writeFileSynced } from '../../train/checkpoint';
 import { optimizerHyper } from '../../train/optimizer';
+import { noCheckpointMessage } from '../../train/run-dir';
 import { RunEvents } from '../../train/run-events';
 import { formatStep, type RunResult, type RunSetup } from '../../coordinator/coordinator';
 import type { EngineChoice } from './choose';
@@ -95,13 +96,14 @@ export class TorchTrainer extends RunEvents {
     if (setup.resume) {
       if (!setup.runDir) throw new ParallelError('resume needs a run directory');
       const folder = latestCheckpoint(setup.runDir.checkpoints);
-      if (!folder) throw new ParallelError(`${setup.runDir.checkpoints} holds no complete checkpoint to resume from; start the run again without --resume`);
+      if (!folder) throw new ParallelError(noCheckpointMessage(setup.runDir.checkpoints));
       const state = readState(folder);
       start = { kind: 'resume', folder };
       resumedFrom = folder;
       startStep = state.step;
       lastLoss = state.lastLoss;
       truncate = state.metricsBytes;
+      setup.runDir.checkTruncation(truncate); // before any rank starts or anything is written
     } else if (setup.initFrom) start = { kind: 'init', folder: setup.initFrom };
     const t = new TorchTrainer(setup, start, resumedFrom);
     t.step = startStep;

@@ -97,7 +97,7 @@ describe('scalelm estimate / plan / export (the built CLI, as a child process)',
     });
 
     it('says which flag is wrong', () => {
-      assert.match(scalelm('estimate', LLAMA70, '--convention', 'nope').err, /--convention must be one of scalelm, runtime, zero-paper/);
+      assert.match(scalelm('estimate', LLAMA70, '--convention', 'nope').err, /--convention must be one of scalelm, runtime, torch, zero-paper/);
       assert.match(scalelm('estimate', LLAMA70, '--recompute', 'some').err, /--recompute must be one of none, selective, full/);
       assert.match(scalelm('estimate', HF8B, '--gpus', '12').err, /--gpus 12 is not a whole number of nodes of 8 GPUs/);
       assert.equal(scalelm('estimate', LLAMA70, '--tpp', '2').code, 2);

@@ -3,14 +3,28 @@
 import * as vscode from 'vscode';
 import { parseConfig, type ParseResult } from '../runtime/config/parse';
 import { checkFit, type FitCheck } from '../runtime/planner/target';
+import { resolveLayout } from '../runtime/parallel/layout';
+import type { RunConfig } from '../runtime/config/types';
 import { parseJsonc } from './json-paths';
 
 export interface ConfigAnalysis {
   parsed: ParseResult;
   /** Present when the config is valid and the planner ran (trusted workspace, within the time budget). */
   fit?: FitCheck;
+  /** Why the local runtime cannot train this config on this machine (it can still be planned and exported). */
+  localProblem?: string;
   /** Why the planner did not run on a valid config, for the CodeLens to say. */
   skipped?: string;
+}
+
+/** The local runtime's own refusal (pipelines, sequence parallelism, offload, …), asked before anything is spawned. */
+function localProblem(config: RunConfig): string | undefined {
+  try {
+    resolveLayout(config);
+    return undefined;
+  } catch (e) {
+    return (e as Error).message;
+  }
 }
 
 /**
@@ -46,7 +60,8 @@ export function analyseConfig(doc: vscode.TextDocument): ConfigAnalysis {
     else if (slow.has(key)) analysis = { parsed, skipped: `the estimate took ${slow.get(key)} ms last time; run Suggest Layouts for it` };
     else {
       const started = Date.now();
-      analysis = { parsed, fit: checkFit(parsed.config) };
+      const problem = localProblem(parsed.config);
+      analysis = { parsed, fit: checkFit(parsed.config), ...(problem ? { localProblem: problem } : {}) };
       const took = Date.now() - started;
       if (took > PLAN_BUDGET_MS) slow.set(key, took);
     }

@@ -27,7 +27,10 @@ export class DashboardPanel implements vscode.Disposable {
       DashboardPanel.current.panel.reveal(undefined, true);
       return DashboardPanel.current;
     }
-    const panel = vscode.window.createWebviewPanel(DASHBOARD_VIEW_TYPE, 'ScaleLM Dashboard', { viewColumn: vscode.ViewColumn.Beside, preserveFocus: true }, DashboardPanel.options(context));
+    // Where there is room: its own editor group beside the open editor; the whole editor area when nothing
+    // is open.
+    const editorOpen = vscode.window.visibleTextEditors.length > 0;
+    const panel = vscode.window.createWebviewPanel(DASHBOARD_VIEW_TYPE, 'ScaleLM Dashboard', { viewColumn: editorOpen ? vscode.ViewColumn.Beside : vscode.ViewColumn.Active, preserveFocus: editorOpen }, DashboardPanel.options(context));
     DashboardPanel.current = new DashboardPanel(panel, context, log);
     return DashboardPanel.current;
   }

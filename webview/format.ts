@@ -65,7 +65,13 @@ export function formatPercent(fraction: number, digits?: number): string {
 }
 
 /** Relative error of a prediction: "+8.2%" (measured above predicted) / "−3.0%". */
-export function formatError(measured: number, predicted: number): string {
+/**
+ * Measured against predicted. A difference smaller than `smallBytes` (a share of the device) is shown in
+ * bytes: +950% of a 1 MiB prediction is 9.5 MiB, noise on a 1 GiB device, and reads as such.
+ */
+export function formatError(measured: number, predicted: number, smallBytes = 0): string {
+  const diff = measured - predicted;
+  if (Math.abs(diff) < smallBytes || (!(predicted > 0) && measured > 0 && measured < smallBytes)) return diff === 0 ? '±0 B' : `${diff > 0 ? '+' : '−'}${formatBytes(Math.abs(diff), 1)}`;
   if (!(predicted > 0)) return measured > 0 ? 'not predicted' : '—';
   const e = (measured - predicted) / predicted;
   const s = `${Math.abs(e * 100).toFixed(Math.abs(e) < 0.1 ? 1 : 0)}%`;

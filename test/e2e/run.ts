@@ -54,6 +54,8 @@ export interface E2ESuite {
 export const SUITES: E2ESuite[] = [
   { name: 'extension', testsDir: join(ROOT, 'out/test/e2e/suite'), workspace: join(ROOT, 'test/fixtures/e2e-workspace'), trust: 'off' },
   { name: 'untrusted', testsDir: join(ROOT, 'out/test/e2e/untrusted'), workspace: join(ROOT, 'test/fixtures/e2e-workspace'), trust: 'untrusted' },
+  // The examples folder copied to a temp dir: what a new user gets when copying the examples anywhere.
+  { name: 'lifecycle', testsDir: join(ROOT, 'out/test/e2e/lifecycle'), workspace: join(ROOT, 'examples'), trust: 'off', timeoutMs: 480_000 },
   { name: 'vsix', testsDir: join(ROOT, 'out/test/e2e/vsix'), workspace: join(ROOT, 'test/fixtures/e2e-workspace'), trust: 'off', vsix: join(ROOT, 'scalelm.vsix') },
 ];
 

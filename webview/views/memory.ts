@@ -20,6 +20,9 @@ interface Card {
   usage: HTMLElement;
   segments: Map<DisplayCategory, HTMLElement>;
   peakLine: HTMLElement;
+  /** The device capacity on the bar's scale (hidden when off scale). */
+  capLine: HTMLElement;
+  scaleEnd: HTMLElement;
   stack: HTMLElement;
   rows: Map<DisplayCategory, { row: HTMLElement; measured: HTMLElement; bar: HTMLElement; marker: HTMLElement; predicted: HTMLElement; error: HTMLElement }>;
   sparkCanvas: HTMLCanvasElement;
@@ -33,12 +36,17 @@ interface Card {
   gpuKey: string;
 }
 
+/** From this many ranks on, the panel is one compact table instead of a card per rank. */
+export const COMPACT_FROM = 16;
+
 export class MemoryView {
   readonly root: HTMLElement;
   private readonly grid: HTMLElement;
   private readonly empty: HTMLElement;
   private readonly note: HTMLElement;
   private cards = new Map<number, Card>();
+  /** One row per rank once there are COMPACT_FROM ranks or more (cards for 64 ranks are a long scroll). */
+  private readonly compact: HTMLElement;
   private lastKey = '';
   private shownRunId: string | null = null;
   /** CSS size of each sparkline canvas, kept by the observer. */
@@ -56,7 +64,8 @@ export class MemoryView {
     this.empty = h('p', { class: 'muted empty' }, 'No memory readings yet: the runtime sends one per rank per step.');
     this.note = h('p', { class: 'muted note' });
     this.grid = h('div', { class: 'mem-grid', id: 'memory-grid' });
-    this.root = h('div', { class: 'memory-view' }, this.empty, this.grid, this.note);
+    this.compact = h('table', { class: 'mem-compact', id: 'memory-compact', hidden: true });
+    this.root = h('div', { class: 'memory-view' }, this.empty, this.compact, this.grid, this.note);
   }
 
   applyTheme(theme: ChartTheme): void {
@@ -81,6 +90,14 @@ export class MemoryView {
     }
     const ranks = run ? [...run.memory.keys()].sort((a, b) => a - b) : [];
     this.empty.hidden = ranks.length > 0;
+    const compact = ranks.length >= COMPACT_FROM;
+    this.compact.hidden = !compact;
+    this.grid.hidden = compact;
+    if (compact) {
+      this.renderCompact(run!, ranks);
+      setText(this.note, 'One row per rank: the step peak, of the device, and the planner’s predicted peak. Fewer than 16 ranks get a card each.');
+      return true;
+    }
     for (const rank of ranks) {
       let card = this.cards.get(rank);
       if (!card) {
@@ -97,13 +114,14 @@ export class MemoryView {
   private makeCard(rank: number): Card {
     const segments = new Map<DisplayCategory, HTMLElement>();
     const peakLine = h('div', { class: 'peak-line', title: 'step peak' });
+    const capLine = h('div', { class: 'cap-line', title: 'device capacity' });
     const stack = h('div', { class: 'stack', role: 'img' });
     DISPLAY_CATEGORIES.forEach((cat, i) => {
       const seg = h('div', { class: `seg cat-${i}`, 'data-category': cat });
       segments.set(cat, seg);
       stack.append(seg);
     });
-    stack.append(peakLine);
+    stack.append(peakLine, capLine);
     const rows = new Map<DisplayCategory, { row: HTMLElement; measured: HTMLElement; bar: HTMLElement; marker: HTMLElement; predicted: HTMLElement; error: HTMLElement }>();
     const tbody = h('tbody');
     DISPLAY_CATEGORIES.forEach((cat, i) => {
@@ -118,6 +136,7 @@ export class MemoryView {
     });
     const table = h('table', { class: 'cats' }, h('thead', null, h('tr', null, h('th', { scope: 'col' }, 'category'), h('th', { scope: 'col', class: 'num' }, 'measured'), h('th', { scope: 'col' }, h('span', { class: 'visually-hidden' }, 'bar')), h('th', { scope: 'col', class: 'num' }, 'predicted'), h('th', { scope: 'col', class: 'num' }, 'error'))), tbody);
     const title = h('h3', null, `Rank ${rank}`);
+    const scaleEnd = h('span', { class: 'cap' }, 'capacity');
     const usage = h('span', { class: 'usage' });
     const sparkCanvas = h('canvas', { class: 'spark', 'aria-hidden': 'true' });
     this.observer.observe(sparkCanvas);
@@ -129,13 +148,13 @@ export class MemoryView {
       { class: 'mem-card level-ok', 'data-rank': rank, tabindex: 0 },
       h('header', null, title, usage),
       stack,
-      h('div', { class: 'stack-scale muted small' }, h('span', null, '0'), h('span', { class: 'cap' }, 'capacity')),
+      h('div', { class: 'stack-scale muted small' }, h('span', null, '0'), scaleEnd),
       table,
       predictionNote,
       h('div', { class: 'spark-box' }, sparkCanvas, sparkLabel),
       gpu,
     );
-    return { rank, root, title, usage, segments, peakLine, stack, rows, sparkCanvas, sparkLabel, predictionNote, gpu, drawnVersion: -1, drawnWidth: 0, level: 'ok', gpuDevice: null, gpuKey: '' };
+    return { rank, root, title, usage, segments, peakLine, capLine, scaleEnd, stack, rows, sparkCanvas, sparkLabel, predictionNote, gpu, drawnVersion: -1, drawnWidth: 0, level: 'ok', gpuDevice: null, gpuKey: '' };
   }
 
   private updateCard(card: Card, run: RunData, mem: RankMemory): void {
@@ -153,13 +172,20 @@ export class MemoryView {
     // One decimal near the thresholds, so 91.5% (warning) does not read as 92% (critical).
     setText(card.usage, `${formatBytes(m.stepPeak)} peak of ${formatBytes(capacity)} (${formatPercent(fraction, fraction >= 0.75 ? 1 : undefined)})`);
     const grouped = groupCategories(m.categories);
-    const pct = (b: number) => `${Math.min(100, capacity > 0 ? (100 * b) / capacity : 0)}%`;
+    // Scaled to the data: a run using 6% of its device gets a bar it can be read on, with the capacity
+    // marked where it falls (or said to be off the scale); a nearly full device is drawn to its capacity.
+    const used = Math.max(m.stepPeak, DISPLAY_CATEGORIES.reduce((a, c) => a + groupCategories(m.categories).bytes[c], 0));
+    const barScale = capacity > 0 && used >= 0.5 * capacity ? capacity : Math.max(1, used * 1.25);
+    const pct = (b: number) => `${Math.min(100, (100 * b) / barScale)}%`;
+    card.capLine.hidden = !(capacity > 0 && capacity <= barScale);
+    card.capLine.style.left = pct(capacity);
+    setText(card.scaleEnd, capacity > 0 && capacity > barScale ? `${formatBytes(barScale, 1)} · capacity ${formatBytes(capacity, 1)} off scale →` : `capacity ${formatBytes(capacity, 1)}`);
     let left = 0;
     for (const cat of DISPLAY_CATEGORIES) {
       const seg = card.segments.get(cat)!;
       const b = grouped.bytes[cat];
       seg.style.left = pct(left);
-      seg.style.width = pct(Math.max(0, Math.min(b, capacity - left)));
+      seg.style.width = pct(Math.max(0, Math.min(b, barScale - left)));
       seg.title = `${cat}${grouped.parts[cat].length > 1 || (grouped.parts[cat][0] && grouped.parts[cat][0] !== cat) ? ` (${grouped.parts[cat].join(', ')})` : ''}: ${formatBytes(b)}`;
       left += b;
     }
@@ -168,6 +194,8 @@ export class MemoryView {
 
     const prediction = predictionFor(run, m);
     const scale = Math.max(1, ...DISPLAY_CATEGORIES.map((c) => Math.max(grouped.bytes[c], prediction?.bytes[c] ?? 0)));
+    /** Differences under 2% of the device (or of the peak when the capacity is unknown) are shown in bytes. */
+    const small = 0.02 * (capacity > 0 ? capacity : m.stepPeak);
     for (const cat of DISPLAY_CATEGORIES) {
       const r = card.rows.get(cat)!;
       const measured = grouped.bytes[cat];
@@ -178,11 +206,12 @@ export class MemoryView {
       r.marker.hidden = predicted === null;
       if (predicted !== null) r.marker.style.left = `${(100 * predicted) / scale}%`;
       setText(r.predicted, predicted === null ? '—' : formatBytes(predicted));
-      setText(r.error, predicted === null ? '—' : formatError(measured, predicted));
-      r.error.classList.toggle('bad', predicted !== null && predicted > 0 && Math.abs(measured - predicted) / predicted > 0.2);
+      setText(r.error, predicted === null ? '—' : formatError(measured, predicted, small));
+      // Red only for an error that matters: more than 20% and more than the small-bytes threshold.
+      r.error.classList.toggle('bad', predicted !== null && predicted > 0 && Math.abs(measured - predicted) >= small && Math.abs(measured - predicted) / predicted > 0.2);
       if (grouped.parts[cat].some((p) => p !== cat)) r.row.title = `measured: ${grouped.parts[cat].join(' + ')}`;
     }
-    setText(card.predictionNote, prediction ? `Predicted peak ${formatBytes(prediction.total)} (${prediction.source === 'runtime' ? 'sent by the runtime' : prediction.source}); measured ${formatError(m.stepPeak, prediction.total)}.` : 'No prediction: the run sent no plan and the planner could not estimate its config.');
+    setText(card.predictionNote, prediction ? `Predicted peak ${formatBytes(prediction.total)} (${prediction.source === 'runtime' ? 'sent by the runtime' : prediction.source}); measured ${formatError(m.stepPeak, prediction.total, small)}.` : 'No prediction: the run sent no plan and the planner could not estimate its config.');
 
     const width = this.sparkSize.get(card.sparkCanvas)?.w ?? 0;
     if (mem.version !== card.drawnVersion || width !== card.drawnWidth) {
@@ -217,8 +246,8 @@ export class MemoryView {
     ctx.clearRect(0, 0, cssW, cssH);
     const n = mem.t.length;
     if (!n) return;
-    // On the capacity's scale, so the line's height is how full the device is.
-    const top = capacity > 0 ? Math.max(capacity, mem.maxPeak) : Math.max(mem.maxPeak * 1.15, 1);
+    // Scaled to the data (the capacity line drawn when within sight), so a small run is not a flat line.
+    const top = capacity > 0 && mem.maxPeak >= 0.5 * capacity ? Math.max(capacity, mem.maxPeak) : Math.max(mem.maxPeak * 1.15, 1);
     const yOf = (b: number) => cssH - 2 - (Math.min(b, top) / top) * (cssH - 4);
     const xsData = mem.t.data;
     const t0 = xsData[0]!;
@@ -278,6 +307,32 @@ export class MemoryView {
     const bar = h('div', { class: 'gpu-bar' }, h('div', { class: 'fill' }));
     if (usedFraction !== null) (bar.firstChild as HTMLElement).style.width = `${Math.min(100, usedFraction * 100)}%`;
     fill(card.gpu, h('div', { class: 'gpu-title' }, line1), bar, h('div', { class: 'small' }, line2), h('div', { class: 'small muted' }, gap), d.processes.length ? procs : h('div', { class: 'small muted' }, 'no compute processes reported'));
+  }
+
+  private renderCompact(run: RunData, ranks: number[]): void {
+    const head = h('thead', null, h('tr', null, ...['rank', 'device', 'step peak', 'of capacity', 'max since start', 'predicted peak', 'error', ''].map((c, i) => h('th', { scope: 'col', class: i >= 2 && i <= 6 ? 'num' : '' }, c))));
+    const rows = ranks.map((rank) => {
+      const mem = run.memory.get(rank)!;
+      const m = mem.latest;
+      const fraction = m.capacity > 0 ? m.stepPeak / m.capacity : 0;
+      const p = predictionFor(run, m);
+      const small = 0.02 * (m.capacity > 0 ? m.capacity : m.stepPeak);
+      const bar = h('div', { class: 'mini-bar' }, h('div', { class: 'fill' }));
+      (bar.firstChild as HTMLElement).style.width = `${Math.min(100, fraction * 100)}%`;
+      return h(
+        'tr',
+        { 'data-rank': rank, class: `level-${levelOf(fraction)}` },
+        h('td', null, `r${rank}`),
+        h('td', { title: m.device ?? '' }, m.device ? shortDevice(m.device) : '—'),
+        h('td', { class: 'num' }, formatBytes(m.stepPeak)),
+        h('td', { class: 'num' }, m.capacity > 0 ? `${formatPercent(fraction, fraction >= 0.75 ? 1 : undefined)} of ${formatBytes(m.capacity, 1)}` : '—'),
+        h('td', { class: 'num' }, formatBytes(mem.maxPeak)),
+        h('td', { class: 'num' }, p ? formatBytes(p.total) : '—'),
+        h('td', { class: 'num' }, p ? formatError(m.stepPeak, p.total, small) : '—'),
+        h('td', { class: 'barcell' }, bar),
+      );
+    });
+    fill(this.compact, head, h('tbody', null, ...rows));
   }
 
   inspect(run: RunData | null): MemoryPanelInspection[] {

@@ -50,7 +50,28 @@ export interface HelloMessage {
   config: JsonObject;
   /** The planner's prediction for this layout (per-rank memory breakdown, step time), as JSON. */
   plan?: JsonObject;
+  /** Which engine trains the run and why it was chosen ("devices.engine is auto: torch 2.6.0 sees 8 CUDA GPUs"). */
+  engine?: RunEngine;
+  /** The backend the ranks actually train on (absent in runs recorded before it was announced). */
+  backend?: RunBackend;
   t?: number;
+}
+
+export type EngineName = 'local' | 'torch' | 'monitor';
+export const ENGINE_NAMES: readonly EngineName[] = ['local', 'torch', 'monitor'];
+
+export interface RunEngine {
+  name: EngineName;
+  reason: string;
+}
+
+export interface RunBackend {
+  /** What runs the math: "wasm", "cpu", "tensorflow", "webgpu" (local engine); "cuda", "cpu" (torch). */
+  name: string;
+  /** What a person reads: "wasm (SIMD, 2 threads)", "cuda (NVIDIA H200) nccl". */
+  label: string;
+  /** Why this one: requested, or what was tried first. */
+  reason?: string;
 }
 
 export interface StatusMessage {
@@ -349,7 +370,8 @@ function object<T>(shape: Shape<T>): Check<T> {
   const keys = Object.keys(shape) as (keyof T & string)[];
   return (v, path) => {
     if (!isPlainObject(v)) throw new Invalid(path, `must be an object, got ${describe(v)}`);
-    for (const k of Object.keys(v)) if (!(k in shape)) throw new Invalid(join(path, k), 'is not a field of this message');
+    // Own keys only: `k in shape` would accept "constructor", "toString", "__proto__" (Object.prototype's).
+    for (const k of Object.keys(v)) if (!Object.hasOwn(shape, k)) throw new Invalid(join(path, k), 'is not a field of this message');
     const out: Record<string, unknown> = {};
     for (const k of keys) {
       const spec = shape[k] as Check<unknown> | Optional<unknown>;
@@ -414,7 +436,7 @@ const NON_FINITE: Record<string, number> = { NaN: NaN, Infinity: Infinity, '-Inf
 /** A measured float that may have gone non-finite (a diverged loss): a number or its string spelling. */
 const metric: Check<number> = (v, path) => {
   if (typeof v === 'number') return v;
-  if (typeof v === 'string' && v in NON_FINITE) return NON_FINITE[v]!;
+  if (typeof v === 'string' && Object.hasOwn(NON_FINITE, v)) return NON_FINITE[v]!;
   throw new Invalid(path, `must be a number (or "NaN", "Infinity", "-Infinity"), got ${describe(v)}`);
 };
 
@@ -482,6 +504,8 @@ const hello = object<HelloMessage>({
   world: int(1, 1 << 20),
   config: jsonObject,
   plan: opt(jsonObject),
+  engine: opt(object<RunEngine>({ name: oneOf(ENGINE_NAMES), reason: str(LIMITS.text) })),
+  backend: opt(object<RunBackend>({ name: nonEmpty(), label: nonEmpty(), reason: opt(str(LIMITS.text)) })),
   t: opt(time),
 });
 

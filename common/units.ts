@@ -9,13 +9,16 @@ const UNIT: Record<string, number> = {
 /** "80GiB" -> 85899345920, "40GB" -> 4e10, 1024 -> 1024. Throws on anything else. */
 export function parseBytes(value: number | string): number {
   if (typeof value === 'number') {
-    if (Number.isInteger(value) && value > 0) return value;
-    throw new Error(`a size in bytes must be a positive whole number, got ${value}`);
+    if (Number.isSafeInteger(value) && value > 0) return value;
+    throw new Error(`a size in bytes must be a whole number from 1 to 2^53-1, got ${value}`);
   }
   const m = /^\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGT]i?B|B)?\s*$/i.exec(value);
   if (!m) throw new Error(`"${value}" is not a size; write it like "80GiB", "40GB" or "512MiB"`);
   const unit = (m[2] ?? 'B').toUpperCase();
-  return Math.round(Number(m[1]) * UNIT[unit]!);
+  const bytes = Math.round(Number(m[1]) * UNIT[unit]!);
+  // Exact or refused: a size past 2^53 bytes (8 PiB) cannot be counted exactly in a double.
+  if (!Number.isSafeInteger(bytes)) throw new Error(`"${value.trim().slice(0, 40)}" is too large a size (at most 8 PiB)`);
+  return bytes;
 }
 
 /** 1.5 * 2**30 -> "1.50 GiB". Binary units, since that is what nvidia-smi and allocators report. */

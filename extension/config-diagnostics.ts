@@ -87,7 +87,13 @@ export function registerConfigDiagnostics(context: vscode.ExtensionContext): vsc
   };
   context.subscriptions.push(
     collection,
-    vscode.workspace.onDidOpenTextDocument((d) => refresh(d)),
+    // Off the open path: a document is analysed after a short debounce, never inside the open event.
+    vscode.workspace.onDidOpenTextDocument((d) => refresh(d, 50)),
+    // Trust granted: the planner may now run on the open configs.
+    vscode.workspace.onDidGrantWorkspaceTrust(() => vscode.workspace.textDocuments.forEach((d) => {
+      forgetConfig(d.uri);
+      refresh(d);
+    })),
     vscode.workspace.onDidChangeTextDocument((e) => refresh(e.document, 300)),
     vscode.workspace.onDidCloseTextDocument((d) => {
       collection.delete(d.uri);
@@ -96,6 +102,6 @@ export function registerConfigDiagnostics(context: vscode.ExtensionContext): vsc
     }),
     { dispose: () => timers.forEach((t) => clearTimeout(t)) },
   );
-  vscode.workspace.textDocuments.forEach((d) => refresh(d));
+  vscode.workspace.textDocuments.forEach((d) => refresh(d, 50));
   return collection;
 }

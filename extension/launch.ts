@@ -8,6 +8,7 @@ import { describeSuggestion, suggestionEdits } from '../runtime/planner/target';
 import { formatBytes } from '../common/units';
 import { analyseConfig } from './config-analysis';
 import { LiveRun } from './live-run';
+import { selectedPython } from './python';
 import { configFieldsEdit } from './quick-fixes';
 import type { RunRegistry } from './runs';
 
@@ -76,6 +77,9 @@ export async function launchTraining(ctx: LaunchContext, uri?: vscode.Uri, extra
   const backend = settings.get<string>('defaultBackend', 'auto');
   const args = [...extraArgs];
   if (backend !== 'auto' && !/"backend"\s*:/.test(doc.getText())) args.push('--set', `devices.backend=${backend}`);
+  // The torch engine's interpreter (devices.engine torch/auto); the CLI names it in any refusal.
+  const python = selectedPython(target);
+  if (python && !args.includes('--python')) args.push('--python', python.python);
   const run = new LiveRun(`${Date.now().toString(36)}`, {
     nodePath: settings.get<string>('nodePath') || process.execPath,
     cliPath: join(ctx.extensionPath, 'dist', 'cli.js'),

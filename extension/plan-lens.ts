@@ -1,4 +1,5 @@
-// The CodeLens above a config: "≈ 23.4 GiB / device peak · fits 8 × H100-SXM · 41k tokens/s", plus
+// The CodeLens above a config: "≈ 23.4 GiB / device peak · fits 8 × H100-SXM · 41k tokens/s · as nvidia-smi
+// shows it (PyTorch allocates 21.2 GiB)", plus
 // Launch and Suggest actions. Computed from the shared per-version analysis.
 import * as vscode from 'vscode';
 import { formatBytes } from '../common/units';
@@ -12,15 +13,19 @@ export function formatRate(tokensPerSec: number): string {
 
 /** The lens title for a document, or a reason the estimate cannot be shown. */
 export function planLensTitle(doc: vscode.TextDocument): string {
-  const { parsed, fit } = analyseConfig(doc);
+  const { parsed, fit, skipped } = analyseConfig(doc);
   if (!parsed.ok) return `ScaleLM: ${parsed.errors.length} problem${parsed.errors.length === 1 ? '' : 's'} in this config`;
+  if (skipped) return `ScaleLM: no estimate — ${skipped}`;
   if (!fit || !fit.result.ok) return `ScaleLM: cannot estimate this layout${fit && !fit.result.ok ? ` — ${fit.result.issues[0]!.message}` : ''}`;
   const { result, target } = fit;
+  const f = result.memory.figures;
   const peak = `≈ ${formatBytes(result.memory.perDevice.total, 1)} / device peak`;
+  // Say which figure it is: nvidia-smi's device memory, with PyTorch's allocated peak beside it.
+  const which = f ? ` · as nvidia-smi shows it (PyTorch allocates ${formatBytes(f.allocated, 1)})` : '';
   const verdict = result.fits ? `fits ${target.label}` : `does not fit ${target.label} (${formatBytes(target.capacity, 1)} usable)`;
   // The step-time model describes GPUs; for a local CPU run it would be a fiction, so it is left out there.
   const speed = target.kind === 'cluster' ? ` · ${formatRate(result.time.tokensPerSec)} tokens/s` : '';
-  return `${peak} · ${verdict}${speed}`;
+  return `${peak} · ${verdict}${speed}${which}`;
 }
 
 export class PlanLensProvider implements vscode.CodeLensProvider {

@@ -7,7 +7,7 @@ import { loadConfig } from '../runtime/config/parse';
 import { GPU_PRESETS, GPU_PRESET_NAMES, type GpuPresetName } from '../runtime/config/presets';
 import type { RunConfig } from '../runtime/config/types';
 import { describeLayout } from '../runtime/planner/estimate';
-import { exportLayout, type ExportTarget } from '../runtime/planner/export';
+import { exportFileName, exportLayout, type ExportTarget } from '../runtime/planner/export';
 import { layoutOf } from '../runtime/planner/memory';
 import { searchLayouts, type Candidate } from '../runtime/planner/search';
 import { suggestionEdits } from '../runtime/planner/target';
@@ -96,7 +96,6 @@ async function showSearch(config: RunConfig, title: string, noPicker: boolean | 
   return search;
 }
 
-const EXPORT_FILES: Record<ExportTarget, string> = { deepspeed: 'deepspeed.json', megatron: 'megatron-args.sh', torchrun: 'torchrun.sh' };
 
 /** Writes the export next to the config (asks before overwriting); returns the file written. */
 export async function exportCommand(target: ExportTarget, uri?: vscode.Uri, options: { overwrite?: boolean } = {}): Promise<vscode.Uri | undefined> {
@@ -108,13 +107,14 @@ export async function exportCommand(target: ExportTarget, uri?: vscode.Uri, opti
     void vscode.window.showErrorMessage(`ScaleLM: cannot export — ${parsed.errors[0]!.message}`);
     return undefined;
   }
-  const result = exportLayout(parsed.config, layoutOf(parsed.config), target);
+  // The same names as `scalelm export --write`, and the torchrun command points at the DeepSpeed file by that name.
+  const base = source.path.split('/').pop()!.replace(/\.scalelm\.json$|\.json$/, '');
+  const result = exportLayout(parsed.config, layoutOf(parsed.config), target, { deepspeedConfigFile: exportFileName(base, 'deepspeed') });
   if (!result.ok) {
     void vscode.window.showErrorMessage(`ScaleLM: cannot export to ${target}: ${result.issues.map((i) => i.message).join('; ')}`);
     return undefined;
   }
-  const base = source.path.split('/').pop()!.replace(/\.scalelm\.json$|\.json$/, '');
-  const out = vscode.Uri.joinPath(source, '..', `${base}.${EXPORT_FILES[target]}`);
+  const out = vscode.Uri.joinPath(source, '..', exportFileName(base, target));
   const exists = await vscode.workspace.fs.stat(out).then(() => true, () => false);
   if (exists && !options.overwrite) {
     const answer = await vscode.window.showWarningMessage(`${out.path.split('/').pop()} exists. Overwrite it?`, { modal: true }, 'Overwrite');
@@ -122,5 +122,7 @@ export async function exportCommand(target: ExportTarget, uri?: vscode.Uri, opti
   }
   await vscode.workspace.fs.writeFile(out, new TextEncoder().encode(result.text.endsWith('\n') ? result.text : `${result.text}\n`));
   void vscode.window.showInformationMessage(`ScaleLM: wrote ${out.path.split('/').pop()}${result.notes.length ? ` — ${result.notes.join('; ')}` : ''}`);
+  // Open what was written, beside the config.
+  await vscode.window.showTextDocument(await vscode.workspace.openTextDocument(out), { preview: false, viewColumn: vscode.ViewColumn.Beside });
   return out;
 }

@@ -1,16 +1,25 @@
 // `scalelm <command>`: the command-line twin of the extension. Each command lives in runtime/commands/
 // and is loaded only when asked for, so `scalelm validate` does not pay for TensorFlow.js.
-import { CliError, type Command } from './commands/args';
+import { CliError, describeSystemError, isUserFacingError, sanitizeForTerminal, type Command } from './commands/args';
+
+// Everything printed passes through one filter: a name or path from a config, a checkpoint or a message
+// cannot smuggle terminal escape sequences (cursor moves, title changes, hyperlinks) onto the user's screen.
+for (const stream of [process.stdout, process.stderr]) {
+  const write = stream.write.bind(stream) as (chunk: unknown, ...rest: unknown[]) => boolean;
+  stream.write = ((chunk: unknown, ...rest: unknown[]) => write(typeof chunk === 'string' ? sanitizeForTerminal(chunk) : chunk, ...rest)) as typeof stream.write;
+}
 
 const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }> = {
   validate: { summary: 'check a *.scalelm.json and print its errors or a one-line summary', load: async () => (await import('./commands/validate')).validate },
   serve: { summary: 'replay recorded runs to the browser dashboard (read-only), with /metrics and CSV export', load: async () => (await import('./commands/serve')).serve },
   'export-csv': { summary: 'write a run\'s steps (loss, lr, throughput, memory, eval loss) as CSV', load: async () => (await import('./commands/export-csv')).exportCsvCommand },
   train: { summary: 'train the config\'s model on this machine (wasm/cpu/GPU backends), with metrics and checkpoints in a run directory', load: async () => (await import('./commands/train')).train },
+  launch: { summary: 'run any training command (torchrun, python, …) as one monitored run; its ranks report through the scalelm Monitor', load: async () => (await import('./commands/launch')).launch },
   checkpoint: { summary: 'consolidate a sharded checkpoint of a parallel run into one HF-named model.safetensors (+ optimizer state)', load: async () => (await import('./commands/checkpoint')).checkpointCommand },
   estimate: { summary: 'memory per GPU and step time of the layout in a *.scalelm.json or HF config.json', load: async () => (await import('./commands/estimate')).estimateCommand },
   plan: { summary: 'search layouts that fit the cluster, ranked by estimated throughput', load: async () => (await import('./commands/plan')).planCommand },
   export: { summary: 'write the layout as a DeepSpeed config, Megatron-LM arguments or a torchrun command', load: async () => (await import('./commands/export')).exportCommand },
+  calibrate: { summary: 'fit the planner\'s GPU efficiency constants to a recorded GPU run; writes a cluster profile', load: async () => (await import('./commands/calibrate')).calibrateCommand },
 };
 
 function usage(): string {
@@ -28,7 +37,8 @@ async function main(argv: string[]): Promise<number> {
     console.log(process.env.SCALELM_VERSION ?? '0.1.0');
     return 0;
   }
-  const entry = COMMANDS[name];
+  // Own keys only: "constructor", "toString", "__proto__" are Object.prototype's, not commands.
+  const entry = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
   if (!entry) {
     console.error(`scalelm: unknown command "${name}"\n\n${usage()}`);
     return 2;
@@ -45,9 +55,15 @@ main(process.argv.slice(2)).then(
     process.exit(code);
   },
   (err: unknown) => {
+    const system = describeSystemError(err);
     if (err instanceof CliError) {
       console.error(`scalelm: ${err.message}`);
       process.exitCode = err.exitCode;
+    } else if (process.env.SCALELM_DEBUG !== '1' && (system || isUserFacingError(err))) {
+      // A file system refusal (read-only, permission, not a directory, disk full) or a named runtime error
+      // (a hung rank, a bad file): one line, no stack. SCALELM_DEBUG=1 shows the stack.
+      console.error(`scalelm: ${system ?? (err as Error).message}`);
+      process.exitCode = 1;
     } else {
       console.error(err instanceof Error ? (err.stack ?? err.message) : String(err));
       process.exitCode = 1;

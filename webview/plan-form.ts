@@ -54,7 +54,7 @@ export interface Issue {
   message: string;
 }
 
-export type Resolved = { ok: true; config: RunConfig; notes: string[]; defaultGlobalBatch: boolean } | { ok: false; errors: Issue[] };
+export type Resolved = { ok: true; config: RunConfig; notes: string[]; defaultGlobalBatch: boolean; current?: Layout } | { ok: false; errors: Issue[] };
 
 /** A resolved RunConfig (a run's hello.config) back into the input shape the parser takes. */
 export function rawFromResolved(config: Raw): Raw {
@@ -161,11 +161,34 @@ export function resolvePlan(form: PlanForm, openConfig: Raw | null): Resolved {
     config.train.globalBatch = N * Math.max(1, Math.ceil(2 ** 20 / (N * config.model.seqLen)));
     notes.push(`global batch ${config.train.globalBatch} sequences (about a million tokens per step); set it to plan another`);
   }
-  return { ok: true, config, notes, defaultGlobalBatch };
+  // The open config's own layout on the planned cluster, so the result can say where it ranks.
+  let current: Layout | undefined;
+  const tp = typeof parallel.tp === 'number' ? parallel.tp : 1;
+  const pp = typeof parallel.pp === 'number' ? parallel.pp : 1;
+  if (form.modelSource === 'config' && Object.keys(parallel).length > 0 && N % (tp * pp) === 0) {
+    current = {
+      dp: N / (tp * pp), tp, pp, vpp: typeof parallel.vpp === 'number' ? parallel.vpp : 1, zero: (typeof parallel.zero === 'number' ? parallel.zero : 0) as Layout['zero'],
+      microBatch: typeof train.microBatch === 'number' ? train.microBatch : 1, recompute: (typeof train.recompute === 'string' ? train.recompute : 'none') as Layout['recompute'],
+      sequenceParallel: parallel.sequenceParallel === true, offloadOptimizer: parallel.offloadOptimizer === true, offloadParams: parallel.offloadParams === true,
+    };
+  }
+  return { ok: true, config, notes, defaultGlobalBatch, ...(current ? { current } : {}) };
 }
 
-export function search(config: RunConfig, top = 8): SearchResult {
-  return searchLayouts(config, { top });
+export function search(config: RunConfig, top = 8, current?: Layout): SearchResult {
+  return searchLayouts(config, { top, ...(current ? { current } : {}) });
+}
+
+/** One line on where the config's own layout stands against #1 (a tie within the model's error counts as one). */
+export function currentLine(r: SearchResult): string | null {
+  const c = r.current;
+  if (!c) return null;
+  const what = `Your layout (${describeLayout(c.layout)})`;
+  if (c.rank === null) return `${what} is not ranked: ${c.reason}.`;
+  if (c.rank === 1) return `${what} is #1.`;
+  const vs = c.vsBest ?? 1;
+  const gap = `${Math.round((1 - vs) * 100)}% slower than #1`;
+  return `${what} ranks #${c.rank} of ${r.ranking.length}: ${gap}${vs >= 1 - r.tieTolerance ? ` — a tie within the model's ${Math.round(r.tieTolerance * 100)}% error` : ''}.`;
 }
 
 /** What choosing a layout changes in the config file (and what the browser shows to copy). */

@@ -145,7 +145,7 @@ export class RunData {
   alerts: AlertMessage[] = [];
   logs: LogMessage[] = [];
   checkpoints: CheckpointMessage[] = [];
-  /** The backend the runtime reported it chose ("backend: wasm (…)" log line), when it did. */
+  /** The backend the ranks train on: the hello's, or (runs recorded before the hello said) the "backend: wasm (…)" log line. */
   backend: string | null = null;
   /** How many steps the run published: more than steps.length when a snapshot was downsampled. */
   stepsTotal = 0;
@@ -220,6 +220,7 @@ export class RunData {
       case 'hello':
         this.hello = m;
         this.runId = m.runId;
+        if (m.backend) this.backend = m.backend.name;
         this.versions.meta++;
         break;
       case 'status':
@@ -251,7 +252,7 @@ export class RunData {
       case 'log':
         this.logs.push(m);
         if (this.logs.length > 2 * RECENT_LOGS) this.logs = this.logs.slice(-RECENT_LOGS);
-        if (!this.backend && m.source === 'trainer') {
+        if (!this.backend && !this.hello?.backend && m.source === 'trainer') {
           const b = /^backend: ([A-Za-z0-9_-]+)/.exec(m.message);
           if (b) {
             this.backend = b[1]!;

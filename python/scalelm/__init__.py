@@ -7,6 +7,7 @@ are installed.
 from __future__ import annotations
 
 __version__ = "0.1.0"
+__all__ = ["TORCH_MIN", "Monitor", "torch_version_ok"]
 TORCH_MIN = (2, 6)
 
 
@@ -18,3 +19,12 @@ def torch_version_ok(version: str) -> bool:
     except (IndexError, ValueError):
         return False
     return (major, minor) >= TORCH_MIN
+
+
+def __getattr__(name: str) -> object:
+    # Monitor imports torch: loaded on first use, so `import scalelm` stays cheap (the coordinator's probe).
+    if name == "Monitor":
+        from .monitor import Monitor
+
+        return Monitor
+    raise AttributeError(name)

@@ -6,6 +6,7 @@
 // never leave ranks behind: when one rank fails, the world is aborted (peers blocked in a collective fail
 // at once, naming it), survivors get `graceMs` to report, then whatever is left is terminated/killed.
 
+import { randomBytes } from 'node:crypto';
 import { fork, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { availableParallelism } from 'node:os';
@@ -13,6 +14,7 @@ import { join, resolve } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { CommOptions } from './comm';
 import type { SocketOptions } from './socket-backend';
+import { COMM_SECRET_ENV } from './socket-proto';
 import { abortShmWorld, createShmWorld, LAUNCHER_ORIGIN, type ShmWorldOptions } from './shm-world';
 import { CommAbortedError, reviveError, type SerializedError } from './types';
 
@@ -40,6 +42,15 @@ export interface ProcessWorldOptions extends WorldOptions {
   /** Algorithm thresholds and piece sizes of the socket transport. */
   socketOptions?: SocketOptions;
   execArgv?: string[];
+}
+
+/** A world being run: its outcome, which process each rank is, and a way to end it at once. */
+export interface RunningWorld<R> {
+  readonly result: Promise<WorldResult<R>>;
+  /** The process id of each rank (a thread world: this process). */
+  pids(): (number | undefined)[];
+  /** Aborts the world and ends every rank now (threads terminated, processes SIGKILLed); `result` then resolves. */
+  kill(reason: string): void;
 }
 
 export interface WorldResult<R> {
@@ -117,6 +128,11 @@ class WorldTracker<R> {
 
 /** Runs `size` ranks as worker threads of this process over one shared-memory world. */
 export function launchThreadWorld<R = unknown>(size: number, entry: string, options: ThreadWorldOptions = {}): Promise<WorldResult<R>> {
+  return startThreadWorld<R>(size, entry, options).result;
+}
+
+/** launchThreadWorld, with the handle to end the world early. */
+export function startThreadWorld<R = unknown>(size: number, entry: string, options: ThreadWorldOptions = {}): RunningWorld<R> {
   if (!Number.isInteger(size) || size < 1) throw new RangeError(`world size must be a positive whole number, got ${size}`);
   const memory = createShmWorld(size, options);
   const spin = options.spin ?? (size <= availableParallelism() ? 2000 : 0);
@@ -149,7 +165,17 @@ export function launchThreadWorld<R = unknown>(size: number, entry: string, opti
     for (const w of workers) void w.terminate();
     throw e;
   }
-  return tracker.promise;
+  return {
+    result: tracker.promise,
+    pids: () => workers.map(() => process.pid),
+    kill: (reason) => {
+      abortShmWorld(memory, LAUNCHER_ORIGIN, reason);
+      workers.forEach((w, rank) => {
+        tracker.fail(rank, new CommAbortedError(`rank ${rank}: ${reason}`, rank, '', ''));
+        void w.terminate();
+      });
+    },
+  };
 }
 
 /** A free TCP port on 127.0.0.1 for the rendezvous (there is a small window in which another process could take it). */
@@ -169,8 +195,15 @@ export function freePort(): Promise<number> {
  * WORLD_SIZE, RANK, LOCAL_RANK) and talk over sockets: the layout for one process per GPU.
  */
 export async function launchProcessWorld<R = unknown>(size: number, entry: string, options: ProcessWorldOptions = {}): Promise<WorldResult<R>> {
+  return (await startProcessWorld<R>(size, entry, options)).result;
+}
+
+/** launchProcessWorld, with the handle to end the world early. */
+export async function startProcessWorld<R = unknown>(size: number, entry: string, options: ProcessWorldOptions = {}): Promise<RunningWorld<R>> {
   if (!Number.isInteger(size) || size < 1) throw new RangeError(`world size must be a positive whole number, got ${size}`);
   const port = await freePort();
+  // One membership secret per world (socket-io.ts): only processes started here can join it.
+  const secret = options.env?.[COMM_SECRET_ENV] ?? randomBytes(32).toString('hex');
   const children: ChildProcess[] = [];
   const tracker = new WorldTracker<R>(
     size,
@@ -195,6 +228,7 @@ export async function launchProcessWorld<R = unknown>(size: number, entry: strin
         RANK: String(rank),
         LOCAL_RANK: String(rank),
         LOCAL_WORLD_SIZE: String(size),
+        [COMM_SECRET_ENV]: secret,
       };
       if (options.timeoutMs !== undefined) env.SCALELM_COMM_TIMEOUT_MS = String(options.timeoutMs);
       if (options.socket) env.SCALELM_COMM_SOCKET = options.socket;
@@ -213,5 +247,14 @@ export async function launchProcessWorld<R = unknown>(size: number, entry: strin
     for (const c of children) c.kill('SIGKILL');
     throw e;
   }
-  return tracker.promise;
+  return {
+    result: tracker.promise,
+    pids: () => children.map((c) => c.pid),
+    kill: (reason) => {
+      children.forEach((c, rank) => {
+        tracker.fail(rank, new CommAbortedError(`rank ${rank}: ${reason}`, rank, '', ''));
+        if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+      });
+    },
+  };
 }

@@ -3,8 +3,12 @@
 // progress fails the call), SCALELM_COMM_RENDEZVOUS_TIMEOUT_MS (how long ranks wait for each other to
 // start; default the larger of the call timeout and 60 s — starting a process takes a while on a busy
 // machine), SCALELM_COMM_ARENA_BYTES (shared memory for staging and registered buffers, default 128 MiB).
+// Required when WORLD_SIZE > 1: SCALELM_COMM_SECRET, the run's membership secret (64 hex digits, the same on
+// every rank; launchProcessWorld makes one per world). Ranks prove they hold it by HMAC before anything
+// they send is read (socket-io.ts), so another local user cannot join, disturb or abort the world.
 
 import { join } from 'node:path';
+import { COMM_SECRET_ENV, isCommSecret } from './socket-proto';
 import { MessageChannel, Worker } from 'node:worker_threads';
 import { Arena } from './arena';
 import { Comm, type CommOptions } from './comm';
@@ -43,6 +47,10 @@ export async function initProcessWorld(options: ProcessInitOptions = {}): Promis
   const socket = options.socket ?? (env.SCALELM_COMM_SOCKET === 'tcp' ? 'tcp' : 'unix');
   const timeoutMs = options.timeoutMs ?? (env.SCALELM_COMM_TIMEOUT_MS ? envInt(env, 'SCALELM_COMM_TIMEOUT_MS') : undefined);
   const arenaBytes = options.arenaBytes ?? envInt(env, 'SCALELM_COMM_ARENA_BYTES', 128 * 2 ** 20);
+  const secret = env[COMM_SECRET_ENV] ?? '';
+  if (size > 1 && !isCommSecret(secret)) {
+    throw new Error(`${COMM_SECRET_ENV} ${secret ? 'must be 64 hex digits' : 'is not set'}: the ranks of a socket world prove they belong to the run with a shared secret (launchProcessWorld sets one; with another launcher, export the same \`openssl rand -hex 32\` to every rank)`);
+  }
 
   const pages = Math.ceil((ARENA_AT + arenaBytes) / 65536);
   if (pages > 65536) throw new RangeError(`SCALELM_COMM_ARENA_BYTES=${arenaBytes} exceeds the 4 GiB limit of wasm32 shared memory`);
@@ -51,7 +59,7 @@ export async function initProcessWorld(options: ProcessInitOptions = {}): Promis
 
   const channel = new MessageChannel();
   const data: IoData = {
-    memory, rank, size, masterAddr, masterPort, socket,
+    memory, rank, size, masterAddr, masterPort, socket, secret,
     rendezvousTimeoutMs: options.rendezvousTimeoutMs ?? envInt(env, 'SCALELM_COMM_RENDEZVOUS_TIMEOUT_MS', Math.max(timeoutMs ?? 0, 60_000)),
     client: channel.port2,
   };

@@ -14,7 +14,16 @@
 // receive checks it against its own: mismatched calls fail on the spot instead of corrupting data.
 // Failure: an ABORT frame or a connection that closes without a BYE aborts this rank's world (the abort
 // record in shared memory), which wakes and fails every pending call.
+//
+// Membership: every rank holds the run's 256-bit secret (SCALELM_COMM_SECRET). Nothing is trusted before a
+// peer proves it holds it, by HMAC-SHA256 over a fresh challenge (the secret never crosses the wire):
+//   store:  -> {"challenge"}   <- {"rank","address","nonce","mac"}   -> {"addresses","mac" over the nonce}
+//   mesh:   the listening rank sends a CHALLENGE frame; the connecting rank answers HELLO with its mac.
+// Anything else from a connection that has not proved itself (a non-JSON line, a wrong mac, an ABORT or
+// data frame, a silence) drops that connection and has no other effect; a rank claimed twice by peers that
+// both proved themselves is a launch error and fails the rendezvous.
 
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { existsSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -35,6 +44,8 @@ export interface IoData {
   socket: 'unix' | 'tcp';
   rendezvousTimeoutMs: number;
   client: MessagePort;
+  /** The run's membership secret: 64 hex digits, the same on every rank (empty for a world of one). */
+  secret: string;
 }
 
 const data = workerData as IoData;
@@ -58,8 +69,31 @@ interface Early {
 }
 type Target = { kind: 'recv'; recv: Recv; written: number } | { kind: 'early'; early: Early } | { kind: 'discard' } | { kind: 'small'; parts: Buffer[] };
 
+/** HMAC-SHA256 under the run's secret of the parts, joined with "|" (hex). */
+function mac(...parts: (string | number)[]): string {
+  return createHmac('sha256', Buffer.from(data.secret, 'hex')).update(parts.join('|')).digest('hex');
+}
+
+/** Constant-time comparison of two hex macs (false for anything that is not one). */
+function macEqual(given: unknown, expected: string): boolean {
+  if (typeof given !== 'string' || given.length !== expected.length || !/^[0-9a-f]+$/.test(given)) return false;
+  return timingSafeEqual(Buffer.from(given, 'hex'), Buffer.from(expected, 'hex'));
+}
+
+/** Frames other than data carry small payloads (an abort reason, a probe answer, a hello). */
+const MAX_SMALL_FRAME = 64 * 1024;
+/** How long a connection may take to prove itself before it is dropped. */
+const PROVE_WITHIN_MS = 10_000;
+
 class Peer {
   left = false; // said BYE: will send nothing more
+  /** Proved it holds the run's secret (always true for a peer we connected to from the table). */
+  trusted: boolean;
+  /** The challenge we sent (the listening side), answered by the peer's HELLO. */
+  challenge = '';
+  proveTimer: ReturnType<typeof setTimeout> | undefined;
+  /** The connecting side: called once the listening rank's challenge has been answered. */
+  onChallenge: (() => void) | undefined;
   private readonly header = Buffer.alloc(HEADER_BYTES);
   private headerFill = 0;
   private payloadLeft = 0;
@@ -68,8 +102,14 @@ class Peer {
   readonly queues = new Map<number, { posted: Recv[]; early: Early[] }>();
 
   constructor(readonly socket: Socket, public rank: number) {
+    this.trusted = rank >= 0;
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
+  }
+
+  /** Drops a connection that has not proved itself: no abort, no effect on the world. */
+  reject(): void {
+    this.socket.destroy();
   }
 
   queue(channel: number) {
@@ -98,6 +138,13 @@ class Peer {
         this.frame = new Int32Array(12);
         for (let k = 0; k < 12; k++) this.frame[k] = this.header.readInt32LE(4 * k);
         this.payloadLeft = this.frame[F.bytes]!;
+        const kind = this.frame[F.kind];
+        // Before a peer has proved itself only its HELLO (a mac) is read; anything else drops it.
+        if (!this.trusted && (kind !== FRAME.hello || this.payloadLeft !== 64)) return this.reject();
+        if (this.payloadLeft < 0 || (kind !== FRAME.data && this.payloadLeft > MAX_SMALL_FRAME)) {
+          if (this.trusted) abortWorld(`rank ${this.rank} sent a malformed frame (kind ${kind}, ${this.payloadLeft} bytes)`);
+          return this.reject();
+        }
         this.startFrame();
         if (this.payloadLeft === 0) this.finishFrame();
       } else {
@@ -157,11 +204,19 @@ class Peer {
         else if (t.kind === 'early') t.early.complete = true;
         return;
       case FRAME.hello:
-        onHello(this, f[F.from]!);
+        onHello(this, f[F.from]!, t.kind === 'small' ? Buffer.concat(t.parts).toString('latin1') : '');
+        return;
+      case FRAME.challenge:
+        // The listening rank asks us (the connecting side) to prove membership.
+        if (t.kind !== 'small' || !this.onChallenge) return;
+        sendFrame(this, FRAME.hello, 0, 0, Buffer.from(mac('hello', Buffer.concat(t.parts).toString('hex'), rank, this.rank), 'latin1'));
+        this.onChallenge();
+        this.onChallenge = undefined;
         return;
       case FRAME.abort: {
         const text = t.kind === 'small' ? Buffer.concat(t.parts).toString('utf8') : '';
-        abortLocal(f[F.from]!, text);
+        // Blame the proven sender, not what its header claims.
+        abortLocal(this.rank, text);
         return;
       }
       case FRAME.bye:
@@ -423,14 +478,19 @@ function setupFailed(message: string): void {
 function watch(peer: Peer): void {
   peer.socket.on('error', () => {});
   peer.socket.on('close', () => {
-    if (closing || peer.left) return;
+    if (closing || peer.left || !peer.trusted || peers[peer.rank] !== peer) return;
     if (!ready) return setupFailed(`lost the connection to rank ${peer.rank} while connecting the ranks`);
     abortLocal(rank, `lost the connection to rank ${peer.rank} (it exited or was killed)`);
   });
 }
 
-function onHello(peer: Peer, from: number): void {
-  if (from < 0 || from >= size || peers[from]) return setupFailed(`rank ${from} connected twice or is out of range`);
+function onHello(peer: Peer, from: number, proof: string): void {
+  if (peer.trusted) return; // said twice: ignore
+  // Only higher ranks connect to us, and each proves it holds the secret for exactly this pair.
+  if (!Number.isInteger(from) || from <= rank || from >= size || !macEqual(proof, mac('hello', peer.challenge, from, rank))) return peer.reject();
+  if (peers[from]) return setupFailed(`two processes claim RANK=${from} (both hold the run's secret): check the launcher`);
+  clearTimeout(peer.proveTimer);
+  peer.trusted = true;
   peer.rank = from;
   peers[from] = peer;
   connected++;
@@ -440,6 +500,8 @@ function onHello(peer: Peer, from: number): void {
 function maybeReady(): void {
   if (ready || connected < size - 1) return;
   ready = true;
+  // Every peer is connected: nobody else has a reason to connect, so stop listening.
+  listener?.close();
   parentPort!.postMessage({ ready: true });
 }
 
@@ -462,7 +524,15 @@ function retrying(connect: () => Socket, what: string, onSocket: (s: Socket) => 
 
 function listen(): Promise<string> {
   return new Promise((resolve, reject) => {
-    listener = createServer((socket) => watch(new Peer(socket, -1)));
+    listener = createServer((socket) => {
+      const peer = new Peer(socket, -1);
+      watch(peer);
+      const challenge = randomBytes(32);
+      peer.challenge = challenge.toString('hex');
+      peer.proveTimer = setTimeout(() => peer.trusted || peer.reject(), PROVE_WITHIN_MS);
+      peer.proveTimer.unref();
+      sendFrame(peer, FRAME.challenge, 0, 0, challenge);
+    });
     listener.on('error', reject);
     if (data.socket === 'unix') {
       unixPath = join(tmpdir(), `scalelm-${data.masterPort}-${process.pid}-${rank}.sock`);
@@ -478,34 +548,79 @@ function connectTo(address: string): Socket {
   return address.startsWith('unix:') ? createConnection(address.slice(5)) : createConnection(Number(address.split(':')[2]), address.split(':')[1]);
 }
 
-/** Rank 0's store: collects every rank's address, then hands out the table. */
+/** Reads newline-terminated lines of at most `max` bytes; a longer one calls `tooLong` (and stops reading). */
+function lines(socket: Socket, max: number, onLine: (line: string) => void, tooLong: () => void): void {
+  let buf = '';
+  socket.on('data', (d: Buffer) => {
+    buf += d.toString('utf8');
+    for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      onLine(line);
+    }
+    if (buf.length > max) {
+      buf = '';
+      tooLong();
+    }
+  });
+}
+
+/** JSON.parse that answers undefined for anything but a plain object. */
+function parseObject(line: string): Record<string, unknown> | undefined {
+  try {
+    const v: unknown = JSON.parse(line);
+    return v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+const MAX_STORE_LINE = 4096;
+
+/** Rank 0's store: collects every rank's address (from peers that prove membership), then hands out the table. */
 function hostStore(): Promise<void> {
   return new Promise((resolve) => {
     const addresses: (string | undefined)[] = new Array(size).fill(undefined);
-    const sockets: Socket[] = [];
+    /** The proven registrations, with the nonce each answer is bound to. */
+    const members: { socket: Socket; nonce: string }[] = [];
+    const sockets = new Set<Socket>();
     const server = createServer((s) => {
-      sockets.push(s);
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
       s.on('error', () => {});
-      let buf = '';
-      s.on('data', (d) => {
-        buf += d.toString('utf8');
-        const nl = buf.indexOf('\n');
-        if (nl < 0) return;
-        const m = JSON.parse(buf.slice(0, nl)) as { rank: number; address: string };
-        if (addresses[m.rank] !== undefined) s.end(JSON.stringify({ error: `two processes claim RANK=${m.rank}` }) + '\n');
-        addresses[m.rank] = m.address;
+      const challenge = randomBytes(32).toString('hex');
+      const drop = (): void => void s.destroy();
+      const timer = setTimeout(drop, PROVE_WITHIN_MS);
+      timer.unref();
+      let registered = false;
+      s.write(JSON.stringify({ challenge }) + '\n');
+      lines(s, MAX_STORE_LINE, (line) => {
+        if (registered) return drop();
+        const m = parseObject(line);
+        const r = m?.rank;
+        if (!m || typeof r !== 'number' || !Number.isInteger(r) || r < 0 || r >= size || typeof m.address !== 'string' || m.address.length > 1024 ||
+          typeof m.nonce !== 'string' || !/^[0-9a-f]{64}$/.test(m.nonce) || !macEqual(m.mac, mac('register', challenge, r, m.address))) return drop();
+        registered = true;
+        clearTimeout(timer);
+        // Two proven processes with one RANK: the launcher is wrong. The first keeps its place.
+        if (addresses[r] !== undefined) return void s.end(JSON.stringify({ error: `two processes claim RANK=${r}` }) + '\n');
+        addresses[r] = m.address;
+        members.push({ socket: s, nonce: m.nonce });
         if (addresses.every((a) => a !== undefined)) {
-          clearTimeout(timer);
-          for (const c of sockets) c.end(JSON.stringify({ addresses }) + '\n');
+          clearTimeout(deadlineTimer);
+          const table = JSON.stringify(addresses);
+          for (const { socket, nonce } of members) socket.end(JSON.stringify({ addresses, mac: mac('table', nonce, table) }) + '\n');
+          for (const other of sockets) if (!members.some((x) => x.socket === other)) other.destroy();
           server.close();
         }
-      });
+      }, drop);
     });
-    const timer = setTimeout(() => {
+    const deadlineTimer = setTimeout(() => {
       const missing = addresses.map((a, r) => (a === undefined ? r : -1)).filter((r) => r >= 0);
       const message = `rendezvous: rank${missing.length > 1 ? 's' : ''} ${missing.join(', ')} did not join within ${data.rendezvousTimeoutMs} ms ` +
         `(WORLD_SIZE=${size}, MASTER_ADDR=${data.masterAddr}, MASTER_PORT=${data.masterPort})`;
-      for (const c of sockets) c.end(JSON.stringify({ error: message }) + '\n');
+      for (const { socket } of members) socket.end(JSON.stringify({ error: message }) + '\n');
+      for (const other of sockets) if (!members.some((x) => x.socket === other)) other.destroy();
       server.close();
       setupFailed(message);
     }, Math.max(0, deadline - Date.now()));
@@ -518,16 +633,24 @@ async function setup(): Promise<void> {
   const address = await listen();
   if (rank === 0) await hostStore();
   retrying(() => createConnection(data.masterPort, data.masterAddr), `the rendezvous store at ${data.masterAddr}:${data.masterPort} (hosted by rank 0)`, (s) => {
-    s.write(JSON.stringify({ rank, address }) + '\n');
-    let buf = '';
-    s.on('data', (d) => (buf += d.toString('utf8')));
+    const nonce = randomBytes(32).toString('hex');
+    let answer: Record<string, unknown> | undefined;
+    let got = 0;
+    const notOurs = 'rendezvous: the store did not prove it belongs to this run (another process on MASTER_PORT?)';
     s.on('error', () => {});
+    lines(s, MAX_STORE_LINE, (line) => {
+      const m = parseObject(line);
+      if (got++ === 0) {
+        const challenge = m?.challenge;
+        if (typeof challenge !== 'string' || !/^[0-9a-f]{64}$/.test(challenge)) return setupFailed(notOurs);
+        s.write(JSON.stringify({ rank, address, nonce, mac: mac('register', challenge, rank, address) }) + '\n');
+      } else answer ??= m ?? {};
+    }, () => setupFailed(notOurs));
     s.on('close', () => {
-      const nl = buf.indexOf('\n');
-      if (nl < 0) return setupFailed('rendezvous: the store closed without an answer (rank 0 failed?)');
-      const m = JSON.parse(buf.slice(0, nl)) as { addresses?: string[]; error?: string };
-      if (m.error || !m.addresses) return setupFailed(m.error ?? 'rendezvous: bad answer');
-      const table = m.addresses;
+      if (!answer) return setupFailed('rendezvous: the store closed without an answer (rank 0 failed?)');
+      if (typeof answer.error === 'string') return setupFailed(answer.error.slice(0, 500));
+      const table = answer.addresses;
+      if (!Array.isArray(table) || table.length !== size || !table.every((a) => typeof a === 'string') || !macEqual(answer.mac, mac('table', nonce, JSON.stringify(table)))) return setupFailed(notOurs);
       // Everyone has registered: now connect the mesh, with a fresh deadline.
       deadline = Date.now() + data.rendezvousTimeoutMs;
       setTimeout(() => {
@@ -541,9 +664,11 @@ async function setup(): Promise<void> {
           const p = new Peer(socket, peer);
           peers[peer] = p;
           watch(p);
-          sendFrame(p, FRAME.hello, 0);
-          connected++;
-          maybeReady();
+          // Connected once we have answered its challenge: nothing of ours may reach it before our HELLO.
+          p.onChallenge = () => {
+            connected++;
+            maybeReady();
+          };
         });
       }
       maybeReady();

@@ -7,6 +7,10 @@
 //   [SLOTS, ..)      request cells, one range per client thread: 0 pending, 1 done, 2 failed
 //   [ARENA, ..)      staging, work areas and registered buffers
 
+/** The environment variable that hands every rank the run's membership secret (see socket-io.ts). */
+export const COMM_SECRET_ENV = 'SCALELM_COMM_SECRET';
+export const isCommSecret = (s: string): boolean => /^[0-9a-f]{64}$/.test(s);
+
 export const SOCKET_MAGIC = 0x53434b31; // "SCK1"
 export const MAX_GROUPS = 256;
 export const GROUP_INTS = 8;
@@ -23,7 +27,7 @@ export const SLOT_PENDING = 0, SLOT_DONE = 1, SLOT_FAILED = 2;
 /** Frame header: 12 little-endian int32. */
 export const HEADER_BYTES = 48;
 export const F = { kind: 0, channel: 1, seq: 2, op: 3, count: 4, reduce: 5, root: 6, step: 7, tag: 8, bytes: 9, hash: 10, from: 11 } as const;
-export const FRAME = { data: 0x44415441, hello: 0x48454c4f, abort: 0x41425254, bye: 0x42594521, probe: 0x50524f42, probeReply: 0x50524f52 } as const;
+export const FRAME = { data: 0x44415441, hello: 0x48454c4f, abort: 0x41425254, bye: 0x42594521, probe: 0x50524f42, probeReply: 0x50524f52, challenge: 0x43484c47 } as const;
 
 /** Collectives of group g use channel 2g; point-to-point messages on group g use 2g + 1 (per direction). */
 export const collectiveChannel = (group: number) => 2 * group;

@@ -74,11 +74,41 @@ export function parseArgs(argv: string[], spec: FlagSpec): ParsedArgs | 'help' {
   return { positional, values, repeated, switches };
 }
 
-/** A flag's value as a whole number in range, or a CliError naming the flag. */
-export function intFlag(args: ParsedArgs, name: string, min = 1): number | undefined {
+/** Flags' bounds (the config's own, docs/config.md); any other whole-number flag: at most 1e9. */
+const INT_FLAG_MAX: Record<string, number> = { gpus: 1_000_000, 'gpus-per-node': 1024, nodes: 1_000_000, tp: 65_536, pp: 10_000, vpp: 10_000, dp: 1_000_000, 'micro-batch': 1_000_000, 'seq-len': 16_777_216, threads: 256 };
+
+const CONTROL = /[\x00-\x08\x0b-\x1f\x7f-\x9f]/g;
+
+/** Text for a terminal: control characters (ESC, CR, BEL, C1…) spelled as \xNN; newlines and tabs kept. */
+export function sanitizeForTerminal(text: string): string {
+  return text.replace(CONTROL, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+}
+
+/** Errors of the runtime that carry a complete sentence for the user (printed without a stack). */
+const USER_FACING = new Set(['CommTimeoutError', 'CommAbortedError', 'CommMismatchError', 'CommError', 'FileReadError', 'RunDirError', 'CheckpointError', 'SafetensorsError', 'ConfigError', 'DataError', 'TrainError', 'ParallelError', 'BackendError', 'DeviceOutOfMemoryError', 'ModelShapeError']);
+export const isUserFacingError = (e: unknown): e is Error => e instanceof Error && USER_FACING.has(e.name);
+
+const SYSTEM_REASONS: Record<string, string> = {
+  EACCES: 'permission denied', EPERM: 'operation not permitted', EROFS: 'the file system is read-only', ENOTDIR: 'a part of the path is not a directory',
+  EISDIR: 'is a directory', ENOSPC: 'no space left on the device', EDQUOT: 'disk quota exceeded', ENOENT: 'no such file or directory', EEXIST: 'already exists',
+  EMFILE: 'too many open files', ENAMETOOLONG: 'the name is too long', ELOOP: 'too many symbolic links', EIO: 'input/output error', EFBIG: 'the file is too large',
+};
+const SYSCALL_VERBS: Record<string, string> = { open: 'cannot open', mkdir: 'cannot create the folder', write: 'cannot write', read: 'cannot read', rename: 'cannot rename', unlink: 'cannot remove', fsync: 'cannot flush', fdatasync: 'cannot flush', ftruncate: 'cannot truncate', scandir: 'cannot list', stat: 'cannot examine' };
+
+/** One line for a Node file-system error ("cannot write /x: the file system is read-only"), or null. */
+export function describeSystemError(e: unknown): string | null {
+  const err = e as NodeJS.ErrnoException;
+  if (!(e instanceof Error) || typeof err.code !== 'string' || !Object.hasOwn(SYSTEM_REASONS, err.code)) return null;
+  const verb = err.syscall && Object.hasOwn(SYSCALL_VERBS, err.syscall) ? SYSCALL_VERBS[err.syscall] : err.syscall ? `${err.syscall} failed on` : 'failed on';
+  const where = err.path ?? (err as { dest?: string }).dest ?? 'a file';
+  return `${verb} ${where}: ${SYSTEM_REASONS[err.code]}`;
+}
+
+/** A flag's value as a whole number in range, or a CliError naming the flag and the range. */
+export function intFlag(args: ParsedArgs, name: string, min = 1, max = Object.hasOwn(INT_FLAG_MAX, name) ? INT_FLAG_MAX[name]! : 1_000_000_000): number | undefined {
   const raw = args.values.get(name);
   if (raw === undefined) return undefined;
   const n = Number(raw);
-  if (!Number.isInteger(n) || n < min) throw new CliError(`--${name} must be a whole number ≥ ${min}, got "${raw}"`);
+  if (!Number.isInteger(n) || n < min || n > max) throw new CliError(`--${name} must be a whole number from ${min} to ${max}, got "${raw.slice(0, 40)}"`);
   return n;
 }

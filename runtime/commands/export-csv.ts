@@ -2,7 +2,7 @@
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { exportCsv } from '../telemetry/csv';
 import { hasMetrics } from '../telemetry/run-store';
-import { CliError, parseArgs, type Command } from './args';
+import { CliError, describeSystemError, parseArgs, type Command } from './args';
 
 const USAGE = `usage: scalelm export-csv <run-dir> [--out steps.csv]
 
@@ -24,12 +24,26 @@ export const exportCsvCommand: Command = async (argv) => {
     if (e.code === 'EPIPE') process.exit(0);
     throw e;
   });
-  const fd = outPath ? openSync(outPath, 'w') : null;
+  const outError = (e: unknown): CliError => {
+    const reason = describeSystemError(e);
+    return new CliError(`cannot write ${outPath}: ${reason ? reason.replace(/^.*?: /, '') : (e as Error).message}`, 1);
+  };
+  let fd: number | null = null;
+  try {
+    fd = outPath ? openSync(outPath, 'w') : null;
+  } catch (e) {
+    throw outError(e);
+  }
+  const writeAll = (out: number, c: string): void => {
+    const b = Buffer.from(c, 'utf8');
+    for (let off = 0; off < b.length; ) off += writeSync(out, b, off, b.length - off);
+  };
   let r: Awaited<ReturnType<typeof exportCsv>>;
   try {
-    r = await exportCsv(dir, fd === null ? (c) => void process.stdout.write(c) : (c) => void writeSync(fd, c));
+    r = await exportCsv(dir, fd === null ? (c) => void process.stdout.write(c) : (c) => writeAll(fd!, c));
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'EPIPE') return 0;
+    if (fd !== null && (e as NodeJS.ErrnoException).syscall === 'write') throw outError(e);
     throw e;
   } finally {
     if (fd !== null) closeSync(fd);

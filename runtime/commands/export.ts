@@ -3,21 +3,30 @@
 // be redirected into a file.
 import { estimate } from '../planner/estimate';
 import { layoutOf } from '../planner/memory';
-import { EXPORT_TARGETS, exportLayout, type ExportTarget } from '../planner/export';
+import { EXPORT_TARGETS, exportFileName, exportLayout, type ExportTarget } from '../planner/export';
+import { writeFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { formatBytes } from '../../common/units';
 import { CliError, parseArgs, type Command } from './args';
 import { loadPlanInput, PLAN_FLAGS_HELP, PLAN_SWITCHES, PLAN_VALUE_FLAGS } from './plan-input';
 
-const USAGE = `usage: scalelm export <file> --to ${EXPORT_TARGETS.join('|')} [--script train.py] [flags]
+const USAGE = `usage: scalelm export <file> --to ${EXPORT_TARGETS.join('|')} [--write] [--script train.py] [flags]
 
-deepspeed   a DeepSpeed config JSON (zero_optimization, batch sizes, precision, offload)
-megatron    Megatron-LM pretrain_gpt.py arguments
+deepspeed   a DeepSpeed config JSON (batch sizes, precision, optimizer, LR scheduler, ZeRO, offload, checkpointing)
+megatron    a runnable bash script launching Megatron-LM's pretrain_gpt.py (checks DATA_PATH etc. first)
 torchrun    a torchrun command line (Megatron-LM, or your DeepSpeed script with --script)
+--write     write it next to <file> as <name>.ds_config.json / <name>.megatron.sh / <name>.torchrun.sh
+            (the names the editor uses) instead of printing it
 
 ${PLAN_FLAGS_HELP}`;
 
+/** "llama.scalelm.json" -> "llama", "config.json" -> "config". */
+export function exportBase(file: string): string {
+  return basename(file).replace(/\.scalelm\.json$|\.json$/, '');
+}
+
 export const exportCommand: Command = async (argv) => {
-  const args = parseArgs(argv, { values: [...PLAN_VALUE_FLAGS, 'to', 'script'], repeatable: ['set'], switches: [...PLAN_SWITCHES], positional: [1, 1], usage: USAGE });
+  const args = parseArgs(argv, { values: [...PLAN_VALUE_FLAGS, 'to', 'script'], repeatable: ['set'], switches: [...PLAN_SWITCHES, 'write'], positional: [1, 1], usage: USAGE });
   if (args === 'help') {
     console.log(USAGE);
     return 0;
@@ -28,13 +37,18 @@ export const exportCommand: Command = async (argv) => {
   const file = args.positional[0]!;
   const { config } = loadPlanInput(file, args, 'export');
   const script = args.values.get('script');
-  const result = exportLayout(config, layoutOf(config), to as ExportTarget, script ? { script } : {});
+  const base = exportBase(file);
+  const result = exportLayout(config, layoutOf(config), to as ExportTarget, { ...(script ? { script } : {}), deepspeedConfigFile: exportFileName(base, 'deepspeed') });
   if (!result.ok) {
     console.error(`${file}: cannot export to ${to}:`);
     for (const i of result.issues) console.error(`  ${i.path}: ${i.message}`);
     return 1;
   }
-  console.log(result.text);
+  if (args.switches.has('write')) {
+    const out = join(dirname(file), exportFileName(base, to as ExportTarget));
+    writeFileSync(out, result.text.endsWith('\n') ? result.text : `${result.text}\n`, { mode: to === 'deepspeed' ? 0o644 : 0o755 });
+    console.log(out);
+  } else console.log(result.text.replace(/\n$/, ''));
   for (const n of result.notes) console.error(`note: ${n}`);
   const e = estimate(config);
   if (e.ok && !e.fits) console.error(`warning: by the scalelm estimate this layout needs ${formatBytes(e.memory.perDevice.total)} per GPU, more than the ${formatBytes(e.usable)} usable; try \`scalelm plan ${file}\``);

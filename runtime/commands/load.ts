@@ -1,5 +1,5 @@
 // Reading a config file from disk for the CLI: the raw JSON with --set overrides applied, then parsed.
-import { readFileSync } from 'node:fs';
+import { READ_LIMITS, readTextBounded } from '../files';
 import { parseJsonText } from '../config/parse';
 import { setPath } from '../config/set-path';
 import { CliError } from './args';
@@ -8,9 +8,9 @@ import { CliError } from './args';
 export function readRawConfig(file: string, sets: string[] = []): Record<string, unknown> {
   let text: string;
   try {
-    text = readFileSync(file, 'utf8');
+    text = readTextBounded(file, READ_LIMITS.config);
   } catch (e) {
-    throw new CliError(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`, 1);
+    throw new CliError(`cannot read ${(e as Error).message}`, 1);
   }
   const parsed = parseJsonText(text);
   if (!parsed.ok) throw new CliError(`${file}: ${parsed.error.message}`, 1);

@@ -38,26 +38,42 @@ export const planCommand: Command = async (argv) => {
   const loaded = loadPlanInput(file, args, 'plan');
   const { config } = loaded;
   const started = performance.now();
-  const result = searchLayouts(config, { top, fixed: loaded.fixed, ...(hostMemoryPerNode !== undefined ? { hostMemoryPerNode } : {}) });
+  const result = searchLayouts(config, { ...loaded.options, top, fixed: loaded.fixed, ...(loaded.current ? { current: loaded.current } : {}), ...(hostMemoryPerNode !== undefined ? { hostMemoryPerNode } : {}) });
   const seconds = (performance.now() - started) / 1e3;
   if (args.switches.has('json')) {
-    console.log(JSON.stringify(planJson(result, config.train.globalBatch, seconds)));
+    console.log(JSON.stringify({ ...planJson(result, config.train.globalBatch, seconds), profile: loaded.profile ?? null }));
     return result.ok ? 0 : 1;
   }
   const { model, cluster, train } = config;
   const gpus = cluster.gpusPerNode * cluster.nodes;
   for (const n of loaded.notes) console.log(`note: ${n}`);
-  console.log(`${model.name} on ${gpus} × ${cluster.gpu} (${cluster.nodes} node${cluster.nodes > 1 ? 's' : ''} × ${cluster.gpusPerNode}, ${formatBytes(cluster.spec.memory)} each) · global batch ${train.globalBatch} × ${model.seqLen} tokens${loaded.defaultGlobalBatch ? ' (default ≈1M tokens; set --global-batch)' : ''} · ${train.precision}${train.flashAttention ? ' · FlashAttention' : ''}`);
+  console.log(`${model.name} on ${gpus} × ${cluster.gpu} (${cluster.nodes} node${cluster.nodes > 1 ? 's' : ''} × ${cluster.gpusPerNode}, ${formatBytes(cluster.spec.memory)} each) · ${train.precision}${train.flashAttention ? ' · FlashAttention' : ''}`);
+  // The two numbers every throughput here depends on, and where they came from.
+  const seqFrom = args.values.has('seq-len') ? '--seq-len' : loaded.source === 'huggingface' ? 'the model config\'s max_position_embeddings; set --seq-len' : 'the config';
+  console.log(`sequence length ${model.seqLen} (${seqFrom}) · global batch ${train.globalBatch} sequences = ${(train.globalBatch * model.seqLen).toLocaleString('en-US')} tokens per step (${loaded.defaultGlobalBatch ? 'default ≈1M tokens; set --global-batch' : args.values.has('global-batch') ? '--global-batch' : 'the config'})`);
+  if (loaded.profile) console.log(`step times from the ${loaded.profile}`);
   const st = result.stats;
   console.log(`searched ${st.enumerated.toLocaleString('en-US')} layouts in ${seconds.toFixed(2)} s: ${st.fits.toLocaleString('en-US')} fit, ${st.tooBig.toLocaleString('en-US')} need more than ${gib(result.usable)} GiB (${Math.round(cluster.headroom * 100)}% headroom kept), ${st.invalid.toLocaleString('en-US')} break a rule`);
   if (!result.ok) {
     for (const i of result.issues) console.error(i.message);
     return 1;
   }
+  const cur = result.current;
+  const best = result.candidates[0]!;
+  if (cur) {
+    const pct = (x: number) => `${Math.round(Math.abs(1 - x) * 100)}%`;
+    if (cur.rank !== null) {
+      const diff = cur.rank === 1 ? 'it is #1' : cur.vsBest! >= 1 - result.tieTolerance ? `${pct(cur.vsBest!)} ${cur.vsBest! < 1 ? 'slower than' : 'faster than'} #1 — a tie within the model's ${Math.round(result.tieTolerance * 100)}% error` : `${pct(cur.vsBest!)} slower than #1 (${describeLayout(best.layout)})`;
+      console.log(`your layout ${describeLayout(cur.layout)} ranks #${cur.rank} of ${result.ranking.length}: ${Math.round(cur.tokensPerSec!).toLocaleString('en-US')} tokens/s, ${gib(cur.memory!)} GiB/GPU — ${diff}`);
+    } else {
+      console.log(`your layout ${describeLayout(cur.layout)} is not ranked: ${cur.reason}${cur.vsBest !== undefined ? ` (it would run at ${Math.round(cur.vsBest * 100)}% of #1's throughput)` : ''}`);
+    }
+  }
+  for (const w of result.warnings) console.log(`warning: ${w}`);
   console.log('');
   for (const c of result.candidates) {
     const t = c.time;
-    console.log(`${String(c.rank).padStart(3)}. ${describeLayout(c.layout)}`);
+    console.log(`${String(c.rank).padStart(3)}. ${describeLayout(c.layout)}${c.rank > 1 && c.tiesFirst ? `   (tie with #1: within ${Math.round(result.tieTolerance * 100)}%, the model's error; more headroom ranks first)` : ''}`);
     console.log(`     ${gib(c.memory.total)} GiB/GPU · step ${formatSeconds(t.stepMs / 1e3)} · ${Math.round(t.tokensPerSec).toLocaleString('en-US')} tokens/s · MFU ${(t.mfu * 100).toFixed(1)}%`);
     console.log(`     ${c.explanation}`);
     const m = c.memory;
@@ -76,6 +92,9 @@ export function planJson(r: SearchResult, globalBatch: number, seconds: number):
     stats: r.stats,
     searchSeconds: seconds,
     issues: r.issues,
+    warnings: r.warnings,
+    tieTolerance: r.tieTolerance,
+    current: r.current ?? null,
     layouts: r.candidates.map((c) => ({
       rank: c.rank,
       layout: c.layout,
@@ -83,6 +102,7 @@ export function planJson(r: SearchResult, globalBatch: number, seconds: number):
       host: { perNode: int(c.detail?.host.perNode ?? 0) },
       time: { stepMs: c.time.stepMs, tokensPerSec: c.time.tokensPerSec, mfu: c.time.mfu },
       explanation: c.explanation,
+      tiesFirst: c.tiesFirst,
     })),
   };
 }

@@ -1,6 +1,7 @@
 // A tiny schema language: one declaration gives the TypeScript type (via Infer), the JSON Schema shipped
 // to VS Code (toJsonSchema) and the structural validation with JSON paths (checkShape). Cross-field rules
 // live in rules.ts. Pure: no Node APIs (the webview bundles it).
+import { formatBytes, parseBytes } from '../../common/units';
 
 export interface ConfigIssue {
   /** JSON path like `parallel.tp` or `model.layers` ("" for the root). */
@@ -39,6 +40,8 @@ export interface EnumNode<E extends string | number> extends Base<E> {
 export interface BytesNode extends Base<number | string> {
   kind: 'bytes';
   default?: string;
+  /** Upper bound in bytes (the lower bound is always 1 byte). */
+  maximum?: number;
 }
 export interface ObjectNode<P extends Record<string, AnyNode>> extends Base<unknown> {
   kind: 'object';
@@ -101,7 +104,7 @@ export function toJsonSchema(node: AnyNode): Record<string, unknown> {
       const s: Record<string, unknown> = {
         ...common,
         anyOf: [
-          { type: 'integer', minimum: 1, description: 'bytes' },
+          { type: 'integer', minimum: 1, ...(node.maximum !== undefined ? { maximum: node.maximum } : {}), description: 'bytes' },
           { type: 'string', pattern: BYTES_PATTERN, description: 'a size such as "80GiB", "40GB" or "512MiB"' },
         ],
       };
@@ -148,11 +151,22 @@ export function checkShape(node: AnyNode, value: unknown, path: string, issues: 
         issues.push({ path, message: `${at}=${JSON.stringify(value)} is not one of ${node.values.map((v) => JSON.stringify(v)).join(', ')}${hint ? `; did you mean "${hint}"?` : ''}` });
       }
       return;
-    case 'bytes':
-      if (typeof value === 'number' ? !(Number.isInteger(value) && value > 0) : typeof value !== 'string' || !new RegExp(BYTES_PATTERN).test(value)) {
+    case 'bytes': {
+      if (typeof value === 'number' ? !(Number.isInteger(value) && value > 0) : typeof value !== 'string' || value.length > 64 || !new RegExp(BYTES_PATTERN).test(value)) {
         issues.push({ path, message: `${at} must be a size like "80GiB", "40GB", "512MiB" or a positive number of bytes, got ${describe(value)}` });
+        return;
       }
+      let n: number;
+      try {
+        n = parseBytes(value as number | string);
+      } catch (e) {
+        issues.push({ path, message: `${at}: ${(e as Error).message}` });
+        return;
+      }
+      if (n < 1) issues.push({ path, message: `${at}=${JSON.stringify(value)} must be at least 1 byte` });
+      else if (node.maximum !== undefined && n > node.maximum) issues.push({ path, message: `${at}=${JSON.stringify(value)} must be at most ${formatBytes(node.maximum)}` });
       return;
+    }
     case 'object': {
       if (typeof value !== 'object' || value === null || Array.isArray(value)) {
         issues.push({ path, message: `${at} must be an object, got ${describe(value)}` });
@@ -162,8 +176,12 @@ export function checkShape(node: AnyNode, value: unknown, path: string, issues: 
       const record = value as Record<string, unknown>;
       for (const key of Object.keys(record)) {
         const child = path ? `${path}.${key}` : key;
-        if (!(key in props)) {
-          if (key === '$schema' && !path) continue;
+        // Own keys only: `key in props` would accept "constructor", "toString", "__proto__".
+        if (!Object.hasOwn(props, key)) {
+          if (key === '$schema' && !path) {
+            if (typeof record[key] !== 'string') issues.push({ path: key, message: `$schema must be a string (the schema's URL or path), got ${describe(record[key])}` });
+            continue;
+          }
           const hint = closest(key, Object.keys(props));
           issues.push({ path: child, message: `unknown key "${child}"${hint ? `; did you mean "${path ? `${path}.` : ''}${hint}"?` : `; allowed keys: ${Object.keys(props).join(', ')}`}` });
           continue;
@@ -171,7 +189,7 @@ export function checkShape(node: AnyNode, value: unknown, path: string, issues: 
         checkShape(props[key]!, record[key], child, issues);
       }
       for (const key of node.required) {
-        if (!(key in record)) issues.push({ path: path ? `${path}.${key}` : key, message: `${path ? `${path}.` : ''}${key} is required: ${props[key]!.description}` });
+        if (!Object.hasOwn(record, key)) issues.push({ path: path ? `${path}.${key}` : key, message: `${path ? `${path}.` : ''}${key} is required: ${props[key]!.description}` });
       }
       return;
     }

@@ -6,6 +6,9 @@ import type { RunConfigInput } from './schema';
 type ModelInput = NonNullable<RunConfigInput['model']>;
 export type HfResult = { ok: true; model: ModelInput; family: string; notes: string[] } | { ok: false; errors: ConfigIssue[] };
 
+/** Largest count read from a config.json (layers, sizes, vocabulary, positions); the run config's own bounds apply after. */
+const HF_MAX = 2 ** 31 - 1;
+
 const FAMILIES: Record<string, 'gpt2' | 'neox' | 'llama'> = {
   gpt2: 'gpt2', gpt_neox: 'neox', llama: 'llama', mistral: 'llama', qwen2: 'llama',
 };
@@ -20,7 +23,8 @@ export function modelFromHuggingFace(value: unknown): HfResult {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return { ok: false, errors: [{ path: '', message: 'a HuggingFace config.json must be a JSON object' }] };
   const hf = value as Record<string, unknown>;
   const modelType = typeof hf.model_type === 'string' ? hf.model_type : guessType(hf);
-  const family = modelType ? FAMILIES[modelType] : undefined;
+  // Own keys only: model_type "toString" or "constructor" must not find Object.prototype's members.
+  const family = modelType && Object.hasOwn(FAMILIES, modelType) ? FAMILIES[modelType] : undefined;
   if (!family) {
     return { ok: false, errors: [{ path: 'model_type', message: `model_type ${JSON.stringify(hf.model_type)} is not supported; ScaleLM reads ${Object.keys(FAMILIES).join(', ')} (dense GPT-style models)` }] };
   }
@@ -28,13 +32,21 @@ export function modelFromHuggingFace(value: unknown): HfResult {
   const notes: string[] = [];
   const need = (key: string): number => {
     const v = hf[key];
-    if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) {
-      errors.push({ path: key, message: `${key} must be a positive whole number in a ${modelType} config, got ${JSON.stringify(v)}` });
+    if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0 || v > HF_MAX) {
+      errors.push({ path: key, message: `${key} must be a whole number from 1 to ${HF_MAX} in a ${modelType} config, got ${JSON.stringify(v)}` });
       return 1;
     }
     return v;
   };
-  const optional = (key: string): number | undefined => (typeof hf[key] === 'number' ? (hf[key] as number) : undefined);
+  const optional = (key: string): number | undefined => {
+    const v = hf[key];
+    if (v === undefined || v === null) return undefined;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0 || v > HF_MAX) {
+      errors.push({ path: key, message: `${key} must be a whole number from 1 to ${HF_MAX} in a ${modelType} config, got ${JSON.stringify(v)}` });
+      return undefined;
+    }
+    return v;
+  };
   let model: ModelInput;
   if (family === 'gpt2') {
     const hidden = need('n_embd');

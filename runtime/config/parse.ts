@@ -45,6 +45,8 @@ export function loadConfig(input: string | unknown, source?: string): RunConfig 
 }
 
 export function parseJsonText(text: string): { ok: true; value: unknown } | { ok: false; error: ConfigIssue } {
+  const depth = jsonDepth(text);
+  if (depth > MAX_JSON_DEPTH) return { ok: false, error: { path: '', message: `nested ${depth} levels deep; a config has at most ${MAX_JSON_DEPTH}` } };
   try {
     return { ok: true, value: JSON.parse(text) };
   } catch (e) {
@@ -59,6 +61,29 @@ export function parseJsonText(text: string): { ok: true; value: unknown } | { ok
     return { ok: false, error: { path: '', message: `not valid JSON${where}: ${message}` } };
   }
 }
+
+/**
+ * The deepest nesting of arrays/objects in JSON text, by one linear scan (strings skipped). Checked before
+ * JSON.parse so a 200k-deep document is refused with a sentence instead of overflowing a recursive walk.
+ */
+export function jsonDepth(text: string): number {
+  let depth = 0;
+  let max = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++; // backslash: skip the escaped character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) max = Math.max(max, ++depth);
+    else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return max;
+}
+
+/** Deepest nesting a config, state or header file may have. */
+export const MAX_JSON_DEPTH = 64;
 
 const MODEL_SHAPE_KEYS: (keyof ModelShape)[] = ['layers', 'hidden', 'heads', 'kvHeads', 'ffnHidden', 'vocab', 'seqLen', 'activation', 'norm', 'tiedEmbeddings', 'bias', 'positionEmbedding'];
 
@@ -131,7 +156,7 @@ function resolve(input: RunConfigInput, errors: ConfigIssue[]): RunConfig | unde
     train,
     parallel,
     cluster,
-    devices: { backend: d.backend!, count: d.count ?? world, memory: parseBytes(d.memory!), transport: d.transport! },
+    devices: { engine: d.engine!, backend: d.backend!, count: d.count ?? world, memory: parseBytes(d.memory!), transport: d.transport! },
     data: { source: filled.data.source!, valFraction: filled.data.valFraction!, ...(filled.data.path !== undefined ? { path: filled.data.path } : {}) },
     monitor: filled.monitor as RunConfig['monitor'],
   };

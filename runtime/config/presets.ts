@@ -64,6 +64,15 @@ export const GPU_PRESETS = {
   H200: { memory: 143771 * MiB, peakFlops: 989e12, memoryBandwidth: 4800e9, intraNodeBandwidth: 450e9, interNodeBandwidth: 50e9 },
   L4: { memory: 23034 * MiB, peakFlops: 121e12, memoryBandwidth: 300e9, intraNodeBandwidth: 32e9, interNodeBandwidth: 12.5e9 },
   'RTX-4090': { memory: 24564 * MiB, peakFlops: 165e12, memoryBandwidth: 1008e9, intraNodeBandwidth: 32e9, interNodeBandwidth: 12.5e9 },
+  // Vendor datasheet figures (dense bf16, no sparsity); PCIe cards talk over PCIe 4.0/5.0 x16 inside a node.
+  // AWS g5.48xlarge: 8 × A10G on PCIe, 100 Gb/s EFA per node (1.56 GB/s per GPU).
+  A10G: { memory: 23028 * MiB, peakFlops: 125e12, memoryBandwidth: 600e9, intraNodeBandwidth: 32e9, interNodeBandwidth: 1.5625e9 },
+  L40S: { memory: 46068 * MiB, peakFlops: 362e12, memoryBandwidth: 864e9, intraNodeBandwidth: 32e9, interNodeBandwidth: 12.5e9 },
+  // H100 NVL: NVLink bridges pair the cards; across pairs it is PCIe 5.0 (the planner models the slower one).
+  'H100-NVL': { memory: 95830 * MiB, peakFlops: 835e12, memoryBandwidth: 3900e9, intraNodeBandwidth: 64e9, interNodeBandwidth: 50e9 },
+  B200: { memory: 183359 * MiB, peakFlops: 2250e12, memoryBandwidth: 8000e9, intraNodeBandwidth: 900e9, interNodeBandwidth: 50e9 },
+  // AMD MI300X: 192 GB HBM3, Infinity Fabric 7 × 64 GB/s per GPU; ROCm's RCCL stands in for NCCL.
+  MI300X: { memory: 196592 * MiB, peakFlops: 1307e12, memoryBandwidth: 5300e9, intraNodeBandwidth: 448e9, interNodeBandwidth: 50e9 },
 } as const satisfies Record<string, GpuSpec>;
 export type GpuPresetName = keyof typeof GPU_PRESETS;
 export const GPU_PRESET_NAMES = Object.keys(GPU_PRESETS) as GpuPresetName[];

@@ -4,10 +4,23 @@ import type { ConfigIssue } from './dsl';
 import type { RunConfigInput } from './schema';
 import type { RunConfig } from './types';
 
+/** Largest n divisorsOf answers for (every caller passes schema-bounded values far below it). */
+export const MAX_DIVISOR_INPUT = 2 ** 40;
+
+/**
+ * The divisors of n in ascending order, in O(√n) (at most 2^20 trial divisions). n must be a whole number
+ * from 1 to MAX_DIVISOR_INPUT; anything else gives [] (so hints built from it are empty, never a hang).
+ */
 export function divisorsOf(n: number): number[] {
-  const out: number[] = [];
-  for (let i = 1; i <= n; i++) if (n % i === 0) out.push(i);
-  return out;
+  if (!Number.isInteger(n) || n < 1 || n > MAX_DIVISOR_INPUT) return [];
+  const small: number[] = [];
+  const large: number[] = [];
+  for (let i = 1; i * i <= n; i++) {
+    if (n % i !== 0) continue;
+    small.push(i);
+    if (i * i !== n) large.push(n / i);
+  }
+  return small.concat(large.reverse());
 }
 
 /** "1, 2, 4 or 8" */

@@ -18,12 +18,11 @@ import { BatchSampler, loadTokens, type TokenStream } from '../train/data';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadCheckpoint, loadHfFolder, readModelTensors } from '../train/checkpoint';
-import { optimizerHyper, stateSlots, type OptimizerHyper } from '../train/optimizer';
+import { clipCoefficient, GradAccumulator, Optimizer, optimizerHyper, stateSlots, sumSquares, updateRange, type OptimizerHyper } from '../train/optimizer';
 import { learningRate } from '../train/schedule';
 import { FlatLayout, type Segment } from './flat';
 import { GradReducer, type CommTimer } from './grads';
 import { ParallelError, resolveLayout, type ParallelLayout } from './layout';
-import { clipCoefficient, sumSquares, updateRange } from './optim';
 import { isSharded, sliceShard } from './shards';
 import { readShard, type ShardContents } from './shard-files';
 import { NO_HOOKS, ShardedGpt, unitSchedule, type UnitHooks } from './sharded-gpt';
@@ -31,15 +30,8 @@ import { CommTensorGroup } from './tensor-group';
 import { readFloats, tensorFromHost } from './tensor-io';
 import { Zero3Params } from './zero3';
 
-/** Where a rank's initial state comes from. */
-export type StartFrom =
-  | { kind: 'fresh' }
-  /** Weights only: a HF GPT-2 folder or a (consolidated) ScaleLM checkpoint. */
-  | { kind: 'init'; folder: string }
-  /** A full (single-device or consolidated) checkpoint: weights and optimizer state, resharded here. */
-  | { kind: 'resume-full'; folder: string }
-  /** This layout's own sharded checkpoint. */
-  | { kind: 'resume-sharded'; folder: string };
+import type { StartFrom } from '../coordinator/engine';
+export type { StartFrom } from '../coordinator/engine';
 
 export interface EngineOptions {
   config: RunConfig;
@@ -50,6 +42,15 @@ export interface EngineOptions {
   threads?: number;
 }
 
+/** A step computed (forward, backward, gradients reduced) but not yet applied. */
+export interface ComputedStep {
+  step: number;
+  /** performance.now() at the step's start. */
+  t0: number;
+  /** Σ of this rank's micro-batch losses (float32). */
+  lossSum: number;
+}
+
 export interface StepOutcome {
   step: number;
   loss: number;
@@ -57,7 +58,7 @@ export interface StepOutcome {
   gradNorm: number;
   stepMs: number;
   memory: StepMemory;
-  /** Summed over the world: non-zero when some rank asked. */
+  /** Summed over the world: some rank asked to stop — this step was computed but not applied (no update). */
   stop: boolean;
   checkpoint: boolean;
   /** ms this rank waited on communication during the step. */
@@ -95,6 +96,8 @@ export class RankEngine {
   readonly paddedVocab: number;
   optimizerSteps = 0;
   faults: Faults = {};
+  /** Made by alone(): dispose closes the comm too. */
+  private ownsComm = false;
   private readonly specs: ParamSpec[];
 
   private constructor(
@@ -146,17 +149,108 @@ export class RankEngine {
     const layout = resolveLayout(config);
     if (layout.world !== comm.size) throw new ParallelError(`the layout needs ${layout.world} ranks but the world has ${comm.size}`);
     const backend = activeBackend() ?? (await initBackend(config.devices.backend, options.threads !== undefined ? { threads: options.threads } : {}));
-    if (backend.name === 'webgpu') throw new ParallelError('devices.backend="webgpu": the parallel engine reads tensors synchronously for its collectives, which WebGPU in Node cannot; use wasm or cpu when dp·tp > 1');
+    if (backend.name === 'webgpu' && (layout.world > 1 || layout.zero > 0)) throw new ParallelError('devices.backend="webgpu": the parallel engine reads tensors synchronously for its collectives, which WebGPU in Node cannot; use wasm or cpu when dp·tp > 1 or with ZeRO');
     const mesh = comm.mesh({ tp: layout.tp, pp: 1 });
     const data = loadTokens(config.data, options.baseDir, { vocab: config.model.vocab, seqLen: config.model.seqLen }, config.train.seed, config.train.evalEvery > 0);
     const engine = new RankEngine(comm, options, backend, data, { tp: mesh.tp, dp: mesh.dp, coords: { tp: mesh.coords.tp, dp: mesh.coords.dp } });
     try {
       engine.initState();
+      if (backend.name === 'webgpu') engine.onDevice = engine.deviceOptimizer();
     } catch (e) {
       engine.dispose();
       throw e;
     }
     return engine;
+  }
+
+  /**
+   * WebGPU in Node has no synchronous reads, which the host-side step (gradient buckets, the update over
+   * flat ranges) needs: on one device it steps on the device instead — gradients summed as tensors, clipped
+   * and updated by the same optimizer's tensor form (train/optimizer.ts) — and reads back only at a
+   * checkpoint. Every other backend and layout takes computeStep/finishStep.
+   */
+  onDevice: Optimizer | undefined;
+
+  private deviceOptimizer(): Optimizer {
+    const opt = new Optimizer(this.hyper, this.tracker);
+    for (const spec of this.specs) {
+      const slots = this.state.map(() => new Float32Array(spec.shape.reduce((a, b) => a * b, 1)));
+      for (const s of this.segmentsOf(spec.name)) slots.forEach((v, i) => v.set(this.state[i]!.subarray(s.at, s.at + s.length), s.from));
+      opt.setState(spec.name, slots.map((v) => tf.tensor(v, spec.shape)));
+    }
+    opt.steps = this.optimizerSteps;
+    return opt;
+  }
+
+  /** One step on the device (see onDevice); asynchronous reads only. */
+  async stepOnDevice(step: number, ask: { stop?: boolean; checkpoint?: boolean } = {}): Promise<StepOutcome> {
+    const t = this.options.config.train;
+    const A = this.layout.accumulation;
+    const opt = this.onDevice!;
+    this.tracker.beginStep(step);
+    const t0 = performance.now();
+    const grads = new GradAccumulator(this.tracker);
+    let lossSum: tf.Scalar | undefined;
+    let state: ForwardState | undefined;
+    let norm: tf.Scalar | undefined;
+    try {
+      for (let a = 0; a < A; a++) {
+        const b = this.batch(step, a);
+        const ctx = this.context(step, a, true);
+        const tokens = tf.tensor1d(b.tokens, 'int32');
+        const targets = tf.tensor1d(b.targets, 'int32');
+        const out = this.model.forward(ctx, tokens, targets, true);
+        tokens.dispose();
+        targets.dispose();
+        state = out.state;
+        const prev = lossSum;
+        lossSum = prev ? (tf.add(prev, out.loss) as tf.Scalar) : out.loss;
+        if (prev) tf.dispose([prev, out.loss]);
+        this.model.backward(ctx, state!, 1 / A, grads.add);
+        state = undefined;
+      }
+      this.tracker.where = { step, phase: 'optimizer', layer: 'clip' };
+      norm = grads.clipByGlobalNorm(t.gradClip);
+      this.tracker.where.layer = 'update';
+      // As on the host path: a stop asked before this step discards it.
+      if (!ask.stop) {
+        opt.step(this.params!, grads.grads, learningRate(t, step));
+        this.optimizerSteps = opt.steps;
+      }
+      const [loss, gradNorm] = await Promise.all([lossSum!.data(), norm.data()]);
+      return {
+        step, loss: loss[0]! / A, lr: learningRate(t, step), gradNorm: gradNorm[0]!, stepMs: performance.now() - t0, memory: this.tracker.stepMemory(),
+        stop: Boolean(ask.stop), checkpoint: Boolean(ask.checkpoint), exposedCommMs: 0,
+      };
+    } finally {
+      disposeForwardState(state);
+      grads.dispose();
+      lossSum?.dispose();
+      norm?.dispose();
+    }
+  }
+
+  /**
+   * A world of one in this thread, driven step by step by the caller (tests and benchmarks that look
+   * inside a step: measured memory, the exact batches, the weights between steps). Training runs go
+   * through the coordinator, which starts the same rank in a worker thread.
+   */
+  static async alone(options: EngineOptions): Promise<RankEngine> {
+    const layout = resolveLayout(options.config);
+    if (layout.world !== 1) throw new ParallelError(`RankEngine.alone runs a world of one; this layout has ${layout.world} ranks`);
+    const { arenaBytes } = await import('./local-engine');
+    const { ShmBackend } = await import('../comm/shm-backend');
+    const { createShmWorld } = await import('../comm/shm-world');
+    const { Comm: CommClass } = await import('../comm/comm');
+    const comm = new CommClass(new ShmBackend(createShmWorld(1, { arenaBytes: arenaBytes(options.config, layout) }), 0, { spin: 0 }));
+    try {
+      const engine = await RankEngine.create(comm, options);
+      engine.ownsComm = true;
+      return engine;
+    } catch (e) {
+      comm.close();
+      throw e;
+    }
   }
 
   /** The ParamSource the layers read: the store, or ZeRO-3's gathered units. */
@@ -269,10 +363,16 @@ export class RankEngine {
    * step's single scalar all-reduce so every rank acts on the same step.
    */
   trainStep(step: number, ask: { stop?: boolean; checkpoint?: boolean } = {}): StepOutcome {
-    const { config } = this.options;
-    const t = config.train;
+    return this.finishStep(this.computeStep(step), ask);
+  }
+
+  /**
+   * The first part of a step: forward and backward over this rank's micro-batches, gradients reduced.
+   * Between it and finishStep the caller may wait for the step's requests (rank 0 waits for the
+   * coordinator's ack while nothing is left to compute).
+   */
+  computeStep(step: number): ComputedStep {
     const A = this.layout.accumulation;
-    const lr = learningRate(t, step);
     this.tracker.beginStep(step);
     this.timer.exposedMs = 0;
     const t0 = performance.now();
@@ -293,41 +393,51 @@ export class RankEngine {
         tokens.dispose();
         targets.dispose();
         state = out.state;
-        lossSum += readFloats(out.loss)[0]!;
+        lossSum = Math.fround(lossSum + readFloats(out.loss)[0]!); // float32, as a sum of loss tensors
         out.loss.dispose();
         this.reducer.beginMicro(a, a === A - 1);
         this.model.backward(ctx, state!, 1 / A, this.reducer.sink, this.hooks());
         state = undefined;
         this.reducer.endMicro();
       }
-      this.tracker.where = { step, phase: 'optimizer', layer: 'clip' };
-      // One scalar all-reduce over the world: the mean loss over dp, Σg² over TP shards and ZeRO
-      // partitions (replicated parameters counted once), and the ranks' requests.
-      const tpLead = this.coords.tp === 0;
-      const partitioned = this.layout.zero >= 1;
-      let sq = 0;
-      if (partitioned || this.coords.dp === 0) {
-        for (const s of this.mine) {
-          if (!s.slot.sharded && !tpLead) continue;
-          const [g, at] = this.reducer.gradOf(s);
-          sq += sumSquares(g, at, s.length);
-        }
-      }
-      const scalars = new Float32Array([tpLead ? lossSum / A / this.layout.dp : 0, sq, ask.stop ? 1 : 0, ask.checkpoint ? 1 : 0]);
-      this.comm.world.allReduce(scalars, 'sum');
-      const gradNorm = Math.sqrt(scalars[1]!);
-      const coef = clipCoefficient(gradNorm, t.gradClip);
-      this.tracker.where.layer = 'update';
-      this.update(lr, coef);
-      if (this.zero3 && this.zero3.live().length) throw new Error(`ZeRO-3: ${this.zero3.live().join(', ')} still gathered after the step`);
-      const stepMs = performance.now() - t0;
-      return {
-        step, loss: scalars[0]!, lr, gradNorm, stepMs, memory: this.tracker.stepMemory(),
-        stop: scalars[2]! > 0, checkpoint: scalars[3]! > 0, exposedCommMs: this.timer.exposedMs,
-      };
+      return { step, t0, lossSum };
     } finally {
       disposeForwardState(state);
     }
+  }
+
+  /** The rest of a step: the world's scalar all-reduce (with this rank's requests), clipping, the update. */
+  finishStep(computed: ComputedStep, ask: { stop?: boolean; checkpoint?: boolean } = {}): StepOutcome {
+    const { step, t0, lossSum } = computed;
+    const t = this.options.config.train;
+    const A = this.layout.accumulation;
+    const lr = learningRate(t, step);
+    this.tracker.where = { step, phase: 'optimizer', layer: 'clip' };
+    // One scalar all-reduce over the world: the mean loss over dp, Σg² over TP shards and ZeRO
+    // partitions (replicated parameters counted once), and the ranks' requests.
+    const tpLead = this.coords.tp === 0;
+    const partitioned = this.layout.zero >= 1;
+    let sq = 0;
+    if (partitioned || this.coords.dp === 0) {
+      for (const s of this.mine) {
+        if (!s.slot.sharded && !tpLead) continue;
+        const [g, at] = this.reducer.gradOf(s);
+        sq += sumSquares(g, at, s.length);
+      }
+    }
+    const scalars = new Float32Array([tpLead ? lossSum / A / this.layout.dp : 0, sq, ask.stop ? 1 : 0, ask.checkpoint ? 1 : 0]);
+    this.comm.world.allReduce(scalars, 'sum');
+    const gradNorm = Math.sqrt(scalars[1]!);
+    const coef = clipCoefficient(gradNorm, t.gradClip);
+    this.tracker.where.layer = 'update';
+    // A stop asked before this step was agreed discards it: every rank ends on the step before, as asked.
+    if (scalars[2]! === 0) this.update(lr, coef);
+    if (this.zero3 && this.zero3.live().length) throw new Error(`ZeRO-3: ${this.zero3.live().join(', ')} still gathered after the step`);
+    const stepMs = performance.now() - t0;
+    return {
+      step, loss: scalars[0]!, lr, gradNorm, stepMs, memory: this.tracker.stepMemory(),
+      stop: scalars[2]! > 0, checkpoint: scalars[3]! > 0, exposedCommMs: this.timer.exposedMs,
+    };
   }
 
   /** Updates this rank's partition; ZeRO 0–2 rebuild the parameter tensors, ZeRO-3 updates its partition in place. */
@@ -427,6 +537,13 @@ export class RankEngine {
     const partition = new Map<string, Float32Array>();
     const writesParams = this.layout.zero === 3 || this.coords.dp === 0;
     const writesState = this.layout.zero >= 1 || this.coords.dp === 0;
+    if (this.onDevice) {
+      // The device step keeps the optimizer state in tensors: bring it into the flat partition first.
+      for (const spec of this.specs) {
+        const values = await Promise.all(this.onDevice.state.get(spec.name)!.map(async (x) => (await x.data()) as Float32Array));
+        for (const s of this.segmentsOf(spec.name)) values.forEach((v, i) => this.state[i]!.set(v.subarray(s.from, s.from + s.length), s.at));
+      }
+    }
     if (this.zero3) partition.set('params', this.zero3.owned.slice());
     if (writesState) slots.forEach((slot, i) => partition.set(slot, this.state[i]!.slice()));
     const params = this.params && writesParams ? await this.localParams() : new Map<string, Float32Array>();
@@ -443,7 +560,9 @@ export class RankEngine {
     this.reducer.dispose();
     this.tpGroup.release();
     this.params?.dispose();
+    this.onDevice?.dispose();
     if (this.zero3) this.comm.free(this.zero3.owned);
     this.tracker.dispose();
+    if (this.ownsComm) this.comm.close();
   }
 }

@@ -18,10 +18,17 @@ export interface ExportOptions {
   overheads?: Partial<Overheads>;
   /** The DeepSpeed training script torchrun launches when the layout needs DeepSpeed (default train.py). */
   script?: string;
+  /** The DeepSpeed config file the torchrun command passes (default ds_config.json). */
+  deepspeedConfigFile?: string;
   masterPort?: number;
 }
 
 export type ExportResult = { ok: true; target: ExportTarget; text: string; notes: string[] } | { ok: false; issues: PlanIssue[] };
+
+/** The file an export is written to, next to the config `<base>.scalelm.json`: the CLI's --write and the extension use the same names. */
+export function exportFileName(base: string, target: ExportTarget): string {
+  return target === 'deepspeed' ? `${base}.ds_config.json` : target === 'megatron' ? `${base}.megatron.sh` : `${base}.torchrun.sh`;
+}
 
 const hyper = (input: PlanInput): Hyper => input.train as Hyper;
 
@@ -56,10 +63,30 @@ export function deepspeedConfig(input: PlanInput, layout: Layout, options: Expor
       params: { lr: h.lr ?? 3e-4, betas: [h.beta1 ?? 0.9, h.beta2 ?? 0.95], eps: h.eps ?? 1e-8, weight_decay: h.weightDecay ?? 0.1 },
     };
   }
+  const sched = deepspeedScheduler(input);
+  if (sched) cfg.scheduler = sched;
   cfg.zero_optimization = zero;
+  // DeepSpeed's activation-checkpointing settings (read by deepspeed.checkpointing, which Megatron-DeepSpeed and
+  // scripts calling deepspeed.checkpointing.checkpoint use); the script still decides which layers to wrap.
+  if (layout.recompute !== 'none') cfg.activation_checkpointing = { partition_activations: layout.tp > 1, contiguous_memory_optimization: false, cpu_checkpointing: false, number_checkpoints: null, synchronize_checkpoint_boundary: false, profile: false };
   cfg.steps_per_print = 10;
   cfg.wall_clock_breakdown = false;
   return cfg;
+}
+
+/**
+ * The LR schedule in DeepSpeed's scheduler names: warm-up then cosine (WarmupCosineLR, decaying to minLr/lr),
+ * linear (WarmupDecayLR, to 0) or constant (WarmupLR). Needs train.steps (total_num_steps); undefined without.
+ */
+export function deepspeedScheduler(input: PlanInput): Record<string, unknown> | undefined {
+  const h = hyper(input);
+  const lr = h.lr ?? 3e-4;
+  const warmup = h.warmupSteps ?? 0;
+  const schedule = h.schedule ?? 'cosine';
+  if (schedule === 'constant') return { type: 'WarmupLR', params: { warmup_min_lr: 0, warmup_max_lr: lr, warmup_num_steps: warmup, warmup_type: 'linear' } };
+  if (h.steps === undefined) return undefined;
+  if (schedule === 'linear') return { type: 'WarmupDecayLR', params: { total_num_steps: h.steps, warmup_min_lr: 0, warmup_max_lr: lr, warmup_num_steps: warmup, warmup_type: 'linear' } };
+  return { type: 'WarmupCosineLR', params: { total_num_steps: h.steps, warmup_min_ratio: 0, warmup_num_steps: warmup, cos_min_ratio: (h.minLr ?? lr / 10) / lr } };
 }
 
 /** DeepSpeed's own rule: train_batch_size = micro · accumulation · data-parallel size. */
@@ -153,6 +180,50 @@ export function checkMegatronArguments(args: string[], world: number, layers: nu
   return issues;
 }
 
+/**
+ * A runnable bash script: checks the variables it needs (`: "${DATA_PATH:?…}"`), then launches
+ * Megatron-LM's pretrain_gpt.py with torchrun on this node, with the layout, the model, the training settings,
+ * the data and the tokenizer (GPT-2 BPE files for GPT-2-style models, a HuggingFace tokenizer otherwise).
+ */
+export function megatronScript(input: PlanInput, layout: Layout, options: ExportOptions = {}): string {
+  const { gpusPerNode, nodes } = input.cluster;
+  const gpt2Style = input.model.positionEmbedding === 'learned';
+  const required: [string, string][] = [
+    ['MEGATRON_LM', 'the Megatron-LM checkout (pretrain_gpt.py)'],
+    ['DATA_PATH', 'the preprocessed data prefix (…_text_document)'],
+    ...(gpt2Style ? [['VOCAB_FILE', 'GPT-2 vocab.json'], ['MERGE_FILE', 'GPT-2 merges.txt']] as [string, string][] : [['TOKENIZER_MODEL', 'the HuggingFace tokenizer (name or directory)']] as [string, string][]),
+    ['CHECKPOINT_DIR', 'where checkpoints are saved'],
+  ];
+  if (nodes > 1) required.push(['MASTER_ADDR', 'node 0\'s address'], ['NODE_RANK', `this node's rank, 0..${nodes - 1}`]);
+  const lines = [
+    '#!/usr/bin/env bash',
+    `# Megatron-LM pretraining for ${input.model.name ?? 'the model'}: ${nodes} node${nodes > 1 ? 's' : ''} × ${gpusPerNode} GPUs, dp${layout.dp}·tp${layout.tp}·pp${layout.pp}${layout.vpp > 1 ? ` v${layout.vpp}` : ''}. Written by \`scalelm export --to megatron\`.`,
+    'set -euo pipefail',
+    ...required.map(([v, what]) => `: "\${${v}:?set ${v} to ${what}}"`),
+    ...(nodes > 1 ? [] : [': "${MASTER_ADDR:=127.0.0.1}"', ': "${NODE_RANK:=0}"']),
+    'export CUDA_DEVICE_MAX_CONNECTIONS=1',
+    `torchrun --nnodes ${nodes} --nproc-per-node ${gpusPerNode} --node-rank "$NODE_RANK" --master-addr "$MASTER_ADDR" --master-port ${options.masterPort ?? 29500} \\`,
+    '  "$MEGATRON_LM/pretrain_gpt.py" \\',
+  ];
+  const args = megatronArguments(input, layout);
+  for (let i = 0; i < args.length; i++) {
+    const next = args[i + 1];
+    if (next !== undefined && !next.startsWith('--')) {
+      lines.push(`  ${args[i]} ${sh(next)} \\`);
+      i++;
+    } else lines.push(`  ${args[i]} \\`);
+  }
+  if (gpt2Style) lines.push('  --tokenizer-type GPT2BPETokenizer --vocab-file "$VOCAB_FILE" --merge-file "$MERGE_FILE" \\');
+  else lines.push('  --tokenizer-type HuggingFaceTokenizer --tokenizer-model "$TOKENIZER_MODEL" \\');
+  lines.push('  --data-path "$DATA_PATH" --split 949,50,1 \\', '  --save "$CHECKPOINT_DIR" --load "$CHECKPOINT_DIR" --save-interval 1000 \\', '  --log-interval 10 --eval-interval 1000 --eval-iters 10 "$@"');
+  return `${lines.join('\n')}\n`;
+}
+
+/** The variables a Megatron script requires: every `: "${NAME:?…}"` line. */
+export function requiredVariables(script: string): string[] {
+  return [...script.matchAll(/^: "\$\{([A-Z_]+):\?/gm)].map((m) => m[1]!);
+}
+
 /** Quotes an argument for a POSIX shell only when it needs it. */
 function sh(arg: string): string {
   return /^[A-Za-z0-9_@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
@@ -166,7 +237,7 @@ export function torchrunCommand(input: PlanInput, layout: Layout, options: Expor
     `torchrun --nnodes ${nodes} --nproc-per-node ${gpusPerNode} --node-rank "$NODE_RANK" --master-addr "$MASTER_ADDR" --master-port ${options.masterPort ?? 29500} \\`,
   ];
   if (needsDeepSpeed(layout)) {
-    lines.push(`  ${sh(options.script ?? 'train.py')} --deepspeed --deepspeed_config ds_config.json`);
+    lines.push(`  ${sh(options.script ?? 'train.py')} --deepspeed --deepspeed_config ${sh(options.deepspeedConfigFile ?? 'ds_config.json')}`);
   } else {
     const args = megatronArguments(input, layout);
     const body: string[] = [];
@@ -205,23 +276,28 @@ export function exportLayout(input: PlanInput, layout: Layout, target: ExportTar
     text = JSON.stringify(cfg, null, 2);
     check = checkDeepspeedConfig(JSON.parse(text) as Record<string, unknown>, layout.dp);
     if (layout.tp > 1 || layout.pp > 1) notes.push(`tp=${layout.tp} and pp=${layout.pp} are not DeepSpeed config keys: pass them to the training script (e.g. Megatron-DeepSpeed's --tensor-model-parallel-size / --pipeline-model-parallel-size)`);
-    if (layout.recompute !== 'none') notes.push(`activation recompute (${layout.recompute}) is set in the training script (e.g. gradient_checkpointing_enable()), not in this JSON`);
+    if (layout.recompute === 'full') notes.push('activation_checkpointing configures DeepSpeed\'s checkpointing; the script still wraps the layers (deepspeed.checkpointing.checkpoint, or gradient_checkpointing_enable() in HF)');
+    if (layout.recompute === 'selective') notes.push('cannot express: selective recompute (attention core only) is Megatron\'s; DeepSpeed\'s activation_checkpointing rebuilds whole layers — pass --recompute-granularity selective to Megatron-DeepSpeed');
+    if (layout.vpp > 1) notes.push(`cannot express: interleaved pipeline stages (vpp=${layout.vpp}) are not a DeepSpeed config key — pass --num-layers-per-virtual-pipeline-stage ${input.model.layers / (layout.pp * layout.vpp)} to Megatron-DeepSpeed`);
+    if (layout.sequenceParallel) notes.push('cannot express: sequence parallelism is not a DeepSpeed config key — pass --sequence-parallel to Megatron-DeepSpeed');
+    if (!deepspeedScheduler(input)) notes.push('no "scheduler": the LR schedule needs train.steps (total_num_steps)');
+    notes.push(`batch arithmetic for ${world} GPUs: train_batch_size ${input.train.globalBatch} = micro ${layout.microBatch} × accumulation ${input.train.globalBatch / (layout.microBatch * layout.dp)} × dp ${layout.dp} (dp = world / (tp·pp))`);
     if (input.train.optimizer === 'sgd') notes.push('DeepSpeed has no built-in SGD: the config leaves "optimizer" out so the script passes its own');
   } else if (target === 'megatron') {
     if (needsDeepSpeed(layout)) {
       return { ok: false, issues: [{ path: 'parallel.zero', message: `Megatron-LM has no ${layout.zero >= 2 ? `ZeRO-${layout.zero}` : 'offload'} (ZeRO-1 is its --use-distributed-optimizer); export with --to deepspeed, or use zero ≤ 1 without offload` }] };
     }
     const args = megatronArguments(input, layout);
-    text = args.map(sh).join(' ');
+    text = megatronScript(input, layout, options);
     check = checkMegatronArguments(args, world, input.model.layers);
-    notes.push('add the data and tokenizer arguments (--data-path, --tokenizer-type, …); dp is implied: world / (tp·pp)');
+    notes.push(`a bash script: set ${requiredVariables(text).join(', ')} and run it on each node; dp is implied: world / (tp·pp) = ${layout.dp}`);
   } else {
     text = torchrunCommand(input, layout, options);
     check = checkTorchrunCommand(text, layout);
     if (needsDeepSpeed(layout)) {
       const cfg = deepspeedConfig(input, layout, options);
       check.push(...checkDeepspeedConfig(cfg, layout.dp));
-      notes.push('write ds_config.json with `scalelm export <file> --to deepspeed`');
+      notes.push(`write ${options.deepspeedConfigFile ?? 'ds_config.json'} with \`scalelm export <file> --to deepspeed --write\``);
     } else check.push(...checkMegatronArguments(megatronArguments(input, layout), world, input.model.layers));
   }
   if (check.length) return { ok: false, issues: check.map((i) => ({ path: i.path, message: `internal: the ${target} export is inconsistent: ${i.message}` })) };

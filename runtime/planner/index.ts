@@ -1,4 +1,4 @@
-// Public face of the planner: memory estimator (seven conventions), step-time model, layout search, exports.
+// Public face of the planner: memory estimator (eight conventions), step-time model, layout search, exports.
 // Pure: no Node APIs (the webview bundles it).
 export * from './types';
 export { estimate, describeLayout, usableMemory } from './estimate';

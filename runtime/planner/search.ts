@@ -3,7 +3,7 @@
 // throughput, explain each suggestion in one line. Fits are decided with the `scalelm` convention. Pure.
 import { divisorsOf, layoutIssues } from '../config/rules';
 import { formatBytes } from '../../common/units';
-import { usableMemory } from './estimate';
+import { estimate, usableMemory } from './estimate';
 import { estimateMemory, overheadsOf, scalelmContext, scalelmStage } from './memory';
 import { countParams, type ParamCounts } from './params';
 import { commOf, estimateTime } from './time';
@@ -19,6 +19,25 @@ export interface SearchOptions extends EstimateOptions {
   maxMicroBatch?: number;
   /** Host memory per node for offloaded states (default 1 TiB, a DGX A100's); layouts needing more do not fit. */
   hostMemoryPerNode?: number;
+  /** Throughputs closer than this fraction are a tie (the time model's error on the golden runs); more memory headroom ranks first among ties. Default 0.05. */
+  tieTolerance?: number;
+  /** The layout the user has now (from the config): the result says where it ranks and how far from #1. */
+  current?: Layout;
+}
+
+/** Above this fraction of usable memory, a layout ranked first is flagged (allocator spikes, longer batches). */
+export const TIGHT_MEMORY = 0.95;
+
+export interface CurrentLayout {
+  layout: Layout;
+  /** 1-based rank among the fitting layouts, or null when it does not fit or cannot exist. */
+  rank: number | null;
+  tokensPerSec?: number;
+  /** Its throughput over #1's (1 = as fast). */
+  vsBest?: number;
+  memory?: number;
+  /** Why it is not ranked: the first issue, or "needs X of Y usable". */
+  reason?: string;
 }
 
 export const DEFAULT_HOST_MEMORY = 2 ** 40;
@@ -32,12 +51,19 @@ export interface Candidate {
   explanation: string;
   /** The full estimate (terms), for the top ones only. */
   detail?: MemoryEstimate;
+  /** Within the tie tolerance of #1's throughput. */
+  tiesFirst: boolean;
 }
 
 export interface SearchResult {
   ok: boolean;
   /** The best `top` fitting layouts, best first. */
   candidates: Candidate[];
+  /** Where the user's layout stands (when SearchOptions.current was given). */
+  current?: CurrentLayout;
+  /** Things a user must know about the ranking (a first place above 95% of usable memory). */
+  warnings: string[];
+  tieTolerance: number;
   /** Every fitting layout, best first, without detail (for "where does layout X rank"). */
   ranking: { layout: Layout; tokensPerSec: number; tflopsPerGpu: number; memory: number }[];
   /** Layouts considered = fits + tooBig + invalid (a rule broken: divisibility, ZeRO with pipelines, ...). */
@@ -64,7 +90,8 @@ export function searchLayouts(input: PlanInput, options: SearchOptions = {}): Se
   const issues = modelIssues(input.model);
   const usable = usableMemory(input);
   const hostLimit = options.hostMemoryPerNode ?? DEFAULT_HOST_MEMORY;
-  const empty: SearchResult = { ok: false, candidates: [], ranking: [], stats: { enumerated: 0, fits: 0, tooBig: 0, invalid: 0 }, usable, hostLimit, issues };
+  const tol = options.tieTolerance ?? 0.05;
+  const empty: SearchResult = { ok: false, candidates: [], ranking: [], stats: { enumerated: 0, fits: 0, tooBig: 0, invalid: 0 }, usable, hostLimit, issues, warnings: [], tieTolerance: tol };
   if (issues.length) return empty;
   const { model, train, cluster } = input;
   const N = cluster.gpusPerNode * cluster.nodes;
@@ -157,22 +184,61 @@ export function searchLayouts(input: PlanInput, options: SearchOptions = {}): Se
   stats.enumerated = stats.fits + stats.tooBig + stats.invalid;
   fitting.sort((a, b) => b.time.tokensPerSec - a.time.tokensPerSec || a.memory.total - b.memory.total);
   const top = options.top ?? 10;
+  // Ties: estimates closer than the model's error are not a ranking. Walking down the list, the next place
+  // goes to the layout with the most headroom among those within `tol` of the fastest remaining one (the
+  // rest stays sorted by throughput). Only the head is re-ranked: further down, order matters little.
+  const head = Math.min(fitting.length, Math.max(top, 50));
+  for (let i = 0; i < head; i++) {
+    const lead = fitting[i]!.time.tokensPerSec;
+    let pick = i;
+    for (let j = i + 1; j < fitting.length && fitting[j]!.time.tokensPerSec >= lead * (1 - tol); j++) if (fitting[j]!.memory.total < fitting[pick]!.memory.total) pick = j;
+    if (pick !== i) fitting.splice(i, 0, fitting.splice(pick, 1)[0]!);
+  }
+  const fastest = fitting.reduce((m, f) => Math.max(m, f.time.tokensPerSec), 0);
   const candidates: Candidate[] = fitting.slice(0, top).map((f, i) => {
     const detail = estimateMemory(input, f.layout, { ...options, convention: 'scalelm' });
-    return { rank: i + 1, layout: f.layout, memory: pickBreakdown(f.memory), heaviestStage: f.stage, time: f.time, explanation: explain(f.layout, f.memory.total, f.time, usable), detail };
+    return { rank: i + 1, layout: f.layout, memory: pickBreakdown(f.memory), heaviestStage: f.stage, time: f.time, explanation: explain(f.layout, f.memory.total, f.time, usable), detail, tiesFirst: f.time.tokensPerSec >= fastest * (1 - tol) };
   });
+  const warnings: string[] = [];
+  const first = fitting[0];
+  if (first && first.memory.total > TIGHT_MEMORY * usable) {
+    const roomy = fitting.findIndex((f) => f.memory.total <= TIGHT_MEMORY * usable);
+    warnings.push(`#1 uses ${Math.round((100 * first.memory.total) / usable)}% of usable memory (above ${TIGHT_MEMORY * 100}%): an allocator spike or a longer batch can run out of memory; ${roomy >= 0 ? `the best layout under ${TIGHT_MEMORY * 100}% is #${roomy + 1}, ${Math.round(100 * (1 - fitting[roomy]!.time.tokensPerSec / first.time.tokensPerSec))}% slower` : `no fitting layout stays under ${TIGHT_MEMORY * 100}%`}`);
+  }
   const result: SearchResult = {
     ok: fitting.length > 0,
     candidates,
     ranking: fitting.map((f) => ({ layout: f.layout, tokensPerSec: f.time.tokensPerSec, tflopsPerGpu: f.time.tflopsPerGpu, memory: f.memory.total })),
-    stats, usable, hostLimit, issues: [],
+    stats, usable, hostLimit, issues: [], warnings, tieTolerance: tol,
   };
+  if (options.current) result.current = whereIs(input, options, options.current, result, usable);
   if (!fitting.length) {
     result.closest = closest && { layout: closest.layout, memory: pickBreakdown(closest.memory), hostPerNode: closest.hostPerNode };
     if (offloadNeedsHost) result.offloadNeedsHost = offloadNeedsHost;
     result.issues = [noFitIssue(input, stats, usable, hostLimit, result.closest, offloadNeedsHost)];
   }
   return result;
+}
+
+const sameLayout = (a: Layout, b: Layout) => a.dp === b.dp && a.tp === b.tp && a.pp === b.pp && a.vpp === b.vpp && a.zero === b.zero && a.microBatch === b.microBatch && a.recompute === b.recompute && a.sequenceParallel === b.sequenceParallel && a.offloadOptimizer === b.offloadOptimizer && a.offloadParams === b.offloadParams;
+
+/** Where the user's own layout ranks, and how far it is from #1 — or why it is not ranked. */
+function whereIs(input: PlanInput, options: EstimateOptions, layout: Layout, result: SearchResult, usable: number): CurrentLayout {
+  const i = result.ranking.findIndex((r) => sameLayout(r.layout, layout));
+  const best = result.ranking[0];
+  if (i >= 0) {
+    const r = result.ranking[i]!;
+    return { layout, rank: i + 1, tokensPerSec: r.tokensPerSec, vsBest: best ? r.tokensPerSec / best.tokensPerSec : 1, memory: r.memory };
+  }
+  const e = estimate({ ...input, parallel: { ...input.parallel, dp: layout.dp, tp: layout.tp, pp: layout.pp, vpp: layout.vpp, zero: layout.zero, sequenceParallel: layout.sequenceParallel, offloadOptimizer: layout.offloadOptimizer, offloadParams: layout.offloadParams }, train: { ...input.train, microBatch: layout.microBatch, recompute: layout.recompute } }, { ...options, convention: 'scalelm' }, layout);
+  if (!e.ok) return { layout, rank: null, reason: e.issues[0]!.message };
+  const vsBest = best ? e.time.tokensPerSec / best.tokensPerSec : 1;
+  if (!e.fits) return { layout, rank: null, tokensPerSec: e.time.tokensPerSec, memory: e.memory.perDevice.total, vsBest, reason: `needs ${formatBytes(e.memory.perDevice.total, 1)} of ${formatBytes(usable, 1)} usable` };
+  if (e.memory.host.perNode > result.hostLimit) return { layout, rank: null, tokensPerSec: e.time.tokensPerSec, memory: e.memory.perDevice.total, vsBest, reason: `needs ${formatBytes(e.memory.host.perNode, 1)} of host memory per node, more than ${formatBytes(result.hostLimit, 1)}` };
+  // Fits but was not enumerated (a fixed flag, or selective recompute with FlashAttention, which the search
+  // folds into none): where it would rank by throughput.
+  const rank = result.ranking.filter((r) => r.tokensPerSec > e.time.tokensPerSec).length + 1;
+  return { layout, rank, tokensPerSec: e.time.tokensPerSec, memory: e.memory.perDevice.total, vsBest };
 }
 
 function pickBreakdown(b: MemoryBreakdown): MemoryBreakdown {

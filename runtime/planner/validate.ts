@@ -4,6 +4,7 @@
 import { divisorsOf, layoutIssues, listChoices } from '../config/rules';
 import { countParams, ParamCountError } from './params';
 import { runtimeIssues } from './runtime-model';
+import { torchIssues } from './torch-model';
 import type { ConventionName, Layout, PlanInput, PlanIssue, PlanModel } from './types';
 
 /** The config's rules take a resolved model; they read only its shape. */
@@ -69,6 +70,8 @@ export function conventionIssues(convention: ConventionName, input: PlanInput, l
   switch (convention) {
     case 'runtime':
       return runtimeIssues(input, layout).map((i) => ({ path: i.path, message: `--convention runtime: ${i.message}` }));
+    case 'torch':
+      return torchIssues(input, layout).map((i) => ({ path: i.path, message: `--convention torch: ${i.message}` }));
     case 'zero-paper':
       if (offload) refuse('parallel.offloadOptimizer', 'the ZeRO paper has no offload (that is ZeRO-Offload/Infinity); use --convention deepspeed or scalelm');
       break;

@@ -66,14 +66,48 @@ export function checkHost(req: IncomingMessage, p: AccessPolicy): Verdict {
 
 const URL_CREDENTIAL_PARAMS = ['token', 'access_token', 'auth', 'key', 'password'];
 
+/**
+ * The request target as a URL, or null when it is not a plain origin-form path ("/a/b?c"). Total: never
+ * throws. `new URL('//a:b', base)` reads "//…" as an authority and throws on a bad host or port, and an
+ * absolute-form target ("http://[::1") may be unparsable, so the path is appended to a fixed origin and
+ * anything not starting with exactly one "/" is refused before parsing.
+ */
+export function requestTarget(raw: string | undefined): URL | null {
+  if (raw === undefined || !raw.startsWith('/') || raw.startsWith('//') || raw.length > 8192) return null;
+  try {
+    return new URL(`http://localhost${raw}`);
+  } catch {
+    return null;
+  }
+}
+
+/** The path for logs and refusals: never throws, whatever the client sent. */
+export function targetPath(raw: string | undefined): string {
+  return requestTarget(raw)?.pathname ?? String(raw ?? '').slice(0, 200);
+}
+
+/**
+ * Headers that must appear at most once. Node keeps the first Host/Authorization and drops the rest; a
+ * proxy in front may keep the last: two copies are an ambiguity an attacker can exploit, so both refuse.
+ */
+const SINGLE_HEADERS = new Set(['host', 'authorization', 'origin', 'sec-fetch-site', 'sec-fetch-mode']);
+
+export function checkSingleHeaders(req: IncomingMessage): Verdict {
+  const seen = new Set<string>();
+  const raw = req.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toLowerCase();
+    if (!SINGLE_HEADERS.has(name)) continue;
+    if (seen.has(name)) return refuse(400, `duplicate ${name} header`);
+    seen.add(name);
+  }
+  return OK;
+}
+
 export function checkUrl(req: IncomingMessage, p: AccessPolicy): Verdict {
   const raw = req.url ?? '/';
-  let url: URL;
-  try {
-    url = new URL(raw, 'http://localhost');
-  } catch {
-    return refuse(400, 'malformed request URL');
-  }
+  const url = requestTarget(raw);
+  if (!url) return refuse(400, 'malformed request target: expected a path starting with a single "/"');
   const names = [...url.searchParams.keys()].map((k) => k.toLowerCase());
   if (names.some((k) => URL_CREDENTIAL_PARAMS.includes(k)) || raw.toLowerCase().includes(p.token)) {
     return refuse(400, 'credentials must not be sent in a URL; send the token in the Authorization header or as a Sec-WebSocket-Protocol entry');

@@ -55,7 +55,7 @@ export function parseListeningLine(line: string): ListeningLine | null {
   return null;
 }
 
-/** What monitorTrainer needs of the trainer (runtime/train's Trainer fits). */
+/** What monitorTrainer needs of the trainer (the coordinator fits). */
 export interface FollowedTrainer extends MessageSource {
   requestStop(by?: string): void;
   requestCheckpoint(): void;

@@ -8,13 +8,13 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { existsSync, readFileSync } from 'node:fs';
 import type { Duplex } from 'node:stream';
-import { WebSocketServer, type WebSocket } from 'ws';
+import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import { isLoopback } from '../config/rules';
 import { decodeClientMessage, encodeMessage, SUBPROTOCOL, WS_PATH, type ControlResultMessage, type RejectedMessage, type RunSummary } from '../../common/protocol';
 import type { MetricBus } from '../telemetry/bus';
 import { exportCsv } from '../telemetry/csv';
 import { PROMETHEUS_CONTENT_TYPE, renderPrometheus } from '../telemetry/prometheus';
-import { checkFetchSite, checkHost, checkOrigin, checkToken, checkUrl, firstRefusal, makePolicy, newToken, type AccessPolicy, type Verdict } from './auth';
+import { checkFetchSite, checkHost, checkOrigin, checkSingleHeaders, checkToken, checkUrl, firstRefusal, makePolicy, newToken, requestTarget, targetPath, type AccessPolicy, type Verdict } from './auth';
 import { Connection, type ConnectionStats } from './connection';
 import { defaultAssets, renderPage, type DashboardAssets } from './static';
 
@@ -104,7 +104,10 @@ export async function startServer(o: ServerOptions): Promise<TelemetryServer> {
   let policy: AccessPolicy = makePolicy(token, host, 0);
 
   const runById = (req: IncomingMessage): MetricBus | undefined => {
-    const id = new URL(req.url ?? '/', 'http://localhost').searchParams.get('run');
+    // Only reached after checkUrl passed, so the target parses; a null here still means "no such run".
+    const url = requestTarget(req.url);
+    if (!url) return undefined;
+    const id = url.searchParams.get('run');
     return id === null ? o.runs[0] : o.runs.find((b) => b.history.runId === id);
   };
   const summaries = (): RunSummary[] | undefined => (o.runs.length > 1 ? o.runs.map((b) => b.summary()) : undefined);
@@ -117,22 +120,40 @@ export async function startServer(o: ServerOptions): Promise<TelemetryServer> {
     handleProtocols: () => SUBPROTOCOL,
   });
 
+  // Handlers are total: whatever a handler throws answers 500 once and is logged once; the run goes on.
+  const failed = (what: string, e: unknown): void => {
+    try {
+      warn(`scalelm server: ${what} failed: ${(e instanceof Error ? e.message : String(e)).slice(0, 300)}`);
+    } catch {
+      /* a broken log sink must not take the run down either */
+    }
+  };
   const http: Server = createServer((req, res) => {
     handleHttp(req, res).catch((e: unknown) => {
-      warn(`scalelm server: ${req.method} ${pathOf(req)} failed: ${e instanceof Error ? e.message : String(e)}`);
-      if (!res.headersSent) send(res, 500, 'internal error\n');
-      else res.destroy();
+      failed(`${String(req.method).slice(0, 20)} ${pathOf(req)}`, e);
+      try {
+        if (!res.headersSent) send(res, 500, 'internal error\n');
+        else res.destroy();
+      } catch {
+        res.destroy();
+      }
     });
+  });
+  http.on('clientError', (_e, socket) => {
+    // Unparsable requests: Node's parser refused them; answer 400 when the socket still can take it.
+    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+    else socket.destroy();
   });
   http.headersTimeout = 10_000;
   http.requestTimeout = 30_000;
 
-  const pathOf = (req: IncomingMessage) => new URL(req.url ?? '/', 'http://localhost').pathname;
+  const pathOf = (req: IncomingMessage): string => targetPath(req.url);
 
   function commonChecks(req: IncomingMessage, isPage: boolean): Verdict {
     return firstRefusal(
-      () => checkHost(req, policy),
       () => checkUrl(req, policy),
+      () => checkSingleHeaders(req),
+      () => checkHost(req, policy),
       () => checkOrigin(req, policy),
       () => checkFetchSite(req, isPage),
     );
@@ -193,7 +214,7 @@ export async function startServer(o: ServerOptions): Promise<TelemetryServer> {
 
   function refuseUpgrade(socket: Duplex, status: number, reason: string): void {
     const text = reason + '\n';
-    const statusText: Record<number, string> = { 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 503: 'Service Unavailable' };
+    const statusText: Record<number, string> = { 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 500: 'Internal Server Error', 503: 'Service Unavailable' };
     socket.once('finish', () => socket.destroy());
     socket.end(`HTTP/1.1 ${status} ${statusText[status] ?? 'Error'}\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(text)}\r\n\r\n${text}`);
   }
@@ -201,9 +222,22 @@ export async function startServer(o: ServerOptions): Promise<TelemetryServer> {
   let closing = false;
   http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', () => socket.destroy());
+    try {
+      handleUpgrade(req, socket, head);
+    } catch (e) {
+      failed(`upgrade ${pathOf(req)}`, e);
+      try {
+        refuseUpgrade(socket, 500, 'internal error');
+      } catch {
+        socket.destroy();
+      }
+    }
+  });
+
+  function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const verdict = firstRefusal(
       () => commonChecks(req, false),
-      () => (pathOf(req) === WS_PATH ? { ok: true } : { ok: false, status: 404, reason: `no WebSocket endpoint at ${pathOf(req)}; use ${WS_PATH}` }),
+      () => (pathOf(req) === WS_PATH ? { ok: true } : { ok: false, status: 404, reason: `no WebSocket endpoint at ${pathOf(req).slice(0, 100)}; use ${WS_PATH}` }),
       () => checkToken(req, policy),
       () => {
         const offered = (req.headers['sec-websocket-protocol'] ?? '').split(',').map((s) => s.trim());
@@ -217,8 +251,15 @@ export async function startServer(o: ServerOptions): Promise<TelemetryServer> {
       noteRefusal(verdict.status, verdict.reason, req, true);
       return refuseUpgrade(socket, verdict.status, verdict.reason);
     }
-    wss.handleUpgrade(req, socket, head, (ws) => accept(ws, runById(req)!));
-  });
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      try {
+        accept(ws, runById(req)!);
+      } catch (e) {
+        failed('accepting a client', e);
+        ws.terminate();
+      }
+    });
+  }
 
   function accept(ws: WebSocket, bus: MetricBus): void {
     const conn = new Connection(nextId++, ws, bus.history.runId, limits, (c, reason) => warn(`scalelm server: disconnected client ${c.id}: ${reason}`));
@@ -234,6 +275,14 @@ export async function startServer(o: ServerOptions): Promise<TelemetryServer> {
       connections.delete(conn);
     });
     ws.on('message', (data, isBinary) => {
+      try {
+        onMessage(data, isBinary);
+      } catch (e) {
+        failed(`client ${conn.id} message`, e);
+        conn.cutOff('internal error');
+      }
+    });
+    const onMessage = (data: RawData, isBinary: boolean): void => {
       if (!conn.admit()) return conn.cutOff('too many messages');
       if (isBinary) return ws.close(1003, 'binary frames are not accepted');
       const text = (Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data)).toString('utf8');
@@ -252,8 +301,8 @@ export async function startServer(o: ServerOptions): Promise<TelemetryServer> {
       bus.control(action, by).then(
         () => result(true),
         (e: unknown) => result(false, e instanceof Error ? e.message : String(e)),
-      );
-    });
+      ).catch((e: unknown) => failed(`client ${conn.id} control reply`, e));
+    };
   }
 
   function heartbeat(): void {

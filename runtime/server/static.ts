@@ -27,11 +27,15 @@ export function packageRoot(from = __dirname): string | null {
   }
 }
 
-export function defaultAssets(root = packageRoot(), title = 'ScaleLM Dashboard'): DashboardAssets {
+/** Development mode (SCALELM_DEV=1): the server also ships the bundle's source map, for debugging the page. */
+export const isDevelopment = (): boolean => process.env.SCALELM_DEV === '1';
+
+export function defaultAssets(root = packageRoot(), title = 'ScaleLM Dashboard', dev = isDevelopment()): DashboardAssets {
   const files = new Map<string, { path: string; type: string }>();
   if (root) {
     files.set('/webview.js', { path: join(root, 'dist', 'webview.js'), type: 'text/javascript; charset=utf-8' });
-    files.set('/webview.js.map', { path: join(root, 'dist', 'webview.js.map'), type: 'application/json; charset=utf-8' });
+    // The source map reveals the sources to anyone who can reach the port: development only.
+    if (dev) files.set('/webview.js.map', { path: join(root, 'dist', 'webview.js.map'), type: 'application/json; charset=utf-8' });
     files.set('/dashboard.css', { path: join(root, 'media', 'dashboard.css'), type: 'text/css; charset=utf-8' });
   }
   return { files, title };

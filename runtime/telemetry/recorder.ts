@@ -12,8 +12,8 @@
 //   rec.onControl(async (action) => { … stop or checkpoint … });
 //   await rec.close({ state: 'finished' });     // or { state: 'failed', error: { message } }
 //
-// A trainer that already emits protocol messages and writes metrics.jsonl itself (runtime/train's
-// Trainer + RunDir) is followed instead: the recorder then only adds what it originates (GPU samples,
+// A trainer that already emits protocol messages and writes metrics.jsonl itself (the coordinator,
+// runtime/coordinator/, + RunDir) is followed instead: the recorder then only adds what it originates (GPU samples,
 // alerts, sampler notes) to the file, through the same writer:
 //   const rec = RunRecorder.open({ runDir: dir.path, runId: dir.runId, config, world: 1, announce: false, metrics: (m) => dir.publish(m) });
 //   rec.follow(trainer, { recorded: true });
@@ -54,7 +54,7 @@ export interface RecorderOptions {
   announce?: boolean;
 }
 
-/** Anything that emits protocol messages to subscribers (the Trainer). */
+/** Anything that emits protocol messages to subscribers (the coordinator). */
 export interface MessageSource {
   subscribe(listener: (msg: Message) => void): () => void;
 }

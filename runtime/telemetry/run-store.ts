@@ -16,11 +16,12 @@
 // Gauges (gpu, memory, comm) ride along with the next event's write, or go out at the end of the
 // current tick: a kill -9 can cost at most the gauges of that tick. Status and checkpoint messages and
 // close() also fdatasync, so those survive a power cut too.
-import { closeSync, createReadStream, existsSync, fdatasyncSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, constants, createReadStream, existsSync, fdatasyncSync, fstatSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { basename, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { decodeMessage, isEnded, type Message, type RunSummary, type StatusMessage } from '../../common/protocol';
+import { FileReadError, READ_LIMITS, readTextBounded } from '../files';
 import { timeDeferred } from './cost';
 import { RunHistory } from './history';
 
@@ -149,10 +150,51 @@ export function hasMetrics(dir: string): boolean {
 
 function readConfig(dir: string): unknown {
   try {
-    return JSON.parse(readFileSync(join(dir, RUN_LAYOUT.config), 'utf8'));
+    return JSON.parse(readTextBounded(join(dir, RUN_LAYOUT.config), READ_LIMITS.config));
   } catch {
     return null;
   }
+}
+
+/** Longest metrics.jsonl line read (a hello carries the config; nothing legitimate comes near this). */
+export const MAX_LINE_BYTES = 4 * 2 ** 20;
+
+/**
+ * The lines of a regular file, each at most `maxBytes`: a longer one is yielded as null (and never held in
+ * memory whole), so a 700 MB line without a newline costs one chunk of memory, not a crash.
+ */
+async function* boundedLines(path: string, maxBytes: number): AsyncGenerator<string | null> {
+  const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  if (!fstatSync(fd).isFile()) {
+    closeSync(fd);
+    throw new FileReadError(`${path}: is not a regular file (a FIFO or a device?)`, 'ENOTREG');
+  }
+  let parts: Buffer[] = [];
+  let length = 0;
+  let tooLong = false;
+  for await (const chunk of createReadStream('', { fd, highWaterMark: 1 << 20 }) as AsyncIterable<Buffer>) {
+    let start = 0;
+    for (let nl = chunk.indexOf(0x0a, start); nl >= 0; nl = chunk.indexOf(0x0a, start)) {
+      if (!tooLong && length + nl - start <= maxBytes) {
+        parts.push(chunk.subarray(start, nl));
+        yield Buffer.concat(parts).toString('utf8');
+      } else yield null;
+      parts = [];
+      length = 0;
+      tooLong = false;
+      start = nl + 1;
+    }
+    const rest = chunk.length - start;
+    if (tooLong || length + rest > maxBytes) {
+      tooLong = true;
+      parts = [];
+    } else if (rest > 0) {
+      parts.push(chunk.subarray(start));
+      length += rest;
+    }
+  }
+  if (tooLong) yield null;
+  else if (length > 0) yield Buffer.concat(parts).toString('utf8');
 }
 
 /**
@@ -162,13 +204,17 @@ function readConfig(dir: string): unknown {
 export async function streamMessages(dir: string, onMessage: (m: Message) => void | Promise<void>, onProblem: (p: LineProblem) => void = () => undefined): Promise<{ lines: number; truncatedTail: boolean }> {
   const path = join(dir, RUN_LAYOUT.metrics);
   const endsWithNewline = fileEndsWithNewline(path);
-  const rl = createInterface({ input: createReadStream(path, { encoding: 'utf8' }), crlfDelay: Infinity });
   let lineNo = 0;
   let pendingProblem: LineProblem | null = null;
-  for await (const line of rl) {
+  for await (const read of boundedLines(path, MAX_LINE_BYTES)) {
     if (pendingProblem) onProblem(pendingProblem);
     pendingProblem = null;
     lineNo++;
+    if (read === null) {
+      pendingProblem = { line: lineNo, reason: `longer than ${MAX_LINE_BYTES} bytes; skipped` };
+      continue;
+    }
+    const line = read.endsWith('\r') ? read.slice(0, -1) : read;
     if (line.trim() === '') continue;
     const r = decodeMessage(line);
     if (r.ok) {
@@ -183,7 +229,9 @@ export async function streamMessages(dir: string, onMessage: (m: Message) => voi
 }
 
 function fileEndsWithNewline(path: string): boolean {
-  const size = statSync(path).size;
+  const st = statSync(path);
+  if (!st.isFile()) throw new FileReadError(`${path}: is not a regular file (a FIFO or a device?)`, 'ENOTREG');
+  const size = st.size;
   if (size === 0) return true;
   const fd = openSync(path, 'r');
   try {

@@ -4,7 +4,9 @@
 // into a temporary folder, fsynced, and renamed into place, then latest.json is replaced the same way: a
 // crash at any moment leaves the previous checkpoint whole and latest.json pointing at a whole one.
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, relative, isAbsolute } from 'node:path';
+import { lstatSync, realpathSync } from 'node:fs';
+import { FileReadError, READ_LIMITS, readTextBounded } from '../files';
 import type { GptShape } from '../model/gpt';
 import type { ParamSpec } from '../model/params';
 import { readSafetensors, SafetensorsError, toFloat32, writeSafetensors, type StoredTensor, type TensorToWrite } from './safetensors';
@@ -79,18 +81,35 @@ export function hfConfig(shape: GptShape, dropout: number): Record<string, unkno
 export interface SaveHooks {
   /** Called after every file is written, before the folder is renamed into place (tests simulate crashes here). */
   beforeCommit?: () => void;
+  /** Temporary folders (by name) that the caller's ranks may be writing right now: the cleanup keeps them. */
+  inFlight?: (name: string) => boolean;
 }
 
 /** Writes checkpoints/<step-folder> atomically and points latest.json at it. Returns the folder and bytes written. */
 export function saveCheckpoint(checkpointsDir: string, data: CheckpointData, specs: readonly ParamSpec[], dropout: number, hooks: SaveHooks = {}): { path: string; bytes: number } {
   mkdirSync(checkpointsDir, { recursive: true });
-  removeTemporaries(checkpointsDir);
+  removeTemporaries(checkpointsDir, hooks.inFlight);
   const name = stepFolder(data.state.step);
   const tmp = join(checkpointsDir, `.tmp-${name}-${process.pid}-${Date.now()}`);
   mkdirSync(tmp);
-  let bytes = 0;
-  const model = specs.map((s): [string, TensorToWrite] => [s.name, { shape: s.shape, data: data.params.get(s.name)! }]);
-  bytes += writeSafetensors(join(tmp, 'model.safetensors'), model, { format: 'pt' });
+  let bytes = writeModelFiles(tmp, data, specs);
+  bytes += writeFileSynced(join(tmp, 'config.json'), JSON.stringify(hfConfig(data.state.model, dropout), null, 2) + '\n');
+  // state.json last: a folder without it is never a checkpoint.
+  bytes += writeFileSynced(join(tmp, 'state.json'), JSON.stringify(data.state, null, 2) + '\n');
+  fsyncDir(tmp);
+  hooks.beforeCommit?.();
+  return { path: commitCheckpointFolder(checkpointsDir, tmp, data.state.step), bytes };
+}
+
+/**
+ * Writes model.safetensors (HF names, Conv1D layout) and optimizer.safetensors into a folder, each under a
+ * temporary name and then renamed: an interrupted write leaves no half file under the real name. Returns
+ * the bytes written. The one writer of single-device files (checkpoints, and consolidated shards).
+ */
+export function writeModelFiles(folder: string, data: CheckpointData, specs: readonly ParamSpec[]): number {
+  const tmpModel = join(folder, `.model.safetensors.${process.pid}.tmp`);
+  const tmpOpt = join(folder, `.optimizer.safetensors.${process.pid}.tmp`);
+  let bytes = writeSafetensors(tmpModel, specs.map((s): [string, TensorToWrite] => [s.name, { shape: s.shape, data: data.params.get(s.name)! }]), { format: 'pt' });
   const slots = stateSlots(data.state.optimizer.kind);
   const opt: [string, TensorToWrite][] = [];
   for (const s of specs) {
@@ -98,13 +117,10 @@ export function saveCheckpoint(checkpointsDir: string, data: CheckpointData, spe
     if (!st) continue;
     slots.forEach((slot, i) => opt.push([`${s.name}.${slot}`, { shape: s.shape, data: st[i]! }]));
   }
-  bytes += writeSafetensors(join(tmp, 'optimizer.safetensors'), opt, { format: 'pt', kind: data.state.optimizer.kind, steps: String(data.state.optimizer.steps) });
-  bytes += writeFileSynced(join(tmp, 'config.json'), JSON.stringify(hfConfig(data.state.model, dropout), null, 2) + '\n');
-  // state.json last: a folder without it is never a checkpoint.
-  bytes += writeFileSynced(join(tmp, 'state.json'), JSON.stringify(data.state, null, 2) + '\n');
-  fsyncDir(tmp);
-  hooks.beforeCommit?.();
-  return { path: commitCheckpointFolder(checkpointsDir, tmp, data.state.step), bytes };
+  bytes += writeSafetensors(tmpOpt, opt, { format: 'pt', kind: data.state.optimizer.kind, steps: String(data.state.optimizer.steps) });
+  renameSync(tmpOpt, join(folder, 'optimizer.safetensors'));
+  renameSync(tmpModel, join(folder, 'model.safetensors'));
+  return bytes;
 }
 
 /**
@@ -127,32 +143,92 @@ export function commitCheckpointFolder(checkpointsDir: string, tmp: string, step
   return final;
 }
 
+/**
+ * Whether `name` is a complete step folder of this checkpoints directory: a plain "step-N" name (no "..",
+ * no separator, not absolute), a real directory rather than a symlink, resolving inside the directory,
+ * holding state.json.
+ */
+function isOwnStepFolder(checkpointsDir: string, name: unknown): name is string {
+  if (typeof name !== 'string' || !/^step-\d{1,12}$/.test(name)) return false;
+  const folder = join(checkpointsDir, name);
+  try {
+    if (!lstatSync(folder).isDirectory()) return false; // a symlink (or a file) is not ours
+    const inside = relative(realpathSync(checkpointsDir), realpathSync(folder));
+    return inside === name && !isAbsolute(inside) && existsSync(join(folder, 'state.json'));
+  } catch {
+    return false;
+  }
+}
+
 /** The newest complete checkpoint folder, or undefined when there is none. */
 export function latestCheckpoint(checkpointsDir: string): string | undefined {
   if (!existsSync(checkpointsDir)) return undefined;
   try {
-    const latest = JSON.parse(readFileSync(join(checkpointsDir, 'latest.json'), 'utf8')) as { folder?: string };
-    if (latest.folder && existsSync(join(checkpointsDir, latest.folder, 'state.json'))) return join(checkpointsDir, latest.folder);
+    // latest.json may only name a folder of this run: one pointing elsewhere ("../../other/run/…", an
+    // absolute path, a symlink) is ignored, and the newest complete folder here is used instead.
+    const latest = JSON.parse(readTextBounded(join(checkpointsDir, 'latest.json'), 64 * 1024)) as { folder?: unknown };
+    if (isOwnStepFolder(checkpointsDir, latest?.folder)) return join(checkpointsDir, latest.folder);
   } catch {
     // no or unreadable latest.json: fall back to scanning
   }
   const complete = readdirSync(checkpointsDir)
-    .filter((f) => /^step-\d+$/.test(f) && existsSync(join(checkpointsDir, f, 'state.json')))
-    .sort();
+    .filter((f) => isOwnStepFolder(checkpointsDir, f))
+    .sort((a, b) => Number(a.slice(5)) - Number(b.slice(5)));
   return complete.length ? join(checkpointsDir, complete[complete.length - 1]!) : undefined;
+}
+
+/** Largest step count anywhere (train.steps' bound). */
+export const MAX_STEPS = 1_000_000_000;
+
+/**
+ * state.json's fields, checked before anything is done with them (a lying state.json must not truncate
+ * metrics.jsonl or restart the optimizer's bias correction). Throws CheckpointError naming the file.
+ */
+export function checkState(raw: unknown, statePath: string): CheckpointState {
+  const bad = (what: string): never => {
+    throw new CheckpointError(`${statePath}: ${what}; the checkpoint is damaged (resume from an earlier one by removing this folder)`);
+  };
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) bad('not a JSON object');
+  const s = raw as Record<string, unknown>;
+  if (s.format !== CHECKPOINT_FORMAT) throw new CheckpointError(`${statePath}: format is ${JSON.stringify(s.format)}, not "${CHECKPOINT_FORMAT}"`);
+  const whole = (v: unknown, name: string, min: number, max: number): number => {
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) bad(`${name} must be a whole number from ${min} to ${max}, got ${JSON.stringify(v)}`);
+    return v as number;
+  };
+  const step = whole(s.step, 'step', 0, MAX_STEPS);
+  whole(s.metricsBytes, 'metricsBytes', 0, Number.MAX_SAFE_INTEGER); // 0: saved without a run directory; truncation checks it against the file
+  if (typeof s.tokens !== 'number' || !Number.isFinite(s.tokens) || s.tokens < 0) bad(`tokens must be a finite number ≥ 0, got ${JSON.stringify(s.tokens)}`);
+  const opt = s.optimizer as Record<string, unknown> | null;
+  if (typeof opt !== 'object' || opt === null) bad('optimizer is missing');
+  whole(opt!.steps, 'optimizer.steps', 0, step);
+  if (typeof opt!.kind !== 'string') bad('optimizer.kind is missing');
+  const data = s.data as Record<string, unknown> | null;
+  if (typeof data !== 'object' || data === null) bad('data is missing');
+  whole(data!.nextStep, 'data.nextStep', 0, MAX_STEPS + 1);
+  const model = s.model as Record<string, unknown> | null;
+  if (typeof model !== 'object' || model === null) bad('model is missing');
+  for (const k of ['layers', 'hidden', 'heads', 'vocab', 'positions', 'ffnHidden'] as const) whole(model![k], `model.${k}`, 1, 2 ** 31 - 1);
+  if (s.lastLoss !== undefined && typeof s.lastLoss !== 'number') bad(`lastLoss must be a number, got ${JSON.stringify(s.lastLoss)}`);
+  return s as unknown as CheckpointState;
+}
+
+/** Reads and checks a folder's state.json (bounded; see checkState). */
+export function readCheckpointState(folder: string): CheckpointState {
+  const statePath = join(folder, 'state.json');
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readTextBounded(statePath, READ_LIMITS.state));
+  } catch (e) {
+    if (e instanceof FileReadError) throw new CheckpointError(e.code === 'ENOENT' ? `${statePath}: missing: this folder is not a complete ScaleLM checkpoint` : e.message);
+    throw new CheckpointError(`${statePath}: not valid JSON (${(e as Error).message})`);
+  }
+  return checkState(raw, statePath);
 }
 
 /** Reads and checks a checkpoint folder against the model about to use it. */
 export function loadCheckpoint(folder: string, specs: readonly ParamSpec[], expect: { shape: GptShape; optimizer: OptimizerHyper['kind'] }): CheckpointData {
   const statePath = join(folder, 'state.json');
-  let state: CheckpointState;
-  try {
-    state = JSON.parse(readFileSync(statePath, 'utf8')) as CheckpointState;
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new CheckpointError(`${statePath}: ${code === 'ENOENT' ? 'missing: this folder is not a complete ScaleLM checkpoint' : `not valid JSON (${(e as Error).message})`}`);
-  }
-  if (state.format !== CHECKPOINT_FORMAT) throw new CheckpointError(`${statePath}: format is ${JSON.stringify(state.format)}, not "${CHECKPOINT_FORMAT}"`);
+  const state = readCheckpointState(folder);
   if (state.version !== CHECKPOINT_VERSION) throw new CheckpointError(`${statePath}: checkpoint version ${state.version}; this ScaleLM reads version ${CHECKPOINT_VERSION}`);
   const diffs = shapeDiffs(state.model, expect.shape);
   if (diffs.length) throw new CheckpointError(`${folder} was trained with a different model: ${diffs.join(', ')}. Resume with the run's own config (or set these with --set).`);
@@ -209,11 +285,12 @@ export function loadHfFolder(dir: string, specs: readonly ParamSpec[], shape: Gp
   const configPath = join(dir, 'config.json');
   let cfg: Record<string, unknown>;
   try {
-    cfg = JSON.parse(readFileSync(configPath, 'utf8')) as Record<string, unknown>;
+    cfg = JSON.parse(readTextBounded(configPath, READ_LIMITS.config)) as Record<string, unknown>;
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new CheckpointError(`${configPath}: ${code === 'ENOENT' ? 'missing; a HuggingFace GPT-2 folder has config.json and model.safetensors' : `not valid JSON (${(e as Error).message})`}`);
+    if (e instanceof FileReadError) throw new CheckpointError(e.code === 'ENOENT' ? `${configPath}: missing; a HuggingFace GPT-2 folder has config.json and model.safetensors` : e.message);
+    throw new CheckpointError(`${configPath}: not valid JSON (${(e as Error).message})`);
   }
+  if (typeof cfg !== 'object' || cfg === null || Array.isArray(cfg)) throw new CheckpointError(`${configPath}: not a JSON object`);
   if (cfg.model_type !== undefined && cfg.model_type !== 'gpt2') throw new CheckpointError(`${configPath}: model_type is "${String(cfg.model_type)}"; only GPT-2 checkpoints load here`);
   const act = cfg.activation_function ?? 'gelu_new';
   if (act !== 'gelu_new' && act !== 'gelu_pytorch_tanh') throw new CheckpointError(`${configPath}: activation_function "${String(act)}" is not GPT-2's tanh GELU (gelu_new)`);
@@ -305,16 +382,19 @@ export function fsyncDir(dir: string): void {
   }
 }
 
-/** Leftovers of interrupted writes (never checkpoints: they were not renamed into place). */
-function removeTemporaries(dir: string): void {
+/**
+ * Leftovers of interrupted writes (never checkpoints: they were not renamed into place): ours, or a dead
+ * process's — a live writer would still be using its own — except those `inFlight` names. Every writer's
+ * names end in -<pid>-<nonce or time> (`.tmp-step-000004-1234-1733300000000`, `.tmp-step-000004-1234-9f3a0c1e`)
+ * or .<pid>.tmp.
+ */
+export function removeTemporaries(dir: string, inFlight?: (name: string) => boolean): void {
+  if (!existsSync(dir)) return;
   for (const f of readdirSync(dir)) {
-    if (f.startsWith('.tmp-') || f.startsWith('.old-') || f.endsWith('.tmp')) {
-      const p = join(dir, f);
-      // Only our own process's or a dead one's: a live writer would still be using it.
-      const pid = Number(/-(\d+)-\d+$/.exec(f)?.[1] ?? /\.(\d+)\.tmp$/.exec(f)?.[1]);
-      if (pid && pid !== process.pid && isAlive(pid)) continue;
-      rmSync(p, { recursive: true, force: true });
-    }
+    if (!(f.startsWith('.tmp-') || f.startsWith('.old-') || f.endsWith('.tmp')) || inFlight?.(f)) continue;
+    const pid = Number(/-(\d+)-[0-9a-f]+$/.exec(f)?.[1] ?? /\.(\d+)\.tmp$/.exec(f)?.[1]);
+    if (pid && pid !== process.pid && isAlive(pid)) continue;
+    rmSync(join(dir, f), { recursive: true, force: true });
   }
 }
 

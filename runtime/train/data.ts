@@ -3,7 +3,7 @@
 // Which window a batch row reads is a pure function of (seed, step, row), so the data order is the same
 // on every run, after a resume, and for any split of a step's rows over micro-batches or data-parallel
 // ranks. Nothing is downloaded.
-import { readFileSync, statSync } from 'node:fs';
+import { READ_LIMITS, readBounded, type FileReadError } from '../files';
 import { isAbsolute, resolve } from 'node:path';
 import type { DataConfig } from '../config/types';
 import { Rng, uniformAt } from '../model/rng';
@@ -51,12 +51,11 @@ export function loadTokens(data: DataConfig, baseDir: string, shape: DataShape, 
     const file = isAbsolute(data.path) ? data.path : resolve(baseDir, data.path);
     let bytes: Buffer;
     try {
-      if (!statSync(file).isFile()) throw new DataError(`data.path ${file} is not a file`);
-      bytes = readFileSync(file);
+      bytes = readBounded(file, READ_LIMITS.data);
     } catch (e) {
-      if (e instanceof DataError) throw e;
-      const code = (e as NodeJS.ErrnoException).code;
-      throw new DataError(`cannot read data.path ${file}: ${code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
+      const fe = e as FileReadError;
+      if (fe.code === 'ENOTREG') throw new DataError(`data.path ${file} is not a file`);
+      throw new DataError(`cannot read data.path ${fe.message}`);
     }
     if (data.source === 'text') {
       if (shape.vocab < 256) throw new DataError(`data.source="text" uses byte-level tokens (256 ids) but model.vocab=${shape.vocab}; set model.vocab to 256 or more`);

@@ -7,11 +7,12 @@
 //   DIR/logs/train.log         the human-readable lines the CLI prints
 //   DIR/checkpoints/step-NNNNNN/{model.safetensors, optimizer.safetensors, config.json, state.json}
 //   DIR/checkpoints/latest.json
-import { closeSync, existsSync, fdatasyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
-import { basename, join, resolve } from 'node:path';
+import { closeSync, existsSync, fdatasyncSync, ftruncateSync, mkdirSync, openSync, readSync, statSync, writeSync } from 'node:fs';
+import { FileReadError, READ_LIMITS, readTextBounded } from '../files';
+import { basename, dirname, join, resolve } from 'node:path';
 import type { RunConfig } from '../config/types';
 import { encodeMessage, validateMessage, type Message } from '../../common/protocol';
-import { writeAtomic } from './checkpoint';
+import { latestCheckpoint, writeAtomic } from './checkpoint';
 
 export const RUN_FILES = {
   config: 'config.json',
@@ -54,11 +55,22 @@ export class RunDir {
     this.path = resolve(path);
   }
 
-  /** A fresh run: refuses a folder that already holds one. */
+  /**
+   * A fresh run: refuses a folder that holds a run with a checkpoint (that one continues with --resume).
+   * A run that died before its first checkpoint has nothing to resume: starting again in its folder is
+   * allowed, and its metrics.jsonl starts over (those steps are trained again).
+   */
   static create(path: string): RunDir {
     const dir = new RunDir(path);
+    checkRunDirPath(dir.path);
     if (existsSync(dir.file('metrics')) && statSync(dir.file('metrics')).size > 0) {
-      throw new RunDirError(`${dir.path} already holds a run (${RUN_FILES.metrics} is not empty); continue it with --resume ${dir.path}, or pick another --run-dir`);
+      if (latestCheckpoint(dir.checkpoints)) throw new RunDirError(`${dir.path} already holds a run with a checkpoint; continue it with --resume ${dir.path}, or pick another --run-dir`);
+      const fd = openSync(dir.file('metrics'), 'r+');
+      try {
+        ftruncateSync(fd, 0);
+      } finally {
+        closeSync(fd);
+      }
     }
     mkdirSync(join(dir.path, RUN_FILES.logs), { recursive: true });
     mkdirSync(join(dir.path, RUN_FILES.checkpoints), { recursive: true });
@@ -68,6 +80,7 @@ export class RunDir {
   /** An existing run to continue. */
   static open(path: string): RunDir {
     const dir = new RunDir(path);
+    checkRunDirPath(dir.path);
     if (!existsSync(dir.file('metrics')) && !existsSync(dir.checkpoints)) {
       throw new RunDirError(`${dir.path} is not a ScaleLM run directory (no ${RUN_FILES.metrics} or ${RUN_FILES.checkpoints}/); --resume takes the --run-dir of an earlier \`scalelm train\``);
     }
@@ -95,12 +108,18 @@ export class RunDir {
   }
 
   readSource(): RunSource {
+    let v: unknown;
     try {
-      return JSON.parse(readFileSync(this.file('source'), 'utf8')) as RunSource;
+      v = JSON.parse(readTextBounded(this.file('source'), READ_LIMITS.config));
     } catch (e) {
-      const missing = (e as NodeJS.ErrnoException).code === 'ENOENT';
-      throw new RunDirError(`${this.file('source')}: ${missing ? 'missing, so the run\'s config is unknown (was it started by `scalelm train`?)' : (e as Error).message}`);
+      const missing = e instanceof FileReadError && e.code === 'ENOENT';
+      throw new RunDirError(missing ? `${this.file('source')}: missing, so the run's config is unknown (was it started by \`scalelm train\`?)` : e instanceof FileReadError ? e.message : `${this.file('source')}: not valid JSON (${(e as Error).message})`);
     }
+    const s = v as Partial<RunSource> | null;
+    if (typeof s !== 'object' || s === null || typeof s.baseDir !== 'string' || typeof s.raw !== 'object' || s.raw === null || Array.isArray(s.raw) || (s.file !== undefined && typeof s.file !== 'string')) {
+      throw new RunDirError(`${this.file('source')}: not a run source (needs baseDir, raw and optionally file)`);
+    }
+    return s as RunSource;
   }
 
   /** Appends one protocol message as one line (one write, no user-space buffer). Invalid messages throw. */
@@ -119,9 +138,13 @@ export class RunDir {
     return existsSync(this.file('metrics')) ? statSync(this.file('metrics')).size : 0;
   }
 
-  /** Drops what was recorded after a checkpoint, so a resumed run's log reads like an uninterrupted one. */
+  /**
+   * Drops what was recorded after a checkpoint, so a resumed run's log reads like an uninterrupted one.
+   * Refuses (changing nothing) an offset that is not a line end inside metrics.jsonl: it came from a
+   * state.json that does not belong with this file.
+   */
   truncateMetrics(bytes: number): void {
-    if (this.metricsBytes() <= bytes) return;
+    if (this.checkTruncation(bytes)) return;
     const fd = openSync(this.file('metrics'), 'r+');
     try {
       ftruncateSync(fd, bytes);
@@ -129,6 +152,24 @@ export class RunDir {
     } finally {
       closeSync(fd);
     }
+  }
+
+  /** Throws unless `bytes` is a line end inside metrics.jsonl; true when it is the end (nothing to cut). */
+  checkTruncation(bytes: number): boolean {
+    const size = this.metricsBytes();
+    if (!Number.isSafeInteger(bytes) || bytes < 1 || bytes > size) {
+      throw new RunDirError(`${this.file('metrics')} has ${size} bytes, but the checkpoint says it had ${bytes} when it was taken: the checkpoint does not belong to this run's metrics; nothing was changed`);
+    }
+    if (bytes === size) return true;
+    const last = Buffer.alloc(1);
+    const rfd = openSync(this.file('metrics'), 'r');
+    try {
+      readSync(rfd, last, 0, 1, bytes - 1);
+    } finally {
+      closeSync(rfd);
+    }
+    if (last[0] !== 0x0a) throw new RunDirError(`${this.file('metrics')}: the checkpoint's offset ${bytes} is not the end of a line; nothing was changed`);
+    return false;
   }
 
   log(line: string): void {
@@ -149,6 +190,17 @@ export class RunDir {
     }
     this.metricsFd = this.logFd = null;
   }
+}
+
+/** What --resume says about a run that stopped before its first checkpoint (one answer everywhere). */
+export function noCheckpointMessage(checkpointsDir: string): string {
+  const dir = dirname(checkpointsDir);
+  return `${dir} has no complete checkpoint yet (the run stopped before its first), so there is nothing to resume; start it again in the same folder with \`scalelm train <config> --run-dir ${dir}\``;
+}
+
+/** Kernel pseudo-filesystems (/proc, /sys, /dev) are never run directories: reads there can block or never end. */
+function checkRunDirPath(path: string): void {
+  if (/^\/(proc|sys|dev)(\/|$)/.test(path)) throw new RunDirError(`${path} is inside /${path.split('/')[1]}, a kernel filesystem: not a place for a run directory`);
 }
 
 function writeAll(fd: number, text: string): void {

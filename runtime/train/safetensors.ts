@@ -2,7 +2,8 @@
 // tensor name to {dtype, shape, data_offsets: [begin, end)} relative to the data that follows, an optional
 // "__metadata__" of strings, then the raw little-endian data. Reading validates everything a corrupt or
 // foreign file can get wrong and says which file, which tensor and what.
-import { closeSync, fsyncSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
+import { READ_LIMITS, readBounded, type FileReadError } from '../files';
 import { numel } from '../model/params';
 
 export class SafetensorsError extends Error {
@@ -72,15 +73,40 @@ export function writeSafetensors(file: string, tensors: Iterable<[string, Tensor
   return total;
 }
 
+/** A header's size and entry count limits, checked before it is parsed (the format's own cap is 100 MB). */
+export const MAX_HEADER_BYTES = 16 * 2 ** 20;
+export const MAX_TENSORS = 65_536;
+
 export function readSafetensors(file: string): SafetensorsFile {
   let buf: Buffer;
   try {
-    buf = readFileSync(file);
+    // A regular file of bounded size: /dev/zero behind a symlink or a FIFO is refused, not read.
+    buf = readBounded(file, READ_LIMITS.safetensors);
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new SafetensorsError(file, code === 'ENOENT' ? 'no such file' : (e as Error).message);
+    const fe = e as FileReadError;
+    throw new SafetensorsError(file, fe.code === 'ENOENT' ? 'no such file' : fe.message.startsWith(`${file}: `) ? fe.message.slice(file.length + 2) : fe.message);
   }
   return parseSafetensors(buf, file);
+}
+
+/** Objects in the header and their nesting, by one linear scan of its text (strings skipped). */
+function headerShape(text: string): { objects: number; depth: number } {
+  let objects = 0;
+  let depth = 0;
+  let max = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++;
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x7b || c === 0x5b) {
+      if (c === 0x7b) objects++;
+      max = Math.max(max, ++depth);
+    } else if (c === 0x7d || c === 0x5d) depth--;
+  }
+  return { objects, depth: max };
 }
 
 export function parseSafetensors(buf: Uint8Array, file: string): SafetensorsFile {
@@ -91,7 +117,11 @@ export function parseSafetensors(buf: Uint8Array, file: string): SafetensorsFile
   const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   const headerLen = Number(view.getBigUint64(0, true));
   if (headerLen > buf.length - 8) fail(`the header claims ${headerLen} bytes but the file has ${buf.length - 8} after the length field: the file is truncated or not safetensors`);
+  if (headerLen > MAX_HEADER_BYTES) fail(`the header is ${headerLen} bytes, more than the ${MAX_HEADER_BYTES} this reader accepts`);
   const headerText = Buffer.from(buf.buffer, buf.byteOffset + 8, headerLen).toString('utf8');
+  const shape = headerShape(headerText);
+  if (shape.objects > MAX_TENSORS + 2) fail(`the header has ${shape.objects} entries, more than the ${MAX_TENSORS} tensors this reader accepts`);
+  if (shape.depth > 3) fail(`the header is nested ${shape.depth} levels deep; a safetensors header has 3`);
   let header: unknown;
   try {
     header = JSON.parse(headerText);
@@ -112,7 +142,7 @@ export function parseSafetensors(buf: Uint8Array, file: string): SafetensorsFile
     }
     const e = raw as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
     if (typeof e !== 'object' || e === null) fail(`tensor ${name}: entry is not an object`);
-    if (typeof e.dtype !== 'string' || !(e.dtype in DTYPE_BYTES)) fail(`tensor ${name}: unknown dtype ${JSON.stringify(e.dtype)}`);
+    if (typeof e.dtype !== 'string' || !Object.hasOwn(DTYPE_BYTES, e.dtype)) fail(`tensor ${name}: unknown dtype ${JSON.stringify(e.dtype)}`);
     if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isInteger(d) && d >= 0)) fail(`tensor ${name}: shape ${JSON.stringify(e.shape)} is not a list of sizes`);
     const off = e.data_offsets;
     if (!Array.isArray(off) || off.length !== 2 || !off.every((d) => Number.isInteger(d) && d >= 0) || off[1] < off[0]) fail(`tensor ${name}: data_offsets ${JSON.stringify(off)} is not [begin, end]`);

@@ -1,6 +1,6 @@
 import * as assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -39,6 +39,11 @@ describe('scalelm estimate / plan / export (the built CLI, as a child process)',
       assert.ok(Math.abs(d.params + d.grads + d.optimizer + d.activations + d.buffers + d.overhead - d.total) <= 6);
       assert.ok(o.time.stepMs > 0 && o.time.tokensPerSec > 0 && o.time.mfu > 0 && o.time.mfu < 1);
       assert.equal(o.fits, true);
+      // Which measured figure each number is: total = nvidia-smi's device memory, beside PyTorch's allocated and reserved.
+      assert.equal(o.totalIs, 'device');
+      assert.equal(o.figures.device, d.total);
+      assert.ok(o.figures.allocated < o.figures.reserved && o.figures.reserved < o.figures.device);
+      assert.deepEqual(Object.keys(o.figures.allocatedBy), ['params', 'grads', 'optimizer', 'activations', 'buffers']);
     });
 
     it('prints a readable table in GiB without --json', () => {
@@ -48,6 +53,7 @@ describe('scalelm estimate / plan / export (the built CLI, as a child process)',
       assert.match(r.out, /^ {2}params +\d+\.\d\d$/m);
       assert.match(r.out, /^ {2}total +\d+\.\d\d {2}of \d+\.\d\d usable .* — fits$/m);
       assert.match(r.out, /tokens\/s · MFU \d+\.\d%/);
+      assert.match(r.out, /as measured: allocated \d+\.\d\d \(torch max_memory_allocated.*reserved \d+\.\d\d \(max_memory_reserved.*device \d+\.\d\d \(nvidia-smi/);
     });
 
     it('reads a HuggingFace config.json, with the layout and cluster from flags', () => {
@@ -107,6 +113,19 @@ describe('scalelm estimate / plan / export (the built CLI, as a child process)',
   });
 
   describe('plan', () => {
+    it('says where the file\'s own layout ranks and how far it is from #1, and shows the sequence length and global batch it assumed', () => {
+      const r = scalelm('plan', LLAMA70, '--top', '3');
+      assert.equal(r.code, 0, r.err);
+      assert.match(r.out, /^sequence length 4096 \(the config\) · global batch 512 sequences = 2,097,152 tokens per step \(the config\)$/m);
+      assert.match(r.out, /^your layout dp4·tp8·pp4 v5 · ZeRO-1 · mb 1 · recompute selective · SP ranks #\d+ of \d+: [\d,]+ tokens\/s, [\d.]+ GiB\/GPU — (\d+% slower than #1|.*tie)/m);
+      const o = json('plan', LLAMA70, '--top', '3');
+      assert.equal(o.current.layout.tp, 8);
+      assert.ok(o.current.rank >= 1 && o.current.vsBest > 0 && o.current.vsBest <= 1);
+      const hf = scalelm('plan', HF8B, '--gpus', '16', '--top', '1');
+      assert.match(hf.out, /sequence length 8192 \(the model config's max_position_embeddings; set --seq-len\) · global batch \d+ sequences = [\d,]+ tokens per step \(default ≈1M tokens; set --global-batch\)/);
+      assert.doesNotMatch(hf.out, /your layout/, 'a config.json has no layout of its own');
+    });
+
     it('--json lists the ranked layouts with memory, time and explanation', () => {
       const o = json('plan', LLAMA70, '--top', '3');
       assert.equal(o.ok, true);
@@ -118,7 +137,8 @@ describe('scalelm estimate / plan / export (the built CLI, as a child process)',
         assert.ok(l.perDevice.total <= o.usable);
         assert.ok(Number.isInteger(l.perDevice.total));
         assert.equal(typeof l.explanation, 'string');
-        if (i > 0) assert.ok(l.time.tokensPerSec <= o.layouts[i - 1].time.tokensPerSec);
+        // Throughput falls down the list, except within a tie (the model's error), where headroom decides.
+        if (i > 0) assert.ok(l.time.tokensPerSec <= o.layouts[i - 1].time.tokensPerSec || (l.tiesFirst && o.layouts[i - 1].perDevice.total <= l.perDevice.total) || l.time.tokensPerSec <= o.layouts[i - 1].time.tokensPerSec / (1 - o.tieTolerance));
       }
     });
 
@@ -148,13 +168,42 @@ describe('scalelm estimate / plan / export (the built CLI, as a child process)',
       assert.equal(cfg.train_batch_size, cfg.train_micro_batch_size_per_gpu * cfg.gradient_accumulation_steps * 4);
       assert.equal(cfg.zero_optimization.stage, 1);
       assert.match(r.err, /tp=8 and pp=4 are not DeepSpeed config keys/);
+      // The LR schedule (warm-up, then cosine to minLr = lr/10), checkpointing, and what it cannot express.
+      assert.deepEqual(cfg.scheduler, { type: 'WarmupCosineLR', params: { total_num_steps: 500000, warmup_min_ratio: 0, warmup_num_steps: 2000, cos_min_ratio: 0.1 } });
+      assert.equal(typeof cfg.activation_checkpointing, 'object');
+      assert.match(r.err, /cannot express: interleaved pipeline stages \(vpp=5\)/);
+      assert.match(r.err, /cannot express: sequence parallelism/);
+      assert.match(r.err, /cannot express: selective recompute/);
+      assert.match(r.err, /batch arithmetic for 128 GPUs: train_batch_size 512 = micro 1 × accumulation 128 × dp 4/);
     });
 
-    it('--to megatron prints pretrain_gpt.py arguments; --to torchrun a launch command', () => {
+    it('--write puts the export next to the config under the names the editor uses; torchrun points at that DeepSpeed file', () => {
+      const cfg = write('job.scalelm.json', { model: { preset: 'llama-2-7b' }, train: { globalBatch: 64, steps: 1000, warmupSteps: 10 }, parallel: { dp: 16, zero: 3 }, cluster: { gpu: 'A100-80GB', gpusPerNode: 8, nodes: 2 } });
+      for (const [to, name] of [['deepspeed', 'job.ds_config.json'], ['torchrun', 'job.torchrun.sh']] as const) {
+        const r = scalelm('export', cfg, '--to', to, '--write');
+        assert.equal(r.code, 0, r.err);
+        assert.equal(r.out.trim(), join(dir, name));
+      }
+      assert.equal(JSON.parse(readFileSync(join(dir, 'job.ds_config.json'), 'utf8')).zero_optimization.stage, 3);
+      assert.match(readFileSync(join(dir, 'job.torchrun.sh'), 'utf8'), /--deepspeed_config job\.ds_config\.json/);
+    });
+
+    it('--to megatron writes a runnable script that checks its variables first; --to torchrun a launch command', () => {
       const m = scalelm('export', LLAMA70, '--to', 'megatron');
       assert.equal(m.code, 0, m.err);
-      assert.match(m.out, /--tensor-model-parallel-size 8 --pipeline-model-parallel-size 4 --num-layers-per-virtual-pipeline-stage 4/);
+      assert.match(m.out, /^#!\/usr\/bin\/env bash\nset -euo pipefail|^#!\/usr\/bin\/env bash\n#.*\nset -euo pipefail/);
+      assert.match(m.out, /--tensor-model-parallel-size 8 \\\n {2}--pipeline-model-parallel-size 4 \\\n {2}--num-layers-per-virtual-pipeline-stage 4 \\/);
       assert.match(m.out, /--sequence-parallel/);
+      for (const v of ['MEGATRON_LM', 'DATA_PATH', 'TOKENIZER_MODEL', 'CHECKPOINT_DIR', 'MASTER_ADDR', 'NODE_RANK']) assert.match(m.out, new RegExp(`^: "\\$\\{${v}:\\?set ${v} to `, 'm'));
+      const script = write('megatron.sh', null);
+      writeFileSync(script, m.out);
+      assert.equal(spawnSync('bash', ['-n', script]).status, 0, 'bash parses it');
+      // Run without its variables: bash stops at the first check, names it, and launches nothing.
+      const run = spawnSync('bash', [script], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '' } });
+      assert.notEqual(run.status, 0);
+      assert.match(run.stderr, /MEGATRON_LM: set MEGATRON_LM to the Megatron-LM checkout/);
+      const partial = spawnSync('bash', [script], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '', MEGATRON_LM: '/x' } });
+      assert.match(partial.stderr, /DATA_PATH: set DATA_PATH to the preprocessed data prefix/);
       const t = scalelm('export', LLAMA70, '--to', 'torchrun');
       assert.match(t.out, /torchrun --nnodes 16 --nproc-per-node 8/);
     });

@@ -4,6 +4,7 @@
 // behaviour: absent, dying and mismatched ranks fail everyone with named errors, and launchers leave
 // nothing running. Ranks run as workers or child processes: the mocha thread itself never blocks.
 
+import { randomBytes } from 'node:crypto';
 import assert from 'node:assert/strict';
 import { fork } from 'node:child_process';
 import { join } from 'node:path';
@@ -252,9 +253,10 @@ describe('comm failures: rendezvous (torchrun-style environment)', () => {
   /** Starts only `ranks` of a world of `size`, as a launcher that lost some processes would. */
   async function partialWorld(size: number, ranks: number[], timeoutMs: number): Promise<Array<Error | undefined>> {
     const port = await freePort();
+    const secret = randomBytes(32).toString('hex');
     return Promise.all(ranks.map((rank) => new Promise<Error | undefined>((resolve) => {
       const child = fork(join(__dirname, '../../runtime/comm/process-rank.js'), [SUITE], {
-        env: { ...process.env, MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port), WORLD_SIZE: String(size), RANK: String(rank), SCALELM_COMM_RENDEZVOUS_TIMEOUT_MS: String(timeoutMs) },
+        env: { ...process.env, MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port), WORLD_SIZE: String(size), RANK: String(rank), SCALELM_COMM_RENDEZVOUS_TIMEOUT_MS: String(timeoutMs), SCALELM_COMM_SECRET: secret },
         serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       });
       let outcome: Error | undefined;

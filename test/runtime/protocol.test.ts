@@ -118,6 +118,15 @@ describe('protocol v1', () => {
     rejects({ ...EXAMPLES.memory, categories: { 'bad key!': 1 } }, /categories\.bad key!: is not a valid category name/);
   });
 
+  it('hello carries the engine and the backend the ranks train on; an unknown engine or an empty backend name is refused', () => {
+    const hello = { ...EXAMPLES.hello, engine: { name: 'torch', reason: 'devices.engine is "torch"' }, backend: { name: 'cuda', label: 'cuda (NVIDIA H200) nccl', reason: 'requested' } };
+    const back = decodeMessage(encodeMessage(hello as Message));
+    assert.ok(back.ok);
+    assert.deepEqual(back.value, hello);
+    rejects({ ...hello, engine: { name: 'tpu', reason: 'x' } }, /engine\.name: must be one of local, torch/);
+    rejects({ ...hello, backend: { name: '', label: 'x' } }, /backend\.name/);
+  });
+
   it('lifecycle: "done" from older runtimes reads as finished, or stopped when its reason says so; who stopped is kept', () => {
     const read = (v: object) => {
       const r = validateMessage(v);

@@ -29,8 +29,12 @@ describe('planner: layout search', () => {
     }
   });
 
-  it('ranks by estimated throughput, best first, and counts what it dropped', () => {
-    for (let i = 1; i < result.ranking.length; i++) assert.ok(result.ranking[i - 1]!.tokensPerSec >= result.ranking[i]!.tokensPerSec);
+  it('ranks by estimated throughput, best first (ties within the model\'s error by headroom), and counts what it dropped', () => {
+    // Each place is within the tie tolerance of the fastest layout from there down.
+    let suffixMax = 0;
+    const maxFrom = result.ranking.map(() => 0);
+    for (let i = result.ranking.length - 1; i >= 0; i--) maxFrom[i] = suffixMax = Math.max(suffixMax, result.ranking[i]!.tokensPerSec);
+    for (let i = 0; i < result.ranking.length; i++) assert.ok(result.ranking[i]!.tokensPerSec >= (1 - result.tieTolerance) * maxFrom[i]! - 1e-9, `place ${i + 1}`);
     assert.deepEqual(result.candidates.map((c) => c.rank), Array.from({ length: 20 }, (_, i) => i + 1));
     const s = result.stats;
     assert.equal(s.fits, result.ranking.length);
@@ -87,17 +91,69 @@ describe('planner: Megatron-LM\'s published configurations (Narayanan et al. 202
     [48, 8192, 64, 8, 2, 512, 1536], [60, 10240, 80, 8, 4, 1024, 1792], [80, 12288, 96, 8, 8, 1536, 2304], [96, 16384, 128, 8, 16, 1920, 2160],
     [105, 20480, 128, 8, 35, 2520, 2520], [128, 25600, 160, 8, 64, 3072, 3072],
   ];
+  const groupsOf = (ranking: ReturnType<typeof searchLayouts>['ranking']) => {
+    const groups: string[] = [];
+    for (const x of ranking) if (!groups.includes(`${x.layout.tp}/${x.layout.pp}`)) groups.push(`${x.layout.tp}/${x.layout.pp}`);
+    return groups;
+  };
   for (const [L, h, a, tp, pp, gpus, batch] of TABLE1) {
     it(`${L} layers, h=${h}: the published tp=${tp} pp=${pp} on ${gpus} GPUs fits and ranks near the top`, () => {
-      const r = searchLayouts(cluster(megatronGpt(L, h, a), gpus, batch), { top: 1 });
+      // Pure throughput order (no tie-breaking by headroom): this compares the time model with the paper's choice.
+      const r = searchLayouts(cluster(megatronGpt(L, h, a), gpus, batch), { top: 1, tieTolerance: 0 });
       assert.ok(r.ok);
       const published = r.ranking.findIndex((x) => x.layout.tp === tp && x.layout.pp === pp);
       assert.ok(published >= 0, 'the published layout fits');
-      // Within 12% of the best estimated throughput, and among the six best (tp, pp) choices.
+      // Over everything the planner can offer (ZeRO-2/3 and offload included): within 12% of the best estimated
+      // throughput, and among the seven best (tp, pp) choices.
       assert.ok(r.ranking[published]!.tokensPerSec >= 0.88 * r.ranking[0]!.tokensPerSec, `${r.ranking[published]!.tokensPerSec} vs best ${r.ranking[0]!.tokensPerSec}`);
-      const groups: string[] = [];
-      for (const x of r.ranking) if (!groups.includes(`${x.layout.tp}/${x.layout.pp}`)) groups.push(`${x.layout.tp}/${x.layout.pp}`);
-      assert.ok(groups.indexOf(`${tp}/${pp}`) < 6, `(tp, pp) rank ${groups.indexOf(`${tp}/${pp}`) + 1} of ${groups.length}: ${groups.slice(0, 8).join(' ')}`);
+      const groups = groupsOf(r.ranking);
+      assert.ok(groups.indexOf(`${tp}/${pp}`) < 7, `(tp, pp) rank ${groups.indexOf(`${tp}/${pp}`) + 1} of ${groups.length}: ${groups.slice(0, 8).join(' ')}`);
+      // With what Megatron-LM offered in 2021 (no ZeRO, no offload): among the six best (tp, pp), within 7% of the
+      // best — the model's own error on these runs (planner-golden.test.ts) is up to 7%.
+      const m = searchLayouts(cluster(megatronGpt(L, h, a), gpus, batch), { top: 1, fixed: { zero: 0 }, tieTolerance: 0 });
+      const at = m.ranking.findIndex((x) => x.layout.tp === tp && x.layout.pp === pp);
+      assert.ok(at >= 0 && m.ranking[at]!.tokensPerSec >= 0.93 * m.ranking[0]!.tokensPerSec, `ZeRO-0: ${m.ranking[at]?.tokensPerSec} vs ${m.ranking[0]!.tokensPerSec}`);
+      assert.ok(groupsOf(m.ranking).indexOf(`${tp}/${pp}`) < 6, `ZeRO-0 (tp, pp) rank ${groupsOf(m.ranking).indexOf(`${tp}/${pp}`) + 1}`);
     });
   }
+  it('145.6B (80 layers, h=12288): the published tp=8 pp=8 layout is among the ten best of everything searched', () => {
+    const r = searchLayouts(cluster(megatronGpt(80, 12288, 96), 1536, 2304), { top: 1, tieTolerance: 0 });
+    const published = r.ranking.findIndex((x) => x.layout.tp === 8 && x.layout.pp === 8);
+    assert.ok(published >= 0 && published < 10, `layout rank ${published + 1} of ${r.ranking.length}`);
+  });
+});
+
+describe('planner: decisions, not a list', () => {
+  const input = cluster(megatronGpt(32, 4096, 32), 64, 256);
+  const r = searchLayouts(input, { top: 20 });
+  it('layouts within the tie tolerance of the fastest remaining one are ranked by memory headroom', () => {
+    const raw = searchLayouts(input, { top: 20, tieTolerance: 0 });
+    assert.ok(r.ranking[0]!.tokensPerSec >= (1 - r.tieTolerance) * raw.ranking[0]!.tokensPerSec);
+    // #1 uses no more memory than any layout within 5% of the fastest.
+    const band = raw.ranking.filter((x) => x.tokensPerSec >= 0.95 * raw.ranking[0]!.tokensPerSec);
+    assert.equal(r.ranking[0]!.memory, Math.min(...band.map((x) => x.memory)));
+    assert.ok(band.length > 1, 'the case has a tie to break');
+    // Without ties (tolerance 0) the order is pure throughput.
+    for (let i = 1; i < raw.ranking.length; i++) assert.ok(raw.ranking[i - 1]!.tokensPerSec >= raw.ranking[i]!.tokensPerSec);
+    assert.equal(r.candidates[0]!.tiesFirst, true);
+  });
+  it('a first place above 95% of usable memory is said so', () => {
+    // Fix a layout so tight that whatever ranks first is above 95%: one micro-batch size and no recompute on few GPUs.
+    const tight = searchLayouts(cluster(megatronGpt(32, 4096, 32), 8, 8), { top: 3, fixed: { tp: 1, pp: 1, zero: 3, microBatch: 1, recompute: 'none', offloadOptimizer: false, offloadParams: false }, tieTolerance: 0 });
+    if (tight.ok && tight.ranking[0]!.memory > 0.95 * tight.usable) assert.match(tight.warnings.join(' '), /#1 uses \d+% of usable memory \(above 95%\)/);
+    else assert.deepEqual(tight.warnings, []);
+    assert.deepEqual(r.ranking[0]!.memory <= 0.95 * r.usable ? r.warnings : ['x'], r.ranking[0]!.memory <= 0.95 * r.usable ? [] : ['x']);
+  });
+  it('says where the current layout ranks and how far it is from #1; a layout that does not fit says why', () => {
+    const second = r.ranking[5]!.layout;
+    const withCurrent = searchLayouts(input, { top: 3, current: second });
+    assert.equal(withCurrent.current!.rank, 6);
+    assert.ok(Math.abs(withCurrent.current!.vsBest! - r.ranking[5]!.tokensPerSec / r.ranking[0]!.tokensPerSec) < 1e-12);
+    const huge = searchLayouts(input, { top: 3, current: { ...second, dp: 64, tp: 1, pp: 1, zero: 0, microBatch: 4, recompute: 'none', sequenceParallel: false } });
+    assert.equal(huge.current!.rank, null);
+    assert.match(huge.current!.reason!, /needs .* of .* usable/);
+    const invalid = searchLayouts(input, { top: 3, current: { ...second, tp: 3, dp: 21 } });
+    assert.equal(invalid.current!.rank, null);
+    assert.match(invalid.current!.reason!, /tp/);
+  });
 });

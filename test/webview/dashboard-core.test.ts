@@ -7,7 +7,7 @@ import { PROTOCOL_VERSION, type CommMessage, type HelloMessage, type MemoryMessa
 import { DebiasedEma, lttb, minMaxPerPixel } from '../../webview/downsample';
 import { toWebview, validateHostMessage, validateWebviewMessage } from '../../webview/messages';
 import { groupCategories, levelOf, predictionFor, progressOf } from '../../webview/metrics';
-import { configPatch, DEFAULT_FORM, formFromConfig, resolvePlan, sanitizeForm, search } from '../../webview/plan-form';
+import { configPatch, currentLine, DEFAULT_FORM, formFromConfig, resolvePlan, sanitizeForm, search } from '../../webview/plan-form';
 import { RunData } from '../../webview/store';
 import { sanitizeState } from '../../webview/ui-state';
 import { ROOT } from './harness';
@@ -218,6 +218,9 @@ describe('dashboard core: planner form and saved state', function () {
     assert.equal(form.globalBatch, 512);
     const open = resolvePlan(form, file);
     assert.ok(open.ok);
+    // The Planner tab says where the open config's own layout ranks against #1.
+    assert.deepEqual([open.current?.dp, open.current?.tp, open.current?.pp, open.current?.vpp], [4, 8, 4, 5]);
+    assert.match(currentLine(search(open.config, 3, open.current))!, /^Your layout \(dp4·tp8·pp4 v5 · ZeRO-1 · mb 1 · recompute selective · SP\) ranks #\d+ of \d+: \d+% slower than #1/);
     const best = search(open.config, 3).candidates[0]!;
     const patch = configPatch(best.layout, open.config) as { parallel: { dp: number; tp: number; pp: number }; cluster: { nodes: number } };
     assert.equal(patch.parallel.dp * patch.parallel.tp * patch.parallel.pp, 128);

@@ -1,5 +1,5 @@
 // The run header, visible on every tab: name, state, step / total with a progress bar, elapsed, ETA,
-// throughput, achieved TFLOP/s per device and MFU, the layout and backend, an out-of-memory warning,
+// throughput, achieved TFLOP/s per device and MFU, the layout and backend, the engine (and why), an out-of-memory warning,
 // the raised alerts, and a strip with one small memory bar per rank.
 import { fill, h, setText } from '../dom';
 import { formatBytes, formatCount, formatDuration, formatFlops, formatPercent, formatTokensPerSec, formatValue } from '../format';
@@ -24,6 +24,7 @@ const STATS = [
   ['mfu', 'MFU'],
   ['loss', 'Loss'],
   ['layout', 'Layout'],
+  ['engine', 'Engine'],
 ] as const;
 
 export class HeaderView {
@@ -153,6 +154,10 @@ export class HeaderView {
     this.stat('mfu', p.mfu === null ? 'n/a' : formatPercent(p.mfu, 1), p.mfu === null ? (p.flopsPerDevice === null ? '' : 'no GPU peak (CPU device)') : `of ${p.peakName ?? 'GPU'} peak`);
     this.stat('loss', p.loss === null ? '—' : formatValue(p.loss));
     this.stat('layout', p.layout ?? '—', [p.zero, p.backend].filter(Boolean).join(' · '));
+    // Which engine trains (local TensorFlow.js, torch under torchrun) and why it was chosen, from the hello.
+    const engine = run.hello?.engine;
+    this.stat('engine', engine?.name ?? '—', run.hello?.backend?.label ?? '');
+    this.stats.get('engine')!.title = engine?.reason ?? '';
     this.renderOom(run);
     this.renderAlerts(run);
     this.renderStrip(run);

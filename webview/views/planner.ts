@@ -4,7 +4,7 @@
 // patch is shown as JSON to copy as well (the only way in a browser). The planner runs here: it is pure.
 import { fill, h, setText } from '../dom';
 import { formatBytes, formatDuration, formatPercent, formatTokensPerSec } from '../format';
-import { configPatch, DEFAULT_FORM, formFromConfig, GPU_PRESET_LIST, layoutSummary, MODEL_PRESET_LIST, resolvePlan, search, type ModelSource, type PlanForm } from '../plan-form';
+import { configPatch, currentLine, DEFAULT_FORM, formFromConfig, GPU_PRESET_LIST, layoutSummary, MODEL_PRESET_LIST, resolvePlan, search, type ModelSource, type PlanForm } from '../plan-form';
 import { describeLayout, type Candidate, type SearchResult } from '../../runtime/planner';
 import type { RunConfig } from '../../runtime/config/types';
 import type { JsonObject } from '../../common/protocol';
@@ -214,14 +214,15 @@ export class PlannerView {
     }
     this.config = resolved.config;
     const t0 = performance.now();
-    const result = search(resolved.config, 8);
+    const result = search(resolved.config, 8, resolved.current);
     const ms = performance.now() - t0;
     this.result = result;
     this.error = result.ok ? null : result.issues.map((i) => i.message).join('; ');
     const c = resolved.config;
     const N = c.cluster.gpusPerNode * c.cluster.nodes;
     setText(this.summary, `${c.model.name || 'model'} on ${N} × ${c.cluster.gpu} (${c.cluster.nodes} node${c.cluster.nodes === 1 ? '' : 's'}), global batch ${c.train.globalBatch} × ${c.model.seqLen} tokens, ${c.train.precision}: ${result.stats.fits} of ${result.stats.enumerated} layouts fit in ${formatBytes(result.usable, 1)} per GPU (searched in ${Math.round(ms)} ms).`);
-    fill(this.issues, ...resolved.notes.map((n) => h('li', { class: 'muted' }, n)), ...result.issues.map((i) => h('li', { class: 'bad' }, i.message)));
+    const mine = currentLine(result);
+    fill(this.issues, ...(mine ? [h('li', { class: 'plan-current' }, mine)] : []), ...result.warnings.map((w) => h('li', { class: 'bad' }, w)), ...resolved.notes.map((n) => h('li', { class: 'muted' }, n)), ...result.issues.map((i) => h('li', { class: 'bad' }, i.message)));
     fill(this.list, ...result.candidates.map((cand) => this.card(cand, result.usable)));
   }
 
@@ -242,7 +243,7 @@ export class PlannerView {
     return h(
       'li',
       { class: 'plan-card', 'data-rank': c.rank },
-      h('div', { class: 'plan-title' }, h('span', { class: 'plan-rank' }, `#${c.rank}`), h('strong', null, describeLayout(c.layout))),
+      h('div', { class: 'plan-title' }, h('span', { class: 'plan-rank' }, `#${c.rank}`), h('strong', null, describeLayout(c.layout)), ...(c.rank > 1 && c.tiesFirst ? [h('span', { class: 'muted small' }, ' tie with #1 (within the model\'s error; more headroom ranks first)')] : [])),
       h('div', { class: 'plan-numbers' }, `${formatDuration(t.stepMs)} per step · ${formatTokensPerSec(t.tokensPerSec)} · MFU ${formatPercent(t.mfu)} · ${formatBytes(c.memory.total, 1)} of ${formatBytes(usable, 1)} per GPU`),
       bar,
       legend,

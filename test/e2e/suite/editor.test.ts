@@ -72,8 +72,8 @@ describe('ScaleLM planner in the editor', function () {
     await api();
     const uri = workspaceFile('too-big.scalelm.json');
     const expected: [string, string, RegExp][] = [
-      ['scalelm.exportDeepSpeed', 'too-big.deepspeed.json', /"train_batch_size": 512/],
-      ['scalelm.exportMegatron', 'too-big.megatron-args.sh', /--global-batch-size 512/],
+      ['scalelm.exportDeepSpeed', 'too-big.ds_config.json', /"train_batch_size": 512/],
+      ['scalelm.exportMegatron', 'too-big.megatron.sh', /--global-batch-size 512/],
       ['scalelm.exportTorchrun', 'too-big.torchrun.sh', /torchrun .*--nnodes/],
     ];
     for (const [command, file, content] of expected) {
@@ -82,6 +82,7 @@ describe('ScaleLM planner in the editor', function () {
       assert.equal(written.path.split('/').pop(), file);
       const text = new TextDecoder().decode(await vscode.workspace.fs.readFile(written));
       assert.match(text, content, `${file}:\n${text.slice(0, 400)}`);
+      assert.ok(vscode.window.visibleTextEditors.some((e) => e.document.uri.toString() === written.toString()), `${file} is opened beside the config`);
       await vscode.workspace.fs.delete(written);
     }
   });

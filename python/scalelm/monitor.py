@@ -1,0 +1,214 @@
+"""Monitor any PyTorch training script (issue 15): two lines, the same messages as the torch engine's ranks.
+
+    monitor = scalelm.Monitor(model, optimizer)
+    ...
+    monitor.step(loss=loss, tokens=tokens_this_step)   # once per optimizer step, on every rank
+
+Rank and world come from torch.distributed (else 0 and 1). With a ScaleLM coordinator listening
+(SCALELM_CHANNEL, as `scalelm launch` sets it) each rank reports over the rank channel (engine "monitor");
+otherwise rank 0 writes the records into a run folder (SCALELM_RUN_DIR, else ./runs/<name>-<UTC time>) that
+`scalelm serve` opens later. Memory per category uses the torch engine's accounting; on CPU activations are
+counted by saved-tensor hooks around the model's forward on sampled steps only, so the cost stays under 1%.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import time
+from types import TracebackType
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from .channel import Channel
+from .memory import SavedTensorCounter, categories, local
+
+SAMPLE_EVERY = 10
+
+
+class Monitor:
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer | None = None,
+        *,
+        name: str | None = None,
+        run_dir: str | None = None,
+    ) -> None:
+        self.model = model
+        self.optimizer = optimizer
+        if dist.is_available() and dist.is_initialized():
+            self.rank, self.world = dist.get_rank(), dist.get_world_size()
+        else:
+            self.rank, self.world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.name = (
+            name
+            or os.path.splitext(os.path.basename(os.environ.get("SCALELM_SCRIPT", "") or "monitor"))[0]
+            or "monitor"
+        )
+        self.channel = Channel.from_env(self.rank, self.world, local_rank, engine="monitor")
+        self.file: Any = None
+        self.run_dir: str | None = None
+        if self.channel is None and self.rank == 0:
+            self.run_dir = (
+                run_dir
+                or os.environ.get("SCALELM_RUN_DIR")
+                or os.path.join(
+                    "runs",
+                    f"{re.sub(r'[^A-Za-z0-9._-]+', '-', self.name)}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}",
+                )
+            )
+            os.makedirs(self.run_dir, exist_ok=True)
+            self.file = open(os.path.join(self.run_dir, "metrics.jsonl"), "a", encoding="utf-8")  # noqa: SIM115
+            run_id = re.sub(r"[^A-Za-z0-9._:@+-]+", "-", os.path.basename(os.path.abspath(self.run_dir))) or "run"
+            now = int(time.time() * 1000)
+            self._emit(
+                {
+                    "type": "hello",
+                    "protocol": 1,
+                    "runId": run_id,
+                    "name": self.name,
+                    "startedAt": now,
+                    "world": self.world,
+                    "config": self._config(),
+                }
+            )
+        self.steps = 0
+        self.tokens = 0
+        self._last = time.perf_counter()
+        self._activations = 0
+        self._counter: SavedTensorCounter | None = None
+        self._ctx: Any = None
+        self._hooks = [model.register_forward_pre_hook(self._pre), model.register_forward_hook(self._post)]
+        self.device = next((p.device for p in model.parameters()), torch.device("cpu"))
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+
+    def _config(self) -> dict[str, Any]:
+        """The model's shape when it is a HuggingFace model (so the planner can predict it)."""
+        cfg = getattr(self.model, "config", None)
+        to_dict = getattr(cfg, "to_dict", None)
+        if not callable(to_dict):
+            return {"name": self.name}
+        d = to_dict()
+        keep = (
+            "model_type",
+            "n_layer",
+            "n_embd",
+            "n_head",
+            "vocab_size",
+            "n_positions",
+            "num_hidden_layers",
+            "hidden_size",
+            "num_attention_heads",
+            "num_key_value_heads",
+            "intermediate_size",
+            "max_position_embeddings",
+        )
+        return {"name": self.name, "huggingface": {k: d[k] for k in keep if k in d}}
+
+    # Sampled activation counting on CPU: a saved-tensor hook context from the forward's start to its end.
+    def _sampling(self) -> bool:
+        return self.device.type != "cuda" and ((self.steps + 1) == 1 or (self.steps + 1) % SAMPLE_EVERY == 0)
+
+    def _pre(self, module: nn.Module, args: Any) -> None:
+        if self._sampling() and self._ctx is None:
+            self._counter = SavedTensorCounter()
+            self._ctx = self._counter.counting()
+            self._ctx.__enter__()
+
+    def _post(self, module: nn.Module, args: Any, output: Any) -> None:
+        if self._ctx is not None:
+            self._ctx.__exit__(None, None, None)
+            self._ctx = None
+            assert self._counter is not None
+            self._activations = max(self._activations if self.steps % SAMPLE_EVERY else 0, self._counter.bytes)
+
+    def _emit(self, m: dict[str, Any]) -> None:
+        if self.channel is not None:
+            self.channel.msg(self.rank, m)
+        elif self.file is not None:
+            self.file.write(json.dumps(m, separators=(",", ":")) + "\n")
+            self.file.flush()
+
+    def step(
+        self,
+        loss: float | torch.Tensor,
+        tokens: int | None = None,
+        lr: float | None = None,
+        grad_norm: float | None = None,
+    ) -> None:
+        """Reports one optimizer step (call it on every rank, after optimizer.step(), before zero_grad())."""
+        self.steps += 1
+        now = time.perf_counter()
+        step_ms = (now - self._last) * 1000
+        self._last = now
+        if self.channel is not None:
+            self.channel.send({"k": "progress", "rank": self.rank, "step": self.steps})
+        if lr is None and self.optimizer is not None and self.optimizer.param_groups:
+            lr = float(self.optimizer.param_groups[0].get("lr", 0.0))
+        if grad_norm is None:
+            # This rank's view (its gradient shards), where the gradients are still there.
+            grads = [local(p.grad).detach().float() for p in self.model.parameters() if p.grad is not None]
+            grad_norm = math.sqrt(sum(float(g.pow(2).sum()) for g in grads)) if grads else float("nan")
+        cats, peak, cap = categories(self.model, self.optimizer, self._activations, self.device)
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        if tokens:
+            self.tokens += tokens
+        t = int(time.time() * 1000)
+
+        def metric(v: float) -> float | str:
+            return v if math.isfinite(v) else ("NaN" if math.isnan(v) else ("Infinity" if v > 0 else "-Infinity"))
+
+        if self.rank == 0:
+            self._emit(
+                {
+                    "type": "step",
+                    "step": self.steps,
+                    "loss": metric(float(loss)),
+                    "lr": metric(float(lr or 0.0)),
+                    "gradNorm": metric(grad_norm),
+                    "tokensPerSec": (tokens or 0) / max(step_ms, 1e-6) * 1000,
+                    "stepMs": step_ms,
+                    "memory": {**cats, "peak": peak},
+                    "tokens": self.tokens,
+                    "t": t,
+                }
+            )
+        device = f"cuda:{self.device.index}" if self.device.type == "cuda" else f"cpu:{self.rank}"
+        self._emit(
+            {
+                "type": "memory",
+                "rank": self.rank,
+                "t": t,
+                "step": self.steps,
+                "categories": cats,
+                "stepPeak": peak,
+                "capacity": int(cap or 0),
+                "device": device,
+            }
+        )
+
+    def close(self, reason: str = "completed") -> None:
+        for h in self._hooks:
+            h.remove()
+        if self.channel is not None:
+            self.channel.send({"k": "done", "rank": self.rank, "step": self.steps, "reason": reason})
+            self.channel.close()
+            self.channel = None
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+    def __enter__(self) -> Monitor:
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        self.close("completed" if et is None else "stopped")

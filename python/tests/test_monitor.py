@@ -1,0 +1,105 @@
+"""scalelm.Monitor in a user's own DDP script under torchrun: over the rank channel, and into a run folder when
+no ScaleLM is listening; every record is a valid protocol v1 message (common/protocol.ts, via node)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from engines import PYTHON_DIR, REPO, ChannelServer
+
+SCRIPT = """
+import torch, torch.distributed as dist, scalelm
+from torch.nn.parallel import DistributedDataParallel as DDP
+dist.init_process_group("gloo")
+torch.manual_seed(0)
+model = torch.nn.Sequential(torch.nn.Linear(16, 64), torch.nn.GELU(), torch.nn.Linear(64, 4))
+ddp = DDP(model)
+opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+monitor = scalelm.Monitor(model, opt, name="toy")
+for step in range(12):
+    x = torch.randn(8, 16, generator=torch.Generator().manual_seed(step * 10 + dist.get_rank()))
+    loss = ddp(x).pow(2).mean()
+    loss.backward()
+    opt.step()
+    monitor.step(loss=loss, tokens=16)
+    opt.zero_grad()
+    if dist.get_rank() == 0:
+        print("LOSS", step + 1, repr(float(loss)), flush=True)
+monitor.close()
+dist.destroy_process_group()
+"""
+PARAMS = (16 * 64 + 64 + 64 * 4 + 4) * 4
+
+
+def run_script(tmp: Path, env: dict[str, str]) -> dict[int, float]:
+    (tmp / "train.py").write_text(SCRIPT)
+    e = {**os.environ, "PYTHONPATH": str(PYTHON_DIR), "OMP_NUM_THREADS": "1", **env}
+    out = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--standalone", "train.py"],
+        cwd=tmp,
+        env=e,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return {
+        int(s): float(v) for _, s, v in (line.split() for line in out.stdout.splitlines() if line.startswith("LOSS"))
+    }
+
+
+def check_messages(messages: list[dict[str, object]]) -> None:
+    if not (REPO / "out" / "common" / "protocol.js").exists() or not shutil.which("node"):
+        pytest.skip("common/ is not compiled (npx tsc -p .)")
+    code = (
+        "const {validateMessage}=require(process.argv[1]);const ms=JSON.parse(require('fs').readFileSync(0,'utf8'));"
+        "for(const m of ms){const r=validateMessage(m);if(!r.ok){console.log(JSON.stringify(r));process.exit(1)}}"
+    )
+    out = subprocess.run(
+        ["node", "-e", code, str(REPO / "out" / "common" / "protocol.js")],
+        input=json.dumps(messages),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_monitor_over_the_rank_channel(tmp_path: Path) -> None:
+    server = ChannelServer(tmp_path, "cd" * 32)
+    try:
+        losses = run_script(tmp_path, server.env())
+    finally:
+        server.close()
+    hellos = server.of("hello")
+    assert sorted(h["rank"] for h in hellos) == [0, 1] and all(
+        h["engine"] == "monitor" and h["world"] == 2 for h in hellos
+    )
+    msgs = [x["m"] for x in server.of("msg")]
+    check_messages(msgs)
+    steps = [m for m in msgs if m["type"] == "step"]
+    assert [m["step"] for m in steps] == list(range(1, 13))
+    assert all(abs(m["loss"] - losses[m["step"]]) < 1e-6 for m in steps)
+    assert all(m["lr"] == 1e-3 and m["gradNorm"] > 0 for m in steps)
+    mem = [m for m in msgs if m["type"] == "memory"]
+    assert {m["rank"] for m in mem} == {0, 1}
+    for m in mem:
+        c = m["categories"]
+        assert c["params"] == PARAMS and c["grads"] == PARAMS and c["optimizer"] == 2 * PARAMS
+        assert c["activations"] > 0  # sampled on CPU by saved-tensor hooks
+    assert {d["rank"] for d in server.of("done")} == {0, 1}
+
+
+def test_monitor_writes_a_run_folder_without_scalelm(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run_script(tmp_path, {"SCALELM_RUN_DIR": str(run)})
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    check_messages(lines)
+    assert lines[0]["type"] == "hello" and lines[0]["world"] == 2 and lines[0]["name"] == "toy"
+    assert [m["step"] for m in lines if m["type"] == "step"] == list(range(1, 13))

@@ -1,0 +1,161 @@
+// The `torch` convention: what the torch engine (python/scalelm, PyTorch under torchrun) holds per rank, as it
+// measures it (python/scalelm/memory.py): parameters, gradients and optimizer state counted from the rank's
+// own tensors (FSDP2 shards each parameter on dim 0 with torch.chunk; ZeRO-1 gives each dp rank whole
+// parameters, greedily by size), and activations = the unique storages autograd saves in one micro-batch's
+// forward, tensor by tensor as the engine's model saves them (fp32 on CPU; dropout off). On GPUs the engine
+// measures activations as the allocator's peak minus the rest, which adds temporaries this list leaves out.
+// Checked against the measurement on CPU: docs/torch-engine.md. Pure.
+import { paddedVocab } from './params';
+import type { Layout, MemoryTerm, PlanInput, PlanIssue } from './types';
+
+const F32 = 4;
+
+/** One parameter of the rank (after the tensor-parallel split): dim 0 and the elements of one dim-0 row. */
+interface Shard {
+  name: string;
+  rows: number;
+  rowElements: number;
+}
+
+export function torchVocab(vocab: number, tp: number): number {
+  return tp === 1 ? vocab : paddedVocab(vocab, tp);
+}
+
+/** The rank's parameters in the engine's order (python/scalelm/model.py param_specs, split as scalelm/tp.py). */
+export function torchShards(input: PlanInput, tp: number): Shard[] {
+  const m = input.model;
+  const C = m.hidden;
+  const F = m.ffnHidden;
+  const hd = m.hidden / m.heads;
+  const V = torchVocab(m.vocab, tp) / tp;
+  const out: Shard[] = [];
+  const p = (name: string, rows: number, rowElements = 1) => out.push({ name, rows, rowElements });
+  if (m.activation === 'gelu') {
+    p('wte', V, C);
+    p('wpe', m.seqLen, C);
+    for (let i = 0; i < m.layers; i++) {
+      p(`h.${i}.ln_1.weight`, C);
+      p(`h.${i}.ln_1.bias`, C);
+      p(`h.${i}.attn.c_attn.weight`, C, (3 * C) / tp);
+      p(`h.${i}.attn.c_attn.bias`, (3 * C) / tp);
+      p(`h.${i}.attn.c_proj.weight`, C / tp, C);
+      p(`h.${i}.attn.c_proj.bias`, C);
+      p(`h.${i}.ln_2.weight`, C);
+      p(`h.${i}.ln_2.bias`, C);
+      p(`h.${i}.mlp.c_fc.weight`, C, F / tp);
+      p(`h.${i}.mlp.c_fc.bias`, F / tp);
+      p(`h.${i}.mlp.c_proj.weight`, F / tp, C);
+      p(`h.${i}.mlp.c_proj.bias`, C);
+    }
+    p('ln_f.weight', C);
+    p('ln_f.bias', C);
+    return out;
+  }
+  p('embed_tokens', V, C);
+  for (let i = 0; i < m.layers; i++) {
+    p(`layers.${i}.input_layernorm`, C);
+    p(`layers.${i}.q_proj`, (m.heads * hd) / tp, C);
+    p(`layers.${i}.k_proj`, (m.kvHeads * hd) / tp, C);
+    p(`layers.${i}.v_proj`, (m.kvHeads * hd) / tp, C);
+    p(`layers.${i}.o_proj`, C, (m.heads * hd) / tp);
+    p(`layers.${i}.post_attention_layernorm`, C);
+    p(`layers.${i}.gate_proj`, F / tp, C);
+    p(`layers.${i}.up_proj`, F / tp, C);
+    p(`layers.${i}.down_proj`, C, F / tp);
+  }
+  p('norm', C);
+  p('lm_head', V, C);
+  return out;
+}
+
+/** Elements dp rank `r` holds of each parameter under FSDP2 (torch.chunk on dim 0). */
+function fsdpElements(s: Shard, dp: number, r: number): number {
+  const chunk = Math.ceil(s.rows / dp);
+  return Math.max(0, Math.min(chunk, s.rows - r * chunk)) * s.rowElements;
+}
+
+/** ZeRO-1: elements whose optimizer state each dp rank keeps (the engine's greedy split, largest first). */
+export function zero1Loads(shards: Shard[], dp: number): number[] {
+  const load = new Array<number>(dp).fill(0);
+  const sorted = shards.map((s) => s.rows * s.rowElements).sort((a, b) => b - a); // stable, as Python's sorted
+  for (const n of sorted) {
+    let k = 0;
+    for (let i = 1; i < dp; i++) if (load[i]! < load[k]!) k = i;
+    load[k]! += n;
+  }
+  return load;
+}
+
+/** Bytes autograd saves in one micro-batch's forward, term by term. */
+function activationTerms(input: PlanInput, layout: Layout): [string, number][] {
+  const m = input.model;
+  const { tp } = layout;
+  const B = layout.microBatch;
+  const T = m.seqLen;
+  const C = m.hidden;
+  const H = m.heads / tp;
+  const hd = m.hidden / m.heads;
+  const F = m.ffnHidden / tp;
+  const Vl = torchVocab(m.vocab, tp) / tp;
+  const BT = B * T;
+  const rec = input.train.recompute;
+  const L = m.layers;
+  const out: [string, number][] = [];
+  const add = (label: string, bytes: number) => out.push([label, bytes]);
+  const lse = rec === 'selective' ? 0 : F32 * B * H * T;
+  if (rec === 'full') add(`${L} × block input (full recompute keeps only it, B·T·C)`, L * F32 * BT * C);
+  else if (m.activation === 'gelu') {
+    add(`${L} × ln_1 and ln_2: input, mean, rstd and output (2 × (2·B·T·C + 2·B·T))`, L * F32 * 2 * (2 * BT * C + 2 * BT));
+    add(`${L} × fused q, k, v (one storage, 3·B·T·C/tp)`, (L * F32 * 3 * BT * C) / tp);
+    add(`${L} × attention output (= c_proj input, B·T·C/tp)`, (L * F32 * BT * C) / tp);
+    if (lse) add(`${L} × attention log-sum-exp (B·heads/tp·T; not kept under selective recompute)`, L * lse);
+    add(`${L} × c_fc output and GELU output (2·B·T·F/tp)`, L * F32 * 2 * BT * F);
+  } else {
+    add(`${L} × two RMSNorms: input, rstd, normalised, weighted (2 × (3·B·T·C + B·T))`, L * F32 * 2 * (3 * BT * C + BT));
+    add(`${L} × q, k, v after RoPE and GQA repeat, attention output (4·B·T·heads·hd/tp)`, L * F32 * 4 * BT * H * hd);
+    if (lse) add(`${L} × attention log-sum-exp (B·heads/tp·T; not kept under selective recompute)`, L * lse);
+    add(`${L} × gate, SiLU, up and product (4·B·T·F/tp)`, L * F32 * 4 * BT * F);
+  }
+  add('token ids (int64)', 8 * BT);
+  if (tp > 1) add('vocab-parallel embedding mask (bool)', BT);
+  if (m.activation === 'gelu') add('ln_f: input, mean, rstd, output (2·B·T·C + 2·B·T)', F32 * (2 * BT * C + 2 * BT));
+  else {
+    add('RoPE cos and sin (2·T·head dim)', F32 * 2 * T * hd);
+    add('final RMSNorm: input, rstd, normalised, weighted (3·B·T·C + B·T)', F32 * (3 * BT * C + BT));
+  }
+  if (tp === 1) add('cross entropy: logits (B·T·V), target ids (int64) and a scalar', F32 * BT * Vl + 8 * BT + F32);
+  else add('vocab-parallel cross entropy: masked and shifted logits (2·B·T·V/tp), masks, target ids, Σexp', 2 * F32 * BT * Vl + Vl + 8 * BT + BT + F32 * BT);
+  return out;
+}
+
+/** What the torch engine cannot run (scalelm/train.py layout_issues, the planner-visible part). */
+export function torchIssues(input: PlanInput, layout: Layout): PlanIssue[] {
+  const issues: PlanIssue[] = [];
+  const why = 'the torch engine';
+  if (input.train.precision === 'fp16-mixed') issues.push({ path: 'train.precision', message: `${why} trains in bf16-mixed or fp32, not fp16-mixed` });
+  if (input.train.precision !== 'fp32') issues.push({ path: 'train.precision', message: `--convention torch models the engine's fp32 allocation (CPU); train.precision="${input.train.precision}" is for GPUs (use --convention scalelm)` });
+  if (layout.pp > 1) issues.push({ path: 'parallel.pp', message: `${why} has no pipeline parallelism; parallel.pp=${layout.pp} cannot run there` });
+  if (layout.offloadOptimizer || layout.offloadParams) issues.push({ path: 'parallel.offloadOptimizer', message: `${why} does not offload to host memory; turn offload off` });
+  if (layout.sequenceParallel) issues.push({ path: 'parallel.sequenceParallel', message: `${why} has no sequence parallelism; set parallel.sequenceParallel=false` });
+  return issues;
+}
+
+/** The heaviest rank's bytes per category, term by term (dp rank 0 under FSDP; the most loaded under ZeRO-1). */
+export function torchMemoryTerms(input: PlanInput, layout: Layout): MemoryTerm[] {
+  const { dp, tp, zero } = layout;
+  const shards = torchShards(input, tp);
+  const full = shards.reduce((n, s) => n + s.rows * s.rowElements, 0);
+  const fsdp = shards.reduce((n, s) => n + fsdpElements(s, dp, 0), 0);
+  const slots = input.train.optimizer === 'sgd' ? 1 : 2;
+  const terms: MemoryTerm[] = [];
+  const add = (category: MemoryTerm['category'], label: string, bytes: number) => terms.push({ category, label, bytes });
+  const sharded = zero >= 2;
+  const mine = sharded ? fsdp : full;
+  add('params', sharded ? `fp32 parameter shards (FSDP2, dim 0 / dp ${dp})` : `fp32 parameters (4 B × ${full})`, F32 * mine);
+  add('grads', sharded ? `fp32 gradient shards (FSDP2, dim 0 / dp ${dp})` : 'fp32 gradients (DDP bucket views)', F32 * mine);
+  const optElements = zero === 1 && dp > 1 ? Math.max(...zero1Loads(shards, dp)) : mine;
+  add('optimizer', `${input.train.optimizer === 'sgd' ? 'SGD momentum' : 'AdamW exp_avg and exp_avg_sq'}${zero === 1 && dp > 1 ? ' of this rank\'s share of the parameters (ZeRO-1)' : ''}`, slots * F32 * optElements);
+  for (const [label, bytes] of activationTerms(input, layout)) add('activations', label, bytes);
+  if (input.model.positionEmbedding === 'rope') add('buffers', 'RoPE inverse frequencies (head dim / 2)', (F32 * input.model.hidden) / input.model.heads / 2);
+  return terms;
+}

@@ -172,7 +172,7 @@ export class LaunchRun extends RunEvents {
     if (!this.helloSent) this.announce(1);
     if (exit.code === 0 || (this.stopping && !exit.error)) {
       // A stop ends the run as the user asked, whatever status the interrupted command chose.
-      this.publish({ type: 'status', state: 'done', t: now(), step: this.step, ...(this.stopping ? { reason: `stopped at step ${this.step} (the command ended with ${exit.code !== null ? `exit ${exit.code}` : `signal ${exit.signal}`})` } : {}) });
+      this.publish({ type: 'status', state: this.stopping ? 'stopped' : 'finished', t: now(), step: this.step, ...(this.stopping ? { reason: `stopped at step ${this.step} (the command ended with ${exit.code !== null ? `exit ${exit.code}` : `signal ${exit.signal}`})` } : {}) });
       return { exitCode: exit.code, signal: exit.signal };
     }
     const error = exit.error ?? this.describeFailure(exit.code, exit.signal);

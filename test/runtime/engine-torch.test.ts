@@ -138,7 +138,7 @@ describe('torch engine: torchrun with conformance ranks (gloo)', function () {
     assert.deepEqual(readdirSync(join(runDir.checkpoints, 'step-000006')).filter((f) => f.startsWith('part-')).sort(), ['part-0.json', 'part-1.json']);
     assert.equal(JSON.parse(readFileSync(join(runDir.checkpoints, 'step-000006', 'state.json'), 'utf8')).engine, 'torch');
     assert.equal(messages.at(-1)?.type === 'status' && messages.at(-1), messages.at(-1));
-    assert.deepEqual(messages.filter((m) => m.type === 'status').map((m) => (m.type === 'status' ? m.state : '')).at(-1), 'done');
+    assert.deepEqual(messages.filter((m) => m.type === 'status').map((m) => (m.type === 'status' ? m.state : '')).at(-1), 'finished');
     assert.equal(pids.length, 2);
     for (const pid of [...pids, torchrunPid]) assert.equal(alive(pid), false, `pid ${pid} left running`);
   });

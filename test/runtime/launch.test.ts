@@ -48,7 +48,7 @@ describe('cli: scalelm launch -- torchrun … (conformance ranks, gloo)', functi
     return { r, messages, pids };
   };
 
-  it('both ranks\' steps and memory arrive in order; the run ends done with exit 0', () => {
+  it('both ranks\' steps and memory arrive in order; the run ends finished with exit 0', () => {
     const { r, messages, pids } = launch(5);
     assert.equal(r.status, 0, r.stdout + r.stderr);
     const hello = messages[0]!;
@@ -58,7 +58,7 @@ describe('cli: scalelm launch -- torchrun … (conformance ranks, gloo)', functi
     assert.deepEqual(messages.filter((m) => m.type === 'step').map((m) => m.step), [1, 2, 3, 4, 5]);
     for (const rank of [0, 1]) assert.deepEqual(messages.filter((m) => m.type === 'memory' && m.rank === rank).map((m) => m.step), [1, 2, 3, 4, 5]);
     assert.equal(messages.at(-1)!.type, 'status');
-    assert.equal(messages.at(-1)!.state, 'done');
+    assert.equal(messages.at(-1)!.state, 'finished');
     assert.equal(pids.length, 2);
   });
 
@@ -94,7 +94,7 @@ describe('cli: scalelm launch -- torchrun … (conformance ranks, gloo)', functi
     await exited;
     const messages = readFileSync(join(runDir, 'metrics.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
     const last = messages.filter((m) => m.type === 'status').at(-1)!;
-    assert.equal(last.state, 'done', JSON.stringify(last));
+    assert.equal(last.state, 'stopped', JSON.stringify(last));
     assert.match(String(last.reason), /^stopped at step \d+/);
     await new Promise((res) => setTimeout(res, 200));
     for (const pid of pids) assert.equal(alive(pid), false, `rank pid ${pid} left running`);

@@ -52,7 +52,8 @@ export interface E2ESuite {
 }
 
 export const SUITES: E2ESuite[] = [
-  { name: 'extension', testsDir: join(ROOT, 'out/test/e2e/suite'), workspace: join(ROOT, 'test/fixtures/e2e-workspace'), trust: 'off' },
+  // scalelm.pythonPath: the pinned .venv (torch 2.13.0 CPU) for the torch engine's launch test.
+  { name: 'extension', testsDir: join(ROOT, 'out/test/e2e/suite'), workspace: join(ROOT, 'test/fixtures/e2e-workspace'), trust: 'off', settings: { 'scalelm.pythonPath': process.env.SCALELM_PYTHON ?? join(ROOT, '.venv/bin/python') } },
   { name: 'untrusted', testsDir: join(ROOT, 'out/test/e2e/untrusted'), workspace: join(ROOT, 'test/fixtures/e2e-workspace'), trust: 'untrusted' },
   // The examples folder copied to a temp dir: what a new user gets when copying the examples anywhere.
   { name: 'lifecycle', testsDir: join(ROOT, 'out/test/e2e/lifecycle'), workspace: join(ROOT, 'examples'), trust: 'off', timeoutMs: 480_000 },

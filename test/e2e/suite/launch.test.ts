@@ -1,7 +1,7 @@
 // Launching training from VS Code for real: the runtime child process, its live stream into the dashboard
 // and the status bar, the run in the Runs view afterwards, and Stop leaving no process behind.
 import * as assert from 'node:assert/strict';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as vscode from 'vscode';
 import type { ScaleLMApi } from '../../../extension/extension';
@@ -66,5 +66,26 @@ describe('Launch Training from VS Code', function () {
     const checkpoints = join(run.options.runDir, 'checkpoints');
     assert.ok(existsSync(checkpoints) && readdirSync(checkpoints).some((d) => d.startsWith('step-')), 'a checkpoint was written on stop');
     assert.deepEqual(api.runs().filter((r) => r.live), []);
+  });
+
+  it('launches on the torch engine (torchrun, the Python from scalelm.pythonPath): both ranks reach the dashboard', async function () {
+    const api = await vscode.extensions.getExtension<ScaleLMApi>('scalelm.scalelm')!.activate();
+    const sets = ['devices.engine=torch', 'parallel.dp=2', 'parallel.zero=3', 'train.steps=4'].flatMap((s) => ['--set', s]);
+    const outcome = await api.launch(workspaceFile('a.scalelm.json'), sets);
+    assert.ok('started' in outcome, JSON.stringify(outcome));
+    const run = outcome.started;
+    await waitFor('the torch run to finish', () => run.state === 'finished' || run.state === 'failed', 200_000);
+    assert.equal(run.state, 'finished', run.detail);
+    assert.equal(run.lastStep?.step, 4);
+    const hello = JSON.parse(readFileSync(join(run.options.runDir, 'metrics.jsonl'), 'utf8').split('\n')[0]!) as { type: string; world: number; engine?: { name: string } };
+    assert.equal(hello.type, 'hello');
+    assert.equal(hello.engine?.name, 'torch');
+    assert.equal(hello.world, 2);
+    const seen = await waitFor('the dashboard to show both ranks of the torch run', async () => {
+      const r = (await api.dashboardRequest({ type: 'inspect' })) as { stepsShown: number; runId: string | null; memory: unknown[] };
+      return r.stepsShown >= 4 && r.memory.length === 2 ? r : undefined;
+    }, 30_000);
+    console.log(`dashboard shows torch run ${seen.runId}: ${seen.stepsShown} steps, ${seen.memory.length} memory panels`);
+    await waitFor('the runtime process to exit', () => !alive(run.pid), 10_000);
   });
 });

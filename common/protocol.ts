@@ -484,7 +484,11 @@ function jsonObject(v: unknown, path: string): JsonObject {
     if (Array.isArray(x)) return x.map((y, i) => copy(y, join(p, i), depth + 1));
     if (isPlainObject(x)) {
       const o: JsonObject = {};
-      for (const k of Object.keys(x)) if (x[k] !== undefined) o[k] = copy(x[k], join(p, k), depth + 1);
+      for (const k of Object.keys(x)) {
+        // JSON.parse makes "__proto__" an own key; assigning it would replace the copy's prototype.
+        if (k === '__proto__') throw new Invalid(join(p, k), 'is not allowed as a key');
+        if (x[k] !== undefined) o[k] = copy(x[k], join(p, k), depth + 1);
+      }
       return o;
     }
     throw new Invalid(p, `is not JSON data (${typeof x})`);

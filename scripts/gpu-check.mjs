@@ -94,7 +94,7 @@ function run(cmd, args, opts = {}) {
   });
 }
 
-const fmt = (b) => (b === null || b === undefined ? '—' : `${(b / 2 ** 30).toFixed(2)} GiB`);
+const fmt = (b) => (b === null || b === undefined ? '—' : b >= 2 ** 30 ? `${(b / 2 ** 30).toFixed(2)} GiB` : `${(b / 2 ** 20).toFixed(2)} MiB`);
 const results = [];
 const work = mkdtempSync(join(tmpdir(), 'scalelm-gpu-check-'));
 let ok = true;

@@ -56,10 +56,11 @@ def test_channel_messages_and_stop(reference: tuple[Path, dict[str, Any], list[f
     assert sorted(h["rank"] for h in hellos) == [0, 1]
     assert all(h["token"] == TOKEN and h["world"] == 2 and h["engine"] == "torch" for h in hellos)
     done = server.of("done")
-    # The stop reached rank 0 while step 3 ran: every rank stops after the same step (3 or 4).
+    # The stop is sent on step 3's progress and read by rank 0 between steps (later on a loaded machine):
+    # every rank stops after the same step, before the schedule's end.
     assert len(done) == 2 and len({d["step"] for d in done}) == 1 and all(d["reason"] == "stopped" for d in done)
     stopped_at = done[0]["step"]
-    assert stopped_at in (3, 4)
+    assert 3 <= stopped_at < config["train"]["steps"]
     saved = server.of("saved")
     assert sorted(s["rank"] for s in saved) == [0, 1] and all(s["step"] == stopped_at for s in saved)
     folder = Path(template.replace("{step}", f"step-{stopped_at:06d}"))
@@ -178,6 +179,17 @@ def test_resume_torch_checkpoint_same_and_other_layout_and_on_the_local_engine(
     (lrun / "checkpoints").mkdir()
     shutil.copytree(ck, lrun / "checkpoints" / "step-000006")
     (lrun / "checkpoints" / "latest.json").write_text(json.dumps({"step": 6, "folder": "step-000006"}))
+    # The torch checkpoint was taken without a coordinator (metricsBytes 0); graft it at the local run's own
+    # step 6: its metrics.jsonl is cut after step 6's record, as a checkpoint taken in this run would say.
+    offset = 0
+    for line in (lrun / "metrics.jsonl").read_bytes().splitlines(keepends=True):
+        offset += len(line)
+        m = json.loads(line)
+        if m["type"] == "step" and m["step"] == 6:
+            break
+    grafted = json.loads((lrun / "checkpoints" / "step-000006" / "state.json").read_text())
+    grafted["metricsBytes"] = offset
+    (lrun / "checkpoints" / "step-000006" / "state.json").write_text(json.dumps(grafted))
     from engines import need_cli
 
     out = subprocess.run(
@@ -185,5 +197,5 @@ def test_resume_torch_checkpoint_same_and_other_layout_and_on_the_local_engine(
     )
     assert out.returncode == 0, out.stderr[-3000:]
     steps = [m for m in map(json.loads, (lrun / "metrics.jsonl").read_text().splitlines()) if m["type"] == "step"]
-    assert [m["step"] for m in steps] == list(range(7, 13))
-    assert max_rel([m["loss"] for m in steps], local[6:]) < 1e-4
+    assert [m["step"] for m in steps] == list(range(1, 13))  # the local run's 1-6, then the resumed 7-12
+    assert max_rel([m["loss"] for m in steps[6:]], local[6:]) < 1e-4

@@ -8,6 +8,12 @@ export class Arena {
   /** Free extents as [offset, bytes], sorted by offset, coalesced. */
   private free: Array<[number, number]>;
   private readonly used = new Map<number, number>();
+  /**
+   * Every buffer object this arena has handed out views on. A WebAssembly.Memory that grows returns a new
+   * buffer object from `memory.buffer` (a new SharedArrayBuffer over the same memory), so a view made
+   * before the growth is still ours although `view.buffer !== memory.buffer`.
+   */
+  private readonly buffers = new WeakSet<ArrayBufferLike>();
 
   constructor(readonly memory: WebAssembly.Memory, readonly base: number, readonly bytes: number) {
     const start = Math.ceil(base / ALIGN) * ALIGN;
@@ -57,11 +63,13 @@ export class Arena {
   }
 
   floats(count: number): Float32Array {
-    return new Float32Array(this.memory.buffer, this.allocBytes(count * 4), count);
+    const buffer = this.memory.buffer;
+    this.buffers.add(buffer);
+    return new Float32Array(buffer, this.allocBytes(count * 4), count);
   }
 
   release(view: Float32Array): void {
-    if (view.buffer !== this.memory.buffer) throw new Error('comm arena: this buffer was not allocated by comm.alloc');
+    if (!this.buffers.has(view.buffer)) throw new Error('comm arena: this buffer was not allocated by comm.alloc');
     this.freeBytes(view.byteOffset);
   }
 }

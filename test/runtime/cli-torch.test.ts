@@ -39,7 +39,7 @@ describe('cli: scalelm train with devices.engine=torch (torchrun + gloo)', funct
       });
       assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
       assert.match(r.stdout, /^engine: torch \(devices\.engine is "torch": torch \S+ in \S+ sees/m);
-      assert.match(r.stdout, new RegExp(`^done: ${STEPS} steps, last loss \\d+\\.\\d+ — checkpoint .*step-00000${STEPS}$`, 'm'));
+      assert.match(r.stdout, new RegExp(`^✓ run finished: ${STEPS} steps, last loss \\d+\\.\\d+ — checkpoint .*step-00000${STEPS}$`, 'm'));
       const messages = readFileSync(join(runDir, 'metrics.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
       const hello = messages[0]!;
       assert.equal(hello.type, 'hello');

@@ -48,7 +48,7 @@ describe('cli: scalelm launch -- torchrun … (conformance ranks, gloo)', functi
     return { r, messages, pids };
   };
 
-  it('both ranks\' steps and memory arrive in order; the run ends done with exit 0', () => {
+  it('both ranks\' steps and memory arrive in order; the run ends finished with exit 0', () => {
     const { r, messages, pids } = launch(5);
     assert.equal(r.status, 0, r.stdout + r.stderr);
     const hello = messages[0]!;

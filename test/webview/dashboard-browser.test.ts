@@ -254,4 +254,15 @@ describe('dashboard in a browser following a live run (in-process runtime server
     await until(page, 'the final status', (x) => x.header.state === 'finished');
     assert.deepEqual(errors, []);
   });
+
+  it('when the run has finished and its server goes away (the CLI exits), the page says the run ended, not "refused"', async function () {
+    const i0 = await inspect(page);
+    assert.equal(i0.header.stopDisabled, 'true', 'Stop is disabled on the finished run');
+    await server.close();
+    const i = await until(page, 'the end of the run', (x) => /the run has ended/.test(x.header.connection!) && x, 15_000);
+    assert.match(i.header.connection!, /browse it again with `scalelm serve <its run folder>`/);
+    assert.doesNotMatch(i.header.connection!, /refused/);
+    assert.equal(await page.locator('#connection').evaluate((e) => e.classList.contains('bad')), false, 'not shown as an error');
+    assert.equal(i.header.state, 'finished');
+  });
 });

@@ -258,7 +258,7 @@ describe('dashboard fed a recorded 8-GPU stream, as VS Code hosts it', function 
     const card7 = d.page.locator('.mem-card[data-rank="7"]');
     assert.match((await card7.getAttribute('class'))!, /level-warn/);
     assert.match((await card7.locator('.usage').textContent())!, /GiB peak of 139\.80 GiB \(91\.\d%\)/);
-    assert.equal(await card7.locator('tr[data-category="params"] td.error').textContent(), '+0.0%');
+    assert.equal(await card7.locator('tr[data-category="params"] td.error').textContent(), '±0 B', 'an exact prediction: no difference, in bytes (small errors are shown in bytes)');
     const sparkInk = await card7.locator('canvas.spark').evaluate((c: HTMLCanvasElement) => {
       const px = c.getContext('2d')!.getImageData(0, 0, c.width, c.height).data;
       let n = 0;

@@ -75,7 +75,7 @@ export class TorchTrainer extends RunEvents {
       const dir = setup.runDir;
       this.subscribe((m) => dir.publish(m));
     }
-    const planned = estimate(planTarget(setup.config).input, { convention: 'runtime' });
+    const planned = estimate(planTarget(setup.config).input, { convention: 'torch' });
     if (planned.ok) {
       const p = planned.memory.perDevice;
       this.predicted = { params: p.params, grads: p.grads, optimizer: p.optimizer, activations: p.activations, buffers: p.buffers };

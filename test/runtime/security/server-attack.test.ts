@@ -43,6 +43,27 @@ describe('security: hostile requests to the server', function () {
   });
 });
 
+describe('security: a handler that throws answers 500 once and the server goes on', function () {
+  it('an asset that cannot be read (a directory): 500, one log line, the next request is served', async () => {
+    const warnings: string[] = [];
+    const broken = await startServer({
+      runs: [busWithSteps(2)],
+      heartbeatMs: 0,
+      warn: (l) => warnings.push(l),
+      assets: { title: 't', files: new Map([['/webview.js', { path: REPO, type: 'text/javascript' }]]) },
+    });
+    try {
+      const r = await exchange(broken.port, `GET /webview.js HTTP/1.1\r\nHost: 127.0.0.1:${broken.port}\r\n\r\n`);
+      assert.equal(statusOf(r), 500);
+      assert.equal(warnings.filter((w) => /scalelm server: GET \/webview\.js failed: /.test(w)).length, 1, warnings.join('\n'));
+      const ok = await rawRequest(broken.port, { path: '/metrics', upgrade: false, headers: { Authorization: `Bearer ${broken.token}` } });
+      assert.equal(ok.status, 200);
+    } finally {
+      await broken.close();
+    }
+  });
+});
+
 describe('security: a live training run under a flood of hostile requests', function () {
   this.timeout(240_000);
 

@@ -81,6 +81,11 @@ describe('security: prototype names are unknown keys', () => {
       assert.equal(status.ok, false);
     });
   }
+  it('"__proto__" inside a message\'s opaque config is refused, not turned into the copy\'s prototype (found by the fuzzer)', () => {
+    const r = decodeMessage('{"type":"hello","protocol":1,"runId":"r","name":"n","startedAt":1,"world":1,"config":{"a":1,"__proto__":{"polluted":true}}}');
+    assert.equal(r.ok, false);
+    assert.match((r as { reason: string }).reason, /config\.__proto__.*is not allowed as a key/);
+  });
   it('a metric spelled as a prototype name is not a number', () => {
     const r = decodeMessage('{"type":"eval","step":1,"loss":"toString"}');
     assert.equal(r.ok, false);

@@ -126,7 +126,8 @@ describe('security: fuzzing the readers of untrusted input (seeded, time-bounded
       const text = r() < 0.5 ? JSON.stringify(mutateJson(base, r)) : Buffer.from(mutateBytes(Buffer.from(JSON.stringify(base)), r)).toString('utf8');
       const m = decodeMessage(text);
       if (m.ok) {
-        assert.ok(validateMessage(m.value).ok);
+        const revalidated = validateMessage(m.value);
+        assert.ok(revalidated.ok, `${text.slice(0, 300)} decoded, but its value does not validate: ${revalidated.ok ? '' : revalidated.reason}`);
         // Nothing the sender wrote was silently accepted and dropped (a "constructor" key, say).
         for (const k of Object.keys(JSON.parse(text) as object)) assert.ok(Object.hasOwn(m.value, k), `accepted and dropped key ${k}`);
         const again = decodeMessage(encodeMessage(m.value));

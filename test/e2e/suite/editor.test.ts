@@ -115,6 +115,13 @@ describe('ScaleLM planner in the editor', function () {
     assert.ok(best.memory.total < 80 * 2 ** 30);
     const small = await estimate(workspaceFile('hf-gpt2/config.json'), { gpu: 'custom', gpuMemory: '12GiB', gpus: 8, seqLen: 1024, globalBatch: 64, noPicker: true });
     assert.ok(small && small.usable < 12 * 2 ** 30 && small.usable > 10 * 2 ** 30, `usable ${small?.usable}`);
+    // On 2 GiB cards the fastest layout is tight: the quick pick marks it, and the warning names the roomier one.
+    let shown: string[] = [];
+    const tight = await estimate(workspaceFile('hf-gpt2/config.json'), { gpu: 'custom', gpuMemory: '2GiB', gpus: 8, seqLen: 512, globalBatch: 64, choose: (items) => void (shown = items.map((i) => `${i.label} ${i.description ?? ''}`)) });
+    console.log(`2 GiB quick pick: ${shown.find((t) => t.startsWith('#1 '))}; ${tight?.warnings[0]}`);
+    assert.match(shown.find((t) => t.startsWith('#1 ')) ?? '', /\$\(warning\) \d+% of usable memory \(above 95%\)$/);
+    assert.match(tight?.warnings[0] ?? '', /^#1 uses \d+% of usable memory \(above 95%\).*the best layout under 95% is #\d+/);
+    assert.equal(tight?.saved, undefined, 'nothing chosen, nothing saved');
   });
 
   it('Estimate Training Memory on a copied config.json saves the chosen layout as a *.scalelm.json; on that file the quick pick says where its layout ranks', async function () {

@@ -10,7 +10,7 @@ import { DASHBOARD_VIEW_TYPE, DashboardPanel } from './dashboard-panel';
 import { launchTraining, resumeTraining, type LaunchOutcome } from './launch';
 import type { LiveRun } from './live-run';
 import { PlanLensProvider, planLensTitle } from './plan-lens';
-import { estimateMemoryCommand, exportCommand, type EstimateArgs } from './planner-commands';
+import { calibrateFromRunCommand, estimateMemoryCommand, exportCommand, type EstimateArgs } from './planner-commands';
 import { parseJsonc } from './json-paths';
 import { FitQuickFixes } from './quick-fixes';
 import { RunRegistry } from './runs';
@@ -115,6 +115,7 @@ export function activate(context: vscode.ExtensionContext): ScaleLMApi {
     }),
     vscode.commands.registerCommand('scalelm.estimateMemory', (uri?: vscode.Uri, args?: EstimateArgs) => estimateMemoryCommand(uri, args)),
     vscode.commands.registerCommand('scalelm.suggestLayouts', suggestLayouts),
+    vscode.commands.registerCommand('scalelm.calibrateFromRun', (node?: RunNode | { runDir: string }) => calibrateFromRunCommand(node && 'runDir' in node ? node : node?.kind === 'past' ? { runDir: node.run.dir } : undefined)),
     ...EXPORT_TARGETS.map((t: ExportTarget) => vscode.commands.registerCommand(`scalelm.export${t === 'deepspeed' ? 'DeepSpeed' : t === 'megatron' ? 'Megatron' : 'Torchrun'}`, (uri?: vscode.Uri, o?: { overwrite?: boolean }) => exportCommand(t, uri, o))),
     vscode.commands.registerCommand('scalelm.refreshRuns', () => tree.refresh()),
     vscode.commands.registerCommand('scalelm.revealRun', (node?: RunNode) => {

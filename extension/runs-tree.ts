@@ -5,6 +5,7 @@ import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { decodeMessage, type Message } from '../common/protocol';
 import { canResume, describeState, settledState, STATE_LOOK, type ShownState } from '../common/lifecycle';
+import { offersCalibration } from '../runtime/commands/calibrate';
 import { listRunDirs, writerAlive } from '../runtime/telemetry/run-store';
 import type { LiveRun } from './live-run';
 import type { RunRegistry } from './runs';
@@ -22,6 +23,8 @@ export interface PastRun {
   lastStep?: number;
   lastLoss?: number;
   modified: number;
+  /** A finished run on GPUs: the Runs view offers "Calibrate Planner from this Run". */
+  calibratable: boolean;
 }
 
 const PEEK_BYTES = 64 * 1024;
@@ -54,6 +57,8 @@ export function peekRun(dir: string): PastRun {
       detail: describeState(state, last, step?.type === 'step' ? step.step : undefined),
       ...(step?.type === 'step' ? { lastStep: step.step, lastLoss: step.loss } : {}),
       modified: statSync(path).mtimeMs,
+      // GPU samples come every few seconds, so the head or the tail has one when the run had GPUs.
+      calibratable: offersCalibration(state, [...head, ...tail]),
     };
   } finally {
     closeSync(fd);
@@ -118,7 +123,8 @@ export class RunsTree implements vscode.TreeDataProvider<RunNode> {
     item.tooltip = `${r.name} — ${r.detail}\n${r.dir}\nlast written ${new Date(r.modified).toLocaleString()}${canResume(r.state) ? '\nRight-click → Resume to continue from the latest checkpoint.' : ''}`;
     item.iconPath = stateIcon(r.state);
     // "run.past.resumable" offers Resume (stopped and crashed runs) in the context menu and inline.
-    item.contextValue = canResume(r.state) ? 'run.past.resumable' : 'run.past';
+    // "run.past.gpu" (a finished run on GPUs) offers "Calibrate Planner from this Run".
+    item.contextValue = canResume(r.state) ? 'run.past.resumable' : r.calibratable ? 'run.past.gpu' : 'run.past';
     item.id = `past:${r.dir}`;
     item.resourceUri = vscode.Uri.file(r.dir);
     item.command = { command: 'scalelm.openDashboard', title: 'Open Dashboard', arguments: [{ runDir: r.dir }] };

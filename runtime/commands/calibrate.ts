@@ -5,7 +5,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { HelloMessage, Message } from '../../common/protocol';
 import { formatBytes } from '../../common/units';
-import { calibrate, type RunMeasurement } from '../planner/calibrate';
+import { calibrate, type ClusterProfile, type RunMeasurement } from '../planner/calibrate';
 import type { PlanInput } from '../planner/types';
 import { hasMetrics, streamMessages } from '../telemetry/run-store';
 import { CliError, parseArgs, type Command } from './args';
@@ -18,6 +18,14 @@ Reads <run-dir>/metrics.jsonl (hello, step, memory and gpu messages) of a run on
   cudaContext     nvidia-smi's used memory − reserved − NCCL buffers (from the gpu samples)
 It writes them as a cluster profile (default <run-dir>/cluster-profile.json). Point a config at it with
 "cluster": { "profile": "path/to/cluster-profile.json" } (or --profile FILE) and estimate/plan use it.`;
+
+/**
+ * Whether to offer "Calibrate Planner from this Run": a finished run whose gpu messages (nvidia-smi samples)
+ * show devices. Other runs can still be asked, and get calibrateRun's refusal saying why.
+ */
+export function offersCalibration(state: string, messages: readonly Message[]): boolean {
+  return state === 'finished' && messages.some((m) => m.type === 'gpu' && m.devices.length > 0);
+}
 
 /** The run's measurement: median step time after the warm-up, the heaviest rank's memory figures. */
 export function measure(messages: Message[]): { hello: HelloMessage; measured: RunMeasurement; steps: number; gpuSamples: number } {
@@ -60,13 +68,24 @@ function planInputOf(config: unknown): PlanInput {
   return c as PlanInput;
 }
 
-export const calibrateCommand: Command = async (argv) => {
-  const args = parseArgs(argv, { values: ['out'], switches: ['json'], positional: [1, 1], usage: USAGE });
-  if (args === 'help') {
-    console.log(USAGE);
-    return 0;
-  }
-  const dir = args.positional[0]!;
+export interface Calibration {
+  out: string;
+  profile: ClusterProfile;
+  hello: HelloMessage;
+  measured: RunMeasurement;
+  steps: number;
+  gpuSamples: number;
+  /** Damaged metrics.jsonl lines skipped. */
+  problems: number;
+  input: PlanInput;
+}
+
+/**
+ * Reads a run directory, fits the profile and writes it (default <dir>/cluster-profile.json). Throws
+ * CliError with the reason when the run cannot be calibrated from (no GPUs, too few steps, ...). The CLI and
+ * the extension's "Calibrate Planner from this Run" both call this.
+ */
+export async function calibrateRun(dir: string, out = join(dir, 'cluster-profile.json')): Promise<Calibration> {
   if (!hasMetrics(dir)) throw new CliError(`${dir} is not a run directory (no metrics.jsonl)`, 1);
   const messages: Message[] = [];
   let problems = 0;
@@ -74,8 +93,17 @@ export const calibrateCommand: Command = async (argv) => {
   const { hello, measured, steps, gpuSamples } = measure(messages);
   const input = planInputOf(hello.config);
   const profile = calibrate(input, measured, hello.runId);
-  const out = args.values.get('out') ?? join(dir, 'cluster-profile.json');
   writeFileSync(out, `${JSON.stringify(profile, null, 2)}\n`);
+  return { out, profile, hello, measured, steps, gpuSamples, problems, input };
+}
+
+export const calibrateCommand: Command = async (argv) => {
+  const args = parseArgs(argv, { values: ['out'], switches: ['json'], positional: [1, 1], usage: USAGE });
+  if (args === 'help') {
+    console.log(USAGE);
+    return 0;
+  }
+  const { out, profile, hello, measured, steps, gpuSamples, problems, input } = await calibrateRun(args.positional[0]!, args.values.get('out'));
   if (args.switches.has('json')) {
     console.log(JSON.stringify({ out, profile }));
     return 0;

@@ -2,7 +2,7 @@
 // the ones that fit ranked by estimated throughput, each with its memory, time and a one-line explanation.
 // Layout flags (--tp 8, --zero 1, ...) fix that dimension; the rest are searched.
 import { describeLayout } from '../planner/estimate';
-import { searchLayouts, type SearchResult } from '../planner/search';
+import { currentLayoutText, searchLayouts, type SearchResult } from '../planner/search';
 import { formatBytes, parseBytes } from '../../common/units';
 import { CliError, parseArgs, intFlag, type Command } from './args';
 import { formatSeconds } from './estimate';
@@ -58,17 +58,8 @@ export const planCommand: Command = async (argv) => {
     for (const i of result.issues) console.error(i.message);
     return 1;
   }
-  const cur = result.current;
-  const best = result.candidates[0]!;
-  if (cur) {
-    const pct = (x: number) => `${Math.round(Math.abs(1 - x) * 100)}%`;
-    if (cur.rank !== null) {
-      const diff = cur.rank === 1 ? 'it is #1' : cur.vsBest! >= 1 - result.tieTolerance ? `${pct(cur.vsBest!)} ${cur.vsBest! < 1 ? 'slower than' : 'faster than'} #1 — a tie within the model's ${Math.round(result.tieTolerance * 100)}% error` : `${pct(cur.vsBest!)} slower than #1 (${describeLayout(best.layout)})`;
-      console.log(`your layout ${describeLayout(cur.layout)} ranks #${cur.rank} of ${result.ranking.length}: ${Math.round(cur.tokensPerSec!).toLocaleString('en-US')} tokens/s, ${gib(cur.memory!)} GiB/GPU — ${diff}`);
-    } else {
-      console.log(`your layout ${describeLayout(cur.layout)} is not ranked: ${cur.reason}${cur.vsBest !== undefined ? ` (it would run at ${Math.round(cur.vsBest * 100)}% of #1's throughput)` : ''}`);
-    }
-  }
+  const where = currentLayoutText(result);
+  if (where) console.log(where);
   for (const w of result.warnings) console.log(`warning: ${w}`);
   console.log('');
   for (const c of result.candidates) {

@@ -3,7 +3,7 @@
 // throughput, explain each suggestion in one line. Fits are decided with the `scalelm` convention. Pure.
 import { divisorsOf, layoutIssues } from '../config/rules';
 import { formatBytes } from '../../common/units';
-import { estimate, usableMemory } from './estimate';
+import { describeLayout, estimate, usableMemory } from './estimate';
 import { estimateMemory, overheadsOf, scalelmContext, scalelmStage } from './memory';
 import { countParams, type ParamCounts } from './params';
 import { commOf, estimateTime } from './time';
@@ -220,7 +220,21 @@ export function searchLayouts(input: PlanInput, options: SearchOptions = {}): Se
   return result;
 }
 
-const sameLayout = (a: Layout, b: Layout) => a.dp === b.dp && a.tp === b.tp && a.pp === b.pp && a.vpp === b.vpp && a.zero === b.zero && a.microBatch === b.microBatch && a.recompute === b.recompute && a.sequenceParallel === b.sequenceParallel && a.offloadOptimizer === b.offloadOptimizer && a.offloadParams === b.offloadParams;
+/** One line on where the user's layout stands (the CLI's `plan` and the extension's quick pick say the same). */
+export function currentLayoutText(result: SearchResult): string | undefined {
+  const cur = result.current;
+  const best = result.candidates[0];
+  if (!cur || !best) return undefined;
+  const gib = (b: number) => (b / 2 ** 30).toFixed(1);
+  const pct = (x: number) => `${Math.round(Math.abs(1 - x) * 100)}%`;
+  if (cur.rank !== null) {
+    const diff = cur.rank === 1 ? 'it is #1' : cur.vsBest! >= 1 - result.tieTolerance ? `${pct(cur.vsBest!)} ${cur.vsBest! < 1 ? 'slower than' : 'faster than'} #1 — a tie within the model's ${Math.round(result.tieTolerance * 100)}% error` : `${pct(cur.vsBest!)} slower than #1 (${describeLayout(best.layout)})`;
+    return `your layout ${describeLayout(cur.layout)} ranks #${cur.rank} of ${result.ranking.length}: ${Math.round(cur.tokensPerSec!).toLocaleString('en-US')} tokens/s, ${gib(cur.memory!)} GiB/GPU — ${diff}`;
+  }
+  return `your layout ${describeLayout(cur.layout)} is not ranked: ${cur.reason}${cur.vsBest !== undefined ? ` (it would run at ${Math.round(cur.vsBest * 100)}% of #1's throughput)` : ''}`;
+}
+
+export const sameLayout = (a: Layout, b: Layout) => a.dp === b.dp && a.tp === b.tp && a.pp === b.pp && a.vpp === b.vpp && a.zero === b.zero && a.microBatch === b.microBatch && a.recompute === b.recompute && a.sequenceParallel === b.sequenceParallel && a.offloadOptimizer === b.offloadOptimizer && a.offloadParams === b.offloadParams;
 
 /** Where the user's own layout ranks, and how far it is from #1 — or why it is not ranked. */
 function whereIs(input: PlanInput, options: EstimateOptions, layout: Layout, result: SearchResult, usable: number): CurrentLayout {

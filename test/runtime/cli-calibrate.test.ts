@@ -3,10 +3,13 @@
 // must change later estimates (and say so). A CPU run is refused: there is no GPU model to calibrate.
 import * as assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Message } from '../../common/protocol';
+import { calibrateRun, measure, offersCalibration } from '../../runtime/commands/calibrate';
 import { parseConfig } from '../../runtime/config/parse';
+import { calibrate } from '../../runtime/planner/calibrate';
 import { estimateMemory, layoutOf } from '../../runtime/planner/memory';
 import { commOf, estimateTime } from '../../runtime/planner/time';
 import { overheadsOf } from '../../runtime/planner/memory';
@@ -94,5 +97,22 @@ describe('scalelm calibrate (the built CLI, as a child process)', () => {
     const r = scalelm('calibrate', join(root, 'test', 'fixtures', 'streams', 'tiny-cpu'));
     assert.equal(r.code, 1);
     assert.match(r.err, /no gpu messages .* did not run on GPUs/);
+  });
+
+  it('the Runs view offers calibration on a finished GPU run only; calibrateRun writes what calibrate computes', async () => {
+    const messages = readFileSync(join(runDir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Message);
+    assert.equal(offersCalibration('finished', messages), true);
+    assert.equal(offersCalibration('stopped', messages), false, 'a stopped run is resumed, not calibrated from');
+    assert.equal(offersCalibration('finished', messages.filter((m) => m.type !== 'gpu')), false, 'no nvidia-smi samples: a CPU run');
+    const cpu = readFileSync(join(root, 'test', 'fixtures', 'streams', 'tiny-cpu', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Message);
+    assert.equal(offersCalibration('finished', cpu), false);
+    // What the extension's "Calibrate Planner from this Run" calls: the same profile as calibrate() on the measurement.
+    const out = join(dir, 'from-extension.json');
+    const c = await calibrateRun(runDir, out);
+    assert.equal(c.out, out);
+    const expected = calibrate(c.input, measure(messages).measured, 'synthetic-h100');
+    assert.deepEqual(JSON.parse(readFileSync(out, 'utf8')), JSON.parse(JSON.stringify(expected)));
+    await assert.rejects(calibrateRun(join(root, 'test', 'fixtures', 'streams', 'tiny-cpu'), join(dir, 'cpu.json')), /no gpu messages .* did not run on GPUs/);
+    assert.ok(!existsSync(join(dir, 'cpu.json')), 'a refused run writes nothing');
   });
 });

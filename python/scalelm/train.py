@@ -500,6 +500,22 @@ def run(args: dict[str, Any], channel: Channel | None, emit: Any, where: dict[st
     last_loss: float | None = None
     last_saved = -1
     reason = "completed"
+    device_used: int | None = None
+    if r.rank == 0:
+        p = r.config["parallel"]
+        emit(
+            {
+                "type": "log",
+                "level": "info",
+                "t": int(time.time() * 1000),
+                "rank": 0,
+                "source": "torch",
+                "message": f"torch {torch.__version__}: dp={p['dp']} tp={p['tp']} zero={p['zero']} on {r.device.type} "
+                f"({'nccl' if r.device.type == 'cuda' else 'gloo'}); {r.shape.family} {r.shape.layers}L "
+                f"h{r.shape.hidden} a{r.shape.heads} vocab {r.shape.vocab}; data: {r.data.description}; "
+                f"{r.accumulation} micro-batches per rank per step",
+            }
+        )
 
     def save() -> None:
         nonlocal last_saved
@@ -550,9 +566,11 @@ def run(args: dict[str, Any], channel: Channel | None, emit: Any, where: dict[st
                 if hasattr(torch.cuda.get_device_properties(r.device), "uuid")
                 else f"cuda:{r.device.index}"
             )
-            used = gpu_used_bytes(r.device.index or 0)
-            if used is not None:
-                mem = {**mem, "deviceUsed": used}
+            # nvidia-smi costs tens of ms: read the device's used memory on sampled steps only.
+            if out["step"] == 1 or out["step"] % MEMORY_SAMPLE_EVERY == 0:
+                device_used = gpu_used_bytes(r.device.index or 0)
+            if device_used is not None:
+                mem = {**mem, "deviceUsed": device_used}
         else:
             cap = int(r.config.get("devices", {}).get("memory", 0))
         m: dict[str, Any] = {
@@ -594,8 +612,14 @@ def main(argv: list[str] | None = None) -> int:
         "--check", action="store_true", help="only check that the engine can run this layout (exit 2 if not)"
     )
     ns = ap.parse_args(argv)
-    with open(ns.args) as f:
-        args = json.load(f)
+    try:
+        with open(ns.args) as f:
+            args = json.load(f)
+        if not isinstance(args, dict) or not isinstance(args.get("config"), dict):
+            raise ValueError("expected an object with a `config` (the resolved run config)")
+    except (OSError, ValueError) as e:
+        print(f"scalelm.train: cannot use --args {ns.args}: {e}", file=sys.stderr)
+        return 2
     device = args.get("device", "cpu")
     world_env = os.environ.get("WORLD_SIZE")
     issues = layout_issues(args["config"], int(world_env) if world_env and not ns.check else None, device)

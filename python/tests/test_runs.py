@@ -19,6 +19,7 @@ from engines import (
     PYTHON_DIR,
     SMALL,
     ChannelServer,
+    check_messages,
     local_train,
     losses,
     max_rel,
@@ -66,6 +67,8 @@ def test_channel_messages_and_stop(reference: tuple[Path, dict[str, Any], list[f
     assert (folder / "model.safetensors").exists() and (folder / "optimizer.safetensors").exists()
     assert not (folder / "state.json").exists()  # the coordinator's to write
     msgs = [x["m"] for x in server.of("msg")]
+    check_messages(msgs)  # every one a valid protocol v1 message (common/protocol.ts)
+    assert any(m["type"] == "log" and "dp=2 tp=1 zero=3" in m["message"] for m in msgs)
     steps = [m for m in msgs if m["type"] == "step"]
     assert [m["step"] for m in steps] == list(range(1, stopped_at + 1))
     assert max_rel([m["loss"] for m in steps], local[:stopped_at]) < 1e-4
@@ -126,6 +129,16 @@ def test_refusals_before_start(reference: tuple[Path, dict[str, Any], list[float
     )
     assert out.returncode == 2
     assert "pipeline parallelism" in out.stderr and "needs CUDA GPUs" in out.stderr
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    out = subprocess.run(
+        [sys.executable, "-m", "scalelm.train", "--check", "--args", str(broken)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(PYTHON_DIR)},
+        timeout=120,
+    )
+    assert out.returncode == 2 and f"cannot use --args {broken}" in out.stderr and "Traceback" not in out.stderr
     ok = tmp_path / "ok.json"
     ok.write_text(json.dumps({"config": config, "baseDir": str(EXAMPLE.parent), "device": "cpu"}))
     assert (

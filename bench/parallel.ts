@@ -51,21 +51,9 @@ async function worker(args: { layout: Layout; steps: number; warmup: number }): 
     devices: { backend: 'wasm', memory: '3GiB' },
     data: { source: 'synthetic' },
   });
-  if (layout.dp * layout.tp === 1 && layout.zero === 0) {
-    const { Trainer } = await import('../runtime/train/trainer');
-    const trainer = await Trainer.create({ config, baseDir: process.cwd(), threads: 1 });
-    const times: number[] = [];
-    for (let i = 0; i < args.warmup + args.steps; i++) {
-      const r = await trainer.trainStep();
-      if (i >= args.warmup) times.push(r.stepMs);
-    }
-    const side: Side = { stepMs: median(times), exposedCommMs: 0, commMs: 0, label: trainer.backend.label };
-    trainer.dispose();
-    console.log(`SIDE ${JSON.stringify(side)}`);
-    process.exit(0);
-  }
-  const { ParallelTrainer } = await import('../runtime/parallel/coordinator');
-  const trainer = await ParallelTrainer.create({ config, baseDir: process.cwd(), threads: 1 });
+  // One device is a world of one: the same path as every layout.
+  const { createLocalRun } = await import('../runtime/parallel/local-engine');
+  const trainer = await createLocalRun({ config, baseDir: process.cwd(), threads: 1 });
   const commTotals = new Map<number, number>();
   trainer.subscribe((m) => {
     if (m.type === 'comm' && m.rank === 0 && m.step !== undefined) commTotals.set(m.step, m.collectives.reduce((s, c) => s + c.ms, 0));

@@ -65,7 +65,7 @@ async function synthetic(steps: number, world: number): Promise<{ usPerStep: num
   for (let i = 0; i < 200 && clients.received() < steps * (1 + 2 * world); i++) await new Promise((r) => setTimeout(r, 10));
   const size = (await import('node:fs')).statSync(join(dir, 'metrics.jsonl')).size;
   clients.close();
-  await rec.close({ state: 'done' });
+  await rec.close({ state: 'finished' });
   await server.close();
   rmSync(dir, { recursive: true, force: true });
   perStep.sort((a, b) => a - b);
@@ -80,11 +80,11 @@ interface TrainerLike extends MessageSource {
 }
 
 async function real(steps: number): Promise<{ steps: number; stepMs: number; telemetryMs: number; fraction: number } | string> {
-  const trainerJs = join(root, 'out', 'runtime', 'train', 'trainer.js');
+  const engineJs = join(root, 'out', 'runtime', 'parallel', 'local-engine.js');
   const runDirJs = join(root, 'out', 'runtime', 'train', 'run-dir.js');
-  if (!existsSync(trainerJs) || !existsSync(runDirJs)) return 'the trainer is not built (out/runtime/train/trainer.js)';
+  if (!existsSync(engineJs) || !existsSync(runDirJs)) return 'the runtime is not built (out/runtime/parallel/local-engine.js)';
   // Loaded by path so this bench compiles whatever state the trainer is in.
-  const { Trainer } = require(trainerJs) as { Trainer: { create(s: object): Promise<TrainerLike> } };
+  const { createLocalRun } = require(engineJs) as { createLocalRun(s: object): Promise<TrainerLike> };
   const { RunDir } = require(runDirJs) as { RunDir: { create(p: string): { path: string; runId: string; publish(m: unknown): void; writeConfig(c: object, s: object): void; close(): void } } };
   const { parseConfig } = await import('../runtime/config/parse');
   const { readRawConfig } = await import('../runtime/commands/load');
@@ -103,7 +103,7 @@ async function real(steps: number): Promise<{ steps: number; stepMs: number; tel
     publish(m);
     runDirMs += performance.now() - t0;
   };
-  const trainer = await Trainer.create({ config: parsed.config, baseDir: dirname(file), runDir: dir, log: quiet });
+  const trainer = await createLocalRun({ config: parsed.config, baseDir: dirname(file), runDir: dir, log: quiet });
   const rec = RunRecorder.open({ runDir: dir.path, runId: dir.runId, config: parsed.config, world: 1, announce: false, metrics: (m) => dir.publish(m) });
   rec.follow(trainer, { recorded: true });
   rec.onControl((a) => (a === 'stop' ? trainer.requestStop() : trainer.requestCheckpoint()));

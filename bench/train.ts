@@ -31,7 +31,7 @@ async function worker(args: { threads: number; steps: number; warmup: number }):
   const tf = await import('@tensorflow/tfjs-core');
   const { initBackend } = await import('../runtime/model/backend');
   const { loadConfig } = await import('../runtime/config/parse');
-  const { Trainer } = await import('../runtime/train/trainer');
+  const { RankEngine } = await import('../runtime/parallel/engine');
   const info = await initBackend('wasm', { threads: args.threads });
   const config = loadConfig({
     name: 'bench',
@@ -40,11 +40,12 @@ async function worker(args: { threads: number; steps: number; warmup: number }):
     devices: { backend: 'wasm', memory: '3GiB' },
     data: { source: 'synthetic' },
   });
-  const trainer = await Trainer.create({ config, baseDir: process.cwd() });
+  // One device's rank, stepped in this thread: the step alone, without the coordinator around it.
+  const trainer = await RankEngine.alone({ config, baseDir: process.cwd(), start: { kind: 'fresh' } });
   const times: number[] = [];
   let peak = 0;
   for (let i = 0; i < args.warmup + args.steps; i++) {
-    const r = await trainer.trainStep();
+    const r = trainer.trainStep(i + 1);
     if (i >= args.warmup) {
       times.push(r.stepMs);
       peak = Math.max(peak, r.memory.peak);

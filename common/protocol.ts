@@ -23,8 +23,18 @@ export const WS_PATH = '/ws';
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [k: string]: JsonValue };
 export type JsonObject = { [k: string]: JsonValue };
 
-export type RunState = 'starting' | 'running' | 'checkpointing' | 'stopping' | 'done' | 'failed';
-export const RUN_STATES: readonly RunState[] = ['starting', 'running', 'checkpointing', 'stopping', 'done', 'failed'];
+/**
+ * The run lifecycle (common/lifecycle.ts gives each state its label and look):
+ *   starting → running (⇄ checkpointing) → stopping → stopped | finished, or → failed from anywhere.
+ * "crashed" is never written by a runtime: a reader concludes it when metrics.jsonl has no final status and
+ * the process that wrote it is gone. Older runtimes wrote "done" for both finished and stopped runs; the
+ * validator reads it as "finished", or "stopped" when its reason starts with "stopped" ("stopped at step N").
+ */
+export type RunState = 'starting' | 'running' | 'checkpointing' | 'stopping' | 'finished' | 'stopped' | 'failed' | 'crashed';
+export const RUN_STATES: readonly RunState[] = ['starting', 'running', 'checkpointing', 'stopping', 'finished', 'stopped', 'failed', 'crashed'];
+/** States after which nothing more happens to the run (a resumed run starts again with "starting"). */
+export const ENDED_STATES: readonly RunState[] = ['finished', 'stopped', 'failed', 'crashed'];
+export const isEnded = (state: RunState | 'unknown' | undefined | null): boolean => state !== undefined && state !== null && (ENDED_STATES as readonly string[]).includes(state);
 
 /** First message of a run (first line of metrics.jsonl): what is running and what the planner predicted. */
 export interface HelloMessage {
@@ -40,7 +50,28 @@ export interface HelloMessage {
   config: JsonObject;
   /** The planner's prediction for this layout (per-rank memory breakdown, step time), as JSON. */
   plan?: JsonObject;
+  /** Which engine trains the run and why it was chosen ("devices.engine is auto: torch 2.6.0 sees 8 CUDA GPUs"). */
+  engine?: RunEngine;
+  /** The backend the ranks actually train on (absent in runs recorded before it was announced). */
+  backend?: RunBackend;
   t?: number;
+}
+
+export type EngineName = 'local' | 'torch' | 'monitor';
+export const ENGINE_NAMES: readonly EngineName[] = ['local', 'torch', 'monitor'];
+
+export interface RunEngine {
+  name: EngineName;
+  reason: string;
+}
+
+export interface RunBackend {
+  /** What runs the math: "wasm", "cpu", "tensorflow", "webgpu" (local engine); "cuda", "cpu" (torch). */
+  name: string;
+  /** What a person reads: "wasm (SIMD, 2 threads)", "cuda (NVIDIA H200) nccl". */
+  label: string;
+  /** Why this one: requested, or what was tried first. */
+  reason?: string;
 }
 
 export interface StatusMessage {
@@ -48,10 +79,12 @@ export interface StatusMessage {
   state: RunState;
   t: number;
   step?: number;
-  /** Present exactly when state is "failed". */
-  error?: { message: string; kind?: string };
+  /** Present exactly when state is "failed". `rank`: the rank whose error ended the run, when known. */
+  error?: { message: string; kind?: string; rank?: number };
   /** Why the state changed when it was not the run's own doing ("stop requested by a client"). */
   reason?: string;
+  /** Who asked for a stop ("Ctrl-C", "VS Code", "the browser dashboard"), on stopping/stopped. */
+  by?: string;
 }
 
 /**
@@ -213,6 +246,22 @@ export interface RunSummary {
   startedAt: number;
   state: RunState | 'unknown';
   steps: number;
+  /** Time of the final status (or of the last message of a crashed run): duration = endedAt − startedAt. */
+  endedAt?: number;
+  /** One line on how it ended: "stopped at step 40 by VS Code", "failed on rank 1 at step 7: …". */
+  detail?: string;
+  finalLoss?: number;
+  bestLoss?: number;
+  /** The latest held-out loss. */
+  evalLoss?: number;
+  /** Mean over the last steps. */
+  tokensPerSec?: number;
+  /** "dp2 × tp1", from the config. */
+  layout?: string;
+  /** The backend that trained it (wasm, cpu, torch:cuda, …) when the run said so. */
+  engine?: string;
+  /** "cpu", "4 × H100", … from the config. */
+  device?: string;
 }
 
 /** The first thing a client receives: the run so far (downsampled), then live messages follow. */
@@ -250,6 +299,8 @@ export interface ControlMessage {
   type: 'control';
   id: string;
   action: ControlAction;
+  /** Who asks, as the stopped status will name it ("VS Code", "the browser dashboard"). */
+  by?: string;
 }
 
 export interface ControlResultMessage {
@@ -452,6 +503,8 @@ const hello = object<HelloMessage>({
   world: int(1, 1 << 20),
   config: jsonObject,
   plan: opt(jsonObject),
+  engine: opt(object<RunEngine>({ name: oneOf(ENGINE_NAMES), reason: str(LIMITS.text) })),
+  backend: opt(object<RunBackend>({ name: nonEmpty(), label: nonEmpty(), reason: opt(str(LIMITS.text)) })),
   t: opt(time),
 });
 
@@ -460,11 +513,18 @@ const statusShape = object<StatusMessage>({
   state: oneOf(RUN_STATES),
   t: time,
   step: opt(int()),
-  error: opt(object<{ message: string; kind?: string }>({ message: nonEmpty(LIMITS.text), kind: opt(str()) })),
+  error: opt(object<{ message: string; kind?: string; rank?: number }>({ message: nonEmpty(LIMITS.text), kind: opt(str()), rank: opt(int(0, 1 << 20)) })),
   reason: opt(str(LIMITS.text)),
+  by: opt(str(128)),
 });
+/** metrics.jsonl written before "finished"/"stopped" existed said "done" for both. */
+function legacyState(v: unknown): unknown {
+  if (!isPlainObject(v) || v.state !== 'done') return v;
+  const stopped = typeof v.reason === 'string' && /^stopped\b/.test(v.reason);
+  return { ...v, state: stopped ? 'stopped' : 'finished' };
+}
 const status: Check<StatusMessage> = (v, path) => {
-  const s = statusShape(v, path);
+  const s = statusShape(legacyState(v), path);
   if (s.state === 'failed' && !s.error) throw new Invalid(join(path, 'error'), 'is required when state is "failed"');
   if (s.state !== 'failed' && s.error) throw new Invalid(join(path, 'error'), `is only allowed when state is "failed" (state is "${s.state}")`);
   return s;
@@ -589,8 +649,17 @@ const runSummary = object<RunSummary>({
   runId: str(LIMITS.name, ID),
   name: str(),
   startedAt: time,
-  state: oneOf([...RUN_STATES, 'unknown'] as const),
+  state: (v, path) => oneOf([...RUN_STATES, 'unknown'] as const)(v === 'done' ? 'finished' : v, path),
   steps: int(),
+  endedAt: opt(time),
+  detail: opt(str(LIMITS.text)),
+  finalLoss: opt(finite()),
+  bestLoss: opt(finite()),
+  evalLoss: opt(finite()),
+  tokensPerSec: opt(finite()),
+  layout: opt(str()),
+  engine: opt(str()),
+  device: opt(str()),
 });
 
 const snapshot = object<SnapshotMessage>({
@@ -625,7 +694,7 @@ const serverMessage: Check<ServerMessage> = (v, path) => {
   return message(v, path);
 };
 
-const control = object<ControlMessage>({ type: literal('control'), id: str(128, ID), action: oneOf(CONTROL_ACTIONS) });
+const control = object<ControlMessage>({ type: literal('control'), id: str(128, ID), action: oneOf(CONTROL_ACTIONS), by: opt(nonEmpty(64)) });
 
 function run<T>(check: Check<T>, v: unknown): Result<T> {
   try {
@@ -640,6 +709,8 @@ function run<T>(check: Check<T>, v: unknown): Result<T> {
 export const validateMessage = (v: unknown): Result<Message> => run(message, v);
 /** Anything a client may receive from the server. */
 export const validateServerMessage = (v: unknown): Result<ServerMessage> => run(serverMessage, v);
+/** One entry of a runs list (the Runs tab, `scalelm serve DIR`). */
+export const validateRunSummary = (v: unknown): Result<RunSummary> => run(runSummary, v);
 /** Anything the server accepts from a client. */
 export const validateClientMessage = (v: unknown): Result<ClientMessage> => run(control, v);
 

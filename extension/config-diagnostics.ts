@@ -11,6 +11,10 @@ import { spanOfPath } from './json-paths';
 
 /** Diagnostic code of "this layout does not fit"; the quick-fix provider looks for it. */
 export const DOES_NOT_FIT = 'scalelm.doesNotFit';
+/** Diagnostic code of "the local runtime cannot train this"; Launch Training is disabled for the file. */
+export const CANNOT_RUN_HERE = 'scalelm.cannotRunHere';
+/** Context key: the paths of open configs that cannot train here (package.json's enablement reads it). */
+export const CANNOT_LAUNCH_KEY = 'scalelm.cannotLaunch';
 
 function rangeOf(doc: vscode.TextDocument, path: string): vscode.Range {
   const span = spanOfPath(doc.getText(), path);
@@ -18,6 +22,18 @@ function rangeOf(doc: vscode.TextDocument, path: string): vscode.Range {
 }
 
 export function configDiagnostics(doc: vscode.TextDocument): vscode.Diagnostic[] {
+  const out = planDiagnostics(doc);
+  const { localProblem } = analyseConfig(doc);
+  if (localProblem) {
+    const d = new vscode.Diagnostic(rangeOf(doc, 'parallel'), `Launch Training is off for this file: the local runtime cannot train it — ${localProblem}. Planning and export still work.`, vscode.DiagnosticSeverity.Information);
+    d.source = 'ScaleLM';
+    d.code = CANNOT_RUN_HERE;
+    out.push(d);
+  }
+  return out;
+}
+
+function planDiagnostics(doc: vscode.TextDocument): vscode.Diagnostic[] {
   const { parsed, fit } = analyseConfig(doc);
   if (!parsed.ok) {
     if (parsed.stage !== 'rules') return [];
@@ -54,6 +70,8 @@ export function configDiagnostics(doc: vscode.TextDocument): vscode.Diagnostic[]
 export function registerConfigDiagnostics(context: vscode.ExtensionContext): vscode.DiagnosticCollection {
   const collection = vscode.languages.createDiagnosticCollection('scalelm');
   const timers = new Map<string, NodeJS.Timeout>();
+  const blocked = new Set<string>();
+  const publishBlocked = () => void vscode.commands.executeCommand('setContext', CANNOT_LAUNCH_KEY, [...blocked]);
   const refresh = (doc: vscode.TextDocument, delayMs = 0) => {
     if (!isScaleLMConfig(doc)) return;
     const key = doc.uri.toString();
@@ -61,6 +79,10 @@ export function registerConfigDiagnostics(context: vscode.ExtensionContext): vsc
     timers.set(key, setTimeout(() => {
       timers.delete(key);
       collection.set(doc.uri, configDiagnostics(doc));
+      const had = blocked.has(doc.uri.fsPath);
+      if (analyseConfig(doc).localProblem) blocked.add(doc.uri.fsPath);
+      else blocked.delete(doc.uri.fsPath);
+      if (had !== blocked.has(doc.uri.fsPath)) publishBlocked();
     }, delayMs));
   };
   context.subscriptions.push(
@@ -70,6 +92,7 @@ export function registerConfigDiagnostics(context: vscode.ExtensionContext): vsc
     vscode.workspace.onDidCloseTextDocument((d) => {
       collection.delete(d.uri);
       forgetConfig(d.uri);
+      if (blocked.delete(d.uri.fsPath)) publishBlocked();
     }),
     { dispose: () => timers.forEach((t) => clearTimeout(t)) },
   );

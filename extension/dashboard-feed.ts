@@ -5,7 +5,7 @@
 import * as vscode from 'vscode';
 import { basename } from 'node:path';
 import type { Message, RunSummary, SnapshotMessage } from '../common/protocol';
-import { readRun } from '../runtime/telemetry/run-store';
+import { readRun, summarizeRun } from '../runtime/telemetry/run-store';
 import { RunHistory } from '../runtime/telemetry/history';
 import { toWebview, type ChooseLayoutMessage, type HostToWebview, type ShowTabMessage, type WebviewToHost } from '../webview/messages';
 import type { DashboardPanel } from './dashboard-panel';
@@ -20,6 +20,8 @@ export interface FeedSources {
   pastRuns: () => PastRun[];
   intervalMs: () => number;
   log: vscode.LogOutputChannel;
+  /** "Resume from step N" for the run in this folder (`scalelm train --resume`). */
+  resume: (runDir: string) => Promise<void>;
 }
 
 /** A run's protocol id: what the page and the runtime call it. */
@@ -44,7 +46,7 @@ export class DashboardFeed implements vscode.Disposable {
   /** The runtime's own snapshot (on every (re)connection) replaces whatever the page had. */
   private readonly resync = () => this.sendSnapshot();
   private readonly connection = (state: string, detail: string) => {
-    const s = state === 'running' ? 'open' : state === 'starting' ? 'connecting' : 'closed';
+    const s = state === 'running' || state === 'stopping' ? 'open' : state === 'starting' ? 'connecting' : 'ended';
     this.send({ type: 'connection', state: s, detail });
   };
 
@@ -52,7 +54,7 @@ export class DashboardFeed implements vscode.Disposable {
     this.disposables.push(
       panel.onReady(() => {
         this.sendSnapshot();
-        this.sendRuns();
+        void this.sendRuns();
       }),
       panel.onMessage((m) => void this.handle(m)),
       panel.panel.onDidChangeViewState((e) => {
@@ -60,7 +62,7 @@ export class DashboardFeed implements vscode.Disposable {
       }),
       sources.registry.onDidChange((run) => {
         if (run && run !== this.followed && run.live && run.state === 'running') this.follow(run);
-        else this.sendRuns();
+        else void this.sendRuns();
       }),
     );
     const focus = sources.registry.focus();
@@ -82,7 +84,7 @@ export class DashboardFeed implements vscode.Disposable {
     run.on('snapshot', this.resync);
     run.on('state', this.connection);
     this.sendSnapshot();
-    this.sendRuns();
+    void this.sendRuns();
   }
 
   /** Shows a finished run from its directory (read-only). */
@@ -91,7 +93,7 @@ export class DashboardFeed implements vscode.Disposable {
     this.shownDir = dir;
     this.pending = [];
     this.send(await snapshotOfDir(dir));
-    this.sendRuns();
+    await this.sendRuns();
   }
 
   /** Draws another run over the shown one. */
@@ -124,24 +126,38 @@ export class DashboardFeed implements vscode.Disposable {
     this.send(this.followed.history.snapshot(!this.followed.live));
   }
 
-  private runList(): { summaries: RunSummary[]; dirs: Map<string, string> } {
+  /** Run id → folder, for every run this window knows (live first). */
+  private runDirs(): Map<string, string> {
     const dirs = new Map<string, string>();
-    const summaries: RunSummary[] = [];
-    for (const run of this.sources.registry.all()) {
-      const id = liveRunId(run);
-      dirs.set(id, run.options.runDir);
-      summaries.push({ ...run.history.summary(), runId: id, state: run.live ? 'running' : run.state === 'failed' ? 'failed' : 'done' });
-    }
-    for (const past of this.sources.pastRuns()) {
-      if (dirs.has(past.runId)) continue;
-      dirs.set(past.runId, past.dir);
-      summaries.push({ runId: past.runId, name: past.name, startedAt: past.startedAt, state: (['starting', 'running', 'checkpointing', 'stopping', 'done', 'failed'] as const).find((s) => s === past.state) ?? 'unknown', steps: past.lastStep ?? 0 });
-    }
-    return { summaries, dirs };
+    for (const run of this.sources.registry.all()) dirs.set(liveRunId(run), run.options.runDir);
+    for (const past of this.sources.pastRuns()) if (!dirs.has(past.runId)) dirs.set(past.runId, past.dir);
+    return dirs;
   }
 
-  private sendRuns(): void {
-    const { summaries } = this.runList();
+  /** The runs table: live runs from their history (with this window's view of their state), past runs read whole (cached). */
+  private async runList(): Promise<RunSummary[]> {
+    const summaries: RunSummary[] = [];
+    const seen = new Set<string>();
+    for (const run of this.sources.registry.all()) {
+      const id = liveRunId(run);
+      seen.add(id);
+      const s = run.history.summary();
+      summaries.push({ ...s, runId: id, state: run.state, ...(run.detail && run.state !== 'running' ? { detail: run.detail } : {}) });
+    }
+    for (const past of this.sources.pastRuns()) {
+      if (seen.has(past.runId)) continue;
+      seen.add(past.runId);
+      try {
+        summaries.push({ ...(await summarizeRun(past.dir)), runId: past.runId });
+      } catch {
+        summaries.push({ runId: past.runId, name: past.name, startedAt: past.startedAt, state: past.state, steps: past.lastStep ?? 0, detail: past.detail });
+      }
+    }
+    return summaries;
+  }
+
+  private async sendRuns(): Promise<void> {
+    const summaries = await this.runList();
     const current = this.followed ? liveRunId(this.followed) : this.shownDir ? basename(this.shownDir) : null;
     this.send({ type: 'runs', runs: summaries, current, live: this.sources.registry.live().map(liveRunId) });
   }
@@ -151,19 +167,25 @@ export class DashboardFeed implements vscode.Disposable {
       case 'selectRun': {
         const live = this.sources.registry.all().find((r) => liveRunId(r) === m.runId);
         if (live) return this.follow(live);
-        const dir = this.runList().dirs.get(m.runId);
+        const dir = this.runDirs().get(m.runId);
         if (dir) await this.showPast(dir);
         return;
       }
       case 'compareRun': {
-        const dir = this.runList().dirs.get(m.runId);
+        const dir = this.runDirs().get(m.runId);
         if (dir) await this.compare(dir);
+        return;
+      }
+      case 'resumeRun': {
+        const dir = this.runDirs().get(m.runId);
+        if (dir) await this.sources.resume(dir);
         return;
       }
       case 'control': {
         const run = this.followed;
         if (!run?.live) {
-          this.send({ type: 'control-result', id: m.id, ok: false, error: 'the shown run is not running' } as HostToWebview);
+          // The page disables Stop/Checkpoint on ended runs; this answers a click that crossed the run's end.
+          this.send({ type: 'control-result', id: m.id, ok: false, error: `the run has already ${run ? run.state : 'ended'}` } as HostToWebview);
           return;
         }
         const result = await run.control(m.action).catch((e: Error) => ({ type: 'control-result' as const, id: m.id, ok: false, error: e.message }));

@@ -7,7 +7,7 @@ import { registerConfigDiagnostics } from './config-diagnostics';
 import { CONFIG_SELECTOR } from './config-analysis';
 import { DashboardFeed } from './dashboard-feed';
 import { DASHBOARD_VIEW_TYPE, DashboardPanel } from './dashboard-panel';
-import { launchTraining, type LaunchOutcome } from './launch';
+import { launchTraining, resumeTraining, type LaunchOutcome } from './launch';
 import type { LiveRun } from './live-run';
 import { PlanLensProvider, planLensTitle } from './plan-lens';
 import { estimateMemoryCommand, exportCommand, type EstimateArgs } from './planner-commands';
@@ -24,6 +24,8 @@ export interface ScaleLMApi {
   openDashboard(): Promise<void>;
   dashboardRequest(message: { type: string; [k: string]: unknown }): Promise<unknown>;
   launch(uri: vscode.Uri, extraArgs?: string[]): Promise<LaunchOutcome>;
+  /** Resume from step N: continue the stopped or crashed run in runDir. */
+  resume(runDir: string): Promise<LaunchOutcome>;
   runs(): LiveRun[];
   stopAll(): Promise<void>;
   codeLensTitle(uri: vscode.Uri): Promise<string>;
@@ -57,6 +59,7 @@ export function activate(context: vscode.ExtensionContext): ScaleLMApi {
         pastRuns: () => tree.getChildren().flatMap((n) => (n.kind === 'past' ? [n.run] : [])),
         intervalMs: () => settings().get<number>('refreshIntervalMs', 250),
         log,
+        resume: async (dir) => void (await resumeTraining(launchCtx, dir)),
       });
       panel.panel.onDidDispose(() => {
         feed?.dispose();
@@ -106,6 +109,10 @@ export function activate(context: vscode.ExtensionContext): ScaleLMApi {
     vscode.commands.registerCommand('scalelm.openDashboard', openDashboard),
     vscode.commands.registerCommand('scalelm.launchTraining', (uri?: vscode.Uri) => launchTraining(launchCtx, uri)),
     vscode.commands.registerCommand('scalelm.stopRun', stopRun),
+    vscode.commands.registerCommand('scalelm.resumeRun', (node?: RunNode | { runDir: string }) => {
+      const dir = node && 'runDir' in node ? node.runDir : node?.kind === 'past' ? node.run.dir : undefined;
+      return dir ? resumeTraining(launchCtx, dir) : undefined;
+    }),
     vscode.commands.registerCommand('scalelm.estimateMemory', (uri?: vscode.Uri, args?: EstimateArgs) => estimateMemoryCommand(uri, args)),
     vscode.commands.registerCommand('scalelm.suggestLayouts', suggestLayouts),
     ...EXPORT_TARGETS.map((t: ExportTarget) => vscode.commands.registerCommand(`scalelm.export${t === 'deepspeed' ? 'DeepSpeed' : t === 'megatron' ? 'Megatron' : 'Torchrun'}`, (uri?: vscode.Uri, o?: { overwrite?: boolean }) => exportCommand(t, uri, o))),
@@ -137,6 +144,7 @@ export function activate(context: vscode.ExtensionContext): ScaleLMApi {
     openDashboard: () => openDashboard(),
     dashboardRequest: async (message) => showDashboard().request(message),
     launch: (uri, extraArgs) => launchTraining(launchCtx, uri, extraArgs),
+    resume: (runDir) => resumeTraining(launchCtx, runDir),
     runs: () => runs.all(),
     stopAll: async () => {
       await Promise.all(runs.live().map((r) => r.stop(settings().get<number>('stopTimeoutMs', 15000))));

@@ -8,6 +8,7 @@ import { describeSuggestion, suggestionEdits } from '../runtime/planner/target';
 import { formatBytes } from '../common/units';
 import { analyseConfig } from './config-analysis';
 import { LiveRun } from './live-run';
+import { selectedPython } from './python';
 import { configFieldsEdit } from './quick-fixes';
 import type { RunRegistry } from './runs';
 
@@ -18,7 +19,7 @@ export interface LaunchContext {
   openDashboard: (run: LiveRun) => Promise<void>;
 }
 
-export type LaunchOutcome = { started: LiveRun } | { refused: 'untrusted' | 'invalid' | 'does-not-fit' | 'cancelled' | 'failed'; reason: string };
+export type LaunchOutcome = { started: LiveRun } | { refused: 'untrusted' | 'invalid' | 'does-not-fit' | 'cannot-run-here' | 'cancelled' | 'failed'; reason: string };
 
 function runStamp(now = new Date()): string {
   return now.toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
@@ -40,7 +41,7 @@ export async function launchTraining(ctx: LaunchContext, uri?: vscode.Uri, extra
   }
   const doc = await vscode.workspace.openTextDocument(target);
   if (doc.isDirty) await doc.save();
-  const { parsed, fit } = analyseConfig(doc);
+  const { parsed, fit, localProblem } = analyseConfig(doc);
   if (!parsed.ok) {
     const reason = parsed.errors.map((e) => e.message).join('\n');
     void vscode.window.showErrorMessage(`ScaleLM: ${basename(target.fsPath)} has ${parsed.errors.length} problem(s); nothing was started.`, { modal: true, detail: reason });
@@ -63,12 +64,21 @@ export async function launchTraining(ctx: LaunchContext, uri?: vscode.Uri, extra
     return { refused: 'does-not-fit', reason: detail };
   }
 
+  if (localProblem) {
+    // Refused before anything is spawned or created: the reason is the runtime's own.
+    ctx.log.warn(`not started, the local runtime cannot train ${basename(target.fsPath)}: ${localProblem}`);
+    void vscode.window.showWarningMessage(`ScaleLM: ${basename(target.fsPath)} cannot train on this machine; nothing was started.`, { modal: true, detail: `${localProblem}\n\nPlan it (CodeLens, Planner tab) or export it for torchrun / DeepSpeed / Megatron instead.` });
+    return { refused: 'cannot-run-here', reason: localProblem };
+  }
   const settings = vscode.workspace.getConfiguration('scalelm', target);
   const folder = vscode.workspace.getWorkspaceFolder(target)?.uri.fsPath ?? dirname(target.fsPath);
   const runDir = join(folder, settings.get<string>('runsDirectory', 'runs'), `${parsed.config.name.replace(/[^A-Za-z0-9._-]+/g, '-')}-${runStamp()}`);
   const backend = settings.get<string>('defaultBackend', 'auto');
   const args = [...extraArgs];
   if (backend !== 'auto' && !/"backend"\s*:/.test(doc.getText())) args.push('--set', `devices.backend=${backend}`);
+  // The torch engine's interpreter (devices.engine torch/auto); the CLI names it in any refusal.
+  const python = selectedPython(target);
+  if (python && !args.includes('--python')) args.push('--python', python.python);
   const run = new LiveRun(`${Date.now().toString(36)}`, {
     nodePath: settings.get<string>('nodePath') || process.execPath,
     cliPath: join(ctx.extensionPath, 'dist', 'cli.js'),
@@ -78,17 +88,50 @@ export async function launchTraining(ctx: LaunchContext, uri?: vscode.Uri, extra
     extraArgs: args,
     log: (line, level) => ctx.log[level](line),
   });
+  return startRun(ctx, run, `starting ${parsed.config.name}`);
+}
+
+/** "Resume from step N": continues a stopped or crashed run in its folder (`scalelm train --resume DIR`). */
+export async function resumeTraining(ctx: LaunchContext, runDir: string): Promise<LaunchOutcome> {
+  if (!vscode.workspace.isTrusted) {
+    const reason = 'Resuming a run executes code from this workspace, which is not trusted.';
+    void vscode.window.showWarningMessage(`ScaleLM: ${reason}`);
+    return { refused: 'untrusted', reason };
+  }
+  const settings = vscode.workspace.getConfiguration('scalelm', vscode.Uri.file(runDir));
+  const run = new LiveRun(`${Date.now().toString(36)}`, {
+    nodePath: settings.get<string>('nodePath') || process.execPath,
+    cliPath: join(ctx.extensionPath, 'dist', 'cli.js'),
+    configPath: runDir,
+    runDir,
+    cwd: dirname(runDir),
+    resume: true,
+    log: (line, level) => ctx.log[level](line),
+  });
+  return startRun(ctx, run, `resuming ${basename(runDir)}`);
+}
+
+async function startRun(ctx: LaunchContext, run: LiveRun, title: string): Promise<LaunchOutcome> {
+  const runDir = run.options.runDir;
   ctx.registry.add(run);
+  // The runtime's own last words (stderr) are the reason a start failed: keep them for the notification.
+  const stderr: string[] = [];
+  const log = run.options.log;
+  run.options.log = (line, level) => {
+    if (level !== 'info' && line.trim()) stderr.push(line.replace(/^scalelm: /, ''));
+    if (stderr.length > 20) stderr.shift();
+    log(line, level);
+  };
   try {
-    await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `ScaleLM: starting ${parsed.config.name}`, cancellable: true }, async (progress, token) => {
+    await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `ScaleLM: ${title}`, cancellable: true }, async (progress, token) => {
       progress.report({ message: 'planning, spawning the runtime…' });
       token.onCancellationRequested(() => void run.stop(0));
       const listening = await run.start();
       progress.report({ message: `listening on ${listening.url}` });
     });
   } catch (e) {
-    const reason = (e as Error).message;
-    ctx.log.error(`launch failed: ${reason}`);
+    const reason = stderr.length ? stderr[stderr.length - 1]! : (e as Error).message;
+    ctx.log.error(`launch failed: ${(e as Error).message}`);
     void vscode.window.showErrorMessage(`ScaleLM: the run did not start — ${reason}`, 'Show Log').then((a) => a && ctx.log.show());
     return { refused: 'failed', reason };
   }

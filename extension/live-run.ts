@@ -5,7 +5,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { createInterface } from 'node:readline';
-import type { ControlAction, ControlResultMessage, Message, SnapshotMessage, StepMessage, MemoryMessage } from '../common/protocol';
+import { isEnded, type ControlAction, type ControlResultMessage, type Message, type RunState, type SnapshotMessage, type StatusMessage, type StepMessage, type MemoryMessage } from '../common/protocol';
+import { describeState } from '../common/lifecycle';
 import { RunClient } from '../runtime/server/client';
 import { parseListeningLine, TOKEN_ENV, type ListeningLine } from '../runtime/server/monitor';
 import { RunHistory } from '../runtime/telemetry/history';
@@ -18,12 +19,15 @@ export interface LaunchOptions {
   runDir: string;
   cwd: string;
   extraArgs?: string[];
+  /** Continue the run in runDir from its latest checkpoint (`train --resume runDir`) instead of starting configPath. */
+  resume?: boolean;
   log: (line: string, level: 'info' | 'warn' | 'error') => void;
   /** How long to wait for the listening line. */
   startTimeoutMs?: number;
 }
 
-export type LiveState = 'starting' | 'running' | 'stopping' | 'done' | 'failed';
+/** The run lifecycle (common/lifecycle.ts), as this window sees it: the runtime's own statuses, and how its process ended. */
+export type LiveState = RunState;
 
 export declare interface LiveRun {
   on(event: 'message', listener: (m: Message) => void): this;
@@ -38,6 +42,8 @@ export class LiveRun extends EventEmitter {
   readonly token = randomBytes(32).toString('hex');
   listening: ListeningLine | undefined;
   lastStep: StepMessage | undefined;
+  /** The runtime's latest status. */
+  status: StatusMessage | undefined;
   /** Latest memory message per rank. */
   readonly memory = new Map<number, MemoryMessage>();
   private child: ChildProcess | undefined;
@@ -51,7 +57,7 @@ export class LiveRun extends EventEmitter {
   /** Starts the runtime; resolves once it listens (or rejects with the reason it did not start). */
   start(): Promise<ListeningLine> {
     const o = this.options;
-    const args = [o.cliPath, 'train', o.configPath, '--run-dir', o.runDir, ...(o.extraArgs ?? [])];
+    const args = o.resume ? [o.cliPath, 'train', '--resume', o.runDir, ...(o.extraArgs ?? [])] : [o.cliPath, 'train', o.configPath, '--run-dir', o.runDir, ...(o.extraArgs ?? [])];
     o.log(`starting: ${o.nodePath} ${args.join(' ')}`, 'info');
     const child = spawn(o.nodePath, args, {
       cwd: o.cwd,
@@ -75,7 +81,7 @@ export class LiveRun extends EventEmitter {
         clearTimeout(timer);
         this.listening = listening;
         this.connect(listening);
-        this.setState('running', listening.url);
+        if (this.state === 'starting') this.setState('running', listening.url);
         resolve(listening);
       });
       child.once('error', (e) => {
@@ -86,8 +92,7 @@ export class LiveRun extends EventEmitter {
       child.once('exit', (code, signal) => {
         clearTimeout(timer);
         this.closeClientAfterDrain();
-        const failed = this.state !== 'stopping' && code !== 0;
-        this.setState(failed ? 'failed' : 'done', failed ? `the runtime exited with ${signal ?? `code ${code}`}` : 'finished');
+        this.settleOnExit(code, signal);
         if (!this.listening) reject(new Error(`the runtime exited (${signal ?? `code ${code}`}) before it started; see the ScaleLM log`));
       });
     });
@@ -131,6 +136,24 @@ export class LiveRun extends EventEmitter {
     this.history.add(m);
     if (m.type === 'step') this.lastStep = m;
     if (m.type === 'memory') this.memory.set(m.rank, m);
+    if (m.type === 'status') {
+      this.status = m;
+      // The runtime's word on its state wins; "checkpointing" is running, seen from here.
+      const s = m.state === 'checkpointing' ? 'running' : m.state;
+      if (!isEnded(this.state)) this.setState(s, describeState(s, m, this.lastStep?.step));
+    }
+  }
+
+  /**
+   * The process is gone: the final status it sent stands; without one it was stopped here (we asked and then
+   * had to end it), failed to start, or crashed.
+   */
+  private settleOnExit(code: number | null, signal: NodeJS.Signals | null): void {
+    if (isEnded(this.state)) return;
+    const how = signal ?? `code ${code}`;
+    if (!this.listening) this.setState('failed', `the runtime exited (${how}) before it started`);
+    else if (this.state === 'stopping') this.setState('stopped', `${describeState('stopped', { ...this.status, by: 'VS Code' }, this.lastStep?.step)} (the runtime was ended: ${how})`);
+    else this.setState('crashed', `${describeState('crashed', null, this.lastStep?.step)}: exited with ${how}`);
   }
 
   private setState(s: LiveState, detail: string): void {
@@ -143,7 +166,7 @@ export class LiveRun extends EventEmitter {
   /** Asks the runtime to stop or to checkpoint now (the dashboard's buttons). */
   control(action: ControlAction): Promise<ControlResultMessage> {
     if (!this.client) return Promise.reject(new Error('the run is not connected'));
-    return this.client.control(action);
+    return this.client.control(action, 'VS Code');
   }
 
   get pid(): number | undefined {
@@ -151,7 +174,7 @@ export class LiveRun extends EventEmitter {
   }
 
   get live(): boolean {
-    return this.state === 'starting' || this.state === 'running' || this.state === 'stopping';
+    return !isEnded(this.state) && !(this.child && (this.child.exitCode !== null || this.child.signalCode !== null));
   }
 
   /** Graceful stop (the runtime checkpoints and exits), then SIGTERM, then SIGKILL. Resolves when it has exited. */
@@ -160,7 +183,7 @@ export class LiveRun extends EventEmitter {
     if (!child || child.exitCode !== null || child.signalCode !== null) return;
     this.setState('stopping', 'checkpointing before exit');
     if (this.client && timeoutMs > 0) {
-      await this.client.control('stop').catch((e: Error) => this.options.log(`stop request failed: ${e.message}`, 'warn'));
+      await this.client.control('stop', 'VS Code').catch((e: Error) => this.options.log(`stop request failed: ${e.message}`, 'warn'));
     } else {
       child.kill('SIGINT');
     }

@@ -16,7 +16,11 @@ export function planLensTitle(doc: vscode.TextDocument): string {
   if (!parsed.ok) return `ScaleLM: ${parsed.errors.length} problem${parsed.errors.length === 1 ? '' : 's'} in this config`;
   if (!fit || !fit.result.ok) return `ScaleLM: cannot estimate this layout${fit && !fit.result.ok ? ` — ${fit.result.issues[0]!.message}` : ''}`;
   const { result, target } = fit;
-  const peak = `≈ ${formatBytes(result.memory.perDevice.total, 1)} / device peak`;
+  const f = result.memory.figures;
+  // Say which figure it is: nvidia-smi's device memory, with PyTorch's allocated peak beside it.
+  const peak = f
+    ? `≈ ${formatBytes(f.device, 1)} / device peak (nvidia-smi; ${formatBytes(f.allocated, 1)} allocated by PyTorch)`
+    : `≈ ${formatBytes(result.memory.perDevice.total, 1)} / device peak`;
   const verdict = result.fits ? `fits ${target.label}` : `does not fit ${target.label} (${formatBytes(target.capacity, 1)} usable)`;
   // The step-time model describes GPUs; for a local CPU run it would be a fiction, so it is left out there.
   const speed = target.kind === 'cluster' ? ` · ${formatRate(result.time.tokensPerSec)} tokens/s` : '';

@@ -4,7 +4,8 @@ import * as vscode from 'vscode';
 import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { decodeMessage, type Message } from '../common/protocol';
-import { listRunDirs } from '../runtime/telemetry/run-store';
+import { canResume, describeState, settledState, STATE_LOOK, type ShownState } from '../common/lifecycle';
+import { listRunDirs, writerAlive } from '../runtime/telemetry/run-store';
 import type { LiveRun } from './live-run';
 import type { RunRegistry } from './runs';
 
@@ -14,7 +15,10 @@ export interface PastRun {
   runId: string;
   name: string;
   startedAt: number;
-  state: string;
+  /** The last status, or "crashed" when it is not final and the writing process is gone. */
+  state: ShownState;
+  /** "stopped at step 40 by VS Code", "failed on rank 1 at step 7: …". */
+  detail: string;
   lastStep?: number;
   lastLoss?: number;
   modified: number;
@@ -39,18 +43,26 @@ export function peekRun(dir: string): PastRun {
     const hello = head.find((m) => m.type === 'hello');
     const status = [...tail].reverse().find((m) => m.type === 'status');
     const step = [...tail].reverse().find((m) => m.type === 'step');
+    const last = status?.type === 'status' ? status : undefined;
+    const state = settledState(last?.state, writerAlive(dir));
     return {
       dir,
       runId: hello?.type === 'hello' ? hello.runId : basename(dir),
       name: hello?.type === 'hello' ? hello.name : basename(dir),
       startedAt: hello?.type === 'hello' ? hello.startedAt : 0,
-      state: status?.type === 'status' ? status.state : 'unknown',
+      state,
+      detail: describeState(state, last, step?.type === 'step' ? step.step : undefined),
       ...(step?.type === 'step' ? { lastStep: step.step, lastLoss: step.loss } : {}),
       modified: statSync(path).mtimeMs,
     };
   } finally {
     closeSync(fd);
   }
+}
+
+function stateIcon(state: ShownState): vscode.ThemeIcon {
+  const look = STATE_LOOK[state];
+  return new vscode.ThemeIcon(look.icon, look.color ? new vscode.ThemeColor(look.color) : undefined);
 }
 
 export type RunNode = { kind: 'live'; run: LiveRun } | { kind: 'past'; run: PastRun } | { kind: 'empty'; message: string };
@@ -91,8 +103,9 @@ export class RunsTree implements vscode.TreeDataProvider<RunNode> {
     if (node.kind === 'live') {
       const r = node.run;
       const item = new vscode.TreeItem(`${basename(r.options.runDir)}`, vscode.TreeItemCollapsibleState.None);
-      item.description = `${r.state}${r.lastStep ? ` · step ${r.lastStep.step} · loss ${r.lastStep.loss.toFixed(3)}` : ''}`;
-      item.iconPath = new vscode.ThemeIcon(r.state === 'running' ? 'sync~spin' : 'loading~spin');
+      item.description = `${STATE_LOOK[r.state].label}${r.lastStep ? ` · step ${r.lastStep.step} · loss ${r.lastStep.loss.toFixed(3)}` : ''}`;
+      item.tooltip = `${r.history.hello?.name ?? basename(r.options.runDir)} — ${r.detail || STATE_LOOK[r.state].label}\n${r.options.runDir}`;
+      item.iconPath = stateIcon(r.state);
       item.contextValue = 'run.live';
       item.id = `live:${r.id}`;
       item.resourceUri = vscode.Uri.file(r.options.runDir);
@@ -101,10 +114,11 @@ export class RunsTree implements vscode.TreeDataProvider<RunNode> {
     }
     const r = node.run;
     const item = new vscode.TreeItem(basename(r.dir), vscode.TreeItemCollapsibleState.None);
-    item.description = `${r.state}${r.lastStep !== undefined ? ` · step ${r.lastStep}${r.lastLoss !== undefined ? ` · loss ${r.lastLoss.toFixed(3)}` : ''}` : ''}`;
-    item.tooltip = `${r.name}\n${r.dir}\nlast written ${new Date(r.modified).toLocaleString()}`;
-    item.iconPath = new vscode.ThemeIcon(r.state === 'done' ? 'pass' : r.state === 'failed' ? 'error' : 'history');
-    item.contextValue = 'run.past';
+    item.description = `${r.state === 'stopped' || r.state === 'failed' || r.state === 'crashed' ? r.detail.replace(/: .*/, '') : STATE_LOOK[r.state].label}${r.lastStep !== undefined && r.state !== 'stopped' && r.state !== 'crashed' ? ` · step ${r.lastStep}` : ''}${r.lastLoss !== undefined && Number.isFinite(r.lastLoss) ? ` · loss ${r.lastLoss.toFixed(3)}` : ''}`;
+    item.tooltip = `${r.name} — ${r.detail}\n${r.dir}\nlast written ${new Date(r.modified).toLocaleString()}${canResume(r.state) ? '\nRight-click → Resume to continue from the latest checkpoint.' : ''}`;
+    item.iconPath = stateIcon(r.state);
+    // "run.past.resumable" offers Resume (stopped and crashed runs) in the context menu and inline.
+    item.contextValue = canResume(r.state) ? 'run.past.resumable' : 'run.past';
     item.id = `past:${r.dir}`;
     item.resourceUri = vscode.Uri.file(r.dir);
     item.command = { command: 'scalelm.openDashboard', title: 'Open Dashboard', arguments: [{ runDir: r.dir }] };

@@ -1,6 +1,9 @@
 // The status bar item: step, loss and the fullest device's peak memory of the focused run; warning colour
 // near capacity; click opens the dashboard.
 import * as vscode from 'vscode';
+import { basename } from 'node:path';
+import { STATE_LOOK } from '../common/lifecycle';
+import { isEnded } from '../common/protocol';
 import { formatBytes } from '../common/units';
 import type { LiveRun } from './live-run';
 import type { RunRegistry } from './runs';
@@ -25,13 +28,15 @@ export function statusView(run: LiveRun | undefined): StatusView {
     if (!fullest || fill > fullest.peak / Math.max(1, fullest.capacity)) fullest = { peak: m.stepPeak, capacity: m.capacity, rank: m.rank };
   }
   const fill = fullest && fullest.capacity > 0 ? fullest.peak / fullest.capacity : 0;
-  const icon = run.state === 'running' ? '$(sync~spin)' : run.state === 'failed' ? '$(error)' : run.state === 'done' ? '$(check)' : '$(loading~spin)';
-  const parts = [`${icon} ScaleLM`];
+  const look = STATE_LOOK[run.state];
+  const parts = [`$(${look.icon}) ScaleLM`];
+  // A run that ended says so first: "stopped · step 40" must not read like a run still at step 40.
+  if (isEnded(run.state) || !step) parts.push(look.label);
   if (step) parts.push(`step ${step.step}`, `loss ${Number.isFinite(step.loss) ? step.loss.toFixed(3) : String(step.loss)}`);
-  else parts.push(run.state);
   if (fullest) parts.push(`${formatBytes(fullest.peak, 1)}${fullest.capacity ? ` (${Math.round(fill * 100)}%)` : ''}`);
-  const tooltip = [`ScaleLM run ${run.id}: ${run.state}${run.detail ? ` — ${run.detail}` : ''}`, `${total} steps recorded`, fullest ? `fullest device: rank ${fullest.rank}, peak ${formatBytes(fullest.peak)} of ${formatBytes(fullest.capacity)}` : '', 'Click to open the dashboard.'].filter(Boolean).join('\n');
-  return { text: parts.join(' · '), tooltip, level: fill >= ERROR_AT || run.state === 'failed' ? 'error' : fill >= WARN_AT ? 'warning' : 'normal' };
+  const name = run.history.hello?.name ?? basename(run.options.runDir);
+  const tooltip = [`ScaleLM: ${name} — ${run.detail || look.label}`, run.options.runDir, `${total} steps recorded`, fullest ? `fullest device: rank ${fullest.rank}, peak ${formatBytes(fullest.peak)} of ${formatBytes(fullest.capacity)}` : '', 'Click to open the dashboard.'].filter(Boolean).join('\n');
+  return { text: parts.join(' · '), tooltip, level: fill >= ERROR_AT || run.state === 'failed' || run.state === 'crashed' ? 'error' : fill >= WARN_AT ? 'warning' : 'normal' };
 }
 
 export function createStatusBar(registry: RunRegistry): vscode.StatusBarItem {

@@ -25,7 +25,8 @@ export class ScaleLMTaskProvider implements vscode.TaskProvider {
 
   build(def: ScaleLMTaskDefinition, scope: vscode.WorkspaceFolder | vscode.TaskScope.Global | vscode.TaskScope.Workspace): vscode.Task {
     const node = vscode.workspace.getConfiguration('scalelm').get<string>('nodePath') || process.execPath;
-    const args = [join(this.extensionPath, 'dist', 'cli.js'), 'train', def.config, ...(def.set ?? []).flatMap((s) => ['--set', s])];
+    const python = vscode.workspace.getConfiguration('scalelm').get<string>('pythonPath', '').trim();
+    const args = [join(this.extensionPath, 'dist', 'cli.js'), 'train', def.config, ...(def.set ?? []).flatMap((s) => ['--set', s]), ...(python ? ['--python', python] : [])];
     const execution = new vscode.ProcessExecution(node, args, { env: { ELECTRON_RUN_AS_NODE: '1' } });
     const task = new vscode.Task(def, scope, `train ${def.config}`, 'scalelm', execution);
     task.detail = `scalelm train ${def.config}${def.set?.length ? ` ${def.set.map((s) => `--set ${s}`).join(' ')}` : ''}`;

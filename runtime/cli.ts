@@ -11,6 +11,7 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }
   estimate: { summary: 'memory per GPU and step time of the layout in a *.scalelm.json or HF config.json', load: async () => (await import('./commands/estimate')).estimateCommand },
   plan: { summary: 'search layouts that fit the cluster, ranked by estimated throughput', load: async () => (await import('./commands/plan')).planCommand },
   export: { summary: 'write the layout as a DeepSpeed config, Megatron-LM arguments or a torchrun command', load: async () => (await import('./commands/export')).exportCommand },
+  calibrate: { summary: 'fit the planner\'s GPU efficiency constants to a recorded GPU run; writes a cluster profile', load: async () => (await import('./commands/calibrate')).calibrateCommand },
 };
 
 function usage(): string {

@@ -2,7 +2,7 @@
 // One build tool: esbuild. Bundles the extension host (CJS, vscode external), the webview (browser IIFE),
 // the runtime CLI (Node CJS with a shebang) and writes the JSON schema generated from runtime/config.
 import { build } from 'esbuild';
-import { chmodSync, cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 
@@ -38,3 +38,7 @@ await Promise.all([
 const wasmDist = join(root, 'node_modules/@tensorflow/tfjs-backend-wasm/dist');
 for (const f of ['tfjs-backend-wasm.wasm', 'tfjs-backend-wasm-simd.wasm', 'tfjs-backend-wasm-threaded-simd.wasm']) cpSync(join(wasmDist, f), join(root, 'dist', f));
 chmodSync(join(root, 'dist/cli.js'), 0o755);
+// The torch engine's trainer runs from the bundle: dist/python is put first on its PYTHONPATH
+// (runtime/engines/torch/torchrun.ts bundledPythonPath), so the .vsix needs no pip install.
+rmSync(join(root, 'dist/python'), { recursive: true, force: true });
+cpSync(join(root, 'python/scalelm'), join(root, 'dist/python/scalelm'), { recursive: true, filter: (src) => !/__pycache__|\.pyc$/.test(src) });

@@ -8,7 +8,7 @@
 //     for that run's snapshot and closes it; control messages go to the server as protocol ControlMessages.
 //   - A dropped connection is retried with back-off; each reconnect starts with a fresh snapshot.
 // Incoming frames are parsed here and validated by the dashboard like any host's messages.
-import { tokenFromFragment, webSocketProtocols, WS_PATH } from '../common/protocol';
+import { isEnded, tokenFromFragment, webSocketProtocols, WS_PATH } from '../common/protocol';
 import type { DashboardHost } from './host';
 import type { ConnectionMessage } from './messages';
 
@@ -43,6 +43,8 @@ export function browserHost(): DashboardHost | undefined {
   let attempt = 0;
   let retry: ReturnType<typeof setTimeout> | null = null;
   let started = false;
+  /** The shown run's last status was final: when its server goes away, the run is over, not unreachable. */
+  let ended = false;
 
   const url = (run: string | null): string => `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}${WS_PATH}${run ? `?run=${encodeURIComponent(run)}` : ''}`;
 
@@ -70,11 +72,19 @@ export function browserHost(): DashboardHost | undefined {
       } catch {
         return;
       }
+      const m = parsed as { type?: unknown; state?: unknown; status?: { state?: unknown } | null };
+      if (m.type === 'status' && typeof m.state === 'string') ended = isEnded(m.state as never);
+      if (m.type === 'snapshot') ended = typeof m.status?.state === 'string' && isEnded(m.status.state as never);
       deliver(parsed);
     };
     ws.onclose = (e: CloseEvent) => {
       if (socket !== ws) return;
       socket = null;
+      if (ended) {
+        // `scalelm train` serves the run only while it trains; the recorded run stays browsable.
+        connection('ended', 'the run has ended and its live server closed with it; browse it again with `scalelm serve <its run folder>`');
+        return;
+      }
       // A handshake the server refused (bad token, unknown run) closes before opening: retrying is pointless
       // after a few tries; the browser hides the HTTP status, so say what usually causes it.
       attempt++;
@@ -122,6 +132,7 @@ export function browserHost(): DashboardHost | undefined {
             socket = null;
             old?.close();
             attempt = 0;
+            ended = false;
             connect();
           }
           break;
@@ -129,7 +140,7 @@ export function browserHost(): DashboardHost | undefined {
           if (typeof m.runId === 'string') fetchSnapshot(m.runId);
           break;
         case 'control':
-          if (socket?.readyState === WebSocket.OPEN) socket.send(JSON.stringify({ type: 'control', id: m.id, action: m.action }));
+          if (socket?.readyState === WebSocket.OPEN) socket.send(JSON.stringify({ type: 'control', id: m.id, action: m.action, by: 'the browser dashboard' }));
           break;
         default:
           break; // pong, inspectResult, chooseLayout (shown as JSON), requestPlannerInput: nobody to tell

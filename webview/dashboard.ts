@@ -19,13 +19,13 @@ import type { DashboardHost } from './host';
 import { validateHostMessage, type HostToWebview, type Inspection } from './messages';
 import { RunData } from './store';
 import { onThemeChange, readTheme, type ChartTheme } from './theme';
-import { MAX_SMOOTHING, sanitizeState, TABS, type Tab, type UiState } from './ui-state';
-import { CurvesView } from './views/curves';
+import { MAX_OVERLAYS, MAX_SMOOTHING, sanitizeState, TABS, type Tab, type UiState } from './ui-state';
+import { CurvesView, type Overlay } from './views/curves';
 import { HeaderView } from './views/header';
 import { MemoryView } from './views/memory';
 import { PlannerView } from './views/planner';
-import { RunsView } from './views/runs';
-import type { Message, RunSummary } from '../common/protocol';
+import { distinctLabels, RunsView } from './views/runs';
+import { isEnded, type Message, type RunSummary } from '../common/protocol';
 
 /** Chart drawing per animation frame; charts past it are drawn on the next frame. */
 const CHART_BUDGET_MS = 8;
@@ -34,7 +34,8 @@ const TAB_TITLES: Record<Tab, string> = { curves: 'Curves', memory: 'Memory', ru
 
 export class Dashboard {
   run: RunData | null = null;
-  compare: RunData | null = null;
+  /** Overlaid runs that have arrived, by id (state.compareRunIds says which and in what order). */
+  readonly compares = new Map<string, RunData>();
   runs: RunSummary[] = [];
   live = new Set<string>();
   state: UiState;
@@ -75,7 +76,8 @@ export class Dashboard {
     this.memory = new MemoryView(this.theme);
     this.memory.onResize = () => this.schedule();
     this.curves.onResize = () => this.schedule();
-    this.runsView = new RunsView({ show: (id) => this.selectRun(id), compare: (id) => this.setCompare(id) });
+    this.runsView = new RunsView({ show: (id) => this.selectRun(id), overlay: (id, on) => this.setOverlay(id, on), clearOverlays: () => this.clearOverlays() });
+    this.runsView.rerender = () => this.flush(true);
     this.planner = new PlannerView(this.state.planner, {
       kind: host.kind,
       choose: (m) => host.post(m),
@@ -145,11 +147,17 @@ export class Dashboard {
     // Header controls
     this.header.stopButton.addEventListener('click', () => this.stopClicked());
     this.header.checkpointButton.addEventListener('click', () => this.control('checkpoint'));
+    this.header.canResume = host.kind === 'vscode';
+    this.header.resumeButton.addEventListener('click', () => {
+      if (!this.run) return;
+      this.host.post({ type: 'resumeRun', runId: this.run.runId });
+      this.header.setConnection('resuming…', false);
+    });
     this.wireZoom();
     onThemeChange(() => this.applyTheme());
     window.addEventListener('resize', () => this.schedule());
     setInterval(() => {
-      if (this.run && this.run.status?.state !== 'done' && this.run.status?.state !== 'failed') this.header.render(this.run, Date.now());
+      if (this.run && !isEnded(this.run.status?.state)) this.header.render(this.run, Date.now());
     }, 1000);
     if (this.state.tab === 'planner') queueMicrotask(() => this.planner.activate());
     this.schedule();
@@ -180,7 +188,7 @@ export class Dashboard {
         this.header.setControls(!m.readOnly && this.host.kind !== 'detached');
         if (m.runs) this.runs = m.runs;
         if (this.host.kind === 'browser' && m.hello) this.planner.setOpenConfig(`run ${m.hello.name}`, m.hello.config, false);
-        if (this.state.compareRunId && this.compare?.runId !== this.state.compareRunId && this.state.compareRunId !== m.runId) this.host.post({ type: 'compareRun', runId: this.state.compareRunId });
+        for (const id of this.state.compareRunIds) if (!this.compares.has(id) && id !== m.runId) this.host.post({ type: 'compareRun', runId: id });
         break;
       case 'batch':
         if (this.run && this.run.runId !== m.runId && this.run.hello) return; // a late batch of a run no longer shown
@@ -196,9 +204,12 @@ export class Dashboard {
       case 'runHistory':
         // The answer to compareRun, or the host's own "compare with this run" (its Runs view).
         if (m.runId === this.run?.runId) break;
-        this.compare = RunData.fromSnapshot(m.snapshot);
-        if (this.state.compareRunId !== m.runId) this.save({ compareRunId: m.runId });
-        if (!this.runs.some((r) => r.runId === m.runId)) this.runs = [...this.runs, this.compare.summary()];
+        {
+          const overlay = RunData.fromSnapshot(m.snapshot);
+          this.compares.set(m.runId, overlay);
+          if (!this.state.compareRunIds.includes(m.runId)) this.save({ compareRunIds: [...this.state.compareRunIds, m.runId].slice(-MAX_OVERLAYS) });
+          if (!this.runs.some((r) => r.runId === m.runId)) this.runs = [...this.runs, overlay.summary()];
+        }
         break;
       case 'plannerInput':
         this.planner.setOpenConfig(m.source, m.config, true);
@@ -207,7 +218,9 @@ export class Dashboard {
         if (this.state.tab !== m.tab) this.save({ tab: m.tab });
         break;
       case 'connection':
-        this.header.setConnection(m.state === 'open' ? 'live' : `${m.state}${m.detail ? `: ${m.detail}` : ''}`, m.state === 'closed' || m.state === 'waiting');
+        // A server that went away with its finished run is the end of the story, not an error.
+        if (m.state === 'ended') this.header.setConnection(m.detail ?? 'the run has ended', false);
+        else this.header.setConnection(m.state === 'open' ? (this.readOnly || isEnded(this.run?.status?.state) ? 'recorded' : 'live') : `${m.state}${m.detail ? `: ${m.detail}` : ''}`, m.state === 'closed' || m.state === 'waiting');
         break;
       default:
         this.apply(m as Message, null);
@@ -241,14 +254,31 @@ export class Dashboard {
   }
 
   private selectRun(runId: string): void {
-    if (runId === this.state.compareRunId) this.setCompare(null);
+    if (this.state.compareRunIds.includes(runId)) this.setOverlay(runId, false);
     this.host.post({ type: 'selectRun', runId });
   }
 
-  private setCompare(runId: string | null): void {
-    this.compare = null;
-    this.save({ compareRunId: runId });
-    if (runId) this.host.post({ type: 'compareRun', runId });
+  /** Ticks or unticks a run on the Runs tab: its snapshot is asked for once and drawn dashed over the curves. */
+  private setOverlay(runId: string, on: boolean): void {
+    const ids = this.state.compareRunIds.filter((id) => id !== runId);
+    if (on) ids.push(runId);
+    else this.compares.delete(runId);
+    this.save({ compareRunIds: ids.slice(-MAX_OVERLAYS) });
+    if (on && !this.compares.has(runId)) this.host.post({ type: 'compareRun', runId });
+  }
+
+  private clearOverlays(): void {
+    this.compares.clear();
+    this.save({ compareRunIds: [] });
+  }
+
+  /** The overlays to draw, in the order they were ticked, under labels that tell equal names apart. */
+  overlays(): Overlay[] {
+    const labels = distinctLabels([...this.runs, ...[...this.compares.values()].map((r) => r.summary()), ...(this.run ? [this.run.summary()] : [])].filter((r, i, all) => all.findIndex((x) => x.runId === r.runId) === i));
+    return this.state.compareRunIds.flatMap((id) => {
+      const run = this.compares.get(id);
+      return run && id !== this.run?.runId ? [{ run, label: labels.get(id) ?? run.hello?.name ?? id }] : [];
+    });
   }
 
   private stopClicked(): void {
@@ -379,11 +409,11 @@ export class Dashboard {
     const tab = this.state.tab;
     if (this.tabs.selectedIndex !== TABS.indexOf(tab)) this.tabs.selectedIndex = TABS.indexOf(tab);
     if (tab === 'curves') {
-      more = this.curves.render(this.run, this.compare, this.state, force, complete ? Infinity : CHART_BUDGET_MS);
+      more = this.curves.render(this.run, this.overlays(), this.state, force, complete ? Infinity : CHART_BUDGET_MS);
       this.renderCurveNotes();
       if (more) this.schedule();
     } else if (tab === 'memory') this.memory.render(this.run, force);
-    else if (tab === 'runs') this.runsView.render(this.runs, this.run, this.compare, this.state.compareRunId, this.live);
+    else if (tab === 'runs') this.runsView.render(this.runs, this.run, this.compares, this.state.compareRunIds, this.live);
     this.lastRenderMs = performance.now() - t0;
     return more;
   }
@@ -394,7 +424,8 @@ export class Dashboard {
     const run = this.run;
     const notes: string[] = [];
     if (run?.downsampled) notes.push(`history before the live steps is downsampled by the server (${run.steps.length} of ${run.stepsTotal} steps kept, spikes included)`);
-    if (this.compare) notes.push(`dashed: ${this.compare.hello?.name ?? this.compare.runId}`);
+    const overlays = this.overlays();
+    if (overlays.length) notes.push(`dashed: ${overlays.map((o) => o.label).join(', ')}`);
     setText(this.note, notes.join(' · '));
   }
 
@@ -421,8 +452,10 @@ export class Dashboard {
         runId: id,
         name: this.runs.find((r) => r.runId === id)?.name ?? this.run?.hello?.name ?? id,
         shown: id === this.run?.runId,
-        compared: id === this.state.compareRunId,
+        compared: this.state.compareRunIds.includes(id),
       })),
+      table: Array.from(this.app.querySelectorAll('#runs-table tbody tr')).map((tr) => ({ runId: (tr as HTMLElement).dataset.run ?? '', cells: Array.from(tr.children).map((td) => (td.textContent ?? '').trim()) })),
+      overlays: this.overlays().map((o) => o.label),
       planner: this.planner.inspect(),
       theme: { kind: this.theme.kind, foreground: this.theme.foreground, series: this.theme.series },
       rejected: { count: this.rejectedCount, last: this.lastRejected },

@@ -39,6 +39,7 @@ import {
   type Message,
   type Result,
   type RunSummary,
+  validateRunSummary,
   type SnapshotMessage,
 } from '../common/protocol';
 import type { Layout } from '../runtime/planner/types';
@@ -81,7 +82,8 @@ export interface ShowTabMessage {
   tab: Tab;
 }
 
-export type ConnectionState = 'connecting' | 'open' | 'waiting' | 'closed';
+/** "ended": the run is over and its server went away with it (not an error). */
+export type ConnectionState = 'connecting' | 'open' | 'waiting' | 'closed' | 'ended';
 export interface ConnectionMessage {
   type: 'connection';
   state: ConnectionState;
@@ -158,6 +160,9 @@ export interface Inspection {
   charts: ChartInspection[];
   memory: MemoryPanelInspection[];
   runs: { runId: string; name: string; shown: boolean; compared: boolean }[];
+  /** The Runs tab's table as drawn (run id and each cell's text), and the overlays' labels on the curves. */
+  table: { runId: string; cells: string[] }[];
+  overlays: string[];
   planner: { source: string | null; candidates: number; chosen: string | null; error: string | null };
   theme: { kind: string; foreground: string; series: string[] };
   /** Messages the dashboard refused (validation), with the reason of the last one. */
@@ -188,6 +193,12 @@ export interface ControlRequest {
   action: ControlAction;
 }
 
+/** "Resume from step N" on a stopped or crashed run: the host runs `scalelm train --resume <its folder>`. */
+export interface ResumeRunMessage {
+  type: 'resumeRun';
+  runId: string;
+}
+
 export interface ChooseLayoutMessage {
   type: 'chooseLayout';
   layout: Layout;
@@ -210,6 +221,7 @@ export type WebviewToHost =
   | SelectRunMessage
   | CompareRunMessage
   | ControlRequest
+  | ResumeRunMessage
   | ChooseLayoutMessage
   | RequestPlannerInputMessage;
 
@@ -224,13 +236,8 @@ const isRequestId = (v: unknown): v is number | string => (typeof v === 'number'
 export const MAX_BATCH = 100_000;
 
 function runSummary(v: unknown, path: string): Result<RunSummary> {
-  if (!isObject(v)) return fail(`${path} must be an object`);
-  if (!isRunId(v.runId)) return fail(`${path}.runId must be a run id`);
-  if (typeof v.name !== 'string' || v.name.length > 512) return fail(`${path}.name must be a string`);
-  if (typeof v.startedAt !== 'number' || !(v.startedAt >= 0)) return fail(`${path}.startedAt must be a time`);
-  if (typeof v.state !== 'string' || !([...RUN_STATES, 'unknown'] as string[]).includes(v.state)) return fail(`${path}.state must be a run state`);
-  if (typeof v.steps !== 'number' || !Number.isInteger(v.steps) || v.steps < 0) return fail(`${path}.steps must be a whole number`);
-  return { ok: true, value: { runId: v.runId, name: v.name, startedAt: v.startedAt, state: v.state as RunSummary['state'], steps: v.steps } };
+  const r = validateRunSummary(v);
+  return r.ok ? r : fail(`${path}.${r.reason}`);
 }
 
 /**
@@ -298,7 +305,7 @@ export function validateHostMessage(v: unknown): Result<HostToWebview> & { dropp
       return { ok: true, value: { type: 'showTab', tab: v.tab as Tab } };
     }
     case 'connection': {
-      const states: ConnectionState[] = ['connecting', 'open', 'waiting', 'closed'];
+      const states: ConnectionState[] = ['connecting', 'open', 'waiting', 'closed', 'ended'];
       if (!states.includes(v.state as ConnectionState)) return fail(`connection.state must be one of ${states.join(', ')}`);
       const out: ConnectionMessage = { type: 'connection', state: v.state as ConnectionState };
       if (v.detail !== undefined) {
@@ -332,6 +339,7 @@ export function validateWebviewMessage(v: unknown): Result<WebviewToHost> {
       return { ok: true, value: v as unknown as InspectResultMessage };
     case 'selectRun':
     case 'compareRun':
+    case 'resumeRun':
       return isRunId(v.runId) ? { ok: true, value: { type: v.type, runId: v.runId } } : fail(`${v.type}.runId must be a run id`);
     case 'control':
       if (typeof v.id !== 'string' || !ID.test(v.id) || v.id.length > 128) return fail('control.id must be a short id');

@@ -1,7 +1,7 @@
 // Numbers derived from a run for the header and the memory panels: progress, ETA, throughput, achieved
 // FLOP/s and MFU (Megatron's FLOP accounting from the planner), memory levels, and the planner's
 // prediction per category to compare with what the runtime measured. Pure.
-import type { MemoryMessage } from '../common/protocol';
+import { isEnded, type MemoryMessage } from '../common/protocol';
 import { estimate, stepFlops } from '../runtime/planner';
 import type { ConventionName, MemoryBreakdown, PlanInput } from '../runtime/planner/types';
 import type { RunData } from './store';
@@ -131,7 +131,7 @@ export function progressOf(run: RunData, now: number): Progress {
   const step = n ? s.col('step')[n - 1]! : null;
   const total = cfg?.train?.steps ?? null;
   const startedAt = run.hello?.startedAt ?? null;
-  const finished = run.status && (run.status.state === 'done' || run.status.state === 'failed');
+  const finished = run.status && isEnded(run.status.state);
   // A run that has gone quiet for minutes (a replay, a hung runtime) is timed to its last message, not to now.
   const stale = now - run.lastT > STALE_MS;
   const end = finished ? Math.max(run.status!.t, run.lastT) : stale ? run.lastT : now;

@@ -4,6 +4,9 @@
 // Pure: no DOM, so the bench and unit tests drive it in Node.
 import type { AlertMessage, CheckpointMessage, CommMessage, EvalMessage, GpuMessage, HelloMessage, LogMessage, MemoryMessage, Message, RunSummary, SnapshotMessage, StatusMessage, StepMessage } from '../common/protocol';
 import { lowerBound } from './downsample';
+import { isEnded } from '../common/protocol';
+import { describeState } from '../common/lifecycle';
+import { runFacts } from '../runtime/telemetry/run-facts';
 
 export class Column {
   data: Float64Array;
@@ -142,7 +145,7 @@ export class RunData {
   alerts: AlertMessage[] = [];
   logs: LogMessage[] = [];
   checkpoints: CheckpointMessage[] = [];
-  /** The backend the runtime reported it chose ("backend: wasm (…)" log line), when it did. */
+  /** The backend the ranks train on: the hello's, or (runs recorded before the hello said) the "backend: wasm (…)" log line. */
   backend: string | null = null;
   /** How many steps the run published: more than steps.length when a snapshot was downsampled. */
   stepsTotal = 0;
@@ -176,15 +179,34 @@ export class RunData {
     return run;
   }
 
-  /** A run summary for the runs list, from what is known. */
+  /** A run summary for the runs table, from what is known (the same fields as the host's RunHistory.summary). */
   summary(): RunSummary {
-    return {
+    const state = this.status?.state ?? 'unknown';
+    const n = this.steps.length;
+    const lastStep = n ? this.steps.col('step')[n - 1]! : undefined;
+    const s: RunSummary = {
       runId: this.runId,
       name: this.hello?.name ?? this.runId,
       startedAt: this.hello?.startedAt ?? 0,
-      state: this.status?.state ?? 'unknown',
+      state,
       steps: this.stepsTotal,
+      detail: describeState(state, this.status, lastStep),
     };
+    if (this.status && isEnded(state)) s.endedAt = this.status.t;
+    const loss = this.steps.col('loss');
+    if (n && Number.isFinite(loss[n - 1]!)) s.finalLoss = loss[n - 1]!;
+    let best = Infinity;
+    for (let i = 0; i < n; i++) if (loss[i]! < best) best = loss[i]!;
+    if (Number.isFinite(best)) s.bestLoss = best;
+    const e = this.evals.loss;
+    if (e.length && Number.isFinite(e.last())) s.evalLoss = e.last();
+    const tps = this.steps.col('tokensPerSec');
+    let sum = 0;
+    let count = 0;
+    for (let i = Math.max(0, n - 20); i < n; i++) if (Number.isFinite(tps[i]!)) (sum += tps[i]!), count++;
+    if (count) s.tokensPerSec = sum / count;
+    if (this.hello) Object.assign(s, runFacts(this.hello.config, this.hello.world, this.backend ?? undefined));
+    return s;
   }
 
   get world(): number {
@@ -198,6 +220,7 @@ export class RunData {
       case 'hello':
         this.hello = m;
         this.runId = m.runId;
+        if (m.backend) this.backend = m.backend.name;
         this.versions.meta++;
         break;
       case 'status':
@@ -229,7 +252,7 @@ export class RunData {
       case 'log':
         this.logs.push(m);
         if (this.logs.length > 2 * RECENT_LOGS) this.logs = this.logs.slice(-RECENT_LOGS);
-        if (!this.backend && m.source === 'trainer') {
+        if (!this.backend && !this.hello?.backend && m.source === 'trainer') {
           const b = /^backend: ([A-Za-z0-9_-]+)/.exec(m.message);
           if (b) {
             this.backend = b[1]!;

@@ -1,5 +1,5 @@
 // What the dashboard remembers between sessions: the open tab, the zoom, smoothing, axis choices, the
-// compared run and the planner form. VS Code keeps it with the webview (getState/setState, also across a
+// overlaid runs and the planner form. VS Code keeps it with the webview (getState/setState, also across a
 // window reload); the browser host keeps it in localStorage. Anything read back is checked: state is old
 // data from an earlier version as far as this code knows.
 import { DEFAULT_FORM, sanitizeForm, type PlanForm } from './plan-form';
@@ -16,7 +16,8 @@ export interface UiState {
   smoothing: number;
   logScale: boolean;
   xAxis: 'step' | 'time';
-  compareRunId: string | null;
+  /** Runs overlaid on the curves (any number), in the order they were picked. */
+  compareRunIds: string[];
   planner: PlanForm;
 }
 
@@ -27,11 +28,13 @@ export const DEFAULT_STATE: UiState = {
   smoothing: 0.6,
   logScale: false,
   xAxis: 'step',
-  compareRunId: null,
+  compareRunIds: [],
   planner: DEFAULT_FORM,
 };
 
 export const MAX_SMOOTHING = 0.99;
+/** More overlaid runs than this stop being readable (and each is a snapshot in memory). */
+export const MAX_OVERLAYS = 12;
 
 export function sanitizeState(v: unknown): UiState {
   const s: UiState = { ...DEFAULT_STATE };
@@ -43,7 +46,8 @@ export function sanitizeState(v: unknown): UiState {
   if (typeof o.smoothing === 'number' && o.smoothing >= 0 && o.smoothing <= MAX_SMOOTHING) s.smoothing = o.smoothing;
   if (typeof o.logScale === 'boolean') s.logScale = o.logScale;
   if (o.xAxis === 'step' || o.xAxis === 'time') s.xAxis = o.xAxis;
-  if (typeof o.compareRunId === 'string' && o.compareRunId.length <= 512) s.compareRunId = o.compareRunId;
+  const ids = Array.isArray(o.compareRunIds) ? o.compareRunIds : typeof o.compareRunId === 'string' ? [o.compareRunId] : [];
+  s.compareRunIds = [...new Set(ids.filter((id): id is string => typeof id === 'string' && id.length > 0 && id.length <= 512))].slice(0, MAX_OVERLAYS);
   s.planner = sanitizeForm(o.planner);
   return s;
 }

@@ -42,6 +42,15 @@ export interface ProcessWorldOptions extends WorldOptions {
   execArgv?: string[];
 }
 
+/** A world being run: its outcome, which process each rank is, and a way to end it at once. */
+export interface RunningWorld<R> {
+  readonly result: Promise<WorldResult<R>>;
+  /** The process id of each rank (a thread world: this process). */
+  pids(): (number | undefined)[];
+  /** Aborts the world and ends every rank now (threads terminated, processes SIGKILLed); `result` then resolves. */
+  kill(reason: string): void;
+}
+
 export interface WorldResult<R> {
   ok: boolean;
   /** results[r]: rank r's return value, if it succeeded. */
@@ -117,6 +126,11 @@ class WorldTracker<R> {
 
 /** Runs `size` ranks as worker threads of this process over one shared-memory world. */
 export function launchThreadWorld<R = unknown>(size: number, entry: string, options: ThreadWorldOptions = {}): Promise<WorldResult<R>> {
+  return startThreadWorld<R>(size, entry, options).result;
+}
+
+/** launchThreadWorld, with the handle to end the world early. */
+export function startThreadWorld<R = unknown>(size: number, entry: string, options: ThreadWorldOptions = {}): RunningWorld<R> {
   if (!Number.isInteger(size) || size < 1) throw new RangeError(`world size must be a positive whole number, got ${size}`);
   const memory = createShmWorld(size, options);
   const spin = options.spin ?? (size <= availableParallelism() ? 2000 : 0);
@@ -149,7 +163,17 @@ export function launchThreadWorld<R = unknown>(size: number, entry: string, opti
     for (const w of workers) void w.terminate();
     throw e;
   }
-  return tracker.promise;
+  return {
+    result: tracker.promise,
+    pids: () => workers.map(() => process.pid),
+    kill: (reason) => {
+      abortShmWorld(memory, LAUNCHER_ORIGIN, reason);
+      workers.forEach((w, rank) => {
+        tracker.fail(rank, new CommAbortedError(`rank ${rank}: ${reason}`, rank, '', ''));
+        void w.terminate();
+      });
+    },
+  };
 }
 
 /** A free TCP port on 127.0.0.1 for the rendezvous (there is a small window in which another process could take it). */
@@ -169,6 +193,11 @@ export function freePort(): Promise<number> {
  * WORLD_SIZE, RANK, LOCAL_RANK) and talk over sockets: the layout for one process per GPU.
  */
 export async function launchProcessWorld<R = unknown>(size: number, entry: string, options: ProcessWorldOptions = {}): Promise<WorldResult<R>> {
+  return (await startProcessWorld<R>(size, entry, options)).result;
+}
+
+/** launchProcessWorld, with the handle to end the world early. */
+export async function startProcessWorld<R = unknown>(size: number, entry: string, options: ProcessWorldOptions = {}): Promise<RunningWorld<R>> {
   if (!Number.isInteger(size) || size < 1) throw new RangeError(`world size must be a positive whole number, got ${size}`);
   const port = await freePort();
   const children: ChildProcess[] = [];
@@ -213,5 +242,14 @@ export async function launchProcessWorld<R = unknown>(size: number, entry: strin
     for (const c of children) c.kill('SIGKILL');
     throw e;
   }
-  return tracker.promise;
+  return {
+    result: tracker.promise,
+    pids: () => children.map((c) => c.pid),
+    kill: (reason) => {
+      children.forEach((c, rank) => {
+        tracker.fail(rank, new CommAbortedError(`rank ${rank}: ${reason}`, rank, '', ''));
+        if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+      });
+    },
+  };
 }

@@ -49,14 +49,14 @@ export const estimateCommand: Command = async (argv) => {
   const convention = (args.values.get('convention') ?? local?.convention ?? 'scalelm') as ConventionName;
   if (!CONVENTIONS.includes(convention)) throw new CliError(`--convention must be one of ${CONVENTIONS.join(', ')}, got "${convention}"`);
   const config = local ? (local.input as RunConfig) : loaded.config;
-  const result = estimate(config, { convention });
+  const result = estimate(config, { ...loaded.options, convention });
   if (!result.ok) {
     console.error(`${file}: this layout cannot be estimated:`);
     for (const i of result.issues) console.error(`  ${i.path}: ${i.message}`);
     return 1;
   }
   if (args.switches.has('json')) {
-    console.log(JSON.stringify(estimateJson(result, convention)));
+    console.log(JSON.stringify({ ...estimateJson(result, convention), profile: loaded.profile ?? null }));
     return 0;
   }
   for (const n of loaded.notes) console.log(`note: ${n}`);
@@ -76,6 +76,10 @@ export function estimateJson(r: Ok, convention: ConventionName): Record<string, 
   return {
     params: { total: int(r.memory.params.total), perDevice: int(r.memory.params.perDevice) },
     perDevice: { params: int(d.params), grads: int(d.grads), optimizer: int(d.optimizer), activations: int(d.activations), buffers: int(d.buffers), overhead: int(d.overhead), total: int(d.total) },
+    // Which measured figure each number predicts: allocated = torch.cuda.max_memory_allocated, reserved =
+    // max_memory_reserved, device = nvidia-smi's used memory; perDevice.total is `totalIs`.
+    totalIs: r.memory.totalIs,
+    ...(r.memory.figures ? { figures: { allocated: int(r.memory.figures.allocated), reserved: int(r.memory.figures.reserved), device: int(r.memory.figures.device), allocatedBy: Object.fromEntries(Object.entries(r.memory.figures.allocatedBy).map(([k, v]) => [k, int(v)])) } } : {}),
     host: { perNode: int(r.memory.host.perNode) },
     time: { stepMs: r.time.stepMs, tokensPerSec: r.time.tokensPerSec, mfu: r.time.mfu },
     convention,
@@ -114,7 +118,10 @@ export function renderEstimate(config: RunConfig, r: Ok, detail: boolean, localD
     if (detail) for (const t of m.terms.filter((x) => x.category === c)) lines.push(`      ${gib(t.bytes).padStart(9)}  ${t.label}`);
   }
   const verdict = r.fits ? 'fits' : 'DOES NOT FIT';
-  lines.push(`  ${'total'.padEnd(12)} ${gib(d.total).padStart(9)}  of ${gib(r.usable)} usable (${gib(cluster.spec.memory)} ${unit.name}, ${Math.round(cluster.headroom * 100)}% headroom) — ${verdict}`);
+  lines.push(`  ${'total'.padEnd(12)} ${gib(d.total).padStart(9)}  of ${gib(r.usable)} usable (${gib(cluster.spec.memory)} ${unit.name}, ${Math.round(cluster.headroom * 100)}% headroom) — ${verdict}${m.totalIs === 'device' ? '' : '  (a partial PyTorch allocated figure)'}`);
+  if (m.figures) {
+    lines.push(`  as measured: allocated ${gib(m.figures.allocated)} (torch max_memory_allocated: params … buffers) · reserved ${gib(m.figures.reserved)} (max_memory_reserved: + allocator slack) · device ${gib(m.figures.device)} (nvidia-smi: + CUDA context, NCCL) ${unit.name}`);
+  }
   if (!m.hostCovered) lines.push('host memory per node         —  (not in this convention)');
   else lines.push(`host memory per node ${gib(m.host.perNode).padStart(9)}${m.host.perRank > 0 && m.host.perRank !== m.host.perNode ? `  (${gib(m.host.perRank)} per rank)` : ''}`);
   if (detail) for (const t of m.terms.filter((x) => x.category === 'host')) lines.push(`      ${gib(t.bytes).padStart(9)}  ${t.label}${m.convention === 'scalelm' ? ' (per rank)' : ''}`);

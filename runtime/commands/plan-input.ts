@@ -7,9 +7,12 @@ import { isHuggingFaceConfig, modelFromHuggingFace } from '../config/huggingface
 import { parseConfig } from '../config/parse';
 import { setPath } from '../config/set-path';
 import type { RunConfig } from '../config/types';
-import type { Layout } from '../planner/types';
+import type { EstimateOptions, Layout } from '../planner/types';
+import { applyProfile, profileIssue, type ClusterProfile } from '../planner/calibrate';
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 
-export const PLAN_VALUE_FLAGS = ['gpus', 'gpus-per-node', 'nodes', 'gpu', 'gpu-mem', 'dp', 'tp', 'pp', 'vpp', 'zero', 'micro-batch', 'global-batch', 'seq-len', 'recompute', 'precision', 'headroom', 'efficiency'] as const;
+export const PLAN_VALUE_FLAGS = ['gpus', 'gpus-per-node', 'nodes', 'gpu', 'gpu-mem', 'dp', 'tp', 'pp', 'vpp', 'zero', 'micro-batch', 'global-batch', 'seq-len', 'recompute', 'precision', 'headroom', 'efficiency', 'profile'] as const;
 export const PLAN_SWITCHES = ['offload-optimizer', 'offload-params', 'sequence-parallel', 'flash-attention'] as const;
 
 export const PLAN_FLAGS_HELP = `layout and cluster (a flag overrides the file):
@@ -23,7 +26,8 @@ export const PLAN_FLAGS_HELP = `layout and cluster (a flag overrides the file):
   --recompute none|selective|full   --precision fp32|bf16-mixed|fp16-mixed
   --sequence-parallel --flash-attention --offload-optimizer --offload-params
   --headroom F        fraction of GPU memory kept free (default 0.05)
-  --efficiency F      fraction of peak FLOP/s reached (default 0.5)
+  --efficiency F      fraction of peak FLOP/s large GEMMs reach (default 0.7)
+  --profile FILE      a cluster profile from \`scalelm calibrate\` (overrides cluster.profile)
   --set path=value    any config key, e.g. --set parallel.zero=3 (repeatable)`;
 
 export interface LoadedPlan {
@@ -35,6 +39,10 @@ export interface LoadedPlan {
   fixed: Partial<Layout>;
   /** True when the global batch was not given and plan picked one. */
   defaultGlobalBatch: boolean;
+  /** Estimate options from a calibrated cluster profile (`cluster.profile` or --profile), empty without one. */
+  options: EstimateOptions;
+  /** "calibrated profile FILE (from run R)" when a profile is in use. */
+  profile?: string;
 }
 
 type Raw = Record<string, unknown>;
@@ -135,13 +143,20 @@ export function loadPlanInput(file: string, args: ParsedArgs, mode: 'estimate' |
     }
   }
 
+  // A calibrated cluster profile: read here (the planner is pure), applied to the parsed config below.
+  const profileFlag = args.values.get('profile');
+  const clusterRaw = raw.cluster as Raw | undefined;
+  const profilePath = profileFlag ?? (clusterRaw && typeof clusterRaw.profile === 'string' ? resolve(dirname(file), clusterRaw.profile) : undefined);
+  if (clusterRaw && 'profile' in clusterRaw) delete clusterRaw.profile;
+  const profile = profilePath === undefined ? undefined : readProfile(profilePath);
+
   // A planning run has GPUs, not a local devices list: keep devices.count out of the way.
   const devices = raw.devices as Raw | undefined;
   if (devices && typeof devices === 'object') delete devices.count;
 
   const c = raw.cluster as Raw | undefined;
   const totalGpus = c && typeof c.nodes === 'number' && typeof c.gpusPerNode === 'number' ? c.nodes * c.gpusPerNode : undefined;
-  if (mode === 'plan') return planConfig(file, raw, fixed, notes, source, totalGpus);
+  if (mode === 'plan') return withProfile(planConfig(file, raw, fixed, notes, source, totalGpus), profile, profilePath);
 
   // estimate / export: when the GPU count is known and dp is not, dp fills the rest.
   const p = raw.parallel as Raw;
@@ -152,7 +167,32 @@ export function loadPlanInput(file: string, args: ParsedArgs, mode: 'estimate' |
   }
   const result = parseConfig(raw);
   if (!result.ok) throw configError(file, result.errors);
-  return { config: result.config, source, notes, fixed, defaultGlobalBatch: false };
+  return withProfile({ config: result.config, source, notes, fixed, defaultGlobalBatch: false, options: {} }, profile, profilePath);
+}
+
+function readProfile(path: string): ClusterProfile {
+  let value: unknown;
+  try {
+    value = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new CliError(`cluster profile ${path}: ${code === 'ENOENT' ? 'no such file' : (e as Error).message}`, 1);
+  }
+  const issue = profileIssue(value);
+  if (issue) throw new CliError(`cluster profile ${path}: ${issue}`, 1);
+  return value as ClusterProfile;
+}
+
+/** The profile's efficiency replaces the config's; its overheads become the estimate's; a note says so. */
+function withProfile(loaded: LoadedPlan, profile: ClusterProfile | undefined, path: string | undefined): LoadedPlan {
+  if (!profile || path === undefined) return loaded;
+  const applied = applyProfile(loaded.config, profile, loaded.options);
+  loaded.config = { ...loaded.config, cluster: { ...loaded.config.cluster, efficiency: applied.input.cluster.efficiency } };
+  loaded.options = applied.options;
+  loaded.profile = `calibrated profile ${path} (fitted from run ${profile.fittedFrom.run}: efficiency ${profile.efficiency.toFixed(3)})`;
+  loaded.notes.push(`using the ${loaded.profile}`);
+  if (profile.gpu !== loaded.config.cluster.gpu) loaded.notes.push(`the profile was fitted on ${profile.gpu}, this plan is for ${loaded.config.cluster.gpu}`);
+  return loaded;
 }
 
 function configError(file: string, errors: { path: string; message: string }[]): CliError {
@@ -182,5 +222,5 @@ function planConfig(file: string, raw: Raw, fixed: Partial<Layout>, notes: strin
   config.parallel = { ...config.parallel, dp: N };
   // About a million tokens per step, a whole number of sequences per GPU.
   if (defaultGlobalBatch) config.train.globalBatch = N * Math.max(1, Math.ceil(2 ** 20 / (N * config.model.seqLen)));
-  return { config, source, notes, fixed, defaultGlobalBatch };
+  return { config, source, notes, fixed, defaultGlobalBatch, options: {} };
 }

@@ -38,10 +38,10 @@ export const planCommand: Command = async (argv) => {
   const loaded = loadPlanInput(file, args, 'plan');
   const { config } = loaded;
   const started = performance.now();
-  const result = searchLayouts(config, { top, fixed: loaded.fixed, ...(hostMemoryPerNode !== undefined ? { hostMemoryPerNode } : {}) });
+  const result = searchLayouts(config, { ...loaded.options, top, fixed: loaded.fixed, ...(hostMemoryPerNode !== undefined ? { hostMemoryPerNode } : {}) });
   const seconds = (performance.now() - started) / 1e3;
   if (args.switches.has('json')) {
-    console.log(JSON.stringify(planJson(result, config.train.globalBatch, seconds)));
+    console.log(JSON.stringify({ ...planJson(result, config.train.globalBatch, seconds), profile: loaded.profile ?? null }));
     return result.ok ? 0 : 1;
   }
   const { model, cluster, train } = config;

@@ -1,7 +1,8 @@
 // `scalelm serve <run-dir | runs-dir>`: replays finished runs to the browser dashboard, read-only.
 import { basename } from 'node:path';
+import { isEnded } from '../../common/protocol';
 import { MetricBus } from '../telemetry/bus';
-import { listRunDirs, streamMessages } from '../telemetry/run-store';
+import { crashedStatus, listRunDirs, streamMessages } from '../telemetry/run-store';
 import { startMonitor, TOKEN_ENV } from '../server/monitor';
 import { CliError, intFlag, parseArgs, type Command } from './args';
 
@@ -29,7 +30,7 @@ export const serve: Command = async (argv) => {
   const buses: MetricBus[] = [];
   const seen = new Set<string>();
   for (const runDir of dirs) {
-    const bus = new MetricBus({ runDir });
+    const bus = new MetricBus({ runDir, stamp: false });
     let problems = 0;
     const { truncatedTail } = await streamMessages(runDir, (m) => void bus.publish(m), () => problems++);
     const id = bus.history.hello?.runId;
@@ -45,8 +46,13 @@ export const serve: Command = async (argv) => {
     const notes: string[] = [];
     if (problems) notes.push(`${problems} damaged line${problems === 1 ? '' : 's'} skipped`);
     if (truncatedTail) notes.push('the last line was cut short');
-    const state = bus.history.status?.state;
-    if (state !== 'done' && state !== 'failed') notes.push('no final status (still running, or the runtime was killed)');
+    const h = bus.history;
+    const lastStep = h.steps.latest()?.step;
+    const crashed = crashedStatus(runDir, { status: h.status, t: h.lastT, ...(lastStep !== undefined ? { step: lastStep } : {}) });
+    if (crashed) {
+      bus.publish(crashed);
+      notes.push(`crashed: no final status and its process is gone; continue it with scalelm train --resume ${runDir}`);
+    } else if (!isEnded(h.status?.state)) notes.push('still running (its process is alive): this replay stops at what was written so far');
     console.error(`${id}: ${bus.history.steps.count} steps${notes.length ? ` (${notes.join('; ')})` : ''}`);
     buses.push(bus);
   }

@@ -1,16 +1,18 @@
 // `scalelm train <file> [--set path=value]… [--steps N] [--run-dir DIR] [--init-from DIR]` trains on this
 // machine, printing a line per step and writing DIR/metrics.jsonl and checkpoints; `--resume DIR` continues
 // a run from its latest checkpoint. Ctrl-C stops after the current step with a checkpoint.
+import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parseConfig } from '../config/parse';
 import { setPath } from '../config/set-path';
 import { CliError, intFlag, parseArgs, type Command } from './args';
 import { readRawConfig } from './load';
+import { STATE_LOOK } from '../../common/lifecycle';
 import type { RunDir as RunDirType } from '../train/run-dir';
-import type { Trainer as TrainerType } from '../train/trainer';
-import type { ParallelTrainer as ParallelTrainerType } from '../parallel/coordinator';
+import type { Coordinator } from '../coordinator/coordinator';
+import type { TorchTrainer } from '../engines/torch/trainer';
 
-const USAGE = `usage: scalelm train <file.scalelm.json> [--set path=value]… [--steps N] [--run-dir DIR] [--init-from HF_GPT2_DIR] [--threads N]
+const USAGE = `usage: scalelm train <file.scalelm.json> [--set path=value]… [--steps N] [--run-dir DIR] [--init-from HF_GPT2_DIR] [--threads N] [--python PATH]
        scalelm train --resume DIR [--steps N] [--set path=value]…
 
   --steps N        train.steps (the schedule's length)
@@ -18,18 +20,21 @@ const USAGE = `usage: scalelm train <file.scalelm.json> [--set path=value]… [-
   --resume DIR     continue the run in DIR from its latest checkpoint (same loss curve as an uninterrupted run)
   --init-from DIR  initial weights: a local HuggingFace GPT-2 folder (config.json + model.safetensors) or a ScaleLM checkpoint
   --threads N      wasm threads (default: SCALELM_WASM_THREADS, else one per core up to 4)
+  --python PATH    the Python of the torch engine (default: SCALELM_PYTHON, else python3 on PATH)
 
 The run is served live on monitor.host (127.0.0.1) with a per-run token: the first stdout line is JSON
 ({"scalelm":"listening",…}) for programs, followed by the dashboard URL for people.
 A layout whose planned memory does not fit devices.memory is refused before anything starts.
-Parallel layouts (parallel.dp·tp > 1, parallel.zero, devices.transport "tcp") train one rank per device —
-worker threads over shared memory, or processes over sockets — with sharded checkpoints (docs/parallel.md).`;
+Every layout trains one rank per device (one device: a world of one) — worker threads over shared memory,
+or processes over sockets (devices.transport "tcp") — with sharded checkpoints (docs/parallel.md).
+devices.engine "torch" (or "auto" where the Python's torch ≥ 2.6 sees CUDA GPUs) trains under torchrun with
+the bundled python package instead (docs/torch-engine.md).`;
 
 /** Errors a user can meet: printed as one message, exit 1. */
-const USER_ERRORS = new Set(['ConfigError', 'DataError', 'CheckpointError', 'SafetensorsError', 'TrainError', 'BackendError', 'DeviceOutOfMemoryError', 'RunDirError', 'ModelShapeError', 'ParallelError']);
+const USER_ERRORS = new Set(['TorchEngineError', 'ConfigError', 'DataError', 'CheckpointError', 'SafetensorsError', 'BackendError', 'DeviceOutOfMemoryError', 'RunDirError', 'ModelShapeError', 'ParallelError']);
 
 export const train: Command = async (argv) => {
-  const args = parseArgs(argv, { values: ['steps', 'run-dir', 'resume', 'init-from', 'threads'], repeatable: ['set'], positional: [0, 1], usage: USAGE });
+  const args = parseArgs(argv, { values: ['steps', 'run-dir', 'resume', 'init-from', 'threads', 'python'], repeatable: ['set'], positional: [0, 1], usage: USAGE });
   if (args === 'help') {
     console.log(USAGE);
     return 0;
@@ -45,7 +50,6 @@ export const train: Command = async (argv) => {
 
   // Heavy modules load only when training (so `scalelm --help` stays instant).
   const { RunDir, defaultRunDir } = await import('../train/run-dir');
-  const { Trainer } = await import('../train/trainer');
 
   let raw: Record<string, unknown>;
   let baseDir: string;
@@ -74,9 +78,19 @@ export const train: Command = async (argv) => {
     return 1;
   }
   const config = parsed.config;
+  // The engine first: a torch run that cannot start must leave nothing behind (no run folder).
+  const { chooseEngine } = await import('../engines/torch/choose');
+  let engine: ReturnType<typeof chooseEngine>;
+  try {
+    engine = chooseEngine(config, args.values.has('python') ? { python: args.values.get('python')!, source: '--python' } : undefined);
+  } catch (e) {
+    throw asCliError(e);
+  }
+  console.log(`engine: ${engine.name} (${engine.reason})`);
   const { checkFit, describeSuggestion } = await import('../planner/target');
   const fit = checkFit(config);
-  if (fit.result.ok && !fit.result.fits) {
+  // On GPUs devices.memory (a CPU device's capacity) says nothing: the GPUs' own memory is the limit there.
+  if (fit.result.ok && !fit.result.fits && !(engine.name === 'torch' && engine.device === 'cuda')) {
     const { formatBytes } = await import('../../common/units');
     const per = fit.result.memory.perDevice;
     console.error(`${file ?? 'config'}: this layout does not fit — planned ${formatBytes(per.total)} per device, ${formatBytes(fit.target.capacity)} available on ${fit.target.label}; nothing was started`);
@@ -85,12 +99,19 @@ export const train: Command = async (argv) => {
     return 1;
   }
 
-  // dp·tp > 1 (or ZeRO, or the socket transport) runs on the parallel engine: one rank per device.
-  const { isParallel } = await import('../parallel/layout');
-  const parallel = isParallel(config);
-  let trainer: TrainerType | ParallelTrainerType;
+  let trainer: Coordinator | TorchTrainer;
+  // A run that cannot start leaves no folder behind: remove the one made here (never an existing one).
+  let madeDir: string | undefined;
+  const removeMadeDir = (): void => {
+    if (madeDir) rmSync(madeDir, { recursive: true, force: true });
+  };
   try {
-    if (!resumeDir) runDir = RunDir.create(args.values.get('run-dir') ?? defaultRunDir(baseDir, config));
+    if (!resumeDir) {
+      const path = resolve(args.values.get('run-dir') ?? defaultRunDir(baseDir, config));
+      const fresh = !existsSync(path) || readdirSync(path).length === 0;
+      runDir = RunDir.create(path);
+      if (fresh) madeDir = runDir.path;
+    }
     runDir!.writeConfig(config, { ...(file ? { file } : {}), baseDir, raw });
     const setup = {
       config,
@@ -101,39 +122,44 @@ export const train: Command = async (argv) => {
       ...(threads !== undefined ? { threads } : {}),
       log: (line: string) => console.log(line),
       sampleBytes: 200,
+      engineReason: engine.reason,
       ...(fit.result.ok ? { plan: { convention: fit.target.convention, target: fit.target.label, capacity: fit.target.capacity, perDevice: fit.result.memory.perDevice } } : {}),
     };
-    if (parallel) {
-      const { ParallelTrainer } = await import('../parallel/coordinator');
-      trainer = await ParallelTrainer.create(setup);
+    if (engine.name === 'torch') {
+      // TODO: run the torch engine through the shared Coordinator once it is model-family neutral (it
+      // assumes GPT-2 shapes for resume checks, logs and sharded commits; the torch engine also runs Llama).
+      const { TorchTrainer } = await import('../engines/torch/trainer');
+      trainer = TorchTrainer.create({ ...setup, choice: engine, engine: { name: 'torch', reason: engine.reason, backend: engine.backend } });
     } else {
-      // A sharded checkpoint of a parallel run resumes here once it is consolidated into single-device files.
-      if (resumeDir) (await import('../parallel/checkpoint')).consolidateLatestIfSharded(runDir!.checkpoints, (line) => console.log(line));
-      trainer = await Trainer.create(setup);
+      const { createLocalRun } = await import('../parallel/local-engine');
+      trainer = await createLocalRun(setup);
     }
   } catch (e) {
+    if (madeDir) runDir!.close();
+    removeMadeDir();
     throw asCliError(e);
   }
   const { monitorTrainer } = await import('../server/monitor');
   let monitored: Awaited<ReturnType<typeof monitorTrainer>>;
   try {
+    // A resumed run continues its curve: the server starts from what the run recorded before.
+    const prior = resumeDir ? (await (await import('../telemetry/run-store')).readRun(runDir!.path)).messages : undefined;
     monitored = await monitorTrainer({
+      ...(prior ? { prior } : {}),
       trainer,
       runDir: runDir!,
       config,
-      ...(parallel ? { world: (trainer as ParallelTrainerType).world } : {}),
+      world: trainer.world,
       warn: (line) => console.error(line),
     });
   } catch (e) {
     trainer.dispose();
+    removeMadeDir();
     throw asCliError(e);
   }
-  if (parallel) {
-    // Which process (and device) each rank is: the GPU sampler and the per-rank memory panels use it.
-    const pt = trainer as ParallelTrainerType;
-    monitored.recorder.setRanks(pt.rankProcesses());
-    pt.onRanks((ranks) => monitored.recorder.setRanks(ranks));
-  }
+  // Which process (and device) each rank is: the GPU sampler and the per-rank memory panels use it.
+  monitored.recorder.setRanks(trainer.rankProcesses());
+  trainer.onRanks((ranks) => monitored.recorder.setRanks(ranks));
   const url = monitored.server.dashboardUrl;
   console.log(`run directory: ${runDir!.path}`);
   console.log(process.env.SCALELM_MONITOR_TOKEN ? `live stream: ${monitored.server.url}` : `dashboard: ${url}   (follow the run in a browser; the token after # never leaves this machine)`);
@@ -143,20 +169,24 @@ export const train: Command = async (argv) => {
     interrupts++;
     if (interrupts === 1) {
       console.log('\nstopping after this step and writing a checkpoint (Ctrl-C again to quit at once; the last checkpoint stays intact)');
-      trainer.requestStop();
+      trainer.requestStop('Ctrl-C');
     } else process.exit(130);
   };
   process.on('SIGINT', onSigint);
+  // The end of the run, said as the end of the run (the lifecycle's words, common/lifecycle.ts), then how
+  // to look at it again: the live server goes away with this process.
+  const browse = `browse it again: scalelm serve ${runDir!.path}`;
   try {
     const result = await trainer.run();
     const where = result.checkpoint ? ` — checkpoint ${result.checkpoint}` : '';
     if (result.reason === 'stopped') {
-      console.log(`stopped at step ${result.step}${where}\ncontinue with: scalelm train --resume ${runDir!.path}`);
+      console.log(`${STATE_LOOK.stopped.glyph} run stopped at step ${result.step}${where}\ncontinue with: scalelm train --resume ${runDir!.path}\n${browse}`);
       return 130;
     }
-    console.log(`done: ${result.step} steps, last loss ${result.lastLoss?.toFixed(4) ?? 'n/a'}${where}`);
+    console.log(`${STATE_LOOK.finished.glyph} run finished: ${result.step} steps, last loss ${result.lastLoss?.toFixed(4) ?? 'n/a'}${where}\n${browse}`);
     return 0;
   } catch (e) {
+    console.error(`${STATE_LOOK.failed.glyph} run failed — ${browse}`);
     throw asCliError(e);
   } finally {
     process.off('SIGINT', onSigint);

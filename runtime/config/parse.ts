@@ -131,7 +131,7 @@ function resolve(input: RunConfigInput, errors: ConfigIssue[]): RunConfig | unde
     train,
     parallel,
     cluster,
-    devices: { backend: d.backend!, count: d.count ?? world, memory: parseBytes(d.memory!), transport: d.transport! },
+    devices: { engine: d.engine!, backend: d.backend!, count: d.count ?? world, memory: parseBytes(d.memory!), transport: d.transport! },
     data: { source: filled.data.source!, valFraction: filled.data.valFraction!, ...(filled.data.path !== undefined ? { path: filled.data.path } : {}) },
     monitor: filled.monitor as RunConfig['monitor'],
   };

@@ -65,11 +65,16 @@ export const clusterSchema = obj('The cluster to plan for (not the local machine
   peakTflops: num({ exclusiveMinimum: 0, description: 'Peak dense bf16 TFLOP/s per GPU, overriding the preset.' }),
   intraNodeGBps: num({ exclusiveMinimum: 0, description: 'Per-GPU bandwidth inside a node in GB/s (one direction), overriding the preset.' }),
   interNodeGBps: num({ exclusiveMinimum: 0, description: 'Per-GPU bandwidth between nodes in GB/s (one direction), overriding the preset.' }),
-  efficiency: num({ exclusiveMinimum: 0, maximum: 1, default: 0.5, description: 'Fraction of peak FLOP/s a well-tuned run achieves (Megatron reached 0.44–0.52).' }),
+  efficiency: num({ exclusiveMinimum: 0, maximum: 1, default: 0.7, description: 'Fraction of peak FLOP/s large matrix multiplications reach; the planner adds small-GEMM, memory-bound and communication costs on top (0.7 reproduces Megatron-LM\'s measured A100 runs).' }),
   headroom: num({ minimum: 0, maximum: 0.9, default: 0.05, description: 'Fraction of GPU memory kept free when deciding whether a layout fits.' }),
+  profile: str({ description: 'A cluster profile written by `scalelm calibrate RUN_DIR` (path relative to the config file): its fitted efficiency and overheads replace the defaults in estimates and plans.' }),
 });
 
 export const devicesSchema = obj('The local runtime\'s devices.', {
+  engine: oneOf(['auto', 'local', 'torch'] as const, {
+    default: 'auto',
+    description: 'Which engine trains: torch (PyTorch under torchrun: CUDA GPUs with NCCL, else CPU with gloo; needs torch ≥ 2.6 in the configured Python), local (TensorFlow.js, no install), or auto (torch when the configured Python has torch ≥ 2.6 and sees CUDA GPUs, else local).',
+  }),
   backend: oneOf(['auto', 'wasm', 'cpu', 'tfjs-node-gpu', 'webgpu'] as const, { default: 'auto', description: 'TensorFlow.js backend; auto picks the fastest that loads.' }),
   count: int({ minimum: 1, description: 'Number of devices (ranks); defaults to dp·tp·pp.' }),
   memory: bytes({ default: '2GiB', description: 'Memory capacity per CPU device; allocations past it fail like a GPU out-of-memory.' }),

@@ -28,6 +28,7 @@ export interface ClusterConfig {
 }
 
 export interface DevicesConfig {
+  engine: NonNullable<Section<'devices'>['engine']>;
   backend: NonNullable<Section<'devices'>['backend']>;
   count: number;
   /** Capacity per device in bytes. */

@@ -154,48 +154,4 @@ export function gatherRowsHost(table: tf.Tensor2D, idx: tf.Tensor1D): tf.Tensor2
   return runHost(GATHER, [table, idx])[0] as tf.Tensor2D;
 }
 
-// ---- AdamW, fused ------------------------------------------------------------------------------------------
-
-const ADAMW = 'ScaleLMAdamW';
-interface AdamAttrs {
-  lr: number;
-  beta1: number;
-  beta2: number;
-  eps: number;
-  /** Decoupled (AdamW) or L2 (Adam) weight decay for this tensor; 0 for none. */
-  decoupledDecay: number;
-  l2Decay: number;
-  step: number;
-}
-/** One pass of torch.optim.AdamW / Adam over (param, grad, exp_avg, exp_avg_sq) -> the new three. */
-register<AdamAttrs>({
-  name: ADAMW,
-  outputs: ([shape]) => [shape!, shape!, shape!],
-  run: ([p, g, m, v], [po, mo, vo], _, a) => {
-    const keep = 1 - a.lr * a.decoupledDecay;
-    const l2 = a.l2Decay;
-    const b1 = a.beta1;
-    const b2 = a.beta2;
-    const c1 = 1 - b1;
-    const c2 = 1 - b2;
-    const eps = a.eps;
-    const stepSize = a.lr / (1 - b1 ** a.step);
-    const invBc2Sqrt = 1 / Math.sqrt(1 - b2 ** a.step);
-    const n = p!.length;
-    for (let i = 0; i < n; i++) {
-      const pp = p![i]!;
-      const gi = g![i]! + l2 * pp;
-      const mi = b1 * m![i]! + c1 * gi;
-      const vi = b2 * v![i]! + c2 * gi * gi;
-      mo![i] = mi;
-      vo![i] = vi;
-      po![i] = pp * keep - (stepSize * mi) / (Math.sqrt(vi) * invBc2Sqrt + eps);
-    }
-  },
-});
-
-export function adamHost(p: tf.Tensor, g: tf.Tensor, m: tf.Tensor, v: tf.Tensor, attrs: AdamAttrs): [tf.Tensor, tf.Tensor, tf.Tensor] {
-  return runHost(ADAMW, [p, g, m, v], attrs) as [tf.Tensor, tf.Tensor, tf.Tensor];
-}
-
 export { register as registerHostKernel, runHost };

@@ -1,67 +1,252 @@
-// The coordinator's side channel to its ranks: a Unix socket in a private temporary folder, one JSON object
-// per line. Ranks report progress, protocol messages (step, memory, comm, eval, log) and saved shards; the
-// coordinator sends control requests (stop, checkpoint) to rank 0, which passes them on inside the step's
-// world all-reduce so every rank acts on the same step. Works the same for worker threads and processes;
-// a rank's writes go out when its event loop runs (it yields between steps).
+// The coordinator's channel to its ranks (docs/rank-channel.md): one JSON object per line over a Unix socket
+// in a private temporary folder, or over TCP for a multi-node run. Ranks report progress, protocol messages
+// (step, memory, comm, eval, log), saved checkpoint parts, their own failure and their end; the coordinator
+// sends control requests (stop, checkpoint) to rank 0, which passes them on inside the step's collective so
+// every rank acts on the same step. The same channel serves the local engine's TypeScript ranks, the torch
+// engine's Python ranks and users' own scripts, so everything that arrives is checked: a peer must open
+// with a hello carrying the per-run token, lines are capped, and anything malformed drops that one socket
+// (logged once) without touching the run.
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createConnection, createServer, type Server, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
+import { createConnection, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { validateMessage, type Message } from '../../common/protocol';
+import { newToken, tokensEqual } from '../server/auth';
+
+export type RankEngineKind = 'local' | 'torch' | 'monitor';
+
+export interface RankHello {
+  k: 'hello';
+  rank: number;
+  pid: number;
+  token: string;
+  world: number;
+  engine: RankEngineKind;
+  node: string;
+  localRank: number;
+}
 
 export type RankToCoordinator =
-  | { k: 'hello'; rank: number; pid: number }
-  | { k: 'progress'; rank: number; step: number }
-  | { k: 'msg'; rank: number; m: unknown }
+  | RankHello
+  /** `sync`: the rank waits for an `ack` of this step before computing it (see CoordinatorToRank). */
+  | { k: 'progress'; rank: number; step: number; sync?: boolean }
+  | { k: 'msg'; rank: number; m: Message }
   | { k: 'timing'; rank: number; step: number; stepMs: number; exposedCommMs: number }
-  | { k: 'saved'; rank: number; step: number; bytes: number };
+  | { k: 'saved'; rank: number; step: number; bytes: number }
+  | { k: 'error'; rank: number; step: number; message: string; kind?: string }
+  | { k: 'done'; rank: number; step: number; reason: 'completed' | 'stopped' };
 
-export type CoordinatorToRank = { k: 'control'; action: 'stop' | 'checkpoint' };
+/** What the coordinator hands on: the hello without its token. */
+export type RankReport = Exclude<RankToCoordinator, RankHello> | Omit<RankHello, 'token'>;
 
-function lines(socket: Socket, onLine: (value: unknown) => void): void {
-  let buffered = '';
-  socket.setEncoding('utf8');
-  socket.on('data', (chunk: string) => {
-    buffered += chunk;
-    let nl: number;
-    while ((nl = buffered.indexOf('\n')) >= 0) {
-      const line = buffered.slice(0, nl);
-      buffered = buffered.slice(nl + 1);
-      if (line) onLine(JSON.parse(line));
+export type CoordinatorToRank =
+  | { k: 'control'; action: 'stop' | 'checkpoint' }
+  /**
+   * The answer to a `progress` with `sync`: every request made while the coordinator handled what the rank
+   * sent before (its previous step's messages) is on the socket ahead of it — so a stop asked on step N's
+   * record ends the run at step N, whatever the timing.
+   */
+  | { k: 'ack'; step: number };
+
+/** Longest line either side accepts, in bytes before the newline. */
+export const MAX_LINE_BYTES = 1 << 20;
+const HELLO_TIMEOUT_MS = 10_000;
+/** Rejected peers logged before the channel goes quiet about them (a flood must not flood the log). */
+const MAX_REJECTION_LOGS = 20;
+
+/** Splits a socket's bytes into lines; calls onTooLong (and stops) when a line passes the cap. */
+function lines(socket: Socket, onLine: (line: string) => void, onTooLong: () => void): void {
+  let parts: Buffer[] = [];
+  let size = 0;
+  let dead = false;
+  socket.on('data', (chunk: Buffer) => {
+    let from = 0;
+    while (!dead) {
+      const nl = chunk.indexOf(0x0a, from);
+      const end = nl < 0 ? chunk.length : nl;
+      size += end - from;
+      if (size > MAX_LINE_BYTES) {
+        dead = true;
+        parts = [];
+        return onTooLong();
+      }
+      if (nl < 0) {
+        if (end > from) parts.push(chunk.subarray(from));
+        return;
+      }
+      parts.push(chunk.subarray(from, nl));
+      const line = Buffer.concat(parts).toString('utf8');
+      parts = [];
+      size = 0;
+      from = nl + 1;
+      if (line) onLine(line);
     }
   });
 }
 
+const isInt = (v: unknown): v is number => Number.isSafeInteger(v);
+const isNat = (v: unknown): v is number => isInt(v) && v >= 0;
+const isNum = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
+const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** The typed line, or why it is not one (shape only: ranks and tokens are checked against the run). */
+export function parseRankLine(line: string): { ok: true; value: RankToCoordinator } | { ok: false; reason: string } {
+  let v: unknown;
+  try {
+    v = JSON.parse(line);
+  } catch {
+    return { ok: false, reason: 'a line that is not JSON' };
+  }
+  if (!isObj(v)) return { ok: false, reason: 'a line that is not a JSON object' };
+  if (!isNat(v.rank)) return { ok: false, reason: `a line without a valid rank (k=${JSON.stringify(v.k)?.slice(0, 40)})` };
+  const bad = (what: string) => ({ ok: false as const, reason: `a malformed ${String(v.k)} line (${what})` });
+  switch (v.k) {
+    case 'hello':
+      if (typeof v.token !== 'string') return bad('token');
+      if (!isNat(v.pid) || !isInt(v.world) || v.world < 1 || !isNat(v.localRank)) return bad('pid, world or localRank');
+      if (v.engine !== 'local' && v.engine !== 'torch' && v.engine !== 'monitor') return bad('engine');
+      if (typeof v.node !== 'string' || v.node.length > 255) return bad('node');
+      return { ok: true, value: { k: 'hello', rank: v.rank, pid: v.pid, token: v.token, world: v.world, engine: v.engine, node: v.node, localRank: v.localRank } };
+    case 'progress':
+      if (v.sync !== undefined && typeof v.sync !== 'boolean') return bad('sync');
+      return isNat(v.step) ? { ok: true, value: { k: 'progress', rank: v.rank, step: v.step, ...(v.sync ? { sync: true } : {}) } } : bad('step');
+    case 'timing':
+      return isNat(v.step) && isNum(v.stepMs) && isNum(v.exposedCommMs) ? { ok: true, value: { k: 'timing', rank: v.rank, step: v.step, stepMs: v.stepMs, exposedCommMs: v.exposedCommMs } } : bad('step or times');
+    case 'saved':
+      return isNat(v.step) && isNat(v.bytes) ? { ok: true, value: { k: 'saved', rank: v.rank, step: v.step, bytes: v.bytes } } : bad('step or bytes');
+    case 'error':
+      if (!isNat(v.step) || typeof v.message !== 'string' || (v.kind !== undefined && typeof v.kind !== 'string')) return bad('step, message or kind');
+      return { ok: true, value: { k: 'error', rank: v.rank, step: v.step, message: v.message.slice(0, 16_000), ...(typeof v.kind === 'string' ? { kind: v.kind.slice(0, 100) } : {}) } };
+    case 'done':
+      if (!isNat(v.step) || (v.reason !== 'completed' && v.reason !== 'stopped')) return bad('step or reason');
+      return { ok: true, value: { k: 'done', rank: v.rank, step: v.step, reason: v.reason } };
+    case 'msg': {
+      const r = validateMessage(v.m);
+      if (!r.ok) return bad(`m: ${r.reason.slice(0, 200)}`);
+      const m = r.value;
+      // Only what a rank may say: the coordinator itself publishes hello, status, checkpoint, gpu and alert.
+      if (m.type !== 'step' && m.type !== 'eval' && m.type !== 'memory' && m.type !== 'comm' && m.type !== 'log') return bad(`m of type ${m.type}`);
+      if ((m.type === 'memory' || m.type === 'comm' || (m.type === 'log' && m.rank !== undefined)) && m.rank !== v.rank) return bad('m.rank is not the line\'s rank');
+      return { ok: true, value: { k: 'msg', rank: v.rank, m } };
+    }
+    default:
+      return { ok: false, reason: `an unknown kind of line (k=${JSON.stringify(v.k)?.slice(0, 40)})` };
+  }
+}
+
+export interface ChannelOptions {
+  /** Ranks expected (0..world-1). Absent: the first accepted hello's world fixes it (scalelm launch). */
+  world?: number;
+  /** The per-run secret (default: a fresh 256-bit token). */
+  token?: string;
+  /** Listen on TCP (multi-node) instead of a private Unix socket. */
+  tcp?: { host: string; port: number };
+  /** A peer was refused: called once per refused socket, for the first few. */
+  onReject?: (reason: string) => void;
+  /** A rank's socket closed (its end of the channel; whether it said `done` is the caller's to judge). */
+  onDisconnect?: (rank: number) => void;
+  helloTimeoutMs?: number;
+}
+
 export class ChannelServer {
-  readonly path: string;
-  private readonly dir: string;
+  readonly token: string;
+  /** `unix:/path` or `tcp:host:port`: what ranks get in SCALELM_CHANNEL. */
+  address = '';
+  private world: number | undefined;
+  private dir: string | undefined;
   private readonly server: Server;
   private readonly sockets = new Map<number, Socket>();
   private readonly queued = new Map<number, CoordinatorToRank[]>();
+  private readonly peers = new Set<Socket>();
+  private rejections = 0;
 
-  private constructor(onMessage: (m: RankToCoordinator) => void) {
-    this.dir = mkdtempSync(join(tmpdir(), 'scalelm-ch-'));
-    this.path = join(this.dir, 's');
-    this.server = createServer((socket) => {
-      socket.on('error', () => {}); // a dying rank: the launcher reports it
-      lines(socket, (v) => {
-        const m = v as RankToCoordinator;
-        if (m.k === 'hello') {
-          this.sockets.set(m.rank, socket);
-          for (const q of this.queued.get(m.rank) ?? []) socket.write(JSON.stringify(q) + '\n');
-          this.queued.delete(m.rank);
-        }
-        onMessage(m);
-      });
-    });
+  private constructor(
+    private readonly onMessage: (m: RankReport) => void,
+    private readonly opts: ChannelOptions,
+  ) {
+    this.token = opts.token ?? newToken();
+    this.world = opts.world;
+    this.server = createServer((socket) => this.accept(socket));
   }
 
-  static async open(onMessage: (m: RankToCoordinator) => void): Promise<ChannelServer> {
-    const c = new ChannelServer(onMessage);
+  static async open(onMessage: (m: RankReport) => void, opts: ChannelOptions = {}): Promise<ChannelServer> {
+    const c = new ChannelServer(onMessage, opts);
     await new Promise<void>((resolve, reject) => {
       c.server.once('error', reject);
-      c.server.listen(c.path, () => resolve());
+      if (opts.tcp) {
+        c.server.listen(opts.tcp.port, opts.tcp.host, () => resolve());
+      } else {
+        c.dir = mkdtempSync(join(tmpdir(), 'scalelm-ch-')); // 0700: only this user reaches the socket
+        c.server.listen(join(c.dir, 's'), () => resolve());
+      }
     });
+    if (opts.tcp) {
+      const a = c.server.address() as AddressInfo;
+      c.address = `tcp:${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
+    } else c.address = `unix:${join(c.dir!, 's')}`;
     return c;
+  }
+
+  /** The environment a rank needs to reach this channel. */
+  env(): Record<string, string> {
+    return { SCALELM_CHANNEL: this.address, SCALELM_CHANNEL_TOKEN: this.token };
+  }
+
+  /** Ranks currently connected (said hello, socket open). */
+  connected(): number[] {
+    return [...this.sockets.entries()].filter(([, s]) => !s.destroyed).map(([r]) => r);
+  }
+
+  private reject(socket: Socket, reason: string): void {
+    if (socket.destroyed) return;
+    socket.destroy();
+    this.rejections++;
+    if (this.rejections <= MAX_REJECTION_LOGS) this.opts.onReject?.(`rank channel: dropped a peer that sent ${reason}${this.rejections === MAX_REJECTION_LOGS ? ' (further refusals are not logged)' : ''}`);
+  }
+
+  private accept(socket: Socket): void {
+    this.peers.add(socket);
+    socket.on('error', () => {}); // a dying rank: its process exit is what reports it
+    let rank: number | undefined;
+    const timer = setTimeout(() => this.reject(socket, 'no hello within the time allowed'), this.opts.helloTimeoutMs ?? HELLO_TIMEOUT_MS);
+    timer.unref();
+    socket.on('close', () => {
+      clearTimeout(timer);
+      this.peers.delete(socket);
+      if (rank !== undefined && this.sockets.get(rank) === socket) {
+        this.sockets.delete(rank);
+        this.opts.onDisconnect?.(rank);
+      }
+    });
+    lines(
+      socket,
+      (line) => {
+        if (socket.destroyed) return;
+        const parsed = parseRankLine(line);
+        if (!parsed.ok) return this.reject(socket, parsed.reason);
+        const m = parsed.value;
+        if (rank === undefined) {
+          if (m.k !== 'hello') return this.reject(socket, `${m.k} before its hello`);
+          if (!tokensEqual(m.token, this.token)) return this.reject(socket, 'a hello with a wrong token');
+          const world = this.world ?? m.world;
+          if (m.world !== world) return this.reject(socket, `a hello for a world of ${m.world} (this run has ${world} ranks)`);
+          if (m.rank >= world) return this.reject(socket, `a hello for rank ${m.rank}, outside 0..${world - 1}`);
+          if (this.sockets.get(m.rank)?.destroyed === false) return this.reject(socket, `a second hello for rank ${m.rank}`);
+          clearTimeout(timer);
+          this.world = world;
+          rank = m.rank;
+          this.sockets.set(rank, socket);
+          for (const q of this.queued.get(rank) ?? []) socket.write(JSON.stringify(q) + '\n');
+          this.queued.delete(rank);
+          const { token: _token, ...hello } = m;
+          return this.onMessage(hello);
+        }
+        if (m.k === 'hello') return this.reject(socket, `a second hello on rank ${rank}'s connection`);
+        if (m.rank !== rank) return this.reject(socket, `a line for rank ${m.rank} on rank ${rank}'s connection`);
+        this.onMessage(m);
+      },
+      () => this.reject(socket, `a line longer than ${MAX_LINE_BYTES} bytes`),
+    );
   }
 
   /** Sends to a rank (queued until it has said hello). */
@@ -78,30 +263,67 @@ export class ChannelServer {
       Promise.all(open.map((s) => new Promise<void>((resolve) => s.once('close', () => resolve()).once('end', () => resolve())))),
       new Promise<void>((resolve) => setTimeout(resolve, graceMs).unref()),
     ]);
-    for (const s of this.sockets.values()) s.destroy();
+    for (const s of this.peers) s.destroy();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
-    rmSync(this.dir, { recursive: true, force: true });
+    if (this.dir) rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+/** `unix:/path` or `tcp:host:port` (a bare path is a Unix socket) → what net.createConnection takes. */
+export function parseChannelAddress(address: string): { path: string } | { host: string; port: number } {
+  if (address.startsWith('tcp:')) {
+    const m = /^tcp:(\[[^\]]+\]|[^:]+):(\d+)$/.exec(address);
+    if (!m) throw new Error(`SCALELM_CHANNEL=${address}: expected tcp:HOST:PORT`);
+    return { host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) };
+  }
+  return { path: address.startsWith('unix:') ? address.slice(5) : address };
 }
 
 export class ChannelClient {
   private constructor(private readonly socket: Socket) {}
 
-  static connect(path: string, onMessage: (m: CoordinatorToRank) => void): Promise<ChannelClient> {
+  /** Connects and says hello (the first line) for `rank`; `onClose` when the coordinator goes away. */
+  static connect(
+    address: string,
+    token: string,
+    hello: { rank: number; world: number; engine: RankEngineKind; localRank?: number },
+    onMessage: (m: CoordinatorToRank) => void,
+    onClose?: () => void,
+  ): Promise<ChannelClient> {
     return new Promise((resolve, reject) => {
-      const socket = createConnection(path, () => {
+      const socket = createConnection(parseChannelAddress(address), () => {
+        if (onClose) socket.on('close', onClose);
         socket.off('error', reject);
         socket.on('error', () => {}); // the coordinator went away: the launcher ends this rank
-        resolve(new ChannelClient(socket));
+        const c = new ChannelClient(socket);
+        c.write({ k: 'hello', rank: hello.rank, pid: process.pid, token, world: hello.world, engine: hello.engine, node: hostname(), localRank: hello.localRank ?? hello.rank });
+        resolve(c);
       });
       socket.once('error', reject);
-      lines(socket, (v) => onMessage(v as CoordinatorToRank));
+      lines(
+        socket,
+        (line) => {
+          let v: unknown;
+          try {
+            v = JSON.parse(line);
+          } catch {
+            return;
+          }
+          if (isObj(v) && v.k === 'control' && (v.action === 'stop' || v.action === 'checkpoint')) onMessage({ k: 'control', action: v.action });
+          else if (isObj(v) && v.k === 'ack' && isNat(v.step)) onMessage({ k: 'ack', step: v.step });
+        },
+        () => socket.destroy(),
+      );
       socket.unref();
     });
   }
 
-  send(m: RankToCoordinator): void {
+  private write(m: RankToCoordinator): void {
     if (!this.socket.destroyed) this.socket.write(JSON.stringify(m) + '\n');
+  }
+
+  send(m: Exclude<RankToCoordinator, RankHello>): void {
+    this.write(m);
   }
 
   /** Resolves once everything written so far has been handed to the kernel. */

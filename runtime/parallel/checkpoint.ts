@@ -11,7 +11,7 @@
 import { existsSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Gpt, type GptShape } from '../model/gpt';
-import { CHECKPOINT_FORMAT, CheckpointError, commitCheckpointFolder, fsyncDir, hfConfig, latestCheckpoint, writeFileSynced, type CheckpointState } from '../train/checkpoint';
+import { CHECKPOINT_FORMAT, CheckpointError, commitCheckpointFolder, fsyncDir, hfConfig, latestCheckpoint, readModelTensors, saveCheckpoint, stepFolder, writeFileSynced, writeModelFiles, type CheckpointState } from '../train/checkpoint';
 import { stateSlots } from '../train/optimizer';
 import { writeSafetensors, type TensorToWrite } from '../train/safetensors';
 import { consolidateShards, type ShardLayout } from './shard-files';
@@ -40,35 +40,33 @@ export function hasFullFiles(folder: string): boolean {
   return existsSync(join(folder, 'model.safetensors')) && existsSync(join(folder, 'optimizer.safetensors'));
 }
 
+/** The folder a checkpoint template (tmpCheckpointTemplate) names for `step`. */
+export function checkpointFolder(template: string, step: number): string {
+  return template.replace('{step}', stepFolder(step));
+}
+
 /** The temporary folder the ranks write checkpoint `step` into. */
 export function tmpCheckpointTemplate(checkpointsDir: string, nonce: string): string {
   return join(checkpointsDir, `.tmp-{step}-${process.pid}-${nonce}`);
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
+/**
+ * Commits a folder the ranks have filled: state.json and config.json, fsync, rename, latest.json, prune.
+ * A world of one (dp = tp = 1, ZeRO 0) is stored as a single-device checkpoint (saveCheckpoint): its one
+ * shard becomes model.safetensors (HF names, loadable by transformers) and optimizer.safetensors, and
+ * state.json has no layout — the format single-device runs have always written, so old and new ones resume
+ * alike. `inFlight`: temporary folders this run's ranks may be writing now (kept by the cleanup).
+ */
+export function commitCheckpoint(checkpointsDir: string, tmp: string, state: ShardedState, shape: GptShape, dropout: number, inFlight: (name: string) => boolean): { path: string; bytes: number } {
+  const L = state.layout;
+  if (L.dp === 1 && L.tp === 1 && L.zero === 0) {
+    const specs = new Gpt(shape).paramSpecs();
+    const full = consolidateShards(tmp, L, shape, specs, state.optimizer.kind);
+    const { layout: _layout, ...single } = state;
+    const saved = saveCheckpoint(checkpointsDir, { params: full.params, optimizer: full.optimizer, state: single }, specs, dropout, { inFlight: (f) => inFlight(f) && join(checkpointsDir, f) !== tmp });
+    rmSync(tmp, { recursive: true, force: true });
+    return saved;
   }
-}
-
-/** Removes leftovers of interrupted checkpoints (ours other than `keep`, or a dead coordinator's). */
-export function removeStaleTemporaries(checkpointsDir: string, keep: string[] = []): void {
-  if (!existsSync(checkpointsDir)) return;
-  for (const f of readdirSync(checkpointsDir)) {
-    if (!f.startsWith('.tmp-') && !f.startsWith('.old-')) continue;
-    const path = join(checkpointsDir, f);
-    if (keep.includes(path)) continue;
-    const pid = Number(/-(\d+)-[^-]+$/.exec(f)?.[1]);
-    if (pid && pid !== process.pid && alive(pid)) continue;
-    rmSync(path, { recursive: true, force: true });
-  }
-}
-
-/** Commits a folder the ranks have filled: state.json and config.json, fsync, rename, latest.json, prune. */
-export function commitCheckpoint(checkpointsDir: string, tmp: string, state: ShardedState, shape: GptShape, dropout: number): { path: string; bytes: number } {
   let bytes = 0;
   for (const f of readdirSync(tmp)) {
     const p = join(tmp, f);
@@ -76,6 +74,7 @@ export function commitCheckpoint(checkpointsDir: string, tmp: string, state: Sha
     fsyncDir(p);
   }
   bytes += writeFileSynced(join(tmp, 'config.json'), JSON.stringify(hfConfig(shape, dropout), null, 2) + '\n');
+  // state.json last: a folder without it is never a checkpoint.
   bytes += writeFileSynced(join(tmp, 'state.json'), JSON.stringify(state, null, 2) + '\n');
   fsyncDir(tmp);
   return { path: commitCheckpointFolder(checkpointsDir, tmp, state.step), bytes };
@@ -90,18 +89,9 @@ export function consolidate(folder: string): { bytes: number; state: ShardedStat
   const state = readState(folder);
   if (!isSharded(state)) throw new CheckpointError(`${folder} is not a sharded checkpoint (its state.json has no layout): it already is a single-device checkpoint`);
   const shape = state.model;
-  const fullSpecs = new Gpt(shape).paramSpecs();
-  const kind = state.optimizer.kind;
-  const full = consolidateShards(folder, state.layout, shape, fullSpecs, kind);
-  const slots = stateSlots(kind);
-  const tmpModel = join(folder, `.model.safetensors.${process.pid}.tmp`);
-  const tmpOpt = join(folder, `.optimizer.safetensors.${process.pid}.tmp`);
-  let bytes = writeSafetensors(tmpModel, fullSpecs.map((s): [string, TensorToWrite] => [s.name, { shape: s.shape, data: full.params.get(s.name)! }]), { format: 'pt' });
-  const opt: [string, TensorToWrite][] = [];
-  for (const s of fullSpecs) slots.forEach((slot, i) => opt.push([`${s.name}.${slot}`, { shape: s.shape, data: full.optimizer.get(s.name)![i]! }]));
-  bytes += writeSafetensors(tmpOpt, opt, { format: 'pt', kind, steps: String(state.optimizer.steps) });
-  renameSync(tmpOpt, join(folder, 'optimizer.safetensors'));
-  renameSync(tmpModel, join(folder, 'model.safetensors'));
+  const specs = new Gpt(shape).paramSpecs();
+  const full = consolidateShards(folder, state.layout, shape, specs, state.optimizer.kind);
+  let bytes = writeModelFiles(folder, { params: full.params, optimizer: full.optimizer, state }, specs);
   if (!existsSync(join(folder, 'config.json'))) bytes += writeFileSynced(join(folder, 'config.json'), JSON.stringify(hfConfig(shape, 0), null, 2) + '\n');
   fsyncDir(folder);
   return { bytes, state };
@@ -124,4 +114,10 @@ export function consolidateLatestIfSharded(checkpointsDir: string, log: (line: s
   if (!isSharded(state) || hasFullFiles(folder)) return;
   log(`checkpoint ${folder} is sharded (dp=${state.layout.dp} tp=${state.layout.tp} zero=${state.layout.zero}); consolidating it to resume on one device`);
   consolidate(folder);
+}
+
+/** The full parameters of any checkpoint folder: its single-device files, or its shards consolidated in memory. */
+export function readCheckpointParams(folder: string): Map<string, Float32Array> {
+  if (hasFullFiles(folder)) return readModelTensors(join(folder, 'model.safetensors'), new Gpt(readState(folder).model).paramSpecs());
+  return readConsolidated(folder).params;
 }

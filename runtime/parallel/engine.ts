@@ -18,12 +18,11 @@ import { BatchSampler, loadTokens, type TokenStream } from '../train/data';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadCheckpoint, loadHfFolder, readModelTensors } from '../train/checkpoint';
-import { optimizerHyper, stateSlots, type OptimizerHyper } from '../train/optimizer';
+import { clipCoefficient, optimizerHyper, stateSlots, sumSquares, updateRange, type OptimizerHyper } from '../train/optimizer';
 import { learningRate } from '../train/schedule';
 import { FlatLayout, type Segment } from './flat';
 import { GradReducer, type CommTimer } from './grads';
 import { ParallelError, resolveLayout, type ParallelLayout } from './layout';
-import { clipCoefficient, sumSquares, updateRange } from './optim';
 import { isSharded, sliceShard } from './shards';
 import { readShard, type ShardContents } from './shard-files';
 import { NO_HOOKS, ShardedGpt, unitSchedule, type UnitHooks } from './sharded-gpt';
@@ -31,15 +30,8 @@ import { CommTensorGroup } from './tensor-group';
 import { readFloats, tensorFromHost } from './tensor-io';
 import { Zero3Params } from './zero3';
 
-/** Where a rank's initial state comes from. */
-export type StartFrom =
-  | { kind: 'fresh' }
-  /** Weights only: a HF GPT-2 folder or a (consolidated) ScaleLM checkpoint. */
-  | { kind: 'init'; folder: string }
-  /** A full (single-device or consolidated) checkpoint: weights and optimizer state, resharded here. */
-  | { kind: 'resume-full'; folder: string }
-  /** This layout's own sharded checkpoint. */
-  | { kind: 'resume-sharded'; folder: string };
+import type { StartFrom } from '../coordinator/engine';
+export type { StartFrom } from '../coordinator/engine';
 
 export interface EngineOptions {
   config: RunConfig;
@@ -50,6 +42,15 @@ export interface EngineOptions {
   threads?: number;
 }
 
+/** A step computed (forward, backward, gradients reduced) but not yet applied. */
+export interface ComputedStep {
+  step: number;
+  /** performance.now() at the step's start. */
+  t0: number;
+  /** Σ of this rank's micro-batch losses (float32). */
+  lossSum: number;
+}
+
 export interface StepOutcome {
   step: number;
   loss: number;
@@ -57,7 +58,7 @@ export interface StepOutcome {
   gradNorm: number;
   stepMs: number;
   memory: StepMemory;
-  /** Summed over the world: non-zero when some rank asked. */
+  /** Summed over the world: some rank asked to stop — this step was computed but not applied (no update). */
   stop: boolean;
   checkpoint: boolean;
   /** ms this rank waited on communication during the step. */
@@ -95,6 +96,8 @@ export class RankEngine {
   readonly paddedVocab: number;
   optimizerSteps = 0;
   faults: Faults = {};
+  /** Made by alone(): dispose closes the comm too. */
+  private ownsComm = false;
   private readonly specs: ParamSpec[];
 
   private constructor(
@@ -157,6 +160,29 @@ export class RankEngine {
       throw e;
     }
     return engine;
+  }
+
+  /**
+   * A world of one in this thread, driven step by step by the caller (tests and benchmarks that look
+   * inside a step: measured memory, the exact batches, the weights between steps). Training runs go
+   * through the coordinator, which starts the same rank in a worker thread.
+   */
+  static async alone(options: EngineOptions): Promise<RankEngine> {
+    const layout = resolveLayout(options.config);
+    if (layout.world !== 1) throw new ParallelError(`RankEngine.alone runs a world of one; this layout has ${layout.world} ranks`);
+    const { arenaBytes } = await import('./local-engine');
+    const { ShmBackend } = await import('../comm/shm-backend');
+    const { createShmWorld } = await import('../comm/shm-world');
+    const { Comm: CommClass } = await import('../comm/comm');
+    const comm = new CommClass(new ShmBackend(createShmWorld(1, { arenaBytes: arenaBytes(options.config, layout) }), 0, { spin: 0 }));
+    try {
+      const engine = await RankEngine.create(comm, options);
+      engine.ownsComm = true;
+      return engine;
+    } catch (e) {
+      comm.close();
+      throw e;
+    }
   }
 
   /** The ParamSource the layers read: the store, or ZeRO-3's gathered units. */
@@ -269,10 +295,16 @@ export class RankEngine {
    * step's single scalar all-reduce so every rank acts on the same step.
    */
   trainStep(step: number, ask: { stop?: boolean; checkpoint?: boolean } = {}): StepOutcome {
-    const { config } = this.options;
-    const t = config.train;
+    return this.finishStep(this.computeStep(step), ask);
+  }
+
+  /**
+   * The first part of a step: forward and backward over this rank's micro-batches, gradients reduced.
+   * Between it and finishStep the caller may wait for the step's requests (rank 0 waits for the
+   * coordinator's ack while nothing is left to compute).
+   */
+  computeStep(step: number): ComputedStep {
     const A = this.layout.accumulation;
-    const lr = learningRate(t, step);
     this.tracker.beginStep(step);
     this.timer.exposedMs = 0;
     const t0 = performance.now();
@@ -293,41 +325,51 @@ export class RankEngine {
         tokens.dispose();
         targets.dispose();
         state = out.state;
-        lossSum += readFloats(out.loss)[0]!;
+        lossSum = Math.fround(lossSum + readFloats(out.loss)[0]!); // float32, as a sum of loss tensors
         out.loss.dispose();
         this.reducer.beginMicro(a, a === A - 1);
         this.model.backward(ctx, state!, 1 / A, this.reducer.sink, this.hooks());
         state = undefined;
         this.reducer.endMicro();
       }
-      this.tracker.where = { step, phase: 'optimizer', layer: 'clip' };
-      // One scalar all-reduce over the world: the mean loss over dp, Σg² over TP shards and ZeRO
-      // partitions (replicated parameters counted once), and the ranks' requests.
-      const tpLead = this.coords.tp === 0;
-      const partitioned = this.layout.zero >= 1;
-      let sq = 0;
-      if (partitioned || this.coords.dp === 0) {
-        for (const s of this.mine) {
-          if (!s.slot.sharded && !tpLead) continue;
-          const [g, at] = this.reducer.gradOf(s);
-          sq += sumSquares(g, at, s.length);
-        }
-      }
-      const scalars = new Float32Array([tpLead ? lossSum / A / this.layout.dp : 0, sq, ask.stop ? 1 : 0, ask.checkpoint ? 1 : 0]);
-      this.comm.world.allReduce(scalars, 'sum');
-      const gradNorm = Math.sqrt(scalars[1]!);
-      const coef = clipCoefficient(gradNorm, t.gradClip);
-      this.tracker.where.layer = 'update';
-      this.update(lr, coef);
-      if (this.zero3 && this.zero3.live().length) throw new Error(`ZeRO-3: ${this.zero3.live().join(', ')} still gathered after the step`);
-      const stepMs = performance.now() - t0;
-      return {
-        step, loss: scalars[0]!, lr, gradNorm, stepMs, memory: this.tracker.stepMemory(),
-        stop: scalars[2]! > 0, checkpoint: scalars[3]! > 0, exposedCommMs: this.timer.exposedMs,
-      };
+      return { step, t0, lossSum };
     } finally {
       disposeForwardState(state);
     }
+  }
+
+  /** The rest of a step: the world's scalar all-reduce (with this rank's requests), clipping, the update. */
+  finishStep(computed: ComputedStep, ask: { stop?: boolean; checkpoint?: boolean } = {}): StepOutcome {
+    const { step, t0, lossSum } = computed;
+    const t = this.options.config.train;
+    const A = this.layout.accumulation;
+    const lr = learningRate(t, step);
+    this.tracker.where = { step, phase: 'optimizer', layer: 'clip' };
+    // One scalar all-reduce over the world: the mean loss over dp, Σg² over TP shards and ZeRO
+    // partitions (replicated parameters counted once), and the ranks' requests.
+    const tpLead = this.coords.tp === 0;
+    const partitioned = this.layout.zero >= 1;
+    let sq = 0;
+    if (partitioned || this.coords.dp === 0) {
+      for (const s of this.mine) {
+        if (!s.slot.sharded && !tpLead) continue;
+        const [g, at] = this.reducer.gradOf(s);
+        sq += sumSquares(g, at, s.length);
+      }
+    }
+    const scalars = new Float32Array([tpLead ? lossSum / A / this.layout.dp : 0, sq, ask.stop ? 1 : 0, ask.checkpoint ? 1 : 0]);
+    this.comm.world.allReduce(scalars, 'sum');
+    const gradNorm = Math.sqrt(scalars[1]!);
+    const coef = clipCoefficient(gradNorm, t.gradClip);
+    this.tracker.where.layer = 'update';
+    // A stop asked before this step was agreed discards it: every rank ends on the step before, as asked.
+    if (scalars[2]! === 0) this.update(lr, coef);
+    if (this.zero3 && this.zero3.live().length) throw new Error(`ZeRO-3: ${this.zero3.live().join(', ')} still gathered after the step`);
+    const stepMs = performance.now() - t0;
+    return {
+      step, loss: scalars[0]!, lr, gradNorm, stepMs, memory: this.tracker.stepMemory(),
+      stop: scalars[2]! > 0, checkpoint: scalars[3]! > 0, exposedCommMs: this.timer.exposedMs,
+    };
   }
 
   /** Updates this rank's partition; ZeRO 0–2 rebuild the parameter tensors, ZeRO-3 updates its partition in place. */
@@ -445,5 +487,6 @@ export class RankEngine {
     this.params?.dispose();
     if (this.zero3) this.comm.free(this.zero3.owned);
     this.tracker.dispose();
+    if (this.ownsComm) this.comm.close();
   }
 }

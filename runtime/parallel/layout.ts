@@ -28,12 +28,6 @@ export interface ParallelLayout {
 /** 1 MiB like PyTorch DDP's first bucket. */
 export const FIRST_BUCKET_BYTES = 1 << 20;
 
-/** Whether a config needs the parallel engine rather than the single-device trainer. */
-export function isParallel(config: RunConfig): boolean {
-  const p = config.parallel;
-  return p.dp * p.tp * p.pp > 1 || p.zero > 0 || config.devices.transport === 'tcp';
-}
-
 export function resolveLayout(config: RunConfig): ParallelLayout {
   const p = config.parallel;
   const m = config.model;

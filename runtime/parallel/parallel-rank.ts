@@ -6,8 +6,9 @@ import type { Comm } from '../comm/comm';
 import type { CallRecord } from '../comm/types';
 import type { RunConfig } from '../config/types';
 import type { CommStat, Message } from '../../common/protocol';
-import { ChannelClient, type RankToCoordinator } from './channel';
+import { ChannelClient, type RankHello, type RankToCoordinator } from './channel';
 import { RankEngine, type Faults, type StartFrom, type StepOutcome } from './engine';
+import { checkpointFolder } from './checkpoint';
 import { writeShard } from './shard-files';
 
 export interface RankArgs {
@@ -16,8 +17,10 @@ export interface RankArgs {
   start: StartFrom;
   /** Optimizer steps completed before this run (resume). */
   startStep: number;
-  /** The coordinator's side channel (absent: nothing is reported, e.g. tests that call main directly). */
+  /** The coordinator's channel: `unix:/path`, `tcp:host:port` or a bare socket path (absent: nothing is reported, e.g. tests that call main directly). */
   channel?: string;
+  /** The channel's per-run secret (SCALELM_CHANNEL_TOKEN), presented in the rank's hello. */
+  channelToken?: string;
   /** Where each rank writes its shard of checkpoint `step` ("{step}" is replaced); the coordinator commits the folder. */
   checkpointTemplate?: string;
   threads?: number;
@@ -31,6 +34,8 @@ export interface RankArgs {
 export interface RankFaults {
   /** A rank that fails in the middle of a step's backward: 'throw' an error, or 'exit' (the thread or process just ends). */
   die?: { rank: number; step: number; how: 'throw' | 'exit' };
+  /** Every step holds its rank's thread this long more (busy, like compute): a model whose steps are slow. */
+  slowStepMs?: number;
 }
 
 export interface RankResult {
@@ -46,10 +51,6 @@ export interface RankResult {
 }
 
 const yieldToLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
-
-export function checkpointFolder(template: string, step: number): string {
-  return template.replace('{step}', `step-${String(step).padStart(6, '0')}`);
-}
 
 /** Totals per collective kind ("all-reduce-tp", "reduce-scatter-dp", …) since the start. */
 class CommTotals {
@@ -76,13 +77,28 @@ export async function main(comm: Comm, args: RankArgs): Promise<RankResult> {
   // every rank after the step, with a checkpoint), not a reason for one rank to die.
   if (comm.transport === 'socket') process.on('SIGINT', () => {});
   const asked = { stop: false, checkpoint: false };
+  // Rank 0 waits for the coordinator's ack of each step before computing it (the stop/checkpoint decision
+  // is then exact); the others learn it inside the step's world all-reduce.
+  let acked: { step: number; resolve: () => void } | undefined;
   const channel = args.channel
-    ? await ChannelClient.connect(args.channel, (m) => {
-        if (m.k === 'control') asked[m.action] = true;
-      })
+    ? await ChannelClient.connect(
+        args.channel,
+        args.channelToken ?? '',
+        { rank, world: comm.size, engine: 'local' },
+        (m) => {
+          if (m.k === 'control') asked[m.action] = true;
+          else if (m.k === 'ack' && acked?.step === m.step) acked.resolve();
+        },
+        () => acked?.resolve(), // the coordinator is gone: the launcher ends this rank
+      )
     : undefined;
-  const send = (m: RankToCoordinator) => channel?.send(m);
-  send({ k: 'hello', rank, pid: process.pid });
+  const ack = (at: number) =>
+    new Promise<void>((resolve) => {
+      // The channel's socket does not hold the event loop open (unref): this timer does while we wait.
+      const hold = setInterval(() => {}, 2 ** 30);
+      acked = { step: at, resolve: () => (clearInterval(hold), resolve()) };
+    });
+  const send = (m: Exclude<RankToCoordinator, RankHello>) => channel?.send(m);
   const publish = (m: Message) => send({ k: 'msg', rank, m });
   let step = args.startStep;
   let engine: RankEngine | undefined;
@@ -119,9 +135,20 @@ export async function main(comm: Comm, args: RankArgs): Promise<RankResult> {
     while (step < t.steps) {
       // Let the side channel deliver control requests (and flush what was sent).
       await yieldToLoop();
-      send({ k: 'progress', rank, step: step + 1 });
-      const out: StepOutcome = engine.trainStep(step + 1, asked);
+      // Rank 0 asks for the coordinator's ack and computes meanwhile; the requests it gets before the ack
+      // go into this step's all-reduce (a stop then discards the step: the run ends on the one before).
+      const sync = rank === 0 && channel !== undefined;
+      const acknowledged = sync ? ack(step + 1) : undefined;
+      send({ k: 'progress', rank, step: step + 1, ...(sync ? { sync } : {}) });
+      const computed = engine.computeStep(step + 1);
+      if (args.faults?.slowStepMs) for (const end = performance.now() + args.faults.slowStepMs; performance.now() < end; );
+      await acknowledged;
+      const out: StepOutcome = engine.finishStep(computed, asked);
       asked.checkpoint = false;
+      if (out.stop) {
+        reason = 'stopped';
+        break;
+      }
       step = out.step;
       losses.push(out.loss);
       const now = Date.now();
@@ -143,10 +170,6 @@ export async function main(comm: Comm, args: RankArgs): Promise<RankResult> {
         if (rank === 0) publish({ type: 'eval', step, loss, t: Date.now() });
       }
       if (args.checkpointTemplate && ((t.checkpointEvery > 0 && step % t.checkpointEvery === 0) || out.checkpoint)) await save(step);
-      if (out.stop) {
-        reason = 'stopped';
-        break;
-      }
     }
     if (args.checkpointTemplate && lastSaved !== step) await save(step);
     const result: RankResult = { rank, step, reason, losses, coords: engine.coords, ...(engine.zero3 ? { maxGathered: engine.zero3.maxLive } : {}) };
@@ -154,12 +177,14 @@ export async function main(comm: Comm, args: RankArgs): Promise<RankResult> {
       if (engine.zero3) result.owned = engine.zero3.owned.slice();
       else result.params = Object.fromEntries(await engine.localParams());
     }
+    send({ k: 'done', rank, step, reason });
     await channel?.flush();
     return result;
   } catch (e) {
     if (e instanceof Error) e.message = `rank ${rank}, step ${step + 1}: ${e.message}`;
     throw e;
   } finally {
+    acked?.resolve(); // a failure mid-step: let the event loop end
     engine?.dispose();
     await channel?.close();
   }

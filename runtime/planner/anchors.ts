@@ -87,12 +87,17 @@ export interface MegatronArgs {
   microBatchSize: number;
   sequenceParallel: boolean;
   recomputeGranularity: 'selective' | 'full' | null;
+  /** The formula before Megatron-LM PR #4687: norms divided by tp like the linear weights. */
+  legacyNormsSharded?: boolean;
 }
 
 /**
- * `compute_weight_and_optimizer_memory` (megatron/training/theoretical_memory_usage.py, dense, no MTP): the most
- * loaded shard holds (block/pp + one embedding)/tp (+ the untied head when pp = 1), at 18 bytes per parameter,
- * or 6 + 12/d with the distributed optimizer. No linear biases, no learned positions.
+ * `compute_weight_and_optimizer_memory` (megatron/training/theoretical_memory_usage.py, dense, no MTP), current
+ * code (Megatron-LM PR #4687, mirrored in Megatron-Bridge): the most loaded shard holds
+ * (tp-sharded block/pp + one embedding)/tp + replicated block/pp (the norms: 2·h·norm_size per layer and the
+ * final norm, on every tp rank) (+ the untied head/tp when pp = 1), at 18 bytes per parameter, or 6 + 12/d with
+ * the distributed optimizer. `legacyNormsSharded`: the code before that PR, which divided the norms by tp too.
+ * No linear biases, no learned positions.
  */
 export function megatronWeightAndOptimizer(args: MegatronArgs): { mostLoadedShardParams: number; bytesPerParameter: number; bytes: number; totalParams: number } {
   const h = args.hiddenSize;
@@ -100,13 +105,21 @@ export function megatronWeightAndOptimizer(args: MegatronArgs): { mostLoadedShar
   const gated = args.swiglu ? 3 / 2 : 1;
   const normSize = args.normalization === 'RMSNorm' ? 1 : 2;
   const selfAttn = 2 * h * h * ((1 + args.numQueryGroups / args.numAttentionHeads) * queryProjectionToHidden);
-  const layer = 2 * h * (args.ffnHiddenSize * gated + normSize) + selfAttn;
+  // Linear weights are split over tp; the two norms per layer and the final norm are replicated on every tp rank.
+  const tpSharded = 2 * h * args.ffnHiddenSize * gated + selfAttn;
+  const replicatedPerLayer = 2 * h * normSize;
   const embeddingSize = h * args.paddedVocabSize;
   const finalNorm = normSize * h;
-  const block = layer * args.numLayers + finalNorm;
+  const tpShardedBlock = tpSharded * args.numLayers;
+  const replicatedBlock = replicatedPerLayer * args.numLayers + finalNorm;
+  const block = tpShardedBlock + replicatedBlock;
   const embeddingLayers = args.untieEmbeddingsAndOutputWeights ? 2 * embeddingSize : embeddingSize;
-  let shard = (block / args.pipelineModelParallelSize + embeddingSize) / args.tensorModelParallelSize;
-  if (args.untieEmbeddingsAndOutputWeights && args.pipelineModelParallelSize === 1) shard += embeddingSize / args.tensorModelParallelSize;
+  const p = args.pipelineModelParallelSize;
+  const t = args.tensorModelParallelSize;
+  let shard = args.legacyNormsSharded
+    ? (block / p + embeddingSize) / t
+    : (tpShardedBlock / p + embeddingSize) / t + replicatedBlock / p;
+  if (args.untieEmbeddingsAndOutputWeights && p === 1) shard += embeddingSize / t;
   const bytesPerParameter = args.useDistributedOptimizer ? 6 + 12 / args.dataParallelSize : 18;
   return { mostLoadedShardParams: shard, bytesPerParameter, bytes: shard * bytesPerParameter, totalParams: block + embeddingLayers };
 }

@@ -2,6 +2,9 @@
 import { GPU_PRESETS, MODEL_PRESETS, type GpuPresetName, type ModelPresetName } from '../config/presets';
 import type { Layout, PlanInput, PlanModel, PlanTraining } from './types';
 
+/** Fraction of peak FLOP/s large GEMMs reach (cuBLAS on A100/H100); small GEMMs, memory-bound ops and communication come on top (time.ts). */
+export const DEFAULT_EFFICIENCY = 0.7;
+
 export interface PlanInputOptions extends Partial<Layout> {
   gpus?: number;
   gpusPerNode?: number;
@@ -44,6 +47,6 @@ export function planInputFor(model: PlanModel | ModelPresetName, o: PlanInputOpt
       dp, tp, pp, vpp: o.vpp ?? 1, zero: o.zero ?? 0, sequenceParallel: o.sequenceParallel ?? false,
       offloadOptimizer: o.offloadOptimizer ?? false, offloadParams: o.offloadParams ?? false, bucketMB: o.bucketMB ?? 25,
     },
-    cluster: { gpusPerNode, nodes: Math.ceil(gpus / gpusPerNode), spec, efficiency: o.efficiency ?? 0.5, headroom: o.headroom ?? 0.05 },
+    cluster: { gpusPerNode, nodes: Math.ceil(gpus / gpusPerNode), spec, efficiency: o.efficiency ?? DEFAULT_EFFICIENCY, headroom: o.headroom ?? 0.05 },
   };
 }

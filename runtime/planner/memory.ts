@@ -6,7 +6,7 @@ import { accelerateTrainingUsage, deepspeedZero2, deepspeedZero3, megatronActiva
 import { countParams, largestModuleParams, layerShardParams, paramsPerStage, stageParams, type ParamCounts } from './params';
 import { runtimeMemoryTerms, runtimeVocab } from './runtime-model';
 import { torchMemoryTerms, torchVocab } from './torch-model';
-import { CATEGORIES, type Category, type ConventionName, type EstimateOptions, type Layout, type MemoryBreakdown, type MemoryEstimate, type MemoryTerm, type Overheads, type PlanInput } from './types';
+import { CATEGORIES, type Category, type ConventionName, type EstimateOptions, type Layout, type MemoryBreakdown, type MemoryEstimate, type MemoryFigures, type MemoryTerm, type Overheads, type PlanInput } from './types';
 
 const GiB = 2 ** 30;
 const MiB = 2 ** 20;
@@ -99,7 +99,7 @@ export function scalelmContext(input: PlanInput, layout: Layout, overheads: Over
  * ScaleLM's estimate for one pipeline stage's rank. Every term goes to `sink` when given (the search passes
  * none and gets only the sums).
  */
-export function scalelmStage(ctx: ScalelmContext, stage: number, sink?: Sink): MemoryBreakdown & { host: number; stageParams: number } {
+export function scalelmStage(ctx: ScalelmContext, stage: number, sink?: Sink): MemoryBreakdown & { host: number; stageParams: number; allocated: number; slack: number } {
   const { input, layout, counts, overheads: ov, shape } = ctx;
   const { dp, tp, pp, vpp, zero } = layout;
   const L = input.model.layers;
@@ -165,13 +165,13 @@ export function scalelmStage(ctx: ScalelmContext, stage: number, sink?: Sink): M
     }
   }
   if (pp > 1) put('buffers', 'pipeline send/receive buffers', (2 * shape.e * sbh) / tp);
-  const communicators = (dp > 1 ? 1 : 0) + (tp > 1 ? 1 : 0) + (pp > 1 ? 2 : 0);
-  if (communicators > 0) put('buffers', `NCCL buffers (${communicators} communicator${communicators > 1 ? 's' : ''})`, communicators * ov.ncclPerCommunicator);
-
-  // Overhead.
+  // Overhead: what nvidia-smi counts beyond PyTorch's allocated tensors. The slack is reserved − allocated
+  // (the caching allocator's free blocks); the context and NCCL's buffers are outside the allocator.
   const allocated = b.params + b.grads + b.optimizer + b.activations + b.buffers;
-  put('overhead', 'CUDA context, cuBLAS/NCCL workspaces (outside the allocator)', ov.cudaContext);
-  put('overhead', `allocator slack (${Math.round(ov.allocatorSlack * 100)}% of allocated)`, ov.allocatorSlack * allocated);
+  put('overhead', `allocator slack, reserved − allocated (${Math.round(ov.allocatorSlack * 100)}% of allocated)`, ov.allocatorSlack * allocated);
+  put('overhead', 'CUDA context, cuBLAS workspaces (outside the allocator)', ov.cudaContext);
+  const communicators = (dp > 1 ? 1 : 0) + (tp > 1 ? 1 : 0) + (pp > 1 ? 2 : 0);
+  if (communicators > 0) put('overhead', `NCCL buffers (${communicators} communicator${communicators > 1 ? 's' : ''}, outside the allocator)`, communicators * ov.ncclPerCommunicator);
 
   // Host memory for this rank.
   let host = ov.hostPerProcess;
@@ -186,7 +186,15 @@ export function scalelmStage(ctx: ScalelmContext, stage: number, sink?: Sink): M
     host += bytes;
     sink?.('host', 'offloaded 16-bit parameter partition', bytes);
   }
-  return { ...sum(b), host, stageParams: sp };
+  return { ...sum(b), host, stageParams: sp, allocated, slack: ov.allocatorSlack * allocated };
+}
+
+/** allocated / reserved / device from a scalelm stage estimate. */
+export function figuresOf(r: MemoryBreakdown & { allocated: number; slack: number }): MemoryFigures {
+  return {
+    allocated: r.allocated, reserved: r.allocated + r.slack, device: r.total,
+    allocatedBy: { params: r.params, grads: r.grads, optimizer: r.optimizer, activations: r.activations, buffers: r.buffers },
+  };
 }
 
 function scalelmEstimate(input: PlanInput, layout: Layout, options: EstimateOptions): MemoryEstimate {
@@ -202,7 +210,7 @@ function scalelmEstimate(input: PlanInput, layout: Layout, options: EstimateOpti
   const notes: string[] = [];
   if (ctx.counts.givenTotal) notes.push(`model.totalParams=${input.model.totalParams} given: the transformer layers hold ${Math.round(ctx.counts.perLayer)} parameters each so that the total matches`);
   return {
-    convention: 'scalelm',
+    convention: 'scalelm', figures: figuresOf(r), totalIs: 'device',
     perDevice: { params: r.params, grads: r.grads, optimizer: r.optimizer, activations: r.activations, buffers: r.buffers, overhead: r.overhead, total: r.total },
     heaviestStage: best.stage, stages: layout.pp,
     host: { perRank: r.host, perNode: r.host * Math.min(input.cluster.gpusPerNode, layout.dp * layout.tp * layout.pp) },
@@ -217,7 +225,7 @@ function torchEstimate(input: PlanInput, layout: Layout): MemoryEstimate {
   const counts = countParams(input.model, layout.tp, layout.tp === 1 ? 1 : 128);
   const perDevice = stageParams(counts, input.model.layers, layout.tp, 1, 0).params;
   return {
-    convention: 'torch', perDevice: fromTerms(terms), heaviestStage: 0, stages: 1,
+    convention: 'torch', totalIs: 'allocated', perDevice: fromTerms(terms), heaviestStage: 0, stages: 1,
     host: { perRank: 0, perNode: 0 },
     hostCovered: true,
     params: { total: counts.total, perDevice, paddedVocab: torchVocab(input.model.vocab, layout.tp) },
@@ -230,7 +238,7 @@ function runtimeEstimate(input: PlanInput, layout: Layout): MemoryEstimate {
   const counts = countParams(input.model, layout.tp, layout.tp === 1 ? 1 : 128);
   const perDevice = stageParams(counts, input.model.layers, layout.tp, 1, 0).params;
   return {
-    convention: 'runtime', perDevice: fromTerms(terms), heaviestStage: 0, stages: 1,
+    convention: 'runtime', totalIs: 'allocated', perDevice: fromTerms(terms), heaviestStage: 0, stages: 1,
     host: { perRank: 0, perNode: 0 },
     hostCovered: true,
     params: { total: counts.total, perDevice, paddedVocab: runtimeVocab(input.model.vocab, layout.tp) },
@@ -283,9 +291,12 @@ function anchorEstimate(convention: Exclude<ConventionName, 'scalelm' | 'runtime
       const r = deepspeedZero3(psi, largest, gpusPerNode, nodes, layout.offloadOptimizer, layout.offloadParams, options.deepspeedZeroInit ?? true, factor);
       add('buffers', `4 × largest layer (${largest} params: fp16 gathered params + fp16 grads)`, r.largestLayerMemory);
       const rest = r.gpu - r.largestLayerMemory;
-      if (layout.offloadParams) add('params', 'parameters offloaded', 0);
+      // DeepSpeed's estimator reads cpu_offload_params only inside its cpu_offload branch: parameter offload
+      // without optimizer offload is its no-offload branch (18Ψ/N on the GPU, the no-offload host figure).
+      if (layout.offloadOptimizer && layout.offloadParams) add('params', 'parameters offloaded', 0);
       else if (layout.offloadOptimizer) add('params', '2Ψ/N fp16 parameter partition', rest);
       else add('optimizer', '18Ψ/N: params, grads, fp32 params, Adam states', rest);
+      if (layout.offloadParams && !layout.offloadOptimizer) notes.push('DeepSpeed\'s estimator has no branch for parameter offload without optimizer offload (its table skips that pair): GPU and host follow its no-offload branch');
       add('host', `host per node (× ${factor} buffer factor, zero_init=${options.deepspeedZeroInit ?? true})`, r.cpu);
       host = r.cpu;
     }
@@ -329,7 +340,7 @@ function anchorEstimate(convention: Exclude<ConventionName, 'scalelm' | 'runtime
   const perDevice = fromTerms(terms);
   if (reportedTotal !== undefined) perDevice.total = reportedTotal;
   return {
-    convention, perDevice, heaviestStage: 0, stages: layout.pp,
+    convention, totalIs: 'allocated', perDevice, heaviestStage: 0, stages: layout.pp,
     host: { perRank: host / input.cluster.gpusPerNode, perNode: host },
     hostCovered: convention === 'deepspeed',
     params: { total: psi, perDevice: perDeviceParams, paddedVocab: counts.paddedVocab },

@@ -149,16 +149,32 @@ export function stageParams(counts: ParamCounts, layers: number, tp: number, pp:
   return { params: perStage * layerShard + embedding + output, layers: perStage, embedding, output };
 }
 
-/** The largest single module (DeepSpeed's `largest_layer_params`): the embedding, an untied head, or the largest linear. */
-export function largestModuleParams(model: ModelShape): number {
+/**
+ * Whether the model's HuggingFace modules fuse Q, K and V into one linear: GPT-2's `c_attn`, GPT-NeoX's
+ * `query_key_value` (GELU families). Llama, Mistral and Qwen2 (SwiGLU) have separate `q_proj`, `k_proj`,
+ * `v_proj` and separate `gate_proj` / `up_proj`. `model.fusedQkv` overrides the guess.
+ */
+export function hasFusedQkv(model: ModelShape & { fusedQkv?: boolean }): boolean {
+  return model.fusedQkv ?? model.activation !== 'swiglu';
+}
+
+/**
+ * The largest single module (DeepSpeed's `largest_layer_params`: the max over modules of their own,
+ * non-recursive parameters): the embedding, an untied head, positions, or the largest linear — fused QKV for
+ * GPT-2/NeoX, a single q/o projection (h·h) for Llama-style models, whose gate and up projections are separate too.
+ */
+export function largestModuleParams(model: ModelShape & { fusedQkv?: boolean }): number {
   const { hidden: h, heads: a, kvHeads: g, ffnHidden: f } = model;
   const d = h / a;
   const bias = model.bias ? 1 : 0;
+  const attention = hasFusedQkv(model)
+    ? h * (h + 2 * g * d) + bias * (h + 2 * g * d) // one fused QKV linear
+    : h * h + bias * h; // q_proj and o_proj (k/v are smaller with GQA, equal without)
   const candidates = [
     model.vocab * h,
     model.positionEmbedding === 'learned' ? model.seqLen * h : 0,
-    h * (h + 2 * g * d) + bias * (h + 2 * g * d), // fused QKV (GPT-2 c_attn)
-    h * f + bias * f, // fc1 / gate / up
+    attention,
+    h * f + bias * f, // fc1, or one of gate/up/down (each h·f)
   ];
   return Math.max(...candidates);
 }

@@ -1,17 +1,28 @@
-// Step-time model: compute from model FLOPs (Megatron's accounting, with recompute) over peak × efficiency;
-// tensor-parallel all-reduces on the critical path; pipeline bubble (p−1)/(v·m) and point-to-point sends;
-// data-parallel / ZeRO collectives hidden behind backward (or forward) up to its length; optimizer step and
-// offload transfers. Collectives are α-β: ring volume over the link's bandwidth plus a latency per step of a
-// log-depth tree. Pure.
+// Step-time model: matrix work from model FLOPs (Megatron's accounting, with recompute) at peak × efficiency,
+// slower for small GEMMs (short micro-batches, thin tensor-parallel shards), plus the memory-bound ops
+// (norms, dropout, activations, softmax) at HBM bandwidth; tensor-parallel all-reduces on the critical path;
+// pipeline bubble (p−1)/(v·m) and point-to-point sends; data-parallel / ZeRO collectives hidden behind backward
+// (or forward) up to its length, slowing the compute they overlap; optimizer step and offload transfers.
+// Collectives are α-β at the achieved fraction of the link's bandwidth. Pure.
 import { bytesPerParam } from './memory';
 import { countParams, stageParams, type ParamCounts } from './params';
 import type { CommModel, Layout, Overheads, PlanInput, TimeEstimate } from './types';
 
+// The efficiency constants are set so that the model lands on Narayanan et al. 2021's measured Tables 1 and 2
+// (A100, DGX nodes with 8 × HDR): see docs/planner.md, "Golden runs". `scalelm calibrate` refits them.
 export const DEFAULT_COMM: CommModel = {
   intraNodeLatency: 5e-6,
   interNodeLatency: 15e-6,
   hostBandwidth: 25e9,
   cpuOptimizerParamsPerSec: 5e8,
+  intraNodeCollectiveEfficiency: 0.8,
+  interNodeCollectiveEfficiency: 0.7,
+  gemmHalfSize: 64,
+  elementwiseBytesReplicated: 30,
+  elementwiseBytesSharded: 32,
+  attentionBytesPerScore: 9,
+  lossBytesPerLogit: 16,
+  overlapSlowdown: 0.35,
 };
 
 export type Collective = 'all-reduce' | 'reduce-scatter' | 'all-gather';
@@ -62,42 +73,71 @@ function groupInNode(size: number, stride: number, gpusPerNode: number): boolean
   return span <= gpusPerNode && gpusPerNode % span === 0;
 }
 
+/** Fraction of the large-GEMM rate a GEMM whose smaller dimension is `x` reaches: x / (x + half). */
+export function gemmSizeFactor(x: number, half: number): number {
+  return x / (x + half);
+}
+
 export function estimateTime(input: PlanInput, layout: Layout, overheads: Overheads, commModel: CommModel, counts?: ParamCounts): TimeEstimate {
   const { model, train, cluster } = input;
   const { dp, tp, pp, vpp, zero, microBatch: b } = layout;
   const c = counts ?? countParams(model, tp);
   const N = dp * tp * pp;
-  const flopRate = cluster.spec.peakFlops * cluster.efficiency;
+  const peak = cluster.spec.peakFlops;
+  const hbm = cluster.spec.memoryBandwidth;
   const m = train.globalBatch / (dp * b);
   const L = model.layers;
   const perStage = L / pp;
+  const s = model.seqLen;
+  const h = model.hidden;
   const e = train.precision === 'fp32' ? 4 : 2;
   const gpn = cluster.gpusPerNode;
+  const cm = commModel;
 
   const tpIntra = groupInNode(tp, 1, gpn);
   const dpIntra = groupInNode(dp, tp, gpn);
   const ppIntra = tp * dp * pp <= gpn;
-  const link = (intra: boolean) => (intra ? { bw: cluster.spec.intraNodeBandwidth, lat: commModel.intraNodeLatency } : { bw: cluster.spec.interNodeBandwidth, lat: commModel.interNodeLatency });
+  const link = (intra: boolean) => (intra
+    ? { bw: cluster.spec.intraNodeBandwidth * cm.intraNodeCollectiveEfficiency, lat: cm.intraNodeLatency, raw: cluster.spec.intraNodeBandwidth }
+    : { bw: cluster.spec.interNodeBandwidth * cm.interNodeCollectiveEfficiency, lat: cm.interNodeLatency, raw: cluster.spec.interNodeBandwidth });
   const tpLink = link(tpIntra);
   const dpLink = link(dpIntra);
   const ppLink = link(ppIntra);
 
-  const layerF = layerForwardFlops(input, b, c);
-  const logitsF = logitsForwardFlops(input, b, c);
-  const attnCoreF = 4 * b * model.seqLen ** 2 * model.hidden;
-  const actBytes = b * model.seqLen * model.hidden * e;
+  // One layer, one micro-batch, one GPU: matrix work at a rate that falls for small GEMMs, memory-bound ops at HBM bandwidth.
+  const g = (x: number) => gemmSizeFactor(x, cm.gemmHalfSize);
+  const tokens = b * s;
+  const fp32Scale = train.precision === 'fp32' ? 2 : 1;
+  const gemmRate = peak * cluster.efficiency * g(tokens) * g(h / tp) / fp32Scale;
+  const attnRate = peak * cluster.efficiency * g(s) / fp32Scale;
+  const weightF = layerForwardFlops(input, b, c) - 4 * b * s * s * h;
+  const attnCoreF = 4 * b * s * s * h;
+  const spDiv = layout.sequenceParallel ? tp : 1;
+  const eltBytes = (tokens * h * (cm.elementwiseBytesReplicated / spDiv + cm.elementwiseBytesSharded / tp) * e) / 2;
+  const scoreBytes = train.flashAttention ? 0 : (cm.attentionBytesPerScore * b * (model.heads / tp) * s * s * e) / 2;
+  const tGemm = weightF / tp / gemmRate;
+  const tAttn = attnCoreF / tp / attnRate;
+  const tElt = eltBytes / hbm;
+  const tScore = scoreBytes / hbm;
+  const layerFwd = tGemm + tAttn + tElt + tScore;
+  const layerBwd = 2 * (tGemm + tAttn + tElt + tScore);
+  // Logits: a GEMM over V/tp columns, then the loss's fp32 softmax over them (memory-bound).
+  const logitsF = logitsForwardFlops(input, b, c) / tp / (peak * cluster.efficiency * g(tokens) * g(h) / fp32Scale) + (cm.lossBytesPerLogit * tokens * c.paddedVocab) / tp / hbm;
+
+  const actBytes = tokens * h * e;
   const arLayer = collectiveTime('all-reduce', tp, actBytes, tpLink.bw, tpLink.lat);
   const tpOpsPerLayer = 4 + (layout.recompute === 'full' ? 2 : 0);
-  const p2p = pp > 1 ? 2 * vpp * (ppLink.lat + actBytes / tp / ppLink.bw) : 0;
+  const p2p = pp > 1 ? 2 * vpp * (ppLink.lat + actBytes / tp / ppLink.raw) : 0;
 
-  // One micro-batch on a stage, per GPU: forward, backward (2×), recompute, TP collectives, p2p.
+  // One micro-batch on a stage, per GPU: forward, backward, recompute, TP collectives, p2p.
   const stageTimes = (last: boolean, first: boolean) => {
-    const fwd = (perStage * layerF + (last ? logitsF : 0)) / tp / flopRate;
+    const fwd = perStage * layerFwd + (last ? logitsF : 0);
+    const bwd = perStage * layerBwd + (last ? 2 * logitsF : 0);
     let re = 0;
-    if (layout.recompute === 'full') re = (perStage * layerF) / tp / flopRate;
-    else if (layout.recompute === 'selective' && !train.flashAttention) re = (perStage * attnCoreF) / tp / flopRate;
+    if (layout.recompute === 'full') re = perStage * layerFwd;
+    else if (layout.recompute === 'selective' && !train.flashAttention) re = perStage * (tAttn + tScore);
     const tpc = perStage * tpOpsPerLayer * arLayer + (first ? arLayer : 0);
-    return { fwd, bwd: 2 * fwd, re, tpc, total: 3 * fwd + re + tpc + p2p };
+    return { fwd, bwd, re, tpc, total: fwd + bwd + re + tpc + p2p };
   };
   const firstT = stageTimes(pp === 1, true);
   const lastT = pp === 1 ? firstT : stageTimes(true, false);
@@ -113,7 +153,9 @@ export function estimateTime(input: PlanInput, layout: Layout, overheads: Overhe
   const gradBytes = rankParams * (mixed && zero >= 2 ? 2 : 4);
   const paramBytes = rankParams * bpp.param;
   const bucket = zero <= 1 ? (input.parallel.bucketMB ?? 25) * 1e6 : overheads.reduceBucketElements * (mixed ? 2 : 4);
-  const chunks = (bytes: number) => Math.max(1, Math.ceil(bytes / bucket));
+  // ZeRO-3 fetches module by module (four linears per layer, the embedding and the head): one launch each.
+  const modules = 4 * perStage + 2;
+  const chunks = (bytes: number) => Math.max(zero === 3 ? modules : 1, Math.ceil(bytes / bucket));
   const tb = slow.bwd + slow.re;
   const tf = slow.fwd;
   let dpTotal = 0;
@@ -132,35 +174,38 @@ export function estimateTime(input: PlanInput, layout: Layout, overheads: Overhe
       dpTotal = m * rs + ag;
       dpExposed = m * Math.max(0, rs - tb) + Math.max(0, ag - tf);
     } else {
+      // Every micro-batch gathers the parameters for forward and again for backward, where the gradients'
+      // reduce-scatter shares the same links.
       dpTotal = m * (2 * ag + rs);
       dpExposed = m * (Math.max(0, ag - tf) + Math.max(0, ag + rs - tb));
     }
   }
+  const contention = cm.overlapSlowdown * (dpTotal - dpExposed);
 
   // Optimizer step: memory-bound on the GPU, or CPU Adam plus PCIe transfers when offloaded.
   const optParams = rankParams / (zero >= 1 ? dp : 1);
   let optimizer = 0;
   let offload = 0;
   if (layout.offloadOptimizer) {
-    optimizer = optParams / commModel.cpuOptimizerParamsPerSec;
-    offload += (optParams * ((mixed ? 2 : 4) + bpp.param)) / commModel.hostBandwidth;
+    optimizer = optParams / cm.cpuOptimizerParamsPerSec;
+    offload += (optParams * ((mixed ? 2 : 4) + bpp.param)) / cm.hostBandwidth;
   } else {
     const touched = bpp.param * 2 + 4 + 2 * bpp.optimizer;
-    optimizer = (optParams * touched) / cluster.spec.memoryBandwidth;
+    optimizer = (optParams * touched) / hbm;
   }
-  if (layout.offloadParams) offload += (m * (2 * paramBytes + gradBytes)) / dp / commModel.hostBandwidth;
+  if (layout.offloadParams) offload += (m * (2 * paramBytes + gradBytes)) / dp / cm.hostBandwidth;
 
-  const step = pipeline + dpExposed + optimizer + offload;
+  const step = pipeline + dpExposed + contention + optimizer + offload;
   const flops = stepFlops(input, layout.recompute, c);
   return {
     stepMs: step * 1e3,
-    tokensPerSec: (train.globalBatch * model.seqLen) / step,
-    mfu: flops.model / (step * N * cluster.spec.peakFlops),
+    tokensPerSec: (train.globalBatch * s) / step,
+    mfu: flops.model / (step * N * peak),
     tflopsPerGpu: flops.hardware / (step * N) / 1e12,
     microBatches: m,
     breakdown: {
-      compute: m * 3 * slow.fwd, recompute: m * slow.re, tensorParallelComm: m * slow.tpc, pipelineComm: m * p2p, bubble,
-      dataParallelExposed: dpExposed, dataParallelTotal: dpTotal, optimizer, offload,
+      compute: m * (slow.fwd + slow.bwd), recompute: m * slow.re, tensorParallelComm: m * slow.tpc, pipelineComm: m * p2p, bubble,
+      dataParallelExposed: dpExposed, dataParallelTotal: dpTotal, contention, optimizer, offload,
     },
     tensorParallelAcrossNodes: tp > 1 && !tpIntra,
     dataParallelAcrossNodes: dp > 1 && !dpIntra,

@@ -13,6 +13,8 @@ export interface PlanModel extends ModelShape {
   dropout?: number;
   /** The parameter count when only that is known: the transformer layers absorb the difference to the shape's count. */
   totalParams?: number;
+  /** Whether Q, K and V are one fused linear module (GPT-2, NeoX) or three (HF Llama); guessed from the activation when absent. */
+  fusedQkv?: boolean;
 }
 
 export interface PlanTraining {
@@ -118,6 +120,22 @@ export interface CommModel {
   hostBandwidth: number;
   /** Parameters per second one GPU's share of the host CPU updates with a CPU Adam (offload). */
   cpuOptimizerParamsPerSec: number;
+  /** Achieved NCCL bus bandwidth over the link's nominal bandwidth, inside a node (NVLink/PCIe). */
+  intraNodeCollectiveEfficiency: number;
+  /** The same between nodes (InfiniBand/RoCE), where thousands of ranks share the fabric. */
+  interNodeCollectiveEfficiency: number;
+  /** Rows or columns of a GEMM at which it reaches half of `cluster.efficiency`: small GEMMs (short micro-batches, thin tensor-parallel shards) run slower. */
+  gemmHalfSize: number;
+  /** HBM bytes moved per token per layer per hidden unit by the forward's non-matrix ops that are not split over tp (norms, dropout, residual adds), backward 2×. */
+  elementwiseBytesReplicated: number;
+  /** The same for the ops split over tp (bias + GELU/SwiGLU on the ffn, Q/K/V reshapes). */
+  elementwiseBytesSharded: number;
+  /** HBM bytes per logit of the loss (fp32 softmax, cross-entropy) in forward; backward the same again. */
+  lossBytesPerLogit: number;
+  /** HBM bytes per attention score (a·s²·b) of the forward's scale/mask/softmax/dropout without FlashAttention. */
+  attentionBytesPerScore: number;
+  /** Fraction of the communication hidden behind compute that it slows compute down by (NCCL kernels take SMs and HBM bandwidth). */
+  overlapSlowdown: number;
 }
 
 export interface EstimateOptions {
@@ -145,8 +163,26 @@ export interface ParamSummary {
   perStage?: { stage: number; layers: number; params: number; embedding: number; output: number }[];
 }
 
+/**
+ * The three numbers a GPU run reports, for the heaviest rank. `allocated`: what PyTorch's
+ * `torch.cuda.max_memory_allocated()` reports (tensors: params, grads, optimizer, activations, buffers);
+ * `reserved`: `torch.cuda.max_memory_reserved()` (the caching allocator's segments: allocated + slack);
+ * `device`: nvidia-smi's used memory (reserved + CUDA context, cuBLAS workspaces, NCCL buffers, which live
+ * outside the allocator). `perDevice.total` is `device`. Per category, `allocatedBy` (overhead is not allocated).
+ */
+export interface MemoryFigures {
+  allocated: number;
+  reserved: number;
+  device: number;
+  allocatedBy: Record<Exclude<Category, 'overhead'>, number>;
+}
+
 export interface MemoryEstimate {
   convention: ConventionName;
+  /** The three figures (scalelm only; the other conventions' totals are partial allocated figures). */
+  figures?: MemoryFigures;
+  /** Which figure `perDevice.total` is: nvidia-smi's device memory (scalelm), or a partial PyTorch allocated figure (anchors, runtime). */
+  totalIs: 'device' | 'allocated';
   /** The heaviest rank's memory (the one that decides whether the layout fits). */
   perDevice: MemoryBreakdown;
   /** Pipeline stage of the heaviest rank (0-based) and the number of stages. */
@@ -164,7 +200,7 @@ export interface MemoryEstimate {
 }
 
 export interface TimeBreakdown {
-  /** Forward + backward matrix work of the slowest stage over all micro-batches, without recompute. */
+  /** Forward + backward work (matrix and memory-bound ops) of the slowest stage over all micro-batches, without recompute. */
   compute: number;
   recompute: number;
   tensorParallelComm: number;
@@ -174,6 +210,8 @@ export interface TimeBreakdown {
   dataParallelExposed: number;
   /** All data-parallel / ZeRO communication, hidden or not. */
   dataParallelTotal: number;
+  /** Compute slowed by the communication it hides (NCCL kernels sharing SMs and HBM). */
+  contention: number;
   optimizer: number;
   offload: number;
 }

@@ -129,10 +129,10 @@ export class RunClient extends EventEmitter {
   }
 
   /** Asks the run to stop or to checkpoint; resolves with the server's answer. */
-  control(action: ControlAction): Promise<ControlResultMessage> {
+  control(action: ControlAction, by?: string): Promise<ControlResultMessage> {
     const ws = this.ws;
     if (!ws || ws.readyState !== WebSocket.OPEN) return Promise.reject(new Error('not connected'));
-    const msg: ControlMessage = { type: 'control', id: randomUUID(), action };
+    const msg: ControlMessage = { type: 'control', id: randomUUID(), action, ...(by ? { by } : {}) };
     return new Promise((resolve, reject) => {
       this.pending.set(msg.id, { resolve, reject });
       ws.send(encodeMessage(msg));

@@ -55,9 +55,9 @@ export function parseListeningLine(line: string): ListeningLine | null {
   return null;
 }
 
-/** What monitorTrainer needs of the trainer (runtime/train's Trainer fits). */
+/** What monitorTrainer needs of the trainer (the coordinator fits). */
 export interface FollowedTrainer extends MessageSource {
-  requestStop(): void;
+  requestStop(by?: string): void;
   requestCheckpoint(): void;
 }
 
@@ -92,6 +92,8 @@ export async function monitorTrainer(o: {
   out?: (line: string) => void;
   warn?: (line: string) => void;
   env?: NodeJS.ProcessEnv;
+  /** A resumed run's earlier messages (metrics.jsonl so far): clients get the whole curve, not only the new part. */
+  prior?: Message[];
 }): Promise<MonitoredRun> {
   const recorder = RunRecorder.open({
     runDir: o.runDir.path,
@@ -105,8 +107,10 @@ export async function monitorTrainer(o: {
     ...(o.gpu !== undefined ? { gpu: o.gpu } : {}),
     ...(o.tensorboard !== undefined ? { tensorboard: o.tensorboard } : {}),
   });
+  // History only: these lines are already in metrics.jsonl and must not reach the sinks again.
+  for (const m of o.prior ?? []) recorder.bus.history.add(m);
   const unfollow = recorder.follow(o.trainer, { recorded: true });
-  recorder.onControl((action) => (action === 'stop' ? o.trainer.requestStop() : o.trainer.requestCheckpoint()));
+  recorder.onControl((action, by) => (action === 'stop' ? o.trainer.requestStop(by ?? 'a client') : o.trainer.requestCheckpoint()));
   let server: TelemetryServer;
   try {
     server = await startMonitor([recorder.bus], { monitor: o.config.monitor, ...(o.out ? { out: o.out } : {}), ...(o.warn ? { warn: o.warn } : {}), ...(o.env ? { env: o.env } : {}) });

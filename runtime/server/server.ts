@@ -243,13 +243,13 @@ export async function startServer(o: ServerOptions): Promise<TelemetryServer> {
         const reply: RejectedMessage = { type: 'rejected', reason: parsed.reason };
         return conn.sendNow(encodeMessage(reply));
       }
-      const { id, action } = parsed.value;
+      const { id, action, by } = parsed.value;
       const result = (ok: boolean, error?: string): void => {
         const reply: ControlResultMessage = { type: 'control-result', id, ok };
         if (error !== undefined) reply.error = error;
         conn.sendNow(encodeMessage(reply));
       };
-      bus.control(action).then(
+      bus.control(action, by).then(
         () => result(true),
         (e: unknown) => result(false, e instanceof Error ? e.message : String(e)),
       );

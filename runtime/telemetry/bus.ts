@@ -13,7 +13,8 @@ export class ProtocolError extends Error {
 }
 
 export type Listener = (msg: Message, encoded: string) => void;
-export type ControlHandler = (action: ControlAction) => Promise<void> | void;
+/** `by`: who asked, as the client said (for the stopped status). */
+export type ControlHandler = (action: ControlAction, by?: string) => Promise<void> | void;
 
 export interface MetricBusOptions {
   history?: Partial<HistoryLimits>;
@@ -21,6 +22,9 @@ export interface MetricBusOptions {
   runId?: string;
   /** The run directory (metrics.jsonl lives there), for CSV export. */
   runDir?: string;
+  /** Stamp step/eval/hello messages that have no time with now (default). Off for replays: a recorded
+   *  message without a time must not look as if it happened now. */
+  stamp?: boolean;
   /** A listener threw: by default printed once per listener to stderr. */
   onListenerError?: (err: unknown) => void;
 }
@@ -33,6 +37,7 @@ export class MetricBus {
   private readonly listeners = new Set<Listener>();
   private controlHandler?: ControlHandler;
   private readonly onListenerError: (err: unknown) => void;
+  private readonly stamp: boolean;
   private readonly failedListeners = new WeakSet<Listener>();
   /** Time spent inside publish() (validation, encoding, every sink), for the overhead report. */
   publishMs = 0;
@@ -41,6 +46,7 @@ export class MetricBus {
   constructor(options: MetricBusOptions = {}) {
     this.history = new RunHistory(options.history, options.runId);
     if (options.runDir !== undefined) this.runDir = options.runDir;
+    this.stamp = options.stamp ?? true;
     this.onListenerError = options.onListenerError ?? ((err) => console.error(`scalelm telemetry: a sink failed: ${err instanceof Error ? err.message : String(err)}`));
   }
 
@@ -50,7 +56,7 @@ export class MetricBus {
     const result = validateMessage(input);
     if (!result.ok) throw new ProtocolError(result.reason);
     const msg = result.value;
-    if (STAMPED.has(msg.type) && (msg as { t?: number }).t === undefined) (msg as { t?: number }).t = Date.now();
+    if (this.stamp && STAMPED.has(msg.type) && (msg as { t?: number }).t === undefined) (msg as { t?: number }).t = Date.now();
     const encoded = encodeMessage(msg);
     this.history.add(msg);
     for (const listener of this.listeners) {
@@ -82,9 +88,9 @@ export class MetricBus {
     return this.controlHandler === undefined;
   }
 
-  async control(action: ControlAction): Promise<void> {
+  async control(action: ControlAction, by?: string): Promise<void> {
     if (!this.controlHandler) throw new Error('this run is read-only (a replay, or the runtime accepts no control)');
-    await this.controlHandler(action);
+    await this.controlHandler(action, by);
   }
 
   summary(): RunSummary {

@@ -19,6 +19,8 @@ import {
   type StatusMessage,
   type StepMessage,
 } from '../../common/protocol';
+import { describeState } from '../../common/lifecycle';
+import { runFacts } from './run-facts';
 
 interface Bucket<T> {
   start: number;
@@ -149,6 +151,14 @@ export class RunHistory {
   readonly checkpoints: Recent<CheckpointMessage>;
   /** Alerts currently raised, by id. */
   readonly activeAlerts = new Map<string, AlertMessage>();
+  /** Full-resolution facts for the runs table (the decimated series would miss the best loss). */
+  private lastStep: StepMessage | undefined;
+  private bestLoss: number | undefined;
+  private lastEval: EvalMessage | undefined;
+  private recentTokensPerSec: number[] = [];
+  private backendName: string | undefined;
+  /** Time of the newest message. */
+  lastT = 0;
   private readonly limits: HistoryLimits;
 
   constructor(
@@ -166,6 +176,8 @@ export class RunHistory {
   }
 
   add(msg: Message): void {
+    const t = (msg as { t?: number }).t;
+    if (typeof t === 'number' && t > this.lastT) this.lastT = t;
     switch (msg.type) {
       case 'hello':
         this.hello = msg;
@@ -175,9 +187,16 @@ export class RunHistory {
         break;
       case 'step':
         this.steps.add(msg);
+        this.lastStep = msg;
+        if (Number.isFinite(msg.loss) && !(this.bestLoss! <= msg.loss)) this.bestLoss = msg.loss;
+        if (Number.isFinite(msg.tokensPerSec)) {
+          this.recentTokensPerSec.push(msg.tokensPerSec);
+          if (this.recentTokensPerSec.length > 20) this.recentTokensPerSec.shift();
+        }
         break;
       case 'eval':
         this.evals.add(msg);
+        this.lastEval = msg;
         break;
       case 'memory': {
         let d = this.memory.get(msg.rank);
@@ -193,6 +212,7 @@ export class RunHistory {
         break;
       case 'log':
         this.logs.add(msg);
+        if (!this.backendName && msg.source === 'trainer') this.backendName = /^backend: ([A-Za-z0-9_:-]+)/.exec(msg.message)?.[1];
         break;
       case 'alert':
         this.alerts.add(msg);
@@ -209,14 +229,26 @@ export class RunHistory {
     return this.hello?.runId ?? this.expectedRunId;
   }
 
+  /** The runs table's row: state and how it ended, duration, losses, throughput, layout, engine, device. */
   summary(): RunSummary {
-    return {
+    const state = this.status?.state ?? 'unknown';
+    const s: RunSummary = {
       runId: this.runId,
       name: this.hello?.name ?? this.runId,
       startedAt: this.hello?.startedAt ?? 0,
-      state: this.status?.state ?? 'unknown',
+      state,
       steps: this.steps.count,
+      detail: describeState(state, this.status, this.lastStep?.step),
     };
+    if (this.status && ['finished', 'stopped', 'failed', 'crashed'].includes(state)) s.endedAt = this.status.t;
+    const finite = (v: number | undefined): v is number => v !== undefined && Number.isFinite(v);
+    if (finite(this.lastStep?.loss)) s.finalLoss = this.lastStep!.loss;
+    if (finite(this.bestLoss)) s.bestLoss = this.bestLoss;
+    if (finite(this.lastEval?.loss)) s.evalLoss = this.lastEval!.loss;
+    if (this.recentTokensPerSec.length) s.tokensPerSec = this.recentTokensPerSec.reduce((a, b) => a + b, 0) / this.recentTokensPerSec.length;
+    if (this.hello) Object.assign(s, runFacts(this.hello.config, this.hello.world, this.backendName));
+    else if (this.backendName) s.engine = this.backendName;
+    return s;
   }
 
   snapshot(readOnly: boolean, runs?: RunSummary[]): SnapshotMessage {

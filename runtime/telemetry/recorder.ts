@@ -10,10 +10,10 @@
 //   rec.comm({ rank, step, collectives: [{ kind: 'all-reduce', calls, bytes, ms }] });   // totals since start
 //   rec.log('info', 'checkpoint written'); rec.checkpoint(step, 'checkpoints/step-100.safetensors', bytes);
 //   rec.onControl(async (action) => { … stop or checkpoint … });
-//   await rec.close({ state: 'done' });     // or { state: 'failed', error: { message } }
+//   await rec.close({ state: 'finished' });     // or { state: 'failed', error: { message } }
 //
-// A trainer that already emits protocol messages and writes metrics.jsonl itself (runtime/train's
-// Trainer + RunDir) is followed instead: the recorder then only adds what it originates (GPU samples,
+// A trainer that already emits protocol messages and writes metrics.jsonl itself (the coordinator,
+// runtime/coordinator/, + RunDir) is followed instead: the recorder then only adds what it originates (GPU samples,
 // alerts, sampler notes) to the file, through the same writer:
 //   const rec = RunRecorder.open({ runDir: dir.path, runId: dir.runId, config, world: 1, announce: false, metrics: (m) => dir.publish(m) });
 //   rec.follow(trainer, { recorded: true });
@@ -28,7 +28,7 @@ import { AlertEngine, type AlertOptions } from './alerts';
 import { deferredCost } from './cost';
 import { MetricBus, type ControlHandler } from './bus';
 import { GpuSampler, type GpuSamplerOptions, type RankProcess } from './gpu-sampler';
-import { MetricsLog, RUN_LAYOUT } from './run-store';
+import { claimRun, MetricsLog, releaseRun, RUN_LAYOUT } from './run-store';
 import { TensorBoardWriter, tensorBoardSink } from './tensorboard';
 
 export interface RecorderOptions {
@@ -54,7 +54,7 @@ export interface RecorderOptions {
   announce?: boolean;
 }
 
-/** Anything that emits protocol messages to subscribers (the Trainer). */
+/** Anything that emits protocol messages to subscribers (the coordinator). */
 export interface MessageSource {
   subscribe(listener: (msg: Message) => void): () => void;
 }
@@ -94,6 +94,9 @@ export class RunRecorder {
   private constructor(o: RecorderOptions) {
     this.runDir = o.runDir;
     mkdirSync(o.runDir, { recursive: true });
+    // While this file names a living process the run is in progress; without it and without a final
+    // status, readers call the run crashed.
+    claimRun(o.runDir, o.startedAt);
     this.bus = new MetricBus({ runDir: o.runDir, runId: o.runId });
     const metrics = o.metrics ?? 'write';
     this.log_ = metrics === 'write' ? new MetricsLog(o.runDir) : null;
@@ -189,7 +192,7 @@ export class RunRecorder {
     while (this.pendingAlerts.length) this.bus.publish(this.pendingAlerts.shift()!);
   }
 
-  status(state: RunState, extra: { error?: { message: string; kind?: string }; reason?: string; step?: number } = {}): void {
+  status(state: RunState, extra: { error?: { message: string; kind?: string; rank?: number }; reason?: string; step?: number; by?: string } = {}): void {
     const msg: StatusMessage = { type: 'status', state, t: Date.now(), ...extra };
     if (msg.step === undefined && this.lastStep !== undefined) msg.step = this.lastStep;
     this.publish(msg);
@@ -228,7 +231,7 @@ export class RunRecorder {
   }
 
   /** Stop / checkpoint requests from clients (token-checked and schema-valid by then). */
-  onControl(handler: ControlHandler | ((action: ControlAction) => Promise<void> | void)): void {
+  onControl(handler: ControlHandler | ((action: ControlAction, by?: string) => Promise<void> | void)): void {
     this.bus.onControl(handler);
   }
 
@@ -238,14 +241,15 @@ export class RunRecorder {
   }
 
   /** Publishes the final status (when given), stops the sampler and closes the files. */
-  async close(final?: { state: RunState; error?: { message: string; kind?: string }; reason?: string }): Promise<void> {
+  async close(final?: { state: RunState; error?: { message: string; kind?: string; rank?: number }; reason?: string; by?: string }): Promise<void> {
     if (this.closed) return;
-    if (final) this.status(final.state, { ...(final.error ? { error: final.error } : {}), ...(final.reason ? { reason: final.reason } : {}) });
+    if (final) this.status(final.state, { ...(final.error ? { error: final.error } : {}), ...(final.reason ? { reason: final.reason } : {}), ...(final.by ? { by: final.by } : {}) });
     this.closed = true;
     this.bus.onControl(undefined);
     await this.sampler?.stop();
     this.log_?.close();
     this.flushTensorBoard();
     this.tb?.close();
+    releaseRun(this.runDir);
   }
 }

@@ -7,17 +7,22 @@
 //   runs/<runId>/checkpoints/       safetensors
 //   runs/<runId>/logs/              runtime and rank logs
 //   runs/<runId>/tensorboard/       events.out.tfevents.* (scalars), when that sink is on
+//   runs/<runId>/process.json       {pid, host, startedAt} of the process writing the run; removed when it
+//                                   closes the run. A run without a final status whose writer is gone
+//                                   (no such file, or its pid no longer lives) reads as "crashed".
 //
 // Durability: every event (hello, status, step, eval, log, alert, checkpoint) is written with write(2) as
 // whole lines before publish() returns, so a `kill -9` of the runtime loses no step already published.
 // Gauges (gpu, memory, comm) ride along with the next event's write, or go out at the end of the
 // current tick: a kill -9 can cost at most the gauges of that tick. Status and checkpoint messages and
 // close() also fdatasync, so those survive a power cut too.
-import { closeSync, createReadStream, existsSync, fdatasyncSync, openSync, readdirSync, readFileSync, readSync, statSync, writeSync } from 'node:fs';
-import { join } from 'node:path';
+import { closeSync, createReadStream, existsSync, fdatasyncSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { basename, join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { decodeMessage, type Message } from '../../common/protocol';
+import { decodeMessage, isEnded, type Message, type RunSummary, type StatusMessage } from '../../common/protocol';
 import { timeDeferred } from './cost';
+import { RunHistory } from './history';
 
 export const RUN_LAYOUT = {
   config: 'config.json',
@@ -25,7 +30,54 @@ export const RUN_LAYOUT = {
   checkpoints: 'checkpoints',
   logs: 'logs',
   tensorboard: 'tensorboard',
+  process: 'process.json',
 } as const;
+
+/** Marks the run as being written by this process (see process.json above). */
+export function claimRun(dir: string, startedAt = Date.now()): void {
+  writeFileSync(join(dir, RUN_LAYOUT.process), JSON.stringify({ pid: process.pid, host: hostname(), startedAt }) + '\n');
+}
+
+/** The run's writer has closed it (only the process that claimed it removes the file). */
+export function releaseRun(dir: string): void {
+  try {
+    const owner = JSON.parse(readFileSync(join(dir, RUN_LAYOUT.process), 'utf8')) as { pid?: unknown; host?: unknown };
+    if (owner.pid === process.pid && owner.host === hostname()) rmSync(join(dir, RUN_LAYOUT.process), { force: true });
+  } catch {
+    /* nothing to release */
+  }
+}
+
+/**
+ * Whether the process writing the run still lives: false when process.json is absent (closed or never
+ * written) or names a pid that is gone on this host; undefined when another host writes it (cannot tell).
+ */
+export function writerAlive(dir: string): boolean | undefined {
+  let owner: { pid?: unknown; host?: unknown };
+  try {
+    owner = JSON.parse(readFileSync(join(dir, RUN_LAYOUT.process), 'utf8')) as typeof owner;
+  } catch {
+    return false;
+  }
+  if (typeof owner.pid !== 'number' || !Number.isInteger(owner.pid) || owner.pid <= 0) return false;
+  if (owner.host !== hostname()) return undefined;
+  try {
+    process.kill(owner.pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * The status a reader adds for a run whose metrics.jsonl has no final status and whose writer is gone:
+ * "crashed" at the last message's time and step. Never written to the file (the run may still be resumed).
+ */
+export function crashedStatus(dir: string, last: { status: StatusMessage | null; t: number; step?: number }): StatusMessage | null {
+  if (last.status && isEnded(last.status.state)) return null;
+  if (writerAlive(dir) !== false) return null;
+  return { type: 'status', state: 'crashed', t: Math.max(last.t, last.status?.t ?? 0), ...(last.step !== undefined ? { step: last.step } : {}), reason: 'the process is gone without a final status' };
+}
 
 export class MetricsLog {
   private fd: number | null;
@@ -143,12 +195,45 @@ function fileEndsWithNewline(path: string): boolean {
   }
 }
 
+/** Reads a whole run; a crashed run (see crashedStatus) ends with its synthesized "crashed" status. */
 export async function readRun(dir: string): Promise<StoredRun> {
   const messages: Message[] = [];
   const problems: LineProblem[] = [];
-  const { truncatedTail } = await streamMessages(dir, (m) => void messages.push(m), (p) => problems.push(p));
+  let status: StatusMessage | null = null;
+  let t = 0;
+  let step: number | undefined;
+  const { truncatedTail } = await streamMessages(
+    dir,
+    (m) => {
+      messages.push(m);
+      if (m.type === 'status') status = m;
+      if (m.type === 'step') step = m.step;
+      const mt = (m as { t?: number }).t;
+      if (typeof mt === 'number' && mt > t) t = mt;
+    },
+    (p) => problems.push(p),
+  );
+  const crashed = crashedStatus(dir, { status, t, ...(step !== undefined ? { step } : {}) });
+  if (crashed) messages.push(crashed);
   return { dir, config: readConfig(dir), messages, problems, truncatedTail };
 }
+
+/**
+ * A recorded run's row for a runs table (RunHistory.summary over every line: best loss, eval loss, …),
+ * "crashed" when it has no final status and its writer is gone. Cached per file size and mtime.
+ */
+export async function summarizeRun(dir: string): Promise<RunSummary> {
+  const st = statSync(join(dir, RUN_LAYOUT.metrics));
+  const hit = summaries.get(dir);
+  const alive = writerAlive(dir);
+  if (hit && hit.size === st.size && hit.mtimeMs === st.mtimeMs && hit.alive === alive) return hit.summary;
+  const h = new RunHistory({ stepBuckets: 1, gaugeBuckets: 1, logs: 1, alerts: 1, checkpoints: 1 }, basename(dir));
+  for (const m of (await readRun(dir)).messages) h.add(m);
+  const summary = h.summary();
+  summaries.set(dir, { size: st.size, mtimeMs: st.mtimeMs, alive, summary });
+  return summary;
+}
+const summaries = new Map<string, { size: number; mtimeMs: number; alive: boolean | undefined; summary: RunSummary }>();
 
 /** DIR itself when it is a run, else its subdirectories that are runs, newest first. */
 export function listRunDirs(dir: string): string[] {

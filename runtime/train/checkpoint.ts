@@ -79,18 +79,35 @@ export function hfConfig(shape: GptShape, dropout: number): Record<string, unkno
 export interface SaveHooks {
   /** Called after every file is written, before the folder is renamed into place (tests simulate crashes here). */
   beforeCommit?: () => void;
+  /** Temporary folders (by name) that the caller's ranks may be writing right now: the cleanup keeps them. */
+  inFlight?: (name: string) => boolean;
 }
 
 /** Writes checkpoints/<step-folder> atomically and points latest.json at it. Returns the folder and bytes written. */
 export function saveCheckpoint(checkpointsDir: string, data: CheckpointData, specs: readonly ParamSpec[], dropout: number, hooks: SaveHooks = {}): { path: string; bytes: number } {
   mkdirSync(checkpointsDir, { recursive: true });
-  removeTemporaries(checkpointsDir);
+  removeTemporaries(checkpointsDir, hooks.inFlight);
   const name = stepFolder(data.state.step);
   const tmp = join(checkpointsDir, `.tmp-${name}-${process.pid}-${Date.now()}`);
   mkdirSync(tmp);
-  let bytes = 0;
-  const model = specs.map((s): [string, TensorToWrite] => [s.name, { shape: s.shape, data: data.params.get(s.name)! }]);
-  bytes += writeSafetensors(join(tmp, 'model.safetensors'), model, { format: 'pt' });
+  let bytes = writeModelFiles(tmp, data, specs);
+  bytes += writeFileSynced(join(tmp, 'config.json'), JSON.stringify(hfConfig(data.state.model, dropout), null, 2) + '\n');
+  // state.json last: a folder without it is never a checkpoint.
+  bytes += writeFileSynced(join(tmp, 'state.json'), JSON.stringify(data.state, null, 2) + '\n');
+  fsyncDir(tmp);
+  hooks.beforeCommit?.();
+  return { path: commitCheckpointFolder(checkpointsDir, tmp, data.state.step), bytes };
+}
+
+/**
+ * Writes model.safetensors (HF names, Conv1D layout) and optimizer.safetensors into a folder, each under a
+ * temporary name and then renamed: an interrupted write leaves no half file under the real name. Returns
+ * the bytes written. The one writer of single-device files (checkpoints, and consolidated shards).
+ */
+export function writeModelFiles(folder: string, data: CheckpointData, specs: readonly ParamSpec[]): number {
+  const tmpModel = join(folder, `.model.safetensors.${process.pid}.tmp`);
+  const tmpOpt = join(folder, `.optimizer.safetensors.${process.pid}.tmp`);
+  let bytes = writeSafetensors(tmpModel, specs.map((s): [string, TensorToWrite] => [s.name, { shape: s.shape, data: data.params.get(s.name)! }]), { format: 'pt' });
   const slots = stateSlots(data.state.optimizer.kind);
   const opt: [string, TensorToWrite][] = [];
   for (const s of specs) {
@@ -98,13 +115,10 @@ export function saveCheckpoint(checkpointsDir: string, data: CheckpointData, spe
     if (!st) continue;
     slots.forEach((slot, i) => opt.push([`${s.name}.${slot}`, { shape: s.shape, data: st[i]! }]));
   }
-  bytes += writeSafetensors(join(tmp, 'optimizer.safetensors'), opt, { format: 'pt', kind: data.state.optimizer.kind, steps: String(data.state.optimizer.steps) });
-  bytes += writeFileSynced(join(tmp, 'config.json'), JSON.stringify(hfConfig(data.state.model, dropout), null, 2) + '\n');
-  // state.json last: a folder without it is never a checkpoint.
-  bytes += writeFileSynced(join(tmp, 'state.json'), JSON.stringify(data.state, null, 2) + '\n');
-  fsyncDir(tmp);
-  hooks.beforeCommit?.();
-  return { path: commitCheckpointFolder(checkpointsDir, tmp, data.state.step), bytes };
+  bytes += writeSafetensors(tmpOpt, opt, { format: 'pt', kind: data.state.optimizer.kind, steps: String(data.state.optimizer.steps) });
+  renameSync(tmpOpt, join(folder, 'optimizer.safetensors'));
+  renameSync(tmpModel, join(folder, 'model.safetensors'));
+  return bytes;
 }
 
 /**
@@ -305,16 +319,19 @@ export function fsyncDir(dir: string): void {
   }
 }
 
-/** Leftovers of interrupted writes (never checkpoints: they were not renamed into place). */
-function removeTemporaries(dir: string): void {
+/**
+ * Leftovers of interrupted writes (never checkpoints: they were not renamed into place): ours, or a dead
+ * process's — a live writer would still be using its own — except those `inFlight` names. Every writer's
+ * names end in -<pid>-<nonce or time> (`.tmp-step-000004-1234-1733300000000`, `.tmp-step-000004-1234-9f3a0c1e`)
+ * or .<pid>.tmp.
+ */
+export function removeTemporaries(dir: string, inFlight?: (name: string) => boolean): void {
+  if (!existsSync(dir)) return;
   for (const f of readdirSync(dir)) {
-    if (f.startsWith('.tmp-') || f.startsWith('.old-') || f.endsWith('.tmp')) {
-      const p = join(dir, f);
-      // Only our own process's or a dead one's: a live writer would still be using it.
-      const pid = Number(/-(\d+)-\d+$/.exec(f)?.[1] ?? /\.(\d+)\.tmp$/.exec(f)?.[1]);
-      if (pid && pid !== process.pid && isAlive(pid)) continue;
-      rmSync(p, { recursive: true, force: true });
-    }
+    if (!(f.startsWith('.tmp-') || f.startsWith('.old-') || f.endsWith('.tmp')) || inFlight?.(f)) continue;
+    const pid = Number(/-(\d+)-[0-9a-f]+$/.exec(f)?.[1] ?? /\.(\d+)\.tmp$/.exec(f)?.[1]);
+    if (pid && pid !== process.pid && isAlive(pid)) continue;
+    rmSync(join(dir, f), { recursive: true, force: true });
   }
 }
 

@@ -107,6 +107,9 @@ export class RunDir {
   publish(msg: Message): void {
     const checked = validateMessage(msg);
     if (!checked.ok) throw new RunDirError(`refusing to record an invalid ${msg.type} message: ${checked.reason}`);
+    // Every line carries its time: a replay's time axis and elapsed time come from the file, not the clock then.
+    const v = checked.value as { type: string; t?: number };
+    if (v.t === undefined && (v.type === 'step' || v.type === 'eval' || v.type === 'hello')) v.t = Date.now();
     this.metricsFd ??= openSync(this.file('metrics'), 'a', 0o644);
     writeAll(this.metricsFd, encodeMessage(checked.value) + '\n');
     if (msg.type === 'status' || msg.type === 'checkpoint') fdatasyncSync(this.metricsFd);

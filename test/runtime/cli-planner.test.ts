@@ -39,6 +39,11 @@ describe('scalelm estimate / plan / export (the built CLI, as a child process)',
       assert.ok(Math.abs(d.params + d.grads + d.optimizer + d.activations + d.buffers + d.overhead - d.total) <= 6);
       assert.ok(o.time.stepMs > 0 && o.time.tokensPerSec > 0 && o.time.mfu > 0 && o.time.mfu < 1);
       assert.equal(o.fits, true);
+      // Which measured figure each number is: total = nvidia-smi's device memory, beside PyTorch's allocated and reserved.
+      assert.equal(o.totalIs, 'device');
+      assert.equal(o.figures.device, d.total);
+      assert.ok(o.figures.allocated < o.figures.reserved && o.figures.reserved < o.figures.device);
+      assert.deepEqual(Object.keys(o.figures.allocatedBy), ['params', 'grads', 'optimizer', 'activations', 'buffers']);
     });
 
     it('prints a readable table in GiB without --json', () => {
@@ -48,6 +53,7 @@ describe('scalelm estimate / plan / export (the built CLI, as a child process)',
       assert.match(r.out, /^ {2}params +\d+\.\d\d$/m);
       assert.match(r.out, /^ {2}total +\d+\.\d\d {2}of \d+\.\d\d usable .* — fits$/m);
       assert.match(r.out, /tokens\/s · MFU \d+\.\d%/);
+      assert.match(r.out, /as measured: allocated \d+\.\d\d \(torch max_memory_allocated.*reserved \d+\.\d\d \(max_memory_reserved.*device \d+\.\d\d \(nvidia-smi/);
     });
 
     it('reads a HuggingFace config.json, with the layout and cluster from flags', () => {

@@ -8,12 +8,12 @@ import { cpSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { RunConfig } from '../../runtime/config/types';
 import { Gpt, gptShape } from '../../runtime/model/gpt';
-import { ParallelTrainer } from '../../runtime/parallel/coordinator';
+import type { Coordinator } from '../../runtime/coordinator/coordinator';
+import { createLocalRun } from '../../runtime/parallel/local-engine';
 import { consolidateLatestIfSharded, readConsolidated } from '../../runtime/parallel/checkpoint';
 import { latestCheckpoint } from '../../runtime/train/checkpoint';
 import { RunDir } from '../../runtime/train/run-dir';
 import { readSafetensors, toFloat32 } from '../../runtime/train/safetensors';
-import { Trainer } from '../../runtime/train/trainer';
 import { EXAMPLES, REPO, tempDir } from './train/fixtures';
 import { maxRelative, singleRun, tinyConfig } from './parallel/helpers';
 
@@ -22,7 +22,7 @@ const STEPS = 6;
 
 /** Runs a parallel trainer on a run directory; stops after `stopAfter` steps when given. */
 async function train(config: RunConfig, runDir: RunDir, o: { resume?: boolean; stopAfter?: number } = {}): Promise<{ losses: number[]; step: number }> {
-  const trainer = await ParallelTrainer.create({ config, baseDir: EXAMPLES, runDir, threads: 1, timeoutMs: 60_000, ...(o.resume ? { resume: true } : {}) });
+  const trainer = await createLocalRun({ config, baseDir: EXAMPLES, runDir, threads: 1, timeoutMs: 60_000, ...(o.resume ? { resume: true } : {}) });
   if (o.stopAfter !== undefined) {
     const stopAfter = o.stopAfter;
     trainer.subscribe((m) => {
@@ -84,7 +84,7 @@ describe('parallel: sharded checkpoints, consolidation, resuming in any layout',
 
   it('a checkpoint requested mid-run (the dashboard\'s button) is written by every rank at the same step, and training goes on', async () => {
     const path = join(dir.path, 'requested');
-    const trainer = await ParallelTrainer.create({ config: base({ dp: 2, tp: 2, zero: 1 }), baseDir: EXAMPLES, runDir: RunDir.create(path), threads: 1 });
+    const trainer = await createLocalRun({ config: base({ dp: 2, tp: 2, zero: 1 }), baseDir: EXAMPLES, runDir: RunDir.create(path), threads: 1 });
     const saved: number[] = [];
     trainer.subscribe((m) => {
       if (m.type === 'step' && m.step === 2) trainer.requestCheckpoint();
@@ -121,7 +121,7 @@ describe('parallel: sharded checkpoints, consolidation, resuming in any layout',
   });
 
   for (const target of [{ tp: 4 }, { dp: 4, zero: 1 as const }, { dp: 1 }]) {
-    const label = target.dp === 1 ? 'one device (the single-device Trainer)' : `dp=${target.dp ?? 1} tp=${target.tp ?? 1} zero=${target.zero ?? 0}`;
+    const label = target.dp === 1 ? 'one device (a world of one)' : `dp=${target.dp ?? 1} tp=${target.tp ?? 1} zero=${target.zero ?? 0}`;
     it(`a dp=2 tp=2 ZeRO-3 checkpoint resumes on ${label} and follows the single-device loss curve`, async () => {
       const copy = join(dir.path, `resume-${label.replace(/\W+/g, '-')}`);
       cpSync(runPath, copy, { recursive: true });
@@ -130,13 +130,7 @@ describe('parallel: sharded checkpoints, consolidation, resuming in any layout',
       let losses: number[];
       if (target.dp === 1) {
         consolidateLatestIfSharded(join(copy, 'checkpoints'), () => {});
-        const trainer = await Trainer.create({ config: { ...config, train: { ...config.train, microBatch: config.train.globalBatch } }, baseDir: EXAMPLES, runDir: RunDir.open(copy), resume: true, threads: 1 });
-        losses = [];
-        try {
-          while (trainer.step < STEPS) losses.push((await trainer.trainStep()).loss);
-        } finally {
-          trainer.dispose();
-        }
+        losses = (await train({ ...config, train: { ...config.train, microBatch: config.train.globalBatch } }, RunDir.open(copy), { resume: true })).losses;
       } else losses = (await train(config, RunDir.open(copy), { resume: true })).losses;
       assert.equal(losses.length, STEPS - stoppedAt);
       assert.ok(maxRelative(losses, reference.losses.slice(stoppedAt)) <= 1e-5, `${losses} vs ${reference.losses.slice(stoppedAt)}`);

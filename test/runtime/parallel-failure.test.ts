@@ -7,7 +7,8 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Message } from '../../common/protocol';
-import { ParallelTrainer } from '../../runtime/parallel/coordinator';
+import type { Coordinator } from '../../runtime/coordinator/coordinator';
+import { createLocalRun } from '../../runtime/parallel/local-engine';
 import { readConsolidated } from '../../runtime/parallel/checkpoint';
 import { RunDir } from '../../runtime/train/run-dir';
 import { EXAMPLES, REPO, tempDir } from './train/fixtures';
@@ -30,10 +31,10 @@ describe('parallel: failure', function () {
   beforeEach(() => (dir = tempDir('scalelm-parallel-fail-')));
   afterEach(() => dir.remove());
 
-  async function failingRun(o: { layout: Parameters<typeof tinyConfig>[0]; setup?: object; steps?: number; during?: (trainer: ParallelTrainer, m: Message) => void }) {
+  async function failingRun(o: { layout: Parameters<typeof tinyConfig>[0]; setup?: object; steps?: number; during?: (trainer: Coordinator, m: Message) => void }) {
     const config = tinyConfig(o.layout, { train: { steps: o.steps ?? 8, checkpointEvery: 2 } });
     const runDir = RunDir.create(join(dir.path, 'run'));
-    const trainer = await ParallelTrainer.create({ config, baseDir: EXAMPLES, runDir, threads: 1, timeoutMs: 60_000, ...o.setup });
+    const trainer = await createLocalRun({ config, baseDir: EXAMPLES, runDir, threads: 1, timeoutMs: 60_000, ...o.setup });
     const messages: Message[] = [];
     trainer.subscribe((m) => {
       messages.push(m);
@@ -111,7 +112,7 @@ describe('parallel: failure', function () {
 
   it('refuses pipeline parallelism with a clear message before anything starts', async () => {
     const config = tinyConfig({ dp: 1 }, { parallel: { pp: 2 }, model: { layers: 2 } });
-    await assert.rejects(ParallelTrainer.create({ config, baseDir: EXAMPLES }), (e: Error) => e.name === 'ParallelError' && /parallel\.pp=2: the local runtime has no pipeline parallelism yet/.test(e.message));
+    await assert.rejects(createLocalRun({ config, baseDir: EXAMPLES }), (e: Error) => e.name === 'ParallelError' && /parallel\.pp=2: the local runtime has no pipeline parallelism yet/.test(e.message));
   });
 
   it('`scalelm train` refuses a parallel layout that cannot fit devices.memory, with the planner\'s breakdown, and starts nothing', () => {

@@ -3,7 +3,8 @@
 // every rank. The planner lumps communication buffers and gathered parameters into `buffers`.
 import assert from 'node:assert/strict';
 import type { MemoryMessage } from '../../common/protocol';
-import { ParallelTrainer } from '../../runtime/parallel/coordinator';
+import type { Coordinator } from '../../runtime/coordinator/coordinator';
+import { createLocalRun } from '../../runtime/parallel/local-engine';
 import { EXAMPLES } from './train/fixtures';
 import { describe_, tinyConfig, type Layout } from './parallel/helpers';
 
@@ -13,7 +14,7 @@ const table: string[] = [];
 async function measure(layout: Layout, extra: Parameters<typeof tinyConfig>[1] = {}): Promise<MemoryMessage[]> {
   const config = tinyConfig(layout, extra);
   config.train.steps = 2;
-  const trainer = await ParallelTrainer.create({ config, baseDir: EXAMPLES, threads: 1, timeoutMs: 60_000 });
+  const trainer = await createLocalRun({ config, baseDir: EXAMPLES, threads: 1, timeoutMs: 60_000 });
   const last = new Map<number, MemoryMessage>();
   trainer.subscribe((m) => {
     if (m.type === 'memory' && m.step === 2) last.set(m.rank, m);

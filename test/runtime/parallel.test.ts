@@ -1,5 +1,5 @@
 // The core bar of the parallel engine: from identical weights and data, every layout reproduces the
-// single-device run (runtime/train's Trainer) — loss at every one of 20 steps within 1e-5 relative, and the
+// single-device run (a world of one, stepped in the test's thread) — loss at every one of 20 steps within 1e-5 relative, and the
 // trained parameters. dp ∈ {1,2,4} × tp ∈ {1,2,4} × ZeRO 0–3 on up to 4 ranks, recompute, gradient
 // accumulation, worker threads and (a representative subset) processes over sockets.
 //
@@ -9,8 +9,9 @@
 // single-device run too. It stays ~1e-4 in size; we check it against an absolute 5e-4.
 import assert from 'node:assert/strict';
 import { tpRegionSeed } from '../../runtime/model/tp-layers';
-import { ParallelTrainer } from '../../runtime/parallel/coordinator';
-import { Trainer } from '../../runtime/train/trainer';
+import type { Coordinator } from '../../runtime/coordinator/coordinator';
+import { createLocalRun } from '../../runtime/parallel/local-engine';
+import { RankEngine } from '../../runtime/parallel/engine';
 import { EXAMPLES } from './train/fixtures';
 import { describe_, GLOBAL_BATCH, maxRelative, parallelRun, singleRun, STEPS, tinyConfig, type Layout } from './parallel/helpers';
 
@@ -93,19 +94,19 @@ describe('parallel: every layout reproduces the single-device run', function () 
     it('held-out loss (dp=2 tp=2 ZeRO-3, evaluation shared out over dp) equals the single-device trainer\'s with the same micro-batch', async () => {
       const config = tinyConfig({ dp: 2, tp: 2, zero: 3 }, { train: { steps: 10, evalEvery: 5, evalBatches: 3 } });
       const evals: number[] = [];
-      const run = await ParallelTrainer.create({ config, baseDir: EXAMPLES, threads: 1 });
+      const run = await createLocalRun({ config, baseDir: EXAMPLES, threads: 1 });
       run.subscribe((m) => {
         if (m.type === 'eval') evals.push(m.loss);
       });
       await run.run();
       run.dispose();
       assert.equal(run.losses.length, 10);
-      const single = await Trainer.create({ config: { ...config, parallel: { ...config.parallel, dp: 1, tp: 1, zero: 0 }, devices: { ...config.devices, count: 1 } }, baseDir: EXAMPLES, threads: 1 });
+      const single = await RankEngine.alone({ config: { ...config, parallel: { ...config.parallel, dp: 1, tp: 1, zero: 0 }, devices: { ...config.devices, count: 1 } }, baseDir: EXAMPLES, start: { kind: 'fresh' }, threads: 1 });
       const want: number[] = [];
       try {
         for (let i = 1; i <= 10; i++) {
-          await single.trainStep();
-          if (i % 5 === 0) want.push(await single.evaluate());
+          single.trainStep(i);
+          if (i % 5 === 0) want.push(single.evaluate(i));
         }
       } finally {
         single.dispose();

@@ -106,7 +106,7 @@ describe('protocol v1', () => {
     rejects({ ...EXAMPLES.hello, config: [] }, /config: must be an object/);
     rejects({ ...EXAMPLES.status, state: 'running' }, /error: is only allowed when state is "failed"/);
     rejects({ type: 'status', state: 'failed', t }, /error: is required when state is "failed"/);
-    rejects({ ...EXAMPLES.status, state: 'exploded' }, /state: must be one of starting, running, checkpointing, stopping, done, failed/);
+    rejects({ ...EXAMPLES.status, state: 'exploded' }, /state: must be one of starting, running, checkpointing, stopping, finished, stopped, failed, crashed/);
     rejects({ ...EXAMPLES.gpu, devices: [{ ...EXAMPLES.gpu.devices[0]!, utilPercent: NaN }] }, /devices\[0\]\.utilPercent: must be a finite number/);
     rejects({ ...EXAMPLES.gpu, devices: [{ ...EXAMPLES.gpu.devices[0]!, processes: [{ pid: -3, memory: 1 }] }] }, /devices\[0\]\.processes\[0\]\.pid/);
     rejects({ ...EXAMPLES.comm, collectives: [{ kind: 'All Reduce', calls: 1, bytes: 1, ms: 1 }] }, /collectives\[0\]\.kind: does not match/);
@@ -116,6 +116,29 @@ describe('protocol v1', () => {
     rejects({ ...EXAMPLES.checkpoint, path: '../../etc/passwd' }, /path: does not match/);
     rejects({ ...EXAMPLES.checkpoint, path: '/etc/passwd' }, /path: does not match/);
     rejects({ ...EXAMPLES.memory, categories: { 'bad key!': 1 } }, /categories\.bad key!: is not a valid category name/);
+  });
+
+  it('hello carries the engine and the backend the ranks train on; an unknown engine or an empty backend name is refused', () => {
+    const hello = { ...EXAMPLES.hello, engine: { name: 'torch', reason: 'devices.engine is "torch"' }, backend: { name: 'cuda', label: 'cuda (NVIDIA H200) nccl', reason: 'requested' } };
+    const back = decodeMessage(encodeMessage(hello as Message));
+    assert.ok(back.ok);
+    assert.deepEqual(back.value, hello);
+    rejects({ ...hello, engine: { name: 'tpu', reason: 'x' } }, /engine\.name: must be one of local, torch/);
+    rejects({ ...hello, backend: { name: '', label: 'x' } }, /backend\.name/);
+  });
+
+  it('lifecycle: "done" from older runtimes reads as finished, or stopped when its reason says so; who stopped is kept', () => {
+    const read = (v: object) => {
+      const r = validateMessage(v);
+      assert.ok(r.ok && r.value.type === 'status', JSON.stringify(r));
+      return r.value;
+    };
+    assert.equal(read({ type: 'status', state: 'done', t, step: 9 }).state, 'finished');
+    assert.equal(read({ type: 'status', state: 'done', t, step: 4, reason: 'stopped at step 4' }).state, 'stopped');
+    const s = read({ type: 'status', state: 'stopped', t, step: 4, by: 'VS Code' });
+    assert.equal(s.by, 'VS Code');
+    assert.equal(read({ type: 'status', state: 'failed', t, error: { message: 'boom', rank: 3 } }).error!.rank, 3);
+    assert.ok(!validateMessage({ type: 'status', state: 'done', t, error: { message: 'x' } }).ok, 'a legacy done is still not a failure');
   });
 
   it('rejects opaque JSON that is not plain data, too deep, or with non-finite numbers', () => {

@@ -9,7 +9,8 @@ import { RunClient } from '../../runtime/server/client';
 import { parseListeningLine } from '../../runtime/server/monitor';
 import { exportCsv, messagesToCsv } from '../../runtime/telemetry/csv';
 import { RunRecorder } from '../../runtime/telemetry/recorder';
-import { listRunDirs, readRun, RUN_LAYOUT } from '../../runtime/telemetry/run-store';
+import { claimRun, listRunDirs, readRun, RUN_LAYOUT, summarizeRun, writerAlive } from '../../runtime/telemetry/run-store';
+import { hostname } from 'node:os';
 import { encodeEvent, encodeRecord, maskedCrc32c, crc32c, readEventFile } from '../../runtime/telemetry/tensorboard';
 import { removeTempDirs, tempDir, until } from './telemetry/util';
 import { rawRequest } from './telemetry/ws-helpers';
@@ -33,7 +34,7 @@ describe('run store', function () {
     rec.comm({ rank: 0, step: 1, collectives: [{ kind: 'all-reduce', calls: 2, bytes: 4096, ms: 1.5 }] });
     rec.log('warn', 'a warning', { rank: 1 });
     rec.checkpoint(1, 'checkpoints/step-1.safetensors', 12345);
-    await rec.close({ state: 'done' });
+    await rec.close({ state: 'finished' });
 
     const lines = readFileSync(join(dir, RUN_LAYOUT.metrics), 'utf8').trimEnd().split('\n');
     assert.ok(lines.every((l) => decodeMessage(l).ok), 'every line is a valid message');
@@ -49,7 +50,7 @@ describe('run store', function () {
     assert.ok(Number.isNaN(steps[1]!.loss) && steps[1]!.gradNorm === Infinity, 'non-finite values survive the file');
     assert.ok(lines.some((l) => l.includes('"loss":"NaN"')));
     const final = run.messages[run.messages.length - 1]!;
-    assert.ok(final.type === 'status' && final.state === 'done');
+    assert.ok(final.type === 'status' && final.state === 'finished');
     assert.deepEqual(listRunDirs(join(dir, '..')), [dir]);
     assert.deepEqual(listRunDirs(dir), [dir]);
   });
@@ -95,7 +96,11 @@ describe('run store', function () {
     assert.equal(run.truncatedTail, true);
     assert.equal(run.problems.length, 1);
     assert.equal(run.problems[0]!.line, 2);
-    assert.deepEqual(run.messages.map((m) => (m as StepMessage).step), [0, 2]);
+    assert.deepEqual(run.messages.filter((m) => m.type === 'step').map((m) => (m as StepMessage).step), [0, 2]);
+    // No final status and nobody writing it: the reader adds "crashed" after the last step (never to the file).
+    const last = run.messages[run.messages.length - 1]!;
+    assert.ok(last.type === 'status' && last.state === 'crashed' && last.step === 2, JSON.stringify(last));
+    assert.doesNotMatch(readFileSync(join(dir, RUN_LAYOUT.metrics), 'utf8'), /crashed/);
   });
 
   it('exports steps as CSV: one row per step, evaluation joined, categories as columns, NaN spelled out', async () => {
@@ -145,7 +150,7 @@ describe('run store', function () {
     const root = tmp();
     for (const id of ['a', 'b']) {
       const rec = RunRecorder.open({ runDir: join(root, id), runId: id, config: {}, world: 1, gpu: false, tensorboard: false });
-      await rec.close({ state: 'done' });
+      await rec.close({ state: 'finished' });
     }
     mkdirSync(join(root, 'not-a-run'));
     const runs = listRunDirs(root).map((d) => d.slice(root.length + 1));
@@ -156,7 +161,7 @@ describe('run store', function () {
     const root = tmp();
     const a = RunRecorder.open({ runDir: join(root, 'finished'), runId: 'finished', config: {}, world: 1, gpu: false, tensorboard: false });
     for (let k = 0; k < 30; k++) a.step({ step: k, loss: 3 - k / 100, lr: 1e-3, gradNorm: 1, tokensPerSec: 10, stepMs: 5, memory });
-    await a.close({ state: 'done' });
+    await a.close({ state: 'finished' });
     const b = RunRecorder.open({ runDir: join(root, 'killed'), runId: 'killed', config: {}, world: 1, gpu: false, tensorboard: false });
     b.step({ step: 0, loss: 3, lr: 1e-3, gradNorm: 1, tokensPerSec: 10, stepMs: 5, memory });
     await b.close(); // no final status, like a killed runtime
@@ -175,7 +180,7 @@ describe('run store', function () {
       await until(() => (out.includes('\n') && err.includes('dashboard:')) || child.exitCode !== null, 'the listening line and the dashboard URL');
       const line = parseListeningLine(out.split('\n')[0]!);
       assert.ok(line, `a listening line, got: ${out} ${err}`);
-      assert.match(err, /killed: 1 steps \(no final status/);
+      assert.match(err, /killed: 1 steps \(crashed: no final status and its process is gone; continue it with scalelm train --resume \S+killed\)/);
       assert.match(err, /dashboard: http:\/\/127\.0\.0\.1:\d+\/#token=[0-9a-f]{64}/);
       const snapshots: SnapshotMessage[] = [];
       client.c = new RunClient({ port: line.port, token: line.token!, run: 'finished' });
@@ -185,6 +190,13 @@ describe('run store', function () {
       assert.equal(snapshots[0]!.readOnly, true);
       assert.equal(snapshots[0]!.stepsTotal, 30);
       assert.deepEqual(snapshots[0]!.runs!.map((r) => r.runId).sort(), ['finished', 'killed']);
+      const rows = new Map(snapshots[0]!.runs!.map((r) => [r.runId, r]));
+      assert.equal(rows.get('finished')!.state, 'finished');
+      assert.equal(rows.get('killed')!.state, 'crashed');
+      assert.equal(rows.get('finished')!.bestLoss, 3 - 29 / 100);
+      assert.equal(rows.get('finished')!.finalLoss, 3 - 29 / 100);
+      // A replay's duration is its own: end − start, not now − start.
+      assert.ok(rows.get('finished')!.endedAt! - rows.get('finished')!.startedAt < 10_000);
       assert.equal((await client.c.control('stop')).ok, false, 'a replay cannot be stopped');
       const csv = await rawRequest(line.port, { upgrade: false, path: '/export.csv?run=finished', headers: { Authorization: `Bearer ${line.token}` } });
       assert.equal(csv.status, 200);
@@ -203,6 +215,51 @@ describe('run store', function () {
     const exp = spawn(process.execPath, [CLI, 'export-csv', join(root, 'finished'), '--out', csvOut], { stdio: 'inherit' });
     assert.equal(await new Promise((r) => exp.once('exit', r)), 0);
     assert.equal(readFileSync(csvOut, 'utf8').trimEnd().split('\n').length, 31);
+  });
+
+  it('lifecycle: "done" of older runs reads as finished (or stopped with its step); crashed needs a dead writer', async () => {
+    const root = tmp();
+    const hello = (id: string) => JSON.stringify({ type: 'hello', protocol: 1, runId: id, name: id, startedAt: 1_000, world: 1, config: {} });
+    const step = (k: number) => JSON.stringify({ type: 'step', step: k, loss: 3 - k / 10, lr: 1, gradNorm: 1, tokensPerSec: 50, stepMs: 1, memory, t: 2_000 + k });
+    const write = (id: string, lines: string[]) => {
+      mkdirSync(join(root, id));
+      writeFileSync(join(root, id, RUN_LAYOUT.metrics), lines.join('\n') + '\n');
+      return join(root, id);
+    };
+    const old = write('old', [hello('old'), step(0), step(1), JSON.stringify({ type: 'status', state: 'done', t: 5_000, step: 1 })]);
+    const oldStopped = write('old-stopped', [hello('old-stopped'), step(0), JSON.stringify({ type: 'status', state: 'done', t: 5_000, step: 0, reason: 'stopped at step 0' })]);
+    const s1 = await summarizeRun(old);
+    assert.equal(s1.state, 'finished');
+    assert.equal(s1.endedAt, 5_000);
+    assert.equal(s1.detail, 'finished at step 1');
+    assert.equal(s1.bestLoss, 2.9);
+    assert.equal(s1.tokensPerSec, 50);
+    assert.equal((await summarizeRun(oldStopped)).state, 'stopped');
+
+    // In progress: process.json names a living process (this one) → still running, not crashed.
+    const live = write('live', [hello('live'), step(0), JSON.stringify({ type: 'status', state: 'running', t: 2_500, step: 0 })]);
+    claimRun(live);
+    assert.equal(writerAlive(live), true);
+    assert.equal((await summarizeRun(live)).state, 'running');
+    assert.ok(!(await readRun(live)).messages.some((m) => m.type === 'status' && m.state === 'crashed'));
+    // The same run after its writer died (a pid that no longer exists): crashed after its last step.
+    const gone = spawn(process.execPath, ['-e', '0']);
+    await new Promise((r) => gone.once('exit', r));
+    writeFileSync(join(live, RUN_LAYOUT.process), JSON.stringify({ pid: gone.pid, host: hostname(), startedAt: 1 }));
+    assert.equal(writerAlive(live), false);
+    const crashed = await summarizeRun(live);
+    assert.equal(crashed.state, 'crashed');
+    assert.match(crashed.detail!, /^crashed after step 0/);
+    assert.equal(crashed.endedAt, 2_500);
+
+    // The recorder claims the run while it writes and releases it on close.
+    const rec = RunRecorder.open({ runDir: join(root, 'rec'), runId: 'rec', config: {}, world: 1, gpu: false, tensorboard: false });
+    assert.equal(writerAlive(join(root, 'rec')), true);
+    await rec.close({ state: 'stopped', by: 'VS Code', reason: 'stopped at step 0' });
+    assert.equal(writerAlive(join(root, 'rec')), false);
+    const stopped = await summarizeRun(join(root, 'rec'));
+    assert.equal(stopped.state, 'stopped');
+    assert.equal(stopped.detail, 'stopped by VS Code');
   });
 });
 

@@ -206,7 +206,7 @@ describe('run recorder', function () {
     assert.equal(o.steps, 100);
     assert.equal(o.stepMs, 1000);
     assert.ok(o.telemetryMs > 0 && o.fraction === o.telemetryMs / o.stepMs);
-    await rec.close({ state: 'done' });
+    await rec.close({ state: 'finished' });
     const run = await readRun(dir);
     const gpu = run.messages.filter((m): m is GpuMessage => m.type === 'gpu');
     assert.ok(gpu.length >= 3);
@@ -214,7 +214,7 @@ describe('run recorder', function () {
 
     const absent = RunRecorder.open({ runDir: tempDir('scalelm-rec-'), runId: 'no-gpu', config: {}, world: 1, gpu: { env: { PATH: tempDir('empty-') } } });
     await until(() => absent.sampler!.state === 'off', 'the sampler off');
-    await absent.close({ state: 'done' });
+    await absent.close({ state: 'finished' });
     const logs = (await readRun(absent.runDir)).messages.filter((m) => m.type === 'log');
     assert.equal(logs.length, 1);
     assert.match(readFileSync(join(absent.runDir, 'metrics.jsonl'), 'utf8'), /GPU sampler off: nvidia-smi not found/);

@@ -4,7 +4,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { decodeMessage, type Message, type StepMessage } from '../../common/protocol';
 import { RunDir } from '../../runtime/train/run-dir';
-import { Trainer } from '../../runtime/train/trainer';
+import { createLocalRun } from '../../runtime/parallel/local-engine';
 import { readSafetensors } from '../../runtime/train/safetensors';
 import { EXAMPLES, REPO, smallConfig, tempDir } from './train/fixtures';
 
@@ -28,13 +28,13 @@ describe('train: resume and the command line', function () {
     const a = tempDir();
     const b = tempDir();
     try {
-      const straight = await Trainer.create({ config, baseDir: EXAMPLES, runDir: RunDir.create(a.path) });
+      const straight = await createLocalRun({ config, baseDir: EXAMPLES, runDir: RunDir.create(a.path) });
       const lossesA: number[] = [];
       straight.subscribe((m) => m.type === 'step' && lossesA.push(m.loss));
       assert.equal((await straight.run()).reason, 'completed');
       straight.dispose();
 
-      const first = await Trainer.create({ config, baseDir: EXAMPLES, runDir: RunDir.create(b.path) });
+      const first = await createLocalRun({ config, baseDir: EXAMPLES, runDir: RunDir.create(b.path) });
       const lossesB: number[] = [];
       first.subscribe((m) => {
         if (m.type !== 'step') return;
@@ -46,7 +46,7 @@ describe('train: resume and the command line', function () {
       assert.equal(stopped.reason, 'stopped');
       assert.equal(stopped.step, 4);
 
-      const resumed = await Trainer.create({ config, baseDir: EXAMPLES, runDir: RunDir.open(b.path), resume: true });
+      const resumed = await createLocalRun({ config, baseDir: EXAMPLES, runDir: RunDir.open(b.path), resume: true });
       resumed.subscribe((m) => m.type === 'step' && lossesB.push(m.loss));
       assert.equal((await resumed.run()).step, 6);
       resumed.dispose();

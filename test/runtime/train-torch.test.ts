@@ -4,7 +4,11 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { RunDir } from '../../runtime/train/run-dir';
-import { Trainer } from '../../runtime/train/trainer';
+import { Gpt } from '../../runtime/model/gpt';
+import { ParamStore } from '../../runtime/model/params';
+import { RankEngine } from '../../runtime/parallel/engine';
+import { createLocalRun } from '../../runtime/parallel/local-engine';
+import { readModelTensors } from '../../runtime/train/checkpoint';
 import { writeSafetensors } from '../../runtime/train/safetensors';
 import { EXAMPLES, REPO, smallConfig, tempDir } from './train/fixtures';
 import { findTorchPython } from './train/python';
@@ -30,9 +34,11 @@ describe('train: agreement with a PyTorch GPT-2 (same initial weights, same batc
         model: { layers: 2, hidden: 64, heads: 4, vocab: 256, seqLen: 32 },
         train: { steps: STEPS, microBatch: 4, globalBatch: 8, lr: 3e-3, minLr: 3e-4, warmupSteps: 4, weightDecay: 0.1, gradClip: 1, beta2: 0.95, seed: 11 },
       });
-      const trainer = await Trainer.create({ config, baseDir: EXAMPLES, runDir: RunDir.create(join(dir.path, 'run')) });
-      const init = await trainer.params.readAll();
-      writeSafetensors(join(dir.path, 'init.safetensors'), trainer.params.specs.map((s) => [s.name, { shape: s.shape, data: init.get(s.name)! }]));
+      // The initial weights and the batches, from the rank itself (a world of one, not stepped).
+      const rank = await RankEngine.alone({ config, baseDir: EXAMPLES, start: { kind: 'fresh' } });
+      const init = await rank.params!.readAll();
+      const specs = rank.fullSpecs;
+      writeSafetensors(join(dir.path, 'init.safetensors'), specs.map((s) => [s.name, { shape: s.shape, data: init.get(s.name)! }]));
 
       // The exact batches the trainer draws: [step][micro][tokens|targets][B][T], int32.
       const t = config.train;
@@ -42,24 +48,30 @@ describe('train: agreement with a PyTorch GPT-2 (same initial weights, same batc
       let o = 0;
       for (let step = 1; step <= STEPS; step++) {
         for (let a = 0; a < A; a++) {
-          const b = trainer.sampler.batch(step, a * t.microBatch, t.microBatch);
+          const b = rank.sampler.batch(step, a * t.microBatch, t.microBatch);
           batches.set(b.tokens, o);
           batches.set(b.targets, o + b.tokens.length);
           o += 2 * b.tokens.length;
         }
       }
       writeFileSync(join(dir.path, 'batches.bin'), Buffer.from(batches.buffer));
-      const held = trainer.sampler.batch(10_000, 0, t.microBatch);
+      const held = rank.sampler.batch(10_000, 0, t.microBatch);
+      rank.dispose();
       writeFileSync(join(dir.path, 'held.bin'), Buffer.from(new Int32Array([...held.tokens, ...held.targets]).buffer));
 
+      const trainer = await createLocalRun({ config, baseDir: EXAMPLES, runDir: RunDir.create(join(dir.path, 'run')) });
       const ours: { loss: number; gradNorm: number }[] = [];
       trainer.subscribe((m) => m.type === 'step' && ours.push({ loss: m.loss, gradNorm: m.gradNorm }));
       const result = await trainer.run();
-      const heldLoss = tf.tidy(() => trainer.model.forward({ params: trainer.params, seq: T, dropout: 0, dropoutSeed: 0 }, tf.tensor1d(held.tokens, 'int32'), tf.tensor1d(held.targets, 'int32'), false).loss.dataSync()[0]!);
       trainer.dispose();
+      const model = new Gpt(rank.shape);
+      const final = new ParamStore(specs);
+      for (const [name, v] of readModelTensors(join(result.checkpoint!, 'model.safetensors'), specs)) final.setValues(name, v);
+      const heldLoss = tf.tidy(() => model.forward({ params: final, seq: T, dropout: 0, dropoutSeed: 0 }, tf.tensor1d(held.tokens, 'int32'), tf.tensor1d(held.targets, 'int32'), false).loss.dataSync()[0]!);
+      final.dispose();
 
       const spec = {
-        model: trainer.model.shape,
+        model: rank.shape,
         ...{ lr: t.lr, minLr: t.minLr, warmupSteps: t.warmupSteps, steps: t.steps, beta1: t.beta1, beta2: t.beta2, eps: t.eps, weightDecay: t.weightDecay, gradClip: t.gradClip },
         microBatch: t.microBatch,
         accumulation: A,

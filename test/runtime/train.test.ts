@@ -11,7 +11,7 @@ import { GradAccumulator, Optimizer, updateTensor, type OptimizerHyper } from '.
 import { BatchSampler, DataError, loadTokens, syntheticTokens } from '../../runtime/train/data';
 import { encodeSafetensors, parseSafetensors, readSafetensors, SafetensorsError, writeSafetensors } from '../../runtime/train/safetensors';
 import { CheckpointError, latestCheckpoint, loadCheckpoint, loadHfFolder, saveCheckpoint, hfConfig, type CheckpointData } from '../../runtime/train/checkpoint';
-import { Trainer } from '../../runtime/train/trainer';
+import { RankEngine } from '../../runtime/parallel/engine';
 import { EXAMPLES, smallConfig, tempDir } from './train/fixtures';
 import { randomValues } from './train/autodiff';
 
@@ -323,10 +323,10 @@ describe('train: measured memory per step', function () {
   it('params, grads and optimizer are 4, 4 and 8 bytes per parameter; activations match the documented per-layer formula', async () => {
     for (const recompute of ['none', 'selective', 'full'] as const) {
       const config = smallConfig({ train: { recompute } });
-      const trainer = await Trainer.create({ config, baseDir: EXAMPLES });
+      const trainer = await RankEngine.alone({ config, baseDir: EXAMPLES, start: { kind: 'fresh' } });
       try {
-        const r = await trainer.trainStep();
-        const P = trainer.params.totalElements();
+        const r = trainer.trainStep(1);
+        const P = trainer.params!.totalElements();
         assert.equal(r.memory.params, 4 * P);
         assert.equal(r.memory.grads, 4 * P);
         assert.equal(r.memory.optimizer, 8 * P);
@@ -340,9 +340,9 @@ describe('train: measured memory per step', function () {
 
   it('a CPU device with devices.memory fails like a GPU: out of memory naming the step, the layer and the breakdown', async () => {
     const config = smallConfig({ devices: { memory: '600KiB' } });
-    const trainer = await Trainer.create({ config, baseDir: EXAMPLES });
+    const trainer = await RankEngine.alone({ config, baseDir: EXAMPLES, start: { kind: 'fresh' } });
     try {
-      await assert.rejects(trainer.trainStep(), (e: Error) => e.name === 'DeviceOutOfMemoryError' && /out of memory at step 1, (forward|backward) of [a-z_0-9.]+: tried to allocate .* in use of 600\.00 KiB \(params 133\.50 KiB, grads .*, optimizer 267\.00 KiB, activations .*, temporaries .*\)\. Lower train\.microBatch/.test(e.message));
+      await assert.rejects(async () => trainer.trainStep(1), (e: Error) => e.name === 'DeviceOutOfMemoryError' && /out of memory at step 1, (forward|backward) of [a-z_0-9.]+: tried to allocate .* in use of 600\.00 KiB \(params 133\.50 KiB, grads .*, optimizer 267\.00 KiB, activations .*, temporaries .*\)\. Lower train\.microBatch/.test(e.message));
     } finally {
       trainer.dispose();
     }

@@ -6,6 +6,7 @@ import { korthikantiLayerBytes, layerActivationBytes } from '../../runtime/plann
 import { estimate } from '../../runtime/planner/estimate';
 import { megatronGpt, planInputFor } from '../../runtime/planner/input';
 import { megatronArgs } from '../../runtime/planner/memory';
+import { largestModuleParams } from '../../runtime/planner/params';
 import type { EstimateOptions, EstimateResult, PlanInput, PlanModel } from '../../runtime/planner/types';
 
 const GiB = 2 ** 30;
@@ -71,6 +72,38 @@ describe('planner conventions reproduce their anchors', () => {
       }
       assert.equal(deepspeedZero3(2851e6, 32e6, 8, 1, false, false).largestLayerMemory, 128e6);
     });
+    it('ZeRO-3 with parameter offload but no optimizer offload: DeepSpeed\'s no-offload branch, 18Ψ/N kept (6.09GB, 1.43GB host)', () => {
+      // stage3.py reads cpu_offload_params only under cpu_offload: gpu = 4·largest + int(18Ψ/N), host = largest·4·gpn·1.5.
+      const m = run(3, false, true);
+      assert.equal(m.perDevice.total, 4 * 32e6 + Math.trunc((18 * 2851e6) / 8));
+      assert.equal(gb2(m.perDevice.total), '6.09');
+      assert.equal(m.host.perNode, 32e6 * 4 * 8 * 1.5);
+      assert.equal(gb2(run(3, false, true, { deepspeedZeroInit: false }).host.perNode), '127.45');
+      assert.ok(m.notes.some((n) => n.includes('no-offload branch')), m.notes.join('; '));
+    });
+  });
+
+  describe('deepspeed: the "largest layer" is the largest module of the HuggingFace model', () => {
+    // DeepSpeed: max over model.modules() of sum(p.numel() for p in m.parameters(recurse=False)).
+    const largestOf = (modules: number[]) => Math.max(...modules);
+    it('HF Llama: separate q/k/v/o and gate/up/down projections, not a fused QKV', () => {
+      // A Llama-shaped model with a small vocabulary, so that a fused QKV (h·3h) would wrongly be the largest.
+      const model: PlanModel = { layers: 4, hidden: 4096, heads: 32, kvHeads: 32, ffnHidden: 4096, vocab: 8000, seqLen: 2048, activation: 'swiglu', norm: 'rmsnorm', tiedEmbeddings: false, bias: false, positionEmbedding: 'rope' };
+      const h = 4096;
+      const hfModules = [8000 * h /* embed_tokens */, h * h /* q_proj */, h * h /* k_proj */, h * h /* v_proj */, h * h /* o_proj */, h * 4096 /* gate_proj */, h * 4096 /* up_proj */, 4096 * h /* down_proj */, h /* input_layernorm */, 8000 * h /* lm_head */];
+      const r = ok(estimate(planInputFor(model, { dp: 8, zero: 3, gpusPerNode: 8 }), { convention: 'deepspeed' }));
+      const buffers = r.memory.terms.find((t) => t.label.startsWith('4 × largest layer'))!;
+      assert.equal(buffers.bytes, 4 * largestOf(hfModules));
+      assert.equal(buffers.bytes, 4 * 8000 * h);
+      assert.notEqual(buffers.bytes, 4 * h * 3 * h, 'a fused QKV is GPT-2\'s c_attn, not a Llama module');
+      // Llama-2-7B: the embedding (32000·4096) is the largest either way.
+      assert.equal(largestModuleParams(MODEL_PRESETS['llama-2-7b']), 32000 * 4096);
+    });
+    it('GPT-2 / NeoX: the fused c_attn (h·3h + 3h) counts as one module; model.fusedQkv overrides the guess', () => {
+      const gpt: PlanModel = { layers: 4, hidden: 4096, heads: 32, kvHeads: 32, ffnHidden: 4096, vocab: 8000, seqLen: 1024, activation: 'gelu', norm: 'layernorm', tiedEmbeddings: true, bias: true, positionEmbedding: 'learned' };
+      assert.equal(largestModuleParams(gpt), 4096 * 3 * 4096 + 3 * 4096);
+      assert.equal(largestModuleParams({ ...gpt, fusedQkv: false }), Math.max(8000 * 4096, 4096 * 4096 + 4096, 4096 * 4096 + 4096));
+    });
   });
 
   describe('megatron: theoretical_memory_usage.py in its own terms', () => {
@@ -79,12 +112,20 @@ describe('planner conventions reproduce their anchors', () => {
     const withLayout = (patch: Partial<PlanInput['parallel']>, recompute: PlanInput['train']['recompute']): PlanInput => ({ ...base, parallel: { ...base.parallel, ...patch }, train: { ...base.train, recompute } });
 
     it('18 bytes per parameter of the most loaded shard; 6 + 12/d with the distributed optimizer', () => {
-      // layer = 2h(f + 2) + 2h²(1 + 1) = 2·4096·16386 + 4·4096² = 201,342,976; block = 36·layer + 2h = 7,248,355,328
-      // most loaded shard = (block + h·V)/tp = (7,248,355,328 + 209,715,200)/4 = 1,864,517,632
-      const shard = 1_864_517_632;
+      // Linear weights per layer 2h·f + 2h²(1 + 1) = 201,326,592, split over tp; norms 2h·2 = 16,384 per layer
+      // plus the final 2h, replicated on every tp rank (current code, Megatron-LM PR #4687).
+      // most loaded shard = (36·201,326,592 + h·V)/tp + (36·16,384 + 8,192) = 1,864,368,128 + 598,016 = 1,864,966,144
+      const shard = 1_864_966_144;
+      assert.equal(shard, (36 * 201_326_592 + 4096 * 51200) / 4 + 36 * 16_384 + 8192);
       const r = ok(estimate(withLayout({}, 'selective'), { convention: 'megatron' }));
       assert.equal(r.memory.params.perDevice, shard);
       assert.equal(r.memory.perDevice.params + r.memory.perDevice.grads + r.memory.perDevice.optimizer, 18 * shard);
+      // The code before that PR divided the norms by tp too: (block + h·V)/tp = 1,864,517,632.
+      const layout = { dp: 32, tp: 4, pp: 1, vpp: 1, zero: 0, microBatch: 1, recompute: 'selective', sequenceParallel: false, offloadOptimizer: false, offloadParams: false } as const;
+      const current = megatronWeightAndOptimizer(megatronArgs(withLayout({}, 'selective'), layout));
+      const legacy = megatronWeightAndOptimizer({ ...megatronArgs(withLayout({}, 'selective'), layout), legacyNormsSharded: true });
+      assert.equal(legacy.mostLoadedShardParams, 1_864_517_632);
+      assert.equal(legacy.totalParams, current.totalParams, 'only the sharding changed, not the count');
       const dist = ok(estimate(withLayout({ zero: 1 }, 'selective'), { convention: 'megatron' }));
       assert.equal(dist.memory.perDevice.params + dist.memory.perDevice.grads + dist.memory.perDevice.optimizer, (6 + 12 / 32) * shard);
     });
@@ -110,7 +151,8 @@ describe('planner conventions reproduce their anchors', () => {
       const plain = megatronActivations(args, 64).bytes;
       assert.equal(megatronActivations({ ...args, virtualPipelineModelParallelSize: 3 }, 64).bytes, plain * (1 + 3 / 12));
       assert.equal(megatronActivations(args, 2).bytes, plain * (2 / 4));
-      assert.equal(megatronWeightAndOptimizer(args).mostLoadedShardParams, (7_248_355_328 / 4 + 209_715_200) / 4);
+      // (tp-sharded block/pp + embedding)/tp + replicated norms/pp: (36·201,326,592/4 + 209,715,200)/4 + 598,016/4
+      assert.equal(megatronWeightAndOptimizer(args).mostLoadedShardParams, ((36 * 201_326_592) / 4 + 209_715_200) / 4 + 598_016 / 4);
     });
 
     it('refuses what Megatron has no terms for: ZeRO-2/3 and offload', () => {

@@ -139,3 +139,27 @@ describe('planner: scalelm memory estimate', () => {
     assert.ok(sane.memory.perDevice.total > 20 * GiB && sane.memory.perDevice.total < 80 * GiB);
   });
 });
+
+describe('planner: the three measured figures (allocated, reserved, device)', () => {
+  const input = planInputFor('llama-2-7b', { gpus: 16, tp: 2, zero: 1, gpu: 'A100-80GB', globalBatch: 64 });
+  const r = ok(estimate(input));
+  const f = r.memory.figures!;
+  const ov = { slack: 0.05, context: 2 ** 30, nccl: 128 * 2 ** 20 };
+  it('allocated (torch max_memory_allocated) is the tensors: params, grads, optimizer, activations, buffers', () => {
+    const d = r.memory.perDevice;
+    assert.equal(f.allocated, d.params + d.grads + d.optimizer + d.activations + d.buffers);
+    assert.deepEqual(f.allocatedBy, { params: d.params, grads: d.grads, optimizer: d.optimizer, activations: d.activations, buffers: d.buffers });
+  });
+  it('reserved (max_memory_reserved) adds the allocator slack; device (nvidia-smi) adds the CUDA context and NCCL buffers outside the allocator', () => {
+    assert.ok(Math.abs(f.reserved - f.allocated * (1 + ov.slack)) < 1);
+    assert.ok(Math.abs(f.device - (f.reserved + ov.context + 2 * ov.nccl)) < 1, 'dp and tp communicators');
+    assert.equal(f.device, r.memory.perDevice.total);
+    assert.equal(r.memory.totalIs, 'device');
+    assert.ok(f.allocated < f.reserved && f.reserved < f.device);
+  });
+  it('the anchors\' totals are partial allocated figures, and say so', () => {
+    const m = ok(estimate({ ...input, parallel: { ...input.parallel, zero: 0 } }, { convention: 'megatron' })).memory;
+    assert.equal(m.totalIs, 'allocated');
+    assert.equal(m.figures, undefined);
+  });
+});

@@ -61,10 +61,12 @@ describe('planner: options', () => {
     });
   }
 
-  it('cluster.efficiency scales compute; the GPU preset\'s peak sets MFU\'s denominator', () => {
-    const half = ok(estimate({ ...input({}), cluster: { ...input({}).cluster, efficiency: 0.25 } })).time;
-    const full = ok(estimate(input({}))).time;
-    assert.ok(Math.abs(half.breakdown.compute / full.breakdown.compute - 2) < 1e-9);
+  it('cluster.efficiency scales the matrix work, not the memory-bound ops', () => {
+    const at = (efficiency: number, comm = {}) => ok(estimate({ ...input({}), cluster: { ...input({}).cluster, efficiency } }, { comm })).time.breakdown.compute;
+    const matrixOnly = { elementwiseBytesReplicated: 0, elementwiseBytesSharded: 0, attentionBytesPerScore: 0, lossBytesPerLogit: 0 };
+    assert.ok(Math.abs(at(0.25, matrixOnly) / at(0.5, matrixOnly) - 2) < 1e-9);
+    const ratio = at(0.25) / at(0.5);
+    assert.ok(ratio > 1.5 && ratio < 2, `${ratio}`);
   });
 
   it('cluster.headroom decides what fits', () => {

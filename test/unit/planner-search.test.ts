@@ -87,17 +87,33 @@ describe('planner: Megatron-LM\'s published configurations (Narayanan et al. 202
     [48, 8192, 64, 8, 2, 512, 1536], [60, 10240, 80, 8, 4, 1024, 1792], [80, 12288, 96, 8, 8, 1536, 2304], [96, 16384, 128, 8, 16, 1920, 2160],
     [105, 20480, 128, 8, 35, 2520, 2520], [128, 25600, 160, 8, 64, 3072, 3072],
   ];
+  const groupsOf = (ranking: ReturnType<typeof searchLayouts>['ranking']) => {
+    const groups: string[] = [];
+    for (const x of ranking) if (!groups.includes(`${x.layout.tp}/${x.layout.pp}`)) groups.push(`${x.layout.tp}/${x.layout.pp}`);
+    return groups;
+  };
   for (const [L, h, a, tp, pp, gpus, batch] of TABLE1) {
     it(`${L} layers, h=${h}: the published tp=${tp} pp=${pp} on ${gpus} GPUs fits and ranks near the top`, () => {
       const r = searchLayouts(cluster(megatronGpt(L, h, a), gpus, batch), { top: 1 });
       assert.ok(r.ok);
       const published = r.ranking.findIndex((x) => x.layout.tp === tp && x.layout.pp === pp);
       assert.ok(published >= 0, 'the published layout fits');
-      // Within 12% of the best estimated throughput, and among the six best (tp, pp) choices.
+      // Over everything the planner can offer (ZeRO-2/3 and offload included): within 12% of the best estimated
+      // throughput, and among the seven best (tp, pp) choices.
       assert.ok(r.ranking[published]!.tokensPerSec >= 0.88 * r.ranking[0]!.tokensPerSec, `${r.ranking[published]!.tokensPerSec} vs best ${r.ranking[0]!.tokensPerSec}`);
-      const groups: string[] = [];
-      for (const x of r.ranking) if (!groups.includes(`${x.layout.tp}/${x.layout.pp}`)) groups.push(`${x.layout.tp}/${x.layout.pp}`);
-      assert.ok(groups.indexOf(`${tp}/${pp}`) < 6, `(tp, pp) rank ${groups.indexOf(`${tp}/${pp}`) + 1} of ${groups.length}: ${groups.slice(0, 8).join(' ')}`);
+      const groups = groupsOf(r.ranking);
+      assert.ok(groups.indexOf(`${tp}/${pp}`) < 7, `(tp, pp) rank ${groups.indexOf(`${tp}/${pp}`) + 1} of ${groups.length}: ${groups.slice(0, 8).join(' ')}`);
+      // With what Megatron-LM offered in 2021 (no ZeRO, no offload): among the six best (tp, pp), within 7% of the
+      // best — the model's own error on these runs (planner-golden.test.ts) is up to 7%.
+      const m = searchLayouts(cluster(megatronGpt(L, h, a), gpus, batch), { top: 1, fixed: { zero: 0 } });
+      const at = m.ranking.findIndex((x) => x.layout.tp === tp && x.layout.pp === pp);
+      assert.ok(at >= 0 && m.ranking[at]!.tokensPerSec >= 0.93 * m.ranking[0]!.tokensPerSec, `ZeRO-0: ${m.ranking[at]?.tokensPerSec} vs ${m.ranking[0]!.tokensPerSec}`);
+      assert.ok(groupsOf(m.ranking).indexOf(`${tp}/${pp}`) < 6, `ZeRO-0 (tp, pp) rank ${groupsOf(m.ranking).indexOf(`${tp}/${pp}`) + 1}`);
     });
   }
+  it('145.6B (80 layers, h=12288): the published tp=8 pp=8 layout is among the ten best of everything searched', () => {
+    const r = searchLayouts(cluster(megatronGpt(80, 12288, 96), 1536, 2304), { top: 1 });
+    const published = r.ranking.findIndex((x) => x.layout.tp === 8 && x.layout.pp === 8);
+    assert.ok(published >= 0 && published < 10, `layout rank ${published + 1} of ${r.ranking.length}`);
+  });
 });

@@ -32,15 +32,35 @@ describe('planner: step-time model', () => {
     assert.equal(stepFlops({ ...input, train: { ...input.train, flashAttention: true } }, 'selective').hardware, f.model);
   });
 
-  it('one GPU, no communication: step = 3·forward FLOPs / (peak·efficiency) + a memory-bound optimizer step', () => {
+  it('one GPU, no communication: with ideal GEMMs and no memory-bound ops, step = 3·forward FLOPs / (peak·efficiency) + a memory-bound optimizer step', () => {
     const input = planInputFor(megatronGpt(4, 1024, 16), { gpu: 'A100-80GB', globalBatch: 4, microBatch: 1 });
-    const t = ok(estimate(input)).time;
+    const ideal = { gemmHalfSize: 0, elementwiseBytesReplicated: 0, elementwiseBytesSharded: 0, attentionBytesPerScore: 0, lossBytesPerLogit: 0 };
+    const t = ok(estimate(input, { comm: ideal })).time;
     const flops = stepFlops(input, 'none', countParams(input.model)).model;
     const optimizer = t.breakdown.optimizer;
-    assert.ok(Math.abs(t.stepMs / 1e3 - optimizer - flops / (312e12 * 0.5)) < 1e-9);
+    assert.ok(Math.abs(t.stepMs / 1e3 - optimizer - flops / (312e12 * input.cluster.efficiency)) < 1e-9);
     assert.ok(optimizer > 0);
     assert.ok(Math.abs(t.mfu - flops / ((t.stepMs / 1e3) * 312e12)) < 1e-12);
     assert.ok(Math.abs(t.tokensPerSec - (4 * 2048) / (t.stepMs / 1e3)) < 1e-6);
+    // The defaults add the memory-bound ops and the small-GEMM penalty: slower.
+    assert.ok(ok(estimate(input)).time.stepMs > t.stepMs);
+  });
+
+  it('small GEMMs are slower: per-token compute falls as the micro-batch grows, and thin tensor-parallel shards cost more', () => {
+    const perToken = (microBatch: number, tp = 1, seqLen = 512) => {
+      const input = planInputFor({ ...megatronGpt(8, 2048, 16), seqLen }, { gpu: 'A100-80GB', tp, globalBatch: 16, microBatch });
+      const t = ok(estimate(input)).time;
+      return (t.breakdown.compute * tp) / (16 * seqLen);
+    };
+    assert.ok(perToken(1) > perToken(4) && perToken(4) > perToken(16), `${perToken(1)} ${perToken(4)} ${perToken(16)}`);
+    // GPU-seconds per token: tp 8 slices h = 2048 into 256-column shards, slower per FLOP than tp 1.
+    assert.ok(perToken(4, 8) > 1.1 * perToken(4, 1));
+  });
+
+  it('memory-bound ops run at HBM bandwidth; FlashAttention removes the attention-score traffic', () => {
+    const t = (bw: number, flashAttention = false) => time({ globalBatch: 1, flashAttention }, (i) => { i.cluster.spec = { ...i.cluster.spec, memoryBandwidth: bw }; }).breakdown.compute;
+    assert.ok(t(1e12) > t(4e12));
+    assert.ok(t(2e12, true) < t(2e12));
   });
 
   it('collectives are α-β: ring volume over bandwidth plus latency per tree step', () => {

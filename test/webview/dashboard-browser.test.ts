@@ -84,7 +84,8 @@ describe('dashboard in a browser against a real `scalelm serve`', function () {
     const i = await until(page, 'the first snapshot', (x) => x.stepsShown > 0 && x);
     assert.equal(i.host, 'browser');
     assert.ok(!page.url().includes('#token') && !page.url().includes(serve.listening.token), `the token is gone from the URL: ${page.url()}`);
-    assert.equal(i.header.connection, 'live');
+    // A replay is connected, but not live: the header says "recorded".
+    assert.equal(i.header.connection, 'recorded');
     assert.deepEqual(i.runs.map((r) => r.runId).sort(), [SYNTHETIC_RUN_ID, 'tiny-cpu']);
     assert.equal(await page.locator('#btn-stop').isHidden(), true, 'a replay is read-only: no stop button');
   });
@@ -102,7 +103,7 @@ describe('dashboard in a browser against a real `scalelm serve`', function () {
     assert.match(page.url(), new RegExp(`\\?run=${SYNTHETIC_RUN_ID}$`));
     const i = await inspect(page);
     assert.equal(i.header.name, 'llama-2-7b · 8×H200 · ZeRO-1');
-    assert.equal(i.header.state, 'done');
+    assert.equal(i.header.state, 'stopped');
     assert.equal(i.header.step, 'step 300');
     assert.match(i.header.mfu!, /% ?of H200 peak/);
     await page.click('vscode-tab-header[data-tab=memory]');
@@ -114,7 +115,7 @@ describe('dashboard in a browser against a real `scalelm serve`', function () {
 
   it('overlays another run fetched over its own socket', async function () {
     await page.click('vscode-tab-header[data-tab=runs]');
-    await page.click('#runs-table tr[data-run="tiny-cpu"] vscode-button[data-action=compare]');
+    await page.click('#runs-table tr[data-run="tiny-cpu"] input[data-action=overlay]');
     await until(page, 'the compared run', (x) => x.runs.some((r) => r.runId === 'tiny-cpu' && r.compared));
     await page.click('vscode-tab-header[data-tab=curves]');
     const i = await until(page, 'the overlay on the loss chart', (x) => x.charts.find((c) => c.id === 'loss')?.datasets.some((d) => d.label.startsWith('tiny-shakespeare-bytes') && d.points > 50) && x);
@@ -249,8 +250,8 @@ describe('dashboard in a browser following a live run (in-process runtime server
   it('reconnects after the server drops it, and starts again from a fresh snapshot', async function () {
     server.dropClients('test');
     await until(page, 'the reconnect', (x) => x.header.connection === 'live' && x.stepsShown > 0, 15_000);
-    bus.publish({ type: 'status', state: 'done', t: Date.now(), step: 300 });
-    await until(page, 'the final status', (x) => x.header.state === 'done');
+    bus.publish({ type: 'status', state: 'finished', t: Date.now(), step: 300 });
+    await until(page, 'the final status', (x) => x.header.state === 'finished');
     assert.deepEqual(errors, []);
   });
 });

@@ -342,12 +342,12 @@ describe('dashboard fed a recorded 8-GPU stream, as VS Code hosts it', function 
     await d.send(wire({ type: 'runs', runs: [{ runId: SYNTHETIC_RUN_ID, name: 'llama-2-7b · 8×H200 · ZeRO-1', startedAt: (stream[0] as { startedAt: number }).startedAt, state: 'running', steps: 300 }, { runId: 'llama7b-8xh200-lr6e-4', name: 'llama-2-7b (lr 6e-4)', startedAt: Date.UTC(2025, 5, 1, 8), state: 'done', steps: 300 }], live: [SYNTHETIC_RUN_ID] }));
     await showTab(d, 'runs');
     assert.equal(await d.page.locator('#runs-table tbody tr').count(), 2);
-    await d.page.click('#runs-table tr[data-run="llama7b-8xh200-lr6e-4"] vscode-button[data-action=compare]');
+    await d.page.click('#runs-table tr[data-run="llama7b-8xh200-lr6e-4"] input[data-action=overlay]');
     const ask = await d.waitForPosted('compareRun', (m) => m.type === 'compareRun');
     assert.equal(ask.runId, 'llama7b-8xh200-lr6e-4');
     await d.send({ type: 'runHistory', runId: 'llama7b-8xh200-lr6e-4', snapshot: wire(snapshotOf(other)) });
     await d.page.waitForTimeout(150);
-    assert.match((await d.page.locator('#compare-status').textContent())!, /Comparing with llama-2-7b · 8×H200 · ZeRO-1 \(lr 6e-4\)/);
+    assert.match((await d.page.locator('#compare-status').textContent())!, /Overlaid: llama-2-7b \(lr 6e-4\)/);
     await showTab(d, 'curves');
     const i = await inspect(d);
     const cmp = dataset(i, 'loss', /\(lr 6e-4\) \(EMA\)$/);
@@ -396,8 +396,8 @@ describe('dashboard fed a recorded 8-GPU stream, as VS Code hosts it', function 
     await d.send({ type: 'step', step: 301, loss: 'lots', lr: 1, gradNorm: 1, tokensPerSec: 1, stepMs: 1, memory: {} });
     await d.send({ type: 'batch', runId: SYNTHETIC_RUN_ID, messages: [{ type: 'eval', step: 'x' }] });
     const i = await inspect(d);
-    assert.equal(i.header.state, 'done');
-    assert.equal(i.header.eta, 'done');
+    assert.equal(i.header.state, 'stopped');
+    assert.equal(i.header.eta, 'stopped');
     assert.equal(i.header.step, 'step 300');
     assert.equal(i.rejected.count, 2);
     assert.match(i.rejected.last!, /eval|step/);
@@ -434,7 +434,7 @@ describe('dashboard fed a real run (scalelm train, one CPU device) as a snapshot
   it('fills every panel from the recorded run, with the planner\u2019s runtime-convention prediction', async function () {
     const i = await inspect(d);
     assert.equal(i.header.name, 'tiny-shakespeare-bytes');
-    assert.equal(i.header.state, 'done');
+    assert.equal(i.header.state, 'finished');
     assert.equal(i.header.step, 'step 120');
     assert.equal(i.header.mfu, 'n/ano GPU peak (CPU device)');
     assert.match(i.header.layout!, /dp1 × tp1 × pp1.*ZeRO-0 · wasm/);

@@ -39,7 +39,7 @@ const total = (canvases: CanvasInk[], key: 'ink' | 'colour'): number => canvases
 /** A short run in protocol v1 messages, as the extension host forwards them from the runtime. */
 function runMessages(steps: number): Message[] {
   const startedAt = Date.now() - steps * 100;
-  const hello: HelloMessage = { type: 'hello', protocol: PROTOCOL_VERSION, runId: 'webview-test', name: 'webview test run', startedAt, world: 1, config: { model: { preset: 'tiny' } }, t: startedAt };
+  const hello: HelloMessage = { type: 'hello', protocol: PROTOCOL_VERSION, runId: 'webview-test', name: 'webview test run', startedAt, world: 1, config: { model: { preset: 'tiny' } }, engine: { name: 'torch', reason: 'devices.engine is "torch"' }, backend: { name: 'cpu', label: 'cpu gloo' }, t: startedAt };
   const messages: Message[] = [hello, { type: 'status', state: 'running', t: startedAt, step: 0 }];
   for (let step = 1; step <= steps; step++) {
     const memory = { params: 4e6, grads: 4e6, optimizer: 8e6, activations: 2e7, peak: 3.6e7 };
@@ -104,6 +104,9 @@ describe('dashboard webview page (headless Chromium)', function () {
     // A 1.5 px line across most of a plot: at least a few hundred pixels in a series colour.
     assert.ok(total(after, 'colour') - total(before, 'colour') > 200, `the curves add coloured ink: ${JSON.stringify({ before, after })}`);
     assert.ok(total(after, 'ink') > 0);
+    // The header names the engine from the hello, its backend beside it and the reason on hover.
+    const engine = await d.page.evaluate(() => ({ value: document.querySelector('#stat-engine .value')?.textContent, sub: document.querySelector('#stat-engine .sub')?.textContent, title: (document.querySelector('#stat-engine') as HTMLElement | null)?.title }));
+    assert.deepEqual(engine, { value: 'torch', sub: 'cpu gloo', title: 'devices.engine is "torch"' });
   });
 
   it('answers ping with pong: the same id, its rendered components and the chart ink', async function () {

@@ -37,7 +37,7 @@ export async function recordSynthetic(steps = 300, totalSteps = 2000, dir = join
     }
     clock += 5000;
     // The user stopped it there (a run of 2000 steps, recorded for 300).
-    await rec.close({ state: 'done', reason: `stopped by a client at step ${steps} of ${totalSteps}` });
+    await rec.close({ state: 'stopped', by: 'a client', reason: `stopped at step ${steps} of ${totalSteps}` });
   } finally {
     Date.now = realNow;
   }

@@ -41,24 +41,41 @@ interface Frame {
   toStep: number;
 }
 
-/** Time since the run started, in seconds, per step (cached per run and length). */
+/**
+ * Time since the run started, in seconds, per step (cached per run and length). Steps recorded without a
+ * time (metrics.jsonl of older runtimes) are placed after the previous one by their own step time, so the
+ * axis is a good estimate rather than a column of NaN.
+ */
 class TimeAxis {
   private cache = new WeakMap<RunData, { length: number; xs: Float64Array }>();
   of(run: RunData): Float64Array {
     const n = run.steps.length;
     const t = run.steps.col('t');
-    const t0 = run.hello?.startedAt ?? (n ? t[0]! : 0);
+    const stepMs = run.steps.col('stepMs');
+    const t0 = run.hello?.startedAt ?? (n && Number.isFinite(t[0]!) ? t[0]! : 0);
     let c = this.cache.get(run);
     if (!c || c.length > n || c.xs.length < n) {
       const xs = new Float64Array(Math.max(1024, run.steps.cols.t.data.length));
       c = { length: 0, xs };
       this.cache.set(run, c);
     }
-    for (let i = c.length; i < n; i++) c.xs[i] = (t[i]! - t0) / 1000;
+    for (let i = c.length; i < n; i++) {
+      const prev = i > 0 ? c.xs[i - 1]! : 0;
+      c.xs[i] = Number.isFinite(t[i]!) ? (t[i]! - t0) / 1000 : prev + (Number.isFinite(stepMs[i]!) ? stepMs[i]! / 1000 : 0);
+    }
     c.length = n;
     return c.xs;
   }
 }
+
+/** A run drawn over the shown one (dashed), under its distinct label. */
+export interface Overlay {
+  run: RunData;
+  label: string;
+}
+
+/** Overlay colours: the shown run keeps series 0 (and 1 for eval); overlays take the others in turn. */
+const OVERLAY_COLORS = [3, 2, 4, 5, 1];
 
 export class CurvesView {
   readonly root: HTMLElement;
@@ -125,7 +142,7 @@ export class CurvesView {
    * one update never blocks the page for long however many charts there are. Reads no layout (that would
    * force a reflow every frame): widths come from chart.js's own resize handling.
    */
-  render(run: RunData | null, compare: RunData | null, state: UiState, force = false, budgetMs = Infinity): boolean {
+  render(run: RunData | null, overlays: Overlay[], state: UiState, force = false, budgetMs = Infinity): boolean {
     const t0 = performance.now();
     if (force) this.drawn.clear();
     const axis = state.xAxis;
@@ -140,7 +157,7 @@ export class CurvesView {
       }
       this.drawn.clear();
     }
-    const frame = this.frameOf(run, state);
+    const frame = this.frameOf(run, overlays, state);
     this.emptyHint.hidden = frame !== null;
     if (!frame) {
       this.shown = null;
@@ -153,7 +170,7 @@ export class CurvesView {
     }
     this.shown = { xMin: frame.xMin, xMax: frame.xMax, fromStep: frame.fromStep, toStep: frame.toStep };
     const v = run!.versions;
-    const cmp = compare ? `${compare.runId}:${compare.versions.steps}:${compare.versions.evals}` : '-';
+    const cmp = overlays.map((o) => `${o.run.runId}:${o.label}:${o.run.versions.steps}:${o.run.versions.evals}`).join(',') || '-';
     const common = `${run!.runId}|${axis}|${frame.xMin}|${frame.xMax}`;
     const keys: [string, string][] = [
       ['loss', `${common}|${v.steps}|${v.evals}|${cmp}|${state.smoothing}|${state.logScale}`],
@@ -174,15 +191,18 @@ export class CurvesView {
         pending = true;
         continue;
       }
-      this.draw(id, run!, compare, state, frame);
+      this.draw(id, run!, overlays, state, frame);
       this.drawn.set(id, key);
       drew++;
     }
     return pending;
   }
 
-  /** The x range to show: the zoom, or everything with the right edge rounded up so it moves in steps. */
-  private frameOf(run: RunData | null, state: UiState): Frame | null {
+  /**
+   * The x range to show: the zoom, or everything — the shown run and every overlay over its whole range —
+   * with the right edge rounded up so it moves in steps.
+   */
+  private frameOf(run: RunData | null, overlays: Overlay[], state: UiState): Frame | null {
     if (!run || run.steps.length === 0) return null;
     const axis = state.xAxis;
     const n = run.steps.length;
@@ -200,6 +220,15 @@ export class CurvesView {
     }
     let xMin = xs[i0]!;
     let xMax = xs[i1 - 1]!;
+    if (!state.zoom) {
+      for (const o of overlays) {
+        const on = o.run.steps.length;
+        if (!on) continue;
+        const oxs = this.xsOf(o.run, axis);
+        if (Number.isFinite(oxs[0]!)) xMin = Math.min(xMin, oxs[0]!);
+        if (Number.isFinite(oxs[on - 1]!)) xMax = Math.max(xMax, oxs[on - 1]!);
+      }
+    }
     if (state.zoom && axis === 'step') {
       xMin = state.zoom.from;
       xMax = state.zoom.to;
@@ -214,7 +243,7 @@ export class CurvesView {
     return { xs, i0, i1, xMin, xMax, fromStep: steps[i0]!, toStep: steps[i1 - 1]! };
   }
 
-  private draw(id: string, run: RunData, compare: RunData | null, state: UiState, f: Frame): void {
+  private draw(id: string, run: RunData, overlays: Overlay[], state: UiState, f: Frame): void {
     const { xs, i0, i1, xMin, xMax } = f;
     const axis = state.xAxis;
     const cols = Math.ceil(this.charts.get(id)!.plotWidth() / 2);
@@ -229,7 +258,7 @@ export class CurvesView {
       if (!e) this.ema.set(r, (e = new DebiasedEma()));
       return e.extend(r.steps.col('loss'), r.steps.length, state.smoothing);
     };
-    const compareName = compare ? (compare.hello?.name ?? compare.runId) : '';
+    const drawn = overlays.filter((o) => o.run.steps.length > 0);
     if (id === 'loss') {
       // Columns of 2 CSS px: min/max gives at most one point per pixel, LTTB one per two.
       const series: SeriesData[] = [];
@@ -238,12 +267,13 @@ export class CurvesView {
       if (smoothingOn) series.push({ spec: { key: 'loss-ema', label: `loss (EMA ${state.smoothing.toFixed(2)})`, color: 0 }, data: lttb(xs, emaOf(run), i0, i1, cols, log) });
       const evals = this.evalPoints(run, axis, xMin, xMax, log, cols);
       series.push({ spec: { key: 'eval', label: 'eval loss', color: 1, points: evals.length <= 200 }, data: evals });
-      if (compare && compare.steps.length) {
+      drawn.forEach(({ run: compare, label }, k) => {
+        const color = OVERLAY_COLORS[k % OVERLAY_COLORS.length]!;
         const [cxs, c0, c1] = range(compare);
-        if (smoothingOn) series.push({ spec: { key: 'cmp-loss-raw', label: `${compareName} (raw)`, color: 3, faint: true, hideInLegend: true }, data: minMaxPerPixel(cxs, compare.steps.col('loss'), c0, c1, cols, log) });
-        series.push({ spec: { key: 'cmp-loss', label: smoothingOn ? `${compareName} (EMA)` : compareName, color: 3, dashed: true }, data: smoothingOn ? lttb(cxs, emaOf(compare), c0, c1, cols, log) : minMaxPerPixel(cxs, compare.steps.col('loss'), c0, c1, cols, log) });
-        series.push({ spec: { key: 'cmp-eval', label: `${compareName} eval`, color: 5, points: true, dashed: true }, data: this.evalPoints(compare, axis, xMin, xMax, log, cols) });
-      }
+        if (smoothingOn) series.push({ spec: { key: `cmp${k}-loss-raw`, label: `${label} (raw)`, color, faint: true, hideInLegend: true }, data: minMaxPerPixel(cxs, compare.steps.col('loss'), c0, c1, cols, log) });
+        series.push({ spec: { key: `cmp${k}-loss`, label: smoothingOn ? `${label} (EMA)` : label, color, dashed: true }, data: smoothingOn ? lttb(cxs, emaOf(compare), c0, c1, cols, log) : minMaxPerPixel(cxs, compare.steps.col('loss'), c0, c1, cols, log) });
+        series.push({ spec: { key: `cmp${k}-eval`, label: `${label} eval`, color, points: true, dashed: true, hideInLegend: true }, data: this.evalPoints(compare, axis, xMin, xMax, log, cols) });
+      });
       this.update(id, series, xMin, xMax, log);
       return;
     }
@@ -257,7 +287,7 @@ export class CurvesView {
       const [field, label, smooth] = simple[id]!;
       const pick = (r: RunData, rxs: Float64Array, a: number, b: number): XY[] => (smooth ? lttb(rxs, r.steps.col(field), a, b, cols) : minMaxPerPixel(rxs, r.steps.col(field), a, b, cols));
       const series: SeriesData[] = [{ spec: { key: field, label, color: 0 }, data: pick(run, xs, i0, i1) }];
-      if (compare && compare.steps.length) series.push({ spec: { key: `cmp-${field}`, label: compareName, color: 3, dashed: true }, data: pick(compare, ...range(compare)) });
+      drawn.forEach(({ run: compare, label }, k) => series.push({ spec: { key: `cmp${k}-${field}`, label, color: OVERLAY_COLORS[k % OVERLAY_COLORS.length]!, dashed: true }, data: pick(compare, ...range(compare)) }));
       this.update(id, series, xMin, xMax, false);
       return;
     }

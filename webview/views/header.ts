@@ -1,10 +1,11 @@
 // The run header, visible on every tab: name, state, step / total with a progress bar, elapsed, ETA,
-// throughput, achieved TFLOP/s per device and MFU, the layout and backend, an out-of-memory warning,
+// throughput, achieved TFLOP/s per device and MFU, the layout and backend, the engine (and why), an out-of-memory warning,
 // the raised alerts, and a strip with one small memory bar per rank.
 import { fill, h, setText } from '../dom';
 import { formatBytes, formatCount, formatDuration, formatFlops, formatPercent, formatTokensPerSec, formatValue } from '../format';
 import { levelOf, progressOf, type Level } from '../metrics';
-import type { AlertMessage } from '../../common/protocol';
+import { isEnded, type AlertMessage } from '../../common/protocol';
+import { canResume, describeState, STATE_LOOK, type ShownState } from '../../common/lifecycle';
 import type { RunData } from '../store';
 import { describeTimeToFull } from './memory';
 
@@ -23,6 +24,7 @@ const STATS = [
   ['mfu', 'MFU'],
   ['loss', 'Loss'],
   ['layout', 'Layout'],
+  ['engine', 'Engine'],
 ] as const;
 
 export class HeaderView {
@@ -35,6 +37,15 @@ export class HeaderView {
   readonly progress: HTMLElement & { value?: number; max?: number };
   readonly stopButton: HTMLElement;
   readonly checkpointButton: HTMLElement;
+  /** "Resume from step N" (VS Code only: it runs `scalelm train --resume`); hidden elsewhere. */
+  readonly resumeButton: HTMLElement;
+  /** How the run ended, and what to do next. */
+  private readonly end: HTMLElement;
+  private readonly endText: HTMLElement;
+  private readonly endHint: HTMLElement;
+  /** The host can resume runs (VS Code). */
+  canResume = false;
+  private controlsAvailable = false;
   private readonly stats = new Map<string, HTMLElement>();
   private readonly oom: HTMLElement;
   private readonly alerts: HTMLElement;
@@ -52,6 +63,10 @@ export class HeaderView {
     this.connection = h('span', { id: 'connection', class: 'muted small' });
     this.checkpointButton = h('vscode-button', { id: 'btn-checkpoint', secondary: true, hidden: true, title: 'Save a checkpoint now' }, 'Checkpoint');
     this.stopButton = h('vscode-button', { id: 'btn-stop', hidden: true, title: 'Stop the run after the current step (a checkpoint is written)' }, 'Stop');
+    this.resumeButton = h('vscode-button', { id: 'btn-resume', hidden: true, title: 'Continue this run from its latest checkpoint (scalelm train --resume)' }, 'Resume');
+    this.endText = h('span', { id: 'run-end-text' });
+    this.endHint = h('span', { id: 'run-end-hint', class: 'muted small' });
+    this.end = h('div', { id: 'run-end', class: 'run-end', hidden: true, role: 'status' }, this.endText, this.resumeButton, this.endHint);
     this.progress = h('vscode-progress-bar', { id: 'run-progress', 'aria-label': 'training progress', max: 1, hidden: true }) as HTMLElement & { value?: number; max?: number };
     const stats = h('dl', { class: 'stats', id: 'stats' });
     for (const [key, label] of STATS) {
@@ -66,6 +81,7 @@ export class HeaderView {
       'header',
       { class: 'run-header' },
       h('div', { class: 'title-row' }, this.name, this.state, h('span', { class: 'step' }, this.step, this.total), this.connection, h('span', { class: 'spacer' }), this.checkpointButton, this.stopButton),
+      this.end,
       this.progress,
       stats,
       this.oom,
@@ -79,9 +95,26 @@ export class HeaderView {
     this.connection.classList.toggle('bad', bad);
   }
 
+  /** Whether the host can send control requests for the shown run at all (not a replay). */
   setControls(enabled: boolean): void {
+    this.controlsAvailable = enabled;
     this.stopButton.hidden = !enabled;
     this.checkpointButton.hidden = !enabled;
+  }
+
+  /** Stop and Checkpoint act only on a run that is still going: disabled, with the reason, once it ended. */
+  private renderControls(state: ShownState): void {
+    if (!this.controlsAvailable) return;
+    const ended = isEnded(state === 'unknown' ? undefined : state);
+    const why = ended ? `the run has ${STATE_LOOK[state].label}` : state === 'stopping' ? 'the run is stopping' : '';
+    for (const [b, title] of [
+      [this.stopButton, 'Stop the run after the current step (a checkpoint is written)'],
+      [this.checkpointButton, 'Save a checkpoint now'],
+    ] as const) {
+      const disabled = why !== '';
+      if (b.hasAttribute('disabled') !== disabled) b.toggleAttribute('disabled', disabled);
+      b.title = disabled ? `Not available: ${why}` : title;
+    }
   }
 
   render(run: RunData | null, now: number): void {
@@ -91,12 +124,18 @@ export class HeaderView {
     }
     setText(this.name, run.hello?.name ?? run.runId);
     this.name.title = `run ${run.runId}`;
-    const state = run.status?.state ?? (run.hello ? 'starting' : 'idle');
+    const state: ShownState | 'idle' = run.status?.state ?? (run.hello ? 'starting' : 'idle');
     if (state !== this.shownState) {
       this.state.className = `state-pill state-${state}`;
       this.shownState = state;
     }
-    setText(this.state, state);
+    setText(this.state, state === 'idle' ? 'idle' : STATE_LOOK[state].label);
+    const lastStep = run.steps.length ? run.steps.col('step')[run.steps.length - 1]! : undefined;
+    if (state !== 'idle') {
+      this.state.title = describeState(state, run.status, lastStep);
+      this.renderControls(state);
+      this.renderEnd(run, state, lastStep);
+    }
     const p = progressOf(run, now);
     setText(this.step, p.step === null ? '' : `step ${p.step}`);
     setText(this.total, p.step !== null && p.total !== null ? ` / ${formatCount(p.total)}` : '');
@@ -108,16 +147,34 @@ export class HeaderView {
       this.progress.value = Math.min(1, p.step! / p.total!);
     }
     this.stat('elapsed', p.elapsedMs === null ? '—' : formatDuration(p.elapsedMs), p.stale ? `no message for ${formatDuration(now - run.lastT)}` : '');
-    const finalState = run.status?.state === 'done' ? 'done' : run.status?.state === 'failed' ? 'stopped' : null;
+    const finalState = run.status && isEnded(run.status.state) ? STATE_LOOK[run.status.state].label : null;
     this.stat('eta', finalState ?? (p.etaMs === null ? '—' : formatDuration(p.etaMs)), finalState || p.etaMs === null || p.stale ? '' : `finishes ~${clock(now + p.etaMs)}`);
     this.stat('throughput', p.tokensPerSec === null ? '—' : formatTokensPerSec(p.tokensPerSec), p.stepMs === null ? '' : `${formatDuration(p.stepMs)} per step`);
     this.stat('tflops', p.flopsPerDevice === null ? '—' : formatFlops(p.flopsPerDevice), `${run.world} device${run.world === 1 ? '' : 's'}`);
     this.stat('mfu', p.mfu === null ? 'n/a' : formatPercent(p.mfu, 1), p.mfu === null ? (p.flopsPerDevice === null ? '' : 'no GPU peak (CPU device)') : `of ${p.peakName ?? 'GPU'} peak`);
     this.stat('loss', p.loss === null ? '—' : formatValue(p.loss));
     this.stat('layout', p.layout ?? '—', [p.zero, p.backend].filter(Boolean).join(' · '));
+    // Which engine trains (local TensorFlow.js, torch under torchrun) and why it was chosen, from the hello.
+    const engine = run.hello?.engine;
+    this.stat('engine', engine?.name ?? '—', run.hello?.backend?.label ?? '');
+    this.stats.get('engine')!.title = engine?.reason ?? '';
     this.renderOom(run);
     this.renderAlerts(run);
     this.renderStrip(run);
+  }
+
+  /** The ended run's line: "stopped at step 40 by VS Code", with Resume where the host can resume it. */
+  private renderEnd(run: RunData, state: ShownState, lastStep: number | undefined): void {
+    const ended = isEnded(state === 'unknown' ? undefined : state);
+    if (this.end.hidden === ended) this.end.hidden = !ended;
+    if (!ended) return;
+    this.end.className = `run-end end-${state}`;
+    setText(this.endText, describeState(state, run.status, lastStep));
+    const resumable = canResume(state);
+    const from = run.checkpoints.length ? run.checkpoints[run.checkpoints.length - 1]!.step : (run.status?.step ?? lastStep);
+    this.resumeButton.hidden = !(resumable && this.canResume);
+    setText(this.resumeButton, from !== undefined ? `Resume from step ${from}` : 'Resume');
+    setText(this.endHint, resumable && !this.canResume ? `continue with: scalelm train --resume …/${run.runId}` : '');
   }
 
   private stat(key: string, value: string, sub = ''): void {
@@ -187,7 +244,12 @@ export class HeaderView {
   }
 
   inspect(): Record<string, string> {
-    const out: Record<string, string> = { name: this.name.textContent ?? '', state: this.state.textContent ?? '', step: this.step.textContent ?? '', total: this.total.textContent ?? '', oom: this.oom.hidden ? '' : (this.oom.textContent ?? ''), alerts: this.alerts.textContent ?? '', connection: this.connection.textContent ?? '' };
+    const out: Record<string, string> = {
+      end: this.end.hidden ? '' : (this.endText.textContent ?? ''),
+      resume: this.resumeButton.hidden ? '' : (this.resumeButton.textContent ?? ''),
+      stopDisabled: this.stopButton.hidden ? 'hidden' : String(this.stopButton.hasAttribute('disabled')),
+      name: this.name.textContent ?? '',
+      state: this.state.textContent ?? '', step: this.step.textContent ?? '', total: this.total.textContent ?? '', oom: this.oom.hidden ? '' : (this.oom.textContent ?? ''), alerts: this.alerts.textContent ?? '', connection: this.connection.textContent ?? '' };
     for (const [k, el] of this.stats) out[k] = el.textContent ?? '';
     return out;
   }

@@ -24,7 +24,7 @@ function alive(pid: number | undefined): boolean {
 describe('Launch Training from VS Code', function () {
   this.timeout(240_000);
 
-  it('runs the tiny config: steps reach the dashboard and the status bar, then the run is listed as done', async function () {
+  it('runs the tiny config: steps reach the dashboard and the status bar, then the run is listed as finished', async function () {
     const api = await vscode.extensions.getExtension<ScaleLMApi>('scalelm.scalelm')!.activate();
     const outcome = await vscode.commands.executeCommand<Awaited<ReturnType<ScaleLMApi['launch']>>>('scalelm.launchTraining', workspaceFile('a.scalelm.json'));
     assert.ok(outcome && 'started' in outcome, `the run started: ${JSON.stringify(outcome)}`);
@@ -42,13 +42,13 @@ describe('Launch Training from VS Code', function () {
       await vscode.window.showTextDocument(workspaceFile('a.scalelm.json'), { viewColumn: vscode.ViewColumn.One, preview: false });
       console.log(`workbench during the run: ${await workbench.screenshot('live-run')}`);
     }
-    await waitFor('the run to finish', () => run.state === 'done' || run.state === 'failed', 180_000);
-    assert.equal(run.state, 'done', run.detail);
+    await waitFor('the run to finish', () => run.state === 'finished' || run.state === 'failed', 180_000);
+    assert.equal(run.state, 'finished', run.detail);
     assert.equal(run.lastStep?.step, 10);
     await waitFor('the runtime process to exit', () => !alive(run.pid), 10_000);
     const listed = api.pastRuns().find((n) => n.kind === 'past' && n.run.dir === run.options.runDir);
     assert.ok(listed && listed.kind === 'past', `the finished run is in the Runs view: ${JSON.stringify(api.pastRuns().map((n) => n.kind))}`);
-    assert.equal(listed.run.state, 'done');
+    assert.equal(listed.run.state, 'finished');
     assert.equal(listed.run.lastStep, 10);
   });
 

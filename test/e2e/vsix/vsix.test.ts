@@ -25,7 +25,7 @@ describe('ScaleLM installed from the .vsix', function () {
     const outcome = await api.launch(uri, ['--set', 'train.steps=3']);
     assert.ok('started' in outcome, JSON.stringify(outcome));
     await waitFor('the run to finish', () => !outcome.started.live, 150_000);
-    assert.equal(outcome.started.state, 'done', outcome.started.detail);
+    assert.equal(outcome.started.state, 'finished', outcome.started.detail);
     assert.equal(outcome.started.lastStep?.step, 3);
   });
 });

@@ -2,8 +2,9 @@
 // comparisons (relative loss difference per step, parameter agreement).
 import { loadConfig } from '../../../runtime/config/parse';
 import type { RunConfig } from '../../../runtime/config/types';
-import { Trainer } from '../../../runtime/train/trainer';
-import { ParallelTrainer, type ParallelSetup } from '../../../runtime/parallel/coordinator';
+import { RankEngine } from '../../../runtime/parallel/engine';
+import type { Coordinator } from '../../../runtime/coordinator/coordinator';
+import { createLocalRun, type LocalEngine } from '../../../runtime/parallel/local-engine';
 import { EXAMPLES } from '../train/fixtures';
 
 export interface Layout {
@@ -41,18 +42,18 @@ export interface RunOutcome {
 
 const singleCache = new Map<string, Promise<RunOutcome>>();
 
-/** The single-device Trainer on the same model, data and global batch (memoised per config). */
+/** One device (a world of one, stepped in this thread) on the same model, data and global batch (memoised per config). */
 export function singleRun(config: RunConfig): Promise<RunOutcome> {
   const reference: RunConfig = { ...config, parallel: { ...config.parallel, dp: 1, tp: 1, zero: 0 }, devices: { ...config.devices, count: 1, transport: 'shm' }, train: { ...config.train, microBatch: config.train.globalBatch } };
   const key = JSON.stringify(reference);
   let p = singleCache.get(key);
   if (!p) {
     p = (async () => {
-      const trainer = await Trainer.create({ config: reference, baseDir: EXAMPLES, threads: 1 });
+      const trainer = await RankEngine.alone({ config: reference, baseDir: EXAMPLES, start: { kind: 'fresh' }, threads: 1 });
       try {
         const losses: number[] = [];
-        for (let i = 0; i < reference.train.steps; i++) losses.push((await trainer.trainStep()).loss);
-        return { losses, params: await trainer.params.readAll() };
+        for (let i = 0; i < reference.train.steps; i++) losses.push(trainer.trainStep(i + 1).loss);
+        return { losses, params: await trainer.params!.readAll() };
       } finally {
         trainer.dispose();
       }
@@ -62,14 +63,14 @@ export function singleRun(config: RunConfig): Promise<RunOutcome> {
   return p;
 }
 
-export async function parallelRun(config: RunConfig, setup: Partial<ParallelSetup> = {}): Promise<RunOutcome & { trainer: ParallelTrainer }> {
-  const trainer = await ParallelTrainer.create({ config, baseDir: EXAMPLES, threads: 1, returnState: true, timeoutMs: 60_000, ...setup });
+export async function parallelRun(config: RunConfig, setup: Partial<Parameters<typeof createLocalRun>[0]> = {}): Promise<RunOutcome & { trainer: Coordinator }> {
+  const trainer = await createLocalRun({ config, baseDir: EXAMPLES, threads: 1, returnState: true, timeoutMs: 60_000, ...setup });
   try {
     await trainer.run();
   } finally {
     trainer.dispose();
   }
-  return { losses: trainer.losses, params: trainer.finalParams!, trainer };
+  return { losses: trainer.losses, params: (trainer.engine as LocalEngine).finalParams!, trainer };
 }
 
 /** Largest |a−b|/|b| over the steps. */

@@ -15,7 +15,7 @@ async function main(): Promise<void> {
     process.stdout.write(`step ${k}\n`);
     if (k % 50 === 0) await new Promise((r) => setImmediate(r));
   }
-  await rec.close({ state: 'done' });
+  await rec.close({ state: 'finished' });
   process.exit(0);
 }
 

@@ -1,0 +1,393 @@
+// The coordinator of a run, in the process that owns it (`scalelm train`), the same for every engine: it
+// decides where the run starts (fresh, --init-from, or the latest checkpoint in this or another layout),
+// starts the ranks through the run's engine (engine.ts), relays what they report over the rank channel —
+// rank 0's step and eval records, every rank's memory and communication gauges — to its subscribers
+// (the run directory, the RunRecorder, the server), routes stop/checkpoint requests to the ranks, commits
+// their checkpoint shards, owns the lifecycle messages (starting … done/failed), and turns the first failure
+// of any rank into one error naming the rank, the step and the cause, with no rank left running.
+// One device is a world of one: the same path, its rank in a worker thread, so this event loop (and the
+// server on it) never waits on a step.
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import type { RunConfig } from '../config/types';
+import { Gpt, gptShape } from '../model/gpt';
+import { tpVocab } from '../model/tp-layers';
+import { estimate } from '../planner/estimate';
+import { planTarget } from '../planner/target';
+import type { Message, StepMessage } from '../../common/protocol';
+import { formatBytes } from '../../common/units';
+import type { RankProcess } from '../telemetry/gpu-sampler';
+import { CHECKPOINT_FORMAT, CHECKPOINT_VERSION, latestCheckpoint, loadHfFolder, readModelTensors, removeTemporaries } from '../train/checkpoint';
+import { loadTokens } from '../train/data';
+import { optimizerHyper } from '../train/optimizer';
+import type { RunDir } from '../train/run-dir';
+import { RunEvents } from '../train/run-events';
+import { ChannelServer, type RankReport } from '../parallel/channel';
+import { checkpointFolder, commitCheckpoint, consolidate, hasFullFiles, isSharded, readState, tmpCheckpointTemplate, type ShardedState } from '../parallel/checkpoint';
+import { describeParallel, ParallelError, resolveLayout, type ParallelLayout } from '../parallel/layout';
+import type { Engine, EngineBackend, RankExit, RankSet, StartFrom } from './engine';
+
+export interface RunSetup {
+  config: RunConfig;
+  /** The engine that runs the ranks. */
+  engine: Engine;
+  /** Folder that data.path is relative to. */
+  baseDir: string;
+  /** Where metrics, logs and checkpoints go; without one nothing is written (tests, benchmarks). */
+  runDir?: RunDir;
+  /** Continue from the run directory's latest checkpoint. */
+  resume?: boolean;
+  /** Initial weights from a HuggingFace GPT-2 folder or a ScaleLM checkpoint folder. */
+  initFrom?: string;
+  /** Called with every human-readable line (the CLI prints them). */
+  log?: (line: string) => void;
+  /** For text data: bytes to sample from the trained model before and after the run (0 or absent: none). */
+  sampleBytes?: number;
+  /** The planner's prediction for this layout, announced in the run's hello message. */
+  plan?: object;
+  /** Why this engine runs the run (devices.engine and what was found), announced in the hello. */
+  engineReason?: string;
+}
+
+export interface RunResult {
+  reason: 'completed' | 'stopped';
+  step: number;
+  lastLoss?: number;
+  checkpoint?: string;
+}
+
+const now = (): number => Date.now();
+
+export class Coordinator extends RunEvents {
+  readonly layout: ParallelLayout;
+  readonly world: number;
+  readonly engine: Engine;
+  step = 0;
+  lastLoss?: number;
+  /** Per step, the mean loss over the data-parallel ranks (index 0 = the first step of this run). */
+  readonly losses: number[] = [];
+  /** Per step, per rank: the step's time and the part spent blocked on communication (benchmarks). */
+  readonly timings = new Map<number, { stepMs: number; exposedCommMs: number }[]>();
+  private channel?: ChannelServer;
+  private ranks?: RankSet;
+  private stopRequested = false;
+  /** Who asked to stop (recorded in the stopped status). */
+  private stopBy: string | undefined;
+  private readonly pids = new Map<number, number>();
+  private readonly progress = new Map<number, number>();
+  private readonly saved = new Map<number, { ranks: Set<number>; bytes: number; metricsBytes: number }>();
+  private readonly commits: Promise<void>[] = [];
+  private commitError?: Error;
+  private lastCommitted = -1;
+  private readonly nonce = randomBytes(4).toString('hex');
+  /** The rank channel's per-run secret (SCALELM_CHANNEL_TOKEN). */
+  private readonly channelToken = randomBytes(32).toString('hex');
+  private readonly predicted?: Record<string, number>;
+  private backendInfo?: EngineBackend;
+  private ranksListener?: (ranks: RankProcess[]) => void;
+
+  private constructor(
+    readonly setup: RunSetup,
+    private readonly start: StartFrom,
+    private readonly resumedFrom: string | undefined,
+    startStep: number,
+    lastLoss: number | undefined,
+    private readonly truncateTo: number | undefined,
+    private readonly dataDescription: string,
+    private readonly prompt: Uint16Array<ArrayBufferLike>,
+  ) {
+    super();
+    const { config } = setup;
+    this.engine = setup.engine;
+    this.layout = resolveLayout(config);
+    this.world = this.layout.world;
+    this.step = startStep;
+    if (lastLoss !== undefined) this.lastLoss = lastLoss;
+    if (setup.runDir) {
+      const dir = setup.runDir;
+      this.subscribe((m) => dir.publish(m));
+    }
+    const target = planTarget(config);
+    const planned = estimate(target.input, { convention: 'runtime' });
+    if (planned.ok) {
+      const p = planned.memory.perDevice;
+      this.predicted = { params: p.params, grads: p.grads, optimizer: p.optimizer, activations: p.activations, buffers: p.buffers };
+    }
+  }
+
+  /** Checks the config against the engine and decides where the run starts; nothing runs yet. */
+  static async create(setup: RunSetup): Promise<Coordinator> {
+    const { config, engine } = setup;
+    const layout = resolveLayout(config);
+    engine.check(config, layout);
+    const shape = gptShape(config.model);
+    // Surface data errors here, before any rank starts.
+    const data = loadTokens(config.data, setup.baseDir, { vocab: config.model.vocab, seqLen: config.model.seqLen }, config.train.seed, config.train.evalEvery > 0);
+    let start: StartFrom = { kind: 'fresh' };
+    let resumedFrom: string | undefined;
+    let startStep = 0;
+    let lastLoss: number | undefined;
+    let truncate: number | undefined;
+    if (setup.resume) {
+      if (!setup.runDir) throw new ParallelError('resume needs a run directory');
+      const folder = latestCheckpoint(setup.runDir.checkpoints);
+      if (!folder) throw new ParallelError(`${setup.runDir.checkpoints} holds no complete checkpoint to resume from; start the run again without --resume`);
+      const state = readState(folder);
+      const diffs = (['layers', 'hidden', 'heads', 'vocab', 'positions', 'ffnHidden'] as const).filter((k) => state.model[k] !== shape[k]);
+      if (diffs.length) throw new ParallelError(`${folder} was trained with a different model (${diffs.join(', ')} differ); resume with the run's own config`);
+      if (state.optimizer.kind !== config.train.optimizer) throw new ParallelError(`${folder} holds ${state.optimizer.kind} state but train.optimizer is ${config.train.optimizer}`);
+      if (isSharded(state) && state.layout.dp === layout.dp && state.layout.tp === layout.tp && state.layout.zero === layout.zero) start = { kind: 'resume-sharded', folder };
+      else {
+        // Another layout: go through the single-device files (consolidating the shards once if needed).
+        if (isSharded(state) && !hasFullFiles(folder)) {
+          setup.log?.(`checkpoint ${folder} is sharded for dp=${state.layout.dp} tp=${state.layout.tp} zero=${state.layout.zero}; consolidating it to resume as ${describeParallel(layout)}`);
+          consolidate(folder);
+        }
+        start = { kind: 'resume-full', folder };
+      }
+      startStep = state.step;
+      lastLoss = state.lastLoss;
+      truncate = state.metricsBytes;
+      resumedFrom = folder;
+    } else if (setup.initFrom) {
+      // Check the folder here (names, shapes) so a bad one fails before the ranks start.
+      const specs = new Gpt(shape).paramSpecs();
+      if (existsSync(join(setup.initFrom, 'state.json')) && existsSync(join(setup.initFrom, 'model.safetensors'))) readModelTensors(join(setup.initFrom, 'model.safetensors'), specs);
+      else loadHfFolder(setup.initFrom, specs, shape);
+      start = { kind: 'init', folder: setup.initFrom };
+    }
+    const prompt = data.val.subarray(0, Math.min(32, data.val.length));
+    return new Coordinator(setup, start, resumedFrom, startStep, lastLoss, truncate, data.description, prompt);
+  }
+
+  protected get lineSinks() {
+    return this.setup;
+  }
+
+  requestStop(by?: string): void {
+    this.stopRequested = true;
+    this.stopBy ??= by;
+    this.channel?.send(0, { k: 'control', action: 'stop' });
+  }
+
+  requestCheckpoint(): void {
+    this.channel?.send(0, { k: 'control', action: 'checkpoint' });
+  }
+
+  get totalSteps(): number {
+    return this.setup.config.train.steps;
+  }
+
+  /** The backend the ranks train on (known once run() has started). */
+  get backend(): EngineBackend | undefined {
+    return this.backendInfo;
+  }
+
+  /** Which process each rank is (one pid for threads), for the GPU sampler and the dashboard. */
+  rankProcesses(): RankProcess[] {
+    return Array.from({ length: this.world }, (_, rank) => ({ rank, pid: this.pids.get(rank) ?? process.pid, device: rank }));
+  }
+
+  /** Called once every rank has said which process it is. */
+  onRanks(listener: (ranks: RankProcess[]) => void): void {
+    this.ranksListener = listener;
+  }
+
+  private onRank(m: RankReport): void {
+    switch (m.k) {
+      case 'hello':
+        this.pids.set(m.rank, m.pid);
+        if (this.pids.size === this.world) this.ranksListener?.(this.rankProcesses());
+        if (m.rank === 0 && this.stopRequested) this.channel?.send(0, { k: 'control', action: 'stop' });
+        return;
+      case 'progress':
+        this.progress.set(m.rank, m.step);
+        if (m.sync) this.channel?.send(m.rank, { k: 'ack', step: m.step });
+        return;
+      case 'timing': {
+        const t = this.timings.get(m.step) ?? [];
+        t[m.rank] = { stepMs: m.stepMs, exposedCommMs: m.exposedCommMs };
+        this.timings.set(m.step, t);
+        return;
+      }
+      case 'msg': {
+        const msg: Message = m.m;
+        this.publish(msg);
+        if (msg.type === 'step') {
+          const s = msg as StepMessage;
+          this.step = s.step;
+          this.lastLoss = s.loss;
+          this.losses.push(s.loss);
+          this.log(formatStep(s, this.totalSteps), 'info', false);
+        } else if (msg.type === 'eval') this.log(`eval  step ${msg.step}: held-out loss ${msg.loss.toFixed(4)}`, 'info', false);
+        return;
+      }
+      case 'saved': {
+        const entry = this.saved.get(m.step) ?? { ranks: new Set<number>(), bytes: 0, metricsBytes: 0 };
+        entry.ranks.add(m.rank);
+        entry.bytes += m.bytes;
+        // A resume cuts metrics.jsonl back to here: rank 0 reports its shard after every message of the step
+        // (step, gauges, eval) and before any of the next one's, on the same socket.
+        if (m.rank === 0) entry.metricsBytes = this.setup.runDir?.metricsBytes() ?? 0;
+        this.saved.set(m.step, entry);
+        if (entry.ranks.size === this.world) {
+          this.saved.delete(m.step);
+          this.commits.push(
+            this.commit(m.step, entry.bytes, entry.metricsBytes).catch((e: Error) => {
+              // A checkpoint that cannot be committed ends the run now: going on would lose the steps after it.
+              this.commitError ??= e;
+              void this.ranks?.kill(`checkpoint of step ${m.step} failed: ${e.message}`);
+            }),
+          );
+        }
+        return;
+      }
+    }
+  }
+
+  private async commit(step: number, shardBytes: number, metricsBytes: number): Promise<void> {
+    const dir = this.setup.runDir!;
+    const cfg = this.setup.config;
+    this.publish({ type: 'status', state: 'checkpointing', t: now(), step });
+    const state: ShardedState = {
+      format: CHECKPOINT_FORMAT,
+      version: CHECKPOINT_VERSION,
+      step,
+      tokens: step * cfg.train.globalBatch * cfg.model.seqLen,
+      data: { nextStep: step + 1, description: this.dataDescription },
+      rng: { seed: cfg.train.seed },
+      optimizer: { ...optimizerHyper(cfg.train), steps: step },
+      model: gptShape(cfg.model),
+      metricsBytes,
+      ...(this.lastLoss !== undefined ? { lastLoss: this.lastLoss } : {}),
+      savedAt: new Date().toISOString(),
+      config: cfg,
+      layout: { dp: this.layout.dp, tp: this.layout.tp, zero: this.layout.zero, paddedVocab: tpVocab(cfg.model.vocab, this.layout.tp) },
+    };
+    const tmp = checkpointFolder(tmpCheckpointTemplate(dir.checkpoints, this.nonce), step);
+    const { path, bytes } = commitCheckpoint(dir.checkpoints, tmp, state, state.model, cfg.model.dropout, (f) => f.endsWith(`-${this.nonce}`));
+    this.lastCommitted = step;
+    this.publish({ type: 'checkpoint', step, path: relative(dir.path, path), bytes: Math.max(bytes, shardBytes), t: now() });
+    this.publish({ type: 'status', state: 'running', t: now(), step });
+    this.log(`checkpoint: ${path}${this.world > 1 ? ` (${this.world} shards)` : ''}`);
+  }
+
+  /** Trains to train.steps (or until requestStop) on the layout's ranks. */
+  async run(): Promise<RunResult> {
+    const cfg = this.setup.config;
+    const t = cfg.train;
+    const dir = this.setup.runDir;
+    const backend = await this.engine.backend(cfg);
+    this.backendInfo = backend;
+    if (this.truncateTo !== undefined) dir?.truncateMetrics(this.truncateTo);
+    if (!this.resumedFrom) {
+      this.publish({
+        type: 'hello', protocol: 1, runId: dir?.runId ?? 'run', name: cfg.name, startedAt: now(), world: this.world,
+        config: JSON.parse(JSON.stringify(cfg)), ...(this.setup.plan ? { plan: JSON.parse(JSON.stringify(this.setup.plan)) } : {}),
+        engine: { name: this.engine.name, reason: (this.setup.engineReason ?? `devices.engine is "${cfg.devices.engine}"`).slice(0, 16_000) },
+        backend: { name: backend.name, label: backend.label, reason: backend.reason.slice(0, 16_000) },
+      });
+    }
+    this.publish({ type: 'status', state: 'starting', t: now(), step: this.step, ...(this.resumedFrom ? { reason: `resumed from ${this.resumedFrom}` } : {}) });
+    this.logStartup(backend);
+    this.publish({ type: 'status', state: 'running', t: now(), step: this.step });
+    if (this.step === 0 && this.start.kind === 'fresh') await this.logSample('initial');
+    if (dir) removeTemporaries(dir.checkpoints);
+    this.channel = await ChannelServer.open((m) => this.onRank(m), { world: this.world, token: this.channelToken, onReject: (reason) => this.log(reason, 'warn') });
+    if (this.stopRequested) this.channel.send(0, { k: 'control', action: 'stop' });
+    let exits: RankExit[];
+    try {
+      this.ranks = await this.engine.start({
+        config: cfg,
+        layout: this.layout,
+        baseDir: this.setup.baseDir,
+        ...(dir ? { runDir: dir.path, checkpointTemplate: tmpCheckpointTemplate(dir.checkpoints, this.nonce) } : {}),
+        channel: { address: this.channel.address, token: this.channel.token },
+        start: this.start,
+        startStep: this.step,
+        ...(this.predicted ? { predicted: this.predicted } : {}),
+      });
+      exits = await this.ranks.exited;
+    } catch (e) {
+      const err = e as Error;
+      this.publish({ type: 'status', state: 'failed', t: now(), step: this.step, error: { message: err.message.slice(0, 16_000) || err.name, kind: err.name } });
+      throw e;
+    } finally {
+      await this.channel.close().catch(() => {});
+      this.channel = undefined;
+    }
+    await Promise.all(this.commits);
+    if (this.commitError) {
+      const e = this.commitError;
+      this.publish({ type: 'status', state: 'failed', t: now(), step: this.step, error: { message: `checkpoint: ${e.message}`, kind: e.name } });
+      throw e;
+    }
+    if (exits.some((x) => !x.ok)) {
+      const err = this.rootCause(exits);
+      this.publish({ type: 'status', state: 'failed', t: now(), step: this.step, error: { message: err.message.slice(0, 16_000), kind: err.name } });
+      throw err;
+    }
+    // Every rank ended well: rank 0 said which step it reached; a stop ends before train.steps.
+    const step = this.step;
+    const reason: RunResult['reason'] = step < t.steps ? 'stopped' : 'completed';
+    if (reason === 'completed' && dir && this.lastCommitted >= 0) await this.logSample(join(dir.checkpoints, `step-${String(this.lastCommitted).padStart(6, '0')}`));
+    if (reason === 'stopped') this.publish({ type: 'status', state: 'stopping', t: now(), step, reason: 'stop requested', ...(this.stopBy ? { by: this.stopBy } : {}) });
+    const checkpoint = dir && this.lastCommitted >= 0 ? join(dir.checkpoints, `step-${String(this.lastCommitted).padStart(6, '0')}`) : dir ? latestCheckpoint(dir.checkpoints) : undefined;
+    this.publish({ type: 'status', state: reason === 'stopped' ? 'stopped' : 'finished', t: now(), step, ...(reason === 'stopped' ? { reason: `stopped at step ${step}`, ...(this.stopBy ? { by: this.stopBy } : {}) } : {}) });
+    return { reason, step, ...(this.lastLoss !== undefined ? { lastLoss: this.lastLoss } : {}), ...(checkpoint ? { checkpoint } : {}) };
+  }
+
+  /** The run's start-up report: backend, layout, model, batch. */
+  private logStartup(backend: EngineBackend): void {
+    const cfg = this.setup.config;
+    const t = cfg.train;
+    const L = this.layout;
+    const P = new Gpt(gptShape(cfg.model)).paramSpecs().reduce((n, s) => n + s.shape.reduce((a, b) => a * b, 1), 0);
+    this.log(`backend: ${backend.label} — ${backend.reason}`);
+    this.log(`parallel: ${describeParallel(L)}; engine: ${this.engine.name}`);
+    this.log(`model: ${cfg.model.name} GPT-2 ${cfg.model.layers}L h${cfg.model.hidden} a${cfg.model.heads} vocab ${cfg.model.vocab}${L.tp > 1 ? ` (padded to ${tpVocab(cfg.model.vocab, L.tp)})` : ''} seq ${cfg.model.seqLen}, ${P.toLocaleString('en-US')} parameters; data: ${this.dataDescription}`);
+    this.log(
+      `batch: ${t.globalBatch} sequences (${L.dp > 1 ? `${L.dp} dp × ` : ''}${L.accumulation} × ${t.microBatch}) = ${(t.globalBatch * cfg.model.seqLen).toLocaleString('en-US')} tokens/step; ${t.steps} steps; ${t.optimizer} lr ${t.lr} (${t.schedule}, warm-up ${t.warmupSteps}); recompute ${t.recompute}` +
+        (this.resumedFrom ? `; resuming after step ${this.step}` : ''),
+    );
+  }
+
+  /** For text data (and setup.sampleBytes): the model's continuation of the held-out text, before training and after it completes. */
+  private async logSample(from: 'initial' | string): Promise<void> {
+    if (this.setup.config.data.source !== 'text' || !this.setup.sampleBytes) return;
+    const { sampleText } = await import('../parallel/sample');
+    const { readCheckpointParams } = await import('../parallel/checkpoint');
+    const params = from === 'initial' ? 'initial' : readCheckpointParams(from);
+    const text = await sampleText(this.setup.config, params, this.prompt, this.setup.sampleBytes, this.step);
+    const { byteTokenizer } = await import('../train/data');
+    this.log(`sample ${this.step ? `after ${this.step} steps` : 'before training'}, continuing «${byteTokenizer.decode(this.prompt).replace(/\n/g, '⏎')}»:\n${text}`);
+  }
+
+  /** The failure that started it: a rank's own error rather than the aborts it caused in the others. */
+  private rootCause(exits: RankExit[]): Error {
+    const failed = exits.map((x, rank) => ({ e: x.error, rank })).filter((x): x is { e: Error; rank: number } => x.e !== undefined);
+    const own = failed.find((x) => x.e.name !== 'CommAbortedError') ?? failed[0] ?? { e: new Error('a rank failed without saying why'), rank: exits.findIndex((x) => !x.ok) };
+    const step = this.progress.get(own.rank);
+    let message = own.e.message;
+    if (!/^rank \d+, step \d+: /.test(message)) message = `rank ${own.rank}${step !== undefined ? `, step ${step}` : ''}: ${message}`;
+    const err = new ParallelError(`${message}${this.world > 1 ? ` — the whole run stopped (${this.world} ranks, none left running)` : ''}`);
+    // Keep the user-facing class of errors a user can act on (out of memory, bad data, …).
+    if (own.e.name && own.e.name !== 'Error' && own.e.name !== 'CommAbortedError') err.name = own.e.name;
+    return err;
+  }
+
+  dispose(): void {
+    void this.ranks?.kill('the run was disposed');
+    this.setup.runDir?.close();
+  }
+}
+
+/** The line a step prints. */
+export function formatStep(s: StepMessage, total: number): string {
+  const w = String(total).length;
+  return (
+    `step ${String(s.step).padStart(w)}/${total}  loss ${s.loss.toFixed(4)}  lr ${s.lr.toExponential(2)}  gnorm ${s.gradNorm.toFixed(3)}  ` +
+    `${Math.round(s.tokensPerSec).toLocaleString('en-US')} tokens/s  ${s.stepMs.toFixed(0)} ms  peak ${formatBytes(s.memory.peak, 1)}`
+  );
+}

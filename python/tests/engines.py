@@ -162,6 +162,9 @@ class ChannelServer:
                     self.conns[obj["rank"]] = conn
             if self.on_line:
                 self.on_line(self, obj)
+            if obj["k"] == "progress" and obj.get("sync"):
+                # As the coordinator: acknowledge after every request made while handling the line.
+                conn.sendall((json.dumps({"k": "ack", "step": obj["step"]}) + "\n").encode())
 
     def send(self, rank: int, obj: dict[str, Any]) -> None:
         self.conns[rank].sendall((json.dumps(obj) + "\n").encode())

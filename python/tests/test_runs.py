@@ -44,6 +44,8 @@ def test_channel_messages_and_stop(reference: tuple[Path, dict[str, Any], list[f
     config = with_layout(config, dp=2, tp=1, zero=3)
 
     def react(server: ChannelServer, line: dict[str, Any]) -> None:
+        if line["k"] == "progress" and line["rank"] == 0 and line["step"] == 2:
+            server.send(0, {"k": "control", "action": "checkpoint"})
         if line["k"] == "progress" and line["rank"] == 0 and line["step"] == 3:
             server.send(0, {"k": "control", "action": "stop"})
 
@@ -57,12 +59,15 @@ def test_channel_messages_and_stop(reference: tuple[Path, dict[str, Any], list[f
     assert sorted(h["rank"] for h in hellos) == [0, 1]
     assert all(h["token"] == TOKEN and h["world"] == 2 and h["engine"] == "torch" for h in hellos)
     done = server.of("done")
-    # The stop reached rank 0 while step 3 ran: every rank stops after the same step (3 or 4).
-    assert len(done) == 2 and len({d["step"] for d in done}) == 1 and all(d["reason"] == "stopped" for d in done)
-    stopped_at = done[0]["step"]
-    assert stopped_at in (3, 4)
-    saved = server.of("saved")
-    assert sorted(s["rank"] for s in saved) == [0, 1] and all(s["step"] == stopped_at for s in saved)
+    # The stop was asked as rank 0 announced step 3 (its progress waits for the ack): every rank ends after
+    # step 2, the last one shown.
+    assert len(done) == 2 and all(d["reason"] == "stopped" and d["step"] == 2 for d in done)
+    stopped_at = 2
+    assert [p["step"] for p in server.of("progress") if p["rank"] == 0] == [1, 2, 3]
+    assert all(p.get("sync") for p in server.of("progress") if p["rank"] == 0)
+    saved = server.of("saved")  # the requested checkpoint after step 1, then the stop's after step 2
+    assert sorted((s["step"], s["rank"]) for s in saved) == [(1, 0), (1, 1), (2, 0), (2, 1)]
+    assert (Path(template.replace("{step}", "step-000001")) / "model.safetensors").exists()
     folder = Path(template.replace("{step}", f"step-{stopped_at:06d}"))
     assert (folder / "model.safetensors").exists() and (folder / "optimizer.safetensors").exists()
     assert not (folder / "state.json").exists()  # the coordinator's to write

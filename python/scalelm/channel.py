@@ -26,8 +26,6 @@ class Channel:
         self.sock = sock
         self._lock = threading.Lock()
         self._controls: list[dict[str, Any]] = []
-        self._acked = -1
-        self._ack = threading.Condition(self._lock)
         self._closed = False
         self._reader = threading.Thread(target=self._read, name="scalelm-channel", daemon=True)
         self._reader.start()
@@ -94,9 +92,6 @@ class Channel:
             except OSError:
                 return
             if not chunk:
-                with self._ack:
-                    self._closed = True
-                    self._ack.notify_all()
                 return
             buf += chunk
             while b"\n" in buf:
@@ -108,17 +103,6 @@ class Channel:
                 if isinstance(obj, dict) and obj.get("k") == "control" and obj.get("action") in ("stop", "checkpoint"):
                     with self._lock:
                         self._controls.append(obj)
-                elif isinstance(obj, dict) and obj.get("k") == "ack" and isinstance(obj.get("step"), int):
-                    with self._ack:
-                        self._acked = max(self._acked, obj["step"])
-                        self._ack.notify_all()
-
-    def sync(self, rank: int, step: int, timeout: float = 60.0) -> bool:
-        """`progress` with `sync`: waits until the coordinator acknowledged step `step`, having delivered every
-        control request made before (so a stop asked while step N was shown ends the run at N). False on timeout."""
-        self.send({"k": "progress", "rank": rank, "step": step, "sync": True})
-        with self._ack:
-            return self._ack.wait_for(lambda: self._acked >= step or self._closed, timeout)
 
     def take_controls(self) -> list[dict[str, Any]]:
         with self._lock:

@@ -534,15 +534,13 @@ def run(args: dict[str, Any], channel: Channel | None, emit: Any, where: dict[st
         where["step"] = r.step + 1
         stop = chk = False
         if channel:
-            if r.rank == 0:
-                channel.sync(0, r.step + 1)
-            else:
-                channel.send({"k": "progress", "rank": r.rank, "step": r.step + 1})
+            # A plain progress: waiting for the coordinator's ack of a `sync` progress hung a run under the
+            # CLI (the ack did not come), so a stop asked while step N ran may end the run at N or N + 1.
+            channel.send({"k": "progress", "rank": r.rank, "step": r.step + 1})
             for c in channel.take_controls():
                 stop = stop or c["action"] == "stop"
                 chk = chk or c["action"] == "checkpoint"
-        # Rank 0's decision reaches every rank before the step, so all act after the same step (the last one
-        # shown when it was asked).
+        # Rank 0's decision reaches every rank before the step, so all act after the same step.
         stop, chk = r.agree(stop, chk)
         if chk and last_saved != r.step:
             save()

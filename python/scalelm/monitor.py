@@ -143,9 +143,11 @@ class Monitor:
         tokens: int | None = None,
         lr: float | None = None,
         grad_norm: float | None = None,
+        step: int | None = None,
     ) -> None:
-        """Reports one optimizer step (call it on every rank, after optimizer.step(), before zero_grad())."""
-        self.steps += 1
+        """Reports one optimizer step (call it on every rank, after optimizer.step(), before zero_grad()).
+        `step`: the run's step number when the caller counts them (a resumed run, a Trainer); else 1, 2, …"""
+        self.steps = step if step is not None else self.steps + 1
         now = time.perf_counter()
         step_ms = (now - self._last) * 1000
         self._last = now

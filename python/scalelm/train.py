@@ -229,7 +229,16 @@ class Rank:
         x, y = self.sampler.batch(step, self.dp_index * (G // self.dp) + a * m, m)
         return x.to(self.device), y.to(self.device)
 
-    def train_step(self, flags: tuple[bool, bool]) -> dict[str, Any]:
+    def agree(self, stop: bool, chk: bool) -> tuple[bool, bool]:
+        """Rank 0's control decisions, on every rank (one tiny broadcast before each step)."""
+        flags = torch.tensor([float(stop), float(chk)], dtype=torch.float64, device=self.device)
+        c0 = time.perf_counter()
+        dist.broadcast(flags, src=0)
+        self._count("broadcast-world", 16, (time.perf_counter() - c0) * 1000)
+        a, b = flags.tolist()
+        return a > 0, b > 0
+
+    def train_step(self) -> dict[str, Any]:
         t = self.config["train"]
         step = self.step + 1
         lr = learning_rate(t, step)
@@ -259,8 +268,8 @@ class Rank:
             if counter:
                 self.activations = counter.bytes
             loss_sum += loss.detach().float()
-        # One world all-reduce: [loss, Σg², stop, checkpoint] — the global norm over TP shards (replicated
-        # parameters once) and ZeRO partitions, the mean loss, and rank 0's control decisions.
+        # One world all-reduce: [loss, Σg²] — the mean loss and the global norm over TP shards (replicated
+        # parameters once) and ZeRO partitions.
         sq = torch.zeros((), dtype=torch.float64, device=self.device)
         sharded_over_dp = self.zero >= 2
         for name, prm in self.model.named_parameters():
@@ -276,19 +285,11 @@ class Rank:
             if self.tp_index == 0
             else torch.zeros((), dtype=torch.float64, device=self.device)
         )
-        stop, chk = flags if self.rank == 0 else (False, False)
-        packed = torch.stack(
-            [
-                mean_loss,
-                sq,
-                torch.tensor(float(stop), dtype=torch.float64, device=self.device),
-                torch.tensor(float(chk), dtype=torch.float64, device=self.device),
-            ]
-        )
+        packed = torch.stack([mean_loss, sq])
         c0 = time.perf_counter()
         dist.all_reduce(packed)
-        self._count("all-reduce-world", 32, (time.perf_counter() - c0) * 1000)
-        loss_v, sq_v, stop_v, chk_v = packed.tolist()
+        self._count("all-reduce-world", 16, (time.perf_counter() - c0) * 1000)
+        loss_v, sq_v = packed.tolist()
         norm = math.sqrt(sq_v)
         clip = t["gradClip"]
         if clip > 0:
@@ -339,8 +340,6 @@ class Rank:
             "memory": cats,
             "peak": peak,
             "capacity": cap,
-            "stop": stop_v > 0,
-            "checkpoint": chk_v > 0,
         }
 
     @torch.no_grad()
@@ -500,6 +499,22 @@ def run(args: dict[str, Any], channel: Channel | None, emit: Any, where: dict[st
     last_loss: float | None = None
     last_saved = -1
     reason = "completed"
+    device_used: int | None = None
+    if r.rank == 0:
+        p = r.config["parallel"]
+        emit(
+            {
+                "type": "log",
+                "level": "info",
+                "t": int(time.time() * 1000),
+                "rank": 0,
+                "source": "torch",
+                "message": f"torch {torch.__version__}: dp={p['dp']} tp={p['tp']} zero={p['zero']} on {r.device.type} "
+                f"({'nccl' if r.device.type == 'cuda' else 'gloo'}); {r.shape.family} {r.shape.layers}L "
+                f"h{r.shape.hidden} a{r.shape.heads} vocab {r.shape.vocab}; data: {r.data.description}; "
+                f"{r.accumulation} micro-batches per rank per step",
+            }
+        )
 
     def save() -> None:
         nonlocal last_saved
@@ -519,11 +534,20 @@ def run(args: dict[str, Any], channel: Channel | None, emit: Any, where: dict[st
         where["step"] = r.step + 1
         stop = chk = False
         if channel:
+            # A plain progress: waiting for the coordinator's ack of a `sync` progress hung a run under the
+            # CLI (the ack did not come), so a stop asked while step N ran may end the run at N or N + 1.
             channel.send({"k": "progress", "rank": r.rank, "step": r.step + 1})
             for c in channel.take_controls():
                 stop = stop or c["action"] == "stop"
                 chk = chk or c["action"] == "checkpoint"
-        out = r.train_step((stop, chk))
+        # Rank 0's decision reaches every rank before the step, so all act after the same step.
+        stop, chk = r.agree(stop, chk)
+        if chk and last_saved != r.step:
+            save()
+        if stop:
+            reason = "stopped"
+            break
+        out = r.train_step()
         last_loss = out["loss"]
         now = int(time.time() * 1000)
         mem = out["memory"]
@@ -550,9 +574,11 @@ def run(args: dict[str, Any], channel: Channel | None, emit: Any, where: dict[st
                 if hasattr(torch.cuda.get_device_properties(r.device), "uuid")
                 else f"cuda:{r.device.index}"
             )
-            used = gpu_used_bytes(r.device.index or 0)
-            if used is not None:
-                mem = {**mem, "deviceUsed": used}
+            # nvidia-smi costs tens of ms: read the device's used memory on sampled steps only.
+            if out["step"] == 1 or out["step"] % MEMORY_SAMPLE_EVERY == 0:
+                device_used = gpu_used_bytes(r.device.index or 0)
+            if device_used is not None:
+                mem = {**mem, "deviceUsed": device_used}
         else:
             cap = int(r.config.get("devices", {}).get("memory", 0))
         m: dict[str, Any] = {
@@ -575,11 +601,8 @@ def run(args: dict[str, Any], channel: Channel | None, emit: Any, where: dict[st
             ev = r.evaluate()
             if r.rank == 0:
                 emit({"type": "eval", "step": out["step"], "loss": ev, "t": int(time.time() * 1000)})
-        if (t["checkpointEvery"] > 0 and out["step"] % t["checkpointEvery"] == 0) or out["checkpoint"] or out["stop"]:
+        if t["checkpointEvery"] > 0 and out["step"] % t["checkpointEvery"] == 0:
             save()
-        if out["stop"]:
-            reason = "stopped"
-            break
     if last_saved != r.step:
         save()
     return reason, r.step
@@ -594,8 +617,14 @@ def main(argv: list[str] | None = None) -> int:
         "--check", action="store_true", help="only check that the engine can run this layout (exit 2 if not)"
     )
     ns = ap.parse_args(argv)
-    with open(ns.args) as f:
-        args = json.load(f)
+    try:
+        with open(ns.args) as f:
+            args = json.load(f)
+        if not isinstance(args, dict) or not isinstance(args.get("config"), dict):
+            raise ValueError("expected an object with a `config` (the resolved run config)")
+    except (OSError, ValueError) as e:
+        print(f"scalelm.train: cannot use --args {ns.args}: {e}", file=sys.stderr)
+        return 2
     device = args.get("device", "cpu")
     world_env = os.environ.get("WORLD_SIZE")
     issues = layout_issues(args["config"], int(world_env) if world_env and not ns.check else None, device)

@@ -24,6 +24,7 @@ SMALL = [
     "model.ffnHidden=128",
     "model.seqLen=32",
     "train.checkpointEvery=0",
+    "train.evalEvery=10",
 ]
 
 
@@ -161,6 +162,9 @@ class ChannelServer:
                     self.conns[obj["rank"]] = conn
             if self.on_line:
                 self.on_line(self, obj)
+            if obj["k"] == "progress" and obj.get("sync"):
+                # As the coordinator: acknowledge after every request made while handling the line.
+                conn.sendall((json.dumps({"k": "ack", "step": obj["step"]}) + "\n").encode())
 
     def send(self, rank: int, obj: dict[str, Any]) -> None:
         self.conns[rank].sendall((json.dumps(obj) + "\n").encode())
@@ -171,3 +175,20 @@ class ChannelServer:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def check_messages(messages: list[dict[str, object]]) -> None:
+    if not (REPO / "out" / "common" / "protocol.js").exists() or not shutil.which("node"):
+        pytest.skip("common/ is not compiled (npx tsc -p .)")
+    code = (
+        "const {validateMessage}=require(process.argv[1]);const ms=JSON.parse(require('fs').readFileSync(0,'utf8'));"
+        "for(const m of ms){const r=validateMessage(m);if(!r.ok){console.log(JSON.stringify(r));process.exit(1)}}"
+    )
+    out = subprocess.run(
+        ["node", "-e", code, str(REPO / "out" / "common" / "protocol.js")],
+        input=json.dumps(messages),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr

@@ -5,6 +5,7 @@ single-process run."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +14,16 @@ from engines import SMALL, local_train, losses, max_rel, resolved_config, torch_
 
 STEPS = 20
 FIGURES: dict[str, float] = {}
+EVALS: list[float] = []
 
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], list[float]]:
     run = tmp_path_factory.mktemp("local") / "run"
     steps = local_train(run, SMALL, STEPS)
+    evals = [m for m in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if m["type"] == "eval"]
+    assert [e["step"] for e in evals] == [10, 20]
+    EVALS.extend(e["loss"] for e in evals)
     return resolved_config(run), [m["loss"] for m in steps]
 
 
@@ -62,3 +67,5 @@ def test_layout_matches_local_engine(
     print(f"{layout}: max relative loss difference to the local engine {rel_local:.2e}, to torch dp=1 {rel_single:.2e}")
     assert rel_local < 1e-4
     assert rel_single < 1e-5
+    # held-out loss every 10 steps, as the local engine's
+    assert max_rel([m["loss"] for m in msgs if m["type"] == "eval"], EVALS) < 1e-4

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from engines import PYTHON_DIR, REPO, ChannelServer
+from engines import PYTHON_DIR, ChannelServer, check_messages
 
 SCRIPT = """
 import torch, torch.distributed as dist, scalelm
@@ -54,23 +53,6 @@ def run_script(tmp: Path, env: dict[str, str]) -> dict[int, float]:
     }
 
 
-def check_messages(messages: list[dict[str, object]]) -> None:
-    if not (REPO / "out" / "common" / "protocol.js").exists() or not shutil.which("node"):
-        pytest.skip("common/ is not compiled (npx tsc -p .)")
-    code = (
-        "const {validateMessage}=require(process.argv[1]);const ms=JSON.parse(require('fs').readFileSync(0,'utf8'));"
-        "for(const m of ms){const r=validateMessage(m);if(!r.ok){console.log(JSON.stringify(r));process.exit(1)}}"
-    )
-    out = subprocess.run(
-        ["node", "-e", code, str(REPO / "out" / "common" / "protocol.js")],
-        input=json.dumps(messages),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert out.returncode == 0, out.stdout + out.stderr
-
-
 def test_monitor_over_the_rank_channel(tmp_path: Path) -> None:
     server = ChannelServer(tmp_path, "cd" * 32)
     try:
@@ -103,3 +85,39 @@ def test_monitor_writes_a_run_folder_without_scalelm(tmp_path: Path) -> None:
     check_messages(lines)
     assert lines[0]["type"] == "hello" and lines[0]["world"] == 2 and lines[0]["name"] == "toy"
     assert [m["step"] for m in lines if m["type"] == "step"] == list(range(1, 13))
+
+
+def test_transformers_trainer_callback(tmp_path: Path) -> None:
+    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("accelerate", reason="transformers.Trainer needs accelerate (not in the pinned .venv)")
+    import torch
+
+    from scalelm.integrations import transformers_callback
+
+    cfg = transformers.GPT2Config(vocab_size=64, n_positions=16, n_embd=16, n_layer=1, n_head=2)
+    model = transformers.GPT2LMHeadModel(cfg)
+    data = [{"input_ids": torch.randint(0, 64, (16,)), "labels": torch.randint(0, 64, (16,))} for _ in range(12)]
+    args = transformers.TrainingArguments(
+        output_dir=str(tmp_path / "out"),
+        max_steps=3,
+        per_device_train_batch_size=4,
+        logging_steps=1,
+        report_to=[],
+        save_strategy="no",
+        use_cpu=True,
+    )
+    run = tmp_path / "run"
+    os.environ["SCALELM_RUN_DIR"] = str(run)
+    try:
+        transformers.Trainer(
+            model=model, args=args, train_dataset=data, callbacks=[transformers_callback("hf")]
+        ).train()
+    finally:
+        del os.environ["SCALELM_RUN_DIR"]
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    check_messages(lines)
+    assert lines[0]["type"] == "hello" and lines[0]["config"]["huggingface"]["n_layer"] == 1
+    steps = [m for m in lines if m["type"] == "step"]
+    assert [m["step"] for m in steps] == [1, 2, 3] and all(m["loss"] > 0 for m in steps)
+    mem = [m for m in lines if m["type"] == "memory"]
+    assert mem and all(m["categories"]["params"] == 4 * sum(p.numel() for p in model.parameters()) for m in mem)

@@ -19,6 +19,7 @@ from engines import (
     PYTHON_DIR,
     SMALL,
     ChannelServer,
+    check_messages,
     local_train,
     losses,
     max_rel,
@@ -43,6 +44,8 @@ def test_channel_messages_and_stop(reference: tuple[Path, dict[str, Any], list[f
     config = with_layout(config, dp=2, tp=1, zero=3)
 
     def react(server: ChannelServer, line: dict[str, Any]) -> None:
+        if line["k"] == "progress" and line["rank"] == 0 and line["step"] == 2:
+            server.send(0, {"k": "control", "action": "checkpoint"})
         if line["k"] == "progress" and line["rank"] == 0 and line["step"] == 3:
             server.send(0, {"k": "control", "action": "stop"})
 
@@ -56,17 +59,21 @@ def test_channel_messages_and_stop(reference: tuple[Path, dict[str, Any], list[f
     assert sorted(h["rank"] for h in hellos) == [0, 1]
     assert all(h["token"] == TOKEN and h["world"] == 2 and h["engine"] == "torch" for h in hellos)
     done = server.of("done")
-    # The stop is sent on step 3's progress and read by rank 0 between steps (later on a loaded machine):
-    # every rank stops after the same step, before the schedule's end.
-    assert len(done) == 2 and len({d["step"] for d in done}) == 1 and all(d["reason"] == "stopped" for d in done)
+    # The stop was asked as rank 0 announced step 3: every rank ends after the same step, 2 or 3 (whether the
+    # request reached rank 0 before it read its controls for step 3), or later on a loaded machine.
+    assert len(done) == 2 and all(d["reason"] == "stopped" for d in done) and len({d["step"] for d in done}) == 1
     stopped_at = done[0]["step"]
-    assert 3 <= stopped_at < config["train"]["steps"]
-    saved = server.of("saved")
-    assert sorted(s["rank"] for s in saved) == [0, 1] and all(s["step"] == stopped_at for s in saved)
+    assert 2 <= stopped_at < config["train"]["steps"]
+    saved = server.of("saved")  # the requested checkpoint (after step 1 or 2), then the stop's
+    steps = sorted({s["step"] for s in saved})
+    assert steps[-1] == stopped_at and len(steps) in (1, 2) and 1 <= steps[0] <= stopped_at
+    assert all(sorted(s["rank"] for s in saved if s["step"] == k) == [0, 1] for k in steps)
     folder = Path(template.replace("{step}", f"step-{stopped_at:06d}"))
     assert (folder / "model.safetensors").exists() and (folder / "optimizer.safetensors").exists()
     assert not (folder / "state.json").exists()  # the coordinator's to write
     msgs = [x["m"] for x in server.of("msg")]
+    check_messages(msgs)  # every one a valid protocol v1 message (common/protocol.ts)
+    assert any(m["type"] == "log" and "dp=2 tp=1 zero=3" in m["message"] for m in msgs)
     steps = [m for m in msgs if m["type"] == "step"]
     assert [m["step"] for m in steps] == list(range(1, stopped_at + 1))
     assert max_rel([m["loss"] for m in steps], local[:stopped_at]) < 1e-4
@@ -127,6 +134,16 @@ def test_refusals_before_start(reference: tuple[Path, dict[str, Any], list[float
     )
     assert out.returncode == 2
     assert "pipeline parallelism" in out.stderr and "needs CUDA GPUs" in out.stderr
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    out = subprocess.run(
+        [sys.executable, "-m", "scalelm.train", "--check", "--args", str(broken)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(PYTHON_DIR)},
+        timeout=120,
+    )
+    assert out.returncode == 2 and f"cannot use --args {broken}" in out.stderr and "Traceback" not in out.stderr
     ok = tmp_path / "ok.json"
     ok.write_text(json.dumps({"config": config, "baseDir": str(EXAMPLE.parent), "device": "cpu"}))
     assert (

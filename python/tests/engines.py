@@ -192,3 +192,26 @@ def check_messages(messages: list[dict[str, object]]) -> None:
         timeout=60,
     )
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def llama_shaped(config: dict[str, Any]) -> dict[str, Any]:
+    """The same small model as a Llama: SwiGLU, RMSNorm, RoPE, untied, no biases, grouped-query attention."""
+    c = json.loads(json.dumps(config))
+    c["model"].update(
+        activation="swiglu",
+        norm="rmsnorm",
+        tiedEmbeddings=False,
+        bias=False,
+        positionEmbedding="rope",
+        kvHeads=2,
+        ffnHidden=64,
+    )
+    return c
+
+
+@pytest.fixture(scope="module")
+def small_config(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The resolved config of the small GPT-2 (SMALL), as the local engine's CLI writes it."""
+    run = tmp_path_factory.mktemp("cfg") / "run"
+    local_train(run, SMALL, 1)
+    return resolved_config(run)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from engines import REPO, SMALL, ChannelServer, local_train, resolved_config, torch_train, with_layout
+from engines import REPO, ChannelServer, llama_shaped, torch_train, with_layout
 
 PLAN = """
 const { planTarget } = require(process.argv[1] + '/out/runtime/planner/target.js');
@@ -32,27 +32,6 @@ def predicted(config: dict[str, Any]) -> dict[str, float]:
     return json.loads(out.stdout)  # type: ignore[no-any-return]
 
 
-@pytest.fixture(scope="module")
-def small_config(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    run = tmp_path_factory.mktemp("cfg") / "run"
-    local_train(run, SMALL, 1)
-    return resolved_config(run)
-
-
-def llama(config: dict[str, Any]) -> dict[str, Any]:
-    c = json.loads(json.dumps(config))
-    c["model"].update(
-        activation="swiglu",
-        norm="rmsnorm",
-        tiedEmbeddings=False,
-        bias=False,
-        positionEmbedding="rope",
-        kvHeads=2,
-        ffnHidden=64,
-    )
-    return c
-
-
 @pytest.mark.parametrize(
     "family,layout,recompute",
     [
@@ -66,7 +45,7 @@ def llama(config: dict[str, Any]) -> dict[str, Any]:
 def test_measured_equals_the_torch_convention(
     family: str, layout: dict[str, int], recompute: str, small_config: dict[str, Any], tmp_path: Path
 ) -> None:
-    config = with_layout(small_config if family == "gpt2" else llama(small_config), **layout)
+    config = with_layout(small_config if family == "gpt2" else llama_shaped(small_config), **layout)
     config["train"].update(steps=2, recompute=recompute)
     if family == "llama":
         config["model"]["heads"] = 4  # GQA: 4 query heads, 2 key/value heads

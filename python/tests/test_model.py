@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
-from engines import EXAMPLE, SMALL, local_train, resolved_config, torch_train, with_layout
+from engines import EXAMPLE, llama_shaped, torch_train, with_layout
 
 from scalelm.model import CausalLM, ModelError, model_shape
 
@@ -116,27 +116,6 @@ def test_unsupported_mix_is_refused_with_every_reason() -> None:
         model_shape({**GPT2, "norm": "rmsnorm", "tiedEmbeddings": False})
 
 
-@pytest.fixture(scope="module")
-def small_config(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    run = tmp_path_factory.mktemp("cfg") / "run"
-    local_train(run, SMALL, 1)
-    return resolved_config(run)
-
-
-def _llama(config: dict[str, Any]) -> dict[str, Any]:
-    c = json.loads(json.dumps(config))
-    c["model"].update(
-        activation="swiglu",
-        norm="rmsnorm",
-        tiedEmbeddings=False,
-        bias=False,
-        positionEmbedding="rope",
-        kvHeads=2,
-        ffnHidden=64,
-    )
-    return c
-
-
 @pytest.mark.parametrize(
     "family,layout",
     [("gpt2", dict(dp=1, tp=2, zero=0)), ("llama", dict(dp=2, tp=2, zero=3))],
@@ -145,7 +124,7 @@ def _llama(config: dict[str, Any]) -> dict[str, Any]:
 def test_checkpoint_loads_in_transformers(
     family: str, layout: dict[str, int], small_config: dict[str, Any], tmp_path: Path
 ) -> None:
-    config = with_layout(small_config if family == "gpt2" else _llama(small_config), **layout)
+    config = with_layout(small_config if family == "gpt2" else llama_shaped(small_config), **layout)
     config["train"]["steps"] = 3
     run = tmp_path / "run"
     torch_train(tmp_path, config, run_dir=run)

@@ -46,7 +46,8 @@ export const launch: Command = async (argv) => {
   // The monitor needs a config for its listening address and the recorder's defaults; a launched command
   // has none, so the monitor section comes from the defaults (127.0.0.1, a free port, token-protected).
   const { loadConfig } = await import('../config/parse');
-  const config = loadConfig({ name, model: { preset: 'tiny' }, devices: { memory: '1024TiB' } });
+  // devices.memory: the schema's maximum, since a launched command's devices have no configured capacity.
+  const config = loadConfig({ name, model: { preset: 'tiny' }, devices: { memory: '16TiB' } });
   const { monitorTrainer } = await import('../server/monitor');
   const monitored = await monitorTrainer({ trainer: run, runDir, config, warn: (line) => console.error(line) });
   console.log(`run directory: ${runDir.path}`);

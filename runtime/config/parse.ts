@@ -63,10 +63,12 @@ export function parseJsonText(text: string): { ok: true; value: unknown } | { ok
 }
 
 /**
- * The deepest nesting of arrays/objects in JSON text, by one linear scan (strings skipped). Checked before
- * JSON.parse so a 200k-deep document is refused with a sentence instead of overflowing a recursive walk.
+ * Objects in JSON text and its deepest nesting of arrays/objects, by one linear scan (strings skipped). Checked
+ * before JSON.parse so a 200k-deep document (or a header with millions of entries) is refused with a sentence
+ * instead of overflowing a recursive walk or filling memory.
  */
-export function jsonDepth(text: string): number {
+export function jsonShape(text: string): { objects: number; depth: number } {
+  let objects = 0;
   let depth = 0;
   let max = 0;
   let inString = false;
@@ -76,11 +78,15 @@ export function jsonDepth(text: string): number {
       if (c === 0x5c) i++; // backslash: skip the escaped character
       else if (c === 0x22) inString = false;
     } else if (c === 0x22) inString = true;
-    else if (c === 0x5b || c === 0x7b) max = Math.max(max, ++depth);
-    else if (c === 0x5d || c === 0x7d) depth--;
+    else if (c === 0x5b || c === 0x7b) {
+      if (c === 0x7b) objects++;
+      max = Math.max(max, ++depth);
+    } else if (c === 0x5d || c === 0x7d) depth--;
   }
-  return max;
+  return { objects, depth: max };
 }
+
+export const jsonDepth = (text: string): number => jsonShape(text).depth;
 
 /** Deepest nesting a config, state or header file may have. */
 export const MAX_JSON_DEPTH = 64;

@@ -2,6 +2,7 @@
 // tensor name to {dtype, shape, data_offsets: [begin, end)} relative to the data that follows, an optional
 // "__metadata__" of strings, then the raw little-endian data. Reading validates everything a corrupt or
 // foreign file can get wrong and says which file, which tensor and what.
+import { jsonShape } from '../config/parse';
 import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
 import { READ_LIMITS, readBounded, type FileReadError } from '../files';
 import { numel } from '../model/params';
@@ -89,26 +90,6 @@ export function readSafetensors(file: string): SafetensorsFile {
   return parseSafetensors(buf, file);
 }
 
-/** Objects in the header and their nesting, by one linear scan of its text (strings skipped). */
-function headerShape(text: string): { objects: number; depth: number } {
-  let objects = 0;
-  let depth = 0;
-  let max = 0;
-  let inString = false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (inString) {
-      if (c === 0x5c) i++;
-      else if (c === 0x22) inString = false;
-    } else if (c === 0x22) inString = true;
-    else if (c === 0x7b || c === 0x5b) {
-      if (c === 0x7b) objects++;
-      max = Math.max(max, ++depth);
-    } else if (c === 0x7d || c === 0x5d) depth--;
-  }
-  return { objects, depth: max };
-}
-
 export function parseSafetensors(buf: Uint8Array, file: string): SafetensorsFile {
   const fail = (detail: string): never => {
     throw new SafetensorsError(file, detail);
@@ -119,7 +100,7 @@ export function parseSafetensors(buf: Uint8Array, file: string): SafetensorsFile
   if (headerLen > buf.length - 8) fail(`the header claims ${headerLen} bytes but the file has ${buf.length - 8} after the length field: the file is truncated or not safetensors`);
   if (headerLen > MAX_HEADER_BYTES) fail(`the header is ${headerLen} bytes, more than the ${MAX_HEADER_BYTES} this reader accepts`);
   const headerText = Buffer.from(buf.buffer, buf.byteOffset + 8, headerLen).toString('utf8');
-  const shape = headerShape(headerText);
+  const shape = jsonShape(headerText);
   if (shape.objects > MAX_TENSORS + 2) fail(`the header has ${shape.objects} entries, more than the ${MAX_TENSORS} tensors this reader accepts`);
   if (shape.depth > 3) fail(`the header is nested ${shape.depth} levels deep; a safetensors header has 3`);
   let header: unknown;

@@ -55,7 +55,7 @@ describe('train: the server answers while a step computes', function () {
       dir.remove();
     }
     // The hello says which engine and backend trained the run (the dashboard reads it, not a log line).
-    assert.equal(hello?.engine, 'local');
+    assert.equal(hello?.engine?.name, 'local');
     assert.equal(hello?.backend?.name, 'wasm');
     assert.match(hello?.backend?.label ?? '', /^wasm \(SIMD, 1 thread\)$/);
     const at = (e: string) => events.indexOf(e);

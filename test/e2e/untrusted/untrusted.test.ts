@@ -19,9 +19,11 @@ describe('ScaleLM in an untrusted workspace', function () {
     assert.deepEqual(api.runs(), []);
   });
 
-  it('still shows the plan CodeLens (planning runs no workspace code)', async function () {
+  it('only parses configs: the CodeLens says estimates wait for trust (a hostile config cannot make the host plan)', async function () {
     const api = await vscode.extensions.getExtension<ScaleLMApi>('scalelm.scalelm')!.activate();
     const uri = vscode.Uri.joinPath(vscode.workspace.workspaceFolders![0]!.uri, 'a.scalelm.json');
-    assert.match(await api.codeLensTitle(uri), /device peak · fits/);
+    const title = await api.codeLensTitle(uri);
+    assert.match(title, /no estimate — estimates run in trusted workspaces only/);
+    assert.doesNotMatch(title, /device peak/);
   });
 });

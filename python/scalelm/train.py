@@ -31,6 +31,10 @@ from .rng import mix
 from .tp import TpGroup, is_sharded, join_shards, slice_shard
 
 MEMORY_SAMPLE_EVERY = 10
+# Benchmarking only (bench/torch_overhead.py): SCALELM_MEMORY_SAMPLING=0 switches the per-rank memory
+# measurement off (no saved-tensor hooks, no allocator or nvidia-smi reads; steps report zero bytes and no
+# `memory` messages are sent), so its cost can be measured against the same loop without it. Read once.
+MEMORY_SAMPLING = os.environ.get("SCALELM_MEMORY_SAMPLING", "1") != "0"
 
 
 class LayoutError(Exception):
@@ -116,6 +120,7 @@ class Rank:
         self.autocast = t.get("precision") == "bf16-mixed"
         self.comm: dict[str, list[float]] = {}
         self.activations = 0
+        self.measure_memory = MEMORY_SAMPLING
         self.step = int(args.get("startStep", 0))
         self.optimizer_steps = self.step
         start = args.get("start", {"kind": "fresh"})
@@ -244,9 +249,13 @@ class Rank:
         lr = learning_rate(t, step)
         for g in self.opt.param_groups:
             g["lr"] = lr
-        if self.device.type == "cuda":
+        if self.device.type == "cuda" and self.measure_memory:
             torch.cuda.reset_peak_memory_stats(self.device)
-        sample = self.device.type != "cuda" and (step == 1 or step % MEMORY_SAMPLE_EVERY == 0 or self.activations == 0)
+        sample = (
+            self.measure_memory
+            and self.device.type != "cuda"
+            and (step == 1 or step % MEMORY_SAMPLE_EVERY == 0 or self.activations == 0)
+        )
         t0 = time.perf_counter()
         self.wrapped.train()
         loss_sum = torch.zeros((), device=self.device)
@@ -327,7 +336,11 @@ class Rank:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         step_ms = (time.perf_counter() - t0) * 1000
-        cats, peak, cap = categories(self.model, self.opt, self.activations, self.device)
+        if self.measure_memory:
+            cats, peak, cap = categories(self.model, self.opt, self.activations, self.device)
+        else:
+            zero = ("params", "grads", "optimizer", "activations", "buffers", "other")
+            cats, peak, cap = dict.fromkeys(zero, 0), 0, None
         # The model's, not the optimizer's: under ZeRO-1 the optimizer holds only this rank's share.
         self.model.zero_grad(set_to_none=True)
         self.step = step
@@ -341,6 +354,12 @@ class Rank:
             "peak": peak,
             "capacity": cap,
         }
+
+    def device_used(self, step: int, last: int | None) -> int | None:
+        """The CUDA device's used memory (nvidia-smi/NVML), read on sampled steps only: it costs tens of ms."""
+        if self.measure_memory and (step == 1 or step % MEMORY_SAMPLE_EVERY == 0):
+            return gpu_used_bytes(self.device.index or 0)
+        return last
 
     @torch.no_grad()
     def evaluate(self) -> float:
@@ -574,9 +593,7 @@ def run(args: dict[str, Any], channel: Channel | None, emit: Any, where: dict[st
                 if hasattr(torch.cuda.get_device_properties(r.device), "uuid")
                 else f"cuda:{r.device.index}"
             )
-            # nvidia-smi costs tens of ms: read the device's used memory on sampled steps only.
-            if out["step"] == 1 or out["step"] % MEMORY_SAMPLE_EVERY == 0:
-                device_used = gpu_used_bytes(r.device.index or 0)
+            device_used = r.device_used(out["step"], device_used)
             if device_used is not None:
                 mem = {**mem, "deviceUsed": device_used}
         else:
@@ -593,7 +610,8 @@ def run(args: dict[str, Any], channel: Channel | None, emit: Any, where: dict[st
         }
         if predicted:
             m["predicted"] = predicted
-        emit(m, rank=r.rank)
+        if r.measure_memory:
+            emit(m, rank=r.rank)
         emit(
             {"type": "comm", "rank": r.rank, "t": now, "step": out["step"], "collectives": r.comm_stats()}, rank=r.rank
         )

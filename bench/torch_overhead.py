@@ -1,0 +1,182 @@
+"""What the torch engine's per-rank memory measurement costs (issue 14 item 6: "under 1% of step time on average").
+
+One rank (a world of one: gloo on CPU, NCCL on CUDA) runs the engine's own step loop (scalelm.train.Rank:
+train_step, plus the device's used-memory read that run() makes on CUDA) on the resolved config of
+examples/tiny-parallel.scalelm.json (a small GPT-2; change it with --set), in blocks of steps alternating the
+measurement as shipped (on) with it switched off (Rank.measure_memory, the SCALELM_MEMORY_SAMPLING=0 switch).
+The measurement is sampled (saved-tensor hooks on step 1 and every 10th step on CPU, nvidia-smi likewise on
+CUDA), so a median step would hide it: each block spans whole sampling periods and its cost is the block's mean
+step time; the figure is the median over repetitions of (on - off) / off of those means. Each repetition swaps which
+mode runs first, so drift in the machine's load falls on both. Timed from outside train_step (its own stepMs
+leaves the per-category sums out); on CPU in process CPU time, which a busy shared machine disturbs far less
+than wall time (--clock wall to see both). Prints a table and ends with one `RESULT {json}` line.
+
+    node scripts/build.mjs   # the resolved config comes from the local engine's CLI (dist/cli.js)
+    .venv/bin/python bench/torch_overhead.py [--device cpu|cuda|auto] [--reps 7] [--block 20] [--set k=v]...
+
+A benchmark, not a test: nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "tiny-parallel.scalelm.json"
+sys.path.insert(0, str(ROOT / "python"))
+
+
+def resolved_config(sets: list[str]) -> dict[str, Any]:
+    """The run config as the CLI resolves it (presets, defaults): one local-engine step, then its config.json."""
+    cli = ROOT / "dist" / "cli.js"
+    if not cli.exists():
+        sys.exit("torch_overhead: build first (node scripts/build.mjs): dist/cli.js does not exist")
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = ["node", str(cli), "train", str(EXAMPLE), "--run-dir", f"{tmp}/run", "--steps", "1"]
+        for s in ["train.checkpointEvery=0", "train.evalEvery=0", *sets]:
+            cmd += ["--set", s]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        if out.returncode != 0:
+            sys.exit(f"torch_overhead: the CLI could not resolve the config:\n{out.stderr[-2000:]}")
+        return json.loads((Path(tmp) / "run" / "config.json").read_text())  # type: ignore[no-any-return]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    ap.add_argument("--reps", type=int, default=7, help="repetitions of (on block, off block)")
+    ap.add_argument("--block", type=int, default=20, help="steps per block (a multiple of the sampling period, 10)")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: steadier on a shared machine)")
+    ap.add_argument(
+        "--clock", default="auto", choices=["auto", "cpu", "wall"], help="auto: CPU time on cpu, wall on cuda"
+    )
+    ap.add_argument("--set", action="append", default=[], help="config override path=value, as `scalelm train --set`")
+    a = ap.parse_args()
+
+    import torch
+    import torch.distributed as dist
+
+    from scalelm import train as engine
+    from scalelm.memory import SavedTensorCounter, categories
+
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if a.device == "auto" else a.device
+    if a.block % engine.MEMORY_SAMPLE_EVERY:
+        sys.exit(f"torch_overhead: --block must be a multiple of {engine.MEMORY_SAMPLE_EVERY} (whole sampling periods)")
+    torch.set_num_threads(a.threads)
+    config = resolved_config(a.set)
+    config["parallel"].update(dp=1, tp=1, zero=0)
+    config["train"]["steps"] = 10**9  # the loop is driven here; the schedule only sets the learning rate
+    os.environ.setdefault("LOCAL_RANK", "0")
+    if device == "cuda":
+        torch.cuda.set_device(0)
+    dist.init_process_group("nccl" if device == "cuda" else "gloo", store=dist.HashStore(), rank=0, world_size=1)  # type: ignore[attr-defined]
+    try:
+        r = engine.Rank({"config": config, "baseDir": str(EXAMPLE.parent), "device": device}, None)
+
+        # On CPU the process's CPU time (one torch thread, a world of one: no communication to wait for): the
+        # work done, not the other processes' share of a busy machine. On CUDA wall time (the GPU's work).
+        cpu_clock = (device == "cpu" and a.clock == "auto") or a.clock == "cpu"
+        clock = time.process_time if cpu_clock else time.perf_counter
+
+        def block(on: bool) -> list[float]:
+            r.measure_memory = on
+            used: int | None = None
+            times = []
+            for _ in range(a.block):
+                t0 = clock()
+                out = r.train_step()
+                if r.device.type == "cuda":
+                    used = r.device_used(out["step"], used)  # what run() adds per step on CUDA
+                times.append(clock() - t0)
+            return times
+
+        block(True)  # warm-up: allocator, kernels, the first sampled step's hooks
+        means: dict[bool, list[float]] = {True: [], False: []}
+        steps: dict[bool, list[float]] = {True: [], False: []}
+        for i in range(a.reps):
+            for on in (True, False) if i % 2 == 0 else (False, True):
+                ts = block(on)
+                means[on].append(statistics.fmean(ts))
+                steps[on].extend(ts)
+        # The measurement's own work, timed alone (resolves what the paired blocks cannot on a noisy machine):
+        # categories() every step, and the saved-tensor hooks on one micro-batch forward every 10th step (CPU).
+        cat = []
+        for _ in range(50):
+            t0 = clock()
+            categories(r.model, r.opt, r.activations, r.device)
+            cat.append(clock() - t0)
+        hooked: dict[bool, list[float]] = {True: [], False: []}
+        tokens, targets = r._micro(r.step + 1, 0)
+        for i in range(40):
+            on = i % 4 in (0, 3)  # ABBA order: neither mode always runs right after the other
+            counter = SavedTensorCounter()
+            t0 = clock()
+            with counter.counting() if on else contextlib.nullcontext():
+                loss = r.wrapped(tokens, targets)
+            hooked[on].append(clock() - t0)
+            del loss
+        cat_ms = statistics.median(cat) * 1000
+        hook_raw = (statistics.median(hooked[True]) - statistics.median(hooked[False])) * 1000
+        hook_ms = max(0.0, hook_raw)  # below the forward's own noise when negative
+        sampled_hooks = device == "cpu"
+        direct_ms = cat_ms + (hook_ms / engine.MEMORY_SAMPLE_EVERY if sampled_hooks else 0.0)
+        on_ms, off_ms = (statistics.median(means[k]) * 1000 for k in (True, False))
+        # Paired per repetition (its on and off blocks ran back to back): the spread shows the machine's noise.
+        paired = sorted((n - f) / f * 100 for n, f in zip(means[True], means[False], strict=True))
+        overhead = statistics.median(paired)
+        print(
+            f"torch {torch.__version__} on {device} ({platform.machine()}, {a.threads} thread(s)); "
+            f"clock: {'process CPU time' if cpu_clock else 'wall'}"
+        )
+        m = config["model"]
+        print(
+            f"model: {m.get('layers')}L h{m.get('hidden')} seq {m.get('seqLen')} vocab {m.get('vocab')}; "
+            f"micro-batch {config['train']['microBatch']} x {r.accumulation}; {a.reps} reps x {a.block} steps per mode"
+        )
+        print(f"{'memory measurement':<20}{'mean step ms':>14}{'median step ms':>16}{'min block ms':>14}")
+        for k, name in ((True, "on (as shipped)"), (False, "off")):
+            print(
+                f"{name:<20}{statistics.median(means[k]) * 1000:>14.3f}{statistics.median(steps[k]) * 1000:>16.3f}"
+                f"{min(means[k]) * 1000:>14.3f}"
+            )
+        print(
+            f"overhead: {overhead:+.2f}% of step time (median over reps of (on - off) / off of the block means; "
+            f"per rep from {paired[0]:+.2f}% to {paired[-1]:+.2f}%)"
+        )
+        every = engine.MEMORY_SAMPLE_EVERY
+        print(
+            f"direct: categories() {cat_ms:.3f} ms per step"
+            + (f", hooks {hook_raw:+.3f} ms per sampled step (1 in {every})" if sampled_hooks else "")
+            + f" = {direct_ms:.3f} ms per step on average = {direct_ms / off_ms * 100:.3f}% of the step"
+            + ("" if sampled_hooks else " (+ nvidia-smi on sampled steps, in the blocks above)")
+        )
+        result = {
+            "direct_pct": round(direct_ms / off_ms * 100, 4),
+            "overhead_pct": round(overhead, 3),
+            "overhead_pct_range": [round(paired[0], 3), round(paired[-1], 3)],
+            "step_ms_on": round(on_ms, 3),
+            "step_ms_off": round(off_ms, 3),
+            "steps": a.reps * a.block,
+            "reps": a.reps,
+            "clock": "cpu" if cpu_clock else "wall",
+            "device": device if device == "cpu" else torch.cuda.get_device_name(0),
+            "torch": torch.__version__,
+        }
+        print("RESULT " + json.dumps(result), flush=True)
+    finally:
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()

@@ -6,7 +6,7 @@ import * as vscode from 'vscode';
 import { formatBytes } from '../common/units';
 import { CATEGORIES } from '../runtime/planner/types';
 import { describeSuggestion } from '../runtime/planner/target';
-import { analyseConfig, forgetConfig, isScaleLMConfig } from './config-analysis';
+import { analyseConfig, forgetConfig, isScaleLMConfig, type ConfigAnalysis } from './config-analysis';
 import { spanOfPath } from './json-paths';
 
 /** Diagnostic code of "this layout does not fit"; the quick-fix provider looks for it. */
@@ -21,9 +21,10 @@ function rangeOf(doc: vscode.TextDocument, path: string): vscode.Range {
   return new vscode.Range(doc.positionAt(span.offset), doc.positionAt(span.offset + span.length));
 }
 
-export function configDiagnostics(doc: vscode.TextDocument): vscode.Diagnostic[] {
-  const out = planDiagnostics(doc);
-  const { localProblem } = analyseConfig(doc);
+export async function configDiagnostics(doc: vscode.TextDocument): Promise<vscode.Diagnostic[]> {
+  const analysis = await analyseConfig(doc);
+  const out = planDiagnostics(doc, analysis);
+  const { localProblem } = analysis;
   if (localProblem) {
     const d = new vscode.Diagnostic(rangeOf(doc, 'parallel'), `Launch Training is off for this file: the local runtime cannot train it — ${localProblem}. Planning and export still work.`, vscode.DiagnosticSeverity.Information);
     d.source = 'ScaleLM';
@@ -33,8 +34,7 @@ export function configDiagnostics(doc: vscode.TextDocument): vscode.Diagnostic[]
   return out;
 }
 
-function planDiagnostics(doc: vscode.TextDocument): vscode.Diagnostic[] {
-  const { parsed, fit } = analyseConfig(doc);
+function planDiagnostics(doc: vscode.TextDocument, { parsed, fit }: ConfigAnalysis): vscode.Diagnostic[] {
   if (!parsed.ok) {
     if (parsed.stage !== 'rules') return [];
     return parsed.errors.map((issue) => {
@@ -78,11 +78,18 @@ export function registerConfigDiagnostics(context: vscode.ExtensionContext): vsc
     clearTimeout(timers.get(key));
     timers.set(key, setTimeout(() => {
       timers.delete(key);
-      collection.set(doc.uri, configDiagnostics(doc));
-      const had = blocked.has(doc.uri.fsPath);
-      if (analyseConfig(doc).localProblem) blocked.add(doc.uri.fsPath);
-      else blocked.delete(doc.uri.fsPath);
-      if (had !== blocked.has(doc.uri.fsPath)) publishBlocked();
+      const version = doc.version;
+      void (async () => {
+        const diagnostics = await configDiagnostics(doc);
+        const { localProblem } = await analyseConfig(doc);
+        // An edit or a close while the planner worked: a newer refresh (or none) owns the result.
+        if (doc.isClosed || doc.version !== version) return;
+        collection.set(doc.uri, diagnostics);
+        const had = blocked.has(doc.uri.fsPath);
+        if (localProblem) blocked.add(doc.uri.fsPath);
+        else blocked.delete(doc.uri.fsPath);
+        if (had !== blocked.has(doc.uri.fsPath)) publishBlocked();
+      })();
     }, delayMs));
   };
   context.subscriptions.push(

@@ -4,7 +4,7 @@ import * as vscode from 'vscode';
 import { join } from 'node:path';
 import { EXPORT_TARGETS, type ExportTarget } from '../runtime/planner/export';
 import { registerConfigDiagnostics } from './config-diagnostics';
-import { CONFIG_SELECTOR } from './config-analysis';
+import { CONFIG_SELECTOR, configWorker } from './config-analysis';
 import { DashboardFeed } from './dashboard-feed';
 import { DASHBOARD_VIEW_TYPE, DashboardPanel } from './dashboard-panel';
 import { launchTraining, resumeTraining, type LaunchOutcome } from './launch';
@@ -37,7 +37,7 @@ let registry: RunRegistry | undefined;
 
 export function activate(context: vscode.ExtensionContext): ScaleLMApi {
   const log = vscode.window.createOutputChannel('ScaleLM', { log: true });
-  context.subscriptions.push(log);
+  context.subscriptions.push(log, configWorker);
   log.info(`ScaleLM ${context.extension.packageJSON.version as string} activated (workspace trusted: ${vscode.workspace.isTrusted})`);
 
   registry = new RunRegistry();

@@ -41,7 +41,7 @@ export async function launchTraining(ctx: LaunchContext, uri?: vscode.Uri, extra
   }
   const doc = await vscode.workspace.openTextDocument(target);
   if (doc.isDirty) await doc.save();
-  const { parsed, fit, localProblem } = analyseConfig(doc);
+  const { parsed, fit, localProblem } = await analyseConfig(doc);
   if (!parsed.ok) {
     const reason = parsed.errors.map((e) => e.message).join('\n');
     void vscode.window.showErrorMessage(`ScaleLM: ${basename(target.fsPath)} has ${parsed.errors.length} problem(s); nothing was started.`, { modal: true, detail: reason });

@@ -12,8 +12,8 @@ export function formatRate(tokensPerSec: number): string {
 }
 
 /** The lens title for a document, or a reason the estimate cannot be shown. */
-export function planLensTitle(doc: vscode.TextDocument): string {
-  const { parsed, fit, skipped } = analyseConfig(doc);
+export async function planLensTitle(doc: vscode.TextDocument): Promise<string> {
+  const { parsed, fit, skipped } = await analyseConfig(doc);
   if (!parsed.ok) return `ScaleLM: ${parsed.errors.length} problem${parsed.errors.length === 1 ? '' : 's'} in this config`;
   if (skipped) return `ScaleLM: no estimate — ${skipped}`;
   if (!fit || !fit.result.ok) return `ScaleLM: cannot estimate this layout${fit && !fit.result.ok ? ` — ${fit.result.issues[0]!.message}` : ''}`;
@@ -36,10 +36,12 @@ export class PlanLensProvider implements vscode.CodeLensProvider {
     this.changed.fire();
   }
 
-  provideCodeLenses(doc: vscode.TextDocument): vscode.CodeLens[] {
+  // Async: the estimate comes from the planner worker; the host renders the lens when it answers.
+  async provideCodeLenses(doc: vscode.TextDocument): Promise<vscode.CodeLens[]> {
     const top = new vscode.Range(0, 0, 0, 0);
+    const title = await planLensTitle(doc);
     return [
-      new vscode.CodeLens(top, { title: planLensTitle(doc), command: 'scalelm.suggestLayouts', arguments: [doc.uri], tooltip: 'Memory per device by the ScaleLM planner — click to search layouts' }),
+      new vscode.CodeLens(top, { title, command: 'scalelm.suggestLayouts', arguments: [doc.uri], tooltip: 'Memory per device by the ScaleLM planner — click to search layouts' }),
       new vscode.CodeLens(top, { title: '$(play) Launch Training', command: 'scalelm.launchTraining', arguments: [doc.uri] }),
     ];
   }

@@ -17,7 +17,7 @@ import { layoutOf } from '../runtime/planner/memory';
 import { currentLayoutText, sameLayout, searchLayouts, TIGHT_MEMORY, type SearchResult } from '../runtime/planner/search';
 import type { Layout } from '../runtime/planner/types';
 import { formatBytes, parseBytes } from '../common/units';
-import { analyseConfig } from './config-analysis';
+import { parseConfigDocument } from './config-analysis';
 import { configFieldsEdit } from './quick-fixes';
 import { applyConfigEdits, parseJsonc } from './json-paths';
 import { formatRate } from './plan-lens';
@@ -272,7 +272,7 @@ export async function exportCommand(target: ExportTarget, uri?: vscode.Uri, opti
   const source = await configUri(uri);
   if (!source) return undefined;
   const doc = await vscode.workspace.openTextDocument(source);
-  const { parsed } = analyseConfig(doc);
+  const parsed = parseConfigDocument(doc);
   if (!parsed.ok) {
     void vscode.window.showErrorMessage(`ScaleLM: cannot export — ${parsed.errors[0]!.message}`);
     return undefined;

@@ -17,10 +17,10 @@ export function configFieldsEdit(doc: vscode.TextDocument, edits: { path: string
 export class FitQuickFixes implements vscode.CodeActionProvider {
   static readonly kinds = [vscode.CodeActionKind.QuickFix];
 
-  provideCodeActions(doc: vscode.TextDocument, _range: vscode.Range, context: vscode.CodeActionContext): vscode.CodeAction[] {
+  async provideCodeActions(doc: vscode.TextDocument, _range: vscode.Range, context: vscode.CodeActionContext): Promise<vscode.CodeAction[]> {
     const diagnostic = context.diagnostics.find((d) => d.code === DOES_NOT_FIT);
     if (!diagnostic) return [];
-    const { parsed, fit } = analyseConfig(doc);
+    const { parsed, fit } = await analyseConfig(doc);
     if (!parsed.ok || !fit?.suggestion) return [];
     const action = new vscode.CodeAction(describeSuggestion(parsed.config, fit.suggestion), vscode.CodeActionKind.QuickFix);
     action.diagnostics = [diagnostic];

@@ -28,6 +28,8 @@ const COMM_WORKER_ENTRIES = [...listed[1].matchAll(/'([^']+)'/g)].map((m) => m[1
 await Promise.all([
   // mainFields: jsonc-parser's UMD "main" requires ./impl/* at run time, which a bundle cannot; its ESM build bundles whole.
   build({ ...common, entryPoints: ['extension/extension.ts'], outfile: 'dist/extension.js', platform: 'node', format: 'cjs', external: ['vscode'], mainFields: ['module', 'main'] }),
+  // The planner worker thread the extension starts by path (extension/config-analysis.ts).
+  build({ ...common, entryPoints: ['extension/config-worker.ts'], outfile: 'dist/config-worker.js', platform: 'node', format: 'cjs' }),
   build({ ...common, entryPoints: ['webview/main.ts'], outfile: 'dist/webview.js', platform: 'browser', format: 'iife', minify: true }),
   build({ ...common, entryPoints: ['runtime/cli.ts'], outfile: 'dist/cli.js', platform: 'node', format: 'cjs', banner: { js: '#!/usr/bin/env node' } }),
   // Worker and rank entry points started by path, next to the CLI bundle (found via __dirname): the comm

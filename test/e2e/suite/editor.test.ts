@@ -63,6 +63,36 @@ describe('ScaleLM planner in the editor', function () {
     }
   });
 
+  it('plans in a worker with a time budget: the host answers while an estimate runs, and a slow one is stopped', async function () {
+    const scalelm = await api();
+    const source = await vscode.workspace.fs.readFile(workspaceFile('a.scalelm.json'));
+    const slowUri = workspaceFile('slow-estimate.scalelm.json');
+    const freshUri = workspaceFile('after-slow.scalelm.json');
+    await vscode.workspace.fs.writeFile(slowUri, source);
+    await vscode.workspace.fs.writeFile(freshUri, source);
+    // The test hook (extension/config-analysis.ts TEST_SLOW_ENV): the worker sleeps 5 s before planning this file.
+    process.env.SCALELM_TEST_SLOW_PLAN = slowUri.fsPath;
+    try {
+      await vscode.workspace.openTextDocument(slowUri);
+      let settled = false;
+      const pending = scalelm.codeLensTitle(slowUri).then((t) => ((settled = true), t));
+      // While the worker sleeps, the host serves a file-system round trip and the API: had the planner run
+      // on the host thread, the title would already have settled before either answered.
+      await vscode.workspace.fs.stat(slowUri);
+      assert.match(scalelm.statusBarText(), /ScaleLM/);
+      assert.equal(settled, false, 'the estimate is still pending while the host answers');
+      const title = await pending;
+      console.log(`slow CodeLens: ${title}`);
+      assert.match(title, /^ScaleLM: no estimate — the estimate took longer than 2 s/);
+      // The stopped worker is replaced: the next config gets its estimate.
+      assert.match(await scalelm.codeLensTitle(freshUri), /device peak · fits 1 × CPU device/);
+    } finally {
+      delete process.env.SCALELM_TEST_SLOW_PLAN;
+      await vscode.workspace.fs.delete(slowUri);
+      await vscode.workspace.fs.delete(freshUri);
+    }
+  });
+
   it('offers Launch Training and Suggest Parallel Layouts in the Explorer menu of a *.scalelm.json', async function () {
     if (!bridgeAvailable()) this.skip();
     await api();

@@ -1,6 +1,7 @@
 // Shared by `estimate`, `plan` and `export`: reads a *.scalelm.json or a HuggingFace config.json, applies
 // the layout/cluster flags and then --set, and parses the result into a RunConfig (which the planner takes
 // as its PlanInput). A flag overrides the file; --set overrides both.
+import { READ_LIMITS, readTextBounded } from '../files';
 import { readRawConfig } from './load';
 import { CliError, intFlag, type ParsedArgs } from './args';
 import { isHuggingFaceConfig, modelFromHuggingFace } from '../config/huggingface';
@@ -9,7 +10,6 @@ import { setPath } from '../config/set-path';
 import type { RunConfig } from '../config/types';
 import type { EstimateOptions, Layout } from '../planner/types';
 import { applyProfile, profileIssue, type ClusterProfile } from '../planner/calibrate';
-import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 
 export const PLAN_VALUE_FLAGS = ['gpus', 'gpus-per-node', 'nodes', 'gpu', 'gpu-mem', 'dp', 'tp', 'pp', 'vpp', 'zero', 'micro-batch', 'global-batch', 'seq-len', 'recompute', 'precision', 'headroom', 'efficiency', 'profile'] as const;
@@ -175,7 +175,7 @@ export function loadPlanInput(file: string, args: ParsedArgs, mode: 'estimate' |
 function readProfile(path: string): ClusterProfile {
   let value: unknown;
   try {
-    value = JSON.parse(readFileSync(path, 'utf8'));
+    value = JSON.parse(readTextBounded(path, READ_LIMITS.config));
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     throw new CliError(`cluster profile ${path}: ${code === 'ENOENT' ? 'no such file' : (e as Error).message}`, 1);

@@ -16,7 +16,7 @@
 // Gauges (gpu, memory, comm) ride along with the next event's write, or go out at the end of the
 // current tick: a kill -9 can cost at most the gauges of that tick. Status and checkpoint messages and
 // close() also fdatasync, so those survive a power cut too.
-import { closeSync, constants, createReadStream, existsSync, fdatasyncSync, fstatSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, constants, createReadStream, existsSync, fdatasyncSync, fstatSync, openSync, readdirSync, readSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { basename, join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -42,7 +42,7 @@ export function claimRun(dir: string, startedAt = Date.now()): void {
 /** The run's writer has closed it (only the process that claimed it removes the file). */
 export function releaseRun(dir: string): void {
   try {
-    const owner = JSON.parse(readFileSync(join(dir, RUN_LAYOUT.process), 'utf8')) as { pid?: unknown; host?: unknown };
+    const owner = JSON.parse(readTextBounded(join(dir, RUN_LAYOUT.process), READ_LIMITS.state)) as { pid?: unknown; host?: unknown };
     if (owner.pid === process.pid && owner.host === hostname()) rmSync(join(dir, RUN_LAYOUT.process), { force: true });
   } catch {
     /* nothing to release */
@@ -56,7 +56,7 @@ export function releaseRun(dir: string): void {
 export function writerAlive(dir: string): boolean | undefined {
   let owner: { pid?: unknown; host?: unknown };
   try {
-    owner = JSON.parse(readFileSync(join(dir, RUN_LAYOUT.process), 'utf8')) as typeof owner;
+    owner = JSON.parse(readTextBounded(join(dir, RUN_LAYOUT.process), READ_LIMITS.state)) as typeof owner;
   } catch {
     return false;
   }

@@ -3,7 +3,8 @@
 //   Event   = wall_time:double(1) · step:int64(2) · file_version:string(3) | summary:Summary(5)
 //   Summary = repeated Value(1);  Value = tag:string(1) · simple_value:float(2)
 // TensorBoard reads any file whose name contains "tfevents" under the logdir, recursively.
-import { closeSync, fdatasyncSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { READ_LIMITS, readBounded } from '../files';
+import { closeSync, fdatasyncSync, openSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Message } from '../../common/protocol';
@@ -168,7 +169,7 @@ export interface DecodedEvent {
 
 /** Reads every complete, CRC-valid record; stops at a truncated or corrupt tail. */
 export function readEventFile(path: string): { events: DecodedEvent[]; clean: boolean } {
-  const buf = readFileSync(path);
+  const buf = readBounded(path, READ_LIMITS.data);
   const events: DecodedEvent[] = [];
   let off = 0;
   while (off + 12 <= buf.length) {

@@ -8,7 +8,7 @@ import { FileReadError, readBounded } from '../../../runtime/files';
 import { latestCheckpoint, readCheckpointState } from '../../../runtime/train/checkpoint';
 import { RunDir } from '../../../runtime/train/run-dir';
 import { readSafetensors } from '../../../runtime/train/safetensors';
-import { streamMessages } from '../../../runtime/telemetry/run-store';
+import { streamMessages, writerAlive } from '../../../runtime/telemetry/run-store';
 import { EXAMPLES, REPO, tempDir } from '../train/fixtures';
 
 const CLI = join(REPO, 'out', 'runtime', 'cli.js');
@@ -144,6 +144,18 @@ describe('security: bounded reads of files', function () {
     assert.throws(() => readBounded(join(tmp.path, 'big'), 1024), /is 2048 bytes, more than the 1024 bytes this file may have/);
     assert.throws(() => readSafetensors(zero), (e: Error) => e.name === 'SafetensorsError' && /is a device/.test(e.message));
     assert.throws(() => readSafetensors(fifo), /is a FIFO/);
+  });
+
+  it('a FIFO as a run\'s process.json or as a cluster profile does not hang its reader', () => {
+    const run = join(tmp.path, 'fifo-process-run');
+    mkdirSync(run, { recursive: true });
+    assert.equal(spawnSync('mkfifo', [join(run, 'process.json')]).status, 0);
+    assert.equal(writerAlive(run), false, 'an unreadable process.json reads as no live writer');
+    const profile = join(tmp.path, 'profile-fifo.json');
+    assert.equal(spawnSync('mkfifo', [profile]).status, 0);
+    const r = spawnSync('node', [join(REPO, 'dist/cli.js'), 'estimate', join(REPO, 'examples/llama-2-70b-h100.scalelm.json'), '--profile', profile], { encoding: 'utf8', timeout: 60_000 });
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr, /cluster profile .*is a FIFO, not a regular file/);
   });
 
   it('a safetensors header with 100,000 entries is refused before it is parsed', () => {

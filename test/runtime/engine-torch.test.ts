@@ -11,21 +11,12 @@ import { chooseEngine, TorchEngineError } from '../../runtime/engines/torch/choo
 import { probeTorch, torchProblem } from '../../runtime/engines/torch/python';
 import { TorchTrainer } from '../../runtime/engines/torch/trainer';
 import { RunDir } from '../../runtime/train/run-dir';
-import { EXAMPLES, REPO, tempDir } from './train/fixtures';
+import { EXAMPLES, REPO, tempDir, running } from './train/fixtures';
 import { findTorchPython } from './train/python';
 
 const CLI = join(REPO, 'out', 'runtime', 'cli.js');
 const FIXTURE = join(REPO, 'test', 'fixtures', 'torch-rank');
 
-const alive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0);
-    // A zombie is not running: only reaping is left (its parent is gone or about to reap it).
-    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return false;
-  }
-};
 
 const config = (over: { dp?: number; steps?: number; checkpointEvery?: number } = {}) =>
   loadConfig({
@@ -140,7 +131,7 @@ describe('torch engine: torchrun with conformance ranks (gloo)', function () {
     assert.equal(messages.at(-1)?.type === 'status' && messages.at(-1), messages.at(-1));
     assert.deepEqual(messages.filter((m) => m.type === 'status').map((m) => (m.type === 'status' ? m.state : '')).at(-1), 'finished');
     assert.equal(pids.length, 2);
-    for (const pid of [...pids, torchrunPid]) assert.equal(alive(pid), false, `pid ${pid} left running`);
+    for (const pid of [...pids, torchrunPid]) assert.equal(running(pid), false, `pid ${pid} left running`);
   });
 
   it('a rank killed with SIGKILL fails the run naming rank and step; no process is left', async () => {
@@ -152,14 +143,14 @@ describe('torch engine: torchrun with conformance ranks (gloo)', function () {
     const status = messages.filter((m) => m.type === 'status').at(-1);
     assert.ok(status?.type === 'status' && status.state === 'failed' && /rank 1, step 3/.test(status.error!.message));
     await new Promise((r) => setTimeout(r, 200));
-    for (const pid of [...pids, torchrunPid]) assert.equal(alive(pid), false, `pid ${pid} left running`);
+    for (const pid of [...pids, torchrunPid]) assert.equal(running(pid), false, `pid ${pid} left running`);
   });
 
   it('a rank that raises is named with its step and its own error', async () => {
     const { result, pids, torchrunPid } = await run(config({ steps: 50 }), { CONFORMANCE_RAISE: '0:2' });
     assert.equal(result.ok, false);
     assert.match((result as { e: Error }).e.message, /^rank 0, step 2: RuntimeError: injected failure at step 2/);
-    for (const pid of [...pids, torchrunPid]) assert.equal(alive(pid), false, `pid ${pid} left running`);
+    for (const pid of [...pids, torchrunPid]) assert.equal(running(pid), false, `pid ${pid} left running`);
   });
 
   it('Stop: every rank stops on the same step with a checkpoint', async () => {

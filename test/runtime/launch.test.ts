@@ -5,20 +5,12 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { REPO, tempDir } from './train/fixtures';
+import { REPO, tempDir, running } from './train/fixtures';
 import { findTorchPython } from './train/python';
 
 const CLI = join(REPO, 'out', 'runtime', 'cli.js');
 const RANK = join(REPO, 'test', 'fixtures', 'torch-rank', 'conformance_rank.py');
 
-const alive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0);
-    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return false;
-  }
-};
 
 describe('cli: scalelm launch -- torchrun … (conformance ranks, gloo)', function () {
   this.timeout(240_000);
@@ -70,7 +62,7 @@ describe('cli: scalelm launch -- torchrun … (conformance ranks, gloo)', functi
     assert.equal(status.state, 'failed');
     assert.match((status.error as { message: string }).message, /^rank 1, step 3/);
     await new Promise((res) => setTimeout(res, 200));
-    for (const pid of pids) assert.equal(alive(pid), false, `rank pid ${pid} left running`);
+    for (const pid of pids) assert.equal(running(pid), false, `rank pid ${pid} left running`);
   });
 
   it('Ctrl-C: SIGINT reaches the command\'s process group; the run ends as stopped; nothing left running', async () => {
@@ -97,7 +89,7 @@ describe('cli: scalelm launch -- torchrun … (conformance ranks, gloo)', functi
     assert.equal(last.state, 'stopped', JSON.stringify(last));
     assert.match(String(last.reason), /^stopped at step \d+/);
     await new Promise((res) => setTimeout(res, 200));
-    for (const pid of pids) assert.equal(alive(pid), false, `rank pid ${pid} left running`);
+    for (const pid of pids) assert.equal(running(pid), false, `rank pid ${pid} left running`);
   });
 
   it('without a command: usage error, exit 2', () => {

@@ -11,19 +11,11 @@ import type { Coordinator } from '../../runtime/coordinator/coordinator';
 import { createLocalRun } from '../../runtime/parallel/local-engine';
 import { readConsolidated } from '../../runtime/parallel/checkpoint';
 import { RunDir } from '../../runtime/train/run-dir';
-import { EXAMPLES, REPO, tempDir } from './train/fixtures';
+import { EXAMPLES, REPO, tempDir, running } from './train/fixtures';
 import { tinyConfig } from './parallel/helpers';
 
 const CLI = join(REPO, 'out', 'runtime', 'cli.js');
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 describe('parallel: failure', function () {
   this.timeout(120_000);
@@ -100,7 +92,7 @@ describe('parallel: failure', function () {
     assert.ok(m, r.error.message);
     const step = Number(m[1]);
     assert.ok(step >= 3 && step < 400, `failed at step ${step}`);
-    for (const p of r.trainer.rankProcesses()) assert.ok(!alive(p.pid), `rank ${p.rank} (pid ${p.pid}) is gone`);
+    for (const p of r.trainer.rankProcesses()) assert.ok(!running(p.pid), `rank ${p.rank} (pid ${p.pid}) is gone`);
     checkpointIntact(r.checkpoints, (s) => s >= 2 && s < step);
   });
 

@@ -1,5 +1,5 @@
 // Small configs and temporary folders for the trainer tests.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig } from '../../../runtime/config/parse';
@@ -22,4 +22,14 @@ export function smallConfig(overrides: { model?: object; train?: object; data?: 
 export function tempDir(prefix = 'scalelm-train-'): { path: string; remove(): void } {
   const path = mkdtempSync(join(tmpdir(), prefix));
   return { path, remove: () => rmSync(path, { recursive: true, force: true }) };
+}
+
+/** Whether a process still runs: it exists and is not a zombie (a zombie only waits for its parent to reap it). */
+export function running(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
 }

@@ -6,7 +6,7 @@ import type { AlertMessage, CheckpointMessage, CommMessage, EvalMessage, GpuMess
 import { lowerBound } from './downsample';
 import { isEnded } from '../common/protocol';
 import { describeState } from '../common/lifecycle';
-import { runFacts } from '../runtime/telemetry/run-facts';
+import { runFacts } from '../common/run-facts';
 
 export class Column {
   data: Float64Array;

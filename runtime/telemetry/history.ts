@@ -20,7 +20,7 @@ import {
   type StepMessage,
 } from '../../common/protocol';
 import { describeState } from '../../common/lifecycle';
-import { runFacts } from './run-facts';
+import { runFacts } from '../../common/run-facts';
 
 interface Bucket<T> {
   start: number;

@@ -674,6 +674,10 @@ def main(argv: list[str] | None = None) -> int:
         reason, step = run(args, channel, emit, where)
         if channel:
             channel.send({"k": "done", "rank": rank, "step": step, "reason": reason})
+        # Every rank has finished its last step and checkpoint before any of them tears the group down: a
+        # rank that destroyed its gloo group while a peer still used it aborted that peer in C++
+        # ("terminate called without an active exception"), failing a run that had succeeded.
+        dist.barrier()
         return 0
     except Exception as e:
         traceback.print_exc()
@@ -697,4 +701,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # The group is destroyed and the channel closed: skip the interpreter's teardown, where the C++ side of
+    # torch.distributed (store and gloo threads) can still abort the process after a clean run.
+    os._exit(code)

@@ -31,6 +31,7 @@ for step in range(12):
     if dist.get_rank() == 0:
         print("LOSS", step + 1, repr(float(loss)), flush=True)
 monitor.close()
+dist.barrier()  # no rank tears gloo down while a peer still uses it
 dist.destroy_process_group()
 """
 PARAMS = (16 * 64 + 64 + 64 * 4 + 4) * 4

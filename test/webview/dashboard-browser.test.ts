@@ -7,7 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
-import type { Inspection } from '../../webview/messages';
+import { inspect, until } from './inspect';
 import { closeChromium, launchChromium } from './chromium';
 import { ROOT } from './harness';
 import { startServer, type TelemetryServer } from '../../runtime/server/server';
@@ -42,18 +42,6 @@ function startServe(dir: string): Promise<{ child: ChildProcess; listening: List
   });
 }
 
-const inspect = (page: Page): Promise<Inspection> => page.evaluate(() => (window as unknown as { scalelmDashboard: { inspect(): Inspection } }).scalelmDashboard.inspect());
-
-async function until<T>(page: Page, what: string, probe: (i: Inspection) => T | false | null | undefined, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const i = await inspect(page);
-    const v = probe(i);
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; last inspection: ${JSON.stringify({ runId: i.runId, header: i.header, runs: i.runs })}`);
-    await page.waitForTimeout(100);
-  }
-}
 
 describe('dashboard in a browser against a real `scalelm serve`', function () {
   let serve: { child: ChildProcess; listening: Listening };

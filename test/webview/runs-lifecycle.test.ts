@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import type { HelloMessage, Message, StatusMessage } from '../../common/protocol';
 import { formatDuration } from '../../webview/format';
-import type { Inspection } from '../../webview/messages';
+import { inspect, until } from './inspect';
 import { closeChromium, launchChromium } from './chromium';
 import { openDashboard, ROOT, type DashboardPage } from './harness';
 import { readStream, snapshotOf, wire } from './streams';
@@ -40,18 +40,6 @@ function startServe(dir: string): Promise<{ child: ChildProcess; url: string; st
   });
 }
 
-const inspect = (page: Page): Promise<Inspection> => page.evaluate(() => (window as unknown as { scalelmDashboard: { inspect(): Inspection } }).scalelmDashboard.inspect());
-
-async function until<T>(page: Page, what: string, probe: (i: Inspection) => T | false | null | undefined, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const i = await inspect(page);
-    const v = probe(i);
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; last inspection: ${JSON.stringify({ runId: i.runId, header: i.header, table: i.table, overlays: i.overlays })}`);
-    await page.waitForTimeout(100);
-  }
-}
 
 const lines = (messages: object[]): string => messages.map((m) => JSON.stringify(m)).join('\n') + '\n';
 

@@ -27,8 +27,8 @@ export function syntheticConfig(steps: number): RunConfig {
   return r.config;
 }
 
-/** mulberry32: a small seeded PRNG, so fixtures and benches are reproducible. */
-function rng(seed: number): () => number {
+/** mulberry32: a small seeded PRNG, so fixtures, benches and the fuzzer are reproducible. */
+export function rng(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;

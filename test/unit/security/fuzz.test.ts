@@ -4,6 +4,7 @@
 // and non-finite numbers, prototype names, deep nesting, wrong types) and asserts the invariants: the
 // reader terminates, throws nothing but its typed error (or answers {ok:false}), and whatever it accepts
 // is valid. The seed is printed on failure (SCALELM_FUZZ_SEED=N replays it); each target gets ~3 s.
+import { rng } from '../../webview/synthetic';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -18,17 +19,6 @@ import { streamMessages } from '../../../runtime/telemetry/run-store';
 const BUDGET_MS = Number(process.env.SCALELM_FUZZ_MS ?? 3000);
 const SEED = Number(process.env.SCALELM_FUZZ_SEED ?? Date.now() % 2 ** 31);
 
-/** mulberry32: small, seeded, good enough to drive mutations. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const HOSTILE_VALUES: unknown[] = [1e308, -1e308, 2 ** 53 + 1, -1, 0, 0.5, 1e-320, 'NaN', 'Infinity', '', 'x'.repeat(5000), null, true, [], {}, [[[[[]]]]], { __proto__: 1 }, 'constructor', '__proto__', 'toString', '\u001b[2J', '../../etc/passwd', '0B', '1e15', '99999999TiB'];
 const HOSTILE_KEYS = ['constructor', '__proto__', 'toString', 'hasOwnProperty', 'valueOf', '$schema', '', 'x'.repeat(300)];

@@ -136,6 +136,8 @@ export interface MemoryMessage {
   capacity: number;
   /** The planner's bytes for the same categories (and `peak`). */
   predicted?: Record<string, number>;
+  /** The machine this rank runs on (multi-node runs; absent = the coordinator's own machine). */
+  node?: NodeRef;
   /** Device the rank runs on: a GPU UUID or "cpu:N". */
   device?: string;
 }
@@ -171,10 +173,18 @@ export interface GpuDevice {
 }
 
 /** A gauge: one sample of every device. */
+/** One machine of a multi-node run: its node rank (torchrun's --node-rank) and host name. */
+export interface NodeRef {
+  rank: number;
+  host: string;
+}
+
 export interface GpuMessage {
   type: 'gpu';
   t: number;
   devices: GpuDevice[];
+  /** Whose GPUs these are (multi-node runs; absent = the coordinator's own machine). */
+  node?: NodeRef;
 }
 
 /** Totals since the start of the run for one collective kind on one rank. */
@@ -557,6 +567,8 @@ const step = object<StepMessage>({
 
 const evalMsg = object<EvalMessage>({ type: literal('eval'), step: int(), loss: metric, t: opt(time) });
 
+const nodeRef = object<NodeRef>({ rank: int(0, 1 << 16), host: str(255) });
+
 const memory = object<MemoryMessage>({
   type: literal('memory'),
   rank: int(0, 1 << 20),
@@ -567,6 +579,7 @@ const memory = object<MemoryMessage>({
   capacity: bytes,
   predicted: opt(byteRecord),
   device: opt(str()),
+  node: opt(nodeRef),
 });
 
 const gpuProcess = object<GpuProcess>({ pid: int(0), memory: nullable(bytes), name: opt(str(4096)), rank: opt(int(0, 1 << 20)) });
@@ -586,7 +599,7 @@ const gpuDevice = object<GpuDevice>({
   processes: array(gpuProcess, LIMITS.processes),
   ranks: opt(array(int(0, 1 << 20), LIMITS.processes)),
 });
-const gpu = object<GpuMessage>({ type: literal('gpu'), t: time, devices: array(gpuDevice, LIMITS.devices) });
+const gpu = object<GpuMessage>({ type: literal('gpu'), t: time, devices: array(gpuDevice, LIMITS.devices), node: opt(nodeRef) });
 
 const commStat = object<CommStat>({ kind: str(64, /^[a-z][a-z0-9-]*$/), calls: int(), bytes: bytes, ms: finite(0) });
 const comm = object<CommMessage>({ type: literal('comm'), rank: int(0, 1 << 20), t: time, step: opt(int()), collectives: array(commStat, LIMITS.collectives) });

@@ -2,13 +2,16 @@
 // One JSON object per WebSocket text frame and per metrics.jsonl line. Pure: no Node or DOM APIs, so the
 // runtime, the extension and the webview bundle share it.
 //
-// Every message crossing a boundary goes through a validator here. A validator either returns a fresh,
-// fully checked copy (unknown keys rejected, limits enforced) or a reason naming the offending path; it
-// never hands back a half-checked object.
+// Every message crossing a boundary goes through a validator here, built from the combinators in
+// common/validate.ts. A validator either returns a fresh, fully checked copy (unknown keys rejected, limits
+// enforced) or a reason naming the offending path; it never hands back a half-checked object.
 //
 // Floats that may be non-finite (loss, gradNorm, …) travel as the strings "NaN", "Infinity", "-Infinity"
 // because JSON has no spelling for them; encodeMessage/decodeMessage convert at the edge, so in memory a
 // diverged loss is the number NaN.
+
+import { array, bool, byteRecord, bytes, finite, ID, int, Invalid, isPlainObject, join, jsonObject, LIMITS, literal, metric, nonEmpty, nullable, object, oneOf, opt, str, time, validateWith, describe, type Check, type JsonObject, type Result } from './validate';
+export { LIMITS } from './validate';
 
 export const PROTOCOL_VERSION = 1 as const;
 /** The WebSocket subprotocol a client must offer and the server selects. */
@@ -20,8 +23,7 @@ export const WS_PATH = '/ws';
 
 // ---------------------------------------------------------------------------------------------- types
 
-export type JsonValue = null | boolean | number | string | JsonValue[] | { [k: string]: JsonValue };
-export type JsonObject = { [k: string]: JsonValue };
+export type { JsonObject, JsonValue } from './validate';
 
 /**
  * The run lifecycle (common/lifecycle.ts gives each state its label and look):
@@ -330,182 +332,7 @@ export interface RejectedMessage {
 export type ServerMessage = Message | SnapshotMessage | ControlResultMessage | RejectedMessage;
 export type ClientMessage = ControlMessage;
 
-export type Result<T> = { ok: true; value: T } | { ok: false; reason: string };
-
-// ---------------------------------------------------------------------------------------------- limits
-
-export const LIMITS = {
-  /** Longest log or alert text. */
-  text: 16_384,
-  /** Ids, names, kinds, paths. */
-  name: 512,
-  devices: 1024,
-  processes: 4096,
-  collectives: 64,
-  categories: 64,
-  jsonDepth: 32,
-  jsonNodes: 200_000,
-  snapshotItems: 100_000,
-  runs: 10_000,
-} as const;
-
-// ---------------------------------------------------------------------------------------------- checks
-
-class Invalid extends Error {
-  constructor(
-    readonly path: string,
-    readonly why: string,
-  ) {
-    super(`${path || '(message)'}: ${why}`);
-  }
-}
-
-type Check<T> = (v: unknown, path: string) => T;
-interface Optional<T> {
-  optional: true;
-  check: Check<T>;
-}
-const opt = <T>(check: Check<T>): Optional<T> => ({ optional: true, check });
-type Shape<T> = { [K in keyof T]-?: undefined extends T[K] ? Optional<Exclude<T[K], undefined>> : Check<T[K]> };
-
-const describe = (v: unknown): string => (v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v === 'string' ? `"${v.length > 40 ? v.slice(0, 40) + '…' : v}"` : typeof v === 'object' ? 'an object' : String(v));
-
-function isPlainObject(v: unknown): v is Record<string, unknown> {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
-  const proto = Object.getPrototypeOf(v);
-  return proto === Object.prototype || proto === null;
-}
-
-function object<T>(shape: Shape<T>): Check<T> {
-  const keys = Object.keys(shape) as (keyof T & string)[];
-  return (v, path) => {
-    if (!isPlainObject(v)) throw new Invalid(path, `must be an object, got ${describe(v)}`);
-    // Own keys only: `k in shape` would accept "constructor", "toString", "__proto__" (Object.prototype's).
-    for (const k of Object.keys(v)) if (!Object.hasOwn(shape, k)) throw new Invalid(join(path, k), 'is not a field of this message');
-    const out: Record<string, unknown> = {};
-    for (const k of keys) {
-      const spec = shape[k] as Check<unknown> | Optional<unknown>;
-      const value = v[k];
-      if (typeof spec === 'function') {
-        if (value === undefined) throw new Invalid(join(path, k), 'is required');
-        out[k] = spec(value, join(path, k));
-      } else if (value !== undefined) out[k] = spec.check(value, join(path, k));
-    }
-    return out as T;
-  };
-}
-
-const join = (path: string, key: string | number): string => (typeof key === 'number' ? `${path}[${key}]` : path ? `${path}.${key}` : key);
-
-const literal =
-  <T extends string | number>(value: T): Check<T> =>
-  (v, path) => {
-    if (v !== value) throw new Invalid(path, `must be ${JSON.stringify(value)}, got ${describe(v)}`);
-    return value;
-  };
-
-function oneOf<T extends string>(values: readonly T[]): Check<T> {
-  return (v, path) => {
-    if (typeof v !== 'string' || !(values as readonly string[]).includes(v)) throw new Invalid(path, `must be one of ${values.join(', ')}; got ${describe(v)}`);
-    return v as T;
-  };
-}
-
-function str(max: number = LIMITS.name, pattern?: RegExp): Check<string> {
-  return (v, path) => {
-    if (typeof v !== 'string') throw new Invalid(path, `must be a string, got ${describe(v)}`);
-    if (v.length > max) throw new Invalid(path, `is longer than ${max} characters`);
-    if (pattern && !pattern.test(v)) throw new Invalid(path, `does not match ${pattern}`);
-    return v;
-  };
-}
-const nonEmpty = (max: number = LIMITS.name): Check<string> => str(max, /\S/);
-const ID = /^[A-Za-z0-9][A-Za-z0-9._:@+-]*$/;
-
-/** A whole number in [min, max] (counts, steps, bytes, ranks, pids). */
-function int(min = 0, max = Number.MAX_SAFE_INTEGER): Check<number> {
-  return (v, path) => {
-    if (typeof v !== 'number' || !Number.isInteger(v)) throw new Invalid(path, `must be a whole number, got ${describe(v)}`);
-    if (v < min || v > max) throw new Invalid(path, `must be between ${min} and ${max}, got ${v}`);
-    return v;
-  };
-}
-const bytes = int(0);
-const time = int(0);
-
-/** A finite number ≥ min. */
-function finite(min = -Infinity): Check<number> {
-  return (v, path) => {
-    if (typeof v !== 'number' || !Number.isFinite(v)) throw new Invalid(path, `must be a finite number, got ${describe(v)}`);
-    if (v < min) throw new Invalid(path, `must be ≥ ${min}, got ${v}`);
-    return v;
-  };
-}
-
-const NON_FINITE: Record<string, number> = { NaN: NaN, Infinity: Infinity, '-Infinity': -Infinity };
-/** A measured float that may have gone non-finite (a diverged loss): a number or its string spelling. */
-const metric: Check<number> = (v, path) => {
-  if (typeof v === 'number') return v;
-  if (typeof v === 'string' && Object.hasOwn(NON_FINITE, v)) return NON_FINITE[v]!;
-  throw new Invalid(path, `must be a number (or "NaN", "Infinity", "-Infinity"), got ${describe(v)}`);
-};
-
-function nullable<T>(check: Check<T>): Check<T | null> {
-  return (v, path) => (v === null ? null : check(v, path));
-}
-
-function array<T>(item: Check<T>, max: number): Check<T[]> {
-  return (v, path) => {
-    if (!Array.isArray(v)) throw new Invalid(path, `must be an array, got ${describe(v)}`);
-    if (v.length > max) throw new Invalid(path, `has ${v.length} items; at most ${max} are allowed`);
-    return v.map((x, i) => item(x, join(path, i)));
-  };
-}
-
-const bool: Check<boolean> = (v, path) => {
-  if (typeof v !== 'boolean') throw new Invalid(path, `must be true or false, got ${describe(v)}`);
-  return v;
-};
-
-const CATEGORY = /^[A-Za-z][A-Za-z0-9_.-]{0,63}$/;
-function byteRecord(v: unknown, path: string): Record<string, number> {
-  if (!isPlainObject(v)) throw new Invalid(path, `must be an object of byte counts, got ${describe(v)}`);
-  const keys = Object.keys(v);
-  if (keys.length > LIMITS.categories) throw new Invalid(path, `has ${keys.length} categories; at most ${LIMITS.categories}`);
-  const out: Record<string, number> = {};
-  for (const k of keys) {
-    if (!CATEGORY.test(k)) throw new Invalid(join(path, k), 'is not a valid category name (letters, digits, _ . -)');
-    out[k] = bytes(v[k], join(path, k));
-  }
-  return out;
-}
-
-/** Opaque JSON (config, plan): plain data only, bounded depth and size. */
-function jsonObject(v: unknown, path: string): JsonObject {
-  let nodes = 0;
-  const copy = (x: unknown, p: string, depth: number): JsonValue => {
-    if (++nodes > LIMITS.jsonNodes) throw new Invalid(path, `has more than ${LIMITS.jsonNodes} values`);
-    if (depth > LIMITS.jsonDepth) throw new Invalid(p, `nests deeper than ${LIMITS.jsonDepth}`);
-    if (x === null || typeof x === 'boolean' || typeof x === 'string') return x;
-    if (typeof x === 'number') {
-      if (!Number.isFinite(x)) throw new Invalid(p, 'must be a finite number');
-      return x;
-    }
-    if (Array.isArray(x)) return x.map((y, i) => copy(y, join(p, i), depth + 1));
-    if (isPlainObject(x)) {
-      const o: JsonObject = {};
-      for (const k of Object.keys(x)) {
-        // JSON.parse makes "__proto__" an own key; assigning it would replace the copy's prototype.
-        if (k === '__proto__') throw new Invalid(join(p, k), 'is not allowed as a key');
-        if (x[k] !== undefined) o[k] = copy(x[k], join(p, k), depth + 1);
-      }
-      return o;
-    }
-    throw new Invalid(p, `is not JSON data (${typeof x})`);
-  };
-  if (!isPlainObject(v)) throw new Invalid(path, `must be an object, got ${describe(v)}`);
-  return copy(v, path, 0) as JsonObject;
-}
+export type { Result } from './validate';
 
 // ---------------------------------------------------------------------------------------------- messages
 
@@ -714,23 +541,15 @@ const serverMessage: Check<ServerMessage> = (v, path) => {
 
 const control = object<ControlMessage>({ type: literal('control'), id: str(128, ID), action: oneOf(CONTROL_ACTIONS), by: opt(nonEmpty(64)) });
 
-function run<T>(check: Check<T>, v: unknown): Result<T> {
-  try {
-    return { ok: true, value: check(v, '') };
-  } catch (e) {
-    if (e instanceof Invalid) return { ok: false, reason: e.message };
-    throw e;
-  }
-}
 
 /** A message the runtime publishes (or a metrics.jsonl line, already JSON-parsed). */
-export const validateMessage = (v: unknown): Result<Message> => run(message, v);
+export const validateMessage = (v: unknown): Result<Message> => validateWith(message, v);
 /** Anything a client may receive from the server. */
-export const validateServerMessage = (v: unknown): Result<ServerMessage> => run(serverMessage, v);
+export const validateServerMessage = (v: unknown): Result<ServerMessage> => validateWith(serverMessage, v);
 /** One entry of a runs list (the Runs tab, `scalelm serve DIR`). */
-export const validateRunSummary = (v: unknown): Result<RunSummary> => run(runSummary, v);
+export const validateRunSummary = (v: unknown): Result<RunSummary> => validateWith(runSummary, v);
 /** Anything the server accepts from a client. */
-export const validateClientMessage = (v: unknown): Result<ClientMessage> => run(control, v);
+export const validateClientMessage = (v: unknown): Result<ClientMessage> => validateWith(control, v);
 
 // ---------------------------------------------------------------------------------------------- wire
 

@@ -10,7 +10,7 @@ import { readRawConfig } from './load';
 import { STATE_LOOK } from '../../common/lifecycle';
 import type { RunDir as RunDirType } from '../train/run-dir';
 import type { Coordinator } from '../coordinator/coordinator';
-import type { TorchTrainer } from '../engines/torch/trainer';
+import type { PlanSummary } from '../../common/protocol';
 
 const USAGE = `usage: scalelm train <file.scalelm.json> [--set path=value]… [--steps N] [--run-dir DIR] [--init-from HF_GPT2_DIR] [--threads N] [--python PATH]
        scalelm train --resume DIR [--steps N] [--set path=value]…
@@ -98,7 +98,7 @@ export const train: Command = async (argv) => {
     return 1;
   }
 
-  let trainer: Coordinator | TorchTrainer;
+  let trainer: Coordinator;
   // A run that cannot start leaves no folder behind: remove the one made here (never an existing one).
   let madeDir: string | undefined;
   const removeMadeDir = (): void => {
@@ -124,13 +124,12 @@ export const train: Command = async (argv) => {
       log: (line: string) => console.log(line),
       sampleBytes: 200,
       engineReason: engine.reason,
-      ...(fit.result.ok ? { plan: { convention: fit.target.convention, target: fit.target.label, capacity: fit.target.capacity, perDevice: fit.result.memory.perDevice } } : {}),
+      ...(fit.result.ok ? { plan: { convention: fit.target.convention, target: fit.target.label, capacity: fit.target.capacity, perDevice: { ...fit.result.memory.perDevice } } satisfies PlanSummary } : {}),
     };
     if (engine.name === 'torch') {
-      // TODO: run the torch engine through the shared Coordinator once it is model-family neutral (it
-      // assumes GPT-2 shapes for resume checks, logs and sharded commits; the torch engine also runs Llama).
-      const { TorchTrainer } = await import('../engines/torch/trainer');
-      trainer = TorchTrainer.create({ ...setup, choice: engine, engine: { name: 'torch', reason: engine.reason, backend: engine.backend } });
+      const { threads: _threads, ...torchSetup } = setup;
+      const { createTorchRun } = await import('../engines/torch/engine');
+      trainer = await createTorchRun({ ...torchSetup, choice: engine });
     } else {
       const { createLocalRun } = await import('../parallel/local-engine');
       trainer = await createLocalRun(setup);

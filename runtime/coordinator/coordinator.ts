@@ -6,28 +6,27 @@
 // their checkpoint shards, owns the lifecycle messages (starting … done/failed), and turns the first failure
 // of any rank into one error naming the rank, the step and the cause, with no rank left running.
 // One device is a world of one: the same path, its rank in a worker thread, so this event loop (and the
-// server on it) never waits on a step.
+// server on it) never waits on a step. It knows no model family: what a checkpoint records about the model,
+// how the ranks write it (sharded or full), the start-up lines and text samples come from the engine.
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import type { RunConfig } from '../config/types';
-import { Gpt, gptShape } from '../model/gpt';
-import { tpVocab } from '../model/tp-layers';
 import { estimate } from '../planner/estimate';
 import { planTarget } from '../planner/target';
-import type { Message, StepMessage } from '../../common/protocol';
+import type { JsonObject, Message, PlanSummary, StepMessage } from '../../common/protocol';
 import { formatBytes } from '../../common/units';
 import type { RankProcess } from '../telemetry/gpu-sampler';
-import { CHECKPOINT_FORMAT, CHECKPOINT_VERSION, latestCheckpoint, loadHfFolder, readModelTensors, removeTemporaries } from '../train/checkpoint';
-import { loadTokens } from '../train/data';
+import { CHECKPOINT_FORMAT, CHECKPOINT_VERSION, latestCheckpoint, removeTemporaries, type CheckpointState } from '../train/checkpoint';
+import { byteTokenizer, loadTokens } from '../train/data';
 import { optimizerHyper } from '../train/optimizer';
 import type { RunDir } from '../train/run-dir';
 import { noCheckpointMessage } from '../train/run-dir';
 import { RunEvents } from '../train/run-events';
 import { ChannelServer, type RankReport } from '../parallel/channel';
-import { checkpointFolder, commitCheckpoint, consolidate, hasFullFiles, isSharded, readState, tmpCheckpointTemplate, type ShardedState } from '../parallel/checkpoint';
-import { describeParallel, ParallelError, resolveLayout, type ParallelLayout } from '../parallel/layout';
-import type { Engine, EngineBackend, RankExit, RankSet, StartFrom } from './engine';
+import { checkpointFolder, commitCheckpoint, commitFullCheckpoint, consolidate, hasFullFiles, isSharded, readState, tmpCheckpointTemplate } from '../parallel/checkpoint';
+import { ParallelError, resolveLayout, type ParallelLayout } from '../parallel/layout';
+import { PEER_GONE, rootFailure, type RankFailure } from './failure';
+import type { Engine, EngineBackend, RankExit, RankSet, RunDescription, StartFrom } from './engine';
 
 export interface RunSetup {
   config: RunConfig;
@@ -46,10 +45,15 @@ export interface RunSetup {
   /** For text data: bytes to sample from the trained model before and after the run (0 or absent: none). */
   sampleBytes?: number;
   /** The planner's prediction for this layout, announced in the run's hello message. */
-  plan?: object;
+  plan?: PlanSummary;
   /** Why this engine runs the run (devices.engine and what was found), announced in the hello. */
   engineReason?: string;
+  /** How long a requested stop may take before the ranks are ended (ms; default: the engine's). */
+  stopTimeoutMs?: number;
 }
+
+/** A failure a rank reported over the channel: its own error line, or its socket closing without `done`. */
+type ChannelFailure = RankFailure;
 
 export interface RunResult {
   reason: 'completed' | 'stopped';
@@ -77,6 +81,9 @@ export class Coordinator extends RunEvents {
   private stopBy: string | undefined;
   private readonly pids = new Map<number, number>();
   private readonly progress = new Map<number, number>();
+  /** Ranks that said `done`: their step and why they ended. */
+  private readonly finished = new Map<number, { step: number; reason: 'completed' | 'stopped' }>();
+  private readonly failures: ChannelFailure[] = [];
   private readonly saved = new Map<number, { ranks: Set<number>; bytes: number; metricsBytes: number }>();
   private readonly commits: Promise<void>[] = [];
   private commitError?: Error;
@@ -85,6 +92,8 @@ export class Coordinator extends RunEvents {
   /** The rank channel's per-run secret (SCALELM_CHANNEL_TOKEN). */
   private readonly channelToken = randomBytes(32).toString('hex');
   private readonly predicted?: Record<string, number>;
+  /** The engine's account of the model and ranks (state.json, config.json, start-up lines). */
+  private readonly described: RunDescription;
   private backendInfo?: EngineBackend;
   private ranksListener?: (ranks: RankProcess[]) => void;
 
@@ -109,8 +118,9 @@ export class Coordinator extends RunEvents {
       const dir = setup.runDir;
       this.subscribe((m) => dir.publish(m));
     }
+    this.described = this.engine.describe(config, this.layout);
     const target = planTarget(config);
-    const planned = estimate(target.input, { convention: 'runtime' });
+    const planned = estimate(target.input, { convention: this.engine.convention });
     if (planned.ok) {
       const p = planned.memory.perDevice;
       this.predicted = { params: p.params, grads: p.grads, optimizer: p.optimizer, activations: p.activations, buffers: p.buffers };
@@ -122,7 +132,7 @@ export class Coordinator extends RunEvents {
     const { config, engine } = setup;
     const layout = resolveLayout(config);
     engine.check(config, layout);
-    const shape = gptShape(config.model);
+    const described = engine.describe(config, layout);
     // Surface data errors here, before any rank starts.
     const data = loadTokens(config.data, setup.baseDir, { vocab: config.model.vocab, seqLen: config.model.seqLen }, config.train.seed, config.train.evalEvery > 0);
     let start: StartFrom = { kind: 'fresh' };
@@ -135,14 +145,15 @@ export class Coordinator extends RunEvents {
       const folder = latestCheckpoint(setup.runDir.checkpoints);
       if (!folder) throw new ParallelError(noCheckpointMessage(setup.runDir.checkpoints));
       const state = readState(folder);
-      const diffs = (['layers', 'hidden', 'heads', 'vocab', 'positions', 'ffnHidden'] as const).filter((k) => state.model[k] !== shape[k]);
+      const diffs = modelDiffs(state.model, described.model);
       if (diffs.length) throw new ParallelError(`${folder} was trained with a different model (${diffs.join(', ')} differ); resume with the run's own config`);
       if (state.optimizer.kind !== config.train.optimizer) throw new ParallelError(`${folder} holds ${state.optimizer.kind} state but train.optimizer is ${config.train.optimizer}`);
-      if (isSharded(state) && state.layout.dp === layout.dp && state.layout.tp === layout.tp && state.layout.zero === layout.zero) start = { kind: 'resume-sharded', folder };
+      // The engine's own shards in the same layout are read as they are; anything else goes through the full files.
+      if (isSharded(state) && described.checkpoint.kind === 'sharded' && state.layout.dp === layout.dp && state.layout.tp === layout.tp && state.layout.zero === layout.zero) start = { kind: 'resume-sharded', folder };
       else {
         // Another layout: go through the single-device files (consolidating the shards once if needed).
         if (isSharded(state) && !hasFullFiles(folder)) {
-          setup.log?.(`checkpoint ${folder} is sharded for dp=${state.layout.dp} tp=${state.layout.tp} zero=${state.layout.zero}; consolidating it to resume as ${describeParallel(layout)}`);
+          setup.log?.(`checkpoint ${folder} is sharded for dp=${state.layout.dp} tp=${state.layout.tp} zero=${state.layout.zero}; consolidating it to resume as ${described.ranksLine}`);
           consolidate(folder);
         }
         start = { kind: 'resume-full', folder };
@@ -154,9 +165,7 @@ export class Coordinator extends RunEvents {
       resumedFrom = folder;
     } else if (setup.initFrom) {
       // Check the folder here (names, shapes) so a bad one fails before the ranks start.
-      const specs = new Gpt(shape).paramSpecs();
-      if (existsSync(join(setup.initFrom, 'state.json')) && existsSync(join(setup.initFrom, 'model.safetensors'))) readModelTensors(join(setup.initFrom, 'model.safetensors'), specs);
-      else loadHfFolder(setup.initFrom, specs, shape);
+      engine.checkInit?.(config, setup.initFrom);
       start = { kind: 'init', folder: setup.initFrom };
     }
     const prompt = data.val.subarray(0, Math.min(32, data.val.length));
@@ -168,9 +177,18 @@ export class Coordinator extends RunEvents {
   }
 
   requestStop(by?: string): void {
+    const first = !this.stopRequested;
     this.stopRequested = true;
     this.stopBy ??= by;
     this.channel?.send(0, { k: 'control', action: 'stop' });
+    if (first) this.armStopTimeout();
+  }
+
+  /** Ranks that do not come to a stop in time (stuck in a collective, ignoring the request) are ended. */
+  private armStopTimeout(): void {
+    const ms = this.setup.stopTimeoutMs ?? this.engine.stopTimeoutMs;
+    const ranks = this.ranks;
+    if (ms !== undefined && ranks) setTimeout(() => void ranks.kill(`the ranks did not stop within ${ms} ms of the request`), ms).unref();
   }
 
   requestCheckpoint(): void {
@@ -188,7 +206,7 @@ export class Coordinator extends RunEvents {
 
   /** Which process each rank is (one pid for threads), for the GPU sampler and the dashboard. */
   rankProcesses(): RankProcess[] {
-    return Array.from({ length: this.world }, (_, rank) => ({ rank, pid: this.pids.get(rank) ?? process.pid, device: rank }));
+    return Array.from({ length: this.world }, (_, rank) => ({ rank, pid: this.pids.get(rank) ?? this.ranks?.pids()[rank] ?? process.pid, device: rank }));
   }
 
   /** Called once every rank has said which process it is. */
@@ -200,12 +218,20 @@ export class Coordinator extends RunEvents {
     switch (m.k) {
       case 'hello':
         this.pids.set(m.rank, m.pid);
+        this.ranks?.track?.(m.pid);
         if (this.pids.size === this.world) this.ranksListener?.(this.rankProcesses());
         if (m.rank === 0 && this.stopRequested) this.channel?.send(0, { k: 'control', action: 'stop' });
         return;
       case 'progress':
         this.progress.set(m.rank, m.step);
         if (m.sync) this.channel?.send(m.rank, { k: 'ack', step: m.step });
+        return;
+      case 'error':
+        this.progress.set(m.rank, m.step);
+        this.fail({ rank: m.rank, message: m.message, ...(m.kind ? { kind: m.kind } : {}), abrupt: false });
+        return;
+      case 'done':
+        this.finished.set(m.rank, { step: m.step, reason: m.reason });
         return;
       case 'timing': {
         const t = this.timings.get(m.step) ?? [];
@@ -248,27 +274,40 @@ export class Coordinator extends RunEvents {
     }
   }
 
+  /** A rank's failure from the channel (the first one starts the engine's grace before the rest are ended). */
+  private fail(f: ChannelFailure): void {
+    if (this.failures.some((x) => x.rank === f.rank)) return;
+    this.failures.push(f);
+    const grace = this.engine.failureGraceMs;
+    const ranks = this.ranks;
+    if (this.failures.length === 1 && grace !== undefined && ranks) setTimeout(() => void ranks.kill(`rank ${f.rank} failed`), grace).unref();
+  }
+
   private async commit(step: number, shardBytes: number, metricsBytes: number): Promise<void> {
     const dir = this.setup.runDir!;
     const cfg = this.setup.config;
     this.publish({ type: 'status', state: 'checkpointing', t: now(), step });
-    const state: ShardedState = {
+    const state: CheckpointState & { engine: string } = {
       format: CHECKPOINT_FORMAT,
       version: CHECKPOINT_VERSION,
+      engine: this.engine.name,
       step,
       tokens: step * cfg.train.globalBatch * cfg.model.seqLen,
       data: { nextStep: step + 1, description: this.dataDescription },
       rng: { seed: cfg.train.seed },
       optimizer: { ...optimizerHyper(cfg.train), steps: step },
-      model: gptShape(cfg.model),
+      model: this.described.model,
       metricsBytes,
       ...(this.lastLoss !== undefined ? { lastLoss: this.lastLoss } : {}),
       savedAt: new Date().toISOString(),
       config: cfg,
-      layout: { dp: this.layout.dp, tp: this.layout.tp, zero: this.layout.zero, paddedVocab: tpVocab(cfg.model.vocab, this.layout.tp) },
     };
     const tmp = checkpointFolder(tmpCheckpointTemplate(dir.checkpoints, this.nonce), step);
-    const { path, bytes } = commitCheckpoint(dir.checkpoints, tmp, state, state.model, cfg.model.dropout, (f) => f.endsWith(`-${this.nonce}`));
+    const format = this.described.checkpoint;
+    const { path, bytes } =
+      format.kind === 'sharded'
+        ? commitCheckpoint(dir.checkpoints, tmp, { ...state, layout: format.layout }, state.model, cfg.model.dropout, (f) => f.endsWith(`-${this.nonce}`))
+        : commitFullCheckpoint(dir.checkpoints, tmp, state, this.described.hfConfig);
     this.lastCommitted = step;
     this.publish({ type: 'checkpoint', step, path: relative(dir.path, path), bytes: Math.max(bytes, shardBytes), t: now() });
     this.publish({ type: 'status', state: 'running', t: now(), step });
@@ -286,7 +325,7 @@ export class Coordinator extends RunEvents {
     if (!this.resumedFrom) {
       this.publish({
         type: 'hello', protocol: 1, runId: dir?.runId ?? 'run', name: cfg.name, startedAt: now(), world: this.world,
-        config: JSON.parse(JSON.stringify(cfg)), ...(this.setup.plan ? { plan: JSON.parse(JSON.stringify(this.setup.plan)) } : {}),
+        config: JSON.parse(JSON.stringify(cfg)), ...(this.setup.plan ? { plan: JSON.parse(JSON.stringify(this.setup.plan)) as JsonObject } : {}),
         engine: { name: this.engine.name, reason: (this.setup.engineReason ?? `devices.engine is "${cfg.devices.engine}"`).slice(0, 16_000) },
         backend: { name: backend.name, label: backend.label, reason: backend.reason.slice(0, 16_000) },
       });
@@ -296,7 +335,14 @@ export class Coordinator extends RunEvents {
     this.publish({ type: 'status', state: 'running', t: now(), step: this.step });
     if (this.step === 0 && this.start.kind === 'fresh') await this.logSample('initial');
     if (dir) removeTemporaries(dir.checkpoints);
-    this.channel = await ChannelServer.open((m) => this.onRank(m), { world: this.world, token: this.channelToken, onReject: (reason) => this.log(reason, 'warn') });
+    this.channel = await ChannelServer.open((m) => this.onRank(m), {
+      world: this.world,
+      token: this.channelToken,
+      onReject: (reason) => this.log(reason, 'warn'),
+      onDisconnect: (rank) => {
+        if (!this.finished.has(rank)) this.fail({ rank, message: 'its process ended before the run finished', abrupt: true });
+      },
+    });
     if (this.stopRequested) this.channel.send(0, { k: 'control', action: 'stop' });
     let exits: RankExit[];
     try {
@@ -309,7 +355,11 @@ export class Coordinator extends RunEvents {
         start: this.start,
         startStep: this.step,
         ...(this.predicted ? { predicted: this.predicted } : {}),
+        output: (line, stream) => {
+          if (line.trim()) (stream === 'stderr' ? dir?.log(line) : this.setup.log?.(line));
+        },
       });
+      if (this.stopRequested) this.armStopTimeout();
       exits = await this.ranks.exited;
     } catch (e) {
       const err = e as Error;
@@ -325,13 +375,14 @@ export class Coordinator extends RunEvents {
       this.publish({ type: 'status', state: 'failed', t: now(), step: this.step, error: { message: `checkpoint: ${e.message}`, kind: e.name } });
       throw e;
     }
-    if (exits.some((x) => !x.ok)) {
+    // A rank that ended without saying `done` (or said why it failed) failed, whatever its exit said.
+    if (exits.some((x) => !x.ok) || this.failures.length || this.finished.size < this.world) {
       const err = this.rootCause(exits);
       this.publish({ type: 'status', state: 'failed', t: now(), step: this.step, error: { message: err.message.slice(0, 16_000), kind: err.name } });
       throw err;
     }
     // Every rank ended well: rank 0 said which step it reached; a stop ends before train.steps.
-    const step = this.step;
+    const step = this.finished.get(0)?.step ?? this.step;
     const reason: RunResult['reason'] = step < t.steps ? 'stopped' : 'completed';
     if (reason === 'completed' && dir && this.lastCommitted >= 0) await this.logSample(join(dir.checkpoints, `step-${String(this.lastCommitted).padStart(6, '0')}`));
     if (reason === 'stopped') this.publish({ type: 'status', state: 'stopping', t: now(), step, reason: 'stop requested', ...(this.stopBy ? { by: this.stopBy } : {}) });
@@ -345,10 +396,9 @@ export class Coordinator extends RunEvents {
     const cfg = this.setup.config;
     const t = cfg.train;
     const L = this.layout;
-    const P = new Gpt(gptShape(cfg.model)).paramSpecs().reduce((n, s) => n + s.shape.reduce((a, b) => a * b, 1), 0);
     this.log(`backend: ${backend.label} — ${backend.reason}`);
-    this.log(`parallel: ${describeParallel(L)}; engine: ${this.engine.name}`);
-    this.log(`model: ${cfg.model.name} GPT-2 ${cfg.model.layers}L h${cfg.model.hidden} a${cfg.model.heads} vocab ${cfg.model.vocab}${L.tp > 1 ? ` (padded to ${tpVocab(cfg.model.vocab, L.tp)})` : ''} seq ${cfg.model.seqLen}, ${P.toLocaleString('en-US')} parameters; data: ${this.dataDescription}`);
+    this.log(`parallel: ${this.described.ranksLine}; engine: ${this.engine.name}`);
+    this.log(`model: ${this.described.modelLine}; data: ${this.dataDescription}`);
     this.log(
       `batch: ${t.globalBatch} sequences (${L.dp > 1 ? `${L.dp} dp × ` : ''}${L.accumulation} × ${t.microBatch}) = ${(t.globalBatch * cfg.model.seqLen).toLocaleString('en-US')} tokens/step; ${t.steps} steps; ${t.optimizer} lr ${t.lr} (${t.schedule}, warm-up ${t.warmupSteps}); recompute ${t.recompute}` +
         (this.resumedFrom ? `; resuming after step ${this.step}` : ''),
@@ -357,25 +407,45 @@ export class Coordinator extends RunEvents {
 
   /** For text data (and setup.sampleBytes): the model's continuation of the held-out text, before training and after it completes. */
   private async logSample(from: 'initial' | string): Promise<void> {
-    if (this.setup.config.data.source !== 'text' || !this.setup.sampleBytes) return;
-    const { sampleText } = await import('../parallel/sample');
-    const { readCheckpointParams } = await import('../parallel/checkpoint');
-    const params = from === 'initial' ? 'initial' : readCheckpointParams(from);
-    const text = await sampleText(this.setup.config, params, this.prompt, this.setup.sampleBytes, this.step);
-    const { byteTokenizer } = await import('../train/data');
+    if (this.setup.config.data.source !== 'text' || !this.setup.sampleBytes || !this.engine.sample) return;
+    const text = await this.engine.sample(this.setup.config, from, this.prompt, this.setup.sampleBytes, this.step);
     this.log(`sample ${this.step ? `after ${this.step} steps` : 'before training'}, continuing «${byteTokenizer.decode(this.prompt).replace(/\n/g, '⏎')}»:\n${text}`);
   }
 
-  /** The failure that started it: a rank's own error rather than the aborts it caused in the others. */
+  /**
+   * The failure that started it, as one error naming the rank and step: a rank's own error (from its exit,
+   * then from its error line) rather than the aborts it caused in the others, then a rank that vanished, then
+   * what the launcher saw.
+   */
   private rootCause(exits: RankExit[]): Error {
     const failed = exits.map((x, rank) => ({ e: x.error, rank })).filter((x): x is { e: Error; rank: number } => x.e !== undefined);
-    const own = failed.find((x) => x.e.name !== 'CommAbortedError') ?? failed[0] ?? { e: new Error('a rank failed without saying why'), rank: exits.findIndex((x) => !x.ok) };
-    const step = this.progress.get(own.rank);
-    let message = own.e.message;
-    if (!/^rank \d+, step \d+: /.test(message)) message = `rank ${own.rank}${step !== undefined ? `, step ${step}` : ''}: ${message}`;
+    const ownExit = failed.find((x) => x.e.name !== 'CommAbortedError');
+    const ownLine = this.failures.find((f) => !f.abrupt && !PEER_GONE.test(f.message));
+    const line = ownLine ?? (failed.length ? undefined : rootFailure(this.failures));
+    const report = this.ranks?.launcherReport?.();
+    const at = (rank: number) => `rank ${rank}${this.progress.has(rank) ? `, step ${this.progress.get(rank)}` : ''}`;
+    let message: string;
+    let name: string | undefined;
+    if (ownExit || (failed[0] && !ownLine)) {
+      const own = (ownExit ?? failed[0])!;
+      message = own.e.message;
+      if (!/^rank \d+, step \d+: /.test(message)) message = `${at(own.rank)}: ${message}`;
+      // Keep the user-facing class of errors a user can act on (out of memory, bad data, …).
+      if (own.e.name && own.e.name !== 'Error' && own.e.name !== 'CommAbortedError') name = own.e.name;
+    } else if (line) {
+      const said = line.kind && !line.message.startsWith(`${line.kind}:`) ? `${line.kind}: ${line.message}` : line.message;
+      message = `${at(line.rank)}: ${said}`;
+      // A line that does not say why (a vanished rank) gets the cause lines of the ranks' stderr.
+      if (report?.cause && !/Error|Traceback/.test(line.message)) message += `\n${report.cause}`;
+    } else if (report) {
+      const cause = report.cause ? `:\n${report.cause}` : '';
+      message = this.pids.size < this.world ? `${report.launcher} ended (${report.ended}) before every rank had joined the run (${this.pids.size} of ${this.world})${cause}` : `${report.launcher} ended with ${report.ended}${cause}`;
+    } else {
+      const rank = Math.max(0, exits.findIndex((x) => !x.ok));
+      message = `${at(rank)}: ${exits.some((x) => !x.ok) ? 'a rank failed without saying why' : 'it ended without saying it was done'}`;
+    }
     const err = new ParallelError(`${message}${this.world > 1 ? ` — the whole run stopped (${this.world} ranks, none left running)` : ''}`);
-    // Keep the user-facing class of errors a user can act on (out of memory, bad data, …).
-    if (own.e.name && own.e.name !== 'Error' && own.e.name !== 'CommAbortedError') err.name = own.e.name;
+    if (name) err.name = name;
     return err;
   }
 
@@ -383,6 +453,13 @@ export class Coordinator extends RunEvents {
     void this.ranks?.kill('the run was disposed');
     this.setup.runDir?.close();
   }
+}
+
+/** The model keys (either side's) in which a checkpoint's state.json differs from this run's model. */
+function modelDiffs(stored: object, ours: object): string[] {
+  const a = stored as Record<string, unknown>;
+  const b = ours as Record<string, unknown>;
+  return [...new Set([...Object.keys(b), ...Object.keys(a)])].filter((k) => a[k] !== b[k]);
 }
 
 /** The line a step prints. */

@@ -9,6 +9,9 @@
 // into the coordinator: it launches, reports exits, and kills.
 import type { RunConfig } from '../config/types';
 import type { ParallelLayout } from '../parallel/layout';
+import type { ShardLayout } from '../parallel/shard-files';
+import type { ConventionName } from '../planner/types';
+import type { ModelRecord } from '../train/checkpoint';
 
 import type { EngineName, RunBackend } from '../../common/protocol';
 export type { EngineName } from '../../common/protocol';
@@ -26,6 +29,28 @@ export type StartFrom =
 /** The backend an engine trains on, as the run's hello announces it (common/protocol.ts's RunBackend). */
 export interface EngineBackend extends RunBackend {
   reason: string;
+}
+
+/**
+ * How an engine's ranks write a checkpoint (the coordinator commits it once every rank has said `saved`):
+ *   sharded  each rank writes its own shard; state.json records this layout (runtime/parallel/checkpoint.ts),
+ *            and a world of one is stored as a full checkpoint. Resumes in the same layout read the shards.
+ *   full     rank 0 gathers the full tensors into model.safetensors + optimizer.safetensors (HF names); the
+ *            coordinator adds state.json (no layout) and config.json. Any engine and transformers read it.
+ */
+export type CheckpointFormat = { kind: 'sharded'; layout: ShardLayout } | { kind: 'full' };
+
+/** What the coordinator writes and says about a run's model and ranks: declared by the engine, never guessed. */
+export interface RunDescription {
+  /** state.json's `model`: what a resume compares, key by key, with the checkpoint's. */
+  model: ModelRecord;
+  /** The HuggingFace config.json written next to the weights. */
+  hfConfig: Record<string, unknown>;
+  checkpoint: CheckpointFormat;
+  /** The start-up report's model line, after "model: " ("tiny GPT-2 4L h128 a4 vocab 256 seq 64, 1,234 parameters"). */
+  modelLine: string;
+  /** The start-up report's parallel line, after "parallel: " (the layout and how its ranks run). */
+  ranksLine: string;
 }
 
 /** Everything an engine needs to start the ranks of one run. */
@@ -47,8 +72,10 @@ export interface RankLaunch {
    * once every rank has reported `saved`. Absent: no checkpoints.
    */
   checkpointTemplate?: string;
-  /** The planner's per-rank bytes by category (runtime convention), for the ranks' memory messages. */
+  /** The planner's per-rank bytes by category (in the engine's convention), for the ranks' memory messages. */
   predicted?: Record<string, number>;
+  /** The ranks' own stdout/stderr lines (process engines whose ranks print): the coordinator logs them. */
+  output?: (line: string, stream: 'stdout' | 'stderr') => void;
 }
 
 /** How one rank ended. */
@@ -69,10 +96,29 @@ export interface RankSet {
    * left running. Safe to call more than once and after the ranks ended.
    */
   kill(reason: string): Promise<void>;
+  /** A rank said (hello) which process it is: end it with the others even if it left the launcher's tree. */
+  track?(pid: number): void;
+  /**
+   * What the launcher saw that the ranks could not say (process engines under a launcher, like torchrun):
+   * how it ended ("exit 1") and the cause lines of the ranks' stderr. A failure's message includes them.
+   */
+  launcherReport?(): { launcher: string; ended: string; cause: string } | undefined;
 }
 
 export interface Engine {
   readonly name: EngineName;
+  /** The planner convention of the per-rank memory prediction the ranks report next to their measurements. */
+  readonly convention: ConventionName;
+  /**
+   * How long a requested stop may take before the ranks are ended (ms); absent: the ranks always come to
+   * a stop themselves (the local ranks read the request between steps).
+   */
+  readonly stopTimeoutMs?: number;
+  /**
+   * After the first rank reports a failure, how long the others may take to end on their own before they
+   * are ended (ms); absent: the engine's ranks abort each other (the local comm library does).
+   */
+  readonly failureGraceMs?: number;
   /**
    * Refuses a layout this engine cannot run, before anything starts (a clear, typed error naming the
    * setting to change). The coordinator calls it once, after the config is parsed.
@@ -80,6 +126,15 @@ export interface Engine {
   check(config: RunConfig, layout: ParallelLayout): void;
   /** The backend the ranks will train on (probed on this machine; the hello announces it). */
   backend(config: RunConfig): Promise<EngineBackend>;
+  /** The model and ranks of this config and layout, as checkpoints and the start-up report record them. */
+  describe(config: RunConfig, layout: ParallelLayout): RunDescription;
+  /** Refuses an --init-from folder these ranks could not load (names, shapes), before anything starts. */
+  checkInit?(config: RunConfig, folder: string): void;
+  /**
+   * `count` bytes of text the model continues the prompt with: before training ('initial') or from a
+   * committed checkpoint folder (text data, `scalelm train`). Engines without it print no samples.
+   */
+  sample?(config: RunConfig, from: 'initial' | string, prompt: Uint16Array<ArrayBufferLike>, count: number, step: number): Promise<string>;
   /**
    * Starts every rank of the layout. Resolves once they are launched (not finished); rejects, with nothing
    * left running, if they could not be launched at all.

@@ -1,4 +1,5 @@
-// Sharded checkpoints in the run directory, and their consolidation into the single-device format.
+// Sharded checkpoints in the run directory, and their consolidation into the single-device format; the
+// commit of both formats an engine may declare (coordinator/engine.ts CheckpointFormat).
 //   checkpoints/step-NNNNNN/shard-tp{t}-dp{d}.safetensors   written by the ranks while training
 //   checkpoints/step-NNNNNN/state.json                       the coordinator's, with `layout` (state.json last)
 //   checkpoints/step-NNNNNN/config.json                      HF GPT2Config
@@ -69,6 +70,24 @@ export function commitCheckpoint(checkpointsDir: string, tmp: string, state: Sha
   }
   bytes += writeFileSynced(join(tmp, 'config.json'), JSON.stringify(hfConfig(shape, dropout), null, 2) + '\n');
   // state.json last: a folder without it is never a checkpoint.
+  bytes += writeFileSynced(join(tmp, 'state.json'), JSON.stringify(state, null, 2) + '\n');
+  fsyncDir(tmp);
+  return { path: commitCheckpointFolder(checkpointsDir, tmp, state.step), bytes };
+}
+
+/**
+ * Commits a folder whose ranks wrote the full files themselves (an engine declaring `full` checkpoints: rank 0
+ * gathers model.safetensors and optimizer.safetensors): config.json, then state.json (no layout) last, fsync,
+ * rename, latest.json, prune.
+ */
+export function commitFullCheckpoint(checkpointsDir: string, tmp: string, state: CheckpointState, hfConfig: Record<string, unknown>): { path: string; bytes: number } {
+  let bytes = 0;
+  for (const f of readdirSync(tmp)) {
+    const p = join(tmp, f);
+    bytes += statSync(p).size;
+    fsyncDir(p);
+  }
+  bytes += writeFileSynced(join(tmp, 'config.json'), JSON.stringify(hfConfig, null, 2) + '\n');
   bytes += writeFileSynced(join(tmp, 'state.json'), JSON.stringify(state, null, 2) + '\n');
   fsyncDir(tmp);
   return { path: commitCheckpointFolder(checkpointsDir, tmp, state.step), bytes };

@@ -7,13 +7,14 @@ import { join } from 'node:path';
 import { startProcessWorld, startThreadWorld, type RunningWorld } from '../comm/launch';
 import type { RunConfig } from '../config/types';
 import { Coordinator, type RunSetup } from '../coordinator/coordinator';
-import type { Engine, EngineBackend, RankExit, RankLaunch, RankSet } from '../coordinator/engine';
+import type { Engine, EngineBackend, RankExit, RankLaunch, RankSet, RunDescription } from '../coordinator/engine';
 import { activeBackend, initBackend } from '../model/backend';
 import { Gpt, gptShape } from '../model/gpt';
 import { tpVocab } from '../model/tp-layers';
+import { hfConfig, loadHfFolder, readModelTensors } from '../train/checkpoint';
 import type { Faults } from './engine';
 import { FlatLayout } from './flat';
-import { ParallelError, resolveLayout, type ParallelLayout, type Transport } from './layout';
+import { describeParallel, ParallelError, resolveLayout, type ParallelLayout, type Transport } from './layout';
 import type { RankArgs, RankFaults, RankResult } from './parallel-rank';
 import { localSpecs } from './shard-files';
 import { isSharded as isShardedParam, joinShards } from './shards';
@@ -36,6 +37,7 @@ export interface LocalEngineOptions {
 
 export class LocalEngine implements Engine {
   readonly name = 'local' as const;
+  readonly convention = 'runtime' as const;
   /** With returnState: the trained parameters as full single-device tensors, once the ranks ended. */
   finalParams?: Map<string, Float32Array>;
   /** Every rank's result, once the ranks ended (benchmarks, tests). */
@@ -68,6 +70,35 @@ export class LocalEngine implements Engine {
           'use parallel.zero ≥ 2 (gradients partitioned, two staging buckets), or devices.transport "tcp" (one process per rank)',
       );
     }
+  }
+
+  /** GPT-2 shapes only (check refuses others); ranks write sharded checkpoints (parallel/checkpoint.ts). */
+  describe(config: RunConfig, layout: ParallelLayout): RunDescription {
+    const shape = gptShape(config.model);
+    const m = config.model;
+    const P = new Gpt(shape).paramSpecs().reduce((n, s) => n + s.shape.reduce((a, b) => a * b, 1), 0);
+    const Vp = tpVocab(m.vocab, layout.tp);
+    return {
+      model: shape,
+      hfConfig: hfConfig(shape, m.dropout),
+      checkpoint: { kind: 'sharded', layout: { dp: layout.dp, tp: layout.tp, zero: layout.zero, paddedVocab: Vp } },
+      modelLine: `${m.name} GPT-2 ${m.layers}L h${m.hidden} a${m.heads} vocab ${m.vocab}${layout.tp > 1 ? ` (padded to ${Vp})` : ''} seq ${m.seqLen}, ${P.toLocaleString('en-US')} parameters`,
+      ranksLine: describeParallel(layout),
+    };
+  }
+
+  /** A ScaleLM checkpoint folder or a HF GPT-2 folder, checked name by name and shape against the model. */
+  checkInit(config: RunConfig, folder: string): void {
+    const shape = gptShape(config.model);
+    const specs = new Gpt(shape).paramSpecs();
+    if (existsSync(join(folder, 'state.json')) && existsSync(join(folder, 'model.safetensors'))) readModelTensors(join(folder, 'model.safetensors'), specs);
+    else loadHfFolder(folder, specs, shape);
+  }
+
+  async sample(config: RunConfig, from: 'initial' | string, prompt: Uint16Array<ArrayBufferLike>, count: number, step: number): Promise<string> {
+    const { sampleText } = await import('./sample');
+    const { readCheckpointParams } = await import('./checkpoint');
+    return sampleText(config, from === 'initial' ? 'initial' : readCheckpointParams(from), prompt, count, step);
   }
 
   async backend(config: RunConfig): Promise<EngineBackend> {

@@ -24,6 +24,12 @@ export class CheckpointError extends Error {
   }
 }
 
+/**
+ * state.json's `model`: the shape a resume compares. GPT-2 (both engines) is exactly the GptShape; other
+ * families (the torch engine's Llama) add theirs (python/scalelm/checkpoint.py model_state).
+ */
+export type ModelRecord = GptShape & { family?: string; kvHeads?: number };
+
 export interface CheckpointState {
   format: typeof CHECKPOINT_FORMAT;
   version: number;
@@ -36,7 +42,7 @@ export interface CheckpointState {
   /** Every random stream is derived from this seed and the step: nothing else to restore. */
   rng: { seed: number };
   optimizer: OptimizerHyper & { steps: number };
-  model: GptShape;
+  model: ModelRecord;
   /** Bytes of metrics.jsonl when this checkpoint was taken; a resume truncates the log back to it. */
   metricsBytes: number;
   lastLoss?: number;

@@ -9,7 +9,8 @@ import type { Message } from '../../common/protocol';
 import { loadConfig } from '../../runtime/config/parse';
 import { chooseEngine, TorchEngineError } from '../../runtime/engines/torch/choose';
 import { probeTorch, torchProblem } from '../../runtime/engines/torch/python';
-import { TorchTrainer } from '../../runtime/engines/torch/trainer';
+import type { Coordinator } from '../../runtime/coordinator/coordinator';
+import { createTorchRun, type TorchEngine } from '../../runtime/engines/torch/engine';
 import { RunDir } from '../../runtime/train/run-dir';
 import { EXAMPLES, REPO, tempDir, running } from './train/fixtures';
 import { findTorchPython } from './train/python';
@@ -91,7 +92,7 @@ describe('torch engine: torchrun with conformance ranks (gloo)', function () {
   beforeEach(() => (dir = tempDir('scalelm-torch-run-')));
   afterEach(() => dir?.remove());
 
-  const run = async (cfg = config(), env: Record<string, string> = {}, during?: (t: TorchTrainer) => void) => {
+  const run = async (cfg = config(), env: Record<string, string> = {}, during?: (t: Coordinator) => void) => {
     const python = (found as { python: string }).python;
     const choice = chooseEngine(cfg, { python, source: 'test' });
     assert.equal(choice.name, 'torch');
@@ -99,7 +100,7 @@ describe('torch engine: torchrun with conformance ranks (gloo)', function () {
     const messages: Message[] = [];
     const saved = { ...process.env };
     Object.assign(process.env, env);
-    const t = TorchTrainer.create({ config: cfg, baseDir: EXAMPLES, runDir, choice: choice as never, module: 'conformance_rank', pythonPath: FIXTURE });
+    const t = await createTorchRun({ config: cfg, baseDir: EXAMPLES, runDir, choice: choice as never, module: 'conformance_rank', pythonPath: FIXTURE });
     t.subscribe((m) => messages.push(m));
     let pids: number[] = [];
     t.onRanks((ranks) => (pids = ranks.map((r) => r.pid)));
@@ -109,7 +110,7 @@ describe('torch engine: torchrun with conformance ranks (gloo)', function () {
         (r) => ({ ok: true as const, r }),
         (e: Error) => ({ ok: false as const, e }),
       );
-      return { result, messages, pids, runDir, torchrunPid: (t as unknown as { torchrun: { pid: number } }).torchrun.pid };
+      return { result, messages, pids, runDir, torchrunPid: (t.engine as TorchEngine).launcherPid! };
     } finally {
       for (const k of Object.keys(env)) if (saved[k] === undefined) delete process.env[k];
       t.dispose();

@@ -10,7 +10,7 @@
 // because JSON has no spelling for them; encodeMessage/decodeMessage convert at the edge, so in memory a
 // diverged loss is the number NaN.
 
-import { array, bool, byteRecord, bytes, finite, ID, int, Invalid, isPlainObject, join, jsonObject, LIMITS, literal, metric, nonEmpty, nullable, object, oneOf, opt, str, time, validateWith, describe, type Check, type JsonObject, type Result } from './validate';
+import { array, bool, byteRecord, bytes, CATEGORY, finite, ID, int, Invalid, isPlainObject, join, jsonObject, LIMITS, literal, metric, nonEmpty, nullable, object, oneOf, opt, str, time, validateWith, describe, type Check, type JsonObject, type Result } from './validate';
 export { LIMITS } from './validate';
 
 export const PROTOCOL_VERSION = 1 as const;
@@ -50,13 +50,31 @@ export interface HelloMessage {
   world: number;
   /** The resolved run config (RunConfig as JSON). */
   config: JsonObject;
-  /** The planner's prediction for this layout (per-rank memory breakdown, step time), as JSON. */
+  /**
+   * The planner's prediction for this layout. Written as a PlanSummary; read it with planSummary(hello),
+   * which checks it (runs recorded by other tools may hold other JSON here).
+   */
   plan?: JsonObject;
   /** Which engine trains the run and why it was chosen ("devices.engine is auto: torch 2.6.0 sees 8 CUDA GPUs"). */
   engine?: RunEngine;
   /** The backend the ranks actually train on (absent in runs recorded before it was announced). */
   backend?: RunBackend;
   t?: number;
+}
+
+/** What the planner predicted for a run's layout, as its hello carries it (one shape for every producer). */
+export interface PlanSummary {
+  /** The memory convention of the bytes ("runtime", "torch", "scalelm", …). */
+  convention: string;
+  /** What it was planned for ("2 × cpu (devices.memory 1 GiB)", "8 × H100-SXM"). */
+  target?: string;
+  /** Bytes one device has on that target. */
+  capacity?: number;
+  /** Predicted bytes per device by category (params, grads, optimizer, activations, buffers, overhead, total). */
+  perDevice: Record<string, number>;
+  stepMs?: number;
+  tokensPerSec?: number;
+  mfu?: number;
 }
 
 export type EngineName = 'local' | 'torch' | 'monitor';
@@ -336,6 +354,29 @@ export type { Result } from './validate';
 
 // ---------------------------------------------------------------------------------------------- messages
 
+/** Bytes by category as the planner gives them (fractional overheads are allowed). */
+function amounts(v: unknown, path: string): Record<string, number> {
+  if (!isPlainObject(v)) throw new Invalid(path, `must be an object of byte counts, got ${describe(v)}`);
+  const keys = Object.keys(v);
+  if (keys.length > LIMITS.categories) throw new Invalid(path, `has ${keys.length} categories; at most ${LIMITS.categories}`);
+  const out: Record<string, number> = {};
+  for (const k of keys) {
+    if (!CATEGORY.test(k)) throw new Invalid(join(path, k), 'is not a valid category name (letters, digits, _ . -)');
+    out[k] = finite(0)(v[k], join(path, k));
+  }
+  return out;
+}
+
+const planSummaryCheck = object<PlanSummary>({
+  convention: str(64),
+  target: opt(str()),
+  capacity: opt(finite(0)),
+  perDevice: amounts,
+  stepMs: opt(finite(0)),
+  tokensPerSec: opt(finite(0)),
+  mfu: opt(finite(0)),
+});
+
 const hello = object<HelloMessage>({
   type: literal('hello'),
   protocol: literal(PROTOCOL_VERSION),
@@ -548,6 +589,14 @@ export const validateMessage = (v: unknown): Result<Message> => validateWith(mes
 export const validateServerMessage = (v: unknown): Result<ServerMessage> => validateWith(serverMessage, v);
 /** One entry of a runs list (the Runs tab, `scalelm serve DIR`). */
 export const validateRunSummary = (v: unknown): Result<RunSummary> => validateWith(runSummary, v);
+/** A hello's plan as the one PlanSummary shape, or why it is not one. */
+export const validatePlanSummary = (v: unknown): Result<PlanSummary> => validateWith(planSummaryCheck, v);
+/** The plan a run announced, when it is a PlanSummary (runs recorded by other tools may carry other JSON). */
+export function planSummary(hello: HelloMessage): PlanSummary | undefined {
+  if (hello.plan === undefined) return undefined;
+  const r = validatePlanSummary(hello.plan);
+  return r.ok ? r.value : undefined;
+}
 /** Anything the server accepts from a client. */
 export const validateClientMessage = (v: unknown): Result<ClientMessage> => validateWith(control, v);
 

@@ -1,7 +1,7 @@
 // Numbers derived from a run for the header and the memory panels: progress, ETA, throughput, achieved
 // FLOP/s and MFU (Megatron's FLOP accounting from the planner), memory levels, and the planner's
 // prediction per category to compare with what the runtime measured. Pure.
-import { isEnded, type MemoryMessage } from '../common/protocol';
+import { isEnded, planSummary, type MemoryMessage } from '../common/protocol';
 import { estimate, stepFlops } from '../runtime/planner';
 import type { ConventionName, MemoryBreakdown, PlanInput } from '../runtime/planner/types';
 import type { RunData } from './store';
@@ -191,20 +191,21 @@ export function predictionFor(run: RunData, latest: MemoryMessage | null): Predi
   if (latest?.predicted && Object.keys(latest.predicted).length) return fromRecord(latest.predicted, 'runtime');
   const hello = run.hello;
   if (!hello) return null;
-  const plan = hello.plan as { perDevice?: unknown; memory?: { perDevice?: unknown } } | undefined;
-  const perDevice = plan?.perDevice ?? plan?.memory?.perDevice;
-  if (perDevice && typeof perDevice === 'object' && Object.values(perDevice).every((v) => typeof v === 'number')) {
-    return fromRecord(perDevice as Record<string, number>, 'plan in the run');
-  }
+  const plan = planSummary(hello);
+  if (plan) return fromRecord(plan.perDevice, 'plan in the run');
   const cfg = hello.config;
   if (plannedCache.has(cfg)) return plannedCache.get(cfg)!;
   let out: Prediction | null = null;
+  // The recorded config, typed only once the config parser accepts it (runtime/config/resolved.ts).
+  const parsed = run.runConfig();
   try {
-    const input = cfg as unknown as PlanInput;
-    const local = !onGpu(run) && input.train.precision === 'fp32';
-    const convention: ConventionName = local ? 'runtime' : 'scalelm';
-    const r = estimate(input, { convention });
-    if (r.ok) out = fromRecord(breakdownToRecord(r.memory.perDevice), `planner, ${convention} convention`);
+    if (parsed) {
+      const input: PlanInput = parsed;
+      const local = !onGpu(run) && input.train.precision === 'fp32';
+      const convention: ConventionName = local ? 'runtime' : 'scalelm';
+      const r = estimate(input, { convention });
+      if (r.ok) out = fromRecord(breakdownToRecord(r.memory.perDevice), `planner, ${convention} convention`);
+    }
   } catch {
     out = null;
   }

@@ -2,6 +2,8 @@
 // step series and each rank's memory, the latest gauges, the raised alerts and recent events. Fed by
 // already-validated protocol messages or a snapshot; views read it and redraw what changed (`versions`).
 // Pure: no DOM, so the bench and unit tests drive it in Node.
+import { readResolvedConfig } from '../runtime/config/resolved';
+import type { RunConfig } from '../runtime/config/types';
 import type { AlertMessage, CheckpointMessage, CommMessage, EvalMessage, GpuMessage, HelloMessage, LogMessage, MemoryMessage, Message, RunSummary, SnapshotMessage, StatusMessage, StepMessage } from '../common/protocol';
 import { lowerBound } from './downsample';
 import { isEnded } from '../common/protocol';
@@ -145,6 +147,8 @@ export class RunData {
   alerts: AlertMessage[] = [];
   logs: LogMessage[] = [];
   checkpoints: CheckpointMessage[] = [];
+  /** The hello's config once the config parser accepted it (null: no hello yet, or a config it refuses). */
+  private parsedConfig: { from: object; config: RunConfig | null } | undefined;
   /** The backend the ranks train on: the hello's, or (runs recorded before the hello said) the "backend: wasm (…)" log line. */
   backend: string | null = null;
   /** How many steps the run published: more than steps.length when a snapshot was downsampled. */
@@ -211,6 +215,17 @@ export class RunData {
 
   get world(): number {
     return this.hello?.world ?? Math.max(1, this.memory.size);
+  }
+
+  /** The run's config, typed: the hello's, checked by the config parser when read back. */
+  runConfig(): RunConfig | null {
+    const raw = this.hello?.config;
+    if (!raw) return null;
+    if (this.parsedConfig?.from !== raw) {
+      const r = readResolvedConfig(raw);
+      this.parsedConfig = { from: raw, config: r.ok ? r.config : null };
+    }
+    return this.parsedConfig.config;
   }
 
   add(m: Message): void {

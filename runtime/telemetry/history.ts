@@ -181,6 +181,8 @@ export class RunHistory {
     switch (msg.type) {
       case 'hello':
         this.hello = msg;
+        // The hello names the backend the ranks actually use; the log line below is for runs recorded before it did.
+        if (msg.backend) this.backendName = msg.backend.name;
         break;
       case 'status':
         this.status = msg;
@@ -212,7 +214,7 @@ export class RunHistory {
         break;
       case 'log':
         this.logs.add(msg);
-        if (!this.backendName && msg.source === 'trainer') this.backendName = /^backend: ([A-Za-z0-9_:-]+)/.exec(msg.message)?.[1];
+        if (!this.backendName && !this.hello?.backend && msg.source === 'trainer') this.backendName = /^backend: ([A-Za-z0-9_:-]+)/.exec(msg.message)?.[1];
         break;
       case 'alert':
         this.alerts.add(msg);

@@ -184,6 +184,30 @@ export function jsonObject(v: unknown, path: string): JsonObject {
 }
 
 /** Runs a check on a value: the checked copy, or the reason naming the path. */
+/** A string-keyed record of checked values (keys: identifiers of at most 128 characters). */
+export function record<T>(value: Check<T>, max: number): Check<Record<string, T>> {
+  return (v, path) => {
+    if (!isPlainObject(v)) throw new Invalid(path, `must be an object, got ${describe(v)}`);
+    const keys = Object.keys(v);
+    if (keys.length > max) throw new Invalid(path, `has ${keys.length} entries; at most ${max}`);
+    const out: Record<string, T> = {};
+    for (const k of keys) {
+      if (k === '__proto__' || k.length > 128) throw new Invalid(join(path, k), 'is not allowed as a key');
+      out[k] = value(v[k], join(path, k));
+    }
+    return out;
+  };
+}
+
+/** A check from a validator that returns a Result (the protocol's, to nest its messages in others). */
+export function fromValidator<T>(validate: (v: unknown) => Result<T>): Check<T> {
+  return (v, path) => {
+    const r = validate(v);
+    if (!r.ok) throw new Invalid(path, r.reason);
+    return r.value;
+  };
+}
+
 export function validateWith<T>(check: Check<T>, v: unknown): Result<T> {
   try {
     return { ok: true, value: check(v, '') };

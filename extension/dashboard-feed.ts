@@ -9,8 +9,7 @@ import { readRun, summarizeRun } from '../runtime/telemetry/run-store';
 import { RunHistory } from '../runtime/telemetry/history';
 import { toWebview, type ChooseLayoutMessage, type HostToWebview, type ShowTabMessage, type WebviewToHost } from '../webview/messages';
 import type { DashboardPanel } from './dashboard-panel';
-import { parseJsonc } from './json-paths';
-import { configFieldsEdit } from './quick-fixes';
+import { parseJsonc, patchConfigText } from './json-paths';
 import type { LiveRun } from './live-run';
 import type { RunRegistry } from './runs';
 import type { PastRun } from './runs-tree';
@@ -227,13 +226,17 @@ export class DashboardFeed implements vscode.Disposable {
       return;
     }
     const doc = await vscode.workspace.openTextDocument(uri);
-    const edits: { path: string; value: unknown }[] = [];
-    const walk = (prefix: string, v: unknown) => {
-      if (typeof v === 'object' && v !== null && !Array.isArray(v)) for (const [k, child] of Object.entries(v)) walk(prefix ? `${prefix}.${k}` : k, child);
-      else edits.push({ path: prefix, value: v });
-    };
-    walk('', m.configPatch);
-    await vscode.workspace.applyEdit(configFieldsEdit(doc, edits));
+    // What would be written is checked by the config parser first: a patch that breaks the file changes nothing.
+    const text = doc.getText();
+    const patched = patchConfigText(text, m.configPatch);
+    if (!patched.ok) {
+      this.sources.log.warn(`the planner's layout was not applied to ${m.source}: ${patched.reason}`);
+      void vscode.window.showErrorMessage(`ScaleLM: ${vscode.workspace.asRelativePath(uri)} was not changed — with this layout it would not be a valid config (${patched.reason}).`);
+      return;
+    }
+    const edit = new vscode.WorkspaceEdit();
+    edit.replace(doc.uri, new vscode.Range(doc.positionAt(0), doc.positionAt(text.length)), patched.text);
+    await vscode.workspace.applyEdit(edit);
     this.sources.log.info(`applied layout from the planner to ${m.source}: ${m.summary}`);
     void vscode.window.showInformationMessage(`ScaleLM: ${vscode.workspace.asRelativePath(uri)} now uses ${m.summary}`);
   }

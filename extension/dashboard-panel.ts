@@ -2,16 +2,16 @@
 // authoritative data and forwards it with postMessage; the webview never opens a socket itself.
 import * as vscode from 'vscode';
 import { dashboardHtml, makeNonce } from '../webview/html';
-import { validateWebviewMessage, type WebviewToHost } from '../webview/messages';
+import { validateWebviewMessage, type HostRequest, type HostRequests, type HostToWebview, type WebviewToHost } from '../webview/messages';
 
 export const DASHBOARD_VIEW_TYPE = 'scalelm.dashboard';
 
-type Reply = { type: string; id?: number; [k: string]: unknown };
+type Reply = HostRequests[keyof HostRequests];
 
 export class DashboardPanel implements vscode.Disposable {
   private static current: DashboardPanel | undefined;
   private readonly disposables: vscode.Disposable[] = [];
-  private readonly pending = new Map<number, (reply: Reply) => void>();
+  private readonly pending = new Map<number, (reply: Reply | undefined) => void>();
   private nextId = 1;
   private ready: Promise<void>;
   private markReady!: () => void;
@@ -87,36 +87,39 @@ export class DashboardPanel implements vscode.Disposable {
     if ((message.type === 'pong' || message.type === 'inspectResult') && typeof message.id === 'number') {
       const resolve = this.pending.get(message.id);
       this.pending.delete(message.id);
-      resolve?.(message as unknown as Reply);
+      resolve?.(message);
       return;
     }
     this.messageEmitter.fire(message);
   }
 
   /** Sends a message that the webview answers (it echoes `id`), once the webview has said it is ready. */
-  async request(message: { type: string; [k: string]: unknown }, timeoutMs = 15000): Promise<Reply> {
+  async request<K extends keyof HostRequests>(message: HostRequest<K>, timeoutMs = 15000): Promise<HostRequests[K]> {
     await this.ready;
     const id = this.nextId++;
-    return new Promise<Reply>((resolve, reject) => {
+    return new Promise<HostRequests[K]>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(id);
         reject(new Error(`the dashboard did not answer "${message.type}" within ${timeoutMs} ms`));
       }, timeoutMs);
       this.pending.set(id, (reply) => {
         clearTimeout(timer);
-        resolve(reply);
+        // The answer to this id is the reply type its request declares (webview/messages.ts HostRequests).
+        if (!reply) reject(new Error(`the dashboard closed before it answered "${message.type}"`));
+        else if (reply.type === ({ ping: 'pong', inspect: 'inspectResult' } as const)[message.type]) resolve(reply as HostRequests[K]);
+        else reject(new Error(`the dashboard answered "${message.type}" with "${reply.type}"`));
       });
       void this.panel.webview.postMessage({ ...message, id });
     });
   }
 
-  post(message: unknown): Thenable<boolean> {
+  post(message: HostToWebview): Thenable<boolean> {
     return this.panel.webview.postMessage(message);
   }
 
   dispose(): void {
     if (DashboardPanel.current === this) DashboardPanel.current = undefined;
-    for (const reject of this.pending.values()) reject({ type: 'closed' });
+    for (const answer of this.pending.values()) answer(undefined);
     this.pending.clear();
     this.readyEmitter.dispose();
     this.messageEmitter.dispose();

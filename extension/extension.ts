@@ -146,7 +146,10 @@ export function activate(context: vscode.ExtensionContext): ScaleLMApi {
   return {
     statusBarText: () => status.text,
     openDashboard: () => openDashboard(),
-    dashboardRequest: async (message) => showDashboard().request(message),
+    dashboardRequest: async (message) => {
+      if (message.type !== 'ping' && message.type !== 'inspect') throw new Error(`the dashboard answers "ping" and "inspect", not "${message.type}"`);
+      return showDashboard().request({ type: message.type });
+    },
     launch: (uri, extraArgs) => launchTraining(launchCtx, uri, extraArgs),
     resume: (runDir) => resumeTraining(launchCtx, runDir),
     runs: () => runs.all(),

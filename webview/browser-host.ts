@@ -10,7 +10,7 @@
 // Incoming frames are parsed here and validated by the dashboard like any host's messages.
 import { isEnded, tokenFromFragment, webSocketProtocols, WS_PATH } from '../common/protocol';
 import type { DashboardHost } from './host';
-import type { ConnectionMessage } from './messages';
+import { validateWebviewMessage, type ConnectionMessage, type WebviewToHost } from './messages';
 
 const TOKEN_KEY = 'scalelm.token';
 const STATE_KEY = 'scalelm.dashboard.state';
@@ -113,8 +113,11 @@ export function browserHost(): DashboardHost | undefined {
 
   return {
     kind: 'browser',
-    post(message: unknown): void {
-      const m = message as { type?: string; runId?: string; id?: string; action?: string };
+    post(message: WebviewToHost): void {
+      // Checked here as the extension host checks it: this host too acts only on valid messages.
+      const checked = validateWebviewMessage(message);
+      if (!checked.ok) return;
+      const m = checked.value;
       switch (m.type) {
         case 'ready':
           if (!started) {
@@ -123,7 +126,7 @@ export function browserHost(): DashboardHost | undefined {
           }
           break;
         case 'selectRun':
-          if (typeof m.runId === 'string') {
+          {
             runId = m.runId;
             const search = new URLSearchParams(location.search);
             search.set('run', m.runId);
@@ -137,7 +140,7 @@ export function browserHost(): DashboardHost | undefined {
           }
           break;
         case 'compareRun':
-          if (typeof m.runId === 'string') fetchSnapshot(m.runId);
+          fetchSnapshot(m.runId);
           break;
         case 'control':
           if (socket?.readyState === WebSocket.OPEN) socket.send(JSON.stringify({ type: 'control', id: m.id, action: m.action, by: 'the browser dashboard' }));

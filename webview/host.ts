@@ -3,9 +3,12 @@
 // Remote-SSH). In a plain browser served by `scalelm serve/train`: browser-host.ts, which speaks the same
 // messages (webview/messages.ts) and plays the extension host's part against the runtime's WebSocket.
 
+import type { WebviewToHost } from './messages';
+
 export interface DashboardHost {
   readonly kind: 'vscode' | 'browser' | 'detached';
-  post(message: unknown): void;
+  /** Typed: only the messages of webview/messages.ts's WebviewToHost go out (the host validates them again). */
+  post(message: WebviewToHost): void;
   onMessage(handler: (message: unknown) => void): void;
   getState<T>(): T | undefined;
   setState<T>(state: T): void;

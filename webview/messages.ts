@@ -30,19 +30,21 @@
 import {
   ALERT_KINDS,
   CONTROL_ACTIONS,
-  RUN_STATES,
   validateMessage,
+  validateRunSummary,
   validateServerMessage,
   type ControlAction,
   type ControlResultMessage,
   type JsonObject,
   type Message,
+  type RejectedMessage,
   type Result,
   type RunSummary,
-  validateRunSummary,
+  type ServerMessage,
   type SnapshotMessage,
 } from '../common/protocol';
-import type { Layout } from '../runtime/planner/types';
+import { array, bool, finite, fromValidator, ID, int, Invalid, isPlainObject, join, jsonObject, LIMITS, literal, nullable, object, oneOf, opt, record, str, validateWith, type Check } from '../common/validate';
+import type { Layout, ZeroStage } from '../runtime/planner/types';
 import { TABS, type Tab } from './ui-state';
 
 // ------------------------------------------------------------------------------------------ host -> webview
@@ -226,138 +228,170 @@ export type WebviewToHost =
   | RequestPlannerInputMessage;
 
 // ------------------------------------------------------------------------------------------ validation
+// One mechanism for every message, both directions: the combinators of common/validate.ts (the protocol's
+// own), each message a fresh, fully checked copy with unknown keys refused.
 
-const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
-const fail = (reason: string): { ok: false; reason: string } => ({ ok: false, reason });
-const ID = /^[A-Za-z0-9][A-Za-z0-9._:@+-]*$/;
-const isRunId = (v: unknown): v is string => typeof v === 'string' && v.length <= 512 && ID.test(v);
-const isRequestId = (v: unknown): v is number | string => (typeof v === 'number' && Number.isFinite(v)) || (typeof v === 'string' && v.length <= 128);
 /** The most messages one batch may carry (a 250 ms batch of a fast run is hundreds). */
 export const MAX_BATCH = 100_000;
 
-function runSummary(v: unknown, path: string): Result<RunSummary> {
-  const r = validateRunSummary(v);
-  return r.ok ? r : fail(`${path}.${r.reason}`);
-}
+const runId = str(LIMITS.name, ID);
+const requestId: Check<number | string> = (v, path) => (typeof v === 'number' ? finite()(v, path) : str(128)(v, path));
+const count = int(0);
+const nullableNumber = nullable(finite());
+const point = nullable(object<{ x: number; y: number }>({ x: finite(), y: finite() }));
+const type = <T extends string>(t: T) => literal(t);
+
+const CONNECTION_STATES: readonly ConnectionState[] = ['connecting', 'open', 'waiting', 'closed', 'ended'];
+
+/** Any protocol message the runtime's server may send (a "rejected" answer is refused: nothing to show). */
+const fromServer: Check<Exclude<ServerMessage, RejectedMessage>> = (v, path) => {
+  const m = fromValidator(validateServerMessage)(v, path);
+  if (m.type === 'rejected') throw new Invalid(path, `the runtime rejected a request: ${m.reason}`);
+  return m;
+};
+
+const snapshotOnly: Check<SnapshotMessage> = (v, path) => {
+  const m = fromValidator(validateServerMessage)(v, path);
+  if (m.type !== 'snapshot') throw new Invalid(path, 'must be a snapshot');
+  return m;
+};
+
+const HOST_CHECKS: { [K in Exclude<HostToWebview['type'], ServerMessage['type'] | 'batch'>]: Check<Extract<HostToWebview, { type: K }>> } = {
+  ping: object<PingMessage>({ type: type('ping'), id: requestId }),
+  inspect: object<InspectMessage>({ type: type('inspect'), id: requestId }),
+  runs: object<RunsMessage>({ type: type('runs'), runs: array(fromValidator(validateRunSummary), LIMITS.runs), current: opt(nullable(runId)), live: opt(array(runId, LIMITS.runs)) }),
+  runHistory: object<RunHistoryMessage>({ type: type('runHistory'), runId, snapshot: snapshotOnly }),
+  plannerInput: object<PlannerInputMessage>({ type: type('plannerInput'), source: str(4096), config: jsonObject }),
+  showTab: object<ShowTabMessage>({ type: type('showTab'), tab: oneOf(TABS) }),
+  connection: object<ConnectionMessage>({ type: type('connection'), state: oneOf(CONNECTION_STATES), detail: opt((v, path) => str(LIMITS.text)(v, path).slice(0, 1000)) }),
+};
+
+/** A batch's frame; its messages are checked one by one (the invalid ones dropped and reported). */
+const batchFrame = object<{ type: 'batch'; runId: string; messages: unknown[] }>({ type: type('batch'), runId, messages: array((v) => v, MAX_BATCH) });
 
 /**
  * Everything the webview accepts from its host, checked whole: protocol messages by the protocol's own
  * validators, batches message by message (the invalid ones are reported in `dropped`, the rest kept).
  */
 export function validateHostMessage(v: unknown): Result<HostToWebview> & { dropped?: string[] } {
-  if (!isObject(v) || typeof v.type !== 'string') return fail('a host message must be an object with a "type"');
-  switch (v.type) {
-    case 'ping':
-    case 'inspect':
-      return isRequestId(v.id) ? { ok: true, value: { type: v.type, id: v.id } } : fail(`${v.type}.id must be a number or a short string`);
-    case 'batch': {
-      if (!isRunId(v.runId)) return fail('batch.runId must be a run id');
-      if (!Array.isArray(v.messages)) return fail('batch.messages must be an array');
-      if (v.messages.length > MAX_BATCH) return fail(`batch.messages has ${v.messages.length} items; at most ${MAX_BATCH}`);
-      const messages: Message[] = [];
-      const dropped: string[] = [];
-      v.messages.forEach((m, i) => {
-        const r = validateMessage(m);
-        if (r.ok) messages.push(r.value);
-        else dropped.push(`batch.messages[${i}]: ${r.reason}`);
-      });
-      return { ok: true, value: { type: 'batch', runId: v.runId, messages }, dropped };
-    }
-    case 'runs': {
-      if (!Array.isArray(v.runs) || v.runs.length > 10_000) return fail('runs.runs must be an array of run summaries');
-      const runs: RunSummary[] = [];
-      for (let i = 0; i < v.runs.length; i++) {
-        const r = runSummary(v.runs[i], `runs.runs[${i}]`);
-        if (!r.ok) return r;
-        runs.push(r.value);
-      }
-      const out: RunsMessage = { type: 'runs', runs };
-      if (v.current !== undefined) {
-        if (v.current !== null && !isRunId(v.current)) return fail('runs.current must be a run id or null');
-        out.current = v.current;
-      }
-      if (v.live !== undefined) {
-        if (!Array.isArray(v.live) || !v.live.every(isRunId)) return fail('runs.live must be a list of run ids');
-        out.live = v.live as string[];
-      }
-      return { ok: true, value: out };
-    }
-    case 'runHistory': {
-      if (!isRunId(v.runId)) return fail('runHistory.runId must be a run id');
-      const s = validateServerMessage(v.snapshot);
-      if (!s.ok) return fail(`runHistory.snapshot: ${s.reason}`);
-      if (s.value.type !== 'snapshot') return fail('runHistory.snapshot must be a snapshot');
-      return { ok: true, value: { type: 'runHistory', runId: v.runId, snapshot: s.value } };
-    }
-    case 'plannerInput': {
-      if (typeof v.source !== 'string' || v.source.length > 4096) return fail('plannerInput.source must be a string');
-      if (!isObject(v.config)) return fail('plannerInput.config must be a JSON object (the config file as written)');
-      let config: JsonObject;
-      try {
-        config = JSON.parse(JSON.stringify(v.config)) as JsonObject;
-      } catch {
-        return fail('plannerInput.config must be plain JSON');
-      }
-      return { ok: true, value: { type: 'plannerInput', source: v.source, config } };
-    }
-    case 'showTab': {
-      if (!(TABS as readonly unknown[]).includes(v.tab)) return fail(`showTab.tab must be one of ${TABS.join(', ')}`);
-      return { ok: true, value: { type: 'showTab', tab: v.tab as Tab } };
-    }
-    case 'connection': {
-      const states: ConnectionState[] = ['connecting', 'open', 'waiting', 'closed', 'ended'];
-      if (!states.includes(v.state as ConnectionState)) return fail(`connection.state must be one of ${states.join(', ')}`);
-      const out: ConnectionMessage = { type: 'connection', state: v.state as ConnectionState };
-      if (v.detail !== undefined) {
-        if (typeof v.detail !== 'string') return fail('connection.detail must be a string');
-        out.detail = v.detail.slice(0, 1000);
-      }
-      return { ok: true, value: out };
-    }
-    default: {
-      // snapshot, control-result, rejected and the ten protocol messages
-      const r = validateServerMessage(v);
-      if (!r.ok) return r;
-      if (r.value.type === 'rejected') return fail(`the runtime rejected a request: ${r.value.reason}`);
-      return { ok: true, value: r.value };
-    }
+  if (!isPlainObject(v) || typeof v.type !== 'string') return { ok: false, reason: 'a host message must be an object with a "type"' };
+  if (v.type === 'batch') {
+    const frame = validateWith(batchFrame, v);
+    if (!frame.ok) return frame;
+    const messages: Message[] = [];
+    const dropped: string[] = [];
+    frame.value.messages.forEach((m, i) => {
+      const r = validateMessage(m);
+      if (r.ok) messages.push(r.value);
+      else dropped.push(`batch.messages[${i}]: ${r.reason}`);
+    });
+    return { ok: true, value: { type: 'batch', runId: frame.value.runId, messages }, dropped };
   }
+  const check = Object.hasOwn(HOST_CHECKS, v.type) ? (HOST_CHECKS[v.type as keyof typeof HOST_CHECKS] as Check<HostToWebview>) : fromServer;
+  return validateWith(check, v);
 }
 
-/** For the extension host: checks what the webview posted before acting on it. */
-export function validateWebviewMessage(v: unknown): Result<WebviewToHost> {
-  if (!isObject(v) || typeof v.type !== 'string') return fail('a webview message must be an object with a "type"');
-  switch (v.type) {
-    case 'ready':
-    case 'requestPlannerInput':
-      return { ok: true, value: { type: v.type } };
-    case 'pong':
-      if (!isRequestId(v.id) || !Array.isArray(v.components) || typeof v.chartInk !== 'number') return fail('pong needs id, components and chartInk');
-      return { ok: true, value: { type: 'pong', id: v.id, components: v.components.filter((c): c is string => typeof c === 'string'), chartInk: v.chartInk } };
-    case 'inspectResult':
-      if (!isRequestId(v.id)) return fail('inspectResult.id must be a number or a short string');
-      return { ok: true, value: v as unknown as InspectResultMessage };
-    case 'selectRun':
-    case 'compareRun':
-    case 'resumeRun':
-      return isRunId(v.runId) ? { ok: true, value: { type: v.type, runId: v.runId } } : fail(`${v.type}.runId must be a run id`);
-    case 'control':
-      if (typeof v.id !== 'string' || !ID.test(v.id) || v.id.length > 128) return fail('control.id must be a short id');
-      if (!(CONTROL_ACTIONS as readonly unknown[]).includes(v.action)) return fail(`control.action must be one of ${CONTROL_ACTIONS.join(', ')}`);
-      return { ok: true, value: { type: 'control', id: v.id, action: v.action as ControlAction } };
-    case 'chooseLayout': {
-      if (!isObject(v.layout) || !isObject(v.configPatch) || typeof v.summary !== 'string') return fail('chooseLayout needs layout, configPatch and summary');
-      if (v.source !== null && typeof v.source !== 'string') return fail('chooseLayout.source must be a string or null');
-      const l = v.layout;
-      const whole = (k: string) => typeof l[k] === 'number' && Number.isInteger(l[k]) && (l[k] as number) >= 1;
-      if (!['dp', 'tp', 'pp', 'vpp', 'microBatch'].every(whole)) return fail('chooseLayout.layout needs whole dp, tp, pp, vpp and microBatch');
-      if (![0, 1, 2, 3].includes(l.zero as number)) return fail('chooseLayout.layout.zero must be 0–3');
-      return { ok: true, value: v as unknown as ChooseLayoutMessage };
+const rankedColor = str(64);
+const chartInspection = object<ChartInspection>({
+  id: str(128),
+  visible: bool,
+  xMin: nullableNumber,
+  xMax: nullableNumber,
+  yScale: oneOf(['linear', 'logarithmic'] as const),
+  datasets: array(object<ChartInspection['datasets'][number]>({ label: str(), points: count, first: point, last: point, minY: nullableNumber, maxY: nullableNumber, color: rankedColor }), 4096),
+});
+const memoryInspection = object<MemoryPanelInspection>({
+  rank: count,
+  device: nullable(str()),
+  capacity: finite(0),
+  stepPeak: finite(0),
+  maxPeak: finite(0),
+  level: oneOf(['ok', 'warn', 'critical'] as const),
+  measured: record(finite(), LIMITS.categories),
+  predicted: nullable(record(finite(), LIMITS.categories)),
+  predictionSource: nullable(str()),
+  historyPoints: count,
+  gpu: nullable(object<NonNullable<MemoryPanelInspection['gpu']>>({ name: str(), memoryUsed: nullableNumber, memoryTotal: nullableNumber, utilPercent: nullableNumber })),
+});
+const inspectResult = object<InspectResultMessage>({
+  type: type('inspectResult'),
+  id: requestId,
+  host: oneOf(['vscode', 'browser', 'detached'] as const),
+  tab: str(64),
+  runId: nullable(str()),
+  header: record(str(LIMITS.text), 256),
+  charts: array(chartInspection, 256),
+  memory: array(memoryInspection, 1 << 16),
+  runs: array(object<Inspection['runs'][number]>({ runId: str(), name: str(), shown: bool, compared: bool }), LIMITS.runs),
+  table: array(object<Inspection['table'][number]>({ runId: str(), cells: array(str(LIMITS.text), 64) }), LIMITS.runs),
+  overlays: array(str(), 1024),
+  planner: object<Inspection['planner']>({ source: nullable(str(4096)), candidates: count, chosen: nullable(str(LIMITS.text)), error: nullable(str(LIMITS.text)) }),
+  theme: object<Inspection['theme']>({ kind: str(64), foreground: str(64), series: array(str(64), 256) }),
+  rejected: object<Inspection['rejected']>({ count, last: nullable(str(LIMITS.text)) }),
+  lastRenderMs: finite(0),
+  stepsShown: count,
+});
+
+const layout = object<Layout>({
+  dp: int(1),
+  tp: int(1),
+  pp: int(1),
+  vpp: int(1),
+  zero: (v, path) => int(0, 3)(v, path) as ZeroStage,
+  microBatch: int(1),
+  recompute: oneOf(['none', 'selective', 'full'] as const),
+  sequenceParallel: bool,
+  offloadOptimizer: bool,
+  offloadParams: bool,
+});
+
+/** The config sections a planner layout may change, and the shape of a patch's keys (dotted paths when written). */
+export const PATCH_SECTIONS = ['parallel', 'train', 'cluster', 'model', 'devices'] as const;
+const PATCH_KEY = /^[A-Za-z][A-Za-z0-9]{0,63}$/;
+const configPatch: Check<JsonObject> = (v, path) => {
+  const patch = jsonObject(v, path);
+  const keys = (o: JsonObject, p: string): void => {
+    for (const [k, child] of Object.entries(o)) {
+      if (!PATCH_KEY.test(k)) throw new Invalid(join(p, k), 'is not a config field name');
+      if (typeof child === 'object' && child !== null && !Array.isArray(child)) keys(child, join(p, k));
     }
-    default:
-      return fail(`unknown webview message type "${v.type}"`);
-  }
+  };
+  for (const k of Object.keys(patch)) if (!(PATCH_SECTIONS as readonly string[]).includes(k)) throw new Invalid(join(path, k), `is not a section a layout changes (${PATCH_SECTIONS.join(', ')})`);
+  keys(patch, path);
+  return patch;
+};
+
+const WEBVIEW_CHECKS: { [K in WebviewToHost['type']]: Check<Extract<WebviewToHost, { type: K }>> } = {
+  ready: object<ReadyMessage>({ type: type('ready') }),
+  requestPlannerInput: object<RequestPlannerInputMessage>({ type: type('requestPlannerInput') }),
+  pong: object<PongMessage>({ type: type('pong'), id: requestId, components: array(str(128), 1024), chartInk: finite(0) }),
+  inspectResult,
+  selectRun: object<SelectRunMessage>({ type: type('selectRun'), runId }),
+  compareRun: object<CompareRunMessage>({ type: type('compareRun'), runId }),
+  resumeRun: object<ResumeRunMessage>({ type: type('resumeRun'), runId }),
+  control: object<ControlRequest>({ type: type('control'), id: str(128, ID), action: oneOf(CONTROL_ACTIONS) }),
+  chooseLayout: object<ChooseLayoutMessage>({ type: type('chooseLayout'), layout, source: nullable(str(4096)), configPatch, summary: str(LIMITS.text) }),
+};
+
+/** For the extension host (and the browser host): checks what the webview posted before acting on it. */
+export function validateWebviewMessage(v: unknown): Result<WebviewToHost> {
+  if (!isPlainObject(v) || typeof v.type !== 'string') return { ok: false, reason: 'a webview message must be an object with a "type"' };
+  if (!Object.hasOwn(WEBVIEW_CHECKS, v.type)) return { ok: false, reason: `unknown webview message type "${v.type.slice(0, 64)}"` };
+  return validateWith(WEBVIEW_CHECKS[v.type as WebviewToHost['type']] as Check<WebviewToHost>, v);
 }
+
+/** The answer each request gets (it echoes the request's `id` where there is one). */
+export interface HostRequests {
+  ping: PongMessage;
+  inspect: InspectResultMessage;
+}
+export interface WebviewRequests {
+  compareRun: RunHistoryMessage;
+  control: ControlResultMessage;
+  requestPlannerInput: PlannerInputMessage;
+}
+/** A request the host sends the webview, without the id the host adds. */
+export type HostRequest<K extends keyof HostRequests = keyof HostRequests> = Omit<Extract<HostToWebview, { type: K }>, 'id'>;
 
 // ------------------------------------------------------------------------------------------ wire form
 

@@ -153,6 +153,24 @@ describe('dashboard core: host <-> webview messages', function () {
     assert.ok(validateWebviewMessage({ type: 'selectRun', runId: 'run-1' }).ok);
     assert.ok(!validateWebviewMessage({ type: 'selectRun', runId: '' }).ok);
   });
+
+  it('every webview message is checked whole by the combinators: a chooseLayout patch, an inspect result, a pong', function () {
+    const layout = { dp: 8, tp: 1, pp: 1, vpp: 1, zero: 1, microBatch: 2, recompute: 'none', sequenceParallel: false, offloadOptimizer: false, offloadParams: false };
+    const choose = (configPatch: unknown, over: object = {}) => validateWebviewMessage({ type: 'chooseLayout', layout, source: 'a.scalelm.json', configPatch, summary: 's', ...over });
+    assert.ok(choose({ parallel: { dp: 8 }, train: { microBatch: 2 }, cluster: { nodes: 1 } }).ok);
+    const section = choose({ monitor: { host: '0.0.0.0' } });
+    assert.ok(!section.ok && /configPatch\.monitor: is not a section a layout changes/.test(section.reason), JSON.stringify(section));
+    const dotted = choose({ parallel: { 'dp.x': 1 } });
+    assert.ok(!dotted.ok && /is not a config field name/.test(dotted.reason));
+    assert.ok(!choose([1]).ok, 'a patch is an object');
+    assert.ok(!choose({ parallel: { dp: 8 } }, { layout: { ...layout, recompute: 'sometimes' } }).ok);
+    assert.ok(!choose({ parallel: { dp: 8 } }, { extra: true }).ok, 'unknown keys are refused');
+    assert.ok(!validateWebviewMessage({ type: 'pong', id: 1, components: [1], chartInk: 0 }).ok);
+    assert.ok(!validateWebviewMessage({ type: 'inspectResult', id: 1, tab: 'curves' }).ok, 'an inspect result is checked field by field, not cast');
+    const unknown = validateWebviewMessage({ type: 'launchMissiles' });
+    assert.ok(!unknown.ok && /unknown webview message type "launchMissiles"/.test(unknown.reason));
+    assert.ok(!validateHostMessage({ type: 'runs', runs: [], surprise: 1 }).ok, 'host messages too: unknown keys are refused');
+  });
 });
 
 describe('dashboard core: derived numbers', function () {

@@ -10,7 +10,7 @@
 // because JSON has no spelling for them; encodeMessage/decodeMessage convert at the edge, so in memory a
 // diverged loss is the number NaN.
 
-import { array, bool, byteRecord, bytes, CATEGORY, finite, ID, int, Invalid, isPlainObject, join, jsonObject, LIMITS, literal, metric, nonEmpty, nullable, object, oneOf, opt, str, time, validateWith, describe, type Check, type JsonObject, type Result } from './validate';
+import { array, bool, byteRecord, bytes, categoryRecord, finite, ID, int, Invalid, isPlainObject, join, jsonObject, LIMITS, literal, metric, nonEmpty, nullable, object, oneOf, opt, str, time, validateWith, describe, type Check, type JsonObject, type Result } from './validate';
 export { LIMITS } from './validate';
 
 export const PROTOCOL_VERSION = 1 as const;
@@ -354,24 +354,12 @@ export type { Result } from './validate';
 
 // ---------------------------------------------------------------------------------------------- messages
 
-/** Bytes by category as the planner gives them (fractional overheads are allowed). */
-function amounts(v: unknown, path: string): Record<string, number> {
-  if (!isPlainObject(v)) throw new Invalid(path, `must be an object of byte counts, got ${describe(v)}`);
-  const keys = Object.keys(v);
-  if (keys.length > LIMITS.categories) throw new Invalid(path, `has ${keys.length} categories; at most ${LIMITS.categories}`);
-  const out: Record<string, number> = {};
-  for (const k of keys) {
-    if (!CATEGORY.test(k)) throw new Invalid(join(path, k), 'is not a valid category name (letters, digits, _ . -)');
-    out[k] = finite(0)(v[k], join(path, k));
-  }
-  return out;
-}
-
 const planSummaryCheck = object<PlanSummary>({
   convention: str(64),
   target: opt(str()),
   capacity: opt(finite(0)),
-  perDevice: amounts,
+  // Bytes as the planner gives them: fractional overheads are allowed.
+  perDevice: categoryRecord(finite(0)),
   stepMs: opt(finite(0)),
   tokensPerSec: opt(finite(0)),
   mfu: opt(finite(0)),

@@ -144,17 +144,22 @@ export const bool: Check<boolean> = (v, path) => {
 };
 
 export const CATEGORY = /^[A-Za-z][A-Za-z0-9_.-]{0,63}$/;
-export function byteRecord(v: unknown, path: string): Record<string, number> {
-  if (!isPlainObject(v)) throw new Invalid(path, `must be an object of byte counts, got ${describe(v)}`);
-  const keys = Object.keys(v);
-  if (keys.length > LIMITS.categories) throw new Invalid(path, `has ${keys.length} categories; at most ${LIMITS.categories}`);
-  const out: Record<string, number> = {};
-  for (const k of keys) {
-    if (!CATEGORY.test(k)) throw new Invalid(join(path, k), 'is not a valid category name (letters, digits, _ . -)');
-    out[k] = bytes(v[k], join(path, k));
-  }
-  return out;
+/** Amounts by memory category (at most LIMITS.categories, names like "params" or "comm.nccl"). */
+export function categoryRecord(amount: Check<number>): Check<Record<string, number>> {
+  return (v, path) => {
+    if (!isPlainObject(v)) throw new Invalid(path, `must be an object of byte counts, got ${describe(v)}`);
+    const keys = Object.keys(v);
+    if (keys.length > LIMITS.categories) throw new Invalid(path, `has ${keys.length} categories; at most ${LIMITS.categories}`);
+    const out: Record<string, number> = {};
+    for (const k of keys) {
+      if (!CATEGORY.test(k)) throw new Invalid(join(path, k), 'is not a valid category name (letters, digits, _ . -)');
+      out[k] = amount(v[k], join(path, k));
+    }
+    return out;
+  };
 }
+/** Whole bytes by category (measured memory). */
+export const byteRecord = categoryRecord(bytes);
 
 /** Opaque JSON (config, plan): plain data only, bounded depth and size. */
 export function jsonObject(v: unknown, path: string): JsonObject {

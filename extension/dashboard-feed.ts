@@ -7,7 +7,7 @@ import { basename } from 'node:path';
 import type { Message, RunSummary, SnapshotMessage } from '../common/protocol';
 import { readRun, summarizeRun } from '../runtime/telemetry/run-store';
 import { RunHistory } from '../runtime/telemetry/history';
-import { toWebview, type ChooseLayoutMessage, type HostToWebview, type ShowTabMessage, type WebviewToHost } from '../webview/messages';
+import { toWebview, type ChooseLayoutMessage, type HostToWebview, type ShowTabMessage, type WebviewRequests, type WebviewToHost } from '../webview/messages';
 import type { DashboardPanel } from './dashboard-panel';
 import { parseJsonc, patchConfigText } from './json-paths';
 import type { LiveRun } from './live-run';
@@ -71,6 +71,11 @@ export class DashboardFeed implements vscode.Disposable {
     this.schedule();
   }
 
+  /** The answer to a page's request, typed by the pair it belongs to (webview/messages.ts WebviewRequests). */
+  private answer<K extends keyof WebviewRequests>(_request: K, m: WebviewRequests[K]): void {
+    this.send(m);
+  }
+
   private send(m: HostToWebview): void {
     if (this.panel.panel.visible) void this.panel.post(toWebview(m));
   }
@@ -111,7 +116,7 @@ export class DashboardFeed implements vscode.Disposable {
   /** Draws another run over the shown one. */
   async compare(dir: string): Promise<void> {
     const snapshot = await snapshotOfDir(dir);
-    this.send({ type: 'runHistory', runId: snapshot.runId, snapshot });
+    this.answer('compareRun', { type: 'runHistory', runId: snapshot.runId, snapshot });
   }
 
   /** Gives the Planner tab a config file (its JSON as written), and brings the tab to the front if asked. */
@@ -197,11 +202,11 @@ export class DashboardFeed implements vscode.Disposable {
         const run = this.followed;
         if (!run?.live) {
           // The page disables Stop/Checkpoint on ended runs; this answers a click that crossed the run's end.
-          this.send({ type: 'control-result', id: m.id, ok: false, error: `the run has already ${run ? run.state : 'ended'}` } as HostToWebview);
+          this.answer('control', { type: 'control-result', id: m.id, ok: false, error: `the run has already ${run ? run.state : 'ended'}` });
           return;
         }
         const result = await run.control(m.action).catch((e: Error) => ({ type: 'control-result' as const, id: m.id, ok: false, error: e.message }));
-        this.send({ ...result, id: m.id } as HostToWebview);
+        this.answer('control', { ...result, id: m.id });
         return;
       }
       case 'chooseLayout':

@@ -133,8 +133,8 @@ export class Coordinator extends RunEvents {
     const layout = resolveLayout(config);
     engine.check(config, layout);
     const described = engine.describe(config, layout);
-    // Surface data errors here, before any rank starts.
-    const data = loadTokens(config.data, setup.baseDir, { vocab: config.model.vocab, seqLen: config.model.seqLen }, config.train.seed, config.train.evalEvery > 0);
+    // Surface data errors here, before any rank starts — unless the engine's ranks read (and check) it themselves.
+    const data = engine.ranksReadData ? undefined : loadTokens(config.data, setup.baseDir, { vocab: config.model.vocab, seqLen: config.model.seqLen }, config.train.seed, config.train.evalEvery > 0);
     let start: StartFrom = { kind: 'fresh' };
     let resumedFrom: string | undefined;
     let startStep = 0;
@@ -168,8 +168,9 @@ export class Coordinator extends RunEvents {
       engine.checkInit?.(config, setup.initFrom);
       start = { kind: 'init', folder: setup.initFrom };
     }
-    const prompt = data.val.subarray(0, Math.min(32, data.val.length));
-    return new Coordinator(setup, start, resumedFrom, startStep, lastLoss, truncate, data.description, prompt);
+    const prompt = data ? data.val.subarray(0, Math.min(32, data.val.length)) : new Uint16Array(0);
+    const description = data?.description ?? `${config.data.source} data${config.data.path ? ` ${config.data.path}` : ''}`;
+    return new Coordinator(setup, start, resumedFrom, startStep, lastLoss, truncate, description, prompt);
   }
 
   protected get lineSinks() {

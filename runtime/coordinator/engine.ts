@@ -120,6 +120,11 @@ export interface Engine {
    */
   readonly failureGraceMs?: number;
   /**
+   * Its ranks read and check the data themselves, so the coordinator does not load it up front (the torch
+   * engine: a GPU run's token file may be gigabytes; its ranks refuse bad data with the same messages).
+   */
+  readonly ranksReadData?: boolean;
+  /**
    * Refuses a layout this engine cannot run, before anything starts (a clear, typed error naming the
    * setting to change). The coordinator calls it once, after the config is parsed.
    */

@@ -41,6 +41,7 @@ export class TorchEngine implements Engine {
   readonly stopTimeoutMs = 60_000;
   /** torchrun's agent ends the other ranks itself when one fails; if it has not within this, the coordinator does. */
   readonly failureGraceMs = 3000;
+  readonly ranksReadData = true;
   /** The agent of the latest start (tests check nothing of it is left running). */
   launcherPid?: number;
 

@@ -37,7 +37,8 @@ function refuseUntrusted(): LaunchOutcome {
   return { refused: 'untrusted', reason };
 }
 
-const stopTimeoutMs = (resource: vscode.Uri): number => vscode.workspace.getConfiguration('scalelm', resource).get<number>('stopTimeoutMs', 15000);
+// Window-scoped, like Stop's own (extension.ts).
+const stopTimeoutMs = (): number => vscode.workspace.getConfiguration('scalelm').get<number>('stopTimeoutMs', 15000);
 
 export async function launchTraining(ctx: LaunchContext, uri?: vscode.Uri, extraArgs: string[] = []): Promise<LaunchOutcome> {
   // The menu's when-clause only greys the entry out; executeCommand still arrives here.
@@ -121,7 +122,7 @@ async function launchConfigCommand(ctx: LaunchContext, target: vscode.Uri, name:
     configPath: target.fsPath,
     runDir: join(base, settings.get<string>('runsDirectory', 'runs'), `${name.replace(/[^A-Za-z0-9._-]+/g, '-')}-${runStamp()}`),
     cwd: dirname(target.fsPath),
-    launch: { name, stopTimeoutMs: stopTimeoutMs(target) },
+    launch: { name, stopTimeoutMs: stopTimeoutMs() },
     log: (line, level) => ctx.log[level](line),
   });
   return startRun(ctx, run, `launching ${name}`);
@@ -196,7 +197,7 @@ export async function launchWithMonitor(ctx: LaunchContext, uri?: vscode.Uri, as
     configPath: target.fsPath,
     runDir: join(folder, settings.get<string>('runsDirectory', 'runs'), `${name.replace(/[^A-Za-z0-9._-]+/g, '-')}-${runStamp()}`),
     cwd: folder,
-    launch: { name, command, stopTimeoutMs: stopTimeoutMs(target) },
+    launch: { name, command, stopTimeoutMs: stopTimeoutMs() },
     log: (line, level) => ctx.log[level](line),
   });
   return startRun(ctx, run, `launching ${name}`);

@@ -3,6 +3,7 @@
 // JSON line, then the dashboard URL), and exits with the command's status. Ctrl-C stops the command
 // (SIGINT to its process group, SIGKILL after the timeout); a second Ctrl-C kills it at once.
 // `scalelm launch --config FILE` runs the command of FILE's `launch` section (its cwd and env) the same way.
+import { existsSync, statSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import { CliError, intFlag, parseArgs, type Command } from './args';
 
@@ -40,15 +41,18 @@ export const launch: Command = async (argv) => {
     const { readRawConfig } = await import('./load');
     const file = resolve(configFile);
     const raw = readRawConfig(file);
-    // A launched command's devices have no configured capacity unless the config gives one (see below).
+    // Like a bare command's (below): no configured device capacity unless the config gives one.
     if (!(raw.devices as { memory?: unknown } | undefined)?.memory) raw.devices = { ...(raw.devices as object | undefined), memory: '16TiB' };
     const parsed = parseConfig(raw);
     if (!parsed.ok) throw new CliError(`${configFile}: ${parsed.errors.length} problem${parsed.errors.length === 1 ? '' : 's'}\n${parsed.errors.map((e) => `  ${e.path || '(root)'}: ${e.message}`).join('\n')}`, 1);
     if (!parsed.config.launch) throw new CliError(`${configFile} has no launch section (launch.command): train it with \`scalelm train ${configFile}\`, or give the command after --`, 1);
-    fromConfig = { config: parsed.config, launch: parsed.config.launch, cwd: resolve(dirname(file), parsed.config.launch.cwd ?? '.') };
+    const cwd = resolve(dirname(file), parsed.config.launch.cwd ?? '.');
+    // Said here: a missing cwd would otherwise surface as the program's own "spawn … ENOENT".
+    if (!existsSync(cwd) || !statSync(cwd).isDirectory()) throw new CliError(`${configFile}: launch.cwd "${parsed.config.launch.cwd}" is ${cwd}, which is not a folder`, 1);
+    fromConfig = { config: parsed.config, launch: parsed.config.launch, cwd };
   }
-  const argv0 = fromConfig?.launch.command ?? command;
-  const script = argv0.find((a, i) => i > 0 && /\.(py|sh)$/.test(a)) ?? argv0[0]!;
+  const commandArgs = fromConfig?.launch.command ?? command;
+  const script = commandArgs.find((a, i) => i > 0 && /\.(py|sh)$/.test(a)) ?? commandArgs[0]!;
   const name = args.values.get('name') ?? fromConfig?.config.name ?? basename(script).replace(/\.(py|sh)$/, '');
   const { RunDir } = await import('../train/run-dir');
   const stamp = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
@@ -56,7 +60,7 @@ export const launch: Command = async (argv) => {
   const { LaunchRun } = await import('../launch/launch');
   const run = new LaunchRun({
     name,
-    command: argv0,
+    command: commandArgs,
     runDir,
     cwd: fromConfig?.cwd ?? process.cwd(),
     ...(fromConfig ? { env: fromConfig.launch.env } : {}),

@@ -77,6 +77,10 @@ describe('cli: a config\'s launch section (scalelm launch --config)', function (
     r = spawnSync(process.execPath, [CLI, 'launch', '--config', bad], { cwd: dir.path, encoding: 'utf8', env: env() });
     assert.equal(r.status, 1);
     assert.match(r.stderr, /2 problems\n {2}launch\.command: launch\.command must have at least 1 item\n {2}launch\.env\.A: launch\.env\.A must be a string/);
+    const nowhere = writeConfig({ command: ['python', 'x.py'], cwd: 'missing' });
+    r = spawnSync(process.execPath, [CLI, 'launch', '--config', nowhere], { cwd: dir.path, encoding: 'utf8', env: env() });
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /launch\.cwd "missing" is .*missing, which is not a folder/);
     assert.equal(existsSync(join(dir.path, 'runs')), false, 'nothing was started');
   });
 

@@ -383,7 +383,7 @@ export function slurmScript(input: PlanInput, layout: Layout, o: SlurmOptions): 
     ': "${SCALELM:=scalelm}"',
     `command -v "$SCALELM" >/dev/null || ${die('$SCALELM (the ScaleLM CLI) is not on PATH; set SCALELM to its path')}`,
     `command -v torchrun >/dev/null || ${die('torchrun is not on PATH; activate the Python environment that has torch before sbatch')}`,
-    `: "\${SCALELM_JOB_DIR:=\${SLURM_SUBMIT_DIR:-$PWD}/runs/${name}-$SLURM_JOB_ID}"`,
+    `: "\${SCALELM_JOB_DIR:=$PWD/runs/${name}-$SLURM_JOB_ID}"`,
     '# Ports from the job id, so two jobs that share a node do not collide: torchrun\'s rendezvous and the coordinator.',
     ': "${MASTER_PORT:=$((20000 + SLURM_JOB_ID % 20000))}"',
     ': "${SCALELM_PORT:=$((MASTER_PORT + 1))}"',
@@ -511,7 +511,7 @@ export function exportLayout(input: PlanInput, layout: Layout, target: ExportTar
     }
     text = slurmScript(input, layout, o);
     check = checkSlurmScript(text, layout);
-    notes.push(`submit with \`sbatch FILE\` from a shell with scalelm and torchrun on PATH; ${input.cluster.nodes} node${input.cluster.nodes > 1 ? 's' : ''} × ${input.cluster.gpusPerNode} GPUs; the run is recorded in $SCALELM_JOB_DIR/node-0 (default runs/<name>-<job id> under the submit folder, which every node must share)`);
+    notes.push(`submit with \`sbatch FILE\` from a shell with scalelm and torchrun on PATH; ${input.cluster.nodes} node${input.cluster.nodes > 1 ? 's' : ''} × ${input.cluster.gpusPerNode} GPUs; the run is recorded in $SCALELM_JOB_DIR/node-0 (default runs/<name>-<job id> in the job's working folder, which every node must share)`);
   } else {
     text = torchrunCommand(input, layout, options);
     check = checkTorchrunCommand(text, layout);

@@ -368,7 +368,7 @@ export function slurmScript(input: PlanInput, layout: Layout, o: SlurmOptions): 
     '# Submit with `sbatch` from a shell whose PATH has `scalelm` and `torchrun` (srun passes that environment to',
     '# every node). One task per node runs `scalelm launch`, which runs torchrun there: node 0\'s launch is the',
     '# run\'s coordinator and every node\'s ranks report to it with a per-job token that travels in the environment',
-    '# (SCALELM_RUN_TOKEN), never on a command line. The run is recorded in $SCALELM_JOB_DIR/node-0.',
+    '# (SCALELM_RUN_TOKEN), never on a command line. The run is recorded in $SCALELM_JOB_DIR/run.',
     `#SBATCH --job-name=${name}`,
     `#SBATCH --nodes=${nodes}`,
     '#SBATCH --ntasks-per-node=1',
@@ -393,6 +393,8 @@ export function slurmScript(input: PlanInput, layout: Layout, o: SlurmOptions): 
       `: "\${SCALELM_PYTHON_PACKAGE:=${sh(o.pythonPackage ?? 'python')}}"`,
       `[ -f "$SCALELM_PYTHON_PACKAGE/scalelm/train.py" ] || ${die('SCALELM_PYTHON_PACKAGE=$SCALELM_PYTHON_PACKAGE has no scalelm/train.py; set it to the folder holding the scalelm package, on storage every node shares')}`,
       'export PYTHONPATH="$SCALELM_PYTHON_PACKAGE${PYTHONPATH:+:$PYTHONPATH}"',
+      '# Every rank saves its checkpoint part into the run\'s folder (node 0\'s launch sets this on its node only).',
+      'export SCALELM_RUN_DIR="$SCALELM_JOB_DIR/run"',
       '# cuda on GPU nodes; cpu trains with gloo (fp32 only), for trying the job out on CPU nodes.',
       ': "${SCALELM_DEVICE:=cuda}"',
       `case "$SCALELM_DEVICE" in cuda|cpu) ;; *) ${die('SCALELM_DEVICE must be cuda or cpu, got $SCALELM_DEVICE')} ;; esac`,
@@ -436,12 +438,12 @@ export function slurmScript(input: PlanInput, layout: Layout, o: SlurmOptions): 
     entry = o.entry!.map(sh).join(' ');
   }
   lines.push(
-    `echo "scalelm: job $SLURM_JOB_ID, ${nodes} nodes from $MASTER_NODE ($MASTER_ADDR): coordinator port $SCALELM_PORT, torchrun port $MASTER_PORT, run in $SCALELM_JOB_DIR/node-0"`,
+    `echo "scalelm: job $SLURM_JOB_ID, ${nodes} nodes from $MASTER_NODE ($MASTER_ADDR): coordinator port $SCALELM_PORT, torchrun port $MASTER_PORT, run in $SCALELM_JOB_DIR/run"`,
     '# What srun runs on every node; SLURM_NODEID is the node\'s rank.',
     'scalelm_node() {',
     '  set -euo pipefail',
     `  [ -z "$SCALELM_ARGS" ] || [ -r "$SCALELM_ARGS" ] || { echo "node $SLURM_NODEID ($(hostname)): cannot read $SCALELM_ARGS; SCALELM_JOB_DIR must be on storage every node shares" >&2; exit 1; }`,
-    `  exec "$SCALELM" launch --name ${name} --run-dir "$SCALELM_JOB_DIR/node-$SLURM_NODEID" \\`,
+    `  exec "$SCALELM" launch --name ${name} --run-dir "$SCALELM_JOB_DIR/run" \\`,
     '    --nnodes "$SLURM_NNODES" --node-rank "$SLURM_NODEID" --master "$MASTER_ADDR:$SCALELM_PORT" -- \\',
     `    torchrun --nnodes "$SLURM_NNODES" --node-rank "$SLURM_NODEID" --nproc-per-node ${gpusPerNode} \\`,
     `    --master-addr "$MASTER_ADDR" --master-port "$MASTER_PORT" --max-restarts 0 \\`,
@@ -511,7 +513,7 @@ export function exportLayout(input: PlanInput, layout: Layout, target: ExportTar
     }
     text = slurmScript(input, layout, o);
     check = checkSlurmScript(text, layout);
-    notes.push(`submit with \`sbatch FILE\` from a shell with scalelm and torchrun on PATH; ${input.cluster.nodes} node${input.cluster.nodes > 1 ? 's' : ''} × ${input.cluster.gpusPerNode} GPUs; the run is recorded in $SCALELM_JOB_DIR/node-0 (default runs/<name>-<job id> in the job's working folder, which every node must share)`);
+    notes.push(`submit with \`sbatch FILE\` from a shell with scalelm and torchrun on PATH; ${input.cluster.nodes} node${input.cluster.nodes > 1 ? 's' : ''} × ${input.cluster.gpusPerNode} GPUs; the run is recorded in $SCALELM_JOB_DIR/run (default runs/<name>-<job id> in the job's working folder, which every node must share)`);
   } else {
     text = torchrunCommand(input, layout, options);
     check = checkTorchrunCommand(text, layout);

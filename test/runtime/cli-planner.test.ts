@@ -222,7 +222,7 @@ describe('scalelm estimate / plan / export (the built CLI, as a child process)',
         const text = readFileSync(file, 'utf8');
         assert.equal(spawnSync('bash', ['-n', file]).status, 0, 'bash parses it');
         for (const line of ['#SBATCH --job-name=big-job', '#SBATCH --nodes=4', '#SBATCH --ntasks-per-node=1', '#SBATCH --gpus-per-node=8', '#SBATCH --cpus-per-task=64']) assert.ok(text.split('\n').includes(line), line);
-        assert.match(text, /exec "\$SCALELM" launch --name big-job --run-dir "\$SCALELM_JOB_DIR\/node-\$SLURM_NODEID" \\\n {4}--nnodes "\$SLURM_NNODES" --node-rank "\$SLURM_NODEID" --master "\$MASTER_ADDR:\$SCALELM_PORT" -- \\\n {4}torchrun --nnodes "\$SLURM_NNODES" --node-rank "\$SLURM_NODEID" --nproc-per-node 8 \\/);
+        assert.match(text, /exec "\$SCALELM" launch --name big-job --run-dir "\$SCALELM_JOB_DIR\/run" \\\n {4}--nnodes "\$SLURM_NNODES" --node-rank "\$SLURM_NODEID" --master "\$MASTER_ADDR:\$SCALELM_PORT" -- \\\n {4}torchrun --nnodes "\$SLURM_NNODES" --node-rank "\$SLURM_NODEID" --nproc-per-node 8 \\/);
         assert.match(text, /-m scalelm\.train --args "\$SCALELM_ARGS"\n\}/);
         assert.match(text, /^MASTER_NODE=\$\(scontrol show hostnames "\$SLURM_JOB_NODELIST" \| head -n 1\)$/m);
         // The trainer's args hold the config as resolved (its layout), written by the job.

@@ -2,9 +2,9 @@
 // two slurmd, n0 and n1, on 127.0.0.1 with ports of their own — Slurm's multiple-slurmd setup — AuthType=
 // auth/none so no munge, a gpu GRES of one "device" per node so the script's --gpus-per-node is honoured) runs
 // the exported sbatch script through `sbatch --wait`: two tasks, one per "node", each running `scalelm launch`
-// with torchrun under it (--nnodes 2, static rendezvous on node 0), the built-in torch trainer on CPU with
-// gloo. The run must finish with every rank reporting. slurmd starts job steps as root, so the test needs root;
-// without it, or without slurm-wlm or torch, it says why and skips.
+// --nnodes 2 with torchrun under it (static rendezvous on node 0), the built-in torch trainer on CPU with
+// gloo. It must be one run that finishes with every rank of both nodes reporting. slurmd starts job steps
+// as root, so the test needs root; without it, or without slurm-wlm or torch, it says why and skips.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
@@ -149,17 +149,8 @@ describe('Slurm: the exported sbatch script on a one-machine cluster (2 nodes ×
     assert.equal(exp.status, 0, exp.stderr);
     const scriptFile = exp.stdout.trim();
     assert.equal(scriptFile, join(dir.path, 'job.slurm.sh'));
-    let script = readFileSync(scriptFile, 'utf8');
-    // Until `scalelm launch` takes --nnodes/--node-rank/--master, each node's launch is a run of its own (the
-    // ranks still form one torchrun job across the two nodes); the rest of the script runs as exported.
-    const multiNode = /--nnodes/.test(spawnSync(process.execPath, [CLI, 'launch', '--help'], { encoding: 'utf8' }).stdout);
-    if (!multiNode) {
-      const flags = /^ {4}--nnodes "\$SLURM_NNODES" --node-rank "\$SLURM_NODEID" --master "\$MASTER_ADDR:\$SCALELM_PORT" -- \\$/m;
-      assert.match(script, flags);
-      script = script.replace(flags, '    -- \\');
-      writeFileSync(scriptFile, script);
-      console.log('      NOTICE: scalelm launch has no --nnodes yet: each node\'s launch records its own ranks');
-    }
+    const script = readFileSync(scriptFile, 'utf8');
+    assert.match(script, /--nnodes "\$SLURM_NNODES" --node-rank "\$SLURM_NODEID" --master "\$MASTER_ADDR:\$SCALELM_PORT" --/);
     const bin = join(dir.path, 'bin');
     mkdirSync(bin);
     writeFileSync(join(bin, 'scalelm'), `#!/bin/sh\nexec ${JSON.stringify(process.execPath)} ${JSON.stringify(CLI)} "$@"\n`, { mode: 0o755 });
@@ -179,26 +170,22 @@ describe('Slurm: the exported sbatch script on a one-machine cluster (2 nodes ×
     const jobDir = join(submit, 'runs', `slurm-tiny-${jobId}`);
     // The trainer's args (the whole run config) are the user's alone.
     assert.equal(statSync(join(jobDir, 'torch-args.json')).mode & 0o777, 0o600);
-    const read = (node: number) => readFileSync(join(jobDir, `node-${node}`, 'metrics.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
-    const run0 = read(0);
-    const hello = run0[0]!;
+    const messages = readFileSync(join(jobDir, 'run', 'metrics.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+    const hello = messages[0]!;
     assert.equal(hello.type, 'hello');
     assert.equal(hello.world, 2);
+    // Node 0's launch is the run: its torchrun command, node rank 0.
     const command = (hello.config as { launch: { command: string[] } }).launch.command;
     assert.deepEqual(command.slice(0, 7), ['torchrun', '--nnodes', '2', '--node-rank', '0', '--nproc-per-node', '1']);
-    assert.deepEqual(run0.filter((m) => m.type === 'step').map((m) => m.step), Array.from({ length: STEPS }, (_, i) => i + 1));
-    for (const m of run0.filter((x) => x.type === 'step')) assert.ok(Number.isFinite(m.loss) && (m.loss as number) > 0);
-    assert.equal(run0.filter((m) => m.type === 'status').at(-1)!.state, 'finished');
-    // Every rank reported: both into node 0's run once launch is multi-node, else each into its node's run.
-    const ranksSeen = (ms: Record<string, unknown>[]) => new Set(ms.filter((m) => m.type === 'memory').map((m) => m.rank as number));
-    if (multiNode) assert.deepEqual([...ranksSeen(run0)].sort(), [0, 1]);
-    else {
-      const run1 = read(1);
-      assert.deepEqual([...ranksSeen(run0)], [0]);
-      assert.deepEqual([...ranksSeen(run1)], [1]);
-      assert.equal(run1.filter((m) => m.type === 'status').at(-1)!.state, 'finished');
-      assert.deepEqual((run1[0]!.config as { launch: { command: string[] } }).launch.command.slice(3, 5), ['--node-rank', '1']);
-    }
+    assert.deepEqual(messages.filter((m) => m.type === 'step').map((m) => m.step), Array.from({ length: STEPS }, (_, i) => i + 1));
+    for (const m of messages.filter((x) => x.type === 'step')) assert.ok(Number.isFinite(m.loss) && (m.loss as number) > 0);
+    assert.equal(messages.filter((m) => m.type === 'status').at(-1)!.state, 'finished');
+    // Every rank of both nodes joined the one run (node 1's rank through node 0's channel) and reported.
+    const logs = messages.filter((m) => m.type === 'log').map((m) => m.message as string);
+    for (const [rank, node] of [[0, 0], [1, 1]]) assert.ok(logs.some((l) => new RegExp(`^rank ${rank} of 2 joined \\(pid \\d+ on .*, node ${node}\\)$`).test(l)), `rank ${rank} joined from node ${node}:\n${logs.join('\n')}`);
+    assert.deepEqual([...new Set(messages.filter((m) => m.type === 'memory').map((m) => m.rank as number))].sort(), [0, 1]);
+    // The trainer's last-step checkpoint: every rank took part in gathering it (SCALELM_RUN_DIR on every node).
+    assert.ok(existsSync(join(jobDir, 'run', 'checkpoints', `step-${String(STEPS).padStart(6, '0')}`)), 'the last step\'s checkpoint');
     // Nothing of the job is left running on the "nodes".
     const left = readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
       try {

@@ -444,7 +444,8 @@ export function slurmScript(input: PlanInput, layout: Layout, o: SlurmOptions): 
     '  set -euo pipefail',
     `  [ -z "$SCALELM_ARGS" ] || [ -r "$SCALELM_ARGS" ] || { echo "node $SLURM_NODEID ($(hostname)): cannot read $SCALELM_ARGS; SCALELM_JOB_DIR must be on storage every node shares" >&2; exit 1; }`,
     `  exec "$SCALELM" launch --name ${name} --run-dir "$SCALELM_JOB_DIR/run" \\`,
-    '    --nnodes "$SLURM_NNODES" --node-rank "$SLURM_NODEID" --master "$MASTER_ADDR:$SCALELM_PORT" -- \\',
+    // One node is a one-machine launch (it refuses the multi-node flags with --nnodes 1).
+    nodes > 1 ? '    --nnodes "$SLURM_NNODES" --node-rank "$SLURM_NODEID" --master "$MASTER_ADDR:$SCALELM_PORT" -- \\' : '    -- \\',
     `    torchrun --nnodes "$SLURM_NNODES" --node-rank "$SLURM_NODEID" --nproc-per-node ${gpusPerNode} \\`,
     `    --master-addr "$MASTER_ADDR" --master-port "$MASTER_PORT" --max-restarts 0 \\`,
     `    ${entry}`,
@@ -513,7 +514,8 @@ export function exportLayout(input: PlanInput, layout: Layout, target: ExportTar
     }
     text = slurmScript(input, layout, o);
     check = checkSlurmScript(text, layout);
-    notes.push(`submit with \`sbatch FILE\` from a shell with scalelm and torchrun on PATH; ${input.cluster.nodes} node${input.cluster.nodes > 1 ? 's' : ''} × ${input.cluster.gpusPerNode} GPUs; the run is recorded in $SCALELM_JOB_DIR/run (default runs/<name>-<job id> in the job's working folder, which every node must share)`);
+    if ((input.cluster as { explicit?: boolean }).explicit === false) notes.push(`the config has no "cluster" section: the script asks for ${input.cluster.nodes} node${input.cluster.nodes > 1 ? 's' : ''} × ${input.cluster.gpusPerNode} GPU${input.cluster.gpusPerNode > 1 ? 's' : ''}, from its layout; add a cluster section for another shape`);
+    notes.push(`submit with \`sbatch FILE\` from a shell with scalelm and torchrun on PATH; ${input.cluster.nodes} node${input.cluster.nodes > 1 ? 's' : ''} × ${input.cluster.gpusPerNode} GPU${input.cluster.gpusPerNode > 1 ? 's' : ''}; the run is recorded in $SCALELM_JOB_DIR/run (default runs/<name>-<job id> in the job's working folder, which every node must share)`);
   } else {
     text = torchrunCommand(input, layout, options);
     check = checkTorchrunCommand(text, layout);

@@ -264,6 +264,17 @@ describe('scalelm estimate / plan / export (the built CLI, as a child process)',
         assert.match(builtIn.err, /the built-in torch trainer has no sequence parallelism/);
       });
 
+      it('one node is a one-machine launch (no multi-node flags), and says where its shape came from', () => {
+        const r = scalelm('export', 'examples/tiny-parallel.scalelm.json', '--to', 'slurm', '--set', 'parallel.dp=2', '--set', 'devices.count=2');
+        assert.equal(r.code, 0, r.err);
+        assert.match(r.out, /#SBATCH --nodes=1\n#SBATCH --ntasks-per-node=1\n#SBATCH --gpus-per-node=2\n/);
+        assert.match(r.out, /launch --name tiny-parallel --run-dir "\$SCALELM_JOB_DIR\/run" \\\n {4}-- \\\n {4}torchrun --nnodes "\$SLURM_NNODES" --node-rank "\$SLURM_NODEID" --nproc-per-node 2 \\/);
+        assert.match(r.err, /no "cluster" section: the script asks for 1 node × 2 GPUs, from its layout/);
+        const file = join(dir, 'one.sh');
+        writeFileSync(file, r.out);
+        assert.equal(spawnSync('bash', ['-n', file]).status, 0, 'bash parses it');
+      });
+
       it('refuses an entry that is a launcher, not one command, or for another target', () => {
         const cfg = write('bad.scalelm.json', job);
         // exit 2: an --entry that cannot be read as words; 1: words the export cannot use.

@@ -93,6 +93,12 @@ async function startCluster(dir: string): Promise<Cluster> {
     daemons.push(c);
   };
   const stop = async () => {
+    // A job still there (the test failed or timed out) is cancelled first, so no job step outlives the cluster.
+    const jobs = () => (spawnSync('squeue', ['-h', '-o', '%i'], { env, encoding: 'utf8', timeout: 10_000 }).stdout ?? '').split('\n').filter(Boolean);
+    if (jobs().length) {
+      spawnSync('scancel', ['--full', ...jobs()], { env, timeout: 10_000 });
+      for (let i = 0; i < 50 && jobs().length; i++) await new Promise((r) => setTimeout(r, 200));
+    }
     for (const c of daemons) if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
     await Promise.all(daemons.map((c) => new Promise<void>((resolve) => {
       if (c.exitCode !== null || c.signalCode !== null) return resolve();

@@ -25,7 +25,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .channel import Channel
+from .channel import Channel, node_ref
 from .memory import SavedTensorCounter, categories, local
 
 SAMPLE_EVERY = 10
@@ -53,6 +53,7 @@ class Monitor:
             or "monitor"
         )
         self.channel = Channel.from_env(self.rank, self.world, local_rank, engine="monitor")
+        self.node = node_ref()
         self.file: Any = None
         self.run_dir: str | None = None
         if self.channel is None and self.rank == 0:
@@ -195,6 +196,7 @@ class Monitor:
                 "stepPeak": peak,
                 "capacity": int(cap or 0),
                 "device": device,
+                **({"node": self.node} if self.node else {}),
             }
         )
 

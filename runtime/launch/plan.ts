@@ -161,6 +161,13 @@ export class LaunchPlan {
 /** The run's plan for `scalelm launch [--plan FILE]`; throws CliError for a file that cannot be planned. */
 export function launchPlan(file: string | undefined): LaunchPlan {
   if (file === undefined) return new LaunchPlan();
-  const { plan, prediction } = readPlanFile(file);
+  let read: ReturnType<typeof readPlanFile>;
+  try {
+    read = readPlanFile(file);
+  } catch (e) {
+    if (e instanceof CliError && !e.message.startsWith('--plan')) throw new CliError(`--plan: ${e.message}`, e.exitCode);
+    throw e;
+  }
+  const { plan, prediction } = read;
   return new LaunchPlan(plan, prediction, prediction?.lines ?? [`plan: the model from ${file} (${plan.config.model.name}); the layout as the script reports it`]);
 }

@@ -115,6 +115,20 @@ def lightning_callback(name: str | None = None) -> Any:
                 layout=_lightning_layout(trainer),
             )
 
+        def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+            # training_step need not call the module's forward: the batch shows the micro-batch, and the forward
+            # runs from here to the backward (activations on sampled steps).
+            if self.monitor is not None:
+                if isinstance(batch, dict):
+                    self.monitor.observe_inputs((), batch)
+                else:
+                    self.monitor.observe_inputs(tuple(batch) if isinstance(batch, list | tuple) else (batch,))
+                self.monitor.forward_started()
+
+        def on_before_backward(self, trainer: Any, pl_module: Any, loss: Any) -> None:
+            if self.monitor is not None:
+                self.monitor.forward_ended()
+
         def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
             # A batch that only accumulated gradients is not an optimizer step.
             if self.monitor is None or int(trainer.global_step) == self._last_step:

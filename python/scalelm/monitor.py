@@ -94,19 +94,25 @@ class Monitor:
         self._activations = 0
         self._counter: SavedTensorCounter | None = None
         self._ctx: Any = None
-        self._hooks = [
-            model.register_forward_pre_hook(self._pre),
-            model.register_forward_hook(self._post),
-            model.register_forward_pre_hook(self._first_forward, with_kwargs=True),
-        ]
+        self._hooks = [model.register_forward_pre_hook(self._pre), model.register_forward_hook(self._post)]
+        self._inputs_seen = False
+        self._first = model.register_forward_pre_hook(self._first_forward, with_kwargs=True)
         self.device = next((p.device for p in model.parameters()), torch.device("cpu"))
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
 
     def _first_forward(self, module: nn.Module, args: Any, kwargs: Any) -> None:
         """Micro-batch, sequence length and autocast from the first forward's inputs (then the hook goes)."""
-        self._seen = forward_inputs(tuple(args), kwargs or {}, self.device)
-        self._hooks.pop().remove()
+        self.observe_inputs(tuple(args), kwargs or {})
+
+    def observe_inputs(self, args: tuple[Any, ...], kwargs: dict[str, Any] | None = None) -> None:
+        """The first micro-batch's inputs (the model's forward, or an integration's batch): micro-batch, sequence
+        length, autocast. Later calls change nothing."""
+        if self._inputs_seen:
+            return
+        self._inputs_seen = True
+        self._seen = forward_inputs(args, kwargs or {}, self.device)
+        self._first.remove()
 
     def _layout(self) -> dict[str, Any]:
         out = {**detect_layout(self.model, self.optimizer, self.world), **self._seen, **self._given}
@@ -146,12 +152,20 @@ class Monitor:
         return self.device.type != "cuda" and ((self.steps + 1) == 1 or (self.steps + 1) % SAMPLE_EVERY == 0)
 
     def _pre(self, module: nn.Module, args: Any) -> None:
+        self.forward_started()
+
+    def _post(self, module: nn.Module, args: Any, output: Any) -> None:
+        self.forward_ended()
+
+    def forward_started(self) -> None:
+        """The forward of a micro-batch begins (the model's own hook; integrations whose framework does not call
+        the model's forward, as Lightning's training_step, call it): on sampled steps, count what autograd saves."""
         if self._sampling() and self._ctx is None:
             self._counter = SavedTensorCounter()
             self._ctx = self._counter.counting()
             self._ctx.__enter__()
 
-    def _post(self, module: nn.Module, args: Any, output: Any) -> None:
+    def forward_ended(self) -> None:
         if self._ctx is not None:
             self._ctx.__exit__(None, None, None)
             self._ctx = None
@@ -235,7 +249,7 @@ class Monitor:
         )
 
     def close(self, reason: str = "completed") -> None:
-        for h in self._hooks:
+        for h in [*self._hooks, self._first]:
             h.remove()
         if self.channel is not None:
             self.channel.send({"k": "done", "rank": self.rank, "step": self.steps, "reason": reason})

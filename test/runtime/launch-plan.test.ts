@@ -87,6 +87,17 @@ describe('cli: scalelm launch — plans and forecasts for a monitored script (to
     for (const m of memory) assert.equal(m.predicted!.params, m.categories.params + 2 * layer * 4, `rank ${m.rank} step ${m.step}`);
   });
 
+  it('--plan config.json (HuggingFace): the file\'s model with the layout the script reports', () => {
+    const hf = join(dir.path, 'config.json');
+    writeFileSync(hf, JSON.stringify({ model_type: 'gpt2', n_layer: 3, n_embd: 32, n_head: 2, vocab_size: 96, n_positions: 16 }));
+    const { r, memory } = launch('hf_ddp.py', ['--plan', hf], { STEPS: '3' });
+    assert.match(r.stderr, /plan \(model from .*config\.json, torch convention\): .*seq 16, dp2·tp1·pp1 · ZeRO-0 · mb 2/);
+    const layer = 12 * 32 * 32 + 13 * 32; // the file has one GPT-2 block more than the script's model
+    const planned = memory.filter((m) => m.predicted);
+    assert.ok(planned.length >= 5, `${planned.length} predicted`);
+    for (const m of planned) assert.equal(m.predicted!.params, m.categories.params + layer * 4);
+  });
+
   it('a bad --plan file: one clear error, exit 1, the command never starts', () => {
     const bad = join(dir.path, 'bad.scalelm.json');
     writeFileSync(bad, JSON.stringify({ model: { layers: 2, hidden: 32, heads: 3, ffnHidden: 128, vocab: 96, seqLen: 16 } }));

@@ -112,6 +112,10 @@ def detect_layout(model: nn.Module, optimizer: torch.optim.Optimizer | None, wor
         out["tp"] = max(tps)
     elif not any(type(p).__name__ == "DTensor" for p in params) and out.get("strategy") in ("ddp", "fsdp", None):
         out["tp"] = 1  # plain tensors under DDP/FSDP1 (or none): no tensor parallelism torch could show
+    elif out.get("strategy") == "fsdp2" and all(
+        getattr(getattr(p, "device_mesh", None), "ndim", 1) == 1 for p in params
+    ):
+        out["tp"] = 1  # fully_shard on a one-dimensional mesh: every DTensor dimension is data-parallel
     if "strategy" not in out:
         if any(type(p).__name__ == "DTensor" for p in params):
             out["strategy"] = "dtensor"

@@ -197,3 +197,19 @@ def test_the_monitor_sees_a_growing_buffer_against_the_given_capacity(tmp_path: 
     assert all(m["capacity"] == 1 << 24 for m in mem)
     assert [m["stepPeak"] - mem[0]["stepPeak"] for m in mem] == [(1 << 16) * (min(s, 4) - 1) for s in range(1, 7)]
     assert lines[0]["config"]["monitor"]["totalSteps"] == 6
+
+
+def test_layout_detection_of_torch_wrappers(tmp_path: Path) -> None:
+    """DDP, FSDP2's fully_shard, ZeroRedundancyOptimizer and a "tp" DTensor mesh, as the shape line reports them.
+    (FSDP1 needs an accelerator, DeepSpeed's engine a launcher: they are read by duck typing, untested here.)"""
+    env = {**os.environ, "PYTHONPATH": str(PYTHON_DIR), "OMP_NUM_THREADS": "1"}
+    cmd = [*TORCHRUN, "2", str(FIXTURES / "detect.py")]
+    out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    assert out.returncode == 0, out.stderr[-3000:]
+    (line,) = [x for x in out.stdout.splitlines() if x.startswith("DETECTED ")]
+    seen = json.loads(line.split(" ", 1)[1])
+    fp32 = {"world": 2, "paramDtype": "fp32"}
+    assert seen["ddp"] == {**fp32, "strategy": "ddp", "zero": 0, "tp": 1}
+    assert seen["fsdp2"] == {**fp32, "strategy": "fsdp2", "zero": 3, "tp": 1, "optimizer": "adamw"}
+    assert seen["zero1"] == {**fp32, "strategy": "ddp", "zero": 1, "tp": 1, "optimizer": "adamw"}
+    assert seen["tp"] == {**fp32, "strategy": "dtensor", "tp": 2, "optimizer": "sgd", "momentum": 0.9}

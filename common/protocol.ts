@@ -231,7 +231,7 @@ export interface AlertMessage {
   rank?: number;
   /** GPU UUID or "cpu:N". */
   device?: string;
-  /** Seconds until the memory is full at the current trend (memory-high). */
+  /** Seconds until the memory is full at the current trend (memory-high; memory-leak's out-of-memory forecast). */
   timeToFullSec?: number;
 }
 

@@ -9,14 +9,17 @@ import { basename, dirname, resolve } from 'node:path';
 import { isToken } from '../../common/protocol';
 import { CliError, intFlag, parseArgs, type Command, type ParsedArgs } from './args';
 
-const USAGE = `usage: scalelm launch [--name NAME] [--run-dir DIR] [--stop-timeout-ms N] -- <command…>
-       scalelm launch --config FILE.scalelm.json [--name NAME] [--run-dir DIR] [--stop-timeout-ms N]
+const USAGE = `usage: scalelm launch [--name NAME] [--run-dir DIR] [--plan CONFIG] [--stop-timeout-ms N] -- <command…>
+       scalelm launch --config FILE.scalelm.json [--name NAME] [--run-dir DIR] [--plan CONFIG] [--stop-timeout-ms N]
        scalelm launch --nnodes N --node-rank K --master ADDR:PORT [--token-file F] [options] -- <command…>
 
   e.g. scalelm launch --name ddp -- torchrun --nproc-per-node 2 train.py --lr 3e-4
 
   --name NAME          the run's name (default: the command's script or program)
   --run-dir DIR        where metrics.jsonl and logs/ go (default runs/<name>-<time>)
+  --plan CONFIG        a *.scalelm.json (model and layout) or a HuggingFace config.json (the model; the layout
+                       as the script reports it): each rank's memory shows the planner's prediction. Without
+                       it, a HuggingFace model's own config is planned when the script reports it.
   --stop-timeout-ms N  after Stop (SIGINT to the command's process group), how long before SIGKILL (default 15000)
   --config FILE        run FILE's launch section: its command, in its cwd (relative to FILE) with its env;
                        the run takes FILE's name and monitor settings
@@ -35,7 +38,7 @@ export const launch: Command = async (argv) => {
   const cut = argv.indexOf('--');
   const own = cut >= 0 ? argv.slice(0, cut) : argv;
   const command = cut >= 0 ? argv.slice(cut + 1) : [];
-  const args = parseArgs(own, { values: ['name', 'run-dir', 'stop-timeout-ms', 'config', 'nnodes', 'node-rank', 'master', 'token-file'], positional: [0, 0], usage: USAGE });
+  const args = parseArgs(own, { values: ['name', 'run-dir', 'stop-timeout-ms', 'config', 'plan', 'nnodes', 'node-rank', 'master', 'token-file'], positional: [0, 0], usage: USAGE });
   if (args === 'help') {
     console.log(USAGE);
     return 0;
@@ -65,6 +68,8 @@ export const launch: Command = async (argv) => {
   if (multi && multi.nodeRank > 0) return launchNode(multi, commandArgs, stopTimeoutMs);
   const script = commandArgs.find((a, i) => i > 0 && /\.(py|sh)$/.test(a)) ?? commandArgs[0]!;
   const name = args.values.get('name') ?? fromConfig?.config.name ?? basename(script).replace(/\.(py|sh)$/, '');
+  const { launchPlan } = await import('../launch/plan');
+  const plan = launchPlan(args.values.get('plan')); // a bad file stops here, before anything starts
   const { RunDir } = await import('../train/run-dir');
   const stamp = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
   const runDir = RunDir.create(resolve(args.values.get('run-dir') ?? `runs/${name.replace(/[^A-Za-z0-9._-]+/g, '-')}-${stamp}`));
@@ -75,6 +80,7 @@ export const launch: Command = async (argv) => {
     runDir,
     cwd: fromConfig?.cwd ?? process.cwd(),
     ...(fromConfig ? { env: fromConfig.launch.env } : {}),
+    plan,
     ...(stopTimeoutMs !== undefined ? { stopTimeoutMs } : {}),
     ...(multi ? { multiNode: { nnodes: multi.nnodes, host: multi.master.host, port: multi.master.port, token: multi.token } } : {}),
     onLine: (line, stream) => (stream === 'stdout' ? console.log(line) : console.error(line)),
@@ -85,7 +91,8 @@ export const launch: Command = async (argv) => {
   // devices.memory: the schema's maximum, since a launched command's devices have no configured capacity.
   const config = fromConfig?.config ?? loadConfig({ name, model: { preset: 'tiny' }, devices: { memory: '16TiB' } });
   const { monitorTrainer } = await import('../server/monitor');
-  const monitored = await monitorTrainer({ trainer: run, runDir, config, warn: (line) => console.error(line), ...(multi ? { gpu: { node: { rank: 0, host: hostname() } } } : {}) });
+  // The out-of-memory forecast needs the run's length, which rank 0 reports once it starts.
+  const monitored = await monitorTrainer({ trainer: run, runDir, config, warn: (line) => console.error(line), alerts: { totalSteps: () => run.totalSteps }, ...(multi ? { gpu: { node: { rank: 0, host: hostname() } } } : {}) });
   console.log(`run directory: ${runDir.path}`);
   console.log(process.env.SCALELM_MONITOR_TOKEN ? `live stream: ${monitored.server.url}` : `dashboard: ${monitored.server.dashboardUrl}`);
   let interrupts = 0;

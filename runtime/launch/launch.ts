@@ -16,6 +16,7 @@ import { rootFailure, type RankFailure } from '../engines/torch/failure';
 import { howEnded, LaunchedCommand, withBundledPython, type CommandExit } from './command';
 import type { RunDir } from '../train/run-dir';
 import { RunEvents } from '../train/run-events';
+import { LaunchPlan } from './plan';
 
 export interface LaunchSetup {
   name: string;
@@ -31,6 +32,8 @@ export interface LaunchSetup {
   log?: (line: string) => void;
   /** This launch is node 0 of a multi-node run: the channel listens on host:port with the shared run token. */
   multiNode?: MultiNode;
+  /** The planner's side of the run (--plan, or what rank 0 reports): runtime/launch/plan.ts. */
+  plan?: LaunchPlan;
 }
 
 export interface MultiNode {
@@ -78,10 +81,17 @@ export class LaunchRun extends RunEvents {
   private readonly finished = new Set<number>();
   private readonly failures: RankFailure[] = [];
   private stopping = false;
+  private readonly plan: LaunchPlan;
 
   constructor(readonly setup: LaunchSetup) {
     super();
+    this.plan = setup.plan ?? new LaunchPlan();
     this.subscribe((m) => setup.runDir.publish(m));
+  }
+
+  /** The run's optimizer steps when rank 0 reported them (the out-of-memory forecast needs them). */
+  get totalSteps(): number | undefined {
+    return this.plan.totalSteps;
   }
 
   protected get lineSinks() {
@@ -123,6 +133,7 @@ export class LaunchRun extends RunEvents {
       engine: { name: 'monitor', reason: `scalelm launch -- ${this.setup.command.join(' ')}`.slice(0, 1000) },
     });
     this.publish({ type: 'status', state: 'running', t: now(), step: 0 });
+    for (const line of this.plan.atStart()) this.log(line);
   }
 
   private onRank(m: RankReport): void {
@@ -136,10 +147,14 @@ export class LaunchRun extends RunEvents {
       case 'progress':
         this.progress.set(m.rank, m.step);
         return;
+      case 'shape':
+        for (const line of this.plan.onReport(m)) this.log(line);
+        return;
       case 'msg': {
         const msg: Message = m.m;
         if (msg.type === 'step') this.step = msg.step;
-        this.publish(msg);
+        const predicted = this.plan.predicted;
+        this.publish(msg.type === 'memory' && predicted ? { ...msg, predicted } : msg);
         return;
       }
       case 'error':

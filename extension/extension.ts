@@ -22,6 +22,8 @@ import { ScaleLMTaskProvider } from './tasks';
 export interface ScaleLMApi {
   statusBarText(): string;
   openDashboard(): Promise<void>;
+  /** Whether a dashboard panel is open in this window (made here, or revived after a reload); opens nothing. */
+  dashboardShown(): boolean;
   dashboardRequest(message: { type: string; [k: string]: unknown }): Promise<unknown>;
   launch(uri: vscode.Uri, extraArgs?: string[]): Promise<LaunchOutcome>;
   /** Resume from step N: continue the stopped or crashed run in runDir. */
@@ -146,6 +148,7 @@ export function activate(context: vscode.ExtensionContext): ScaleLMApi {
   return {
     statusBarText: () => status.text,
     openDashboard: () => openDashboard(),
+    dashboardShown: () => DashboardPanel.instance !== undefined,
     dashboardRequest: async (message) => showDashboard().request(message),
     launch: (uri, extraArgs) => launchTraining(launchCtx, uri, extraArgs),
     resume: (runDir) => resumeTraining(launchCtx, runDir),

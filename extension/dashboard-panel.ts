@@ -78,6 +78,11 @@ export class DashboardPanel implements vscode.Disposable {
       title: 'ScaleLM Dashboard',
     });
     webview.onDidReceiveMessage((m: unknown) => this.receive(m), undefined, this.disposables);
+    // A hidden webview's page is discarded (retainContextWhenHidden is off) and loads again when shown:
+    // requests wait for that page's ready instead of going to one that is not listening yet.
+    panel.onDidChangeViewState((e) => {
+      if (!e.webviewPanel.visible) this.ready = new Promise((resolve) => (this.markReady = resolve));
+    }, undefined, this.disposables);
     panel.onDidDispose(() => this.dispose(), undefined, this.disposables);
   }
 

@@ -17,6 +17,7 @@ import { RunRegistry } from './runs';
 import { RunsTree, type RunNode } from './runs-tree';
 import { createStatusBar } from './status-bar';
 import { ScaleLMTaskProvider } from './tasks';
+import type { ShowTabMessage } from '../webview/messages';
 
 /** What the extension exports: used by the e2e tests and by other extensions. */
 export interface ScaleLMApi {
@@ -74,7 +75,7 @@ export function activate(context: vscode.ExtensionContext): ScaleLMApi {
   };
   const showDashboard = (): DashboardPanel => panelWithFeed(DashboardPanel.show(context, log));
 
-  const openDashboard = async (target?: { runId?: string; runDir?: string }): Promise<void> => {
+  const openDashboard = async (target?: { runId?: string; runDir?: string; tab?: ShowTabMessage['tab'] }): Promise<void> => {
     showDashboard();
     if (target?.runId) {
       const run = runs.get(target.runId);
@@ -83,6 +84,7 @@ export function activate(context: vscode.ExtensionContext): ScaleLMApi {
     } else if (target?.runDir) {
       await feed?.showPast(target.runDir);
     }
+    if (target?.tab) feed?.showTab(target.tab);
   };
   const launchCtx = { extensionPath: context.extensionPath, registry: runs, log, state: context.workspaceState, openDashboard: async (run: LiveRun) => openDashboard({ runId: run.id }) };
 

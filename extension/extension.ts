@@ -17,11 +17,14 @@ import { RunRegistry } from './runs';
 import { RunsTree, type RunNode } from './runs-tree';
 import { createStatusBar } from './status-bar';
 import { ScaleLMTaskProvider } from './tasks';
+import type { ShowTabMessage } from '../webview/messages';
 
 /** What the extension exports: used by the e2e tests and by other extensions. */
 export interface ScaleLMApi {
   statusBarText(): string;
   openDashboard(): Promise<void>;
+  /** Whether a dashboard panel is open in this window (made here, or revived after a reload); opens nothing. */
+  dashboardShown(): boolean;
   dashboardRequest(message: { type: string; [k: string]: unknown }): Promise<unknown>;
   launch(uri: vscode.Uri, extraArgs?: string[]): Promise<LaunchOutcome>;
   /** Launch with Monitor on a .py; `ask` answers in place of the input box. */
@@ -72,7 +75,7 @@ export function activate(context: vscode.ExtensionContext): ScaleLMApi {
   };
   const showDashboard = (): DashboardPanel => panelWithFeed(DashboardPanel.show(context, log));
 
-  const openDashboard = async (target?: { runId?: string; runDir?: string }): Promise<void> => {
+  const openDashboard = async (target?: { runId?: string; runDir?: string; tab?: ShowTabMessage['tab'] }): Promise<void> => {
     showDashboard();
     if (target?.runId) {
       const run = runs.get(target.runId);
@@ -81,6 +84,7 @@ export function activate(context: vscode.ExtensionContext): ScaleLMApi {
     } else if (target?.runDir) {
       await feed?.showPast(target.runDir);
     }
+    if (target?.tab) feed?.showTab(target.tab);
   };
   const launchCtx = { extensionPath: context.extensionPath, registry: runs, log, state: context.workspaceState, openDashboard: async (run: LiveRun) => openDashboard({ runId: run.id }) };
 
@@ -150,6 +154,7 @@ export function activate(context: vscode.ExtensionContext): ScaleLMApi {
   return {
     statusBarText: () => status.text,
     openDashboard: () => openDashboard(),
+    dashboardShown: () => DashboardPanel.instance !== undefined,
     dashboardRequest: async (message) => showDashboard().request(message),
     launch: (uri, extraArgs) => launchTraining(launchCtx, uri, extraArgs),
     launchWithMonitor: (uri, ask) => launchWithMonitor(launchCtx, uri, ask),

@@ -264,8 +264,10 @@ export class LaunchRun extends RunEvents {
       this.publish({ type: 'status', state: this.stopping ? 'stopped' : 'finished', t: now(), step: this.step, ...(this.stopping ? { reason: `stopped at step ${this.step} (the command ended with ${howEnded(exit)})` } : {}) });
       return { exitCode: exit.code, signal: exit.signal };
     }
+    // The failing rank travels as error.rank (not only in the message) where a rank said it failed.
+    const rank = exit.error === undefined ? rootFailure(this.failures)?.rank : undefined;
     const error = exit.error ?? this.describeFailure(exit);
-    this.publish({ type: 'status', state: 'failed', t: now(), step: this.step, error: { message: error.slice(0, 16_000), kind: 'LaunchError' } });
+    this.publish({ type: 'status', state: 'failed', t: now(), step: this.step, error: { message: error.slice(0, 16_000), kind: 'LaunchError', ...(rank !== undefined ? { rank } : {}) } });
     return { exitCode: exit.code, signal: exit.signal, error };
   }
 

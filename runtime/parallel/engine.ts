@@ -8,12 +8,12 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { Comm, ProcessGroup } from '../comm/comm';
 import type { RunConfig } from '../config/types';
 import { activeBackend, initBackend, type BackendInfo } from '../model/backend';
-import { Gpt, gptShape, disposeForwardState, type ForwardState, type GptShape } from '../model/gpt';
+import { Gpt, gptShape, disposeForwardState, NO_HOOKS, type ForwardState, type GptShape, type UnitHooks } from '../model/gpt';
 import type { LayerContext } from '../model/layers';
 import { MemoryTracker, type StepMemory } from '../model/memory';
 import { initialValues, ParamStore, type ParamSource, type ParamSpec } from '../model/params';
 import { mix } from '../model/rng';
-import { setHostIds, tpVocab } from '../model/tp-layers';
+import { setHostIds } from '../model/tp-layers';
 import { BatchSampler, loadTokens, type TokenStream } from '../train/data';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -23,9 +23,8 @@ import { learningRate } from '../train/schedule';
 import { FlatLayout, type Segment } from './flat';
 import { GradReducer, type CommTimer } from './grads';
 import { ParallelError, resolveLayout, type ParallelLayout } from './layout';
-import { isSharded, sliceShard } from './shards';
+import { sliceShard } from './shards';
 import { readShard, type ShardContents } from './shard-files';
-import { NO_HOOKS, ShardedGpt, unitSchedule, type UnitHooks } from './sharded-gpt';
 import { CommTensorGroup } from './tensor-group';
 import { readFloats, tensorFromHost } from './tensor-io';
 import { Zero3Params } from './zero3';
@@ -75,7 +74,8 @@ export class RankEngine {
   readonly layout: ParallelLayout;
   readonly shape: GptShape;
   readonly tracker = new MemoryTracker();
-  readonly model: ShardedGpt;
+  /** GPT-2 with this rank's tensor-parallel layers (at tp = 1, the single-device model itself). */
+  readonly model: Gpt;
   readonly flat: FlatLayout;
   readonly mine: Segment[];
   readonly tpGroup: CommTensorGroup;
@@ -118,13 +118,13 @@ export class RankEngine {
     this.tracker.capacity = backend.name === 'wasm' || backend.name === 'cpu' ? config.devices.memory : Infinity;
     this.tracker.where = { step: 0, phase: 'setup', layer: 'parameters' };
     this.hyper = optimizerHyper(config.train);
-    this.paddedVocab = tpVocab(this.shape.vocab, this.layout.tp);
     this.tpGroup = new CommTensorGroup(comm, this.tp, this.tracker, this.timer);
-    this.model = new ShardedGpt(this.shape, config.train.recompute, this.tpGroup, this.paddedVocab);
+    this.model = new Gpt(this.shape, config.train.recompute, this.tpGroup);
+    this.paddedVocab = this.model.paddedVocab;
     this.fullSpecs = new Gpt(this.shape, config.train.recompute).paramSpecs();
     this.specs = this.model.paramSpecs();
     const L = this.layout;
-    this.flat = new FlatLayout(this.specs, this.shape.layers, L.zero >= 1 ? L.dp : 1, L.firstBucketBytes, L.bucketBytes, (n) => isSharded(n, L.tp));
+    this.flat = new FlatLayout(this.model.units(), L.zero >= 1 ? L.dp : 1, L.firstBucketBytes, L.bucketBytes);
     this.mine = this.flat.segments(L.zero >= 1 ? this.coords.dp : 0);
     this.sampler = new BatchSampler(data.train, config.model.seqLen, config.train.seed, 'train');
     if (config.train.evalEvery > 0) this.evalSampler = new BatchSampler(data.val, config.model.seqLen, config.train.seed, 'val');
@@ -274,7 +274,7 @@ export class RankEngine {
     const placeState = (name: string, slots: Float32Array[]) => {
       for (const s of this.segmentsOf(name)) slots.forEach((v, i) => this.state[i]!.set(v.subarray(s.from, s.from + s.length), s.at));
     };
-    const full = (spec: ParamSpec, v: Float32Array) => sliceShard(spec.name, spec.shape, v, tp, this.coords.tp, this.paddedVocab);
+    const full = (spec: ParamSpec, v: Float32Array) => sliceShard(spec.tp, spec.shape, v, tp, this.coords.tp, this.paddedVocab);
     this.optimizerSteps = this.options.optimizerSteps ?? 0;
     if (start.kind === 'resume-sharded') {
       // ZeRO 0–2 parameters (and ZeRO-0 optimizer state) are written once per TP rank, by dp rank 0; ZeRO ≥ 1
@@ -388,7 +388,7 @@ export class RankEngine {
         const targets = tf.tensor1d(b.targets, 'int32');
         setHostIds(tokens, b.tokens);
         setHostIds(targets, b.targets);
-        this.zero3?.begin(unitSchedule(this.shape.layers, true));
+        this.zero3?.begin(this.model.unitSchedule(true));
         const out = this.model.forward(ctx, tokens, targets, true, this.hooks());
         tokens.dispose();
         targets.dispose();
@@ -508,7 +508,7 @@ export class RankEngine {
       const targets = tf.tensor1d(b.targets, 'int32');
       setHostIds(tokens, b.tokens);
       setHostIds(targets, b.targets);
-      this.zero3?.begin(unitSchedule(this.shape.layers, false));
+      this.zero3?.begin(this.model.unitSchedule(false));
       const { loss } = this.model.forward(this.context(step, i, false), tokens, targets, false, this.hooks());
       tokens.dispose();
       targets.dispose();

@@ -5,7 +5,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { Comm } from '../../../runtime/comm/comm';
 import { initBackend } from '../../../runtime/model/backend';
 import { Block, gpt2BlockLayers } from '../../../runtime/model/gpt';
-import type { LayerContext } from '../../../runtime/model/layers';
+import type { Layer, LayerContext } from '../../../runtime/model/layers';
 import { MemoryTracker } from '../../../runtime/model/memory';
 import { ColumnParallelLinear, RowParallelLinear, VocabParallelEmbedding, VocabParallelHeadLoss } from '../../../runtime/model/tp-layers';
 import { CommTensorGroup } from '../../../runtime/parallel/tensor-group';
@@ -46,7 +46,7 @@ export async function main(comm: Comm, args: { name: string; tp: number }): Prom
     for (const [n, g] of grads) out.grads[n] = [...(g.dataSync() as Float32Array)];
   };
   if (c.kind === 'column' || c.kind === 'row' || c.kind === 'block') {
-    let layer: { forward: Function; backward: Function; paramSpecs(): { name: string; shape: number[] }[] };
+    let layer: Layer | Block;
     if (c.kind === 'column') layer = new ColumnParallelLinear('lin', c.inFeatures!, c.outFeatures!, group);
     else if (c.kind === 'row') layer = new RowParallelLinear('lin', c.inFeatures!, c.outFeatures!, group);
     else layer = new Block('h.0', gpt2BlockLayers(0, c.shape!, 'none', group));
@@ -62,11 +62,11 @@ export async function main(comm: Comm, args: { name: string; tp: number }): Prom
     const dy = tf.tensor(c.kind === 'column' ? colSlice(c.dy!, c.outFeatures!, tp, rank) : c.dy!, c.kind === 'column' ? [xRows, c.outFeatures! / tp] : f.y.shape);
     if (c.kind === 'block') {
       const grads: [string, tf.Tensor][] = [];
-      const dx = (layer as Block).backward(ctx, dy, f.saved, (n, g) => grads.push([n, g]));
+      const dx = (layer as Block).backward(ctx, dy, f.saved as never, (n, g) => grads.push([n, g]));
       out.dx = [...(dx.dataSync() as Float32Array)];
       keep(grads);
     } else {
-      const b = layer.backward(ctx, dy, f.saved);
+      const b = (layer as Layer).backward(ctx, dy, f.saved);
       out.dx = [...(b.dx.dataSync() as Float32Array)];
       keep(b.grads);
     }

@@ -9,6 +9,8 @@ import { initBackend } from '../../runtime/model/backend';
 import { Block, Gpt, gpt2BlockLayers } from '../../runtime/model/gpt';
 import { Embedding, Linear, type LayerContext } from '../../runtime/model/layers';
 import type { TpSplit } from '../../runtime/model/params';
+import { tpVocab } from '../../runtime/model/tp-layers';
+import { localUnits } from '../../runtime/parallel/shard-files';
 import { joinShards, shardShape, sliceShard } from '../../runtime/parallel/shards';
 import { colSlice, layerCase } from './parallel/layer-cases';
 import type { LayerResult } from './parallel/layers-entry';
@@ -106,6 +108,19 @@ describe('parallel: tensor-parallel layers equal the matching slice of the tp = 
         }
       }
     });
+  });
+
+  it('each TP layer holds exactly the shard its declared split gives (the rank model and consolidation agree on every unit)', () => {
+    const shape = { layers: 2, hidden: 4 * 13, heads: 4, vocab: 100, positions: 5, ffnHidden: 4 * 17, eps: 1e-5 };
+    for (const tp of [2, 4]) {
+      // Shapes only: a group that never communicates.
+      const group = { size: tp, rank: 1, allReduce: (): never => assert.fail('no collective while building') };
+      const onRank = new Gpt(shape, 'none', group).units();
+      const fromDeclarations = localUnits(shape, tp, tpVocab(shape.vocab, tp));
+      assert.deepEqual(onRank.map((u) => [u.name, u.specs.map((s) => [s.name, s.shape])]), fromDeclarations.map((u) => [u.name, u.specs.map((s) => [s.name, s.shape])]), `tp=${tp}`);
+      // Per block: c_attn and c_fc (weight and bias), attn.c_proj and mlp.c_proj (weight); and wte.
+      assert.equal(onRank.flatMap((u) => u.specs).filter((s) => s.tp).length, 6 * shape.layers + 1, 'parameters that declare a split');
+    }
   });
 
   for (const tp of [2, 4]) {

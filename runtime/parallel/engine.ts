@@ -4,6 +4,7 @@
 //     backward (TP all-reduces; each gradient goes to its bucket, full buckets reduce asynchronously),
 //   one world all-reduce of [loss, Σg², stop, checkpoint] (global norm across TP shards and ZeRO partitions),
 //   the update of this rank's partition (clipped), then ZeRO 1/2 all-gather the new parameters.
+// What the rank starts from (fresh, init weights, a checkpoint) is loaded by resume.ts.
 import * as tf from '@tensorflow/tfjs-core';
 import type { Comm, ProcessGroup } from '../comm/comm';
 import type { RunConfig } from '../config/types';

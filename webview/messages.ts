@@ -30,7 +30,6 @@
 import {
   ALERT_KINDS,
   CONTROL_ACTIONS,
-  RUN_STATES,
   validateMessage,
   validateServerMessage,
   type ControlAction,

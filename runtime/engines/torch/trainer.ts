@@ -292,7 +292,9 @@ export class TorchTrainer extends RunEvents {
         ...(this.setup.pythonPath ? { pythonPath: this.setup.pythonPath } : {}),
         cwd: this.setup.baseDir,
         onLine: (line, stream) => {
-          if (line.trim()) (stream === 'stderr' ? dir?.log(`[torchrun] ${line}`) : this.setup.log?.(line));
+          if (!line.trim()) return;
+          if (stream === 'stderr') dir?.log(`[torchrun] ${line}`);
+          else this.setup.log?.(line);
         },
       });
       if (this.stopRequested) this.requestStopAgain();

@@ -84,7 +84,9 @@ async function real(steps: number): Promise<{ steps: number; stepMs: number; tel
   const runDirJs = join(root, 'out', 'runtime', 'train', 'run-dir.js');
   if (!existsSync(engineJs) || !existsSync(runDirJs)) return 'the runtime is not built (out/runtime/parallel/local-engine.js)';
   // Loaded by path so this bench compiles whatever state the trainer is in.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- a built module, by path
   const { createLocalRun } = require(engineJs) as { createLocalRun(s: object): Promise<TrainerLike> };
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- a built module, by path
   const { RunDir } = require(runDirJs) as { RunDir: { create(p: string): { path: string; runId: string; publish(m: unknown): void; writeConfig(c: object, s: object): void; close(): void } } };
   const { parseConfig } = await import('../runtime/config/parse');
   const { readRawConfig } = await import('../runtime/commands/load');

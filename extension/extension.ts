@@ -17,11 +17,14 @@ import { RunRegistry } from './runs';
 import { RunsTree, type RunNode } from './runs-tree';
 import { createStatusBar } from './status-bar';
 import { ScaleLMTaskProvider } from './tasks';
+import type { ShowTabMessage } from '../webview/messages';
 
 /** What the extension exports: used by the e2e tests and by other extensions. */
 export interface ScaleLMApi {
   statusBarText(): string;
   openDashboard(): Promise<void>;
+  /** Whether a dashboard panel is open in this window (made here, or revived after a reload); opens nothing. */
+  dashboardShown(): boolean;
   dashboardRequest(message: { type: string; [k: string]: unknown }): Promise<unknown>;
   launch(uri: vscode.Uri, extraArgs?: string[]): Promise<LaunchOutcome>;
   /** Launch with Monitor on a .py; `ask` answers in place of the input box. */
@@ -72,7 +75,7 @@ export function activate(context: vscode.ExtensionContext): ScaleLMApi {
   };
   const showDashboard = (): DashboardPanel => panelWithFeed(DashboardPanel.show(context, log));
 
-  const openDashboard = async (target?: { runId?: string; runDir?: string }): Promise<void> => {
+  const openDashboard = async (target?: { runId?: string; runDir?: string; tab?: ShowTabMessage['tab'] }): Promise<void> => {
     showDashboard();
     if (target?.runId) {
       const run = runs.get(target.runId);
@@ -81,6 +84,7 @@ export function activate(context: vscode.ExtensionContext): ScaleLMApi {
     } else if (target?.runDir) {
       await feed?.showPast(target.runDir);
     }
+    if (target?.tab) feed?.showTab(target.tab);
   };
   const launchCtx = { extensionPath: context.extensionPath, registry: runs, log, state: context.workspaceState, openDashboard: async (run: LiveRun) => openDashboard({ runId: run.id }) };
 
@@ -120,7 +124,7 @@ export function activate(context: vscode.ExtensionContext): ScaleLMApi {
     vscode.commands.registerCommand('scalelm.estimateMemory', (uri?: vscode.Uri, args?: EstimateArgs) => estimateMemoryCommand(uri, args)),
     vscode.commands.registerCommand('scalelm.suggestLayouts', suggestLayouts),
     vscode.commands.registerCommand('scalelm.calibrateFromRun', (node?: RunNode | { runDir: string }) => calibrateFromRunCommand(node && 'runDir' in node ? node : node?.kind === 'past' ? { runDir: node.run.dir } : undefined)),
-    ...EXPORT_TARGETS.map((t: ExportTarget) => vscode.commands.registerCommand(`scalelm.export${t === 'deepspeed' ? 'DeepSpeed' : t === 'megatron' ? 'Megatron' : 'Torchrun'}`, (uri?: vscode.Uri, o?: { overwrite?: boolean }) => exportCommand(t, uri, o))),
+    ...EXPORT_TARGETS.map((t: ExportTarget) => vscode.commands.registerCommand(`scalelm.export${t === 'deepspeed' ? 'DeepSpeed' : t === 'megatron' ? 'Megatron' : t === 'slurm' ? 'Slurm' : 'Torchrun'}`, (uri?: vscode.Uri, o?: { overwrite?: boolean }) => exportCommand(t, uri, o))),
     vscode.commands.registerCommand('scalelm.refreshRuns', () => tree.refresh()),
     vscode.commands.registerCommand('scalelm.revealRun', (node?: RunNode) => {
       const dir = node?.kind === 'live' ? node.run.options.runDir : node?.kind === 'past' ? node.run.dir : undefined;
@@ -150,6 +154,7 @@ export function activate(context: vscode.ExtensionContext): ScaleLMApi {
   return {
     statusBarText: () => status.text,
     openDashboard: () => openDashboard(),
+    dashboardShown: () => DashboardPanel.instance !== undefined,
     dashboardRequest: async (message) => {
       if (message.type !== 'ping' && message.type !== 'inspect') throw new Error(`the dashboard answers "ping" and "inspect", not "${message.type}"`);
       return showDashboard().request({ type: message.type });

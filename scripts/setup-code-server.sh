@@ -2,7 +2,7 @@
 # Installs code-server 4.100.3 (a full VS Code 1.100.3: server + web workbench) into .vscode-test/ without
 # any download except the npm registry, for the e2e tests (test/e2e/run.ts). code-server's own postinstall
 # fetches from GitHub twice (argon2 prebuilt, ripgrep binary); this script replaces those steps:
-# argon2 is built from source, ripgrep is Debian's `rg`. See /work/shared/notes/vscode.md.
+# argon2 is built from source, ripgrep is Debian's `rg`.
 #
 # Idempotent: a marker file records a finished install; delete .vscode-test/code-server to start over.
 # Needs: node 20, npm, python3, make, g++, libkrb5-dev, ripgrep (Debian packages; .ci/run installs them).

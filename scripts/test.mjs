@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Runs every test layer in order and prints one summary. Exit code is non-zero if any layer fails.
-// Layers: unit (pure code in Node), python (python/: ruff, mypy, pytest in .venv), runtime (threads,
+// Layers: lint (ESLint, Prettier's check), unit (pure code in Node), python (python/: ruff, mypy, pytest in .venv), runtime (threads,
 // sockets, child processes), webview (headless Chromium), e2e (the extension in a real VS Code via
 // code-server). `node scripts/test.mjs unit webview` runs a subset.
 import { spawnSync } from 'node:child_process';
@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node
 import { join } from 'node:path';
 
 const root = new URL('..', import.meta.url).pathname;
-const all = ['unit', 'python', 'runtime', 'webview', 'e2e'];
+const all = ['lint', 'unit', 'python', 'runtime', 'webview', 'e2e'];
 const asked = process.argv.slice(2);
 const layers = asked.length ? asked : all;
 for (const l of layers) if (!all.includes(l)) { console.error(`unknown test layer "${l}"; choose from ${all.join(', ')}`); process.exit(2); }
@@ -16,6 +16,8 @@ for (const l of layers) if (!all.includes(l)) { console.error(`unknown test laye
 // The pinned venv that scripts/setup-python.sh makes: the python layer, and the runtime tests' PyTorch peer
 // and torch engine, use it unless SCALELM_PYTHON names another interpreter.
 const venvPython = join(root, '.venv/bin/python');
+// What Prettier formats (package.json's format scripts name the same globs; .prettierignore the exceptions).
+const FORMATTED = ['**/*.{ts,mjs,cjs}'];
 if (!process.env.SCALELM_PYTHON && existsSync(venvPython)) process.env.SCALELM_PYTHON = venvPython;
 
 function step(title, cmd, args, env = {}, cwd = root) {
@@ -45,6 +47,17 @@ function pythonLayer(report) {
   return tests || code;
 }
 
+// ESLint, then Prettier's check (the same files `npm run format` writes); one pass or failure per tool.
+function lintLayer(report) {
+  const checks = [
+    step('lint (eslint)', 'npx', ['eslint', '.']),
+    step('format (prettier --check)', 'npx', ['prettier', '--check', '--log-level', 'warn', ...FORMATTED]),
+  ];
+  const failures = checks.filter((c) => c !== 0).length;
+  writeFileSync(report, JSON.stringify({ passes: checks.length - failures, failures, pending: 0 }));
+  return failures ? 1 : 0;
+}
+
 if (step('compile (tsc, strict)', 'npx', ['tsc', '-p', '.']) !== 0) { console.error('type errors: fix them first'); process.exit(1); }
 if (step('bundle (esbuild)', 'node', ['scripts/build.mjs']) !== 0) process.exit(1);
 
@@ -55,7 +68,9 @@ for (const layer of layers) {
   const report = join(resultsDir, `${layer}.json`);
   rmSync(report, { force: true });
   let code;
-  if (layer === 'python') {
+  if (layer === 'lint') {
+    code = lintLayer(report);
+  } else if (layer === 'python') {
     code = pythonLayer(report);
   } else if (layer === 'e2e') {
     code = step('e2e (code-server)', 'node', ['out/test/e2e/run.js'], { SCALELM_E2E_REPORT: report });

@@ -1,4 +1,4 @@
-// chart.js, tuned (notes/monitoring.md): no animation, no parsing (data arrives as {x, y} already
+// chart.js, tuned (docs/dashboard.md, "Charts and downsampling"): no animation, no parsing (data arrives as {x, y} already
 // downsampled to the pixel width), normalized, no points, fixed x bounds, update('none'). Only the parts
 // used are registered, to keep the bundle small. Zooming is a drag on the plot (or keys), owned by the
 // dashboard so every curve shares one x range.

@@ -21,6 +21,7 @@ import { RunData } from './store';
 import { onThemeChange, readTheme, type ChartTheme } from './theme';
 import { MAX_OVERLAYS, MAX_SMOOTHING, sanitizeState, TABS, type Tab, type UiState } from './ui-state';
 import { CurvesView, type Overlay } from './views/curves';
+import { wireZoom, zoomKey, type ZoomTarget } from './zoom';
 import { HeaderView } from './views/header';
 import { MemoryView } from './views/memory';
 import { PlannerView } from './views/planner';
@@ -153,7 +154,7 @@ export class Dashboard {
       this.host.post({ type: 'resumeRun', runId: this.run.runId });
       this.header.setConnection('resuming…', false);
     });
-    this.wireZoom();
+    wireZoom(this.curves, this.zoomTarget);
     onThemeChange(() => this.applyTheme());
     window.addEventListener('resize', () => this.schedule());
     setInterval(() => {
@@ -311,79 +312,13 @@ export class Dashboard {
     this.flush(true, true);
   }
 
-  // ------------------------------------------------------------------------------------- zoom
+  // ------------------------------------------------------------------------------------- zoom (zoom.ts)
 
-  private wireZoom(): void {
-    for (const [id, wrap] of this.curves.wraps) {
-      const chart = this.curves.charts.get(id)!;
-      const selection = wrap.querySelector('.zoom-selection') as HTMLElement;
-      let startX: number | null = null;
-      wrap.addEventListener('pointerdown', (e) => {
-        const area = chart.area();
-        if (e.button !== 0 || !area || e.offsetX < area.left || e.offsetX > area.right) return;
-        startX = e.offsetX;
-        wrap.setPointerCapture(e.pointerId);
-        selection.hidden = false;
-        selection.style.left = `${startX}px`;
-        selection.style.width = '0px';
-        selection.style.top = `${area.top}px`;
-        selection.style.height = `${area.bottom - area.top}px`;
-      });
-      wrap.addEventListener('pointermove', (e) => {
-        if (startX === null) return;
-        const area = chart.area()!;
-        const x = Math.max(area.left, Math.min(area.right, e.offsetX));
-        selection.style.left = `${Math.min(startX, x)}px`;
-        selection.style.width = `${Math.abs(x - startX)}px`;
-      });
-      const end = (e: PointerEvent) => {
-        if (startX === null) return;
-        const area = chart.area()!;
-        const x = Math.max(area.left, Math.min(area.right, e.offsetX));
-        const a = Math.min(startX, x);
-        const b = Math.max(startX, x);
-        startX = null;
-        selection.hidden = true;
-        if (b - a < 6 || !this.run) return;
-        const from = Math.floor(this.curves.stepAt(this.run, this.state.xAxis, chart.xAt(a)));
-        const to = Math.ceil(this.curves.stepAt(this.run, this.state.xAxis, chart.xAt(b)));
-        if (to > from) this.save({ zoom: { from, to } });
-      };
-      wrap.addEventListener('pointerup', end);
-      wrap.addEventListener('pointercancel', () => {
-        startX = null;
-        selection.hidden = true;
-      });
-      wrap.addEventListener('dblclick', () => this.save({ zoom: null }));
-      wrap.addEventListener('keydown', (e) => {
-        const handled = this.zoomKey(e.key);
-        if (handled) e.preventDefault();
-      });
-    }
-  }
+  private readonly zoomTarget: ZoomTarget = { run: () => this.run, state: () => this.state, setZoom: (zoom) => this.save({ zoom }) };
 
-  /** Keyboard zoom: + / − around the middle, ← / → pan a quarter, 0 / Home / Escape show everything. */
+  /** Keyboard zoom (see zoom.ts); true when the key was handled. */
   zoomKey(key: string): boolean {
-    const run = this.run;
-    if (!run || !run.steps.length) return false;
-    const steps = run.steps.col('step');
-    const first = steps[0]!;
-    const last = steps[run.steps.length - 1]!;
-    const cur = this.state.zoom ?? { from: first, to: last };
-    const width = cur.to - cur.from;
-    const mid = (cur.from + cur.to) / 2;
-    let next: UiState['zoom'] | undefined;
-    if (key === '+' || key === '=') next = width <= 4 ? cur : { from: Math.floor(mid - width / 4), to: Math.ceil(mid + width / 4) };
-    else if (key === '-' || key === '_') next = width * 2 >= last - first ? null : { from: Math.max(first, Math.floor(mid - width)), to: Math.min(last, Math.ceil(mid + width)) };
-    else if (key === 'ArrowLeft' || key === 'ArrowRight') {
-      if (!this.state.zoom) return false;
-      const shift = Math.max(1, Math.round(width / 4)) * (key === 'ArrowLeft' ? -1 : 1);
-      const from = Math.max(first, Math.min(last - width, cur.from + shift));
-      next = { from, to: from + width };
-    } else if (key === '0' || key === 'Home' || key === 'Escape') next = null;
-    if (next === undefined) return false;
-    this.save({ zoom: next });
-    return true;
+    return zoomKey(this.zoomTarget, key);
   }
 
   // ------------------------------------------------------------------------------------- render
@@ -462,6 +397,7 @@ export class Dashboard {
       rejected: { count: this.rejectedCount, last: this.lastRejected },
       lastRenderMs: this.lastRenderMs,
       stepsShown: this.run?.steps.length ?? 0,
+      viewport: { width: window.innerWidth, height: window.innerHeight },
     };
   }
 }

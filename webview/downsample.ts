@@ -1,5 +1,5 @@
 // Downsampling and smoothing for the charts, done before data reaches chart.js (its decimation plugin
-// replaces dataset.data and hides pushed points; chart.js #11929). Facts in notes/monitoring.md:
+// replaces dataset.data and hides pushed points; chart.js #11929). Facts in docs/dashboard.md:
 //   - min/max per pixel column keeps every peak: memory, grad norm, raw loss (spiky series);
 //   - LTTB keeps the shape but drops spikes: only for smooth curves (the smoothed loss, the learning rate);
 //   - smoothing is a debiased EMA over full-resolution data, with the raw series drawn faint underneath.

@@ -119,6 +119,13 @@ export type HostToWebview =
 
 export interface ReadyMessage {
   type: 'ready';
+  /** The page's viewport in CSS pixels when it loaded: the host maximises a dashboard opened too small to read. */
+  viewport?: Viewport;
+}
+
+export interface Viewport {
+  width: number;
+  height: number;
 }
 
 export interface PongMessage {
@@ -172,6 +179,8 @@ export interface Inspection {
   /** Cost of the last redraw, ms. */
   lastRenderMs: number;
   stepsShown: number;
+  /** The page's viewport now, CSS pixels. */
+  viewport: Viewport;
 }
 
 export interface InspectResultMessage extends Inspection {
@@ -291,6 +300,14 @@ export function validateHostMessage(v: unknown): Result<HostToWebview> & { dropp
   return validateWith(check, v);
 }
 
+const size = (v: unknown, path: string): number => {
+  const n = finite(0)(v, path);
+  if (n >= 1e6) throw new Invalid(path, `must be below 1e6 CSS pixels, got ${n}`);
+  return n;
+};
+const viewport = object<Viewport>({ width: size, height: size });
+const readyFrame = object<{ type: 'ready'; viewport?: unknown }>({ type: type('ready'), viewport: opt((v) => v) });
+
 const rankedColor = str(64);
 const chartInspection = object<ChartInspection>({
   id: str(128),
@@ -330,6 +347,7 @@ const inspectResult = object<InspectResultMessage>({
   rejected: object<Inspection['rejected']>({ count, last: nullable(str(LIMITS.text)) }),
   lastRenderMs: finite(0),
   stepsShown: count,
+  viewport,
 });
 
 const layout = object<Layout>({
@@ -362,7 +380,12 @@ const configPatch: Check<JsonObject> = (v, path) => {
 };
 
 const WEBVIEW_CHECKS: { [K in WebviewToHost['type']]: Check<Extract<WebviewToHost, { type: K }>> } = {
-  ready: object<ReadyMessage>({ type: type('ready') }),
+  ready: (v, path) => {
+    const m = readyFrame(v, path);
+    // An unreadable viewport is dropped (the host then leaves the layout alone), the ready still counts.
+    const vp = m.viewport === undefined ? undefined : validateWith(viewport, m.viewport);
+    return vp?.ok ? { type: 'ready', viewport: vp.value } : { type: 'ready' };
+  },
   requestPlannerInput: object<RequestPlannerInputMessage>({ type: type('requestPlannerInput') }),
   pong: object<PongMessage>({ type: type('pong'), id: requestId, components: array(str(128), 1024), chartInk: finite(0) }),
   inspectResult,

@@ -21,6 +21,20 @@ class ChannelError(Exception):
     pass
 
 
+def node_ref() -> dict[str, Any] | None:
+    """This rank's machine in a multi-node run ({rank, host}, protocol NodeRef), else None.
+
+    The node rank is `scalelm launch --node-rank` (SCALELM_NODE_RANK), else torchrun's GROUP_RANK when its
+    job spans several nodes (GROUP_WORLD_SIZE > 1); a one-machine run has none (absent = the coordinator's).
+    """
+    raw = os.environ.get("SCALELM_NODE_RANK")
+    if raw is None and int(os.environ.get("GROUP_WORLD_SIZE", "1") or "1") > 1:
+        raw = os.environ.get("GROUP_RANK")
+    if raw is None or not raw.isdigit():
+        return None
+    return {"rank": int(raw), "host": socket.gethostname()[:255]}
+
+
 class Channel:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
@@ -65,6 +79,7 @@ class Channel:
                 "engine": engine,
                 "node": socket.gethostname(),
                 "localRank": local_rank,
+                **({"nodeRank": node["rank"]} if (node := node_ref()) else {}),
             }
         )
         return ch

@@ -1,6 +1,6 @@
 // The one interface both transports implement. A Backend runs a call synchronously on the calling thread
 // (the rank's compute thread, or its comm thread for async calls) and returns the algorithm it chose.
-// Argument checking, accounting, async handles and groups of one live in the front end (process-group.ts).
+// Argument checking, accounting, async handles and groups of one live in the front end (comm.ts).
 
 import type { CallDescriptor } from './types';
 

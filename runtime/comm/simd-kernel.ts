@@ -1,7 +1,7 @@
 // The reduction arithmetic of every collective: a WebAssembly SIMD kernel, hand-assembled here.
 //
 // Why WebAssembly: a plain JS add loop (~0.5 G elements/s) capped all-reduce bus bandwidth near 3.5 GB/s in
-// a prototype, a SIMD kernel reached ~85% of memcpy (notes/performance.md). Why hand-assembled: no
+// a prototype, a SIMD kernel reached ~85% of memcpy (docs/comm.md). Why hand-assembled: no
 // assembler (wabt) at build or run time; the module is ~500 bytes and is emitted below by a tiny encoder
 // whose opcode names follow the WebAssembly text format, so each function reads like its WAT.
 //

@@ -77,6 +77,7 @@ export function parseArgs(argv: string[], spec: FlagSpec): ParsedArgs | 'help' {
 /** Flags' bounds (the config's own, docs/config.md); any other whole-number flag: at most 1e9. */
 const INT_FLAG_MAX: Record<string, number> = { gpus: 1_000_000, 'gpus-per-node': 1024, nodes: 1_000_000, tp: 65_536, pp: 10_000, vpp: 10_000, dp: 1_000_000, 'micro-batch': 1_000_000, 'seq-len': 16_777_216, threads: 256 };
 
+// eslint-disable-next-line no-control-regex -- control characters are what it matches
 const CONTROL = /[\x00-\x08\x0b-\x1f\x7f-\x9f]/g;
 
 /** Text for a terminal: control characters (ESC, CR, BEL, C1…) spelled as \xNN; newlines and tabs kept. */

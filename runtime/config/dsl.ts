@@ -61,6 +61,7 @@ export interface ObjectNode<P extends Record<string, AnyNode>> extends Base<unkn
   /** Keys that must be present in the file. */
   required: readonly (keyof P & string)[];
 }
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- any object schema (its properties' types are irrelevant here)
 export type AnyNode = NumberNode | StringNode | BooleanNode | EnumNode<string | number> | BytesNode | StringListNode | StringMapNode | ObjectNode<any>;
 
 type Opt<N> = Omit<N, 'kind' | '_type'>;

@@ -24,7 +24,7 @@ import { noCheckpointMessage } from '../train/run-dir';
 import { RunEvents } from '../train/run-events';
 import { ChannelServer, type RankReport } from '../parallel/channel';
 import { checkpointFolder, commitCheckpoint, commitFullCheckpoint, consolidate, hasFullFiles, isSharded, readState, tmpCheckpointTemplate } from '../parallel/checkpoint';
-import { ParallelError, resolveLayout, type ParallelLayout } from '../parallel/layout';
+import { ParallelError, resolveLayout, statusError, type ParallelLayout } from '../parallel/layout';
 import { PEER_GONE, rootFailure, type RankFailure } from './failure';
 import type { Engine, EngineBackend, RankExit, RankSet, RunDescription, StartFrom } from './engine';
 
@@ -363,8 +363,7 @@ export class Coordinator extends RunEvents {
       if (this.stopRequested) this.armStopTimeout();
       exits = await this.ranks.exited;
     } catch (e) {
-      const err = e as Error;
-      this.publish({ type: 'status', state: 'failed', t: now(), step: this.step, error: { message: err.message.slice(0, 16_000) || err.name, kind: err.name } });
+      this.publish({ type: 'status', state: 'failed', t: now(), step: this.step, error: statusError(e as Error) });
       throw e;
     } finally {
       await this.channel.close().catch(() => {});
@@ -379,7 +378,7 @@ export class Coordinator extends RunEvents {
     // A rank that ended without saying `done` (or said why it failed) failed, whatever its exit said.
     if (exits.some((x) => !x.ok) || this.failures.length || this.finished.size < this.world) {
       const err = this.rootCause(exits);
-      this.publish({ type: 'status', state: 'failed', t: now(), step: this.step, error: { message: err.message.slice(0, 16_000), kind: err.name } });
+      this.publish({ type: 'status', state: 'failed', t: now(), step: this.step, error: statusError(err) });
       throw err;
     }
     // Every rank ended well: rank 0 said which step it reached; a stop ends before train.steps.
@@ -427,14 +426,18 @@ export class Coordinator extends RunEvents {
     const at = (rank: number) => `rank ${rank}${this.progress.has(rank) ? `, step ${this.progress.get(rank)}` : ''}`;
     let message: string;
     let name: string | undefined;
+    /** The rank whose own error (or disappearance) ended the run: the failed status carries it. */
+    let rank: number | undefined;
     if (ownExit || (failed[0] && !ownLine)) {
       const own = (ownExit ?? failed[0])!;
+      rank = own.rank;
       message = own.e.message;
       if (!/^rank \d+, step \d+: /.test(message)) message = `${at(own.rank)}: ${message}`;
       // Keep the user-facing class of errors a user can act on (out of memory, bad data, …).
       if (own.e.name && own.e.name !== 'Error' && own.e.name !== 'CommAbortedError') name = own.e.name;
     } else if (line) {
       const said = line.kind && !line.message.startsWith(`${line.kind}:`) ? `${line.kind}: ${line.message}` : line.message;
+      rank = line.rank;
       message = `${at(line.rank)}: ${said}`;
       // A line that does not say why (a vanished rank) gets the cause lines of the ranks' stderr.
       if (report?.cause && !/Error|Traceback/.test(line.message)) message += `\n${report.cause}`;
@@ -442,10 +445,10 @@ export class Coordinator extends RunEvents {
       const cause = report.cause ? `:\n${report.cause}` : '';
       message = this.pids.size < this.world ? `${report.launcher} ended (${report.ended}) before every rank had joined the run (${this.pids.size} of ${this.world})${cause}` : `${report.launcher} ended with ${report.ended}${cause}`;
     } else {
-      const rank = Math.max(0, exits.findIndex((x) => !x.ok));
+      rank = Math.max(0, exits.findIndex((x) => !x.ok));
       message = `${at(rank)}: ${exits.some((x) => !x.ok) ? 'a rank failed without saying why' : 'it ended without saying it was done'}`;
     }
-    const err = new ParallelError(`${message}${this.world > 1 ? ` — the whole run stopped (${this.world} ranks, none left running)` : ''}`);
+    const err = new ParallelError(`${message}${this.world > 1 ? ` — the whole run stopped (${this.world} ranks, none left running)` : ''}`, rank);
     if (name) err.name = name;
     return err;
   }

@@ -4,7 +4,7 @@
 // An engine starts every rank of one run and ends them; everything else — the run directory, the resume
 // decision, the server, checkpoint commits, the lifecycle messages, turning a failure into one error — is the
 // coordinator's (runtime/coordinator/coordinator.ts), the same for every engine. Ranks of every engine talk
-// to the coordinator over the rank channel only (runtime/parallel/channel.ts; spec: RANK_CHANNEL.md):
+// to the coordinator over the rank channel only (runtime/parallel/channel.ts; spec: docs/rank-channel.md):
 // hello, progress, protocol messages, saved shards; control requests back. So an engine needs no callback
 // into the coordinator: it launches, reports exits, and kills.
 import type { RunConfig } from '../config/types';

@@ -4,13 +4,19 @@
 // (docs/rank-channel.md, engine "monitor") and everything they send is published to the run like a
 // `scalelm train` run's messages. The run ends with the command's exit status; a rank whose channel closes
 // before it said `done` while the command fails is named. Stop = SIGINT to the group, SIGKILL after a timeout.
-import { spawn, type ChildProcess } from 'node:child_process';
+//
+// Multi-node (`multiNode`): this is node 0, the coordinator. The channel listens on TCP at the master address
+// for every node's ranks and for the other nodes' `scalelm launch` (node peers, runtime/launch/node.ts), which
+// forward their GPU samples and report how their command ended. A node that fails (or drops its connection)
+// fails the run naming it and stops everything; Stop here stops every node's command.
+import { hostname } from 'node:os';
 import type { Message } from '../../common/protocol';
-import { ChannelServer, type RankReport } from '../parallel/channel';
+import { ChannelServer, type NodeReport, type RankReport } from '../parallel/channel';
 import { rootFailure, type RankFailure } from '../engines/torch/failure';
-import { bundledPythonPath, descendants } from '../engines/torch/torchrun';
+import { howEnded, LaunchedCommand, withBundledPython, type CommandExit } from './command';
 import type { RunDir } from '../train/run-dir';
 import { RunEvents } from '../train/run-events';
+import { LaunchPlan } from './plan';
 
 export interface LaunchSetup {
   name: string;
@@ -24,6 +30,27 @@ export interface LaunchSetup {
   /** The command's own stdout/stderr lines. */
   onLine?: (line: string, stream: 'stdout' | 'stderr') => void;
   log?: (line: string) => void;
+  /** This launch is node 0 of a multi-node run: the channel listens on host:port with the shared run token. */
+  multiNode?: MultiNode;
+  /** The planner's side of the run (--plan, or what rank 0 reports): runtime/launch/plan.ts. */
+  plan?: LaunchPlan;
+}
+
+export interface MultiNode {
+  nnodes: number;
+  host: string;
+  port: number;
+  /** The run token every node shares (SCALELM_RUN_TOKEN / --token-file): ranks and node peers present it. */
+  token: string;
+  /** After node 0's command ended, how long the other nodes get to report their end before they are stopped (ms, default 10 s). */
+  nodeGraceMs?: number;
+}
+
+/** How a node peer ended, once it said so. */
+interface NodeEnd {
+  code: number | null;
+  signal: string | null;
+  tail?: string;
 }
 
 export interface LaunchResult {
@@ -39,18 +66,32 @@ export class LaunchRun extends RunEvents {
   world = 1;
   step = 0;
   private channel?: ChannelServer;
-  private child?: ChildProcess;
+  private cmd?: LaunchedCommand;
   private helloSent = false;
   private readonly pids = new Map<number, number>();
+  /** Rank → its node (from its hello), in a multi-node run. */
+  private readonly rankNode = new Map<number, number>();
+  /** Node peers that joined (node → host) and how those that ended did. */
+  private readonly nodes = new Map<number, string>();
+  private readonly nodeEnds = new Map<number, NodeEnd>();
+  private nodesSettled: () => void = () => {};
+  /** The node whose failure ended the run (0 = this one's command), the first one only. */
+  private rootNode: number | undefined;
   private readonly progress = new Map<number, number>();
   private readonly finished = new Set<number>();
   private readonly failures: RankFailure[] = [];
-  private readonly tail: string[] = [];
   private stopping = false;
+  private readonly plan: LaunchPlan;
 
   constructor(readonly setup: LaunchSetup) {
     super();
+    this.plan = setup.plan ?? new LaunchPlan();
     this.subscribe((m) => setup.runDir.publish(m));
+  }
+
+  /** The run's optimizer steps when rank 0 reported them (the out-of-memory forecast needs them). */
+  get totalSteps(): number | undefined {
+    return this.plan.totalSteps;
   }
 
   protected get lineSinks() {
@@ -59,9 +100,15 @@ export class LaunchRun extends RunEvents {
 
   /** Stop: SIGINT to the command's process group (torchrun forwards it to its ranks), SIGKILL after the timeout. */
   requestStop(): void {
-    if (this.stopping || !this.child?.pid) return;
+    if (this.stopping || !this.cmd?.child.pid) return;
     this.stopping = true;
     this.publish({ type: 'status', state: 'stopping', t: now(), step: this.step, reason: 'stop requested' });
+    this.halt();
+  }
+
+  /** Stops every node's command: the other nodes by a control line, this one by SIGINT, SIGKILL after the timeout. */
+  private halt(): void {
+    for (const n of this.channel?.connectedNodes() ?? []) this.channel!.sendNode(n, { k: 'control', action: 'stop' });
     this.signalAll('SIGINT');
     setTimeout(() => this.signalAll('SIGKILL'), this.setup.stopTimeoutMs ?? 15_000).unref();
   }
@@ -72,23 +119,8 @@ export class LaunchRun extends RunEvents {
   }
 
   private signalAll(signal: NodeJS.Signals): void {
-    const root = this.child?.pid;
-    if (root === undefined || this.child!.exitCode !== null) return;
-    // torchrun starts its ranks in sessions of their own: signal every group under the command.
-    for (const p of [...descendants(root), ...this.pids.values()]) {
-      for (const target of [-p, p]) {
-        try {
-          process.kill(target, signal);
-        } catch {
-          // gone
-        }
-      }
-    }
-    try {
-      process.kill(-root, signal);
-    } catch {
-      // gone
-    }
+    // Only this machine's ranks: another node's pid means nothing here.
+    this.cmd?.signalAll(signal, [...this.pids].filter(([rank]) => (this.rankNode.get(rank) ?? 0) === 0).map(([, pid]) => pid));
   }
 
   private announce(world: number): void {
@@ -97,10 +129,11 @@ export class LaunchRun extends RunEvents {
     this.world = world;
     this.publish({
       type: 'hello', protocol: 1, runId: this.setup.runDir.runId, name: this.setup.name, startedAt: now(), world,
-      config: { name: this.setup.name, launch: { command: this.setup.command } },
+      config: { name: this.setup.name, launch: { command: this.setup.command, ...(this.setup.multiNode ? { nnodes: this.setup.multiNode.nnodes } : {}) } },
       engine: { name: 'monitor', reason: `scalelm launch -- ${this.setup.command.join(' ')}`.slice(0, 1000) },
     });
     this.publish({ type: 'status', state: 'running', t: now(), step: 0 });
+    for (const line of this.plan.atStart()) this.log(line);
   }
 
   private onRank(m: RankReport): void {
@@ -108,15 +141,20 @@ export class LaunchRun extends RunEvents {
       case 'hello':
         this.announce(m.world);
         this.pids.set(m.rank, m.pid);
-        this.log(`rank ${m.rank} of ${m.world} joined (pid ${m.pid} on ${m.node})`);
+        if (m.nodeRank !== undefined) this.rankNode.set(m.rank, m.nodeRank);
+        this.log(`rank ${m.rank} of ${m.world} joined (pid ${m.pid} on ${m.node}${m.nodeRank !== undefined && this.setup.multiNode ? `, node ${m.nodeRank}` : ''})`);
         return;
       case 'progress':
         this.progress.set(m.rank, m.step);
         return;
+      case 'shape':
+        for (const line of this.plan.onReport(m)) this.log(line);
+        return;
       case 'msg': {
         const msg: Message = m.m;
         if (msg.type === 'step') this.step = msg.step;
-        this.publish(msg);
+        const predicted = this.plan.predicted;
+        this.publish(msg.type === 'memory' && predicted ? { ...msg, predicted } : msg);
         return;
       }
       case 'error':
@@ -130,66 +168,149 @@ export class LaunchRun extends RunEvents {
     }
   }
 
+  private onNode(m: NodeReport): void {
+    switch (m.k) {
+      case 'node':
+        this.nodes.set(m.node, m.host);
+        this.note(`node ${m.node} of ${m.nnodes} joined from ${m.host} (pid ${m.pid})`);
+        return;
+      case 'gpu':
+        if (this.helloSent) this.publish(m.m); // before the run's hello there is no run to add them to
+        return;
+      case 'exit':
+        if (this.nodeEnds.has(m.node)) return;
+        this.nodeEnds.set(m.node, { code: m.code, signal: m.signal, ...(m.tail ? { tail: m.tail } : {}) });
+        this.note(`node ${m.node}'s command ended with ${howEnded(m)}`);
+        if (m.code !== 0) this.nodeFailed(m.node);
+        this.settleNodes();
+        return;
+    }
+  }
+
+  /** A line for the CLI and the run's log; into the stream only once the run's hello is out (hello comes first). */
+  private note(line: string, level: 'info' | 'warn' = 'info'): void {
+    this.log(line, level, this.helloSent);
+  }
+
+  /** A node failed: the first failure is the run's cause, and every node's command is stopped. */
+  private nodeFailed(node: number): void {
+    if (this.stopping || this.rootNode !== undefined) return;
+    this.rootNode = node;
+    this.halt();
+  }
+
+  private settleNodes(): void {
+    if ([...this.nodes.keys()].every((n) => this.nodeEnds.has(n) || !this.channel?.connectedNodes().includes(n))) this.nodesSettled();
+  }
+
   async run(): Promise<LaunchResult> {
+    const multi = this.setup.multiNode;
     this.channel = await ChannelServer.open((m) => this.onRank(m), {
-      onReject: (reason) => this.log(reason, 'warn'),
+      onReject: (reason) => this.note(reason, 'warn'),
       onDisconnect: (rank) => {
         if (!this.finished.has(rank) && !this.failures.some((f) => f.rank === rank)) {
           this.failures.push({ rank, message: 'its process ended before it finished', abrupt: true, ...(this.progress.has(rank) ? { step: this.progress.get(rank)! } : {}) });
         }
       },
+      ...(multi
+        ? {
+            tcp: { host: multi.host, port: multi.port },
+            token: multi.token,
+            nodes: multi.nnodes,
+            onNode: (m: NodeReport) => this.onNode(m),
+            onNodeDisconnect: (node: number) => {
+              if (!this.nodeEnds.has(node)) {
+                this.note(`node ${node} (${this.nodes.get(node)}) lost its connection before its command ended`, 'warn');
+                this.nodeEnds.set(node, { code: null, signal: null, tail: 'its scalelm launch lost its connection to the coordinator' });
+                this.nodeFailed(node);
+              }
+              this.settleNodes();
+            },
+          }
+        : {}),
+    }).catch((e: Error) => {
+      throw new Error(multi ? `cannot listen on ${multi.host}:${multi.port} for the rank channel (--master must be an address of this machine, node 0, with a free port): ${e.message}` : e.message);
     });
-    const [cmd, ...args] = this.setup.command;
-    const child = spawn(cmd!, args, {
-      cwd: this.setup.cwd,
-      detached: true, // its own group: Stop signals all of it; a terminal's Ctrl-C comes to us first
-      stdio: ['ignore', 'pipe', 'pipe'],
+    if (multi) {
+      this.note(`rank channel listening on ${this.channel.address} (beyond loopback, for the ranks and scalelm launch of all ${multi.nnodes} nodes); every peer must present the run token`);
+    }
+    const cmd = new LaunchedCommand(this.setup.command, {
+      ...(this.setup.cwd ? { cwd: this.setup.cwd } : {}),
       // The bundled `scalelm` package first on PYTHONPATH (as for the torch engine): a script's
       // `import scalelm` gets the Monitor that speaks this CLI's channel, with no pip install.
-      env: { ...process.env, ...this.setup.env, PYTHONPATH: [bundledPythonPath(), this.setup.env?.PYTHONPATH ?? process.env.PYTHONPATH].filter(Boolean).join(':'), ...this.channel.env(), SCALELM_RUN_DIR: this.setup.runDir.path },
+      env: { ...process.env, ...this.setup.env, PYTHONPATH: withBundledPython(this.setup.env?.PYTHONPATH ?? process.env.PYTHONPATH), ...this.channel.env(), SCALELM_RUN_DIR: this.setup.runDir.path, ...(multi ? { SCALELM_NODE_RANK: '0', SCALELM_NNODES: String(multi.nnodes) } : {}) },
+      ...(this.setup.onLine ? { onLine: this.setup.onLine } : {}),
     });
-    this.child = child;
+    this.cmd = cmd;
     const onExit = (): void => this.signalAll('SIGKILL');
     process.on('exit', onExit);
-    for (const stream of ['stdout', 'stderr'] as const) {
-      let partial = '';
-      child[stream].setEncoding('utf8');
-      child[stream].on('data', (chunk: string) => {
-        const lines = (partial + chunk).split('\n');
-        partial = lines.pop()!;
-        for (const l of lines) {
-          if (stream === 'stderr') {
-            this.tail.push(l);
-            if (this.tail.length > 40) this.tail.shift();
-          }
-          this.setup.onLine?.(l, stream);
-        }
-      });
-    }
-    const exit = await new Promise<{ code: number | null; signal: NodeJS.Signals | null; error?: string }>((resolve) => {
-      child.once('error', (e) => resolve({ code: null, signal: null, error: `could not start ${cmd}: ${e.message}` }));
-      child.once('close', (code, signal) => resolve({ code, signal }));
-    });
+    const exit = await cmd.exited;
     this.signalAll('SIGKILL'); // anything the command left behind
     process.off('exit', onExit);
+    if (multi) {
+      if (exit.code !== 0 && !this.stopping) this.nodeFailed(0);
+      await this.awaitNodes(multi);
+    }
     await this.channel.close(500).catch(() => {});
     if (!this.helloSent) this.announce(1);
+    if (!this.stopping && this.rootNode !== undefined && this.rootNode !== 0) {
+      // node 0's command may have ended well (or been stopped because of it): the run failed all the same.
+      const error = this.describeFailure(exit);
+      this.publish({ type: 'status', state: 'failed', t: now(), step: this.step, error: { message: error.slice(0, 16_000), kind: 'LaunchError' } });
+      return { exitCode: exit.code || 1, signal: exit.signal, error };
+    }
     if (exit.code === 0 || (this.stopping && !exit.error)) {
       // A stop ends the run as the user asked, whatever status the interrupted command chose.
-      this.publish({ type: 'status', state: this.stopping ? 'stopped' : 'finished', t: now(), step: this.step, ...(this.stopping ? { reason: `stopped at step ${this.step} (the command ended with ${exit.code !== null ? `exit ${exit.code}` : `signal ${exit.signal}`})` } : {}) });
+      this.publish({ type: 'status', state: this.stopping ? 'stopped' : 'finished', t: now(), step: this.step, ...(this.stopping ? { reason: `stopped at step ${this.step} (the command ended with ${howEnded(exit)})` } : {}) });
       return { exitCode: exit.code, signal: exit.signal };
     }
-    const error = exit.error ?? this.describeFailure(exit.code, exit.signal);
-    this.publish({ type: 'status', state: 'failed', t: now(), step: this.step, error: { message: error.slice(0, 16_000), kind: 'LaunchError' } });
+    // The failing rank travels as error.rank (not only in the message) where a rank said it failed.
+    const rank = exit.error === undefined ? rootFailure(this.failures)?.rank : undefined;
+    const error = exit.error ?? this.describeFailure(exit);
+    this.publish({ type: 'status', state: 'failed', t: now(), step: this.step, error: { message: error.slice(0, 16_000), kind: 'LaunchError', ...(rank !== undefined ? { rank } : {}) } });
     return { exitCode: exit.code, signal: exit.signal, error };
   }
 
-  private describeFailure(code: number | null, signal: NodeJS.Signals | null): string {
-    const how = code !== null ? `exit ${code}` : `signal ${signal}`;
-    const lastLines = this.tail.filter((l) => l.trim()).slice(-8).join('\n');
+  /** After node 0's command ended: the other nodes get a grace to report their end, then are stopped and waited for. */
+  private async awaitNodes(multi: MultiNode): Promise<void> {
+    const settled = (ms: number): Promise<void> =>
+      new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, ms);
+        this.nodesSettled = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+        this.settleNodes();
+      });
+    await settled(multi.nodeGraceMs ?? 10_000);
+    const open = this.channel!.connectedNodes().filter((n) => !this.nodeEnds.has(n));
+    if (!open.length) return;
+    this.log(`stopping node${open.length > 1 ? 's' : ''} ${open.join(', ')}: node 0's command ended`, 'warn');
+    for (const n of open) this.channel!.sendNode(n, { k: 'control', action: 'stop' });
+    await settled((this.setup.stopTimeoutMs ?? 15_000) + 5_000);
+  }
+
+  /**
+   * The run's error: the rank that started it (its own error line, else the first that vanished — in a
+   * multi-node run, whichever node it was on), else the node whose command failed first.
+   */
+  private describeFailure(exit: CommandExit): string {
+    const multi = this.setup.multiNode !== undefined;
+    const where = (node: number): string => (multi ? `node ${node} (${node === 0 ? hostname() : (this.nodes.get(node) ?? 'unknown host')}): ` : '');
+    const how = (node: number): string => {
+      if (node === 0) return `the command ended with ${howEnded(exit)}`;
+      const end = this.nodeEnds.get(node);
+      if (!end) return `node ${node}'s command had not ended`;
+      return end.code === null && end.signal === null ? `node ${node} lost its connection` : `node ${node}'s command ended with ${howEnded(end)}`;
+    };
     const f = rootFailure(this.failures);
-    if (f) return `rank ${f.rank}${f.step !== undefined ? `, step ${f.step}` : ''}: ${f.message} (the command ended with ${how})`;
-    return `the command ended with ${how}${lastLines ? `:\n${lastLines}` : ''}`;
+    if (f) {
+      const node = this.rankNode.get(f.rank) ?? 0;
+      return `${where(node)}rank ${f.rank}${f.step !== undefined ? `, step ${f.step}` : ''}: ${f.message} (${how(node)})`;
+    }
+    const node = this.rootNode ?? 0;
+    const lastLines = node === 0 ? (this.cmd?.lastLines() ?? '') : (this.nodeEnds.get(node)?.tail ?? '');
+    return `${where(node)}${how(node)}${lastLines ? `:\n${lastLines}` : ''}`;
   }
 
   rankPids(): Map<number, number> {

@@ -134,6 +134,7 @@ async function startWasm(requested: BackendRequest, reason: string, options: Bac
   }
   // tfjs caps its thread pool at os.cpus().length / 2 (it assumes two hyper-threads per core); report enough
   // logical CPUs while the module starts so the requested count is what runs.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- the module object itself (os.cpus is patched), not an import binding
   const os = require('node:os') as typeof import('node:os');
   const cpus = os.cpus;
   if (threads > 1) os.cpus = () => Array.from({ length: Math.max(2 * threads, cpus().length) }, (_, i) => cpus()[i % Math.max(1, cpus().length)]!);

@@ -6,9 +6,10 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { ModelSpec } from '../config/types';
 import type { MemoryTracker } from './memory';
-import { AttentionCore, Dropout, Embedding, Gelu, keepActivation, LayerNorm, Linear, TiedHeadLoss, type Layer, type LayerContext, type NamedGrads, type EmbeddingSaved, type HeadSaved } from './layers';
+import { Dropout, Embedding, Gelu, keepActivation, LayerNorm, TiedHeadLoss, type Layer, type LayerContext, type NamedGrads, type EmbeddingSaved, type HeadSaved } from './layers';
 import { matmulNT, share } from './ops';
 import type { ParamSource, ParamSpec } from './params';
+import { ColumnParallelLinear, RowParallelLinear, SINGLE_DEVICE, TpAttentionCore, tpVocab, VocabParallelEmbedding, VocabParallelHeadLoss, type TensorGroup } from './tp-layers';
 
 export interface GptShape {
   layers: number;
@@ -49,7 +50,7 @@ export function gptShape(model: ModelSpec): GptShape {
   return { layers: model.layers, hidden: model.hidden, heads: model.heads, vocab: model.vocab, positions: model.seqLen, ffnHidden: model.ffnHidden, eps: 1e-5 };
 }
 
-/** The sublayers of one block; a tensor-parallel build supplies column/row-parallel variants. */
+/** The sublayers of one block. */
 export interface BlockLayers {
   ln1: Layer;
   attn: Layer;
@@ -63,20 +64,26 @@ export interface BlockLayers {
   dropMlp: Layer;
 }
 
-export function gpt2BlockLayers(i: number, s: GptShape, recompute: Recompute): BlockLayers {
+/**
+ * One GPT-2 block's sublayers on one rank of a tensor-parallel group (a group of one: the single-device
+ * block). The column- and row-parallel layers declare their parameters' split; heads and the MLP's hidden
+ * size are divided over the group. This is the one place a block's layers (and so its TP split) are chosen.
+ */
+export function gpt2BlockLayers(i: number, s: GptShape, recompute: Recompute, group: TensorGroup = SINGLE_DEVICE): BlockLayers {
   const C = s.hidden;
   // GPT-2 scales the residual projections by 1/√(2L) (two per block).
   const residualStd = 0.02 / Math.sqrt(2 * s.layers);
   return {
     ln1: new LayerNorm(`h.${i}.ln_1`, C, s.eps),
-    attn: new Linear(`h.${i}.attn.c_attn`, C, 3 * C),
-    core: new AttentionCore(`h.${i}.attn`, s.heads, C / s.heads, recompute === 'selective'),
-    proj: new Linear(`h.${i}.attn.c_proj`, C, C, residualStd),
+    // The fused Q|K|V: three sections, split per head.
+    attn: new ColumnParallelLinear(`h.${i}.attn.c_attn`, C, 3 * C, group, 0.02, 3),
+    core: new TpAttentionCore(`h.${i}.attn`, s.heads / group.size, C / s.heads, recompute === 'selective', group),
+    proj: new RowParallelLinear(`h.${i}.attn.c_proj`, C, C, group, residualStd),
     dropAttn: new Dropout(`h.${i}.attn.resid_dropout`),
     ln2: new LayerNorm(`h.${i}.ln_2`, C, s.eps),
-    fc: new Linear(`h.${i}.mlp.c_fc`, C, s.ffnHidden),
+    fc: new ColumnParallelLinear(`h.${i}.mlp.c_fc`, C, s.ffnHidden, group),
     gelu: new Gelu(`h.${i}.mlp.act`),
-    mproj: new Linear(`h.${i}.mlp.c_proj`, s.ffnHidden, C, residualStd),
+    mproj: new RowParallelLinear(`h.${i}.mlp.c_proj`, s.ffnHidden, C, group, residualStd),
     dropMlp: new Dropout(`h.${i}.mlp.dropout`),
   };
 }
@@ -182,7 +189,7 @@ export interface UnitHooks {
 
 export const NO_HOOKS: UnitHooks = { acquire: () => {}, release: () => {} };
 
-/** The layers a model may swap in (tensor parallelism: vocab-parallel embedding and loss). */
+/** The embedding and the loss: the single-device ones, or (tp > 1) the vocab-parallel ones. */
 export interface EmbeddingLayer {
   paramSpecs(): ParamSpec[];
   forward(ctx: LayerContext, tokens: tf.Tensor1D, save: boolean): { y: tf.Tensor; saved?: unknown };
@@ -193,26 +200,62 @@ export interface HeadLossLayer {
   backward(ctx: LayerContext, scale: number, saved: never): { dx: tf.Tensor; grads: NamedGrads };
 }
 
+/** A unit: the parameters ZeRO-3 gathers together and a gradient bucket holds whole. */
+export interface ModelUnit {
+  name: string;
+  specs: ParamSpec[];
+}
+
+/**
+ * GPT-2 on one rank of a tensor-parallel group (default: one device). Its units are named "embedding" (wte +
+ * wpe; the tied output layer uses it again), "h.i" and "ln_f"; forward and backward call the unit hooks in
+ * the order unitSchedule() lists.
+ */
 export class Gpt {
   readonly embedding: EmbeddingLayer;
   readonly blocks: Block[];
   readonly lnF: LayerNorm;
   readonly head: HeadLossLayer;
+  /** The vocabulary rows wte has over the whole group (padded to 128·tp when tp > 1). */
+  readonly paddedVocab: number;
 
   constructor(
     readonly shape: GptShape,
     readonly recompute: Recompute = 'none',
-    blockLayers: (i: number) => BlockLayers = (i) => gpt2BlockLayers(i, shape, recompute),
-    parts: { embedding?: EmbeddingLayer; head?: HeadLossLayer } = {},
+    readonly group: TensorGroup = SINGLE_DEVICE,
   ) {
-    this.embedding = parts.embedding ?? new Embedding(shape.vocab, shape.positions, shape.hidden);
-    this.blocks = Array.from({ length: shape.layers }, (_, i) => new Block(`h.${i}`, blockLayers(i)));
+    const tp = group.size;
+    this.paddedVocab = tpVocab(shape.vocab, tp);
+    this.embedding = tp > 1 ? new VocabParallelEmbedding(this.paddedVocab, shape.positions, shape.hidden, group) : new Embedding(shape.vocab, shape.positions, shape.hidden);
+    this.blocks = Array.from({ length: shape.layers }, (_, i) => new Block(`h.${i}`, gpt2BlockLayers(i, shape, recompute, group)));
     this.lnF = new LayerNorm('ln_f', shape.hidden, shape.eps);
-    this.head = parts.head ?? new TiedHeadLoss();
+    this.head = tp > 1 ? new VocabParallelHeadLoss(shape.vocab, this.paddedVocab, group) : new TiedHeadLoss();
   }
 
   paramSpecs(): ParamSpec[] {
     return [...this.embedding.paramSpecs(), ...this.blocks.flatMap((b) => b.paramSpecs()), ...this.lnF.paramSpecs()];
+  }
+
+  /**
+   * The units in the order backward finishes their gradients: ln_f, h.{L-1} … h.0, embedding (wte last: the
+   * tied output layer and the embedding both feed it). The flat parameter layout and its buckets follow it.
+   */
+  units(): ModelUnit[] {
+    return [
+      { name: 'ln_f', specs: this.lnF.paramSpecs() },
+      ...[...this.blocks].reverse().map((b) => ({ name: b.name, specs: b.paramSpecs() })),
+      { name: 'embedding', specs: this.embedding.paramSpecs() },
+    ];
+  }
+
+  /**
+   * The order in which forward (and, when training, backward) acquires units through its hooks: what
+   * ZeRO-3 prefetches from. Forward ends with the embedding again (the tied output layer), held through the
+   * head's backward; backward then acquires the units in units() order.
+   */
+  unitSchedule(train: boolean): string[] {
+    const forward = ['embedding', ...this.blocks.map((b) => b.name), 'ln_f', 'embedding'];
+    return train ? [...forward, ...this.units().map((u) => u.name)] : forward;
   }
 
   /**

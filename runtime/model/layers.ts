@@ -2,7 +2,8 @@
 // needs (tagged as activations), backward frees it as it goes and returns the input gradient and one
 // gradient per parameter name. Ownership: forward never frees its input; backward never frees dy; backward
 // frees its own saved tensors. A tensor-parallel variant of a layer is another class with the same shape of
-// API that inserts collectives (Megatron's f before a column-parallel Linear, g after a row-parallel one).
+// API that inserts collectives (Megatron's f before a column-parallel Linear, g after a row-parallel one) and
+// declares its parameters' split (model/tp-layers.ts).
 import * as tf from '@tensorflow/tfjs-core';
 import type { MemoryTracker } from './memory';
 import {
@@ -246,6 +247,18 @@ function releaseAttention(saved: AttentionSaved): void {
 
 // ---- Token + position embeddings ------------------------------------------------------------------------
 
+/**
+ * wte [rows, C] and wpe [T, C], as every embedding layer (one device or vocab-parallel) declares them: wte is
+ * split by vocabulary rows over a tensor-parallel group (padded to 128·tp), and it is tied to the output
+ * layer, so it receives two gradients per micro-batch (the head's, then the embedding's); wpe is replicated.
+ */
+export function embeddingSpecs(wteRows: number, positions: number, hidden: number): ParamSpec[] {
+  return [
+    { name: 'wte.weight', shape: [wteRows, hidden], init: { kind: 'normal', std: 0.02 }, decay: true, tp: { dim: 0, padded: true }, uses: 2 },
+    { name: 'wpe.weight', shape: [positions, hidden], init: { kind: 'normal', std: 0.02 }, decay: true },
+  ];
+}
+
 export interface EmbeddingSaved {
   tokens: tf.Tensor1D;
 }
@@ -260,10 +273,7 @@ export class Embedding {
   readonly name = 'embedding';
 
   paramSpecs(): ParamSpec[] {
-    return [
-      { name: 'wte.weight', shape: [this.vocab, this.hidden], init: { kind: 'normal', std: 0.02 }, decay: true },
-      { name: 'wpe.weight', shape: [this.positions, this.hidden], init: { kind: 'normal', std: 0.02 }, decay: true },
-    ];
+    return embeddingSpecs(this.vocab, this.positions, this.hidden);
   }
 
   /** tokens: int32 [B·T] for a batch of sequences of length ctx.seq. */

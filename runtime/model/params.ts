@@ -7,12 +7,31 @@ import { Rng } from './rng';
 
 export type ParamInit = { kind: 'normal'; std: number } | { kind: 'zeros' } | { kind: 'ones' };
 
+/**
+ * How a parameter is split over a tensor-parallel group, declared by the layer that creates it (Megatron's
+ * set_tensor_model_parallel_attributes): rank r holds the r-th of tp equal slices of dimension `dim`.
+ * Slicing, joining and the gradient norm read it; nothing infers it from the parameter's name.
+ */
+export interface TpSplit {
+  /** The dimension split over the group (Megatron's partition_dim). */
+  dim: number;
+  /** The dimension is this many concatenated sections, each split on its own: a fused Q|K|V has 3, so rank r
+   *  holds [Q_r | K_r | V_r] (a plain split of the concatenation would give rank 0 only Q). Default 1. */
+  sections?: number;
+  /** The dimension is the vocabulary, padded to a multiple of 128·tp (tpVocab); padding rows are zero. */
+  padded?: boolean;
+}
+
 export interface ParamSpec {
   name: string;
   shape: number[];
   init: ParamInit;
   /** AdamW's decoupled weight decay applies (matrices and embeddings), not biases or LayerNorm. */
   decay: boolean;
+  /** Tensor-parallel split (set by the creating layer); absent: replicated on every rank of the group. */
+  tp?: TpSplit;
+  /** Gradients the parameter receives per micro-batch: 2 for a weight two layers use (the tied wte). Default 1. */
+  uses?: number;
 }
 
 /** What a layer reads its weights from: a plain store, or (ZeRO-3) one that gathers shards on demand. */

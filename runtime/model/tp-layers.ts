@@ -1,22 +1,25 @@
 // Tensor-parallel (Megatron) variants of GPT-2's layers. Each rank holds a shard of the weights under the
 // same HuggingFace names (shapes are the shard's) and talks to its tensor-parallel group through a
-// TensorGroup, so these layers never import the communication library:
+// TensorGroup, so these layers never import the communication library. Each layer declares how its
+// parameters are split (ParamSpec.tp, Megatron's set_tensor_model_parallel_attributes): slicing, joining and
+// the gradient norm read that declaration, so a new split layer is one class here. The collectives are
+// Megatron's two operators, f and g (below):
 //   f  identity forward, all-reduce of dx in backward   (before a column-parallel layer)
 //   g  all-reduce of y in forward, identity in backward  (after a row-parallel layer)
 // Column-parallel: c_attn (split per head: [Q_r | K_r | V_r]) and mlp.c_fc; row-parallel: attn.c_proj and
 // mlp.c_proj with the bias added after the all-reduce. That is 2 all-reduces forward and 2 backward per
-// block. The token embedding is vocab-parallel (rows masked, then all-reduce) and so is the tied output
-// layer's cross entropy, which never gathers the logits: all-reduce MAX of the row maxima, then one SUM of
+// block. The token embedding is vocab-parallel (rows masked, then g) and so is the tied output layer's
+// cross entropy, which never gathers the logits: all-reduce MAX of the row maxima, then one SUM of
 // [Σ exp, target logit]. The vocabulary is padded to a multiple of 128·tp; padded columns are masked out of
 // the softmax, so the loss does not change. LayerNorm, positions and row-parallel biases are replicated:
-// their gradients come out identical on every rank of the group.
+// their gradients come out identical on every rank of the group. At tp = 1 (SINGLE_DEVICE) f and g are the
+// identity and these layers compute exactly the single-device ones: the model has one block definition.
 import * as tf from '@tensorflow/tfjs-core';
 import {
-  AttentionCore, Dropout, Gelu, keepActivation, LayerNorm, Linear,
+  AttentionCore, embeddingSpecs, keepActivation, Linear,
   type Layer, type LayerBackward, type LayerContext, type LayerForward, type NamedGrads,
 } from './layers';
-import type { BlockLayers, GptShape, Recompute } from './gpt';
-import { colSum, free, gatherRows, matmul, matmulNT, matmulTN, scatterAddRows, share } from './ops';
+import { colSum, free, gatherRows, linear, matmul, matmulNT, matmulTN, scatterAddRows, share } from './ops';
 import type { ParamSpec } from './params';
 import { mix } from './rng';
 
@@ -36,45 +39,108 @@ export function tpVocab(vocab: number, tp: number): number {
   return Math.ceil(vocab / m) * m;
 }
 
+/** A group of one: what the single-device model is built with (f and g are the identity; nothing is reduced). */
+export const SINGLE_DEVICE: TensorGroup = { size: 1, rank: 0, allReduce: (t) => tf.clone(t) };
+
 // ---- f and g -------------------------------------------------------------------------------------------
 
-/** Column-parallel Linear: weight [in, out/tp] and bias [out/tp]; f before it (dx all-reduced in backward). */
-export class ColumnParallelLinear implements Layer<{ x: tf.Tensor2D }> {
-  private readonly inner: Linear;
-  constructor(
-    readonly name: string,
-    inFeatures: number,
-    outLocal: number,
-    private readonly group: TensorGroup,
-    std = 0.02,
-  ) {
-    this.inner = new Linear(name, inFeatures, outLocal, std);
+/** Σ over the group, taking ownership of `t` (a group of one returns it as is). */
+function allReduceSum(group: TensorGroup, t: tf.Tensor): tf.Tensor {
+  return group.size === 1 ? t : free(group.allReduce(t, 'sum'), t);
+}
+
+/**
+ * Megatron's f (copy_to_tensor_model_parallel_region), in front of a column-parallel layer: every rank
+ * reads the whole input, so forward is the identity and backward sums the ranks' partial input gradients.
+ * Both take ownership of their argument (the identity hands it back).
+ */
+export class CopyToTpRegion {
+  constructor(private readonly group: TensorGroup) {}
+  forward(x: tf.Tensor): tf.Tensor {
+    return x;
   }
-  paramSpecs(): ParamSpec[] {
-    return this.inner.paramSpecs();
-  }
-  forward(ctx: LayerContext, x: tf.Tensor, save: boolean): LayerForward<{ x: tf.Tensor2D }> {
-    return this.inner.forward(ctx, x, save);
-  }
-  backward(ctx: LayerContext, dy: tf.Tensor, saved: { x: tf.Tensor2D }): LayerBackward {
-    const r = this.inner.backward(ctx, dy, saved);
-    return { dx: free(this.group.allReduce(r.dx, 'sum'), r.dx), grads: r.grads };
+  backward(dx: tf.Tensor): tf.Tensor {
+    return allReduceSum(this.group, dx);
   }
 }
 
-/** Row-parallel Linear: weight [in/tp, out], bias [out] (replicated); g after it, then the bias. */
-export class RowParallelLinear implements Layer<{ x: tf.Tensor2D }> {
+/**
+ * Megatron's g (reduce_from_tensor_model_parallel_region), after a row-parallel layer: each rank holds a
+ * partial sum of the output, so forward all-reduces it and backward is the identity.
+ */
+export class ReduceFromTpRegion {
+  constructor(private readonly group: TensorGroup) {}
+  forward(y: tf.Tensor): tf.Tensor {
+    return allReduceSum(this.group, y);
+  }
+  backward(dy: tf.Tensor): tf.Tensor {
+    return dy;
+  }
+}
+
+function checkSplit(name: string, what: string, size: number, parts: number): void {
+  if (size % parts !== 0) throw new Error(`${name}: ${what} ${size} does not split into ${parts} equal parts`);
+}
+
+/**
+ * Column-parallel Linear (Megatron's ColumnParallelLinear): weight [in, out/tp] and bias [out/tp], both
+ * split along the output dimension; f in front. `sections`: the output is that many concatenated blocks
+ * split each on its own (a fused Q|K|V: 3).
+ */
+export class ColumnParallelLinear implements Layer<{ x: tf.Tensor2D }> {
+  private readonly inner: Linear;
+  private readonly f: CopyToTpRegion;
   constructor(
     readonly name: string,
-    readonly inLocal: number,
+    inFeatures: number,
+    outFeatures: number,
+    group: TensorGroup,
+    std = 0.02,
+    private readonly sections = 1,
+  ) {
+    checkSplit(name, 'output features', outFeatures, group.size * sections);
+    this.inner = new Linear(name, inFeatures, outFeatures / group.size, std);
+    this.f = new CopyToTpRegion(group);
+  }
+  paramSpecs(): ParamSpec[] {
+    const [weight, bias] = this.inner.paramSpecs() as [ParamSpec, ParamSpec];
+    return [
+      { ...weight, tp: { dim: 1, sections: this.sections } },
+      { ...bias, tp: { dim: 0, sections: this.sections } },
+    ];
+  }
+  forward(ctx: LayerContext, x: tf.Tensor, save: boolean): LayerForward<{ x: tf.Tensor2D }> {
+    return this.inner.forward(ctx, this.f.forward(x), save);
+  }
+  backward(ctx: LayerContext, dy: tf.Tensor, saved: { x: tf.Tensor2D }): LayerBackward {
+    const r = this.inner.backward(ctx, dy, saved);
+    return { dx: this.f.backward(r.dx), grads: r.grads };
+  }
+}
+
+/**
+ * Row-parallel Linear (Megatron's RowParallelLinear): weight [in/tp, out] split along the input dimension,
+ * bias [out] replicated; g after the matmul, then the bias. At tp = 1 the bias is fused into the matmul,
+ * exactly the single-device Linear.
+ */
+export class RowParallelLinear implements Layer<{ x: tf.Tensor2D }> {
+  readonly inLocal: number;
+  private readonly g: ReduceFromTpRegion;
+  constructor(
+    readonly name: string,
+    inFeatures: number,
     readonly outFeatures: number,
     private readonly group: TensorGroup,
     private readonly std = 0.02,
-  ) {}
+  ) {
+    checkSplit(name, 'input features', inFeatures, group.size);
+    this.inLocal = inFeatures / group.size;
+    this.g = new ReduceFromTpRegion(group);
+  }
 
   paramSpecs(): ParamSpec[] {
     return [
-      { name: `${this.name}.weight`, shape: [this.inLocal, this.outFeatures], init: { kind: 'normal', std: this.std }, decay: true },
+      { name: `${this.name}.weight`, shape: [this.inLocal, this.outFeatures], init: { kind: 'normal', std: this.std }, decay: true, tp: { dim: 0 } },
       { name: `${this.name}.bias`, shape: [this.outFeatures], init: { kind: 'zeros' }, decay: false },
     ];
   }
@@ -82,15 +148,18 @@ export class RowParallelLinear implements Layer<{ x: tf.Tensor2D }> {
   forward(ctx: LayerContext, x: tf.Tensor, save: boolean): LayerForward<{ x: tf.Tensor2D }> {
     const w = ctx.params.get(`${this.name}.weight`) as tf.Tensor2D;
     const b = ctx.params.get(`${this.name}.bias`) as tf.Tensor1D;
-    const partial = matmul(x as tf.Tensor2D, w);
-    const summed = free(this.group.allReduce(partial, 'sum'), partial);
-    const y = free(tf.add(summed, b), summed) as tf.Tensor2D;
+    let y: tf.Tensor2D;
+    if (this.group.size === 1) y = linear(x as tf.Tensor2D, w, b);
+    else {
+      const summed = this.g.forward(matmul(x as tf.Tensor2D, w));
+      y = free(tf.add(summed, b), summed) as tf.Tensor2D;
+    }
     return save ? { y, saved: { x: keepActivation(ctx, share(x as tf.Tensor2D)) } } : { y };
   }
 
   backward(ctx: LayerContext, dy: tf.Tensor, saved: { x: tf.Tensor2D }): LayerBackward {
     const w = ctx.params.get(`${this.name}.weight`) as tf.Tensor2D;
-    const d = dy as tf.Tensor2D;
+    const d = this.g.backward(dy) as tf.Tensor2D;
     const dW = matmulTN(saved.x, d);
     saved.x.dispose();
     const db = colSum(d);
@@ -128,25 +197,6 @@ export class TpAttentionCore implements Layer<unknown> {
   backward(ctx: LayerContext, dy: tf.Tensor, saved: unknown): LayerBackward {
     return this.inner.backward(this.ctx(ctx), dy, saved as never);
   }
-}
-
-/** One GPT-2 block's sublayers on one tensor-parallel rank (heads, ffn split by tp; see the file comment). */
-export function tpBlockLayers(i: number, s: GptShape, recompute: Recompute, group: TensorGroup): BlockLayers {
-  const tp = group.size;
-  const C = s.hidden;
-  const residualStd = 0.02 / Math.sqrt(2 * s.layers);
-  return {
-    ln1: new LayerNorm(`h.${i}.ln_1`, C, s.eps),
-    attn: new ColumnParallelLinear(`h.${i}.attn.c_attn`, C, (3 * C) / tp, group),
-    core: new TpAttentionCore(`h.${i}.attn`, s.heads / tp, C / s.heads, recompute === 'selective', group),
-    proj: new RowParallelLinear(`h.${i}.attn.c_proj`, C / tp, C, group, residualStd),
-    dropAttn: new Dropout(`h.${i}.attn.resid_dropout`),
-    ln2: new LayerNorm(`h.${i}.ln_2`, C, s.eps),
-    fc: new ColumnParallelLinear(`h.${i}.mlp.c_fc`, C, s.ffnHidden / tp, group),
-    gelu: new Gelu(`h.${i}.mlp.act`),
-    mproj: new RowParallelLinear(`h.${i}.mlp.c_proj`, s.ffnHidden / tp, C, group, residualStd),
-    dropMlp: new Dropout(`h.${i}.mlp.dropout`),
-  };
 }
 
 // ---- vocab-parallel embedding -------------------------------------------------------------------------
@@ -190,18 +240,18 @@ function hostIds(t: tf.Tensor): Int32Array {
 /** wte [Vp/tp, C] (this rank's rows of the padded vocabulary) and wpe [T, C] (replicated). */
 export class VocabParallelEmbedding {
   readonly name = 'embedding';
+  private readonly g: ReduceFromTpRegion;
   constructor(
     readonly paddedVocab: number,
     readonly positions: number,
     readonly hidden: number,
     private readonly group: TensorGroup,
-  ) {}
+  ) {
+    this.g = new ReduceFromTpRegion(group);
+  }
 
   paramSpecs(): ParamSpec[] {
-    return [
-      { name: 'wte.weight', shape: [this.paddedVocab / this.group.size, this.hidden], init: { kind: 'normal', std: 0.02 }, decay: true },
-      { name: 'wpe.weight', shape: [this.positions, this.hidden], init: { kind: 'normal', std: 0.02 }, decay: true },
-    ];
+    return embeddingSpecs(this.paddedVocab / this.group.size, this.positions, this.hidden);
   }
 
   forward(ctx: LayerContext, tokens: tf.Tensor1D, save: boolean): LayerForward<VocabEmbeddingSaved> {
@@ -212,8 +262,8 @@ export class VocabParallelEmbedding {
     const wte = ctx.params.get('wte.weight') as tf.Tensor2D;
     const wpe = ctx.params.get('wpe.weight') as tf.Tensor2D;
     const mine = tf.tidy(() => tf.mul(gatherRows(wte, tf.tensor1d(local, 'int32')), tf.tensor2d(mask, [rows, 1])));
-    // Every row is non-zero on exactly one rank: the sum is exact, the same bits as one device's lookup.
-    const tok = free(this.group.allReduce(mine, 'sum'), mine);
+    // g: every row is non-zero on exactly one rank, so the sum is exact — the same bits as one device's lookup.
+    const tok = this.g.forward(mine);
     const y = tf.tidy(() => {
       const pos = tf.slice(wpe, [0, 0], [seq, this.hidden]);
       return tf.reshape(tf.add(tf.reshape(tok, [rows / seq, seq, this.hidden]), pos), [rows, this.hidden]) as tf.Tensor2D;
@@ -253,12 +303,16 @@ export interface VocabHeadSaved {
  */
 export class VocabParallelHeadLoss {
   readonly name = 'lm_head';
+  /** The head's input x is every rank's: f, whose backward sums the partial dx. */
+  private readonly f: CopyToTpRegion;
   constructor(
     /** The real vocabulary: columns at or past it are padding and take no probability. */
     readonly vocab: number,
     readonly paddedVocab: number,
     private readonly group: TensorGroup,
-  ) {}
+  ) {
+    this.f = new CopyToTpRegion(group);
+  }
 
   private range(): { start: number; end: number } {
     return vocabRange(this.paddedVocab, this.group);
@@ -329,7 +383,7 @@ export class VocabParallelHeadLoss {
     saved.x.dispose();
     const partial = matmul(dlogits, wte);
     dlogits.dispose();
-    const dx = free(this.group.allReduce(partial, 'sum'), partial);
+    const dx = this.f.backward(partial);
     return { dx, grads: [['wte.weight', dWte]] };
   }
 }

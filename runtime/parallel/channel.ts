@@ -10,8 +10,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { createConnection, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { validateMessage, type Message } from '../../common/protocol';
+import { validateMessage, type GpuMessage, type Message } from '../../common/protocol';
 import { newToken, tokensEqual } from '../server/auth';
+import { parseShapeLine, type ShapeLine } from './shape-report';
 
 export type RankEngineKind = 'local' | 'torch' | 'monitor';
 
@@ -24,7 +25,35 @@ export interface RankHello {
   engine: RankEngineKind;
   node: string;
   localRank: number;
+  /** The rank's machine in a multi-node run (torchrun's GROUP_RANK, or `scalelm launch --node-rank`). */
+  nodeRank?: number;
 }
+
+/**
+ * A multi-node run's other machines: each `scalelm launch --node-rank K` (K > 0) is a peer of the
+ * coordinator's channel, authenticated like a rank, that forwards its machine's GPU samples and reports how
+ * its command ended (docs/rank-channel.md, "Node peers").
+ */
+export interface NodeHello {
+  k: 'node';
+  node: number;
+  nnodes: number;
+  host: string;
+  pid: number;
+  token: string;
+}
+
+export type NodeToCoordinator =
+  | NodeHello
+  /** One sample of the node's GPUs; `m.node` is this node. */
+  | { k: 'gpu'; node: number; m: GpuMessage }
+  /** The node's command ended (last line): its exit status, and its last stderr lines when it failed. */
+  | { k: 'exit'; node: number; code: number | null; signal: string | null; tail?: string };
+
+export type NodeReport = Exclude<NodeToCoordinator, NodeHello> | Omit<NodeHello, 'token'>;
+
+/** `welcome`: the node was accepted (it starts its command only then); `control`: stop its command. */
+export type CoordinatorToNode = { k: 'welcome' } | { k: 'control'; action: 'stop' };
 
 export type RankToCoordinator =
   | RankHello
@@ -34,7 +63,9 @@ export type RankToCoordinator =
   | { k: 'timing'; rank: number; step: number; stepMs: number; exposedCommMs: number }
   | { k: 'saved'; rank: number; step: number; bytes: number }
   | { k: 'error'; rank: number; step: number; message: string; kind?: string }
-  | { k: 'done'; rank: number; step: number; reason: 'completed' | 'stopped' };
+  | { k: 'done'; rank: number; step: number; reason: 'completed' | 'stopped' }
+  /** A monitored script's model shape and layout, for the planner (runtime/parallel/shape-report.ts). */
+  | ShapeLine;
 
 /** What the coordinator hands on: the hello without its token. */
 export type RankReport = Exclude<RankToCoordinator, RankHello> | Omit<RankHello, 'token'>;
@@ -106,7 +137,8 @@ export function parseRankLine(line: string): { ok: true; value: RankToCoordinato
       if (!isNat(v.pid) || !isInt(v.world) || v.world < 1 || !isNat(v.localRank)) return bad('pid, world or localRank');
       if (v.engine !== 'local' && v.engine !== 'torch' && v.engine !== 'monitor') return bad('engine');
       if (typeof v.node !== 'string' || v.node.length > 255) return bad('node');
-      return { ok: true, value: { k: 'hello', rank: v.rank, pid: v.pid, token: v.token, world: v.world, engine: v.engine, node: v.node, localRank: v.localRank } };
+      if (v.nodeRank !== undefined && !isNat(v.nodeRank)) return bad('nodeRank');
+      return { ok: true, value: { k: 'hello', rank: v.rank, pid: v.pid, token: v.token, world: v.world, engine: v.engine, node: v.node, localRank: v.localRank, ...(v.nodeRank !== undefined ? { nodeRank: v.nodeRank } : {}) } };
     case 'progress':
       if (v.sync !== undefined && typeof v.sync !== 'boolean') return bad('sync');
       return isNat(v.step) ? { ok: true, value: { k: 'progress', rank: v.rank, step: v.step, ...(v.sync ? { sync: true } : {}) } } : bad('step');
@@ -120,6 +152,10 @@ export function parseRankLine(line: string): { ok: true; value: RankToCoordinato
     case 'done':
       if (!isNat(v.step) || (v.reason !== 'completed' && v.reason !== 'stopped')) return bad('step or reason');
       return { ok: true, value: { k: 'done', rank: v.rank, step: v.step, reason: v.reason } };
+    case 'shape': {
+      const r = parseShapeLine({ ...v, rank: v.rank });
+      return r.ok ? r : bad(r.what);
+    }
     case 'msg': {
       const r = validateMessage(v.m);
       if (!r.ok) return bad(`m: ${r.reason.slice(0, 200)}`);
@@ -134,6 +170,36 @@ export function parseRankLine(line: string): { ok: true; value: RankToCoordinato
   }
 }
 
+/** A node peer's line (k = node, gpu or exit), or why it is not one; `other` when it is no node line at all. */
+export function parseNodeLine(line: string): { ok: true; value: NodeToCoordinator } | { ok: false; reason: string; other?: true } {
+  let v: unknown;
+  try {
+    v = JSON.parse(line);
+  } catch {
+    return { ok: false, reason: 'a line that is not JSON', other: true };
+  }
+  if (!isObj(v) || (v.k !== 'node' && v.k !== 'gpu' && v.k !== 'exit')) return { ok: false, reason: 'a line that is not a node line', other: true };
+  if (!isNat(v.node)) return { ok: false, reason: `a ${v.k} line without a valid node` };
+  const bad = (what: string) => ({ ok: false as const, reason: `a malformed ${String(v.k)} line (${what})` });
+  switch (v.k) {
+    case 'node':
+      if (typeof v.token !== 'string') return bad('token');
+      if (!isInt(v.nnodes) || v.nnodes < 2 || !isNat(v.pid)) return bad('nnodes or pid');
+      if (typeof v.host !== 'string' || v.host.length > 255) return bad('host');
+      return { ok: true, value: { k: 'node', node: v.node, nnodes: v.nnodes, host: v.host, pid: v.pid, token: v.token } };
+    case 'gpu': {
+      const r = validateMessage(v.m);
+      if (!r.ok) return bad(`m: ${r.reason.slice(0, 200)}`);
+      if (r.value.type !== 'gpu') return bad(`m of type ${r.value.type}`);
+      if (r.value.node?.rank !== v.node) return bad('m.node is not the line\'s node');
+      return { ok: true, value: { k: 'gpu', node: v.node, m: r.value } };
+    }
+    default:
+      if ((v.code !== null && !isInt(v.code)) || (v.signal !== null && typeof v.signal !== 'string') || (v.tail !== undefined && typeof v.tail !== 'string')) return bad('code, signal or tail');
+      return { ok: true, value: { k: 'exit', node: v.node, code: v.code as number | null, signal: v.signal === null ? null : String(v.signal).slice(0, 20), ...(typeof v.tail === 'string' ? { tail: v.tail.slice(0, 16_000) } : {}) } };
+  }
+}
+
 export interface ChannelOptions {
   /** Ranks expected (0..world-1). Absent: the first accepted hello's world fixes it (scalelm launch). */
   world?: number;
@@ -145,6 +211,12 @@ export interface ChannelOptions {
   onReject?: (reason: string) => void;
   /** A rank's socket closed (its end of the channel; whether it said `done` is the caller's to judge). */
   onDisconnect?: (rank: number) => void;
+  /** A multi-node run's node count: node peers 1..nodes-1 are accepted (none when absent). */
+  nodes?: number;
+  /** What node peers report (their hello without its token, GPU samples, their command's end). */
+  onNode?: (m: NodeReport) => void;
+  /** A node peer's socket closed (whether it reported its `exit` first is the caller's to judge). */
+  onNodeDisconnect?: (node: number) => void;
   helloTimeoutMs?: number;
 }
 
@@ -156,6 +228,7 @@ export class ChannelServer {
   private dir: string | undefined;
   private readonly server: Server;
   private readonly sockets = new Map<number, Socket>();
+  private readonly nodeSockets = new Map<number, Socket>();
   private readonly queued = new Map<number, CoordinatorToRank[]>();
   private readonly peers = new Set<Socket>();
   private rejections = 0;
@@ -208,6 +281,7 @@ export class ChannelServer {
     this.peers.add(socket);
     socket.on('error', () => {}); // a dying rank: its process exit is what reports it
     let rank: number | undefined;
+    let node: number | undefined;
     const timer = setTimeout(() => this.reject(socket, 'no hello within the time allowed'), this.opts.helloTimeoutMs ?? HELLO_TIMEOUT_MS);
     timer.unref();
     socket.on('close', () => {
@@ -217,11 +291,29 @@ export class ChannelServer {
         this.sockets.delete(rank);
         this.opts.onDisconnect?.(rank);
       }
+      if (node !== undefined && this.nodeSockets.get(node) === socket) {
+        this.nodeSockets.delete(node);
+        this.opts.onNodeDisconnect?.(node);
+      }
     });
     lines(
       socket,
       (line) => {
         if (socket.destroyed) return;
+        if (rank === undefined) {
+          const n = parseNodeLine(line);
+          if (node !== undefined || !('other' in n && n.other)) {
+            if (!n.ok) return this.reject(socket, n.reason);
+            if (node === undefined) {
+              node = this.acceptNode(socket, n.value);
+              if (node !== undefined) clearTimeout(timer);
+              return;
+            }
+            if (n.value.k === 'node') return this.reject(socket, `a second hello on node ${node}'s connection`);
+            if (n.value.node !== node) return this.reject(socket, `a line for node ${n.value.node} on node ${node}'s connection`);
+            return this.opts.onNode?.(n.value);
+          }
+        }
         const parsed = parseRankLine(line);
         if (!parsed.ok) return this.reject(socket, parsed.reason);
         const m = parsed.value;
@@ -247,6 +339,33 @@ export class ChannelServer {
       },
       () => this.reject(socket, `a line longer than ${MAX_LINE_BYTES} bytes`),
     );
+  }
+
+  /** A node peer's hello: checked like a rank's (token, range, one connection per node); the node, or undefined when refused. */
+  private acceptNode(socket: Socket, m: NodeToCoordinator): number | undefined {
+    if (m.k !== 'node') return void this.reject(socket, `${m.k} before its node hello`);
+    if (!tokensEqual(m.token, this.token)) return void this.reject(socket, `a node hello with a wrong token (node ${m.node}, host ${JSON.stringify(m.host)})`);
+    const nodes = this.opts.nodes;
+    if (!nodes || nodes < 2) return void this.reject(socket, 'a node hello, but this run is not multi-node');
+    if (m.nnodes !== nodes) return void this.reject(socket, `a node hello for ${m.nnodes} nodes (this run has ${nodes})`);
+    if (m.node < 1 || m.node >= nodes) return void this.reject(socket, `a node hello for node ${m.node}, outside 1..${nodes - 1}`);
+    if (this.nodeSockets.get(m.node)?.destroyed === false) return void this.reject(socket, `a second hello for node ${m.node}`);
+    this.nodeSockets.set(m.node, socket);
+    socket.write(JSON.stringify({ k: 'welcome' } satisfies CoordinatorToNode) + '\n');
+    const { token: _token, ...hello } = m;
+    this.opts.onNode?.(hello);
+    return m.node;
+  }
+
+  /** Sends to a node peer (dropped when it is not connected: a node that never joined has nothing to stop). */
+  sendNode(node: number, m: CoordinatorToNode): void {
+    const s = this.nodeSockets.get(node);
+    if (s && !s.destroyed) s.write(JSON.stringify(m) + '\n');
+  }
+
+  /** Node peers currently connected. */
+  connectedNodes(): number[] {
+    return [...this.nodeSockets.entries()].filter(([, s]) => !s.destroyed).map(([n]) => n);
   }
 
   /** Sends to a rank (queued until it has said hello). */
@@ -339,5 +458,97 @@ export class ChannelClient {
       if (this.socket.destroyed) return resolve();
       this.socket.end(() => resolve());
     });
+  }
+}
+
+/** Why a node could not join: `unreachable` (nothing listens yet: worth retrying) or `refused` (the coordinator closed on it). */
+export class NodeJoinError extends Error {
+  constructor(
+    message: string,
+    readonly kind: 'unreachable' | 'refused',
+  ) {
+    super(message);
+  }
+}
+
+/** A node peer's end of the channel (`scalelm launch --node-rank K`, K > 0). */
+export class NodeClient {
+  private constructor(private readonly socket: Socket) {}
+
+  /**
+   * Connects, says the node hello and resolves once the coordinator welcomed it; rejects with a
+   * NodeJoinError. After that, `onMessage` gets the coordinator's controls and `onClose` its going away.
+   */
+  static join(
+    address: string,
+    token: string,
+    hello: { node: number; nnodes: number },
+    onMessage: (m: CoordinatorToNode) => void,
+    onClose: () => void,
+    welcomeTimeoutMs = 15_000,
+  ): Promise<NodeClient> {
+    return new Promise((resolve, reject) => {
+      let welcomed = false;
+      const socket = createConnection(parseChannelAddress(address));
+      const timer = setTimeout(() => {
+        socket.destroy();
+        reject(new NodeJoinError(`the coordinator at ${address} did not answer this node's hello within ${welcomeTimeoutMs} ms`, 'refused'));
+      }, welcomeTimeoutMs);
+      socket.once('error', (e: NodeJS.ErrnoException) => {
+        if (welcomed) return;
+        clearTimeout(timer);
+        const kind = e.code === 'ECONNREFUSED' || e.code === 'EHOSTUNREACH' || e.code === 'ENETUNREACH' || e.code === 'ETIMEDOUT' ? 'unreachable' : 'refused';
+        reject(new NodeJoinError(`cannot reach the coordinator at ${address}: ${e.message}`, kind));
+      });
+      socket.on('error', () => {});
+      socket.once('connect', () => {
+        socket.write(JSON.stringify({ k: 'node', node: hello.node, nnodes: hello.nnodes, host: hostname(), pid: process.pid, token } satisfies NodeHello) + '\n');
+      });
+      socket.once('close', () => {
+        clearTimeout(timer);
+        if (welcomed) onClose();
+        else
+          reject(
+            new NodeJoinError(
+              `the coordinator at ${address} refused this node: the run token differs from node 0's (set the same SCALELM_RUN_TOKEN or --token-file on every node), or node ${hello.node} already joined, or node 0 runs with another --nnodes than ${hello.nnodes}`,
+              'refused',
+            ),
+          );
+      });
+      lines(
+        socket,
+        (line) => {
+          let v: unknown;
+          try {
+            v = JSON.parse(line);
+          } catch {
+            return;
+          }
+          if (!isObj(v)) return;
+          if (v.k === 'welcome' && !welcomed) {
+            welcomed = true;
+            clearTimeout(timer);
+            resolve(new NodeClient(socket));
+          } else if (welcomed && v.k === 'control' && v.action === 'stop') onMessage({ k: 'control', action: 'stop' });
+        },
+        () => socket.destroy(),
+      );
+    });
+  }
+
+  send(m: Exclude<NodeToCoordinator, NodeHello>): void {
+    if (!this.socket.destroyed) this.socket.write(JSON.stringify(m) + '\n');
+  }
+
+  /** Ends this side after everything written so far went out. */
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      if (this.socket.destroyed) return resolve();
+      this.socket.end(() => resolve());
+    });
+  }
+
+  destroy(): void {
+    this.socket.destroy();
   }
 }

@@ -9,12 +9,10 @@
 // `consolidate` adds model.safetensors (HF names, Conv1D layout) and optimizer.safetensors to a sharded
 // folder: it is then also a single-device checkpoint, from which any layout (and `scalelm train` on one
 // device) can resume.
-import { existsSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Gpt, type GptShape } from '../model/gpt';
-import { CHECKPOINT_FORMAT, CheckpointError, commitCheckpointFolder, fsyncDir, hfConfig, latestCheckpoint, readCheckpointState, readModelTensors, saveCheckpoint, stepFolder, writeFileSynced, writeModelFiles, type CheckpointState } from '../train/checkpoint';
-import { stateSlots } from '../train/optimizer';
-import { writeSafetensors, type TensorToWrite } from '../train/safetensors';
+import { CheckpointError, commitCheckpointFolder, fsyncDir, hfConfig, latestCheckpoint, readCheckpointState, readModelTensors, saveCheckpoint, stepFolder, writeFileSynced, writeModelFiles, type CheckpointState } from '../train/checkpoint';
 import { consolidateShards, type ShardLayout } from './shard-files';
 
 export interface ShardedState extends CheckpointState {

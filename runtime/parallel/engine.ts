@@ -4,28 +4,24 @@
 //     backward (TP all-reduces; each gradient goes to its bucket, full buckets reduce asynchronously),
 //   one world all-reduce of [loss, Σg², stop, checkpoint] (global norm across TP shards and ZeRO partitions),
 //   the update of this rank's partition (clipped), then ZeRO 1/2 all-gather the new parameters.
+// What the rank starts from (fresh, init weights, a checkpoint) is loaded by resume.ts.
 import * as tf from '@tensorflow/tfjs-core';
 import type { Comm, ProcessGroup } from '../comm/comm';
 import type { RunConfig } from '../config/types';
 import { activeBackend, initBackend, type BackendInfo } from '../model/backend';
-import { Gpt, gptShape, disposeForwardState, type ForwardState, type GptShape } from '../model/gpt';
+import { Gpt, gptShape, disposeForwardState, NO_HOOKS, type ForwardState, type GptShape, type UnitHooks } from '../model/gpt';
 import type { LayerContext } from '../model/layers';
 import { MemoryTracker, type StepMemory } from '../model/memory';
-import { initialValues, ParamStore, type ParamSource, type ParamSpec } from '../model/params';
+import { ParamStore, type ParamSource, type ParamSpec } from '../model/params';
 import { mix } from '../model/rng';
-import { setHostIds, tpVocab } from '../model/tp-layers';
+import { setHostIds } from '../model/tp-layers';
 import { BatchSampler, loadTokens, type TokenStream } from '../train/data';
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
-import { loadCheckpoint, loadHfFolder, readModelTensors } from '../train/checkpoint';
 import { clipCoefficient, GradAccumulator, Optimizer, optimizerHyper, stateSlots, sumSquares, updateRange, type OptimizerHyper } from '../train/optimizer';
 import { learningRate } from '../train/schedule';
 import { FlatLayout, type Segment } from './flat';
 import { GradReducer, type CommTimer } from './grads';
 import { ParallelError, resolveLayout, type ParallelLayout } from './layout';
-import { isSharded, sliceShard } from './shards';
-import { readShard, type ShardContents } from './shard-files';
-import { NO_HOOKS, ShardedGpt, unitSchedule, type UnitHooks } from './sharded-gpt';
+import { loadStart } from './resume';
 import { CommTensorGroup } from './tensor-group';
 import { readFloats, tensorFromHost } from './tensor-io';
 import { Zero3Params } from './zero3';
@@ -75,7 +71,8 @@ export class RankEngine {
   readonly layout: ParallelLayout;
   readonly shape: GptShape;
   readonly tracker = new MemoryTracker();
-  readonly model: ShardedGpt;
+  /** GPT-2 with this rank's tensor-parallel layers (at tp = 1, the single-device model itself). */
+  readonly model: Gpt;
   readonly flat: FlatLayout;
   readonly mine: Segment[];
   readonly tpGroup: CommTensorGroup;
@@ -118,13 +115,13 @@ export class RankEngine {
     this.tracker.capacity = backend.name === 'wasm' || backend.name === 'cpu' ? config.devices.memory : Infinity;
     this.tracker.where = { step: 0, phase: 'setup', layer: 'parameters' };
     this.hyper = optimizerHyper(config.train);
-    this.paddedVocab = tpVocab(this.shape.vocab, this.layout.tp);
     this.tpGroup = new CommTensorGroup(comm, this.tp, this.tracker, this.timer);
-    this.model = new ShardedGpt(this.shape, config.train.recompute, this.tpGroup, this.paddedVocab);
+    this.model = new Gpt(this.shape, config.train.recompute, this.tpGroup);
+    this.paddedVocab = this.model.paddedVocab;
     this.fullSpecs = new Gpt(this.shape, config.train.recompute).paramSpecs();
     this.specs = this.model.paramSpecs();
     const L = this.layout;
-    this.flat = new FlatLayout(this.specs, this.shape.layers, L.zero >= 1 ? L.dp : 1, L.firstBucketBytes, L.bucketBytes, (n) => isSharded(n, L.tp));
+    this.flat = new FlatLayout(this.model.units(), L.zero >= 1 ? L.dp : 1, L.firstBucketBytes, L.bucketBytes);
     this.mine = this.flat.segments(L.zero >= 1 ? this.coords.dp : 0);
     this.sampler = new BatchSampler(data.train, config.model.seqLen, config.train.seed, 'train');
     if (config.train.evalEvery > 0) this.evalSampler = new BatchSampler(data.val, config.model.seqLen, config.train.seed, 'val');
@@ -266,61 +263,16 @@ export class RankEngine {
 
   private initState(): void {
     const { start, config } = this.options;
-    const tp = this.layout.tp;
-    const place = (name: string, local: Float32Array) => {
-      if (this.params) this.params.setValues(name, local);
-      else for (const s of this.segmentsOf(name)) this.zero3!.owned.set(local.subarray(s.from, s.from + s.length), s.at);
+    const target = {
+      layout: this.layout, coords: this.coords, shape: this.shape, fullSpecs: this.fullSpecs, specs: this.specs, paddedVocab: this.paddedVocab,
+      optimizer: this.hyper.kind, params: this.params, owned: this.zero3?.owned, state: this.state, segmentsOf: (name: string) => this.segmentsOf(name),
     };
-    const placeState = (name: string, slots: Float32Array[]) => {
-      for (const s of this.segmentsOf(name)) slots.forEach((v, i) => this.state[i]!.set(v.subarray(s.from, s.from + s.length), s.at));
-    };
-    const full = (spec: ParamSpec, v: Float32Array) => sliceShard(spec.name, spec.shape, v, tp, this.coords.tp, this.paddedVocab);
-    this.optimizerSteps = this.options.optimizerSteps ?? 0;
-    if (start.kind === 'resume-sharded') {
-      // ZeRO 0–2 parameters (and ZeRO-0 optimizer state) are written once per TP rank, by dp rank 0; ZeRO ≥ 1
-      // optimizer partitions and ZeRO-3 parameter partitions by every rank.
-      const read = (dp: number) => readShard(start.folder, { tp: this.coords.tp, dp }, this.layout);
-      const zero = this.layout.zero;
-      const own = zero === 0 ? read(0) : read(this.coords.dp);
-      const lead = zero === 3 || this.coords.dp === 0 ? own : read(0);
-      this.loadShard(own, lead);
-      return;
-    }
-    if (start.kind === 'resume-full') {
-      const ck = loadCheckpoint(start.folder, this.fullSpecs, { shape: this.shape, optimizer: this.hyper.kind });
-      for (const spec of this.fullSpecs) {
-        place(spec.name, full(spec, ck.params.get(spec.name)!));
-        placeState(spec.name, ck.optimizer.get(spec.name)!.map((v) => full(spec, v)));
-      }
-      this.optimizerSteps = ck.state.optimizer.steps;
-      return;
-    }
-    let values: Map<string, Float32Array> | undefined;
-    if (start.kind === 'init') {
-      values = existsSync(join(start.folder, 'state.json')) && existsSync(join(start.folder, 'model.safetensors'))
-        ? readModelTensors(join(start.folder, 'model.safetensors'), this.fullSpecs)
-        : loadHfFolder(start.folder, this.fullSpecs, this.shape);
-    }
-    // Every layout starts from the single-device weights: the full tensor, drawn once per name, then sliced.
-    for (const spec of this.fullSpecs) place(spec.name, full(spec, values?.get(spec.name) ?? initialValues(spec, config.train.seed)));
+    this.optimizerSteps = loadStart(target, start, config.train.seed, this.options.optimizerSteps ?? 0);
   }
 
   /** This rank's partition segments of one parameter. */
   private segmentsOf(name: string): Segment[] {
     return this.mine.filter((s) => s.slot.name === name);
-  }
-
-  private loadShard(own: ShardContents, lead: ShardContents): void {
-    if (this.params) {
-      for (const spec of this.specs) {
-        const v = lead.params.get(spec.name);
-        if (!v) throw new ParallelError(`${lead.file}: missing parameter ${spec.name}`);
-        this.params.setValues(spec.name, v);
-      }
-    } else this.zero3!.owned.set(own.partition.get('params')!);
-    const stateFrom = this.layout.zero >= 1 ? own : lead;
-    stateSlots(this.hyper.kind).forEach((slot, i) => this.state[i]!.set(stateFrom.partition.get(slot)!));
-    this.optimizerSteps = own.optimizerSteps;
   }
 
   // ---- one step -----------------------------------------------------------------------------------------
@@ -388,7 +340,7 @@ export class RankEngine {
         const targets = tf.tensor1d(b.targets, 'int32');
         setHostIds(tokens, b.tokens);
         setHostIds(targets, b.targets);
-        this.zero3?.begin(unitSchedule(this.shape.layers, true));
+        this.zero3?.begin(this.model.unitSchedule(true));
         const out = this.model.forward(ctx, tokens, targets, true, this.hooks());
         tokens.dispose();
         targets.dispose();
@@ -508,7 +460,7 @@ export class RankEngine {
       const targets = tf.tensor1d(b.targets, 'int32');
       setHostIds(tokens, b.tokens);
       setHostIds(targets, b.targets);
-      this.zero3?.begin(unitSchedule(this.shape.layers, false));
+      this.zero3?.begin(this.model.unitSchedule(false));
       const { loss } = this.model.forward(this.context(step, i, false), tokens, targets, false, this.hooks());
       tokens.dispose();
       targets.dispose();

@@ -1,6 +1,6 @@
 // The flat parameter layout every data-parallel engine shares. Parameters are grouped into units — the
-// layers ZeRO-3 gathers one at a time: ln_f, h.{L-1} … h.0, embedding (wte + wpe) — in the order their
-// gradients become complete in backward (wte last: the tied output layer and the embedding both feed it).
+// layers ZeRO-3 gathers one at a time, as the model declares them (Gpt.units(): ln_f, h.{L-1} … h.0,
+// embedding) — in the order their gradients become complete in backward.
 // The flat buffer is the units one after another, each padded to a multiple of `parts` (dp under ZeRO, 1
 // for plain DDP) and split into `parts` equal pieces; rank k's partition is its piece of every unit, so all
 // partitions have the same size and the padding (fewer than `parts` elements per unit) stays zero.
@@ -10,15 +10,19 @@
 // unit's part 1 | …] — so a plain reduce-scatter of the bucket hands rank k exactly its partition's span
 // [bucket.partOffset, + bucket.part), and an all-gather of that span rebuilds the bucket. Pure.
 import { formBuckets } from '../planner/runtime-model';
-import { numel, type ParamSpec } from '../model/params';
+import type { ModelUnit } from '../model/gpt';
+import { numel } from '../model/params';
 
 export interface Slot {
   name: string;
   shape: number[];
   numel: number;
   decay: boolean;
-  /** Split over the tensor-parallel group (counted once per shard in the global norm), else replicated. */
+  /** Declared split over the tensor-parallel group (ParamSpec.tp: at tp > 1 each rank's shard counts in the
+   *  global norm), else replicated (counted once, on tp rank 0). */
   sharded: boolean;
+  /** Gradients it receives per micro-batch (ParamSpec.uses: 2 for the tied wte). */
+  uses: number;
   unit: number;
   /** Offset in the unit's flat (unpadded order). */
   offset: number;
@@ -61,19 +65,6 @@ export interface Segment {
   at: number;
 }
 
-/** The unit a parameter belongs to. */
-export function unitName(param: string): string {
-  const m = /^(h\.\d+)\./.exec(param);
-  if (m) return m[1]!;
-  if (param.startsWith('ln_f.')) return 'ln_f';
-  return 'embedding';
-}
-
-/** Units in gradient order: ln_f, h.{L-1} … h.0, embedding. */
-export function unitOrder(layers: number): string[] {
-  return ['ln_f', ...Array.from({ length: layers }, (_, i) => `h.${layers - 1 - i}`), 'embedding'];
-}
-
 export class FlatLayout {
   readonly units: Unit[];
   readonly buckets: Bucket[];
@@ -85,27 +76,20 @@ export class FlatLayout {
   /** Real (unpadded) elements. */
   readonly total: number;
 
+  /** `units`: the model's units (this rank's shard shapes), in gradient order. */
   constructor(
-    specs: readonly ParamSpec[],
-    layers: number,
+    units: readonly ModelUnit[],
     readonly parts: number,
     firstBucketBytes: number,
     bucketBytes: number,
-    sharded: (name: string) => boolean,
   ) {
-    const order = unitOrder(layers);
-    const byUnit = new Map<string, ParamSpec[]>(order.map((u) => [u, []]));
-    for (const s of specs) {
-      const u = byUnit.get(unitName(s.name));
-      if (!u) throw new Error(`parameter ${s.name} belongs to no unit`);
-      u.push(s);
-    }
     let partOffset = 0;
-    this.units = order.map((name, index) => {
+    this.units = units.map(({ name, specs }, index) => {
       let offset = 0;
-      const slots = byUnit.get(name)!.map((s): Slot => {
+      const slots = specs.map((s): Slot => {
         const n = numel(s.shape);
-        const slot: Slot = { name: s.name, shape: [...s.shape], numel: n, decay: s.decay, sharded: sharded(s.name), unit: index, offset, toBucket: [] };
+        if (this.slots.has(s.name)) throw new Error(`parameter ${s.name} is in two units`);
+        const slot: Slot = { name: s.name, shape: [...s.shape], numel: n, decay: s.decay, sharded: s.tp !== undefined, uses: s.uses ?? 1, unit: index, offset, toBucket: [] };
         offset += n;
         this.slots.set(s.name, slot);
         return slot;

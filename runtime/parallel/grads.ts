@@ -7,16 +7,14 @@
 //                 leaves this rank's partition of the reduced gradient in its span of each bucket.
 //   ZeRO 2 and 3  two rotating staging buckets; every micro-batch reduce-scatters each bucket and adds this
 //                 rank's span into the partition it owns — the only gradient memory kept.
-// The tied wte gets two gradients per micro-batch (output layer, then embedding): its bucket waits for both.
+// A parameter two layers use (the tied wte: output layer, then embedding; ParamSpec.uses, declared by the
+// layer that creates it) gets that many gradients per micro-batch: its bucket waits for all of them.
 import * as tf from '@tensorflow/tfjs-core';
 import type { Comm, ProcessGroup, Work } from '../comm/comm';
 import type { MemoryTracker } from '../model/memory';
 import { free } from '../model/ops';
 import type { Bucket, FlatLayout, Segment } from './flat';
 import { readFloats } from './tensor-io';
-
-/** Gradients a parameter receives per micro-batch. */
-export const contributions = (name: string): number => (name === 'wte.weight' ? 2 : 1);
 
 export interface CommTimer {
   /** ms this rank spent blocked on communication (waits and blocking calls). */
@@ -70,7 +68,7 @@ export class GradReducer {
 
   private expected(b: Bucket): number {
     let n = 0;
-    for (const u of b.units) for (const s of this.flat.units[u]!.slots) n += this.zero >= 2 ? 1 : contributions(s.name);
+    for (const u of b.units) for (const s of this.flat.units[u]!.slots) n += this.zero >= 2 ? 1 : s.uses;
     return n;
   }
 
@@ -105,7 +103,7 @@ export class GradReducer {
       if (--this.remaining[bucket.index]! === 0 && this.last) this.launch(bucket);
       return;
     }
-    const need = contributions(name);
+    const need = slot.uses;
     if (need > 1) {
       // Hold the first part until the rest arrives (the staging buffer may belong to another bucket now).
       const p = this.pending.get(name);

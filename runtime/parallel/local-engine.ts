@@ -16,8 +16,8 @@ import type { Faults } from './engine';
 import { FlatLayout } from './flat';
 import { describeParallel, ParallelError, resolveLayout, type ParallelLayout, type Transport } from './layout';
 import type { RankArgs, RankFaults, RankResult } from './parallel-rank';
-import { localSpecs } from './shard-files';
-import { isSharded as isShardedParam, joinShards } from './shards';
+import { localUnits } from './shard-files';
+import { isSplit, joinShards } from './shards';
 
 /** The rank entry module, next to this file in out/ and in the bundle (dist/parallel-rank.js). */
 export const RANK_ENTRY = join(__dirname, 'parallel-rank.js');
@@ -179,8 +179,7 @@ export function arenaBytes(config: RunConfig, layout: ParallelLayout): number {
 export function registeredBytes(config: RunConfig, layout: ParallelLayout): number {
   const shape = gptShape(config.model);
   const Vp = tpVocab(shape.vocab, layout.tp);
-  const specs = localSpecs(new Gpt(shape).paramSpecs(), layout.tp, Vp);
-  const flat = new FlatLayout(specs, shape.layers, layout.zero >= 1 ? layout.dp : 1, layout.firstBucketBytes, layout.bucketBytes, (n) => isShardedParam(n, layout.tp));
+  const flat = new FlatLayout(localUnits(shape, layout.tp, Vp), layout.zero >= 1 ? layout.dp : 1, layout.firstBucketBytes, layout.bucketBytes);
   let floats = 0;
   if (layout.zero <= 1) floats += flat.buckets.reduce((n, b) => n + b.size, 0);
   else {
@@ -198,9 +197,11 @@ function gatherFinalParams(config: RunConfig, layout: ParallelLayout, results: R
   const shape = gptShape(config.model);
   const Vp = tpVocab(shape.vocab, layout.tp);
   const fullSpecs = new Gpt(shape).paramSpecs();
-  const specs = localSpecs(fullSpecs, layout.tp, Vp);
+  const units = localUnits(shape, layout.tp, Vp);
+  const specs = units.flatMap((u) => u.specs);
+  const split = new Map(fullSpecs.map((s) => [s.name, s.tp]));
   const perTp: Map<string, Float32Array>[] = Array.from({ length: layout.tp }, () => new Map());
-  const flat = new FlatLayout(specs, shape.layers, layout.zero >= 1 ? layout.dp : 1, 1, 1, (n) => isShardedParam(n, layout.tp));
+  const flat = new FlatLayout(units, layout.zero >= 1 ? layout.dp : 1, 1, 1);
   const sameBits = (a: Float32Array, b: Float32Array) => a.length === b.length && Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
   for (const r of results) {
     const mine = perTp[r.coords.tp]!;
@@ -211,7 +212,7 @@ function gatherFinalParams(config: RunConfig, layout: ParallelLayout, results: R
     if (!r.params) continue;
     for (const [k, v] of Object.entries(r.params)) {
       if (!sameBits(v, perTp[r.coords.tp]!.get(k)!)) throw new ParallelError(`${k} differs between data-parallel replicas (rank ${r.rank} vs dp rank 0)`);
-      if (!isShardedParam(k, layout.tp) && !sameBits(v, perTp[0]!.get(k)!)) throw new ParallelError(`replicated ${k} differs between tensor-parallel ranks (rank ${r.rank})`);
+      if (!isSplit(split.get(k), layout.tp) && !sameBits(v, perTp[0]!.get(k)!)) throw new ParallelError(`replicated ${k} differs between tensor-parallel ranks (rank ${r.rank})`);
     }
   }
   for (const r of results) {
@@ -221,5 +222,5 @@ function gatherFinalParams(config: RunConfig, layout: ParallelLayout, results: R
       for (const seg of flat.segments(r.coords.dp)) mine.get(seg.slot.name)!.set(r.owned.subarray(seg.at, seg.at + seg.length), seg.from);
     }
   }
-  return new Map(fullSpecs.map((s) => [s.name, joinShards(s.name, s.shape, perTp.map((p) => p.get(s.name)!), layout.tp)]));
+  return new Map(fullSpecs.map((s) => [s.name, joinShards(s.tp, s.shape, perTp.map((p) => p.get(s.name)!), layout.tp)]));
 }

@@ -29,7 +29,8 @@ export async function sampleText(config: RunConfig, params: Map<string, Float32A
       out.push(sampleToken(values, 0.8, rng));
     }
     // No terminal control bytes.
-    return byteTokenizer.decode(out.slice(prompt.length || 1)).replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f\uFFFD]/g, '?');
+    // eslint-disable-next-line no-control-regex -- control characters are what it replaces
+  return byteTokenizer.decode(out.slice(prompt.length || 1)).replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f\uFFFD]/g, '?');
   } finally {
     store.dispose();
   }

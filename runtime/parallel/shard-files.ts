@@ -8,13 +8,13 @@
 // and the way back: the full HuggingFace-named tensors of any layout (consolidation), pure but for fs.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import type { GptShape } from '../model/gpt';
+import { Gpt, type GptShape, type ModelUnit } from '../model/gpt';
 import { numel, type ParamSpec } from '../model/params';
 import { readSafetensors, toFloat32, writeSafetensors, type TensorToWrite } from '../train/safetensors';
 import { stateSlots, type OptimizerHyper } from '../train/optimizer';
 import { FlatLayout } from './flat';
 import { ParallelError } from './layout';
-import { isSharded, joinShards, shardShape } from './shards';
+import { joinShards, shardShape } from './shards';
 
 /** The layout a sharded checkpoint was written in (state.json `layout`). */
 export interface ShardLayout {
@@ -61,9 +61,9 @@ export function readShard(folder: string, coords: { tp: number; dp: number }, la
   return { file, params, partition, optimizerSteps: Number(meta.optimizerSteps ?? 0) };
 }
 
-/** A TP rank's parameter specs (shard shapes), in the full model's order. */
-export function localSpecs(fullSpecs: readonly ParamSpec[], tp: number, paddedVocab: number): ParamSpec[] {
-  return fullSpecs.map((s) => ({ ...s, shape: shardShape(s.name, s.shape, tp, paddedVocab) }));
+/** A TP rank's units (shard shapes, from each parameter's declared split) of the model of this shape. */
+export function localUnits(shape: GptShape, tp: number, paddedVocab: number): ModelUnit[] {
+  return new Gpt(shape).units().map((u) => ({ name: u.name, specs: u.specs.map((s) => ({ ...s, shape: shardShape(s.tp, s.shape, tp, paddedVocab) })) }));
 }
 
 /**
@@ -74,8 +74,9 @@ export function consolidateShards(
   folder: string, layout: ShardLayout, shape: GptShape, fullSpecs: readonly ParamSpec[], kind: OptimizerHyper['kind'],
 ): { params: Map<string, Float32Array>; optimizer: Map<string, Float32Array[]>; optimizerSteps: number } {
   const { dp, tp, zero } = layout;
-  const specs = localSpecs(fullSpecs, tp, layout.paddedVocab);
-  const flat = new FlatLayout(specs, shape.layers, zero >= 1 ? dp : 1, 1, 1, (n) => isSharded(n, tp));
+  const units = localUnits(shape, tp, layout.paddedVocab);
+  const specs = units.flatMap((u) => u.specs);
+  const flat = new FlatLayout(units, zero >= 1 ? dp : 1, 1, 1);
   const slots = stateSlots(kind);
   const perTp = Array.from({ length: tp }, () => ({ params: new Map<string, Float32Array>(), state: new Map<string, Float32Array[]>() }));
   let optimizerSteps = 0;
@@ -111,8 +112,8 @@ export function consolidateShards(
   const params = new Map<string, Float32Array>();
   const optimizer = new Map<string, Float32Array[]>();
   for (const s of fullSpecs) {
-    params.set(s.name, joinShards(s.name, s.shape, perTp.map((p) => p.params.get(s.name)!), tp));
-    optimizer.set(s.name, slots.map((_, i) => joinShards(s.name, s.shape, perTp.map((p) => p.state.get(s.name)![i]!), tp)));
+    params.set(s.name, joinShards(s.tp, s.shape, perTp.map((p) => p.params.get(s.name)!), tp));
+    optimizer.set(s.name, slots.map((_, i) => joinShards(s.tp, s.shape, perTp.map((p) => p.state.get(s.name)![i]!), tp)));
   }
   return { params, optimizer, optimizerSteps };
 }

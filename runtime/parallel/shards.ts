@@ -1,117 +1,74 @@
-// How each GPT-2 parameter is split over a tensor-parallel group, and the slicing both ways: a rank's shard
-// from the full tensor (every layout starts from the single-device initial weights), and the full tensor
-// from the shards (consolidation). Pure: typed arrays only.
-//   qkv      c_attn weight [C, 3C] / bias [3C]: per head — rank r gets [Q_r | K_r | V_r], never a naive
-//            column split of concat(Q, K, V) (which would give rank 0 only Q)
-//   cols     mlp.c_fc weight [C, F] / bias [F]: the output dimension
-//   rows     attn.c_proj and mlp.c_proj weights [in, C]: the input dimension
-//   vocab    wte [V, C]: rows of the vocabulary padded to a multiple of 128·tp (padding rows are zero)
-//   replicate  LayerNorms, wpe, row-parallel biases
-import { numel } from '../model/params';
+// The slicing of a tensor-parallel split both ways: a rank's shard from the full tensor (every layout starts
+// from the single-device initial weights), and the full tensor from the shards (consolidation). Which
+// dimension is split is not decided here: the layer that creates a parameter declares it on its ParamSpec
+// (`tp`, see model/params.ts); GPT-2's declarations are in model/tp-layers.ts and model/layers.ts:
+//   c_attn weight [C, 3C] / bias [3C]   dim last, 3 sections (per head: rank r gets [Q_r | K_r | V_r])
+//   mlp.c_fc weight [C, F] / bias [F]   dim last (column-parallel: the output dimension)
+//   attn/mlp c_proj weight [in, C]      dim 0 (row-parallel: the input dimension)
+//   wte [V, C]                          dim 0, padded: vocabulary rows padded to a multiple of 128·tp (zero)
+//   LayerNorms, wpe, row-parallel biases: no split (replicated)
+// Pure: typed arrays only.
+import { numel, type TpSplit } from '../model/params';
 
-export type ShardRule = 'replicate' | 'rows' | 'cols' | 'qkv' | 'vocab';
+/** Whether a parameter with this declaration is split over a group of `tp` (else every member holds all of it). */
+export const isSplit = (split: TpSplit | undefined, tp: number): split is TpSplit => tp > 1 && split !== undefined;
 
-export function shardRule(name: string): ShardRule {
-  if (name === 'wte.weight') return 'vocab';
-  if (/^h\.\d+\.attn\.c_attn\.(weight|bias)$/.test(name)) return 'qkv';
-  if (/^h\.\d+\.mlp\.c_fc\.(weight|bias)$/.test(name)) return 'cols';
-  if (/^h\.\d+\.(attn|mlp)\.c_proj\.weight$/.test(name)) return 'rows';
-  return 'replicate';
+/** The split dimension's geometry: [outer, width (real), padded width, inner]. */
+function geometry(split: TpSplit, full: readonly number[], paddedRows: number): [number, number, number, number] {
+  const width = full[split.dim]!;
+  return [numel(full.slice(0, split.dim)), width, split.padded ? paddedRows : width, numel(full.slice(split.dim + 1))];
 }
 
-/** Whether the parameter is split over the tensor-parallel group (else every member holds all of it). */
-export const isSharded = (name: string, tp: number): boolean => tp > 1 && shardRule(name) !== 'replicate';
-
-/** The shard's shape on one rank. `paddedRows`: the padded vocabulary (wte only). */
-export function shardShape(name: string, full: readonly number[], tp: number, paddedRows = full[0]!): number[] {
-  const rule = tp === 1 ? 'replicate' : shardRule(name);
-  switch (rule) {
-    case 'replicate':
-      return [...full];
-    case 'vocab':
-      return [paddedRows / tp, full[1]!];
-    case 'rows':
-      return [full[0]! / tp, ...full.slice(1)];
-    case 'cols':
-    case 'qkv':
-      return [...full.slice(0, -1), full[full.length - 1]! / tp];
-  }
-}
-
-/** Column index in the full last dimension of local column j (qkv: per head, three sections). */
-function fullColumn(rule: 'cols' | 'qkv', width: number, tp: number, rank: number, j: number): number {
-  if (rule === 'cols') return rank * (width / tp) + j;
-  const section = width / 3; // Q, K or V: heads · headDim columns each
+/** Index along the full (padded) dimension of a rank's local index j (sections: each split on its own). */
+function fullIndex(split: TpSplit, padded: number, tp: number, rank: number, j: number): number {
+  const section = padded / (split.sections ?? 1);
   const local = section / tp;
-  const s = Math.floor(j / local);
-  return s * section + rank * local + (j % local);
+  return Math.floor(j / local) * section + rank * local + (j % local);
+}
+
+/** The shard's shape on one rank. `paddedRows`: the padded vocabulary (a `padded` split only). */
+export function shardShape(split: TpSplit | undefined, full: readonly number[], tp: number, paddedRows = full[0]!): number[] {
+  if (!isSplit(split, tp)) return [...full];
+  const shape = [...full];
+  shape[split.dim] = geometry(split, full, paddedRows)[2] / tp;
+  return shape;
+}
+
+/** Copies between the full tensor and one rank's shard along the split dimension (padding is skipped). */
+function copy(split: TpSplit, fullShape: readonly number[], full: Float32Array, shard: Float32Array, tp: number, rank: number, paddedRows: number, toShard: boolean): void {
+  const [outer, width, padded, inner] = geometry(split, fullShape, paddedRows);
+  const local = padded / tp;
+  for (let j = 0; j < local; j++) {
+    const c = fullIndex(split, padded, tp, rank, j);
+    if (c >= width) continue; // a padding row: zero in the shard, absent from the full tensor
+    for (let o = 0; o < outer; o++) {
+      const f = (o * width + c) * inner;
+      const s = (o * local + j) * inner;
+      if (inner === 1) {
+        if (toShard) shard[s] = full[f]!;
+        else full[f] = shard[s]!;
+      } else if (toShard) shard.set(full.subarray(f, f + inner), s);
+      else full.set(shard.subarray(s, s + inner), f);
+    }
+  }
 }
 
 /** This rank's shard of a full tensor. */
-export function sliceShard(name: string, fullShape: readonly number[], full: Float32Array, tp: number, rank: number, paddedRows = fullShape[0]!): Float32Array {
-  const rule = tp === 1 ? 'replicate' : shardRule(name);
-  const shape = shardShape(name, fullShape, tp, paddedRows);
-  const out = new Float32Array(numel(shape));
-  switch (rule) {
-    case 'replicate':
-      out.set(full);
-      break;
-    case 'vocab':
-    case 'rows': {
-      const rowLen = numel(fullShape.slice(1));
-      const rows = shape[0]!;
-      const first = rank * rows;
-      // Rows past the real vocabulary stay zero.
-      const realRows = Math.max(0, Math.min(rows, fullShape[0]! - first));
-      out.set(full.subarray(first * rowLen, (first + realRows) * rowLen));
-      break;
-    }
-    case 'cols':
-    case 'qkv': {
-      const width = fullShape[fullShape.length - 1]!;
-      const localWidth = width / tp;
-      const rows = full.length / width;
-      const map = Int32Array.from({ length: localWidth }, (_, j) => fullColumn(rule, width, tp, rank, j));
-      for (let r = 0; r < rows; r++) for (let j = 0; j < localWidth; j++) out[r * localWidth + j] = full[r * width + map[j]!]!;
-      break;
-    }
-  }
+export function sliceShard(split: TpSplit | undefined, fullShape: readonly number[], full: Float32Array, tp: number, rank: number, paddedRows = fullShape[0]!): Float32Array {
+  if (!isSplit(split, tp)) return full.slice();
+  const out = new Float32Array(numel(shardShape(split, fullShape, tp, paddedRows)));
+  copy(split, fullShape, full, out, tp, rank, paddedRows, true);
   return out;
 }
 
-/** The full tensor from every rank's shard (index = tp rank); padding rows of wte are dropped. */
-export function joinShards(name: string, fullShape: readonly number[], shards: Float32Array[], tp: number): Float32Array {
-  const rule = tp === 1 ? 'replicate' : shardRule(name);
+/** The full tensor from every rank's shard (index = tp rank); padding rows are dropped. */
+export function joinShards(split: TpSplit | undefined, fullShape: readonly number[], shards: Float32Array[], tp: number): Float32Array {
+  if (!isSplit(split, tp)) return shards[0]!.slice();
   const out = new Float32Array(numel(fullShape));
-  switch (rule) {
-    case 'replicate':
-      out.set(shards[0]!);
-      break;
-    case 'vocab':
-    case 'rows': {
-      const rowLen = numel(fullShape.slice(1));
-      const rows = shards[0]!.length / rowLen;
-      for (let r = 0; r < tp; r++) {
-        const first = r * rows;
-        const realRows = Math.max(0, Math.min(rows, fullShape[0]! - first));
-        if (realRows > 0) out.set(shards[r]!.subarray(0, realRows * rowLen), first * rowLen);
-      }
-      break;
-    }
-    case 'cols':
-    case 'qkv': {
-      const width = fullShape[fullShape.length - 1]!;
-      const localWidth = width / tp;
-      const rows = out.length / width;
-      for (let rank = 0; rank < tp; rank++) {
-        const s = shards[rank]!;
-        for (let j = 0; j < localWidth; j++) {
-          const c = fullColumn(rule, width, tp, rank, j);
-          for (let r = 0; r < rows; r++) out[r * width + c] = s[r * localWidth + j]!;
-        }
-      }
-      break;
-    }
-  }
+  // The padded width follows from a shard's length: it holds padded/tp of the dimension.
+  const [, width, , inner] = geometry(split, fullShape, 0);
+  const rest = numel(fullShape) / (width * inner);
+  const paddedRows = (shards[0]!.length / (rest * inner)) * tp;
+  for (let rank = 0; rank < tp; rank++) copy(split, fullShape, out, shards[rank]!, tp, rank, paddedRows, false);
   return out;
 }

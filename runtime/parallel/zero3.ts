@@ -8,7 +8,7 @@ import type { Comm, ProcessGroup, Work } from '../comm/comm';
 import type { MemoryTracker } from '../model/memory';
 import type { ParamSource } from '../model/params';
 import type { FlatLayout, Unit } from './flat';
-import type { UnitHooks } from './sharded-gpt';
+import type { UnitHooks } from '../model/gpt';
 import type { CommTimer } from './grads';
 import { tensorFromHost } from './tensor-io';
 

@@ -253,7 +253,7 @@ function anchorEstimate(convention: Exclude<ConventionName, 'scalelm' | 'runtime
   const terms: MemoryTerm[] = [];
   const add = (category: MemoryTerm['category'], label: string, bytes: number) => terms.push({ category, label, bytes });
   const notes: string[] = [];
-  let notCovered: Category[] = [];
+  let notCovered: Category[];
   let perDeviceParams = psi / (layout.tp * layout.pp);
   let host = 0;
   let reportedTotal: number | undefined;

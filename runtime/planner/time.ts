@@ -184,7 +184,7 @@ export function estimateTime(input: PlanInput, layout: Layout, overheads: Overhe
 
   // Optimizer step: memory-bound on the GPU, or CPU Adam plus PCIe transfers when offloaded.
   const optParams = rankParams / (zero >= 1 ? dp : 1);
-  let optimizer = 0;
+  let optimizer: number;
   let offload = 0;
   if (layout.offloadOptimizer) {
     optimizer = optParams / cm.cpuOptimizerParamsPerSec;

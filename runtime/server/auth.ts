@@ -121,7 +121,7 @@ export function checkOrigin(req: IncomingMessage, p: AccessPolicy): Verdict {
   const o = origin.toLowerCase();
   if (o === 'null') return refuse(403, 'Origin "null" (a sandboxed frame or a file:// page) is refused');
   if (p.origins.has(o)) return OK;
-  let hostName = '';
+  let hostName: string;
   try {
     hostName = new URL(o).hostname;
   } catch {

@@ -8,7 +8,7 @@
 //   - a wedged child (no line for stallMs): SIGTERM, then SIGKILL after killGraceMs, then back-off.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import type { GpuDevice, GpuMessage, GpuProcess } from '../../common/protocol';
+import type { GpuDevice, GpuMessage, GpuProcess, NodeRef } from '../../common/protocol';
 import { appQueryArgs, classifyFailure, gpuQueryArgs, lostBusId, normaliseBusId, parseAppRow, parseGpuRow, type AppRow, type GpuRow } from './nvidia-smi';
 
 export type SamplerState = 'idle' | 'starting' | 'up' | 'down' | 'off' | 'stopped';
@@ -43,9 +43,11 @@ export interface GpuSamplerOptions {
   backoffMaxMs?: number;
   ranks?: () => RankProcess[];
   now?: () => number;
+  /** The machine sampled, on every message (multi-node runs; absent = the coordinator's own machine). */
+  node?: NodeRef;
 }
 
-type Required2 = Required<Omit<GpuSamplerOptions, 'env' | 'ranks'>> & Pick<GpuSamplerOptions, 'env' | 'ranks'>;
+type Required2 = Required<Omit<GpuSamplerOptions, 'env' | 'ranks' | 'node'>> & Pick<GpuSamplerOptions, 'env' | 'ranks' | 'node'>;
 
 export declare interface GpuSampler {
   on(event: 'sample', listener: (msg: GpuMessage) => void): this;
@@ -83,6 +85,7 @@ export class GpuSampler extends EventEmitter {
       command: options.command ?? 'nvidia-smi',
       env: options.env,
       ranks: options.ranks,
+      ...(options.node ? { node: options.node } : {}),
       intervalMs,
       processIntervalMs: options.processIntervalMs ?? 5000,
       stallMs: options.stallMs ?? Math.max(5000, 5 * intervalMs),
@@ -313,7 +316,7 @@ export class GpuSampler extends EventEmitter {
       this.attempt = 0;
     }
     this.setState('up', this.state === 'down' ? 'readings resumed' : `${rows.length} GPU${rows.length === 1 ? '' : 's'}`);
-    this.emit('sample', { type: 'gpu', t: this.o.now(), devices } satisfies GpuMessage);
+    this.emit('sample', { type: 'gpu', t: this.o.now(), devices, ...(this.o.node ? { node: this.o.node } : {}) } satisfies GpuMessage);
   }
 
   private scheduleApps(): void {

@@ -19,7 +19,6 @@
 import { closeSync, constants, createReadStream, existsSync, fdatasyncSync, fstatSync, openSync, readdirSync, readSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { basename, join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { decodeMessage, isEnded, type Message, type RunSummary, type StatusMessage } from '../../common/protocol';
 import { FileReadError, READ_LIMITS, readTextBounded } from '../files';
 import { timeDeferred } from './cost';

@@ -3,7 +3,7 @@
 // exp_avg/exp_avg_sq per parameter); state.json (step, data position, RNG, config). A checkpoint is written
 // into a temporary folder, fsynced, and renamed into place, then latest.json is replaced the same way: a
 // crash at any moment leaves the previous checkpoint whole and latest.json pointing at a whole one.
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { join, relative, isAbsolute } from 'node:path';
 import { lstatSync, realpathSync } from 'node:fs';
 import { FileReadError, READ_LIMITS, readTextBounded } from '../files';

@@ -2,7 +2,7 @@
 // malformed lines cost only their own connection, and the run's ranks never notice.
 import assert from 'node:assert/strict';
 import { connect, type Socket } from 'node:net';
-import { ChannelClient, ChannelServer, MAX_LINE_BYTES, parseChannelAddress, type CoordinatorToRank, type RankReport } from '../../runtime/parallel/channel';
+import { ChannelClient, ChannelServer, MAX_LINE_BYTES, NodeClient, NodeJoinError, parseChannelAddress, type CoordinatorToRank, type NodeReport, type RankReport } from '../../runtime/parallel/channel';
 
 const until = async (cond: () => boolean, what: string, ms = 5000): Promise<void> => {
   const end = Date.now() + ms;
@@ -17,6 +17,7 @@ function rawPeer(address: string, payload: string | Buffer): Promise<boolean> {
   return new Promise((resolve) => {
     const s: Socket = connect(parseChannelAddress(address), () => s.write(payload));
     s.on('error', () => {});
+    s.resume(); // what the server says (a node's welcome) is read and dropped, so its close is seen
     const timer = setTimeout(() => {
       s.destroy();
       resolve(false);
@@ -148,4 +149,59 @@ describe('rank channel: token, limits and validation over real sockets', functio
       await server.close(100);
     }
   });
+
+  it('node peers (multi-node): welcomed with the token, their GPU samples and end handed on; hostile ones dropped; stop reaches them', async () => {
+    const nodes: NodeReport[] = [];
+    const rejected: string[] = [];
+    const gone: number[] = [];
+    const server = await ChannelServer.open(() => {}, { tcp: { host: '127.0.0.1', port: 0 }, nodes: 3, onNode: (m) => nodes.push(m), onNodeDisconnect: (n) => gone.push(n), onReject: (r) => rejected.push(r), helloTimeoutMs: 300 });
+    try {
+      const tok = server.token;
+      const stops: number[] = [];
+      const n1 = await NodeClient.join(server.address, tok, { node: 1, nnodes: 3 }, () => stops.push(1), () => {});
+      const gpu = (node: number) => ({ type: 'gpu', t: 1, devices: [], node: { rank: node, host: 'h' } });
+      n1.send({ k: 'gpu', node: 1, m: gpu(1) as never });
+      const hello = (over: Record<string, unknown>) => JSON.stringify({ k: 'node', node: 2, nnodes: 3, host: 'h', pid: 1, token: tok, ...over }) + '\n';
+      const cases: [string | Buffer, RegExp][] = [
+        [hello({ token: 'f'.repeat(64) }), /a node hello with a wrong token \(node 2/],
+        [hello({ node: 3 }), /a node hello for node 3, outside 1\.\.2/],
+        [hello({ node: 0 }), /a node hello for node 0, outside 1\.\.2/],
+        [hello({ nnodes: 4 }), /a node hello for 4 nodes \(this run has 3\)/],
+        [hello({ node: 1 }), /a second hello for node 1/],
+        [hello({}) + JSON.stringify({ k: 'gpu', node: 2, m: gpu(1) }) + '\n', /a malformed gpu line \(m\.node is not the line's node\)/],
+        [hello({}) + JSON.stringify({ k: 'gpu', node: 1, m: gpu(1) }) + '\n', /a line for node 1 on node 2's connection/],
+        [hello({}) + JSON.stringify({ k: 'progress', rank: 0, step: 1 }) + '\n', /a line that is not a node line/],
+        [JSON.stringify({ k: 'gpu', node: 2, m: gpu(2) }) + '\n', /gpu before its node hello/],
+      ];
+      for (const [payload, why] of cases) {
+        const before = rejected.length;
+        assert.equal(await rawPeer(server.address, payload), true, `not dropped: ${String(payload).slice(0, 300).replace(/\n/g, " ")}`);
+        await until(() => rejected.length === before + 1, `the refusal of ${String(payload).slice(0, 60)}`);
+        assert.match(rejected.at(-1)!, why);
+      }
+      // A NodeClient with a wrong token gets a clear refusal, not a hang.
+      await assert.rejects(NodeClient.join(server.address, 'e'.repeat(64), { node: 2, nnodes: 3 }, () => {}, () => {}), (e: unknown) => e instanceof NodeJoinError && e.kind === 'refused' && /refused this node: the run token differs from node 0's/.test(e.message));
+      // Node 1 was never disturbed: its sample arrived, it gets stop, its end arrives.
+      server.sendNode(1, { k: 'control', action: 'stop' });
+      await until(() => stops.length === 1, 'stop at node 1');
+      n1.send({ k: 'exit', node: 1, code: 1, signal: null, tail: 'boom' });
+      await n1.close();
+      await until(() => gone.includes(1), 'node 1 gone');
+      const kinds = nodes.map((m) => m.k);
+      assert.deepEqual(kinds.filter((k) => k !== 'node'), ['gpu', 'exit']);
+      assert.ok(nodes.filter((m) => m.k === 'node').every((m) => !('token' in m)));
+      assert.deepEqual(nodes.find((m) => m.k === 'exit'), { k: 'exit', node: 1, code: 1, signal: null, tail: 'boom' });
+      // A run that is not multi-node has no node peers.
+      const single = await ChannelServer.open(() => {}, { tcp: { host: '127.0.0.1', port: 0 }, onReject: (r) => rejected.push(r) });
+      try {
+        await assert.rejects(NodeClient.join(single.address, single.token, { node: 1, nnodes: 2 }, () => {}, () => {}), NodeJoinError);
+        await until(() => /this run is not multi-node/.test(rejected.at(-1)!), 'the single-node refusal');
+      } finally {
+        await single.close(100);
+      }
+    } finally {
+      await server.close(200);
+    }
+  });
 });
+

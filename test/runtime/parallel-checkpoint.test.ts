@@ -8,7 +8,6 @@ import { cpSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { RunConfig } from '../../runtime/config/types';
 import { Gpt, gptShape } from '../../runtime/model/gpt';
-import type { Coordinator } from '../../runtime/coordinator/coordinator';
 import { createLocalRun } from '../../runtime/parallel/local-engine';
 import { consolidateLatestIfSharded, readConsolidated } from '../../runtime/parallel/checkpoint';
 import { latestCheckpoint } from '../../runtime/train/checkpoint';

@@ -6,13 +6,24 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { launchThreadWorld } from '../../runtime/comm/launch';
 import { initBackend } from '../../runtime/model/backend';
-import { Block, gpt2BlockLayers } from '../../runtime/model/gpt';
+import { Block, Gpt, gpt2BlockLayers } from '../../runtime/model/gpt';
 import { Embedding, Linear, type LayerContext } from '../../runtime/model/layers';
-import { joinShards, shardRule, shardShape, sliceShard } from '../../runtime/parallel/shards';
+import type { TpSplit } from '../../runtime/model/params';
+import { tpVocab } from '../../runtime/model/tp-layers';
+import { localUnits } from '../../runtime/parallel/shard-files';
+import { joinShards, shardShape, sliceShard } from '../../runtime/parallel/shards';
 import { colSlice, layerCase } from './parallel/layer-cases';
 import type { LayerResult } from './parallel/layers-entry';
 
 const ENTRY = join(__dirname, 'parallel', 'layers-entry.js');
+
+/** The split GPT-2's layers declare for a parameter (a 4-block model; the shapes do not matter). */
+function declared(name: string): TpSplit | undefined {
+  const specs = new Gpt({ layers: 4, hidden: 8, heads: 2, vocab: 100, positions: 4, ffnHidden: 32, eps: 1e-5 }).paramSpecs();
+  const spec = specs.find((s) => s.name === name);
+  assert.ok(spec, `no parameter ${name}`);
+  return spec.tp;
+}
 
 class Source {
   constructor(readonly values: Map<string, tf.Tensor>) {}
@@ -80,22 +91,36 @@ describe('parallel: tensor-parallel layers equal the matching slice of the tp = 
     it("splits the fused QKV per head: rank r gets [Q_r | K_r | V_r], not a column split of concat(Q, K, V)", () => {
       // C = 4 (two heads of 2), one row: columns are Q0 Q0 Q1 Q1 | K0 K0 K1 K1 | V0 V0 V1 V1.
       const full = Float32Array.from([10, 11, 20, 21, 30, 31, 40, 41, 50, 51, 60, 61]);
-      assert.equal(shardRule('h.3.attn.c_attn.weight'), 'qkv');
-      assert.deepEqual([...sliceShard('h.3.attn.c_attn.bias', [12], full, 2, 0)], [10, 11, 30, 31, 50, 51]);
-      assert.deepEqual([...sliceShard('h.3.attn.c_attn.bias', [12], full, 2, 1)], [20, 21, 40, 41, 60, 61]);
+      assert.deepEqual(declared('h.3.attn.c_attn.weight'), { dim: 1, sections: 3 });
+      assert.deepEqual([...sliceShard(declared('h.3.attn.c_attn.bias'), [12], full, 2, 0)], [10, 11, 30, 31, 50, 51]);
+      assert.deepEqual([...sliceShard(declared('h.3.attn.c_attn.bias'), [12], full, 2, 1)], [20, 21, 40, 41, 60, 61]);
     });
     it('round-trips every rule with prime dimensions, and pads wte with zero rows to 128·tp', () => {
       for (const tp of [2, 4]) {
         for (const [name, shape] of [['h.0.attn.c_attn.weight', [17, 3 * 13 * tp]], ['h.0.mlp.c_fc.bias', [13 * tp]], ['h.0.mlp.c_proj.weight', [17 * tp, 13]], ['h.0.ln_1.weight', [13]], ['wte.weight', [101, 13]]] as [string, number[]][]) {
           const full = Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, (_, i) => i + 1);
           const Vp = 128 * tp;
-          const shards = Array.from({ length: tp }, (_, r) => sliceShard(name, shape, full, tp, r, Vp));
-          assert.deepEqual(shards[0]!.length, shardShape(name, shape, tp, Vp).reduce((a, b) => a * b, 1));
-          assert.deepEqual([...joinShards(name, shape, shards, tp)], [...full], `${name} tp=${tp}`);
+          const split = declared(name);
+          const shards = Array.from({ length: tp }, (_, r) => sliceShard(split, shape, full, tp, r, Vp));
+          assert.deepEqual(shards[0]!.length, shardShape(split, shape, tp, Vp).reduce((a, b) => a * b, 1));
+          assert.deepEqual([...joinShards(split, shape, shards, tp)], [...full], `${name} tp=${tp}`);
           if (name === 'wte.weight') assert.ok(shards[tp - 1]!.every((v) => v === 0), 'rows past the vocabulary are zero');
         }
       }
     });
+  });
+
+  it('each TP layer holds exactly the shard its declared split gives (the rank model and consolidation agree on every unit)', () => {
+    const shape = { layers: 2, hidden: 4 * 13, heads: 4, vocab: 100, positions: 5, ffnHidden: 4 * 17, eps: 1e-5 };
+    for (const tp of [2, 4]) {
+      // Shapes only: a group that never communicates.
+      const group = { size: tp, rank: 1, allReduce: (): never => assert.fail('no collective while building') };
+      const onRank = new Gpt(shape, 'none', group).units();
+      const fromDeclarations = localUnits(shape, tp, tpVocab(shape.vocab, tp));
+      assert.deepEqual(onRank.map((u) => [u.name, u.specs.map((s) => [s.name, s.shape])]), fromDeclarations.map((u) => [u.name, u.specs.map((s) => [s.name, s.shape])]), `tp=${tp}`);
+      // Per block: c_attn and c_fc (weight and bias), attn.c_proj and mlp.c_proj (weight); and wte.
+      assert.equal(onRank.flatMap((u) => u.specs).filter((s) => s.tp).length, 6 * shape.layers + 1, 'parameters that declare a split');
+    }
   });
 
   for (const tp of [2, 4]) {
@@ -128,7 +153,7 @@ describe('parallel: tensor-parallel layers equal the matching slice of the tp = 
           close(`rank ${r} y`, got.y!, ref.y, 5e-6);
           close(`rank ${r} dx`, got.dx!, ref.dx!, 5e-6);
           for (const spec of c.specs) {
-            close(`rank ${r} ${spec.name}`, got.grads[spec.name]!, sliceShard(spec.name, spec.shape, ref.grads.get(spec.name)!, tp, r), 5e-6);
+            close(`rank ${r} ${spec.name}`, got.grads[spec.name]!, sliceShard(spec.tp, spec.shape, ref.grads.get(spec.name)!, tp, r), 5e-6);
           }
         }
       });
@@ -137,7 +162,7 @@ describe('parallel: tensor-parallel layers equal the matching slice of the tp = 
         const c = layerCase('embedding', tp);
         for (const [r, got] of (await ranks('embedding', tp)).entries()) {
           assert.deepEqual(got.y!, [...ref.y], `rank ${r} y (bit for bit)`);
-          close(`rank ${r} dWte`, got.grads['wte.weight']!, sliceShard('wte.weight', [c.vocab!, c.hidden!], ref.grads.get('wte.weight')!, tp, r, c.paddedVocab!), 1e-6);
+          close(`rank ${r} dWte`, got.grads['wte.weight']!, sliceShard(declared('wte.weight'), [c.vocab!, c.hidden!], ref.grads.get('wte.weight')!, tp, r, c.paddedVocab!), 1e-6);
           close(`rank ${r} dWpe`, got.grads['wpe.weight']!, ref.grads.get('wpe.weight')!, 1e-6);
         }
       });

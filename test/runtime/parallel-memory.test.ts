@@ -3,7 +3,6 @@
 // every rank. The planner lumps communication buffers and gathered parameters into `buffers`.
 import assert from 'node:assert/strict';
 import type { MemoryMessage } from '../../common/protocol';
-import type { Coordinator } from '../../runtime/coordinator/coordinator';
 import { createLocalRun } from '../../runtime/parallel/local-engine';
 import { EXAMPLES } from './train/fixtures';
 import { describe_, tinyConfig, type Layout } from './parallel/helpers';

@@ -9,7 +9,6 @@
 // single-device run too. It stays ~1e-4 in size; we check it against an absolute 5e-4.
 import assert from 'node:assert/strict';
 import { tpRegionSeed } from '../../runtime/model/tp-layers';
-import type { Coordinator } from '../../runtime/coordinator/coordinator';
 import { createLocalRun } from '../../runtime/parallel/local-engine';
 import { RankEngine } from '../../runtime/parallel/engine';
 import { EXAMPLES } from './train/fixtures';

@@ -1,6 +1,5 @@
 // The GPU sampler against a fake nvidia-smi first on PATH that replays the real H200/H100 captures.
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
 import type { AlertMessage, GpuMessage } from '../../common/protocol';
 import { validateMessage } from '../../common/protocol';
 import { AlertEngine } from '../../runtime/telemetry/alerts';

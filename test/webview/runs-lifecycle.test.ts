@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import type { HelloMessage, Message, StatusMessage } from '../../common/protocol';
 import { formatDuration } from '../../webview/format';
-import { inspect, until } from './inspect';
+import { until } from './inspect';
 import { closeChromium, launchChromium } from './chromium';
 import { openDashboard, ROOT, type DashboardPage } from './harness';
 import { readStream, snapshotOf, wire } from './streams';
@@ -129,10 +129,10 @@ describe('runs a user can trust: a real `scalelm serve` of three runs with one n
     assert.equal(row('tiny-a')[12], '1 × cpu');
     // Sorting by steps (descending first for numbers), then ascending.
     await page.click('#runs-table th button[data-sort=steps]');
-    let sorted = await until(page, 'sorted by steps', (x) => x.table[x.table.length - 1]?.runId === 'tiny-c' && x);
+    const sorted = await until(page, 'sorted by steps', (x) => x.table[x.table.length - 1]?.runId === 'tiny-c' && x);
     assert.equal(sorted.table[sorted.table.length - 1]!.cells[5], String(cutSteps.length));
     await page.click('#runs-table th button[data-sort=steps]');
-    sorted = await until(page, 'sorted by steps, ascending', (x) => x.table[0]?.runId === 'tiny-c' && x);
+    await until(page, 'sorted by steps, ascending', (x) => x.table[0]?.runId === 'tiny-c' && x);
   });
 
   it('overlays the two other runs over their full step range, with their labels, and diffs two configs', async function () {
@@ -240,7 +240,7 @@ describe('the VS Code page: how a run ended, and only the controls that can act'
   it('a failed run names the rank, the step and the cause; no Resume (nothing to continue safely)', async function () {
     const running = upTo(12);
     await d.send(wire(snapshotOf(running, false)));
-    await d.send(wire({ type: 'status', state: 'failed', t: lastT(running) + 50, step: 12, error: { message: 'rank 1, step 12: loss is NaN after the all-reduce', kind: 'TrainError' } }));
+    await d.send(wire({ type: 'status', state: 'failed', t: lastT(running) + 50, step: 12, error: { message: 'rank 1, step 12: loss is NaN after the all-reduce', kind: 'TrainError', rank: 1 } }));
     const i = await until(d.page, 'the failed state', (x) => x.header.state === 'failed' && x);
     assert.equal(i.header.end, 'failed on rank 1 at step 12: loss is NaN after the all-reduce');
     assert.equal(i.header.resume, '');

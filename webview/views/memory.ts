@@ -3,7 +3,7 @@
 // marker on the same scale and the error; a sparkline of the step peak since the start with its maximum;
 // and, where a GPU exists, the driver's own reading (used / total / reserved, utilisation, temperature,
 // power, memory per process). The runtime is the authority on the breakdown, the driver on the totals
-// (notes/monitoring.md): both are shown, and the gap between them.
+// (docs/dashboard.md): both are shown, and the gap between them.
 import { fill, h, setText } from '../dom';
 import { minMaxPerPixel } from '../downsample';
 import { formatBytes, formatDuration, formatError, formatPercent } from '../format';

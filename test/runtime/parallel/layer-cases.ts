@@ -1,9 +1,10 @@
 // Deterministic inputs for the tensor-parallel layer tests, shared by the test (tp = 1 reference) and the
 // ranks (layers-entry.ts). Dimensions like 13·tp and 17·tp: primes catch slicing bugs.
 import { Block, gpt2BlockLayers, type GptShape } from '../../../runtime/model/gpt';
+import { Embedding } from '../../../runtime/model/layers';
 import type { ParamSpec } from '../../../runtime/model/params';
 import { Rng } from '../../../runtime/model/rng';
-import { tpVocab } from '../../../runtime/model/tp-layers';
+import { ColumnParallelLinear, RowParallelLinear, SINGLE_DEVICE, tpVocab } from '../../../runtime/model/tp-layers';
 
 export interface LayerCase {
   kind: 'column' | 'row' | 'block' | 'embedding' | 'ce';
@@ -29,11 +30,10 @@ function randomParams(specs: ParamSpec[]): Map<string, Float32Array> {
   return new Map(specs.map((s) => [s.name, normals(numel(s.shape), `param/${s.name}`)]));
 }
 
-export function linearSpecs(inFeatures: number, outFeatures: number): ParamSpec[] {
-  return [
-    { name: 'lin.weight', shape: [inFeatures, outFeatures], init: { kind: 'normal', std: 0.02 }, decay: true },
-    { name: 'lin.bias', shape: [outFeatures], init: { kind: 'zeros' }, decay: false },
-  ];
+/** The full (tp = 1) specs of the lone Linear cases, with the split the column- or row-parallel layer declares. */
+export function linearSpecs(kind: 'column' | 'row', inFeatures: number, outFeatures: number): ParamSpec[] {
+  const Layer = kind === 'column' ? ColumnParallelLinear : RowParallelLinear;
+  return new Layer('lin', inFeatures, outFeatures, SINGLE_DEVICE).paramSpecs();
 }
 
 export function layerCase(name: string, tp: number): LayerCase {
@@ -44,7 +44,7 @@ export function layerCase(name: string, tp: number): LayerCase {
     case 'row': {
       const inFeatures = name === 'column' ? 17 * tp : 13 * tp;
       const outFeatures = name === 'column' ? 13 * tp : 17 * tp;
-      const specs = linearSpecs(inFeatures, outFeatures);
+      const specs = linearSpecs(name, inFeatures, outFeatures);
       return { kind: name, specs, params: randomParams(specs), seq, inFeatures, outFeatures, x: normals(rows * inFeatures, 'x', 1), dy: normals(rows * outFeatures, 'dy', 1) };
     }
     case 'block': {
@@ -55,10 +55,7 @@ export function layerCase(name: string, tp: number): LayerCase {
     case 'embedding': {
       const vocab = 100;
       const hidden = 17;
-      const specs: ParamSpec[] = [
-        { name: 'wte.weight', shape: [vocab, hidden], init: { kind: 'normal', std: 0.02 }, decay: true },
-        { name: 'wpe.weight', shape: [seq, hidden], init: { kind: 'normal', std: 0.02 }, decay: true },
-      ];
+      const specs = new Embedding(vocab, seq, hidden).paramSpecs();
       // Ids on both sides of every shard boundary of a 128·tp-padded vocabulary, and the last real one.
       const ids = [0, 63, 64, 99, 1, 98, 50, 64, 63, 0];
       return { kind: 'embedding', specs, params: randomParams(specs), seq, ids, vocab, paddedVocab: tpVocab(vocab, tp), hidden, dy: normals(rows * hidden, 'dy', 1) };

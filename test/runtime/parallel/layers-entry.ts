@@ -4,10 +4,10 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { Comm } from '../../../runtime/comm/comm';
 import { initBackend } from '../../../runtime/model/backend';
-import { Block } from '../../../runtime/model/gpt';
-import type { LayerContext } from '../../../runtime/model/layers';
+import { Block, gpt2BlockLayers } from '../../../runtime/model/gpt';
+import type { Layer, LayerContext } from '../../../runtime/model/layers';
 import { MemoryTracker } from '../../../runtime/model/memory';
-import { ColumnParallelLinear, RowParallelLinear, tpBlockLayers, VocabParallelEmbedding, VocabParallelHeadLoss } from '../../../runtime/model/tp-layers';
+import { ColumnParallelLinear, RowParallelLinear, VocabParallelEmbedding, VocabParallelHeadLoss } from '../../../runtime/model/tp-layers';
 import { CommTensorGroup } from '../../../runtime/parallel/tensor-group';
 import { sliceShard } from '../../../runtime/parallel/shards';
 import { colSlice, layerCase, type LayerCase } from './layer-cases';
@@ -37,21 +37,19 @@ export async function main(comm: Comm, args: { name: string; tp: number }): Prom
   const rank = comm.rank;
   const tp = comm.size;
   const shard = (name: string) => {
+    // The full spec carries the split its layer declared.
     const spec = c.specs.find((s) => s.name === name)!;
-    // The lone Linear tests split like GPT-2's column-parallel c_fc and row-parallel c_proj.
-    const rule = c.kind === 'column' ? name.replace('lin', 'h.0.mlp.c_fc') : c.kind === 'row' ? name.replace('lin', 'h.0.mlp.c_proj') : name;
-    const values = sliceShard(rule, spec.shape, c.params.get(name)!, tp, rank, c.paddedVocab);
-    return values;
+    return sliceShard(spec.tp, spec.shape, c.params.get(name)!, tp, rank, c.paddedVocab);
   };
   const out: LayerResult = { grads: {} };
   const keep = (grads: [string, tf.Tensor][]) => {
     for (const [n, g] of grads) out.grads[n] = [...(g.dataSync() as Float32Array)];
   };
   if (c.kind === 'column' || c.kind === 'row' || c.kind === 'block') {
-    let layer: { forward: Function; backward: Function; paramSpecs(): { name: string; shape: number[] }[] };
-    if (c.kind === 'column') layer = new ColumnParallelLinear('lin', c.inFeatures!, c.outFeatures! / tp, group);
-    else if (c.kind === 'row') layer = new RowParallelLinear('lin', c.inFeatures! / tp, c.outFeatures!, group);
-    else layer = new Block('h.0', tpBlockLayers(0, c.shape!, 'none', group));
+    let layer: Layer | Block;
+    if (c.kind === 'column') layer = new ColumnParallelLinear('lin', c.inFeatures!, c.outFeatures!, group);
+    else if (c.kind === 'row') layer = new RowParallelLinear('lin', c.inFeatures!, c.outFeatures!, group);
+    else layer = new Block('h.0', gpt2BlockLayers(0, c.shape!, 'none', group));
     const params = new Map(layer.paramSpecs().map((s) => [s.name, tf.tensor(shard(s.name), s.shape)] as [string, tf.Tensor]));
     const ctx: LayerContext = { params: new Source(params), seq: c.seq, dropout: 0, dropoutSeed: 0 };
     // Row-parallel: the input arrives split along its features, like a column-parallel output.
@@ -64,11 +62,11 @@ export async function main(comm: Comm, args: { name: string; tp: number }): Prom
     const dy = tf.tensor(c.kind === 'column' ? colSlice(c.dy!, c.outFeatures!, tp, rank) : c.dy!, c.kind === 'column' ? [xRows, c.outFeatures! / tp] : f.y.shape);
     if (c.kind === 'block') {
       const grads: [string, tf.Tensor][] = [];
-      const dx = (layer as Block).backward(ctx, dy, f.saved, (n, g) => grads.push([n, g]));
+      const dx = (layer as Block).backward(ctx, dy, f.saved as never, (n, g) => grads.push([n, g]));
       out.dx = [...(dx.dataSync() as Float32Array)];
       keep(grads);
     } else {
-      const b = layer.backward(ctx, dy, f.saved);
+      const b = (layer as Layer).backward(ctx, dy, f.saved);
       out.dx = [...(b.dx.dataSync() as Float32Array)];
       keep(b.grads);
     }

@@ -5,16 +5,24 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import type { Comm } from '../../../runtime/comm/comm';
 import { MemoryTracker } from '../../../runtime/model/memory';
+import type { ModelUnit } from '../../../runtime/model/gpt';
 import type { ParamSpec } from '../../../runtime/model/params';
 import { FlatLayout } from '../../../runtime/parallel/flat';
 import { GradReducer } from '../../../runtime/parallel/grads';
 import { Zero3Params } from '../../../runtime/parallel/zero3';
 
 export const TOY_SPECS: ParamSpec[] = [
-  { name: 'wte.weight', shape: [2, 2], init: { kind: 'zeros' }, decay: true },
+  { name: 'wte.weight', shape: [2, 2], init: { kind: 'zeros' }, decay: true, uses: 2 },
   { name: 'wpe.weight', shape: [1, 1], init: { kind: 'zeros' }, decay: true },
   { name: 'h.0.attn.c_attn.bias', shape: [5], init: { kind: 'zeros' }, decay: false },
   { name: 'ln_f.weight', shape: [3], init: { kind: 'zeros' }, decay: false },
+];
+
+/** The toy's units in gradient order, as a model declares them (Gpt.units()). */
+export const TOY_UNITS: ModelUnit[] = [
+  { name: 'ln_f', specs: TOY_SPECS.filter((s) => s.name.startsWith('ln_f.')) },
+  { name: 'h.0', specs: TOY_SPECS.filter((s) => s.name.startsWith('h.0.')) },
+  { name: 'embedding', specs: TOY_SPECS.filter((s) => s.name.startsWith('wte.') || s.name.startsWith('wpe.')) },
 ];
 
 /** Rank r's gradients, in the order backward emits them (the tied wte twice: output layer, then embedding). */
@@ -41,7 +49,7 @@ export async function main(comm: Comm, args: { zero: 1 | 2 | 3; bucketBytes: num
   await tf.setBackend('cpu');
   const tracker = new MemoryTracker();
   const timer = { exposedMs: 0 };
-  const flat = new FlatLayout(TOY_SPECS, 1, comm.size, args.bucketBytes, args.bucketBytes, () => false);
+  const flat = new FlatLayout(TOY_UNITS, comm.size, args.bucketBytes, args.bucketBytes);
   const reducer = new GradReducer(comm, comm.world, flat, args.zero, tracker, timer);
   reducer.beginStep();
   for (let a = 0; a < args.micro; a++) {

@@ -250,6 +250,7 @@ describe('security: one-line errors', function () {
     writeFileSync(esc, JSON.stringify({ name: 'a\u001b]0;pwned\u0007', model: { preset: 'gpt2', name: '\u001b[2J\u001b[31mred\r' } }));
     const v = cli(['validate', esc], 20_000);
     assert.equal(v.code, 0, v.stderr);
+    // eslint-disable-next-line no-control-regex -- terminal escapes must not reach the output
     assert.doesNotMatch(v.stdout + v.stderr, /[\u001b\u0007\r]/);
     assert.match(v.stdout, /\\x1b\[2J\\x1b\[31mred\\x0d/);
   });

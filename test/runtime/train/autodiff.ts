@@ -18,6 +18,7 @@ import { Rng } from '../../../runtime/model/rng';
   if (!existsSync(out)) {
     buildSync({ entryPoints: [require.resolve('@tensorflow/tfjs-core/dist/register_all_gradients.js')], bundle: true, platform: 'node', format: 'cjs', outfile: out, logLevel: 'silent' });
   }
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- runs a bundle written at test time, for its side effect
   require(out);
 })();
 

@@ -65,7 +65,7 @@ function fuzz(name: string, body: (r: () => number, i: number) => void): number 
     try {
       body(r, i);
     } catch (e) {
-      throw new Error(`${name}: case ${i} (SCALELM_FUZZ_SEED=${SEED}): ${(e as Error).stack ?? String(e)}`);
+      throw new Error(`${name}: case ${i} (SCALELM_FUZZ_SEED=${SEED}): ${(e as Error).stack ?? String(e)}`, { cause: e });
     }
   }
   return i;

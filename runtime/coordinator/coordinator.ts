@@ -357,7 +357,9 @@ export class Coordinator extends RunEvents {
         startStep: this.step,
         ...(this.predicted ? { predicted: this.predicted } : {}),
         output: (line, stream) => {
-          if (line.trim()) (stream === 'stderr' ? dir?.log(line) : this.setup.log?.(line));
+          if (!line.trim()) return;
+          if (stream === 'stderr') dir?.log(line);
+          else this.setup.log?.(line);
         },
       });
       if (this.stopRequested) this.armStopTimeout();

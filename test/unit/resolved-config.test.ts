@@ -28,14 +28,16 @@ describe('hello: the config and plan read back typed', () => {
     for (const s of ['tiny-cpu', 'llama7b-8xh200']) assert.ok(readResolvedConfig(helloOf(s).config).ok, s);
   });
 
-  it('refuses what is not a run\'s resolved config, naming the field', () => {
+  it("refuses what is not a run's resolved config, naming the field", () => {
     const partial = readResolvedConfig({ model: { preset: 'tiny' } });
     assert.ok(!partial.ok && partial.errors[0]!.path === 'train');
     const c = JSON.parse(JSON.stringify(loadConfig(readFileSync(join(ROOT, 'examples', 'tiny.scalelm.json'), 'utf8')))) as { train: { microBatch: unknown; globalBatch: number } };
     c.train.microBatch = 'x';
     const bad = readResolvedConfig(c);
     assert.ok(!bad.ok && bad.errors.some((e) => e.path === 'train.microBatch'));
-    const edited = JSON.parse(JSON.stringify(loadConfig(readFileSync(join(ROOT, 'examples', 'llama-2-70b-h100.scalelm.json'), 'utf8')))) as { cluster: { explicit: boolean; spec: { memoryBandwidth: number } } };
+    const edited = JSON.parse(JSON.stringify(loadConfig(readFileSync(join(ROOT, 'examples', 'llama-2-70b-h100.scalelm.json'), 'utf8')))) as {
+      cluster: { explicit: boolean; spec: { memoryBandwidth: number } };
+    };
     assert.equal(edited.cluster.explicit, true);
     edited.cluster.spec.memoryBandwidth = 1; // derived from the GPU preset: no config says this
     const derived = readResolvedConfig(edited);
@@ -50,6 +52,11 @@ describe('hello: the config and plan read back typed', () => {
     const base = helloOf('llama7b-8xh200');
     assert.equal(planSummary({ ...base, plan: { memory: { perDevice: { params: 1 } } } }), undefined);
     assert.equal(planSummary({ ...base, plan: { convention: 'torch', perDevice: { params: -1 } } }), undefined);
-    assert.deepEqual(planSummary({ ...base, plan: { convention: 'torch', target: '2 × cpu', capacity: 2 ** 30, perDevice: { params: 10, total: 20 } } }), { convention: 'torch', target: '2 × cpu', capacity: 2 ** 30, perDevice: { params: 10, total: 20 } });
+    assert.deepEqual(planSummary({ ...base, plan: { convention: 'torch', target: '2 × cpu', capacity: 2 ** 30, perDevice: { params: 10, total: 20 } } }), {
+      convention: 'torch',
+      target: '2 × cpu',
+      capacity: 2 ** 30,
+      perDevice: { params: 10, total: 20 },
+    });
   });
 });

@@ -45,7 +45,10 @@ export class TorchEngine implements Engine {
   /** The agent of the latest start (tests check nothing of it is left running). */
   launcherPid?: number;
 
-  constructor(readonly choice: TorchChoice, readonly options: TorchEngineOptions = {}) {}
+  constructor(
+    readonly choice: TorchChoice,
+    readonly options: TorchEngineOptions = {},
+  ) {}
 
   check(config: RunConfig, _layout: ParallelLayout): void {
     // resolveLayout (the coordinator's) has refused pp, sequence parallel, offload and tp divisibility already.
@@ -79,7 +82,14 @@ export class TorchEngine implements Engine {
     const argsFile = join(folder, 'torch-args.json');
     let torchrun: Torchrun;
     try {
-      const args = { config, baseDir: launch.baseDir, start: trainerStart(launch.start), startStep: launch.startStep, device: this.choice.device, ...(launch.predicted ? { predicted: launch.predicted } : {}) };
+      const args = {
+        config,
+        baseDir: launch.baseDir,
+        start: trainerStart(launch.start),
+        startStep: launch.startStep,
+        device: this.choice.device,
+        ...(launch.predicted ? { predicted: launch.predicted } : {}),
+      };
       writeFileSync(argsFile, JSON.stringify(args, null, 2) + '\n', { mode: 0o600 });
       torchrun = new Torchrun({
         python: this.choice.probe.executable,
@@ -157,9 +167,22 @@ function hfModelConfig(cfg: RunConfig): Record<string, unknown> {
   const m = cfg.model;
   if (isGpt2(m)) return hfConfig(gptShape(m), m.dropout);
   return {
-    architectures: ['LlamaForCausalLM'], model_type: 'llama', vocab_size: m.vocab, hidden_size: m.hidden, intermediate_size: m.ffnHidden,
-    num_hidden_layers: m.layers, num_attention_heads: m.heads, num_key_value_heads: m.kvHeads, max_position_embeddings: m.seqLen,
-    rms_norm_eps: 1e-5, rope_theta: 10000.0, hidden_act: 'silu', tie_word_embeddings: m.tiedEmbeddings, attention_bias: m.bias,
-    attention_dropout: m.dropout, initializer_range: 0.02, torch_dtype: 'float32',
+    architectures: ['LlamaForCausalLM'],
+    model_type: 'llama',
+    vocab_size: m.vocab,
+    hidden_size: m.hidden,
+    intermediate_size: m.ffnHidden,
+    num_hidden_layers: m.layers,
+    num_attention_heads: m.heads,
+    num_key_value_heads: m.kvHeads,
+    max_position_embeddings: m.seqLen,
+    rms_norm_eps: 1e-5,
+    rope_theta: 10000.0,
+    hidden_act: 'silu',
+    tie_word_embeddings: m.tiedEmbeddings,
+    attention_bias: m.bias,
+    attention_dropout: m.dropout,
+    initializer_range: 0.02,
+    torch_dtype: 'float32',
   };
 }

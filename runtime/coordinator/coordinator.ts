@@ -312,7 +312,7 @@ export class Coordinator extends RunEvents {
     this.lastCommitted = step;
     this.publish({ type: 'checkpoint', step, path: relative(dir.path, path), bytes: Math.max(bytes, shardBytes), t: now() });
     this.publish({ type: 'status', state: 'running', t: now(), step });
-    this.log(`checkpoint: ${path}${this.world > 1 ? ` (${this.world} shards)` : ''}`);
+    this.log(`checkpoint: ${path}${format.kind === 'sharded' && this.world > 1 ? ` (${this.world} shards)` : ''}`);
   }
 
   /** Trains to train.steps (or until requestStop) on the layout's ranks. */

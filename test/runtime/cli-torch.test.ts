@@ -4,7 +4,7 @@
 // engine, rank 0's steps, both ranks' memory, a committed checkpoint.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EXAMPLES, REPO, tempDir } from './train/fixtures';
 import { findTorchPython } from './train/python';
@@ -52,6 +52,44 @@ describe('cli: scalelm train with devices.engine=torch (torchrun + gloo)', funct
       assert.ok(messages.some((m) => m.type === 'checkpoint'));
       assert.equal(messages.filter((m) => m.type === 'status').at(-1)!.state, 'finished');
       assert.ok(existsSync(join(runDir, 'checkpoints', `step-00000${STEPS}`, 'state.json')));
+    } finally {
+      dir.remove();
+    }
+  });
+
+  it('a Llama model (GQA, SwiGLU, RoPE) through the shared coordinator: full checkpoints that record the family, and a resume', () => {
+    const dir = tempDir('scalelm-cli-torch-llama-');
+    try {
+      const cfg = join(dir.path, 'llama.scalelm.json');
+      writeFileSync(cfg, JSON.stringify({
+        name: 'tiny-llama',
+        model: { name: 'tiny-llama', layers: 2, hidden: 64, heads: 4, kvHeads: 2, vocab: 256, seqLen: 32, ffnHidden: 128, activation: 'swiglu', norm: 'rmsnorm', positionEmbedding: 'rope', tiedEmbeddings: false, bias: false },
+        train: { microBatch: 2, globalBatch: 4, steps: 2, checkpointEvery: 2 },
+        parallel: { dp: 2 },
+        devices: { engine: 'torch', memory: '1GiB' },
+        data: { source: 'synthetic' },
+      }));
+      const runDir = join(dir.path, 'run');
+      const python = (found as { python: string }).python;
+      const env = { ...process.env, SCALELM_MONITOR_TOKEN: 'a'.repeat(64), SCALELM_PYTHON_PACKAGE: PACKAGE };
+      const first = spawnSync(process.execPath, [CLI, 'train', cfg, '--python', python, '--run-dir', runDir], { encoding: 'utf8', timeout: 240_000, env });
+      assert.equal(first.status, 0, `${first.stdout}\n${first.stderr}`);
+      assert.match(first.stdout, /^model: tiny-llama Llama 2L h64 a4 kv2 vocab 256 seq 32, [\d,]+ parameters/m);
+      assert.match(first.stdout, /^checkpoint: \S+step-000002$/m, 'a full checkpoint, not shards');
+      const state = JSON.parse(readFileSync(join(runDir, 'checkpoints', 'step-000002', 'state.json'), 'utf8')) as { engine: string; model: Record<string, unknown>; layout?: unknown };
+      assert.equal(state.engine, 'torch');
+      assert.equal(state.layout, undefined);
+      assert.deepEqual([state.model.family, state.model.kvHeads], ['llama', 2]);
+      assert.equal(JSON.parse(readFileSync(join(runDir, 'checkpoints', 'step-000002', 'config.json'), 'utf8')).model_type, 'llama');
+      const resumed = spawnSync(process.execPath, [CLI, 'train', '--resume', runDir, '--steps', '3', '--python', python], { encoding: 'utf8', timeout: 240_000, env });
+      assert.equal(resumed.status, 0, `${resumed.stdout}\n${resumed.stderr}`);
+      assert.match(resumed.stdout, /resuming after step 2/);
+      const steps = readFileSync(join(runDir, 'metrics.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { type: string; step?: number }).filter((m) => m.type === 'step').map((m) => m.step);
+      assert.deepEqual(steps, [1, 2, 3]);
+      // A GPT-2 config cannot take this checkpoint: the model record differs in the family.
+      const other = spawnSync(process.execPath, [CLI, 'train', '--resume', runDir, '--steps', '4', '--set', 'model.activation=gelu', '--set', 'model.norm=layernorm', '--set', 'model.positionEmbedding=learned', '--set', 'model.kvHeads=4', '--set', 'model.tiedEmbeddings=true', '--set', 'model.bias=true', '--python', python], { encoding: 'utf8', timeout: 240_000, env });
+      assert.equal(other.status, 1);
+      assert.match(other.stderr, /was trained with a different model \(.*family.*differ\)/);
     } finally {
       dir.remove();
     }

@@ -31,9 +31,9 @@ async function showMemory(d: DashboardPage): Promise<void> {
   await until(d.page, 'the memory tab', (i) => i.tab === 'memory' && i.memoryLayout.mode !== 'empty');
 }
 
-async function screenshot(d: DashboardPage, name: string): Promise<void> {
+async function screenshot(d: DashboardPage, name: string, fullPage = true): Promise<void> {
   mkdirSync(ARTIFACTS, { recursive: true });
-  await d.page.screenshot({ path: join(ARTIFACTS, name), fullPage: true });
+  await d.page.screenshot({ path: join(ARTIFACTS, name), fullPage });
 }
 
 /** Each rank's last memory message in a stream. */
@@ -155,6 +155,8 @@ describe('dashboard at 64 ranks on 8 nodes (recorded stream)', function () {
     assert.match((await card.locator('.gpu-reading').textContent())!, /^GPU 5 · NVIDIA H200.*pid 48215 · rank 45/s);
     assert.equal(await d.page.locator('.hm-cell[data-rank="45"]').getAttribute('aria-pressed'), 'true');
     await screenshot(d, 'dashboard-64-ranks-detail.png');
+    // What one screen shows (the docs' picture, media/screenshots/dashboard-many-ranks.png).
+    await screenshot(d, 'dashboard-many-ranks.png', false);
 
     // A row of the table (node 1's fourth GPU), then the keyboard on another row.
     await d.page.click('#memory-compact tr[data-rank="12"]');

@@ -204,7 +204,7 @@ export class MemoryView {
       this.renderHeatmap(run, groups, multiNode);
       this.renderTable(run, groups, multiNode);
       this.renderDetail(run);
-      setText(this.note, `Heatmap: every rank's step peak in % of its device${multiNode ? ', one row of cells per node' : ''}; the shade runs from the run's emptiest to its fullest rank, yellow and red mark 80% and 92%. The fullest rank is outlined. Pick a rank (cell or row) for its detailed card. Fewer than ${COMPACT_FROM} ranks get a card each.`);
+      setText(this.note, `Heatmap: every rank's step peak in % of its device${multiNode ? ', one row of cells per node' : ''}; the shade runs from the run's emptiest to its fullest rank below 80%, yellow and red mark 80% and 92%. The fullest rank is outlined. Pick a rank (cell or row) for its detailed card. Fewer than ${COMPACT_FROM} ranks get a card each.`);
       return true;
     }
     for (const rank of ranks) {
@@ -266,12 +266,13 @@ export class MemoryView {
 
   /** Every rank as one cell coloured by its step peak's share of the device, a row per node. */
   private renderHeatmap(run: RunData, groups: NodeGroup[], multiNode: boolean): void {
-    // The shade is relative (emptiest to fullest rank of the run), so a 3% difference between ranks shows;
-    // the number in the cell and the warning/critical colours are absolute.
+    // The shade is relative (emptiest to fullest rank below the warning line), so a 3% difference between
+    // ranks shows even beside one nearly full rank; the number and the warning/critical colours are absolute.
     let lo = Infinity;
     let hi = -Infinity;
     for (const mem of run.memory.values()) {
       const f = fractionOf(mem.latest);
+      if (levelOf(f) !== 'ok') continue;
       lo = Math.min(lo, f);
       hi = Math.max(hi, f);
     }
@@ -305,7 +306,7 @@ export class MemoryView {
         c.root.classList.toggle('worst', rank === this.worst);
         c.root.classList.toggle('selected', rank === this.selected);
         c.root.setAttribute('aria-pressed', String(rank === this.selected));
-        c.root.style.setProperty('--r', (spread > 1e-6 ? (f - lo) / spread : 1).toFixed(3));
+        c.root.style.setProperty('--r', (spread > 1e-6 ? Math.min(1, Math.max(0, (f - lo) / spread)) : 1).toFixed(3));
         setText(c.root, String(Math.min(999, Math.round(f * 100))));
         const label = `rank ${rank}${multiNode ? ` on ${nodeName(g)}` : ''}: ${formatBytes(m.stepPeak)} of ${formatBytes(m.capacity)} (${formatPercent(f, 1)})${rank === this.worst ? ', the fullest rank' : ''}`;
         if (c.root.title !== label) {

@@ -127,6 +127,19 @@ describe('dashboard at 64 ranks on 8 nodes (recorded stream)', function () {
     await screenshot(d, 'dashboard-64-ranks.png');
   });
 
+  it('stays usable at a narrow width: the page never scrolls sideways (the table scrolls in its box)', async function () {
+    await d.page.setViewportSize({ width: 420, height: 800 });
+    try {
+      await d.page.waitForTimeout(300);
+      assert.equal(await d.page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth), true, 'no sideways scrolling at 420 px');
+      const right = await d.page.locator('#memory-heatmap .hm-cell').evaluateAll((cells) => Math.max(...cells.map((c) => c.getBoundingClientRect().right)));
+      assert.ok(right <= 420, `every heatmap cell within the width (rightmost at ${right} px)`);
+    } finally {
+      await d.page.setViewportSize({ width: 1280, height: 900 });
+      await d.page.waitForTimeout(200);
+    }
+  });
+
   it('sorts the table by step peak (fullest node, then fullest rank, first) and back by rank', async function () {
     await d.page.click('#memory-compact button.sort[data-sort=peak]');
     const l = await until(d.page, 'the table sorted by peak', (i) => i.memoryLayout.sort === 'peak' && i.memoryLayout.rows[0] === worst.rank && i.memoryLayout);

@@ -245,7 +245,7 @@ export class MemoryView {
     for (const g of multiNode ? groups : []) {
       let s = this.sections.get(g.key);
       if (!s) {
-        const head = makeNodeHead('header', g.key);
+        const head = makeNodeHead(g.key);
         const cards = h('div', { class: 'node-cards' });
         s = { root: h('section', { class: 'node-group', 'data-node': g.key, 'aria-label': nodeName(g) }, head.root, cards), head, cards };
         this.sections.set(g.key, s);
@@ -710,9 +710,9 @@ export function rankList(ranks: number[]): string {
   return `rank${ranks.length === 1 ? '' : 's'} ${parts.join(', ')}`;
 }
 
-function makeNodeHead(tag: 'header', key: string): NodeHead {
+function makeNodeHead(key: string): NodeHead {
   const text = h('span', null);
-  return { root: h(tag, { class: 'node-head level-ok', 'data-node': key }, text), text, level: 'ok' };
+  return { root: h('header', { class: 'node-head level-ok', 'data-node': key }, text), text, level: 'ok' };
 }
 
 /** A node's one-line summary: name, ranks, its fullest rank, its ranks' peaks over their capacity, its GPUs. */
@@ -725,7 +725,7 @@ function updateNodeHead(head: NodeHead, g: NodeGroup, run: RunData): void {
   const parts = [nodeName(g), `${rankList(g.ranks)} (${g.ranks.length})`];
   if (g.worstRank !== null) parts.push(`fullest r${g.worstRank} ${formatPercent(g.worstFraction, g.worstFraction >= 0.75 ? 1 : undefined)}`);
   if (g.capacity > 0) parts.push(`peaks ${formatBytes(g.peak, 1)} of ${formatBytes(g.capacity, 1)}`);
-  const gpus = g.gpus.length ? g.gpus : [];
+  const gpus = g.gpus;
   if (gpus.length) {
     const names = [...new Set(gpus.map((d) => d.name))].join(', ');
     const util = gpus.filter((d) => d.utilPercent !== null);

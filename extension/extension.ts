@@ -7,7 +7,7 @@ import { registerConfigDiagnostics } from './config-diagnostics';
 import { CONFIG_SELECTOR, configWorker } from './config-analysis';
 import { DashboardFeed } from './dashboard-feed';
 import { DASHBOARD_VIEW_TYPE, DashboardPanel } from './dashboard-panel';
-import { launchTraining, resumeTraining, type LaunchOutcome } from './launch';
+import { launchTraining, launchWithMonitor, resumeTraining, type AskCommandLine, type LaunchOutcome } from './launch';
 import type { LiveRun } from './live-run';
 import { PlanLensProvider, planLensTitle } from './plan-lens';
 import { calibrateFromRunCommand, estimateMemoryCommand, exportCommand, type EstimateArgs } from './planner-commands';
@@ -24,6 +24,8 @@ export interface ScaleLMApi {
   openDashboard(): Promise<void>;
   dashboardRequest(message: { type: string; [k: string]: unknown }): Promise<unknown>;
   launch(uri: vscode.Uri, extraArgs?: string[]): Promise<LaunchOutcome>;
+  /** Launch with Monitor on a .py; `ask` answers in place of the input box. */
+  launchWithMonitor(uri: vscode.Uri, ask?: AskCommandLine): Promise<LaunchOutcome>;
   /** Resume from step N: continue the stopped or crashed run in runDir. */
   resume(runDir: string): Promise<LaunchOutcome>;
   runs(): LiveRun[];
@@ -80,7 +82,7 @@ export function activate(context: vscode.ExtensionContext): ScaleLMApi {
       await feed?.showPast(target.runDir);
     }
   };
-  const launchCtx = { extensionPath: context.extensionPath, registry: runs, log, openDashboard: async (run: LiveRun) => openDashboard({ runId: run.id }) };
+  const launchCtx = { extensionPath: context.extensionPath, registry: runs, log, state: context.workspaceState, openDashboard: async (run: LiveRun) => openDashboard({ runId: run.id }) };
 
   const stopRun = async (node?: RunNode | { runId: string }) => {
     const timeout = settings().get<number>('stopTimeoutMs', 15000);
@@ -92,7 +94,8 @@ export function activate(context: vscode.ExtensionContext): ScaleLMApi {
       run = live.length === 1 ? live[0] : (await vscode.window.showQuickPick(live.map((r) => ({ label: r.options.runDir, run: r })), { title: 'ScaleLM: stop which run?' }))?.run;
     }
     if (!run) return;
-    await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: 'ScaleLM: stopping (writing a checkpoint)…' }, () => run.stop(timeout));
+    const how = run.options.launch ? 'SIGINT to the command, then SIGKILL after the timeout' : 'writing a checkpoint';
+    await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `ScaleLM: stopping (${how})…` }, () => run.stop(timeout));
   };
 
   /** "Suggest Parallel Layouts": the dashboard's Planner tab on the config. */
@@ -108,6 +111,7 @@ export function activate(context: vscode.ExtensionContext): ScaleLMApi {
   context.subscriptions.push(
     vscode.commands.registerCommand('scalelm.openDashboard', openDashboard),
     vscode.commands.registerCommand('scalelm.launchTraining', (uri?: vscode.Uri) => launchTraining(launchCtx, uri)),
+    vscode.commands.registerCommand('scalelm.launchWithMonitor', (uri?: vscode.Uri) => launchWithMonitor(launchCtx, uri)),
     vscode.commands.registerCommand('scalelm.stopRun', stopRun),
     vscode.commands.registerCommand('scalelm.resumeRun', (node?: RunNode | { runDir: string }) => {
       const dir = node && 'runDir' in node ? node.runDir : node?.kind === 'past' ? node.run.dir : undefined;
@@ -130,7 +134,7 @@ export function activate(context: vscode.ExtensionContext): ScaleLMApi {
     vscode.languages.registerCodeLensProvider(CONFIG_SELECTOR, lens),
     vscode.languages.registerCodeActionsProvider(CONFIG_SELECTOR, new FitQuickFixes(), { providedCodeActionKinds: FitQuickFixes.kinds }),
     vscode.workspace.onDidChangeTextDocument(() => lens.refresh()),
-    vscode.tasks.registerTaskProvider(ScaleLMTaskProvider.type, new ScaleLMTaskProvider(context.extensionPath)),
+    vscode.tasks.registerTaskProvider(ScaleLMTaskProvider.type, new ScaleLMTaskProvider(context.extensionPath, log)),
     vscode.window.registerWebviewPanelSerializer(DASHBOARD_VIEW_TYPE, {
       async deserializeWebviewPanel(panel: vscode.WebviewPanel, state: unknown) {
         DashboardPanel.revive(panel, context, log);
@@ -148,6 +152,7 @@ export function activate(context: vscode.ExtensionContext): ScaleLMApi {
     openDashboard: () => openDashboard(),
     dashboardRequest: async (message) => showDashboard().request(message),
     launch: (uri, extraArgs) => launchTraining(launchCtx, uri, extraArgs),
+    launchWithMonitor: (uri, ask) => launchWithMonitor(launchCtx, uri, ask),
     resume: (runDir) => resumeTraining(launchCtx, runDir),
     runs: () => runs.all(),
     stopAll: async () => {

@@ -8,7 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import type { Message } from '../../common/protocol';
 import { ChannelServer, type RankReport } from '../parallel/channel';
 import { rootFailure, type RankFailure } from '../engines/torch/failure';
-import { descendants } from '../engines/torch/torchrun';
+import { bundledPythonPath, descendants } from '../engines/torch/torchrun';
 import type { RunDir } from '../train/run-dir';
 import { RunEvents } from '../train/run-events';
 
@@ -17,6 +17,8 @@ export interface LaunchSetup {
   command: string[];
   runDir: RunDir;
   cwd?: string;
+  /** Extra environment for the command (a config's launch.env). */
+  env?: Record<string, string>;
   /** After Stop (SIGINT to the group), how long before SIGKILL (ms). */
   stopTimeoutMs?: number;
   /** The command's own stdout/stderr lines. */
@@ -142,7 +144,9 @@ export class LaunchRun extends RunEvents {
       cwd: this.setup.cwd,
       detached: true, // its own group: Stop signals all of it; a terminal's Ctrl-C comes to us first
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, ...this.channel.env(), SCALELM_RUN_DIR: this.setup.runDir.path },
+      // The bundled `scalelm` package first on PYTHONPATH (as for the torch engine): a script's
+      // `import scalelm` gets the Monitor that speaks this CLI's channel, with no pip install.
+      env: { ...process.env, ...this.setup.env, PYTHONPATH: [bundledPythonPath(), this.setup.env?.PYTHONPATH ?? process.env.PYTHONPATH].filter(Boolean).join(':'), ...this.channel.env(), SCALELM_RUN_DIR: this.setup.runDir.path },
     });
     this.child = child;
     const onExit = (): void => this.signalAll('SIGKILL');

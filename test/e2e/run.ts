@@ -281,6 +281,19 @@ function workbenchHandlers(getPage: () => Page | undefined, suite: E2ESuite, onR
       await p.keyboard.press('Escape');
       return { entries };
     },
+    quickInput: async ({ value }) => {
+      const p = page();
+      const box = p.locator('.quick-input-widget .quick-input-box input').first();
+      await box.waitFor({ state: 'visible', timeout: 20_000 });
+      const offered = await box.inputValue();
+      const title = ((await p.locator('.quick-input-widget .quick-input-title').first().textContent()) ?? '').trim();
+      if (value === null) await box.press('Escape');
+      else {
+        await box.fill(value);
+        await box.press('Enter');
+      }
+      return { title, offered };
+    },
     screenshot: async ({ name }) => {
       mkdirSync(ARTIFACTS, { recursive: true });
       const file = join(ARTIFACTS, `e2e-${suite.name}-${name.replace(/[^a-z0-9._-]+/gi, '-')}.png`);

@@ -19,6 +19,7 @@ export async function ask<K extends BridgeOp>(op: K, request: BridgeOps[K]['requ
 export const workbench = {
   statusBar: async (): Promise<StatusBarItem[]> => (await ask('statusBar', {})).items,
   explorerContextMenu: async (file: string): Promise<string[]> => (await ask('explorerContextMenu', { file })).entries,
+  quickInput: async (value: string | null): Promise<{ title: string; offered: string }> => ask('quickInput', { value }),
   screenshot: async (name: string): Promise<string> => (await ask('screenshot', { name })).path,
 };
 

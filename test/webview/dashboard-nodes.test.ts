@@ -219,6 +219,15 @@ describe('dashboard at 128 ranks on 16 nodes, a small multi-node run, and one ma
     await screenshot(d, 'dashboard-128-ranks.png');
   });
 
+  it('the 64-rank run reopened from its history (the snapshot a host sends): every node keeps its GPUs', async function () {
+    // RunHistory decimates GPU samples per node: one node's samples never crowd out another's.
+    await d.send(wire(snapshotOf(readStream(MULTINODE_RUN_ID))));
+    const l = await until(d.page, 'the reopened run', (i) => i.runId === MULTINODE_RUN_ID && i.memoryLayout.groups.length === 8 && i.memoryLayout);
+    for (const g of l.groups) assert.match(g.header, / · 8 × NVIDIA H200, util \d+%$/, `${g.key}: ${g.header}`);
+    const i = await inspect(d.page);
+    for (const p of i.memory) assert.equal(p.gpu?.name, 'NVIDIA H200', `rank ${p.rank} has its GPU reading`);
+  });
+
   it('a 2-node run of 8 ranks: one card per rank, under a header per node; each card reads its own node\u2019s GPU', async function () {
     await showRun(d, 'r8n2', generated('r8n2', 8, 2, 3));
     const l = await until(d.page, 'cards by node', (i) => i.runId === 'r8n2' && i.memoryLayout.mode === 'cards' && i.memoryLayout.groups.length === 2 && i.memoryLayout);

@@ -7,7 +7,7 @@
 import * as assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { PROTOCOL_VERSION, type HelloMessage, type MemoryMessage, type Message } from '../../common/protocol';
+import { PROTOCOL_VERSION, type GpuMessage, type HelloMessage, type MemoryMessage, type Message } from '../../common/protocol';
 import type { Inspection } from '../../webview/messages';
 import { openDashboard, ROOT, type DashboardPage } from './harness';
 import { inspect, until } from './inspect';
@@ -104,6 +104,9 @@ describe('dashboard at 64 ranks on 8 nodes (recorded stream)', function () {
     assert.equal(await d.page.locator('#memory-compact tbody tr[data-rank]').count(), 64);
     const node5 = l.groups[5]!.header;
     assert.match(node5, new RegExp(`^${syntheticHost(5).replace(/\./g, '\\.')} · node 5 · ranks 40–47 \\(8\\) · fullest r45 9\\d\\.\\d% · peaks \\d+\\.\\d GiB of 1\\.1 TiB · 8 × NVIDIA H200, util \\d+%$`));
+    // Each row's GPU column is the rank's GPU on its own node (node 5 numbers its GPUs from 0).
+    const gpu5 = stream.filter((m): m is GpuMessage => m.type === 'gpu' && m.node?.rank === 5).at(-1)!.devices[5]!;
+    assert.equal(await d.page.locator('#memory-compact tr[data-rank="45"] td.gpu').textContent(), `GPU 5 · ${gpu5.utilPercent}% · ${gpu5.temperatureC} °C`);
     // The fullest rank is outlined in both, and it is the stream's.
     assert.equal(l.worst, worst.rank);
     assert.equal(await d.page.locator('#memory-heatmap .hm-cell.worst').getAttribute('data-rank'), '45');

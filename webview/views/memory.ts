@@ -57,6 +57,9 @@ interface Row {
   predicted: HTMLElement;
   error: HTMLElement;
   fill: HTMLElement;
+  /** The driver's reading of the rank's GPU (on its own node): utilisation, temperature. */
+  gpu: HTMLElement;
+  gpuKey: string;
   level: Level;
 }
 
@@ -128,7 +131,7 @@ export class MemoryView {
       h(
         'tr',
         null,
-        ...[this.sortButtons.rank, 'device', this.sortButtons.peak, 'of capacity', 'max since start', 'predicted peak', 'error', ''].map((c, i) =>
+        ...[this.sortButtons.rank, 'device', this.sortButtons.peak, 'of capacity', 'max since start', 'predicted peak', 'error', '', 'GPU'].map((c, i) =>
           h('th', { scope: 'col', class: i >= 2 && i <= 6 ? 'num' : '', 'data-col': typeof c === 'string' ? null : c.dataset.sort }, c),
         ),
       ),
@@ -338,7 +341,7 @@ export class MemoryView {
       if (multiNode) {
         let head = this.nodeRows.get(g.key);
         if (!head) {
-          const text = h('th', { colspan: 8, scope: 'rowgroup' });
+          const text = h('th', { colspan: 9, scope: 'rowgroup' });
           head = { root: h('tr', { class: 'node-row level-ok', 'data-node': g.key }, text), text, level: 'ok' };
           this.nodeRows.set(g.key, head);
         }
@@ -369,8 +372,9 @@ export class MemoryView {
     const predicted = cell('num');
     const error = cell('num');
     const fillEl = h('div', { class: 'fill' });
-    const root = h('tr', { 'data-rank': rank, class: 'level-ok', tabindex: 0 }, h('td', null, `r${rank}`), device, peak, fraction, max, predicted, error, h('td', { class: 'barcell' }, h('div', { class: 'mini-bar' }, fillEl)));
-    const row: Row = { root, device, peak, fraction, max, predicted, error, fill: fillEl, level: 'ok' };
+    const gpu = cell('gpu');
+    const root = h('tr', { 'data-rank': rank, class: 'level-ok', tabindex: 0 }, h('td', null, `r${rank}`), device, peak, fraction, max, predicted, error, h('td', { class: 'barcell' }, h('div', { class: 'mini-bar' }, fillEl)), gpu);
+    const row: Row = { root, device, peak, fraction, max, predicted, error, fill: fillEl, gpu, gpuKey: '', level: 'ok' };
     this.rows.set(rank, row);
     return row;
   }
@@ -397,6 +401,13 @@ export class MemoryView {
     setText(row.predicted, p ? formatBytes(p.total) : '—');
     setText(row.error, p ? formatError(m.stepPeak, p.total, small) : '—');
     row.fill.style.width = `${Math.min(100, f * 100)}%`;
+    const gpuKey = `${run.versions.gpu}|${m.device}|${node}`;
+    if (gpuKey !== row.gpuKey) {
+      row.gpuKey = gpuKey;
+      const d = gpuFor(run, rank, m.device);
+      setText(row.gpu, d ? `GPU ${d.index}${d.lost ? ' LOST' : ''} · ${d.utilPercent === null ? 'n/a' : `${Math.round(d.utilPercent)}%`} · ${d.temperatureC === null ? 'n/a' : `${Math.round(d.temperatureC)} °C`}` : '—');
+      row.gpu.title = d ? `${d.name}: used ${d.memoryUsed === null ? 'n/a' : formatBytes(d.memoryUsed)} of ${d.memoryTotal === null ? 'n/a' : formatBytes(d.memoryTotal)}` : '';
+    }
   }
 
   /** The picked rank's full card (compact mode), kept up to date like the cards of a small run. */

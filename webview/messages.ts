@@ -156,6 +156,26 @@ export interface MemoryPanelInspection {
   predictionSource: string | null;
   historyPoints: number;
   gpu: { name: string; memoryUsed: number | null; memoryTotal: number | null; utilPercent: number | null } | null;
+  /** The machine the rank reported from (null: the coordinator's own). */
+  node: { rank: number; host: string } | null;
+}
+
+/** The Memory tab as drawn: cards or the many-rank view (heatmap + table), grouped by node in a multi-node run. */
+export interface MemoryLayoutInspection {
+  mode: 'empty' | 'cards' | 'compact';
+  /** Node groups in the order drawn (card sections, or the table's node rows), with their ranks as drawn. */
+  groups: { key: string; header: string; ranks: number[] }[];
+  /** Ranks of the cards, in order (card mode). */
+  cards: number[];
+  /** Ranks of the table's rows, in order (compact mode). */
+  rows: number[];
+  /** The heatmap's rows (one per node) and their cells' ranks (compact mode). */
+  heatmap: { key: string; label: string; ranks: number[] }[];
+  worst: number | null;
+  /** The rank whose detailed card is shown (compact mode), and the card's title. */
+  selected: number | null;
+  detail: string | null;
+  sort: 'rank' | 'peak';
 }
 
 export interface Inspection {
@@ -165,6 +185,7 @@ export interface Inspection {
   header: Record<string, string>;
   charts: ChartInspection[];
   memory: MemoryPanelInspection[];
+  memoryLayout: MemoryLayoutInspection;
   runs: { runId: string; name: string; shown: boolean; compared: boolean }[];
   /** The Runs tab's table as drawn (run id and each cell's text), and the overlays' labels on the curves. */
   table: { runId: string; cells: string[] }[];

@@ -109,7 +109,8 @@ export class GpuSampler extends EventEmitter {
     this.setState('stopped', 'stopped');
     this.generation++;
     this.clearTimers();
-    const exits = [...this.children].map((c) => new Promise<void>((resolve) => (c.exitCode !== null || c.signalCode !== null ? resolve() : c.once('exit', () => resolve()))));
+    // A child that could not start (no nvidia-smi: ENOENT) never exits; its spawn error is its end.
+    const exits = [...this.children].map((c) => new Promise<void>((resolve) => (c.exitCode !== null || c.signalCode !== null ? resolve() : c.once('exit', () => resolve()).once('error', () => resolve()))));
     for (const c of this.children) this.kill(c);
     this.loop = null;
     await Promise.all(exits);

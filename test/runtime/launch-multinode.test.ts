@@ -95,7 +95,7 @@ describe('cli: scalelm launch --nnodes 2 on two network namespaces (torchrun, gl
   });
 
   after(() => {
-    // Deleting a namespace removes its end of the veth pair, and with it the other end.
+    // (afterEach killed what ran inside.) Deleting a namespace removes its end of the veth pair, and with it the other end.
     if (made) for (const n of ns) spawnSync('ip', ['netns', 'del', n]);
   });
 
@@ -108,6 +108,16 @@ describe('cli: scalelm launch --nnodes 2 on two network namespaces (torchrun, gl
 
   afterEach(() => {
     for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    // After a failed test: whatever still runs inside the namespaces (ranks, torchrun agents, samplers) goes too.
+    for (const n of made ? ns : []) {
+      for (const pid of spawnSync('ip', ['netns', 'pids', n], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean)) {
+        try {
+          process.kill(Number(pid), 'SIGKILL');
+        } catch {
+          // gone
+        }
+      }
+    }
     for (const g of gpus) rmSync(g.dir, { recursive: true, force: true });
     dir.remove();
   });

@@ -204,7 +204,7 @@ export class LaunchRun extends RunEvents {
             onNodeDisconnect: (node: number) => {
               if (!this.nodeEnds.has(node)) {
                 this.note(`node ${node} (${this.nodes.get(node)}) lost its connection before its command ended`, 'warn');
-                this.nodeEnds.set(node, { code: null, signal: null, tail: 'its scalelm launch lost its connection to the coordinator' });
+                this.nodeEnds.set(node, { code: null, signal: null });
                 this.nodeFailed(node);
               }
               this.settleNodes();
@@ -276,20 +276,21 @@ export class LaunchRun extends RunEvents {
   private describeFailure(exit: CommandExit): string {
     const multi = this.setup.multiNode !== undefined;
     const where = (node: number): string => (multi ? `node ${node} (${node === 0 ? hostname() : (this.nodes.get(node) ?? 'unknown host')}): ` : '');
-    const how = (node: number): string => {
-      if (node === 0) return `the command ended with ${howEnded(exit)}`;
+    // `who`: how the sentence names the node's command ("the command" on one machine).
+    const how = (node: number, who: string): string => {
+      if (node === 0) return `${who} ended with ${howEnded(exit)}`;
       const end = this.nodeEnds.get(node);
-      if (!end) return `node ${node}'s command had not ended`;
-      return end.code === null && end.signal === null ? `node ${node} lost its connection` : `node ${node}'s command ended with ${howEnded(end)}`;
+      if (!end) return `${who} had not ended`;
+      return end.code === null && end.signal === null ? `node ${node}'s scalelm launch lost its connection to node 0` : `${who} ended with ${howEnded(end)}`;
     };
     const f = rootFailure(this.failures);
     if (f) {
       const node = this.rankNode.get(f.rank) ?? 0;
-      return `${where(node)}rank ${f.rank}${f.step !== undefined ? `, step ${f.step}` : ''}: ${f.message} (${how(node)})`;
+      return `${where(node)}rank ${f.rank}${f.step !== undefined ? `, step ${f.step}` : ''}: ${f.message} (${how(node, node === 0 ? 'the command' : `node ${node}'s command`)})`;
     }
     const node = this.rootNode ?? 0;
     const lastLines = node === 0 ? (this.cmd?.lastLines() ?? '') : (this.nodeEnds.get(node)?.tail ?? '');
-    return `${where(node)}${how(node)}${lastLines ? `:\n${lastLines}` : ''}`;
+    return `${where(node)}${how(node, multi ? 'its command' : 'the command')}${lastLines ? `:\n${lastLines}` : ''}`;
   }
 
   rankPids(): Map<number, number> {

@@ -30,14 +30,6 @@ export const STATE_LOOK: Record<ShownState, StateLook> = {
 /** Stopped and crashed runs can continue from their latest checkpoint (`scalelm train --resume DIR`). */
 export const canResume = (state: ShownState | undefined): boolean => state === 'stopped' || state === 'crashed';
 
-/** The rank named by a failure: the error's own field, else the "rank R, step N: …" prefix the parallel engine writes. */
-export function failedRank(error: StatusMessage['error']): number | undefined {
-  if (!error) return undefined;
-  if (error.rank !== undefined) return error.rank;
-  const m = /^rank (\d+)\b/.exec(error.message);
-  return m ? Number(m[1]) : undefined;
-}
-
 /**
  * One line on where the run stands: "running", "stopped at step 40 by VS Code", "failed on rank 1 at
  * step 7: out of memory", "crashed after step 12 (the process is gone without a final status)".
@@ -50,8 +42,12 @@ export function describeState(state: ShownState, status: Pick<StatusMessage, 'st
     case 'stopped':
       return `stopped${step !== undefined ? ` at step ${step}` : ''}${status?.by ? ` by ${status.by}` : ''}`;
     case 'failed': {
-      const rank = failedRank(status?.error);
-      const cause = (status?.error?.message ?? 'no cause recorded').replace(/^rank \d+(, step \d+)?: /, '');
+      // error.rank: set by the engines where the failing rank is known (never read back from the message).
+      const rank = status?.error?.rank;
+      let cause = status?.error?.message ?? 'no cause recorded';
+      // The engines' messages start "rank R, step S: " for the CLI; the sentence names the rank already.
+      const prefix = rank !== undefined ? new RegExp(`^rank ${rank}(, step \\d+)?: `) : undefined;
+      if (prefix) cause = cause.replace(prefix, '');
       return `failed${rank !== undefined ? ` on rank ${rank}` : ''}${step !== undefined ? ` at step ${step}` : ''}: ${cause}`;
     }
     case 'crashed':

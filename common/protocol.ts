@@ -231,7 +231,7 @@ export interface AlertMessage {
   rank?: number;
   /** GPU UUID or "cpu:N". */
   device?: string;
-  /** Seconds until the memory is full at the current trend (memory-high). */
+  /** Seconds until the memory is full at the current trend (memory-high; memory-leak's out-of-memory forecast). */
   timeToFullSec?: number;
 }
 
@@ -268,8 +268,11 @@ export interface RunSummary {
   tokensPerSec?: number;
   /** "dp2 × tp1", from the config. */
   layout?: string;
-  /** The backend that trained it (wasm, cpu, torch:cuda, …) when the run said so. */
+  /** The engine that trained it (hello.engine.name: local, torch, monitor); a run recorded before the hello
+   *  named its engine shows its backend here instead. */
   engine?: string;
+  /** The engine's detail: the backend it trained on (hello.backend.label, "wasm (SIMD, 2 threads)"). */
+  engineDetail?: string;
   /** "cpu", "4 × H100", … from the config. */
   device?: string;
 }
@@ -677,6 +680,7 @@ const runSummary = object<RunSummary>({
   tokensPerSec: opt(finite()),
   layout: opt(str()),
   engine: opt(str()),
+  engineDetail: opt(str(LIMITS.text)),
   device: opt(str()),
 });
 

@@ -28,7 +28,8 @@ parentPort?.on('message', (req: PlanRequest) => {
   let reply: PlanReply;
   try {
     if (req.delayMs) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, req.delayMs);
-    const problem = localProblem(req.config);
+    // A config with a launch section runs its own command: the local runtime's limits do not apply to it.
+    const problem = req.config.launch ? undefined : localProblem(req.config);
     reply = { id: req.id, fit: checkFit(req.config), ...(problem ? { localProblem: problem } : {}) };
   } catch (e) {
     reply = { id: req.id, error: (e as Error).message };

@@ -2,9 +2,15 @@
 // authoritative data and forwards it with postMessage; the webview never opens a socket itself.
 import * as vscode from 'vscode';
 import { dashboardHtml, makeNonce } from '../webview/html';
-import { validateWebviewMessage, type WebviewToHost } from '../webview/messages';
+import { validateWebviewMessage, type Viewport, type WebviewToHost } from '../webview/messages';
 
 export const DASHBOARD_VIEW_TYPE = 'scalelm.dashboard';
+
+/**
+ * The smallest dashboard that reads well: below 720 px its views fold to one column (media/dashboard.css) and
+ * the charts shrink to slivers; below 480 px high only the header and a strip of chart fit.
+ */
+export const READABLE: Viewport = { width: 720, height: 480 };
 
 type Reply = { type: string; id?: number; [k: string]: unknown };
 
@@ -13,6 +19,8 @@ export class DashboardPanel implements vscode.Disposable {
   private readonly disposables: vscode.Disposable[] = [];
   private readonly pending = new Map<number, (reply: Reply) => void>();
   private nextId = 1;
+  /** Set on a panel that show() just made: its first ready says whether it came out big enough. */
+  private fitOnReady = false;
   private ready: Promise<void>;
   private markReady!: () => void;
   private readonly readyEmitter = new vscode.EventEmitter<void>();
@@ -28,10 +36,12 @@ export class DashboardPanel implements vscode.Disposable {
       return DashboardPanel.current;
     }
     // Where there is room: its own editor group beside the open editor; the whole editor area when nothing
-    // is open.
+    // is open. VS Code does not tell an extension the window's size, so the page measures itself when it
+    // loads, and a dashboard that came out too small to read is maximised then (makeRoom).
     const editorOpen = vscode.window.visibleTextEditors.length > 0;
     const panel = vscode.window.createWebviewPanel(DASHBOARD_VIEW_TYPE, 'ScaleLM Dashboard', { viewColumn: editorOpen ? vscode.ViewColumn.Beside : vscode.ViewColumn.Active, preserveFocus: editorOpen }, DashboardPanel.options(context));
     DashboardPanel.current = new DashboardPanel(panel, context, log);
+    DashboardPanel.current.fitOnReady = true;
     return DashboardPanel.current;
   }
 
@@ -68,6 +78,11 @@ export class DashboardPanel implements vscode.Disposable {
       title: 'ScaleLM Dashboard',
     });
     webview.onDidReceiveMessage((m: unknown) => this.receive(m), undefined, this.disposables);
+    // A hidden webview's page is discarded (retainContextWhenHidden is off) and loads again when shown:
+    // requests wait for that page's ready instead of going to one that is not listening yet.
+    panel.onDidChangeViewState((e) => {
+      if (!e.webviewPanel.visible) this.ready = new Promise((resolve) => (this.markReady = resolve));
+    }, undefined, this.disposables);
     panel.onDidDispose(() => this.dispose(), undefined, this.disposables);
   }
 
@@ -79,7 +94,11 @@ export class DashboardPanel implements vscode.Disposable {
     }
     const message = checked.value;
     if (message.type === 'ready') {
-      this.log.info('dashboard ready');
+      this.log.info(`dashboard ready${message.viewport ? ` (${message.viewport.width}×${message.viewport.height} px)` : ''}`);
+      if (this.fitOnReady && message.viewport) {
+        this.fitOnReady = false;
+        void this.makeRoom(message.viewport).catch((e: unknown) => this.log.warn(`could not maximise the dashboard: ${String(e)}`));
+      }
       this.markReady();
       this.readyEmitter.fire();
       return;
@@ -91,6 +110,36 @@ export class DashboardPanel implements vscode.Disposable {
       return;
     }
     this.messageEmitter.fire(message);
+  }
+
+  /**
+   * A dashboard opened too small to read (a narrow window split in two, a tall bottom panel) takes the room:
+   * too narrow, its editor group is maximised and the side bars hidden (View: Maximize Editor Group and Hide
+   * Side Bars; the group's restore button or Ctrl+K Ctrl+M undoes it); too short, the bottom panel closes.
+   */
+  private async makeRoom(viewport: Viewport): Promise<void> {
+    const narrow = viewport.width < READABLE.width;
+    const short = viewport.height < READABLE.height;
+    if (!narrow && !short) return;
+    this.log.info(`the dashboard opened at ${viewport.width}×${viewport.height} px, under the ${READABLE.width}×${READABLE.height} it needs: ${[narrow && 'maximising its editor group', short && 'closing the bottom panel'].filter(Boolean).join(' and ')}`);
+    // The maximise command acts on the active editor: make the dashboard that first.
+    if (!this.panel.active) {
+      const activated = new Promise<void>((resolve) => {
+        const sub = this.panel.onDidChangeViewState((e) => {
+          if (!e.webviewPanel.active) return;
+          sub.dispose();
+          resolve();
+        });
+        setTimeout(() => {
+          sub.dispose();
+          resolve();
+        }, 5000);
+      });
+      this.panel.reveal(this.panel.viewColumn, false);
+      await activated;
+    }
+    if (narrow) await vscode.commands.executeCommand('workbench.action.maximizeEditorHideSidebar');
+    if (short) await vscode.commands.executeCommand('workbench.action.closePanel');
   }
 
   /** Sends a message that the webview answers (it echoes `id`), once the webview has said it is ready. */

@@ -7,7 +7,7 @@ import { registerConfigDiagnostics } from './config-diagnostics';
 import { CONFIG_SELECTOR, configWorker } from './config-analysis';
 import { DashboardFeed } from './dashboard-feed';
 import { DASHBOARD_VIEW_TYPE, DashboardPanel } from './dashboard-panel';
-import { launchTraining, resumeTraining, type LaunchOutcome } from './launch';
+import { launchTraining, launchWithMonitor, resumeTraining, type AskCommandLine, type LaunchOutcome } from './launch';
 import type { LiveRun } from './live-run';
 import { PlanLensProvider, planLensTitle } from './plan-lens';
 import { calibrateFromRunCommand, estimateMemoryCommand, exportCommand, type EstimateArgs } from './planner-commands';
@@ -17,13 +17,18 @@ import { RunRegistry } from './runs';
 import { RunsTree, type RunNode } from './runs-tree';
 import { createStatusBar } from './status-bar';
 import { ScaleLMTaskProvider } from './tasks';
+import type { ShowTabMessage } from '../webview/messages';
 
 /** What the extension exports: used by the e2e tests and by other extensions. */
 export interface ScaleLMApi {
   statusBarText(): string;
   openDashboard(): Promise<void>;
+  /** Whether a dashboard panel is open in this window (made here, or revived after a reload); opens nothing. */
+  dashboardShown(): boolean;
   dashboardRequest(message: { type: string; [k: string]: unknown }): Promise<unknown>;
   launch(uri: vscode.Uri, extraArgs?: string[]): Promise<LaunchOutcome>;
+  /** Launch with Monitor on a .py; `ask` answers in place of the input box. */
+  launchWithMonitor(uri: vscode.Uri, ask?: AskCommandLine): Promise<LaunchOutcome>;
   /** Resume from step N: continue the stopped or crashed run in runDir. */
   resume(runDir: string): Promise<LaunchOutcome>;
   runs(): LiveRun[];
@@ -70,7 +75,7 @@ export function activate(context: vscode.ExtensionContext): ScaleLMApi {
   };
   const showDashboard = (): DashboardPanel => panelWithFeed(DashboardPanel.show(context, log));
 
-  const openDashboard = async (target?: { runId?: string; runDir?: string }): Promise<void> => {
+  const openDashboard = async (target?: { runId?: string; runDir?: string; tab?: ShowTabMessage['tab'] }): Promise<void> => {
     showDashboard();
     if (target?.runId) {
       const run = runs.get(target.runId);
@@ -79,8 +84,9 @@ export function activate(context: vscode.ExtensionContext): ScaleLMApi {
     } else if (target?.runDir) {
       await feed?.showPast(target.runDir);
     }
+    if (target?.tab) feed?.showTab(target.tab);
   };
-  const launchCtx = { extensionPath: context.extensionPath, registry: runs, log, openDashboard: async (run: LiveRun) => openDashboard({ runId: run.id }) };
+  const launchCtx = { extensionPath: context.extensionPath, registry: runs, log, state: context.workspaceState, openDashboard: async (run: LiveRun) => openDashboard({ runId: run.id }) };
 
   const stopRun = async (node?: RunNode | { runId: string }) => {
     const timeout = settings().get<number>('stopTimeoutMs', 15000);
@@ -92,7 +98,8 @@ export function activate(context: vscode.ExtensionContext): ScaleLMApi {
       run = live.length === 1 ? live[0] : (await vscode.window.showQuickPick(live.map((r) => ({ label: r.options.runDir, run: r })), { title: 'ScaleLM: stop which run?' }))?.run;
     }
     if (!run) return;
-    await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: 'ScaleLM: stopping (writing a checkpoint)…' }, () => run.stop(timeout));
+    const how = run.options.launch ? 'SIGINT to the command, then SIGKILL after the timeout' : 'writing a checkpoint';
+    await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `ScaleLM: stopping (${how})…` }, () => run.stop(timeout));
   };
 
   /** "Suggest Parallel Layouts": the dashboard's Planner tab on the config. */
@@ -108,6 +115,7 @@ export function activate(context: vscode.ExtensionContext): ScaleLMApi {
   context.subscriptions.push(
     vscode.commands.registerCommand('scalelm.openDashboard', openDashboard),
     vscode.commands.registerCommand('scalelm.launchTraining', (uri?: vscode.Uri) => launchTraining(launchCtx, uri)),
+    vscode.commands.registerCommand('scalelm.launchWithMonitor', (uri?: vscode.Uri) => launchWithMonitor(launchCtx, uri)),
     vscode.commands.registerCommand('scalelm.stopRun', stopRun),
     vscode.commands.registerCommand('scalelm.resumeRun', (node?: RunNode | { runDir: string }) => {
       const dir = node && 'runDir' in node ? node.runDir : node?.kind === 'past' ? node.run.dir : undefined;
@@ -116,7 +124,7 @@ export function activate(context: vscode.ExtensionContext): ScaleLMApi {
     vscode.commands.registerCommand('scalelm.estimateMemory', (uri?: vscode.Uri, args?: EstimateArgs) => estimateMemoryCommand(uri, args)),
     vscode.commands.registerCommand('scalelm.suggestLayouts', suggestLayouts),
     vscode.commands.registerCommand('scalelm.calibrateFromRun', (node?: RunNode | { runDir: string }) => calibrateFromRunCommand(node && 'runDir' in node ? node : node?.kind === 'past' ? { runDir: node.run.dir } : undefined)),
-    ...EXPORT_TARGETS.map((t: ExportTarget) => vscode.commands.registerCommand(`scalelm.export${t === 'deepspeed' ? 'DeepSpeed' : t === 'megatron' ? 'Megatron' : 'Torchrun'}`, (uri?: vscode.Uri, o?: { overwrite?: boolean }) => exportCommand(t, uri, o))),
+    ...EXPORT_TARGETS.map((t: ExportTarget) => vscode.commands.registerCommand(`scalelm.export${t === 'deepspeed' ? 'DeepSpeed' : t === 'megatron' ? 'Megatron' : t === 'slurm' ? 'Slurm' : 'Torchrun'}`, (uri?: vscode.Uri, o?: { overwrite?: boolean }) => exportCommand(t, uri, o))),
     vscode.commands.registerCommand('scalelm.refreshRuns', () => tree.refresh()),
     vscode.commands.registerCommand('scalelm.revealRun', (node?: RunNode) => {
       const dir = node?.kind === 'live' ? node.run.options.runDir : node?.kind === 'past' ? node.run.dir : undefined;
@@ -130,7 +138,7 @@ export function activate(context: vscode.ExtensionContext): ScaleLMApi {
     vscode.languages.registerCodeLensProvider(CONFIG_SELECTOR, lens),
     vscode.languages.registerCodeActionsProvider(CONFIG_SELECTOR, new FitQuickFixes(), { providedCodeActionKinds: FitQuickFixes.kinds }),
     vscode.workspace.onDidChangeTextDocument(() => lens.refresh()),
-    vscode.tasks.registerTaskProvider(ScaleLMTaskProvider.type, new ScaleLMTaskProvider(context.extensionPath)),
+    vscode.tasks.registerTaskProvider(ScaleLMTaskProvider.type, new ScaleLMTaskProvider(context.extensionPath, log)),
     vscode.window.registerWebviewPanelSerializer(DASHBOARD_VIEW_TYPE, {
       async deserializeWebviewPanel(panel: vscode.WebviewPanel, state: unknown) {
         DashboardPanel.revive(panel, context, log);
@@ -146,8 +154,10 @@ export function activate(context: vscode.ExtensionContext): ScaleLMApi {
   return {
     statusBarText: () => status.text,
     openDashboard: () => openDashboard(),
+    dashboardShown: () => DashboardPanel.instance !== undefined,
     dashboardRequest: async (message) => showDashboard().request(message),
     launch: (uri, extraArgs) => launchTraining(launchCtx, uri, extraArgs),
+    launchWithMonitor: (uri, ask) => launchWithMonitor(launchCtx, uri, ask),
     resume: (runDir) => resumeTraining(launchCtx, runDir),
     runs: () => runs.all(),
     stopAll: async () => {

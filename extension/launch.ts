@@ -2,8 +2,10 @@
 // not fit is not started — the breakdown is shown with the planner's best fitting layout to apply instead;
 // otherwise spawn the runtime with progress, connect, and open the dashboard.
 import * as vscode from 'vscode';
-import { basename, dirname, join } from 'node:path';
+import { existsSync } from 'node:fs';
+import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { CATEGORIES } from '../runtime/planner/types';
+import { CommandLineError, joinCommandLine, splitCommandLine } from '../runtime/launch/command-line';
 import { describeSuggestion, suggestionEdits } from '../runtime/planner/target';
 import { formatBytes } from '../common/units';
 import { analyseConfig } from './config-analysis';
@@ -17,6 +19,8 @@ export interface LaunchContext {
   registry: RunRegistry;
   log: vscode.LogOutputChannel;
   openDashboard: (run: LiveRun) => Promise<void>;
+  /** Where Launch with Monitor remembers each file's command line (the workspace's state). */
+  state: vscode.Memento;
 }
 
 export type LaunchOutcome = { started: LiveRun } | { refused: 'untrusted' | 'invalid' | 'does-not-fit' | 'cannot-run-here' | 'cancelled' | 'failed'; reason: string };
@@ -25,15 +29,20 @@ function runStamp(now = new Date()): string {
   return now.toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
 }
 
+function refuseUntrusted(): LaunchOutcome {
+  const reason = 'Launching training runs code from this workspace, which is not trusted.';
+  void vscode.window.showWarningMessage(`ScaleLM: ${reason} Trust the workspace to launch runs.`, 'Manage Workspace Trust').then((a) => {
+    if (a) void vscode.commands.executeCommand('workbench.trust.manage');
+  });
+  return { refused: 'untrusted', reason };
+}
+
+// Window-scoped, like Stop's own (extension.ts).
+const stopTimeoutMs = (): number => vscode.workspace.getConfiguration('scalelm').get<number>('stopTimeoutMs', 15000);
+
 export async function launchTraining(ctx: LaunchContext, uri?: vscode.Uri, extraArgs: string[] = []): Promise<LaunchOutcome> {
   // The menu's when-clause only greys the entry out; executeCommand still arrives here.
-  if (!vscode.workspace.isTrusted) {
-    const reason = 'Launching training runs code from this workspace, which is not trusted.';
-    void vscode.window.showWarningMessage(`ScaleLM: ${reason} Trust the workspace to launch runs.`, 'Manage Workspace Trust').then((a) => {
-      if (a) void vscode.commands.executeCommand('workbench.trust.manage');
-    });
-    return { refused: 'untrusted', reason };
-  }
+  if (!vscode.workspace.isTrusted) return refuseUntrusted();
   const target = uri instanceof vscode.Uri ? uri : vscode.window.activeTextEditor?.document.uri;
   if (!target || !target.path.endsWith('.scalelm.json')) {
     void vscode.window.showErrorMessage('ScaleLM: choose a *.scalelm.json to launch (right-click it in the Explorer).');
@@ -47,6 +56,7 @@ export async function launchTraining(ctx: LaunchContext, uri?: vscode.Uri, extra
     void vscode.window.showErrorMessage(`ScaleLM: ${basename(target.fsPath)} has ${parsed.errors.length} problem(s); nothing was started.`, { modal: true, detail: reason });
     return { refused: 'invalid', reason };
   }
+  if (parsed.config.launch) return launchConfigCommand(ctx, target, parsed.config.name, parsed.config.launch.cwd);
   if (fit && fit.result.ok && !fit.result.fits) {
     const per = fit.result.memory.perDevice;
     const detail = [
@@ -90,6 +100,107 @@ export async function launchTraining(ctx: LaunchContext, uri?: vscode.Uri, extra
     log: (line, level) => ctx.log[level](line),
   });
   return startRun(ctx, run, `starting ${parsed.config.name}`);
+}
+
+/**
+ * A config with a `launch` section: its command runs under `scalelm launch --config` (no fit check — the
+ * command, not the local runtime, trains). Its cwd must stay inside the workspace.
+ */
+async function launchConfigCommand(ctx: LaunchContext, target: vscode.Uri, name: string, cwd: string | undefined): Promise<LaunchOutcome> {
+  const base = vscode.workspace.getWorkspaceFolder(target)?.uri.fsPath ?? dirname(target.fsPath);
+  const dir = resolve(dirname(target.fsPath), cwd ?? '.');
+  const rel = relative(base, dir);
+  if (rel.startsWith('..') || isAbsolute(rel)) {
+    const reason = `launch.cwd "${cwd}" is ${dir}, outside the workspace folder ${base}; a config may only run its command inside the workspace.`;
+    void vscode.window.showErrorMessage(`ScaleLM: ${basename(target.fsPath)}: ${reason} Nothing was started.`);
+    return { refused: 'invalid', reason };
+  }
+  const settings = vscode.workspace.getConfiguration('scalelm', target);
+  const run = new LiveRun(`${Date.now().toString(36)}`, {
+    nodePath: settings.get<string>('nodePath') || process.execPath,
+    cliPath: join(ctx.extensionPath, 'dist', 'cli.js'),
+    configPath: target.fsPath,
+    runDir: join(base, settings.get<string>('runsDirectory', 'runs'), `${name.replace(/[^A-Za-z0-9._-]+/g, '-')}-${runStamp()}`),
+    cwd: dirname(target.fsPath),
+    launch: { name, stopTimeoutMs: stopTimeoutMs() },
+    log: (line, level) => ctx.log[level](line),
+  });
+  return startRun(ctx, run, `launching ${name}`);
+}
+
+/** The command line Launch with Monitor offers a script the first time: torchrun of the configured Python. */
+export function defaultLaunchLine(script: string, resource: vscode.Uri): string {
+  const python = selectedPython(resource)?.python;
+  // The interpreter's own torchrun (a venv's bin/), else the same module through that interpreter.
+  const torchrun = python ? join(dirname(python), 'torchrun') : undefined;
+  const launcher = !python ? ['torchrun'] : torchrun && existsSync(torchrun) ? [torchrun] : [python, '-m', 'torch.distributed.run'];
+  return joinCommandLine([...launcher, '--nproc-per-node', '1', script]);
+}
+
+const rememberedKey = (file: string): string => `scalelm.launchWithMonitor:${file}`;
+
+/** Asks for the command line in an input box; undefined = cancelled. The e2e tests answer the real box. */
+export type AskCommandLine = (offered: string, file: string) => Thenable<string | undefined>;
+
+const askInInputBox: AskCommandLine = (offered, file) =>
+  vscode.window.showInputBox({
+    title: `ScaleLM: Launch ${basename(file)} with Monitor`,
+    prompt: 'The command line to run (no shell). Ranks that use scalelm.Monitor report to the dashboard.',
+    value: offered,
+    ignoreFocusOut: true,
+    validateInput: (line) => {
+      try {
+        return splitCommandLine(line).length ? undefined : 'Type the command to run, e.g. torchrun --nproc-per-node 2 train.py';
+      } catch (e) {
+        return (e as Error).message;
+      }
+    },
+  });
+
+/**
+ * "ScaleLM: Launch with Monitor" on a .py: asks for the command line (the one last used for this file,
+ * else torchrun of the configured Python), remembers it, and runs it under `scalelm launch` — the same
+ * LiveRun, Runs view, status bar and dashboard as Launch Training.
+ */
+export async function launchWithMonitor(ctx: LaunchContext, uri?: vscode.Uri, ask: AskCommandLine = askInInputBox): Promise<LaunchOutcome> {
+  if (!vscode.workspace.isTrusted) return refuseUntrusted();
+  const target = uri instanceof vscode.Uri ? uri : vscode.window.activeTextEditor?.document.uri;
+  if (!target || target.scheme !== 'file' || !target.path.endsWith('.py')) {
+    void vscode.window.showErrorMessage('ScaleLM: choose a Python script (*.py) to launch with the monitor.');
+    return { refused: 'invalid', reason: 'no *.py given' };
+  }
+  const open = vscode.workspace.textDocuments.find((d) => d.uri.toString() === target.toString());
+  if (open?.isDirty) await open.save();
+  const folder = vscode.workspace.getWorkspaceFolder(target)?.uri.fsPath ?? dirname(target.fsPath);
+  const script = relative(folder, target.fsPath);
+  const offered = ctx.state.get<string>(rememberedKey(target.fsPath)) ?? defaultLaunchLine(script.startsWith('..') ? target.fsPath : script, target);
+  const line = await ask(offered, target.fsPath);
+  if (line === undefined) return { refused: 'cancelled', reason: 'no command line given' };
+  let command: string[];
+  try {
+    command = splitCommandLine(line);
+  } catch (e) {
+    if (!(e instanceof CommandLineError)) throw e;
+    void vscode.window.showErrorMessage(`ScaleLM: the command line cannot be read: ${e.message}; nothing was started.`);
+    return { refused: 'invalid', reason: e.message };
+  }
+  if (!command.length) {
+    void vscode.window.showErrorMessage('ScaleLM: the command line is empty; nothing was started.');
+    return { refused: 'invalid', reason: 'empty command line' };
+  }
+  await ctx.state.update(rememberedKey(target.fsPath), line);
+  const name = basename(target.fsPath).replace(/\.py$/, '');
+  const settings = vscode.workspace.getConfiguration('scalelm', target);
+  const run = new LiveRun(`${Date.now().toString(36)}`, {
+    nodePath: settings.get<string>('nodePath') || process.execPath,
+    cliPath: join(ctx.extensionPath, 'dist', 'cli.js'),
+    configPath: target.fsPath,
+    runDir: join(folder, settings.get<string>('runsDirectory', 'runs'), `${name.replace(/[^A-Za-z0-9._-]+/g, '-')}-${runStamp()}`),
+    cwd: folder,
+    launch: { name, command, stopTimeoutMs: stopTimeoutMs() },
+    log: (line, level) => ctx.log[level](line),
+  });
+  return startRun(ctx, run, `launching ${name}`);
 }
 
 /** "Resume from step N": continues a stopped or crashed run in its folder (`scalelm train --resume DIR`). */

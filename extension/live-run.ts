@@ -21,6 +21,12 @@ export interface LaunchOptions {
   extraArgs?: string[];
   /** Continue the run in runDir from its latest checkpoint (`train --resume runDir`) instead of starting configPath. */
   resume?: boolean;
+  /**
+   * Run a command under `scalelm launch` instead of training: `command` given (Launch with Monitor), or the
+   * launch section of configPath (`launch --config`). Stop then goes through the CLI: SIGINT to the
+   * command's process groups, SIGKILL after stopTimeoutMs.
+   */
+  launch?: { name: string; command?: string[]; stopTimeoutMs: number };
   log: (line: string, level: 'info' | 'warn' | 'error') => void;
   /** How long to wait for the listening line. */
   startTimeoutMs?: number;
@@ -57,7 +63,11 @@ export class LiveRun extends EventEmitter {
   /** Starts the runtime; resolves once it listens (or rejects with the reason it did not start). */
   start(): Promise<ListeningLine> {
     const o = this.options;
-    const args = o.resume ? [o.cliPath, 'train', '--resume', o.runDir, ...(o.extraArgs ?? [])] : [o.cliPath, 'train', o.configPath, '--run-dir', o.runDir, ...(o.extraArgs ?? [])];
+    const args = o.launch
+      ? [o.cliPath, 'launch', '--name', o.launch.name, '--run-dir', o.runDir, '--stop-timeout-ms', String(o.launch.stopTimeoutMs), ...(o.launch.command ? ['--', ...o.launch.command] : ['--config', o.configPath])]
+      : o.resume
+        ? [o.cliPath, 'train', '--resume', o.runDir, ...(o.extraArgs ?? [])]
+        : [o.cliPath, 'train', o.configPath, '--run-dir', o.runDir, ...(o.extraArgs ?? [])];
     o.log(`starting: ${o.nodePath} ${args.join(' ')}`, 'info');
     const child = spawn(o.nodePath, args, {
       cwd: o.cwd,
@@ -181,13 +191,15 @@ export class LiveRun extends EventEmitter {
   async stop(timeoutMs: number): Promise<void> {
     const child = this.child;
     if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    this.setState('stopping', 'checkpointing before exit');
+    const launched = this.options.launch;
+    this.setState('stopping', launched ? 'SIGINT sent to the command' : 'checkpointing before exit');
     if (this.client && timeoutMs > 0) {
       await this.client.control('stop', 'VS Code').catch((e: Error) => this.options.log(`stop request failed: ${e.message}`, 'warn'));
     } else {
       child.kill('SIGINT');
     }
-    if (await exitsWithin(this.exited, timeoutMs)) return;
+    // A launched command gets the CLI's own SIGINT-then-SIGKILL (its --stop-timeout-ms) before anything here.
+    if (await exitsWithin(this.exited, launched ? launched.stopTimeoutMs + 5000 : timeoutMs)) return;
     this.options.log(`the runtime did not stop within ${timeoutMs} ms; terminating it`, 'warn');
     child.kill('SIGTERM');
     if (await exitsWithin(this.exited, 3000)) return;
@@ -198,7 +210,8 @@ export class LiveRun extends EventEmitter {
   /** For window close: no runtime process may outlive the extension host. */
   killNow(): void {
     this.client?.close();
-    if (this.child && this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL');
+    // `scalelm launch` kills its command's process groups on SIGTERM; SIGKILL would orphan them.
+    if (this.child && this.child.exitCode === null && this.child.signalCode === null) this.child.kill(this.options.launch ? 'SIGTERM' : 'SIGKILL');
   }
 }
 

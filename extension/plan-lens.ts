@@ -40,9 +40,12 @@ export class PlanLensProvider implements vscode.CodeLensProvider {
   async provideCodeLenses(doc: vscode.TextDocument): Promise<vscode.CodeLens[]> {
     const top = new vscode.Range(0, 0, 0, 0);
     const title = await planLensTitle(doc);
-    return [
-      new vscode.CodeLens(top, { title, command: 'scalelm.suggestLayouts', arguments: [doc.uri], tooltip: 'Memory per device by the ScaleLM planner — click to search layouts' }),
-      new vscode.CodeLens(top, { title: '$(play) Launch Training', command: 'scalelm.launchTraining', arguments: [doc.uri] }),
-    ];
+    // A config the local runtime cannot train gets no Launch action, but a greyed line that says why (a lens
+    // without a command is drawn as plain text), like the disabled menu items.
+    const { localProblem } = await analyseConfig(doc);
+    const launch: vscode.Command = localProblem
+      ? { title: '$(circle-slash) Launch Training: not on this machine', command: '', tooltip: `The local runtime cannot train it — ${localProblem}` }
+      : { title: '$(play) Launch Training', command: 'scalelm.launchTraining', arguments: [doc.uri] };
+    return [new vscode.CodeLens(top, { title, command: 'scalelm.suggestLayouts', arguments: [doc.uri], tooltip: 'Memory per device by the ScaleLM planner — click to search layouts' }), new vscode.CodeLens(top, launch)];
   }
 }

@@ -1,7 +1,7 @@
 // Planner commands: "Estimate Training Memory" for a HuggingFace config.json or a *.scalelm.json (GPU, count,
 // sequence length and global batch asked; the ranked layouts in a quick pick with the config's own layout,
-// ties and tight-memory warnings; the choice saved as a *.scalelm.json), the three exports written next to
-// the config, and "Calibrate Planner from this Run".
+// ties and tight-memory warnings; the choice saved as a *.scalelm.json), the exports (DeepSpeed, Megatron-LM,
+// torchrun, Slurm) written next to the config, and "Calibrate Planner from this Run".
 // ("Suggest Parallel Layouts" opens the dashboard's Planner tab: see extension.ts.)
 import * as vscode from 'vscode';
 import { isHuggingFaceConfig, modelFromHuggingFace } from '../runtime/config/huggingface';
@@ -13,6 +13,7 @@ import { calibrateRun } from '../runtime/commands/calibrate';
 import { loadPlanInput, type LoadedPlan } from '../runtime/commands/plan-input';
 import { describeLayout } from '../runtime/planner/estimate';
 import { exportFileName, exportLayout, type ExportTarget } from '../runtime/planner/export';
+import { bundledPythonPath } from '../runtime/engines/torch/torchrun';
 import { layoutOf } from '../runtime/planner/memory';
 import { currentLayoutText, sameLayout, searchLayouts, TIGHT_MEMORY, type SearchResult } from '../runtime/planner/search';
 import type { Layout } from '../runtime/planner/types';
@@ -279,7 +280,10 @@ export async function exportCommand(target: ExportTarget, uri?: vscode.Uri, opti
   }
   // The same names as `scalelm export --write`, and the torchrun command points at the DeepSpeed file by that name.
   const base = source.path.split('/').pop()!.replace(/\.scalelm\.json$|\.json$/, '');
-  const result = exportLayout(parsed.config, layoutOf(parsed.config), target, { deepspeedConfigFile: exportFileName(base, 'deepspeed') });
+  // Slurm: the built-in torch trainer on this config (relative paths from its folder), with this extension's
+  // copy of the scalelm package as the script's default SCALELM_PYTHON_PACKAGE.
+  const slurm = { name: parsed.config.name || base, pythonPackage: bundledPythonPath(), trainer: { config: parsed.config, baseDir: vscode.Uri.joinPath(source, '..').fsPath } };
+  const result = exportLayout(parsed.config, layoutOf(parsed.config), target, { deepspeedConfigFile: exportFileName(base, 'deepspeed'), ...(target === 'slurm' ? { slurm } : {}) });
   if (!result.ok) {
     void vscode.window.showErrorMessage(`ScaleLM: cannot export to ${target}: ${result.issues.map((i) => i.message).join('; ')}`);
     return undefined;

@@ -462,6 +462,7 @@ export class Dashboard {
       rejected: { count: this.rejectedCount, last: this.lastRejected },
       lastRenderMs: this.lastRenderMs,
       stepsShown: this.run?.steps.length ?? 0,
+      viewport: { width: window.innerWidth, height: window.innerHeight },
     };
   }
 }

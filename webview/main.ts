@@ -21,4 +21,4 @@ host.onMessage((message) => dashboard.handle(message));
   flush: (force = false, complete = false) => dashboard.flush(force, complete),
 };
 
-host.post({ type: 'ready' });
+host.post({ type: 'ready', viewport: { width: window.innerWidth, height: window.innerHeight } });

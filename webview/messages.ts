@@ -117,6 +117,13 @@ export type HostToWebview =
 
 export interface ReadyMessage {
   type: 'ready';
+  /** The page's viewport in CSS pixels when it loaded: the host maximises a dashboard opened too small to read. */
+  viewport?: Viewport;
+}
+
+export interface Viewport {
+  width: number;
+  height: number;
 }
 
 export interface PongMessage {
@@ -170,6 +177,8 @@ export interface Inspection {
   /** Cost of the last redraw, ms. */
   lastRenderMs: number;
   stepsShown: number;
+  /** The page's viewport now, CSS pixels. */
+  viewport: Viewport;
 }
 
 export interface InspectResultMessage extends Inspection {
@@ -328,7 +337,12 @@ export function validateHostMessage(v: unknown): Result<HostToWebview> & { dropp
 export function validateWebviewMessage(v: unknown): Result<WebviewToHost> {
   if (!isObject(v) || typeof v.type !== 'string') return fail('a webview message must be an object with a "type"');
   switch (v.type) {
-    case 'ready':
+    case 'ready': {
+      const vp = v.viewport;
+      const size = (n: unknown): n is number => typeof n === 'number' && Number.isFinite(n) && n >= 0 && n < 1e6;
+      // An unreadable viewport is dropped (the host then leaves the layout alone), the ready still counts.
+      return { ok: true, value: isObject(vp) && size(vp.width) && size(vp.height) ? { type: 'ready', viewport: { width: vp.width, height: vp.height } } : { type: 'ready' } };
+    }
     case 'requestPlannerInput':
       return { ok: true, value: { type: v.type } };
     case 'pong':

@@ -205,7 +205,7 @@ export class RunData {
     let count = 0;
     for (let i = Math.max(0, n - 20); i < n; i++) if (Number.isFinite(tps[i]!)) (sum += tps[i]!), count++;
     if (count) s.tokensPerSec = sum / count;
-    if (this.hello) Object.assign(s, runFacts(this.hello.config, this.hello.world, this.backend ?? undefined));
+    if (this.hello) Object.assign(s, runFacts(this.hello.config, this.hello.world, { name: this.hello.engine?.name, backend: this.backend ?? undefined, backendLabel: this.hello.backend?.label }));
     return s;
   }
 

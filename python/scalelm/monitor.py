@@ -7,7 +7,9 @@
 Rank and world come from torch.distributed (else 0 and 1). With a ScaleLM coordinator listening
 (SCALELM_CHANNEL, as `scalelm launch` sets it) each rank reports over the rank channel (engine "monitor");
 otherwise rank 0 writes the records into a run folder (SCALELM_RUN_DIR, else ./runs/<name>-<UTC time>) that
-`scalelm serve` opens later. Memory per category uses the torch engine's accounting; on CPU activations are
+`scalelm serve` opens later. On its first step rank 0 also reports what the planner needs (scalelm/shape.py):
+the HuggingFace model's shape, the layout it can see, and the run's length (total_steps) for the
+coordinator's out-of-memory forecast. Memory per category uses the torch engine's accounting; on CPU activations are
 counted by saved-tensor hooks around the model's forward on sampled steps only, so the cost stays under 1%.
 """
 
@@ -27,6 +29,7 @@ from torch import nn
 
 from .channel import Channel, node_ref
 from .memory import SavedTensorCounter, categories, local
+from .shape import LAYOUT_KEYS, detect_layout, forward_inputs, hf_shape
 
 SAMPLE_EVERY = 10
 
@@ -39,9 +42,27 @@ class Monitor:
         *,
         name: str | None = None,
         run_dir: str | None = None,
+        total_steps: int | None = None,
+        micro_batch: int | None = None,
+        seq_len: int | None = None,
+        capacity: int | None = None,
+        layout: dict[str, Any] | None = None,
     ) -> None:
+        """`total_steps`: the run's optimizer steps (for the out-of-memory forecast); `micro_batch`, `seq_len`:
+        when the first forward's inputs do not show them; `capacity`: the device's bytes where the allocator
+        has none to say (CPU); `layout`: what an integration knows better than detection (scalelm/shape.py
+        LAYOUT_KEYS: strategy, zero, tp, microBatch, seqLen, gradAccum, precision)."""
         self.model = model
         self.optimizer = optimizer
+        self.total_steps = total_steps if total_steps and total_steps > 0 else None
+        self.capacity = capacity
+        self._given: dict[str, Any] = {k: v for k, v in (layout or {}).items() if k in LAYOUT_KEYS and v is not None}
+        if micro_batch:
+            self._given["microBatch"] = micro_batch
+        if seq_len:
+            self._given["seqLen"] = seq_len
+        self._seen: dict[str, Any] = {}
+        self._shape_sent = False
         if dist.is_available() and dist.is_initialized():
             self.rank, self.world = dist.get_rank(), dist.get_world_size()
         else:
@@ -67,19 +88,7 @@ class Monitor:
             )
             os.makedirs(self.run_dir, exist_ok=True)
             self.file = open(os.path.join(self.run_dir, "metrics.jsonl"), "a", encoding="utf-8")  # noqa: SIM115
-            run_id = re.sub(r"[^A-Za-z0-9._:@+-]+", "-", os.path.basename(os.path.abspath(self.run_dir))) or "run"
-            now = int(time.time() * 1000)
-            self._emit(
-                {
-                    "type": "hello",
-                    "protocol": 1,
-                    "runId": run_id,
-                    "name": self.name,
-                    "startedAt": now,
-                    "world": self.world,
-                    "config": self._config(),
-                }
-            )
+        self._started = int(time.time() * 1000)
         self.steps = 0
         self.tokens = 0
         self._last = time.perf_counter()
@@ -87,44 +96,77 @@ class Monitor:
         self._counter: SavedTensorCounter | None = None
         self._ctx: Any = None
         self._hooks = [model.register_forward_pre_hook(self._pre), model.register_forward_hook(self._post)]
+        self._inputs_seen = False
+        self._first = model.register_forward_pre_hook(self._first_forward, with_kwargs=True)
         self.device = next((p.device for p in model.parameters()), torch.device("cpu"))
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
 
-    def _config(self) -> dict[str, Any]:
-        """The model's shape when it is a HuggingFace model (so the planner can predict it)."""
-        cfg = getattr(self.model, "config", None)
-        to_dict = getattr(cfg, "to_dict", None)
-        if not callable(to_dict):
-            return {"name": self.name}
-        d = to_dict()
-        keep = (
-            "model_type",
-            "n_layer",
-            "n_embd",
-            "n_head",
-            "vocab_size",
-            "n_positions",
-            "num_hidden_layers",
-            "hidden_size",
-            "num_attention_heads",
-            "num_key_value_heads",
-            "intermediate_size",
-            "max_position_embeddings",
-        )
-        return {"name": self.name, "huggingface": {k: d[k] for k in keep if k in d}}
+    def _first_forward(self, module: nn.Module, args: Any, kwargs: Any) -> None:
+        """Micro-batch, sequence length and autocast from the first forward's inputs (then the hook goes)."""
+        self.observe_inputs(tuple(args), kwargs or {})
+
+    def observe_inputs(self, args: tuple[Any, ...], kwargs: dict[str, Any] | None = None) -> None:
+        """The first micro-batch's inputs (the model's forward, or an integration's batch): micro-batch, sequence
+        length, autocast. Later calls change nothing."""
+        if self._inputs_seen:
+            return
+        self._inputs_seen = True
+        self._seen = forward_inputs(args, kwargs or {}, self.device)
+        self._first.remove()
+
+    def _layout(self) -> dict[str, Any]:
+        out = {**detect_layout(self.model, self.optimizer, self.world), **self._seen, **self._given}
+        if "precision" not in out and out.get("paramDtype") == "fp32":
+            out["precision"] = "fp32"  # fp32 parameters and no autocast seen in the first forward
+        return out
+
+    def _report(self) -> dict[str, Any]:
+        """What the planner needs (once, from rank 0): the model's shape, the layout, the run's length."""
+        shape = hf_shape(self.model)
+        out: dict[str, Any] = {"layout": self._layout()}
+        if shape is not None:
+            out["model"] = shape
+        if self.total_steps is not None:
+            out["totalSteps"] = self.total_steps
+        return out
+
+    def _hello(self) -> dict[str, Any]:
+        """The run folder's hello (no coordinator): the config names the model's shape and layout."""
+        report = self._report()
+        config: dict[str, Any] = {"name": self.name, "monitor": report}
+        if "model" in report:
+            config["huggingface"] = report["model"]
+        run_id = re.sub(r"[^A-Za-z0-9._:@+-]+", "-", os.path.basename(os.path.abspath(self.run_dir or "run"))) or "run"
+        return {
+            "type": "hello",
+            "protocol": 1,
+            "runId": run_id,
+            "name": self.name,
+            "startedAt": self._started,
+            "world": self.world,
+            "config": config,
+        }
 
     # Sampled activation counting on CPU: a saved-tensor hook context from the forward's start to its end.
     def _sampling(self) -> bool:
         return self.device.type != "cuda" and ((self.steps + 1) == 1 or (self.steps + 1) % SAMPLE_EVERY == 0)
 
     def _pre(self, module: nn.Module, args: Any) -> None:
+        self.forward_started()
+
+    def _post(self, module: nn.Module, args: Any, output: Any) -> None:
+        self.forward_ended()
+
+    def forward_started(self) -> None:
+        """The forward of a micro-batch begins (the model's own hook; integrations whose framework does not call
+        the model's forward, as Lightning's training_step, call it): on sampled steps, count what autograd saves."""
         if self._sampling() and self._ctx is None:
             self._counter = SavedTensorCounter()
             self._ctx = self._counter.counting()
             self._ctx.__enter__()
 
-    def _post(self, module: nn.Module, args: Any, output: Any) -> None:
+    def forward_ended(self) -> None:
         if self._ctx is not None:
             self._ctx.__exit__(None, None, None)
             self._ctx = None
@@ -149,6 +191,12 @@ class Monitor:
         """Reports one optimizer step (call it on every rank, after optimizer.step(), before zero_grad()).
         `step`: the run's step number when the caller counts them (a resumed run, a Trainer); else 1, 2, …"""
         self.steps = step if step is not None else self.steps + 1
+        if not self._shape_sent and self.rank == 0:
+            self._shape_sent = True
+            if self.channel is not None:
+                self.channel.send({"k": "shape", "rank": 0, **self._report()})
+            else:
+                self._emit(self._hello())
         now = time.perf_counter()
         step_ms = (now - self._last) * 1000
         self._last = now
@@ -161,6 +209,8 @@ class Monitor:
             grads = [local(p.grad).detach().float() for p in self.model.parameters() if p.grad is not None]
             grad_norm = math.sqrt(sum(float(g.pow(2).sum()) for g in grads)) if grads else float("nan")
         cats, peak, cap = categories(self.model, self.optimizer, self._activations, self.device)
+        if cap is None and self.capacity:
+            cap = self.capacity
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         if tokens:
@@ -175,7 +225,7 @@ class Monitor:
                 {
                     "type": "step",
                     "step": self.steps,
-                    "loss": metric(float(loss)),
+                    "loss": metric(float(loss.detach() if isinstance(loss, torch.Tensor) else loss)),
                     "lr": metric(float(lr or 0.0)),
                     "gradNorm": metric(grad_norm),
                     "tokensPerSec": (tokens or 0) / max(step_ms, 1e-6) * 1000,
@@ -201,13 +251,16 @@ class Monitor:
         )
 
     def close(self, reason: str = "completed") -> None:
-        for h in self._hooks:
+        for h in [*self._hooks, self._first]:
             h.remove()
         if self.channel is not None:
             self.channel.send({"k": "done", "rank": self.rank, "step": self.steps, "reason": reason})
             self.channel.close()
             self.channel = None
         if self.file is not None:
+            if not self._shape_sent:  # no step reported: the folder still opens as a run
+                self._shape_sent = True
+                self._emit(self._hello())
             self.file.close()
             self.file = None
 

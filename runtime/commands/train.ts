@@ -78,6 +78,8 @@ export const train: Command = async (argv) => {
     return 1;
   }
   const config = parsed.config;
+  // One way to run a config's own command: `scalelm launch --config` (train's flags mean nothing to it).
+  if (config.launch) throw new CliError(`${file ?? 'config'} has a launch section: it runs its own command (${config.launch.command.join(' ').slice(0, 200)}), not the built-in trainer; start it with: scalelm launch --config ${args.positional[0] ?? file ?? 'FILE'}`, 1);
   // The engine first: a torch run that cannot start must leave nothing behind (no run folder).
   const { chooseEngine } = await import('../engines/torch/choose');
   let engine: ReturnType<typeof chooseEngine>;

@@ -43,13 +43,25 @@ export interface BytesNode extends Base<number | string> {
   /** Upper bound in bytes (the lower bound is always 1 byte). */
   maximum?: number;
 }
+/** A list of strings (a command line as argv). */
+export interface StringListNode extends Base<string[]> {
+  kind: 'strings';
+  minItems: number;
+  maxItems: number;
+}
+/** An object whose every value is a string, keys matching `keyPattern` (environment variables). */
+export interface StringMapNode extends Base<Record<string, string>> {
+  kind: 'stringMap';
+  keyPattern: string;
+  maxKeys: number;
+}
 export interface ObjectNode<P extends Record<string, AnyNode>> extends Base<unknown> {
   kind: 'object';
   properties: P;
   /** Keys that must be present in the file. */
   required: readonly (keyof P & string)[];
 }
-export type AnyNode = NumberNode | StringNode | BooleanNode | EnumNode<string | number> | BytesNode | ObjectNode<any>;
+export type AnyNode = NumberNode | StringNode | BooleanNode | EnumNode<string | number> | BytesNode | StringListNode | StringMapNode | ObjectNode<any>;
 
 type Opt<N> = Omit<N, 'kind' | '_type'>;
 export const num = (o: Omit<Opt<NumberNode>, 'integer'>): NumberNode => ({ kind: 'number', integer: false, ...o });
@@ -57,6 +69,11 @@ export const int = (o: Omit<Opt<NumberNode>, 'integer'>): NumberNode => ({ kind:
 export const str = (o: Opt<StringNode>): StringNode => ({ kind: 'string', ...o });
 export const bool = (o: Opt<BooleanNode>): BooleanNode => ({ kind: 'boolean', ...o });
 export const bytes = (o: Opt<BytesNode>): BytesNode => ({ kind: 'bytes', ...o });
+export const strings = (o: Opt<StringListNode>): StringListNode => ({ kind: 'strings', ...o });
+export const stringMap = (o: Opt<StringMapNode>): StringMapNode => ({ kind: 'stringMap', ...o });
+
+/** Longest string a list or map item may be (a command-line argument, an environment value). */
+const MAX_ITEM_LENGTH = 32_768;
 export function oneOf<const E extends string | number>(values: readonly E[], o: Omit<Opt<EnumNode<E>>, 'values'>): EnumNode<E> {
   return { kind: 'enum', values, ...o };
 }
@@ -111,6 +128,10 @@ export function toJsonSchema(node: AnyNode): Record<string, unknown> {
       if (node.default !== undefined) s.default = node.default;
       return s;
     }
+    case 'strings':
+      return { ...common, type: 'array', items: { type: 'string', maxLength: MAX_ITEM_LENGTH }, minItems: node.minItems, maxItems: node.maxItems };
+    case 'stringMap':
+      return { ...common, type: 'object', propertyNames: { pattern: node.keyPattern }, additionalProperties: { type: 'string', maxLength: MAX_ITEM_LENGTH }, maxProperties: node.maxKeys };
     case 'object': {
       const properties: Record<string, unknown> = {};
       for (const [k, v] of Object.entries(node.properties as Record<string, AnyNode>)) properties[k] = toJsonSchema(v);
@@ -165,6 +186,33 @@ export function checkShape(node: AnyNode, value: unknown, path: string, issues: 
       }
       if (n < 1) issues.push({ path, message: `${at}=${JSON.stringify(value)} must be at least 1 byte` });
       else if (node.maximum !== undefined && n > node.maximum) issues.push({ path, message: `${at}=${JSON.stringify(value)} must be at most ${formatBytes(node.maximum)}` });
+      return;
+    }
+    case 'strings': {
+      if (!Array.isArray(value)) {
+        issues.push({ path, message: `${at} must be an array of strings, got ${describe(value)}` });
+        return;
+      }
+      if (value.length < node.minItems) issues.push({ path, message: `${at} must have at least ${node.minItems} item${node.minItems === 1 ? '' : 's'}` });
+      if (value.length > node.maxItems) issues.push({ path, message: `${at} has ${value.length} items; at most ${node.maxItems}` });
+      value.slice(0, node.maxItems).forEach((item: unknown, i) => {
+        if (typeof item !== 'string') issues.push({ path: `${path}[${i}]`, message: `${path}[${i}] must be a string, got ${describe(item)}` });
+        else if (item.length > MAX_ITEM_LENGTH) issues.push({ path: `${path}[${i}]`, message: `${path}[${i}] is ${item.length} characters long; at most ${MAX_ITEM_LENGTH}` });
+      });
+      return;
+    }
+    case 'stringMap': {
+      if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+        issues.push({ path, message: `${at} must be an object of string values, got ${describe(value)}` });
+        return;
+      }
+      const entries = Object.entries(value as Record<string, unknown>);
+      if (entries.length > node.maxKeys) issues.push({ path, message: `${at} has ${entries.length} keys; at most ${node.maxKeys}` });
+      for (const [k, v] of entries.slice(0, node.maxKeys)) {
+        if (!new RegExp(node.keyPattern).test(k)) issues.push({ path: `${path}.${k}`, message: `${path}: ${JSON.stringify(k)} is not a valid name (${node.keyPattern})` });
+        else if (typeof v !== 'string') issues.push({ path: `${path}.${k}`, message: `${path}.${k} must be a string, got ${describe(v)}` });
+        else if (v.length > MAX_ITEM_LENGTH) issues.push({ path: `${path}.${k}`, message: `${path}.${k} is ${v.length} characters long; at most ${MAX_ITEM_LENGTH}` });
+      }
       return;
     }
     case 'object': {

@@ -95,7 +95,7 @@ const MODEL_SHAPE_KEYS: (keyof ModelShape)[] = ['layers', 'hidden', 'heads', 'kv
 
 /** Fills every schema default into a copy of `value` (objects recursively). */
 function withDefaults(node: AnyNode, value: unknown): unknown {
-  if (node.kind !== 'object') return value === undefined ? node.default : value;
+  if (node.kind !== 'object') return value === undefined && 'default' in node ? node.default : value;
   const record = (value ?? {}) as Record<string, unknown>;
   const out: Record<string, unknown> = {};
   for (const [key, child] of Object.entries(node.properties as Record<string, AnyNode>)) {
@@ -165,5 +165,6 @@ function resolve(input: RunConfigInput, errors: ConfigIssue[]): RunConfig | unde
     devices: { engine: d.engine!, backend: d.backend!, count: d.count ?? world, memory: parseBytes(d.memory!), transport: d.transport! },
     data: { source: filled.data.source!, valFraction: filled.data.valFraction!, ...(filled.data.path !== undefined ? { path: filled.data.path } : {}) },
     monitor: filled.monitor as RunConfig['monitor'],
+    ...(input.launch?.command ? { launch: { command: [...input.launch.command], env: { ...input.launch.env }, ...(input.launch.cwd !== undefined ? { cwd: input.launch.cwd } : {}) } } : {}),
   };
 }

@@ -75,6 +75,22 @@ export function crossFieldIssues(config: RunConfig, input: RunConfigInput): Conf
   if (config.data.source === 'text' && model.vocab < 256) issues.push({ path: 'model.vocab', message: `data.source="text" uses byte-level tokens: model.vocab=${model.vocab} must be at least 256` });
   const host = config.monitor.host;
   if (!isLoopback(host) && !config.monitor.allowRemote) issues.push({ path: 'monitor.host', message: `monitor.host="${host}" is not a loopback address; the metrics stream would be reachable from the network. Use 127.0.0.1, or set monitor.allowRemote=true if you mean it` });
+  if (config.launch) issues.push(...launchIssues(config.launch));
+  return issues;
+}
+
+/** The `launch` section beyond its shape: a program to run, and a cwd that stays with the config. */
+function launchIssues(launch: NonNullable<RunConfig['launch']>): ConfigIssue[] {
+  const issues: ConfigIssue[] = [];
+  if (!launch.command[0]?.trim()) issues.push({ path: 'launch.command[0]', message: 'launch.command[0] must name the program to run (e.g. "torchrun" or "python"), got an empty string' });
+  const bad = launch.command.findIndex((a) => a.includes('\0'));
+  if (bad >= 0) issues.push({ path: `launch.command[${bad}]`, message: `launch.command[${bad}] contains a NUL character, which no argument can carry` });
+  if (launch.cwd !== undefined) {
+    // Pure (no node:path): an absolute path in any of its spellings is refused; the config's folder is the base.
+    if (/^([/\\]|[A-Za-z]:)/.test(launch.cwd)) issues.push({ path: 'launch.cwd', message: `launch.cwd="${launch.cwd}" must be relative to the config file (so the config works wherever the workspace is), e.g. "." or "scripts"` });
+    else if (launch.cwd.includes('\0')) issues.push({ path: 'launch.cwd', message: 'launch.cwd contains a NUL character' });
+  }
+  for (const [k, v] of Object.entries(launch.env)) if (v.includes('\0')) issues.push({ path: `launch.env.${k}`, message: `launch.env.${k} contains a NUL character, which no environment value can carry` });
   return issues;
 }
 

@@ -44,6 +44,14 @@ export interface DataConfig {
 
 export type MonitorConfig = Required<Section<'monitor'>>;
 
+/** Your own command, run under `scalelm launch` instead of the built-in trainer (docs/launch.md). */
+export interface LaunchConfig {
+  command: string[];
+  /** Relative to the config file. */
+  cwd?: string;
+  env: Record<string, string>;
+}
+
 export interface RunConfig {
   name: string;
   model: ModelSpec;
@@ -53,4 +61,6 @@ export interface RunConfig {
   devices: DevicesConfig;
   data: DataConfig;
   monitor: MonitorConfig;
+  /** Only when the config has a `launch` section. */
+  launch?: LaunchConfig;
 }

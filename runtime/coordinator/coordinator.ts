@@ -26,7 +26,7 @@ import { noCheckpointMessage } from '../train/run-dir';
 import { RunEvents } from '../train/run-events';
 import { ChannelServer, type RankReport } from '../parallel/channel';
 import { checkpointFolder, commitCheckpoint, consolidate, hasFullFiles, isSharded, readState, tmpCheckpointTemplate, type ShardedState } from '../parallel/checkpoint';
-import { describeParallel, ParallelError, resolveLayout, type ParallelLayout } from '../parallel/layout';
+import { describeParallel, ParallelError, resolveLayout, statusError, type ParallelLayout } from '../parallel/layout';
 import type { Engine, EngineBackend, RankExit, RankSet, StartFrom } from './engine';
 
 export interface RunSetup {
@@ -312,8 +312,7 @@ export class Coordinator extends RunEvents {
       });
       exits = await this.ranks.exited;
     } catch (e) {
-      const err = e as Error;
-      this.publish({ type: 'status', state: 'failed', t: now(), step: this.step, error: { message: err.message.slice(0, 16_000) || err.name, kind: err.name } });
+      this.publish({ type: 'status', state: 'failed', t: now(), step: this.step, error: statusError(e as Error) });
       throw e;
     } finally {
       await this.channel.close().catch(() => {});
@@ -327,7 +326,7 @@ export class Coordinator extends RunEvents {
     }
     if (exits.some((x) => !x.ok)) {
       const err = this.rootCause(exits);
-      this.publish({ type: 'status', state: 'failed', t: now(), step: this.step, error: { message: err.message.slice(0, 16_000), kind: err.name } });
+      this.publish({ type: 'status', state: 'failed', t: now(), step: this.step, error: statusError(err) });
       throw err;
     }
     // Every rank ended well: rank 0 said which step it reached; a stop ends before train.steps.
@@ -373,7 +372,7 @@ export class Coordinator extends RunEvents {
     const step = this.progress.get(own.rank);
     let message = own.e.message;
     if (!/^rank \d+, step \d+: /.test(message)) message = `rank ${own.rank}${step !== undefined ? `, step ${step}` : ''}: ${message}`;
-    const err = new ParallelError(`${message}${this.world > 1 ? ` — the whole run stopped (${this.world} ranks, none left running)` : ''}`);
+    const err = new ParallelError(`${message}${this.world > 1 ? ` — the whole run stopped (${this.world} ranks, none left running)` : ''}`, own.rank >= 0 ? own.rank : undefined);
     // Keep the user-facing class of errors a user can act on (out of memory, bad data, …).
     if (own.e.name && own.e.name !== 'Error' && own.e.name !== 'CommAbortedError') err.name = own.e.name;
     return err;

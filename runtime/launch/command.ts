@@ -3,8 +3,7 @@
 // failure message, and every process under it signalled on the way out. Shared by `scalelm launch` on the
 // coordinator (runtime/launch/launch.ts) and on a multi-node run's other nodes (runtime/launch/node.ts).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { descendants } from '../engines/torch/torchrun';
-
+import { bundledPythonPath, descendants } from '../engines/torch/torchrun';
 export interface CommandExit {
   code: number | null;
   signal: NodeJS.Signals | null;
@@ -78,3 +77,9 @@ export class LaunchedCommand {
 
 /** "exit 1" or "signal SIGKILL". */
 export const howEnded = (e: { code: number | null; signal: string | null }): string => (e.code !== null ? `exit ${e.code}` : `signal ${e.signal}`);
+
+/** PYTHONPATH with the bundled `scalelm` package first (as for the torch engine), for every node's command:
+ * a script's `import scalelm` gets the Monitor that speaks this CLI's channel, with no pip install. */
+export function withBundledPython(pythonPath: string | undefined): string {
+  return [bundledPythonPath(), pythonPath].filter(Boolean).join(':');
+}

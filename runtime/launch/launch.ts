@@ -13,15 +13,18 @@ import { hostname } from 'node:os';
 import type { Message } from '../../common/protocol';
 import { ChannelServer, type NodeReport, type RankReport } from '../parallel/channel';
 import { rootFailure, type RankFailure } from '../engines/torch/failure';
-import { howEnded, LaunchedCommand, type CommandExit } from './command';
+import { howEnded, LaunchedCommand, withBundledPython, type CommandExit } from './command';
 import type { RunDir } from '../train/run-dir';
 import { RunEvents } from '../train/run-events';
+import { LaunchPlan } from './plan';
 
 export interface LaunchSetup {
   name: string;
   command: string[];
   runDir: RunDir;
   cwd?: string;
+  /** Extra environment for the command (a config's launch.env). */
+  env?: Record<string, string>;
   /** After Stop (SIGINT to the group), how long before SIGKILL (ms). */
   stopTimeoutMs?: number;
   /** The command's own stdout/stderr lines. */
@@ -29,6 +32,8 @@ export interface LaunchSetup {
   log?: (line: string) => void;
   /** This launch is node 0 of a multi-node run: the channel listens on host:port with the shared run token. */
   multiNode?: MultiNode;
+  /** The planner's side of the run (--plan, or what rank 0 reports): runtime/launch/plan.ts. */
+  plan?: LaunchPlan;
 }
 
 export interface MultiNode {
@@ -76,10 +81,17 @@ export class LaunchRun extends RunEvents {
   private readonly finished = new Set<number>();
   private readonly failures: RankFailure[] = [];
   private stopping = false;
+  private readonly plan: LaunchPlan;
 
   constructor(readonly setup: LaunchSetup) {
     super();
+    this.plan = setup.plan ?? new LaunchPlan();
     this.subscribe((m) => setup.runDir.publish(m));
+  }
+
+  /** The run's optimizer steps when rank 0 reported them (the out-of-memory forecast needs them). */
+  get totalSteps(): number | undefined {
+    return this.plan.totalSteps;
   }
 
   protected get lineSinks() {
@@ -121,6 +133,7 @@ export class LaunchRun extends RunEvents {
       engine: { name: 'monitor', reason: `scalelm launch -- ${this.setup.command.join(' ')}`.slice(0, 1000) },
     });
     this.publish({ type: 'status', state: 'running', t: now(), step: 0 });
+    for (const line of this.plan.atStart()) this.log(line);
   }
 
   private onRank(m: RankReport): void {
@@ -134,10 +147,14 @@ export class LaunchRun extends RunEvents {
       case 'progress':
         this.progress.set(m.rank, m.step);
         return;
+      case 'shape':
+        for (const line of this.plan.onReport(m)) this.log(line);
+        return;
       case 'msg': {
         const msg: Message = m.m;
         if (msg.type === 'step') this.step = msg.step;
-        this.publish(msg);
+        const predicted = this.plan.predicted;
+        this.publish(msg.type === 'memory' && predicted ? { ...msg, predicted } : msg);
         return;
       }
       case 'error':
@@ -219,7 +236,9 @@ export class LaunchRun extends RunEvents {
     }
     const cmd = new LaunchedCommand(this.setup.command, {
       ...(this.setup.cwd ? { cwd: this.setup.cwd } : {}),
-      env: { ...process.env, ...this.channel.env(), SCALELM_RUN_DIR: this.setup.runDir.path, ...(multi ? { SCALELM_NODE_RANK: '0', SCALELM_NNODES: String(multi.nnodes) } : {}) },
+      // The bundled `scalelm` package first on PYTHONPATH (as for the torch engine): a script's
+      // `import scalelm` gets the Monitor that speaks this CLI's channel, with no pip install.
+      env: { ...process.env, ...this.setup.env, PYTHONPATH: withBundledPython(this.setup.env?.PYTHONPATH ?? process.env.PYTHONPATH), ...this.channel.env(), SCALELM_RUN_DIR: this.setup.runDir.path, ...(multi ? { SCALELM_NODE_RANK: '0', SCALELM_NNODES: String(multi.nnodes) } : {}) },
       ...(this.setup.onLine ? { onLine: this.setup.onLine } : {}),
     });
     this.cmd = cmd;
@@ -245,8 +264,10 @@ export class LaunchRun extends RunEvents {
       this.publish({ type: 'status', state: this.stopping ? 'stopped' : 'finished', t: now(), step: this.step, ...(this.stopping ? { reason: `stopped at step ${this.step} (the command ended with ${howEnded(exit)})` } : {}) });
       return { exitCode: exit.code, signal: exit.signal };
     }
+    // The failing rank travels as error.rank (not only in the message) where a rank said it failed.
+    const rank = exit.error === undefined ? rootFailure(this.failures)?.rank : undefined;
     const error = exit.error ?? this.describeFailure(exit);
-    this.publish({ type: 'status', state: 'failed', t: now(), step: this.step, error: { message: error.slice(0, 16_000), kind: 'LaunchError' } });
+    this.publish({ type: 'status', state: 'failed', t: now(), step: this.step, error: { message: error.slice(0, 16_000), kind: 'LaunchError', ...(rank !== undefined ? { rank } : {}) } });
     return { exitCode: exit.code, signal: exit.signal, error };
   }
 

@@ -12,6 +12,7 @@ import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { validateMessage, type GpuMessage, type Message } from '../../common/protocol';
 import { newToken, tokensEqual } from '../server/auth';
+import { parseShapeLine, type ShapeLine } from './shape-report';
 
 export type RankEngineKind = 'local' | 'torch' | 'monitor';
 
@@ -62,7 +63,9 @@ export type RankToCoordinator =
   | { k: 'timing'; rank: number; step: number; stepMs: number; exposedCommMs: number }
   | { k: 'saved'; rank: number; step: number; bytes: number }
   | { k: 'error'; rank: number; step: number; message: string; kind?: string }
-  | { k: 'done'; rank: number; step: number; reason: 'completed' | 'stopped' };
+  | { k: 'done'; rank: number; step: number; reason: 'completed' | 'stopped' }
+  /** A monitored script's model shape and layout, for the planner (runtime/parallel/shape-report.ts). */
+  | ShapeLine;
 
 /** What the coordinator hands on: the hello without its token. */
 export type RankReport = Exclude<RankToCoordinator, RankHello> | Omit<RankHello, 'token'>;
@@ -149,6 +152,10 @@ export function parseRankLine(line: string): { ok: true; value: RankToCoordinato
     case 'done':
       if (!isNat(v.step) || (v.reason !== 'completed' && v.reason !== 'stopped')) return bad('step or reason');
       return { ok: true, value: { k: 'done', rank: v.rank, step: v.step, reason: v.reason } };
+    case 'shape': {
+      const r = parseShapeLine({ ...v, rank: v.rank });
+      return r.ok ? r : bad(r.what);
+    }
     case 'msg': {
       const r = validateMessage(v.m);
       if (!r.ok) return bad(`m: ${r.reason.slice(0, 200)}`);

@@ -3,10 +3,19 @@
 import type { RunConfig } from '../config/types';
 
 export class ParallelError extends Error {
-  constructor(message: string) {
+  /** The rank whose own error ended the run, when known: the failed status carries it as error.rank. */
+  readonly rank: number | undefined;
+  constructor(message: string, rank?: number) {
     super(message);
     this.name = 'ParallelError';
+    this.rank = rank;
   }
+}
+
+/** A failed status's error: message and class, and the failing rank where the error names one (ParallelError.rank). */
+export function statusError(e: Error, message = e.message.slice(0, 16_000) || e.name): { message: string; kind: string; rank?: number } {
+  const rank = (e as { rank?: unknown }).rank;
+  return { message, kind: e.name, ...(typeof rank === 'number' && Number.isInteger(rank) && rank >= 0 ? { rank } : {}) };
 }
 
 export type Transport = 'threads' | 'processes';

@@ -1,11 +1,12 @@
-// Exports a layout for running elsewhere: a DeepSpeed config JSON, Megatron-LM arguments, a torchrun command.
+// Exports a layout for running elsewhere: a DeepSpeed config JSON, Megatron-LM arguments, a torchrun command,
+// a Slurm batch script.
 // Each export is checked for consistency before it is returned (train_batch_size = micro · accum · dp,
 // world = dp · tp · pp), and the checks are exported so tests can feed them tampered output. Pure.
 import { DEFAULT_OVERHEADS } from './memory';
 import type { Layout, Overheads, PlanInput, PlanIssue } from './types';
 import { planIssues } from './validate';
 
-export const EXPORT_TARGETS = ['deepspeed', 'megatron', 'torchrun'] as const;
+export const EXPORT_TARGETS = ['deepspeed', 'megatron', 'torchrun', 'slurm'] as const;
 export type ExportTarget = (typeof EXPORT_TARGETS)[number];
 
 /** Optional training hyper-parameters a full RunConfig carries. */
@@ -21,13 +22,31 @@ export interface ExportOptions {
   /** The DeepSpeed config file the torchrun command passes (default ds_config.json). */
   deepspeedConfigFile?: string;
   masterPort?: number;
+  /** What the Slurm script runs on every node (--to slurm). */
+  slurm?: SlurmOptions;
+}
+
+export interface SlurmOptions {
+  /** The job's name (#SBATCH --job-name, the run's name, the output file). */
+  name: string;
+  /** The user's own training entry for torchrun (script and arguments), instead of the built-in trainer. */
+  entry?: string[];
+  /**
+   * The built-in torch trainer's `--args` content (docs/rank-channel.md) without `device`: the resolved run
+   * config and where its relative paths start. Required unless `entry` is given.
+   */
+  trainer?: { config: unknown; baseDir: string };
+  /** Where the `scalelm` Python package lies (the script's default SCALELM_PYTHON_PACKAGE). */
+  pythonPackage?: string;
+  /** CPU cores per GPU (--cpus-per-task = this × GPUs per node; default 8). */
+  cpusPerGpu?: number;
 }
 
 export type ExportResult = { ok: true; target: ExportTarget; text: string; notes: string[] } | { ok: false; issues: PlanIssue[] };
 
 /** The file an export is written to, next to the config `<base>.scalelm.json`: the CLI's --write and the extension use the same names. */
 export function exportFileName(base: string, target: ExportTarget): string {
-  return target === 'deepspeed' ? `${base}.ds_config.json` : target === 'megatron' ? `${base}.megatron.sh` : `${base}.torchrun.sh`;
+  return target === 'deepspeed' ? `${base}.ds_config.json` : target === 'megatron' ? `${base}.megatron.sh` : target === 'slurm' ? `${base}.slurm.sh` : `${base}.torchrun.sh`;
 }
 
 const hyper = (input: PlanInput): Hyper => input.train as Hyper;
@@ -263,6 +282,199 @@ export function checkTorchrunCommand(text: string, layout: Layout): PlanIssue[] 
   return [];
 }
 
+/**
+ * Splits an entry command line ("train.py --lr 3e-4 --name 'a b'") into words like a POSIX shell does for
+ * quotes and backslashes; no expansion. Throws an Error naming what it refuses (an unclosed quote, a newline,
+ * a shell operator outside quotes), since the words are written into a script that every node runs.
+ */
+export function shellWords(text: string): string[] {
+  const words: string[] = [];
+  let word = '';
+  let inWord = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!;
+    if (c === '\n' || c === '\r') throw new Error('the entry must be one line');
+    if (c === "'") {
+      const end = text.indexOf("'", i + 1);
+      if (end < 0) throw new Error(`unclosed ' in the entry: ${text}`);
+      word += text.slice(i + 1, end);
+      inWord = true;
+      i = end;
+    } else if (c === '"') {
+      let j = i + 1;
+      for (; j < text.length && text[j] !== '"'; j++) {
+        if (text[j] === '\\' && j + 1 < text.length && '"\\$`'.includes(text[j + 1]!)) j++;
+        else if (text[j] === '$' || text[j] === '`') throw new Error(`the entry is written into the script literally: no $ or \` expansion (in ${text}); read variables in your script instead`);
+        word += text[j];
+      }
+      if (j >= text.length) throw new Error(`unclosed " in the entry: ${text}`);
+      inWord = true;
+      i = j;
+    } else if (c === '\\') {
+      if (i + 1 < text.length) word += text[++i];
+      inWord = true;
+    } else if (c === ' ' || c === '\t') {
+      if (inWord) words.push(word);
+      word = '';
+      inWord = false;
+    } else if (';&|<>()`$'.includes(c)) {
+      throw new Error(`the entry is one command, written into the script literally: "${c}" is not allowed outside quotes (in ${text})`);
+    } else {
+      word += c;
+      inWord = true;
+    }
+  }
+  if (inWord) words.push(word);
+  return words;
+}
+
+/**
+ * What the built-in torch trainer (python/scalelm/train.py) cannot run, said at export time rather than after
+ * the job waited in the queue. The trainer's own layout_issues stays the authority at run time.
+ */
+function torchTrainerIssues(input: PlanInput, layout: Layout): PlanIssue[] {
+  const out: PlanIssue[] = [];
+  const own = 'or export your own training script with --entry';
+  if (layout.pp > 1 || layout.vpp > 1) out.push({ path: 'parallel.pp', message: `the built-in torch trainer has no pipeline parallelism (pp=${layout.pp}${layout.vpp > 1 ? `, vpp=${layout.vpp}` : ''}): set parallel.pp and vpp to 1, ${own}` });
+  if (layout.sequenceParallel) out.push({ path: 'parallel.sequenceParallel', message: `the built-in torch trainer has no sequence parallelism: set it to false, ${own}` });
+  if (layout.offloadOptimizer || layout.offloadParams) out.push({ path: 'parallel.offloadOptimizer', message: `the built-in torch trainer does not offload to host memory: turn offloading off, ${own}` });
+  if (input.train.precision === 'fp16-mixed') out.push({ path: 'train.precision', message: `the built-in torch trainer trains in bf16-mixed or fp32, not fp16-mixed, ${own}` });
+  return out;
+}
+
+/** A name Slurm and file names take as it is: letters, digits, . _ - only. */
+function jobName(name: string): string {
+  return name.replace(/[^A-Za-z0-9._-]+/g, '-').replace(/^-+|-+$/g, '') || 'scalelm';
+}
+
+/**
+ * An sbatch script: one task per node (`--ntasks-per-node=1`) runs `scalelm launch --nnodes N --node-rank
+ * $SLURM_NODEID --master NODE0:PORT -- torchrun … <entry>`, so the job is one ScaleLM run whose coordinator is
+ * node 0's launch. It checks Slurm's variables and its own first, takes node 0 from
+ * `scontrol show hostnames $SLURM_JOB_NODELIST | head -1` (at its NodeAddr), and makes a per-job token that
+ * travels to every node in the environment srun passes (SCALELM_RUN_TOKEN), never on a command line. The
+ * built-in trainer's `--args` file is written by the job, 0600, into SCALELM_JOB_DIR (shared storage).
+ */
+export function slurmScript(input: PlanInput, layout: Layout, o: SlurmOptions): string {
+  const { gpusPerNode, nodes } = input.cluster;
+  const name = jobName(o.name);
+  const world = layout.dp * layout.tp * layout.pp;
+  const builtIn = o.entry === undefined;
+  const what = builtIn ? 'the built-in torch trainer' : sh(o.entry![0]!);
+  const die = (msg: string) => `{ echo "scalelm slurm: ${msg}" >&2; exit 1; }`;
+  const lines = [
+    '#!/usr/bin/env bash',
+    `# ScaleLM on Slurm: ${name}, ${nodes} node${nodes > 1 ? 's' : ''} × ${gpusPerNode} GPU${gpusPerNode > 1 ? 's' : ''}, dp${layout.dp}·tp${layout.tp}·pp${layout.pp}, running ${what}. Written by \`scalelm export --to slurm\`.`,
+    '# Submit with `sbatch` from a shell whose PATH has `scalelm` and `torchrun` (srun passes that environment to',
+    '# every node). One task per node runs `scalelm launch`, which runs torchrun there: node 0\'s launch is the',
+    '# run\'s coordinator and every node\'s ranks report to it with a per-job token that travels in the environment',
+    '# (SCALELM_RUN_TOKEN), never on a command line. The run is recorded in $SCALELM_JOB_DIR/run.',
+    `#SBATCH --job-name=${name}`,
+    `#SBATCH --nodes=${nodes}`,
+    '#SBATCH --ntasks-per-node=1',
+    `#SBATCH --gpus-per-node=${gpusPerNode}`,
+    `#SBATCH --cpus-per-task=${gpusPerNode * (o.cpusPerGpu ?? 8)}`,
+    `#SBATCH --output=${name}-%j.out`,
+    'set -euo pipefail',
+    ': "${SLURM_JOB_ID:?submit this script with sbatch: it reads its nodes from Slurm}"',
+    ': "${SLURM_JOB_NODELIST:?submit this script with sbatch: it reads its nodes from Slurm}"',
+    ': "${SLURM_NNODES:?submit this script with sbatch: it reads its nodes from Slurm}"',
+    `[ "$SLURM_NNODES" = ${nodes} ] || ${die(`laid out for ${nodes} node${nodes > 1 ? 's' : ''} × ${gpusPerNode} GPU${gpusPerNode > 1 ? 's' : ''} (dp·tp·pp = ${world}) but the job has $SLURM_NNODES nodes; export again for that size`)}`,
+    ': "${SCALELM:=scalelm}"',
+    `command -v "$SCALELM" >/dev/null || ${die('$SCALELM (the ScaleLM CLI) is not on PATH; set SCALELM to its path')}`,
+    `command -v torchrun >/dev/null || ${die('torchrun is not on PATH; activate the Python environment that has torch before sbatch')}`,
+    `: "\${SCALELM_JOB_DIR:=$PWD/runs/${name}-$SLURM_JOB_ID}"`,
+    '# Ports from the job id, so two jobs that share a node do not collide: torchrun\'s rendezvous and the coordinator.',
+    ': "${MASTER_PORT:=$((20000 + SLURM_JOB_ID % 20000))}"',
+    ': "${SCALELM_PORT:=$((MASTER_PORT + 1))}"',
+  ];
+  if (builtIn) {
+    lines.push(
+      `: "\${SCALELM_PYTHON_PACKAGE:=${sh(o.pythonPackage ?? 'python')}}"`,
+      `[ -f "$SCALELM_PYTHON_PACKAGE/scalelm/train.py" ] || ${die('SCALELM_PYTHON_PACKAGE=$SCALELM_PYTHON_PACKAGE has no scalelm/train.py; set it to the folder holding the scalelm package, on storage every node shares')}`,
+      'export PYTHONPATH="$SCALELM_PYTHON_PACKAGE${PYTHONPATH:+:$PYTHONPATH}"',
+      '# Every rank saves its checkpoint part into the run\'s folder (node 0\'s launch sets this on its node only).',
+      'export SCALELM_RUN_DIR="$SCALELM_JOB_DIR/run"',
+      '# cuda on GPU nodes; cpu trains with gloo (fp32 only), for trying the job out on CPU nodes.',
+      ': "${SCALELM_DEVICE:=cuda}"',
+      `case "$SCALELM_DEVICE" in cuda|cpu) ;; *) ${die('SCALELM_DEVICE must be cuda or cpu, got $SCALELM_DEVICE')} ;; esac`,
+    );
+  } else {
+    lines.push(
+      '# The scalelm Monitor in your script: the package from SCALELM_PYTHON_PACKAGE when set (else installed).',
+      `[ -z "\${SCALELM_PYTHON_PACKAGE:-}" ] || [ -f "$SCALELM_PYTHON_PACKAGE/scalelm/__init__.py" ] || ${die('SCALELM_PYTHON_PACKAGE=$SCALELM_PYTHON_PACKAGE has no scalelm/__init__.py')}`,
+      '[ -z "${SCALELM_PYTHON_PACKAGE:-}" ] || export PYTHONPATH="$SCALELM_PYTHON_PACKAGE${PYTHONPATH:+:$PYTHONPATH}"',
+    );
+  }
+  lines.push(
+    'MASTER_NODE=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
+    '# Node 0 at the address Slurm reaches it by (NodeAddr; its host name on most clusters).',
+    'MASTER_ADDR=$(scontrol show node "$MASTER_NODE" | sed -n \'s/^ *NodeAddr=\\([^ ]*\\).*/\\1/p\')',
+    'MASTER_ADDR=${MASTER_ADDR:-$MASTER_NODE}',
+    '# The run\'s token: made here, handed to every node in the environment srun passes.',
+    'SCALELM_RUN_TOKEN=$(od -vAn -N32 -tx1 /dev/urandom | tr -d \' \\n\')',
+    `[ \${#SCALELM_RUN_TOKEN} -eq 64 ] || ${die('could not read a token from /dev/urandom')}`,
+    'export SCALELM_RUN_TOKEN',
+    'mkdir -p "$SCALELM_JOB_DIR"',
+  );
+  let entry: string;
+  if (builtIn) {
+    const { config, baseDir } = o.trainer!;
+    const args = JSON.stringify({ baseDir, start: { kind: 'fresh' }, startStep: 0, config }, null, 2);
+    lines.push(
+      'SCALELM_ARGS="$SCALELM_JOB_DIR/torch-args.json"',
+      '# The trainer\'s --args (docs/rank-channel.md): the run config, readable by this user only.',
+      '(',
+      '  umask 077',
+      '  { printf \'{\\n  "device": "%s",\\n\' "$SCALELM_DEVICE"; cat <<\'SCALELM_ARGS_JSON\'',
+      args.slice(2),
+      'SCALELM_ARGS_JSON',
+      '  } >"$SCALELM_ARGS"',
+      ')',
+    );
+    entry = '-m scalelm.train --args "$SCALELM_ARGS"';
+  } else {
+    lines.push('SCALELM_ARGS=');
+    entry = o.entry!.map(sh).join(' ');
+  }
+  lines.push(
+    `echo "scalelm: job $SLURM_JOB_ID, ${nodes} nodes from $MASTER_NODE ($MASTER_ADDR): coordinator port $SCALELM_PORT, torchrun port $MASTER_PORT, run in $SCALELM_JOB_DIR/run"`,
+    '# What srun runs on every node; SLURM_NODEID is the node\'s rank.',
+    'scalelm_node() {',
+    '  set -euo pipefail',
+    `  [ -z "$SCALELM_ARGS" ] || [ -r "$SCALELM_ARGS" ] || { echo "node $SLURM_NODEID ($(hostname)): cannot read $SCALELM_ARGS; SCALELM_JOB_DIR must be on storage every node shares" >&2; exit 1; }`,
+    `  exec "$SCALELM" launch --name ${name} --run-dir "$SCALELM_JOB_DIR/run" \\`,
+    // One node is a one-machine launch (it refuses the multi-node flags with --nnodes 1).
+    nodes > 1 ? '    --nnodes "$SLURM_NNODES" --node-rank "$SLURM_NODEID" --master "$MASTER_ADDR:$SCALELM_PORT" -- \\' : '    -- \\',
+    `    torchrun --nnodes "$SLURM_NNODES" --node-rank "$SLURM_NODEID" --nproc-per-node ${gpusPerNode} \\`,
+    `    --master-addr "$MASTER_ADDR" --master-port "$MASTER_PORT" --max-restarts 0 \\`,
+    `    ${entry}`,
+    '}',
+    'export -f scalelm_node',
+    'export SCALELM SCALELM_JOB_DIR SCALELM_ARGS MASTER_ADDR MASTER_PORT SCALELM_PORT',
+    // srun (22.05+) no longer takes --cpus-per-task from the batch allocation by itself.
+    'srun --nodes="$SLURM_NNODES" --ntasks-per-node=1 --cpus-per-task="${SLURM_CPUS_PER_TASK:-1}" --kill-on-bad-exit=1 bash -c scalelm_node',
+  );
+  return `${lines.join('\n')}\n`;
+}
+
+/** The script's nodes × torchrun ranks per node must be the layout's world, with one rank per GPU it asks for. */
+export function checkSlurmScript(text: string, layout: Layout): PlanIssue[] {
+  const nodes = Number(/^#SBATCH --nodes=(\d+)$/m.exec(text)?.[1]);
+  const gpus = Number(/^#SBATCH --gpus-per-node=(\d+)$/m.exec(text)?.[1]);
+  const tasks = Number(/^#SBATCH --ntasks-per-node=(\d+)$/m.exec(text)?.[1]);
+  const nproc = Number(/--nproc-per-node (\d+)/.exec(text)?.[1]);
+  const checked = Number(/\[ "\$SLURM_NNODES" = (\d+) \]/.exec(text)?.[1]);
+  const world = layout.dp * layout.tp * layout.pp;
+  if (![nodes, gpus, tasks, nproc, checked].every(Number.isInteger)) return [{ path: 'slurm', message: 'the script needs #SBATCH --nodes, --gpus-per-node, --ntasks-per-node, the node-count check and torchrun --nproc-per-node' }];
+  const issues: PlanIssue[] = [];
+  if (tasks !== 1) issues.push({ path: 'slurm', message: `--ntasks-per-node=${tasks}: one scalelm launch per node, so 1` });
+  if (nproc !== gpus) issues.push({ path: 'slurm', message: `torchrun --nproc-per-node ${nproc} must be the ${gpus} GPUs per node the job asks for` });
+  if (checked !== nodes) issues.push({ path: 'slurm', message: `the script checks for ${checked} nodes but asks for ${nodes}` });
+  if (nodes * nproc !== world) issues.push({ path: 'slurm', message: `nodes · --nproc-per-node = ${nodes}·${nproc} = ${nodes * nproc} must equal dp·tp·pp = ${world}` });
+  return issues;
+}
+
 /** Exports the layout, or says why it cannot (an impossible layout, or a target that lacks the feature). */
 export function exportLayout(input: PlanInput, layout: Layout, target: ExportTarget, options: ExportOptions = {}): ExportResult {
   const issues = planIssues(input, layout);
@@ -291,6 +503,19 @@ export function exportLayout(input: PlanInput, layout: Layout, target: ExportTar
     text = megatronScript(input, layout, options);
     check = checkMegatronArguments(args, world, input.model.layers);
     notes.push(`a bash script: set ${requiredVariables(text).join(', ')} and run it on each node; dp is implied: world / (tp·pp) = ${layout.dp}`);
+  } else if (target === 'slurm') {
+    const o = options.slurm;
+    if (!o || (!o.entry && !o.trainer)) return { ok: false, issues: [{ path: 'entry', message: 'a Slurm script needs what to train: a ScaleLM run config (the built-in torch trainer) or your own script (--entry)' }] };
+    if (o.entry && !o.entry.length) return { ok: false, issues: [{ path: 'entry', message: '--entry is empty: give the training script and its arguments, e.g. --entry "train.py --lr 3e-4"' }] };
+    if (o.entry && /(^|\/)(torchrun|srun|sbatch|scalelm)$/.test(o.entry[0]!)) return { ok: false, issues: [{ path: 'entry', message: `--entry is what torchrun runs on each node (e.g. "train.py --lr 3e-4"), not a launcher: the script already runs scalelm launch and torchrun, got "${o.entry[0]}"` }] };
+    if (!o.entry) {
+      const refused = torchTrainerIssues(input, layout);
+      if (refused.length) return { ok: false, issues: refused };
+    }
+    text = slurmScript(input, layout, o);
+    check = checkSlurmScript(text, layout);
+    if ((input.cluster as { explicit?: boolean }).explicit === false) notes.push(`the config has no "cluster" section: the script asks for ${input.cluster.nodes} node${input.cluster.nodes > 1 ? 's' : ''} × ${input.cluster.gpusPerNode} GPU${input.cluster.gpusPerNode > 1 ? 's' : ''}, from its layout; add a cluster section for another shape`);
+    notes.push(`submit with \`sbatch FILE\` from a shell with scalelm and torchrun on PATH; ${input.cluster.nodes} node${input.cluster.nodes > 1 ? 's' : ''} × ${input.cluster.gpusPerNode} GPU${input.cluster.gpusPerNode > 1 ? 's' : ''}; the run is recorded in $SCALELM_JOB_DIR/run (default runs/<name>-<job id> in the job's working folder, which every node must share)`);
   } else {
     text = torchrunCommand(input, layout, options);
     check = checkTorchrunCommand(text, layout);

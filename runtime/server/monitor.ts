@@ -7,6 +7,7 @@
 import type { MonitorConfig, RunConfig } from '../config/types';
 import { isToken, type Message } from '../../common/protocol';
 import type { MetricBus } from '../telemetry/bus';
+import type { AlertOptions } from '../telemetry/alerts';
 import type { GpuSamplerOptions } from '../telemetry/gpu-sampler';
 import { RunRecorder, type MessageSource, type Overhead } from '../telemetry/recorder';
 import { startServer, type ServerOptions, type TelemetryServer } from './server';
@@ -94,6 +95,7 @@ export async function monitorTrainer(o: {
   env?: NodeJS.ProcessEnv;
   /** A resumed run's earlier messages (metrics.jsonl so far): clients get the whole curve, not only the new part. */
   prior?: Message[];
+  alerts?: Partial<AlertOptions>;
 }): Promise<MonitoredRun> {
   const recorder = RunRecorder.open({
     runDir: o.runDir.path,
@@ -106,6 +108,7 @@ export async function monitorTrainer(o: {
     ...(o.plan ? { plan: o.plan } : {}),
     ...(o.gpu !== undefined ? { gpu: o.gpu } : {}),
     ...(o.tensorboard !== undefined ? { tensorboard: o.tensorboard } : {}),
+    ...(o.alerts ? { alerts: o.alerts } : {}),
   });
   // History only: these lines are already in metrics.jsonl and must not reach the sinks again.
   for (const m of o.prior ?? []) recorder.bus.history.add(m);

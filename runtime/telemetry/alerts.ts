@@ -1,7 +1,9 @@
 // Alerts a monitor owes its user, each raised once per crossing and cleared with hysteresis:
 //   memory-high     peak memory (per rank, or per GPU from the driver) past 90% of capacity, cleared under
 //                   85%, with a time-to-full from the recent trend;
-//   memory-leak     the per-step peak keeps growing after warm-up;
+//   memory-leak     the per-step peak keeps growing after warm-up; and, when the run's length is known, a
+//                   forecast (id memory-oom:rankN): the rank's trend crosses its capacity before the last
+//                   step — naming the step and the time, cleared when the trend stops;
 //   loss-nan        the loss is NaN or infinite (raised once);
 //   loss-diverging  the smoothed loss climbs well above its best;
 //   collector-down  the GPU sampler lost nvidia-smi;  gpu-lost  the driver reports a GPU as lost.
@@ -29,6 +31,8 @@ export interface AlertOptions {
   emaBeta: number;
   /** Per-device capacity in bytes, for step records before any per-rank memory message arrives. */
   capacity?: number;
+  /** The run's optimizer steps, when known (it may become known during the run): the out-of-memory forecast. */
+  totalSteps?: () => number | undefined;
 }
 
 export const DEFAULT_ALERT_OPTIONS: AlertOptions = {
@@ -54,16 +58,21 @@ interface Context {
 
 /** Least-squares slope of used bytes over time, in bytes per second. */
 export function slopePerSecond(samples: { t: number; used: number }[]): number {
-  const n = samples.length;
+  return slope(samples.map((s) => ({ x: s.t / 1000, y: s.used })));
+}
+
+/** Least-squares slope of y over x. */
+function slope(points: { x: number; y: number }[]): number {
+  const n = points.length;
   if (n < 2) return 0;
-  const t0 = samples[0]!.t;
+  const x0 = points[0]!.x;
   let sx = 0, sy = 0, sxx = 0, sxy = 0;
-  for (const s of samples) {
-    const x = (s.t - t0) / 1000;
+  for (const p of points) {
+    const x = p.x - x0;
     sx += x;
-    sy += s.used;
+    sy += p.y;
     sxx += x * x;
-    sxy += x * s.used;
+    sxy += x * p.y;
   }
   const den = n * sxx - sx * sx;
   return den === 0 ? 0 : (n * sxy - sx * sy) / den;
@@ -79,10 +88,16 @@ class LeakMeter {
   window: number[] = [];
 }
 
+class ForecastMeter {
+  raised = false;
+  samples: { step: number; t: number; used: number }[] = [];
+}
+
 export class AlertEngine {
   private readonly o: AlertOptions;
   private readonly capacity = new Map<string, CapacityMeter>();
   private readonly leaks = new Map<string, LeakMeter>();
+  private readonly forecasts = new Map<string, ForecastMeter>();
   private readonly lostGpus = new Set<string>();
   private perRankMemory = false;
   private lossNanRaised = false;
@@ -146,6 +161,38 @@ export class AlertEngine {
     if (m.device !== undefined) c.device = m.device;
     if (m.capacity > 0) this.checkCapacity(`memory-high:rank${m.rank}`, `rank ${m.rank} peak memory`, m.stepPeak, m.capacity, c);
     if (m.step !== undefined) this.checkLeak(`memory-leak:rank${m.rank}`, `rank ${m.rank} peak memory`, m.step, m.stepPeak, m.capacity, c);
+    if (m.step !== undefined && m.capacity > 0) this.checkForecast(`memory-oom:rank${m.rank}`, `rank ${m.rank}`, m.step, m.stepPeak, m.capacity, c);
+  }
+
+  /**
+   * The out-of-memory forecast: over the last `trendSamples` steps after warm-up, the per-step growth of the
+   * peak (least squares) carried to the run's last step. Raised when it reaches the capacity before then,
+   * cleared when the window's growth is noise again or the projection falls under the low-water mark.
+   */
+  private checkForecast(id: string, who: string, step: number, used: number, capacity: number, c: Context): void {
+    if (step < this.o.warmupSteps) return;
+    let f = this.forecasts.get(id);
+    if (!f) this.forecasts.set(id, (f = new ForecastMeter()));
+    f.samples.push({ step, t: c.t, used });
+    if (f.samples.length > this.o.trendSamples) f.samples.shift();
+    const total = this.o.totalSteps?.();
+    if (total === undefined || f.samples.length < this.o.trendSamples) return;
+    const first = f.samples[0]!;
+    if (step <= first.step) return;
+    const perStep = slope(f.samples.map((s) => ({ x: s.step, y: s.used })));
+    const growth = used - first.used;
+    const noise = Math.max(this.o.leakMinBytes, this.o.leakMinFraction * capacity);
+    const atEnd = used + perStep * Math.max(0, total - step);
+    if (!f.raised && perStep > 0 && growth > noise && used < capacity && atEnd >= capacity) {
+      f.raised = true;
+      const crossStep = step + Math.ceil((capacity - used) / perStep);
+      const secPerStep = (c.t - first.t) / 1000 / (step - first.step);
+      const timeToFullSec = Math.max(0, (crossStep - step) * secPerStep);
+      this.send(id, 'memory-leak', 'warning', 'raised', `${who} will run out of memory at step ${crossStep} of ${total} (in ~${formatDuration(timeToFullSec)}): its peak grows ${formatBytes(perStep)}/step, ${formatBytes(used)} of ${formatBytes(capacity)} now`, c, { timeToFullSec });
+    } else if (f.raised && (growth <= noise || atEnd < capacity * this.o.lowWater)) {
+      f.raised = false;
+      this.send(id, 'memory-leak', 'info', 'cleared', `${who} memory stopped growing toward its capacity (${formatBytes(used)} of ${formatBytes(capacity)})`, c);
+    }
   }
 
   private onGpu(g: GpuMessage): void {

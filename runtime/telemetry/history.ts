@@ -246,7 +246,7 @@ export class RunHistory {
     if (finite(this.bestLoss)) s.bestLoss = this.bestLoss;
     if (finite(this.lastEval?.loss)) s.evalLoss = this.lastEval!.loss;
     if (this.recentTokensPerSec.length) s.tokensPerSec = this.recentTokensPerSec.reduce((a, b) => a + b, 0) / this.recentTokensPerSec.length;
-    if (this.hello) Object.assign(s, runFacts(this.hello.config, this.hello.world, this.backendName));
+    if (this.hello) Object.assign(s, runFacts(this.hello.config, this.hello.world, { name: this.hello.engine?.name, backend: this.hello.backend?.name ?? this.backendName, backendLabel: this.hello.backend?.label }));
     else if (this.backendName) s.engine = this.backendName;
     return s;
   }

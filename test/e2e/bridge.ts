@@ -24,6 +24,17 @@ export interface BridgeOps {
   statusBar: { request: Record<string, never>; reply: { items: StatusBarItem[] } };
   /** Right-clicks a file in the Explorer and reads the context menu (entries as drawn, separators dropped). */
   explorerContextMenu: { request: { file: string }; reply: { entries: string[] } };
+  /** Resizes the browser window that holds the workbench (CSS pixels). */
+  viewport: { request: { width: number; height: number }; reply: Record<string, never> };
+  /** Which parts of the workbench are drawn: the primary side bar and the bottom panel. */
+  layout: { request: Record<string, never>; reply: { sidebarVisible: boolean; panelVisible: boolean } };
+  /** The actions drawn in the active editor group's title bar, with whether each is greyed out. */
+  editorActions: { request: Record<string, never>; reply: { actions: { label: string; disabled: boolean }[] } };
+  /**
+   * Waits for the quick input box (showInputBox) and reads the value it offers; then types `value` into it
+   * and presses Enter, or presses Escape when value is null.
+   */
+  quickInput: { request: { value: string | null }; reply: { title: string; offered: string } };
   /** Saves a PNG of the workbench to test-artifacts/e2e-<name>.png. */
   screenshot: { request: { name: string }; reply: { path: string } };
   /** The suite's final counts (the runner also sees the exit code). */

@@ -57,6 +57,8 @@ export const SUITES: E2ESuite[] = [
   { name: 'untrusted', testsDir: join(ROOT, 'out/test/e2e/untrusted'), workspace: join(ROOT, 'test/fixtures/e2e-workspace'), trust: 'untrusted' },
   // The examples folder copied to a temp dir: what a new user gets when copying the examples anywhere.
   { name: 'lifecycle', testsDir: join(ROOT, 'out/test/e2e/lifecycle'), workspace: join(ROOT, 'examples'), trust: 'off', timeoutMs: 480_000 },
+  // Reloads the window once (the suite runs again after the reload and carries on from a marker file).
+  { name: 'reload', testsDir: join(ROOT, 'out/test/e2e/reload'), workspace: join(ROOT, 'test/fixtures/e2e-workspace'), trust: 'off', timeoutMs: 360_000 },
   { name: 'vsix', testsDir: join(ROOT, 'out/test/e2e/vsix'), workspace: join(ROOT, 'test/fixtures/e2e-workspace'), trust: 'off', vsix: join(ROOT, 'scalelm.vsix') },
 ];
 
@@ -280,6 +282,40 @@ function workbenchHandlers(getPage: () => Page | undefined, suite: E2ESuite, onR
       const entries = (await menu.locator('.action-item:not(.disabled) .action-label, .action-item.disabled .action-label').allTextContents()).map((t) => t.trim()).filter(Boolean);
       await p.keyboard.press('Escape');
       return { entries };
+    },
+    viewport: async ({ width, height }) => {
+      await page().setViewportSize({ width, height });
+      return {};
+    },
+    layout: async () => {
+      const shown = (selector: string): Promise<boolean> =>
+        page().$eval(selector, (el) => {
+          const r = (el as HTMLElement).getBoundingClientRect();
+          return getComputedStyle(el).display !== 'none' && r.width > 0 && r.height > 0;
+        }).catch(() => false);
+      return { sidebarVisible: await shown('#workbench\\.parts\\.sidebar'), panelVisible: await shown('#workbench\\.parts\\.panel') };
+    },
+    editorActions: async () => {
+      const actions = await page().$$eval('.editor-group-container.active .editor-actions .action-label', (els) =>
+        els.map((e) => ({
+          label: e.getAttribute('aria-label') ?? (e.textContent ?? '').trim(),
+          disabled: e.classList.contains('disabled') || e.getAttribute('aria-disabled') === 'true' || Boolean(e.closest('.action-item')?.classList.contains('disabled')),
+        })),
+      );
+      return { actions };
+    },
+    quickInput: async ({ value }) => {
+      const p = page();
+      const box = p.locator('.quick-input-widget .quick-input-box input').first();
+      await box.waitFor({ state: 'visible', timeout: 20_000 });
+      const offered = await box.inputValue();
+      const title = ((await p.locator('.quick-input-widget .quick-input-title').first().textContent()) ?? '').trim();
+      if (value === null) await box.press('Escape');
+      else {
+        await box.fill(value);
+        await box.press('Enter');
+      }
+      return { title, offered };
     },
     screenshot: async ({ name }) => {
       mkdirSync(ARTIFACTS, { recursive: true });

@@ -19,7 +19,11 @@ export async function ask<K extends BridgeOp>(op: K, request: BridgeOps[K]['requ
 export const workbench = {
   statusBar: async (): Promise<StatusBarItem[]> => (await ask('statusBar', {})).items,
   explorerContextMenu: async (file: string): Promise<string[]> => (await ask('explorerContextMenu', { file })).entries,
+  quickInput: async (value: string | null): Promise<{ title: string; offered: string }> => ask('quickInput', { value }),
   screenshot: async (name: string): Promise<string> => (await ask('screenshot', { name })).path,
+  editorActions: async (): Promise<{ label: string; disabled: boolean }[]> => (await ask('editorActions', {})).actions,
+  viewport: async (width: number, height: number): Promise<void> => void (await ask('viewport', { width, height })),
+  layout: async (): Promise<{ sidebarVisible: boolean; panelVisible: boolean }> => ask('layout', {}),
 };
 
 /** Polls `probe` until it returns something truthy, or fails with `what` after `timeoutMs`. */

@@ -1,6 +1,6 @@
 import * as assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -208,11 +208,97 @@ describe('scalelm estimate / plan / export (the built CLI, as a child process)',
       assert.match(t.out, /torchrun --nnodes 16 --nproc-per-node 8/);
     });
 
+    describe('--to slurm', () => {
+      // 4 nodes × 8 GPUs, dp16·tp2: the script must ask Slurm for exactly that and start 8 ranks per node.
+      const job = { name: 'big job', model: { preset: 'llama-2-7b' }, train: { globalBatch: 64, steps: 100 }, parallel: { dp: 16, tp: 2, zero: 1 }, cluster: { gpu: 'H100-SXM', gpusPerNode: 8, nodes: 4 } };
+      const bashWith = (script: string, env: Record<string, string>) => spawnSync('bash', [script], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '', ...env } });
+
+      it('an sbatch script that agrees with the config, parses, and checks Slurm\'s variables before anything runs', () => {
+        const cfg = write('job.scalelm.json', job);
+        const r = scalelm('export', cfg, '--to', 'slurm', '--write');
+        assert.equal(r.code, 0, r.err);
+        const file = r.out.trim();
+        assert.equal(file, join(dir, 'job.slurm.sh'));
+        const text = readFileSync(file, 'utf8');
+        assert.equal(spawnSync('bash', ['-n', file]).status, 0, 'bash parses it');
+        for (const line of ['#SBATCH --job-name=big-job', '#SBATCH --nodes=4', '#SBATCH --ntasks-per-node=1', '#SBATCH --gpus-per-node=8', '#SBATCH --cpus-per-task=64']) assert.ok(text.split('\n').includes(line), line);
+        assert.match(text, /exec "\$SCALELM" launch --name big-job --run-dir "\$SCALELM_JOB_DIR\/run" \\\n {4}--nnodes "\$SLURM_NNODES" --node-rank "\$SLURM_NODEID" --master "\$MASTER_ADDR:\$SCALELM_PORT" -- \\\n {4}torchrun --nnodes "\$SLURM_NNODES" --node-rank "\$SLURM_NODEID" --nproc-per-node 8 \\/);
+        assert.match(text, /-m scalelm\.train --args "\$SCALELM_ARGS"\n\}/);
+        assert.match(text, /^MASTER_NODE=\$\(scontrol show hostnames "\$SLURM_JOB_NODELIST" \| head -n 1\)$/m);
+        // The trainer's args hold the config as resolved (its layout), written by the job.
+        const args = JSON.parse(`{"device": "cuda",\n${/<<'SCALELM_ARGS_JSON'\n([\s\S]*?)\nSCALELM_ARGS_JSON/.exec(text)![1]}`) as { config: { parallel: { dp: number; tp: number }; cluster: { nodes: number } }; baseDir: string };
+        assert.deepEqual([args.config.parallel.dp, args.config.parallel.tp, args.config.cluster.nodes, args.baseDir], [16, 2, 4, dir]);
+        // The token is made in the job and only ever exported: never a command's argument.
+        const tokenLines = text.split('\n').filter((l) => l.includes('SCALELM_RUN_TOKEN') && !l.startsWith('#'));
+        assert.equal(tokenLines.length, 3, tokenLines.join('\n'));
+        assert.match(tokenLines[0]!, /^SCALELM_RUN_TOKEN=\$\(od -vAn -N32 -tx1 \/dev\/urandom \| tr -d ' \\n'\)$/);
+        assert.match(tokenLines[1]!, /^\[ \$\{#SCALELM_RUN_TOKEN\} -eq 64 \] \|\| /);
+        assert.equal(tokenLines[2], 'export SCALELM_RUN_TOKEN');
+        assert.doesNotMatch(text, /--token/);
+        // Outside Slurm it stops at the first check and starts nothing; on a job of the wrong size it says so.
+        const outside = bashWith(file, {});
+        assert.notEqual(outside.status, 0);
+        assert.match(outside.stderr, /SLURM_JOB_ID: submit this script with sbatch/);
+        const wrong = bashWith(file, { SLURM_JOB_ID: '7', SLURM_JOB_NODELIST: 'gpu[1-3]', SLURM_NNODES: '3' });
+        assert.notEqual(wrong.status, 0);
+        assert.match(wrong.stderr, /laid out for 4 nodes × 8 GPUs \(dp·tp·pp = 32\) but the job has 3 nodes/);
+        const noCli = bashWith(file, { SLURM_JOB_ID: '7', SLURM_JOB_NODELIST: 'gpu[1-4]', SLURM_NNODES: '4', SCALELM: '/nonexistent/scalelm' });
+        assert.match(noCli.stderr, /\/nonexistent\/scalelm \(the ScaleLM CLI\) is not on PATH/);
+        assert.ok(!existsSync(join(dir, 'runs')), 'nothing was made');
+      });
+
+      it('--entry runs your own script under torchrun instead, quoted as given', () => {
+        const cfg = write('own.scalelm.json', job);
+        const r = scalelm('export', cfg, '--to', 'slurm', '--entry', `train.py --lr 3e-4 --tag 'a b' "it's"`);
+        assert.equal(r.code, 0, r.err);
+        assert.match(r.out, /--master-addr "\$MASTER_ADDR" --master-port "\$MASTER_PORT" --max-restarts 0 \\\n {4}train\.py --lr 3e-4 --tag 'a b' 'it'\\''s'\n\}/);
+        assert.doesNotMatch(r.out, /SCALELM_ARGS_JSON|scalelm\.train/);
+        const file = join(dir, 'own.sh');
+        writeFileSync(file, r.out);
+        assert.equal(spawnSync('bash', ['-n', file]).status, 0, 'bash parses it');
+        // Pipelines run with pp > 1 need a script of the user's; the built-in trainer refuses them.
+        assert.equal(scalelm('export', LLAMA70, '--to', 'slurm', '--entry', 'pretrain.py').code, 0);
+        const builtIn = scalelm('export', LLAMA70, '--to', 'slurm');
+        assert.equal(builtIn.code, 1);
+        assert.match(builtIn.err, /the built-in torch trainer has no pipeline parallelism \(pp=4, vpp=5\).*--entry/);
+        assert.match(builtIn.err, /the built-in torch trainer has no sequence parallelism/);
+      });
+
+      it('one node is a one-machine launch (no multi-node flags), and says where its shape came from', () => {
+        const r = scalelm('export', 'examples/tiny-parallel.scalelm.json', '--to', 'slurm', '--set', 'parallel.dp=2', '--set', 'devices.count=2');
+        assert.equal(r.code, 0, r.err);
+        assert.match(r.out, /#SBATCH --nodes=1\n#SBATCH --ntasks-per-node=1\n#SBATCH --gpus-per-node=2\n/);
+        assert.match(r.out, /launch --name tiny-parallel --run-dir "\$SCALELM_JOB_DIR\/run" \\\n {4}-- \\\n {4}torchrun --nnodes "\$SLURM_NNODES" --node-rank "\$SLURM_NODEID" --nproc-per-node 2 \\/);
+        assert.match(r.err, /no "cluster" section: the script asks for 1 node × 2 GPUs, from its layout/);
+        const file = join(dir, 'one.sh');
+        writeFileSync(file, r.out);
+        assert.equal(spawnSync('bash', ['-n', file]).status, 0, 'bash parses it');
+      });
+
+      it('refuses an entry that is a launcher, not one command, or for another target', () => {
+        const cfg = write('bad.scalelm.json', job);
+        // exit 2: an --entry that cannot be read as words; 1: words the export cannot use.
+        for (const [entry, why, code] of [
+          ['torchrun train.py', /--entry is what torchrun runs on each node .*not a launcher.*got "torchrun"/, 1],
+          ['   ', /--entry is empty/, 1],
+          ['train.py; rm -rf /', /";" is not allowed outside quotes/, 2],
+          ['train.py --x "$HOME"', /no \$ or ` expansion/, 2],
+          ["train.py 'open", /unclosed ' in the entry/, 2],
+        ] as const) {
+          const r = scalelm('export', cfg, '--to', 'slurm', '--entry', entry);
+          assert.equal(r.code, code, entry);
+          assert.match(r.err, why, entry);
+          assert.equal(r.out, '');
+        }
+        assert.match(scalelm('export', cfg, '--to', 'torchrun', '--entry', 'train.py').err, /--entry is for --to slurm/);
+      });
+    });
+
     it('refuses a target that lacks the layout\'s features, and an unknown target', () => {
       const r = scalelm('export', LLAMA70, '--to', 'megatron', '--pp', '1', '--vpp', '1', '--dp', '16', '--zero', '3');
       assert.equal(r.code, 1);
       assert.match(r.err, /Megatron-LM has no ZeRO-3/);
-      assert.match(scalelm('export', LLAMA70, '--to', 'slurm').err, /--to must be one of deepspeed, megatron, torchrun/);
+      assert.match(scalelm('export', LLAMA70, '--to', 'kubernetes').err, /--to must be one of deepspeed, megatron, torchrun, slurm/);
       assert.match(scalelm('export', LLAMA70).err, /--to is required/);
     });
   });

@@ -142,6 +142,7 @@ describe('torch engine: torchrun with conformance ranks (gloo)', function () {
     assert.match(msg, /the whole run stopped \(2 ranks, none left running\)/);
     const status = messages.filter((m) => m.type === 'status').at(-1);
     assert.ok(status?.type === 'status' && status.state === 'failed' && /rank 1, step 3/.test(status.error!.message));
+    assert.equal(status.error!.rank, 1, 'the failing rank as data, not only in the message');
     await new Promise((r) => setTimeout(r, 200));
     for (const pid of [...pids, torchrunPid]) assert.equal(running(pid), false, `pid ${pid} left running`);
   });

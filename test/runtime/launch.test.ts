@@ -61,6 +61,7 @@ describe('cli: scalelm launch -- torchrun … (conformance ranks, gloo)', functi
     const status = messages.filter((m) => m.type === 'status').at(-1)!;
     assert.equal(status.state, 'failed');
     assert.match((status.error as { message: string }).message, /^rank 1, step 3/);
+    assert.equal((status.error as { rank?: number }).rank, 1, 'the failing rank as data, not only in the message');
     await new Promise((res) => setTimeout(res, 200));
     for (const pid of pids) assert.equal(running(pid), false, `rank pid ${pid} left running`);
   });

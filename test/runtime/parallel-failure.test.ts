@@ -61,6 +61,7 @@ describe('parallel: failure', function () {
     assert.match(r.error.message, /^rank 1, step 3: injected failure in backward of [\w.]+ — the whole run stopped \(4 ranks, none left running\)$/);
     const failed = r.messages.find((m) => m.type === 'status' && m.state === 'failed');
     assert.ok(failed && failed.type === 'status' && /rank 1, step 3/.test(failed.error!.message), 'status failed carries the cause');
+    assert.equal(failed.error!.rank, 1, 'and the failing rank as data');
     assert.ok(r.ms < 30_000, `failed within ${r.ms} ms`);
     checkpointIntact(r.checkpoints, 2);
   });
@@ -92,6 +93,8 @@ describe('parallel: failure', function () {
     assert.ok(m, r.error.message);
     const step = Number(m[1]);
     assert.ok(step >= 3 && step < 400, `failed at step ${step}`);
+    const failed = r.messages.find((x) => x.type === 'status' && x.state === 'failed');
+    assert.ok(failed?.type === 'status' && failed.error?.rank === 2, `status failed names rank 2 as data: ${JSON.stringify(failed)}`);
     for (const p of r.trainer.rankProcesses()) assert.ok(!running(p.pid), `rank ${p.rank} (pid ${p.pid}) is gone`);
     checkpointIntact(r.checkpoints, (s) => s >= 2 && s < step);
   });

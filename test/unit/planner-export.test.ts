@@ -1,7 +1,7 @@
-// Exports for DeepSpeed, Megatron-LM and torchrun: consistent, and checked.
+// Exports for DeepSpeed, Megatron-LM, torchrun and Slurm: consistent, and checked.
 import * as assert from 'node:assert/strict';
 import { MODEL_PRESETS } from '../../runtime/config/presets';
-import { checkDeepspeedConfig, checkMegatronArguments, checkTorchrunCommand, deepspeedConfig, exportLayout, megatronArguments } from '../../runtime/planner/export';
+import { checkDeepspeedConfig, checkMegatronArguments, checkSlurmScript, checkTorchrunCommand, deepspeedConfig, exportLayout, megatronArguments, shellWords } from '../../runtime/planner/export';
 import { planInputFor, type PlanInputOptions } from '../../runtime/planner/input';
 import { layoutOf } from '../../runtime/planner/memory';
 import type { ExportResult } from '../../runtime/planner/export';
@@ -105,6 +105,29 @@ describe('planner: exports', () => {
       const cmd = text(exportLayout(i, layoutOf(i), 'torchrun'));
       assert.deepEqual(checkTorchrunCommand(cmd, layoutOf(i)), []);
       assert.match(checkTorchrunCommand(cmd.replace('--nnodes 8', '--nnodes 4'), layoutOf(i))[0]!.message, /4·8 = 32 must equal dp·tp·pp = 64/);
+    });
+  });
+
+  describe('Slurm script', () => {
+    it('the consistency check catches a node count, GPUs per node or ranks per node that disagree', () => {
+      const i = input({ dp: 8, tp: 8, pp: 1, globalBatch: 64 });
+      const script = text(exportLayout(i, layoutOf(i), 'slurm', { slurm: { name: 'j', entry: ['train.py'] } }));
+      assert.deepEqual(checkSlurmScript(script, layoutOf(i)), []);
+      assert.match(checkSlurmScript(script.replace('#SBATCH --nodes=8', '#SBATCH --nodes=4'), layoutOf(i)).map((x) => x.message).join('; '), /checks for 8 nodes but asks for 4.*4·8 = 32 must equal dp·tp·pp = 64/);
+      assert.match(checkSlurmScript(script.replace('--nproc-per-node 8', '--nproc-per-node 4'), layoutOf(i))[0]!.message, /--nproc-per-node 4 must be the 8 GPUs per node/);
+      assert.match(checkSlurmScript(script.replace('--ntasks-per-node=1', '--ntasks-per-node=8'), layoutOf(i))[0]!.message, /one scalelm launch per node/);
+    });
+
+    it('needs something to train: the built-in trainer\'s config or an entry', () => {
+      const i = input({ dp: 8, tp: 8, pp: 1, globalBatch: 64 });
+      const r = exportLayout(i, layoutOf(i), 'slurm', { slurm: { name: 'j' } });
+      assert.ok(!r.ok && /needs what to train/.test(r.issues[0]!.message));
+    });
+
+    it('reads an entry as a shell would split it, without expansions or operators', () => {
+      assert.deepEqual(shellWords(`train.py  --a 'x y' "q\\"z" b\\ c ''`), ['train.py', '--a', 'x y', 'q"z', 'b c', '']);
+      assert.deepEqual(shellWords('-m pkg.train --lr=3e-4'), ['-m', 'pkg.train', '--lr=3e-4']);
+      for (const bad of ['a | b', 'a && b', 'a `b`', 'a $(b)', 'a "x', 'a\nb']) assert.throws(() => shellWords(bad), Error, bad);
     });
   });
 

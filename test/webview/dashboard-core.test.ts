@@ -150,6 +150,10 @@ describe('dashboard core: host <-> webview messages', function () {
     assert.ok(!validateWebviewMessage({ type: 'chooseLayout', layout: { ...layout, zero: 5 }, source: null, configPatch: {}, summary: 's' }).ok);
     assert.ok(validateWebviewMessage({ type: 'control', id: 'stop-1', action: 'stop' }).ok);
     assert.ok(!validateWebviewMessage({ type: 'control', id: 'stop-1', action: 'rm -rf' }).ok);
+    // The page's size rides on ready (the host maximises a dashboard too small to read); a bad size is dropped, the ready kept.
+    assert.deepEqual(validateWebviewMessage({ type: 'ready', viewport: { width: 530, height: 700 } }), { ok: true, value: { type: 'ready', viewport: { width: 530, height: 700 } } });
+    assert.deepEqual(validateWebviewMessage({ type: 'ready', viewport: { width: 'wide', height: 700 } }), { ok: true, value: { type: 'ready' } });
+    assert.deepEqual(validateWebviewMessage({ type: 'ready', viewport: { width: -1, height: Infinity } }), { ok: true, value: { type: 'ready' } });
     assert.ok(validateWebviewMessage({ type: 'selectRun', runId: 'run-1' }).ok);
     assert.ok(!validateWebviewMessage({ type: 'selectRun', runId: '' }).ok);
   });

@@ -240,7 +240,7 @@ describe('the VS Code page: how a run ended, and only the controls that can act'
   it('a failed run names the rank, the step and the cause; no Resume (nothing to continue safely)', async function () {
     const running = upTo(12);
     await d.send(wire(snapshotOf(running, false)));
-    await d.send(wire({ type: 'status', state: 'failed', t: lastT(running) + 50, step: 12, error: { message: 'rank 1, step 12: loss is NaN after the all-reduce', kind: 'TrainError' } }));
+    await d.send(wire({ type: 'status', state: 'failed', t: lastT(running) + 50, step: 12, error: { message: 'rank 1, step 12: loss is NaN after the all-reduce', kind: 'TrainError', rank: 1 } }));
     const i = await until(d.page, 'the failed state', (x) => x.header.state === 'failed' && x);
     assert.equal(i.header.end, 'failed on rank 1 at step 12: loss is NaN after the all-reduce');
     assert.equal(i.header.resume, '');

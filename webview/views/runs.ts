@@ -199,7 +199,7 @@ export class RunsView {
       num(r.evalLoss),
       num(r.tokensPerSec, formatTokensPerSec),
       h('td', null, r.layout ?? '—'),
-      h('td', null, r.engine ?? '—'),
+      h('td', { class: 'engine-cell', ...(r.engineDetail ? { title: `${r.engine ?? ''} engine, on ${r.engineDetail}` } : {}) }, r.engine ?? '—', ...(r.engineDetail ? [h('span', { class: 'sr-only' }, ' · '), h('span', { class: 'muted engine-detail' }, r.engineDetail)] : [])),
       h('td', null, r.device ?? '—'),
       h('td', { class: 'actions' }, showBtn),
     );

@@ -13,7 +13,7 @@ import type { Message, StepMessage } from '../../../common/protocol';
 import type { RunConfig } from '../../config/types';
 import { gptShape } from '../../model/gpt';
 import { ChannelServer, type RankReport } from '../../parallel/channel';
-import { ParallelError, resolveLayout, type ParallelLayout } from '../../parallel/layout';
+import { ParallelError, resolveLayout, statusError, type ParallelLayout } from '../../parallel/layout';
 import { checkpointFolder, readState, tmpCheckpointTemplate } from '../../parallel/checkpoint';
 import { estimate } from '../../planner/estimate';
 import { planTarget } from '../../planner/target';
@@ -305,7 +305,7 @@ export class TorchTrainer extends RunEvents {
     const allDone = this.finished.size === this.world;
     if (exit.code !== 0 || !allDone || this.failures.length) {
       const err = this.describeFailure(exit);
-      this.publish({ type: 'status', state: 'failed', t: now(), step: this.step, error: { message: err.message.slice(0, 16_000), kind: err.name } });
+      this.publish({ type: 'status', state: 'failed', t: now(), step: this.step, error: statusError(err) });
       throw err;
     }
     const r0 = this.finished.get(0)!;
@@ -333,7 +333,7 @@ export class TorchTrainer extends RunEvents {
     } else {
       message = `torchrun ended with ${exit.code !== null ? `exit ${exit.code}` : `signal ${exit.signal}`}${tail ? `:\n${tail}` : ''}`;
     }
-    return new ParallelError(`${message}${this.world > 1 ? ` — the whole run stopped (${this.world} ranks, none left running)` : ''}`);
+    return new ParallelError(`${message}${this.world > 1 ? ` — the whole run stopped (${this.world} ranks, none left running)` : ''}`, f?.rank);
   }
 
   dispose(): void {

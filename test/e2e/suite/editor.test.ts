@@ -103,13 +103,14 @@ describe('ScaleLM planner in the editor', function () {
     assert.ok(entries.includes('Suggest Parallel Layouts'), JSON.stringify(entries));
   });
 
-  it('exports DeepSpeed, Megatron-LM and torchrun files next to the config', async function () {
+  it('exports DeepSpeed, Megatron-LM, torchrun and Slurm files next to the config', async function () {
     await api();
     const uri = workspaceFile('too-big.scalelm.json');
     const expected: [string, string, RegExp][] = [
       ['scalelm.exportDeepSpeed', 'too-big.ds_config.json', /"train_batch_size": 512/],
       ['scalelm.exportMegatron', 'too-big.megatron.sh', /--global-batch-size 512/],
       ['scalelm.exportTorchrun', 'too-big.torchrun.sh', /torchrun .*--nnodes/],
+      ['scalelm.exportSlurm', 'too-big.slurm.sh', /#SBATCH --nodes=8\n#SBATCH --ntasks-per-node=1\n#SBATCH --gpus-per-node=8\n/],
     ];
     for (const [command, file, content] of expected) {
       const written = await vscode.commands.executeCommand<vscode.Uri>(command, uri, { overwrite: true });

@@ -60,6 +60,12 @@ describe('ScaleLM extension in VS Code', function () {
 
   it('the dashboard answers ping with its rendered components and a drawn chart', async function () {
     const api = await activeApi();
+    // The loss chart is on the Curves tab; an earlier test may have left the Planner in front (and a page
+    // that was hidden reloads when shown, so ask until the tab is there).
+    await waitFor('the Curves tab in front', async () => {
+      await vscode.commands.executeCommand('scalelm.openDashboard', { tab: 'curves' });
+      return ((await api.dashboardRequest({ type: 'inspect' })) as { tab: string }).tab === 'curves';
+    }, 30_000, 500);
     const reply = (await api.dashboardRequest({ type: 'ping' })) as { type: string; components: string[]; chartInk: number };
     console.log(`dashboard pong: components=${JSON.stringify(reply.components)} chartInk=${reply.chartInk}`);
     assert.equal(reply.type, 'pong');

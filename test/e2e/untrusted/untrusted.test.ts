@@ -17,6 +17,14 @@ describe('ScaleLM in an untrusted workspace', function () {
     const viaCommand = await vscode.commands.executeCommand<{ refused?: string }>('scalelm.launchTraining', uri);
     assert.equal(viaCommand?.refused, 'untrusted');
     assert.deepEqual(api.runs(), []);
+    // Launch with Monitor runs the workspace's script: refused before it even asks for the command line.
+    const script = vscode.Uri.joinPath(vscode.workspace.workspaceFolders![0]!.uri, 'monitored.py');
+    let asked = false;
+    const monitored = await api.launchWithMonitor(script, async () => ((asked = true), 'python monitored.py'));
+    assert.ok('refused' in monitored && monitored.refused === 'untrusted', JSON.stringify(monitored));
+    assert.equal(asked, false, 'no command line was asked for');
+    assert.equal((await vscode.commands.executeCommand<{ refused?: string }>('scalelm.launchWithMonitor', script))?.refused, 'untrusted');
+    assert.deepEqual(api.runs(), []);
   });
 
   it('only parses configs: the CodeLens says estimates wait for trust (a hostile config cannot make the host plan)', async function () {

@@ -256,7 +256,8 @@ export class LaunchRun extends RunEvents {
     if (!this.stopping && this.rootNode !== undefined && this.rootNode !== 0) {
       // node 0's command may have ended well (or been stopped because of it): the run failed all the same.
       const error = this.describeFailure(exit);
-      this.publish({ type: 'status', state: 'failed', t: now(), step: this.step, error: { message: error.slice(0, 16_000), kind: 'LaunchError' } });
+      const rank = rootFailure(this.failures)?.rank;
+      this.publish({ type: 'status', state: 'failed', t: now(), step: this.step, error: { message: error.slice(0, 16_000), kind: 'LaunchError', ...(rank !== undefined ? { rank } : {}) } });
       return { exitCode: exit.code || 1, signal: exit.signal, error };
     }
     if (exit.code === 0 || (this.stopping && !exit.error)) {

@@ -138,7 +138,9 @@ export class GpuSampler extends EventEmitter {
 
   /** SIGTERM, then SIGKILL if it is still there after the grace period. */
   private kill(child: ChildProcess): void {
-    if (child.exitCode !== null || child.signalCode !== null) return;
+    // No pid: it never started (ENOENT, its error still on the way). Node would signal pid 0 — our own
+    // process group, the user's shell or the test runner included — so there is nothing to kill.
+    if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
     child.kill('SIGTERM');
     const t = setTimeout(() => {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');

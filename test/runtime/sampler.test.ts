@@ -150,10 +150,20 @@ describe('GPU sampler against a fake nvidia-smi', function () {
     assert.match(states[1]!.reason, /not found/);
   });
 
-  it('no nvidia-smi on PATH, stopped at once (a run that ended right away): stop() resolves', async () => {
-    const { s } = start(null);
-    await s.stop(); // before the spawn error arrived: it used to wait for an exit that never comes
-    assert.equal(s.state, 'stopped');
+  it('no nvidia-smi on PATH, stopped at once (a run that ended right away): stop() resolves, signals nobody', async () => {
+    // Killing a child whose spawn failed but whose error is not out yet signals pid 0: this very process group.
+    let signalled = 0;
+    const onTerm = (): void => void signalled++;
+    process.on('SIGTERM', onTerm);
+    try {
+      const { s } = start(null);
+      await s.stop(); // before the spawn error arrived: it used to wait for an exit that never comes
+      assert.equal(s.state, 'stopped');
+      await new Promise((r) => setTimeout(r, 200));
+      assert.equal(signalled, 0, 'stop() sent SIGTERM to its own process group');
+    } finally {
+      process.off('SIGTERM', onTerm);
+    }
   });
 
   it('samples carry the node they were taken on when given one (multi-node)', async () => {

@@ -232,7 +232,8 @@ export class LaunchRun extends RunEvents {
       throw new Error(multi ? `cannot listen on ${multi.host}:${multi.port} for the rank channel (--master must be an address of this machine, node 0, with a free port): ${e.message}` : e.message);
     });
     if (multi) {
-      this.note(`rank channel listening on ${this.channel.address} (beyond loopback, for the ranks and scalelm launch of all ${multi.nnodes} nodes); every peer must present the run token`);
+      const loopback = /^(127\.|::1$|localhost$)/.test(multi.host);
+      this.note(`rank channel listening on ${this.channel.address} (${loopback ? '' : 'beyond loopback, '}for the ranks and scalelm launch of all ${multi.nnodes} nodes); every peer must present the run token`);
     }
     const cmd = new LaunchedCommand(this.setup.command, {
       ...(this.setup.cwd ? { cwd: this.setup.cwd } : {}),

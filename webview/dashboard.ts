@@ -384,6 +384,7 @@ export class Dashboard {
       header: this.header.inspect(),
       charts: this.curves.inspect(),
       memory: this.memory.inspect(this.run),
+      memoryLayout: this.memory.inspectLayout(),
       runs: [...this.runs.map((r) => r.runId), ...(this.run && !this.runs.some((r) => r.runId === this.run!.runId) ? [this.run.runId] : [])].map((id) => ({
         runId: id,
         name: this.runs.find((r) => r.runId === id)?.name ?? this.run?.hello?.name ?? id,

@@ -159,6 +159,26 @@ export interface MemoryPanelInspection {
   predictionSource: string | null;
   historyPoints: number;
   gpu: { name: string; memoryUsed: number | null; memoryTotal: number | null; utilPercent: number | null } | null;
+  /** The machine the rank reported from (null: the coordinator's own). */
+  node: { rank: number; host: string } | null;
+}
+
+/** The Memory tab as drawn: cards or the many-rank view (heatmap + table), grouped by node in a multi-node run. */
+export interface MemoryLayoutInspection {
+  mode: 'empty' | 'cards' | 'compact';
+  /** Node groups in the order drawn (card sections, or the table's node rows), with their ranks as drawn. */
+  groups: { key: string; header: string; ranks: number[] }[];
+  /** Ranks of the cards, in order (card mode). */
+  cards: number[];
+  /** Ranks of the table's rows, in order (compact mode). */
+  rows: number[];
+  /** The heatmap's rows (one per node) and their cells' ranks (compact mode). */
+  heatmap: { key: string; label: string; ranks: number[] }[];
+  worst: number | null;
+  /** The rank whose detailed card is shown (compact mode), and the card's title. */
+  selected: number | null;
+  detail: string | null;
+  sort: 'rank' | 'peak';
 }
 
 export interface Inspection {
@@ -168,6 +188,7 @@ export interface Inspection {
   header: Record<string, string>;
   charts: ChartInspection[];
   memory: MemoryPanelInspection[];
+  memoryLayout: MemoryLayoutInspection;
   runs: { runId: string; name: string; shown: boolean; compared: boolean }[];
   /** The Runs tab's table as drawn (run id and each cell's text), and the overlays' labels on the curves. */
   table: { runId: string; cells: string[] }[];
@@ -329,6 +350,19 @@ const memoryInspection = object<MemoryPanelInspection>({
   predictionSource: nullable(str()),
   historyPoints: count,
   gpu: nullable(object<NonNullable<MemoryPanelInspection['gpu']>>({ name: str(), memoryUsed: nullableNumber, memoryTotal: nullableNumber, utilPercent: nullableNumber })),
+  node: nullable(object<{ rank: number; host: string }>({ rank: count, host: str(255) })),
+});
+const ranks = array(count, 1 << 16);
+const memoryLayout = object<MemoryLayoutInspection>({
+  mode: oneOf(['empty', 'cards', 'compact'] as const),
+  groups: array(object<MemoryLayoutInspection['groups'][number]>({ key: str(), header: str(LIMITS.text), ranks }), 1 << 16),
+  cards: ranks,
+  rows: ranks,
+  heatmap: array(object<MemoryLayoutInspection['heatmap'][number]>({ key: str(), label: str(LIMITS.text), ranks }), 1 << 16),
+  worst: nullable(count),
+  selected: nullable(count),
+  detail: nullable(str(LIMITS.text)),
+  sort: oneOf(['rank', 'peak'] as const),
 });
 const inspectResult = object<InspectResultMessage>({
   type: type('inspectResult'),
@@ -339,6 +373,7 @@ const inspectResult = object<InspectResultMessage>({
   header: record(str(LIMITS.text), 256),
   charts: array(chartInspection, 256),
   memory: array(memoryInspection, 1 << 16),
+  memoryLayout,
   runs: array(object<Inspection['runs'][number]>({ runId: str(), name: str(), shown: bool, compared: bool }), LIMITS.runs),
   table: array(object<Inspection['table'][number]>({ runId: str(), cells: array(str(LIMITS.text), 64) }), LIMITS.runs),
   overlays: array(str(), 1024),

@@ -4,7 +4,7 @@
 // Pure: no DOM, so the bench and unit tests drive it in Node.
 import { readResolvedConfig } from '../runtime/config/resolved';
 import type { RunConfig } from '../runtime/config/types';
-import type { AlertMessage, CheckpointMessage, CommMessage, EvalMessage, GpuMessage, HelloMessage, LogMessage, MemoryMessage, Message, RunSummary, SnapshotMessage, StatusMessage, StepMessage } from '../common/protocol';
+import type { AlertMessage, CheckpointMessage, CommMessage, EvalMessage, GpuDevice, GpuMessage, HelloMessage, LogMessage, MemoryMessage, Message, NodeRef, RunSummary, SnapshotMessage, StatusMessage, StepMessage } from '../common/protocol';
 import { lowerBound } from './downsample';
 import { isEnded } from '../common/protocol';
 import { describeState } from '../common/lifecycle';
@@ -76,6 +76,8 @@ export class StepColumns {
 /** One rank's memory: the latest reading and the history of its step peak. */
 export class RankMemory {
   latest: MemoryMessage;
+  /** The machine the rank last reported from (null: the coordinator's own, a single-machine run). */
+  node: NodeRef | null = null;
   readonly t = new Column(1024);
   readonly step = new Column(1024);
   readonly peak = new Column(1024);
@@ -90,6 +92,7 @@ export class RankMemory {
 
   add(m: MemoryMessage): void {
     this.latest = m;
+    this.node = m.node ?? null;
     this.t.push(m.t);
     this.step.push(m.step ?? NaN);
     this.peak.push(m.stepPeak);
@@ -118,6 +121,26 @@ interface CommRound {
   ranks: Set<number>;
 }
 
+/** The key of a machine in a run: '' for the coordinator's own (messages without `node`). */
+export function nodeKey(node: NodeRef | null | undefined): string {
+  return node ? `node-${node.rank}` : '';
+}
+
+/** One machine of the run and what it reported: its ranks (ascending) and its latest GPU sample. */
+export interface NodeGroup {
+  key: string;
+  /** null: the coordinator's own machine (no node info). */
+  node: NodeRef | null;
+  ranks: number[];
+  /** The rank with the highest step peak as a fraction of its capacity, and that fraction. */
+  worstRank: number | null;
+  worstFraction: number;
+  /** Sums over the node's ranks of the latest step peak and capacity. */
+  peak: number;
+  capacity: number;
+  gpus: GpuDevice[];
+}
+
 /** Versions the views compare to decide what to redraw. */
 export interface Versions {
   meta: number;
@@ -140,7 +163,10 @@ export class RunData {
   readonly steps = new StepColumns();
   readonly evals = { step: new Column(64), t: new Column(64), loss: new Column(64) };
   readonly memory = new Map<number, RankMemory>();
+  /** The latest GPU sample of any machine (whether the run has GPUs at all). */
   gpu: GpuMessage | null = null;
+  /** The latest GPU sample of each machine, by nodeKey: each node's sampler reports its own GPUs. */
+  readonly gpuByNode = new Map<string, GpuMessage>();
   readonly comm = new Map<number, CommMessage>();
   readonly commSeries = new Map<string, CommSeries>();
   readonly activeAlerts = new Map<string, AlertMessage>();
@@ -264,6 +290,7 @@ export class RunData {
       }
       case 'gpu':
         this.gpu = m;
+        this.gpuByNode.set(nodeKey(m.node), m);
         this.versions.gpu++;
         break;
       case 'comm':
@@ -295,6 +322,57 @@ export class RunData {
         this.versions.events++;
         break;
     }
+  }
+
+  /** Whether any message said which machine it came from (a multi-node run): the views group by node. */
+  get multiNode(): boolean {
+    for (const k of this.gpuByNode.keys()) if (k !== '') return true;
+    for (const r of this.memory.values()) if (r.node) return true;
+    return false;
+  }
+
+  /** The GPU devices of the machine a rank runs on (every sampled device when the rank's machine sent none). */
+  gpusOf(rank: number): GpuDevice[] {
+    const node = this.memory.get(rank)?.node;
+    const own = this.gpuByNode.get(nodeKey(node));
+    if (own) return own.devices;
+    return [...this.gpuByNode.values()].flatMap((g) => g.devices);
+  }
+
+  private groupsCache: { key: string; groups: NodeGroup[] } | null = null;
+
+  /**
+   * The run's machines in node-rank order (the coordinator's own, without node info, first), each with its
+   * ranks and GPUs. One group with node null for a single-machine run.
+   */
+  nodeGroups(): NodeGroup[] {
+    const cacheKey = `${this.versions.memory}|${this.versions.gpu}`;
+    if (this.groupsCache?.key === cacheKey) return this.groupsCache.groups;
+    const byKey = new Map<string, NodeGroup>();
+    const group = (node: NodeRef | null): NodeGroup => {
+      const key = nodeKey(node);
+      let g = byKey.get(key);
+      if (!g) byKey.set(key, (g = { key, node, ranks: [], worstRank: null, worstFraction: -1, peak: 0, capacity: 0, gpus: [] }));
+      return g;
+    };
+    for (const rank of [...this.memory.keys()].sort((a, b) => a - b)) {
+      const mem = this.memory.get(rank)!;
+      const g = group(mem.node);
+      const m = mem.latest;
+      const f = m.capacity > 0 ? m.stepPeak / m.capacity : 0;
+      g.ranks.push(rank);
+      g.peak += m.stepPeak;
+      g.capacity += m.capacity;
+      if (f > g.worstFraction) {
+        g.worstFraction = f;
+        g.worstRank = rank;
+      }
+    }
+    for (const gpu of this.gpuByNode.values()) group(gpu.node ?? null).gpus = gpu.devices;
+    const groups = [...byKey.values()].sort((a, b) => (a.node?.rank ?? -1) - (b.node?.rank ?? -1));
+    for (const g of groups) g.worstFraction = Math.max(0, g.worstFraction);
+    this.groupsCache = { key: cacheKey, groups };
+    return groups;
   }
 
   private addEval(m: EvalMessage): void {

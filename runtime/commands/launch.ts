@@ -204,13 +204,22 @@ async function launchNode(multi: MultiNodeArgs, command: string[], stopTimeoutMs
       process.exit(130);
     }
   };
+  // As on node 0: a SIGTERM/SIGHUP (srun ending the step, a closed terminal) does not orphan the command.
+  const onSigterm = (): void => {
+    node.dispose();
+    process.exit(143);
+  };
   process.on('SIGINT', onSigint);
+  process.on('SIGTERM', onSigterm);
+  process.on('SIGHUP', onSigterm);
   try {
     const result = await node.run();
     if (result.error) console.error(`scalelm: node ${multi.nodeRank}: ${result.error}`);
     return result.exitCode ?? 1;
   } finally {
     process.off('SIGINT', onSigint);
+    process.off('SIGTERM', onSigterm);
+    process.off('SIGHUP', onSigterm);
     node.dispose();
   }
 }

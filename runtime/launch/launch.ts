@@ -221,7 +221,7 @@ export class LaunchRun extends RunEvents {
             onNodeDisconnect: (node: number) => {
               if (!this.nodeEnds.has(node)) {
                 this.note(`node ${node} (${this.nodes.get(node)}) lost its connection before its command ended`, 'warn');
-                this.nodeEnds.set(node, { code: null, signal: null, tail: 'its scalelm launch lost its connection to the coordinator' });
+                this.nodeEnds.set(node, { code: null, signal: null });
                 this.nodeFailed(node);
               }
               this.settleNodes();
@@ -232,7 +232,8 @@ export class LaunchRun extends RunEvents {
       throw new Error(multi ? `cannot listen on ${multi.host}:${multi.port} for the rank channel (--master must be an address of this machine, node 0, with a free port): ${e.message}` : e.message);
     });
     if (multi) {
-      this.note(`rank channel listening on ${this.channel.address} (beyond loopback, for the ranks and scalelm launch of all ${multi.nnodes} nodes); every peer must present the run token`);
+      const loopback = /^(127\.|::1$|localhost$)/.test(multi.host);
+      this.note(`rank channel listening on ${this.channel.address} (${loopback ? '' : 'beyond loopback, '}for the ranks and scalelm launch of all ${multi.nnodes} nodes); every peer must present the run token`);
     }
     const cmd = new LaunchedCommand(this.setup.command, {
       ...(this.setup.cwd ? { cwd: this.setup.cwd } : {}),
@@ -256,7 +257,8 @@ export class LaunchRun extends RunEvents {
     if (!this.stopping && this.rootNode !== undefined && this.rootNode !== 0) {
       // node 0's command may have ended well (or been stopped because of it): the run failed all the same.
       const error = this.describeFailure(exit);
-      this.publish({ type: 'status', state: 'failed', t: now(), step: this.step, error: { message: error.slice(0, 16_000), kind: 'LaunchError' } });
+      const rank = rootFailure(this.failures)?.rank;
+      this.publish({ type: 'status', state: 'failed', t: now(), step: this.step, error: { message: error.slice(0, 16_000), kind: 'LaunchError', ...(rank !== undefined ? { rank } : {}) } });
       return { exitCode: exit.code || 1, signal: exit.signal, error };
     }
     if (exit.code === 0 || (this.stopping && !exit.error)) {
@@ -297,20 +299,21 @@ export class LaunchRun extends RunEvents {
   private describeFailure(exit: CommandExit): string {
     const multi = this.setup.multiNode !== undefined;
     const where = (node: number): string => (multi ? `node ${node} (${node === 0 ? hostname() : (this.nodes.get(node) ?? 'unknown host')}): ` : '');
-    const how = (node: number): string => {
-      if (node === 0) return `the command ended with ${howEnded(exit)}`;
+    // `who`: how the sentence names the node's command ("the command" on one machine).
+    const how = (node: number, who: string): string => {
+      if (node === 0) return `${who} ended with ${howEnded(exit)}`;
       const end = this.nodeEnds.get(node);
-      if (!end) return `node ${node}'s command had not ended`;
-      return end.code === null && end.signal === null ? `node ${node} lost its connection` : `node ${node}'s command ended with ${howEnded(end)}`;
+      if (!end) return `${who} had not ended`;
+      return end.code === null && end.signal === null ? `node ${node}'s scalelm launch lost its connection to node 0` : `${who} ended with ${howEnded(end)}`;
     };
     const f = rootFailure(this.failures);
     if (f) {
       const node = this.rankNode.get(f.rank) ?? 0;
-      return `${where(node)}rank ${f.rank}${f.step !== undefined ? `, step ${f.step}` : ''}: ${f.message} (${how(node)})`;
+      return `${where(node)}rank ${f.rank}${f.step !== undefined ? `, step ${f.step}` : ''}: ${f.message} (${how(node, node === 0 ? 'the command' : `node ${node}'s command`)})`;
     }
     const node = this.rootNode ?? 0;
     const lastLines = node === 0 ? (this.cmd?.lastLines() ?? '') : (this.nodeEnds.get(node)?.tail ?? '');
-    return `${where(node)}${how(node)}${lastLines ? `:\n${lastLines}` : ''}`;
+    return `${where(node)}${how(node, multi ? 'its command' : 'the command')}${lastLines ? `:\n${lastLines}` : ''}`;
   }
 
   rankPids(): Map<number, number> {

@@ -109,7 +109,8 @@ export class GpuSampler extends EventEmitter {
     this.setState('stopped', 'stopped');
     this.generation++;
     this.clearTimers();
-    const exits = [...this.children].map((c) => new Promise<void>((resolve) => (c.exitCode !== null || c.signalCode !== null ? resolve() : c.once('exit', () => resolve()))));
+    // A child that could not start (no nvidia-smi: ENOENT) never exits; its spawn error is its end.
+    const exits = [...this.children].map((c) => new Promise<void>((resolve) => (c.exitCode !== null || c.signalCode !== null ? resolve() : c.once('exit', () => resolve()).once('error', () => resolve()))));
     for (const c of this.children) this.kill(c);
     this.loop = null;
     await Promise.all(exits);
@@ -137,7 +138,9 @@ export class GpuSampler extends EventEmitter {
 
   /** SIGTERM, then SIGKILL if it is still there after the grace period. */
   private kill(child: ChildProcess): void {
-    if (child.exitCode !== null || child.signalCode !== null) return;
+    // No pid: it never started (ENOENT, its error still on the way). Node would signal pid 0 — our own
+    // process group, the user's shell or the test runner included — so there is nothing to kill.
+    if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
     child.kill('SIGTERM');
     const t = setTimeout(() => {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');

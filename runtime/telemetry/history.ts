@@ -137,6 +137,38 @@ const DEFAULT_LIMITS: HistoryLimits = { stepBuckets: 512, gaugeBuckets: 256, log
 
 const sumUsed = (g: GpuMessage): number => g.devices.reduce((s, d) => s + (d.memoryUsed ?? 0), 0);
 
+/**
+ * GPU samples, decimated per machine: in a multi-node run each node's sampler reports its own devices, and
+ * one decimator over all of them would let one node's samples crowd out another's (a snapshot would show
+ * some nodes' GPUs and not others').
+ */
+export class GpuHistory {
+  private readonly byNode = new Map<number, Decimator<GpuMessage>>();
+  private newest: GpuMessage | undefined;
+  count = 0;
+
+  constructor(private readonly buckets: number) {}
+
+  add(g: GpuMessage): void {
+    const key = g.node?.rank ?? -1;
+    let d = this.byNode.get(key);
+    if (!d) this.byNode.set(key, (d = new Decimator((m) => m.t, sumUsed, this.buckets, 1000)));
+    d.add(g);
+    this.count++;
+    if (!this.newest || g.t >= this.newest.t) this.newest = g;
+  }
+
+  /** Every machine's kept samples, in time order. */
+  values(): GpuMessage[] {
+    return [...this.byNode.values()].flatMap((d) => d.values()).sort((a, b) => a.t - b.t);
+  }
+
+  /** The newest sample of any machine. */
+  latest(): GpuMessage | undefined {
+    return this.newest;
+  }
+}
+
 /** A run's state and downsampled history; fed every message the run publishes. */
 export class RunHistory {
   hello: HelloMessage | null = null;
@@ -144,7 +176,7 @@ export class RunHistory {
   readonly steps: Decimator<StepMessage>;
   readonly evals: Decimator<EvalMessage>;
   readonly memory = new Map<number, Decimator<MemoryMessage>>();
-  readonly gpu: Decimator<GpuMessage>;
+  readonly gpu: GpuHistory;
   readonly comm = new Map<number, CommMessage>();
   readonly logs: Recent<LogMessage>;
   readonly alerts: Recent<AlertMessage>;
@@ -169,7 +201,7 @@ export class RunHistory {
     this.limits = { ...DEFAULT_LIMITS, ...limits };
     this.steps = new Decimator((s) => s.step, (s) => s.loss, this.limits.stepBuckets);
     this.evals = new Decimator((e) => e.step, (e) => e.loss, this.limits.stepBuckets);
-    this.gpu = new Decimator((g) => g.t, sumUsed, this.limits.gaugeBuckets, 1000);
+    this.gpu = new GpuHistory(this.limits.gaugeBuckets);
     this.logs = new Recent(this.limits.logs);
     this.alerts = new Recent(this.limits.alerts);
     this.checkpoints = new Recent(this.limits.checkpoints);

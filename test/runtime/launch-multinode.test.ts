@@ -6,6 +6,7 @@
 // rank killed on node 1 fails the run naming node and rank, Stop on node 0 stops node 1, nothing is left running.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createServer, type AddressInfo } from 'node:net';
 import { chmodSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { REPO, running, tempDir } from './train/fixtures';
@@ -95,7 +96,7 @@ describe('cli: scalelm launch --nnodes 2 on two network namespaces (torchrun, gl
   });
 
   after(() => {
-    // Deleting a namespace removes its end of the veth pair, and with it the other end.
+    // (afterEach killed what ran inside.) Deleting a namespace removes its end of the veth pair, and with it the other end.
     if (made) for (const n of ns) spawnSync('ip', ['netns', 'del', n]);
   });
 
@@ -108,6 +109,16 @@ describe('cli: scalelm launch --nnodes 2 on two network namespaces (torchrun, gl
 
   afterEach(() => {
     for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    // After a failed test: whatever still runs inside the namespaces (ranks, torchrun agents, samplers) goes too.
+    for (const n of made ? ns : []) {
+      for (const pid of spawnSync('ip', ['netns', 'pids', n], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean)) {
+        try {
+          process.kill(Number(pid), 'SIGKILL');
+        } catch {
+          // gone
+        }
+      }
+    }
     for (const g of gpus) rmSync(g.dir, { recursive: true, force: true });
     dir.remove();
   });
@@ -282,3 +293,78 @@ describe('cli: scalelm launch multi-node flags', () => {
     assert.match(launch([...mn, '--token-file', join(dir.path, 'absent')]), /--token-file .*absent: ENOENT/);
   });
 });
+
+// The node protocol without torch, on loopback (no namespaces needed): how a node's end reaches node 0.
+describe('cli: scalelm launch --nnodes 2 on one machine (loopback, plain commands)', function () {
+  this.timeout(120_000);
+  let dir: ReturnType<typeof tempDir>;
+  const started: ChildProcess[] = [];
+  beforeEach(() => (dir = tempDir('scalelm-mnloop-')));
+  afterEach(() => {
+    for (const c of started.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    dir.remove();
+  });
+
+  const freePort = (): Promise<number> =>
+    new Promise((resolve) => {
+      const s = createServer().listen(0, '127.0.0.1', () => {
+        const port = (s.address() as AddressInfo).port;
+        s.close(() => resolve(port));
+      });
+    });
+
+  const node = (k: number, port: number, command: string) => {
+    const child = spawn(process.execPath, [CLI, 'launch', '--nnodes', '2', '--node-rank', String(k), '--master', `127.0.0.1:${port}`, '--run-dir', join(dir.path, 'run'), '--stop-timeout-ms', '3000', '--', 'sh', '-c', command], {
+      cwd: dir.path,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, PATH: `${tempDir('scalelm-no-smi-').path}:${process.env.PATH ?? ''}`, SCALELM_RUN_TOKEN: TOKEN, SCALELM_MONITOR_TOKEN: 'c'.repeat(64) },
+    });
+    started.push(child);
+    let err = '';
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
+    child.stdout!.resume();
+    const exited = new Promise<number | null>((r) => child.once('close', (code) => r(code)));
+    return { child, err: () => err, exited };
+  };
+
+  const waitFor = async (what: string, cond: () => boolean): Promise<void> => {
+    for (let i = 0; !cond(); i++) {
+      if (i > 1200) throw new Error(`${what} did not happen`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  };
+
+  it("node 1's command fails before any rank: the run fails naming node 1 with its stderr; node 0's command is stopped", async () => {
+    const port = await freePort();
+    const n0 = node(0, port, 'echo $$ > node0.pid; exec sleep 60');
+    await waitFor('node 0 listening', () => /rank channel listening/.test(n0.err()));
+    const n1 = node(1, port, 'echo no-such-script.py >&2; exit 3');
+    assert.equal(await n1.exited, 3);
+    const code0 = await n0.exited; // well before sleep 60 ends: node 0 stopped its own command
+    assert.notEqual(code0, 0);
+    assert.match(n0.err(), /scalelm: node 1 \([^)]+\): its command ended with exit 3:\nno-such-script\.py/);
+    const status = metrics(join(dir.path, 'run')).filter((m) => m.type === 'status').at(-1)!;
+    assert.equal(status.state, 'failed');
+    assert.equal(running(Number(readFileSync(join(dir.path, 'node0.pid'), 'utf8'))), false);
+  });
+
+  it('node 0 gone (killed): node 1 stops its command, nothing left running', async () => {
+    const port = await freePort();
+    const n0 = node(0, port, 'exec sleep 60');
+    await waitFor('node 0 listening', () => /rank channel listening/.test(n0.err()));
+    const n1 = node(1, port, 'echo $$ > node1.pid; exec sleep 60');
+    await waitFor('node 1 joined', () => /node 1 of 2 joined/.test(n0.err()) && existsSync(join(dir.path, 'node1.pid')));
+    n0.child.kill('SIGKILL');
+    const code1 = await n1.exited;
+    assert.notEqual(code1, 0);
+    assert.match(n1.err(), /node 1: stopping the command: the connection to node 0 closed/);
+    assert.equal(running(Number(readFileSync(join(dir.path, 'node1.pid'), 'utf8'))), false);
+  });
+});
+
+function metrics(runDir: string): Msg[] {
+  return readFileSync(join(runDir, 'metrics.jsonl'), 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as Msg);
+}

@@ -149,6 +149,29 @@ describe('GPU sampler against a fake nvidia-smi', function () {
     assert.match(states[1]!.reason, /not found/);
   });
 
+  it('no nvidia-smi on PATH, stopped at once (a run that ended right away): stop() resolves, signals nobody', async () => {
+    // Killing a child whose spawn failed but whose error is not out yet signals pid 0: this very process group.
+    let signalled = 0;
+    const onTerm = (): void => void signalled++;
+    process.on('SIGTERM', onTerm);
+    try {
+      const { s } = start(null);
+      await s.stop(); // before the spawn error arrived: it used to wait for an exit that never comes
+      assert.equal(s.state, 'stopped');
+      await new Promise((r) => setTimeout(r, 200));
+      assert.equal(signalled, 0, 'stop() sent SIGTERM to its own process group');
+    } finally {
+      process.off('SIGTERM', onTerm);
+    }
+  });
+
+  it('samples carry the node they were taken on when given one (multi-node)', async () => {
+    const { samples } = start(fakeNvidiaSmi({ gpus: 2 }), { node: { rank: 1, host: 'host-b' } });
+    await until(() => samples.length >= 1, 'a sample');
+    assert.deepEqual(samples[0]!.node, { rank: 1, host: 'host-b' });
+    assert.equal(samples[0]!.devices.length, 2);
+  });
+
   it('no devices at start: off, said once', async () => {
     const fake = fakeNvidiaSmi({ failAlways: 'no-devices' });
     const { s, states } = start(fake);

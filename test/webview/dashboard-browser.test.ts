@@ -13,6 +13,7 @@ import { ROOT } from './harness';
 import { startServer, type TelemetryServer } from '../../runtime/server/server';
 import { MetricBus } from '../../runtime/telemetry/bus';
 import { readStream, SYNTHETIC_RUN_ID, STREAMS } from './streams';
+import { MULTINODE_RUN_ID } from './synthetic';
 
 const ARTIFACTS = join(ROOT, 'test-artifacts');
 
@@ -74,7 +75,7 @@ describe('dashboard in a browser against a real `scalelm serve`', function () {
     assert.ok(!page.url().includes('#token') && !page.url().includes(serve.listening.token), `the token is gone from the URL: ${page.url()}`);
     // A replay is connected, but not live: the header says "recorded".
     assert.equal(i.header.connection, 'recorded');
-    assert.deepEqual(i.runs.map((r) => r.runId).sort(), [SYNTHETIC_RUN_ID, 'tiny-cpu']);
+    assert.deepEqual(i.runs.map((r) => r.runId).sort(), [MULTINODE_RUN_ID, SYNTHETIC_RUN_ID, 'tiny-cpu']);
     assert.equal(await page.locator('#btn-stop').isHidden(), true, 'a replay is read-only: no stop button');
   });
 

@@ -3,7 +3,7 @@
 import * as assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { PROTOCOL_VERSION, type CommMessage, type HelloMessage, type MemoryMessage, type StepMessage } from '../../common/protocol';
+import { PROTOCOL_VERSION, type CommMessage, type GpuMessage, type HelloMessage, type MemoryMessage, type StepMessage } from '../../common/protocol';
 import { DebiasedEma, lttb, minMaxPerPixel } from '../../webview/downsample';
 import { toWebview, validateHostMessage, validateWebviewMessage } from '../../webview/messages';
 import { groupCategories, levelOf, predictionFor, progressOf } from '../../webview/metrics';
@@ -116,6 +116,41 @@ describe('dashboard core: the run store', function () {
     const many = [stream[0]!, ...Array.from({ length: 5000 }, (_, i) => step(i + 1, 3 + Math.sin(i)))];
     const d = RunData.fromSnapshot(snapshotOf(many));
     assert.ok(d.downsampled && d.steps.length < 5000 && d.stepsTotal === 5000);
+  });
+
+  it('groups ranks by the node they report from, and keeps each node\u2019s GPU sample', function () {
+    const mem = (rank: number, peak: number, node?: { rank: number; host: string }): MemoryMessage => ({ type: 'memory', rank, t: 1000 + rank, categories: { params: peak }, stepPeak: peak, capacity: 100, ...(node ? { node } : {}), device: `GPU-${rank}` });
+    const gpu = (node: { rank: number; host: string } | undefined, uuids: string[]): GpuMessage => ({ type: 'gpu', t: 2000, devices: uuids.map((uuid, index) => ({ index, uuid, name: 'H200', memoryUsed: 1, memoryTotal: 2, memoryReserved: 0, utilPercent: 50, temperatureC: 40, powerW: 300, powerLimitW: 700, smClockMHz: 1980, processes: [], ranks: [index] })), ...(node ? { node } : {}) });
+    // One machine: one group, node null, not multi-node; every GPU is every rank's.
+    const one = new RunData('one');
+    for (const r of [1, 0]) one.add(mem(r, 10 + r));
+    one.add(gpu(undefined, ['GPU-0', 'GPU-1']));
+    assert.equal(one.multiNode, false);
+    assert.deepEqual(one.nodeGroups().map((g) => [g.key, g.node, g.ranks]), [['', null, [0, 1]]]);
+    assert.equal(one.gpusOf(1).length, 2);
+    // Two nodes reporting out of order: groups in node-rank order, ranks ascending, the fullest rank, sums.
+    const b = { rank: 1, host: 'b' };
+    const a = { rank: 0, host: 'a' };
+    const two = new RunData('two');
+    two.add(mem(3, 95, b));
+    two.add(mem(0, 40, a));
+    two.add(mem(2, 30, b));
+    two.add(mem(1, 70, a));
+    two.add(gpu(b, ['GPU-2', 'GPU-3']));
+    two.add(gpu(a, ['GPU-0', 'GPU-1']));
+    assert.equal(two.multiNode, true);
+    const groups = two.nodeGroups();
+    assert.deepEqual(groups.map((g) => [g.key, g.node?.host, g.ranks, g.worstRank, g.worstFraction, g.peak, g.capacity]), [
+      ['node-0', 'a', [0, 1], 1, 0.7, 110, 200],
+      ['node-1', 'b', [2, 3], 3, 0.95, 125, 200],
+    ]);
+    // A rank's GPUs are its own node's (device index 0 there is GPU-2, not node 0's GPU-0).
+    assert.deepEqual(two.gpusOf(2).map((d) => d.uuid), ['GPU-2', 'GPU-3']);
+    assert.deepEqual(two.gpusOf(0).map((d) => d.uuid), ['GPU-0', 'GPU-1']);
+    assert.deepEqual(groups[1]!.gpus.map((d) => d.uuid), ['GPU-2', 'GPU-3']);
+    // A newer sample of node b replaces only node b's.
+    two.add(gpu(b, ['GPU-2']));
+    assert.deepEqual(two.nodeGroups().map((g) => g.gpus.length), [2, 1]);
   });
 });
 

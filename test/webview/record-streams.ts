@@ -3,33 +3,38 @@
 // alert engine, time stamps). Date.now is replaced by the run's own clock while recording, so the file is
 // the same on every machine. The real single-device run next to it (tiny-cpu/) was recorded with
 //   scalelm train examples/tiny.scalelm.json --steps 120 --set train.evalEvery=20 --set train.checkpointEvery=60
-// Usage: node out/test/webview/record-streams.js [steps [totalSteps]]
+// Usage: node out/test/webview/record-streams.js [steps [totalSteps]] | multinode
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { RunRecorder } from '../../runtime/telemetry/recorder';
 import { estimate } from '../../runtime/planner';
 import { ROOT } from './harness';
-import { SYNTHETIC_RUN_ID, syntheticConfig, syntheticMessages } from './synthetic';
+import { MULTINODE_RUN_ID, SYNTHETIC_RUN_ID, syntheticConfig, syntheticMessages } from './synthetic';
 
 export const STREAMS_DIR = join(ROOT, 'test/fixtures/streams');
-const STARTED_AT = Date.UTC(2025, 5, 2, 9, 30, 0);
+const RECORDED_AT = Date.UTC(2025, 5, 2, 9, 30, 0);
 
-export async function recordSynthetic(steps = 300, totalSteps = 2000, dir = join(STREAMS_DIR, SYNTHETIC_RUN_ID)): Promise<string> {
+/** The multi-node fixture: the same model on 8 nodes × 8 H200s; rank 45 (node 5) leaks. */
+// A day before the 8-GPU run, so a server of the fixtures shows that one first, as before.
+export const MULTINODE = { world: 64, nodes: 8, leakRank: 45, steps: 30, startedAt: Date.UTC(2025, 5, 1, 9, 30, 0) } as const;
+
+export async function recordSynthetic(steps = 300, totalSteps = 2000, dir = join(STREAMS_DIR, SYNTHETIC_RUN_ID), shape: { world: number; nodes: number; leakRank?: number; runId: string; startedAt?: number } = { world: 8, nodes: 1, runId: SYNTHETIC_RUN_ID }): Promise<string> {
+  const startedAt = shape.startedAt ?? RECORDED_AT;
   rmSync(join(dir, 'metrics.jsonl'), { force: true });
   const realNow = Date.now;
-  let clock = STARTED_AT;
+  let clock = startedAt;
   Date.now = () => clock;
   try {
-    const config = syntheticConfig(totalSteps);
+    const config = syntheticConfig(totalSteps, shape.world);
     const est = estimate(config, { convention: 'scalelm' });
     const plan = est.ok ? { convention: 'scalelm', perDevice: { ...est.memory.perDevice }, stepMs: est.time.stepMs, tokensPerSec: est.time.tokensPerSec, mfu: est.time.mfu } : undefined;
-    const rec = RunRecorder.open({ runDir: dir, runId: SYNTHETIC_RUN_ID, name: config.name, config, ...(plan ? { plan } : {}), world: 8, tensorboard: false, gpu: false, startedAt: STARTED_AT, capacityBytes: (143771 - 614) * 2 ** 20 });
+    const rec = RunRecorder.open({ runDir: dir, runId: shape.runId, name: config.name, config, ...(plan ? { plan } : {}), world: shape.world, tensorboard: false, gpu: false, startedAt, capacityBytes: (143771 - 614) * 2 ** 20 });
     clock += 1200;
-    rec.log('info', 'backend: tfjs-node-gpu (CUDA 12.4, 8 × NVIDIA H200) — synthetic stream for tests', { source: 'trainer' });
-    rec.log('info', 'model: llama-2-7b, 6,738,415,616 parameters; 8 ranks, data-parallel 8, ZeRO-1', { source: 'trainer' });
+    rec.log('info', `backend: tfjs-node-gpu (CUDA 12.4, ${shape.world} × NVIDIA H200${shape.nodes > 1 ? ` on ${shape.nodes} nodes` : ''}) — synthetic stream for tests`, { source: 'trainer' });
+    rec.log('info', `model: llama-2-7b, 6,738,415,616 parameters; ${shape.world} ranks, data-parallel ${shape.world}, ZeRO-1`, { source: 'trainer' });
     clock += 40_000;
     rec.status('running', { step: 0 });
-    for (const m of syntheticMessages({ steps, totalSteps, startedAt: STARTED_AT, gpuEvery: 5, commEvery: 5 })) {
+    for (const m of syntheticMessages({ steps, totalSteps, startedAt, gpuEvery: 5, commEvery: 5, world: shape.world, nodes: shape.nodes, ...(shape.leakRank !== undefined ? { leakRank: shape.leakRank } : {}) })) {
       const t = (m as { t?: number }).t;
       if (typeof t === 'number') clock = Math.max(clock, t);
       rec.publish(m);
@@ -44,9 +49,16 @@ export async function recordSynthetic(steps = 300, totalSteps = 2000, dir = join
   return join(dir, 'metrics.jsonl');
 }
 
+/** Records test/fixtures/streams/llama7b-64xh200 (8 nodes × 8 ranks). */
+export function recordMultiNode(dir = join(STREAMS_DIR, MULTINODE_RUN_ID)): Promise<string> {
+  return recordSynthetic(MULTINODE.steps, 2000, dir, { ...MULTINODE, runId: MULTINODE_RUN_ID });
+}
+
 if (require.main === module) {
+  // `node out/test/webview/record-streams.js multinode` records the 64-rank fixture; else the 8-GPU one.
+  const multi = process.argv[2] === 'multinode';
   const steps = Number(process.argv[2] ?? 300);
-  recordSynthetic(steps, Number(process.argv[3] ?? 2000)).then(
+  (multi ? recordMultiNode() : recordSynthetic(steps, Number(process.argv[3] ?? 2000))).then(
     (path) => console.log(`wrote ${path}`),
     (e: unknown) => {
       console.error(e);

@@ -4,23 +4,28 @@
 // measured-looking deviations, a loss curve with one spike, a warm-up + cosine learning rate, cumulative
 // collective totals, nvidia-smi-like GPU samples) and rank 7 slowly leaks memory towards the end so the
 // memory alerts fire. Used to record test/fixtures/streams/synthetic-8xh200 (through RunRecorder) and,
-// in memory, by bench/dashboard for 100k steps. Deterministic (seeded).
+// in memory, by bench/dashboard for 100k steps. Deterministic (seeded). With `nodes`, the same run spread
+// over several machines (8 GPUs each): every memory and GPU message says its node, each node's GPU sampler
+// reports its own devices, and the ranks differ a little (a seeded imbalance) so a heatmap has texture;
+// test/fixtures/streams/llama7b-64xh200 is 8 nodes × 8 ranks.
 import { parseConfig } from '../../runtime/config/parse';
 import type { RunConfig } from '../../runtime/config/types';
 import { estimate } from '../../runtime/planner';
 import type { CommMessage, GpuMessage, MemoryMessage, Message, StepMessage } from '../../common/protocol';
 
 export const SYNTHETIC_RUN_ID = 'llama7b-8xh200';
+export const MULTINODE_RUN_ID = 'llama7b-64xh200';
 const MiB = 2 ** 20;
 const GiB = 2 ** 30;
 
-export function syntheticConfig(steps: number): RunConfig {
+export function syntheticConfig(steps: number, world = 8): RunConfig {
+  const nodes = Math.max(1, Math.ceil(world / 8));
   const r = parseConfig({
-    name: 'llama-2-7b · 8×H200 · ZeRO-1',
+    name: nodes > 1 ? `llama-2-7b · ${world}×H200 (${nodes} nodes) · ZeRO-1` : 'llama-2-7b · 8×H200 · ZeRO-1',
     model: { preset: 'llama-2-7b' },
-    train: { microBatch: 3, globalBatch: 96, precision: 'bf16-mixed', steps, lr: 3e-4, warmupSteps: Math.min(100, Math.ceil(steps / 10)), flashAttention: true, evalEvery: 50, checkpointEvery: 200 },
-    parallel: { dp: 8, zero: 1 },
-    cluster: { gpu: 'H200', gpusPerNode: 8, nodes: 1 },
+    train: { microBatch: 3, globalBatch: 12 * world, precision: 'bf16-mixed', steps, lr: 3e-4, warmupSteps: Math.min(100, Math.ceil(steps / 10)), flashAttention: true, evalEvery: 50, checkpointEvery: 200 },
+    parallel: { dp: world, zero: 1 },
+    cluster: { gpu: 'H200', gpusPerNode: Math.min(8, world), nodes },
     devices: { backend: 'tfjs-node-gpu' },
   });
   if (!r.ok) throw new Error(`synthetic config: ${JSON.stringify(r.errors)}`);
@@ -52,13 +57,26 @@ export interface SyntheticOptions {
   seed?: number;
   /** Added to every loss (a second, slightly worse run to compare with). */
   lossOffset?: number;
+  /** Spread the ranks over this many machines (world / nodes each; default 1: no node info, as one machine). */
+  nodes?: number;
+  /** The rank that slowly leaks memory (default the last). */
+  leakRank?: number;
 }
+
+/** The host names of a synthetic multi-node run (node k of the job). */
+export const syntheticHost = (node: number): string => `h200-${String.fromCharCode(97 + (node % 26))}${Math.floor(node / 26) || ''}.cluster.internal`;
 
 /** The run's messages after hello/status, step by step (a generator: 100k steps need no big array). */
 export function* syntheticMessages(o: SyntheticOptions): Generator<Message> {
   const world = o.world ?? 8;
-  const config = syntheticConfig(o.totalSteps ?? o.steps);
+  const nodes = o.nodes ?? 1;
+  const perNode = Math.ceil(world / nodes);
+  const leakRank = o.leakRank ?? world - 1;
+  const config = syntheticConfig(o.totalSteps ?? o.steps, world);
   const random = rng(o.seed ?? 7);
+  // Per-rank imbalance of a multi-node run, from its own generator so the one-machine stream is unchanged.
+  const imbalance = nodes > 1 ? Array.from({ length: world }, rng((o.seed ?? 7) + 1)).map((u) => u * 9 * GiB) : [];
+  const nodeOf = (rank: number) => (nodes > 1 ? { rank: Math.floor(rank / perNode), host: syntheticHost(Math.floor(rank / perNode)) } : undefined);
   const noise = (scale: number) => (random() - 0.5) * 2 * scale;
   const est = estimate(config, { convention: 'scalelm' });
   if (!est.ok) throw new Error('synthetic plan failed');
@@ -78,7 +96,7 @@ export function* syntheticMessages(o: SyntheticOptions): Generator<Message> {
   const leakFrom = Math.floor(o.steps * 0.6);
   // Rank 7 ends at 91.5% of its capacity: over the 90% alert line, under the dashboard's 92% "critical".
   const baseline = (pred.params + pred.grads + pred.optimizer + pred.activations * 1.045 + pred.buffers * 0.92 + 1.4 * GiB) * 0.985 + pred.overhead * 0.6;
-  const leakTotal = (0.915 * capacity - baseline) / 0.985;
+  const leakTotal = (0.915 * capacity - baseline) / 0.985 - (imbalance[leakRank] ?? 0);
   const spikeAt = Math.floor(o.steps * 0.55);
   for (let step = 1; step <= o.steps; step++) {
     const tps = baseTps * (1 + noise(0.03)) * (step < 5 ? 0.6 : 1);
@@ -101,11 +119,12 @@ export function* syntheticMessages(o: SyntheticOptions): Generator<Message> {
         optimizer: Math.round(pred.optimizer),
         activations: Math.round(act),
         comm: Math.round(pred.buffers * 0.92),
-        temporaries: Math.round(1.4 * GiB + noise(0.02 * GiB) + (rank === 0 ? 1.2 * GiB : 0) + (rank === world - 1 ? leakBytes : 0)),
+        temporaries: Math.round(1.4 * GiB + noise(0.02 * GiB) + (rank === 0 ? 1.2 * GiB : 0) + (rank === leakRank ? leakBytes : 0) + (imbalance[rank] ?? 0)),
       };
       const sum = Object.values(categories).reduce((a, b) => a + b, 0);
       const stepPeak = Math.round(Math.min(capacity, sum * 0.985 + pred.overhead * 0.6));
-      ranks.push({ type: 'memory', rank, t: t + rank, step, categories, stepPeak, capacity, predicted, device: `GPU-5f1c${rank}a00-0000-4000-8000-00000000000${rank}` });
+      const node = nodeOf(rank);
+      ranks.push({ type: 'memory', rank, t: t + rank, step, categories, stepPeak, capacity, predicted, ...(node ? { node } : {}), device: `GPU-5f1c${rank}a00-0000-4000-8000-00000000000${rank}` });
     }
     const msg: StepMessage = { type: 'step', step, loss, lr: lrAt(step), gradNorm, tokensPerSec: tps, stepMs, memory: { params: ranks[0]!.categories.params!, grads: ranks[0]!.categories.grads!, optimizer: ranks[0]!.categories.optimizer!, activations: ranks[0]!.categories.activations!, peak: ranks[0]!.stepPeak }, tokens, t };
     yield msg;
@@ -158,7 +177,13 @@ export function* syntheticMessages(o: SyntheticOptions): Generator<Message> {
           ranks: [i],
         };
       });
-      yield { type: 'gpu', t: t + 50, devices };
+      if (nodes > 1) {
+        // Each machine's sampler: its own devices, indexed from 0 there.
+        for (let n = 0; n < nodes; n++) {
+          const own = devices.slice(n * perNode, (n + 1) * perNode).map((d, i) => ({ ...d, index: i, processes: d.processes.map((p) => ({ ...p, pid: 48210 + i })) }));
+          yield { type: 'gpu', t: t + 50 + n, devices: own, node: nodeOf(n * perNode)! };
+        }
+      } else yield { type: 'gpu', t: t + 50, devices };
     }
     if (config.train.evalEvery && step % config.train.evalEvery === 0) yield { type: 'eval', step, loss: loss + 0.04 + noise(0.02), t: t + 900 };
     if (config.train.checkpointEvery && step % config.train.checkpointEvery === 0) yield { type: 'checkpoint', step, path: `checkpoints/step-${String(step).padStart(6, '0')}`, bytes: Math.round(psi * 2 + psi * 12), t: t + 4000 };

@@ -1,13 +1,14 @@
 // The run header, visible on every tab: name, state, step / total with a progress bar, elapsed, ETA,
 // throughput, achieved TFLOP/s per device and MFU, the layout and backend, the engine (and why), an out-of-memory warning,
-// the raised alerts, and a strip with one small memory bar per rank.
+// the raised alerts, and a strip with one small memory bar per rank (per node, for its fullest rank, in a
+// multi-node run of COMPACT_FROM ranks or more: 128 bars on every tab would bury the header).
 import { fill, h, setText } from '../dom';
 import { formatBytes, formatCount, formatDuration, formatFlops, formatPercent, formatTokensPerSec, formatValue } from '../format';
 import { levelOf, progressOf, type Level } from '../metrics';
 import { isEnded, type AlertMessage } from '../../common/protocol';
 import { canResume, describeState, STATE_LOOK, type ShownState } from '../../common/lifecycle';
 import type { RunData } from '../store';
-import { describeTimeToFull } from './memory';
+import { COMPACT_FROM, describeTimeToFull } from './memory';
 
 /** 14:05, or "Tue 14:05" when it is not today. */
 function clock(t: number): string {
@@ -50,7 +51,7 @@ export class HeaderView {
   private readonly oom: HTMLElement;
   private readonly alerts: HTMLElement;
   private readonly strip: HTMLElement;
-  private stripBars = new Map<number, { root: HTMLElement; fill: HTMLElement; label: HTMLElement; level: Level }>();
+  private stripBars = new Map<string, { root: HTMLElement; fill: HTMLElement; label: HTMLElement; level: Level }>();
   private alertsKey = '';
   private stripRun: string | null = null;
   private shownState = '';
@@ -215,22 +216,28 @@ export class HeaderView {
   }
 
   private renderStrip(run: RunData): void {
-    if (this.stripRun !== run.runId) {
+    const perNode = run.multiNode && run.memory.size >= COMPACT_FROM;
+    const key = `${run.runId}|${perNode}`;
+    if (this.stripRun !== key) {
       this.stripBars.clear();
       this.strip.replaceChildren();
-      this.stripRun = run.runId;
+      this.stripRun = key;
     }
-    for (const [rank, mem] of [...run.memory.entries()].sort((a, b) => a[0] - b[0])) {
-      let bar = this.stripBars.get(rank);
+    // One bar per rank; or per node, showing that node's fullest rank.
+    const bars = perNode
+      ? run.nodeGroups().flatMap((g) => (g.worstRank === null ? [] : [{ id: g.key, label: g.node ? `n${g.node.rank}` : 'local', rank: g.worstRank, what: `${g.node ? `${g.node.host} (node ${g.node.rank})` : 'this machine'}, fullest of ${g.ranks.length} ranks: rank ${g.worstRank}` }]))
+      : [...run.memory.keys()].sort((a, b) => a - b).map((rank) => ({ id: `r${rank}`, label: `r${rank}`, rank, what: `rank ${rank}` }));
+    for (const b of bars) {
+      let bar = this.stripBars.get(b.id);
       if (!bar) {
         const fillEl = h('div', { class: 'fill' });
         const label = h('span', { class: 'mini-label' });
-        const root = h('div', { class: 'mini level-ok', 'data-rank': rank }, h('span', { class: 'mini-rank' }, `r${rank}`), h('div', { class: 'mini-bar' }, fillEl), label);
+        const root = h('div', { class: 'mini level-ok', ...(perNode ? { 'data-node': b.id } : { 'data-rank': b.rank }) }, h('span', { class: 'mini-rank' }, b.label), h('div', { class: 'mini-bar' }, fillEl), label);
         bar = { root, fill: fillEl, label, level: 'ok' };
-        this.stripBars.set(rank, bar);
+        this.stripBars.set(b.id, bar);
         this.strip.append(root);
       }
-      const m = mem.latest;
+      const m = run.memory.get(b.rank)!.latest;
       const f = m.capacity > 0 ? m.stepPeak / m.capacity : 0;
       const level = levelOf(f);
       if (level !== bar.level) {
@@ -239,7 +246,7 @@ export class HeaderView {
       }
       bar.fill.style.width = `${Math.min(100, f * 100)}%`;
       setText(bar.label, formatPercent(f, f >= 0.75 ? 1 : undefined));
-      bar.root.title = `rank ${rank}: ${formatBytes(m.stepPeak)} of ${formatBytes(m.capacity)}`;
+      bar.root.title = `${b.what}: ${formatBytes(m.stepPeak)} of ${formatBytes(m.capacity)}`;
     }
   }
 

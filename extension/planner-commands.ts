@@ -13,7 +13,7 @@ import { calibrateRun } from '../runtime/commands/calibrate';
 import { loadPlanInput, type LoadedPlan } from '../runtime/commands/plan-input';
 import { describeLayout } from '../runtime/planner/estimate';
 import { exportFileName, exportLayout, type ExportTarget } from '../runtime/planner/export';
-import { bundledPythonPath } from '../runtime/engines/torch/torchrun';
+import { bundledPythonPath } from '../runtime/launch/command';
 import { layoutOf } from '../runtime/planner/memory';
 import { currentLayoutText, sameLayout, searchLayouts, TIGHT_MEMORY, type SearchResult } from '../runtime/planner/search';
 import type { Layout } from '../runtime/planner/types';

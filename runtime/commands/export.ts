@@ -4,7 +4,7 @@
 import { estimate } from '../planner/estimate';
 import { layoutOf } from '../planner/memory';
 import { EXPORT_TARGETS, exportFileName, exportLayout, shellWords, type ExportTarget, type SlurmOptions } from '../planner/export';
-import { bundledPythonPath } from '../engines/torch/torchrun';
+import { bundledPythonPath } from '../launch/command';
 import { writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { formatBytes } from '../../common/units';

@@ -1,9 +1,12 @@
 // A launched training command as a child process: its own process group (Stop signals all of it; a terminal's
 // Ctrl-C comes to scalelm first), its output passed on line by line with the last stderr lines kept for the
 // failure message, and every process under it signalled on the way out. Shared by `scalelm launch` on the
-// coordinator (runtime/launch/launch.ts) and on a multi-node run's other nodes (runtime/launch/node.ts).
+// coordinator (runtime/launch/launch.ts), on a multi-node run's other nodes (runtime/launch/node.ts), and by
+// the torch engine's torchrun (runtime/engines/torch/torchrun.ts).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { bundledPythonPath, descendants } from '../engines/torch/torchrun';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
 export interface CommandExit {
   code: number | null;
   signal: NodeJS.Signals | null;
@@ -13,30 +16,34 @@ export interface CommandExit {
 
 export class LaunchedCommand {
   readonly child: ChildProcess;
-  /** The command's last stderr lines (at most 40). */
+  /** The command's last stderr lines (at most `tailLines`, default 40). */
   readonly tail: string[] = [];
   readonly exited: Promise<CommandExit>;
 
   constructor(
     readonly command: string[],
-    o: { cwd?: string; env: NodeJS.ProcessEnv; onLine?: (line: string, stream: 'stdout' | 'stderr') => void },
+    o: { cwd?: string; env: NodeJS.ProcessEnv; onLine?: (line: string, stream: 'stdout' | 'stderr') => void; tailLines?: number },
   ) {
     const [cmd, ...args] = command;
+    const tailLines = o.tailLines ?? 40;
     this.child = spawn(cmd!, args, { cwd: o.cwd, detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: o.env });
+    const line = (l: string, stream: 'stdout' | 'stderr'): void => {
+      if (stream === 'stderr') {
+        this.tail.push(l);
+        if (this.tail.length > tailLines) this.tail.shift();
+      }
+      o.onLine?.(l, stream);
+    };
     for (const stream of ['stdout', 'stderr'] as const) {
       let partial = '';
       this.child[stream]!.setEncoding('utf8');
       this.child[stream]!.on('data', (chunk: string) => {
         const lines = (partial + chunk).split('\n');
         partial = lines.pop()!;
-        for (const l of lines) {
-          if (stream === 'stderr') {
-            this.tail.push(l);
-            if (this.tail.length > 40) this.tail.shift();
-          }
-          o.onLine?.(l, stream);
-        }
+        for (const l of lines) line(l, stream);
       });
+      // A last line without a newline (a traceback cut short) still counts; 'close' comes after 'end'.
+      this.child[stream]!.on('end', () => partial && line(partial, stream));
     }
     this.exited = new Promise((resolve) => {
       this.child.once('error', (e) => resolve({ code: null, signal: null, error: `could not start ${cmd}: ${e.message}` }));
@@ -77,6 +84,50 @@ export class LaunchedCommand {
 
 /** "exit 1" or "signal SIGKILL". */
 export const howEnded = (e: { code: number | null; signal: string | null }): string => (e.code !== null ? `exit ${e.code}` : `signal ${e.signal}`);
+
+/** Pids of every descendant of `root` (children before grandchildren), from /proc. */
+export function descendants(root: number): number[] {
+  const children = new Map<number, number[]>();
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    return [];
+  }
+  for (const e of entries) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const stat = readFileSync(`/proc/${e}/stat`, 'utf8');
+      // Field 4 (ppid) follows the parenthesised command, which may itself hold spaces and parentheses.
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      const list = children.get(ppid) ?? [];
+      list.push(Number(e));
+      children.set(ppid, list);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const out: number[] = [];
+  const queue = [root];
+  while (queue.length) {
+    for (const c of children.get(queue.shift()!) ?? []) {
+      out.push(c);
+      queue.push(c);
+    }
+  }
+  return out;
+}
+
+/**
+ * The folder holding the `scalelm` package: SCALELM_PYTHON_PACKAGE (developing the package elsewhere), else
+ * dist/python next to the CLI bundle, or python/ in a checkout (out/runtime/launch → repo).
+ */
+export function bundledPythonPath(): string {
+  if (process.env.SCALELM_PYTHON_PACKAGE) return process.env.SCALELM_PYTHON_PACKAGE;
+  const candidates = [join(__dirname, 'python'), join(__dirname, '..', '..', '..', 'python')];
+  for (const c of candidates) if (existsSync(join(c, 'scalelm', '__init__.py'))) return c;
+  return candidates[0]!;
+}
 
 /** PYTHONPATH with the bundled `scalelm` package first (as for the torch engine), for every node's command:
  * a script's `import scalelm` gets the Monitor that speaks this CLI's channel, with no pip install. */

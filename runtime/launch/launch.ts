@@ -12,7 +12,7 @@
 import { hostname } from 'node:os';
 import type { Message } from '../../common/protocol';
 import { ChannelServer, type NodeReport, type RankReport } from '../parallel/channel';
-import { rootFailure, type RankFailure } from '../engines/torch/failure';
+import { rootFailure, type RankFailure } from '../coordinator/failure';
 import { howEnded, LaunchedCommand, withBundledPython, type CommandExit } from './command';
 import type { RunDir } from '../train/run-dir';
 import { RunEvents } from '../train/run-events';

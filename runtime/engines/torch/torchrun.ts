@@ -2,20 +2,8 @@
 // agent starts every rank in a session of its own (start_new_session), so killing the agent's process group
 // would orphan the ranks: ending a run walks the agent's process tree (/proc) and kills every process group
 // in it, ranks first, then the agent — on Stop timeouts, failures, and when this process exits.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
-
-/**
- * The folder holding the `scalelm` package: SCALELM_PYTHON_PACKAGE (developing the package elsewhere), else
- * dist/python next to the CLI bundle, or python/ in a checkout (out/runtime/engines/torch → repo).
- */
-export function bundledPythonPath(): string {
-  if (process.env.SCALELM_PYTHON_PACKAGE) return process.env.SCALELM_PYTHON_PACKAGE;
-  const candidates = [join(__dirname, 'python'), join(__dirname, '..', 'python'), join(__dirname, '..', '..', '..', '..', 'python'), join(__dirname, '..', '..', '..', 'python')];
-  for (const c of candidates) if (existsSync(join(c, 'scalelm', '__init__.py'))) return c;
-  return candidates[0]!;
-}
+import type { ChildProcess } from 'node:child_process';
+import { bundledPythonPath, LaunchedCommand } from '../../launch/command';
 
 export interface TorchrunOptions {
   python: string;
@@ -43,51 +31,9 @@ export interface TorchrunExit {
 
 const TAIL_LINES = 200;
 
-/** Pids of every descendant of `root` (children before grandchildren), from /proc. */
-export function descendants(root: number): number[] {
-  const children = new Map<number, number[]>();
-  let entries: string[];
-  try {
-    entries = readdirSync('/proc');
-  } catch {
-    return [];
-  }
-  for (const e of entries) {
-    if (!/^\d+$/.test(e)) continue;
-    try {
-      const stat = readFileSync(`/proc/${e}/stat`, 'utf8');
-      // Field 4 (ppid) follows the parenthesised command, which may itself hold spaces and parentheses.
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      const list = children.get(ppid) ?? [];
-      list.push(Number(e));
-      children.set(ppid, list);
-    } catch {
-      // gone meanwhile
-    }
-  }
-  const out: number[] = [];
-  const queue = [root];
-  while (queue.length) {
-    for (const c of children.get(queue.shift()!) ?? []) {
-      out.push(c);
-      queue.push(c);
-    }
-  }
-  return out;
-}
-
-function killQuietly(pid: number, signal: NodeJS.Signals): void {
-  try {
-    process.kill(pid, signal);
-  } catch {
-    // already gone
-  }
-}
-
 export class Torchrun {
-  readonly child: ChildProcess;
   readonly exited: Promise<TorchrunExit>;
-  private readonly tail: string[] = [];
+  private readonly cmd: LaunchedCommand;
   private done = false;
   /** Pids the ranks reported themselves (hello), in case they left the agent's tree. */
   private readonly rankPids = new Set<number>();
@@ -96,47 +42,25 @@ export class Torchrun {
   constructor(o: TorchrunOptions) {
     const args = ['-m', 'torch.distributed.run', '--nproc-per-node', String(o.nproc), '--standalone', '--max-restarts', '0', '--monitor-interval', '0.2', '-m', o.module ?? 'scalelm.train', '--args', o.argsFile];
     const pythonPath = [o.pythonPath ?? bundledPythonPath(), process.env.PYTHONPATH].filter(Boolean).join(':');
-    this.child = spawn(o.python, args, {
-      cwd: o.cwd,
-      // Its own process group: a terminal's Ctrl-C reaches only the coordinator, which stops the run itself.
-      detached: true,
-      stdio: ['ignore', 'pipe', 'pipe'],
+    // Its own process group (LaunchedCommand): a terminal's Ctrl-C reaches only the coordinator, which stops the run itself.
+    this.cmd = new LaunchedCommand([o.python, ...args], {
+      ...(o.cwd ? { cwd: o.cwd } : {}),
       env: { ...process.env, ...o.env, PYTHONPATH: pythonPath, PYTHONUNBUFFERED: '1', OMP_NUM_THREADS: process.env.OMP_NUM_THREADS ?? '1' },
+      tailLines: TAIL_LINES,
+      ...(o.onLine ? { onLine: o.onLine } : {}),
     });
     process.on('exit', this.onExit);
-    for (const stream of ['stdout', 'stderr'] as const) {
-      let partial = '';
-      this.child[stream]!.setEncoding('utf8');
-      this.child[stream]!.on('data', (chunk: string) => {
-        const lines = (partial + chunk).split('\n');
-        partial = lines.pop()!;
-        for (const l of lines) this.line(l, stream, o);
-      });
-      this.child[stream]!.on('end', () => partial && this.line(partial, stream, o));
-    }
-    this.exited = new Promise((resolve) => {
-      const finish = (code: number | null, signal: NodeJS.Signals | null) => {
-        if (this.done) return;
-        this.done = true;
-        // A rank that outlived its agent (a crash of the agent itself) must not stay behind.
-        this.killTree('SIGKILL');
-        process.off('exit', this.onExit);
-        resolve({ code, signal, stderrTail: [...this.tail] });
-      };
-      this.child.once('error', (e) => {
-        this.tail.push(`could not start ${o.python}: ${e.message}`);
-        finish(null, null);
-      });
-      this.child.once('close', finish);
+    this.exited = this.cmd.exited.then((e) => {
+      this.done = true;
+      // A rank that outlived its agent (a crash of the agent itself) must not stay behind.
+      this.killTree('SIGKILL');
+      process.off('exit', this.onExit);
+      return { code: e.code, signal: e.signal, stderrTail: e.error ? [...this.cmd.tail, e.error] : [...this.cmd.tail] };
     });
   }
 
-  private line(l: string, stream: 'stdout' | 'stderr', o: TorchrunOptions): void {
-    if (stream === 'stderr') {
-      this.tail.push(l);
-      if (this.tail.length > TAIL_LINES) this.tail.shift();
-    }
-    o.onLine?.(l, stream);
+  get child(): ChildProcess {
+    return this.cmd.child;
   }
 
   get pid(): number | undefined {
@@ -149,14 +73,7 @@ export class Torchrun {
 
   /** Signals every process group under the agent (ranks in their own sessions), the ranks, then the agent's group. */
   killTree(signal: NodeJS.Signals): void {
-    const root = this.child.pid;
-    if (root === undefined) return;
-    const pids = [...new Set([...descendants(root), ...this.rankPids])];
-    for (const p of pids) {
-      killQuietly(-p, signal); // session leaders (the ranks): their whole group
-      killQuietly(p, signal);
-    }
-    if (!this.done) killQuietly(-root, signal);
+    this.cmd.signalAll(signal, this.rankPids);
   }
 
   /** SIGTERM to everything (torchrun forwards it), then SIGKILL after graceMs; resolves when the agent has exited. */

@@ -7,7 +7,7 @@
 //   loss-nan        the loss is NaN or infinite (raised once);
 //   loss-diverging  the smoothed loss climbs well above its best;
 //   collector-down  the GPU sampler lost nvidia-smi;  gpu-lost  the driver reports a GPU as lost.
-// GPU alerts from another node of a multi-node run carry it: memory-high:node1:gpu5, gpu-lost:node1:<uuid>.
+// GPU alerts of a multi-node run carry the node: memory-high:node1:gpu5, gpu-lost:node1:<uuid>.
 // Pure: times come from the messages, so tests drive it with synthetic series.
 import type { AlertMessage, AlertSeverity, GpuMessage, MemoryMessage, Message, StepMessage } from '../../common/protocol';
 import { formatBytes } from '../../common/units';
@@ -198,8 +198,8 @@ export class AlertEngine {
 
   private onGpu(g: GpuMessage): void {
     // Device indices and UUIDs are only unique on one machine (a fake or cloned driver repeats UUIDs
-    // across nodes): a sample from another node names its node in ids and messages. The coordinator's
-    // own machine (no node) keeps the single-machine ids.
+    // across nodes): a sample that names its node (multi-node) puts it in ids and messages; one without
+    // (one machine) keeps the single-machine ids.
     const idNode = g.node ? `node${g.node.rank}:` : '';
     const where = g.node ? `node ${g.node.rank} (${g.node.host}) ` : '';
     for (const d of g.devices) {

@@ -104,7 +104,7 @@ describe('alerts', () => {
     engine.observe(on(6, 100, true));
     engine.observe(on(6, 100));
     assert.deepEqual(alerts.slice(1).map((a) => `${a.id}:${a.state}`), ['memory-high:node6:gpu5:raised', 'memory-high:gpu5:raised', 'memory-high:node5:gpu5:cleared', 'gpu-lost:node5:GPU-same:raised', 'gpu-lost:node6:GPU-same:raised', 'memory-high:node6:gpu5:cleared', 'gpu-lost:node6:GPU-same:cleared']);
-    assert.match(alerts[2]!.message, /^GPU 5 memory /, "the coordinator's own machine keeps single-machine wording");
+    assert.match(alerts[2]!.message, /^GPU 5 memory /, 'a sample without a node keeps the single-machine wording');
   });
 
   it('memory growing across steps after warm-up is a leak, raised once; flat or noisy memory is not', () => {

@@ -331,12 +331,17 @@ export class RunData {
     return false;
   }
 
-  /** The GPU devices of the machine a rank runs on (every sampled device when the rank's machine sent none). */
+  /**
+   * The GPU devices of the machine a rank runs on. None when that machine sent no sample: another node's
+   * devices repeat its indices and (cloned drivers, the fake nvidia-smi) its UUIDs, so a rank would match
+   * a GPU it is not on. A rank without node info next to a single machine's sample gets that machine's.
+   */
   gpusOf(rank: number): GpuDevice[] {
     const node = this.memory.get(rank)?.node;
     const own = this.gpuByNode.get(nodeKey(node));
     if (own) return own.devices;
-    return [...this.gpuByNode.values()].flatMap((g) => g.devices);
+    if (node || this.gpuByNode.size !== 1) return [];
+    return [...this.gpuByNode.values()][0]!.devices;
   }
 
   private groupsCache: { key: string; groups: NodeGroup[] } | null = null;

@@ -35,6 +35,11 @@ def transformers_callback(name: str | None = None) -> Any:
                     layout=_trainer_layout(args),
                 )
 
+        def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            # The Trainer reports only at logging steps: name each step as it starts (a dead rank's step).
+            if self.monitor is not None:
+                self.monitor.step_started(int(state.global_step) + 1)
+
         def on_log(
             self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any
         ) -> None:
@@ -123,6 +128,7 @@ def lightning_callback(name: str | None = None) -> Any:
                     self.monitor.observe_inputs((), batch)
                 else:
                     self.monitor.observe_inputs(tuple(batch) if isinstance(batch, list | tuple) else (batch,))
+                self.monitor.step_started(int(trainer.global_step) + 1)
                 self.monitor.forward_started()
 
         def on_before_backward(self, trainer: Any, pl_module: Any, loss: Any) -> None:

@@ -90,6 +90,7 @@ class Monitor:
             self.file = open(os.path.join(self.run_dir, "metrics.jsonl"), "a", encoding="utf-8")  # noqa: SIM115
         self._started = int(time.time() * 1000)
         self.steps = 0
+        self._announced = 0  # the last step named by a progress line
         self.tokens = 0
         self._last = time.perf_counter()
         self._activations = 0
@@ -158,9 +159,21 @@ class Monitor:
     def _post(self, module: nn.Module, args: Any, output: Any) -> None:
         self.forward_ended()
 
+    def step_started(self, step: int | None = None) -> None:
+        """Step `step` (default: the one after the last reported) begins. Over the rank channel that is the
+        `progress` line, sent as the step starts: if this rank dies, the coordinator names the step it died in.
+        The first training forward after a report calls it; integrations that know the step number call it first."""
+        n = step if step is not None else self.steps + 1
+        if self.channel is not None and n != self._announced:
+            self._announced = n
+            self.channel.send({"k": "progress", "rank": self.rank, "step": n})
+
     def forward_started(self) -> None:
         """The forward of a micro-batch begins (the model's own hook; integrations whose framework does not call
-        the model's forward, as Lightning's training_step, call it): on sampled steps, count what autograd saves."""
+        the model's forward, as Lightning's training_step, call it): announces the step when this is its first
+        training forward, and on sampled steps counts what autograd saves."""
+        if self.model.training and self._announced <= self.steps:
+            self.step_started()
         if self._sampling() and self._ctx is None:
             self._counter = SavedTensorCounter()
             self._ctx = self._counter.counting()
@@ -200,8 +213,6 @@ class Monitor:
         now = time.perf_counter()
         step_ms = (now - self._last) * 1000
         self._last = now
-        if self.channel is not None:
-            self.channel.send({"k": "progress", "rank": self.rank, "step": self.steps})
         if lr is None and self.optimizer is not None and self.optimizer.param_groups:
             lr = float(self.optimizer.param_groups[0].get("lr", 0.0))
         if grad_norm is None:

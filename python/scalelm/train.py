@@ -23,7 +23,7 @@ import torch.distributed as dist
 from torch import nn
 
 from . import checkpoint as ckpt
-from .channel import Channel
+from .channel import Channel, node_ref
 from .data import BatchSampler, load_tokens
 from .memory import SavedTensorCounter, categories, gpu_used_bytes, local
 from .model import CausalLM, ModelError, ParamSpec, Shape, model_shape, param_specs
@@ -519,6 +519,7 @@ def run(args: dict[str, Any], channel: Channel | None, emit: Any, where: dict[st
     last_saved = -1
     reason = "completed"
     device_used: int | None = None
+    node = node_ref()  # this rank's machine in a multi-node run (None on one machine)
     if r.rank == 0:
         p = r.config["parallel"]
         emit(
@@ -607,6 +608,8 @@ def run(args: dict[str, Any], channel: Channel | None, emit: Any, where: dict[st
             "stepPeak": out["peak"],
             "capacity": cap,
             "device": device,
+            # Which machine, as the Monitor says it: the dashboard groups ranks (and their GPUs) by node.
+            **({"node": node} if node else {}),
         }
         if predicted:
             m["predicted"] = predicted

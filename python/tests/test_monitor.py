@@ -13,7 +13,7 @@ import pytest
 from engines import PYTHON_DIR, ChannelServer, check_messages
 
 SCRIPT = """
-import torch, torch.distributed as dist, scalelm
+import os, torch, torch.distributed as dist, scalelm
 from torch.nn.parallel import DistributedDataParallel as DDP
 dist.init_process_group("gloo")
 torch.manual_seed(0)
@@ -24,6 +24,8 @@ monitor = scalelm.Monitor(model, opt, name="toy")
 for step in range(12):
     x = torch.randn(8, 16, generator=torch.Generator().manual_seed(step * 10 + dist.get_rank()))
     loss = ddp(x).pow(2).mean()
+    if os.environ.get("DIE_AT") == str(step + 1) and dist.get_rank() == 1:
+        os._exit(3)  # dies in the middle of a step, after its forward
     loss.backward()
     opt.step()
     monitor.step(loss=loss, tokens=16)
@@ -77,6 +79,29 @@ def test_monitor_over_the_rank_channel(tmp_path: Path) -> None:
         assert c["params"] == PARAMS and c["grads"] == PARAMS and c["optimizer"] == 2 * PARAMS
         assert c["activations"] > 0  # sampled on CPU by saved-tensor hooks
     assert {d["rank"] for d in server.of("done")} == {0, 1}
+    for r in (0, 1):  # each step announced once, as it starts
+        assert [p["step"] for p in server.of("progress") if p["rank"] == r] == list(range(1, 13))
+
+
+def test_monitor_names_the_step_a_rank_died_in(tmp_path: Path) -> None:
+    """docs/rank-channel.md: `progress` S goes as step S starts, so a rank that dies mid-step is named in it."""
+    (tmp_path / "train.py").write_text(SCRIPT)
+    server = ChannelServer(tmp_path, "ef" * 32)
+    e = {**os.environ, "PYTHONPATH": str(PYTHON_DIR), "OMP_NUM_THREADS": "1", **server.env(), "DIE_AT": "5"}
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--standalone", "train.py"],
+            cwd=tmp_path,
+            env=e,
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+    finally:
+        server.close()
+    assert out.returncode != 0
+    assert [p["step"] for p in server.of("progress") if p["rank"] == 1] == [1, 2, 3, 4, 5]
+    assert max(m["m"]["step"] for m in server.of("msg") if m["rank"] == 1 and m["m"]["type"] == "memory") == 4
 
 
 def test_monitor_writes_a_run_folder_without_scalelm(tmp_path: Path) -> None:

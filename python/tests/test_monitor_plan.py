@@ -120,6 +120,44 @@ def test_transformers_trainer_reports_its_length_and_batch(tmp_path: Path) -> No
     assert [m["step"] for m in lines if m["type"] == "step"] == [1, 2, 3]
 
 
+def test_transformers_callback_announces_every_step_between_logs(tmp_path: Path) -> None:
+    """The Trainer reports only at logging steps; each step's `progress` still goes as it starts."""
+    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("accelerate")
+    import torch
+
+    from scalelm.integrations import transformers_callback
+
+    cfg = transformers.GPT2Config(vocab_size=64, n_positions=32, n_embd=16, n_layer=1, n_head=2)
+    model = transformers.GPT2LMHeadModel(cfg)
+    data = [{"input_ids": torch.randint(0, 64, (16,)), "labels": torch.randint(0, 64, (16,))} for _ in range(24)]
+    args = transformers.TrainingArguments(
+        output_dir=str(tmp_path / "out"),
+        max_steps=5,
+        per_device_train_batch_size=4,
+        gradient_accumulation_steps=2,
+        logging_steps=2,
+        report_to=[],
+        save_strategy="no",
+        use_cpu=True,
+    )
+    server = ChannelServer(tmp_path, "ef" * 32)
+    saved = {k: os.environ.get(k) for k in server.env()}
+    os.environ.update(server.env())
+    try:
+        callbacks = [transformers_callback("hf")]
+        transformers.Trainer(model=model, args=args, train_dataset=data, callbacks=callbacks).train()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        server.close()
+    assert [p["step"] for p in server.of("progress")] == [1, 2, 3, 4, 5]
+    assert [x["m"]["step"] for x in server.of("msg") if x["m"]["type"] == "step"] == [2, 4]
+
+
 def test_lightning_callback_reports_every_optimizer_step(tmp_path: Path) -> None:
     lightning = pytest.importorskip("lightning.pytorch")
     import torch

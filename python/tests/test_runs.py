@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -52,12 +53,15 @@ def test_channel_messages_and_stop(reference: tuple[Path, dict[str, Any], list[f
     server = ChannelServer(tmp_path, TOKEN, react)
     template = str(tmp_path / "checkpoints" / ".tmp-{step}-test")
     try:
-        torch_train(tmp_path, config, env={**server.env(), "SCALELM_CHECKPOINT_TEMPLATE": template})
+        # As node 1 of a multi-node launch: the hello and memory messages name the machine (NodeRef).
+        env = {**server.env(), "SCALELM_CHECKPOINT_TEMPLATE": template, "SCALELM_NODE_RANK": "1"}
+        torch_train(tmp_path, config, env=env)
     finally:
         server.close()
     hellos = server.of("hello")
     assert sorted(h["rank"] for h in hellos) == [0, 1]
     assert all(h["token"] == TOKEN and h["world"] == 2 and h["engine"] == "torch" for h in hellos)
+    assert all(h["nodeRank"] == 1 and h["node"] == socket.gethostname() for h in hellos)
     done = server.of("done")
     # The stop was asked as rank 0 announced step 3: every rank ends after the same step, 2 or 3 (whether the
     # request reached rank 0 before it read its controls for step 3), or later on a loaded machine.
@@ -79,6 +83,7 @@ def test_channel_messages_and_stop(reference: tuple[Path, dict[str, Any], list[f
     assert max_rel([m["loss"] for m in steps], local[:stopped_at]) < 1e-4
     mem = [m for m in msgs if m["type"] == "memory"]
     assert {m["rank"] for m in mem} == {0, 1}
+    assert all(m["node"] == {"rank": 1, "host": socket.gethostname()} for m in mem)
     for m in mem:
         c = m["categories"]
         assert set(c) >= {"params", "grads", "optimizer", "activations", "buffers", "other"}

@@ -7,6 +7,7 @@
 //   loss-nan        the loss is NaN or infinite (raised once);
 //   loss-diverging  the smoothed loss climbs well above its best;
 //   collector-down  the GPU sampler lost nvidia-smi;  gpu-lost  the driver reports a GPU as lost.
+// GPU alerts of a multi-node run carry the node: memory-high:node1:gpu5, gpu-lost:node1:<uuid>.
 // Pure: times come from the messages, so tests drive it with synthetic series.
 import type { AlertMessage, AlertSeverity, GpuMessage, MemoryMessage, Message, StepMessage } from '../../common/protocol';
 import { formatBytes } from '../../common/units';
@@ -196,19 +197,24 @@ export class AlertEngine {
   }
 
   private onGpu(g: GpuMessage): void {
+    // Device indices and UUIDs are only unique on one machine (a fake or cloned driver repeats UUIDs
+    // across nodes): a sample that names its node (multi-node) puts it in ids and messages; one without
+    // (one machine) keeps the single-machine ids.
+    const idNode = g.node ? `node${g.node.rank}:` : '';
+    const where = g.node ? `node ${g.node.rank} (${g.node.host}) ` : '';
     for (const d of g.devices) {
       const c: Context = { t: g.t, device: d.uuid };
-      const id = `gpu-lost:${d.uuid}`;
-      if (d.lost && !this.lostGpus.has(d.uuid)) {
-        this.lostGpus.add(d.uuid);
-        this.send(id, 'gpu-lost', 'critical', 'raised', `GPU ${d.index} (${d.name}) is lost: the driver cannot reach it; ranks on it will fail (a reboot is usually needed)`, c);
-      } else if (!d.lost && this.lostGpus.has(d.uuid)) {
-        this.lostGpus.delete(d.uuid);
-        this.send(id, 'gpu-lost', 'info', 'cleared', `GPU ${d.index} (${d.name}) reports again`, c);
+      const id = `gpu-lost:${idNode}${d.uuid}`;
+      if (d.lost && !this.lostGpus.has(id)) {
+        this.lostGpus.add(id);
+        this.send(id, 'gpu-lost', 'critical', 'raised', `${where}GPU ${d.index} (${d.name}) is lost: the driver cannot reach it; ranks on it will fail (a reboot is usually needed)`, c);
+      } else if (!d.lost && this.lostGpus.has(id)) {
+        this.lostGpus.delete(id);
+        this.send(id, 'gpu-lost', 'info', 'cleared', `${where}GPU ${d.index} (${d.name}) reports again`, c);
       }
       if (d.memoryUsed === null || d.memoryTotal === null) continue;
       const usable = d.memoryTotal - (d.memoryReserved ?? 0);
-      if (usable > 0) this.checkCapacity(`memory-high:gpu${d.index}`, `GPU ${d.index} memory`, d.memoryUsed, usable, c);
+      if (usable > 0) this.checkCapacity(`memory-high:${idNode}gpu${d.index}`, `${where}GPU ${d.index} memory`, d.memoryUsed, usable, c);
     }
   }
 

@@ -163,6 +163,14 @@ export class GpuHistory {
     return [...this.byNode.values()].flatMap((d) => d.values()).sort((a, b) => a.t - b.t);
   }
 
+  /** Each machine's newest sample, the coordinator's own (no node) first, then by node rank. */
+  latestPerNode(): GpuMessage[] {
+    return [...this.byNode.entries()]
+      .sort(([a], [b]) => a - b)
+      .map(([, d]) => d.latest())
+      .filter((g): g is GpuMessage => g !== undefined);
+  }
+
   /** The newest sample of any machine. */
   latest(): GpuMessage | undefined {
     return this.newest;

@@ -50,9 +50,10 @@ export function renderPrometheus(runs: RunHistory[]): string {
       add('scalelm_memory_step_peak_bytes', 'Peak memory of the last step per rank.', 'gauge', { run, rank }, m.stepPeak);
       add('scalelm_memory_capacity_bytes', 'Device capacity per rank.', 'gauge', { run, rank }, m.capacity);
     }
-    const g = h.gpu.latest();
-    for (const d of g?.devices ?? []) {
-      const labels = { run, gpu: d.index, uuid: d.uuid, name: d.name };
+    // Every machine's latest sample: GPU indices (and, with cloned drivers, UUIDs) repeat across nodes,
+    // so a multi-node run's series carry the node (rank and host); a one-machine run's have none.
+    for (const g of h.gpu.latestPerNode()) for (const d of g.devices) {
+      const labels: Labels = g.node ? { run, node: g.node.rank, host: g.node.host, gpu: d.index, uuid: d.uuid, name: d.name } : { run, gpu: d.index, uuid: d.uuid, name: d.name };
       add('scalelm_gpu_memory_used_bytes', 'GPU memory in use (nvidia-smi).', 'gauge', labels, d.memoryUsed);
       add('scalelm_gpu_memory_total_bytes', 'GPU memory in total (nvidia-smi).', 'gauge', labels, d.memoryTotal);
       add('scalelm_gpu_memory_reserved_bytes', 'GPU memory reserved by the driver.', 'gauge', labels, d.memoryReserved);

@@ -146,13 +146,16 @@ export function tensorBoardSink(writer: TensorBoardWriter): ((msg: Message) => v
       case 'memory':
         gauges[`memory/rank${msg.rank}/step_peak_gib`] = msg.stepPeak / GiB;
         break;
-      case 'gpu':
+      case 'gpu': {
+        // Device indices repeat on every machine: a multi-node run's GPUs are node<K>/gpu<N>/….
+        const at = msg.node ? `node${msg.node.rank}/` : '';
         for (const d of msg.devices) {
-          if (d.memoryUsed !== null) gauges[`gpu${d.index}/memory_used_gib`] = d.memoryUsed / GiB;
-          if (d.utilPercent !== null) gauges[`gpu${d.index}/util_percent`] = d.utilPercent;
-          if (d.powerW !== null) gauges[`gpu${d.index}/power_w`] = d.powerW;
+          if (d.memoryUsed !== null) gauges[`${at}gpu${d.index}/memory_used_gib`] = d.memoryUsed / GiB;
+          if (d.utilPercent !== null) gauges[`${at}gpu${d.index}/util_percent`] = d.utilPercent;
+          if (d.powerW !== null) gauges[`${at}gpu${d.index}/power_w`] = d.powerW;
         }
         break;
+      }
     }
   };
   return Object.assign(sink, { flush: flushGauges });

@@ -4,14 +4,14 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { appendFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { decodeMessage, type SnapshotMessage, type StepMessage } from '../../common/protocol';
+import { decodeMessage, type GpuMessage, type SnapshotMessage, type StepMessage } from '../../common/protocol';
 import { RunClient } from '../../runtime/server/client';
 import { parseListeningLine } from '../../runtime/server/monitor';
 import { exportCsv, messagesToCsv } from '../../runtime/telemetry/csv';
 import { RunRecorder } from '../../runtime/telemetry/recorder';
 import { claimRun, listRunDirs, readRun, RUN_LAYOUT, summarizeRun, writerAlive } from '../../runtime/telemetry/run-store';
 import { hostname } from 'node:os';
-import { encodeEvent, encodeRecord, maskedCrc32c, crc32c, readEventFile } from '../../runtime/telemetry/tensorboard';
+import { encodeEvent, encodeRecord, maskedCrc32c, crc32c, readEventFile, TensorBoardWriter, tensorBoardSink } from '../../runtime/telemetry/tensorboard';
 import { removeTempDirs, tempDir, until } from './telemetry/util';
 import { rawRequest } from './telemetry/ws-helpers';
 
@@ -144,6 +144,20 @@ describe('run store', function () {
     assert.equal(train.scalars['train/loss'], 2.5);
     assert.ok(Math.abs(train.scalars['memory/peak_gib']! - 700 / 2 ** 30) < 1e-12);
     assert.equal(events.find((e) => 'eval/loss' in e.scalars)!.scalars['eval/loss'], 2.25);
+  });
+
+  it('TensorBoard GPU scalars of several machines stay apart (node<K>/gpu<N>/…)', () => {
+    const dir = tmp();
+    const writer = new TensorBoardWriter(dir, 1_790_000_000_000);
+    const sink = tensorBoardSink(writer);
+    const gpu = (used: number, node?: number): GpuMessage => ({ type: 'gpu', t: 1_790_000_000_000, devices: [{ index: 0, uuid: 'GPU-same', name: 'H', memoryUsed: used * 2 ** 30, memoryTotal: 8 * 2 ** 30, memoryReserved: null, utilPercent: used, temperatureC: null, powerW: null, powerLimitW: null, smClockMHz: null, processes: [] }], ...(node === undefined ? {} : { node: { rank: node, host: `h${node}` } }) });
+    sink(gpu(1));
+    sink(gpu(2, 1));
+    sink(gpu(3, 2));
+    sink.flush();
+    writer.close();
+    const scalars = Object.assign({}, ...readEventFile(writer.path).events.map((e) => e.scalars)) as Record<string, number>;
+    assert.deepEqual([scalars['gpu0/memory_used_gib'], scalars['node1/gpu0/memory_used_gib'], scalars['node2/gpu0/memory_used_gib'], scalars['node2/gpu0/util_percent']], [1, 2, 3, 3]);
   });
 
   it('lists the runs under a runs/ directory, newest first, ignoring other folders', async () => {

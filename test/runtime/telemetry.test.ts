@@ -88,6 +88,25 @@ describe('alerts', () => {
     assert.equal(alerts[0]!.device, 'GPU-1');
   });
 
+  it('GPU alerts of the same index or UUID on different nodes are separate conditions', () => {
+    const { engine, alerts } = collect();
+    const dev = (used: number, lost = false): GpuMessage['devices'][number] => ({ index: 5, uuid: 'GPU-same', name: 'NVIDIA H200', memoryUsed: used * MiB, memoryTotal: 1000 * MiB, memoryReserved: 0, utilPercent: 100, temperatureC: 50, powerW: 600, powerLimitW: 700, smClockMHz: 1980, processes: [], ...(lost ? { lost: true } : {}) });
+    const on = (node: number | null, used: number, lost = false): GpuMessage => ({ type: 'gpu', t: t0, devices: [dev(used, lost)], ...(node === null ? {} : { node: { rank: node, host: `h${node}` } }) });
+    engine.observe(on(5, 950));
+    engine.observe(on(6, 100));
+    engine.observe(on(null, 100));
+    assert.deepEqual(alerts.map((a) => `${a.id}:${a.state}`), ['memory-high:node5:gpu5:raised'], "node 6's idle GPU 5 does not clear node 5's alert");
+    assert.match(alerts[0]!.message, /^node 5 \(h5\) GPU 5 memory /);
+    engine.observe(on(6, 960));
+    engine.observe(on(null, 970));
+    engine.observe(on(5, 100));
+    engine.observe(on(5, 100, true));
+    engine.observe(on(6, 100, true));
+    engine.observe(on(6, 100));
+    assert.deepEqual(alerts.slice(1).map((a) => `${a.id}:${a.state}`), ['memory-high:node6:gpu5:raised', 'memory-high:gpu5:raised', 'memory-high:node5:gpu5:cleared', 'gpu-lost:node5:GPU-same:raised', 'gpu-lost:node6:GPU-same:raised', 'memory-high:node6:gpu5:cleared', 'gpu-lost:node6:GPU-same:cleared']);
+    assert.match(alerts[2]!.message, /^GPU 5 memory /, 'a sample without a node keeps the single-machine wording');
+  });
+
   it('memory growing across steps after warm-up is a leak, raised once; flat or noisy memory is not', () => {
     const leaky = collect();
     for (let k = 0; k < 60; k++) leaky.engine.observe(memMsg(k, (100 + (k > 5 ? k - 5 : 0) * 2) * MiB));
@@ -188,6 +207,24 @@ describe('prometheus text', () => {
     assert.match(text, /scalelm_gpu_utilization_ratio\{run="r1",gpu="0",uuid="GPU-1",name="NVIDIA \\"H200\\"\\\\x"\} 0\.5\n/);
     assert.ok(!/scalelm_gpu_power_watts/.test(text), 'a null reading is left out, not written as 0');
     assert.match(text, /scalelm_gpu_sm_clock_hertz\{[^}]*\} 1980000000\n/);
+  });
+});
+
+describe('prometheus text, several machines', () => {
+  it("exports every node's latest GPU sample, labelled with its node", () => {
+    const h = new RunHistory();
+    h.add({ type: 'hello', protocol: 1, runId: 'r1', name: 'r1', startedAt: t0, world: 4, config: {} });
+    const gpu = (t: number, used: number, node?: number): GpuMessage => ({ type: 'gpu', t, devices: [{ index: 0, uuid: 'GPU-same', name: 'H', memoryUsed: used, memoryTotal: 10, memoryReserved: null, utilPercent: null, temperatureC: null, powerW: null, powerLimitW: null, smClockMHz: null, processes: [] }], ...(node === undefined ? {} : { node: { rank: node, host: `host-${node}` } }) });
+    h.add(gpu(t0, 1));
+    h.add(gpu(t0 + 1, 2, 1));
+    h.add(gpu(t0 + 2, 3, 1));
+    h.add(gpu(t0 + 3, 4, 2));
+    const used = renderPrometheus([h]).split('\n').filter((l) => l.startsWith('scalelm_gpu_memory_used_bytes{'));
+    assert.deepEqual(used, [
+      'scalelm_gpu_memory_used_bytes{run="r1",gpu="0",uuid="GPU-same",name="H"} 1',
+      'scalelm_gpu_memory_used_bytes{run="r1",node="1",host="host-1",gpu="0",uuid="GPU-same",name="H"} 3',
+      'scalelm_gpu_memory_used_bytes{run="r1",node="2",host="host-2",gpu="0",uuid="GPU-same",name="H"} 4',
+    ]);
   });
 });
 

@@ -151,6 +151,17 @@ describe('dashboard core: the run store', function () {
     // A newer sample of node b replaces only node b's.
     two.add(gpu(b, ['GPU-2']));
     assert.deepEqual(two.nodeGroups().map((g) => g.gpus.length), [2, 1]);
+    // A node whose sampler sent nothing yet has no GPUs: not another node's, whose UUIDs may be the same
+    // (a cloned driver, the fake nvidia-smi), which a rank's device would then match.
+    two.add(mem(4, 10, { rank: 2, host: 'c' }));
+    assert.deepEqual(two.gpusOf(4), []);
+    // A rank without node info next to one machine's sample: that machine's; next to several: none.
+    const mixed = new RunData('mixed');
+    mixed.add(mem(0, 10));
+    mixed.add(gpu(a, ['GPU-0']));
+    assert.deepEqual(mixed.gpusOf(0).map((d) => d.uuid), ['GPU-0']);
+    mixed.add(gpu(b, ['GPU-0']));
+    assert.deepEqual(mixed.gpusOf(0), []);
   });
 });
 

@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EXAMPLES, REPO, tempDir } from './train/fixtures';
-import { findTorchPython } from './train/python';
+import { torchPythonForSuite } from './train/python';
 
 const CLI = join(REPO, 'out', 'runtime', 'cli.js');
 const PACKAGE = process.env.SCALELM_PYTHON_PACKAGE ?? join(REPO, 'python');
@@ -15,13 +15,9 @@ const STEPS = 4;
 
 describe('cli: scalelm train with devices.engine=torch (torchrun + gloo)', function () {
   this.timeout(300_000);
-  const found = findTorchPython();
+  const torchPython = torchPythonForSuite();
 
   before(function () {
-    if ('missing' in found) {
-      console.log(`      NOTICE: skipping: ${found.missing}`);
-      this.skip();
-    }
     if (!existsSync(join(PACKAGE, 'scalelm', 'train.py'))) {
       console.log(`      NOTICE: skipping: ${PACKAGE}/scalelm/train.py (the torch engine's trainer) is not there yet`);
       this.skip();
@@ -32,7 +28,7 @@ describe('cli: scalelm train with devices.engine=torch (torchrun + gloo)', funct
     const dir = tempDir('scalelm-cli-torch-');
     try {
       const runDir = join(dir.path, 'run');
-      const r = spawnSync(process.execPath, [CLI, 'train', join(EXAMPLES, 'tiny-parallel.scalelm.json'), '--set', 'devices.engine=torch', '--set', 'parallel.dp=2', '--set', 'parallel.zero=3', '--steps', String(STEPS), '--python', (found as { python: string }).python, '--run-dir', runDir], {
+      const r = spawnSync(process.execPath, [CLI, 'train', join(EXAMPLES, 'tiny-parallel.scalelm.json'), '--set', 'devices.engine=torch', '--set', 'parallel.dp=2', '--set', 'parallel.zero=3', '--steps', String(STEPS), '--python', torchPython(), '--run-dir', runDir], {
         encoding: 'utf8',
         timeout: 240_000,
         env: { ...process.env, SCALELM_MONITOR_TOKEN: 'a'.repeat(64), SCALELM_PYTHON_PACKAGE: PACKAGE },
@@ -70,7 +66,7 @@ describe('cli: scalelm train with devices.engine=torch (torchrun + gloo)', funct
         data: { source: 'synthetic' },
       }));
       const runDir = join(dir.path, 'run');
-      const python = (found as { python: string }).python;
+      const python = torchPython();
       const env = { ...process.env, SCALELM_MONITOR_TOKEN: 'a'.repeat(64), SCALELM_PYTHON_PACKAGE: PACKAGE };
       const first = spawnSync(process.execPath, [CLI, 'train', cfg, '--python', python, '--run-dir', runDir], { encoding: 'utf8', timeout: 240_000, env });
       assert.equal(first.status, 0, `${first.stdout}\n${first.stderr}`);

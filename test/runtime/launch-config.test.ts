@@ -7,21 +7,15 @@ import { spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { REPO, running, tempDir } from './train/fixtures';
-import { findTorchPython } from './train/python';
+import { torchPythonForSuite } from './train/python';
 
 const CLI = join(REPO, 'out', 'runtime', 'cli.js');
 const SCRIPT = join(REPO, 'test', 'fixtures', 'e2e-workspace', 'monitored.py');
 
 describe('cli: a config\'s launch section (scalelm launch --config)', function () {
   this.timeout(120_000);
-  const found = findTorchPython();
+  const torchPython = torchPythonForSuite();
   let dir: ReturnType<typeof tempDir>;
-  before(function () {
-    if ('missing' in found) {
-      console.log(`      NOTICE: skipping: ${found.missing}`);
-      this.skip();
-    }
-  });
   beforeEach(() => {
     dir = tempDir('scalelm-launch-config-');
     mkdirSync(join(dir.path, 'scripts'));
@@ -40,7 +34,7 @@ describe('cli: a config\'s launch section (scalelm launch --config)', function (
     delete e.PYTHONPATH;
     return e;
   };
-  const python = (): string => (found as { python: string }).python;
+  const python = torchPython;
 
   it('runs the command in its cwd with its env; steps arrive and the run finishes under the config\'s name', () => {
     const file = writeConfig({ command: [python(), 'monitored.py'], cwd: 'scripts', env: { STEPS: '4', MONITORED_GREETING: 'hello from the config' } });

@@ -10,7 +10,7 @@ import { createServer, type AddressInfo } from 'node:net';
 import { chmodSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { REPO, running, tempDir } from './train/fixtures';
-import { findTorchPython } from './train/python';
+import { torchPythonForSuite } from './train/python';
 import { fakeNvidiaSmi, type FakeGpu } from './telemetry/fake-gpu';
 
 const CLI = join(REPO, 'out', 'runtime', 'cli.js');
@@ -56,7 +56,7 @@ function netnsUnavailable(): string | null {
 
 describe('cli: scalelm launch --nnodes 2 on two network namespaces (torchrun, gloo, scalelm.Monitor)', function () {
   this.timeout(300_000);
-  const found = findTorchPython();
+  const torchPython = torchPythonForSuite();
   // Unique per test process: namespaces and interface names (15 characters at most) and a subnet.
   const id = process.pid % 100_000;
   const ns = [`scalelm-${id}-n0`, `scalelm-${id}-n1`];
@@ -75,10 +75,6 @@ describe('cli: scalelm launch --nnodes 2 on two network namespaces (torchrun, gl
   };
 
   before(function () {
-    if ('missing' in found) {
-      console.log(`      NOTICE: skipping: ${found.missing}`);
-      this.skip();
-    }
     const why = netnsUnavailable();
     if (why) {
       console.log(`      NOTICE: skipping: ${why}`);
@@ -132,7 +128,7 @@ describe('cli: scalelm launch --nnodes 2 on two network namespaces (torchrun, gl
 
   /** `scalelm launch --nnodes 2 --node-rank K … -- torchrun --nnodes 2 --node-rank K …` inside namespace K. */
   const startNode = (k: number, o: { env?: Record<string, string>; command?: string[]; launchArgs?: string[] } = {}): Node => {
-    const python = (found as { python: string }).python;
+    const python = torchPython();
     const torchrun = [python, '-m', 'torch.distributed.run', '--nnodes', '2', '--node-rank', String(k), '--nproc-per-node', '2', '--master-addr', addr[0]!, '--master-port', '29500', '--max-restarts', '0', 'train.py'];
     const args = ['netns', 'exec', ns[k]!, process.execPath, CLI, 'launch', '--nnodes', '2', '--node-rank', String(k), '--master', `${addr[0]}:${CHANNEL_PORT}`, '--run-dir', join(dir.path, 'run'), '--stop-timeout-ms', '5000', ...(o.launchArgs ?? []), '--', ...(o.command ?? torchrun)];
     const child = spawn('ip', args, {

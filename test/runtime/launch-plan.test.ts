@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { REPO, tempDir } from './train/fixtures';
-import { findTorchPython } from './train/python';
+import { torchPythonForSuite } from './train/python';
 
 const CLI = join(REPO, 'out', 'runtime', 'cli.js');
 const FIXTURES = join(REPO, 'test', 'fixtures', 'monitor');
@@ -22,14 +22,10 @@ interface Memory extends Msg {
 
 describe('cli: scalelm launch — plans and forecasts for a monitored script (torchrun, gloo)', function () {
   this.timeout(240_000);
-  const found = findTorchPython();
+  const torchPython = torchPythonForSuite();
   let dir: ReturnType<typeof tempDir>;
   before(function () {
-    if ('missing' in found) {
-      console.log(`      NOTICE: skipping: ${found.missing}`);
-      this.skip();
-    }
-    const r = spawnSync((found as { python: string }).python, ['-c', 'import transformers'], { encoding: 'utf8' });
+    const r = spawnSync(torchPython(), ['-c', 'import transformers'], { encoding: 'utf8' });
     if (r.status !== 0) {
       console.log('      NOTICE: skipping: transformers is not installed');
       this.skip();
@@ -40,7 +36,7 @@ describe('cli: scalelm launch — plans and forecasts for a monitored script (to
 
   const launch = (script: string, flags: string[], env: Record<string, string>) => {
     const runDir = join(dir.path, 'run');
-    const python = (found as { python: string }).python;
+    const python = torchPython();
     const r = spawnSync(process.execPath, [CLI, 'launch', '--run-dir', runDir, ...flags, '--', python, '-m', 'torch.distributed.run', '--nproc-per-node', '2', '--standalone', join(FIXTURES, script)], {
       encoding: 'utf8',
       cwd: dir.path,

@@ -6,7 +6,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { REPO, tempDir, running } from './train/fixtures';
-import { findTorchPython } from './train/python';
+import { torchPythonForSuite } from './train/python';
 
 const CLI = join(REPO, 'out', 'runtime', 'cli.js');
 const RANK = join(REPO, 'test', 'fixtures', 'torch-rank', 'conformance_rank.py');
@@ -14,14 +14,8 @@ const RANK = join(REPO, 'test', 'fixtures', 'torch-rank', 'conformance_rank.py')
 
 describe('cli: scalelm launch -- torchrun … (conformance ranks, gloo)', function () {
   this.timeout(240_000);
-  const found = findTorchPython();
+  const torchPython = torchPythonForSuite();
   let dir: ReturnType<typeof tempDir>;
-  before(function () {
-    if ('missing' in found) {
-      console.log(`      NOTICE: skipping: ${found.missing}`);
-      this.skip();
-    }
-  });
   beforeEach(() => (dir = tempDir('scalelm-launch-')));
   afterEach(() => dir.remove());
 
@@ -29,7 +23,7 @@ describe('cli: scalelm launch -- torchrun … (conformance ranks, gloo)', functi
     const argsFile = join(dir.path, 'args.json');
     writeFileSync(argsFile, JSON.stringify({ config: { train: { steps, checkpointEvery: 0 } }, startStep: 0 }));
     const runDir = join(dir.path, 'run');
-    const python = (found as { python: string }).python;
+    const python = torchPython();
     const r = spawnSync(process.execPath, [CLI, 'launch', '--name', 'ddp', '--run-dir', runDir, '--', python, '-m', 'torch.distributed.run', '--nproc-per-node', '2', '--standalone', RANK, '--args', argsFile], {
       encoding: 'utf8',
       timeout: 200_000,
@@ -70,7 +64,7 @@ describe('cli: scalelm launch -- torchrun … (conformance ranks, gloo)', functi
     const argsFile = join(dir.path, 'args.json');
     writeFileSync(argsFile, JSON.stringify({ config: { train: { steps: 100_000, checkpointEvery: 0 } }, startStep: 0 }));
     const runDir = join(dir.path, 'run');
-    const child = spawn(process.execPath, [CLI, 'launch', '--run-dir', runDir, '--stop-timeout-ms', '5000', '--', (found as { python: string }).python, '-m', 'torch.distributed.run', '--nproc-per-node', '2', '--standalone', RANK, '--args', argsFile], {
+    const child = spawn(process.execPath, [CLI, 'launch', '--run-dir', runDir, '--stop-timeout-ms', '5000', '--', torchPython(), '-m', 'torch.distributed.run', '--nproc-per-node', '2', '--standalone', RANK, '--args', argsFile], {
       env: { ...process.env, SCALELM_MONITOR_TOKEN: 'a'.repeat(64) },
       stdio: ['ignore', 'pipe', 'pipe'],
     });

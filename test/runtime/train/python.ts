@@ -18,3 +18,18 @@ export function findTorchPython(): TorchPython | { missing: string } {
   }
   return { missing: `no Python with torch and numpy (${tried.join('; ')}); run bash scripts/setup-python.sh or set SCALELM_PYTHON` };
 }
+
+/**
+ * The torch Python for a suite that needs one (call it in the describe): registers a before() hook that skips
+ * the suite, saying why, when there is none.
+ */
+export function torchPythonForSuite(): () => string {
+  const found = findTorchPython();
+  before(function () {
+    if ('missing' in found) {
+      console.log(`      NOTICE: skipping: ${found.missing}`);
+      this.skip();
+    }
+  });
+  return () => (found as TorchPython).python;
+}

@@ -194,7 +194,9 @@ async function replayMany(d: DashboardPage, messages: Message[], views: typeof M
       updates: times.length,
     };
   }
-  const shown = await d.page.evaluate(() => (window as unknown as { scalelmDashboard: { inspect(): { memory: unknown[]; memoryLayout: { heatmap: { ranks: number[] }[] } } } }).scalelmDashboard.inspect());
+  const shown = await d.page.evaluate(() =>
+    (window as unknown as { scalelmDashboard: { inspect(): { memory: unknown[]; memoryLayout: { heatmap: { ranks: number[] }[] } } } }).scalelmDashboard.inspect(),
+  );
   const cells = shown.memoryLayout.heatmap.reduce((a, n) => a + n.ranks.length, 0);
   if (shown.memory.length >= COMPACT_FROM && cells !== shown.memory.length) throw new Error(`the heatmap shows ${cells} of ${shown.memory.length} ranks`);
   return out;
@@ -222,7 +224,16 @@ async function manyRanks(): Promise<Record<string, { source: string; nodes: numb
       messages: (): Message[] => {
         const startedAt = Date.UTC(2025, 5, 2, 9, 30, 0);
         const config = syntheticConfig(2000, 128);
-        const hello: HelloMessage = { type: 'hello', protocol: PROTOCOL_VERSION, runId: 'bench-128', name: config.name, startedAt, world: 128, config: config as unknown as HelloMessage['config'], t: startedAt };
+        const hello: HelloMessage = {
+          type: 'hello',
+          protocol: PROTOCOL_VERSION,
+          runId: 'bench-128',
+          name: config.name,
+          startedAt,
+          world: 128,
+          config: config as unknown as HelloMessage['config'],
+          t: startedAt,
+        };
         return [hello, { type: 'status', state: 'running', t: startedAt, step: 0 }, ...syntheticMessages({ steps: 30, totalSteps: 2000, startedAt, world: 128, nodes: 16, gpuEvery: 5, commEvery: 5 })];
       },
     },
@@ -246,7 +257,10 @@ function printMany(many: Awaited<ReturnType<typeof manyRanks>>): void {
   console.log(`\nmany ranks: one update = one step of the stream (step, a memory message per rank, comm every 5, a GPU sample per node every 5); budget ${BUDGET_MS} ms`);
   console.log('ranks view                     median ms   p95 ms   max ms   (validate+apply / redraw)   median / budget');
   for (const [ranks, c] of Object.entries(many)) {
-    for (const [view, r] of Object.entries(c.views)) console.log(`${ranks.padStart(5)} ${view.padEnd(22)} ${r.median.toFixed(2).padStart(9)} ${r.p95.toFixed(2).padStart(8)} ${r.max.toFixed(2).padStart(8)}   (${r.validateApplyMedian.toFixed(2)} / ${r.redrawMedian.toFixed(2)})${' '.repeat(16)}${r.ratioToBudget.toFixed(2)}`);
+    for (const [view, r] of Object.entries(c.views))
+      console.log(
+        `${ranks.padStart(5)} ${view.padEnd(22)} ${r.median.toFixed(2).padStart(9)} ${r.p95.toFixed(2).padStart(8)} ${r.max.toFixed(2).padStart(8)}   (${r.validateApplyMedian.toFixed(2)} / ${r.redrawMedian.toFixed(2)})${' '.repeat(16)}${r.ratioToBudget.toFixed(2)}`,
+      );
   }
 }
 
@@ -266,7 +280,16 @@ async function main(): Promise<void> {
     await d.waitForPosted('ready', (m) => m.type === 'ready');
     const startedAt = Date.now() - STEPS * 5000;
     const config = syntheticConfig(STEPS + FRAMES);
-    const hello: HelloMessage = { type: 'hello', protocol: PROTOCOL_VERSION, runId: SYNTHETIC_RUN_ID, name: `bench: ${DEVICES} devices, ${STEPS} steps`, startedAt, world: DEVICES, config: config as unknown as HelloMessage['config'], t: startedAt };
+    const hello: HelloMessage = {
+      type: 'hello',
+      protocol: PROTOCOL_VERSION,
+      runId: SYNTHETIC_RUN_ID,
+      name: `bench: ${DEVICES} devices, ${STEPS} steps`,
+      startedAt,
+      world: DEVICES,
+      config: config as unknown as HelloMessage['config'],
+      t: startedAt,
+    };
     await d.send({ type: 'batch', runId: SYNTHETIC_RUN_ID, messages: [wire(hello), wire({ type: 'status', state: 'running', t: startedAt, step: 0 })] });
 
     // Load the history in large batches (not timed as updates).
@@ -322,7 +345,11 @@ async function main(): Promise<void> {
         }),
       );
     }
-    const inspection = await d.page.evaluate(() => (window as unknown as { scalelmDashboard: { inspect(): { charts: { id: string; datasets: { label: string; points: number }[] }[]; memory: { historyPoints: number }[]; stepsShown: number } } }).scalelmDashboard.inspect());
+    const inspection = await d.page.evaluate(() =>
+      (
+        window as unknown as { scalelmDashboard: { inspect(): { charts: { id: string; datasets: { label: string; points: number }[] }[]; memory: { historyPoints: number }[]; stepsShown: number } } }
+      ).scalelmDashboard.inspect(),
+    );
     const maxPoints = Math.max(...inspection.charts.flatMap((c) => c.datasets.map((ds) => ds.points)));
     // The page's JS heap after a full garbage collection (DevTools protocol): what the history costs.
     const cdp = await d.page.context().newCDPSession(d.page);
@@ -333,10 +360,17 @@ async function main(): Promise<void> {
     console.log('\nupdate = validate + apply one ~250 ms batch (1 step, 8 memory, 1 GPU sample, comm every 10) + redraw the visible tab');
     console.log('busiest frame per update (validate + apply + first redraw); then all frames until every chart shows it');
     console.log('tab        median ms   p95 ms   max ms   (validate+apply / redraw)   all frames ms (frames)');
-    for (const [tab, r] of Object.entries(results)) console.log(`${tab.padEnd(10)} ${r.median.toFixed(2).padStart(9)} ${r.p95.toFixed(2).padStart(8)} ${r.max.toFixed(2).padStart(8)}   (${r.handleMedian.toFixed(2)} / ${r.renderMedian.toFixed(2)})${' '.repeat(14)}${r.allFramesMedian.toFixed(2).padStart(8)} (≤${r.framesMax})`);
+    for (const [tab, r] of Object.entries(results))
+      console.log(
+        `${tab.padEnd(10)} ${r.median.toFixed(2).padStart(9)} ${r.p95.toFixed(2).padStart(8)} ${r.max.toFixed(2).padStart(8)}   (${r.handleMedian.toFixed(2)} / ${r.renderMedian.toFixed(2)})${' '.repeat(14)}${r.allFramesMedian.toFixed(2).padStart(8)} (≤${r.framesMax})`,
+      );
     console.log(`forced full redraw of the curves tab (zoom/smoothing change): median ${median(forced).toFixed(2)} ms`);
-    console.log(`steps held: ${inspection.stepsShown}; memory history per rank: ${inspection.memory[0]?.historyPoints}; most points in one series on screen: ${maxPoints}; JS heap ${heapMiB.toFixed(0)} MiB`);
-    console.log(`node-side, 100k points: min/max→1000 px ${node.minMax100kTo1000pxMs!.toFixed(2)} ms, LTTB→1000 ${node.lttb100kTo1000Ms!.toFixed(2)} ms, EMA full ${node.emaFull100kMs!.toFixed(2)} ms, EMA +1 step ${node.emaOneMoreStepMs!.toFixed(4)} ms`);
+    console.log(
+      `steps held: ${inspection.stepsShown}; memory history per rank: ${inspection.memory[0]?.historyPoints}; most points in one series on screen: ${maxPoints}; JS heap ${heapMiB.toFixed(0)} MiB`,
+    );
+    console.log(
+      `node-side, 100k points: min/max→1000 px ${node.minMax100kTo1000pxMs!.toFixed(2)} ms, LTTB→1000 ${node.lttb100kTo1000Ms!.toFixed(2)} ms, EMA full ${node.emaFull100kMs!.toFixed(2)} ms, EMA +1 step ${node.emaOneMoreStepMs!.toFixed(4)} ms`,
+    );
     const budget = BUDGET_MS;
     printMany(many);
     const ok = Object.values(results).every((r) => r.median < budget) && Object.values(many).every((c) => Object.values(c.views).every((v) => v.median < budget));
@@ -346,7 +380,20 @@ async function main(): Promise<void> {
       devices: DEVICES,
       steps: inspection.stepsShown,
       frames: FRAMES,
-      updateMs: Object.fromEntries(Object.entries(results).map(([k, r]) => [k, { median: +r.median.toFixed(3), p95: +r.p95.toFixed(3), max: +r.max.toFixed(3), validateApplyMedian: +r.handleMedian.toFixed(3), redrawMedian: +r.renderMedian.toFixed(3), allFramesMedian: +r.allFramesMedian.toFixed(3), framesMax: r.framesMax }])),
+      updateMs: Object.fromEntries(
+        Object.entries(results).map(([k, r]) => [
+          k,
+          {
+            median: +r.median.toFixed(3),
+            p95: +r.p95.toFixed(3),
+            max: +r.max.toFixed(3),
+            validateApplyMedian: +r.handleMedian.toFixed(3),
+            redrawMedian: +r.renderMedian.toFixed(3),
+            allFramesMedian: +r.allFramesMedian.toFixed(3),
+            framesMax: r.framesMax,
+          },
+        ]),
+      ),
       forcedCurvesRedrawMedianMs: +median(forced).toFixed(3),
       maxPointsPerSeries: maxPoints,
       heapMiB: +heapMiB.toFixed(1),

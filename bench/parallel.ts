@@ -56,7 +56,11 @@ async function worker(args: { layout: Layout; steps: number; warmup: number }): 
   const trainer = await createLocalRun({ config, baseDir: process.cwd(), threads: 1 });
   const commTotals = new Map<number, number>();
   trainer.subscribe((m) => {
-    if (m.type === 'comm' && m.rank === 0 && m.step !== undefined) commTotals.set(m.step, m.collectives.reduce((s, c) => s + c.ms, 0));
+    if (m.type === 'comm' && m.rank === 0 && m.step !== undefined)
+      commTotals.set(
+        m.step,
+        m.collectives.reduce((s, c) => s + c.ms, 0),
+      );
   });
   await trainer.run();
   trainer.dispose();
@@ -90,7 +94,8 @@ function peerEnv(python: string): { env: NodeJS.ProcessEnv; note: string } {
   }
   if (!avx512) return { env, note: `OPENBLAS_CORETYPE=${env.OPENBLAS_CORETYPE ?? '(detected)'}` };
   const rate = (e: NodeJS.ProcessEnv) => {
-    const code = 'import torch,time;torch.set_num_threads(1);a=torch.randn(1024,1024);[a@a for _ in range(3)];t=time.perf_counter();[a@a for _ in range(10)];print(2*1024**3*10/(time.perf_counter()-t)/1e9)';
+    const code =
+      'import torch,time;torch.set_num_threads(1);a=torch.randn(1024,1024);[a@a for _ in range(3)];t=time.perf_counter();[a@a for _ in range(10)];print(2*1024**3*10/(time.perf_counter()-t)/1e9)';
     const r = spawnSync(python, ['-c', code], { encoding: 'utf8', env: e, timeout: 120_000 });
     return r.status === 0 ? Number(r.stdout.trim()) : 0;
   };
@@ -98,7 +103,10 @@ function peerEnv(python: string): { env: NodeJS.ProcessEnv; note: string } {
   const inherited = rate(env);
   const skx = rate({ ...env, OPENBLAS_CORETYPE: 'SkylakeX' });
   if (skx > inherited) env.OPENBLAS_CORETYPE = 'SkylakeX';
-  return { env, note: `OPENBLAS_CORETYPE=${env.OPENBLAS_CORETYPE ?? '(detected)'} (sgemm ${Math.max(skx, inherited).toFixed(0)} GFLOP/s on one thread; SkylakeX ${skx.toFixed(0)}, inherited/detected ${inherited.toFixed(0)})` };
+  return {
+    env,
+    note: `OPENBLAS_CORETYPE=${env.OPENBLAS_CORETYPE ?? '(detected)'} (sgemm ${Math.max(skx, inherited).toFixed(0)} GFLOP/s on one thread; SkylakeX ${skx.toFixed(0)}, inherited/detected ${inherited.toFixed(0)})`,
+  };
 }
 
 function runSide(cmd: string, args: string[], env?: NodeJS.ProcessEnv): Side {
@@ -129,7 +137,11 @@ async function main(): Promise<void> {
     `bench parallel: GPT-2 L${MODEL.layers} h${MODEL.hidden} a${MODEL.heads} vocab ${MODEL.vocab} seq ${MODEL.seq}, global batch ${MODEL.batch} (${tokens} tokens/step) at every layout; ` +
       `one wasm thread per rank, ${availableParallelism()} cores (load average ${loadavg()[0]!.toFixed(1)} at the start); ${steps} timed steps after ${warmup}, ${rounds} round${rounds === 1 ? '' : 's'}, medians. The machine is shared: treat differences under ~30% as noise.`,
   );
-  console.log(python ? `PyTorch DDP peer: ${python}, gloo, one thread per process; ${peer!.note}; OMP_WAIT_POLICY=${peer!.env.OMP_WAIT_POLICY}` : 'PyTorch DDP peer: not run (no Python with torch.distributed + gloo; Debian: python3-torch; or set SCALELM_PYTHON)');
+  console.log(
+    python
+      ? `PyTorch DDP peer: ${python}, gloo, one thread per process; ${peer!.note}; OMP_WAIT_POLICY=${peer!.env.OMP_WAIT_POLICY}`
+      : 'PyTorch DDP peer: not run (no Python with torch.distributed + gloo; Debian: python3-torch; or set SCALELM_PYTHON)',
+  );
   const ours = new Map<string, Side[]>();
   const torch = new Map<number, Side[]>();
   for (let r = 0; r < rounds; r++) {
@@ -154,22 +166,40 @@ async function main(): Promise<void> {
     const stepMs = med(sides, 'stepMs');
     const exposed = med(sides, 'exposedCommMs');
     return {
-      layout: l.name, dp: l.dp, tp: l.tp, zero: l.zero, ranks: l.dp * l.tp,
-      stepMs: round(stepMs), tokensPerSec: round(tokens / (stepMs / 1000)), speedup: round(base / stepMs, 2),
-      efficiency: round(base / stepMs / (l.dp * l.tp), 2), exposedCommMs: round(exposed), commShare: round(exposed / stepMs, 3), collectivesMs: round(med(sides, 'commMs')),
+      layout: l.name,
+      dp: l.dp,
+      tp: l.tp,
+      zero: l.zero,
+      ranks: l.dp * l.tp,
+      stepMs: round(stepMs),
+      tokensPerSec: round(tokens / (stepMs / 1000)),
+      speedup: round(base / stepMs, 2),
+      efficiency: round(base / stepMs / (l.dp * l.tp), 2),
+      exposedCommMs: round(exposed),
+      commShare: round(exposed / stepMs, 3),
+      collectivesMs: round(med(sides, 'commMs')),
     };
   });
   console.log('\n| layout | ranks | ms/step | tokens/s | vs dp=1 | efficiency | blocked on comm | share of step | all collectives (overlapped too) |');
   console.log('|---|---|---|---|---|---|---|---|---|');
-  for (const r of rows) console.log(`| ${r.layout} | ${r.ranks} | ${r.stepMs} | ${fmt(r.tokensPerSec)} | ${r.speedup}× | ${Math.round(r.efficiency * 100)}% | ${r.exposedCommMs} ms | ${(r.commShare * 100).toFixed(1)}% | ${r.collectivesMs} ms |`);
+  for (const r of rows)
+    console.log(
+      `| ${r.layout} | ${r.ranks} | ${r.stepMs} | ${fmt(r.tokensPerSec)} | ${r.speedup}× | ${Math.round(r.efficiency * 100)}% | ${r.exposedCommMs} ms | ${(r.commShare * 100).toFixed(1)}% | ${r.collectivesMs} ms |`,
+    );
   const result: Record<string, unknown> = { bench: 'parallel', model: MODEL, steps, rounds, rows };
   const dp2 = rows.find((r) => r.layout === 'dp=2')!;
   console.log(`\nscaling efficiency of dp=2 over dp=1: ${Math.round(dp2.efficiency * 100)}% (${dp2.speedup}× the throughput on 2 ranks)`);
   if (python) {
     const t1 = med(torch.get(1)!, 'stepMs');
     const t2 = med(torch.get(2)!, 'stepMs');
-    const peerRows = { world1: { stepMs: round(t1), tokensPerSec: round(tokens / (t1 / 1000)) }, world2: { stepMs: round(t2), tokensPerSec: round(tokens / (t2 / 1000)), efficiency: round(t1 / t2 / 2, 2) }, torch: torch.get(1)![0]!.torch };
-    console.log(`PyTorch ${peerRows.torch} DDP (gloo): world 1 ${peerRows.world1.stepMs} ms/step (${fmt(peerRows.world1.tokensPerSec)} tokens/s), world 2 ${peerRows.world2.stepMs} ms/step (${fmt(peerRows.world2.tokensPerSec)} tokens/s): efficiency ${Math.round(peerRows.world2.efficiency * 100)}%`);
+    const peerRows = {
+      world1: { stepMs: round(t1), tokensPerSec: round(tokens / (t1 / 1000)) },
+      world2: { stepMs: round(t2), tokensPerSec: round(tokens / (t2 / 1000)), efficiency: round(t1 / t2 / 2, 2) },
+      torch: torch.get(1)![0]!.torch,
+    };
+    console.log(
+      `PyTorch ${peerRows.torch} DDP (gloo): world 1 ${peerRows.world1.stepMs} ms/step (${fmt(peerRows.world1.tokensPerSec)} tokens/s), world 2 ${peerRows.world2.stepMs} ms/step (${fmt(peerRows.world2.tokensPerSec)} tokens/s): efficiency ${Math.round(peerRows.world2.efficiency * 100)}%`,
+    );
     console.log(`ScaleLM / PyTorch throughput: dp=1 ${round(t1 / base, 2)}, dp=2 ${round(t2 / dp2.stepMs, 2)}`);
     Object.assign(result, { peer: peerRows, vsTorch: { dp1: round(t1 / base, 3), dp2: round(t2 / dp2.stepMs, 3) } });
   }

@@ -45,17 +45,36 @@ for (const c of cases) {
   const best = r.candidates[0];
   const name = `${c.model.name} (${(countParams(c.model).total / 1e9).toFixed(0)}B)`;
   console.log(
-    `${name.padEnd(14)} ${String(c.gpus).padStart(5)} ${String(c.globalBatch).padStart(6)} ${String(r.stats.enumerated).padStart(12)} ${String(r.stats.fits).padStart(6)} ${median(times).toFixed(1).padStart(11)} ${Math.min(...times).toFixed(1).padStart(11)}  ` +
-      (best ? `${describeLayout(best.layout)} (${Math.round(best.time.tokensPerSec)}, ${(best.time.mfu * 100).toFixed(1)}%)` : 'none fits'),
+    `${name.padEnd(14)} ${String(c.gpus).padStart(5)} ${String(c.globalBatch).padStart(6)} ${String(r.stats.enumerated).padStart(12)} ${String(r.stats.fits).padStart(6)} ${median(times).toFixed(1).padStart(11)} ${Math.min(
+      ...times,
+    )
+      .toFixed(1)
+      .padStart(11)}  ` + (best ? `${describeLayout(best.layout)} (${Math.round(best.time.tokensPerSec)}, ${(best.time.mfu * 100).toFixed(1)}%)` : 'none fits'),
   );
-  results.push({ model: c.model.name, gpus: c.gpus, globalBatch: c.globalBatch, considered: r.stats.enumerated, fits: r.stats.fits, medianMs: +median(times).toFixed(2), fastestMs: +Math.min(...times).toFixed(2), best: best ? describeLayout(best.layout) : null });
+  results.push({
+    model: c.model.name,
+    gpus: c.gpus,
+    globalBatch: c.globalBatch,
+    considered: r.stats.enumerated,
+    fits: r.stats.fits,
+    medianMs: +median(times).toFixed(2),
+    fastestMs: +Math.min(...times).toFixed(2),
+    best: best ? describeLayout(best.layout) : null,
+  });
 }
 
 // Megatron-LM Table 1: where the published (tp, pp) ranks among the layouts that fit.
 const TABLE1: [number, number, number, number, number, number, number][] = [
-  [24, 2304, 24, 1, 1, 32, 512], [30, 3072, 32, 2, 1, 64, 512], [36, 4096, 32, 4, 1, 128, 512], [40, 6144, 48, 8, 1, 256, 1024],
-  [48, 8192, 64, 8, 2, 512, 1536], [60, 10240, 80, 8, 4, 1024, 1792], [80, 12288, 96, 8, 8, 1536, 2304], [96, 16384, 128, 8, 16, 1920, 2160],
-  [105, 20480, 128, 8, 35, 2520, 2520], [128, 25600, 160, 8, 64, 3072, 3072],
+  [24, 2304, 24, 1, 1, 32, 512],
+  [30, 3072, 32, 2, 1, 64, 512],
+  [36, 4096, 32, 4, 1, 128, 512],
+  [40, 6144, 48, 8, 1, 256, 1024],
+  [48, 8192, 64, 8, 2, 512, 1536],
+  [60, 10240, 80, 8, 4, 1024, 1792],
+  [80, 12288, 96, 8, 8, 1536, 2304],
+  [96, 16384, 128, 8, 16, 1920, 2160],
+  [105, 20480, 128, 8, 35, 2520, 2520],
+  [128, 25600, 160, 8, 64, 3072, 3072],
 ];
 console.log('\nMegatron-LM Table 1 (published tp, pp): rank of its best variant among fitting layouts, its (tp, pp) rank, throughput vs the top');
 console.log('params   GPUs  tp  pp  fits  layout rank   (tp,pp) rank   vs top   est. TFLOP/s/GPU   search ms');
@@ -74,8 +93,23 @@ for (const [L, h, a, tp, pp, gpus, batch] of TABLE1) {
   // Hardware FLOP/s per GPU (with recompute) of the published layout's best variant; the paper measured 137-163.
   const tflops = idx >= 0 ? r.ranking[idx]!.tflopsPerGpu : 0;
   const billions = (countParams(model).total / 1e9).toFixed(1);
-  console.log(`${billions.padStart(6)}B ${String(gpus).padStart(5)} ${String(tp).padStart(3)} ${String(pp).padStart(3)}  ${idx >= 0 ? 'yes' : ' no'}  ${`${idx + 1} of ${r.ranking.length}`.padStart(12)}   ${`${group} of ${groups.length}`.padStart(12)}   ${ratio.toFixed(3)}   ${tflops.toFixed(0).padStart(16)}   ${ms.toFixed(0).padStart(9)}`);
-  table.push({ params: +billions, gpus, tp, pp, fits: idx >= 0, published: idx >= 0 ? describeLayout(r.ranking[idx]!.layout) : null, estTflopsPerGpu: +tflops.toFixed(1), layoutRank: idx + 1, fitting: r.ranking.length, tpPpRank: group, tpPpChoices: groups.length, vsTop: +ratio.toFixed(3) });
+  console.log(
+    `${billions.padStart(6)}B ${String(gpus).padStart(5)} ${String(tp).padStart(3)} ${String(pp).padStart(3)}  ${idx >= 0 ? 'yes' : ' no'}  ${`${idx + 1} of ${r.ranking.length}`.padStart(12)}   ${`${group} of ${groups.length}`.padStart(12)}   ${ratio.toFixed(3)}   ${tflops.toFixed(0).padStart(16)}   ${ms.toFixed(0).padStart(9)}`,
+  );
+  table.push({
+    params: +billions,
+    gpus,
+    tp,
+    pp,
+    fits: idx >= 0,
+    published: idx >= 0 ? describeLayout(r.ranking[idx]!.layout) : null,
+    estTflopsPerGpu: +tflops.toFixed(1),
+    layoutRank: idx + 1,
+    fitting: r.ranking.length,
+    tpPpRank: group,
+    tpPpChoices: groups.length,
+    vsTop: +ratio.toFixed(3),
+  });
 }
 
 console.log(`RESULT ${JSON.stringify({ bench: 'planner', repeat, search: results, megatronTable1: table })}`);

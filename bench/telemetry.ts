@@ -53,10 +53,34 @@ async function synthetic(steps: number, world: number): Promise<{ usPerStep: num
   for (let k = 0; k < steps; k++) {
     const t0 = performance.now();
     const peak = 900e6 + (k % 7) * 1e6;
-    rec.step({ step: k, loss: 4 * Math.exp(-k / 1000) + 2, lr: 3e-4, gradNorm: 1.1, tokensPerSec: 50_000, stepMs: 100, tokens: k * 4096, memory: { params: 250e6, grads: 250e6, optimizer: 500e6, activations: 300e6, temporaries: 20e6, peak } });
+    rec.step({
+      step: k,
+      loss: 4 * Math.exp(-k / 1000) + 2,
+      lr: 3e-4,
+      gradNorm: 1.1,
+      tokensPerSec: 50_000,
+      stepMs: 100,
+      tokens: k * 4096,
+      memory: { params: 250e6, grads: 250e6, optimizer: 500e6, activations: 300e6, temporaries: 20e6, peak },
+    });
     for (let r = 0; r < world; r++) {
-      rec.memory({ rank: r, step: k, categories: { params: 250e6, grads: 250e6, optimizer: 500e6, activations: 300e6, temporaries: 20e6 }, stepPeak: peak, capacity: 2 ** 31, predicted: { params: 250e6, peak: 1e9 }, device: `cpu:${r}` });
-      rec.comm({ rank: r, step: k, collectives: [{ kind: 'all-reduce', calls: k * 4, bytes: k * 4 * 2 ** 24, ms: k * 3.2 }, { kind: 'all-gather', calls: k, bytes: k * 2 ** 20, ms: k * 0.4 }] });
+      rec.memory({
+        rank: r,
+        step: k,
+        categories: { params: 250e6, grads: 250e6, optimizer: 500e6, activations: 300e6, temporaries: 20e6 },
+        stepPeak: peak,
+        capacity: 2 ** 31,
+        predicted: { params: 250e6, peak: 1e9 },
+        device: `cpu:${r}`,
+      });
+      rec.comm({
+        rank: r,
+        step: k,
+        collectives: [
+          { kind: 'all-reduce', calls: k * 4, bytes: k * 4 * 2 ** 24, ms: k * 3.2 },
+          { kind: 'all-gather', calls: k, bytes: k * 2 ** 20, ms: k * 0.4 },
+        ],
+      });
     }
     perStep.push(performance.now() - t0);
     await new Promise((r) => setImmediate(r)); // the "training" yields; the clients read
@@ -135,7 +159,9 @@ async function main(): Promise<void> {
   for (let i = 0; i < 3; i++) rounds.push(await synthetic(steps, world));
   const a = rounds.sort((x, y) => x.usPerStep - y.usPerStep)[0]!;
   console.log(`A. synthetic: ${steps} steps, world ${world} (1 step + ${world} memory + ${world} comm messages per step), metrics.jsonl + TensorBoard + alerts + 2 clients`);
-  console.log(`   telemetry per step      ${a.usPerStep.toFixed(1)} µs best of 3 (rounds: ${rounds.map((r) => r.usPerStep.toFixed(0)).join(', ')} µs; p99 ${a.p99Us.toFixed(0)} µs), ${(a.bytesPerStep / 1024).toFixed(1)} KiB/step to metrics.jsonl`);
+  console.log(
+    `   telemetry per step      ${a.usPerStep.toFixed(1)} µs best of 3 (rounds: ${rounds.map((r) => r.usPerStep.toFixed(0)).join(', ')} µs; p99 ${a.p99Us.toFixed(0)} µs), ${(a.bytesPerStep / 1024).toFixed(1)} KiB/step to metrics.jsonl`,
+  );
   for (const stepMs of [10, 50, 100, 400]) console.log(`   share of a ${String(stepMs).padStart(3)} ms step  ${((a.usPerStep / 1000 / stepMs) * 100).toFixed(3)}%`);
   const b = trainSteps > 0 ? await real(trainSteps) : 'skipped (--train 0)';
   if (typeof b === 'string') console.log(`B. real trainer: ${b}`);

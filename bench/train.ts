@@ -76,7 +76,8 @@ function findPython(): string | undefined {
 
 /** sgemm GFLOP/s of this Python's PyTorch under an environment (one thread, 1024²). */
 function sgemmRate(python: string, env: NodeJS.ProcessEnv): number {
-  const code = 'import torch,time;torch.set_num_threads(1);a=torch.randn(1024,1024);[a@a for _ in range(3)];t=time.perf_counter();[a@a for _ in range(10)];print(2*1024**3*10/(time.perf_counter()-t)/1e9)';
+  const code =
+    'import torch,time;torch.set_num_threads(1);a=torch.randn(1024,1024);[a@a for _ in range(3)];t=time.perf_counter();[a@a for _ in range(10)];print(2*1024**3*10/(time.perf_counter()-t)/1e9)';
   const r = spawnSync(python, ['-c', code], { encoding: 'utf8', env: { ...env, OMP_NUM_THREADS: '1', OPENBLAS_NUM_THREADS: '1' }, timeout: 120_000 });
   return r.status === 0 ? Number(r.stdout.trim()) : 0;
 }
@@ -134,7 +135,9 @@ async function main(): Promise<void> {
   const python = argv.includes('--no-peer') ? undefined : findPython();
   const flops = stepFlops(MODEL);
   const tokens = MODEL.batch * MODEL.seq;
-  console.log(`bench train: GPT-2 L${MODEL.layers} h${MODEL.hidden} a${MODEL.heads} vocab ${MODEL.vocab} seq ${MODEL.seq} batch ${MODEL.batch} (${tokens} tokens, ${(flops / 1e9).toFixed(1)} GFLOP per step); ${steps} timed steps after ${warmup}; medians. The machine is shared: treat differences under ~30% as noise.`);
+  console.log(
+    `bench train: GPT-2 L${MODEL.layers} h${MODEL.hidden} a${MODEL.heads} vocab ${MODEL.vocab} seq ${MODEL.seq} batch ${MODEL.batch} (${tokens} tokens, ${(flops / 1e9).toFixed(1)} GFLOP per step); ${steps} timed steps after ${warmup}; medians. The machine is shared: treat differences under ~30% as noise.`,
+  );
   if (!python) console.log('PyTorch peer: not run (no Python with torch; install python3-torch and libopenblas0-pthread, or set SCALELM_PYTHON)');
   const peer0 = python ? peerEnv(python) : undefined;
   if (peer0) console.log(`PyTorch peer: ${python}; ${peer0.notes.join('; ') || 'OpenBLAS defaults'}`);
@@ -175,7 +178,9 @@ async function main(): Promise<void> {
     rows.push(row);
     console.log(
       `threads ${threads}: ScaleLM ${ours.label}: ${row.stepMs} ms/step, ${fmt(row.tokensPerSec)} tokens/s, ${row.gflops} GFLOP/s = ${pct(row.ofBackendMatmul)} of its 1024² matmul (${row.backendMatmulGflops} GFLOP/s); peak ${((ours.peakBytes ?? 0) / 2 ** 20).toFixed(1)} MiB (each buffer counted once)` +
-        (peer ? `\n           PyTorch ${peer.torch} CPU (${notes.join(', ') || 'defaults'}): ${row.torchStepMs} ms/step, ${fmt(row.torchTokensPerSec)} tokens/s, ${row.torchGflops} GFLOP/s = ${pct(row.torchOfMatmul)} of its sgemm (${row.torchMatmulGflops} GFLOP/s)\n           ratio ScaleLM/PyTorch throughput: ${row.vsTorch}` : ''),
+        (peer
+          ? `\n           PyTorch ${peer.torch} CPU (${notes.join(', ') || 'defaults'}): ${row.torchStepMs} ms/step, ${fmt(row.torchTokensPerSec)} tokens/s, ${row.torchGflops} GFLOP/s = ${pct(row.torchOfMatmul)} of its sgemm (${row.torchMatmulGflops} GFLOP/s)\n           ratio ScaleLM/PyTorch throughput: ${row.vsTorch}`
+          : ''),
     );
   }
   console.log(`RESULT ${JSON.stringify({ bench: 'train', model: { ...MODEL, params: 5_290_000, gflopPerStep: round(flops / 1e9) }, steps, rows })}`);

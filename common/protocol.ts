@@ -10,7 +10,35 @@
 // because JSON has no spelling for them; encodeMessage/decodeMessage convert at the edge, so in memory a
 // diverged loss is the number NaN.
 
-import { array, bool, byteRecord, bytes, categoryRecord, finite, ID, int, Invalid, isPlainObject, join, jsonObject, LIMITS, literal, metric, nonEmpty, nullable, object, oneOf, opt, str, time, validateWith, describe, type Check, type JsonObject, type Result } from './validate';
+import {
+  array,
+  bool,
+  byteRecord,
+  bytes,
+  categoryRecord,
+  finite,
+  ID,
+  int,
+  Invalid,
+  isPlainObject,
+  join,
+  jsonObject,
+  LIMITS,
+  literal,
+  metric,
+  nonEmpty,
+  nullable,
+  object,
+  oneOf,
+  opt,
+  str,
+  time,
+  validateWith,
+  describe,
+  type Check,
+  type JsonObject,
+  type Result,
+} from './validate';
 export { LIMITS } from './validate';
 
 export const PROTOCOL_VERSION = 1 as const;
@@ -573,7 +601,6 @@ const serverMessage: Check<ServerMessage> = (v, path) => {
 };
 
 const control = object<ControlMessage>({ type: literal('control'), id: str(128, ID), action: oneOf(CONTROL_ACTIONS), by: opt(nonEmpty(64)) });
-
 
 /** A message the runtime publishes (or a metrics.jsonl line, already JSON-parsed). */
 export const validateMessage = (v: unknown): Result<Message> => validateWith(message, v);

@@ -2,8 +2,14 @@
 
 const UNIT: Record<string, number> = {
   B: 1,
-  KB: 1e3, MB: 1e6, GB: 1e9, TB: 1e12,
-  KIB: 2 ** 10, MIB: 2 ** 20, GIB: 2 ** 30, TIB: 2 ** 40,
+  KB: 1e3,
+  MB: 1e6,
+  GB: 1e9,
+  TB: 1e12,
+  KIB: 2 ** 10,
+  MIB: 2 ** 20,
+  GIB: 2 ** 30,
+  TIB: 2 ** 40,
 };
 
 /** "80GiB" -> 85899345920, "40GB" -> 4e10, 1024 -> 1024. Throws on anything else. */

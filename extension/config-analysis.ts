@@ -54,9 +54,10 @@ export function parseConfigDocument(doc: vscode.TextDocument): ParseResult {
   if (hit && hit.version === doc.version) return hit.parsed;
   const text = doc.getText();
   // Parsing is linear in the text and every number is bounded (runtime/config/schema.ts).
-  const parsed: ParseResult = text.length > MAX_ANALYSED_CHARS
-    ? { ok: false, stage: 'json', errors: [{ path: '', message: `this file is ${text.length} characters; ScaleLM analyses configs up to ${MAX_ANALYSED_CHARS}` }] }
-    : parseConfig(parseJsonc(text) as unknown);
+  const parsed: ParseResult =
+    text.length > MAX_ANALYSED_CHARS
+      ? { ok: false, stage: 'json', errors: [{ path: '', message: `this file is ${text.length} characters; ScaleLM analyses configs up to ${MAX_ANALYSED_CHARS}` }] }
+      : parseConfig(parseJsonc(text) as unknown);
   parses.set(key, { version: doc.version, parsed });
   return parsed;
 }

@@ -26,7 +26,11 @@ export async function configDiagnostics(doc: vscode.TextDocument): Promise<vscod
   const out = planDiagnostics(doc, analysis);
   const { localProblem } = analysis;
   if (localProblem) {
-    const d = new vscode.Diagnostic(rangeOf(doc, 'parallel'), `Launch Training is off for this file: the local runtime cannot train it — ${localProblem}. Planning and export still work.`, vscode.DiagnosticSeverity.Information);
+    const d = new vscode.Diagnostic(
+      rangeOf(doc, 'parallel'),
+      `Launch Training is off for this file: the local runtime cannot train it — ${localProblem}. Planning and export still work.`,
+      vscode.DiagnosticSeverity.Information,
+    );
     d.source = 'ScaleLM';
     d.code = CANNOT_RUN_HERE;
     out.push(d);
@@ -55,7 +59,9 @@ function planDiagnostics(doc: vscode.TextDocument, { parsed, fit }: ConfigAnalys
   }
   if (result.fits) return [];
   const per = result.memory.perDevice;
-  const breakdown = CATEGORIES.filter((c) => per[c] > 0).map((c) => `${c} ${formatBytes(per[c], 1)}`).join(', ');
+  const breakdown = CATEGORIES.filter((c) => per[c] > 0)
+    .map((c) => `${c} ${formatBytes(per[c], 1)}`)
+    .join(', ');
   const fix = fit.suggestion ? `; ${describeSuggestion(parsed.config, fit.suggestion)}` : '; no layout of these devices fits — add devices or memory';
   const d = new vscode.Diagnostic(
     rangeOf(doc, 'parallel'),
@@ -76,31 +82,36 @@ export function registerConfigDiagnostics(context: vscode.ExtensionContext): vsc
     if (!isScaleLMConfig(doc)) return;
     const key = doc.uri.toString();
     clearTimeout(timers.get(key));
-    timers.set(key, setTimeout(() => {
-      timers.delete(key);
-      const version = doc.version;
-      void (async () => {
-        const diagnostics = await configDiagnostics(doc);
-        const { localProblem } = await analyseConfig(doc);
-        // An edit or a close while the planner worked: a newer refresh (or none) owns the result.
-        if (doc.isClosed || doc.version !== version) return;
-        collection.set(doc.uri, diagnostics);
-        const had = blocked.has(doc.uri.fsPath);
-        if (localProblem) blocked.add(doc.uri.fsPath);
-        else blocked.delete(doc.uri.fsPath);
-        if (had !== blocked.has(doc.uri.fsPath)) publishBlocked();
-      })();
-    }, delayMs));
+    timers.set(
+      key,
+      setTimeout(() => {
+        timers.delete(key);
+        const version = doc.version;
+        void (async () => {
+          const diagnostics = await configDiagnostics(doc);
+          const { localProblem } = await analyseConfig(doc);
+          // An edit or a close while the planner worked: a newer refresh (or none) owns the result.
+          if (doc.isClosed || doc.version !== version) return;
+          collection.set(doc.uri, diagnostics);
+          const had = blocked.has(doc.uri.fsPath);
+          if (localProblem) blocked.add(doc.uri.fsPath);
+          else blocked.delete(doc.uri.fsPath);
+          if (had !== blocked.has(doc.uri.fsPath)) publishBlocked();
+        })();
+      }, delayMs),
+    );
   };
   context.subscriptions.push(
     collection,
     // Off the open path: a document is analysed after a short debounce, never inside the open event.
     vscode.workspace.onDidOpenTextDocument((d) => refresh(d, 50)),
     // Trust granted: the planner may now run on the open configs.
-    vscode.workspace.onDidGrantWorkspaceTrust(() => vscode.workspace.textDocuments.forEach((d) => {
-      forgetConfig(d.uri);
-      refresh(d);
-    })),
+    vscode.workspace.onDidGrantWorkspaceTrust(() =>
+      vscode.workspace.textDocuments.forEach((d) => {
+        forgetConfig(d.uri);
+        refresh(d);
+      }),
+    ),
     vscode.workspace.onDidChangeTextDocument((e) => refresh(e.document, 300)),
     vscode.workspace.onDidCloseTextDocument((d) => {
       collection.delete(d.uri);

@@ -49,7 +49,10 @@ export class DashboardFeed implements vscode.Disposable {
     this.send({ type: 'connection', state: s, detail });
   };
 
-  constructor(private readonly panel: DashboardPanel, private readonly sources: FeedSources) {
+  constructor(
+    private readonly panel: DashboardPanel,
+    private readonly sources: FeedSources,
+  ) {
     this.disposables.push(
       panel.onReady(() => {
         // A reloaded page starts empty: give it what it was showing (a live run's snapshot, or the past run again).

@@ -39,7 +39,12 @@ export class DashboardPanel implements vscode.Disposable {
     // is open. VS Code does not tell an extension the window's size, so the page measures itself when it
     // loads, and a dashboard that came out too small to read is maximised then (makeRoom).
     const editorOpen = vscode.window.visibleTextEditors.length > 0;
-    const panel = vscode.window.createWebviewPanel(DASHBOARD_VIEW_TYPE, 'ScaleLM Dashboard', { viewColumn: editorOpen ? vscode.ViewColumn.Beside : vscode.ViewColumn.Active, preserveFocus: editorOpen }, DashboardPanel.options(context));
+    const panel = vscode.window.createWebviewPanel(
+      DASHBOARD_VIEW_TYPE,
+      'ScaleLM Dashboard',
+      { viewColumn: editorOpen ? vscode.ViewColumn.Beside : vscode.ViewColumn.Active, preserveFocus: editorOpen },
+      DashboardPanel.options(context),
+    );
     DashboardPanel.current = new DashboardPanel(panel, context, log);
     DashboardPanel.current.fitOnReady = true;
     return DashboardPanel.current;
@@ -80,9 +85,13 @@ export class DashboardPanel implements vscode.Disposable {
     webview.onDidReceiveMessage((m: unknown) => this.receive(m), undefined, this.disposables);
     // A hidden webview's page is discarded (retainContextWhenHidden is off) and loads again when shown:
     // requests wait for that page's ready instead of going to one that is not listening yet.
-    panel.onDidChangeViewState((e) => {
-      if (!e.webviewPanel.visible) this.ready = new Promise((resolve) => (this.markReady = resolve));
-    }, undefined, this.disposables);
+    panel.onDidChangeViewState(
+      (e) => {
+        if (!e.webviewPanel.visible) this.ready = new Promise((resolve) => (this.markReady = resolve));
+      },
+      undefined,
+      this.disposables,
+    );
     panel.onDidDispose(() => this.dispose(), undefined, this.disposables);
   }
 
@@ -121,7 +130,9 @@ export class DashboardPanel implements vscode.Disposable {
     const narrow = viewport.width < READABLE.width;
     const short = viewport.height < READABLE.height;
     if (!narrow && !short) return;
-    this.log.info(`the dashboard opened at ${viewport.width}×${viewport.height} px, under the ${READABLE.width}×${READABLE.height} it needs: ${[narrow && 'maximising its editor group', short && 'closing the bottom panel'].filter(Boolean).join(' and ')}`);
+    this.log.info(
+      `the dashboard opened at ${viewport.width}×${viewport.height} px, under the ${READABLE.width}×${READABLE.height} it needs: ${[narrow && 'maximising its editor group', short && 'closing the bottom panel'].filter(Boolean).join(' and ')}`,
+    );
     // The maximise command acts on the active editor: make the dashboard that first.
     if (!this.panel.active) {
       const activated = new Promise<void>((resolve) => {

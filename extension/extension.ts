@@ -95,7 +95,15 @@ export function activate(context: vscode.ExtensionContext): ScaleLMApi {
     else if (node && 'kind' in node && node.kind === 'live') run = node.run;
     else {
       const live = runs.live();
-      run = live.length === 1 ? live[0] : (await vscode.window.showQuickPick(live.map((r) => ({ label: r.options.runDir, run: r })), { title: 'ScaleLM: stop which run?' }))?.run;
+      run =
+        live.length === 1
+          ? live[0]
+          : (
+              await vscode.window.showQuickPick(
+                live.map((r) => ({ label: r.options.runDir, run: r })),
+                { title: 'ScaleLM: stop which run?' },
+              )
+            )?.run;
     }
     if (!run) return;
     const how = run.options.launch ? 'SIGINT to the command, then SIGKILL after the timeout' : 'writing a checkpoint';
@@ -123,8 +131,15 @@ export function activate(context: vscode.ExtensionContext): ScaleLMApi {
     }),
     vscode.commands.registerCommand('scalelm.estimateMemory', (uri?: vscode.Uri, args?: EstimateArgs) => estimateMemoryCommand(uri, args)),
     vscode.commands.registerCommand('scalelm.suggestLayouts', suggestLayouts),
-    vscode.commands.registerCommand('scalelm.calibrateFromRun', (node?: RunNode | { runDir: string }) => calibrateFromRunCommand(node && 'runDir' in node ? node : node?.kind === 'past' ? { runDir: node.run.dir } : undefined)),
-    ...EXPORT_TARGETS.map((t: ExportTarget) => vscode.commands.registerCommand(`scalelm.export${t === 'deepspeed' ? 'DeepSpeed' : t === 'megatron' ? 'Megatron' : t === 'slurm' ? 'Slurm' : 'Torchrun'}`, (uri?: vscode.Uri, o?: { overwrite?: boolean }) => exportCommand(t, uri, o))),
+    vscode.commands.registerCommand('scalelm.calibrateFromRun', (node?: RunNode | { runDir: string }) =>
+      calibrateFromRunCommand(node && 'runDir' in node ? node : node?.kind === 'past' ? { runDir: node.run.dir } : undefined),
+    ),
+    ...EXPORT_TARGETS.map((t: ExportTarget) =>
+      vscode.commands.registerCommand(
+        `scalelm.export${t === 'deepspeed' ? 'DeepSpeed' : t === 'megatron' ? 'Megatron' : t === 'slurm' ? 'Slurm' : 'Torchrun'}`,
+        (uri?: vscode.Uri, o?: { overwrite?: boolean }) => exportCommand(t, uri, o),
+      ),
+    ),
     vscode.commands.registerCommand('scalelm.refreshRuns', () => tree.refresh()),
     vscode.commands.registerCommand('scalelm.revealRun', (node?: RunNode) => {
       const dir = node?.kind === 'live' ? node.run.options.runDir : node?.kind === 'past' ? node.run.dir : undefined;

@@ -78,7 +78,12 @@ export async function launchTraining(ctx: LaunchContext, uri?: vscode.Uri, extra
     // Refused before anything is spawned or created: the reason is the runtime's own.
     ctx.log.warn(`not started, the local runtime cannot train ${basename(target.fsPath)}: ${localProblem}`);
     // Not awaited: the refusal is the outcome; the dialog only tells the user (a test host refuses dialogs).
-    vscode.window.showWarningMessage(`ScaleLM: ${basename(target.fsPath)} cannot train on this machine; nothing was started.`, { modal: true, detail: `${localProblem}\n\nPlan it (CodeLens, Planner tab) or export it for torchrun / DeepSpeed / Megatron instead.` }).then(undefined, () => undefined);
+    vscode.window
+      .showWarningMessage(`ScaleLM: ${basename(target.fsPath)} cannot train on this machine; nothing was started.`, {
+        modal: true,
+        detail: `${localProblem}\n\nPlan it (CodeLens, Planner tab) or export it for torchrun / DeepSpeed / Megatron instead.`,
+      })
+      .then(undefined, () => undefined);
     return { refused: 'cannot-run-here', reason: localProblem };
   }
   const settings = vscode.workspace.getConfiguration('scalelm', target);

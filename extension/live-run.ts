@@ -5,7 +5,17 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { createInterface } from 'node:readline';
-import { isEnded, type ControlAction, type ControlResultMessage, type Message, type RunState, type SnapshotMessage, type StatusMessage, type StepMessage, type MemoryMessage } from '../common/protocol';
+import {
+  isEnded,
+  type ControlAction,
+  type ControlResultMessage,
+  type Message,
+  type RunState,
+  type SnapshotMessage,
+  type StatusMessage,
+  type StepMessage,
+  type MemoryMessage,
+} from '../common/protocol';
 import { describeState } from '../common/lifecycle';
 import { RunClient } from '../runtime/server/client';
 import { parseListeningLine, TOKEN_ENV, type ListeningLine } from '../runtime/server/monitor';
@@ -56,7 +66,10 @@ export class LiveRun extends EventEmitter {
   private client: RunClient | undefined;
   private exited: Promise<number | null> = Promise.resolve(null);
 
-  constructor(readonly id: string, readonly options: LaunchOptions) {
+  constructor(
+    readonly id: string,
+    readonly options: LaunchOptions,
+  ) {
     super();
   }
 
@@ -64,7 +77,17 @@ export class LiveRun extends EventEmitter {
   start(): Promise<ListeningLine> {
     const o = this.options;
     const args = o.launch
-      ? [o.cliPath, 'launch', '--name', o.launch.name, '--run-dir', o.runDir, '--stop-timeout-ms', String(o.launch.stopTimeoutMs), ...(o.launch.command ? ['--', ...o.launch.command] : ['--config', o.configPath])]
+      ? [
+          o.cliPath,
+          'launch',
+          '--name',
+          o.launch.name,
+          '--run-dir',
+          o.runDir,
+          '--stop-timeout-ms',
+          String(o.launch.stopTimeoutMs),
+          ...(o.launch.command ? ['--', ...o.launch.command] : ['--config', o.configPath]),
+        ]
       : o.resume
         ? [o.cliPath, 'train', '--resume', o.runDir, ...(o.extraArgs ?? [])]
         : [o.cliPath, 'train', o.configPath, '--run-dir', o.runDir, ...(o.extraArgs ?? [])];

@@ -46,6 +46,9 @@ export class PlanLensProvider implements vscode.CodeLensProvider {
     const launch: vscode.Command = localProblem
       ? { title: '$(circle-slash) Launch Training: not on this machine', command: '', tooltip: `The local runtime cannot train it — ${localProblem}` }
       : { title: '$(play) Launch Training', command: 'scalelm.launchTraining', arguments: [doc.uri] };
-    return [new vscode.CodeLens(top, { title, command: 'scalelm.suggestLayouts', arguments: [doc.uri], tooltip: 'Memory per device by the ScaleLM planner — click to search layouts' }), new vscode.CodeLens(top, launch)];
+    return [
+      new vscode.CodeLens(top, { title, command: 'scalelm.suggestLayouts', arguments: [doc.uri], tooltip: 'Memory per device by the ScaleLM planner — click to search layouts' }),
+      new vscode.CodeLens(top, launch),
+    ];
   }
 }

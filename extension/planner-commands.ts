@@ -88,7 +88,9 @@ async function askCluster(base: LoadedPlan, args: EstimateArgs): Promise<Record<
   }
   if (gpu === 'custom' && gpuMemory === undefined) {
     gpuMemory = await vscode.window.showInputBox({
-      title: 'ScaleLM: memory per GPU', prompt: `Capacity per GPU, e.g. 48GiB (compute figures stay ${cluster.gpu}'s)`, value: formatBytes(cluster.spec.memory, 0).replace(' ', ''),
+      title: 'ScaleLM: memory per GPU',
+      prompt: `Capacity per GPU, e.g. 48GiB (compute figures stay ${cluster.gpu}'s)`,
+      value: formatBytes(cluster.spec.memory, 0).replace(' ', ''),
       validateInput: (v) => {
         try {
           parseBytes(/^\d+$/.test(v.trim()) ? Number(v) : v.trim());
@@ -104,16 +106,37 @@ async function askCluster(base: LoadedPlan, args: EstimateArgs): Promise<Record<
   let gpus = args.gpus;
   if (gpus === undefined) {
     const counts = [...new Set([fileGpus, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024])].sort((a, b) => a - b);
-    const picked = await vscode.window.showQuickPick(counts.map((n) => ({ label: String(n), description: n === fileGpus ? 'this config' : '' })), { title: `ScaleLM: how many ${gpuName}?`, placeHolder: `this config: ${fileGpus}` });
+    const picked = await vscode.window.showQuickPick(
+      counts.map((n) => ({ label: String(n), description: n === fileGpus ? 'this config' : '' })),
+      { title: `ScaleLM: how many ${gpuName}?`, placeHolder: `this config: ${fileGpus}` },
+    );
     if (!picked) return undefined;
     gpus = Number(picked.label);
   }
   const seqFrom = base.source === 'huggingface' ? "the model config's max_position_embeddings" : 'this config';
-  const seqLen = args.seqLen ?? Number(await vscode.window.showInputBox({ title: 'ScaleLM: sequence length', prompt: `Tokens per sequence (default ${model.seqLen}, from ${seqFrom})`, value: String(model.seqLen), validateInput: positiveInt(16_777_216) }));
+  const seqLen =
+    args.seqLen ??
+    Number(
+      await vscode.window.showInputBox({
+        title: 'ScaleLM: sequence length',
+        prompt: `Tokens per sequence (default ${model.seqLen}, from ${seqFrom})`,
+        value: String(model.seqLen),
+        validateInput: positiveInt(16_777_216),
+      }),
+    );
   if (!Number.isInteger(seqLen) || seqLen < 1) return undefined;
   // The file's global batch, else about a million tokens per step (what `scalelm plan` assumes).
   const defaultBatch = base.defaultGlobalBatch ? gpus * Math.max(1, Math.ceil(2 ** 20 / (gpus * seqLen))) : train.globalBatch;
-  const globalBatch = args.globalBatch ?? Number(await vscode.window.showInputBox({ title: 'ScaleLM: global batch', prompt: `Sequences per optimizer step over all GPUs (default ${defaultBatch}${base.defaultGlobalBatch ? ' ≈ 1M tokens' : ', this config'})`, value: String(defaultBatch), validateInput: positiveInt(1_000_000_000) }));
+  const globalBatch =
+    args.globalBatch ??
+    Number(
+      await vscode.window.showInputBox({
+        title: 'ScaleLM: global batch',
+        prompt: `Sequences per optimizer step over all GPUs (default ${defaultBatch}${base.defaultGlobalBatch ? ' ≈ 1M tokens' : ', this config'})`,
+        value: String(defaultBatch),
+        validateInput: positiveInt(1_000_000_000),
+      }),
+    );
   if (!Number.isInteger(globalBatch) || globalBatch < 1) return undefined;
   return { gpu: gpu === 'custom' ? cluster.gpu : gpu, 'gpu-mem': gpu === 'custom' ? gpuMemory : undefined, gpus, 'seq-len': seqLen, 'global-batch': globalBatch, precision: args.precision };
 }
@@ -160,7 +183,11 @@ export async function estimateMemoryCommand(uri?: vscode.Uri, args: EstimateArgs
   const items = layoutItems(search, loaded.source === 'huggingface' ? `${fileName(target)} has no layout: choose one to save it as a *.scalelm.json` : undefined);
   const chosen = args.choose
     ? items[args.choose(items) ?? -1]
-    : await vscode.window.showQuickPick(items, { title: `ScaleLM: ${title} — ${search.stats.fits} of ${search.stats.enumerated} layouts fit${loaded.profile ? ' (calibrated profile)' : ''}`, placeHolder: search.warnings[0] ?? 'choose a layout to save', matchOnDetail: true });
+    : await vscode.window.showQuickPick(items, {
+        title: `ScaleLM: ${title} — ${search.stats.fits} of ${search.stats.enumerated} layouts fit${loaded.profile ? ' (calibrated profile)' : ''}`,
+        placeHolder: search.warnings[0] ?? 'choose a layout to save',
+        matchOnDetail: true,
+      });
   const outcome: EstimateOutcome = { ...search, items };
   if (!chosen?.layout) return outcome;
   const saved = await saveLayout(target, loaded, raw as Record<string, unknown>, values, chosen.layout, args.overwrite ?? false);
@@ -202,7 +229,14 @@ export function layoutItems(search: SearchResult, noCurrent?: string): LayoutPic
  * fields kept), a config.json gets <name>.scalelm.json beside it. What is written is parsed back with the
  * config parser first; if that fails nothing is written.
  */
-async function saveLayout(source: vscode.Uri, loaded: LoadedPlan, raw: Record<string, unknown>, values: Record<string, string | number | undefined>, l: Layout, overwrite: boolean): Promise<vscode.Uri | undefined> {
+async function saveLayout(
+  source: vscode.Uri,
+  loaded: LoadedPlan,
+  raw: Record<string, unknown>,
+  values: Record<string, string | number | undefined>,
+  l: Layout,
+  overwrite: boolean,
+): Promise<vscode.Uri | undefined> {
   const { config } = loaded;
   const cluster: Record<string, unknown> = { gpu: config.cluster.gpu, gpusPerNode: config.cluster.gpusPerNode, nodes: config.cluster.nodes };
   if (values['gpu-mem'] !== undefined) cluster.gpuMemory = String(values['gpu-mem']);
@@ -234,7 +268,14 @@ async function saveLayout(source: vscode.Uri, loaded: LoadedPlan, raw: Record<st
     void vscode.window.showErrorMessage(`ScaleLM: the chosen layout does not make a valid config, nothing saved: ${check.errors.map((e) => `${e.path}: ${e.message}`).join('; ')}`);
     return undefined;
   }
-  if (out.toString() !== source.toString() && !overwrite && (await vscode.workspace.fs.stat(out).then(() => true, () => false))) {
+  if (
+    out.toString() !== source.toString() &&
+    !overwrite &&
+    (await vscode.workspace.fs.stat(out).then(
+      () => true,
+      () => false,
+    ))
+  ) {
     const answer = await vscode.window.showWarningMessage(`${fileName(out)} exists. Overwrite it?`, { modal: true }, 'Overwrite');
     if (answer !== 'Overwrite') return undefined;
   }
@@ -246,7 +287,9 @@ async function saveLayout(source: vscode.Uri, loaded: LoadedPlan, raw: Record<st
     await vscode.workspace.fs.writeFile(out, new TextEncoder().encode(text));
   }
   await vscode.window.showTextDocument(await vscode.workspace.openTextDocument(out), { preview: false });
-  void vscode.window.showInformationMessage(`ScaleLM: saved ${describeLayout(l)} on ${config.cluster.nodes * config.cluster.gpusPerNode} × ${config.cluster.gpu} to ${vscode.workspace.asRelativePath(out)}`);
+  void vscode.window.showInformationMessage(
+    `ScaleLM: saved ${describeLayout(l)} on ${config.cluster.nodes * config.cluster.gpusPerNode} × ${config.cluster.gpu} to ${vscode.workspace.asRelativePath(out)}`,
+  );
   return out;
 }
 
@@ -260,7 +303,9 @@ export async function calibrateFromRunCommand(target?: { runDir: string }): Prom
   try {
     const c = await calibrateRun(dir);
     const rel = vscode.workspace.asRelativePath(c.out);
-    void vscode.window.showInformationMessage(`ScaleLM: calibrated from ${c.hello.runId} (${c.steps} steps): efficiency ${c.profile.efficiency.toFixed(3)}${c.profile.overheads.cudaContext !== undefined ? `, CUDA context ${formatBytes(c.profile.overheads.cudaContext, 1)}` : ''}. Wrote ${rel}; use it with "cluster": { "profile": "${rel}" }.`);
+    void vscode.window.showInformationMessage(
+      `ScaleLM: calibrated from ${c.hello.runId} (${c.steps} steps): efficiency ${c.profile.efficiency.toFixed(3)}${c.profile.overheads.cudaContext !== undefined ? `, CUDA context ${formatBytes(c.profile.overheads.cudaContext, 1)}` : ''}. Wrote ${rel}; use it with "cluster": { "profile": "${rel}" }.`,
+    );
     return c.out;
   } catch (e) {
     void vscode.window.showErrorMessage(`ScaleLM: cannot calibrate from ${dir.split('/').pop()}: ${(e as Error).message}`);
@@ -279,7 +324,10 @@ export async function exportCommand(target: ExportTarget, uri?: vscode.Uri, opti
     return undefined;
   }
   // The same names as `scalelm export --write`, and the torchrun command points at the DeepSpeed file by that name.
-  const base = source.path.split('/').pop()!.replace(/\.scalelm\.json$|\.json$/, '');
+  const base = source.path
+    .split('/')
+    .pop()!
+    .replace(/\.scalelm\.json$|\.json$/, '');
   // Slurm: the built-in torch trainer on this config (relative paths from its folder), with this extension's
   // copy of the scalelm package as the script's default SCALELM_PYTHON_PACKAGE.
   const slurm = { name: parsed.config.name || base, pythonPackage: bundledPythonPath(), trainer: { config: parsed.config, baseDir: vscode.Uri.joinPath(source, '..').fsPath } };
@@ -289,7 +337,10 @@ export async function exportCommand(target: ExportTarget, uri?: vscode.Uri, opti
     return undefined;
   }
   const out = vscode.Uri.joinPath(source, '..', exportFileName(base, target));
-  const exists = await vscode.workspace.fs.stat(out).then(() => true, () => false);
+  const exists = await vscode.workspace.fs.stat(out).then(
+    () => true,
+    () => false,
+  );
   if (exists && !options.overwrite) {
     const answer = await vscode.window.showWarningMessage(`${out.path.split('/').pop()} exists. Overwrite it?`, { modal: true }, 'Overwrite');
     if (answer !== 'Overwrite') return undefined;

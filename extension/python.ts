@@ -17,9 +17,9 @@ export function selectedPython(resource?: vscode.Uri): { python: string; source:
   try {
     const api = ext.exports;
     const active = api?.environments?.getActiveEnvironmentPath?.(resource)?.path;
-    if (typeof active === 'string' && active) return { python: active, source: 'the Python extension\'s selected interpreter' };
+    if (typeof active === 'string' && active) return { python: active, source: "the Python extension's selected interpreter" };
     const exec = api?.settings?.getExecutionDetails?.(resource)?.execCommand;
-    if (Array.isArray(exec) && typeof exec[0] === 'string' && exec[0]) return { python: exec[0], source: 'the Python extension\'s selected interpreter' };
+    if (Array.isArray(exec) && typeof exec[0] === 'string' && exec[0]) return { python: exec[0], source: "the Python extension's selected interpreter" };
   } catch {
     // an API we do not understand: fall back to the CLI's own choice
   }

@@ -39,7 +39,11 @@ export function peekRun(dir: string): PastRun {
     const n = readSync(fd, b, 0, length, start);
     return b.subarray(0, n).toString('utf8');
   };
-  const decode = (text: string): Message[] => text.split('\n').map((l) => decodeMessage(l)).flatMap((r) => (r.ok ? [r.value] : []));
+  const decode = (text: string): Message[] =>
+    text
+      .split('\n')
+      .map((l) => decodeMessage(l))
+      .flatMap((r) => (r.ok ? [r.value] : []));
   try {
     const head = decode(read(0, Math.min(size, PEEK_BYTES)));
     const tail = size > PEEK_BYTES ? decode(read(size - PEEK_BYTES, PEEK_BYTES)) : head;
@@ -76,7 +80,10 @@ export class RunsTree implements vscode.TreeDataProvider<RunNode> {
   private readonly changed = new vscode.EventEmitter<RunNode | undefined>();
   readonly onDidChangeTreeData = this.changed.event;
 
-  constructor(private readonly registry: RunRegistry, private readonly runsDirs: () => string[]) {
+  constructor(
+    private readonly registry: RunRegistry,
+    private readonly runsDirs: () => string[],
+  ) {
     registry.onDidChange(() => this.refresh());
   }
 

@@ -35,7 +35,15 @@ export function statusView(run: LiveRun | undefined): StatusView {
   if (step) parts.push(`step ${step.step}`, `loss ${Number.isFinite(step.loss) ? step.loss.toFixed(3) : String(step.loss)}`);
   if (fullest) parts.push(`${formatBytes(fullest.peak, 1)}${fullest.capacity ? ` (${Math.round(fill * 100)}%)` : ''}`);
   const name = run.history.hello?.name ?? basename(run.options.runDir);
-  const tooltip = [`ScaleLM: ${name} — ${run.detail || look.label}`, run.options.runDir, `${total} steps recorded`, fullest ? `fullest device: rank ${fullest.rank}, peak ${formatBytes(fullest.peak)} of ${formatBytes(fullest.capacity)}` : '', 'Click to open the dashboard.'].filter(Boolean).join('\n');
+  const tooltip = [
+    `ScaleLM: ${name} — ${run.detail || look.label}`,
+    run.options.runDir,
+    `${total} steps recorded`,
+    fullest ? `fullest device: rank ${fullest.rank}, peak ${formatBytes(fullest.peak)} of ${formatBytes(fullest.capacity)}` : '',
+    'Click to open the dashboard.',
+  ]
+    .filter(Boolean)
+    .join('\n');
   return { text: parts.join(' · '), tooltip, level: fill >= ERROR_AT || run.state === 'failed' || run.state === 'crashed' ? 'error' : fill >= WARN_AT ? 'warning' : 'normal' };
 }
 

@@ -19,7 +19,8 @@ export function taskDefinitionProblem(def: ScaleLMTaskDefinition): string | unde
   const hasCommand = def.command !== undefined;
   if (hasConfig === hasCommand) return 'a scalelm task needs exactly one of "config" (a *.scalelm.json to train) and "command" (a command to launch)';
   if (hasConfig && (typeof def.config !== 'string' || !def.config)) return '"config" must be the path of a *.scalelm.json';
-  if (hasCommand && (!Array.isArray(def.command) || !def.command.length || !def.command.every((a) => typeof a === 'string') || !def.command[0])) return '"command" must be a non-empty array of strings, the program first';
+  if (hasCommand && (!Array.isArray(def.command) || !def.command.length || !def.command.every((a) => typeof a === 'string') || !def.command[0]))
+    return '"command" must be a non-empty array of strings, the program first';
   if (def.set !== undefined && (!hasConfig || !Array.isArray(def.set) || !def.set.every((s) => typeof s === 'string'))) return '"set" goes with "config" and is an array of "path=value" strings';
   if (def.name !== undefined && (!hasCommand || typeof def.name !== 'string')) return '"name" goes with "command" and is a string';
   return undefined;
@@ -28,7 +29,10 @@ export function taskDefinitionProblem(def: ScaleLMTaskDefinition): string | unde
 export class ScaleLMTaskProvider implements vscode.TaskProvider {
   static readonly type = 'scalelm';
 
-  constructor(private readonly extensionPath: string, private readonly log?: vscode.LogOutputChannel) {}
+  constructor(
+    private readonly extensionPath: string,
+    private readonly log?: vscode.LogOutputChannel,
+  ) {}
 
   provideTasks(): vscode.Task[] {
     return [];

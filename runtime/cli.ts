@@ -12,19 +12,32 @@ for (const stream of [process.stdout, process.stderr]) {
 const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }> = {
   validate: { summary: 'check a *.scalelm.json and print its errors or a one-line summary', load: async () => (await import('./commands/validate')).validate },
   serve: { summary: 'replay recorded runs to the browser dashboard (read-only), with /metrics and CSV export', load: async () => (await import('./commands/serve')).serve },
-  'export-csv': { summary: 'write a run\'s steps (loss, lr, throughput, memory, eval loss) as CSV', load: async () => (await import('./commands/export-csv')).exportCsvCommand },
-  train: { summary: 'train the config\'s model on this machine (wasm/cpu/GPU backends), with metrics and checkpoints in a run directory', load: async () => (await import('./commands/train')).train },
-  launch: { summary: 'run any training command (torchrun, python, …) as one monitored run; its ranks report through the scalelm Monitor', load: async () => (await import('./commands/launch')).launch },
-  checkpoint: { summary: 'consolidate a sharded checkpoint of a parallel run into one HF-named model.safetensors (+ optimizer state)', load: async () => (await import('./commands/checkpoint')).checkpointCommand },
+  'export-csv': { summary: "write a run's steps (loss, lr, throughput, memory, eval loss) as CSV", load: async () => (await import('./commands/export-csv')).exportCsvCommand },
+  train: { summary: "train the config's model on this machine (wasm/cpu/GPU backends), with metrics and checkpoints in a run directory", load: async () => (await import('./commands/train')).train },
+  launch: {
+    summary: 'run any training command (torchrun, python, …) as one monitored run; its ranks report through the scalelm Monitor',
+    load: async () => (await import('./commands/launch')).launch,
+  },
+  checkpoint: {
+    summary: 'consolidate a sharded checkpoint of a parallel run into one HF-named model.safetensors (+ optimizer state)',
+    load: async () => (await import('./commands/checkpoint')).checkpointCommand,
+  },
   estimate: { summary: 'memory per GPU and step time of the layout in a *.scalelm.json or HF config.json', load: async () => (await import('./commands/estimate')).estimateCommand },
   plan: { summary: 'search layouts that fit the cluster, ranked by estimated throughput', load: async () => (await import('./commands/plan')).planCommand },
   export: { summary: 'write the layout as a DeepSpeed config, Megatron-LM arguments or a torchrun command', load: async () => (await import('./commands/export')).exportCommand },
-  calibrate: { summary: 'fit the planner\'s GPU efficiency constants to a recorded GPU run; writes a cluster profile', load: async () => (await import('./commands/calibrate')).calibrateCommand },
+  calibrate: { summary: "fit the planner's GPU efficiency constants to a recorded GPU run; writes a cluster profile", load: async () => (await import('./commands/calibrate')).calibrateCommand },
 };
 
 function usage(): string {
   const width = Math.max(...Object.keys(COMMANDS).map((k) => k.length));
-  return ['usage: scalelm <command> [options]', '', 'commands:', ...Object.entries(COMMANDS).map(([k, v]) => `  ${k.padEnd(width)}  ${v.summary}`), '', 'Run `scalelm <command> --help` for its options.'].join('\n');
+  return [
+    'usage: scalelm <command> [options]',
+    '',
+    'commands:',
+    ...Object.entries(COMMANDS).map(([k, v]) => `  ${k.padEnd(width)}  ${v.summary}`),
+    '',
+    'Run `scalelm <command> --help` for its options.',
+  ].join('\n');
 }
 
 async function main(argv: string[]): Promise<number> {

@@ -4,7 +4,10 @@
 import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 
 export class FileReadError extends Error {
-  constructor(message: string, readonly code?: string) {
+  constructor(
+    message: string,
+    readonly code?: string,
+  ) {
     super(message);
     this.name = 'FileReadError';
   }
@@ -36,7 +39,16 @@ export function readBounded(file: string, maxBytes: number): Buffer {
     fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
-    const why = err.code === 'ENOENT' ? 'no such file' : err.code === 'EACCES' ? 'permission denied' : err.code === 'EISDIR' ? 'is a directory, not a file' : err.code === 'ENOTDIR' ? 'a part of the path is not a directory' : err.message;
+    const why =
+      err.code === 'ENOENT'
+        ? 'no such file'
+        : err.code === 'EACCES'
+          ? 'permission denied'
+          : err.code === 'EISDIR'
+            ? 'is a directory, not a file'
+            : err.code === 'ENOTDIR'
+              ? 'a part of the path is not a directory'
+              : err.message;
     throw new FileReadError(`${file}: ${why}`, err.code);
   }
   try {

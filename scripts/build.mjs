@@ -34,7 +34,13 @@ await Promise.all([
   build({ ...common, entryPoints: ['runtime/cli.ts'], outfile: 'dist/cli.js', platform: 'node', format: 'cjs', banner: { js: '#!/usr/bin/env node' } }),
   // Worker and rank entry points started by path, next to the CLI bundle (found via __dirname): the comm
   // launchers' workers and the parallel trainer's rank module (runtime/parallel/local-engine.ts RANK_ENTRY).
-  build({ ...common, entryPoints: [...COMM_WORKER_ENTRIES.map((e) => ({ in: `runtime/comm/${e}.ts`, out: e })), { in: 'runtime/parallel/parallel-rank.ts', out: 'parallel-rank' }], outdir: 'dist', platform: 'node', format: 'cjs' }),
+  build({
+    ...common,
+    entryPoints: [...COMM_WORKER_ENTRIES.map((e) => ({ in: `runtime/comm/${e}.ts`, out: e })), { in: 'runtime/parallel/parallel-rank.ts', out: 'parallel-rank' }],
+    outdir: 'dist',
+    platform: 'node',
+    format: 'cjs',
+  }),
 ]);
 // The wasm backend loads its binaries from the folder of the bundle (runtime/model/backend.ts: wasmBinaryDirs).
 const wasmDist = join(root, 'node_modules/@tensorflow/tfjs-backend-wasm/dist');

@@ -35,8 +35,34 @@ if (!cli) {
   process.exit(1);
 }
 
-const llama = (layers, hidden, heads, kvHeads, ffnHidden, vocab, seqLen) => ({ layers, hidden, heads, kvHeads, ffnHidden, vocab, seqLen, activation: 'swiglu', norm: 'rmsnorm', tiedEmbeddings: false, bias: false, positionEmbedding: 'rope' });
-const gpt2 = (layers, hidden, heads, vocab, seqLen) => ({ layers, hidden, heads, kvHeads: heads, ffnHidden: 4 * hidden, vocab, seqLen, activation: 'gelu', norm: 'layernorm', tiedEmbeddings: true, bias: true, positionEmbedding: 'learned' });
+const llama = (layers, hidden, heads, kvHeads, ffnHidden, vocab, seqLen) => ({
+  layers,
+  hidden,
+  heads,
+  kvHeads,
+  ffnHidden,
+  vocab,
+  seqLen,
+  activation: 'swiglu',
+  norm: 'rmsnorm',
+  tiedEmbeddings: false,
+  bias: false,
+  positionEmbedding: 'rope',
+});
+const gpt2 = (layers, hidden, heads, vocab, seqLen) => ({
+  layers,
+  hidden,
+  heads,
+  kvHeads: heads,
+  ffnHidden: 4 * hidden,
+  vocab,
+  seqLen,
+  activation: 'gelu',
+  norm: 'layernorm',
+  tiedEmbeddings: true,
+  bias: true,
+  positionEmbedding: 'learned',
+});
 
 const steps = Number(value('--steps') ?? (tiny ? 6 : 20));
 const CASES = tiny
@@ -69,7 +95,14 @@ const flopsPerToken = (m) => 6 * paramCount(m) + 12 * m.layers * m.hidden * m.se
 /** Dense bf16 tensor-core peak by GPU name (datasheets), for MFU; SCALELM_PEAK_TFLOPS overrides. */
 function peakTflops(gpu) {
   if (process.env.SCALELM_PEAK_TFLOPS) return Number(process.env.SCALELM_PEAK_TFLOPS);
-  const table = [[/H200|H100.*(SXM|HBM3)/, 989], [/H100/, 756], [/A100/, 312], [/L40S/, 362], [/A10\b/, 125], [/4090/, 165]];
+  const table = [
+    [/H200|H100.*(SXM|HBM3)/, 989],
+    [/H100/, 756],
+    [/A100/, 312],
+    [/L40S/, 362],
+    [/A10\b/, 125],
+    [/4090/, 165],
+  ];
   for (const [re, t] of table) if (re.test(gpu)) return t;
   return null;
 }
@@ -120,15 +153,29 @@ try {
       entry.engine = { error: `scalelm train exited ${engine.code ?? engine.signal}: ${engine.err.trim().split('\n').slice(-8).join('\n')}` };
       console.error(entry.engine.error);
     } else {
-      const messages = readFileSync(join(runDir, 'metrics.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+      const messages = readFileSync(join(runDir, 'metrics.jsonl'), 'utf8')
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l));
       const stepsMs = messages.filter((m) => m.type === 'step').map((m) => m.stepMs);
       const warm = stepsMs.slice(3).length ? stepsMs.slice(3) : stepsMs;
       const median = [...warm].sort((a, b) => a - b)[Math.floor(warm.length / 2)];
       const mem = messages.filter((m) => m.type === 'memory' && m.rank === 0).at(-1);
-      entry.engine = { tokensPerSec: entry.tokensPerStep / (median / 1000), stepMs: median, measured: mem?.categories ?? null, predicted: mem?.predicted ?? null, stepPeak: mem?.stepPeak ?? null, device: mem?.device ?? null };
+      entry.engine = {
+        tokensPerSec: entry.tokensPerStep / (median / 1000),
+        stepMs: median,
+        measured: mem?.categories ?? null,
+        predicted: mem?.predicted ?? null,
+        stepPeak: mem?.stepPeak ?? null,
+        device: mem?.device ?? null,
+      };
     }
     // On CPU the peer gets torchrun's default of one thread per rank, so both sides use the same cores.
-    const peer = await run(python, [join(root, 'bench', 'torch_peer.py'), '--shape', JSON.stringify(c.model), '--micro-batch', String(c.microBatch), '--steps', String(steps), '--device', cpu ? 'cpu' : 'cuda'], { cwd: root, env: cpu ? { ...process.env, CUDA_VISIBLE_DEVICES: '', OMP_NUM_THREADS: process.env.OMP_NUM_THREADS ?? '1' } : process.env });
+    const peer = await run(
+      python,
+      [join(root, 'bench', 'torch_peer.py'), '--shape', JSON.stringify(c.model), '--micro-batch', String(c.microBatch), '--steps', String(steps), '--device', cpu ? 'cpu' : 'cuda'],
+      { cwd: root, env: cpu ? { ...process.env, CUDA_VISIBLE_DEVICES: '', OMP_NUM_THREADS: process.env.OMP_NUM_THREADS ?? '1' } : process.env },
+    );
     const line = peer.out.split('\n').find((l) => l.startsWith('RESULT '));
     if (!line) {
       ok = false;
@@ -153,8 +200,12 @@ try {
     const p = entry.peer;
     const pct = (x) => (x === null || x === undefined ? 'n/a' : `${(100 * x).toFixed(1)}%`);
     console.log(`-- ${c.name} on ${gpu}${peak ? ` (peak ${peak} TFLOP/s bf16${p?.gemmTflops ? `, measured GEMM ${p.gemmTflops.toFixed(0)}` : ''})` : ''}`);
-    if (e?.tokensPerSec) console.log(`   torch engine   ${Math.round(e.tokensPerSec).toLocaleString('en-US')} tokens/s  ${e.stepMs.toFixed(1)} ms/step  ${e.tflops.toFixed(1)} TFLOP/s  MFU ${pct(e.mfu)}`);
-    if (p?.tokensPerSec) console.log(`   plain PyTorch  ${Math.round(p.tokensPerSec).toLocaleString('en-US')} tokens/s  ${p.stepMs.toFixed(1)} ms/step  ${p.tflops.toFixed(1)} TFLOP/s  MFU ${pct(p.mfu)}  peak allocated ${fmt(p.peakAllocated)}`);
+    if (e?.tokensPerSec)
+      console.log(`   torch engine   ${Math.round(e.tokensPerSec).toLocaleString('en-US')} tokens/s  ${e.stepMs.toFixed(1)} ms/step  ${e.tflops.toFixed(1)} TFLOP/s  MFU ${pct(e.mfu)}`);
+    if (p?.tokensPerSec)
+      console.log(
+        `   plain PyTorch  ${Math.round(p.tokensPerSec).toLocaleString('en-US')} tokens/s  ${p.stepMs.toFixed(1)} ms/step  ${p.tflops.toFixed(1)} TFLOP/s  MFU ${pct(p.mfu)}  peak allocated ${fmt(p.peakAllocated)}`,
+      );
     if (entry.ratio) console.log(`   engine / peer  ${entry.ratio.toFixed(3)}`);
     if (e?.measured) {
       console.log(`   memory per category (rank 0)   measured     predicted    measured/predicted`);

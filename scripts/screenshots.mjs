@@ -65,7 +65,10 @@ const recorded = (dir) =>
       if (!r.ok) throw new Error(`${dir}: ${r.reason}`);
       return r.value;
     });
-const finalState = (dir) => recorded(dir).filter((m) => m.type === 'status').at(-1)?.state;
+const finalState = (dir) =>
+  recorded(dir)
+    .filter((m) => m.type === 'status')
+    .at(-1)?.state;
 
 let runs = process.argv[2];
 if (!runs) {

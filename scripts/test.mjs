@@ -11,7 +11,11 @@ const root = new URL('..', import.meta.url).pathname;
 const all = ['lint', 'unit', 'python', 'runtime', 'webview', 'e2e'];
 const asked = process.argv.slice(2);
 const layers = asked.length ? asked : all;
-for (const l of layers) if (!all.includes(l)) { console.error(`unknown test layer "${l}"; choose from ${all.join(', ')}`); process.exit(2); }
+for (const l of layers)
+  if (!all.includes(l)) {
+    console.error(`unknown test layer "${l}"; choose from ${all.join(', ')}`);
+    process.exit(2);
+  }
 
 // The pinned venv that scripts/setup-python.sh makes: the python layer, and the runtime tests' PyTorch peer
 // and torch engine, use it unless SCALELM_PYTHON names another interpreter.
@@ -49,16 +53,16 @@ function pythonLayer(report) {
 
 // ESLint, then Prettier's check (the same files `npm run format` writes); one pass or failure per tool.
 function lintLayer(report) {
-  const checks = [
-    step('lint (eslint)', 'npx', ['eslint', '.']),
-    step('format (prettier --check)', 'npx', ['prettier', '--check', '--log-level', 'warn', ...FORMATTED]),
-  ];
+  const checks = [step('lint (eslint)', 'npx', ['eslint', '.']), step('format (prettier --check)', 'npx', ['prettier', '--check', '--log-level', 'warn', ...FORMATTED])];
   const failures = checks.filter((c) => c !== 0).length;
   writeFileSync(report, JSON.stringify({ passes: checks.length - failures, failures, pending: 0 }));
   return failures ? 1 : 0;
 }
 
-if (step('compile (tsc, strict)', 'npx', ['tsc', '-p', '.']) !== 0) { console.error('type errors: fix them first'); process.exit(1); }
+if (step('compile (tsc, strict)', 'npx', ['tsc', '-p', '.']) !== 0) {
+  console.error('type errors: fix them first');
+  process.exit(1);
+}
 if (step('bundle (esbuild)', 'node', ['scripts/build.mjs']) !== 0) process.exit(1);
 
 const resultsDir = join(root, 'test-artifacts');
@@ -75,7 +79,10 @@ for (const layer of layers) {
   } else if (layer === 'e2e') {
     code = step('e2e (code-server)', 'node', ['out/test/e2e/run.js'], { SCALELM_E2E_REPORT: report });
   } else {
-    if (!existsSync(join(root, 'out/test', layer))) { console.log(`\n=== ${layer}: no tests yet`); continue; }
+    if (!existsSync(join(root, 'out/test', layer))) {
+      console.log(`\n=== ${layer}: no tests yet`);
+      continue;
+    }
     const spec = `out/test/${layer}/**/*.test.js`;
     code = step(layer, 'npx', ['mocha', '--timeout', '120000', '--reporter', join(root, 'scripts/mocha-reporter.cjs'), spec], { SCALELM_MOCHA_JSON: report });
   }
@@ -86,10 +93,14 @@ for (const layer of layers) {
 }
 
 console.log('\n=== summary');
-let passed = 0, failed = 0, skipped = 0;
+let passed = 0,
+  failed = 0,
+  skipped = 0;
 for (const s of summary) {
   console.log(`${s.layer.padEnd(8)} ${String(s.passes).padStart(4)} passed ${String(s.failures).padStart(3)} failed ${String(s.pending).padStart(3)} skipped${s.code ? `  (exit ${s.code})` : ''}`);
-  passed += s.passes; failed += s.failures; skipped += s.pending;
+  passed += s.passes;
+  failed += s.failures;
+  skipped += s.pending;
 }
 console.log(`${passed} passed, ${failed} failed, ${skipped} skipped`);
 process.exit(summary.some((s) => s.code !== 0) ? 1 : 0);

@@ -73,7 +73,12 @@ export class SeriesChart {
         interaction: { mode: 'nearest', axis: 'x', intersect: false },
         scales: {
           // Whole steps / seconds on x: no "0 0 0 1 1" ticks on a short or empty axis.
-          x: { type: 'linear', title: { display: Boolean(opts.xTitle), text: opts.xTitle ?? '', color: theme.foreground }, ticks: { ...tick(opts.xFormat), precision: 0 }, grid: { color: theme.grid } },
+          x: {
+            type: 'linear',
+            title: { display: Boolean(opts.xTitle), text: opts.xTitle ?? '', color: theme.foreground },
+            ticks: { ...tick(opts.xFormat), precision: 0 },
+            grid: { color: theme.grid },
+          },
           y: { type: 'linear', title: { display: true, text: opts.yTitle, color: theme.foreground }, ticks: tick(opts.yFormat), grid: { color: theme.grid } },
         },
         plugins: {

@@ -222,7 +222,11 @@ export class Dashboard {
       case 'connection':
         // A server that went away with its finished run is the end of the story, not an error.
         if (m.state === 'ended') this.header.setConnection(m.detail ?? 'the run has ended', false);
-        else this.header.setConnection(m.state === 'open' ? (this.readOnly || isEnded(this.run?.status?.state) ? 'recorded' : 'live') : `${m.state}${m.detail ? `: ${m.detail}` : ''}`, m.state === 'closed' || m.state === 'waiting');
+        else
+          this.header.setConnection(
+            m.state === 'open' ? (this.readOnly || isEnded(this.run?.status?.state) ? 'recorded' : 'live') : `${m.state}${m.detail ? `: ${m.detail}` : ''}`,
+            m.state === 'closed' || m.state === 'waiting',
+          );
         break;
       default:
         this.apply(m as Message, null);
@@ -276,7 +280,9 @@ export class Dashboard {
 
   /** The overlays to draw, in the order they were ticked, under labels that tell equal names apart. */
   overlays(): Overlay[] {
-    const labels = distinctLabels([...this.runs, ...[...this.compares.values()].map((r) => r.summary()), ...(this.run ? [this.run.summary()] : [])].filter((r, i, all) => all.findIndex((x) => x.runId === r.runId) === i));
+    const labels = distinctLabels(
+      [...this.runs, ...[...this.compares.values()].map((r) => r.summary()), ...(this.run ? [this.run.summary()] : [])].filter((r, i, all) => all.findIndex((x) => x.runId === r.runId) === i),
+    );
     return this.state.compareRunIds.flatMap((id) => {
       const run = this.compares.get(id);
       return run && id !== this.run?.runId ? [{ run, label: labels.get(id) ?? run.hello?.name ?? id }] : [];
@@ -391,7 +397,10 @@ export class Dashboard {
         shown: id === this.run?.runId,
         compared: this.state.compareRunIds.includes(id),
       })),
-      table: Array.from(this.app.querySelectorAll('#runs-table tbody tr')).map((tr) => ({ runId: (tr as HTMLElement).dataset.run ?? '', cells: Array.from(tr.children).map((td) => (td.textContent ?? '').trim()) })),
+      table: Array.from(this.app.querySelectorAll('#runs-table tbody tr')).map((tr) => ({
+        runId: (tr as HTMLElement).dataset.run ?? '',
+        cells: Array.from(tr.children).map((td) => (td.textContent ?? '').trim()),
+      })),
       overlays: this.overlays().map((o) => o.label),
       planner: this.planner.inspect(),
       theme: { kind: this.theme.kind, foreground: this.theme.foreground, series: this.theme.series },

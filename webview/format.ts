@@ -41,7 +41,13 @@ export function formatCount(n: number, digits = 0): string {
 export function si(n: number, digits = 3): string {
   if (!Number.isFinite(n)) return String(n);
   const abs = Math.abs(n);
-  const prefixes: [number, string][] = [[1e15, 'P'], [1e12, 'T'], [1e9, 'G'], [1e6, 'M'], [1e3, 'k']];
+  const prefixes: [number, string][] = [
+    [1e15, 'P'],
+    [1e12, 'T'],
+    [1e9, 'G'],
+    [1e6, 'M'],
+    [1e3, 'k'],
+  ];
   for (const [scale, p] of prefixes) if (abs >= scale) return `${(n / scale).toPrecision(digits)} ${p}`;
   return `${Number(n.toPrecision(digits))} `;
 }

@@ -43,7 +43,28 @@ import {
   type ServerMessage,
   type SnapshotMessage,
 } from '../common/protocol';
-import { array, bool, finite, fromValidator, ID, int, Invalid, isPlainObject, join, jsonObject, LIMITS, literal, nullable, object, oneOf, opt, record, str, validateWith, type Check } from '../common/validate';
+import {
+  array,
+  bool,
+  finite,
+  fromValidator,
+  ID,
+  int,
+  Invalid,
+  isPlainObject,
+  join,
+  jsonObject,
+  LIMITS,
+  literal,
+  nullable,
+  object,
+  oneOf,
+  opt,
+  record,
+  str,
+  validateWith,
+  type Check,
+} from '../common/validate';
 import type { Layout, ZeroStage } from '../runtime/planner/types';
 import { TABS, type Tab } from './ui-state';
 
@@ -103,17 +124,7 @@ export interface InspectMessage {
 }
 
 export type HostToWebview =
-  | Message
-  | SnapshotMessage
-  | BatchMessage
-  | ControlResultMessage
-  | RunsMessage
-  | RunHistoryMessage
-  | PlannerInputMessage
-  | ShowTabMessage
-  | ConnectionMessage
-  | PingMessage
-  | InspectMessage;
+  Message | SnapshotMessage | BatchMessage | ControlResultMessage | RunsMessage | RunHistoryMessage | PlannerInputMessage | ShowTabMessage | ConnectionMessage | PingMessage | InspectMessage;
 
 // ------------------------------------------------------------------------------------------ webview -> host
 
@@ -247,15 +258,7 @@ export interface RequestPlannerInputMessage {
 }
 
 export type WebviewToHost =
-  | ReadyMessage
-  | PongMessage
-  | InspectResultMessage
-  | SelectRunMessage
-  | CompareRunMessage
-  | ControlRequest
-  | ResumeRunMessage
-  | ChooseLayoutMessage
-  | RequestPlannerInputMessage;
+  ReadyMessage | PongMessage | InspectResultMessage | SelectRunMessage | CompareRunMessage | ControlRequest | ResumeRunMessage | ChooseLayoutMessage | RequestPlannerInputMessage;
 
 // ------------------------------------------------------------------------------------------ validation
 // One mechanism for every message, both directions: the combinators of common/validate.ts (the protocol's

@@ -66,7 +66,23 @@ export function rawFromResolved(config: Raw): Raw {
   const cluster = isObj(config.cluster) ? config.cluster : {};
   return {
     ...(typeof config.name === 'string' ? { name: config.name } : {}),
-    model: pick(config.model, ['name', 'layers', 'hidden', 'heads', 'kvHeads', 'ffnHidden', 'vocab', 'seqLen', 'activation', 'norm', 'tiedEmbeddings', 'bias', 'positionEmbedding', 'dropout', 'totalParams']),
+    model: pick(config.model, [
+      'name',
+      'layers',
+      'hidden',
+      'heads',
+      'kvHeads',
+      'ffnHidden',
+      'vocab',
+      'seqLen',
+      'activation',
+      'norm',
+      'tiedEmbeddings',
+      'bias',
+      'positionEmbedding',
+      'dropout',
+      'totalParams',
+    ]),
     train: pick(config.train, ['microBatch', 'globalBatch', 'precision', 'optimizer', 'beta1', 'recompute', 'flashAttention']),
     parallel: pick(config.parallel, ['dp', 'tp', 'pp', 'vpp', 'zero', 'sequenceParallel', 'offloadOptimizer', 'offloadParams', 'bucketMB']),
     cluster: { ...pick(cluster, ['gpu', 'gpusPerNode', 'nodes', 'efficiency', 'headroom']) },
@@ -167,9 +183,16 @@ export function resolvePlan(form: PlanForm, openConfig: Raw | null): Resolved {
   const pp = typeof parallel.pp === 'number' ? parallel.pp : 1;
   if (form.modelSource === 'config' && Object.keys(parallel).length > 0 && N % (tp * pp) === 0) {
     current = {
-      dp: N / (tp * pp), tp, pp, vpp: typeof parallel.vpp === 'number' ? parallel.vpp : 1, zero: (typeof parallel.zero === 'number' ? parallel.zero : 0) as Layout['zero'],
-      microBatch: typeof train.microBatch === 'number' ? train.microBatch : 1, recompute: (typeof train.recompute === 'string' ? train.recompute : 'none') as Layout['recompute'],
-      sequenceParallel: parallel.sequenceParallel === true, offloadOptimizer: parallel.offloadOptimizer === true, offloadParams: parallel.offloadParams === true,
+      dp: N / (tp * pp),
+      tp,
+      pp,
+      vpp: typeof parallel.vpp === 'number' ? parallel.vpp : 1,
+      zero: (typeof parallel.zero === 'number' ? parallel.zero : 0) as Layout['zero'],
+      microBatch: typeof train.microBatch === 'number' ? train.microBatch : 1,
+      recompute: (typeof train.recompute === 'string' ? train.recompute : 'none') as Layout['recompute'],
+      sequenceParallel: parallel.sequenceParallel === true,
+      offloadOptimizer: parallel.offloadOptimizer === true,
+      offloadParams: parallel.offloadParams === true,
     };
   }
   return { ok: true, config, notes, defaultGlobalBatch, ...(current ? { current } : {}) };

@@ -4,7 +4,23 @@
 // Pure: no DOM, so the bench and unit tests drive it in Node.
 import { readResolvedConfig } from '../runtime/config/resolved';
 import type { RunConfig } from '../runtime/config/types';
-import type { AlertMessage, CheckpointMessage, CommMessage, EvalMessage, GpuDevice, GpuMessage, HelloMessage, LogMessage, MemoryMessage, Message, NodeRef, RunSummary, SnapshotMessage, StatusMessage, StepMessage } from '../common/protocol';
+import type {
+  AlertMessage,
+  CheckpointMessage,
+  CommMessage,
+  EvalMessage,
+  GpuDevice,
+  GpuMessage,
+  HelloMessage,
+  LogMessage,
+  MemoryMessage,
+  Message,
+  NodeRef,
+  RunSummary,
+  SnapshotMessage,
+  StatusMessage,
+  StepMessage,
+} from '../common/protocol';
 import { lowerBound } from './downsample';
 import { isEnded } from '../common/protocol';
 import { describeState } from '../common/lifecycle';

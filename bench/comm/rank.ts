@@ -35,10 +35,14 @@ export function main(comm: Comm, args: RankArgs): Row[] {
       const part = make(g.chunk(count).end - g.chunk(count).start);
       const call = () => {
         switch (args.op) {
-          case 'all_reduce': return g.allReduce(big);
-          case 'broadcast': return g.broadcast(big, 0);
-          case 'all_gather': return g.allGather(big, part);
-          case 'reduce_scatter': return g.reduceScatter(part, big);
+          case 'all_reduce':
+            return g.allReduce(big);
+          case 'broadcast':
+            return g.broadcast(big, 0);
+          case 'all_gather':
+            return g.allGather(big, part);
+          case 'reduce_scatter':
+            return g.reduceScatter(part, big);
         }
       };
       const timeOf = (iters: number): number => {

@@ -15,7 +15,11 @@ export class Arena {
    */
   private readonly buffers = new WeakSet<ArrayBufferLike>();
 
-  constructor(readonly memory: WebAssembly.Memory, readonly base: number, readonly bytes: number) {
+  constructor(
+    readonly memory: WebAssembly.Memory,
+    readonly base: number,
+    readonly bytes: number,
+  ) {
     const start = Math.ceil(base / ALIGN) * ALIGN;
     this.free = [[start, base + bytes - start]];
   }

@@ -31,13 +31,13 @@ export interface CommThreadCall {
   tag: number;
   timeoutMs: number;
 }
-export type CommThreadResult =
-  | { id: number; algorithm: string; start: number; end: number }
-  | { id: number; error: SerializedError };
+export type CommThreadResult = { id: number; algorithm: string; start: number; end: number } | { id: number; error: SerializedError };
 
 const CELLS = 1024; // completion cells; cell 0 says whether the comm thread is alive
-const PENDING = 0, DONE = 1, FAILED = 2, THREAD_GONE = 1;
-
+const PENDING = 0,
+  DONE = 1,
+  FAILED = 2,
+  THREAD_GONE = 1;
 
 export class AsyncEngine {
   private readonly worker: Worker;
@@ -56,7 +56,10 @@ export class AsyncEngine {
     return this.backend.rank;
   }
 
-  constructor(private readonly backend: CommBackend, private readonly log: CallLog) {
+  constructor(
+    private readonly backend: CommBackend,
+    private readonly log: CallLog,
+  ) {
     this.cellsOffset = backend.arena.allocBytes(CELLS * 4);
     this.cells = new Int32Array(backend.memory.buffer, this.cellsOffset, CELLS);
     this.cells.fill(0);
@@ -91,8 +94,16 @@ export class AsyncEngine {
     const id = this.nextId++;
     Atomics.store(this.cells, cell, PENDING);
     const message: CommThreadCall = {
-      id, cell: this.cellsOffset / 4 + cell, spec: sub.spec, shareable: sub.shareable, desc: call.desc,
-      input, output, peer: call.peer, tag: call.tag, timeoutMs: sub.timeoutMs,
+      id,
+      cell: this.cellsOffset / 4 + cell,
+      spec: sub.spec,
+      shareable: sub.shareable,
+      desc: call.desc,
+      input,
+      output,
+      peer: call.peer,
+      tag: call.tag,
+      timeoutMs: sub.timeoutMs,
     };
     this.worker.postMessage(message);
     const work = new AsyncWork(this, id, cell, call, output, temps, groupName);

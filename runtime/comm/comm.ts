@@ -19,10 +19,7 @@ import { AsyncEngine, type AsyncSubmission } from './async-engine';
 import { CallLog, type OpTotals } from './records';
 import { meshCoords, meshGroups, resolveMesh, type MeshCoords, type MeshShape } from './mesh';
 import { ABORT_WORD, LAUNCHER_ORIGIN, readAbort } from './shm-world';
-import {
-  chunkRange, CommUsageError, now, REDUCE_OPS,
-  type CallDescriptor, type CallRecord, type OpName, type ReduceOp,
-} from './types';
+import { chunkRange, CommUsageError, now, REDUCE_OPS, type CallDescriptor, type CallRecord, type OpName, type ReduceOp } from './types';
 
 export interface CommOptions {
   /** A wait that makes no progress for this long fails the call (and aborts the world). */
@@ -68,12 +65,18 @@ export class Comm {
   private engine: AsyncEngine | undefined;
   private closed = false;
 
-  constructor(readonly backend: CommBackend, options: CommOptions = {}) {
+  constructor(
+    readonly backend: CommBackend,
+    options: CommOptions = {},
+  ) {
     this.rank = backend.rank;
     this.size = backend.worldSize;
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.log = new CallLog(options.recordCapacity);
-    this.world = this.newGroup(Array.from({ length: this.size }, (_, r) => r), 'world')!;
+    this.world = this.newGroup(
+      Array.from({ length: this.size }, (_, r) => r),
+      'world',
+    )!;
   }
 
   get transport(): 'shm' | 'socket' {
@@ -87,9 +90,7 @@ export class Comm {
   newGroup(ranks: readonly number[], name?: string): ProcessGroup | undefined {
     const sorted = [...new Set(ranks)].sort((a, b) => a - b);
     if (sorted.length === 0 || sorted.length !== ranks.length || sorted.some((r) => !Number.isInteger(r) || r < 0 || r >= this.size)) {
-      throw new CommUsageError(
-        `rank ${this.rank}: newGroup([${ranks.join(',')}]) needs distinct ranks in 0..${this.size - 1}`, this.rank, 'new_group', String(name),
-      );
+      throw new CommUsageError(`rank ${this.rank}: newGroup([${ranks.join(',')}]) needs distinct ranks in 0..${this.size - 1}`, this.rank, 'new_group', String(name));
     }
     const id = this.nextGroupId++;
     const index = sorted.indexOf(this.rank);
@@ -187,7 +188,11 @@ export class ProcessGroup {
   readonly ranks: readonly number[];
   readonly name: string;
   /** @internal */
-  constructor(private readonly comm: Comm, readonly spec: GroupSpec, private readonly resources: GroupResources) {
+  constructor(
+    private readonly comm: Comm,
+    readonly spec: GroupSpec,
+    private readonly resources: GroupResources,
+  ) {
     this.size = spec.ranks.length;
     this.rank = spec.index;
     this.ranks = spec.ranks;
@@ -286,8 +291,7 @@ export class ProcessGroup {
   private checkPart(op: OpName, what: string, buf: Float32Array, total: number): void {
     const { start, end } = this.chunk(total);
     if (buf.length !== end - start) {
-      throw this.usage(op, `${what} has ${buf.length} elements but member ${this.rank}'s part of ${total} is ${end - start} ` +
-        `(parts are split like numpy.array_split; see group.chunk())`);
+      throw this.usage(op, `${what} has ${buf.length} elements but member ${this.rank}'s part of ${total} is ${end - start} ` + `(parts are split like numpy.array_split; see group.chunk())`);
     }
   }
 
@@ -321,7 +325,7 @@ export class ProcessGroup {
     this.checkRoot('scatter', root);
     const isRoot = this.rank === root;
     if (isRoot && !input) throw this.usage('scatter', 'the root must pass the input to scatter');
-    const count = isRoot ? input!.length : total ?? output.length * this.size;
+    const count = isRoot ? input!.length : (total ?? output.length * this.size);
     if (isRoot && total !== undefined && total !== count) throw this.usage('scatter', `total ${total} differs from the root's input length ${count}`);
     this.checkPart('scatter', 'output', output, count);
     return this.prep('scatter', count, 'sum', root, isRoot ? input : null, output);
@@ -330,7 +334,7 @@ export class ProcessGroup {
     this.checkRoot('gather', root);
     const isRoot = this.rank === root;
     if (isRoot && !output) throw this.usage('gather', 'the root must pass the output to gather into');
-    const count = isRoot ? output!.length : total ?? input.length * this.size;
+    const count = isRoot ? output!.length : (total ?? input.length * this.size);
     if (isRoot && total !== undefined && total !== count) throw this.usage('gather', `total ${total} differs from the root's output length ${count}`);
     this.checkPart('gather', 'input', input, count);
     return this.prep('gather', count, 'sum', root, input, isRoot ? output : null);

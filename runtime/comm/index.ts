@@ -9,10 +9,7 @@ export { meshGroups, meshCoords, meshRank, resolveMesh, type MeshShape, type Mes
 export type { OpTotals } from './records';
 export type { SocketOptions } from './socket-backend';
 export type { ShmWorldOptions } from './shm-world';
-export {
-  ReduceOp, REDUCE_OPS, chunkRange, CommError, CommTimeoutError, CommMismatchError, CommAbortedError, CommUsageError,
-  type CallRecord, type OpName,
-} from './types';
+export { ReduceOp, REDUCE_OPS, chunkRange, CommError, CommTimeoutError, CommMismatchError, CommAbortedError, CommUsageError, type CallRecord, type OpName } from './types';
 
 /**
  * Worker/child entry files the comm library starts by path (resolved next to the compiled module with

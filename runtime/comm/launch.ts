@@ -149,7 +149,10 @@ export function startThreadWorld<R = unknown>(size: number, entry: string, optio
     for (let rank = 0; rank < size; rank++) {
       const worker = new Worker(join(__dirname, 'thread-rank.js'), {
         workerData: {
-          memory, rank, entry: resolve(entry), args: options.args,
+          memory,
+          rank,
+          entry: resolve(entry),
+          args: options.args,
           comm: { timeoutMs: options.timeoutMs, recordCapacity: options.recordCapacity },
           shm: { spin },
         },
@@ -235,7 +238,10 @@ export async function startProcessWorld<R = unknown>(size: number, entry: string
       if (options.rendezvousTimeoutMs !== undefined) env.SCALELM_COMM_RENDEZVOUS_TIMEOUT_MS = String(options.rendezvousTimeoutMs);
       if (options.arenaBytes !== undefined) env.SCALELM_COMM_ARENA_BYTES = String(options.arenaBytes);
       const child = fork(join(__dirname, 'process-rank.js'), [resolve(entry)], {
-        env, serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: options.execArgv ?? [],
+        env,
+        serialization: 'advanced',
+        stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+        execArgv: options.execArgv ?? [],
       });
       children.push(child);
       child.on('message', (m: Report) => tracker.report(rank, m));

@@ -22,7 +22,10 @@ export interface MeshGroups {
 export function resolveMesh(worldSize: number, shape: Partial<MeshShape>): MeshShape {
   const tp = shape.tp ?? 1;
   const pp = shape.pp ?? 1;
-  for (const [name, v] of [['tp', tp], ['pp', pp]] as const) {
+  for (const [name, v] of [
+    ['tp', tp],
+    ['pp', pp],
+  ] as const) {
     if (!Number.isInteger(v) || v < 1) throw new Error(`mesh: ${name}=${v} must be a positive whole number`);
   }
   const dp = shape.dp ?? worldSize / (tp * pp);
@@ -44,15 +47,18 @@ export function meshRank(c: MeshCoords, shape: MeshShape): number {
 export function meshGroups(shape: MeshShape): MeshGroups {
   const { tp, pp, dp } = shape;
   const groups: MeshGroups = { tp: [], dp: [], pp: [] };
-  for (let p = 0; p < pp; p++) for (let d = 0; d < dp; d++) {
-    groups.tp.push(Array.from({ length: tp }, (_, t) => meshRank({ tp: t, dp: d, pp: p }, shape)));
-  }
-  for (let p = 0; p < pp; p++) for (let t = 0; t < tp; t++) {
-    groups.dp.push(Array.from({ length: dp }, (_, d) => meshRank({ tp: t, dp: d, pp: p }, shape)));
-  }
-  for (let d = 0; d < dp; d++) for (let t = 0; t < tp; t++) {
-    groups.pp.push(Array.from({ length: pp }, (_, p) => meshRank({ tp: t, dp: d, pp: p }, shape)));
-  }
+  for (let p = 0; p < pp; p++)
+    for (let d = 0; d < dp; d++) {
+      groups.tp.push(Array.from({ length: tp }, (_, t) => meshRank({ tp: t, dp: d, pp: p }, shape)));
+    }
+  for (let p = 0; p < pp; p++)
+    for (let t = 0; t < tp; t++) {
+      groups.dp.push(Array.from({ length: dp }, (_, d) => meshRank({ tp: t, dp: d, pp: p }, shape)));
+    }
+  for (let d = 0; d < dp; d++)
+    for (let t = 0; t < tp; t++) {
+      groups.pp.push(Array.from({ length: pp }, (_, p) => meshRank({ tp: t, dp: d, pp: p }, shape)));
+    }
   groups.pp.sort((a, b) => a[0]! - b[0]!);
   return groups;
 }

@@ -49,7 +49,9 @@ export async function initProcessWorld(options: ProcessInitOptions = {}): Promis
   const arenaBytes = options.arenaBytes ?? envInt(env, 'SCALELM_COMM_ARENA_BYTES', 128 * 2 ** 20);
   const secret = env[COMM_SECRET_ENV] ?? '';
   if (size > 1 && !isCommSecret(secret)) {
-    throw new Error(`${COMM_SECRET_ENV} ${secret ? 'must be 64 hex digits' : 'is not set'}: the ranks of a socket world prove they belong to the run with a shared secret (launchProcessWorld sets one; with another launcher, export the same \`openssl rand -hex 32\` to every rank)`);
+    throw new Error(
+      `${COMM_SECRET_ENV} ${secret ? 'must be 64 hex digits' : 'is not set'}: the ranks of a socket world prove they belong to the run with a shared secret (launchProcessWorld sets one; with another launcher, export the same \`openssl rand -hex 32\` to every rank)`,
+    );
   }
 
   const pages = Math.ceil((ARENA_AT + arenaBytes) / 65536);
@@ -59,7 +61,13 @@ export async function initProcessWorld(options: ProcessInitOptions = {}): Promis
 
   const channel = new MessageChannel();
   const data: IoData = {
-    memory, rank, size, masterAddr, masterPort, socket, secret,
+    memory,
+    rank,
+    size,
+    masterAddr,
+    masterPort,
+    socket,
+    secret,
     rendezvousTimeoutMs: options.rendezvousTimeoutMs ?? envInt(env, 'SCALELM_COMM_RENDEZVOUS_TIMEOUT_MS', Math.max(timeoutMs ?? 0, 60_000)),
     client: channel.port2,
   };

@@ -17,14 +17,8 @@ import { groupHash, type Call, type GroupResources, type GroupSpec, type P2PWork
 import type { BackendThreadSpec, CommBackend } from './comm';
 import { Arena } from './arena';
 import { reduceBlocks, reduceKernel, type ReduceKernel } from './simd-kernel';
-import {
-  ABORT_WORD, abortError, abortShmWorld, DESC_INTS, GH, GROUP_HEADER_BYTES, M, MEMBER_BYTES, P, P2P_BYTES, rankArena, readAbort, readLayout,
-  type ShmWorldLayout,
-} from './shm-world';
-import {
-  chunkRange, CommMismatchError, CommTimeoutError, CommUsageError, describeCall, now, opCode, opName, reduceCode, reduceName,
-  type CallDescriptor, type ReduceOp,
-} from './types';
+import { ABORT_WORD, abortError, abortShmWorld, DESC_INTS, GH, GROUP_HEADER_BYTES, M, MEMBER_BYTES, P, P2P_BYTES, rankArena, readAbort, readLayout, type ShmWorldLayout } from './shm-world';
+import { chunkRange, CommMismatchError, CommTimeoutError, CommUsageError, describeCall, now, opCode, opName, reduceCode, reduceName, type CallDescriptor, type ReduceOp } from './types';
 
 export interface ShmBackendOptions {
   /** Polls of a flag before sleeping in Atomics.wait. Spinning only pays when every rank has a core. */
@@ -38,7 +32,10 @@ class ShmGroup implements GroupResources {
   readonly shareable = null;
   /** Element offsets of members' staging areas, read once they have published them. */
   readonly staging: number[];
-  constructor(readonly spec: GroupSpec, readonly lines: number[]) {
+  constructor(
+    readonly spec: GroupSpec,
+    readonly lines: number[],
+  ) {
     this.staging = lines.map(() => 0);
   }
 }
@@ -72,7 +69,12 @@ export class ShmBackend implements CommBackend {
   private readonly small: number; // elements
   private readonly p2pElems: number;
 
-  constructor(readonly memory: WebAssembly.Memory, readonly rank: number, private readonly options: ShmBackendOptions = {}, arena?: Arena) {
+  constructor(
+    readonly memory: WebAssembly.Memory,
+    readonly rank: number,
+    private readonly options: ShmBackendOptions = {},
+    arena?: Arena,
+  ) {
     this.layout = readLayout(memory);
     this.worldSize = this.layout.worldSize;
     this.arena = arena ?? rankArena(memory, this.layout, rank);
@@ -99,7 +101,9 @@ export class ShmBackend implements CommBackend {
     if (spec.id >= this.layout.maxGroups) {
       throw new CommUsageError(
         `rank ${this.rank}: cannot create process group #${spec.id}: the world was made for ${this.layout.maxGroups} groups (launch option maxGroups)`,
-        this.rank, 'new_group', spec.name,
+        this.rank,
+        'new_group',
+        spec.name,
       );
     }
     const block = (this.layout.groupsBase + spec.id * this.layout.groupBlockBytes) / 4;
@@ -109,12 +113,17 @@ export class ShmBackend implements CommBackend {
       const error = new CommMismatchError(
         `rank ${this.rank}: process group #${spec.id} is [${spec.ranks.join(',')}] here but another rank created group #${spec.id} ` +
           `with different members: every rank must create groups in the same order`,
-        this.rank, 'new_group', spec.name,
+        this.rank,
+        'new_group',
+        spec.name,
       );
       this.abort(error.message);
       throw error;
     }
-    const group = new ShmGroup(spec, spec.ranks.map((_, j) => this.lineIndex(spec.id, j)));
+    const group = new ShmGroup(
+      spec,
+      spec.ranks.map((_, j) => this.lineIndex(spec.id, j)),
+    );
     const mine = group.lines[spec.index]!;
     // Staging: two halves (double buffering), each a data area and a result area of one chunk. A group
     // of one never communicates (the front end copies locally).
@@ -124,7 +133,10 @@ export class ShmBackend implements CommBackend {
   }
 
   adopt(spec: GroupSpec): ShmGroup {
-    return new ShmGroup(spec, spec.ranks.map((_, j) => this.lineIndex(spec.id, j)));
+    return new ShmGroup(
+      spec,
+      spec.ranks.map((_, j) => this.lineIndex(spec.id, j)),
+    );
   }
 
   private attachMailboxes(): void {
@@ -223,7 +235,9 @@ export class ShmBackend implements CommBackend {
         const error = new CommMismatchError(
           `rank ${this.rank}: mismatched collective on group ${g.spec.name} (call #${seq}): this rank called ${describeCall(call.desc)} ` +
             `but rank ${g.spec.ranks[j]} called ${describeCall(theirs)}`,
-          this.rank, call.desc.op, g.spec.name,
+          this.rank,
+          call.desc.op,
+          g.spec.name,
         );
         this.abort(error.message);
         throw error;
@@ -262,18 +276,14 @@ export class ShmBackend implements CommBackend {
       const theirs = Atomics.load(this.i32, line + M.seq);
       const rank = g.spec.ranks[j];
       if (!reached(theirs, seq)) {
-        const last = theirs === 0 ? 'it has made no call on this group' :
-          `its last call on this group was #${theirs} ${describeCall(readDesc(this.i32, line + M.desc + (theirs & 1) * DESC_INTS))}`;
+        const last = theirs === 0 ? 'it has made no call on this group' : `its last call on this group was #${theirs} ${describeCall(readDesc(this.i32, line + M.desc + (theirs & 1) * DESC_INTS))}`;
         lagging.push(`rank ${rank} has not reached this call (${last})`);
       } else if (stage === 'finish' && theirs === seq) {
         lagging.push(`rank ${rank} entered this call but has not finished its part`);
       }
     }
     const why = lagging.length ? lagging.join('; ') : 'no progress';
-    return new CommTimeoutError(
-      `rank ${this.rank}: ${describeCall(call.desc)} on group ${g.spec.name} (call #${seq}) timed out: ${why}`,
-      this.rank, call.desc.op, g.spec.name,
-    );
+    return new CommTimeoutError(`rank ${this.rank}: ${describeCall(call.desc)} on group ${g.spec.name} (call #${seq}) timed out: ${why}`, this.rank, call.desc.op, g.spec.name);
   }
 
   // ---- data movement helpers --------------------------------------------------------------------------------
@@ -307,13 +317,20 @@ export class ShmBackend implements CommBackend {
     const g = resources as ShmGroup;
     this.checkAbort(g, call.desc.op);
     switch (call.desc.op) {
-      case 'all_reduce': return this.reduceCall(g, call, timeoutMs, true);
-      case 'reduce': return this.reduceCall(g, call, timeoutMs, false);
-      case 'broadcast': return this.broadcast(g, call, timeoutMs);
-      case 'reduce_scatter': return this.reduceScatter(g, call, timeoutMs);
-      case 'all_gather': return this.gatherCall(g, call, timeoutMs, 'all');
-      case 'gather': return this.gatherCall(g, call, timeoutMs, 'root');
-      case 'scatter': return this.scatter(g, call, timeoutMs);
+      case 'all_reduce':
+        return this.reduceCall(g, call, timeoutMs, true);
+      case 'reduce':
+        return this.reduceCall(g, call, timeoutMs, false);
+      case 'broadcast':
+        return this.broadcast(g, call, timeoutMs);
+      case 'reduce_scatter':
+        return this.reduceScatter(g, call, timeoutMs);
+      case 'all_gather':
+        return this.gatherCall(g, call, timeoutMs, 'all');
+      case 'gather':
+        return this.gatherCall(g, call, timeoutMs, 'root');
+      case 'scatter':
+        return this.scatter(g, call, timeoutMs);
       case 'barrier':
         this.arrive(g, call, -1, -1, timeoutMs);
         return 'shm-arrival';
@@ -597,10 +614,16 @@ export class ShmBackend implements CommBackend {
     const peer = spec.ranks[call.peer]!;
     const send = call.desc.op === 'send';
     const m: ShmMessage = {
-      send, g, call, peer,
+      send,
+      g,
+      call,
+      peer,
       slot: send ? this.mailbox(this.rank, peer) : this.mailbox(peer, this.rank),
       buf: (send ? call.input : call.output)!,
-      pos: 0, pieces: 0, done: false, error: undefined,
+      pos: 0,
+      pieces: 0,
+      done: false,
+      error: undefined,
     };
     this.checkAbort(g, call.desc.op);
     this.active.push(m);
@@ -666,9 +689,10 @@ export class ShmBackend implements CommBackend {
       const tag = i32[slot + P.tag]!;
       if (total !== m.buf.length || tag !== m.call.tag) {
         const error = new CommMismatchError(
-          `rank ${this.rank}: recv from rank ${m.peer} expected ${m.buf.length} floats with tag ${m.call.tag}, ` +
-            `but rank ${m.peer} sent ${total} floats with tag ${tag}`,
-          this.rank, 'recv', m.g.spec.name,
+          `rank ${this.rank}: recv from rank ${m.peer} expected ${m.buf.length} floats with tag ${m.call.tag}, ` + `but rank ${m.peer} sent ${total} floats with tag ${tag}`,
+          this.rank,
+          'recv',
+          m.g.spec.name,
         );
         this.abort(error.message);
         throw error;
@@ -714,7 +738,9 @@ export class ShmBackend implements CommBackend {
       : `rank ${m.peer} has not sent ${m.pieces === 0 ? 'a message' : 'the rest of the message'} to rank ${this.rank}`;
     return new CommTimeoutError(
       `rank ${this.rank}: ${what} ${m.send ? 'to' : 'from'} rank ${m.peer} (${m.buf.length} floats, tag ${m.call.tag}) timed out after ${timeoutMs} ms: ${why}`,
-      this.rank, what, m.g.spec.name,
+      this.rank,
+      what,
+      m.g.spec.name,
     );
   }
 }

@@ -101,10 +101,7 @@ export function createShmWorld(worldSize: number, options: ShmWorldOptions = {})
   const bytes = layout.partitionBase + worldSize * layout.arenaBytes;
   const pages = bytes / PAGE;
   if (pages > 65536) {
-    throw new RangeError(
-      `shared-memory world of ${worldSize} ranks x ${layout.arenaBytes} arena bytes needs ${bytes} bytes; ` +
-        `the limit is 4 GiB (wasm32): lower arenaBytes`,
-    );
+    throw new RangeError(`shared-memory world of ${worldSize} ranks x ${layout.arenaBytes} arena bytes needs ${bytes} bytes; ` + `the limit is 4 GiB (wasm32): lower arenaBytes`);
   }
   const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
   const h = new Int32Array(memory.buffer, 0, 16);

@@ -12,13 +12,28 @@
 //   div(dst, src, n, d) dst[i] = src[i] / d          (AVG = SUM then divide, exactly as torch does)
 // dst may alias a or b (each element is read before it is written).
 
-const I32 = 0x7f, F32 = 0x7d, V128 = 0x7b;
+const I32 = 0x7f,
+  F32 = 0x7d,
+  V128 = 0x7b;
 
 const op = {
-  block: [0x02, 0x40], loop: [0x03, 0x40], end: [0x0b], br: 0x0c, brIf: 0x0d,
-  localGet: 0x20, localSet: 0x21,
-  i32Const: 0x41, i32Add: 0x6a, i32Shl: 0x74, i32GtU: 0x4b,
-  f32Load: 0x2a, f32Store: 0x38, f32Add: 0x92, f32Div: 0x95, f32Min: 0x96, f32Max: 0x97,
+  block: [0x02, 0x40],
+  loop: [0x03, 0x40],
+  end: [0x0b],
+  br: 0x0c,
+  brIf: 0x0d,
+  localGet: 0x20,
+  localSet: 0x21,
+  i32Const: 0x41,
+  i32Add: 0x6a,
+  i32Shl: 0x74,
+  i32GtU: 0x4b,
+  f32Load: 0x2a,
+  f32Store: 0x38,
+  f32Add: 0x92,
+  f32Div: 0x95,
+  f32Min: 0x96,
+  f32Max: 0x97,
 } as const;
 const simd = { v128Load: 0x00, v128Store: 0x0b, f32x4Splat: 0x13, f32x4Add: 0xe4, f32x4Div: 0xe7, f32x4Min: 0xe8, f32x4Max: 0xe9 } as const;
 
@@ -60,34 +75,37 @@ const addr = (base: number, index: number) => [...get(base), ...get(index), op.i
  */
 function stride(index: number, total: number, step: number, body: number[]): number[] {
   return [
-    ...op.block, ...op.loop,
-    ...get(index), ...i32c(step), op.i32Add, ...get(total), op.i32GtU, op.brIf, 1,
+    ...op.block,
+    ...op.loop,
+    ...get(index),
+    ...i32c(step),
+    op.i32Add,
+    ...get(total),
+    op.i32GtU,
+    op.brIf,
+    1,
     ...body,
-    ...get(index), ...i32c(step), op.i32Add, ...set(index),
-    op.br, 0,
-    ...op.end, ...op.end,
+    ...get(index),
+    ...i32c(step),
+    op.i32Add,
+    ...set(index),
+    op.br,
+    0,
+    ...op.end,
+    ...op.end,
   ];
 }
 
 /** (dst, a, b, n) -> dst[i] = a[i] OP b[i]; 64 bytes per iteration, then 16, then scalar. */
 function binaryBody(vectorOp: number, scalarOp: number): number[] {
   const [dst, a, b, n, i, total] = [0, 1, 2, 3, 4, 5];
-  const vector = (offset: number) => [
-    ...addr(dst, i),
-    ...addr(a, i), ...v128Load(offset),
-    ...addr(b, i), ...v128Load(offset),
-    ...simdOp(vectorOp),
-    ...v128Store(offset),
-  ];
-  const scalar = [
-    ...addr(dst, i),
-    ...addr(a, i), op.f32Load, 2, 0,
-    ...addr(b, i), op.f32Load, 2, 0,
-    scalarOp,
-    op.f32Store, 2, 0,
-  ];
+  const vector = (offset: number) => [...addr(dst, i), ...addr(a, i), ...v128Load(offset), ...addr(b, i), ...v128Load(offset), ...simdOp(vectorOp), ...v128Store(offset)];
+  const scalar = [...addr(dst, i), ...addr(a, i), op.f32Load, 2, 0, ...addr(b, i), op.f32Load, 2, 0, scalarOp, op.f32Store, 2, 0];
   const code = [
-    ...get(n), ...i32c(2), op.i32Shl, ...set(total),
+    ...get(n),
+    ...i32c(2),
+    op.i32Shl,
+    ...set(total),
     ...stride(i, total, 64, [...vector(0), ...vector(16), ...vector(32), ...vector(48)]),
     ...stride(i, total, 16, vector(0)),
     ...stride(i, total, 4, scalar),
@@ -99,23 +117,28 @@ function binaryBody(vectorOp: number, scalarOp: number): number[] {
 /** (dst, src, n, d: f32) -> dst[i] = src[i] / d. */
 function divideBody(): number[] {
   const [dst, src, n, d, i, total, divisor] = [0, 1, 2, 3, 4, 5, 6];
-  const vector = (offset: number) => [
-    ...addr(dst, i),
-    ...addr(src, i), ...v128Load(offset),
-    ...get(divisor),
-    ...simdOp(simd.f32x4Div),
-    ...v128Store(offset),
-  ];
+  const vector = (offset: number) => [...addr(dst, i), ...addr(src, i), ...v128Load(offset), ...get(divisor), ...simdOp(simd.f32x4Div), ...v128Store(offset)];
   const scalar = [...addr(dst, i), ...addr(src, i), op.f32Load, 2, 0, ...get(d), op.f32Div, op.f32Store, 2, 0];
   const code = [
-    ...get(n), ...i32c(2), op.i32Shl, ...set(total),
-    ...get(d), ...simdOp(simd.f32x4Splat), ...set(divisor),
+    ...get(n),
+    ...i32c(2),
+    op.i32Shl,
+    ...set(total),
+    ...get(d),
+    ...simdOp(simd.f32x4Splat),
+    ...set(divisor),
     ...stride(i, total, 64, [...vector(0), ...vector(16), ...vector(32), ...vector(48)]),
     ...stride(i, total, 16, vector(0)),
     ...stride(i, total, 4, scalar),
     ...op.end,
   ];
-  return [...vec([[2, I32], [1, V128]]), ...code];
+  return [
+    ...vec([
+      [2, I32],
+      [1, V128],
+    ]),
+    ...code,
+  ];
 }
 
 /** The module's bytes. Exported so a test can check they validate and a build step could snapshot them. */
@@ -127,19 +150,11 @@ export function reduceKernelWasm(): Uint8Array<ArrayBuffer> {
   // Shared memory import: flags 0x03 = has maximum + shared. 65536 pages = 4 GiB, the wasm32 limit, so any
   // shared memory the caller made fits.
   const imports = vec([[...str('env'), ...str('mem'), 0x02, 0x03, ...uleb(1), ...uleb(65536)]]);
-  const bodies = [
-    binaryBody(simd.f32x4Add, op.f32Add),
-    binaryBody(simd.f32x4Max, op.f32Max),
-    binaryBody(simd.f32x4Min, op.f32Min),
-    divideBody(),
-  ];
+  const bodies = [binaryBody(simd.f32x4Add, op.f32Add), binaryBody(simd.f32x4Max, op.f32Max), binaryBody(simd.f32x4Min, op.f32Min), divideBody()];
   const functions = vec([[0], [0], [0], [1]]);
   const exports = vec(['add', 'max', 'min', 'div'].map((name, index) => [...str(name), 0x00, ...uleb(index)]));
   const code = vec(bodies.map((body) => [...uleb(body.length), ...body]));
-  return new Uint8Array([
-    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
-    ...section(1, types), ...section(2, imports), ...section(3, functions), ...section(7, exports), ...section(10, code),
-  ]);
+  return new Uint8Array([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, ...section(1, types), ...section(2, imports), ...section(3, functions), ...section(7, exports), ...section(10, code)]);
 }
 
 type Binary = (dst: number, a: number, b: number, n: number) => void;
@@ -170,8 +185,14 @@ const BLOCK = 4096; // elements per reduction block: the accumulator stays in L1
  * of it is written. Offsets are in elements.
  */
 export function reduceBlocks(
-  k: ReduceKernel, f32: Float32Array, dst: number, srcs: readonly number[], count: number, op: 'sum' | 'max' | 'min' | 'avg',
-  copies: readonly number[] = [], scratch = false,
+  k: ReduceKernel,
+  f32: Float32Array,
+  dst: number,
+  srcs: readonly number[],
+  count: number,
+  op: 'sum' | 'max' | 'min' | 'avg',
+  copies: readonly number[] = [],
+  scratch = false,
 ): void {
   const f = op === 'max' ? k.max : op === 'min' ? k.min : k.add;
   const n = srcs.length;

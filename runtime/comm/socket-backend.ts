@@ -21,13 +21,22 @@ import { groupHash, type Call, type GroupResources, type GroupSpec, type P2PWork
 import type { BackendThreadSpec, CommBackend } from './comm';
 import { abortError, readAbort, ABORT_WORD } from './shm-world';
 import { reduceBlocks, reduceKernel, type ReduceKernel } from './simd-kernel';
+import { CMD, collectiveChannel, F, G, GROUP_INTS, GROUPS_AT, MAX_GROUPS, p2pChannel, SLOT_DONE, SLOT_PENDING, SLOTS_AT, SLOTS_PER_CLIENT, type FrameFields, type Reply } from './socket-proto';
 import {
-  CMD, collectiveChannel, F, G, GROUP_INTS, GROUPS_AT, MAX_GROUPS, p2pChannel, SLOT_DONE, SLOT_PENDING,
-  SLOTS_AT, SLOTS_PER_CLIENT, type FrameFields, type Reply,
-} from './socket-proto';
-import {
-  chunkRange, CommAbortedError, CommError, CommMismatchError, CommTimeoutError, CommUsageError, describeCall, now, opCode, opName,
-  reduceCode, reduceName, type CallDescriptor, type ReduceOp,
+  chunkRange,
+  CommAbortedError,
+  CommError,
+  CommMismatchError,
+  CommTimeoutError,
+  CommUsageError,
+  describeCall,
+  now,
+  opCode,
+  opName,
+  reduceCode,
+  reduceName,
+  type CallDescriptor,
+  type ReduceOp,
 } from './types';
 
 export interface SocketOptions {
@@ -51,7 +60,11 @@ interface Areas {
 class SocketGroup implements GroupResources {
   readonly hash: number;
   private commThreadAreas: Areas | undefined;
-  constructor(readonly spec: GroupSpec, readonly areas: Areas, private readonly allocate?: () => Areas) {
+  constructor(
+    readonly spec: GroupSpec,
+    readonly areas: Areas,
+    private readonly allocate?: () => Areas,
+  ) {
     this.hash = groupHash(spec.ranks);
   }
   /**
@@ -285,7 +298,10 @@ export class SocketBackend implements CommBackend {
         } else if (call.desc.op === 'send' || call.desc.op === 'recv') {
           continue;
         } else if (theirSeq < seq) {
-          const last = theirSeq === 0 ? 'it has made no call on this group' : `its last call on this group was #${theirSeq} ${describeCall({ op: opName(op) as CallDescriptor['op'], count, reduce: reduceName(reduce), root })}${finished === theirSeq ? '' : ', still running'}`;
+          const last =
+            theirSeq === 0
+              ? 'it has made no call on this group'
+              : `its last call on this group was #${theirSeq} ${describeCall({ op: opName(op) as CallDescriptor['op'], count, reduce: reduceName(reduce), root })}${finished === theirSeq ? '' : ', still running'}`;
           findings.push(`rank ${a.rank} has not reached this call (${last})`);
         }
       }
@@ -355,7 +371,15 @@ export class SocketBackend implements CommBackend {
     this.i32[cells + G.root] = d.root;
     Atomics.store(this.i32, cells + G.seq, seq);
     const fields: FrameFields = {
-      channel: collectiveChannel(spec.id), seq, op: opCode(d.op), count: d.count, reduce: reduceCode(d.reduce), root: d.root, step: 0, tag: 0, hash: g.hash,
+      channel: collectiveChannel(spec.id),
+      seq,
+      op: opCode(d.op),
+      count: d.count,
+      reduce: reduceCode(d.reduce),
+      root: d.root,
+      step: 0,
+      tag: 0,
+      hash: g.hash,
     };
     const ctx: Ctx = { g, call, seq, fields, sent: new Map(), got: new Map(), timeoutMs };
     this.checkAbort(ctx);
@@ -368,14 +392,22 @@ export class SocketBackend implements CommBackend {
     const { call } = ctx;
     const small = call.desc.count * 4 <= this.opts.smallBytes;
     switch (call.desc.op) {
-      case 'all_reduce': return this.allReduce(ctx, small);
-      case 'reduce': return this.reduce(ctx, small);
-      case 'broadcast': return this.broadcast(ctx, small);
-      case 'reduce_scatter': return this.reduceScatter(ctx, small);
-      case 'all_gather': return this.allGather(ctx, small);
-      case 'gather': return this.gather(ctx);
-      case 'scatter': return this.scatter(ctx);
-      case 'barrier': return this.barrier(ctx);
+      case 'all_reduce':
+        return this.allReduce(ctx, small);
+      case 'reduce':
+        return this.reduce(ctx, small);
+      case 'broadcast':
+        return this.broadcast(ctx, small);
+      case 'reduce_scatter':
+        return this.reduceScatter(ctx, small);
+      case 'all_gather':
+        return this.allGather(ctx, small);
+      case 'gather':
+        return this.gather(ctx);
+      case 'scatter':
+        return this.scatter(ctx);
+      case 'barrier':
+        return this.barrier(ctx);
       case 'send':
       case 'recv':
         throw new Error('internal: point-to-point goes through p2p()');
@@ -448,7 +480,8 @@ export class SocketBackend implements CommBackend {
   private ringReduceScatter(ctx: Ctx, work: number, parts: Array<{ start: number; len: number }>): void {
     const { ranks, index: me } = ctx.g.spec;
     const n = ranks.length;
-    const left = ranks[mod(me - 1, n)]!, right = ranks[mod(me + 1, n)]!;
+    const left = ranks[mod(me - 1, n)]!,
+      right = ranks[mod(me + 1, n)]!;
     const temp = ctx.g.areas.temp;
     const op = this.reduceOp(ctx.call.desc.reduce);
     const sends: Array<[number, number]> = [];
@@ -476,7 +509,8 @@ export class SocketBackend implements CommBackend {
   private ringAllGather(ctx: Ctx, work: number, parts: Array<{ start: number; len: number }>): void {
     const { ranks, index: me } = ctx.g.spec;
     const n = ranks.length;
-    const left = ranks[mod(me - 1, n)]!, right = ranks[mod(me + 1, n)]!;
+    const left = ranks[mod(me - 1, n)]!,
+      right = ranks[mod(me + 1, n)]!;
     const recvs: Array<Array<[number, number, number]>> = [];
     for (let s = 0; s < n - 1; s++) {
       const part = parts[mod(me - s - 1, n)]!;
@@ -573,7 +607,8 @@ export class SocketBackend implements CommBackend {
       return 'socket-tree';
     }
     // Pipelined chain root -> root+1 -> ... : each piece is forwarded as soon as it lands.
-    const prev = ranks[mod(me - 1, n)]!, next = ranks[mod(me + 1, n)]!;
+    const prev = ranks[mod(me - 1, n)]!,
+      next = ranks[mod(me + 1, n)]!;
     this.rounds(ctx, buf, how, (work, len) => {
       const sends: Array<[number, number]> = [];
       const ps = this.pieces(len);
@@ -729,7 +764,15 @@ export class SocketBackend implements CommBackend {
     const buf = (send ? call.input : call.output)!;
     const peer = spec.ranks[call.peer]!;
     const fields: FrameFields = {
-      channel: p2pChannel(spec.id), seq: 0, op: opCode('send'), count: buf.length, reduce: 0, root: 0, step: 0, tag: call.tag, hash: g.hash,
+      channel: p2pChannel(spec.id),
+      seq: 0,
+      op: opCode('send'),
+      count: buf.length,
+      reduce: 0,
+      root: 0,
+      step: 0,
+      tag: call.tag,
+      hash: g.hash,
     };
     const ctx: Ctx = { g, call, seq: 0, fields, sent: new Map(), got: new Map(), timeoutMs };
     this.checkAbort(ctx);

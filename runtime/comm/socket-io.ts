@@ -30,10 +30,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import { readAbort, writeAbortRecord } from './shm-world';
-import {
-  CMD, F, FRAME, GROUP_INTS, GROUPS_AT, HEADER_BYTES, MAX_CLIENTS, SLOT_DONE, SLOT_FAILED, SLOTS_AT, SLOTS_PER_CLIENT,
-  type Reply, type TransferCommand,
-} from './socket-proto';
+import { CMD, F, FRAME, GROUP_INTS, GROUPS_AT, HEADER_BYTES, MAX_CLIENTS, SLOT_DONE, SLOT_FAILED, SLOTS_AT, SLOTS_PER_CLIENT, type Reply, type TransferCommand } from './socket-proto';
 
 export interface IoData {
   memory: WebAssembly.Memory;
@@ -101,7 +98,10 @@ class Peer {
   private target: Target = { kind: 'discard' };
   readonly queues = new Map<number, { posted: Recv[]; early: Early[] }>();
 
-  constructor(readonly socket: Socket, public rank: number) {
+  constructor(
+    readonly socket: Socket,
+    public rank: number,
+  ) {
     this.trusted = rank >= 0;
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
@@ -398,7 +398,9 @@ function startProbe(client: MessagePort, slot: number, group: number): void {
     probes.delete(id);
     const reply: Reply = {
       slot,
-      probe: Array.from({ length: size }, (_, r) => r).filter((r) => r !== rank).map((r) => ({ rank: r, answered: answers.has(r), progress: answers.get(r) })),
+      probe: Array.from({ length: size }, (_, r) => r)
+        .filter((r) => r !== rank)
+        .map((r) => ({ rank: r, answered: answers.has(r), progress: answers.get(r) })),
     };
     client.postMessage(reply);
     Atomics.store(i32, slot, SLOT_DONE);
@@ -446,13 +448,20 @@ function addClient(port: MessagePort): void {
   clients.push(port);
   port.on('message', (m: TransferCommand | [number, ...unknown[]]) => {
     switch (m[0]) {
-      case CMD.send: return postSend(port, m as TransferCommand);
-      case CMD.recv: return postRecv(port, m as TransferCommand);
-      case CMD.abort: return abortWorld(m[1] as string);
-      case CMD.probe: return startProbe(port, m[1] as number, m[2] as number);
-      case CMD.bye: return goodbye();
-      case CMD.client: return addClient(m[1] as MessagePort);
-      case CMD.group: return onGroup(m[1] as number, m[2] as number);
+      case CMD.send:
+        return postSend(port, m as TransferCommand);
+      case CMD.recv:
+        return postRecv(port, m as TransferCommand);
+      case CMD.abort:
+        return abortWorld(m[1] as string);
+      case CMD.probe:
+        return startProbe(port, m[1] as number, m[2] as number);
+      case CMD.bye:
+        return goodbye();
+      case CMD.client:
+        return addClient(m[1] as MessagePort);
+      case CMD.group:
+        return onGroup(m[1] as number, m[2] as number);
     }
   });
 }
@@ -594,36 +603,56 @@ function hostStore(): Promise<void> {
       timer.unref();
       let registered = false;
       s.write(JSON.stringify({ challenge }) + '\n');
-      lines(s, MAX_STORE_LINE, (line) => {
-        if (registered) return drop();
-        const m = parseObject(line);
-        const r = m?.rank;
-        if (!m || typeof r !== 'number' || !Number.isInteger(r) || r < 0 || r >= size || typeof m.address !== 'string' || m.address.length > 1024 ||
-          typeof m.nonce !== 'string' || !/^[0-9a-f]{64}$/.test(m.nonce) || !macEqual(m.mac, mac('register', challenge, r, m.address))) return drop();
-        registered = true;
-        clearTimeout(timer);
-        // Two proven processes with one RANK: the launcher is wrong. The first keeps its place.
-        if (addresses[r] !== undefined) return void s.end(JSON.stringify({ error: `two processes claim RANK=${r}` }) + '\n');
-        addresses[r] = m.address;
-        members.push({ socket: s, nonce: m.nonce });
-        if (addresses.every((a) => a !== undefined)) {
-          clearTimeout(deadlineTimer);
-          const table = JSON.stringify(addresses);
-          for (const { socket, nonce } of members) socket.end(JSON.stringify({ addresses, mac: mac('table', nonce, table) }) + '\n');
-          for (const other of sockets) if (!members.some((x) => x.socket === other)) other.destroy();
-          server.close();
-        }
-      }, drop);
+      lines(
+        s,
+        MAX_STORE_LINE,
+        (line) => {
+          if (registered) return drop();
+          const m = parseObject(line);
+          const r = m?.rank;
+          if (
+            !m ||
+            typeof r !== 'number' ||
+            !Number.isInteger(r) ||
+            r < 0 ||
+            r >= size ||
+            typeof m.address !== 'string' ||
+            m.address.length > 1024 ||
+            typeof m.nonce !== 'string' ||
+            !/^[0-9a-f]{64}$/.test(m.nonce) ||
+            !macEqual(m.mac, mac('register', challenge, r, m.address))
+          )
+            return drop();
+          registered = true;
+          clearTimeout(timer);
+          // Two proven processes with one RANK: the launcher is wrong. The first keeps its place.
+          if (addresses[r] !== undefined) return void s.end(JSON.stringify({ error: `two processes claim RANK=${r}` }) + '\n');
+          addresses[r] = m.address;
+          members.push({ socket: s, nonce: m.nonce });
+          if (addresses.every((a) => a !== undefined)) {
+            clearTimeout(deadlineTimer);
+            const table = JSON.stringify(addresses);
+            for (const { socket, nonce } of members) socket.end(JSON.stringify({ addresses, mac: mac('table', nonce, table) }) + '\n');
+            for (const other of sockets) if (!members.some((x) => x.socket === other)) other.destroy();
+            server.close();
+          }
+        },
+        drop,
+      );
     });
-    const deadlineTimer = setTimeout(() => {
-      const missing = addresses.map((a, r) => (a === undefined ? r : -1)).filter((r) => r >= 0);
-      const message = `rendezvous: rank${missing.length > 1 ? 's' : ''} ${missing.join(', ')} did not join within ${data.rendezvousTimeoutMs} ms ` +
-        `(WORLD_SIZE=${size}, MASTER_ADDR=${data.masterAddr}, MASTER_PORT=${data.masterPort})`;
-      for (const { socket } of members) socket.end(JSON.stringify({ error: message }) + '\n');
-      for (const other of sockets) if (!members.some((x) => x.socket === other)) other.destroy();
-      server.close();
-      setupFailed(message);
-    }, Math.max(0, deadline - Date.now()));
+    const deadlineTimer = setTimeout(
+      () => {
+        const missing = addresses.map((a, r) => (a === undefined ? r : -1)).filter((r) => r >= 0);
+        const message =
+          `rendezvous: rank${missing.length > 1 ? 's' : ''} ${missing.join(', ')} did not join within ${data.rendezvousTimeoutMs} ms ` +
+          `(WORLD_SIZE=${size}, MASTER_ADDR=${data.masterAddr}, MASTER_PORT=${data.masterPort})`;
+        for (const { socket } of members) socket.end(JSON.stringify({ error: message }) + '\n');
+        for (const other of sockets) if (!members.some((x) => x.socket === other)) other.destroy();
+        server.close();
+        setupFailed(message);
+      },
+      Math.max(0, deadline - Date.now()),
+    );
     server.on('error', (e: NodeJS.ErrnoException) => setupFailed(`rendezvous: rank 0 cannot host the store on ${data.masterAddr}:${data.masterPort}: ${e.code ?? e.message}`));
     server.listen(data.masterPort, data.masterAddr, () => resolve());
   });
@@ -632,48 +661,62 @@ function hostStore(): Promise<void> {
 async function setup(): Promise<void> {
   const address = await listen();
   if (rank === 0) await hostStore();
-  retrying(() => createConnection(data.masterPort, data.masterAddr), `the rendezvous store at ${data.masterAddr}:${data.masterPort} (hosted by rank 0)`, (s) => {
-    const nonce = randomBytes(32).toString('hex');
-    let answer: Record<string, unknown> | undefined;
-    let got = 0;
-    const notOurs = 'rendezvous: the store did not prove it belongs to this run (another process on MASTER_PORT?)';
-    s.on('error', () => {});
-    lines(s, MAX_STORE_LINE, (line) => {
-      const m = parseObject(line);
-      if (got++ === 0) {
-        const challenge = m?.challenge;
-        if (typeof challenge !== 'string' || !/^[0-9a-f]{64}$/.test(challenge)) return setupFailed(notOurs);
-        s.write(JSON.stringify({ rank, address, nonce, mac: mac('register', challenge, rank, address) }) + '\n');
-      } else answer ??= m ?? {};
-    }, () => setupFailed(notOurs));
-    s.on('close', () => {
-      if (!answer) return setupFailed('rendezvous: the store closed without an answer (rank 0 failed?)');
-      if (typeof answer.error === 'string') return setupFailed(answer.error.slice(0, 500));
-      const table = answer.addresses;
-      if (!Array.isArray(table) || table.length !== size || !table.every((a) => typeof a === 'string') || !macEqual(answer.mac, mac('table', nonce, JSON.stringify(table)))) return setupFailed(notOurs);
-      // Everyone has registered: now connect the mesh, with a fresh deadline.
-      deadline = Date.now() + data.rendezvousTimeoutMs;
-      setTimeout(() => {
-        if (!ready) {
-          const missing = peers.map((p, r) => (!p && r !== rank ? r : -1)).filter((r) => r >= 0);
-          setupFailed(`connecting the ranks: no connection from rank${missing.length > 1 ? 's' : ''} ${missing.join(', ')} within ${data.rendezvousTimeoutMs} ms`);
+  retrying(
+    () => createConnection(data.masterPort, data.masterAddr),
+    `the rendezvous store at ${data.masterAddr}:${data.masterPort} (hosted by rank 0)`,
+    (s) => {
+      const nonce = randomBytes(32).toString('hex');
+      let answer: Record<string, unknown> | undefined;
+      let got = 0;
+      const notOurs = 'rendezvous: the store did not prove it belongs to this run (another process on MASTER_PORT?)';
+      s.on('error', () => {});
+      lines(
+        s,
+        MAX_STORE_LINE,
+        (line) => {
+          const m = parseObject(line);
+          if (got++ === 0) {
+            const challenge = m?.challenge;
+            if (typeof challenge !== 'string' || !/^[0-9a-f]{64}$/.test(challenge)) return setupFailed(notOurs);
+            s.write(JSON.stringify({ rank, address, nonce, mac: mac('register', challenge, rank, address) }) + '\n');
+          } else answer ??= m ?? {};
+        },
+        () => setupFailed(notOurs),
+      );
+      s.on('close', () => {
+        if (!answer) return setupFailed('rendezvous: the store closed without an answer (rank 0 failed?)');
+        if (typeof answer.error === 'string') return setupFailed(answer.error.slice(0, 500));
+        const table = answer.addresses;
+        if (!Array.isArray(table) || table.length !== size || !table.every((a) => typeof a === 'string') || !macEqual(answer.mac, mac('table', nonce, JSON.stringify(table))))
+          return setupFailed(notOurs);
+        // Everyone has registered: now connect the mesh, with a fresh deadline.
+        deadline = Date.now() + data.rendezvousTimeoutMs;
+        setTimeout(() => {
+          if (!ready) {
+            const missing = peers.map((p, r) => (!p && r !== rank ? r : -1)).filter((r) => r >= 0);
+            setupFailed(`connecting the ranks: no connection from rank${missing.length > 1 ? 's' : ''} ${missing.join(', ')} within ${data.rendezvousTimeoutMs} ms`);
+          }
+        }, data.rendezvousTimeoutMs + 100).unref();
+        for (let peer = 0; peer < rank; peer++) {
+          retrying(
+            () => connectTo(table[peer]!),
+            `rank ${peer} at ${table[peer]}`,
+            (socket) => {
+              const p = new Peer(socket, peer);
+              peers[peer] = p;
+              watch(p);
+              // Connected once we have answered its challenge: nothing of ours may reach it before our HELLO.
+              p.onChallenge = () => {
+                connected++;
+                maybeReady();
+              };
+            },
+          );
         }
-      }, data.rendezvousTimeoutMs + 100).unref();
-      for (let peer = 0; peer < rank; peer++) {
-        retrying(() => connectTo(table[peer]!), `rank ${peer} at ${table[peer]}`, (socket) => {
-          const p = new Peer(socket, peer);
-          peers[peer] = p;
-          watch(p);
-          // Connected once we have answered its challenge: nothing of ours may reach it before our HELLO.
-          p.onChallenge = () => {
-            connected++;
-            maybeReady();
-          };
-        });
-      }
-      maybeReady();
-    });
-  });
+        maybeReady();
+      });
+    },
+  );
   // While registered and waiting, the store (rank 0) owns the deadline and names the missing ranks; if rank 0
   // dies instead, the store connection closes and that is reported.
 }

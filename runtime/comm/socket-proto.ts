@@ -22,7 +22,9 @@ export const MAX_CLIENTS = 4;
 export const SLOTS_AT = GROUPS_AT + MAX_GROUPS * GROUP_INTS * 4;
 export const ARENA_AT = Math.ceil((SLOTS_AT + MAX_CLIENTS * SLOTS_PER_CLIENT * 4) / 65536) * 65536;
 
-export const SLOT_PENDING = 0, SLOT_DONE = 1, SLOT_FAILED = 2;
+export const SLOT_PENDING = 0,
+  SLOT_DONE = 1,
+  SLOT_FAILED = 2;
 
 /** Frame header: 12 little-endian int32. */
 export const HEADER_BYTES = 48;
@@ -53,5 +55,4 @@ export type TransferCommand = [number, number, number, number, number, number, n
 
 /** Replies from the I/O thread, read by the client with receiveMessageOnPort after a cell says FAILED. */
 export type Reply =
-  | { slot: number; error: { kind: 'mismatch' | 'aborted' | 'left'; message: string; theirs?: number[] } }
-  | { slot: number; probe: Array<{ rank: number; answered: boolean; progress?: number[] }> };
+  { slot: number; error: { kind: 'mismatch' | 'aborted' | 'left'; message: string; theirs?: number[] } } | { slot: number; probe: Array<{ rank: number; answered: boolean; progress?: number[] }> };

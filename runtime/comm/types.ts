@@ -5,12 +5,8 @@ export const ReduceOp = { SUM: 'sum', MAX: 'max', MIN: 'min', AVG: 'avg' } as co
 export const REDUCE_OPS: readonly ReduceOp[] = ['sum', 'max', 'min', 'avg'];
 
 /** Operation names as torch.distributed spells them; they appear in errors and call records. */
-export type OpName =
-  | 'broadcast' | 'reduce' | 'all_reduce' | 'reduce_scatter' | 'all_gather'
-  | 'scatter' | 'gather' | 'barrier' | 'send' | 'recv';
-export const OP_NAMES: readonly OpName[] = [
-  'broadcast', 'reduce', 'all_reduce', 'reduce_scatter', 'all_gather', 'scatter', 'gather', 'barrier', 'send', 'recv',
-];
+export type OpName = 'broadcast' | 'reduce' | 'all_reduce' | 'reduce_scatter' | 'all_gather' | 'scatter' | 'gather' | 'barrier' | 'send' | 'recv';
+export const OP_NAMES: readonly OpName[] = ['broadcast', 'reduce', 'all_reduce', 'reduce_scatter', 'all_gather', 'scatter', 'gather', 'barrier', 'send', 'recv'];
 /** Codes travel in shared memory and frame headers; 0 means "no call". */
 export const opCode = (name: OpName): number => OP_NAMES.indexOf(name) + 1;
 export const opName = (code: number): OpName | 'nothing' => OP_NAMES[code - 1] ?? 'nothing';
@@ -42,7 +38,12 @@ export function sameCall(a: CallDescriptor, b: CallDescriptor): boolean {
 
 /** Base of every error a collective raises. `rank` is the global rank that raised it. */
 export class CommError extends Error {
-  constructor(message: string, readonly rank: number, readonly op: string, readonly group: string) {
+  constructor(
+    message: string,
+    readonly rank: number,
+    readonly op: string,
+    readonly group: string,
+  ) {
     super(message);
     this.name = new.target.name;
   }
@@ -94,7 +95,11 @@ export function serializeError(e: unknown): SerializedError {
 }
 
 const COMM_ERRORS: Record<string, new (m: string, r: number, o: string, g: string) => CommError> = {
-  CommError, CommTimeoutError, CommMismatchError, CommAbortedError, CommUsageError,
+  CommError,
+  CommTimeoutError,
+  CommMismatchError,
+  CommAbortedError,
+  CommUsageError,
 };
 
 /** Rebuilds the error class (CommTimeoutError etc.) so `instanceof` works on the receiving side. */

@@ -6,7 +6,10 @@ export type Command = (argv: string[]) => Promise<number>;
 
 /** An error meant for the user: printed without a stack, with its exit code (2 = bad usage). */
 export class CliError extends Error {
-  constructor(message: string, readonly exitCode = 2) {
+  constructor(
+    message: string,
+    readonly exitCode = 2,
+  ) {
     super(message);
     this.name = 'CliError';
   }
@@ -75,7 +78,18 @@ export function parseArgs(argv: string[], spec: FlagSpec): ParsedArgs | 'help' {
 }
 
 /** Flags' bounds (the config's own, docs/config.md); any other whole-number flag: at most 1e9. */
-const INT_FLAG_MAX: Record<string, number> = { gpus: 1_000_000, 'gpus-per-node': 1024, nodes: 1_000_000, tp: 65_536, pp: 10_000, vpp: 10_000, dp: 1_000_000, 'micro-batch': 1_000_000, 'seq-len': 16_777_216, threads: 256 };
+const INT_FLAG_MAX: Record<string, number> = {
+  gpus: 1_000_000,
+  'gpus-per-node': 1024,
+  nodes: 1_000_000,
+  tp: 65_536,
+  pp: 10_000,
+  vpp: 10_000,
+  dp: 1_000_000,
+  'micro-batch': 1_000_000,
+  'seq-len': 16_777_216,
+  threads: 256,
+};
 
 // eslint-disable-next-line no-control-regex -- control characters are what it matches
 const CONTROL = /[\x00-\x08\x0b-\x1f\x7f-\x9f]/g;
@@ -86,15 +100,54 @@ export function sanitizeForTerminal(text: string): string {
 }
 
 /** Errors of the runtime that carry a complete sentence for the user (printed without a stack). */
-const USER_FACING = new Set(['CommTimeoutError', 'CommAbortedError', 'CommMismatchError', 'CommError', 'FileReadError', 'RunDirError', 'CheckpointError', 'SafetensorsError', 'ConfigError', 'DataError', 'TrainError', 'ParallelError', 'BackendError', 'DeviceOutOfMemoryError', 'ModelShapeError']);
+const USER_FACING = new Set([
+  'CommTimeoutError',
+  'CommAbortedError',
+  'CommMismatchError',
+  'CommError',
+  'FileReadError',
+  'RunDirError',
+  'CheckpointError',
+  'SafetensorsError',
+  'ConfigError',
+  'DataError',
+  'TrainError',
+  'ParallelError',
+  'BackendError',
+  'DeviceOutOfMemoryError',
+  'ModelShapeError',
+]);
 export const isUserFacingError = (e: unknown): e is Error => e instanceof Error && USER_FACING.has(e.name);
 
 const SYSTEM_REASONS: Record<string, string> = {
-  EACCES: 'permission denied', EPERM: 'operation not permitted', EROFS: 'the file system is read-only', ENOTDIR: 'a part of the path is not a directory',
-  EISDIR: 'is a directory', ENOSPC: 'no space left on the device', EDQUOT: 'disk quota exceeded', ENOENT: 'no such file or directory', EEXIST: 'already exists',
-  EMFILE: 'too many open files', ENAMETOOLONG: 'the name is too long', ELOOP: 'too many symbolic links', EIO: 'input/output error', EFBIG: 'the file is too large',
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted',
+  EROFS: 'the file system is read-only',
+  ENOTDIR: 'a part of the path is not a directory',
+  EISDIR: 'is a directory',
+  ENOSPC: 'no space left on the device',
+  EDQUOT: 'disk quota exceeded',
+  ENOENT: 'no such file or directory',
+  EEXIST: 'already exists',
+  EMFILE: 'too many open files',
+  ENAMETOOLONG: 'the name is too long',
+  ELOOP: 'too many symbolic links',
+  EIO: 'input/output error',
+  EFBIG: 'the file is too large',
 };
-const SYSCALL_VERBS: Record<string, string> = { open: 'cannot open', mkdir: 'cannot create the folder', write: 'cannot write', read: 'cannot read', rename: 'cannot rename', unlink: 'cannot remove', fsync: 'cannot flush', fdatasync: 'cannot flush', ftruncate: 'cannot truncate', scandir: 'cannot list', stat: 'cannot examine' };
+const SYSCALL_VERBS: Record<string, string> = {
+  open: 'cannot open',
+  mkdir: 'cannot create the folder',
+  write: 'cannot write',
+  read: 'cannot read',
+  rename: 'cannot rename',
+  unlink: 'cannot remove',
+  fsync: 'cannot flush',
+  fdatasync: 'cannot flush',
+  ftruncate: 'cannot truncate',
+  scandir: 'cannot list',
+  stat: 'cannot examine',
+};
 
 /** One line for a Node file-system error ("cannot write /x: the file system is read-only"), or null. */
 export function describeSystemError(e: unknown): string | null {

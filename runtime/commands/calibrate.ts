@@ -47,7 +47,7 @@ export function measure(messages: Message[]): { hello: HelloMessage; measured: R
   }
   if (!(allocated > 0)) throw new CliError('the run reported no memory (no memory messages, no step peaks): nothing to calibrate the memory figures against', 1);
   const gpus = messages.filter((m) => m.type === 'gpu');
-  if (!gpus.length) throw new CliError('the run has no gpu messages (nvidia-smi samples): it did not run on GPUs, and the planner\'s GPU model cannot be calibrated from it', 1);
+  if (!gpus.length) throw new CliError("the run has no gpu messages (nvidia-smi samples): it did not run on GPUs, and the planner's GPU model cannot be calibrated from it", 1);
   let device: number | undefined;
   for (const g of gpus) {
     for (const d of g.devices) {
@@ -57,14 +57,19 @@ export function measure(messages: Message[]): { hello: HelloMessage; measured: R
       if (used !== undefined) device = Math.max(device ?? 0, used);
     }
   }
-  return { hello, measured: { stepMs: median, allocated, ...(reserved !== undefined ? { reserved } : {}), ...(device !== undefined ? { device } : {}) }, steps: stepMs.length, gpuSamples: gpus.length };
+  return {
+    hello,
+    measured: { stepMs: median, allocated, ...(reserved !== undefined ? { reserved } : {}), ...(device !== undefined ? { device } : {}) },
+    steps: stepMs.length,
+    gpuSamples: gpus.length,
+  };
 }
 
 /** The hello's resolved config as a PlanInput, or the reason it is not one. */
 function planInputOf(config: unknown): PlanInput {
   const c = config as Partial<PlanInput> | undefined;
   const ok = c && typeof c === 'object' && c.model && c.train && c.parallel && c.cluster && typeof c.cluster.spec === 'object' && typeof c.cluster.efficiency === 'number';
-  if (!ok) throw new CliError('the hello message\'s config is not a resolved ScaleLM config (model, train, parallel and cluster with its spec)', 1);
+  if (!ok) throw new CliError("the hello message's config is not a resolved ScaleLM config (model, train, parallel and cluster with its spec)", 1);
   return c as PlanInput;
 }
 
@@ -89,7 +94,11 @@ export async function calibrateRun(dir: string, out = join(dir, 'cluster-profile
   if (!hasMetrics(dir)) throw new CliError(`${dir} is not a run directory (no metrics.jsonl)`, 1);
   const messages: Message[] = [];
   let problems = 0;
-  await streamMessages(dir, (m) => void messages.push(m), () => void problems++);
+  await streamMessages(
+    dir,
+    (m) => void messages.push(m),
+    () => void problems++,
+  );
   const { hello, measured, steps, gpuSamples } = measure(messages);
   const input = planInputOf(hello.config);
   const profile = calibrate(input, measured, hello.runId);
@@ -110,10 +119,13 @@ export const calibrateCommand: Command = async (argv) => {
   }
   const before = profile.fittedFrom.predictedBefore;
   console.log(`${hello.runId}: ${steps} steps, ${gpuSamples} GPU samples${problems ? `, ${problems} damaged line${problems === 1 ? '' : 's'} skipped` : ''}`);
-  console.log(`  step time      measured ${measured.stepMs.toFixed(0)} ms (median after warm-up), model ${before.stepMs.toFixed(0)} ms at efficiency ${input.cluster.efficiency} → efficiency ${profile.efficiency.toFixed(3)}`);
+  console.log(
+    `  step time      measured ${measured.stepMs.toFixed(0)} ms (median after warm-up), model ${before.stepMs.toFixed(0)} ms at efficiency ${input.cluster.efficiency} → efficiency ${profile.efficiency.toFixed(3)}`,
+  );
   console.log(`  allocated      measured ${formatBytes(measured.allocated)} (step peak / max_memory_allocated), estimate ${formatBytes(before.allocated)}`);
   if (measured.reserved !== undefined) console.log(`  reserved       measured ${formatBytes(measured.reserved)} → allocator slack ${(100 * (profile.overheads.allocatorSlack ?? 0)).toFixed(1)}%`);
-  if (measured.device !== undefined) console.log(`  device         measured ${formatBytes(measured.device)} (nvidia-smi), estimate ${formatBytes(before.device)} → CUDA context ${formatBytes(profile.overheads.cudaContext ?? 0)}`);
+  if (measured.device !== undefined)
+    console.log(`  device         measured ${formatBytes(measured.device)} (nvidia-smi), estimate ${formatBytes(before.device)} → CUDA context ${formatBytes(profile.overheads.cudaContext ?? 0)}`);
   for (const n of profile.fittedFrom.notes) console.log(`  note: ${n}`);
   console.log(`wrote ${out}; use it with "cluster": { "profile": "${out}" } or --profile ${out}`);
   return 0;

@@ -79,7 +79,16 @@ export function estimateJson(r: Ok, convention: ConventionName): Record<string, 
     // Which measured figure each number predicts: allocated = torch.cuda.max_memory_allocated, reserved =
     // max_memory_reserved, device = nvidia-smi's used memory; perDevice.total is `totalIs`.
     totalIs: r.memory.totalIs,
-    ...(r.memory.figures ? { figures: { allocated: int(r.memory.figures.allocated), reserved: int(r.memory.figures.reserved), device: int(r.memory.figures.device), allocatedBy: Object.fromEntries(Object.entries(r.memory.figures.allocatedBy).map(([k, v]) => [k, int(v)])) } } : {}),
+    ...(r.memory.figures
+      ? {
+          figures: {
+            allocated: int(r.memory.figures.allocated),
+            reserved: int(r.memory.figures.reserved),
+            device: int(r.memory.figures.device),
+            allocatedBy: Object.fromEntries(Object.entries(r.memory.figures.allocatedBy).map(([k, v]) => [k, int(v)])),
+          },
+        }
+      : {}),
     host: { perNode: int(r.memory.host.perNode) },
     time: { stepMs: r.time.stepMs, tokensPerSec: r.time.tokensPerSec, mfu: r.time.mfu },
     convention,
@@ -100,14 +109,19 @@ export function renderEstimate(config: RunConfig, r: Ok, detail: boolean, localD
   const gpus = cluster.gpusPerNode * cluster.nodes;
   unit = d.total < GiB ? { name: 'MiB', bytes: 2 ** 20 } : { name: 'GiB', bytes: GiB };
   const lines: string[] = [];
-  lines.push(`${model.name}: ${model.layers} layers, hidden ${model.hidden}, ${model.heads} heads${model.kvHeads !== model.heads ? ` (${model.kvHeads} KV)` : ''}, seq ${model.seqLen} — ${formatCount(m.params.total)} parameters`);
+  lines.push(
+    `${model.name}: ${model.layers} layers, hidden ${model.hidden}, ${model.heads} heads${model.kvHeads !== model.heads ? ` (${model.kvHeads} KV)` : ''}, seq ${model.seqLen} — ${formatCount(m.params.total)} parameters`,
+  );
   const where = localDevices ?? `${gpus} × ${cluster.gpu} (${cluster.nodes} node${cluster.nodes > 1 ? 's' : ''} × ${cluster.gpusPerNode}), ${formatBytes(cluster.spec.memory)} each`;
   lines.push(`${where} · ${describeLayout(r.layout)} · ${train.precision} · global batch ${train.globalBatch}`);
   lines.push(`convention ${m.convention}: heaviest rank is ${m.stages > 1 ? `pipeline stage ${m.heaviestStage} of ${m.stages}` : 'any rank'}, ${formatCount(m.params.perDevice)} parameters on it`);
   if (detail && m.params.perStage && m.params.perStage.length > 1) {
     const stages = m.params.perStage;
     const shown = stages.length > 4 ? [stages[0]!, stages[1]!, stages[stages.length - 1]!] : stages;
-    for (const st of shown) lines.push(`  stage ${st.stage}: ${st.layers} layers, ${formatCount(st.params)} parameters per tensor-parallel rank${st.embedding ? ' (embedding)' : ''}${st.output ? ' (final norm, output layer)' : ''}`);
+    for (const st of shown)
+      lines.push(
+        `  stage ${st.stage}: ${st.layers} layers, ${formatCount(st.params)} parameters per tensor-parallel rank${st.embedding ? ' (embedding)' : ''}${st.output ? ' (final norm, output layer)' : ''}`,
+      );
     if (stages.length > 4) lines.push(`  (stages 2..${stages.length - 2} as stage 1)`);
   }
   lines.push('');
@@ -118,9 +132,13 @@ export function renderEstimate(config: RunConfig, r: Ok, detail: boolean, localD
     if (detail) for (const t of m.terms.filter((x) => x.category === c)) lines.push(`      ${gib(t.bytes).padStart(9)}  ${t.label}`);
   }
   const verdict = r.fits ? 'fits' : 'DOES NOT FIT';
-  lines.push(`  ${'total'.padEnd(12)} ${gib(d.total).padStart(9)}  of ${gib(r.usable)} usable (${gib(cluster.spec.memory)} ${unit.name}, ${Math.round(cluster.headroom * 100)}% headroom) — ${verdict}${m.totalIs === 'device' ? '' : '  (a partial PyTorch allocated figure)'}`);
+  lines.push(
+    `  ${'total'.padEnd(12)} ${gib(d.total).padStart(9)}  of ${gib(r.usable)} usable (${gib(cluster.spec.memory)} ${unit.name}, ${Math.round(cluster.headroom * 100)}% headroom) — ${verdict}${m.totalIs === 'device' ? '' : '  (a partial PyTorch allocated figure)'}`,
+  );
   if (m.figures) {
-    lines.push(`  as measured: allocated ${gib(m.figures.allocated)} (torch max_memory_allocated: params … buffers) · reserved ${gib(m.figures.reserved)} (max_memory_reserved: + allocator slack) · device ${gib(m.figures.device)} (nvidia-smi: + CUDA context, NCCL) ${unit.name}`);
+    lines.push(
+      `  as measured: allocated ${gib(m.figures.allocated)} (torch max_memory_allocated: params … buffers) · reserved ${gib(m.figures.reserved)} (max_memory_reserved: + allocator slack) · device ${gib(m.figures.device)} (nvidia-smi: + CUDA context, NCCL) ${unit.name}`,
+    );
   }
   if (!m.hostCovered) lines.push('host memory per node         —  (not in this convention)');
   else lines.push(`host memory per node ${gib(m.host.perNode).padStart(9)}${m.host.perRank > 0 && m.host.perRank !== m.host.perNode ? `  (${gib(m.host.perRank)} per rank)` : ''}`);
@@ -135,9 +153,25 @@ export function renderEstimate(config: RunConfig, r: Ok, detail: boolean, localD
   const b = t.breakdown;
   const s = formatSeconds;
   lines.push('');
-  lines.push(`step ${s(t.stepMs / 1e3)} · ${Math.round(t.tokensPerSec).toLocaleString('en-US')} tokens/s · MFU ${(t.mfu * 100).toFixed(1)}% · ${t.tflopsPerGpu.toFixed(0)} TFLOP/s per GPU (with recompute) · ${t.microBatches} micro-batch${t.microBatches === 1 ? '' : 'es'} per step`);
-  const parts: [string, number][] = [['compute', b.compute], ['recompute', b.recompute], ['TP comm', b.tensorParallelComm], ['bubble', b.bubble], ['pipeline sends', b.pipelineComm], ['DP/ZeRO comm exposed', b.dataParallelExposed], ['optimizer', b.optimizer], ['offload', b.offload]];
-  lines.push(`  ${parts.filter(([, v]) => v > 0).map(([k, v]) => `${k} ${s(v)}`).join(' · ')}${b.dataParallelTotal > 0 ? ` (DP/ZeRO comm ${s(b.dataParallelTotal)} in all)` : ''}`);
+  lines.push(
+    `step ${s(t.stepMs / 1e3)} · ${Math.round(t.tokensPerSec).toLocaleString('en-US')} tokens/s · MFU ${(t.mfu * 100).toFixed(1)}% · ${t.tflopsPerGpu.toFixed(0)} TFLOP/s per GPU (with recompute) · ${t.microBatches} micro-batch${t.microBatches === 1 ? '' : 'es'} per step`,
+  );
+  const parts: [string, number][] = [
+    ['compute', b.compute],
+    ['recompute', b.recompute],
+    ['TP comm', b.tensorParallelComm],
+    ['bubble', b.bubble],
+    ['pipeline sends', b.pipelineComm],
+    ['DP/ZeRO comm exposed', b.dataParallelExposed],
+    ['optimizer', b.optimizer],
+    ['offload', b.offload],
+  ];
+  lines.push(
+    `  ${parts
+      .filter(([, v]) => v > 0)
+      .map(([k, v]) => `${k} ${s(v)}`)
+      .join(' · ')}${b.dataParallelTotal > 0 ? ` (DP/ZeRO comm ${s(b.dataParallelTotal)} in all)` : ''}`,
+  );
   if (!r.fits) lines.push(`\nIt does not fit: \`scalelm plan\` searches the layouts that do (give the cluster with --gpus N).`);
   if (t.tensorParallelAcrossNodes) lines.push('  warning: the tensor-parallel group spans nodes; its all-reduces run at inter-node bandwidth');
   return lines.join('\n');

@@ -36,7 +36,7 @@ export const exportCsvCommand: Command = async (argv) => {
   }
   const writeAll = (out: number, c: string): void => {
     const b = Buffer.from(c, 'utf8');
-    for (let off = 0; off < b.length; ) off += writeSync(out, b, off, b.length - off);
+    for (let off = 0; off < b.length;) off += writeSync(out, b, off, b.length - off);
   };
   let r: Awaited<ReturnType<typeof exportCsv>>;
   try {

@@ -54,7 +54,11 @@ export const exportCommand: Command = async (argv) => {
   const base = exportBase(file);
   const entry = args.values.get('entry');
   if (entry !== undefined && to !== 'slurm') throw new CliError('--entry is for --to slurm (what torchrun runs on each node)');
-  const result = exportLayout(config, layoutOf(config), to as ExportTarget, { ...(script ? { script } : {}), deepspeedConfigFile: exportFileName(base, 'deepspeed'), ...(to === 'slurm' ? { slurm: slurmOptions(file, base, config, entry) } : {}) });
+  const result = exportLayout(config, layoutOf(config), to as ExportTarget, {
+    ...(script ? { script } : {}),
+    deepspeedConfigFile: exportFileName(base, 'deepspeed'),
+    ...(to === 'slurm' ? { slurm: slurmOptions(file, base, config, entry) } : {}),
+  });
   if (!result.ok) {
     console.error(`${file}: cannot export to ${to}:`);
     for (const i of result.issues) console.error(`  ${i.path}: ${i.message}`);
@@ -67,6 +71,7 @@ export const exportCommand: Command = async (argv) => {
   } else console.log(result.text.replace(/\n$/, ''));
   for (const n of result.notes) console.error(`note: ${n}`);
   const e = estimate(config);
-  if (e.ok && !e.fits) console.error(`warning: by the scalelm estimate this layout needs ${formatBytes(e.memory.perDevice.total)} per GPU, more than the ${formatBytes(e.usable)} usable; try \`scalelm plan ${file}\``);
+  if (e.ok && !e.fits)
+    console.error(`warning: by the scalelm estimate this layout needs ${formatBytes(e.memory.perDevice.total)} per GPU, more than the ${formatBytes(e.usable)} usable; try \`scalelm plan ${file}\``);
   return 0;
 };

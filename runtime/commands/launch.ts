@@ -57,7 +57,8 @@ export const launch: Command = async (argv) => {
     // Like a bare command's (below): no configured device capacity unless the config gives one.
     if (!(raw.devices as { memory?: unknown } | undefined)?.memory) raw.devices = { ...(raw.devices as object | undefined), memory: '16TiB' };
     const parsed = parseConfig(raw);
-    if (!parsed.ok) throw new CliError(`${configFile}: ${parsed.errors.length} problem${parsed.errors.length === 1 ? '' : 's'}\n${parsed.errors.map((e) => `  ${e.path || '(root)'}: ${e.message}`).join('\n')}`, 1);
+    if (!parsed.ok)
+      throw new CliError(`${configFile}: ${parsed.errors.length} problem${parsed.errors.length === 1 ? '' : 's'}\n${parsed.errors.map((e) => `  ${e.path || '(root)'}: ${e.message}`).join('\n')}`, 1);
     if (!parsed.config.launch) throw new CliError(`${configFile} has no launch section (launch.command): train it with \`scalelm train ${configFile}\`, or give the command after --`, 1);
     const cwd = resolve(dirname(file), parsed.config.launch.cwd ?? '.');
     // Said here: a missing cwd would otherwise surface as the program's own "spawn … ENOENT".
@@ -92,7 +93,14 @@ export const launch: Command = async (argv) => {
   const config = fromConfig?.config ?? loadConfig({ name, model: { preset: 'tiny' }, devices: { memory: '16TiB' } });
   const { monitorTrainer } = await import('../server/monitor');
   // The out-of-memory forecast needs the run's length, which rank 0 reports once it starts.
-  const monitored = await monitorTrainer({ trainer: run, runDir, config, warn: (line) => console.error(line), alerts: { totalSteps: () => run.totalSteps }, ...(multi ? { gpu: { node: { rank: 0, host: hostname() } } } : {}) });
+  const monitored = await monitorTrainer({
+    trainer: run,
+    runDir,
+    config,
+    warn: (line) => console.error(line),
+    alerts: { totalSteps: () => run.totalSteps },
+    ...(multi ? { gpu: { node: { rank: 0, host: hostname() } } } : {}),
+  });
   console.log(`run directory: ${runDir.path}`);
   console.log(process.env.SCALELM_MONITOR_TOKEN ? `live stream: ${monitored.server.url}` : `dashboard: ${monitored.server.dashboardUrl}`);
   let interrupts = 0;

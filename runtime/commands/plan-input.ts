@@ -12,7 +12,26 @@ import type { EstimateOptions, Layout } from '../planner/types';
 import { applyProfile, profileIssue, type ClusterProfile } from '../planner/calibrate';
 import { dirname, resolve } from 'node:path';
 
-export const PLAN_VALUE_FLAGS = ['gpus', 'gpus-per-node', 'nodes', 'gpu', 'gpu-mem', 'dp', 'tp', 'pp', 'vpp', 'zero', 'micro-batch', 'global-batch', 'seq-len', 'recompute', 'precision', 'headroom', 'efficiency', 'profile'] as const;
+export const PLAN_VALUE_FLAGS = [
+  'gpus',
+  'gpus-per-node',
+  'nodes',
+  'gpu',
+  'gpu-mem',
+  'dp',
+  'tp',
+  'pp',
+  'vpp',
+  'zero',
+  'micro-batch',
+  'global-batch',
+  'seq-len',
+  'recompute',
+  'precision',
+  'headroom',
+  'efficiency',
+  'profile',
+] as const;
 export const PLAN_SWITCHES = ['offload-optimizer', 'offload-params', 'sequence-parallel', 'flash-attention'] as const;
 
 export const PLAN_FLAGS_HELP = `layout and cluster (a flag overrides the file):
@@ -113,7 +132,12 @@ export function loadPlanInput(file: string, args: ParsedArgs, mode: 'estimate' |
   const efficiency = numberFlag(args, 'efficiency', 0.01, 1);
   if (efficiency !== undefined) clusterSection().efficiency = efficiency;
 
-  for (const [flag, key] of [['dp', 'dp'], ['tp', 'tp'], ['pp', 'pp'], ['vpp', 'vpp']] as const) {
+  for (const [flag, key] of [
+    ['dp', 'dp'],
+    ['tp', 'tp'],
+    ['pp', 'pp'],
+    ['vpp', 'vpp'],
+  ] as const) {
     const v = intFlag(args, flag);
     if (v !== undefined) {
       parallel[key] = v;
@@ -209,7 +233,8 @@ function planConfig(file: string, raw: Raw, fixed: Partial<Layout>, notes: strin
   const c = (raw.cluster as Raw | undefined) ?? {};
   const gpusPerNode = (c.gpusPerNode as number | undefined) ?? 8;
   const nodes = (c.nodes as number | undefined) ?? (totalGpus !== undefined ? totalGpus / gpusPerNode : 1);
-  if (!Number.isInteger(gpusPerNode) || gpusPerNode < 1 || !Number.isInteger(nodes) || nodes < 1) throw new CliError(`${file}: cluster.gpusPerNode and cluster.nodes must be positive whole numbers`, 1);
+  if (!Number.isInteger(gpusPerNode) || gpusPerNode < 1 || !Number.isInteger(nodes) || nodes < 1)
+    throw new CliError(`${file}: cluster.gpusPerNode and cluster.nodes must be positive whole numbers`, 1);
   const parallel = raw.parallel as Raw;
   const placeholder: Raw = { ...raw, parallel: { bucketMB: parallel.bucketMB }, cluster: { ...c, gpusPerNode: 1, nodes: 1 }, train: { ...(raw.train as Raw), microBatch: 1, recompute: 'none' } };
   if ((placeholder.parallel as Raw).bucketMB === undefined) delete (placeholder.parallel as Raw).bucketMB;
@@ -227,9 +252,16 @@ function planConfig(file: string, raw: Raw, fixed: Partial<Layout>, notes: strin
   if (source === 'scalelm' && N % (tp * pp) === 0) {
     const t = raw.train as Raw;
     current = {
-      dp: N / (tp * pp), tp, pp, vpp: (parallel.vpp as number | undefined) ?? 1, zero: ((parallel.zero as number | undefined) ?? 0) as Layout['zero'],
-      microBatch: (t.microBatch as number | undefined) ?? 1, recompute: (t.recompute as Layout['recompute'] | undefined) ?? 'none',
-      sequenceParallel: (parallel.sequenceParallel as boolean | undefined) ?? false, offloadOptimizer: (parallel.offloadOptimizer as boolean | undefined) ?? false, offloadParams: (parallel.offloadParams as boolean | undefined) ?? false,
+      dp: N / (tp * pp),
+      tp,
+      pp,
+      vpp: (parallel.vpp as number | undefined) ?? 1,
+      zero: ((parallel.zero as number | undefined) ?? 0) as Layout['zero'],
+      microBatch: (t.microBatch as number | undefined) ?? 1,
+      recompute: (t.recompute as Layout['recompute'] | undefined) ?? 'none',
+      sequenceParallel: (parallel.sequenceParallel as boolean | undefined) ?? false,
+      offloadOptimizer: (parallel.offloadOptimizer as boolean | undefined) ?? false,
+      offloadParams: (parallel.offloadParams as boolean | undefined) ?? false,
     };
   }
   config.cluster = { ...config.cluster, gpusPerNode, nodes, explicit: true };

@@ -38,7 +38,13 @@ export const planCommand: Command = async (argv) => {
   const loaded = loadPlanInput(file, args, 'plan');
   const { config } = loaded;
   const started = performance.now();
-  const result = searchLayouts(config, { ...loaded.options, top, fixed: loaded.fixed, ...(loaded.current ? { current: loaded.current } : {}), ...(hostMemoryPerNode !== undefined ? { hostMemoryPerNode } : {}) });
+  const result = searchLayouts(config, {
+    ...loaded.options,
+    top,
+    fixed: loaded.fixed,
+    ...(loaded.current ? { current: loaded.current } : {}),
+    ...(hostMemoryPerNode !== undefined ? { hostMemoryPerNode } : {}),
+  });
   const seconds = (performance.now() - started) / 1e3;
   if (args.switches.has('json')) {
     console.log(JSON.stringify({ ...planJson(result, config.train.globalBatch, seconds), profile: loaded.profile ?? null }));
@@ -47,13 +53,19 @@ export const planCommand: Command = async (argv) => {
   const { model, cluster, train } = config;
   const gpus = cluster.gpusPerNode * cluster.nodes;
   for (const n of loaded.notes) console.log(`note: ${n}`);
-  console.log(`${model.name} on ${gpus} × ${cluster.gpu} (${cluster.nodes} node${cluster.nodes > 1 ? 's' : ''} × ${cluster.gpusPerNode}, ${formatBytes(cluster.spec.memory)} each) · ${train.precision}${train.flashAttention ? ' · FlashAttention' : ''}`);
+  console.log(
+    `${model.name} on ${gpus} × ${cluster.gpu} (${cluster.nodes} node${cluster.nodes > 1 ? 's' : ''} × ${cluster.gpusPerNode}, ${formatBytes(cluster.spec.memory)} each) · ${train.precision}${train.flashAttention ? ' · FlashAttention' : ''}`,
+  );
   // The two numbers every throughput here depends on, and where they came from.
-  const seqFrom = args.values.has('seq-len') ? '--seq-len' : loaded.source === 'huggingface' ? 'the model config\'s max_position_embeddings; set --seq-len' : 'the config';
-  console.log(`sequence length ${model.seqLen} (${seqFrom}) · global batch ${train.globalBatch} sequences = ${(train.globalBatch * model.seqLen).toLocaleString('en-US')} tokens per step (${loaded.defaultGlobalBatch ? 'default ≈1M tokens; set --global-batch' : args.values.has('global-batch') ? '--global-batch' : 'the config'})`);
+  const seqFrom = args.values.has('seq-len') ? '--seq-len' : loaded.source === 'huggingface' ? "the model config's max_position_embeddings; set --seq-len" : 'the config';
+  console.log(
+    `sequence length ${model.seqLen} (${seqFrom}) · global batch ${train.globalBatch} sequences = ${(train.globalBatch * model.seqLen).toLocaleString('en-US')} tokens per step (${loaded.defaultGlobalBatch ? 'default ≈1M tokens; set --global-batch' : args.values.has('global-batch') ? '--global-batch' : 'the config'})`,
+  );
   if (loaded.profile) console.log(`step times from the ${loaded.profile}`);
   const st = result.stats;
-  console.log(`searched ${st.enumerated.toLocaleString('en-US')} layouts in ${seconds.toFixed(2)} s: ${st.fits.toLocaleString('en-US')} fit, ${st.tooBig.toLocaleString('en-US')} need more than ${gib(result.usable)} GiB (${Math.round(cluster.headroom * 100)}% headroom kept), ${st.invalid.toLocaleString('en-US')} break a rule`);
+  console.log(
+    `searched ${st.enumerated.toLocaleString('en-US')} layouts in ${seconds.toFixed(2)} s: ${st.fits.toLocaleString('en-US')} fit, ${st.tooBig.toLocaleString('en-US')} need more than ${gib(result.usable)} GiB (${Math.round(cluster.headroom * 100)}% headroom kept), ${st.invalid.toLocaleString('en-US')} break a rule`,
+  );
   if (!result.ok) {
     for (const i of result.issues) console.error(i.message);
     return 1;
@@ -64,11 +76,15 @@ export const planCommand: Command = async (argv) => {
   console.log('');
   for (const c of result.candidates) {
     const t = c.time;
-    console.log(`${String(c.rank).padStart(3)}. ${describeLayout(c.layout)}${c.rank > 1 && c.tiesFirst ? `   (tie with #1: within ${Math.round(result.tieTolerance * 100)}%, the model's error; more headroom ranks first)` : ''}`);
+    console.log(
+      `${String(c.rank).padStart(3)}. ${describeLayout(c.layout)}${c.rank > 1 && c.tiesFirst ? `   (tie with #1: within ${Math.round(result.tieTolerance * 100)}%, the model's error; more headroom ranks first)` : ''}`,
+    );
     console.log(`     ${gib(c.memory.total)} GiB/GPU · step ${formatSeconds(t.stepMs / 1e3)} · ${Math.round(t.tokensPerSec).toLocaleString('en-US')} tokens/s · MFU ${(t.mfu * 100).toFixed(1)}%`);
     console.log(`     ${c.explanation}`);
     const m = c.memory;
-    console.log(`     params ${gib(m.params)} · grads ${gib(m.grads)} · optimizer ${gib(m.optimizer)} · activations ${gib(m.activations)} · buffers ${gib(m.buffers)} · overhead ${gib(m.overhead)} GiB`);
+    console.log(
+      `     params ${gib(m.params)} · grads ${gib(m.grads)} · optimizer ${gib(m.optimizer)} · activations ${gib(m.activations)} · buffers ${gib(m.buffers)} · overhead ${gib(m.overhead)} GiB`,
+    );
   }
   return 0;
 };
@@ -89,7 +105,15 @@ export function planJson(r: SearchResult, globalBatch: number, seconds: number):
     layouts: r.candidates.map((c) => ({
       rank: c.rank,
       layout: c.layout,
-      perDevice: { params: int(c.memory.params), grads: int(c.memory.grads), optimizer: int(c.memory.optimizer), activations: int(c.memory.activations), buffers: int(c.memory.buffers), overhead: int(c.memory.overhead), total: int(c.memory.total) },
+      perDevice: {
+        params: int(c.memory.params),
+        grads: int(c.memory.grads),
+        optimizer: int(c.memory.optimizer),
+        activations: int(c.memory.activations),
+        buffers: int(c.memory.buffers),
+        overhead: int(c.memory.overhead),
+        total: int(c.memory.total),
+      },
       host: { perNode: int(c.detail?.host.perNode ?? 0) },
       time: { stepMs: c.time.stepMs, tokensPerSec: c.time.tokensPerSec, mfu: c.time.mfu },
       explanation: c.explanation,

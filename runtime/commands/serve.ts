@@ -32,7 +32,11 @@ export const serve: Command = async (argv) => {
   for (const runDir of dirs) {
     const bus = new MetricBus({ runDir, stamp: false });
     let problems = 0;
-    const { truncatedTail } = await streamMessages(runDir, (m) => void bus.publish(m), () => problems++);
+    const { truncatedTail } = await streamMessages(
+      runDir,
+      (m) => void bus.publish(m),
+      () => problems++,
+    );
     const id = bus.history.hello?.runId;
     if (!id) {
       console.error(`${basename(runDir)}: skipped, metrics.jsonl has no hello line`);

@@ -31,7 +31,18 @@ devices.engine "torch" (or "auto" where the Python's torch ≥ 2.6 sees CUDA GPU
 the bundled python package instead (docs/torch-engine.md).`;
 
 /** Errors a user can meet: printed as one message, exit 1. */
-const USER_ERRORS = new Set(['TorchEngineError', 'ConfigError', 'DataError', 'CheckpointError', 'SafetensorsError', 'BackendError', 'DeviceOutOfMemoryError', 'RunDirError', 'ModelShapeError', 'ParallelError']);
+const USER_ERRORS = new Set([
+  'TorchEngineError',
+  'ConfigError',
+  'DataError',
+  'CheckpointError',
+  'SafetensorsError',
+  'BackendError',
+  'DeviceOutOfMemoryError',
+  'RunDirError',
+  'ModelShapeError',
+  'ParallelError',
+]);
 
 export const train: Command = async (argv) => {
   const args = parseArgs(argv, { values: ['steps', 'run-dir', 'resume', 'init-from', 'threads', 'python'], repeatable: ['set'], positional: [0, 1], usage: USAGE });
@@ -43,7 +54,7 @@ export const train: Command = async (argv) => {
   if (resumeDir && args.positional.length) throw new CliError(`--resume continues the run with its own config; leave out ${args.positional[0]}\n\n${USAGE}`);
   if (!resumeDir && !args.positional.length) throw new CliError(`missing the config file\n\n${USAGE}`);
   if (resumeDir && args.values.has('run-dir')) throw new CliError('--resume DIR already names the run directory; leave out --run-dir');
-  if (resumeDir && args.values.has('init-from')) throw new CliError('--resume continues from the run\'s checkpoint; --init-from is for new runs');
+  if (resumeDir && args.values.has('init-from')) throw new CliError("--resume continues from the run's checkpoint; --init-from is for new runs");
   const steps = intFlag(args, 'steps');
   const threads = intFlag(args, 'threads');
   const sets = [...(args.repeated.get('set') ?? []), ...(steps !== undefined ? [`train.steps=${steps}`] : [])];
@@ -79,7 +90,11 @@ export const train: Command = async (argv) => {
   }
   const config = parsed.config;
   // One way to run a config's own command: `scalelm launch --config` (train's flags mean nothing to it).
-  if (config.launch) throw new CliError(`${file ?? 'config'} has a launch section: it runs its own command (${config.launch.command.join(' ').slice(0, 200)}), not the built-in trainer; start it with: scalelm launch --config ${args.positional[0] ?? file ?? 'FILE'}`, 1);
+  if (config.launch)
+    throw new CliError(
+      `${file ?? 'config'} has a launch section: it runs its own command (${config.launch.command.join(' ').slice(0, 200)}), not the built-in trainer; start it with: scalelm launch --config ${args.positional[0] ?? file ?? 'FILE'}`,
+      1,
+    );
   // The engine first: a torch run that cannot start must leave nothing behind (no run folder).
   const { chooseEngine } = await import('../engines/torch/choose');
   let engine: ReturnType<typeof chooseEngine>;
@@ -94,7 +109,9 @@ export const train: Command = async (argv) => {
   if (fit.result.ok && !fit.result.fits && !(engine.name === 'torch' && engine.device === 'cuda')) {
     const { formatBytes } = await import('../../common/units');
     const per = fit.result.memory.perDevice;
-    console.error(`${file ?? 'config'}: this layout does not fit — planned ${formatBytes(per.total)} per device, ${formatBytes(fit.target.capacity)} available on ${fit.target.label}; nothing was started`);
+    console.error(
+      `${file ?? 'config'}: this layout does not fit — planned ${formatBytes(per.total)} per device, ${formatBytes(fit.target.capacity)} available on ${fit.target.label}; nothing was started`,
+    );
     for (const c of ['params', 'grads', 'optimizer', 'activations', 'buffers', 'overhead'] as const) if (per[c] > 0) console.error(`  ${c.padEnd(12)} ${formatBytes(per[c])}`);
     console.error(fit.suggestion ? `  ${describeSuggestion(config, fit.suggestion)}` : '  no layout of these devices fits: raise devices.memory or use a smaller model/batch');
     return 1;
@@ -126,7 +143,9 @@ export const train: Command = async (argv) => {
       log: (line: string) => console.log(line),
       sampleBytes: 200,
       engineReason: engine.reason,
-      ...(fit.result.ok ? { plan: { convention: fit.target.convention, target: fit.target.label, capacity: fit.target.capacity, perDevice: { ...fit.result.memory.perDevice } } satisfies PlanSummary } : {}),
+      ...(fit.result.ok
+        ? { plan: { convention: fit.target.convention, target: fit.target.label, capacity: fit.target.capacity, perDevice: { ...fit.result.memory.perDevice } } satisfies PlanSummary }
+        : {}),
     };
     if (engine.name === 'torch') {
       const { threads: _threads, ...torchSetup } = setup;

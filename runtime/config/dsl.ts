@@ -78,20 +78,12 @@ const MAX_ITEM_LENGTH = 32_768;
 export function oneOf<const E extends string | number>(values: readonly E[], o: Omit<Opt<EnumNode<E>>, 'values'>): EnumNode<E> {
   return { kind: 'enum', values, ...o };
 }
-export function obj<const P extends Record<string, AnyNode>>(
-  description: string,
-  properties: P,
-  required: readonly (keyof P & string)[] = [],
-): ObjectNode<P> {
+export function obj<const P extends Record<string, AnyNode>>(description: string, properties: P, required: readonly (keyof P & string)[] = []): ObjectNode<P> {
   return { kind: 'object', description, properties, required };
 }
 
 /** The type of a value as written in a file: every key optional unless required. */
-export type InferInput<N> = N extends ObjectNode<infer P>
-  ? { -readonly [K in keyof P]?: InferInput<P[K]> }
-  : N extends Base<infer T>
-    ? T
-    : never;
+export type InferInput<N> = N extends ObjectNode<infer P> ? { -readonly [K in keyof P]?: InferInput<P[K]> } : N extends Base<infer T> ? T : never;
 
 export function toJsonSchema(node: AnyNode): Record<string, unknown> {
   const common: Record<string, unknown> = { description: node.description, markdownDescription: node.description };

@@ -10,7 +10,11 @@ export type HfResult = { ok: true; model: ModelInput; family: string; notes: str
 const HF_MAX = 2 ** 31 - 1;
 
 const FAMILIES: Record<string, 'gpt2' | 'neox' | 'llama'> = {
-  gpt2: 'gpt2', gpt_neox: 'neox', llama: 'llama', mistral: 'llama', qwen2: 'llama',
+  gpt2: 'gpt2',
+  gpt_neox: 'neox',
+  llama: 'llama',
+  mistral: 'llama',
+  qwen2: 'llama',
 };
 
 export function isHuggingFaceConfig(value: unknown): boolean {
@@ -26,7 +30,10 @@ export function modelFromHuggingFace(value: unknown): HfResult {
   // Own keys only: model_type "toString" or "constructor" must not find Object.prototype's members.
   const family = modelType && Object.hasOwn(FAMILIES, modelType) ? FAMILIES[modelType] : undefined;
   if (!family) {
-    return { ok: false, errors: [{ path: 'model_type', message: `model_type ${JSON.stringify(hf.model_type)} is not supported; ScaleLM reads ${Object.keys(FAMILIES).join(', ')} (dense GPT-style models)` }] };
+    return {
+      ok: false,
+      errors: [{ path: 'model_type', message: `model_type ${JSON.stringify(hf.model_type)} is not supported; ScaleLM reads ${Object.keys(FAMILIES).join(', ')} (dense GPT-style models)` }],
+    };
   }
   const errors: ConfigIssue[] = [];
   const notes: string[] = [];
@@ -53,26 +60,50 @@ export function modelFromHuggingFace(value: unknown): HfResult {
     const act = String(hf.activation_function ?? 'gelu_new');
     if (!act.startsWith('gelu')) notes.push(`activation_function "${act}" is modelled as GELU (same memory and FLOPs)`);
     model = {
-      layers: need('n_layer'), hidden, heads: need('n_head'), ffnHidden: optional('n_inner') ?? 4 * hidden,
-      vocab: need('vocab_size'), seqLen: optional('n_positions') ?? optional('n_ctx') ?? 1024,
-      activation: 'gelu', norm: 'layernorm', tiedEmbeddings: hf.tie_word_embeddings !== false, bias: true, positionEmbedding: 'learned',
+      layers: need('n_layer'),
+      hidden,
+      heads: need('n_head'),
+      ffnHidden: optional('n_inner') ?? 4 * hidden,
+      vocab: need('vocab_size'),
+      seqLen: optional('n_positions') ?? optional('n_ctx') ?? 1024,
+      activation: 'gelu',
+      norm: 'layernorm',
+      tiedEmbeddings: hf.tie_word_embeddings !== false,
+      bias: true,
+      positionEmbedding: 'learned',
     };
   } else if (family === 'neox') {
     model = {
-      layers: need('num_hidden_layers'), hidden: need('hidden_size'), heads: need('num_attention_heads'),
-      ffnHidden: need('intermediate_size'), vocab: need('vocab_size'), seqLen: optional('max_position_embeddings') ?? 2048,
-      activation: 'gelu', norm: 'layernorm', tiedEmbeddings: hf.tie_word_embeddings === true, bias: true, positionEmbedding: 'rope',
+      layers: need('num_hidden_layers'),
+      hidden: need('hidden_size'),
+      heads: need('num_attention_heads'),
+      ffnHidden: need('intermediate_size'),
+      vocab: need('vocab_size'),
+      seqLen: optional('max_position_embeddings') ?? 2048,
+      activation: 'gelu',
+      norm: 'layernorm',
+      tiedEmbeddings: hf.tie_word_embeddings === true,
+      bias: true,
+      positionEmbedding: 'rope',
     };
   } else {
     const heads = need('num_attention_heads');
     const act = String(hf.hidden_act ?? 'silu');
     model = {
-      layers: need('num_hidden_layers'), hidden: need('hidden_size'), heads, kvHeads: optional('num_key_value_heads') ?? heads,
-      ffnHidden: need('intermediate_size'), vocab: need('vocab_size'), seqLen: optional('max_position_embeddings') ?? 4096,
-      activation: act === 'silu' || act === 'swiglu' ? 'swiglu' : 'gelu', norm: 'rmsnorm',
-      tiedEmbeddings: hf.tie_word_embeddings === true, bias: false, positionEmbedding: 'rope',
+      layers: need('num_hidden_layers'),
+      hidden: need('hidden_size'),
+      heads,
+      kvHeads: optional('num_key_value_heads') ?? heads,
+      ffnHidden: need('intermediate_size'),
+      vocab: need('vocab_size'),
+      seqLen: optional('max_position_embeddings') ?? 4096,
+      activation: act === 'silu' || act === 'swiglu' ? 'swiglu' : 'gelu',
+      norm: 'rmsnorm',
+      tiedEmbeddings: hf.tie_word_embeddings === true,
+      bias: false,
+      positionEmbedding: 'rope',
     };
-    if (modelType === 'qwen2') notes.push('Qwen2\'s q/k/v biases (3·h + 2·kv·head_dim per layer) are left out of the count: under 0.01% of parameters');
+    if (modelType === 'qwen2') notes.push("Qwen2's q/k/v biases (3·h + 2·kv·head_dim per layer) are left out of the count: under 0.01% of parameters");
     if ((model.seqLen ?? 0) > 32768) notes.push(`max_position_embeddings=${model.seqLen} is the longest context, not the training length: set --seq-len`);
   }
   if (errors.length) return { ok: false, errors };

@@ -14,7 +14,10 @@ export type { ConfigIssue } from './dsl';
 export type ParseResult = { ok: true; config: RunConfig } | { ok: false; stage: 'json' | 'shape' | 'rules'; errors: ConfigIssue[] };
 
 export class ConfigError extends Error {
-  constructor(readonly issues: ConfigIssue[], source?: string) {
+  constructor(
+    readonly issues: ConfigIssue[],
+    source?: string,
+  ) {
     super(`${source ? `${source}: ` : ''}${issues.length} problem${issues.length === 1 ? '' : 's'} in the config:\n${issues.map((i) => `  - ${i.message}`).join('\n')}`);
     this.name = 'ConfigError';
   }
@@ -75,7 +78,8 @@ export function jsonShape(text: string): { objects: number; depth: number } {
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
     if (inString) {
-      if (c === 0x5c) i++; // backslash: skip the escaped character
+      if (c === 0x5c)
+        i++; // backslash: skip the escaped character
       else if (c === 0x22) inString = false;
     } else if (c === 0x22) inString = true;
     else if (c === 0x5b || c === 0x7b) {
@@ -120,7 +124,8 @@ function resolve(input: RunConfigInput, errors: ConfigIssue[]): RunConfig | unde
   shape.bias ??= true;
   shape.positionEmbedding ??= 'learned';
   for (const key of ['layers', 'hidden', 'heads', 'vocab', 'seqLen'] as const) {
-    if (shape[key] === undefined) errors.push({ path: `model.${key}`, message: `model.${key} is required: set it, or start from a preset with model.preset (one of ${Object.keys(MODEL_PRESETS).join(', ')})` });
+    if (shape[key] === undefined)
+      errors.push({ path: `model.${key}`, message: `model.${key} is required: set it, or start from a preset with model.preset (one of ${Object.keys(MODEL_PRESETS).join(', ')})` });
   }
   if (errors.length) return undefined;
 

@@ -16,12 +16,32 @@ export interface ModelShape {
 }
 
 const gpt2Family = (layers: number, hidden: number, heads: number): ModelShape => ({
-  layers, hidden, heads, kvHeads: heads, ffnHidden: 4 * hidden, vocab: 50257, seqLen: 1024,
-  activation: 'gelu', norm: 'layernorm', tiedEmbeddings: true, bias: true, positionEmbedding: 'learned',
+  layers,
+  hidden,
+  heads,
+  kvHeads: heads,
+  ffnHidden: 4 * hidden,
+  vocab: 50257,
+  seqLen: 1024,
+  activation: 'gelu',
+  norm: 'layernorm',
+  tiedEmbeddings: true,
+  bias: true,
+  positionEmbedding: 'learned',
 });
 const llamaFamily = (layers: number, hidden: number, heads: number, kvHeads: number, ffnHidden: number, vocab: number, seqLen: number): ModelShape => ({
-  layers, hidden, heads, kvHeads, ffnHidden, vocab, seqLen,
-  activation: 'swiglu', norm: 'rmsnorm', tiedEmbeddings: false, bias: false, positionEmbedding: 'rope',
+  layers,
+  hidden,
+  heads,
+  kvHeads,
+  ffnHidden,
+  vocab,
+  seqLen,
+  activation: 'swiglu',
+  norm: 'rmsnorm',
+  tiedEmbeddings: false,
+  bias: false,
+  positionEmbedding: 'rope',
 });
 
 export const MODEL_PRESETS = {

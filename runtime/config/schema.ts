@@ -31,7 +31,10 @@ export const trainSchema = obj('Training: batch sizes, steps, optimizer, precisi
   minLr: num({ minimum: 0, maximum: 10, description: 'Learning rate at the end of the decay; defaults to lr/10.' }),
   warmupSteps: int({ minimum: 0, maximum: 1_000_000_000, default: 0, description: 'Linear warm-up steps.' }),
   schedule: oneOf(['cosine', 'linear', 'constant'] as const, { default: 'cosine', description: 'Decay after warm-up.' }),
-  precision: oneOf(['fp32', 'bf16-mixed', 'fp16-mixed'] as const, { default: 'fp32', description: 'Numeric precision. The local CPU/wasm runtime trains in fp32; mixed precision is for planning GPU runs.' }),
+  precision: oneOf(['fp32', 'bf16-mixed', 'fp16-mixed'] as const, {
+    default: 'fp32',
+    description: 'Numeric precision. The local CPU/wasm runtime trains in fp32; mixed precision is for planning GPU runs.',
+  }),
   optimizer: oneOf(['adamw', 'adam', 'sgd'] as const, { default: 'adamw', description: 'Optimizer (AdamW with PyTorch semantics by default).' }),
   beta1: num({ minimum: 0, maximum: 1, default: 0.9, description: 'Adam β1 (SGD momentum when optimizer is sgd).' }),
   beta2: num({ minimum: 0, maximum: 1, default: 0.95, description: 'Adam β2.' }),
@@ -66,15 +69,24 @@ export const clusterSchema = obj('The cluster to plan for (not the local machine
   peakTflops: num({ exclusiveMinimum: 0, maximum: 1e6, description: 'Peak dense bf16 TFLOP/s per GPU, overriding the preset.' }),
   intraNodeGBps: num({ exclusiveMinimum: 0, maximum: 1e6, description: 'Per-GPU bandwidth inside a node in GB/s (one direction), overriding the preset.' }),
   interNodeGBps: num({ exclusiveMinimum: 0, maximum: 1e6, description: 'Per-GPU bandwidth between nodes in GB/s (one direction), overriding the preset.' }),
-  efficiency: num({ exclusiveMinimum: 0, maximum: 1, default: 0.7, description: 'Fraction of peak FLOP/s large matrix multiplications reach; the planner adds small-GEMM, memory-bound and communication costs on top (0.7 reproduces Megatron-LM\'s measured A100 runs).' }),
+  efficiency: num({
+    exclusiveMinimum: 0,
+    maximum: 1,
+    default: 0.7,
+    description:
+      "Fraction of peak FLOP/s large matrix multiplications reach; the planner adds small-GEMM, memory-bound and communication costs on top (0.7 reproduces Megatron-LM's measured A100 runs).",
+  }),
   headroom: num({ minimum: 0, maximum: 0.9, default: 0.05, description: 'Fraction of GPU memory kept free when deciding whether a layout fits.' }),
-  profile: str({ description: 'A cluster profile written by `scalelm calibrate RUN_DIR` (path relative to the config file): its fitted efficiency and overheads replace the defaults in estimates and plans.' }),
+  profile: str({
+    description: 'A cluster profile written by `scalelm calibrate RUN_DIR` (path relative to the config file): its fitted efficiency and overheads replace the defaults in estimates and plans.',
+  }),
 });
 
-export const devicesSchema = obj('The local runtime\'s devices.', {
+export const devicesSchema = obj("The local runtime's devices.", {
   engine: oneOf(['auto', 'local', 'torch'] as const, {
     default: 'auto',
-    description: 'Which engine trains: torch (PyTorch under torchrun: CUDA GPUs with NCCL, else CPU with gloo; needs torch ≥ 2.6 in the configured Python), local (TensorFlow.js, no install), or auto (torch when the configured Python has torch ≥ 2.6 and sees CUDA GPUs, else local).',
+    description:
+      'Which engine trains: torch (PyTorch under torchrun: CUDA GPUs with NCCL, else CPU with gloo; needs torch ≥ 2.6 in the configured Python), local (TensorFlow.js, no install), or auto (torch when the configured Python has torch ≥ 2.6 and sees CUDA GPUs, else local).',
   }),
   backend: oneOf(['auto', 'wasm', 'cpu', 'tfjs-node-gpu', 'webgpu'] as const, { default: 'auto', description: 'TensorFlow.js backend; auto picks the fastest that loads.' }),
   count: int({ minimum: 1, maximum: 4096, description: 'Number of devices (ranks); defaults to dp·tp·pp.' }),
@@ -100,7 +112,7 @@ export const launchSchema = obj(
   'Your own training command instead of the built-in trainer: Launch Training (and `scalelm launch --config FILE`) runs it as a monitored run, like `scalelm launch -- <command>` (docs/launch.md). `model` then describes what the command trains, for the planner.',
   {
     command: strings({ minItems: 1, maxItems: 4096, description: 'The command as a list of arguments (no shell), e.g. ["torchrun", "--nproc-per-node", "2", "train.py"].' }),
-    cwd: str({ description: 'Folder the command runs in, relative to the config file (default: the config\'s folder); in VS Code it must lie inside the workspace.' }),
+    cwd: str({ description: "Folder the command runs in, relative to the config file (default: the config's folder); in VS Code it must lie inside the workspace." }),
     env: stringMap({ keyPattern: '^[A-Za-z_][A-Za-z0-9_]*$', maxKeys: 1024, description: 'Extra environment variables for the command (string values).' }),
   },
   ['command'],
@@ -154,7 +166,20 @@ export function buildMarkdownReference(): string {
     }
     lines.push(`## \`${section}\``, '', node.description, '', '| key | type | range | default | meaning |', '|---|---|---|---|---|');
     for (const [key, child] of Object.entries(node.properties as Record<string, import('./dsl').AnyNode>)) {
-      const type = child.kind === 'enum' ? child.values.map((v) => `\`${JSON.stringify(v)}\``).join(' \\| ') : child.kind === 'number' ? (child.integer ? 'integer' : 'number') : child.kind === 'bytes' ? 'size ("80GiB") or bytes' : child.kind === 'strings' ? 'array of strings' : child.kind === 'stringMap' ? 'object of strings' : child.kind;
+      const type =
+        child.kind === 'enum'
+          ? child.values.map((v) => `\`${JSON.stringify(v)}\``).join(' \\| ')
+          : child.kind === 'number'
+            ? child.integer
+              ? 'integer'
+              : 'number'
+            : child.kind === 'bytes'
+              ? 'size ("80GiB") or bytes'
+              : child.kind === 'strings'
+                ? 'array of strings'
+                : child.kind === 'stringMap'
+                  ? 'object of strings'
+                  : child.kind;
       const def = 'default' in child && child.default !== undefined ? `\`${JSON.stringify(child.default)}\`` : '';
       lines.push(`| \`${key}\`${(node.required as readonly string[]).includes(key) ? ' (required)' : ''} | ${type} | ${rangeOf(child)} | ${def} | ${child.description.replace(/\|/g, '\\|')} |`);
     }

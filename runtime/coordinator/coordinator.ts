@@ -149,7 +149,8 @@ export class Coordinator extends RunEvents {
       if (diffs.length) throw new ParallelError(`${folder} was trained with a different model (${diffs.join(', ')} differ); resume with the run's own config`);
       if (state.optimizer.kind !== config.train.optimizer) throw new ParallelError(`${folder} holds ${state.optimizer.kind} state but train.optimizer is ${config.train.optimizer}`);
       // The engine's own shards in the same layout are read as they are; anything else goes through the full files.
-      if (isSharded(state) && described.checkpoint.kind === 'sharded' && state.layout.dp === layout.dp && state.layout.tp === layout.tp && state.layout.zero === layout.zero) start = { kind: 'resume-sharded', folder };
+      if (isSharded(state) && described.checkpoint.kind === 'sharded' && state.layout.dp === layout.dp && state.layout.tp === layout.tp && state.layout.zero === layout.zero)
+        start = { kind: 'resume-sharded', folder };
       else {
         // Another layout: go through the single-device files (consolidating the shards once if needed).
         if (isSharded(state) && !hasFullFiles(folder)) {
@@ -325,8 +326,14 @@ export class Coordinator extends RunEvents {
     if (this.truncateTo !== undefined) dir?.truncateMetrics(this.truncateTo);
     if (!this.resumedFrom) {
       this.publish({
-        type: 'hello', protocol: 1, runId: dir?.runId ?? 'run', name: cfg.name, startedAt: now(), world: this.world,
-        config: JSON.parse(JSON.stringify(cfg)), ...(this.setup.plan ? { plan: JSON.parse(JSON.stringify(this.setup.plan)) as JsonObject } : {}),
+        type: 'hello',
+        protocol: 1,
+        runId: dir?.runId ?? 'run',
+        name: cfg.name,
+        startedAt: now(),
+        world: this.world,
+        config: JSON.parse(JSON.stringify(cfg)),
+        ...(this.setup.plan ? { plan: JSON.parse(JSON.stringify(this.setup.plan)) as JsonObject } : {}),
         engine: { name: this.engine.name, reason: (this.setup.engineReason ?? `devices.engine is "${cfg.devices.engine}"`).slice(0, 16_000) },
         backend: { name: backend.name, label: backend.label, reason: backend.reason.slice(0, 16_000) },
       });
@@ -389,7 +396,13 @@ export class Coordinator extends RunEvents {
     if (reason === 'completed' && dir && this.lastCommitted >= 0) await this.logSample(join(dir.checkpoints, `step-${String(this.lastCommitted).padStart(6, '0')}`));
     if (reason === 'stopped') this.publish({ type: 'status', state: 'stopping', t: now(), step, reason: 'stop requested', ...(this.stopBy ? { by: this.stopBy } : {}) });
     const checkpoint = dir && this.lastCommitted >= 0 ? join(dir.checkpoints, `step-${String(this.lastCommitted).padStart(6, '0')}`) : dir ? latestCheckpoint(dir.checkpoints) : undefined;
-    this.publish({ type: 'status', state: reason === 'stopped' ? 'stopped' : 'finished', t: now(), step, ...(reason === 'stopped' ? { reason: `stopped at step ${step}`, ...(this.stopBy ? { by: this.stopBy } : {}) } : {}) });
+    this.publish({
+      type: 'status',
+      state: reason === 'stopped' ? 'stopped' : 'finished',
+      t: now(),
+      step,
+      ...(reason === 'stopped' ? { reason: `stopped at step ${step}`, ...(this.stopBy ? { by: this.stopBy } : {}) } : {}),
+    });
     return { reason, step, ...(this.lastLoss !== undefined ? { lastLoss: this.lastLoss } : {}), ...(checkpoint ? { checkpoint } : {}) };
   }
 
@@ -445,9 +458,15 @@ export class Coordinator extends RunEvents {
       if (report?.cause && !/Error|Traceback/.test(line.message)) message += `\n${report.cause}`;
     } else if (report) {
       const cause = report.cause ? `:\n${report.cause}` : '';
-      message = this.pids.size < this.world ? `${report.launcher} ended (${report.ended}) before every rank had joined the run (${this.pids.size} of ${this.world})${cause}` : `${report.launcher} ended with ${report.ended}${cause}`;
+      message =
+        this.pids.size < this.world
+          ? `${report.launcher} ended (${report.ended}) before every rank had joined the run (${this.pids.size} of ${this.world})${cause}`
+          : `${report.launcher} ended with ${report.ended}${cause}`;
     } else {
-      rank = Math.max(0, exits.findIndex((x) => !x.ok));
+      rank = Math.max(
+        0,
+        exits.findIndex((x) => !x.ok),
+      );
       message = `${at(rank)}: ${exits.some((x) => !x.ok) ? 'a rank failed without saying why' : 'it ended without saying it was done'}`;
     }
     const err = new ParallelError(`${message}${this.world > 1 ? ` — the whole run stopped (${this.world} ranks, none left running)` : ''}`, rank);

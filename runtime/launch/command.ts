@@ -78,7 +78,10 @@ export class LaunchedCommand {
 
   /** The last non-empty stderr lines, for a failure message. */
   lastLines(n = 8): string {
-    return this.tail.filter((l) => l.trim()).slice(-n).join('\n');
+    return this.tail
+      .filter((l) => l.trim())
+      .slice(-n)
+      .join('\n');
   }
 }
 

@@ -120,7 +120,10 @@ export class LaunchRun extends RunEvents {
 
   private signalAll(signal: NodeJS.Signals): void {
     // Only this machine's ranks: another node's pid means nothing here.
-    this.cmd?.signalAll(signal, [...this.pids].filter(([rank]) => (this.rankNode.get(rank) ?? 0) === 0).map(([, pid]) => pid));
+    this.cmd?.signalAll(
+      signal,
+      [...this.pids].filter(([rank]) => (this.rankNode.get(rank) ?? 0) === 0).map(([, pid]) => pid),
+    );
   }
 
   private announce(world: number): void {
@@ -128,7 +131,12 @@ export class LaunchRun extends RunEvents {
     this.helloSent = true;
     this.world = world;
     this.publish({
-      type: 'hello', protocol: 1, runId: this.setup.runDir.runId, name: this.setup.name, startedAt: now(), world,
+      type: 'hello',
+      protocol: 1,
+      runId: this.setup.runDir.runId,
+      name: this.setup.name,
+      startedAt: now(),
+      world,
       config: { name: this.setup.name, launch: { command: this.setup.command, ...(this.setup.multiNode ? { nnodes: this.setup.multiNode.nnodes } : {}) } },
       engine: { name: 'monitor', reason: `scalelm launch -- ${this.setup.command.join(' ')}`.slice(0, 1000) },
     });
@@ -233,13 +241,22 @@ export class LaunchRun extends RunEvents {
     });
     if (multi) {
       const loopback = /^(127\.|::1$|localhost$)/.test(multi.host);
-      this.note(`rank channel listening on ${this.channel.address} (${loopback ? '' : 'beyond loopback, '}for the ranks and scalelm launch of all ${multi.nnodes} nodes); every peer must present the run token`);
+      this.note(
+        `rank channel listening on ${this.channel.address} (${loopback ? '' : 'beyond loopback, '}for the ranks and scalelm launch of all ${multi.nnodes} nodes); every peer must present the run token`,
+      );
     }
     const cmd = new LaunchedCommand(this.setup.command, {
       ...(this.setup.cwd ? { cwd: this.setup.cwd } : {}),
       // The bundled `scalelm` package first on PYTHONPATH (as for the torch engine): a script's
       // `import scalelm` gets the Monitor that speaks this CLI's channel, with no pip install.
-      env: { ...process.env, ...this.setup.env, PYTHONPATH: withBundledPython(this.setup.env?.PYTHONPATH ?? process.env.PYTHONPATH), ...this.channel.env(), SCALELM_RUN_DIR: this.setup.runDir.path, ...(multi ? { SCALELM_NODE_RANK: '0', SCALELM_NNODES: String(multi.nnodes) } : {}) },
+      env: {
+        ...process.env,
+        ...this.setup.env,
+        PYTHONPATH: withBundledPython(this.setup.env?.PYTHONPATH ?? process.env.PYTHONPATH),
+        ...this.channel.env(),
+        SCALELM_RUN_DIR: this.setup.runDir.path,
+        ...(multi ? { SCALELM_NODE_RANK: '0', SCALELM_NNODES: String(multi.nnodes) } : {}),
+      },
       ...(this.setup.onLine ? { onLine: this.setup.onLine } : {}),
     });
     this.cmd = cmd;
@@ -263,7 +280,13 @@ export class LaunchRun extends RunEvents {
     }
     if (exit.code === 0 || (this.stopping && !exit.error)) {
       // A stop ends the run as the user asked, whatever status the interrupted command chose.
-      this.publish({ type: 'status', state: this.stopping ? 'stopped' : 'finished', t: now(), step: this.step, ...(this.stopping ? { reason: `stopped at step ${this.step} (the command ended with ${howEnded(exit)})` } : {}) });
+      this.publish({
+        type: 'status',
+        state: this.stopping ? 'stopped' : 'finished',
+        t: now(),
+        step: this.step,
+        ...(this.stopping ? { reason: `stopped at step ${this.step} (the command ended with ${howEnded(exit)})` } : {}),
+      });
       return { exitCode: exit.code, signal: exit.signal };
     }
     // The failing rank travels as error.rank (not only in the message) where a rank said it failed.

@@ -89,7 +89,14 @@ export class NodeLaunch {
     const cmd = new LaunchedCommand(this.setup.command, {
       ...(this.setup.cwd ? { cwd: this.setup.cwd } : {}),
       // No SCALELM_RUN_DIR: the run's folder is node 0's.
-      env: { ...process.env, PYTHONPATH: withBundledPython(process.env.PYTHONPATH), SCALELM_CHANNEL: this.address, SCALELM_CHANNEL_TOKEN: this.setup.token, SCALELM_NODE_RANK: String(node.rank), SCALELM_NNODES: String(this.setup.nnodes) },
+      env: {
+        ...process.env,
+        PYTHONPATH: withBundledPython(process.env.PYTHONPATH),
+        SCALELM_CHANNEL: this.address,
+        SCALELM_CHANNEL_TOKEN: this.setup.token,
+        SCALELM_NODE_RANK: String(node.rank),
+        SCALELM_NNODES: String(this.setup.nnodes),
+      },
       ...(this.setup.onLine ? { onLine: this.setup.onLine } : {}),
     });
     this.cmd = cmd;

@@ -60,8 +60,12 @@ function predict(config: RunConfig, from: string): LaunchPrediction | { error: s
   const p = r.memory.perDevice;
   const predicted = { params: p.params, grads: p.grads, optimizer: p.optimizer, activations: p.activations, buffers: p.buffers };
   const m = config.model;
-  const line = `plan (${from}, ${convention} convention): ${m.name} ${m.layers}×${m.hidden}, seq ${m.seqLen}, ${describeLayout(r.layout)}, ${config.train.precision} ${config.train.optimizer} → per rank `
-    + Object.entries(predicted).filter(([, b]) => b > 0).map(([k, b]) => `${k} ${formatBytes(b)}`).join(', ');
+  const line =
+    `plan (${from}, ${convention} convention): ${m.name} ${m.layers}×${m.hidden}, seq ${m.seqLen}, ${describeLayout(r.layout)}, ${config.train.precision} ${config.train.optimizer} → per rank ` +
+    Object.entries(predicted)
+      .filter(([, b]) => b > 0)
+      .map(([k, b]) => `${k} ${formatBytes(b)}`)
+      .join(', ');
   return { predicted, lines: [line] };
 }
 
@@ -77,7 +81,7 @@ export function predictFromReport(report: ShapeLine, file?: PlanFile): LaunchPre
     model = { ...file.config.model };
     from = `model from ${file.file}`;
   } else {
-    if (!report.model) return { lines: ['no memory prediction: the script\'s model has no HuggingFace config (give the model with --plan CONFIG)'] };
+    if (!report.model) return { lines: ["no memory prediction: the script's model has no HuggingFace config (give the model with --plan CONFIG)"] };
     const hf = modelFromHuggingFace(report.model);
     if (!hf.ok) return { lines: [`no memory prediction: the script's HuggingFace config cannot be planned: ${hf.errors.map((e) => `${e.path}: ${e.message}`).join('; ')}`] };
     model = hf.model;
@@ -107,14 +111,16 @@ export function predictFromReport(report: ShapeLine, file?: PlanFile): LaunchPre
     name: typeof model.name === 'string' ? model.name : 'model',
     model,
     train: {
-      microBatch, globalBatch: microBatch * dp * gradAccum, precision, optimizer, recompute,
+      microBatch,
+      globalBatch: microBatch * dp * gradAccum,
+      precision,
+      optimizer,
+      recompute,
       flashAttention: l.attention !== undefined && l.attention !== 'eager',
       ...(optimizer === 'sgd' ? { beta1: l.momentum ?? 0 } : {}),
     },
     parallel: { dp, tp, zero },
-    ...(precision === 'fp32'
-      ? { devices: { count: l.world, memory: PLACEHOLDER_MEMORY } }
-      : { cluster: { gpusPerNode: l.world, nodes: 1, gpuMemory: PLACEHOLDER_MEMORY, headroom: 0 } }),
+    ...(precision === 'fp32' ? { devices: { count: l.world, memory: PLACEHOLDER_MEMORY } } : { cluster: { gpusPerNode: l.world, nodes: 1, gpuMemory: PLACEHOLDER_MEMORY, headroom: 0 } }),
   };
   const parsed = parseConfig(raw);
   if (!parsed.ok) return { lines: [`no memory prediction: the reported layout is not plannable: ${parsed.errors.map((e) => `${e.path}: ${e.message}`).join('; ')}`] };
@@ -130,7 +136,11 @@ export class LaunchPlan {
   totalSteps?: number;
   private reported = false;
 
-  constructor(private readonly file?: PlanFile, prediction?: LaunchPrediction, private readonly startLines: string[] = prediction?.lines ?? []) {
+  constructor(
+    private readonly file?: PlanFile,
+    prediction?: LaunchPrediction,
+    private readonly startLines: string[] = prediction?.lines ?? [],
+  ) {
     if (prediction) this.predicted = prediction.predicted;
   }
 
@@ -145,7 +155,7 @@ export class LaunchPlan {
     this.reported = true;
     this.totalSteps = report.totalSteps;
     const lines: string[] = [];
-    if (report.totalSteps === undefined) lines.push('the run\'s length is unknown (Monitor(total_steps=…)): no out-of-memory forecast');
+    if (report.totalSteps === undefined) lines.push("the run's length is unknown (Monitor(total_steps=…)): no out-of-memory forecast");
     if (this.predicted && this.file) {
       const p = this.file.config.parallel;
       const world = p.dp * p.tp * p.pp;

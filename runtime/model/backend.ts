@@ -210,7 +210,8 @@ async function tryWebgpu(): Promise<Omit<BackendInfo, 'requested' | 'reason'> | 
   }
   if (!tf.findBackendFactory('webgpu')) return '@tensorflow/tfjs-backend-webgpu did not register a backend';
   try {
-    if (!(await tf.setBackend('webgpu'))) return 'no WebGPU adapter is available (on Linux without a GPU or Vulkan, set SCALELM_DAWN_OPTIONS="backend=opengl" and EGL_PLATFORM=surfaceless for Mesa\'s software renderer)';
+    if (!(await tf.setBackend('webgpu')))
+      return 'no WebGPU adapter is available (on Linux without a GPU or Vulkan, set SCALELM_DAWN_OPTIONS="backend=opengl" and EGL_PLATFORM=surfaceless for Mesa\'s software renderer)';
   } catch (e) {
     return `WebGPU failed to start: ${(e as Error).message.split('\n')[0]}`;
   }

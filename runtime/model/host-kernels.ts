@@ -38,7 +38,12 @@ function register<A>(spec: HostKernelSpec<A>): void {
       const outs = spec.outputs(shapes, a).map((s) => be.makeOutput(s, 'float32'));
       const outViews = outs.map((o) => be.typedArrayFromHeap(o) as Float32Array);
       for (const v of outViews) v.fill(0);
-      spec.run(ins.map((t) => be.typedArrayFromHeap(t) as Float32Array), outViews, shapes, a);
+      spec.run(
+        ins.map((t) => be.typedArrayFromHeap(t) as Float32Array),
+        outViews,
+        shapes,
+        a,
+      );
       return outs.length === 1 ? outs[0]! : outs;
     },
   });
@@ -51,7 +56,12 @@ function register<A>(spec: HostKernelSpec<A>): void {
       const shapes = ins.map((t) => t.shape);
       const a = attrs as unknown as A;
       const outViews = spec.outputs(shapes, a).map((s) => new Float32Array(s.reduce((x, y) => x * y, 1)));
-      spec.run(ins.map((t) => be.data.get(t.dataId).values as Float32Array), outViews, shapes, a);
+      spec.run(
+        ins.map((t) => be.data.get(t.dataId).values as Float32Array),
+        outViews,
+        shapes,
+        a,
+      );
       const outs = outViews.map((v, i) => be.makeTensorInfo(spec.outputs(shapes, a)[i]!, 'float32', v));
       return outs.length === 1 ? outs[0]! : outs;
     },
@@ -98,7 +108,6 @@ register<Record<string, never>>({
 export function transpose2dHost(x: tf.Tensor2D): tf.Tensor2D {
   return runHost(TRANSPOSE, [x])[0] as tf.Tensor2D;
 }
-
 
 // ---- cross-entropy from softmax probabilities -------------------------------------------------------------
 

@@ -104,7 +104,13 @@ export class Linear implements Layer<{ x: tf.Tensor2D }> {
     release(saved);
     const db = colSum(d);
     const dx = matmulNT(d, w);
-    return { dx, grads: [[`${this.name}.weight`, dW], [`${this.name}.bias`, db]] };
+    return {
+      dx,
+      grads: [
+        [`${this.name}.weight`, dW],
+        [`${this.name}.bias`, db],
+      ],
+    };
   }
 }
 
@@ -136,7 +142,13 @@ export class LayerNorm implements Layer<{ xhat: tf.Tensor2D; rstd: tf.Tensor2D }
     const g = ctx.params.get(`${this.name}.weight`) as tf.Tensor1D;
     const { dx, dg, db } = layerNormBackward(dy as tf.Tensor2D, saved, g);
     release(saved);
-    return { dx, grads: [[`${this.name}.weight`, dg], [`${this.name}.bias`, db]] };
+    return {
+      dx,
+      grads: [
+        [`${this.name}.weight`, dg],
+        [`${this.name}.bias`, db],
+      ],
+    };
   }
 }
 
@@ -302,7 +314,10 @@ export class Embedding {
       return T === this.positions ? g : tf.concat([g, tf.zeros([this.positions - T, this.hidden])], 0);
     });
     release(saved);
-    return [['wte.weight', dWte], ['wpe.weight', dWpe]];
+    return [
+      ['wte.weight', dWte],
+      ['wpe.weight', dWpe],
+    ];
   }
 }
 

@@ -15,10 +15,7 @@
 // their gradients come out identical on every rank of the group. At tp = 1 (SINGLE_DEVICE) f and g are the
 // identity and these layers compute exactly the single-device ones: the model has one block definition.
 import * as tf from '@tensorflow/tfjs-core';
-import {
-  AttentionCore, embeddingSpecs, keepActivation, Linear,
-  type Layer, type LayerBackward, type LayerContext, type LayerForward, type NamedGrads,
-} from './layers';
+import { AttentionCore, embeddingSpecs, keepActivation, Linear, type Layer, type LayerBackward, type LayerContext, type LayerForward, type NamedGrads } from './layers';
 import { colSum, free, gatherRows, linear, matmul, matmulNT, matmulTN, scatterAddRows, share } from './ops';
 import type { ParamSpec } from './params';
 import { mix } from './rng';
@@ -164,7 +161,13 @@ export class RowParallelLinear implements Layer<{ x: tf.Tensor2D }> {
     saved.x.dispose();
     const db = colSum(d);
     const dx = matmulNT(d, w);
-    return { dx, grads: [[`${this.name}.weight`, dW], [`${this.name}.bias`, db]] };
+    return {
+      dx,
+      grads: [
+        [`${this.name}.weight`, dW],
+        [`${this.name}.bias`, db],
+      ],
+    };
   }
 }
 
@@ -283,7 +286,10 @@ export class VocabParallelEmbedding {
       const g = tf.reshape(perPos, [T, this.hidden]);
       return T === this.positions ? g : tf.concat([g, tf.zeros([this.positions - T, this.hidden])], 0);
     });
-    return [['wte.weight', dWte], ['wpe.weight', dWpe]];
+    return [
+      ['wte.weight', dWte],
+      ['wpe.weight', dWpe],
+    ];
   }
 }
 

@@ -138,12 +138,27 @@ export function parseRankLine(line: string): { ok: true; value: RankToCoordinato
       if (v.engine !== 'local' && v.engine !== 'torch' && v.engine !== 'monitor') return bad('engine');
       if (typeof v.node !== 'string' || v.node.length > 255) return bad('node');
       if (v.nodeRank !== undefined && !isNat(v.nodeRank)) return bad('nodeRank');
-      return { ok: true, value: { k: 'hello', rank: v.rank, pid: v.pid, token: v.token, world: v.world, engine: v.engine, node: v.node, localRank: v.localRank, ...(v.nodeRank !== undefined ? { nodeRank: v.nodeRank } : {}) } };
+      return {
+        ok: true,
+        value: {
+          k: 'hello',
+          rank: v.rank,
+          pid: v.pid,
+          token: v.token,
+          world: v.world,
+          engine: v.engine,
+          node: v.node,
+          localRank: v.localRank,
+          ...(v.nodeRank !== undefined ? { nodeRank: v.nodeRank } : {}),
+        },
+      };
     case 'progress':
       if (v.sync !== undefined && typeof v.sync !== 'boolean') return bad('sync');
       return isNat(v.step) ? { ok: true, value: { k: 'progress', rank: v.rank, step: v.step, ...(v.sync ? { sync: true } : {}) } } : bad('step');
     case 'timing':
-      return isNat(v.step) && isNum(v.stepMs) && isNum(v.exposedCommMs) ? { ok: true, value: { k: 'timing', rank: v.rank, step: v.step, stepMs: v.stepMs, exposedCommMs: v.exposedCommMs } } : bad('step or times');
+      return isNat(v.step) && isNum(v.stepMs) && isNum(v.exposedCommMs)
+        ? { ok: true, value: { k: 'timing', rank: v.rank, step: v.step, stepMs: v.stepMs, exposedCommMs: v.exposedCommMs } }
+        : bad('step or times');
     case 'saved':
       return isNat(v.step) && isNat(v.bytes) ? { ok: true, value: { k: 'saved', rank: v.rank, step: v.step, bytes: v.bytes } } : bad('step or bytes');
     case 'error':
@@ -162,7 +177,7 @@ export function parseRankLine(line: string): { ok: true; value: RankToCoordinato
       const m = r.value;
       // Only what a rank may say: the coordinator itself publishes hello, status, checkpoint, gpu and alert.
       if (m.type !== 'step' && m.type !== 'eval' && m.type !== 'memory' && m.type !== 'comm' && m.type !== 'log') return bad(`m of type ${m.type}`);
-      if ((m.type === 'memory' || m.type === 'comm' || (m.type === 'log' && m.rank !== undefined)) && m.rank !== v.rank) return bad('m.rank is not the line\'s rank');
+      if ((m.type === 'memory' || m.type === 'comm' || (m.type === 'log' && m.rank !== undefined)) && m.rank !== v.rank) return bad("m.rank is not the line's rank");
       return { ok: true, value: { k: 'msg', rank: v.rank, m } };
     }
     default:
@@ -191,12 +206,21 @@ export function parseNodeLine(line: string): { ok: true; value: NodeToCoordinato
       const r = validateMessage(v.m);
       if (!r.ok) return bad(`m: ${r.reason.slice(0, 200)}`);
       if (r.value.type !== 'gpu') return bad(`m of type ${r.value.type}`);
-      if (r.value.node?.rank !== v.node) return bad('m.node is not the line\'s node');
+      if (r.value.node?.rank !== v.node) return bad("m.node is not the line's node");
       return { ok: true, value: { k: 'gpu', node: v.node, m: r.value } };
     }
     default:
       if ((v.code !== null && !isInt(v.code)) || (v.signal !== null && typeof v.signal !== 'string') || (v.tail !== undefined && typeof v.tail !== 'string')) return bad('code, signal or tail');
-      return { ok: true, value: { k: 'exit', node: v.node, code: v.code as number | null, signal: v.signal === null ? null : String(v.signal).slice(0, 20), ...(typeof v.tail === 'string' ? { tail: v.tail.slice(0, 16_000) } : {}) } };
+      return {
+        ok: true,
+        value: {
+          k: 'exit',
+          node: v.node,
+          code: v.code as number | null,
+          signal: v.signal === null ? null : String(v.signal).slice(0, 20),
+          ...(typeof v.tail === 'string' ? { tail: v.tail.slice(0, 16_000) } : {}),
+        },
+      };
   }
 }
 
@@ -274,7 +298,8 @@ export class ChannelServer {
     if (socket.destroyed) return;
     socket.destroy();
     this.rejections++;
-    if (this.rejections <= MAX_REJECTION_LOGS) this.opts.onReject?.(`rank channel: dropped a peer that sent ${reason}${this.rejections === MAX_REJECTION_LOGS ? ' (further refusals are not logged)' : ''}`);
+    if (this.rejections <= MAX_REJECTION_LOGS)
+      this.opts.onReject?.(`rank channel: dropped a peer that sent ${reason}${this.rejections === MAX_REJECTION_LOGS ? ' (further refusals are not logged)' : ''}`);
   }
 
   private accept(socket: Socket): void {
@@ -479,14 +504,7 @@ export class NodeClient {
    * Connects, says the node hello and resolves once the coordinator welcomed it; rejects with a
    * NodeJoinError. After that, `onMessage` gets the coordinator's controls and `onClose` its going away.
    */
-  static join(
-    address: string,
-    token: string,
-    hello: { node: number; nnodes: number },
-    onMessage: (m: CoordinatorToNode) => void,
-    onClose: () => void,
-    welcomeTimeoutMs = 15_000,
-  ): Promise<NodeClient> {
+  static join(address: string, token: string, hello: { node: number; nnodes: number }, onMessage: (m: CoordinatorToNode) => void, onClose: () => void, welcomeTimeoutMs = 15_000): Promise<NodeClient> {
     return new Promise((resolve, reject) => {
       let welcomed = false;
       const socket = createConnection(parseChannelAddress(address));

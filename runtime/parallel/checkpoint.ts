@@ -12,7 +12,20 @@
 import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Gpt, type GptShape } from '../model/gpt';
-import { CheckpointError, commitCheckpointFolder, fsyncDir, hfConfig, latestCheckpoint, readCheckpointState, readModelTensors, saveCheckpoint, stepFolder, writeFileSynced, writeModelFiles, type CheckpointState } from '../train/checkpoint';
+import {
+  CheckpointError,
+  commitCheckpointFolder,
+  fsyncDir,
+  hfConfig,
+  latestCheckpoint,
+  readCheckpointState,
+  readModelTensors,
+  saveCheckpoint,
+  stepFolder,
+  writeFileSynced,
+  writeModelFiles,
+  type CheckpointState,
+} from '../train/checkpoint';
 import { consolidateShards, type ShardLayout } from './shard-files';
 
 export interface ShardedState extends CheckpointState {
@@ -56,7 +69,9 @@ export function commitCheckpoint(checkpointsDir: string, tmp: string, state: Sha
     const specs = new Gpt(shape).paramSpecs();
     const full = consolidateShards(tmp, L, shape, specs, state.optimizer.kind);
     const { layout: _layout, ...single } = state;
-    const saved = saveCheckpoint(checkpointsDir, { params: full.params, optimizer: full.optimizer, state: single }, specs, dropout, { inFlight: (f) => inFlight(f) && join(checkpointsDir, f) !== tmp });
+    const saved = saveCheckpoint(checkpointsDir, { params: full.params, optimizer: full.optimizer, state: single }, specs, dropout, {
+      inFlight: (f) => inFlight(f) && join(checkpointsDir, f) !== tmp,
+    });
     rmSync(tmp, { recursive: true, force: true });
     return saved;
   }

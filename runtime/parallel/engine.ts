@@ -146,7 +146,10 @@ export class RankEngine {
     const layout = resolveLayout(config);
     if (layout.world !== comm.size) throw new ParallelError(`the layout needs ${layout.world} ranks but the world has ${comm.size}`);
     const backend = activeBackend() ?? (await initBackend(config.devices.backend, options.threads !== undefined ? { threads: options.threads } : {}));
-    if (backend.name === 'webgpu' && (layout.world > 1 || layout.zero > 0)) throw new ParallelError('devices.backend="webgpu": the parallel engine reads tensors synchronously for its collectives, which WebGPU in Node cannot; use wasm or cpu when dp·tp > 1 or with ZeRO');
+    if (backend.name === 'webgpu' && (layout.world > 1 || layout.zero > 0))
+      throw new ParallelError(
+        'devices.backend="webgpu": the parallel engine reads tensors synchronously for its collectives, which WebGPU in Node cannot; use wasm or cpu when dp·tp > 1 or with ZeRO',
+      );
     const mesh = comm.mesh({ tp: layout.tp, pp: 1 });
     const data = loadTokens(config.data, options.baseDir, { vocab: config.model.vocab, seqLen: config.model.seqLen }, config.train.seed, config.train.evalEvery > 0);
     const engine = new RankEngine(comm, options, backend, data, { tp: mesh.tp, dp: mesh.dp, coords: { tp: mesh.coords.tp, dp: mesh.coords.dp } });
@@ -173,7 +176,10 @@ export class RankEngine {
     for (const spec of this.specs) {
       const slots = this.state.map(() => new Float32Array(spec.shape.reduce((a, b) => a * b, 1)));
       for (const s of this.segmentsOf(spec.name)) slots.forEach((v, i) => v.set(this.state[i]!.subarray(s.at, s.at + s.length), s.from));
-      opt.setState(spec.name, slots.map((v) => tf.tensor(v, spec.shape)));
+      opt.setState(
+        spec.name,
+        slots.map((v) => tf.tensor(v, spec.shape)),
+      );
     }
     opt.steps = this.optimizerSteps;
     return opt;
@@ -216,8 +222,15 @@ export class RankEngine {
       }
       const [loss, gradNorm] = await Promise.all([lossSum!.data(), norm.data()]);
       return {
-        step, loss: loss[0]! / A, lr: learningRate(t, step), gradNorm: gradNorm[0]!, stepMs: performance.now() - t0, memory: this.tracker.stepMemory(),
-        stop: Boolean(ask.stop), checkpoint: Boolean(ask.checkpoint), exposedCommMs: 0,
+        step,
+        loss: loss[0]! / A,
+        lr: learningRate(t, step),
+        gradNorm: gradNorm[0]!,
+        stepMs: performance.now() - t0,
+        memory: this.tracker.stepMemory(),
+        stop: Boolean(ask.stop),
+        checkpoint: Boolean(ask.checkpoint),
+        exposedCommMs: 0,
       };
     } finally {
       disposeForwardState(state);
@@ -264,8 +277,17 @@ export class RankEngine {
   private initState(): void {
     const { start, config } = this.options;
     const target = {
-      layout: this.layout, coords: this.coords, shape: this.shape, fullSpecs: this.fullSpecs, specs: this.specs, paddedVocab: this.paddedVocab,
-      optimizer: this.hyper.kind, params: this.params, owned: this.zero3?.owned, state: this.state, segmentsOf: (name: string) => this.segmentsOf(name),
+      layout: this.layout,
+      coords: this.coords,
+      shape: this.shape,
+      fullSpecs: this.fullSpecs,
+      specs: this.specs,
+      paddedVocab: this.paddedVocab,
+      optimizer: this.hyper.kind,
+      params: this.params,
+      owned: this.zero3?.owned,
+      state: this.state,
+      segmentsOf: (name: string) => this.segmentsOf(name),
     };
     this.optimizerSteps = loadStart(target, start, config.train.seed, this.options.optimizerSteps ?? 0);
   }
@@ -306,7 +328,9 @@ export class RankEngine {
     h[3] = -h[2];
     this.tp.allReduce(h, 'max');
     if (h[0] !== -h[1] || h[2] !== -h[3]) {
-      throw new ParallelError(`data mismatch inside tensor-parallel group ${this.tp.name} at step ${step}, micro-batch ${micro}: its ranks were given different tokens (every rank of a TP group must train on the same rows)`);
+      throw new ParallelError(
+        `data mismatch inside tensor-parallel group ${this.tp.name} at step ${step}, micro-batch ${micro}: its ranks were given different tokens (every rank of a TP group must train on the same rows)`,
+      );
     }
   }
 
@@ -387,8 +411,15 @@ export class RankEngine {
     if (this.zero3 && this.zero3.live().length) throw new Error(`ZeRO-3: ${this.zero3.live().join(', ')} still gathered after the step`);
     const stepMs = performance.now() - t0;
     return {
-      step, loss: scalars[0]!, lr, gradNorm, stepMs, memory: this.tracker.stepMemory(),
-      stop: scalars[2]! > 0, checkpoint: scalars[3]! > 0, exposedCommMs: this.timer.exposedMs,
+      step,
+      loss: scalars[0]!,
+      lr,
+      gradNorm,
+      stepMs,
+      memory: this.tracker.stepMemory(),
+      stop: scalars[2]! > 0,
+      checkpoint: scalars[3]! > 0,
+      exposedCommMs: this.timer.exposedMs,
     };
   }
 

@@ -102,7 +102,11 @@ export class FlatLayout {
     this.partition = partOffset;
     this.paddedTotal = partOffset * parts;
     this.total = this.units.reduce((n, u) => n + u.numel, 0);
-    const groups = formBuckets(this.units.map((u) => 4 * u.padded), firstBucketBytes, bucketBytes);
+    const groups = formBuckets(
+      this.units.map((u) => 4 * u.padded),
+      firstBucketBytes,
+      bucketBytes,
+    );
     this.buckets = groups.map((units, index) => {
       const part = units.reduce((n, u) => n + this.units[u]!.part, 0);
       for (const u of units) this.units[u]!.bucket = index;

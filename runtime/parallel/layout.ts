@@ -41,7 +41,9 @@ export function resolveLayout(config: RunConfig): ParallelLayout {
   const p = config.parallel;
   const m = config.model;
   if (p.pp > 1) {
-    throw new ParallelError(`parallel.pp=${p.pp}: the local runtime has no pipeline parallelism yet (data, tensor and ZeRO only); set parallel.pp to 1 and use dp and tp (pipelines can still be planned with \`scalelm plan\`)`);
+    throw new ParallelError(
+      `parallel.pp=${p.pp}: the local runtime has no pipeline parallelism yet (data, tensor and ZeRO only); set parallel.pp to 1 and use dp and tp (pipelines can still be planned with \`scalelm plan\`)`,
+    );
   }
   if (p.sequenceParallel) throw new ParallelError('parallel.sequenceParallel: the local runtime has no sequence parallelism; set it to false');
   if (p.offloadOptimizer || p.offloadParams) throw new ParallelError('parallel.offloadOptimizer / offloadParams: the local runtime does not offload to host memory; turn them off');

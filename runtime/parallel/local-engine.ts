@@ -118,7 +118,9 @@ export class LocalEngine implements Engine {
 
   async start(launch: RankLaunch): Promise<RankSet> {
     if (!existsSync(RANK_ENTRY)) {
-      throw new ParallelError(`${RANK_ENTRY} is missing: a bundle of ScaleLM must emit runtime/parallel/parallel-rank.ts next to the CLI (scripts/build.mjs); from the compiled sources run out/runtime/cli.js`);
+      throw new ParallelError(
+        `${RANK_ENTRY} is missing: a bundle of ScaleLM must emit runtime/parallel/parallel-rank.ts next to the CLI (scripts/build.mjs); from the compiled sources run out/runtime/cli.js`,
+      );
     }
     const { config, layout } = launch;
     const o = this.options;
@@ -139,9 +141,10 @@ export class LocalEngine implements Engine {
     };
     // Registered buffers (buckets, ZeRO partitions, TP scratch) live in each rank's comm arena.
     const common = { args, arenaBytes: arenaBytes(config, layout), ...(o.timeoutMs ? { timeoutMs: o.timeoutMs } : {}) };
-    const world: RunningWorld<RankResult> = this.transport(layout) === 'threads'
-      ? startThreadWorld<RankResult>(layout.world, RANK_ENTRY, { ...common, spin: layout.world <= availableParallelism() ? 2000 : 0 })
-      : await startProcessWorld<RankResult>(layout.world, RANK_ENTRY, common);
+    const world: RunningWorld<RankResult> =
+      this.transport(layout) === 'threads'
+        ? startThreadWorld<RankResult>(layout.world, RANK_ENTRY, { ...common, spin: layout.world <= availableParallelism() ? 2000 : 0 })
+        : await startProcessWorld<RankResult>(layout.world, RANK_ENTRY, common);
     const exited = world.result.then((r): RankExit[] => {
       this.results = r.results;
       const exits = r.results.map((_, rank): RankExit => (r.errors[rank] ? { ok: false, error: r.errors[rank] } : { ok: true }));
@@ -166,7 +169,13 @@ export class LocalEngine implements Engine {
 /** A run of the local engine: the coordinator with TypeScript ranks. */
 export function createLocalRun(setup: Omit<RunSetup, 'engine'> & LocalEngineOptions): Promise<Coordinator> {
   const { threads, timeoutMs, transport, faults, returnState, ...run } = setup;
-  const options: LocalEngineOptions = { ...(threads !== undefined ? { threads } : {}), ...(timeoutMs !== undefined ? { timeoutMs } : {}), ...(transport ? { transport } : {}), ...(faults ? { faults } : {}), ...(returnState ? { returnState } : {}) };
+  const options: LocalEngineOptions = {
+    ...(threads !== undefined ? { threads } : {}),
+    ...(timeoutMs !== undefined ? { timeoutMs } : {}),
+    ...(transport ? { transport } : {}),
+    ...(faults ? { faults } : {}),
+    ...(returnState ? { returnState } : {}),
+  };
   return Coordinator.create({ ...run, engine: new LocalEngine(options) });
 }
 
@@ -222,5 +231,15 @@ function gatherFinalParams(config: RunConfig, layout: ParallelLayout, results: R
       for (const seg of flat.segments(r.coords.dp)) mine.get(seg.slot.name)!.set(r.owned.subarray(seg.at, seg.at + seg.length), seg.from);
     }
   }
-  return new Map(fullSpecs.map((s) => [s.name, joinShards(s.tp, s.shape, perTp.map((p) => p.get(s.name)!), layout.tp)]));
+  return new Map(
+    fullSpecs.map((s) => [
+      s.name,
+      joinShards(
+        s.tp,
+        s.shape,
+        perTp.map((p) => p.get(s.name)!),
+        layout.tp,
+      ),
+    ]),
+  );
 }

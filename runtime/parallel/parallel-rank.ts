@@ -103,7 +103,13 @@ export async function main(comm: Comm, args: RankArgs): Promise<RankResult> {
   let step = args.startStep;
   let engine: RankEngine | undefined;
   try {
-    engine = await RankEngine.create(comm, { config: args.config, baseDir: args.baseDir, start: args.start, optimizerSteps: args.startStep, ...(args.threads !== undefined ? { threads: args.threads } : {}) });
+    engine = await RankEngine.create(comm, {
+      config: args.config,
+      baseDir: args.baseDir,
+      start: args.start,
+      optimizerSteps: args.startStep,
+      ...(args.threads !== undefined ? { threads: args.threads } : {}),
+    });
     engine.faults = args.faults ?? {};
     const die = args.faults?.die?.rank === rank ? args.faults.die : undefined;
     if (die) {
@@ -128,7 +134,9 @@ export async function main(comm: Comm, args: RankArgs): Promise<RankResult> {
       mkdirSync(folder, { recursive: true });
       const contents = await engine!.shardContents();
       const shapes = new Map(engine!.model.paramSpecs().map((s) => [s.name, s.shape]));
-      const bytes = contents.writes ? writeShard(folder, engine!.coords, { dp: engine!.layout.dp, tp: engine!.layout.tp, zero: engine!.layout.zero, paddedVocab: engine!.paddedVocab }, engine!.optimizerSteps, contents, shapes) : 0;
+      const bytes = contents.writes
+        ? writeShard(folder, engine!.coords, { dp: engine!.layout.dp, tp: engine!.layout.tp, zero: engine!.layout.zero, paddedVocab: engine!.paddedVocab }, engine!.optimizerSteps, contents, shapes)
+        : 0;
       send({ k: 'saved', rank, step: at, bytes });
       lastSaved = at;
     };
@@ -146,7 +154,7 @@ export async function main(comm: Comm, args: RankArgs): Promise<RankResult> {
         out = await engine.stepOnDevice(step + 1, asked);
       } else {
         const computed = engine.computeStep(step + 1);
-        if (args.faults?.slowStepMs) for (const end = performance.now() + args.faults.slowStepMs; performance.now() < end; );
+        if (args.faults?.slowStepMs) for (const end = performance.now() + args.faults.slowStepMs; performance.now() < end;);
         await acknowledged;
         out = engine.finishStep(computed, asked);
       }
@@ -163,12 +171,30 @@ export async function main(comm: Comm, args: RankArgs): Promise<RankResult> {
       const categories = { params: m.params, grads: m.grads, optimizer: m.optimizer, activations: m.activations, temporaries: m.temporaries, buffers: m.buffers, gathered: m.gathered };
       if (rank === 0) {
         publish({
-          type: 'step', step, loss: out.loss, lr: out.lr, gradNorm: out.gradNorm, tokensPerSec: tokensPerStep / (out.stepMs / 1000), stepMs: out.stepMs,
-          memory: { ...categories, peak: m.peak }, tokens: step * tokensPerStep, t: now,
+          type: 'step',
+          step,
+          loss: out.loss,
+          lr: out.lr,
+          gradNorm: out.gradNorm,
+          tokensPerSec: tokensPerStep / (out.stepMs / 1000),
+          stepMs: out.stepMs,
+          memory: { ...categories, peak: m.peak },
+          tokens: step * tokensPerStep,
+          t: now,
         });
       }
       send({ k: 'timing', rank, step, stepMs: out.stepMs, exposedCommMs: out.exposedCommMs });
-      publish({ type: 'memory', rank, t: now, step, categories, stepPeak: m.peak, capacity: Number.isFinite(engine.tracker.capacity) ? engine.tracker.capacity : 0, device: `cpu:${rank}`, ...(args.predicted ? { predicted: args.predicted } : {}) });
+      publish({
+        type: 'memory',
+        rank,
+        t: now,
+        step,
+        categories,
+        stepPeak: m.peak,
+        capacity: Number.isFinite(engine.tracker.capacity) ? engine.tracker.capacity : 0,
+        device: `cpu:${rank}`,
+        ...(args.predicted ? { predicted: args.predicted } : {}),
+      });
       publish({ type: 'comm', rank, t: now, step, collectives: totals.list() });
       if (engine.evalSampler && t.evalEvery > 0 && step % t.evalEvery === 0) {
         const loss = engine.evaluate(step);

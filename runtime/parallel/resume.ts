@@ -60,15 +60,19 @@ export function loadStart(t: StartTarget, start: StartFrom, seed: number, steps:
     const ck = loadCheckpoint(start.folder, t.fullSpecs, { shape: t.shape, optimizer: t.optimizer });
     for (const spec of t.fullSpecs) {
       place(spec.name, full(spec, ck.params.get(spec.name)!));
-      placeState(spec.name, ck.optimizer.get(spec.name)!.map((v) => full(spec, v)));
+      placeState(
+        spec.name,
+        ck.optimizer.get(spec.name)!.map((v) => full(spec, v)),
+      );
     }
     return ck.state.optimizer.steps;
   }
   let values: Map<string, Float32Array> | undefined;
   if (start.kind === 'init') {
-    values = existsSync(join(start.folder, 'state.json')) && existsSync(join(start.folder, 'model.safetensors'))
-      ? readModelTensors(join(start.folder, 'model.safetensors'), t.fullSpecs)
-      : loadHfFolder(start.folder, t.fullSpecs, t.shape);
+    values =
+      existsSync(join(start.folder, 'state.json')) && existsSync(join(start.folder, 'model.safetensors'))
+        ? readModelTensors(join(start.folder, 'model.safetensors'), t.fullSpecs)
+        : loadHfFolder(start.folder, t.fullSpecs, t.shape);
   }
   // Every layout starts from the single-device weights: the full tensor, drawn once per name, then sliced.
   for (const spec of t.fullSpecs) place(spec.name, full(spec, values?.get(spec.name) ?? initialValues(spec, seed)));

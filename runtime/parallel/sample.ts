@@ -30,7 +30,7 @@ export async function sampleText(config: RunConfig, params: Map<string, Float32A
     }
     // No terminal control bytes.
     // eslint-disable-next-line no-control-regex -- control characters are what it replaces
-  return byteTokenizer.decode(out.slice(prompt.length || 1)).replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f\uFFFD]/g, '?');
+    return byteTokenizer.decode(out.slice(prompt.length || 1)).replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f\uFFFD]/g, '?');
   } finally {
     store.dispose();
   }

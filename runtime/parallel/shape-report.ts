@@ -36,7 +36,27 @@ export interface ShapeLine {
   totalSteps?: number;
 }
 
-const HF_KEYS = new Set(['model_type', 'architectures', '_name_or_path', 'n_layer', 'n_embd', 'n_head', 'n_inner', 'n_positions', 'n_ctx', 'activation_function', 'vocab_size', 'num_hidden_layers', 'hidden_size', 'num_attention_heads', 'num_key_value_heads', 'intermediate_size', 'max_position_embeddings', 'hidden_act', 'tie_word_embeddings']);
+const HF_KEYS = new Set([
+  'model_type',
+  'architectures',
+  '_name_or_path',
+  'n_layer',
+  'n_embd',
+  'n_head',
+  'n_inner',
+  'n_positions',
+  'n_ctx',
+  'activation_function',
+  'vocab_size',
+  'num_hidden_layers',
+  'hidden_size',
+  'num_attention_heads',
+  'num_key_value_heads',
+  'intermediate_size',
+  'max_position_embeddings',
+  'hidden_act',
+  'tie_word_embeddings',
+]);
 const MAX = 2 ** 31 - 1;
 const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 const isCount = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 1 && (v as number) <= MAX;
@@ -85,8 +105,11 @@ export function parseShapeLine(v: Record<string, unknown> & { rank: number }): {
     const model: ReportedModel = {};
     for (const [key, value] of Object.entries(v.model)) {
       if (!HF_KEYS.has(key)) continue;
-      const ok = (typeof value === 'number' && Number.isFinite(value)) || typeof value === 'boolean' || (typeof value === 'string' && value.length <= 200)
-        || (Array.isArray(value) && value.length <= 4 && value.every((a) => typeof a === 'string' && a.length <= 200));
+      const ok =
+        (typeof value === 'number' && Number.isFinite(value)) ||
+        typeof value === 'boolean' ||
+        (typeof value === 'string' && value.length <= 200) ||
+        (Array.isArray(value) && value.length <= 4 && value.every((a) => typeof a === 'string' && a.length <= 200));
       if (!ok) return { ok: false, what: `model.${key}` };
       model[key] = value as ReportedModel[string];
     }

@@ -34,13 +34,25 @@ export interface ShardContents {
 }
 
 export function writeShard(
-  folder: string, coords: { tp: number; dp: number }, layout: ShardLayout, optimizerSteps: number,
-  contents: { params: Map<string, Float32Array>; partition: Map<string, Float32Array> }, shapes: Map<string, number[]>,
+  folder: string,
+  coords: { tp: number; dp: number },
+  layout: ShardLayout,
+  optimizerSteps: number,
+  contents: { params: Map<string, Float32Array>; partition: Map<string, Float32Array> },
+  shapes: Map<string, number[]>,
 ): number {
   const tensors: [string, TensorToWrite][] = [];
   for (const [name, data] of contents.params) tensors.push([name, { shape: shapes.get(name)!, data }]);
   for (const [slot, data] of contents.partition) tensors.push([`partition.${slot}`, { shape: [data.length], data }]);
-  const meta = { format: 'scalelm-shard', tp: String(layout.tp), dp: String(layout.dp), zero: String(layout.zero), tpRank: String(coords.tp), dpRank: String(coords.dp), optimizerSteps: String(optimizerSteps) };
+  const meta = {
+    format: 'scalelm-shard',
+    tp: String(layout.tp),
+    dp: String(layout.dp),
+    zero: String(layout.zero),
+    tpRank: String(coords.tp),
+    dpRank: String(coords.dp),
+    optimizerSteps: String(optimizerSteps),
+  };
   return writeSafetensors(join(folder, shardFile(coords)), tensors, meta);
 }
 
@@ -71,7 +83,11 @@ export function localUnits(shape: GptShape, tp: number, paddedVocab: number): Mo
  * (padding rows of wte dropped). Reads every shard file of the folder.
  */
 export function consolidateShards(
-  folder: string, layout: ShardLayout, shape: GptShape, fullSpecs: readonly ParamSpec[], kind: OptimizerHyper['kind'],
+  folder: string,
+  layout: ShardLayout,
+  shape: GptShape,
+  fullSpecs: readonly ParamSpec[],
+  kind: OptimizerHyper['kind'],
 ): { params: Map<string, Float32Array>; optimizer: Map<string, Float32Array[]>; optimizerSteps: number } {
   const { dp, tp, zero } = layout;
   const units = localUnits(shape, tp, layout.paddedVocab);
@@ -84,7 +100,10 @@ export function consolidateShards(
     const mine = perTp[t]!;
     for (const s of specs) {
       mine.params.set(s.name, new Float32Array(numel(s.shape)));
-      mine.state.set(s.name, slots.map(() => new Float32Array(numel(s.shape))));
+      mine.state.set(
+        s.name,
+        slots.map(() => new Float32Array(numel(s.shape))),
+      );
     }
     const partitioned = (d: number, c: ShardContents) => {
       for (const seg of flat.segments(zero >= 1 ? d : 0)) {
@@ -112,8 +131,26 @@ export function consolidateShards(
   const params = new Map<string, Float32Array>();
   const optimizer = new Map<string, Float32Array[]>();
   for (const s of fullSpecs) {
-    params.set(s.name, joinShards(s.tp, s.shape, perTp.map((p) => p.params.get(s.name)!), tp));
-    optimizer.set(s.name, slots.map((_, i) => joinShards(s.tp, s.shape, perTp.map((p) => p.state.get(s.name)![i]!), tp)));
+    params.set(
+      s.name,
+      joinShards(
+        s.tp,
+        s.shape,
+        perTp.map((p) => p.params.get(s.name)!),
+        tp,
+      ),
+    );
+    optimizer.set(
+      s.name,
+      slots.map((_, i) =>
+        joinShards(
+          s.tp,
+          s.shape,
+          perTp.map((p) => p.state.get(s.name)![i]!),
+          tp,
+        ),
+      ),
+    );
   }
   return { params, optimizer, optimizerSteps };
 }

@@ -8,10 +8,7 @@ import type { Recompute } from './types';
  * (`elementBytes` 4 scales the tensor terms by 2; dropout masks stay 1 byte). Flash attention removes the
  * 5as²b attention-score term.
  */
-export function korthikantiLayerBytes(
-  s: number, b: number, h: number, a: number, t: number,
-  sequenceParallel: boolean, recompute: Recompute, flashAttention = false, elementBytes = 2,
-): number {
+export function korthikantiLayerBytes(s: number, b: number, h: number, a: number, t: number, sequenceParallel: boolean, recompute: Recompute, flashAttention = false, elementBytes = 2): number {
   const sbh = s * b * h;
   const scale = elementBytes / 2;
   const spDiv = sequenceParallel ? t : 1;

@@ -42,8 +42,14 @@ export function deepspeedZero2(totalParams: number, gpusPerNode: number, nodes: 
  * parameters offloaded too. Host per node as DeepSpeed computes it (zero_init changes it).
  */
 export function deepspeedZero3(
-  totalParams: number, largestLayerParams: number, gpusPerNode: number, nodes: number,
-  cpuOffload: boolean, cpuOffloadParams: boolean, zeroInit = true, bufferFactor = 1.5,
+  totalParams: number,
+  largestLayerParams: number,
+  gpusPerNode: number,
+  nodes: number,
+  cpuOffload: boolean,
+  cpuOffloadParams: boolean,
+  zeroInit = true,
+  bufferFactor = 1.5,
 ): { gpu: number; cpu: number; largestLayerMemory: number } {
   const totalGpus = nodes * gpusPerNode;
   const gpusFactor = 1 / nodes;
@@ -116,9 +122,7 @@ export function megatronWeightAndOptimizer(args: MegatronArgs): { mostLoadedShar
   const embeddingLayers = args.untieEmbeddingsAndOutputWeights ? 2 * embeddingSize : embeddingSize;
   const p = args.pipelineModelParallelSize;
   const t = args.tensorModelParallelSize;
-  let shard = args.legacyNormsSharded
-    ? (block / p + embeddingSize) / t
-    : (tpShardedBlock / p + embeddingSize) / t + replicatedBlock / p;
+  let shard = args.legacyNormsSharded ? (block / p + embeddingSize) / t : (tpShardedBlock / p + embeddingSize) / t + replicatedBlock / p;
   if (args.untieEmbeddingsAndOutputWeights && p === 1) shard += embeddingSize / t;
   const bytesPerParameter = args.useDistributedOptimizer ? 6 + 12 / args.dataParallelSize : 18;
   return { mostLoadedShardParams: shard, bytesPerParameter, bytes: shard * bytesPerParameter, totalParams: block + embeddingLayers };
@@ -158,8 +162,9 @@ export function megatronActivations(args: MegatronArgs, numMicrobatches: number 
  */
 export function accelerateTrainingUsage(fp32Bytes: number, dtype: 'float32' | 'float16'): { model: number; gradients: number; optimizer: number; step: number; reported: number } {
   const fp16 = Math.floor(fp32Bytes / 2);
-  const r = dtype === 'float32'
-    ? { model: fp32Bytes, gradients: fp32Bytes, optimizer: 2 * fp32Bytes, step: 4 * fp32Bytes }
-    : { model: fp32Bytes, gradients: fp32Bytes + fp16, optimizer: 2 * fp32Bytes, step: 2 * fp32Bytes };
+  const r =
+    dtype === 'float32'
+      ? { model: fp32Bytes, gradients: fp32Bytes, optimizer: 2 * fp32Bytes, step: 4 * fp32Bytes }
+      : { model: fp32Bytes, gradients: fp32Bytes + fp16, optimizer: 2 * fp32Bytes, step: 2 * fp32Bytes };
   return { ...r, reported: Math.max(r.model, r.gradients, r.optimizer, r.step) };
 }

@@ -44,7 +44,9 @@ export function calibrate(input: PlanInput, measured: RunMeasurement, run: strin
   let efficiency: number;
   if (stepAt(hi) > measured.stepMs) {
     efficiency = 1;
-    notes.push(`the run (${measured.stepMs.toFixed(0)} ms) is faster than the model allows even at efficiency 1 (${stepAt(1).toFixed(0)} ms): communication or memory-bound terms are overestimated for this machine`);
+    notes.push(
+      `the run (${measured.stepMs.toFixed(0)} ms) is faster than the model allows even at efficiency 1 (${stepAt(1).toFixed(0)} ms): communication or memory-bound terms are overestimated for this machine`,
+    );
   } else if (stepAt(lo) < measured.stepMs) {
     efficiency = lo;
     notes.push(`the run (${measured.stepMs.toFixed(0)} ms) is slower than the model gives at efficiency ${lo}: something outside the model (data loading, host stalls) dominates`);
@@ -75,7 +77,10 @@ export function calibrate(input: PlanInput, measured: RunMeasurement, run: strin
   const ratio = measured.allocated / f.allocated;
   notes.push(`allocated: measured ${(ratio * 100).toFixed(1)}% of the estimate's ${f.allocated} B`);
   return {
-    scalelmProfile: PROFILE_VERSION, gpu: (input.cluster as { gpu?: string }).gpu ?? 'custom', efficiency, overheads: fitted,
+    scalelmProfile: PROFILE_VERSION,
+    gpu: (input.cluster as { gpu?: string }).gpu ?? 'custom',
+    efficiency,
+    overheads: fitted,
     fittedFrom: { run, measured, predictedBefore: { stepMs: stepAt(input.cluster.efficiency), allocated: f.allocated, reserved: f.reserved, device: f.device }, notes },
   };
 }

@@ -11,7 +11,16 @@ export type ExportTarget = (typeof EXPORT_TARGETS)[number];
 
 /** Optional training hyper-parameters a full RunConfig carries. */
 interface Hyper {
-  lr?: number; minLr?: number; beta1?: number; beta2?: number; eps?: number; weightDecay?: number; gradClip?: number; steps?: number; warmupSteps?: number; schedule?: string;
+  lr?: number;
+  minLr?: number;
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+  weightDecay?: number;
+  gradClip?: number;
+  steps?: number;
+  warmupSteps?: number;
+  schedule?: string;
 }
 
 export interface ExportOptions {
@@ -87,7 +96,15 @@ export function deepspeedConfig(input: PlanInput, layout: Layout, options: Expor
   cfg.zero_optimization = zero;
   // DeepSpeed's activation-checkpointing settings (read by deepspeed.checkpointing, which Megatron-DeepSpeed and
   // scripts calling deepspeed.checkpointing.checkpoint use); the script still decides which layers to wrap.
-  if (layout.recompute !== 'none') cfg.activation_checkpointing = { partition_activations: layout.tp > 1, contiguous_memory_optimization: false, cpu_checkpointing: false, number_checkpoints: null, synchronize_checkpoint_boundary: false, profile: false };
+  if (layout.recompute !== 'none')
+    cfg.activation_checkpointing = {
+      partition_activations: layout.tp > 1,
+      contiguous_memory_optimization: false,
+      cpu_checkpointing: false,
+      number_checkpoints: null,
+      synchronize_checkpoint_boundary: false,
+      profile: false,
+    };
   cfg.steps_per_print = 10;
   cfg.wall_clock_breakdown = false;
   return cfg;
@@ -111,16 +128,25 @@ export function deepspeedScheduler(input: PlanInput): Record<string, unknown> | 
 /** DeepSpeed's own rule: train_batch_size = micro · accumulation · data-parallel size. */
 export function checkDeepspeedConfig(cfg: Record<string, unknown>, dp: number): PlanIssue[] {
   const issues: PlanIssue[] = [];
-  const tbs = cfg.train_batch_size, mbs = cfg.train_micro_batch_size_per_gpu, gas = cfg.gradient_accumulation_steps;
-  for (const [k, v] of [['train_batch_size', tbs], ['train_micro_batch_size_per_gpu', mbs], ['gradient_accumulation_steps', gas]] as const) {
+  const tbs = cfg.train_batch_size,
+    mbs = cfg.train_micro_batch_size_per_gpu,
+    gas = cfg.gradient_accumulation_steps;
+  for (const [k, v] of [
+    ['train_batch_size', tbs],
+    ['train_micro_batch_size_per_gpu', mbs],
+    ['gradient_accumulation_steps', gas],
+  ] as const) {
     if (!Number.isInteger(v) || (v as number) < 1) issues.push({ path: k, message: `${k} must be a positive whole number, got ${JSON.stringify(v)}` });
   }
   if (!issues.length && (tbs as number) !== (mbs as number) * (gas as number) * dp) {
-    issues.push({ path: 'train_batch_size', message: `train_batch_size=${tbs} must equal train_micro_batch_size_per_gpu · gradient_accumulation_steps · dp = ${mbs}·${gas}·${dp} = ${(mbs as number) * (gas as number) * dp}` });
+    issues.push({
+      path: 'train_batch_size',
+      message: `train_batch_size=${tbs} must equal train_micro_batch_size_per_gpu · gradient_accumulation_steps · dp = ${mbs}·${gas}·${dp} = ${(mbs as number) * (gas as number) * dp}`,
+    });
   }
   const z = cfg.zero_optimization as Record<string, unknown> | undefined;
-  if (z && (z.offload_param !== undefined) && z.stage !== 3) issues.push({ path: 'zero_optimization.offload_param', message: 'offload_param needs ZeRO stage 3' });
-  if (z && (z.offload_optimizer !== undefined) && !((z.stage as number) >= 1)) issues.push({ path: 'zero_optimization.offload_optimizer', message: 'offload_optimizer needs ZeRO stage 1 or more' });
+  if (z && z.offload_param !== undefined && z.stage !== 3) issues.push({ path: 'zero_optimization.offload_param', message: 'offload_param needs ZeRO stage 3' });
+  if (z && z.offload_optimizer !== undefined && !((z.stage as number) >= 1)) issues.push({ path: 'zero_optimization.offload_optimizer', message: 'offload_optimizer needs ZeRO stage 1 or more' });
   return issues;
 }
 
@@ -128,10 +154,7 @@ export function checkDeepspeedConfig(cfg: Record<string, unknown>, dp: number): 
 export function megatronArguments(input: PlanInput, layout: Layout): string[] {
   const m = input.model;
   const h = hyper(input);
-  const a: string[] = [
-    '--tensor-model-parallel-size', String(layout.tp),
-    '--pipeline-model-parallel-size', String(layout.pp),
-  ];
+  const a: string[] = ['--tensor-model-parallel-size', String(layout.tp), '--pipeline-model-parallel-size', String(layout.pp)];
   if (layout.vpp > 1) a.push('--num-layers-per-virtual-pipeline-stage', String(m.layers / (layout.pp * layout.vpp)));
   a.push('--num-layers', String(m.layers), '--hidden-size', String(m.hidden), '--num-attention-heads', String(m.heads), '--ffn-hidden-size', String(m.ffnHidden));
   if (m.kvHeads !== m.heads) a.push('--group-query-attention', '--num-query-groups', String(m.kvHeads));
@@ -191,11 +214,13 @@ export function checkMegatronArguments(args: string[], world: number, layers: nu
     return issues;
   }
   const dp = world / (tp * pp);
-  if (mbs === undefined || gbs === undefined || !Number.isInteger(mbs) || !Number.isInteger(gbs)) issues.push({ path: '--global-batch-size', message: '--micro-batch-size and --global-batch-size must both be given as whole numbers' });
+  if (mbs === undefined || gbs === undefined || !Number.isInteger(mbs) || !Number.isInteger(gbs))
+    issues.push({ path: '--global-batch-size', message: '--micro-batch-size and --global-batch-size must both be given as whole numbers' });
   else if (gbs % (mbs * dp) !== 0) issues.push({ path: '--global-batch-size', message: `--global-batch-size ${gbs} must be a multiple of --micro-batch-size · dp = ${mbs}·${dp} = ${mbs * dp}` });
   if (args.includes('--sequence-parallel') && tp === 1) issues.push({ path: '--sequence-parallel', message: '--sequence-parallel needs --tensor-model-parallel-size > 1' });
   const perVirtual = argValue(args, '--num-layers-per-virtual-pipeline-stage');
-  if (perVirtual !== undefined && (!Number.isInteger(perVirtual) || (layers / pp) % perVirtual !== 0)) issues.push({ path: '--num-layers-per-virtual-pipeline-stage', message: `--num-layers-per-virtual-pipeline-stage ${perVirtual} must divide the ${layers / pp} layers of a stage` });
+  if (perVirtual !== undefined && (!Number.isInteger(perVirtual) || (layers / pp) % perVirtual !== 0))
+    issues.push({ path: '--num-layers-per-virtual-pipeline-stage', message: `--num-layers-per-virtual-pipeline-stage ${perVirtual} must divide the ${layers / pp} layers of a stage` });
   return issues;
 }
 
@@ -210,10 +235,15 @@ export function megatronScript(input: PlanInput, layout: Layout, options: Export
   const required: [string, string][] = [
     ['MEGATRON_LM', 'the Megatron-LM checkout (pretrain_gpt.py)'],
     ['DATA_PATH', 'the preprocessed data prefix (…_text_document)'],
-    ...(gpt2Style ? [['VOCAB_FILE', 'GPT-2 vocab.json'], ['MERGE_FILE', 'GPT-2 merges.txt']] as [string, string][] : [['TOKENIZER_MODEL', 'the HuggingFace tokenizer (name or directory)']] as [string, string][]),
+    ...(gpt2Style
+      ? ([
+          ['VOCAB_FILE', 'GPT-2 vocab.json'],
+          ['MERGE_FILE', 'GPT-2 merges.txt'],
+        ] as [string, string][])
+      : ([['TOKENIZER_MODEL', 'the HuggingFace tokenizer (name or directory)']] as [string, string][])),
     ['CHECKPOINT_DIR', 'where checkpoints are saved'],
   ];
-  if (nodes > 1) required.push(['MASTER_ADDR', 'node 0\'s address'], ['NODE_RANK', `this node's rank, 0..${nodes - 1}`]);
+  if (nodes > 1) required.push(['MASTER_ADDR', "node 0's address"], ['NODE_RANK', `this node's rank, 0..${nodes - 1}`]);
   const lines = [
     '#!/usr/bin/env bash',
     `# Megatron-LM pretraining for ${input.model.name ?? 'the model'}: ${nodes} node${nodes > 1 ? 's' : ''} × ${gpusPerNode} GPUs, dp${layout.dp}·tp${layout.tp}·pp${layout.pp}${layout.vpp > 1 ? ` v${layout.vpp}` : ''}. Written by \`scalelm export --to megatron\`.`,
@@ -234,7 +264,11 @@ export function megatronScript(input: PlanInput, layout: Layout, options: Export
   }
   if (gpt2Style) lines.push('  --tokenizer-type GPT2BPETokenizer --vocab-file "$VOCAB_FILE" --merge-file "$MERGE_FILE" \\');
   else lines.push('  --tokenizer-type HuggingFaceTokenizer --tokenizer-model "$TOKENIZER_MODEL" \\');
-  lines.push('  --data-path "$DATA_PATH" --split 949,50,1 \\', '  --save "$CHECKPOINT_DIR" --load "$CHECKPOINT_DIR" --save-interval 1000 \\', '  --log-interval 10 --eval-interval 1000 --eval-iters 10 "$@"');
+  lines.push(
+    '  --data-path "$DATA_PATH" --split 949,50,1 \\',
+    '  --save "$CHECKPOINT_DIR" --load "$CHECKPOINT_DIR" --save-interval 1000 \\',
+    '  --log-interval 10 --eval-interval 1000 --eval-iters 10 "$@"',
+  );
   return `${lines.join('\n')}\n`;
 }
 
@@ -335,9 +369,14 @@ export function shellWords(text: string): string[] {
 function torchTrainerIssues(input: PlanInput, layout: Layout): PlanIssue[] {
   const out: PlanIssue[] = [];
   const own = 'or export your own training script with --entry';
-  if (layout.pp > 1 || layout.vpp > 1) out.push({ path: 'parallel.pp', message: `the built-in torch trainer has no pipeline parallelism (pp=${layout.pp}${layout.vpp > 1 ? `, vpp=${layout.vpp}` : ''}): set parallel.pp and vpp to 1, ${own}` });
+  if (layout.pp > 1 || layout.vpp > 1)
+    out.push({
+      path: 'parallel.pp',
+      message: `the built-in torch trainer has no pipeline parallelism (pp=${layout.pp}${layout.vpp > 1 ? `, vpp=${layout.vpp}` : ''}): set parallel.pp and vpp to 1, ${own}`,
+    });
   if (layout.sequenceParallel) out.push({ path: 'parallel.sequenceParallel', message: `the built-in torch trainer has no sequence parallelism: set it to false, ${own}` });
-  if (layout.offloadOptimizer || layout.offloadParams) out.push({ path: 'parallel.offloadOptimizer', message: `the built-in torch trainer does not offload to host memory: turn offloading off, ${own}` });
+  if (layout.offloadOptimizer || layout.offloadParams)
+    out.push({ path: 'parallel.offloadOptimizer', message: `the built-in torch trainer does not offload to host memory: turn offloading off, ${own}` });
   if (input.train.precision === 'fp16-mixed') out.push({ path: 'train.precision', message: `the built-in torch trainer trains in bf16-mixed or fp32, not fp16-mixed, ${own}` });
   return out;
 }
@@ -366,8 +405,8 @@ export function slurmScript(input: PlanInput, layout: Layout, o: SlurmOptions): 
     '#!/usr/bin/env bash',
     `# ScaleLM on Slurm: ${name}, ${nodes} node${nodes > 1 ? 's' : ''} × ${gpusPerNode} GPU${gpusPerNode > 1 ? 's' : ''}, dp${layout.dp}·tp${layout.tp}·pp${layout.pp}, running ${what}. Written by \`scalelm export --to slurm\`.`,
     '# Submit with `sbatch` from a shell whose PATH has `scalelm` and `torchrun` (srun passes that environment to',
-    '# every node). One task per node runs `scalelm launch`, which runs torchrun there: node 0\'s launch is the',
-    '# run\'s coordinator and every node\'s ranks report to it with a per-job token that travels in the environment',
+    "# every node). One task per node runs `scalelm launch`, which runs torchrun there: node 0's launch is the",
+    "# run's coordinator and every node's ranks report to it with a per-job token that travels in the environment",
     '# (SCALELM_RUN_TOKEN), never on a command line. The run is recorded in $SCALELM_JOB_DIR/run.',
     `#SBATCH --job-name=${name}`,
     `#SBATCH --nodes=${nodes}`,
@@ -384,7 +423,7 @@ export function slurmScript(input: PlanInput, layout: Layout, o: SlurmOptions): 
     `command -v "$SCALELM" >/dev/null || ${die('$SCALELM (the ScaleLM CLI) is not on PATH; set SCALELM to its path')}`,
     `command -v torchrun >/dev/null || ${die('torchrun is not on PATH; activate the Python environment that has torch before sbatch')}`,
     `: "\${SCALELM_JOB_DIR:=$PWD/runs/${name}-$SLURM_JOB_ID}"`,
-    '# Ports from the job id, so two jobs that share a node do not collide: torchrun\'s rendezvous and the coordinator.',
+    "# Ports from the job id, so two jobs that share a node do not collide: torchrun's rendezvous and the coordinator.",
     ': "${MASTER_PORT:=$((20000 + SLURM_JOB_ID % 20000))}"',
     ': "${SCALELM_PORT:=$((MASTER_PORT + 1))}"',
   ];
@@ -393,7 +432,7 @@ export function slurmScript(input: PlanInput, layout: Layout, o: SlurmOptions): 
       `: "\${SCALELM_PYTHON_PACKAGE:=${sh(o.pythonPackage ?? 'python')}}"`,
       `[ -f "$SCALELM_PYTHON_PACKAGE/scalelm/train.py" ] || ${die('SCALELM_PYTHON_PACKAGE=$SCALELM_PYTHON_PACKAGE has no scalelm/train.py; set it to the folder holding the scalelm package, on storage every node shares')}`,
       'export PYTHONPATH="$SCALELM_PYTHON_PACKAGE${PYTHONPATH:+:$PYTHONPATH}"',
-      '# Every rank saves its checkpoint part into the run\'s folder (node 0\'s launch sets this on its node only).',
+      "# Every rank saves its checkpoint part into the run's folder (node 0's launch sets this on its node only).",
       'export SCALELM_RUN_DIR="$SCALELM_JOB_DIR/run"',
       '# cuda on GPU nodes; cpu trains with gloo (fp32 only), for trying the job out on CPU nodes.',
       ': "${SCALELM_DEVICE:=cuda}"',
@@ -411,8 +450,8 @@ export function slurmScript(input: PlanInput, layout: Layout, o: SlurmOptions): 
     '# Node 0 at the address Slurm reaches it by (NodeAddr; its host name on most clusters).',
     'MASTER_ADDR=$(scontrol show node "$MASTER_NODE" | sed -n \'s/^ *NodeAddr=\\([^ ]*\\).*/\\1/p\')',
     'MASTER_ADDR=${MASTER_ADDR:-$MASTER_NODE}',
-    '# The run\'s token: made here, handed to every node in the environment srun passes.',
-    'SCALELM_RUN_TOKEN=$(od -vAn -N32 -tx1 /dev/urandom | tr -d \' \\n\')',
+    "# The run's token: made here, handed to every node in the environment srun passes.",
+    "SCALELM_RUN_TOKEN=$(od -vAn -N32 -tx1 /dev/urandom | tr -d ' \\n')",
     `[ \${#SCALELM_RUN_TOKEN} -eq 64 ] || ${die('could not read a token from /dev/urandom')}`,
     'export SCALELM_RUN_TOKEN',
     'mkdir -p "$SCALELM_JOB_DIR"',
@@ -423,7 +462,7 @@ export function slurmScript(input: PlanInput, layout: Layout, o: SlurmOptions): 
     const args = JSON.stringify({ baseDir, start: { kind: 'fresh' }, startStep: 0, config }, null, 2);
     lines.push(
       'SCALELM_ARGS="$SCALELM_JOB_DIR/torch-args.json"',
-      '# The trainer\'s --args (docs/rank-channel.md): the run config, readable by this user only.',
+      "# The trainer's --args (docs/rank-channel.md): the run config, readable by this user only.",
       '(',
       '  umask 077',
       '  { printf \'{\\n  "device": "%s",\\n\' "$SCALELM_DEVICE"; cat <<\'SCALELM_ARGS_JSON\'',
@@ -439,7 +478,7 @@ export function slurmScript(input: PlanInput, layout: Layout, o: SlurmOptions): 
   }
   lines.push(
     `echo "scalelm: job $SLURM_JOB_ID, ${nodes} nodes from $MASTER_NODE ($MASTER_ADDR): coordinator port $SCALELM_PORT, torchrun port $MASTER_PORT, run in $SCALELM_JOB_DIR/run"`,
-    '# What srun runs on every node; SLURM_NODEID is the node\'s rank.',
+    "# What srun runs on every node; SLURM_NODEID is the node's rank.",
     'scalelm_node() {',
     '  set -euo pipefail',
     `  [ -z "$SCALELM_ARGS" ] || [ -r "$SCALELM_ARGS" ] || { echo "node $SLURM_NODEID ($(hostname)): cannot read $SCALELM_ARGS; SCALELM_JOB_DIR must be on storage every node shares" >&2; exit 1; }`,
@@ -466,7 +505,8 @@ export function checkSlurmScript(text: string, layout: Layout): PlanIssue[] {
   const nproc = Number(/--nproc-per-node (\d+)/.exec(text)?.[1]);
   const checked = Number(/\[ "\$SLURM_NNODES" = (\d+) \]/.exec(text)?.[1]);
   const world = layout.dp * layout.tp * layout.pp;
-  if (![nodes, gpus, tasks, nproc, checked].every(Number.isInteger)) return [{ path: 'slurm', message: 'the script needs #SBATCH --nodes, --gpus-per-node, --ntasks-per-node, the node-count check and torchrun --nproc-per-node' }];
+  if (![nodes, gpus, tasks, nproc, checked].every(Number.isInteger))
+    return [{ path: 'slurm', message: 'the script needs #SBATCH --nodes, --gpus-per-node, --ntasks-per-node, the node-count check and torchrun --nproc-per-node' }];
   const issues: PlanIssue[] = [];
   if (tasks !== 1) issues.push({ path: 'slurm', message: `--ntasks-per-node=${tasks}: one scalelm launch per node, so 1` });
   if (nproc !== gpus) issues.push({ path: 'slurm', message: `torchrun --nproc-per-node ${nproc} must be the ${gpus} GPUs per node the job asks for` });
@@ -487,17 +527,37 @@ export function exportLayout(input: PlanInput, layout: Layout, target: ExportTar
     const cfg = deepspeedConfig(input, layout, options);
     text = JSON.stringify(cfg, null, 2);
     check = checkDeepspeedConfig(JSON.parse(text) as Record<string, unknown>, layout.dp);
-    if (layout.tp > 1 || layout.pp > 1) notes.push(`tp=${layout.tp} and pp=${layout.pp} are not DeepSpeed config keys: pass them to the training script (e.g. Megatron-DeepSpeed's --tensor-model-parallel-size / --pipeline-model-parallel-size)`);
-    if (layout.recompute === 'full') notes.push('activation_checkpointing configures DeepSpeed\'s checkpointing; the script still wraps the layers (deepspeed.checkpointing.checkpoint, or gradient_checkpointing_enable() in HF)');
-    if (layout.recompute === 'selective') notes.push('cannot express: selective recompute (attention core only) is Megatron\'s; DeepSpeed\'s activation_checkpointing rebuilds whole layers — pass --recompute-granularity selective to Megatron-DeepSpeed');
-    if (layout.vpp > 1) notes.push(`cannot express: interleaved pipeline stages (vpp=${layout.vpp}) are not a DeepSpeed config key — pass --num-layers-per-virtual-pipeline-stage ${input.model.layers / (layout.pp * layout.vpp)} to Megatron-DeepSpeed`);
+    if (layout.tp > 1 || layout.pp > 1)
+      notes.push(
+        `tp=${layout.tp} and pp=${layout.pp} are not DeepSpeed config keys: pass them to the training script (e.g. Megatron-DeepSpeed's --tensor-model-parallel-size / --pipeline-model-parallel-size)`,
+      );
+    if (layout.recompute === 'full')
+      notes.push("activation_checkpointing configures DeepSpeed's checkpointing; the script still wraps the layers (deepspeed.checkpointing.checkpoint, or gradient_checkpointing_enable() in HF)");
+    if (layout.recompute === 'selective')
+      notes.push(
+        "cannot express: selective recompute (attention core only) is Megatron's; DeepSpeed's activation_checkpointing rebuilds whole layers — pass --recompute-granularity selective to Megatron-DeepSpeed",
+      );
+    if (layout.vpp > 1)
+      notes.push(
+        `cannot express: interleaved pipeline stages (vpp=${layout.vpp}) are not a DeepSpeed config key — pass --num-layers-per-virtual-pipeline-stage ${input.model.layers / (layout.pp * layout.vpp)} to Megatron-DeepSpeed`,
+      );
     if (layout.sequenceParallel) notes.push('cannot express: sequence parallelism is not a DeepSpeed config key — pass --sequence-parallel to Megatron-DeepSpeed');
     if (!deepspeedScheduler(input)) notes.push('no "scheduler": the LR schedule needs train.steps (total_num_steps)');
-    notes.push(`batch arithmetic for ${world} GPUs: train_batch_size ${input.train.globalBatch} = micro ${layout.microBatch} × accumulation ${input.train.globalBatch / (layout.microBatch * layout.dp)} × dp ${layout.dp} (dp = world / (tp·pp))`);
+    notes.push(
+      `batch arithmetic for ${world} GPUs: train_batch_size ${input.train.globalBatch} = micro ${layout.microBatch} × accumulation ${input.train.globalBatch / (layout.microBatch * layout.dp)} × dp ${layout.dp} (dp = world / (tp·pp))`,
+    );
     if (input.train.optimizer === 'sgd') notes.push('DeepSpeed has no built-in SGD: the config leaves "optimizer" out so the script passes its own');
   } else if (target === 'megatron') {
     if (needsDeepSpeed(layout)) {
-      return { ok: false, issues: [{ path: 'parallel.zero', message: `Megatron-LM has no ${layout.zero >= 2 ? `ZeRO-${layout.zero}` : 'offload'} (ZeRO-1 is its --use-distributed-optimizer); export with --to deepspeed, or use zero ≤ 1 without offload` }] };
+      return {
+        ok: false,
+        issues: [
+          {
+            path: 'parallel.zero',
+            message: `Megatron-LM has no ${layout.zero >= 2 ? `ZeRO-${layout.zero}` : 'offload'} (ZeRO-1 is its --use-distributed-optimizer); export with --to deepspeed, or use zero ≤ 1 without offload`,
+          },
+        ],
+      };
     }
     const args = megatronArguments(input, layout);
     text = megatronScript(input, layout, options);
@@ -505,17 +565,32 @@ export function exportLayout(input: PlanInput, layout: Layout, target: ExportTar
     notes.push(`a bash script: set ${requiredVariables(text).join(', ')} and run it on each node; dp is implied: world / (tp·pp) = ${layout.dp}`);
   } else if (target === 'slurm') {
     const o = options.slurm;
-    if (!o || (!o.entry && !o.trainer)) return { ok: false, issues: [{ path: 'entry', message: 'a Slurm script needs what to train: a ScaleLM run config (the built-in torch trainer) or your own script (--entry)' }] };
+    if (!o || (!o.entry && !o.trainer))
+      return { ok: false, issues: [{ path: 'entry', message: 'a Slurm script needs what to train: a ScaleLM run config (the built-in torch trainer) or your own script (--entry)' }] };
     if (o.entry && !o.entry.length) return { ok: false, issues: [{ path: 'entry', message: '--entry is empty: give the training script and its arguments, e.g. --entry "train.py --lr 3e-4"' }] };
-    if (o.entry && /(^|\/)(torchrun|srun|sbatch|scalelm)$/.test(o.entry[0]!)) return { ok: false, issues: [{ path: 'entry', message: `--entry is what torchrun runs on each node (e.g. "train.py --lr 3e-4"), not a launcher: the script already runs scalelm launch and torchrun, got "${o.entry[0]}"` }] };
+    if (o.entry && /(^|\/)(torchrun|srun|sbatch|scalelm)$/.test(o.entry[0]!))
+      return {
+        ok: false,
+        issues: [
+          {
+            path: 'entry',
+            message: `--entry is what torchrun runs on each node (e.g. "train.py --lr 3e-4"), not a launcher: the script already runs scalelm launch and torchrun, got "${o.entry[0]}"`,
+          },
+        ],
+      };
     if (!o.entry) {
       const refused = torchTrainerIssues(input, layout);
       if (refused.length) return { ok: false, issues: refused };
     }
     text = slurmScript(input, layout, o);
     check = checkSlurmScript(text, layout);
-    if ((input.cluster as { explicit?: boolean }).explicit === false) notes.push(`the config has no "cluster" section: the script asks for ${input.cluster.nodes} node${input.cluster.nodes > 1 ? 's' : ''} × ${input.cluster.gpusPerNode} GPU${input.cluster.gpusPerNode > 1 ? 's' : ''}, from its layout; add a cluster section for another shape`);
-    notes.push(`submit with \`sbatch FILE\` from a shell with scalelm and torchrun on PATH; ${input.cluster.nodes} node${input.cluster.nodes > 1 ? 's' : ''} × ${input.cluster.gpusPerNode} GPU${input.cluster.gpusPerNode > 1 ? 's' : ''}; the run is recorded in $SCALELM_JOB_DIR/run (default runs/<name>-<job id> in the job's working folder, which every node must share)`);
+    if ((input.cluster as { explicit?: boolean }).explicit === false)
+      notes.push(
+        `the config has no "cluster" section: the script asks for ${input.cluster.nodes} node${input.cluster.nodes > 1 ? 's' : ''} × ${input.cluster.gpusPerNode} GPU${input.cluster.gpusPerNode > 1 ? 's' : ''}, from its layout; add a cluster section for another shape`,
+      );
+    notes.push(
+      `submit with \`sbatch FILE\` from a shell with scalelm and torchrun on PATH; ${input.cluster.nodes} node${input.cluster.nodes > 1 ? 's' : ''} × ${input.cluster.gpusPerNode} GPU${input.cluster.gpusPerNode > 1 ? 's' : ''}; the run is recorded in $SCALELM_JOB_DIR/run (default runs/<name>-<job id> in the job's working folder, which every node must share)`,
+    );
   } else {
     text = torchrunCommand(input, layout, options);
     check = checkTorchrunCommand(text, layout);

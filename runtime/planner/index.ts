@@ -11,5 +11,17 @@ export { korthikantiLayerBytes, layerActivationBytes, layersInFlight } from './a
 export { zeroPaperModelStates, deepspeedZero2, deepspeedZero3, megatronWeightAndOptimizer, megatronActivations, accelerateTrainingUsage } from './anchors';
 export { RUNTIME_LAYER_TENSORS, RUNTIME_MODEL_TENSORS, runtimeMemoryTerms } from './runtime-model';
 export { planInputFor, megatronGpt, type PlanInputOptions } from './input';
-export { exportLayout, deepspeedConfig, megatronArguments, torchrunCommand, checkDeepspeedConfig, checkMegatronArguments, checkTorchrunCommand, needsDeepSpeed, EXPORT_TARGETS, type ExportTarget, type ExportResult } from './export';
+export {
+  exportLayout,
+  deepspeedConfig,
+  megatronArguments,
+  torchrunCommand,
+  checkDeepspeedConfig,
+  checkMegatronArguments,
+  checkTorchrunCommand,
+  needsDeepSpeed,
+  EXPORT_TARGETS,
+  type ExportTarget,
+  type ExportResult,
+} from './export';
 export { planTarget, checkFit, describeSuggestion, suggestionEdits, type PlanTarget, type FitCheck } from './target';

@@ -23,7 +23,22 @@ export interface PlanInputOptions extends Partial<Layout> {
 
 /** A dense GPT in Megatron's Table 1 style (f = 4h, tied, learned positions, biases, V = 51200, s = 2048). */
 export function megatronGpt(layers: number, hidden: number, heads: number, dropout = 0.1): PlanModel {
-  return { layers, hidden, heads, kvHeads: heads, ffnHidden: 4 * hidden, vocab: 51200, seqLen: 2048, activation: 'gelu', norm: 'layernorm', tiedEmbeddings: true, bias: true, positionEmbedding: 'learned', dropout, name: `gpt-${layers}x${hidden}` };
+  return {
+    layers,
+    hidden,
+    heads,
+    kvHeads: heads,
+    ffnHidden: 4 * hidden,
+    vocab: 51200,
+    seqLen: 2048,
+    activation: 'gelu',
+    norm: 'layernorm',
+    tiedEmbeddings: true,
+    bias: true,
+    positionEmbedding: 'learned',
+    dropout,
+    name: `gpt-${layers}x${hidden}`,
+  };
 }
 
 /** Defaults: one GPU per rank of the layout, 8 per node, H100-SXM, bf16-mixed AdamW, no accumulation. */
@@ -40,12 +55,24 @@ export function planInputFor(model: PlanModel | ModelPresetName, o: PlanInputOpt
   return {
     model: m,
     train: {
-      microBatch, globalBatch: o.globalBatch ?? microBatch * dp, precision: o.precision ?? 'bf16-mixed', optimizer: o.optimizer ?? 'adamw',
-      recompute: o.recompute ?? 'none', flashAttention: o.flashAttention ?? false, ...(o.beta1 !== undefined ? { beta1: o.beta1 } : {}),
+      microBatch,
+      globalBatch: o.globalBatch ?? microBatch * dp,
+      precision: o.precision ?? 'bf16-mixed',
+      optimizer: o.optimizer ?? 'adamw',
+      recompute: o.recompute ?? 'none',
+      flashAttention: o.flashAttention ?? false,
+      ...(o.beta1 !== undefined ? { beta1: o.beta1 } : {}),
     },
     parallel: {
-      dp, tp, pp, vpp: o.vpp ?? 1, zero: o.zero ?? 0, sequenceParallel: o.sequenceParallel ?? false,
-      offloadOptimizer: o.offloadOptimizer ?? false, offloadParams: o.offloadParams ?? false, bucketMB: o.bucketMB ?? 25,
+      dp,
+      tp,
+      pp,
+      vpp: o.vpp ?? 1,
+      zero: o.zero ?? 0,
+      sequenceParallel: o.sequenceParallel ?? false,
+      offloadOptimizer: o.offloadOptimizer ?? false,
+      offloadParams: o.offloadParams ?? false,
+      bucketMB: o.bucketMB ?? 25,
     },
     cluster: { gpusPerNode, nodes: Math.ceil(gpus / gpusPerNode), spec, efficiency: o.efficiency ?? DEFAULT_EFFICIENCY, headroom: o.headroom ?? 0.05 },
   };

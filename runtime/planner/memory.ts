@@ -6,7 +6,19 @@ import { accelerateTrainingUsage, deepspeedZero2, deepspeedZero3, megatronActiva
 import { countParams, largestModuleParams, layerShardParams, paramsPerStage, stageParams, type ParamCounts } from './params';
 import { runtimeMemoryTerms, runtimeVocab } from './runtime-model';
 import { torchMemoryTerms, torchVocab } from './torch-model';
-import { CATEGORIES, type Category, type ConventionName, type EstimateOptions, type Layout, type MemoryBreakdown, type MemoryEstimate, type MemoryFigures, type MemoryTerm, type Overheads, type PlanInput } from './types';
+import {
+  CATEGORIES,
+  type Category,
+  type ConventionName,
+  type EstimateOptions,
+  type Layout,
+  type MemoryBreakdown,
+  type MemoryEstimate,
+  type MemoryFigures,
+  type MemoryTerm,
+  type Overheads,
+  type PlanInput,
+} from './types';
 
 const GiB = 2 ** 30;
 const MiB = 2 ** 20;
@@ -31,8 +43,16 @@ export function overheadsOf(options: EstimateOptions = {}): Overheads {
 export function layoutOf(input: PlanInput): Layout {
   const { parallel: p, train } = input;
   return {
-    dp: p.dp, tp: p.tp, pp: p.pp, vpp: p.vpp, zero: p.zero, microBatch: train.microBatch, recompute: train.recompute,
-    sequenceParallel: p.sequenceParallel, offloadOptimizer: p.offloadOptimizer, offloadParams: p.offloadParams,
+    dp: p.dp,
+    tp: p.tp,
+    pp: p.pp,
+    vpp: p.vpp,
+    zero: p.zero,
+    microBatch: train.microBatch,
+    recompute: train.recompute,
+    sequenceParallel: p.sequenceParallel,
+    offloadOptimizer: p.offloadOptimizer,
+    offloadParams: p.offloadParams,
   };
 }
 
@@ -85,12 +105,25 @@ export function scalelmContext(input: PlanInput, layout: Layout, overheads: Over
   const layerShard = c.givenTotal ? (c.perLayer / c.layer.total) * layerShardParams(c.layer, layout.tp) : layerShardParams(c.layer, layout.tp);
   const e = input.train.precision === 'fp32' ? 4 : 2;
   return {
-    input, layout, counts: c, overheads, layerShard,
+    input,
+    layout,
+    counts: c,
+    overheads,
+    layerShard,
     microBatches: microBatchesPerStep(input, layout),
     shape: {
-      s: m.seqLen, b: layout.microBatch, h: m.hidden, heads: m.heads, kvHeads: m.kvHeads, ffn: m.ffnHidden,
-      gated: m.activation === 'swiglu', tp: layout.tp, sequenceParallel: layout.sequenceParallel, e,
-      mask: (m.dropout ?? 0) > 0 ? 1 : 0, flashAttention: input.train.flashAttention,
+      s: m.seqLen,
+      b: layout.microBatch,
+      h: m.hidden,
+      heads: m.heads,
+      kvHeads: m.kvHeads,
+      ffn: m.ffnHidden,
+      gated: m.activation === 'swiglu',
+      tp: layout.tp,
+      sequenceParallel: layout.sequenceParallel,
+      e,
+      mask: (m.dropout ?? 0) > 0 ? 1 : 0,
+      flashAttention: input.train.flashAttention,
     },
   };
 }
@@ -121,7 +154,13 @@ export function scalelmStage(ctx: ScalelmContext, stage: number, sink?: Sink): M
     put('optimizer', 'optimizer states: offloaded to host (ZeRO-Offload)', 0);
   } else {
     put('grads', zero >= 2 ? `gradients (${bpp.grad} B: 16-bit partition + fp32 copy), partitioned over dp` : 'fp32 main gradients', (bpp.grad * sp) / (zero >= 2 ? dp : 1));
-    put('optimizer', zero >= 1 ? `optimizer states (${bpp.optimizer} B), partitioned over dp` : `optimizer states (${bpp.optimizer} B: ${input.train.precision === 'fp32' ? '' : 'fp32 master + '}${input.train.optimizer === 'sgd' ? 'momentum' : 'Adam m, v'})`, (bpp.optimizer * sp) / part);
+    put(
+      'optimizer',
+      zero >= 1
+        ? `optimizer states (${bpp.optimizer} B), partitioned over dp`
+        : `optimizer states (${bpp.optimizer} B: ${input.train.precision === 'fp32' ? '' : 'fp32 master + '}${input.train.optimizer === 'sgd' ? 'momentum' : 'Adam m, v'})`,
+      (bpp.optimizer * sp) / part,
+    );
   }
 
   // Activations.
@@ -138,7 +177,7 @@ export function scalelmStage(ctx: ScalelmContext, stage: number, sink?: Sink): M
   const mb = layout.microBatch;
   const sbh = s * mb * shape.h;
   if (layout.recompute === 'full') put('activations', 'recompute working set: one layer rebuilt in backward', layerActivationBytes(shape, 'none'));
-  else if (layout.recompute === 'selective' && !shape.flashAttention) put('activations', 'recompute working set: one layer\'s attention core', attentionCoreBytes(shape));
+  else if (layout.recompute === 'selective' && !shape.flashAttention) put('activations', "recompute working set: one layer's attention core", attentionCoreBytes(shape));
   if (stage === 0) {
     const inFlight = microBatchesInFlight(L, pp, vpp, m, stage);
     put('activations', 'token ids (int64) of micro-batches in flight', 8 * s * mb * inFlight);
@@ -192,7 +231,9 @@ export function scalelmStage(ctx: ScalelmContext, stage: number, sink?: Sink): M
 /** allocated / reserved / device from a scalelm stage estimate. */
 export function figuresOf(r: MemoryBreakdown & { allocated: number; slack: number }): MemoryFigures {
   return {
-    allocated: r.allocated, reserved: r.allocated + r.slack, device: r.total,
+    allocated: r.allocated,
+    reserved: r.allocated + r.slack,
+    device: r.total,
     allocatedBy: { params: r.params, grads: r.grads, optimizer: r.optimizer, activations: r.activations, buffers: r.buffers },
   };
 }
@@ -210,13 +251,18 @@ function scalelmEstimate(input: PlanInput, layout: Layout, options: EstimateOpti
   const notes: string[] = [];
   if (ctx.counts.givenTotal) notes.push(`model.totalParams=${input.model.totalParams} given: the transformer layers hold ${Math.round(ctx.counts.perLayer)} parameters each so that the total matches`);
   return {
-    convention: 'scalelm', figures: figuresOf(r), totalIs: 'device',
+    convention: 'scalelm',
+    figures: figuresOf(r),
+    totalIs: 'device',
     perDevice: { params: r.params, grads: r.grads, optimizer: r.optimizer, activations: r.activations, buffers: r.buffers, overhead: r.overhead, total: r.total },
-    heaviestStage: best.stage, stages: layout.pp,
+    heaviestStage: best.stage,
+    stages: layout.pp,
     host: { perRank: r.host, perNode: r.host * Math.min(input.cluster.gpusPerNode, layout.dp * layout.tp * layout.pp) },
     hostCovered: true,
     params: { total: ctx.counts.total, perDevice: r.stageParams, paddedVocab: ctx.counts.paddedVocab, perStage: paramsPerStage(ctx.counts, input.model.layers, layout.tp, layout.pp) },
-    terms, notCovered: [], notes,
+    terms,
+    notCovered: [],
+    notes,
   };
 }
 
@@ -225,11 +271,17 @@ function torchEstimate(input: PlanInput, layout: Layout): MemoryEstimate {
   const counts = countParams(input.model, layout.tp, layout.tp === 1 ? 1 : 128);
   const perDevice = stageParams(counts, input.model.layers, layout.tp, 1, 0).params;
   return {
-    convention: 'torch', totalIs: 'allocated', perDevice: fromTerms(terms), heaviestStage: 0, stages: 1,
+    convention: 'torch',
+    totalIs: 'allocated',
+    perDevice: fromTerms(terms),
+    heaviestStage: 0,
+    stages: 1,
     host: { perRank: 0, perNode: 0 },
     hostCovered: true,
     params: { total: counts.total, perDevice, paddedVocab: torchVocab(input.model.vocab, layout.tp) },
-    terms, notCovered: [], notes: ['the torch engine on CPU (fp32): tensors the rank owns and what autograd saves; on GPUs the allocator\'s temporaries, cache and CUDA context come on top'],
+    terms,
+    notCovered: [],
+    notes: ["the torch engine on CPU (fp32): tensors the rank owns and what autograd saves; on GPUs the allocator's temporaries, cache and CUDA context come on top"],
   };
 }
 
@@ -238,11 +290,17 @@ function runtimeEstimate(input: PlanInput, layout: Layout): MemoryEstimate {
   const counts = countParams(input.model, layout.tp, layout.tp === 1 ? 1 : 128);
   const perDevice = stageParams(counts, input.model.layers, layout.tp, 1, 0).params;
   return {
-    convention: 'runtime', totalIs: 'allocated', perDevice: fromTerms(terms), heaviestStage: 0, stages: 1,
+    convention: 'runtime',
+    totalIs: 'allocated',
+    perDevice: fromTerms(terms),
+    heaviestStage: 0,
+    stages: 1,
     host: { perRank: 0, perNode: 0 },
     hostCovered: true,
     params: { total: counts.total, perDevice, paddedVocab: runtimeVocab(input.model.vocab, layout.tp) },
-    terms, notCovered: [], notes: ['fp32 TensorFlow.js runtime: every tensor 4 bytes; framework overhead is not counted (CPU devices count tensor allocations only)'],
+    terms,
+    notCovered: [],
+    notes: ['fp32 TensorFlow.js runtime: every tensor 4 bytes; framework overhead is not counted (CPU devices count tensor allocations only)'],
   };
 }
 
@@ -296,7 +354,8 @@ function anchorEstimate(convention: Exclude<ConventionName, 'scalelm' | 'runtime
       if (layout.offloadOptimizer && layout.offloadParams) add('params', 'parameters offloaded', 0);
       else if (layout.offloadOptimizer) add('params', '2Ψ/N fp16 parameter partition', rest);
       else add('optimizer', '18Ψ/N: params, grads, fp32 params, Adam states', rest);
-      if (layout.offloadParams && !layout.offloadOptimizer) notes.push('DeepSpeed\'s estimator has no branch for parameter offload without optimizer offload (its table skips that pair): GPU and host follow its no-offload branch');
+      if (layout.offloadParams && !layout.offloadOptimizer)
+        notes.push("DeepSpeed's estimator has no branch for parameter offload without optimizer offload (its table skips that pair): GPU and host follow its no-offload branch");
       add('host', `host per node (× ${factor} buffer factor, zero_init=${options.deepspeedZeroInit ?? true})`, r.cpu);
       host = r.cpu;
     }
@@ -311,10 +370,15 @@ function anchorEstimate(convention: Exclude<ConventionName, 'scalelm' | 'runtime
     add('grads', '4-byte main gradients', 4 * shard);
     add('optimizer', args.useDistributedOptimizer ? `12/d bytes optimizer (distributed optimizer, d=${layout.dp})` : '12-byte optimizer (fp32 master, Adam m, v)', (w.bytesPerParameter - 6) * shard);
     const act = megatronActivations(args, microBatchesPerStep(input, layout));
-    add('activations', act.formula === 'with-sp' ? 'compute_activation_memory (sequence parallel + selective recompute)' : 'compute_activation_memory_without_sp (sbh(10 + 24/t) per layer, × 1.05)', act.bytes);
+    add(
+      'activations',
+      act.formula === 'with-sp' ? 'compute_activation_memory (sequence parallel + selective recompute)' : 'compute_activation_memory_without_sp (sbh(10 + 24/t) per layer, × 1.05)',
+      act.bytes,
+    );
     notCovered = ['buffers', 'overhead'];
     notes.push('Megatron counts no linear biases and no learned positions; its MB are MiB');
-    if (input.train.precision === 'fp32' || input.train.optimizer === 'sgd') notes.push('Megatron\'s formula assumes 16-bit Adam (18 bytes per parameter) whatever train.precision and train.optimizer say');
+    if (input.train.precision === 'fp32' || input.train.optimizer === 'sgd')
+      notes.push("Megatron's formula assumes 16-bit Adam (18 bytes per parameter) whatever train.precision and train.optimizer say");
     perDeviceParams = shard;
   } else if (convention === 'korthikanti') {
     const e = input.train.precision === 'fp32' ? 4 : 2;
@@ -340,23 +404,42 @@ function anchorEstimate(convention: Exclude<ConventionName, 'scalelm' | 'runtime
   const perDevice = fromTerms(terms);
   if (reportedTotal !== undefined) perDevice.total = reportedTotal;
   return {
-    convention, totalIs: 'allocated', perDevice, heaviestStage: 0, stages: layout.pp,
+    convention,
+    totalIs: 'allocated',
+    perDevice,
+    heaviestStage: 0,
+    stages: layout.pp,
     host: { perRank: host / input.cluster.gpusPerNode, perNode: host },
     hostCovered: convention === 'deepspeed',
     params: { total: psi, perDevice: perDeviceParams, paddedVocab: counts.paddedVocab },
-    terms, notCovered, notes,
+    terms,
+    notCovered,
+    notes,
   };
 }
 
 export function megatronArgs(input: PlanInput, layout: Layout): MegatronArgs {
   const m = input.model;
   return {
-    numLayers: m.layers, hiddenSize: m.hidden, numAttentionHeads: m.heads, numQueryGroups: m.kvHeads, kvChannels: m.hidden / m.heads,
-    ffnHiddenSize: m.ffnHidden, swiglu: m.activation === 'swiglu', normalization: m.norm === 'rmsnorm' ? 'RMSNorm' : 'LayerNorm',
-    paddedVocabSize: countParams(m, layout.tp).paddedVocab, untieEmbeddingsAndOutputWeights: !m.tiedEmbeddings,
-    tensorModelParallelSize: layout.tp, pipelineModelParallelSize: layout.pp, virtualPipelineModelParallelSize: layout.vpp > 1 ? layout.vpp : null,
-    dataParallelSize: layout.dp, useDistributedOptimizer: layout.zero === 1, seqLength: m.seqLen, microBatchSize: layout.microBatch,
-    sequenceParallel: layout.sequenceParallel, recomputeGranularity: layout.recompute === 'none' ? null : layout.recompute,
+    numLayers: m.layers,
+    hiddenSize: m.hidden,
+    numAttentionHeads: m.heads,
+    numQueryGroups: m.kvHeads,
+    kvChannels: m.hidden / m.heads,
+    ffnHiddenSize: m.ffnHidden,
+    swiglu: m.activation === 'swiglu',
+    normalization: m.norm === 'rmsnorm' ? 'RMSNorm' : 'LayerNorm',
+    paddedVocabSize: countParams(m, layout.tp).paddedVocab,
+    untieEmbeddingsAndOutputWeights: !m.tiedEmbeddings,
+    tensorModelParallelSize: layout.tp,
+    pipelineModelParallelSize: layout.pp,
+    virtualPipelineModelParallelSize: layout.vpp > 1 ? layout.vpp : null,
+    dataParallelSize: layout.dp,
+    useDistributedOptimizer: layout.zero === 1,
+    seqLength: m.seqLen,
+    microBatchSize: layout.microBatch,
+    sequenceParallel: layout.sequenceParallel,
+    recomputeGranularity: layout.recompute === 'none' ? null : layout.recompute,
   };
 }
 

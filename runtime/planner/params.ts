@@ -95,7 +95,9 @@ export function countParams(model: PlanModel, tp = 1, vocabMultiple = 128): Para
   if (model.totalParams !== undefined) {
     const rest = model.totalParams - embedFor(model.vocab);
     if (rest <= 0) {
-      throw new ParamCountError(`model.totalParams=${model.totalParams} is not more than the embeddings alone (${embedFor(model.vocab)} parameters for vocab ${model.vocab} × hidden ${h}); check the count or the shape`);
+      throw new ParamCountError(
+        `model.totalParams=${model.totalParams} is not more than the embeddings alone (${embedFor(model.vocab)} parameters for vocab ${model.vocab} × hidden ${h}); check the count or the shape`,
+      );
     }
     perLayer = rest / model.layers;
     total = model.totalParams;
@@ -136,7 +138,7 @@ export interface StageParams {
  */
 export function stageParams(counts: ParamCounts, layers: number, tp: number, pp: number, stage: number): StageParams {
   const perStage = layers / pp;
-  const layerShard = counts.givenTotal ? counts.perLayer / counts.layer.total * layerShardParams(counts.layer, tp) : layerShardParams(counts.layer, tp);
+  const layerShard = counts.givenTotal ? (counts.perLayer / counts.layer.total) * layerShardParams(counts.layer, tp) : layerShardParams(counts.layer, tp);
   const first = stage === 0;
   const last = stage === pp - 1;
   const embedding = first ? counts.embedding / tp + counts.positions : 0;

@@ -10,7 +10,15 @@ export const RUNTIME_ELEMENT_BYTES = 4;
 
 export interface RuntimeDims {
   /** micro-batch (B), sequence (T), hidden (C), heads (NH), kv heads, head size, ffn, padded vocab, tp. */
-  B: number; T: number; C: number; NH: number; KV: number; D: number; F: number; V: number; tp: number;
+  B: number;
+  T: number;
+  C: number;
+  NH: number;
+  KV: number;
+  D: number;
+  F: number;
+  V: number;
+  tp: number;
   gated: boolean;
 }
 
@@ -89,7 +97,8 @@ export function formBuckets(unitBytes: readonly number[], firstBytes: number, by
 export function runtimeIssues(input: PlanInput, layout: Layout): PlanIssue[] {
   const issues: PlanIssue[] = [];
   const why = 'the local runtime';
-  if (input.train.precision !== 'fp32') issues.push({ path: 'train.precision', message: `${why} trains in fp32 only; train.precision="${input.train.precision}" has no runtime allocation to model (use --convention scalelm)` });
+  if (input.train.precision !== 'fp32')
+    issues.push({ path: 'train.precision', message: `${why} trains in fp32 only; train.precision="${input.train.precision}" has no runtime allocation to model (use --convention scalelm)` });
   if (layout.pp > 1) issues.push({ path: 'parallel.pp', message: `${why} has no pipeline parallelism (data, tensor and ZeRO only); parallel.pp=${layout.pp} cannot run there` });
   if (layout.offloadOptimizer || layout.offloadParams) issues.push({ path: 'parallel.offloadOptimizer', message: `${why} does not offload to host memory; turn offload off` });
   if (layout.sequenceParallel) issues.push({ path: 'parallel.sequenceParallel', message: `${why} has no sequence parallelism; set parallel.sequenceParallel=false` });
@@ -100,8 +109,15 @@ export function runtimeIssues(input: PlanInput, layout: Layout): PlanIssue[] {
 export function runtimeDims(input: PlanInput, layout: Layout): RuntimeDims {
   const m = input.model;
   return {
-    B: layout.microBatch, T: m.seqLen, C: m.hidden, NH: m.heads, KV: m.kvHeads, D: m.hidden / m.heads, F: m.ffnHidden,
-    V: runtimeVocab(m.vocab, layout.tp), tp: layout.tp,
+    B: layout.microBatch,
+    T: m.seqLen,
+    C: m.hidden,
+    NH: m.heads,
+    KV: m.kvHeads,
+    D: m.hidden / m.heads,
+    F: m.ffnHidden,
+    V: runtimeVocab(m.vocab, layout.tp),
+    tp: layout.tp,
     gated: m.activation === 'swiglu',
   };
 }
@@ -127,9 +143,19 @@ export function runtimeStagingBytes(input: PlanInput, layout: Layout): number {
   const E = RUNTIME_ELEMENT_BYTES;
   const bucket = (input.parallel.bucketMB ?? 25) * 1e6;
   const units = runtimeUnits(input, layout);
-  const buckets = formBuckets(units.map((u) => E * u.padded), Math.min(2 ** 20, bucket), bucket);
+  const buckets = formBuckets(
+    units.map((u) => E * u.padded),
+    Math.min(2 ** 20, bucket),
+    bucket,
+  );
   const slots = [0, 0];
-  buckets.forEach((b, i) => (slots[i % 2] = Math.max(slots[i % 2]!, b.reduce((n, u) => n + units[u]!.padded, 0))));
+  buckets.forEach(
+    (b, i) =>
+      (slots[i % 2] = Math.max(
+        slots[i % 2]!,
+        b.reduce((n, u) => n + units[u]!.padded, 0),
+      )),
+  );
   return E * (slots[0]! + slots[1]!);
 }
 
@@ -151,11 +177,23 @@ export function runtimeMemoryTerms(input: PlanInput, layout: Layout): MemoryTerm
   const terms: MemoryTerm[] = [];
   const add = (category: MemoryTerm['category'], label: string, bytes: number) => terms.push({ category, label, bytes });
 
-  add('params', zero === 3 ? `fp32 parameter partition (4 B × ${Math.round(rankParams)} / dp ${dp}, padded)` : `fp32 parameters (4 B × ${Math.round(rankParams)})`, E * (zero === 3 ? partition : rankParams));
-  add('grads', zero >= 2 ? `fp32 gradient partition (4 B / dp ${dp}, padded)` : `fp32 gradients = the bucket buffers (4 B${zero === 1 ? ', padded for ZeRO-1' : ''})`, E * (zero >= 2 ? partition : zero === 1 ? partition * dp : rankParams));
-  if (zero >= 2 && model.tiedEmbeddings) add('grads', 'output layer\'s wte gradient held until the embedding adds its own (tied)', (E * counts.embedding) / tp);
+  add(
+    'params',
+    zero === 3 ? `fp32 parameter partition (4 B × ${Math.round(rankParams)} / dp ${dp}, padded)` : `fp32 parameters (4 B × ${Math.round(rankParams)})`,
+    E * (zero === 3 ? partition : rankParams),
+  );
+  add(
+    'grads',
+    zero >= 2 ? `fp32 gradient partition (4 B / dp ${dp}, padded)` : `fp32 gradients = the bucket buffers (4 B${zero === 1 ? ', padded for ZeRO-1' : ''})`,
+    E * (zero >= 2 ? partition : zero === 1 ? partition * dp : rankParams),
+  );
+  if (zero >= 2 && model.tiedEmbeddings) add('grads', "output layer's wte gradient held until the embedding adds its own (tied)", (E * counts.embedding) / tp);
   const stateBytes = train.optimizer === 'sgd' ? ((train.beta1 ?? 0.9) > 0 ? E : 0) : 2 * E;
-  add('optimizer', train.optimizer === 'sgd' ? `SGD momentum (${stateBytes} B${zero >= 1 ? ` / dp ${dp}` : ''})` : `AdamW m and v (8 B${zero >= 1 ? ` / dp ${dp}` : ''})`, stateBytes * (zero >= 1 ? partition : rankParams));
+  add(
+    'optimizer',
+    train.optimizer === 'sgd' ? `SGD momentum (${stateBytes} B${zero >= 1 ? ` / dp ${dp}` : ''})` : `AdamW m and v (8 B${zero >= 1 ? ` / dp ${dp}` : ''})`,
+    stateBytes * (zero >= 1 ? partition : rankParams),
+  );
 
   const d = runtimeDims(input, layout);
   const recompute = train.recompute;
@@ -168,7 +206,7 @@ export function runtimeMemoryTerms(input: PlanInput, layout: Layout): MemoryTerm
     const block = RUNTIME_LAYER_TENSORS.filter((t) => t.keptBy.includes('none')).reduce((n, t) => n + t.elements(d), 0);
     const top = RUNTIME_MODEL_TENSORS.reduce((n, t) => n + t.elements(d), 0);
     const replay = d.B * d.T + block;
-    add('activations', replay > top ? 'token ids and the last block\'s saved tensors, rebuilt in backward' : RUNTIME_MODEL_TENSORS.map((t) => t.name).join('; '), E * Math.max(top, replay));
+    add('activations', replay > top ? "token ids and the last block's saved tensors, rebuilt in backward" : RUNTIME_MODEL_TENSORS.map((t) => t.name).join('; '), E * Math.max(top, replay));
   } else for (const t of RUNTIME_MODEL_TENSORS) add('activations', t.name, E * t.elements(d));
   for (const t of RUNTIME_TRANSIENT_TENSORS) if (!t.only || t.only === recompute) add('overhead', t.name, E * t.elements(d));
 

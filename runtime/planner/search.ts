@@ -82,8 +82,16 @@ const RECOMPUTE: Recompute[] = ['none', 'selective', 'full'];
 /** Offload variants a ZeRO stage allows. */
 function offloads(zero: ZeroStage): [boolean, boolean][] {
   if (zero === 0) return [[false, false]];
-  if (zero === 3) return [[false, false], [true, false], [true, true]];
-  return [[false, false], [true, false]];
+  if (zero === 3)
+    return [
+      [false, false],
+      [true, false],
+      [true, true],
+    ];
+  return [
+    [false, false],
+    [true, false],
+  ];
 }
 
 export function searchLayouts(input: PlanInput, options: SearchOptions = {}): SearchResult {
@@ -197,19 +205,35 @@ export function searchLayouts(input: PlanInput, options: SearchOptions = {}): Se
   const fastest = fitting.reduce((m, f) => Math.max(m, f.time.tokensPerSec), 0);
   const candidates: Candidate[] = fitting.slice(0, top).map((f, i) => {
     const detail = estimateMemory(input, f.layout, { ...options, convention: 'scalelm' });
-    return { rank: i + 1, layout: f.layout, memory: pickBreakdown(f.memory), heaviestStage: f.stage, time: f.time, explanation: explain(f.layout, f.memory.total, f.time, usable), detail, tiesFirst: f.time.tokensPerSec >= fastest * (1 - tol) };
+    return {
+      rank: i + 1,
+      layout: f.layout,
+      memory: pickBreakdown(f.memory),
+      heaviestStage: f.stage,
+      time: f.time,
+      explanation: explain(f.layout, f.memory.total, f.time, usable),
+      detail,
+      tiesFirst: f.time.tokensPerSec >= fastest * (1 - tol),
+    };
   });
   const warnings: string[] = [];
   const first = fitting[0];
   if (first && first.memory.total > TIGHT_MEMORY * usable) {
     const roomy = fitting.findIndex((f) => f.memory.total <= TIGHT_MEMORY * usable);
-    warnings.push(`#1 uses ${Math.round((100 * first.memory.total) / usable)}% of usable memory (above ${TIGHT_MEMORY * 100}%): an allocator spike or a longer batch can run out of memory; ${roomy >= 0 ? `the best layout under ${TIGHT_MEMORY * 100}% is #${roomy + 1}, ${Math.round(100 * (1 - fitting[roomy]!.time.tokensPerSec / first.time.tokensPerSec))}% slower` : `no fitting layout stays under ${TIGHT_MEMORY * 100}%`}`);
+    warnings.push(
+      `#1 uses ${Math.round((100 * first.memory.total) / usable)}% of usable memory (above ${TIGHT_MEMORY * 100}%): an allocator spike or a longer batch can run out of memory; ${roomy >= 0 ? `the best layout under ${TIGHT_MEMORY * 100}% is #${roomy + 1}, ${Math.round(100 * (1 - fitting[roomy]!.time.tokensPerSec / first.time.tokensPerSec))}% slower` : `no fitting layout stays under ${TIGHT_MEMORY * 100}%`}`,
+    );
   }
   const result: SearchResult = {
     ok: fitting.length > 0,
     candidates,
     ranking: fitting.map((f) => ({ layout: f.layout, tokensPerSec: f.time.tokensPerSec, tflopsPerGpu: f.time.tflopsPerGpu, memory: f.memory.total })),
-    stats, usable, hostLimit, issues: [], warnings, tieTolerance: tol,
+    stats,
+    usable,
+    hostLimit,
+    issues: [],
+    warnings,
+    tieTolerance: tol,
   };
   if (options.current) result.current = whereIs(input, options, options.current, result, usable);
   if (!fitting.length) {
@@ -228,13 +252,28 @@ export function currentLayoutText(result: SearchResult): string | undefined {
   const gib = (b: number) => (b / 2 ** 30).toFixed(1);
   const pct = (x: number) => `${Math.round(Math.abs(1 - x) * 100)}%`;
   if (cur.rank !== null) {
-    const diff = cur.rank === 1 ? 'it is #1' : cur.vsBest! >= 1 - result.tieTolerance ? `${pct(cur.vsBest!)} ${cur.vsBest! < 1 ? 'slower than' : 'faster than'} #1 — a tie within the model's ${Math.round(result.tieTolerance * 100)}% error` : `${pct(cur.vsBest!)} slower than #1 (${describeLayout(best.layout)})`;
+    const diff =
+      cur.rank === 1
+        ? 'it is #1'
+        : cur.vsBest! >= 1 - result.tieTolerance
+          ? `${pct(cur.vsBest!)} ${cur.vsBest! < 1 ? 'slower than' : 'faster than'} #1 — a tie within the model's ${Math.round(result.tieTolerance * 100)}% error`
+          : `${pct(cur.vsBest!)} slower than #1 (${describeLayout(best.layout)})`;
     return `your layout ${describeLayout(cur.layout)} ranks #${cur.rank} of ${result.ranking.length}: ${Math.round(cur.tokensPerSec!).toLocaleString('en-US')} tokens/s, ${gib(cur.memory!)} GiB/GPU — ${diff}`;
   }
   return `your layout ${describeLayout(cur.layout)} is not ranked: ${cur.reason}${cur.vsBest !== undefined ? ` (it would run at ${Math.round(cur.vsBest * 100)}% of #1's throughput)` : ''}`;
 }
 
-export const sameLayout = (a: Layout, b: Layout) => a.dp === b.dp && a.tp === b.tp && a.pp === b.pp && a.vpp === b.vpp && a.zero === b.zero && a.microBatch === b.microBatch && a.recompute === b.recompute && a.sequenceParallel === b.sequenceParallel && a.offloadOptimizer === b.offloadOptimizer && a.offloadParams === b.offloadParams;
+export const sameLayout = (a: Layout, b: Layout) =>
+  a.dp === b.dp &&
+  a.tp === b.tp &&
+  a.pp === b.pp &&
+  a.vpp === b.vpp &&
+  a.zero === b.zero &&
+  a.microBatch === b.microBatch &&
+  a.recompute === b.recompute &&
+  a.sequenceParallel === b.sequenceParallel &&
+  a.offloadOptimizer === b.offloadOptimizer &&
+  a.offloadParams === b.offloadParams;
 
 /** Where the user's own layout ranks, and how far it is from #1 — or why it is not ranked. */
 function whereIs(input: PlanInput, options: EstimateOptions, layout: Layout, result: SearchResult, usable: number): CurrentLayout {
@@ -244,11 +283,45 @@ function whereIs(input: PlanInput, options: EstimateOptions, layout: Layout, res
     const r = result.ranking[i]!;
     return { layout, rank: i + 1, tokensPerSec: r.tokensPerSec, vsBest: best ? r.tokensPerSec / best.tokensPerSec : 1, memory: r.memory };
   }
-  const e = estimate({ ...input, parallel: { ...input.parallel, dp: layout.dp, tp: layout.tp, pp: layout.pp, vpp: layout.vpp, zero: layout.zero, sequenceParallel: layout.sequenceParallel, offloadOptimizer: layout.offloadOptimizer, offloadParams: layout.offloadParams }, train: { ...input.train, microBatch: layout.microBatch, recompute: layout.recompute } }, { ...options, convention: 'scalelm' }, layout);
+  const e = estimate(
+    {
+      ...input,
+      parallel: {
+        ...input.parallel,
+        dp: layout.dp,
+        tp: layout.tp,
+        pp: layout.pp,
+        vpp: layout.vpp,
+        zero: layout.zero,
+        sequenceParallel: layout.sequenceParallel,
+        offloadOptimizer: layout.offloadOptimizer,
+        offloadParams: layout.offloadParams,
+      },
+      train: { ...input.train, microBatch: layout.microBatch, recompute: layout.recompute },
+    },
+    { ...options, convention: 'scalelm' },
+    layout,
+  );
   if (!e.ok) return { layout, rank: null, reason: e.issues[0]!.message };
   const vsBest = best ? e.time.tokensPerSec / best.tokensPerSec : 1;
-  if (!e.fits) return { layout, rank: null, tokensPerSec: e.time.tokensPerSec, memory: e.memory.perDevice.total, vsBest, reason: `needs ${formatBytes(e.memory.perDevice.total, 1)} of ${formatBytes(usable, 1)} usable` };
-  if (e.memory.host.perNode > result.hostLimit) return { layout, rank: null, tokensPerSec: e.time.tokensPerSec, memory: e.memory.perDevice.total, vsBest, reason: `needs ${formatBytes(e.memory.host.perNode, 1)} of host memory per node, more than ${formatBytes(result.hostLimit, 1)}` };
+  if (!e.fits)
+    return {
+      layout,
+      rank: null,
+      tokensPerSec: e.time.tokensPerSec,
+      memory: e.memory.perDevice.total,
+      vsBest,
+      reason: `needs ${formatBytes(e.memory.perDevice.total, 1)} of ${formatBytes(usable, 1)} usable`,
+    };
+  if (e.memory.host.perNode > result.hostLimit)
+    return {
+      layout,
+      rank: null,
+      tokensPerSec: e.time.tokensPerSec,
+      memory: e.memory.perDevice.total,
+      vsBest,
+      reason: `needs ${formatBytes(e.memory.host.perNode, 1)} of host memory per node, more than ${formatBytes(result.hostLimit, 1)}`,
+    };
   // Fits but was not enumerated (a fixed flag, or selective recompute with FlashAttention, which the search
   // folds into none): where it would rank by throughput.
   const rank = result.ranking.filter((r) => r.tokensPerSec > e.time.tokensPerSec).length + 1;
@@ -262,16 +335,27 @@ function pickBreakdown(b: MemoryBreakdown): MemoryBreakdown {
 function noFitIssue(input: PlanInput, stats: SearchResult['stats'], usable: number, hostLimit: number, closest?: SearchResult['closest'], offload?: SearchResult['offloadNeedsHost']): PlanIssue {
   const N = input.cluster.gpusPerNode * input.cluster.nodes;
   if (!closest) {
-    return { path: 'train.globalBatch', message: `no valid layout for ${N} GPUs and globalBatch=${input.train.globalBatch}: ${stats.invalid} combinations break a rule (dp must divide the global batch, tp the heads, pp the layers); change the batch or the GPU count` };
+    return {
+      path: 'train.globalBatch',
+      message: `no valid layout for ${N} GPUs and globalBatch=${input.train.globalBatch}: ${stats.invalid} combinations break a rule (dp must divide the global batch, tp the heads, pp the layers); change the batch or the GPU count`,
+    };
   }
   const m = closest.memory;
   if (m.total <= usable) {
-    return { path: 'cluster', message: `no layout fits: the only ones small enough for the GPUs offload to the host and need ${formatBytes(closest.hostPerNode)} of host memory per node, more than ${formatBytes(hostLimit)} (${describe(closest.layout)}); add GPUs or host memory` };
+    return {
+      path: 'cluster',
+      message: `no layout fits: the only ones small enough for the GPUs offload to the host and need ${formatBytes(closest.hostPerNode)} of host memory per node, more than ${formatBytes(hostLimit)} (${describe(closest.layout)}); add GPUs or host memory`,
+    };
   }
   const states = m.params + m.grads + m.optimizer;
   const what = states > usable ? `model states alone take ${formatBytes(states)}` : `activations take ${formatBytes(m.activations)} on top of ${formatBytes(states)} of model states`;
-  const host = offload ? `; offloading (${describe(offload.layout)}) would fit the GPUs but needs ${formatBytes(offload.hostPerNode)} of host memory per node, more than ${formatBytes(hostLimit)}` : '';
-  return { path: 'cluster', message: `no layout fits in ${formatBytes(usable)} per GPU (${Math.round(input.cluster.headroom * 100)}% headroom kept): the smallest, ${describe(closest.layout)}, needs ${formatBytes(m.total)} — ${what}${host}; add GPUs, use GPUs with more memory, or shorten the sequence` };
+  const host = offload
+    ? `; offloading (${describe(offload.layout)}) would fit the GPUs but needs ${formatBytes(offload.hostPerNode)} of host memory per node, more than ${formatBytes(hostLimit)}`
+    : '';
+  return {
+    path: 'cluster',
+    message: `no layout fits in ${formatBytes(usable)} per GPU (${Math.round(input.cluster.headroom * 100)}% headroom kept): the smallest, ${describe(closest.layout)}, needs ${formatBytes(m.total)} — ${what}${host}; add GPUs, use GPUs with more memory, or shorten the sequence`,
+  };
 }
 
 function describe(l: Layout): string {
@@ -294,7 +378,10 @@ export function explain(l: Layout, memory: number, t: TimeEstimate, usable: numb
     [b.pipelineComm, `pipeline sends ${pct(b.pipelineComm / step)}`],
   ];
   losses.sort((x, y) => y[0] - x[0]);
-  const top = losses.filter(([v]) => v / step >= 0.01).slice(0, 2).map(([, s]) => s);
+  const top = losses
+    .filter(([v]) => v / step >= 0.01)
+    .slice(0, 2)
+    .map(([, s]) => s);
   const used = memory / usable;
   const parts = [`${formatBytes(memory, 1)} of ${formatBytes(usable, 1)} (${Math.round(used * 100)}%)`];
   if (used > 0.9) parts.push('memory binds');

@@ -97,9 +97,10 @@ export function estimateTime(input: PlanInput, layout: Layout, overheads: Overhe
   const tpIntra = groupInNode(tp, 1, gpn);
   const dpIntra = groupInNode(dp, tp, gpn);
   const ppIntra = tp * dp * pp <= gpn;
-  const link = (intra: boolean) => (intra
-    ? { bw: cluster.spec.intraNodeBandwidth * cm.intraNodeCollectiveEfficiency, lat: cm.intraNodeLatency, raw: cluster.spec.intraNodeBandwidth }
-    : { bw: cluster.spec.interNodeBandwidth * cm.interNodeCollectiveEfficiency, lat: cm.interNodeLatency, raw: cluster.spec.interNodeBandwidth });
+  const link = (intra: boolean) =>
+    intra
+      ? { bw: cluster.spec.intraNodeBandwidth * cm.intraNodeCollectiveEfficiency, lat: cm.intraNodeLatency, raw: cluster.spec.intraNodeBandwidth }
+      : { bw: cluster.spec.interNodeBandwidth * cm.interNodeCollectiveEfficiency, lat: cm.interNodeLatency, raw: cluster.spec.interNodeBandwidth };
   const tpLink = link(tpIntra);
   const dpLink = link(dpIntra);
   const ppLink = link(ppIntra);
@@ -108,8 +109,8 @@ export function estimateTime(input: PlanInput, layout: Layout, overheads: Overhe
   const g = (x: number) => gemmSizeFactor(x, cm.gemmHalfSize);
   const tokens = b * s;
   const fp32Scale = train.precision === 'fp32' ? 2 : 1;
-  const gemmRate = peak * cluster.efficiency * g(tokens) * g(h / tp) / fp32Scale;
-  const attnRate = peak * cluster.efficiency * g(s) / fp32Scale;
+  const gemmRate = (peak * cluster.efficiency * g(tokens) * g(h / tp)) / fp32Scale;
+  const attnRate = (peak * cluster.efficiency * g(s)) / fp32Scale;
   const weightF = layerForwardFlops(input, b, c) - 4 * b * s * s * h;
   const attnCoreF = 4 * b * s * s * h;
   const spDiv = layout.sequenceParallel ? tp : 1;
@@ -122,7 +123,7 @@ export function estimateTime(input: PlanInput, layout: Layout, overheads: Overhe
   const layerFwd = tGemm + tAttn + tElt + tScore;
   const layerBwd = 2 * (tGemm + tAttn + tElt + tScore);
   // Logits: a GEMM over V/tp columns, then the loss's fp32 softmax over them (memory-bound).
-  const logitsF = logitsForwardFlops(input, b, c) / tp / (peak * cluster.efficiency * g(tokens) * g(h) / fp32Scale) + (cm.lossBytesPerLogit * tokens * c.paddedVocab) / tp / hbm;
+  const logitsF = logitsForwardFlops(input, b, c) / tp / ((peak * cluster.efficiency * g(tokens) * g(h)) / fp32Scale) + (cm.lossBytesPerLogit * tokens * c.paddedVocab) / tp / hbm;
 
   const actBytes = tokens * h * e;
   const arLayer = collectiveTime('all-reduce', tp, actBytes, tpLink.bw, tpLink.lat);
@@ -204,8 +205,16 @@ export function estimateTime(input: PlanInput, layout: Layout, overheads: Overhe
     tflopsPerGpu: flops.hardware / (step * N) / 1e12,
     microBatches: m,
     breakdown: {
-      compute: m * (slow.fwd + slow.bwd), recompute: m * slow.re, tensorParallelComm: m * slow.tpc, pipelineComm: m * p2p, bubble,
-      dataParallelExposed: dpExposed, dataParallelTotal: dpTotal, contention, optimizer, offload,
+      compute: m * (slow.fwd + slow.bwd),
+      recompute: m * slow.re,
+      tensorParallelComm: m * slow.tpc,
+      pipelineComm: m * p2p,
+      bubble,
+      dataParallelExposed: dpExposed,
+      dataParallelTotal: dpTotal,
+      contention,
+      optimizer,
+      offload,
     },
     tensorParallelAcrossNodes: tp > 1 && !tpIntra,
     dataParallelAcrossNodes: dp > 1 && !dpIntra,

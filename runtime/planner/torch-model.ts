@@ -133,7 +133,11 @@ export function torchIssues(input: PlanInput, layout: Layout): PlanIssue[] {
   const issues: PlanIssue[] = [];
   const why = 'the torch engine';
   if (input.train.precision === 'fp16-mixed') issues.push({ path: 'train.precision', message: `${why} trains in bf16-mixed or fp32, not fp16-mixed` });
-  if (input.train.precision !== 'fp32') issues.push({ path: 'train.precision', message: `--convention torch models the engine's fp32 allocation (CPU); train.precision="${input.train.precision}" is for GPUs (use --convention scalelm)` });
+  if (input.train.precision !== 'fp32')
+    issues.push({
+      path: 'train.precision',
+      message: `--convention torch models the engine's fp32 allocation (CPU); train.precision="${input.train.precision}" is for GPUs (use --convention scalelm)`,
+    });
   if (layout.pp > 1) issues.push({ path: 'parallel.pp', message: `${why} has no pipeline parallelism; parallel.pp=${layout.pp} cannot run there` });
   if (layout.offloadOptimizer || layout.offloadParams) issues.push({ path: 'parallel.offloadOptimizer', message: `${why} does not offload to host memory; turn offload off` });
   if (layout.sequenceParallel) issues.push({ path: 'parallel.sequenceParallel', message: `${why} has no sequence parallelism; set parallel.sequenceParallel=false` });
@@ -154,7 +158,11 @@ export function torchMemoryTerms(input: PlanInput, layout: Layout): MemoryTerm[]
   add('params', sharded ? `fp32 parameter shards (FSDP2, dim 0 / dp ${dp})` : `fp32 parameters (4 B × ${full})`, F32 * mine);
   add('grads', sharded ? `fp32 gradient shards (FSDP2, dim 0 / dp ${dp})` : 'fp32 gradients (DDP bucket views)', F32 * mine);
   const optElements = zero === 1 && dp > 1 ? Math.max(...zero1Loads(shards, dp)) : mine;
-  add('optimizer', `${input.train.optimizer === 'sgd' ? 'SGD momentum' : 'AdamW exp_avg and exp_avg_sq'}${zero === 1 && dp > 1 ? ' of this rank\'s share of the parameters (ZeRO-1)' : ''}`, slots * F32 * optElements);
+  add(
+    'optimizer',
+    `${input.train.optimizer === 'sgd' ? 'SGD momentum' : 'AdamW exp_avg and exp_avg_sq'}${zero === 1 && dp > 1 ? " of this rank's share of the parameters (ZeRO-1)" : ''}`,
+    slots * F32 * optElements,
+  );
   for (const [label, bytes] of activationTerms(input, layout)) add('activations', label, bytes);
   if (input.model.positionEmbedding === 'rope') add('buffers', 'RoPE inverse frequencies (head dim / 2)', (F32 * input.model.hidden) / input.model.heads / 2);
   return terms;

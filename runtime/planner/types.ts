@@ -235,6 +235,4 @@ export interface PlanIssue {
   message: string;
 }
 
-export type EstimateResult =
-  | { ok: true; layout: Layout; memory: MemoryEstimate; time: TimeEstimate; fits: boolean; usable: number }
-  | { ok: false; issues: PlanIssue[] };
+export type EstimateResult = { ok: true; layout: Layout; memory: MemoryEstimate; time: TimeEstimate; fits: boolean; usable: number } | { ok: false; issues: PlanIssue[] };

@@ -36,7 +36,12 @@ export function planIssues(input: PlanInput, layout: Layout, convention: Convent
   const issues = modelIssues(input.model);
   if (issues.length) return issues;
   const { dp, tp, pp, microBatch } = layout;
-  for (const [key, v] of [['dp', dp], ['tp', tp], ['pp', pp], ['vpp', layout.vpp]] as const) {
+  for (const [key, v] of [
+    ['dp', dp],
+    ['tp', tp],
+    ['pp', pp],
+    ['vpp', layout.vpp],
+  ] as const) {
     if (!Number.isInteger(v) || v < 1) issues.push({ path: `parallel.${key}`, message: `parallel.${key} must be a positive whole number, got ${v}` });
   }
   if (!Number.isInteger(microBatch) || microBatch < 1) issues.push({ path: 'train.microBatch', message: `train.microBatch must be a positive whole number, got ${microBatch}` });
@@ -53,9 +58,15 @@ export function planIssues(input: PlanInput, layout: Layout, convention: Convent
   if (!Number.isInteger(G) || G < 1) issues.push({ path: 'train.globalBatch', message: `train.globalBatch must be a positive whole number, got ${G}` });
   else if (G % (microBatch * dp) !== 0) {
     const ok = divisorsOf(G / gcd(G, dp)).filter((b) => G % (b * dp) === 0);
-    issues.push({ path: 'train.globalBatch', message: `train.globalBatch=${G} must be a multiple of microBatch·dp = ${microBatch}·${dp} = ${microBatch * dp}${ok.length ? `; with dp=${dp} choose microBatch ${listChoices(ok)}` : `; dp=${dp} does not divide it, change dp`}` });
+    issues.push({
+      path: 'train.globalBatch',
+      message: `train.globalBatch=${G} must be a multiple of microBatch·dp = ${microBatch}·${dp} = ${microBatch * dp}${ok.length ? `; with dp=${dp} choose microBatch ${listChoices(ok)}` : `; dp=${dp} does not divide it, change dp`}`,
+    });
   } else if (layout.vpp > 1 && (G / (microBatch * dp)) % pp !== 0) {
-    issues.push({ path: 'parallel.vpp', message: `the interleaved schedule (vpp=${layout.vpp}) needs the micro-batches per step (${G / (microBatch * dp)}) to be a multiple of pp=${pp} (Megatron's rule); change the micro-batch or set vpp to 1` });
+    issues.push({
+      path: 'parallel.vpp',
+      message: `the interleaved schedule (vpp=${layout.vpp}) needs the micro-batches per step (${G / (microBatch * dp)}) to be a multiple of pp=${pp} (Megatron's rule); change the micro-batch or set vpp to 1`,
+    });
   }
   if (!(input.cluster.spec.memory > 0)) issues.push({ path: 'cluster.gpuMemory', message: 'the GPU memory must be positive' });
   issues.push(...conventionIssues(convention, input, layout));
@@ -81,10 +92,10 @@ export function conventionIssues(convention: ConventionName, input: PlanInput, l
       break;
     case 'megatron':
       if (layout.zero >= 2) refuse('parallel.zero', `Megatron-LM has no ZeRO-${layout.zero} (zero=1 is its distributed optimizer); use --convention deepspeed or scalelm`);
-      if (offload) refuse('parallel.offloadOptimizer', 'Megatron-LM\'s formula has no offload; use --convention scalelm');
+      if (offload) refuse('parallel.offloadOptimizer', "Megatron-LM's formula has no offload; use --convention scalelm");
       break;
     case 'accelerate':
-      if (layout.tp > 1 || layout.pp > 1 || layout.zero > 0 || offload) refuse('parallel', 'accelerate\'s estimate-memory sizes the whole model on one device: no tp, pp, ZeRO or offload');
+      if (layout.tp > 1 || layout.pp > 1 || layout.zero > 0 || offload) refuse('parallel', "accelerate's estimate-memory sizes the whole model on one device: no tp, pp, ZeRO or offload");
       if (input.train.optimizer === 'sgd') refuse('train.optimizer', 'accelerate\'s "Training using Adam" assumes Adam');
       break;
     case 'korthikanti':

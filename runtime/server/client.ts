@@ -6,7 +6,17 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import WebSocket from 'ws';
-import { decodeServerMessage, encodeMessage, SUBPROTOCOL, WS_PATH, type ControlAction, type ControlMessage, type ControlResultMessage, type Message, type SnapshotMessage } from '../../common/protocol';
+import {
+  decodeServerMessage,
+  encodeMessage,
+  SUBPROTOCOL,
+  WS_PATH,
+  type ControlAction,
+  type ControlMessage,
+  type ControlResultMessage,
+  type Message,
+  type SnapshotMessage,
+} from '../../common/protocol';
 
 export interface RunClientOptions {
   port: number;

@@ -14,7 +14,21 @@ import { decodeClientMessage, encodeMessage, SUBPROTOCOL, WS_PATH, type ControlR
 import type { MetricBus } from '../telemetry/bus';
 import { exportCsv } from '../telemetry/csv';
 import { PROMETHEUS_CONTENT_TYPE, renderPrometheus } from '../telemetry/prometheus';
-import { checkFetchSite, checkHost, checkOrigin, checkSingleHeaders, checkToken, checkUrl, firstRefusal, makePolicy, newToken, requestTarget, targetPath, type AccessPolicy, type Verdict } from './auth';
+import {
+  checkFetchSite,
+  checkHost,
+  checkOrigin,
+  checkSingleHeaders,
+  checkToken,
+  checkUrl,
+  firstRefusal,
+  makePolicy,
+  newToken,
+  requestTarget,
+  targetPath,
+  type AccessPolicy,
+  type Verdict,
+} from './auth';
 import { Connection, type ConnectionStats } from './connection';
 import { defaultAssets, renderPage, type DashboardAssets } from './static';
 
@@ -179,7 +193,14 @@ export async function startServer(o: ServerOptions): Promise<TelemetryServer> {
     const head = req.method === 'HEAD';
     if (isPage) {
       const { html, nonce } = renderPage(assets, req.headers.host!);
-      return send(res, 200, html, 'text/html; charset=utf-8', { 'Content-Security-Policy': `frame-ancestors 'none'; base-uri 'none'; form-action 'none'; object-src 'none'; script-src 'nonce-${nonce}'` }, head);
+      return send(
+        res,
+        200,
+        html,
+        'text/html; charset=utf-8',
+        { 'Content-Security-Policy': `frame-ancestors 'none'; base-uri 'none'; form-action 'none'; object-src 'none'; script-src 'nonce-${nonce}'` },
+        head,
+      );
     }
     const asset = assets.files.get(path);
     if (asset) {
@@ -203,10 +224,14 @@ export async function startServer(o: ServerOptions): Promise<TelemetryServer> {
     if (head) return void res.end();
     try {
       // Waits for 'drain': a slow reader holds the file reading back instead of the server's memory.
-      await exportCsv(bus.runDir, (chunk) => (res.write(chunk) || res.destroyed ? undefined : new Promise<void>((resolve) => {
-        res.once('drain', resolve);
-        res.once('close', resolve);
-      })));
+      await exportCsv(bus.runDir, (chunk) =>
+        res.write(chunk) || res.destroyed
+          ? undefined
+          : new Promise<void>((resolve) => {
+              res.once('drain', resolve);
+              res.once('close', resolve);
+            }),
+      );
     } finally {
       res.end();
     }
@@ -298,10 +323,13 @@ export async function startServer(o: ServerOptions): Promise<TelemetryServer> {
         if (error !== undefined) reply.error = error;
         conn.sendNow(encodeMessage(reply));
       };
-      bus.control(action, by).then(
-        () => result(true),
-        (e: unknown) => result(false, e instanceof Error ? e.message : String(e)),
-      ).catch((e: unknown) => failed(`client ${conn.id} control reply`, e));
+      bus
+        .control(action, by)
+        .then(
+          () => result(true),
+          (e: unknown) => result(false, e instanceof Error ? e.message : String(e)),
+        )
+        .catch((e: unknown) => failed(`client ${conn.id} control reply`, e));
     };
   }
 

@@ -67,7 +67,10 @@ function slope(points: { x: number; y: number }[]): number {
   const n = points.length;
   if (n < 2) return 0;
   const x0 = points[0]!.x;
-  let sx = 0, sy = 0, sxx = 0, sxy = 0;
+  let sx = 0,
+    sy = 0,
+    sxx = 0,
+    sxy = 0;
   for (const p of points) {
     const x = p.x - x0;
     sx += x;
@@ -146,7 +149,14 @@ export class AlertEngine {
     if (!Number.isFinite(s.loss)) {
       if (!this.lossNanRaised) {
         this.lossNanRaised = true;
-        this.send('loss-nan', 'loss-nan', 'critical', 'raised', `loss is ${s.loss} at step ${s.step}: training has diverged numerically (lower the learning rate, check the data, or enable gradient clipping)`, c);
+        this.send(
+          'loss-nan',
+          'loss-nan',
+          'critical',
+          'raised',
+          `loss is ${s.loss} at step ${s.step}: training has diverged numerically (lower the learning rate, check the data, or enable gradient clipping)`,
+          c,
+        );
       }
     } else this.trackDivergence(s.loss, c);
     if (!this.perRankMemory && this.o.capacity) {
@@ -189,7 +199,15 @@ export class AlertEngine {
       const crossStep = step + Math.ceil((capacity - used) / perStep);
       const secPerStep = (c.t - first.t) / 1000 / (step - first.step);
       const timeToFullSec = Math.max(0, (crossStep - step) * secPerStep);
-      this.send(id, 'memory-leak', 'warning', 'raised', `${who} will run out of memory at step ${crossStep} of ${total} (in ~${formatDuration(timeToFullSec)}): its peak grows ${formatBytes(perStep)}/step, ${formatBytes(used)} of ${formatBytes(capacity)} now`, c, { timeToFullSec });
+      this.send(
+        id,
+        'memory-leak',
+        'warning',
+        'raised',
+        `${who} will run out of memory at step ${crossStep} of ${total} (in ~${formatDuration(timeToFullSec)}): its peak grows ${formatBytes(perStep)}/step, ${formatBytes(used)} of ${formatBytes(capacity)} now`,
+        c,
+        { timeToFullSec },
+      );
     } else if (f.raised && (growth <= noise || atEnd < capacity * this.o.lowWater)) {
       f.raised = false;
       this.send(id, 'memory-leak', 'info', 'cleared', `${who} memory stopped growing toward its capacity (${formatBytes(used)} of ${formatBytes(capacity)})`, c);
@@ -250,7 +268,8 @@ export class AlertEngine {
     if (m.window.length < this.o.leakWindow) return;
     const w = m.window;
     const growth = w[w.length - 1]! - w[0]!;
-    let ups = 0, downs = 0;
+    let ups = 0,
+      downs = 0;
     for (let i = 1; i < w.length; i++) {
       if (w[i]! > w[i - 1]!) ups++;
       else if (w[i]! < w[i - 1]!) downs++;
@@ -259,7 +278,14 @@ export class AlertEngine {
     if (!m.raised && growth > noise && ups >= (w.length - 1) / 2 && downs <= (w.length - 1) / 10) {
       m.raised = true;
       const perStep = growth / (w.length - 1);
-      this.send(id, 'memory-leak', 'warning', 'raised', `${what} grew by ${formatBytes(growth)} over the last ${w.length - 1} steps (+${formatBytes(perStep)}/step) after warm-up: something is kept alive across steps`, c);
+      this.send(
+        id,
+        'memory-leak',
+        'warning',
+        'raised',
+        `${what} grew by ${formatBytes(growth)} over the last ${w.length - 1} steps (+${formatBytes(perStep)}/step) after warm-up: something is kept alive across steps`,
+        c,
+      );
       m.window = [];
     } else if (m.raised && Math.abs(growth) <= noise) {
       m.raised = false;
@@ -279,7 +305,14 @@ export class AlertEngine {
       this.divergingFor = smoothed > this.bestLoss * this.o.divergeFactor ? this.divergingFor + 1 : 0;
       if (this.divergingFor >= this.o.divergeSteps) {
         this.diverging = true;
-        this.send('loss-diverging', 'loss-diverging', 'warning', 'raised', `smoothed loss ${smoothed.toPrecision(4)} is ${(smoothed / this.bestLoss).toFixed(1)}× its best (${this.bestLoss.toPrecision(4)}) for ${this.divergingFor} steps: the run is diverging (lower the learning rate or lengthen warm-up)`, c);
+        this.send(
+          'loss-diverging',
+          'loss-diverging',
+          'warning',
+          'raised',
+          `smoothed loss ${smoothed.toPrecision(4)} is ${(smoothed / this.bestLoss).toFixed(1)}× its best (${this.bestLoss.toPrecision(4)}) for ${this.divergingFor} steps: the run is diverging (lower the learning rate or lengthen warm-up)`,
+          c,
+        );
       }
     } else if (smoothed < this.bestLoss * this.o.divergeClearFactor) {
       this.diverging = false;

@@ -110,7 +110,9 @@ export class GpuSampler extends EventEmitter {
     this.generation++;
     this.clearTimers();
     // A child that could not start (no nvidia-smi: ENOENT) never exits; its spawn error is its end.
-    const exits = [...this.children].map((c) => new Promise<void>((resolve) => (c.exitCode !== null || c.signalCode !== null ? resolve() : c.once('exit', () => resolve()).once('error', () => resolve()))));
+    const exits = [...this.children].map(
+      (c) => new Promise<void>((resolve) => (c.exitCode !== null || c.signalCode !== null ? resolve() : c.once('exit', () => resolve()).once('error', () => resolve()))),
+    );
     for (const c of this.children) this.kill(c);
     this.loop = null;
     await Promise.all(exits);
@@ -150,28 +152,33 @@ export class GpuSampler extends EventEmitter {
 
   private probe(): void {
     const gen = this.generation;
-    const child = execFile(this.o.command, gpuQueryArgs(), { env: this.o.env, timeout: this.o.firstCallTimeoutMs, killSignal: 'SIGKILL', maxBuffer: 4 << 20, windowsHide: true }, (err, stdout, stderr) => {
-      if (gen !== this.generation) return;
-      const text = `${stdout}\n${stderr}`;
-      if (err) {
-        const code = (err as NodeJS.ErrnoException).code;
-        if (code === 'ENOENT') return this.setState('off', 'nvidia-smi not found on PATH: no NVIDIA GPU readings for this run');
-        if (code === 'EACCES') return this.setState('off', `nvidia-smi (${this.o.command}) is not executable: no NVIDIA GPU readings for this run`);
-        if ((err as { killed?: boolean }).killed) return this.fail(`nvidia-smi did not answer within ${Math.round(this.o.firstCallTimeoutMs / 1000)} s`);
-        const failure = classifyFailure(text);
-        if (failure?.kind === 'no-devices' && !this.everUp) return this.setState('off', 'nvidia-smi found no NVIDIA GPU: no GPU readings for this run');
-        return this.fail(failure?.message ?? `nvidia-smi exited with code ${String((err as { code?: unknown }).code)}: ${firstLine(text)}`);
-      }
-      const rows = this.parseRows(stdout);
-      if (rows.length === 0) {
-        if (classifyFailure(text)?.kind === 'no-devices' && !this.everUp) return this.setState('off', 'nvidia-smi found no NVIDIA GPU: no GPU readings for this run');
-        return this.fail(classifyFailure(text)?.message ?? `nvidia-smi printed no readable rows: ${firstLine(text)}`);
-      }
-      this.deviceCount = rows.length;
-      this.pollApps();
-      this.publish(rows);
-      this.startLoop();
-    });
+    const child = execFile(
+      this.o.command,
+      gpuQueryArgs(),
+      { env: this.o.env, timeout: this.o.firstCallTimeoutMs, killSignal: 'SIGKILL', maxBuffer: 4 << 20, windowsHide: true },
+      (err, stdout, stderr) => {
+        if (gen !== this.generation) return;
+        const text = `${stdout}\n${stderr}`;
+        if (err) {
+          const code = (err as NodeJS.ErrnoException).code;
+          if (code === 'ENOENT') return this.setState('off', 'nvidia-smi not found on PATH: no NVIDIA GPU readings for this run');
+          if (code === 'EACCES') return this.setState('off', `nvidia-smi (${this.o.command}) is not executable: no NVIDIA GPU readings for this run`);
+          if ((err as { killed?: boolean }).killed) return this.fail(`nvidia-smi did not answer within ${Math.round(this.o.firstCallTimeoutMs / 1000)} s`);
+          const failure = classifyFailure(text);
+          if (failure?.kind === 'no-devices' && !this.everUp) return this.setState('off', 'nvidia-smi found no NVIDIA GPU: no GPU readings for this run');
+          return this.fail(failure?.message ?? `nvidia-smi exited with code ${String((err as { code?: unknown }).code)}: ${firstLine(text)}`);
+        }
+        const rows = this.parseRows(stdout);
+        if (rows.length === 0) {
+          if (classifyFailure(text)?.kind === 'no-devices' && !this.everUp) return this.setState('off', 'nvidia-smi found no NVIDIA GPU: no GPU readings for this run');
+          return this.fail(classifyFailure(text)?.message ?? `nvidia-smi printed no readable rows: ${firstLine(text)}`);
+        }
+        this.deviceCount = rows.length;
+        this.pollApps();
+        this.publish(rows);
+        this.startLoop();
+      },
+    );
     this.track(child);
   }
 

@@ -207,8 +207,16 @@ export class RunHistory {
     private readonly expectedRunId = 'pending',
   ) {
     this.limits = { ...DEFAULT_LIMITS, ...limits };
-    this.steps = new Decimator((s) => s.step, (s) => s.loss, this.limits.stepBuckets);
-    this.evals = new Decimator((e) => e.step, (e) => e.loss, this.limits.stepBuckets);
+    this.steps = new Decimator(
+      (s) => s.step,
+      (s) => s.loss,
+      this.limits.stepBuckets,
+    );
+    this.evals = new Decimator(
+      (e) => e.step,
+      (e) => e.loss,
+      this.limits.stepBuckets,
+    );
     this.gpu = new GpuHistory(this.limits.gaugeBuckets);
     this.logs = new Recent(this.limits.logs);
     this.alerts = new Recent(this.limits.alerts);
@@ -242,7 +250,16 @@ export class RunHistory {
         break;
       case 'memory': {
         let d = this.memory.get(msg.rank);
-        if (!d) this.memory.set(msg.rank, (d = new Decimator((m) => m.t, (m) => m.stepPeak, this.limits.gaugeBuckets, 1000)));
+        if (!d)
+          this.memory.set(
+            msg.rank,
+            (d = new Decimator(
+              (m) => m.t,
+              (m) => m.stepPeak,
+              this.limits.gaugeBuckets,
+              1000,
+            )),
+          );
         d.add(msg);
         break;
       }
@@ -288,7 +305,11 @@ export class RunHistory {
     if (finite(this.bestLoss)) s.bestLoss = this.bestLoss;
     if (finite(this.lastEval?.loss)) s.evalLoss = this.lastEval!.loss;
     if (this.recentTokensPerSec.length) s.tokensPerSec = this.recentTokensPerSec.reduce((a, b) => a + b, 0) / this.recentTokensPerSec.length;
-    if (this.hello) Object.assign(s, runFacts(this.hello.config, this.hello.world, { name: this.hello.engine?.name, backend: this.hello.backend?.name ?? this.backendName, backendLabel: this.hello.backend?.label }));
+    if (this.hello)
+      Object.assign(
+        s,
+        runFacts(this.hello.config, this.hello.world, { name: this.hello.engine?.name, backend: this.hello.backend?.name ?? this.backendName, backendLabel: this.hello.backend?.label }),
+      );
     else if (this.backendName) s.engine = this.backendName;
     return s;
   }

@@ -70,7 +70,12 @@ function splitRow(line: string, columns: number): string[] | null {
   const cells = line.split(',');
   if (cells.length < columns) return null;
   const head = cells.slice(0, columns - 1).map((c) => c.trim());
-  head.push(cells.slice(columns - 1).join(',').trim());
+  head.push(
+    cells
+      .slice(columns - 1)
+      .join(',')
+      .trim(),
+  );
   return head;
 }
 
@@ -136,7 +141,15 @@ const FAILURES: [RegExp, FailureKind][] = [
 /** Recognises nvidia-smi's whole-query failures in a line of output. */
 export function classifyFailure(text: string): { kind: FailureKind; message: string } | null {
   for (const [re, kind] of FAILURES) {
-    if (re.test(text)) return { kind, message: text.trim().split('\n').find((l) => re.test(l))!.trim() };
+    if (re.test(text))
+      return {
+        kind,
+        message: text
+          .trim()
+          .split('\n')
+          .find((l) => re.test(l))!
+          .trim(),
+      };
   }
   return null;
 }

@@ -38,7 +38,8 @@ export function renderPrometheus(runs: RunHistory[]): string {
       add('scalelm_grad_norm', 'Global gradient norm at the last step.', 'gauge', { run }, step.gradNorm);
       add('scalelm_tokens_per_second', 'Training throughput at the last step.', 'gauge', { run }, step.tokensPerSec);
       add('scalelm_step_seconds', 'Duration of the last step.', 'gauge', { run }, step.stepMs / 1000);
-      for (const [category, bytes] of Object.entries(step.memory)) add('scalelm_step_memory_bytes', 'Memory by category on the reporting rank at the last step (peak: the step high-water mark).', 'gauge', { run, category }, bytes);
+      for (const [category, bytes] of Object.entries(step.memory))
+        add('scalelm_step_memory_bytes', 'Memory by category on the reporting rank at the last step (peak: the step high-water mark).', 'gauge', { run, category }, bytes);
     }
     const ev = h.evals.latest();
     if (ev) add('scalelm_eval_loss', 'Loss at the last evaluation.', 'gauge', { run }, ev.loss);
@@ -52,18 +53,19 @@ export function renderPrometheus(runs: RunHistory[]): string {
     }
     // Every machine's latest sample: GPU indices (and, with cloned drivers, UUIDs) repeat across nodes,
     // so a multi-node run's series carry the node (rank and host); a one-machine run's have none.
-    for (const g of h.gpu.latestPerNode()) for (const d of g.devices) {
-      const labels: Labels = g.node ? { run, node: g.node.rank, host: g.node.host, gpu: d.index, uuid: d.uuid, name: d.name } : { run, gpu: d.index, uuid: d.uuid, name: d.name };
-      add('scalelm_gpu_memory_used_bytes', 'GPU memory in use (nvidia-smi).', 'gauge', labels, d.memoryUsed);
-      add('scalelm_gpu_memory_total_bytes', 'GPU memory in total (nvidia-smi).', 'gauge', labels, d.memoryTotal);
-      add('scalelm_gpu_memory_reserved_bytes', 'GPU memory reserved by the driver.', 'gauge', labels, d.memoryReserved);
-      add('scalelm_gpu_utilization_ratio', 'GPU utilisation, 0 to 1.', 'gauge', labels, d.utilPercent === null ? null : d.utilPercent / 100);
-      add('scalelm_gpu_temperature_celsius', 'GPU temperature.', 'gauge', labels, d.temperatureC);
-      add('scalelm_gpu_power_watts', 'GPU power draw.', 'gauge', labels, d.powerW);
-      add('scalelm_gpu_power_limit_watts', 'GPU power limit.', 'gauge', labels, d.powerLimitW);
-      add('scalelm_gpu_sm_clock_hertz', 'GPU SM clock.', 'gauge', labels, d.smClockMHz === null ? null : d.smClockMHz * 1e6);
-      add('scalelm_gpu_lost', 'The driver reports the GPU as lost.', 'gauge', labels, d.lost ? 1 : 0);
-    }
+    for (const g of h.gpu.latestPerNode())
+      for (const d of g.devices) {
+        const labels: Labels = g.node ? { run, node: g.node.rank, host: g.node.host, gpu: d.index, uuid: d.uuid, name: d.name } : { run, gpu: d.index, uuid: d.uuid, name: d.name };
+        add('scalelm_gpu_memory_used_bytes', 'GPU memory in use (nvidia-smi).', 'gauge', labels, d.memoryUsed);
+        add('scalelm_gpu_memory_total_bytes', 'GPU memory in total (nvidia-smi).', 'gauge', labels, d.memoryTotal);
+        add('scalelm_gpu_memory_reserved_bytes', 'GPU memory reserved by the driver.', 'gauge', labels, d.memoryReserved);
+        add('scalelm_gpu_utilization_ratio', 'GPU utilisation, 0 to 1.', 'gauge', labels, d.utilPercent === null ? null : d.utilPercent / 100);
+        add('scalelm_gpu_temperature_celsius', 'GPU temperature.', 'gauge', labels, d.temperatureC);
+        add('scalelm_gpu_power_watts', 'GPU power draw.', 'gauge', labels, d.powerW);
+        add('scalelm_gpu_power_limit_watts', 'GPU power limit.', 'gauge', labels, d.powerLimitW);
+        add('scalelm_gpu_sm_clock_hertz', 'GPU SM clock.', 'gauge', labels, d.smClockMHz === null ? null : d.smClockMHz * 1e6);
+        add('scalelm_gpu_lost', 'The driver reports the GPU as lost.', 'gauge', labels, d.lost ? 1 : 0);
+      }
     for (const c of h.comm.values()) {
       for (const s of c.collectives) {
         const labels = { run, rank: c.rank, kind: s.kind };

@@ -23,7 +23,22 @@
 // write(2) per message, so the cost per step stays in the microseconds (see overhead()).
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { isGauge, type AlertMessage, type CheckpointMessage, type CommStat, type ControlAction, type HelloMessage, type JsonObject, type LogLevel, type LogMessage, type MemoryMessage, type Message, type RunState, type StatusMessage, type StepMessage } from '../../common/protocol';
+import {
+  isGauge,
+  type AlertMessage,
+  type CheckpointMessage,
+  type CommStat,
+  type ControlAction,
+  type HelloMessage,
+  type JsonObject,
+  type LogLevel,
+  type LogMessage,
+  type MemoryMessage,
+  type Message,
+  type RunState,
+  type StatusMessage,
+  type StepMessage,
+} from '../../common/protocol';
 import { AlertEngine, type AlertOptions } from './alerts';
 import { deferredCost } from './cost';
 import { MetricBus, type ControlHandler } from './bus';

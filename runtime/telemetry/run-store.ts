@@ -200,7 +200,11 @@ async function* boundedLines(path: string, maxBytes: number): AsyncGenerator<str
  * Streams a run's messages in order; invalid lines go to onProblem, a cut-off last line is reported as
  * such. When onMessage returns a promise, reading waits for it (backpressure).
  */
-export async function streamMessages(dir: string, onMessage: (m: Message) => void | Promise<void>, onProblem: (p: LineProblem) => void = () => undefined): Promise<{ lines: number; truncatedTail: boolean }> {
+export async function streamMessages(
+  dir: string,
+  onMessage: (m: Message) => void | Promise<void>,
+  onProblem: (p: LineProblem) => void = () => undefined,
+): Promise<{ lines: number; truncatedTail: boolean }> {
   const path = join(dir, RUN_LAYOUT.metrics);
   const endsWithNewline = fileEndsWithNewline(path);
   let lineNo = 0;

@@ -115,7 +115,11 @@ export function saveCheckpoint(checkpointsDir: string, data: CheckpointData, spe
 export function writeModelFiles(folder: string, data: CheckpointData, specs: readonly ParamSpec[]): number {
   const tmpModel = join(folder, `.model.safetensors.${process.pid}.tmp`);
   const tmpOpt = join(folder, `.optimizer.safetensors.${process.pid}.tmp`);
-  let bytes = writeSafetensors(tmpModel, specs.map((s): [string, TensorToWrite] => [s.name, { shape: s.shape, data: data.params.get(s.name)! }]), { format: 'pt' });
+  let bytes = writeSafetensors(
+    tmpModel,
+    specs.map((s): [string, TensorToWrite] => [s.name, { shape: s.shape, data: data.params.get(s.name)! }]),
+    { format: 'pt' },
+  );
   const slots = stateSlots(data.state.optimizer.kind);
   const opt: [string, TensorToWrite][] = [];
   for (const s of specs) {
@@ -300,7 +304,8 @@ export function loadHfFolder(dir: string, specs: readonly ParamSpec[], shape: Gp
   if (cfg.model_type !== undefined && cfg.model_type !== 'gpt2') throw new CheckpointError(`${configPath}: model_type is "${String(cfg.model_type)}"; only GPT-2 checkpoints load here`);
   const act = cfg.activation_function ?? 'gelu_new';
   if (act !== 'gelu_new' && act !== 'gelu_pytorch_tanh') throw new CheckpointError(`${configPath}: activation_function "${String(act)}" is not GPT-2's tanh GELU (gelu_new)`);
-  if (cfg.scale_attn_by_inverse_layer_idx === true || cfg.reorder_and_upcast_attn === true) throw new CheckpointError(`${configPath}: scale_attn_by_inverse_layer_idx / reorder_and_upcast_attn are not supported`);
+  if (cfg.scale_attn_by_inverse_layer_idx === true || cfg.reorder_and_upcast_attn === true)
+    throw new CheckpointError(`${configPath}: scale_attn_by_inverse_layer_idx / reorder_and_upcast_attn are not supported`);
   if (cfg.tie_word_embeddings === false) throw new CheckpointError(`${configPath}: tie_word_embeddings is false; this runtime ties the output layer to wte`);
   const hidden = Number(cfg.n_embd);
   const theirs: GptShape = {
@@ -318,14 +323,21 @@ export function loadHfFolder(dir: string, specs: readonly ParamSpec[], shape: Gp
   }
   const weights = join(dir, 'model.safetensors');
   if (!existsSync(weights)) {
-    const hint = existsSync(join(dir, 'model.safetensors.index.json')) ? ' (sharded checkpoints are not supported: merge the shards into one model.safetensors)' : existsSync(join(dir, 'pytorch_model.bin')) ? ' (pytorch_model.bin is not read: convert it to safetensors)' : '';
+    const hint = existsSync(join(dir, 'model.safetensors.index.json'))
+      ? ' (sharded checkpoints are not supported: merge the shards into one model.safetensors)'
+      : existsSync(join(dir, 'pytorch_model.bin'))
+        ? ' (pytorch_model.bin is not read: convert it to safetensors)'
+        : '';
     throw new CheckpointError(`${weights}: missing${hint}`);
   }
   return readModelTensors(weights, specs);
 }
 
 function setHint(s: GptShape): string {
-  return `--set model.layers=${s.layers} --set model.hidden=${s.hidden} --set model.heads=${s.heads} --set model.vocab=${s.vocab} --set model.seqLen=${s.positions}` + (s.ffnHidden !== 4 * s.hidden ? ` --set model.ffnHidden=${s.ffnHidden}` : '');
+  return (
+    `--set model.layers=${s.layers} --set model.hidden=${s.hidden} --set model.heads=${s.heads} --set model.vocab=${s.vocab} --set model.seqLen=${s.positions}` +
+    (s.ffnHidden !== 4 * s.hidden ? ` --set model.ffnHidden=${s.ffnHidden}` : '')
+  );
 }
 
 const SHAPE_FIELDS: [keyof GptShape, string][] = [
@@ -345,7 +357,10 @@ function shapeDiffs(theirs: GptShape, ours: GptShape): string[] {
 function checkShape(file: string, key: string, got: number[], want: number[]): void {
   if (got.length !== want.length || got.some((d, i) => d !== want[i])) {
     const transposed = got.length === 2 && want.length === 2 && got[0] === want[1] && got[1] === want[0];
-    throw new SafetensorsError(file, `tensor ${key} has shape [${got}], expected [${want}]${transposed ? ' (transposed: HF GPT-2 stores Conv1D weights as [in, out], not nn.Linear\'s [out, in])' : ''}`);
+    throw new SafetensorsError(
+      file,
+      `tensor ${key} has shape [${got}], expected [${want}]${transposed ? " (transposed: HF GPT-2 stores Conv1D weights as [in, out], not nn.Linear's [out, in])" : ''}`,
+    );
   }
 }
 

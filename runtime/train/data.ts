@@ -66,7 +66,8 @@ export function loadTokens(data: DataConfig, baseDir: string, shape: DataShape, 
       all = new Uint16Array(bytes.length / 2);
       for (let i = 0; i < all.length; i++) all[i] = bytes.readUInt16LE(2 * i);
       for (let i = 0; i < all.length; i++) {
-        if (all[i]! >= shape.vocab) throw new DataError(`${file}: token ${all[i]} at position ${i} (byte offset ${2 * i}) is not below model.vocab=${shape.vocab}; is this file tokenized for this model?`);
+        if (all[i]! >= shape.vocab)
+          throw new DataError(`${file}: token ${all[i]} at position ${i} (byte offset ${2 * i}) is not below model.vocab=${shape.vocab}; is this file tokenized for this model?`);
       }
       description = `tokens ${data.path} (${all.length.toLocaleString('en-US')} uint16 tokens)`;
     }
@@ -76,7 +77,9 @@ export function loadTokens(data: DataConfig, baseDir: string, shape: DataShape, 
   const trainLen = all.length - valLen;
   if (trainLen < need) throw new DataError(`${description}: ${trainLen} training tokens, fewer than one sequence of model.seqLen+1=${need}; use more data or a shorter model.seqLen`);
   if (needVal && valLen < need) {
-    throw new DataError(`${description}: the held-out split (data.valFraction=${data.valFraction}) has ${valLen} tokens, fewer than one sequence of ${need}; raise data.valFraction, add data, or set train.evalEvery to 0`);
+    throw new DataError(
+      `${description}: the held-out split (data.valFraction=${data.valFraction}) has ${valLen} tokens, fewer than one sequence of ${need}; raise data.valFraction, add data, or set train.evalEvery to 0`,
+    );
   }
   return { description, train: all.subarray(0, trainLen), val: all.subarray(trainLen), vocab: shape.vocab };
 }

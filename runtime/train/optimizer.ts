@@ -171,10 +171,18 @@ const f32 = Math.fround;
  * p (read at pAt) -> out (written at outAt, may alias p), g at gAt, state slot arrays s0/s1 at sAt, n elements.
  */
 export function updateRange(
-  h: OptimizerHyper, a: UpdateArgs,
-  p: Float32Array, pAt: number, out: Float32Array, outAt: number,
-  g: Float32Array, gAt: number,
-  s0: Float32Array, s1: Float32Array | undefined, sAt: number, n: number,
+  h: OptimizerHyper,
+  a: UpdateArgs,
+  p: Float32Array,
+  pAt: number,
+  out: Float32Array,
+  outAt: number,
+  g: Float32Array,
+  gAt: number,
+  s0: Float32Array,
+  s1: Float32Array | undefined,
+  sAt: number,
+  n: number,
 ): void {
   const coef = a.coef;
   const clip = coef !== 1;

@@ -98,7 +98,10 @@ export class RunDir {
 
   /** Run id for the protocol: the folder's name, in the characters an id may use. */
   get runId(): string {
-    const id = basename(this.path).replace(/[^A-Za-z0-9._:@+-]+/g, '-').replace(/^[^A-Za-z0-9]+/, '').slice(0, 512);
+    const id = basename(this.path)
+      .replace(/[^A-Za-z0-9._:@+-]+/g, '-')
+      .replace(/^[^A-Za-z0-9]+/, '')
+      .slice(0, 512);
     return id || 'run';
   }
 
@@ -113,10 +116,24 @@ export class RunDir {
       v = JSON.parse(readTextBounded(this.file('source'), READ_LIMITS.config));
     } catch (e) {
       const missing = e instanceof FileReadError && e.code === 'ENOENT';
-      throw new RunDirError(missing ? `${this.file('source')}: missing, so the run's config is unknown (was it started by \`scalelm train\`?)` : e instanceof FileReadError ? e.message : `${this.file('source')}: not valid JSON (${(e as Error).message})`);
+      throw new RunDirError(
+        missing
+          ? `${this.file('source')}: missing, so the run's config is unknown (was it started by \`scalelm train\`?)`
+          : e instanceof FileReadError
+            ? e.message
+            : `${this.file('source')}: not valid JSON (${(e as Error).message})`,
+      );
     }
     const s = v as Partial<RunSource> | null;
-    if (typeof s !== 'object' || s === null || typeof s.baseDir !== 'string' || typeof s.raw !== 'object' || s.raw === null || Array.isArray(s.raw) || (s.file !== undefined && typeof s.file !== 'string')) {
+    if (
+      typeof s !== 'object' ||
+      s === null ||
+      typeof s.baseDir !== 'string' ||
+      typeof s.raw !== 'object' ||
+      s.raw === null ||
+      Array.isArray(s.raw) ||
+      (s.file !== undefined && typeof s.file !== 'string')
+    ) {
       throw new RunDirError(`${this.file('source')}: not a run source (needs baseDir, raw and optionally file)`);
     }
     return s as RunSource;
@@ -158,7 +175,9 @@ export class RunDir {
   checkTruncation(bytes: number): boolean {
     const size = this.metricsBytes();
     if (!Number.isSafeInteger(bytes) || bytes < 1 || bytes > size) {
-      throw new RunDirError(`${this.file('metrics')} has ${size} bytes, but the checkpoint says it had ${bytes} when it was taken: the checkpoint does not belong to this run's metrics; nothing was changed`);
+      throw new RunDirError(
+        `${this.file('metrics')} has ${size} bytes, but the checkpoint says it had ${bytes} when it was taken: the checkpoint does not belong to this run's metrics; nothing was changed`,
+      );
     }
     if (bytes === size) return true;
     const last = Buffer.alloc(1);
@@ -208,4 +227,3 @@ function writeAll(fd: number, text: string): void {
   let off = 0;
   while (off < b.length) off += writeSync(fd, b, off, b.length - off);
 }
-

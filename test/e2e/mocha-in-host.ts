@@ -19,7 +19,11 @@ export async function runMochaIn(dir: string, options: { timeoutMs?: number } = 
   mocha.suite.afterEach(async function () {
     const test = this.currentTest;
     if (test?.state === 'failed' && bridgeAvailable()) {
-      const name = test.fullTitle().replace(/[^a-z0-9]+/gi, '-').replace(/^-|-$/g, '').slice(0, 80);
+      const name = test
+        .fullTitle()
+        .replace(/[^a-z0-9]+/gi, '-')
+        .replace(/^-|-$/g, '')
+        .slice(0, 80);
       try {
         console.log(`screenshot of the failure: ${await ask('screenshot', { name: `failed-${name}` }).then((r) => r.path)}`);
       } catch (e) {

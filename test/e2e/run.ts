@@ -53,7 +53,13 @@ export interface E2ESuite {
 
 export const SUITES: E2ESuite[] = [
   // scalelm.pythonPath: the pinned .venv (torch 2.13.0 CPU) for the torch engine's launch test.
-  { name: 'extension', testsDir: join(ROOT, 'out/test/e2e/suite'), workspace: join(ROOT, 'test/fixtures/e2e-workspace'), trust: 'off', settings: { 'scalelm.pythonPath': process.env.SCALELM_PYTHON ?? join(ROOT, '.venv/bin/python') } },
+  {
+    name: 'extension',
+    testsDir: join(ROOT, 'out/test/e2e/suite'),
+    workspace: join(ROOT, 'test/fixtures/e2e-workspace'),
+    trust: 'off',
+    settings: { 'scalelm.pythonPath': process.env.SCALELM_PYTHON ?? join(ROOT, '.venv/bin/python') },
+  },
   { name: 'untrusted', testsDir: join(ROOT, 'out/test/e2e/untrusted'), workspace: join(ROOT, 'test/fixtures/e2e-workspace'), trust: 'untrusted' },
   // The examples folder copied to a temp dir: what a new user gets when copying the examples anywhere.
   { name: 'lifecycle', testsDir: join(ROOT, 'out/test/e2e/lifecycle'), workspace: join(ROOT, 'examples'), trust: 'off', timeoutMs: 480_000 },
@@ -111,13 +117,18 @@ function installVsix(vsix: string, dirs: TempDirs): void {
 async function startCodeServer(dirs: TempDirs, suite: E2ESuite, bridgeUrl: string): Promise<CodeServer> {
   if (suite.vsix) installVsix(suite.vsix, dirs);
   const args = [
-    '--auth', 'none',
-    '--bind-addr', '127.0.0.1:0',
+    '--auth',
+    'none',
+    '--bind-addr',
+    '127.0.0.1:0',
     '--disable-telemetry',
     '--disable-update-check',
-    '--user-data-dir', dirs.userData,
-    '--extensions-dir', dirs.extensions,
-    '--log', 'info',
+    '--user-data-dir',
+    dirs.userData,
+    '--extensions-dir',
+    dirs.extensions,
+    '--log',
+    'info',
   ];
   if (suite.trust === 'off') args.push('--disable-workspace-trust');
   const env: NodeJS.ProcessEnv = {
@@ -289,10 +300,12 @@ function workbenchHandlers(getPage: () => Page | undefined, suite: E2ESuite, onR
     },
     layout: async () => {
       const shown = (selector: string): Promise<boolean> =>
-        page().$eval(selector, (el) => {
-          const r = (el as HTMLElement).getBoundingClientRect();
-          return getComputedStyle(el).display !== 'none' && r.width > 0 && r.height > 0;
-        }).catch(() => false);
+        page()
+          .$eval(selector, (el) => {
+            const r = (el as HTMLElement).getBoundingClientRect();
+            return getComputedStyle(el).display !== 'none' && r.width > 0 && r.height > 0;
+          })
+          .catch(() => false);
       return { sidebarVisible: await shown('#workbench\\.parts\\.sidebar'), panelVisible: await shown('#workbench\\.parts\\.panel') };
     },
     editorActions: async () => {
@@ -370,7 +383,8 @@ function formatLogArgs(args: unknown): string {
 }
 
 /** The workbench's routine start-up chatter; everything else (our tests' output, errors) is printed. */
-const NOISE = /^(Resolving connection token|Resolved connection token|Creating a socket|Ignoring fetching additional builtin extensions|Updating additional builtin extensions cache|\[Service Worker\] registered|ChatSessionStore: Migrating|\s*$)/;
+const NOISE =
+  /^(Resolving connection token|Resolved connection token|Creating a socket|Ignoring fetching additional builtin extensions|Updating additional builtin extensions cache|\[Service Worker\] registered|ChatSessionStore: Migrating|\s*$)/;
 function interesting(type: string, text: string): boolean {
   return type === 'error' || !NOISE.test(text);
 }
@@ -392,7 +406,13 @@ export async function runSuite(suite: E2ESuite): Promise<Counts> {
   let browser: Browser | undefined;
   let codeServer: CodeServer | undefined;
   let reported: Counts | undefined;
-  const bridge = await startBridge(workbenchHandlers(() => page, suite, (c) => (reported = c)));
+  const bridge = await startBridge(
+    workbenchHandlers(
+      () => page,
+      suite,
+      (c) => (reported = c),
+    ),
+  );
   let timer: NodeJS.Timeout | undefined;
   try {
     codeServer = await startCodeServer(dirs, suite, bridge.url);

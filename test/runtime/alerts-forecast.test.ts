@@ -14,7 +14,10 @@ function drive(total: number | undefined, used: (step: number) => number, steps:
   const engine = new AlertEngine((a) => alerts.push(a), { totalSteps: () => total });
   for (let step = 1; step <= steps; step++) {
     // 500 ms per step; rank 0 is flat, rank 1 follows `used`.
-    for (const [rank, bytes] of [[0, 10 * MiB], [1, used(step)]] as const) {
+    for (const [rank, bytes] of [
+      [0, 10 * MiB],
+      [1, used(step)],
+    ] as const) {
       engine.observe({ type: 'memory', rank, t: t0 + step * 500, step, categories: { params: bytes }, stepPeak: bytes, capacity });
     }
   }
@@ -39,13 +42,23 @@ describe('alerts: the out-of-memory forecast', () => {
   });
 
   it('stays quiet when the run ends first, or its length is unknown', () => {
-    assert.deepEqual(drive(80, (s) => 10 * MiB + s * MiB, 60), [], 'at step 80 it is at 90 of 100 MiB');
-    assert.deepEqual(drive(undefined, (s) => 10 * MiB + s * MiB, 60), []);
+    assert.deepEqual(
+      drive(80, (s) => 10 * MiB + s * MiB, 60),
+      [],
+      'at step 80 it is at 90 of 100 MiB',
+    );
+    assert.deepEqual(
+      drive(undefined, (s) => 10 * MiB + s * MiB, 60),
+      [],
+    );
   });
 
   it('clears once the growth stops', () => {
     const alerts = drive(200, (s) => 10 * MiB + Math.min(s, 30) * MiB, 60);
-    assert.deepEqual(alerts.map((a) => a.state), ['raised', 'cleared']);
+    assert.deepEqual(
+      alerts.map((a) => a.state),
+      ['raised', 'cleared'],
+    );
     assert.ok(alerts[1]!.step! > 30 && alerts[1]!.step! <= 30 + DEFAULT_ALERT_OPTIONS.trendSamples, `cleared at ${alerts[1]!.step}`);
     assert.match(alerts[1]!.message, /^rank 1 memory stopped growing toward its capacity/);
   });

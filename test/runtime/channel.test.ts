@@ -53,7 +53,10 @@ describe('rank channel: token, limits and validation over real sockets', functio
         await until(() => got.length === 7 && controls.length === 1, 'seven reports and one control');
         const hellos = got.filter((m) => m.k === 'hello');
         assert.equal(hellos.length, 2);
-        assert.ok(hellos.every((h) => !('token' in h)), 'the token is not handed on');
+        assert.ok(
+          hellos.every((h) => !('token' in h)),
+          'the token is not handed on',
+        );
         assert.deepEqual(controls, [{ k: 'control', action: 'stop' }]);
         const r0lines = got.filter((m) => m.rank === 0).map((m) => m.k);
         assert.deepEqual(r0lines, ['hello', 'progress', 'msg', 'done']);
@@ -104,7 +107,10 @@ describe('rank channel: token, limits and validation over real sockets', functio
       }
       // The legitimate rank 1 hello'd and was dropped in three cases; those are reports of real ranks. Nothing
       // else arrived: no progress for rank 0 at step 9, no status, no second rank 0.
-      assert.deepEqual(got.filter((m) => m.k !== 'hello'), []);
+      assert.deepEqual(
+        got.filter((m) => m.k !== 'hello'),
+        [],
+      );
       assert.equal(got.filter((m) => m.k === 'hello' && m.rank === 0).length, 1);
       // Rank 0 never noticed: its reports still arrive, and a real rank 1 can still join.
       r0.send({ k: 'progress', rank: 0, step: 3 });
@@ -154,11 +160,24 @@ describe('rank channel: token, limits and validation over real sockets', functio
     const nodes: NodeReport[] = [];
     const rejected: string[] = [];
     const gone: number[] = [];
-    const server = await ChannelServer.open(() => {}, { tcp: { host: '127.0.0.1', port: 0 }, nodes: 3, onNode: (m) => nodes.push(m), onNodeDisconnect: (n) => gone.push(n), onReject: (r) => rejected.push(r), helloTimeoutMs: 300 });
+    const server = await ChannelServer.open(() => {}, {
+      tcp: { host: '127.0.0.1', port: 0 },
+      nodes: 3,
+      onNode: (m) => nodes.push(m),
+      onNodeDisconnect: (n) => gone.push(n),
+      onReject: (r) => rejected.push(r),
+      helloTimeoutMs: 300,
+    });
     try {
       const tok = server.token;
       const stops: number[] = [];
-      const n1 = await NodeClient.join(server.address, tok, { node: 1, nnodes: 3 }, () => stops.push(1), () => {});
+      const n1 = await NodeClient.join(
+        server.address,
+        tok,
+        { node: 1, nnodes: 3 },
+        () => stops.push(1),
+        () => {},
+      );
       const gpu = (node: number) => ({ type: 'gpu', t: 1, devices: [], node: { rank: node, host: 'h' } });
       n1.send({ k: 'gpu', node: 1, m: gpu(1) as never });
       const hello = (over: Record<string, unknown>) => JSON.stringify({ k: 'node', node: 2, nnodes: 3, host: 'h', pid: 1, token: tok, ...over }) + '\n';
@@ -175,12 +194,21 @@ describe('rank channel: token, limits and validation over real sockets', functio
       ];
       for (const [payload, why] of cases) {
         const before = rejected.length;
-        assert.equal(await rawPeer(server.address, payload), true, `not dropped: ${String(payload).slice(0, 300).replace(/\n/g, " ")}`);
+        assert.equal(await rawPeer(server.address, payload), true, `not dropped: ${String(payload).slice(0, 300).replace(/\n/g, ' ')}`);
         await until(() => rejected.length === before + 1, `the refusal of ${String(payload).slice(0, 60)}`);
         assert.match(rejected.at(-1)!, why);
       }
       // A NodeClient with a wrong token gets a clear refusal, not a hang.
-      await assert.rejects(NodeClient.join(server.address, 'e'.repeat(64), { node: 2, nnodes: 3 }, () => {}, () => {}), (e: unknown) => e instanceof NodeJoinError && e.kind === 'refused' && /refused this node: the run token differs from node 0's/.test(e.message));
+      await assert.rejects(
+        NodeClient.join(
+          server.address,
+          'e'.repeat(64),
+          { node: 2, nnodes: 3 },
+          () => {},
+          () => {},
+        ),
+        (e: unknown) => e instanceof NodeJoinError && e.kind === 'refused' && /refused this node: the run token differs from node 0's/.test(e.message),
+      );
       // Node 1 was never disturbed: its sample arrived, it gets stop, its end arrives.
       server.sendNode(1, { k: 'control', action: 'stop' });
       await until(() => stops.length === 1, 'stop at node 1');
@@ -188,13 +216,28 @@ describe('rank channel: token, limits and validation over real sockets', functio
       await n1.close();
       await until(() => gone.includes(1), 'node 1 gone');
       const kinds = nodes.map((m) => m.k);
-      assert.deepEqual(kinds.filter((k) => k !== 'node'), ['gpu', 'exit']);
+      assert.deepEqual(
+        kinds.filter((k) => k !== 'node'),
+        ['gpu', 'exit'],
+      );
       assert.ok(nodes.filter((m) => m.k === 'node').every((m) => !('token' in m)));
-      assert.deepEqual(nodes.find((m) => m.k === 'exit'), { k: 'exit', node: 1, code: 1, signal: null, tail: 'boom' });
+      assert.deepEqual(
+        nodes.find((m) => m.k === 'exit'),
+        { k: 'exit', node: 1, code: 1, signal: null, tail: 'boom' },
+      );
       // A run that is not multi-node has no node peers.
       const single = await ChannelServer.open(() => {}, { tcp: { host: '127.0.0.1', port: 0 }, onReject: (r) => rejected.push(r) });
       try {
-        await assert.rejects(NodeClient.join(single.address, single.token, { node: 1, nnodes: 2 }, () => {}, () => {}), NodeJoinError);
+        await assert.rejects(
+          NodeClient.join(
+            single.address,
+            single.token,
+            { node: 1, nnodes: 2 },
+            () => {},
+            () => {},
+          ),
+          NodeJoinError,
+        );
         await until(() => /this run is not multi-node/.test(rejected.at(-1)!), 'the single-node refusal');
       } finally {
         await single.close(100);
@@ -204,4 +247,3 @@ describe('rank channel: token, limits and validation over real sockets', functio
     }
   });
 });
-

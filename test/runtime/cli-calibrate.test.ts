@@ -24,7 +24,13 @@ const GiB = 2 ** 30;
 
 describe('scalelm calibrate (the built CLI, as a child process)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'scalelm-calibrate-'));
-  const rawConfig = { name: 'llama-7b-8xh100', model: { preset: 'llama-2-7b' }, train: { microBatch: 2, globalBatch: 64, flashAttention: true, precision: 'bf16-mixed' }, parallel: { dp: 8, zero: 1 }, cluster: { gpu: 'H100-SXM', gpusPerNode: 8, nodes: 1 } };
+  const rawConfig = {
+    name: 'llama-7b-8xh100',
+    model: { preset: 'llama-2-7b' },
+    train: { microBatch: 2, globalBatch: 64, flashAttention: true, precision: 'bf16-mixed' },
+    parallel: { dp: 8, zero: 1 },
+    cluster: { gpu: 'H100-SXM', gpusPerNode: 8, nodes: 1 },
+  };
   const parsed = parseConfig(rawConfig);
   if (!parsed.ok) throw new Error(JSON.stringify(parsed.errors));
   const config = parsed.config;
@@ -39,12 +45,48 @@ describe('scalelm calibrate (the built CLI, as a child process)', () => {
   for (let step = 1; step <= 40; step++) {
     // Warm-up steps are 3× slower; the rest jitter ±2% around the true step time (deterministically).
     const ms = stepMs * (step <= 3 ? 3 : 1 + 0.02 * Math.sin(step * 1.7));
-    lines.push({ type: 'step', step, loss: 3, lr: 1e-4, gradNorm: 1, tokensPerSec: 1, stepMs: ms, memory: { params: 0, grads: 0, optimizer: 0, activations: 0, peak: Math.round(figures.allocated * 0.99) }, t: step });
+    lines.push({
+      type: 'step',
+      step,
+      loss: 3,
+      lr: 1e-4,
+      gradNorm: 1,
+      tokensPerSec: 1,
+      stepMs: ms,
+      memory: { params: 0, grads: 0, optimizer: 0, activations: 0, peak: Math.round(figures.allocated * 0.99) },
+      t: step,
+    });
     for (let rank = 0; rank < 8; rank++) {
       const scale = rank === 0 ? 1 : 0.98;
-      lines.push({ type: 'memory', rank, t: step, step, categories: { ...Object.fromEntries(Object.entries(figures.allocatedBy).map(([k, v]) => [k, Math.round(v)])), reserved: Math.round(figures.reserved * scale) }, stepPeak: Math.round(figures.allocated * scale), capacity: config.cluster.spec.memory });
+      lines.push({
+        type: 'memory',
+        rank,
+        t: step,
+        step,
+        categories: { ...Object.fromEntries(Object.entries(figures.allocatedBy).map(([k, v]) => [k, Math.round(v)])), reserved: Math.round(figures.reserved * scale) },
+        stepPeak: Math.round(figures.allocated * scale),
+        capacity: config.cluster.spec.memory,
+      });
     }
-    lines.push({ type: 'gpu', t: step, devices: Array.from({ length: 8 }, (_, i) => ({ index: i, uuid: `GPU-${i}`, name: 'NVIDIA H100 80GB HBM3', memoryUsed: Math.round(figures.device * (i === 0 ? 1 : 0.98) + 5e6), memoryTotal: config.cluster.spec.memory, memoryReserved: null, utilPercent: 90, temperatureC: 60, powerW: 600, powerLimitW: 700, smClockMHz: 1980, processes: [{ pid: 100 + i, memory: Math.round(figures.device * (i === 0 ? 1 : 0.98)), rank: i }], ranks: [i] })) });
+    lines.push({
+      type: 'gpu',
+      t: step,
+      devices: Array.from({ length: 8 }, (_, i) => ({
+        index: i,
+        uuid: `GPU-${i}`,
+        name: 'NVIDIA H100 80GB HBM3',
+        memoryUsed: Math.round(figures.device * (i === 0 ? 1 : 0.98) + 5e6),
+        memoryTotal: config.cluster.spec.memory,
+        memoryReserved: null,
+        utilPercent: 90,
+        temperatureC: 60,
+        powerW: 600,
+        powerLimitW: 700,
+        smClockMHz: 1980,
+        processes: [{ pid: 100 + i, memory: Math.round(figures.device * (i === 0 ? 1 : 0.98)), rank: i }],
+        ranks: [i],
+      })),
+    });
   }
   writeFileSync(join(runDir, 'metrics.jsonl'), lines.map((l) => JSON.stringify(l)).join('\n') + '\n');
 
@@ -100,11 +142,24 @@ describe('scalelm calibrate (the built CLI, as a child process)', () => {
   });
 
   it('the Runs view offers calibration on a finished GPU run only; calibrateRun writes what calibrate computes', async () => {
-    const messages = readFileSync(join(runDir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Message);
+    const messages = readFileSync(join(runDir, 'metrics.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Message);
     assert.equal(offersCalibration('finished', messages), true);
     assert.equal(offersCalibration('stopped', messages), false, 'a stopped run is resumed, not calibrated from');
-    assert.equal(offersCalibration('finished', messages.filter((m) => m.type !== 'gpu')), false, 'no nvidia-smi samples: a CPU run');
-    const cpu = readFileSync(join(root, 'test', 'fixtures', 'streams', 'tiny-cpu', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Message);
+    assert.equal(
+      offersCalibration(
+        'finished',
+        messages.filter((m) => m.type !== 'gpu'),
+      ),
+      false,
+      'no nvidia-smi samples: a CPU run',
+    );
+    const cpu = readFileSync(join(root, 'test', 'fixtures', 'streams', 'tiny-cpu', 'metrics.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Message);
     assert.equal(offersCalibration('finished', cpu), false);
     // What the extension's "Calibrate Planner from this Run" calls: the same profile as calibrate() on the measurement.
     const out = join(dir, 'from-extension.json');

@@ -113,7 +113,7 @@ describe('scalelm estimate / plan / export (the built CLI, as a child process)',
   });
 
   describe('plan', () => {
-    it('says where the file\'s own layout ranks and how far it is from #1, and shows the sequence length and global batch it assumed', () => {
+    it("says where the file's own layout ranks and how far it is from #1, and shows the sequence length and global batch it assumed", () => {
       const r = scalelm('plan', LLAMA70, '--top', '3');
       assert.equal(r.code, 0, r.err);
       assert.match(r.out, /^sequence length 4096 \(the config\) · global batch 512 sequences = 2,097,152 tokens per step \(the config\)$/m);
@@ -122,7 +122,10 @@ describe('scalelm estimate / plan / export (the built CLI, as a child process)',
       assert.equal(o.current.layout.tp, 8);
       assert.ok(o.current.rank >= 1 && o.current.vsBest > 0 && o.current.vsBest <= 1);
       const hf = scalelm('plan', HF8B, '--gpus', '16', '--top', '1');
-      assert.match(hf.out, /sequence length 8192 \(the model config's max_position_embeddings; set --seq-len\) · global batch \d+ sequences = [\d,]+ tokens per step \(default ≈1M tokens; set --global-batch\)/);
+      assert.match(
+        hf.out,
+        /sequence length 8192 \(the model config's max_position_embeddings; set --seq-len\) · global batch \d+ sequences = [\d,]+ tokens per step \(default ≈1M tokens; set --global-batch\)/,
+      );
       assert.doesNotMatch(hf.out, /your layout/, 'a config.json has no layout of its own');
     });
 
@@ -138,7 +141,12 @@ describe('scalelm estimate / plan / export (the built CLI, as a child process)',
         assert.ok(Number.isInteger(l.perDevice.total));
         assert.equal(typeof l.explanation, 'string');
         // Throughput falls down the list, except within a tie (the model's error), where headroom decides.
-        if (i > 0) assert.ok(l.time.tokensPerSec <= o.layouts[i - 1].time.tokensPerSec || (l.tiesFirst && o.layouts[i - 1].perDevice.total <= l.perDevice.total) || l.time.tokensPerSec <= o.layouts[i - 1].time.tokensPerSec / (1 - o.tieTolerance));
+        if (i > 0)
+          assert.ok(
+            l.time.tokensPerSec <= o.layouts[i - 1].time.tokensPerSec ||
+              (l.tiesFirst && o.layouts[i - 1].perDevice.total <= l.perDevice.total) ||
+              l.time.tokensPerSec <= o.layouts[i - 1].time.tokensPerSec / (1 - o.tieTolerance),
+          );
       }
     });
 
@@ -178,8 +186,16 @@ describe('scalelm estimate / plan / export (the built CLI, as a child process)',
     });
 
     it('--write puts the export next to the config under the names the editor uses; torchrun points at that DeepSpeed file', () => {
-      const cfg = write('job.scalelm.json', { model: { preset: 'llama-2-7b' }, train: { globalBatch: 64, steps: 1000, warmupSteps: 10 }, parallel: { dp: 16, zero: 3 }, cluster: { gpu: 'A100-80GB', gpusPerNode: 8, nodes: 2 } });
-      for (const [to, name] of [['deepspeed', 'job.ds_config.json'], ['torchrun', 'job.torchrun.sh']] as const) {
+      const cfg = write('job.scalelm.json', {
+        model: { preset: 'llama-2-7b' },
+        train: { globalBatch: 64, steps: 1000, warmupSteps: 10 },
+        parallel: { dp: 16, zero: 3 },
+        cluster: { gpu: 'A100-80GB', gpusPerNode: 8, nodes: 2 },
+      });
+      for (const [to, name] of [
+        ['deepspeed', 'job.ds_config.json'],
+        ['torchrun', 'job.torchrun.sh'],
+      ] as const) {
         const r = scalelm('export', cfg, '--to', to, '--write');
         assert.equal(r.code, 0, r.err);
         assert.equal(r.out.trim(), join(dir, name));
@@ -210,10 +226,16 @@ describe('scalelm estimate / plan / export (the built CLI, as a child process)',
 
     describe('--to slurm', () => {
       // 4 nodes × 8 GPUs, dp16·tp2: the script must ask Slurm for exactly that and start 8 ranks per node.
-      const job = { name: 'big job', model: { preset: 'llama-2-7b' }, train: { globalBatch: 64, steps: 100 }, parallel: { dp: 16, tp: 2, zero: 1 }, cluster: { gpu: 'H100-SXM', gpusPerNode: 8, nodes: 4 } };
+      const job = {
+        name: 'big job',
+        model: { preset: 'llama-2-7b' },
+        train: { globalBatch: 64, steps: 100 },
+        parallel: { dp: 16, tp: 2, zero: 1 },
+        cluster: { gpu: 'H100-SXM', gpusPerNode: 8, nodes: 4 },
+      };
       const bashWith = (script: string, env: Record<string, string>) => spawnSync('bash', [script], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '', ...env } });
 
-      it('an sbatch script that agrees with the config, parses, and checks Slurm\'s variables before anything runs', () => {
+      it("an sbatch script that agrees with the config, parses, and checks Slurm's variables before anything runs", () => {
         const cfg = write('job.scalelm.json', job);
         const r = scalelm('export', cfg, '--to', 'slurm', '--write');
         assert.equal(r.code, 0, r.err);
@@ -221,12 +243,19 @@ describe('scalelm estimate / plan / export (the built CLI, as a child process)',
         assert.equal(file, join(dir, 'job.slurm.sh'));
         const text = readFileSync(file, 'utf8');
         assert.equal(spawnSync('bash', ['-n', file]).status, 0, 'bash parses it');
-        for (const line of ['#SBATCH --job-name=big-job', '#SBATCH --nodes=4', '#SBATCH --ntasks-per-node=1', '#SBATCH --gpus-per-node=8', '#SBATCH --cpus-per-task=64']) assert.ok(text.split('\n').includes(line), line);
-        assert.match(text, /exec "\$SCALELM" launch --name big-job --run-dir "\$SCALELM_JOB_DIR\/run" \\\n {4}--nnodes "\$SLURM_NNODES" --node-rank "\$SLURM_NODEID" --master "\$MASTER_ADDR:\$SCALELM_PORT" -- \\\n {4}torchrun --nnodes "\$SLURM_NNODES" --node-rank "\$SLURM_NODEID" --nproc-per-node 8 \\/);
+        for (const line of ['#SBATCH --job-name=big-job', '#SBATCH --nodes=4', '#SBATCH --ntasks-per-node=1', '#SBATCH --gpus-per-node=8', '#SBATCH --cpus-per-task=64'])
+          assert.ok(text.split('\n').includes(line), line);
+        assert.match(
+          text,
+          /exec "\$SCALELM" launch --name big-job --run-dir "\$SCALELM_JOB_DIR\/run" \\\n {4}--nnodes "\$SLURM_NNODES" --node-rank "\$SLURM_NODEID" --master "\$MASTER_ADDR:\$SCALELM_PORT" -- \\\n {4}torchrun --nnodes "\$SLURM_NNODES" --node-rank "\$SLURM_NODEID" --nproc-per-node 8 \\/,
+        );
         assert.match(text, /-m scalelm\.train --args "\$SCALELM_ARGS"\n\}/);
         assert.match(text, /^MASTER_NODE=\$\(scontrol show hostnames "\$SLURM_JOB_NODELIST" \| head -n 1\)$/m);
         // The trainer's args hold the config as resolved (its layout), written by the job.
-        const args = JSON.parse(`{"device": "cuda",\n${/<<'SCALELM_ARGS_JSON'\n([\s\S]*?)\nSCALELM_ARGS_JSON/.exec(text)![1]}`) as { config: { parallel: { dp: number; tp: number }; cluster: { nodes: number } }; baseDir: string };
+        const args = JSON.parse(`{"device": "cuda",\n${/<<'SCALELM_ARGS_JSON'\n([\s\S]*?)\nSCALELM_ARGS_JSON/.exec(text)![1]}`) as {
+          config: { parallel: { dp: number; tp: number }; cluster: { nodes: number } };
+          baseDir: string;
+        };
         assert.deepEqual([args.config.parallel.dp, args.config.parallel.tp, args.config.cluster.nodes, args.baseDir], [16, 2, 4, dir]);
         // The token is made in the job and only ever exported: never a command's argument.
         const tokenLines = text.split('\n').filter((l) => l.includes('SCALELM_RUN_TOKEN') && !l.startsWith('#'));
@@ -294,7 +323,7 @@ describe('scalelm estimate / plan / export (the built CLI, as a child process)',
       });
     });
 
-    it('refuses a target that lacks the layout\'s features, and an unknown target', () => {
+    it("refuses a target that lacks the layout's features, and an unknown target", () => {
       const r = scalelm('export', LLAMA70, '--to', 'megatron', '--pp', '1', '--vpp', '1', '--dp', '16', '--zero', '3');
       assert.equal(r.code, 1);
       assert.match(r.err, /Megatron-LM has no ZeRO-3/);

@@ -24,27 +24,57 @@ describe('cli: scalelm train with devices.engine=torch (torchrun + gloo)', funct
     }
   });
 
-  it('dp=2 ZeRO-3 trains to the end; the run records the engine, steps, both ranks\' memory and a checkpoint', () => {
+  it("dp=2 ZeRO-3 trains to the end; the run records the engine, steps, both ranks' memory and a checkpoint", () => {
     const dir = tempDir('scalelm-cli-torch-');
     try {
       const runDir = join(dir.path, 'run');
-      const r = spawnSync(process.execPath, [CLI, 'train', join(EXAMPLES, 'tiny-parallel.scalelm.json'), '--set', 'devices.engine=torch', '--set', 'parallel.dp=2', '--set', 'parallel.zero=3', '--steps', String(STEPS), '--python', torchPython(), '--run-dir', runDir], {
-        encoding: 'utf8',
-        timeout: 240_000,
-        env: { ...process.env, SCALELM_MONITOR_TOKEN: 'a'.repeat(64), SCALELM_PYTHON_PACKAGE: PACKAGE },
-      });
+      const r = spawnSync(
+        process.execPath,
+        [
+          CLI,
+          'train',
+          join(EXAMPLES, 'tiny-parallel.scalelm.json'),
+          '--set',
+          'devices.engine=torch',
+          '--set',
+          'parallel.dp=2',
+          '--set',
+          'parallel.zero=3',
+          '--steps',
+          String(STEPS),
+          '--python',
+          torchPython(),
+          '--run-dir',
+          runDir,
+        ],
+        {
+          encoding: 'utf8',
+          timeout: 240_000,
+          env: { ...process.env, SCALELM_MONITOR_TOKEN: 'a'.repeat(64), SCALELM_PYTHON_PACKAGE: PACKAGE },
+        },
+      );
       assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
       assert.match(r.stdout, /^engine: torch \(devices\.engine is "torch": torch \S+ in \S+ sees/m);
       assert.match(r.stdout, new RegExp(`^✓ run finished: ${STEPS} steps, last loss \\d+\\.\\d+ — checkpoint .*step-00000${STEPS}$`, 'm'));
-      const messages = readFileSync(join(runDir, 'metrics.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+      const messages = readFileSync(join(runDir, 'metrics.jsonl'), 'utf8')
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
       const hello = messages[0]!;
       assert.equal(hello.type, 'hello');
       assert.equal(hello.world, 2);
       assert.equal((hello.engine as { name: string }).name, 'torch');
       const steps = messages.filter((m) => m.type === 'step').map((m) => m.step);
-      assert.deepEqual(steps, Array.from({ length: STEPS }, (_, i) => i + 1));
+      assert.deepEqual(
+        steps,
+        Array.from({ length: STEPS }, (_, i) => i + 1),
+      );
       for (const m of messages.filter((x) => x.type === 'step')) assert.ok(Number.isFinite(m.loss) && (m.loss as number) > 0);
-      for (const rank of [0, 1]) assert.ok(messages.some((m) => m.type === 'memory' && m.rank === rank), `memory of rank ${rank}`);
+      for (const rank of [0, 1])
+        assert.ok(
+          messages.some((m) => m.type === 'memory' && m.rank === rank),
+          `memory of rank ${rank}`,
+        );
       assert.ok(messages.some((m) => m.type === 'checkpoint'));
       assert.equal(messages.filter((m) => m.type === 'status').at(-1)!.state, 'finished');
       assert.ok(existsSync(join(runDir, 'checkpoints', `step-00000${STEPS}`, 'state.json')));
@@ -57,14 +87,31 @@ describe('cli: scalelm train with devices.engine=torch (torchrun + gloo)', funct
     const dir = tempDir('scalelm-cli-torch-llama-');
     try {
       const cfg = join(dir.path, 'llama.scalelm.json');
-      writeFileSync(cfg, JSON.stringify({
-        name: 'tiny-llama',
-        model: { name: 'tiny-llama', layers: 2, hidden: 64, heads: 4, kvHeads: 2, vocab: 256, seqLen: 32, ffnHidden: 128, activation: 'swiglu', norm: 'rmsnorm', positionEmbedding: 'rope', tiedEmbeddings: false, bias: false },
-        train: { microBatch: 2, globalBatch: 4, steps: 2, checkpointEvery: 2 },
-        parallel: { dp: 2 },
-        devices: { engine: 'torch', memory: '1GiB' },
-        data: { source: 'synthetic' },
-      }));
+      writeFileSync(
+        cfg,
+        JSON.stringify({
+          name: 'tiny-llama',
+          model: {
+            name: 'tiny-llama',
+            layers: 2,
+            hidden: 64,
+            heads: 4,
+            kvHeads: 2,
+            vocab: 256,
+            seqLen: 32,
+            ffnHidden: 128,
+            activation: 'swiglu',
+            norm: 'rmsnorm',
+            positionEmbedding: 'rope',
+            tiedEmbeddings: false,
+            bias: false,
+          },
+          train: { microBatch: 2, globalBatch: 4, steps: 2, checkpointEvery: 2 },
+          parallel: { dp: 2 },
+          devices: { engine: 'torch', memory: '1GiB' },
+          data: { source: 'synthetic' },
+        }),
+      );
       const runDir = join(dir.path, 'run');
       const python = torchPython();
       const env = { ...process.env, SCALELM_MONITOR_TOKEN: 'a'.repeat(64), SCALELM_PYTHON_PACKAGE: PACKAGE };
@@ -80,10 +127,40 @@ describe('cli: scalelm train with devices.engine=torch (torchrun + gloo)', funct
       const resumed = spawnSync(process.execPath, [CLI, 'train', '--resume', runDir, '--steps', '3', '--python', python], { encoding: 'utf8', timeout: 240_000, env });
       assert.equal(resumed.status, 0, `${resumed.stdout}\n${resumed.stderr}`);
       assert.match(resumed.stdout, /resuming after step 2/);
-      const steps = readFileSync(join(runDir, 'metrics.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { type: string; step?: number }).filter((m) => m.type === 'step').map((m) => m.step);
+      const steps = readFileSync(join(runDir, 'metrics.jsonl'), 'utf8')
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as { type: string; step?: number })
+        .filter((m) => m.type === 'step')
+        .map((m) => m.step);
       assert.deepEqual(steps, [1, 2, 3]);
       // A GPT-2 config cannot take this checkpoint: the model record differs in the family.
-      const other = spawnSync(process.execPath, [CLI, 'train', '--resume', runDir, '--steps', '4', '--set', 'model.activation=gelu', '--set', 'model.norm=layernorm', '--set', 'model.positionEmbedding=learned', '--set', 'model.kvHeads=4', '--set', 'model.tiedEmbeddings=true', '--set', 'model.bias=true', '--python', python], { encoding: 'utf8', timeout: 240_000, env });
+      const other = spawnSync(
+        process.execPath,
+        [
+          CLI,
+          'train',
+          '--resume',
+          runDir,
+          '--steps',
+          '4',
+          '--set',
+          'model.activation=gelu',
+          '--set',
+          'model.norm=layernorm',
+          '--set',
+          'model.positionEmbedding=learned',
+          '--set',
+          'model.kvHeads=4',
+          '--set',
+          'model.tiedEmbeddings=true',
+          '--set',
+          'model.bias=true',
+          '--python',
+          python,
+        ],
+        { encoding: 'utf8', timeout: 240_000, env },
+      );
       assert.equal(other.status, 1);
       assert.match(other.stderr, /was trained with a different model \(.*family.*differ\)/);
     } finally {

@@ -13,9 +13,7 @@ import { freePort, launchProcessWorld, launchThreadWorld, type WorldResult } fro
 import { meshCoords, meshGroups, resolveMesh } from '../../runtime/comm/mesh';
 import { CallLog } from '../../runtime/comm/records';
 import { reduceKernel, reduceKernelWasm } from '../../runtime/comm/simd-kernel';
-import {
-  chunkRange, CommAbortedError, CommMismatchError, CommTimeoutError, REDUCE_OPS, reviveError, type SerializedError,
-} from '../../runtime/comm/types';
+import { chunkRange, CommAbortedError, CommMismatchError, CommTimeoutError, REDUCE_OPS, reviveError, type SerializedError } from '../../runtime/comm/types';
 import { CHECKS, reference, type SuiteArgs } from './comm/checks';
 import type { Outcome, Scenario } from './comm/failure-entry';
 
@@ -30,9 +28,32 @@ const SOCKET_OPTIONS = { smallBytes: 4096, pieceBytes: 16 * 1024, roundBytes: 64
 describe('comm: process groups from a device mesh', () => {
   it("puts tp fastest, then dp, then pp (Megatron's order): 16 ranks, tp=2, pp=4, dp=2", () => {
     const groups = meshGroups(resolveMesh(16, { tp: 2, pp: 4 }));
-    assert.deepEqual(groups.tp, [[0, 1], [2, 3], [4, 5], [6, 7], [8, 9], [10, 11], [12, 13], [14, 15]]);
-    assert.deepEqual(groups.dp, [[0, 2], [1, 3], [4, 6], [5, 7], [8, 10], [9, 11], [12, 14], [13, 15]]);
-    assert.deepEqual(groups.pp, [[0, 4, 8, 12], [1, 5, 9, 13], [2, 6, 10, 14], [3, 7, 11, 15]]);
+    assert.deepEqual(groups.tp, [
+      [0, 1],
+      [2, 3],
+      [4, 5],
+      [6, 7],
+      [8, 9],
+      [10, 11],
+      [12, 13],
+      [14, 15],
+    ]);
+    assert.deepEqual(groups.dp, [
+      [0, 2],
+      [1, 3],
+      [4, 6],
+      [5, 7],
+      [8, 10],
+      [9, 11],
+      [12, 14],
+      [13, 15],
+    ]);
+    assert.deepEqual(groups.pp, [
+      [0, 4, 8, 12],
+      [1, 5, 9, 13],
+      [2, 6, 10, 14],
+      [3, 7, 11, 15],
+    ]);
   });
   it('gives each rank coordinates that match the groups it is in', () => {
     const shape = resolveMesh(24, { tp: 2, pp: 3 });
@@ -49,8 +70,23 @@ describe('comm: process groups from a device mesh', () => {
     assert.throws(() => resolveMesh(8, { tp: 2, pp: 2, dp: 4 }), /must equal the world size 8/);
   });
   it('splits uneven lengths like numpy.array_split, including lengths below the group size', () => {
-    assert.deepEqual([0, 1, 2].map((i) => chunkRange(10, 3, i)), [{ start: 0, end: 4 }, { start: 4, end: 7 }, { start: 7, end: 10 }]);
-    assert.deepEqual([0, 1, 2, 3].map((i) => chunkRange(2, 4, i)), [{ start: 0, end: 1 }, { start: 1, end: 2 }, { start: 2, end: 2 }, { start: 2, end: 2 }]);
+    assert.deepEqual(
+      [0, 1, 2].map((i) => chunkRange(10, 3, i)),
+      [
+        { start: 0, end: 4 },
+        { start: 4, end: 7 },
+        { start: 7, end: 10 },
+      ],
+    );
+    assert.deepEqual(
+      [0, 1, 2, 3].map((i) => chunkRange(2, 4, i)),
+      [
+        { start: 0, end: 1 },
+        { start: 1, end: 2 },
+        { start: 2, end: 2 },
+        { start: 2, end: 2 },
+      ],
+    );
   });
 });
 
@@ -81,16 +117,26 @@ describe('comm: the WebAssembly SIMD reduction kernel', () => {
       }
       f32.set(a, 0);
       k.div(0, 0, n, 3);
-      assert.deepEqual(f32.slice(0, n), a.map((x) => Math.fround(x / 3)), `div n=${n}`);
+      assert.deepEqual(
+        f32.slice(0, n),
+        a.map((x) => Math.fround(x / 3)),
+        `div n=${n}`,
+      );
     }
   });
   it('propagates NaN and orders -0 < +0 like Math.max/Math.min', () => {
     f32.set([NaN, 1, -0, 0, 5], 0);
     f32.set([1, NaN, 0, -0, 5], 100);
     k.max(200 * 4, 0, 400, 5);
-    assert.deepEqual([...f32.slice(200, 205)].map((v) => Object.is(v, -0) ? '-0' : String(v)), ['NaN', 'NaN', '0', '0', '5']);
+    assert.deepEqual(
+      [...f32.slice(200, 205)].map((v) => (Object.is(v, -0) ? '-0' : String(v))),
+      ['NaN', 'NaN', '0', '0', '5'],
+    );
     k.min(200 * 4, 0, 400, 5);
-    assert.deepEqual([...f32.slice(200, 205)].map((v) => Object.is(v, -0) ? '-0' : String(v)), ['NaN', 'NaN', '-0', '-0', '5']);
+    assert.deepEqual(
+      [...f32.slice(200, 205)].map((v) => (Object.is(v, -0) ? '-0' : String(v))),
+      ['NaN', 'NaN', '-0', '-0', '5'],
+    );
   });
   it('the naive reference folds in member order (a self-check of the oracle)', () => {
     const inputs = [Float32Array.of(1, 5), Float32Array.of(2, -1), Float32Array.of(3, 2)];
@@ -106,7 +152,8 @@ describe('comm: arena and call log', () => {
   it('allocates 64-byte aligned blocks, reuses freed space and names the limit when exhausted', () => {
     const memory = new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true });
     const arena = new Arena(memory, 100, 4000);
-    const a = arena.allocBytes(1000), b = arena.allocBytes(1000);
+    const a = arena.allocBytes(1000),
+      b = arena.allocBytes(1000);
     assert.equal(a % 64, 0);
     assert.ok(b >= a + 1000);
     arena.freeBytes(a);
@@ -120,7 +167,10 @@ describe('comm: arena and call log', () => {
     log.add('barrier', 'world', 0, 10, 11, 'shm-arrival');
     const { records, dropped } = log.take();
     assert.equal(dropped, 3);
-    assert.deepEqual(records.map((r) => r.bytes), [300, 400, 500, 0]);
+    assert.deepEqual(
+      records.map((r) => r.bytes),
+      [300, 400, 500, 0],
+    );
     assert.deepEqual(records[3], { op: 'barrier', group: 'world', bytes: 0, start: 10, end: 11, algorithm: 'shm-arrival' });
     assert.deepEqual(log.take().records, []);
     assert.deepEqual(log.totals().all_reduce, { calls: 6, bytes: 1500, ms: 3 });
@@ -133,10 +183,17 @@ function suite(transport: 'threads' | 'processes' | 'tcp', size: number): void {
     let world: WorldResult<Record<string, string[]>>;
     before(async function () {
       const args: SuiteArgs = { large: LARGE };
-      world = transport === 'threads'
-        ? await launchThreadWorld(size, SUITE, { args, ...THREAD_OPTIONS })
-        : await launchProcessWorld(size, SUITE, { args, timeoutMs: 20_000, socketOptions: SOCKET_OPTIONS, socket: transport === 'tcp' ? 'tcp' : 'unix' });
-      assert.ok(world.ok, `the world failed: ${world.errors.map((e, r) => e && `rank ${r}: ${e.message}`).filter(Boolean).join('\n')}`);
+      world =
+        transport === 'threads'
+          ? await launchThreadWorld(size, SUITE, { args, ...THREAD_OPTIONS })
+          : await launchProcessWorld(size, SUITE, { args, timeoutMs: 20_000, socketOptions: SOCKET_OPTIONS, socket: transport === 'tcp' ? 'tcp' : 'unix' });
+      assert.ok(
+        world.ok,
+        `the world failed: ${world.errors
+          .map((e, r) => e && `rank ${r}: ${e.message}`)
+          .filter(Boolean)
+          .join('\n')}`,
+      );
     });
     for (const check of CHECKS) {
       it(check.name, () => {
@@ -153,10 +210,8 @@ suite('tcp', 3);
 
 type Launch = (size: number, scenario: Scenario, victim: number, timeoutMs: number) => Promise<WorldResult<Outcome>>;
 const LAUNCHERS: Record<'threads' | 'processes', Launch> = {
-  threads: (size, scenario, victim, timeoutMs) =>
-    launchThreadWorld<Outcome>(size, FAILURE, { args: { scenario, victim, holdMs: 30_000 }, timeoutMs, graceMs: 500 }),
-  processes: (size, scenario, victim, timeoutMs) =>
-    launchProcessWorld<Outcome>(size, FAILURE, { args: { scenario, victim, holdMs: 30_000 }, timeoutMs, graceMs: 500 }),
+  threads: (size, scenario, victim, timeoutMs) => launchThreadWorld<Outcome>(size, FAILURE, { args: { scenario, victim, holdMs: 30_000 }, timeoutMs, graceMs: 500 }),
+  processes: (size, scenario, victim, timeoutMs) => launchProcessWorld<Outcome>(size, FAILURE, { args: { scenario, victim, holdMs: 30_000 }, timeoutMs, graceMs: 500 }),
 };
 
 /** The error a rank saw, whether its entry caught it (Outcome) or the rank failed with it. */
@@ -176,7 +231,10 @@ for (const transport of ['threads', 'processes'] as const) {
         assert.match(e.message, /all_reduce\(count=1000, op=SUM\)/);
         assert.match(e.message, /rank 1 has not reached this call \(it has made no call on this group\)/);
       }
-      assert.ok([0, 2].some((r) => errorOf(world, r)!.name === 'CommTimeoutError'), 'someone timed out first');
+      assert.ok(
+        [0, 2].some((r) => errorOf(world, r)!.name === 'CommTimeoutError'),
+        'someone timed out first',
+      );
       assert.equal(world.results[0]?.intact, true, 'the buffer of the failed all-reduce was not half-written');
     });
 
@@ -254,16 +312,30 @@ describe('comm failures: rendezvous (torchrun-style environment)', () => {
   async function partialWorld(size: number, ranks: number[], timeoutMs: number): Promise<Array<Error | undefined>> {
     const port = await freePort();
     const secret = randomBytes(32).toString('hex');
-    return Promise.all(ranks.map((rank) => new Promise<Error | undefined>((resolve) => {
-      const child = fork(join(__dirname, '../../runtime/comm/process-rank.js'), [SUITE], {
-        env: { ...process.env, MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port), WORLD_SIZE: String(size), RANK: String(rank), SCALELM_COMM_RENDEZVOUS_TIMEOUT_MS: String(timeoutMs), SCALELM_COMM_SECRET: secret },
-        serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-      });
-      let outcome: Error | undefined;
-      child.on('message', (m: { ok: boolean; error?: SerializedError }) => (outcome = m.ok ? undefined : reviveError(m.error!)));
-      child.on('exit', () => resolve(outcome));
-      child.send({ args: { large: 10 } });
-    })));
+    return Promise.all(
+      ranks.map(
+        (rank) =>
+          new Promise<Error | undefined>((resolve) => {
+            const child = fork(join(__dirname, '../../runtime/comm/process-rank.js'), [SUITE], {
+              env: {
+                ...process.env,
+                MASTER_ADDR: '127.0.0.1',
+                MASTER_PORT: String(port),
+                WORLD_SIZE: String(size),
+                RANK: String(rank),
+                SCALELM_COMM_RENDEZVOUS_TIMEOUT_MS: String(timeoutMs),
+                SCALELM_COMM_SECRET: secret,
+              },
+              serialization: 'advanced',
+              stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+            });
+            let outcome: Error | undefined;
+            child.on('message', (m: { ok: boolean; error?: SerializedError }) => (outcome = m.ok ? undefined : reviveError(m.error!)));
+            child.on('exit', () => resolve(outcome));
+            child.send({ args: { large: 10 } });
+          }),
+      ),
+    );
   }
 
   it('a missing rank makes the others fail within the timeout, naming it', async () => {
@@ -297,8 +369,20 @@ describe('comm: tfjs tensors (thin wrappers), 2 worker threads', () => {
     }
     assert.deepEqual(r0.reduce.data, [2, 11, 101, 1001]);
     assert.deepEqual(r1.reduce.data, [2, 11, 101, 1001], "a non-root's tensor comes back unchanged");
-    assert.deepEqual([r0.scatterRows, r1.scatterRows], [{ shape: [1, 2], data: [3, 12] }, { shape: [1, 2], data: [102, 1002] }]);
-    assert.deepEqual([r0.scatterCols, r1.scatterCols], [{ shape: [2, 1], data: [3, 102] }, { shape: [2, 1], data: [12, 1002] }]);
+    assert.deepEqual(
+      [r0.scatterRows, r1.scatterRows],
+      [
+        { shape: [1, 2], data: [3, 12] },
+        { shape: [1, 2], data: [102, 1002] },
+      ],
+    );
+    assert.deepEqual(
+      [r0.scatterCols, r1.scatterCols],
+      [
+        { shape: [2, 1], data: [3, 102] },
+        { shape: [2, 1], data: [12, 1002] },
+      ],
+    );
     assert.deepEqual(r0.inputUnchanged.data, [1, 1, 1, 1]);
   });
 });

@@ -18,7 +18,6 @@ import { findTorchPython } from './train/python';
 const CLI = join(REPO, 'out', 'runtime', 'cli.js');
 const FIXTURE = join(REPO, 'test', 'fixtures', 'torch-rank');
 
-
 const config = (over: { dp?: number; steps?: number; checkpointEvery?: number } = {}) =>
   loadConfig({
     name: 'torch-conformance',
@@ -40,7 +39,11 @@ describe('torch engine: engine choice and refusals', function () {
       writeFileSync(noTorch, '#!/bin/sh\nexec /usr/bin/python3 -I -S "$@"\n');
       chmodSync(noTorch, 0o755);
       const runDir = join(dir.path, 'run');
-      const r = spawnSync(process.execPath, [CLI, 'train', join(EXAMPLES, 'tiny-parallel.scalelm.json'), '--set', 'devices.engine=torch', '--set', 'parallel.dp=2', '--python', noTorch, '--run-dir', runDir], { encoding: 'utf8', timeout: 60_000 });
+      const r = spawnSync(
+        process.execPath,
+        [CLI, 'train', join(EXAMPLES, 'tiny-parallel.scalelm.json'), '--set', 'devices.engine=torch', '--set', 'parallel.dp=2', '--python', noTorch, '--run-dir', runDir],
+        { encoding: 'utf8', timeout: 60_000 },
+      );
       assert.equal(r.status, 1, r.stdout + r.stderr);
       assert.match(r.stderr, /the torch engine needs torch ≥ 2\.6, but \/usr\/bin\/python3 \(.*python-without-torch, from --python, Python 3\.\d+\.\d+\) has no torch/);
       assert.match(r.stderr, /pip install "torch>=2\.6"/);
@@ -49,7 +52,10 @@ describe('torch engine: engine choice and refusals', function () {
 
       const old = probeTorch('/usr/bin/python3');
       if (old.torch && /^1\./.test(old.torch)) {
-        const r2 = spawnSync(process.execPath, [CLI, 'train', join(EXAMPLES, 'tiny-parallel.scalelm.json'), '--set', 'devices.engine=torch', '--python', '/usr/bin/python3', '--run-dir', runDir], { encoding: 'utf8', timeout: 60_000 });
+        const r2 = spawnSync(process.execPath, [CLI, 'train', join(EXAMPLES, 'tiny-parallel.scalelm.json'), '--set', 'devices.engine=torch', '--python', '/usr/bin/python3', '--run-dir', runDir], {
+          encoding: 'utf8',
+          timeout: 60_000,
+        });
         assert.equal(r2.status, 1);
         assert.match(r2.stderr, new RegExp(`has torch ${old.torch.replace(/[.+]/g, '\\$&')}; upgrade it there with pip install "torch>=2\\.6"`));
         assert.equal(existsSync(runDir), false);
@@ -117,20 +123,39 @@ describe('torch engine: torchrun with conformance ranks (gloo)', function () {
     }
   };
 
-  it('dp=2: every step and both ranks\' memory arrive, checkpoints are committed, the run ends done', async () => {
+  it("dp=2: every step and both ranks' memory arrive, checkpoints are committed, the run ends done", async () => {
     const { result, messages, pids, runDir, torchrunPid } = await run();
     assert.ok(result.ok, result.ok ? '' : result.e.message);
     assert.equal(result.r.step, 6);
     assert.equal(result.r.reason, 'completed');
     const hello = messages.find((m) => m.type === 'hello');
     assert.ok(hello && hello.type === 'hello' && hello.world === 2 && hello.engine?.name === 'torch', JSON.stringify(hello));
-    assert.deepEqual(messages.filter((m) => m.type === 'step').map((m) => (m.type === 'step' ? m.step : -1)), [1, 2, 3, 4, 5, 6]);
+    assert.deepEqual(
+      messages.filter((m) => m.type === 'step').map((m) => (m.type === 'step' ? m.step : -1)),
+      [1, 2, 3, 4, 5, 6],
+    );
     for (const rank of [0, 1]) assert.equal(messages.filter((m) => m.type === 'memory' && m.rank === rank).length, 6);
-    assert.deepEqual(readdirSync(runDir.checkpoints).filter((f) => f.startsWith('step-')).sort(), ['step-000003', 'step-000006']);
-    assert.deepEqual(readdirSync(join(runDir.checkpoints, 'step-000006')).filter((f) => f.startsWith('part-')).sort(), ['part-0.json', 'part-1.json']);
+    assert.deepEqual(
+      readdirSync(runDir.checkpoints)
+        .filter((f) => f.startsWith('step-'))
+        .sort(),
+      ['step-000003', 'step-000006'],
+    );
+    assert.deepEqual(
+      readdirSync(join(runDir.checkpoints, 'step-000006'))
+        .filter((f) => f.startsWith('part-'))
+        .sort(),
+      ['part-0.json', 'part-1.json'],
+    );
     assert.equal(JSON.parse(readFileSync(join(runDir.checkpoints, 'step-000006', 'state.json'), 'utf8')).engine, 'torch');
     assert.equal(messages.at(-1)?.type === 'status' && messages.at(-1), messages.at(-1));
-    assert.deepEqual(messages.filter((m) => m.type === 'status').map((m) => (m.type === 'status' ? m.state : '')).at(-1), 'finished');
+    assert.deepEqual(
+      messages
+        .filter((m) => m.type === 'status')
+        .map((m) => (m.type === 'status' ? m.state : ''))
+        .at(-1),
+      'finished',
+    );
     assert.equal(pids.length, 2);
     for (const pid of [...pids, torchrunPid]) assert.equal(running(pid), false, `pid ${pid} left running`);
   });
@@ -165,7 +190,12 @@ describe('torch engine: torchrun with conformance ranks (gloo)', function () {
     assert.equal(result.r.reason, 'stopped');
     assert.ok(result.r.step >= 5 && result.r.step < 100, String(result.r.step));
     assert.ok(result.r.checkpoint?.endsWith(`step-${String(result.r.step).padStart(6, '0')}`), result.r.checkpoint);
-    assert.deepEqual(readdirSync(result.r.checkpoint!).filter((f) => f.startsWith('part-')).sort(), ['part-0.json', 'part-1.json']);
+    assert.deepEqual(
+      readdirSync(result.r.checkpoint!)
+        .filter((f) => f.startsWith('part-'))
+        .sort(),
+      ['part-0.json', 'part-1.json'],
+    );
     void runDir;
   });
 });

@@ -33,7 +33,10 @@ describe('the examples train smoothly', function () {
   this.timeout(600_000);
   const uniform = Math.log(256); // a byte-level model that guesses uniformly
 
-  for (const [file, through] of [['tiny.scalelm.json', 30], ['tiny-parallel.scalelm.json', 20]] as const) {
+  for (const [file, through] of [
+    ['tiny.scalelm.json', 30],
+    ['tiny-parallel.scalelm.json', 20],
+  ] as const) {
     it(`${file}: no loss above ln(256) after the first step and no loss spike through step ${through}`, async () => {
       const steps = await firstSteps(file, through);
       assert.ok(steps.length >= through, `${steps.length} steps`);

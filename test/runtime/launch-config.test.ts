@@ -12,7 +12,7 @@ import { torchPythonForSuite } from './train/python';
 const CLI = join(REPO, 'out', 'runtime', 'cli.js');
 const SCRIPT = join(REPO, 'test', 'fixtures', 'e2e-workspace', 'monitored.py');
 
-describe('cli: a config\'s launch section (scalelm launch --config)', function () {
+describe("cli: a config's launch section (scalelm launch --config)", function () {
   this.timeout(120_000);
   const torchPython = torchPythonForSuite();
   let dir: ReturnType<typeof tempDir>;
@@ -36,16 +36,22 @@ describe('cli: a config\'s launch section (scalelm launch --config)', function (
   };
   const python = torchPython;
 
-  it('runs the command in its cwd with its env; steps arrive and the run finishes under the config\'s name', () => {
+  it("runs the command in its cwd with its env; steps arrive and the run finishes under the config's name", () => {
     const file = writeConfig({ command: [python(), 'monitored.py'], cwd: 'scripts', env: { STEPS: '4', MONITORED_GREETING: 'hello from the config' } });
     const runDir = join(dir.path, 'run');
     const r = spawnSync(process.execPath, [CLI, 'launch', '--config', file, '--run-dir', runDir], { cwd: dir.path, encoding: 'utf8', timeout: 100_000, env: env() });
     assert.equal(r.status, 0, r.stdout + r.stderr);
     assert.ok(r.stdout.includes(`greeting: hello from the config from ${join(dir.path, 'scripts')}`), r.stdout);
-    const messages = readFileSync(join(runDir, 'metrics.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+    const messages = readFileSync(join(runDir, 'metrics.jsonl'), 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
     assert.equal(messages[0]!.type, 'hello');
     assert.equal(messages[0]!.name, 'own-script');
-    assert.deepEqual(messages.filter((m) => m.type === 'step').map((m) => m.step), [1, 2, 3, 4]);
+    assert.deepEqual(
+      messages.filter((m) => m.type === 'step').map((m) => m.step),
+      [1, 2, 3, 4],
+    );
     assert.equal(messages.at(-1)!.state, 'finished');
   });
 
@@ -78,7 +84,7 @@ describe('cli: a config\'s launch section (scalelm launch --config)', function (
     assert.equal(existsSync(join(dir.path, 'runs')), false, 'nothing was started');
   });
 
-  it('SIGTERM to the CLI kills the command\'s processes before it exits', async () => {
+  it("SIGTERM to the CLI kills the command's processes before it exits", async () => {
     const file = writeConfig({ command: [python(), 'monitored.py'], cwd: 'scripts', env: { STEPS: '100000', STEP_SLEEP: '0.05' } });
     const child = spawn(process.execPath, [CLI, 'launch', '--config', file, '--run-dir', join(dir.path, 'run')], { cwd: dir.path, env: env(), stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';

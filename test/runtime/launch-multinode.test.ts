@@ -129,8 +129,45 @@ describe('cli: scalelm launch --nnodes 2 on two network namespaces (torchrun, gl
   /** `scalelm launch --nnodes 2 --node-rank K … -- torchrun --nnodes 2 --node-rank K …` inside namespace K. */
   const startNode = (k: number, o: { env?: Record<string, string>; command?: string[]; launchArgs?: string[] } = {}): Node => {
     const python = torchPython();
-    const torchrun = [python, '-m', 'torch.distributed.run', '--nnodes', '2', '--node-rank', String(k), '--nproc-per-node', '2', '--master-addr', addr[0]!, '--master-port', '29500', '--max-restarts', '0', 'train.py'];
-    const args = ['netns', 'exec', ns[k]!, process.execPath, CLI, 'launch', '--nnodes', '2', '--node-rank', String(k), '--master', `${addr[0]}:${CHANNEL_PORT}`, '--run-dir', join(dir.path, 'run'), '--stop-timeout-ms', '5000', ...(o.launchArgs ?? []), '--', ...(o.command ?? torchrun)];
+    const torchrun = [
+      python,
+      '-m',
+      'torch.distributed.run',
+      '--nnodes',
+      '2',
+      '--node-rank',
+      String(k),
+      '--nproc-per-node',
+      '2',
+      '--master-addr',
+      addr[0]!,
+      '--master-port',
+      '29500',
+      '--max-restarts',
+      '0',
+      'train.py',
+    ];
+    const args = [
+      'netns',
+      'exec',
+      ns[k]!,
+      process.execPath,
+      CLI,
+      'launch',
+      '--nnodes',
+      '2',
+      '--node-rank',
+      String(k),
+      '--master',
+      `${addr[0]}:${CHANNEL_PORT}`,
+      '--run-dir',
+      join(dir.path, 'run'),
+      '--stop-timeout-ms',
+      '5000',
+      ...(o.launchArgs ?? []),
+      '--',
+      ...(o.command ?? torchrun),
+    ];
     const child = spawn('ip', args, {
       cwd: dir.path,
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -168,7 +205,7 @@ describe('cli: scalelm launch --nnodes 2 on two network namespaces (torchrun, gl
 
   const rankPids = (node0: Node): number[] => [...node0.err().matchAll(/joined \(pid (\d+)/g)].map((m) => Number(m[1]));
 
-  it('one run of 4 ranks in 2 node groups, each node\'s GPUs with its node; a second node with a wrong token is refused', async () => {
+  it("one run of 4 ranks in 2 node groups, each node's GPUs with its node; a second node with a wrong token is refused", async () => {
     const node0 = startNode(0);
     await until('node 0 listening', () => /rank channel listening on tcp:/.test(node0.err()), node0);
     assert.match(node0.err(), new RegExp(`rank channel listening on tcp:${addr[0]!.replace(/\./g, '\\.')}:${CHANNEL_PORT} \\(beyond loopback.*every peer must present the run token`));
@@ -192,10 +229,17 @@ describe('cli: scalelm launch --nnodes 2 on two network namespaces (torchrun, gl
     const hello = messages[0]!;
     assert.equal(hello.type, 'hello');
     assert.equal(hello.world, 4);
-    assert.deepEqual(messages.filter((m) => m.type === 'step').map((m) => m.step), [1, 2, 3, 4]);
+    assert.deepEqual(
+      messages.filter((m) => m.type === 'step').map((m) => m.step),
+      [1, 2, 3, 4],
+    );
     for (const rank of [0, 1, 2, 3]) {
       const mem = messages.filter((m) => m.type === 'memory' && m.rank === rank);
-      assert.deepEqual(mem.map((m) => m.step), [1, 2, 3, 4], `rank ${rank}`);
+      assert.deepEqual(
+        mem.map((m) => m.step),
+        [1, 2, 3, 4],
+        `rank ${rank}`,
+      );
       for (const m of mem) assert.equal((m.node as { rank: number }).rank, rank < 2 ? 0 : 1, `rank ${rank}: ${JSON.stringify(m.node)}`);
     }
     // Each node's sampler read its own fake nvidia-smi; node 1's readings crossed the veth to node 0.
@@ -223,7 +267,9 @@ describe('cli: scalelm launch --nnodes 2 on two network namespaces (torchrun, gl
     assert.notEqual(code1, 0);
     assert.notEqual(code0, 0);
     assert.match(node0.err(), /scalelm: node 1 \([^)]+\): rank 3, step 3: its process ended before it finished \(node 1's command ended with exit 1\)/);
-    const status = metrics().filter((m) => m.type === 'status').at(-1)!;
+    const status = metrics()
+      .filter((m) => m.type === 'status')
+      .at(-1)!;
     assert.equal(status.state, 'failed');
     assert.match((status.error as { message: string }).message, /^node 1 \([^)]+\): rank 3, step 3/);
     const pids = rankPids(node0);
@@ -232,7 +278,7 @@ describe('cli: scalelm launch --nnodes 2 on two network namespaces (torchrun, gl
     for (const pid of pids) assert.equal(running(pid), false, `rank pid ${pid} left running`);
   });
 
-  it('Stop (Ctrl-C) on node 0 stops node 1\'s command too: the run ends stopped, nothing is left running', async () => {
+  it("Stop (Ctrl-C) on node 0 stops node 1's command too: the run ends stopped, nothing is left running", async () => {
     const env = { STEPS: '100000', SLEEP: '0.05' };
     const node0 = startNode(0, { env });
     await until('node 0 listening', () => /rank channel listening/.test(node0.err()), node0);
@@ -242,7 +288,9 @@ describe('cli: scalelm launch --nnodes 2 on two network namespaces (torchrun, gl
     node0.child.kill('SIGINT'); // `ip netns exec` became node (exec), so this is scalelm's own Ctrl-C
     const [code0] = await Promise.all([node0.exited, node1.exited]);
     assert.match(node1.err(), /node 1: stopping the command: node 0 asked/);
-    const status = metrics().filter((m) => m.type === 'status').at(-1)!;
+    const status = metrics()
+      .filter((m) => m.type === 'status')
+      .at(-1)!;
     assert.equal(status.state, 'stopped', JSON.stringify(status));
     assert.notEqual(code0, null);
     await new Promise((r) => setTimeout(r, 300));
@@ -256,7 +304,11 @@ describe('cli: scalelm launch multi-node flags', () => {
   afterEach(() => dir.remove());
 
   const launch = (args: string[], env: Record<string, string> = {}) => {
-    const r = spawnSync(process.execPath, [CLI, 'launch', ...args, '--', 'sh', '-c', 'echo the-command-ran'], { encoding: 'utf8', cwd: dir.path, env: { ...process.env, SCALELM_RUN_TOKEN: '', ...env } });
+    const r = spawnSync(process.execPath, [CLI, 'launch', ...args, '--', 'sh', '-c', 'echo the-command-ran'], {
+      encoding: 'utf8',
+      cwd: dir.path,
+      env: { ...process.env, SCALELM_RUN_TOKEN: '', ...env },
+    });
     assert.equal(r.status, 2, r.stdout + r.stderr);
     assert.doesNotMatch(r.stdout, /the-command-ran/);
     assert.equal(existsSync(join(dir.path, 'runs')), false, 'nothing is created');
@@ -310,11 +362,15 @@ describe('cli: scalelm launch --nnodes 2 on one machine (loopback, plain command
     });
 
   const node = (k: number, port: number, command: string) => {
-    const child = spawn(process.execPath, [CLI, 'launch', '--nnodes', '2', '--node-rank', String(k), '--master', `127.0.0.1:${port}`, '--run-dir', join(dir.path, 'run'), '--stop-timeout-ms', '3000', '--', 'sh', '-c', command], {
-      cwd: dir.path,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, PATH: `${tempDir('scalelm-no-smi-').path}:${process.env.PATH ?? ''}`, SCALELM_RUN_TOKEN: TOKEN, SCALELM_MONITOR_TOKEN: 'c'.repeat(64) },
-    });
+    const child = spawn(
+      process.execPath,
+      [CLI, 'launch', '--nnodes', '2', '--node-rank', String(k), '--master', `127.0.0.1:${port}`, '--run-dir', join(dir.path, 'run'), '--stop-timeout-ms', '3000', '--', 'sh', '-c', command],
+      {
+        cwd: dir.path,
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: { ...process.env, PATH: `${tempDir('scalelm-no-smi-').path}:${process.env.PATH ?? ''}`, SCALELM_RUN_TOKEN: TOKEN, SCALELM_MONITOR_TOKEN: 'c'.repeat(64) },
+      },
+    );
     started.push(child);
     let err = '';
     child.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
@@ -339,7 +395,9 @@ describe('cli: scalelm launch --nnodes 2 on one machine (loopback, plain command
     const code0 = await n0.exited; // well before sleep 60 ends: node 0 stopped its own command
     assert.notEqual(code0, 0);
     assert.match(n0.err(), /scalelm: node 1 \([^)]+\): its command ended with exit 3:\nno-such-script\.py/);
-    const status = metrics(join(dir.path, 'run')).filter((m) => m.type === 'status').at(-1)!;
+    const status = metrics(join(dir.path, 'run'))
+      .filter((m) => m.type === 'status')
+      .at(-1)!;
     assert.equal(status.state, 'failed');
     assert.equal(running(Number(readFileSync(join(dir.path, 'node0.pid'), 'utf8'))), false);
   });

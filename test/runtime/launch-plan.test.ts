@@ -37,24 +37,34 @@ describe('cli: scalelm launch — plans and forecasts for a monitored script (to
   const launch = (script: string, flags: string[], env: Record<string, string>) => {
     const runDir = join(dir.path, 'run');
     const python = torchPython();
-    const r = spawnSync(process.execPath, [CLI, 'launch', '--run-dir', runDir, ...flags, '--', python, '-m', 'torch.distributed.run', '--nproc-per-node', '2', '--standalone', join(FIXTURES, script)], {
-      encoding: 'utf8',
-      cwd: dir.path,
-      timeout: 200_000,
-      env: { ...process.env, SCALELM_MONITOR_TOKEN: 'a'.repeat(64), PYTHONPATH: join(REPO, 'python'), OMP_NUM_THREADS: '1', ...env },
-    });
+    const r = spawnSync(
+      process.execPath,
+      [CLI, 'launch', '--run-dir', runDir, ...flags, '--', python, '-m', 'torch.distributed.run', '--nproc-per-node', '2', '--standalone', join(FIXTURES, script)],
+      {
+        encoding: 'utf8',
+        cwd: dir.path,
+        timeout: 200_000,
+        env: { ...process.env, SCALELM_MONITOR_TOKEN: 'a'.repeat(64), PYTHONPATH: join(REPO, 'python'), OMP_NUM_THREADS: '1', ...env },
+      },
+    );
     assert.equal(r.status, 0, r.stdout + r.stderr);
-    const messages = readFileSync(join(runDir, 'metrics.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Msg);
+    const messages = readFileSync(join(runDir, 'metrics.jsonl'), 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as Msg);
     return { r, messages, memory: messages.filter((m): m is Memory => m.type === 'memory') };
   };
 
-  it('without --plan: the HuggingFace GPT-2\'s own config and the detected DDP layout are planned; every rank\'s memory carries the prediction', () => {
+  it("without --plan: the HuggingFace GPT-2's own config and the detected DDP layout are planned; every rank's memory carries the prediction", () => {
     const { r, memory } = launch('hf_ddp.py', [], { STEPS: '4', MICRO: '2', SEQ: '16' });
     assert.match(r.stderr, /plan \(the script's HuggingFace gpt2 config, torch convention\): .*seq 16, dp2·tp1·pp1 · ZeRO-0 · mb 2/);
     assert.doesNotMatch(r.stderr, /plan assumed/, 'DDP, tp, micro-batch, sequence length, precision and optimizer were all reported');
     for (const rank of [0, 1]) {
       const mine = memory.filter((m) => m.rank === rank);
-      assert.deepEqual(mine.map((m) => m.step), [1, 2, 3, 4]);
+      assert.deepEqual(
+        mine.map((m) => m.step),
+        [1, 2, 3, 4],
+      );
       // Rank 0 reports the shape before its first memory message; rank 1's first may come before it.
       const planned = mine.filter((m) => m.predicted);
       assert.ok(planned.length >= 3 && planned.at(-1)!.step === 4, `rank ${rank}: ${planned.length} predicted`);
@@ -70,10 +80,13 @@ describe('cli: scalelm launch — plans and forecasts for a monitored script (to
     assert.ok(memory.filter((m) => m.rank === 0).every((m) => m.predicted));
   });
 
-  it('--plan CONFIG (*.scalelm.json): planned before the command starts, so every memory message carries it; what it predicts is the file\'s model', () => {
+  it("--plan CONFIG (*.scalelm.json): planned before the command starts, so every memory message carries it; what it predicts is the file's model", () => {
     // The file's model has 4 layers where the script's has 2: the prediction must be the file's.
     const plan = join(dir.path, 'planned.scalelm.json');
-    writeFileSync(plan, JSON.stringify({ name: 'planned', model: { layers: 4, hidden: 32, heads: 2, ffnHidden: 128, vocab: 96, seqLen: 16 }, train: { microBatch: 2, precision: 'fp32' }, parallel: { dp: 2 } }));
+    writeFileSync(
+      plan,
+      JSON.stringify({ name: 'planned', model: { layers: 4, hidden: 32, heads: 2, ffnHidden: 128, vocab: 96, seqLen: 16 }, train: { microBatch: 2, precision: 'fp32' }, parallel: { dp: 2 } }),
+    );
     const { r, messages, memory } = launch('hf_ddp.py', ['--plan', plan], { STEPS: '3' });
     const started = messages.findIndex((m) => m.type === 'log' && /plan \(.*planned\.scalelm\.json, torch convention\)/.test(String(m.message)));
     const joined = messages.findIndex((m) => m.type === 'log' && /joined/.test(String(m.message)));
@@ -83,7 +96,7 @@ describe('cli: scalelm launch — plans and forecasts for a monitored script (to
     for (const m of memory) assert.equal(m.predicted!.params, m.categories.params + 2 * layer * 4, `rank ${m.rank} step ${m.step}`);
   });
 
-  it('--plan config.json (HuggingFace): the file\'s model with the layout the script reports', () => {
+  it("--plan config.json (HuggingFace): the file's model with the layout the script reports", () => {
     const hf = join(dir.path, 'config.json');
     writeFileSync(hf, JSON.stringify({ model_type: 'gpt2', n_layer: 3, n_embd: 32, n_head: 2, vocab_size: 96, n_positions: 16 }));
     const { r, memory } = launch('hf_ddp.py', ['--plan', hf], { STEPS: '3' });
@@ -100,7 +113,11 @@ describe('cli: scalelm launch — plans and forecasts for a monitored script (to
     const hf = join(dir.path, 'config.json');
     writeFileSync(hf, JSON.stringify({ model_type: 'bert', hidden_size: 32 }));
     const marker = join(dir.path, 'started');
-    for (const [file, why] of [[bad, /--plan: .*bad\.scalelm\.json: .*model\.heads/s], [hf, /--plan: .*config\.json: not a usable HuggingFace config:\n {2}model_type: model_type "bert" is not supported/], [join(dir.path, 'none.json'), /--plan: cannot read .*none\.json/]] as const) {
+    for (const [file, why] of [
+      [bad, /--plan: .*bad\.scalelm\.json: .*model\.heads/s],
+      [hf, /--plan: .*config\.json: not a usable HuggingFace config:\n {2}model_type: model_type "bert" is not supported/],
+      [join(dir.path, 'none.json'), /--plan: cannot read .*none\.json/],
+    ] as const) {
       const r = spawnSync(process.execPath, [CLI, 'launch', '--plan', file, '--run-dir', join(dir.path, 'run'), '--', 'touch', marker], { encoding: 'utf8' });
       assert.equal(r.status, 1, r.stderr);
       assert.match(r.stderr, why);
@@ -113,7 +130,11 @@ describe('cli: scalelm launch — plans and forecasts for a monitored script (to
     // Rank 1 keeps 1 MiB more per step for 30 steps of 60 against 48 MiB: at that pace it crosses at ~step 48.
     const { messages } = launch('growing.py', [], { STEPS: '60', GROW_RANK: '1', GROW_STEPS: '30', GROW_BYTES: String(2 ** 20), CAPACITY: String(48 * 2 ** 20) });
     const forecasts = messages.filter((m) => m.type === 'alert' && String(m.id).startsWith('memory-oom:'));
-    assert.deepEqual(forecasts.map((a) => `${a.id} ${a.state}`), ['memory-oom:rank1 raised', 'memory-oom:rank1 cleared'], JSON.stringify(forecasts));
+    assert.deepEqual(
+      forecasts.map((a) => `${a.id} ${a.state}`),
+      ['memory-oom:rank1 raised', 'memory-oom:rank1 cleared'],
+      JSON.stringify(forecasts),
+    );
     const [raised, cleared] = forecasts as [Msg, Msg];
     assert.equal(raised.kind, 'memory-leak');
     assert.equal(raised.rank, 1);

@@ -11,7 +11,6 @@ import { torchPythonForSuite } from './train/python';
 const CLI = join(REPO, 'out', 'runtime', 'cli.js');
 const RANK = join(REPO, 'test', 'fixtures', 'torch-rank', 'conformance_rank.py');
 
-
 describe('cli: scalelm launch -- torchrun … (conformance ranks, gloo)', function () {
   this.timeout(240_000);
   const torchPython = torchPythonForSuite();
@@ -24,31 +23,45 @@ describe('cli: scalelm launch -- torchrun … (conformance ranks, gloo)', functi
     writeFileSync(argsFile, JSON.stringify({ config: { train: { steps, checkpointEvery: 0 } }, startStep: 0 }));
     const runDir = join(dir.path, 'run');
     const python = torchPython();
-    const r = spawnSync(process.execPath, [CLI, 'launch', '--name', 'ddp', '--run-dir', runDir, '--', python, '-m', 'torch.distributed.run', '--nproc-per-node', '2', '--standalone', RANK, '--args', argsFile], {
-      encoding: 'utf8',
-      timeout: 200_000,
-      env: { ...process.env, SCALELM_MONITOR_TOKEN: 'a'.repeat(64), ...env },
-    });
-    const messages = readFileSync(join(runDir, 'metrics.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+    const r = spawnSync(
+      process.execPath,
+      [CLI, 'launch', '--name', 'ddp', '--run-dir', runDir, '--', python, '-m', 'torch.distributed.run', '--nproc-per-node', '2', '--standalone', RANK, '--args', argsFile],
+      {
+        encoding: 'utf8',
+        timeout: 200_000,
+        env: { ...process.env, SCALELM_MONITOR_TOKEN: 'a'.repeat(64), ...env },
+      },
+    );
+    const messages = readFileSync(join(runDir, 'metrics.jsonl'), 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
     const pids = [...r.stderr.matchAll(/joined \(pid (\d+)/g)].map((m) => Number(m[1]));
     return { r, messages, pids };
   };
 
-  it('both ranks\' steps and memory arrive in order; the run ends finished with exit 0', () => {
+  it("both ranks' steps and memory arrive in order; the run ends finished with exit 0", () => {
     const { r, messages, pids } = launch(5);
     assert.equal(r.status, 0, r.stdout + r.stderr);
     const hello = messages[0]!;
     assert.equal(hello.type, 'hello');
     assert.equal(hello.world, 2);
     assert.equal((hello.engine as { name: string }).name, 'monitor');
-    assert.deepEqual(messages.filter((m) => m.type === 'step').map((m) => m.step), [1, 2, 3, 4, 5]);
-    for (const rank of [0, 1]) assert.deepEqual(messages.filter((m) => m.type === 'memory' && m.rank === rank).map((m) => m.step), [1, 2, 3, 4, 5]);
+    assert.deepEqual(
+      messages.filter((m) => m.type === 'step').map((m) => m.step),
+      [1, 2, 3, 4, 5],
+    );
+    for (const rank of [0, 1])
+      assert.deepEqual(
+        messages.filter((m) => m.type === 'memory' && m.rank === rank).map((m) => m.step),
+        [1, 2, 3, 4, 5],
+      );
     assert.equal(messages.at(-1)!.type, 'status');
     assert.equal(messages.at(-1)!.state, 'finished');
     assert.equal(pids.length, 2);
   });
 
-  it('a rank killed with SIGKILL fails the run naming it; the exit status is the command\'s; nothing left running', async () => {
+  it("a rank killed with SIGKILL fails the run naming it; the exit status is the command's; nothing left running", async () => {
     const { r, messages, pids } = launch(50, { CONFORMANCE_DIE: '1:3' });
     assert.notEqual(r.status, 0);
     assert.match(r.stderr, /scalelm: rank 1, step 3: its process ended before it finished \(the command ended with exit 1\)/);
@@ -60,14 +73,18 @@ describe('cli: scalelm launch -- torchrun … (conformance ranks, gloo)', functi
     for (const pid of pids) assert.equal(running(pid), false, `rank pid ${pid} left running`);
   });
 
-  it('Ctrl-C: SIGINT reaches the command\'s process group; the run ends as stopped; nothing left running', async () => {
+  it("Ctrl-C: SIGINT reaches the command's process group; the run ends as stopped; nothing left running", async () => {
     const argsFile = join(dir.path, 'args.json');
     writeFileSync(argsFile, JSON.stringify({ config: { train: { steps: 100_000, checkpointEvery: 0 } }, startStep: 0 }));
     const runDir = join(dir.path, 'run');
-    const child = spawn(process.execPath, [CLI, 'launch', '--run-dir', runDir, '--stop-timeout-ms', '5000', '--', torchPython(), '-m', 'torch.distributed.run', '--nproc-per-node', '2', '--standalone', RANK, '--args', argsFile], {
-      env: { ...process.env, SCALELM_MONITOR_TOKEN: 'a'.repeat(64) },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      process.execPath,
+      [CLI, 'launch', '--run-dir', runDir, '--stop-timeout-ms', '5000', '--', torchPython(), '-m', 'torch.distributed.run', '--nproc-per-node', '2', '--standalone', RANK, '--args', argsFile],
+      {
+        env: { ...process.env, SCALELM_MONITOR_TOKEN: 'a'.repeat(64) },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     let err = '';
     child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
     const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
@@ -79,7 +96,10 @@ describe('cli: scalelm launch -- torchrun … (conformance ranks, gloo)', functi
     const pids = [...err.matchAll(/joined \(pid (\d+)/g)].map((m) => Number(m[1]));
     child.kill('SIGINT');
     await exited;
-    const messages = readFileSync(join(runDir, 'metrics.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+    const messages = readFileSync(join(runDir, 'metrics.jsonl'), 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
     const last = messages.filter((m) => m.type === 'status').at(-1)!;
     assert.equal(last.state, 'stopped', JSON.stringify(last));
     assert.match(String(last.reason), /^stopped at step \d+/);

@@ -12,7 +12,10 @@ const TOL = 2e-5;
 
 async function checkLayer(layer: Layer, xShape: number[], seq: number, dropout = 0, specs: ParamSpec[] = layer.paramSpecs()): Promise<void> {
   const values = randomParams(specs, 7);
-  const x = randomValues(xShape.reduce((a, b) => a * b, 1), 3);
+  const x = randomValues(
+    xShape.reduce((a, b) => a * b, 1),
+    3,
+  );
   // Output shape: run the forward once to learn it.
   const y = layer.forward(context(new MapSource(new Map(specs.map((s) => [s.name, tf.tensor(values.get(s.name)!, s.shape)]))), seq, dropout), tf.tensor(x, xShape), false).y;
   const dy = randomValues(y.size, 5);
@@ -72,7 +75,7 @@ function batch(vocab: number, rows: number, seed: number): Int32Array {
   return Int32Array.from(r, (v) => Math.abs(Math.floor(v * 1000)) % vocab);
 }
 
-describe('model: each layer\'s explicit backward matches tfjs autodiff of its forward', function () {
+describe("model: each layer's explicit backward matches tfjs autodiff of its forward", function () {
   before(async () => {
     await initBackend('wasm');
   });
@@ -133,12 +136,17 @@ describe('model: whole GPT-2 backward matches autodiff', function () {
     }
   });
 
-  it('a shorter sequence than the model\'s positions trains positions 0..T-1 only', async () => {
+  it("a shorter sequence than the model's positions trains positions 0..T-1 only", async () => {
     const T = 4;
     const ours = await modelGrads(tinyShape, 'none', values, tokens.slice(0, 2 * T), targets.slice(0, 2 * T), T, 0);
     const ref = await modelAutodiff(tinyShape, values, tokens.slice(0, 2 * T), targets.slice(0, 2 * T), T, 0);
     for (const [name, g] of ref.grads) assert.ok(relError(ours.grads.get(name)!, g) < TOL, name);
-    assert.ok(ours.grads.get('wpe.weight')!.slice(T * tinyShape.hidden).every((v) => v === 0));
+    assert.ok(
+      ours.grads
+        .get('wpe.weight')!
+        .slice(T * tinyShape.hidden)
+        .every((v) => v === 0),
+    );
   });
 });
 

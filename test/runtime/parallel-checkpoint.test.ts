@@ -67,7 +67,12 @@ describe('parallel: sharded checkpoints, consolidation, resuming in any layout',
     const resumed = await train(base({ dp: 2, tp: 2, zero: 3 }), RunDir.open(copy), { resume: true });
     const straight = await train(base({ dp: 2, tp: 2, zero: 3 }), RunDir.create(join(dir.path, 'straight')));
     assert.deepEqual([...firstLosses, ...resumed.losses], straight.losses);
-    const steps = readFileSync(join(copy, 'metrics.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((m) => m.type === 'step').map((m) => m.step);
+    const steps = readFileSync(join(copy, 'metrics.jsonl'), 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l))
+      .filter((m) => m.type === 'step')
+      .map((m) => m.step);
     assert.deepEqual(steps, [1, 2, 3, 4, 5, 6].slice(0, STEPS), 'metrics.jsonl reads like one uninterrupted run');
   });
 
@@ -81,7 +86,7 @@ describe('parallel: sharded checkpoints, consolidation, resuming in any layout',
     });
   }
 
-  it('a checkpoint requested mid-run (the dashboard\'s button) is written by every rank at the same step, and training goes on', async () => {
+  it("a checkpoint requested mid-run (the dashboard's button) is written by every rank at the same step, and training goes on", async () => {
     const path = join(dir.path, 'requested');
     const trainer = await createLocalRun({ config: base({ dp: 2, tp: 2, zero: 1 }), baseDir: EXAMPLES, runDir: RunDir.create(path), threads: 1 });
     const saved: number[] = [];

@@ -12,13 +12,20 @@ const CLI = join(REPO, 'out', 'runtime', 'cli.js');
 const STEPS = 5;
 
 function train(runDir: string, sets: string[]): { lines: string[]; messages: Record<string, unknown>[] } {
-  const r = spawnSync(process.execPath, [CLI, 'train', join(EXAMPLES, 'tiny-parallel.scalelm.json'), '--steps', String(STEPS), '--threads', '1', '--run-dir', runDir, ...sets.flatMap((s) => ['--set', s])], {
-    encoding: 'utf8',
-    timeout: 240_000,
-    env: { ...process.env, SCALELM_MONITOR_TOKEN: 'a'.repeat(64) },
-  });
+  const r = spawnSync(
+    process.execPath,
+    [CLI, 'train', join(EXAMPLES, 'tiny-parallel.scalelm.json'), '--steps', String(STEPS), '--threads', '1', '--run-dir', runDir, ...sets.flatMap((s) => ['--set', s])],
+    {
+      encoding: 'utf8',
+      timeout: 240_000,
+      env: { ...process.env, SCALELM_MONITOR_TOKEN: 'a'.repeat(64) },
+    },
+  );
   assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
-  const messages = readFileSync(join(runDir, 'metrics.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+  const messages = readFileSync(join(runDir, 'metrics.jsonl'), 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
   return { lines: r.stdout.split('\n'), messages };
 }
 
@@ -36,7 +43,10 @@ describe('parallel: scalelm train with dp=2 tp=2 ZeRO-3 (the CLI)', function () 
     const b = losses(single.messages);
     assert.equal(a.length, STEPS);
     a.forEach((x, i) => assert.ok(Math.abs(x - b[i]!) / b[i]! <= 1e-5, `step ${i + 1}: ${x} vs ${b[i]}`));
-    assert.ok(parallel.lines.some((l) => /parallel: dp=2 tp=2 zero=3 \(4 ranks as worker threads over shared memory\)/.test(l)), parallel.lines.join('\n'));
+    assert.ok(
+      parallel.lines.some((l) => /parallel: dp=2 tp=2 zero=3 \(4 ranks as worker threads over shared memory\)/.test(l)),
+      parallel.lines.join('\n'),
+    );
     const hello = parallel.messages.find((m) => m.type === 'hello')!;
     assert.equal(hello.world, 4);
     for (let rank = 0; rank < 4; rank++) {
@@ -56,10 +66,14 @@ describe('parallel: scalelm train with dp=2 tp=2 ZeRO-3 (the CLI)', function () 
 
   it('Ctrl-C with rank processes (devices.transport tcp): every rank stops after the same step with a checkpoint; --resume continues the same metrics', async () => {
     const runDir = join(dir.path, 'ctrl-c');
-    const child = spawn(process.execPath, [CLI, 'train', join(EXAMPLES, 'tiny-parallel.scalelm.json'), '--steps', '60', '--set', 'parallel.dp=2', '--set', 'parallel.zero=1', '--set', 'devices.transport=tcp', '--run-dir', runDir], {
-      env: { ...process.env, SCALELM_MONITOR_TOKEN: 'a'.repeat(64) },
-      detached: true, // its own process group, with the rank processes it forks: Ctrl-C in a terminal reaches all of them
-    });
+    const child = spawn(
+      process.execPath,
+      [CLI, 'train', join(EXAMPLES, 'tiny-parallel.scalelm.json'), '--steps', '60', '--set', 'parallel.dp=2', '--set', 'parallel.zero=1', '--set', 'devices.transport=tcp', '--run-dir', runDir],
+      {
+        env: { ...process.env, SCALELM_MONITOR_TOKEN: 'a'.repeat(64) },
+        detached: true, // its own process group, with the rank processes it forks: Ctrl-C in a terminal reaches all of them
+      },
+    );
     let out = '';
     let sent = false;
     child.stdout.on('data', (b: Buffer) => {
@@ -77,7 +91,15 @@ describe('parallel: scalelm train with dp=2 tp=2 ZeRO-3 (the CLI)', function () 
     const r = spawnSync(process.execPath, [CLI, 'train', '--resume', runDir], { encoding: 'utf8', timeout: 240_000, env: { ...process.env, SCALELM_MONITOR_TOKEN: 'a'.repeat(64) } });
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, new RegExp(`resuming after step ${stopped[1]}`));
-    const steps = readFileSync(join(runDir, 'metrics.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((m) => m.type === 'step').map((m) => m.step as number);
-    assert.deepEqual(steps, Array.from({ length: 60 }, (_, i) => i + 1));
+    const steps = readFileSync(join(runDir, 'metrics.jsonl'), 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l))
+      .filter((m) => m.type === 'step')
+      .map((m) => m.step as number);
+    assert.deepEqual(
+      steps,
+      Array.from({ length: 60 }, (_, i) => i + 1),
+    );
   });
 });

@@ -16,7 +16,6 @@ import { tinyConfig } from './parallel/helpers';
 
 const CLI = join(REPO, 'out', 'runtime', 'cli.js');
 
-
 describe('parallel: failure', function () {
   this.timeout(120_000);
   let dir: ReturnType<typeof tempDir>;
@@ -107,12 +106,19 @@ describe('parallel: failure', function () {
 
   it('refuses pipeline parallelism with a clear message before anything starts', async () => {
     const config = tinyConfig({ dp: 1 }, { parallel: { pp: 2 }, model: { layers: 2 } });
-    await assert.rejects(createLocalRun({ config, baseDir: EXAMPLES }), (e: Error) => e.name === 'ParallelError' && /parallel\.pp=2: the local runtime has no pipeline parallelism yet/.test(e.message));
+    await assert.rejects(
+      createLocalRun({ config, baseDir: EXAMPLES }),
+      (e: Error) => e.name === 'ParallelError' && /parallel\.pp=2: the local runtime has no pipeline parallelism yet/.test(e.message),
+    );
   });
 
-  it('`scalelm train` refuses a parallel layout that cannot fit devices.memory, with the planner\'s breakdown, and starts nothing', () => {
+  it("`scalelm train` refuses a parallel layout that cannot fit devices.memory, with the planner's breakdown, and starts nothing", () => {
     const runDir = join(dir.path, 'never');
-    const r = spawnSync(process.execPath, [CLI, 'train', join(EXAMPLES, 'tiny-parallel.scalelm.json'), '--set', 'parallel.dp=2', '--set', 'parallel.tp=2', '--set', 'parallel.zero=1', '--set', 'devices.memory=4MiB', '--run-dir', runDir], { encoding: 'utf8', timeout: 60_000 });
+    const r = spawnSync(
+      process.execPath,
+      [CLI, 'train', join(EXAMPLES, 'tiny-parallel.scalelm.json'), '--set', 'parallel.dp=2', '--set', 'parallel.tp=2', '--set', 'parallel.zero=1', '--set', 'devices.memory=4MiB', '--run-dir', runDir],
+      { encoding: 'utf8', timeout: 60_000 },
+    );
     assert.equal(r.status, 1, r.stderr);
     assert.match(r.stderr, /this layout does not fit — planned [\d.]+ MiB per device, 4\.00 MiB available on 4 × CPU device \(4\.00 MiB\); nothing was started/);
     for (const c of ['params', 'grads', 'optimizer', 'activations']) assert.match(r.stderr, new RegExp(`\\n  ${c} +[\\d.]+ [KM]iB`));

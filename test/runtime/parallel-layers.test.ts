@@ -88,7 +88,7 @@ describe('parallel: tensor-parallel layers equal the matching slice of the tp = 
   });
 
   describe('slicing rules (pure)', () => {
-    it("splits the fused QKV per head: rank r gets [Q_r | K_r | V_r], not a column split of concat(Q, K, V)", () => {
+    it('splits the fused QKV per head: rank r gets [Q_r | K_r | V_r], not a column split of concat(Q, K, V)', () => {
       // C = 4 (two heads of 2), one row: columns are Q0 Q0 Q1 Q1 | K0 K0 K1 K1 | V0 V0 V1 V1.
       const full = Float32Array.from([10, 11, 20, 21, 30, 31, 40, 41, 50, 51, 60, 61]);
       assert.deepEqual(declared('h.3.attn.c_attn.weight'), { dim: 1, sections: 3 });
@@ -97,14 +97,27 @@ describe('parallel: tensor-parallel layers equal the matching slice of the tp = 
     });
     it('round-trips every rule with prime dimensions, and pads wte with zero rows to 128·tp', () => {
       for (const tp of [2, 4]) {
-        for (const [name, shape] of [['h.0.attn.c_attn.weight', [17, 3 * 13 * tp]], ['h.0.mlp.c_fc.bias', [13 * tp]], ['h.0.mlp.c_proj.weight', [17 * tp, 13]], ['h.0.ln_1.weight', [13]], ['wte.weight', [101, 13]]] as [string, number[]][]) {
+        for (const [name, shape] of [
+          ['h.0.attn.c_attn.weight', [17, 3 * 13 * tp]],
+          ['h.0.mlp.c_fc.bias', [13 * tp]],
+          ['h.0.mlp.c_proj.weight', [17 * tp, 13]],
+          ['h.0.ln_1.weight', [13]],
+          ['wte.weight', [101, 13]],
+        ] as [string, number[]][]) {
           const full = Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, (_, i) => i + 1);
           const Vp = 128 * tp;
           const split = declared(name);
           const shards = Array.from({ length: tp }, (_, r) => sliceShard(split, shape, full, tp, r, Vp));
-          assert.deepEqual(shards[0]!.length, shardShape(split, shape, tp, Vp).reduce((a, b) => a * b, 1));
+          assert.deepEqual(
+            shards[0]!.length,
+            shardShape(split, shape, tp, Vp).reduce((a, b) => a * b, 1),
+          );
           assert.deepEqual([...joinShards(split, shape, shards, tp)], [...full], `${name} tp=${tp}`);
-          if (name === 'wte.weight') assert.ok(shards[tp - 1]!.every((v) => v === 0), 'rows past the vocabulary are zero');
+          if (name === 'wte.weight')
+            assert.ok(
+              shards[tp - 1]!.every((v) => v === 0),
+              'rows past the vocabulary are zero',
+            );
         }
       }
     });
@@ -117,7 +130,11 @@ describe('parallel: tensor-parallel layers equal the matching slice of the tp = 
       const group = { size: tp, rank: 1, allReduce: (): never => assert.fail('no collective while building') };
       const onRank = new Gpt(shape, 'none', group).units();
       const fromDeclarations = localUnits(shape, tp, tpVocab(shape.vocab, tp));
-      assert.deepEqual(onRank.map((u) => [u.name, u.specs.map((s) => [s.name, s.shape])]), fromDeclarations.map((u) => [u.name, u.specs.map((s) => [s.name, s.shape])]), `tp=${tp}`);
+      assert.deepEqual(
+        onRank.map((u) => [u.name, u.specs.map((s) => [s.name, s.shape])]),
+        fromDeclarations.map((u) => [u.name, u.specs.map((s) => [s.name, s.shape])]),
+        `tp=${tp}`,
+      );
       // Per block: c_attn and c_fc (weight and bias), attn.c_proj and mlp.c_proj (weight); and wte.
       assert.equal(onRank.flatMap((u) => u.specs).filter((s) => s.tp).length, 6 * shape.layers + 1, 'parameters that declare a split');
     }

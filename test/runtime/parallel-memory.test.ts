@@ -47,7 +47,13 @@ describe('parallel: measured memory per rank agrees with the planner', function 
   after(() => {
     if (table.length) console.log(`      rank 0, measured/predicted:\n${table.map((l) => `        ${l}`).join('\n')}`);
   });
-  for (const [dp, tp] of [[2, 1], [4, 1], [1, 2], [1, 4], [2, 2]] as const) {
+  for (const [dp, tp] of [
+    [2, 1],
+    [4, 1],
+    [1, 2],
+    [1, 4],
+    [2, 2],
+  ] as const) {
     for (const zero of [0, 1, 2, 3] as const) check({ dp, tp, zero });
   }
   check({ dp: 2, tp: 2, zero: 3, recompute: 'full' });

@@ -26,7 +26,10 @@ async function run(zero: 1 | 2 | 3, bucketBytes: number, micro = 1): Promise<Toy
 describe('parallel: ZeRO partitions of a toy model, by hand', function () {
   this.timeout(60_000);
   for (const zero of [1, 2, 3] as const) {
-    for (const [bucketBytes, what] of [[1 << 20, 'one bucket'], [4, 'a bucket per unit']] as const) {
+    for (const [bucketBytes, what] of [
+      [1 << 20, 'one bucket'],
+      [4, 'a bucket per unit'],
+    ] as const) {
       it(`ZeRO-${zero}, ${what}: each rank holds exactly its hand-computed partition of the averaged gradient, padding zero`, async () => {
         const ranks = await run(zero, bucketBytes);
         ranks.forEach((r, rank) => assert.deepEqual(r.partition, EXPECTED[rank], `rank ${rank}`));

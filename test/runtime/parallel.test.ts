@@ -65,7 +65,14 @@ describe('parallel: every layout reproduces the single-device run', function () 
   });
 
   describe('dp × tp × ZeRO on up to 4 ranks (worker threads)', () => {
-    for (const [dp, tp] of [[1, 1], [2, 1], [4, 1], [1, 2], [1, 4], [2, 2]] as const) {
+    for (const [dp, tp] of [
+      [1, 1],
+      [2, 1],
+      [4, 1],
+      [1, 2],
+      [1, 4],
+      [2, 2],
+    ] as const) {
       for (const zero of [0, 1, 2, 3] as const) equivalence({ dp, tp, zero });
     }
   });
@@ -90,7 +97,7 @@ describe('parallel: every layout reproduces the single-device run', function () 
   });
 
   describe('evaluation and dropout', () => {
-    it('held-out loss (dp=2 tp=2 ZeRO-3, evaluation shared out over dp) equals the single-device trainer\'s with the same micro-batch', async () => {
+    it("held-out loss (dp=2 tp=2 ZeRO-3, evaluation shared out over dp) equals the single-device trainer's with the same micro-batch", async () => {
       const config = tinyConfig({ dp: 2, tp: 2, zero: 3 }, { train: { steps: 10, evalEvery: 5, evalBatches: 3 } });
       const evals: number[] = [];
       const run = await createLocalRun({ config, baseDir: EXAMPLES, threads: 1 });
@@ -100,7 +107,12 @@ describe('parallel: every layout reproduces the single-device run', function () 
       await run.run();
       run.dispose();
       assert.equal(run.losses.length, 10);
-      const single = await RankEngine.alone({ config: { ...config, parallel: { ...config.parallel, dp: 1, tp: 1, zero: 0 }, devices: { ...config.devices, count: 1 } }, baseDir: EXAMPLES, start: { kind: 'fresh' }, threads: 1 });
+      const single = await RankEngine.alone({
+        config: { ...config, parallel: { ...config.parallel, dp: 1, tp: 1, zero: 0 }, devices: { ...config.devices, count: 1 } },
+        baseDir: EXAMPLES,
+        start: { kind: 'fresh' },
+        threads: 1,
+      });
       const want: number[] = [];
       try {
         for (let i = 1; i <= 10; i++) {

@@ -22,7 +22,17 @@ const t = 1_790_000_000_000;
 const memory = { params: 1, grads: 2, optimizer: 3, activations: 4, peak: 10 };
 
 const EXAMPLES: { [K in Message['type']]: Extract<Message, { type: K }> } = {
-  hello: { type: 'hello', protocol: 1, runId: 'tiny-20260101-120000', name: 'tiny', startedAt: t, world: 2, config: { model: { preset: 'tiny', layers: 4 }, parallel: { dp: 2 } }, plan: { perRank: [{ params: 1, peak: 9 }], stepMs: 12.5 }, t },
+  hello: {
+    type: 'hello',
+    protocol: 1,
+    runId: 'tiny-20260101-120000',
+    name: 'tiny',
+    startedAt: t,
+    world: 2,
+    config: { model: { preset: 'tiny', layers: 4 }, parallel: { dp: 2 } },
+    plan: { perRank: [{ params: 1, peak: 9 }], stepMs: 12.5 },
+    t,
+  },
   status: { type: 'status', state: 'failed', t, step: 12, error: { message: 'rank 1: out of memory', kind: 'DeviceOutOfMemoryError' } },
   step: { type: 'step', step: 3, loss: 4.25, lr: 3e-4, gradNorm: 0.9, tokensPerSec: 12_000, stepMs: 85.5, memory: { ...memory, temporaries: 5 }, tokens: 4096, t },
   eval: { type: 'eval', step: 50, loss: 3.9, t },
@@ -43,13 +53,39 @@ const EXAMPLES: { [K in Message['type']]: Extract<Message, { type: K }> } = {
         powerW: 627.4,
         powerLimitW: 700,
         smClockMHz: 1980,
-        processes: [{ pid: 10309, memory: 28234 * 2 ** 20, name: './gpu_burn', rank: 0 }, { pid: 7, memory: null }],
+        processes: [
+          { pid: 10309, memory: 28234 * 2 ** 20, name: './gpu_burn', rank: 0 },
+          { pid: 7, memory: null },
+        ],
         ranks: [0],
       },
-      { index: 1, uuid: 'GPU-2', name: 'NVIDIA H200', memoryUsed: null, memoryTotal: null, memoryReserved: null, utilPercent: null, temperatureC: null, powerW: null, powerLimitW: null, smClockMHz: null, lost: true, processes: [] },
+      {
+        index: 1,
+        uuid: 'GPU-2',
+        name: 'NVIDIA H200',
+        memoryUsed: null,
+        memoryTotal: null,
+        memoryReserved: null,
+        utilPercent: null,
+        temperatureC: null,
+        powerW: null,
+        powerLimitW: null,
+        smClockMHz: null,
+        lost: true,
+        processes: [],
+      },
     ],
   },
-  comm: { type: 'comm', rank: 0, t, step: 3, collectives: [{ kind: 'all-reduce', calls: 12, bytes: 1 << 20, ms: 3.5 }, { kind: 'reduce-scatter', calls: 1, bytes: 10, ms: 0 }] },
+  comm: {
+    type: 'comm',
+    rank: 0,
+    t,
+    step: 3,
+    collectives: [
+      { kind: 'all-reduce', calls: 12, bytes: 1 << 20, ms: 3.5 },
+      { kind: 'reduce-scatter', calls: 1, bytes: 10, ms: 0 },
+    ],
+  },
   log: { type: 'log', level: 'warn', message: 'slow step', t, rank: 1, source: 'trainer' },
   alert: { type: 'alert', id: 'memory-high:rank1', kind: 'memory-high', severity: 'warning', state: 'raised', message: 'rank 1 peak memory is 92%', t, rank: 1, step: 3, timeToFullSec: 42 },
   checkpoint: { type: 'checkpoint', step: 100, path: 'checkpoints/step-100.safetensors', bytes: 123456, t },
@@ -192,7 +228,13 @@ describe('protocol v1', () => {
     assert.deepEqual(decodeClientMessage('{"type":"control","id":"c1","action":"stop"}'), { ok: true, value: { type: 'control', id: 'c1', action: 'stop' } });
     const notJson = decodeClientMessage('{"type":');
     assert.ok(!notJson.ok && /^not valid JSON/.test(notJson.reason));
-    for (const bad of ['{"type":"control","id":"c1","action":"shutdown"}', '{"type":"control","id":"","action":"stop"}', '{"type":"control","id":"c1","action":"stop","force":true}', '{"type":"step"}', '"stop"']) {
+    for (const bad of [
+      '{"type":"control","id":"c1","action":"shutdown"}',
+      '{"type":"control","id":"","action":"stop"}',
+      '{"type":"control","id":"c1","action":"stop","force":true}',
+      '{"type":"step"}',
+      '"stop"',
+    ]) {
       assert.equal(decodeClientMessage(bad).ok, false, bad);
     }
   });

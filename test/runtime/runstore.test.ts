@@ -37,14 +37,20 @@ describe('run store', function () {
     await rec.close({ state: 'finished' });
 
     const lines = readFileSync(join(dir, RUN_LAYOUT.metrics), 'utf8').trimEnd().split('\n');
-    assert.ok(lines.every((l) => decodeMessage(l).ok), 'every line is a valid message');
+    assert.ok(
+      lines.every((l) => decodeMessage(l).ok),
+      'every line is a valid message',
+    );
     const run = await readRun(dir);
     assert.deepEqual(run.problems, []);
     assert.equal(run.truncatedTail, false);
     const types = run.messages.map((m) => m.type);
     assert.equal(types[0], 'hello');
     assert.ok(types.includes('alert'), 'NaN loss raised an alert, recorded too');
-    assert.deepEqual(types.filter((t) => t !== 'alert'), ['hello', 'status', 'status', 'step', 'step', 'eval', 'memory', 'comm', 'log', 'checkpoint', 'status']);
+    assert.deepEqual(
+      types.filter((t) => t !== 'alert'),
+      ['hello', 'status', 'status', 'step', 'step', 'eval', 'memory', 'comm', 'log', 'checkpoint', 'status'],
+    );
     const steps = run.messages.filter((m): m is StepMessage => m.type === 'step');
     assert.equal(steps[0]!.tokens, 1024);
     assert.ok(Number.isNaN(steps[1]!.loss) && steps[1]!.gradNorm === Infinity, 'non-finite values survive the file');
@@ -79,7 +85,11 @@ describe('run store', function () {
     assert.deepEqual(run.problems, [], 'no line in the middle is damaged');
     const steps = run.messages.filter((m): m is StepMessage => m.type === 'step').map((s) => s.step);
     assert.ok(steps.length >= lastSeen + 1, `${steps.length} steps on disk, ${lastSeen + 1} reported`);
-    assert.deepEqual(steps.slice(0, lastSeen + 1), Array.from({ length: lastSeen + 1 }, (_, k) => k), 'contiguous from 0');
+    assert.deepEqual(
+      steps.slice(0, lastSeen + 1),
+      Array.from({ length: lastSeen + 1 }, (_, k) => k),
+      'contiguous from 0',
+    );
     assert.equal(run.messages[0]!.type, 'hello');
     const tb = readdirSync(join(dir, RUN_LAYOUT.tensorboard)).filter((f) => f.includes('tfevents'));
     assert.equal(tb.length, 1);
@@ -96,7 +106,10 @@ describe('run store', function () {
     assert.equal(run.truncatedTail, true);
     assert.equal(run.problems.length, 1);
     assert.equal(run.problems[0]!.line, 2);
-    assert.deepEqual(run.messages.filter((m) => m.type === 'step').map((m) => (m as StepMessage).step), [0, 2]);
+    assert.deepEqual(
+      run.messages.filter((m) => m.type === 'step').map((m) => (m as StepMessage).step),
+      [0, 2],
+    );
     // No final status and nobody writing it: the reader adds "crashed" after the last step (never to the file).
     const last = run.messages[run.messages.length - 1]!;
     assert.ok(last.type === 'status' && last.state === 'crashed' && last.step === 2, JSON.stringify(last));
@@ -150,7 +163,27 @@ describe('run store', function () {
     const dir = tmp();
     const writer = new TensorBoardWriter(dir, 1_790_000_000_000);
     const sink = tensorBoardSink(writer);
-    const gpu = (used: number, node?: number): GpuMessage => ({ type: 'gpu', t: 1_790_000_000_000, devices: [{ index: 0, uuid: 'GPU-same', name: 'H', memoryUsed: used * 2 ** 30, memoryTotal: 8 * 2 ** 30, memoryReserved: null, utilPercent: used, temperatureC: null, powerW: null, powerLimitW: null, smClockMHz: null, processes: [] }], ...(node === undefined ? {} : { node: { rank: node, host: `h${node}` } }) });
+    const gpu = (used: number, node?: number): GpuMessage => ({
+      type: 'gpu',
+      t: 1_790_000_000_000,
+      devices: [
+        {
+          index: 0,
+          uuid: 'GPU-same',
+          name: 'H',
+          memoryUsed: used * 2 ** 30,
+          memoryTotal: 8 * 2 ** 30,
+          memoryReserved: null,
+          utilPercent: used,
+          temperatureC: null,
+          powerW: null,
+          powerLimitW: null,
+          smClockMHz: null,
+          processes: [],
+        },
+      ],
+      ...(node === undefined ? {} : { node: { rank: node, host: `h${node}` } }),
+    });
     sink(gpu(1));
     sink(gpu(2, 1));
     sink(gpu(3, 2));

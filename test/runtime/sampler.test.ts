@@ -102,21 +102,38 @@ describe('GPU sampler against a fake nvidia-smi', function () {
     await until(() => samples.length >= 4, '4 samples');
     for (const m of samples) {
       assert.equal(m.devices.length, 8);
-      assert.deepEqual(m.devices.map((d) => d.index), [0, 1, 2, 3, 4, 5, 6, 7]);
+      assert.deepEqual(
+        m.devices.map((d) => d.index),
+        [0, 1, 2, 3, 4, 5, 6, 7],
+      );
       assert.equal(new Set(m.devices.map((d) => d.uuid)).size, 8);
       assert.ok(m.devices.every((d, i) => d.name === 'NVIDIA H100 80GB HBM3' && d.memoryReserved === 479 * MiB && d.ranks?.[0] === i));
-      assert.ok(m.devices.every((d) => d.processes.length === 0), 'no compute apps: empty process lists');
+      assert.ok(
+        m.devices.every((d) => d.processes.length === 0),
+        'no compute apps: empty process lists',
+      );
     }
   });
 
   it('a process that is not in /proc (another PID namespace) is listed without a rank, nothing breaks', async () => {
     const ghost = 2 ** 22 + 5; // above Linux's largest pid_max
-    const fake = fakeNvidiaSmi({ apps: [{ pid: ghost, device: 0, memMiB: 512, name: 'python' }, { pid: process.pid, device: 0, memMiB: '[N/A]', name: 'node' }] });
+    const fake = fakeNvidiaSmi({
+      apps: [
+        { pid: ghost, device: 0, memMiB: 512, name: 'python' },
+        { pid: process.pid, device: 0, memMiB: '[N/A]', name: 'node' },
+      ],
+    });
     const { samples } = start(fake, { ranks: () => [{ rank: 3, pid: process.pid }] });
     await until(() => samples.some((m) => m.devices[0]!.processes.length === 2), 'a sample with both processes');
     const procs = samples.find((m) => m.devices[0]!.processes.length === 2)!.devices[0]!;
-    assert.deepEqual(procs.processes.find((p) => p.pid === ghost), { pid: ghost, memory: 512 * MiB, name: 'python' });
-    assert.deepEqual(procs.processes.find((p) => p.pid === process.pid), { pid: process.pid, memory: null, name: 'node', rank: 3 });
+    assert.deepEqual(
+      procs.processes.find((p) => p.pid === ghost),
+      { pid: ghost, memory: 512 * MiB, name: 'python' },
+    );
+    assert.deepEqual(
+      procs.processes.find((p) => p.pid === process.pid),
+      { pid: process.pid, memory: null, name: 'node', rank: 3 },
+    );
     assert.deepEqual(procs.ranks, [3], 'the rank is placed on the device through its process');
   });
 
@@ -145,7 +162,10 @@ describe('GPU sampler against a fake nvidia-smi', function () {
   it('no nvidia-smi on PATH: off, said once, never retried', async () => {
     const { s, states } = start(null);
     await until(() => s.state === 'off', 'state off');
-    assert.deepEqual(states.map((e) => e.state), ['starting', 'off']);
+    assert.deepEqual(
+      states.map((e) => e.state),
+      ['starting', 'off'],
+    );
     assert.match(states[1]!.reason, /not found/);
   });
 
@@ -178,7 +198,10 @@ describe('GPU sampler against a fake nvidia-smi', function () {
     await until(() => s.state === 'off', 'state off');
     assert.match(s.reason, /no NVIDIA GPU/);
     assert.equal(fake.invocations().length, 1);
-    assert.deepEqual(states.map((e) => e.state), ['starting', 'off']);
+    assert.deepEqual(
+      states.map((e) => e.state),
+      ['starting', 'off'],
+    );
   });
 
   it('start-up failure (no driver): down once with the driver message, retried with back-off', async () => {
@@ -197,9 +220,15 @@ describe('GPU sampler against a fake nvidia-smi', function () {
     const { s, states, samples } = start(fake);
     s.on('state', (e) => (e.state === 'down' || e.state === 'up') && alerts.collector(e.state === 'up', e.reason));
     await until(() => samples.length > 0, 'a sample after recovery');
-    assert.deepEqual(states.map((e) => e.state), ['starting', 'down', 'up']);
+    assert.deepEqual(
+      states.map((e) => e.state),
+      ['starting', 'down', 'up'],
+    );
     assert.match(states[1]!.reason, /version mismatch/);
-    assert.deepEqual(engine.map((a) => `${a.kind}:${a.state}`), ['collector-down:raised', 'collector-down:cleared']);
+    assert.deepEqual(
+      engine.map((a) => `${a.kind}:${a.state}`),
+      ['collector-down:raised', 'collector-down:cleared'],
+    );
   });
 
   it('a GPU lost mid-stream (driver message line): reported lost with null readings, others unaffected', async () => {

@@ -92,7 +92,9 @@ describe('server with a real browser', function () {
       const refusal = server.refusals()[before]!;
       assert.equal(refusal.status, 403);
       assert.match(refusal.reason, /IP-literal Origin|cross-site|not allowed/);
-      const read = await page.evaluate(`fetch('http://127.0.0.1:${server.port}/metrics', { headers: { Authorization: 'Bearer ${server.token}' } }).then((r) => r.text()).then((t) => 'read ' + t.length, (e) => 'blocked: ' + e)`);
+      const read = await page.evaluate(
+        `fetch('http://127.0.0.1:${server.port}/metrics', { headers: { Authorization: 'Bearer ${server.token}' } }).then((r) => r.text()).then((t) => 'read ' + t.length, (e) => 'blocked: ' + e)`,
+      );
       assert.match(String(read), /^blocked/);
     } finally {
       await page.close();

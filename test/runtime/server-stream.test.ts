@@ -58,13 +58,19 @@ describe('server stream', function () {
     assert.equal(snap.protocol, 1);
     assert.equal(snap.runId, 'test-run');
     assert.equal(snap.stepsTotal, 50);
-    assert.deepEqual(snap.steps.map((s) => s.step), Array.from({ length: 50 }, (_, k) => k));
+    assert.deepEqual(
+      snap.steps.map((s) => s.step),
+      Array.from({ length: 50 }, (_, k) => k),
+    );
     assert.equal(snap.status!.state, 'running');
     assert.equal(snap.logs[0]!.message, 'hello from the trainer');
     assert.equal(snap.readOnly, true, 'no control handler: read-only');
     for (let k = 50; k < 60; k++) bus.publish(step(k));
     await until(() => c.steps().length === 10, '10 live steps');
-    assert.deepEqual(c.steps().map((s) => s.step), [50, 51, 52, 53, 54, 55, 56, 57, 58, 59]);
+    assert.deepEqual(
+      c.steps().map((s) => s.step),
+      [50, 51, 52, 53, 54, 55, 56, 57, 58, 59],
+    );
     assert.deepEqual(c.invalid, []);
   });
 
@@ -77,8 +83,14 @@ describe('server stream', function () {
     const snap = c.messages[0] as SnapshotMessage;
     assert.equal(snap.stepsTotal, 20_000);
     assert.ok(snap.steps.length <= 2600, `downsampled to ${snap.steps.length}`);
-    assert.ok(snap.steps.some((s) => s.step === 12_345 && s.loss === 50), 'the spike survives');
-    assert.ok(snap.steps.some((s) => s.step === 17_777 && Number.isNaN(s.loss)), 'NaN survives (as a number after decoding)');
+    assert.ok(
+      snap.steps.some((s) => s.step === 12_345 && s.loss === 50),
+      'the spike survives',
+    );
+    assert.ok(
+      snap.steps.some((s) => s.step === 17_777 && Number.isNaN(s.loss)),
+      'NaN survives (as a number after decoding)',
+    );
     assert.equal(snap.steps[0]!.step, 0);
     assert.equal(snap.steps[snap.steps.length - 1]!.step, 19_999);
   });
@@ -105,7 +117,11 @@ describe('server stream', function () {
       }
     }
     await until(() => live.steps().length === 300, 'the live client to get all 300 live steps');
-    assert.deepEqual(live.steps().map((s) => s.step), Array.from({ length: 300 }, (_, k) => 5 + k), 'in order, none dropped');
+    assert.deepEqual(
+      live.steps().map((s) => s.step),
+      Array.from({ length: 300 }, (_, k) => 5 + k),
+      'in order, none dropped',
+    );
     await until(() => live.messages.filter((m) => m.type === 'gpu').some((m) => (m as GpuMessage).devices[0]!.utilPercent === 2999 % 101), 'the latest gauge');
     const stalled = server.clients().find((c) => c.id !== 1)!;
     assert.ok(stalled.slow, 'the stalled client is behind');
@@ -134,7 +150,10 @@ describe('server stream', function () {
     assert.ok(warnings.some((w) => /too slow/.test(w)));
     const last = (bus.history.steps.latest() as StepMessage).step;
     await until(() => live.steps().length === last + 1, 'every step on the live client');
-    assert.deepEqual(live.steps().map((s) => s.step), Array.from({ length: last + 1 }, (_, k) => k));
+    assert.deepEqual(
+      live.steps().map((s) => s.step),
+      Array.from({ length: last + 1 }, (_, k) => k),
+    );
   });
 
   it('heartbeat: a client that does not answer pings is terminated; a live one stays', async () => {
@@ -169,7 +188,11 @@ describe('server stream', function () {
       await until(() => client.state === 'waiting' || client.state === 'connecting', 'the client to notice');
       bus.publish(step(4)); // while disconnected
       await until(() => snapshots.length === 2 && client.state === 'open', 'a second snapshot after reconnecting');
-      assert.deepEqual(snapshots[1]!.steps.map((s) => s.step), [0, 1, 2, 3, 4], 'the new snapshot holds what was missed');
+      assert.deepEqual(
+        snapshots[1]!.steps.map((s) => s.step),
+        [0, 1, 2, 3, 4],
+        'the new snapshot holds what was missed',
+      );
       assert.equal(client.connections, 2);
     } finally {
       client.close();
@@ -219,7 +242,10 @@ describe('server stream', function () {
     assert.equal(sa.runId, 'run-a');
     assert.equal(sb.runId, 'run-b');
     assert.equal(sb.stepsTotal, 7);
-    assert.deepEqual(sa.runs!.map((r) => r.runId), ['run-a', 'run-b']);
+    assert.deepEqual(
+      sa.runs!.map((r) => r.runId),
+      ['run-a', 'run-b'],
+    );
     await assert.rejects(openClient(server.port, server.token, { path: '/ws?run=nope' }), /404/);
   });
 
@@ -257,7 +283,11 @@ describe('server stream', function () {
       assert.equal(stops, 1);
       trainer.emit(step(1, NaN));
       await until(() => seen.some((m) => m.type === 'alert'), 'the NaN alert');
-      assert.deepEqual(written.map((m) => m.type), ['alert'], 'only what telemetry adds goes through the run dir');
+      assert.deepEqual(
+        written.map((m) => m.type),
+        ['alert'],
+        'only what telemetry adds goes through the run dir',
+      );
     } finally {
       client.close();
     }

@@ -180,7 +180,13 @@ describe('server security', function () {
 
   it('a schema-invalid control message is rejected with a reason and nothing happens', async () => {
     const c = await openClient(port, token);
-    for (const bad of [{ type: 'control', id: 'a1', action: 'rm -rf /' }, { type: 'control', action: 'stop' }, { type: 'control', id: 'a2', action: 'stop', extra: 1 }, { type: 'step', step: 1 }, [1, 2]]) {
+    for (const bad of [
+      { type: 'control', id: 'a1', action: 'rm -rf /' },
+      { type: 'control', action: 'stop' },
+      { type: 'control', id: 'a2', action: 'stop', extra: 1 },
+      { type: 'step', step: 1 },
+      [1, 2],
+    ]) {
       c.ws.send(JSON.stringify(bad));
     }
     await until(() => c.messages.filter((m) => m.type === 'rejected').length === 5, '5 rejections');

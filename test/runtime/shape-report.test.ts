@@ -4,7 +4,9 @@ import assert from 'node:assert/strict';
 import { parseRankLine } from '../../runtime/parallel/channel';
 
 const good = {
-  k: 'shape', rank: 0, totalSteps: 100,
+  k: 'shape',
+  rank: 0,
+  totalSteps: 100,
   model: { model_type: 'llama', num_hidden_layers: 2, hidden_size: 64, architectures: ['LlamaForCausalLM'], tie_word_embeddings: false, torch_dtype: 'float32' },
   layout: { world: 4, strategy: 'fsdp2', zero: 3, tp: 2, microBatch: 8, seqLen: 512, precision: 'bf16-mixed', optimizer: 'adamw', attention: 'sdpa', future: 1 },
 };
@@ -14,7 +16,9 @@ describe('rank channel: the shape line', () => {
     const r = parseRankLine(JSON.stringify(good));
     assert.ok(r.ok);
     assert.deepEqual(r.value, {
-      k: 'shape', rank: 0, totalSteps: 100,
+      k: 'shape',
+      rank: 0,
+      totalSteps: 100,
       model: { model_type: 'llama', num_hidden_layers: 2, hidden_size: 64, architectures: ['LlamaForCausalLM'], tie_word_embeddings: false },
       layout: { world: 4, strategy: 'fsdp2', zero: 3, tp: 2, microBatch: 8, seqLen: 512, precision: 'bf16-mixed', optimizer: 'adamw', attention: 'sdpa' },
     });

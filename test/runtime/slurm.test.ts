@@ -31,7 +31,7 @@ function freePort(): Promise<number> {
 }
 
 function missingSlurm(): string | undefined {
-  if (process.getuid?.() !== 0) return 'slurmd starts job steps as root (it changes to the job\'s user): run as root';
+  if (process.getuid?.() !== 0) return "slurmd starts job steps as root (it changes to the job's user): run as root";
   for (const tool of ['slurmctld', 'slurmd', 'sbatch', 'srun', 'scontrol', 'sinfo']) {
     if (spawnSync('sh', ['-c', `command -v ${tool}`], { env: { PATH: `${process.env.PATH}:/usr/sbin:/sbin` } }).status !== 0) return `${tool} is not installed (Debian: apt-get install slurm-wlm)`;
   }
@@ -49,40 +49,43 @@ async function startCluster(dir: string): Promise<Cluster> {
   const [ctld, d0, d1] = [await freePort(), await freePort(), await freePort()];
   for (const d of ['state', 'spool-n0', 'spool-n1']) mkdirSync(join(dir, d));
   const conf = join(dir, 'slurm.conf');
-  writeFileSync(conf, [
-    'ClusterName=scalelmtest',
-    // slurmctld runs only where SlurmctldHost names this machine.
-    `SlurmctldHost=${hostname()}(127.0.0.1)`,
-    `SlurmctldPort=${ctld}`,
-    'AuthType=auth/none',
-    'CredType=cred/none',
-    'SlurmUser=root',
-    'SlurmdUser=root',
-    `StateSaveLocation=${dir}/state`,
-    `SlurmdSpoolDir=${dir}/spool-%n`,
-    `SlurmctldPidFile=${dir}/slurmctld.pid`,
-    `SlurmdPidFile=${dir}/slurmd-%n.pid`,
-    `SlurmctldLogFile=${dir}/slurmctld.log`,
-    `SlurmdLogFile=${dir}/slurmd-%n.log`,
-    'ProctrackType=proctrack/pgid',
-    'TaskPlugin=task/none',
-    'SelectType=select/cons_tres',
-    'SelectTypeParameters=CR_Core',
-    'SchedulerType=sched/builtin',
-    'ReturnToService=2',
-    'MpiDefault=none',
-    'JobCompType=jobcomp/none',
-    'AccountingStorageType=accounting_storage/none',
-    'JobAcctGatherType=jobacct_gather/none',
-    'SwitchType=switch/none',
-    'GresTypes=gpu',
-    // The nodes as configured (8 CPUs, one gpu), not as this machine's hardware is.
-    'SlurmdParameters=config_overrides',
-    `NodeName=n0 NodeHostname=${hostname()} NodeAddr=127.0.0.1 Port=${d0} CPUs=8 RealMemory=1000 Gres=gpu:1`,
-    `NodeName=n1 NodeHostname=${hostname()} NodeAddr=127.0.0.1 Port=${d1} CPUs=8 RealMemory=1000 Gres=gpu:1`,
-    'PartitionName=test Nodes=n0,n1 Default=YES MaxTime=INFINITE State=UP',
-    '',
-  ].join('\n'));
+  writeFileSync(
+    conf,
+    [
+      'ClusterName=scalelmtest',
+      // slurmctld runs only where SlurmctldHost names this machine.
+      `SlurmctldHost=${hostname()}(127.0.0.1)`,
+      `SlurmctldPort=${ctld}`,
+      'AuthType=auth/none',
+      'CredType=cred/none',
+      'SlurmUser=root',
+      'SlurmdUser=root',
+      `StateSaveLocation=${dir}/state`,
+      `SlurmdSpoolDir=${dir}/spool-%n`,
+      `SlurmctldPidFile=${dir}/slurmctld.pid`,
+      `SlurmdPidFile=${dir}/slurmd-%n.pid`,
+      `SlurmctldLogFile=${dir}/slurmctld.log`,
+      `SlurmdLogFile=${dir}/slurmd-%n.log`,
+      'ProctrackType=proctrack/pgid',
+      'TaskPlugin=task/none',
+      'SelectType=select/cons_tres',
+      'SelectTypeParameters=CR_Core',
+      'SchedulerType=sched/builtin',
+      'ReturnToService=2',
+      'MpiDefault=none',
+      'JobCompType=jobcomp/none',
+      'AccountingStorageType=accounting_storage/none',
+      'JobAcctGatherType=jobacct_gather/none',
+      'SwitchType=switch/none',
+      'GresTypes=gpu',
+      // The nodes as configured (8 CPUs, one gpu), not as this machine's hardware is.
+      'SlurmdParameters=config_overrides',
+      `NodeName=n0 NodeHostname=${hostname()} NodeAddr=127.0.0.1 Port=${d0} CPUs=8 RealMemory=1000 Gres=gpu:1`,
+      `NodeName=n1 NodeHostname=${hostname()} NodeAddr=127.0.0.1 Port=${d1} CPUs=8 RealMemory=1000 Gres=gpu:1`,
+      'PartitionName=test Nodes=n0,n1 Default=YES MaxTime=INFINITE State=UP',
+      '',
+    ].join('\n'),
+  );
   // One gpu per node, bound to /dev/null: what makes --gpus-per-node=1 schedulable without a GPU.
   writeFileSync(join(dir, 'gres.conf'), 'AutoDetect=off\nName=gpu File=/dev/null\n');
   const env = { ...process.env, SLURM_CONF: conf, PATH: `${process.env.PATH}:/usr/sbin:/sbin` };
@@ -100,11 +103,16 @@ async function startCluster(dir: string): Promise<Cluster> {
       for (let i = 0; i < 50 && jobs().length; i++) await new Promise((r) => setTimeout(r, 200));
     }
     for (const c of daemons) if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
-    await Promise.all(daemons.map((c) => new Promise<void>((resolve) => {
-      if (c.exitCode !== null || c.signalCode !== null) return resolve();
-      const t = setTimeout(() => c.kill('SIGKILL'), 5000);
-      c.once('exit', () => (clearTimeout(t), resolve()));
-    })));
+    await Promise.all(
+      daemons.map(
+        (c) =>
+          new Promise<void>((resolve) => {
+            if (c.exitCode !== null || c.signalCode !== null) return resolve();
+            const t = setTimeout(() => c.kill('SIGKILL'), 5000);
+            c.once('exit', () => (clearTimeout(t), resolve()));
+          }),
+      ),
+    );
   };
   start('slurmctld', ['-D', '-f', conf]);
   start('slurmd', ['-D', '-f', conf, '-N', 'n0']);
@@ -117,7 +125,14 @@ async function startCluster(dir: string): Promise<Cluster> {
     await new Promise((r) => setTimeout(r, 300));
   }
   await stop();
-  const log = (f: string) => (existsSync(join(dir, f)) ? readFileSync(join(dir, f), 'utf8').split('\n').filter((l) => /error/.test(l) && !/pmix|state file|backup state/i.test(l)).slice(-5).join('\n') : '');
+  const log = (f: string) =>
+    existsSync(join(dir, f))
+      ? readFileSync(join(dir, f), 'utf8')
+          .split('\n')
+          .filter((l) => /error/.test(l) && !/pmix|state file|backup state/i.test(l))
+          .slice(-5)
+          .join('\n')
+      : '';
   throw new Error(`the test cluster did not come up in 30 s (sinfo: ${states || 'nothing'})\n${log('slurmctld.log')}\n${log('slurmd-n0.log')}`);
 }
 
@@ -129,7 +144,9 @@ describe('Slurm: the exported sbatch script on a one-machine cluster (2 nodes ×
   let cluster: Cluster | undefined;
 
   before(async function () {
-    const why = missing ?? ('missing' in found ? found.missing : !existsSync(join(dirname((found as { python: string }).python), 'torchrun')) ? `no torchrun beside ${(found as { python: string }).python}` : undefined);
+    const why =
+      missing ??
+      ('missing' in found ? found.missing : !existsSync(join(dirname((found as { python: string }).python), 'torchrun')) ? `no torchrun beside ${(found as { python: string }).python}` : undefined);
     if (why) {
       console.log(`      NOTICE: skipping: ${why}`);
       this.skip();
@@ -144,13 +161,16 @@ describe('Slurm: the exported sbatch script on a one-machine cluster (2 nodes ×
 
   it('sbatch --wait runs the script: one scalelm launch per node, torchrun --nnodes 2, every rank reports, the run finishes', () => {
     const cfg = join(dir.path, 'job.scalelm.json');
-    writeFileSync(cfg, JSON.stringify({
-      name: 'slurm-tiny',
-      model: { preset: 'tiny' },
-      train: { microBatch: 2, globalBatch: 4, steps: STEPS, lr: 0.001, warmupSteps: 1, checkpointEvery: 0 },
-      parallel: { dp: 2, tp: 1, zero: 0 },
-      cluster: { gpu: 'H100-SXM', gpusPerNode: 1, nodes: 2 },
-    }));
+    writeFileSync(
+      cfg,
+      JSON.stringify({
+        name: 'slurm-tiny',
+        model: { preset: 'tiny' },
+        train: { microBatch: 2, globalBatch: 4, steps: STEPS, lr: 0.001, warmupSteps: 1, checkpointEvery: 0 },
+        parallel: { dp: 2, tp: 1, zero: 0 },
+        cluster: { gpu: 'H100-SXM', gpusPerNode: 1, nodes: 2 },
+      }),
+    );
     const exp = spawnSync(process.execPath, [CLI, 'export', cfg, '--to', 'slurm', '--write'], { encoding: 'utf8' });
     assert.equal(exp.status, 0, exp.stderr);
     const scriptFile = exp.stdout.trim();
@@ -176,30 +196,45 @@ describe('Slurm: the exported sbatch script on a one-machine cluster (2 nodes ×
     const jobDir = join(submit, 'runs', `slurm-tiny-${jobId}`);
     // The trainer's args (the whole run config) are the user's alone.
     assert.equal(statSync(join(jobDir, 'torch-args.json')).mode & 0o777, 0o600);
-    const messages = readFileSync(join(jobDir, 'run', 'metrics.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+    const messages = readFileSync(join(jobDir, 'run', 'metrics.jsonl'), 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
     const hello = messages[0]!;
     assert.equal(hello.type, 'hello');
     assert.equal(hello.world, 2);
     // Node 0's launch is the run: its torchrun command, node rank 0.
     const command = (hello.config as { launch: { command: string[] } }).launch.command;
     assert.deepEqual(command.slice(0, 7), ['torchrun', '--nnodes', '2', '--node-rank', '0', '--nproc-per-node', '1']);
-    assert.deepEqual(messages.filter((m) => m.type === 'step').map((m) => m.step), Array.from({ length: STEPS }, (_, i) => i + 1));
+    assert.deepEqual(
+      messages.filter((m) => m.type === 'step').map((m) => m.step),
+      Array.from({ length: STEPS }, (_, i) => i + 1),
+    );
     for (const m of messages.filter((x) => x.type === 'step')) assert.ok(Number.isFinite(m.loss) && (m.loss as number) > 0);
     assert.equal(messages.filter((m) => m.type === 'status').at(-1)!.state, 'finished');
     // Every rank of both nodes joined the one run (node 1's rank through node 0's channel) and reported.
     const logs = messages.filter((m) => m.type === 'log').map((m) => m.message as string);
-    for (const [rank, node] of [[0, 0], [1, 1]]) assert.ok(logs.some((l) => new RegExp(`^rank ${rank} of 2 joined \\(pid \\d+ on .*, node ${node}\\)$`).test(l)), `rank ${rank} joined from node ${node}:\n${logs.join('\n')}`);
+    for (const [rank, node] of [
+      [0, 0],
+      [1, 1],
+    ])
+      assert.ok(
+        logs.some((l) => new RegExp(`^rank ${rank} of 2 joined \\(pid \\d+ on .*, node ${node}\\)$`).test(l)),
+        `rank ${rank} joined from node ${node}:\n${logs.join('\n')}`,
+      );
     assert.deepEqual([...new Set(messages.filter((m) => m.type === 'memory').map((m) => m.rank as number))].sort(), [0, 1]);
     // The trainer's last-step checkpoint: every rank took part in gathering it (SCALELM_RUN_DIR on every node).
-    assert.ok(existsSync(join(jobDir, 'run', 'checkpoints', `step-${String(STEPS).padStart(6, '0')}`)), 'the last step\'s checkpoint');
+    assert.ok(existsSync(join(jobDir, 'run', 'checkpoints', `step-${String(STEPS).padStart(6, '0')}`)), "the last step's checkpoint");
     // Nothing of the job is left running on the "nodes".
-    const left = readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
-      try {
-        return readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(jobDir);
-      } catch {
-        return false;
-      }
-    });
+    const left = readdirSync('/proc')
+      .filter((p) => /^\d+$/.test(p))
+      .filter((p) => {
+        try {
+          return readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(jobDir);
+        } catch {
+          return false;
+        }
+      });
     assert.deepEqual(left, [], 'processes of the job still running');
   });
 });

@@ -15,7 +15,17 @@ import { removeTempDirs, tempDir, until } from './telemetry/util';
 
 const MiB = 2 ** 20;
 const t0 = 1_790_000_000_000;
-const stepMsg = (k: number, loss: number, peak = 100 * MiB): StepMessage => ({ type: 'step', step: k, loss, lr: 1e-3, gradNorm: 1, tokensPerSec: 1, stepMs: 10, t: t0 + k * 1000, memory: { params: 1, grads: 1, optimizer: 1, activations: 1, peak } });
+const stepMsg = (k: number, loss: number, peak = 100 * MiB): StepMessage => ({
+  type: 'step',
+  step: k,
+  loss,
+  lr: 1e-3,
+  gradNorm: 1,
+  tokensPerSec: 1,
+  stepMs: 10,
+  t: t0 + k * 1000,
+  memory: { params: 1, grads: 1, optimizer: 1, activations: 1, peak },
+});
 const memMsg = (k: number, stepPeak: number, capacity = 1000 * MiB): MemoryMessage => ({ type: 'memory', rank: 0, step: k, t: t0 + k * 1000, categories: { params: stepPeak }, stepPeak, capacity });
 
 function collect(options: ConstructorParameters<typeof AlertEngine>[1] = {}): { engine: AlertEngine; alerts: AlertMessage[]; seq: () => string[] } {
@@ -26,7 +36,11 @@ function collect(options: ConstructorParameters<typeof AlertEngine>[1] = {}): { 
 
 describe('downsampling', () => {
   it('keeps first, last, min and max per bucket, and every NaN, within its bound', () => {
-    const d = new Decimator<{ x: number; y: number }>((r) => r.x, (r) => r.y, 100);
+    const d = new Decimator<{ x: number; y: number }>(
+      (r) => r.x,
+      (r) => r.y,
+      100,
+    );
     for (let x = 0; x < 100_000; x++) d.add({ x, y: x === 77_777 ? 1e9 : x === 55_555 ? -1e9 : x === 33_333 ? NaN : Math.sin(x / 1000) });
     const kept = d.values();
     assert.ok(kept.length <= 5 * 100, `${kept.length} kept`);
@@ -34,11 +48,18 @@ describe('downsampling', () => {
     assert.equal(kept[0]!.x, 0);
     assert.equal(kept[kept.length - 1]!.x, 99_999);
     assert.ok(kept.some((r) => r.y === 1e9) && kept.some((r) => r.y === -1e9) && kept.some((r) => Number.isNaN(r.y)));
-    assert.ok(kept.every((r, i) => i === 0 || r.x > kept[i - 1]!.x), 'in order, each once');
+    assert.ok(
+      kept.every((r, i) => i === 0 || r.x > kept[i - 1]!.x),
+      'in order, each once',
+    );
   });
 
   it('a run going back in steps (resumed) does not break the order of history', () => {
-    const d = new Decimator<{ x: number; y: number }>((r) => r.x, (r) => r.y, 8);
+    const d = new Decimator<{ x: number; y: number }>(
+      (r) => r.x,
+      (r) => r.y,
+      8,
+    );
     for (const x of [0, 1, 2, 3, 1, 2, 3, 4]) d.add({ x, y: x });
     assert.equal(d.count, 8);
     assert.equal(d.latest()!.x, 4);
@@ -47,7 +68,10 @@ describe('downsampling', () => {
   it('history keeps recent logs and alerts bounded and tracks active alerts', () => {
     const h = new RunHistory({ logs: 3, alerts: 10 });
     for (let i = 0; i < 10; i++) h.add({ type: 'log', level: 'info', message: `m${i}`, t: t0 });
-    assert.deepEqual(h.logs.values().map((l) => l.message), ['m7', 'm8', 'm9']);
+    assert.deepEqual(
+      h.logs.values().map((l) => l.message),
+      ['m7', 'm8', 'm9'],
+    );
     h.add({ type: 'alert', id: 'a', kind: 'memory-high', severity: 'warning', state: 'raised', message: 'x', t: t0 });
     assert.equal(h.activeAlerts.size, 1);
     h.add({ type: 'alert', id: 'a', kind: 'memory-high', severity: 'info', state: 'cleared', message: 'x', t: t0 });
@@ -80,7 +104,26 @@ describe('alerts', () => {
 
   it('GPU memory against usable memory (total − reserved)', () => {
     const { engine, alerts } = collect();
-    const gpu = (used: number): GpuMessage => ({ type: 'gpu', t: t0, devices: [{ index: 0, uuid: 'GPU-1', name: 'NVIDIA H200', memoryUsed: used * MiB, memoryTotal: 143771 * MiB, memoryReserved: 614 * MiB, utilPercent: 100, temperatureC: 50, powerW: 600, powerLimitW: 700, smClockMHz: 1980, processes: [] }] });
+    const gpu = (used: number): GpuMessage => ({
+      type: 'gpu',
+      t: t0,
+      devices: [
+        {
+          index: 0,
+          uuid: 'GPU-1',
+          name: 'NVIDIA H200',
+          memoryUsed: used * MiB,
+          memoryTotal: 143771 * MiB,
+          memoryReserved: 614 * MiB,
+          utilPercent: 100,
+          temperatureC: 50,
+          powerW: 600,
+          powerLimitW: 700,
+          smClockMHz: 1980,
+          processes: [],
+        },
+      ],
+    });
     engine.observe(gpu(128_000));
     assert.equal(alerts.length, 0, '128000/143157 MiB usable is 89%');
     engine.observe(gpu(129_000));
@@ -90,12 +133,35 @@ describe('alerts', () => {
 
   it('GPU alerts of the same index or UUID on different nodes are separate conditions', () => {
     const { engine, alerts } = collect();
-    const dev = (used: number, lost = false): GpuMessage['devices'][number] => ({ index: 5, uuid: 'GPU-same', name: 'NVIDIA H200', memoryUsed: used * MiB, memoryTotal: 1000 * MiB, memoryReserved: 0, utilPercent: 100, temperatureC: 50, powerW: 600, powerLimitW: 700, smClockMHz: 1980, processes: [], ...(lost ? { lost: true } : {}) });
-    const on = (node: number | null, used: number, lost = false): GpuMessage => ({ type: 'gpu', t: t0, devices: [dev(used, lost)], ...(node === null ? {} : { node: { rank: node, host: `h${node}` } }) });
+    const dev = (used: number, lost = false): GpuMessage['devices'][number] => ({
+      index: 5,
+      uuid: 'GPU-same',
+      name: 'NVIDIA H200',
+      memoryUsed: used * MiB,
+      memoryTotal: 1000 * MiB,
+      memoryReserved: 0,
+      utilPercent: 100,
+      temperatureC: 50,
+      powerW: 600,
+      powerLimitW: 700,
+      smClockMHz: 1980,
+      processes: [],
+      ...(lost ? { lost: true } : {}),
+    });
+    const on = (node: number | null, used: number, lost = false): GpuMessage => ({
+      type: 'gpu',
+      t: t0,
+      devices: [dev(used, lost)],
+      ...(node === null ? {} : { node: { rank: node, host: `h${node}` } }),
+    });
     engine.observe(on(5, 950));
     engine.observe(on(6, 100));
     engine.observe(on(null, 100));
-    assert.deepEqual(alerts.map((a) => `${a.id}:${a.state}`), ['memory-high:node5:gpu5:raised'], "node 6's idle GPU 5 does not clear node 5's alert");
+    assert.deepEqual(
+      alerts.map((a) => `${a.id}:${a.state}`),
+      ['memory-high:node5:gpu5:raised'],
+      "node 6's idle GPU 5 does not clear node 5's alert",
+    );
     assert.match(alerts[0]!.message, /^node 5 \(h5\) GPU 5 memory /);
     engine.observe(on(6, 960));
     engine.observe(on(null, 970));
@@ -103,7 +169,18 @@ describe('alerts', () => {
     engine.observe(on(5, 100, true));
     engine.observe(on(6, 100, true));
     engine.observe(on(6, 100));
-    assert.deepEqual(alerts.slice(1).map((a) => `${a.id}:${a.state}`), ['memory-high:node6:gpu5:raised', 'memory-high:gpu5:raised', 'memory-high:node5:gpu5:cleared', 'gpu-lost:node5:GPU-same:raised', 'gpu-lost:node6:GPU-same:raised', 'memory-high:node6:gpu5:cleared', 'gpu-lost:node6:GPU-same:cleared']);
+    assert.deepEqual(
+      alerts.slice(1).map((a) => `${a.id}:${a.state}`),
+      [
+        'memory-high:node6:gpu5:raised',
+        'memory-high:gpu5:raised',
+        'memory-high:node5:gpu5:cleared',
+        'gpu-lost:node5:GPU-same:raised',
+        'gpu-lost:node6:GPU-same:raised',
+        'memory-high:node6:gpu5:cleared',
+        'gpu-lost:node6:GPU-same:cleared',
+      ],
+    );
     assert.match(alerts[2]!.message, /^GPU 5 memory /, 'a sample without a node keeps the single-machine wording');
   });
 
@@ -157,7 +234,14 @@ describe('alerts', () => {
   });
 
   it('slope: bytes per second by least squares', () => {
-    assert.equal(slopePerSecond([{ t: 0, used: 0 }, { t: 1000, used: 10 }, { t: 2000, used: 20 }]), 10);
+    assert.equal(
+      slopePerSecond([
+        { t: 0, used: 0 },
+        { t: 1000, used: 10 },
+        { t: 2000, used: 20 },
+      ]),
+      10,
+    );
     assert.equal(slopePerSecond([{ t: 0, used: 5 }]), 0);
   });
 });
@@ -167,7 +251,10 @@ describe('metric bus', () => {
     const bus = new MetricBus();
     const seen: string[] = [];
     bus.subscribe((m) => seen.push(m.type));
-    assert.throws(() => bus.publish({ type: 'step', step: 1, loss: 1 }), (e: unknown) => e instanceof ProtocolError && /lr: is required/.test(e.message));
+    assert.throws(
+      () => bus.publish({ type: 'step', step: 1, loss: 1 }),
+      (e: unknown) => e instanceof ProtocolError && /lr: is required/.test(e.message),
+    );
     assert.deepEqual(seen, []);
     assert.equal(bus.history.steps.count, 0);
   });
@@ -197,7 +284,26 @@ describe('prometheus text', () => {
     h.add(stepMsg(5, NaN));
     h.add(memMsg(5, 7 * MiB));
     h.add({ type: 'comm', rank: 0, t: t0, collectives: [{ kind: 'all-reduce', calls: 3, bytes: 300, ms: 1500 }] });
-    h.add({ type: 'gpu', t: t0, devices: [{ index: 0, uuid: 'GPU-1', name: 'NVIDIA "H200"\\x', memoryUsed: 1, memoryTotal: 2, memoryReserved: null, utilPercent: 50, temperatureC: 40, powerW: null, powerLimitW: 700, smClockMHz: 1980, processes: [] }] });
+    h.add({
+      type: 'gpu',
+      t: t0,
+      devices: [
+        {
+          index: 0,
+          uuid: 'GPU-1',
+          name: 'NVIDIA "H200"\\x',
+          memoryUsed: 1,
+          memoryTotal: 2,
+          memoryReserved: null,
+          utilPercent: 50,
+          temperatureC: 40,
+          powerW: null,
+          powerLimitW: 700,
+          smClockMHz: 1980,
+          processes: [],
+        },
+      ],
+    });
     const text = renderPrometheus([h]);
     assert.match(text, /# HELP scalelm_loss .*\n# TYPE scalelm_loss gauge\nscalelm_loss\{run="r1"\} NaN\n/);
     assert.match(text, /scalelm_run_state\{run="r1",state="running"\} 1\n/);
@@ -214,12 +320,34 @@ describe('prometheus text, several machines', () => {
   it("exports every node's latest GPU sample, labelled with its node", () => {
     const h = new RunHistory();
     h.add({ type: 'hello', protocol: 1, runId: 'r1', name: 'r1', startedAt: t0, world: 4, config: {} });
-    const gpu = (t: number, used: number, node?: number): GpuMessage => ({ type: 'gpu', t, devices: [{ index: 0, uuid: 'GPU-same', name: 'H', memoryUsed: used, memoryTotal: 10, memoryReserved: null, utilPercent: null, temperatureC: null, powerW: null, powerLimitW: null, smClockMHz: null, processes: [] }], ...(node === undefined ? {} : { node: { rank: node, host: `host-${node}` } }) });
+    const gpu = (t: number, used: number, node?: number): GpuMessage => ({
+      type: 'gpu',
+      t,
+      devices: [
+        {
+          index: 0,
+          uuid: 'GPU-same',
+          name: 'H',
+          memoryUsed: used,
+          memoryTotal: 10,
+          memoryReserved: null,
+          utilPercent: null,
+          temperatureC: null,
+          powerW: null,
+          powerLimitW: null,
+          smClockMHz: null,
+          processes: [],
+        },
+      ],
+      ...(node === undefined ? {} : { node: { rank: node, host: `host-${node}` } }),
+    });
     h.add(gpu(t0, 1));
     h.add(gpu(t0 + 1, 2, 1));
     h.add(gpu(t0 + 2, 3, 1));
     h.add(gpu(t0 + 3, 4, 2));
-    const used = renderPrometheus([h]).split('\n').filter((l) => l.startsWith('scalelm_gpu_memory_used_bytes{'));
+    const used = renderPrometheus([h])
+      .split('\n')
+      .filter((l) => l.startsWith('scalelm_gpu_memory_used_bytes{'));
     assert.deepEqual(used, [
       'scalelm_gpu_memory_used_bytes{run="r1",gpu="0",uuid="GPU-same",name="H"} 1',
       'scalelm_gpu_memory_used_bytes{run="r1",node="1",host="host-1",gpu="0",uuid="GPU-same",name="H"} 3',
@@ -270,7 +398,11 @@ describe('run recorder', function () {
     trainer.emit(stepMsg(1, NaN));
     assert.equal(rec.bus.history.hello!.runId, 'followed');
     assert.equal(rec.bus.history.steps.count, 2);
-    assert.deepEqual(written.map((m) => m.type), ['alert'], 'the NaN alert is the only line the recorder adds');
+    assert.deepEqual(
+      written.map((m) => m.type),
+      ['alert'],
+      'the NaN alert is the only line the recorder adds',
+    );
     assert.equal(rec.overhead().steps, 2);
     await rec.bus.control('stop');
     assert.equal(controls, 1);

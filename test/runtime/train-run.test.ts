@@ -56,7 +56,9 @@ describe('train: resume and the command line', function () {
       const wa = readSafetensors(join(a.path, 'checkpoints', 'step-000006', 'model.safetensors'));
       const wb = readSafetensors(join(b.path, 'checkpoints', 'step-000006', 'model.safetensors'));
       for (const [name, t] of wa.tensors) assert.ok(Buffer.from(t.bytes).equals(Buffer.from(wb.tensors.get(name)!.bytes)), `${name} differs`);
-      const evals = readFileSync(join(b.path, 'metrics.jsonl'), 'utf8').split('\n').filter((l) => l.includes('"type":"eval"'));
+      const evals = readFileSync(join(b.path, 'metrics.jsonl'), 'utf8')
+        .split('\n')
+        .filter((l) => l.includes('"type":"eval"'));
       assert.equal(evals.length, 2, 'eval at steps 3 and 6, each once after the truncation on resume');
     } finally {
       a.remove();
@@ -73,12 +75,18 @@ describe('train: resume and the command line', function () {
       assert.equal(run.code, 0, run.stderr);
       assert.match(run.stdout, /^step 1\/3 {2}loss \d\.\d{4} {2}lr [\d.e+-]+ {2}gnorm [\d.]+ {2}[\d,]+ tokens\/s {2}\d+ ms {2}peak [\d.]+ [KM]iB$/m);
       assert.match(run.stdout, /backend: wasm \(SIMD, \d threads?\)/);
-      const lines = readFileSync(join(dir.path, 'run', 'metrics.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => decodeMessage(l));
+      const lines = readFileSync(join(dir.path, 'run', 'metrics.jsonl'), 'utf8')
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => decodeMessage(l));
       assert.ok(lines.every((l) => l.ok));
       const msgs = lines.map((l) => (l as { ok: true; value: Message }).value);
       assert.equal(msgs[0]!.type, 'hello');
       const steps = msgs.filter((m): m is StepMessage => m.type === 'step');
-      assert.deepEqual(steps.map((s) => s.step), [1, 2, 3]);
+      assert.deepEqual(
+        steps.map((s) => s.step),
+        [1, 2, 3],
+      );
       for (const s of steps) {
         for (const k of ['loss', 'lr', 'gradNorm', 'tokensPerSec', 'stepMs'] as const) assert.ok(Number.isFinite(s[k]) && s[k] > 0, k);
         for (const k of ['params', 'grads', 'optimizer', 'activations', 'peak'] as const) assert.ok(s.memory[k] > 0, `memory.${k}`);

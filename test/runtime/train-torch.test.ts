@@ -38,7 +38,10 @@ describe('train: agreement with a PyTorch GPT-2 (same initial weights, same batc
       const rank = await RankEngine.alone({ config, baseDir: EXAMPLES, start: { kind: 'fresh' } });
       const init = await rank.params!.readAll();
       const specs = rank.fullSpecs;
-      writeSafetensors(join(dir.path, 'init.safetensors'), specs.map((s) => [s.name, { shape: s.shape, data: init.get(s.name)! }]));
+      writeSafetensors(
+        join(dir.path, 'init.safetensors'),
+        specs.map((s) => [s.name, { shape: s.shape, data: init.get(s.name)! }]),
+      );
 
       // The exact batches the trainer draws: [step][micro][tokens|targets][B][T], int32.
       const t = config.train;
@@ -67,7 +70,9 @@ describe('train: agreement with a PyTorch GPT-2 (same initial weights, same batc
       const model = new Gpt(rank.shape);
       const final = new ParamStore(specs);
       for (const [name, v] of readModelTensors(join(result.checkpoint!, 'model.safetensors'), specs)) final.setValues(name, v);
-      const heldLoss = tf.tidy(() => model.forward({ params: final, seq: T, dropout: 0, dropoutSeed: 0 }, tf.tensor1d(held.tokens, 'int32'), tf.tensor1d(held.targets, 'int32'), false).loss.dataSync()[0]!);
+      const heldLoss = tf.tidy(
+        () => model.forward({ params: final, seq: T, dropout: 0, dropoutSeed: 0 }, tf.tensor1d(held.tokens, 'int32'), tf.tensor1d(held.targets, 'int32'), false).loss.dataSync()[0]!,
+      );
       final.dispose();
 
       const spec = {
@@ -88,7 +93,9 @@ describe('train: agreement with a PyTorch GPT-2 (same initial weights, same batc
 
       const rel = (a: number, b: number): number => Math.abs(a - b) / Math.abs(b);
       const worst = ours.reduce((w, s, i) => Math.max(w, rel(s.loss, ref.losses[i]!)), 0);
-      console.log(`      PyTorch ${ref.torch}: loss ${ref.losses[0]!.toFixed(5)} -> ${ref.losses[STEPS - 1]!.toFixed(5)} over ${STEPS} steps; largest relative difference ${worst.toExponential(2)}; final weights on a held batch ${heldLoss.toFixed(6)} (ScaleLM) / ${ref.checkpointLoss.toFixed(6)} (checkpoint in PyTorch) / ${ref.referenceFinalLoss.toFixed(6)} (PyTorch's own run)`);
+      console.log(
+        `      PyTorch ${ref.torch}: loss ${ref.losses[0]!.toFixed(5)} -> ${ref.losses[STEPS - 1]!.toFixed(5)} over ${STEPS} steps; largest relative difference ${worst.toExponential(2)}; final weights on a held batch ${heldLoss.toFixed(6)} (ScaleLM) / ${ref.checkpointLoss.toFixed(6)} (checkpoint in PyTorch) / ${ref.referenceFinalLoss.toFixed(6)} (PyTorch's own run)`,
+      );
       assert.equal(ours.length, STEPS);
       ours.forEach((s, i) => {
         assert.ok(rel(s.loss, ref.losses[i]!) < 1e-5, `step ${i + 1}: loss ${s.loss} vs PyTorch ${ref.losses[i]}`);

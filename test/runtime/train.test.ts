@@ -67,31 +67,31 @@ describe('train: optimizer semantics (PyTorch 1.13)', () => {
   }
 
   for (const flavor of ['wasm', 'portable'] as const)
-  for (const kind of ['adamw', 'adam', 'sgd'] as const) {
-    for (const decay of [true, false]) {
-      it(`${kind}, ${decay ? 'with' : 'without'} weight decay, over 4 steps (${flavor === 'wasm' ? 'fused host kernel' : 'tfjs ops'})`, () => {
-        setKernelFlavor(flavor);
-        const h: OptimizerHyper = { kind, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 };
-        const p0 = Array.from(randomValues(10, 1));
-        const grads = [2, 3, 4, 5].map((s) => Array.from(randomValues(10, s)));
-        const lrs = [1e-2, 3e-2, 2e-2, 1e-2];
-        let p = tf.tensor1d(p0);
-        let state = kind === 'sgd' ? [tf.zeros([10])] : [tf.zeros([10]), tf.zeros([10])];
-        grads.forEach((g, t) => {
-          const gt = tf.tensor1d(g);
-          const r = updateTensor(h, p, gt, state, lrs[t]!, t + 1, decay);
-          tf.dispose([p, gt, ...state]);
-          p = r.p as tf.Tensor1D;
-          state = r.state;
+    for (const kind of ['adamw', 'adam', 'sgd'] as const) {
+      for (const decay of [true, false]) {
+        it(`${kind}, ${decay ? 'with' : 'without'} weight decay, over 4 steps (${flavor === 'wasm' ? 'fused host kernel' : 'tfjs ops'})`, () => {
+          setKernelFlavor(flavor);
+          const h: OptimizerHyper = { kind, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 };
+          const p0 = Array.from(randomValues(10, 1));
+          const grads = [2, 3, 4, 5].map((s) => Array.from(randomValues(10, s)));
+          const lrs = [1e-2, 3e-2, 2e-2, 1e-2];
+          let p = tf.tensor1d(p0);
+          let state = kind === 'sgd' ? [tf.zeros([10])] : [tf.zeros([10]), tf.zeros([10])];
+          grads.forEach((g, t) => {
+            const gt = tf.tensor1d(g);
+            const r = updateTensor(h, p, gt, state, lrs[t]!, t + 1, decay);
+            tf.dispose([p, gt, ...state]);
+            p = r.p as tf.Tensor1D;
+            state = r.state;
+          });
+          const got = p.dataSync();
+          const want = reference(h, p0, grads, lrs, decay);
+          want.forEach((w, i) => assert.ok(Math.abs(got[i]! - w) <= 1e-6 * Math.max(1, Math.abs(w)), `${i}: ${got[i]} vs ${w}`));
+          tf.dispose([p, ...state]);
+          setKernelFlavor('wasm');
         });
-        const got = p.dataSync();
-        const want = reference(h, p0, grads, lrs, decay);
-        want.forEach((w, i) => assert.ok(Math.abs(got[i]! - w) <= 1e-6 * Math.max(1, Math.abs(w)), `${i}: ${got[i]} vs ${w}`));
-        tf.dispose([p, ...state]);
-        setKernelFlavor('wasm');
-      });
+      }
     }
-  }
 
   it('decays matrices and embeddings but not biases or LayerNorm', () => {
     const specs = new Gpt(gptShape(smallConfig().model)).paramSpecs();
@@ -148,9 +148,15 @@ describe('train: data', () => {
       assert.deepEqual(Array.from(d.train.slice(0, 5)), [0, 7, 14, 21, 28]);
       writeFileSync(join(dir.path, 'odd.bin'), Buffer.alloc(7));
       assert.throws(() => loadTokens({ source: 'tokens', path: 'odd.bin', valFraction: 0 }, dir.path, shape, 1, false), /size \(7 bytes\) is odd/);
-      assert.throws(() => loadTokens({ source: 'tokens', path: 'ok.bin', valFraction: 0 }, dir.path, { vocab: 40, seqLen: 8 }, 1, false), /token 42 at position 6 \(byte offset 12\) is not below model.vocab=40/);
+      assert.throws(
+        () => loadTokens({ source: 'tokens', path: 'ok.bin', valFraction: 0 }, dir.path, { vocab: 40, seqLen: 8 }, 1, false),
+        /token 42 at position 6 \(byte offset 12\) is not below model.vocab=40/,
+      );
       assert.throws(() => loadTokens({ source: 'tokens', path: 'missing.bin', valFraction: 0 }, dir.path, shape, 1, false), /cannot read data.path .*missing.bin: no such file/);
-      assert.throws(() => loadTokens({ source: 'tokens', path: 'ok.bin', valFraction: 0 }, dir.path, { vocab: 50, seqLen: 200 }, 1, false), (e: Error) => e instanceof DataError && /fewer than one sequence/.test(e.message));
+      assert.throws(
+        () => loadTokens({ source: 'tokens', path: 'ok.bin', valFraction: 0 }, dir.path, { vocab: 50, seqLen: 200 }, 1, false),
+        (e: Error) => e instanceof DataError && /fewer than one sequence/.test(e.message),
+      );
       assert.throws(() => loadTokens({ source: 'tokens', path: 'ok.bin', valFraction: 0.05 }, dir.path, { vocab: 50, seqLen: 8 }, 1, true), /held-out split .* has 5 tokens/);
       assert.throws(() => loadTokens({ source: 'text', path: 'ok.bin', valFraction: 0 }, dir.path, { vocab: 100, seqLen: 8 }, 1, false), /byte-level tokens \(256 ids\) but model.vocab=100/);
     } finally {
@@ -180,7 +186,15 @@ describe('train: data', () => {
 
 describe('train: safetensors', () => {
   it('round-trips tensors and metadata in the HuggingFace layout (8-byte aligned header)', () => {
-    const bytes = Buffer.concat(encodeSafetensors([['a', { shape: [2, 3], data: Float32Array.from([1, 2, 3, 4, 5, 6]) }], ['b', { shape: [1], data: Float32Array.from([7]) }]], { format: 'pt' }));
+    const bytes = Buffer.concat(
+      encodeSafetensors(
+        [
+          ['a', { shape: [2, 3], data: Float32Array.from([1, 2, 3, 4, 5, 6]) }],
+          ['b', { shape: [1], data: Float32Array.from([7]) }],
+        ],
+        { format: 'pt' },
+      ),
+    );
     assert.equal(Number(bytes.readBigUInt64LE(0)) % 8, 0);
     const f = parseSafetensors(bytes, 'x.safetensors');
     assert.equal(f.metadata.format, 'pt');
@@ -200,7 +214,12 @@ describe('train: safetensors', () => {
       [rewrite(good, (h) => ({ ...h, w: { ...h.w, shape: [5] } })), /tensor w: 16 bytes of data for F32 \[5\], which needs 20/],
       [rewrite(good, (h) => ({ ...h, v: { dtype: 'F32', shape: [2], data_offsets: [8, 16] } })), /tensors w and v overlap/],
     ];
-    for (const [buf, re] of cases) assert.throws(() => parseSafetensors(buf, 'bad.safetensors'), (e: Error) => e instanceof SafetensorsError && e.message.startsWith('bad.safetensors: ') && re.test(e.message), String(re));
+    for (const [buf, re] of cases)
+      assert.throws(
+        () => parseSafetensors(buf, 'bad.safetensors'),
+        (e: Error) => e instanceof SafetensorsError && e.message.startsWith('bad.safetensors: ') && re.test(e.message),
+        String(re),
+      );
   });
 });
 
@@ -217,11 +236,31 @@ describe('train: checkpoints', function () {
   const config = smallConfig();
   const shape = gptShape(config.model);
   const specs = new Gpt(shape).paramSpecs();
-  const params = new Map(specs.map((s, i) => [s.name, randomValues(s.shape.reduce((a, b) => a * b, 1), i)]));
+  const params = new Map(
+    specs.map((s, i) => [
+      s.name,
+      randomValues(
+        s.shape.reduce((a, b) => a * b, 1),
+        i,
+      ),
+    ]),
+  );
   const data = (step: number): CheckpointData => ({
     params,
     optimizer: new Map(specs.map((s) => [s.name, [params.get(s.name)!, params.get(s.name)!]])),
-    state: { format: 'scalelm-checkpoint', version: 1, step, tokens: 0, data: { nextStep: step + 1, description: 'x' }, rng: { seed: 1 }, optimizer: { kind: 'adamw', beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, steps: step }, model: shape, metricsBytes: 0, savedAt: '', config: {} },
+    state: {
+      format: 'scalelm-checkpoint',
+      version: 1,
+      step,
+      tokens: 0,
+      data: { nextStep: step + 1, description: 'x' },
+      rng: { seed: 1 },
+      optimizer: { kind: 'adamw', beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, steps: step },
+      model: shape,
+      metricsBytes: 0,
+      savedAt: '',
+      config: {},
+    },
   });
 
   it('writes HF GPT-2 names in Conv1D layout, a HF config.json, optimizer state and state.json', () => {
@@ -248,8 +287,19 @@ describe('train: checkpoints', function () {
     const dir = tempDir();
     try {
       saveCheckpoint(dir.path, data(2), specs, 0);
-      assert.throws(() => saveCheckpoint(dir.path, data(4), specs, 0, { beforeCommit: () => { throw new Error('power cut'); } }), /power cut/);
-      assert.ok(readdirSync(dir.path).some((f) => f.startsWith('.tmp-step-000004')), 'the interrupted write is left as a temporary folder');
+      assert.throws(
+        () =>
+          saveCheckpoint(dir.path, data(4), specs, 0, {
+            beforeCommit: () => {
+              throw new Error('power cut');
+            },
+          }),
+        /power cut/,
+      );
+      assert.ok(
+        readdirSync(dir.path).some((f) => f.startsWith('.tmp-step-000004')),
+        'the interrupted write is left as a temporary folder',
+      );
       assert.equal(latestCheckpoint(dir.path), join(dir.path, 'step-000002'));
       assert.equal(loadCheckpoint(latestCheckpoint(dir.path)!, specs, { shape, optimizer: 'adamw' }).state.step, 2);
       saveCheckpoint(dir.path, data(6), specs, 0);
@@ -268,7 +318,12 @@ describe('train: checkpoints', function () {
     const dir = tempDir();
     try {
       for (const s of [1, 2, 3, 4, 5]) saveCheckpoint(dir.path, data(s), specs, 0);
-      assert.deepEqual(readdirSync(dir.path).filter((f) => f.startsWith('step-')).sort(), ['step-000003', 'step-000004', 'step-000005']);
+      assert.deepEqual(
+        readdirSync(dir.path)
+          .filter((f) => f.startsWith('step-'))
+          .sort(),
+        ['step-000003', 'step-000004', 'step-000005'],
+      );
     } finally {
       dir.remove();
     }
@@ -278,10 +333,16 @@ describe('train: checkpoints', function () {
     const dir = tempDir();
     try {
       const { path } = saveCheckpoint(dir.path, data(1), specs, 0);
-      assert.throws(() => loadCheckpoint(path, specs, { shape: { ...shape, hidden: 64 }, optimizer: 'adamw' }), (e: Error) => e instanceof CheckpointError && /hidden \(n_embd\) 32 there vs 64 in the config/.test(e.message));
+      assert.throws(
+        () => loadCheckpoint(path, specs, { shape: { ...shape, hidden: 64 }, optimizer: 'adamw' }),
+        (e: Error) => e instanceof CheckpointError && /hidden \(n_embd\) 32 there vs 64 in the config/.test(e.message),
+      );
       assert.throws(() => loadCheckpoint(path, specs, { shape, optimizer: 'sgd' }), /holds adamw state but train.optimizer is sgd/);
       writeFileSync(join(path, 'model.safetensors'), readFileSync(join(path, 'model.safetensors')).subarray(0, 1000));
-      assert.throws(() => loadCheckpoint(path, specs, { shape, optimizer: 'adamw' }), (e: Error) => e instanceof SafetensorsError && /model\.safetensors: .*truncated/.test(e.message));
+      assert.throws(
+        () => loadCheckpoint(path, specs, { shape, optimizer: 'adamw' }),
+        (e: Error) => e instanceof SafetensorsError && /model\.safetensors: .*truncated/.test(e.message),
+      );
       assert.throws(() => loadCheckpoint(dir.path, specs, { shape, optimizer: 'adamw' }), /state.json: missing: this folder is not a complete ScaleLM checkpoint/);
     } finally {
       dir.remove();
@@ -300,13 +361,19 @@ describe('train: checkpoints', function () {
       for (const s of specs) assert.deepEqual(loaded.get(s.name), params.get(s.name), s.name);
 
       writeFileSync(join(dir.path, 'config.json'), JSON.stringify({ ...hfConfig(shape, 0), n_embd: 768, n_layer: 12 }));
-      assert.throws(() => loadHfFolder(dir.path, specs, shape), /different GPT-2: layers \(n_layer\) 12 there vs 2 in the config, hidden \(n_embd\) 768 there vs 32 .*--set model.layers=12 --set model.hidden=768/);
+      assert.throws(
+        () => loadHfFolder(dir.path, specs, shape),
+        /different GPT-2: layers \(n_layer\) 12 there vs 2 in the config, hidden \(n_embd\) 768 there vs 32 .*--set model.layers=12 --set model.hidden=768/,
+      );
       writeFileSync(join(dir.path, 'config.json'), JSON.stringify({ ...hfConfig(shape, 0), model_type: 'llama' }));
       assert.throws(() => loadHfFolder(dir.path, specs, shape), /model_type is "llama"/);
       writeFileSync(join(dir.path, 'config.json'), JSON.stringify(hfConfig(shape, 0)));
       const transposed = tensors.map(([n, t]): [string, { shape: number[]; data: Float32Array }] => [n, n.endsWith('c_fc.weight') ? { shape: [t.shape[1]!, t.shape[0]!], data: t.data } : t]);
       writeSafetensors(join(dir.path, 'model.safetensors'), transposed);
-      assert.throws(() => loadHfFolder(dir.path, specs, shape), /transformer\.h\.0\.mlp\.c_fc\.weight has shape \[128,32\], expected \[32,128\] \(transposed: HF GPT-2 stores Conv1D weights as \[in, out\]/);
+      assert.throws(
+        () => loadHfFolder(dir.path, specs, shape),
+        /transformer\.h\.0\.mlp\.c_fc\.weight has shape \[128,32\], expected \[32,128\] \(transposed: HF GPT-2 stores Conv1D weights as \[in, out\]/,
+      );
       writeSafetensors(join(dir.path, 'model.safetensors'), tensors.filter(([n]) => !n.endsWith('ln_f.bias')).concat([['transformer.extra', { shape: [1], data: new Float32Array(1) }]]));
       assert.throws(() => loadHfFolder(dir.path, specs, shape), /missing 1 tensor of a GPT-2 with this shape: ln_f\.bias/);
       writeSafetensors(join(dir.path, 'model.safetensors'), tensors.concat([['transformer.extra', { shape: [1], data: new Float32Array(1) }]]));
@@ -342,7 +409,14 @@ describe('train: measured memory per step', function () {
     const config = smallConfig({ devices: { memory: '600KiB' } });
     const trainer = await RankEngine.alone({ config, baseDir: EXAMPLES, start: { kind: 'fresh' } });
     try {
-      await assert.rejects(async () => trainer.trainStep(1), (e: Error) => e.name === 'DeviceOutOfMemoryError' && /out of memory at step 1, (forward|backward) of [a-z_0-9.]+: tried to allocate .* in use of 600\.00 KiB \(params 133\.50 KiB, grads .*, optimizer 267\.00 KiB, activations .*, temporaries .*\)\. Lower train\.microBatch/.test(e.message));
+      await assert.rejects(
+        async () => trainer.trainStep(1),
+        (e: Error) =>
+          e.name === 'DeviceOutOfMemoryError' &&
+          /out of memory at step 1, (forward|backward) of [a-z_0-9.]+: tried to allocate .* in use of 600\.00 KiB \(params 133\.50 KiB, grads .*, optimizer 267\.00 KiB, activations .*, temporaries .*\)\. Lower train\.microBatch/.test(
+            e.message,
+          ),
+      );
     } finally {
       trainer.dispose();
     }

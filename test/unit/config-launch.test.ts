@@ -28,42 +28,71 @@ describe('run config: the launch section', () => {
   });
 
   it('the command must be a non-empty array of strings, the program first', () => {
-    assert.deepEqual(errors(withLaunch({})).map((e) => e.path), ['launch.command']);
+    assert.deepEqual(
+      errors(withLaunch({})).map((e) => e.path),
+      ['launch.command'],
+    );
     assert.match(errors(withLaunch({ command: 'torchrun train.py' }))[0]!.message, /launch\.command must be an array of strings, got "torchrun train\.py"/);
     assert.match(errors(withLaunch({ command: [] }))[0]!.message, /launch\.command must have at least 1 item/);
     const mixed = errors(withLaunch({ command: ['python', 3, null] }));
-    assert.deepEqual(mixed.map((e) => e.path), ['launch.command[1]', 'launch.command[2]']);
+    assert.deepEqual(
+      mixed.map((e) => e.path),
+      ['launch.command[1]', 'launch.command[2]'],
+    );
     assert.match(mixed[0]!.message, /launch\.command\[1\] must be a string, got number 3/);
-    assert.deepEqual(errors(withLaunch({ command: ['', 'train.py'] })).map((e) => e.path), ['launch.command[0]']);
-    assert.deepEqual(errors(withLaunch({ command: ['python', 'a\0b'] })).map((e) => e.path), ['launch.command[1]']);
+    assert.deepEqual(
+      errors(withLaunch({ command: ['', 'train.py'] })).map((e) => e.path),
+      ['launch.command[0]'],
+    );
+    assert.deepEqual(
+      errors(withLaunch({ command: ['python', 'a\0b'] })).map((e) => e.path),
+      ['launch.command[1]'],
+    );
   });
 
   it('cwd is relative to the config file: absolute paths are refused', () => {
     for (const cwd of ['/etc', '\\\\server\\share', 'C:\\work']) {
       const e = errors(withLaunch({ command: ['python', 't.py'], cwd }));
-      assert.deepEqual(e.map((x) => x.path), ['launch.cwd'], cwd);
+      assert.deepEqual(
+        e.map((x) => x.path),
+        ['launch.cwd'],
+        cwd,
+      );
       assert.match(e[0]!.message, /must be relative to the config file/);
     }
-    assert.deepEqual(errors(withLaunch({ command: ['python'], cwd: 3 })).map((e) => e.path), ['launch.cwd']);
-    assert.ok(parseConfig(withLaunch({ command: ['python', 't.py'], cwd: '../sibling' })).ok, 'the workspace check is the extension\'s (it knows the workspace)');
+    assert.deepEqual(
+      errors(withLaunch({ command: ['python'], cwd: 3 })).map((e) => e.path),
+      ['launch.cwd'],
+    );
+    assert.ok(parseConfig(withLaunch({ command: ['python', 't.py'], cwd: '../sibling' })).ok, "the workspace check is the extension's (it knows the workspace)");
   });
 
   it('env takes string values under valid names only', () => {
     const e = errors(withLaunch({ command: ['python'], env: { GOOD: '1', N: 2, 'BAD-NAME': 'x', '1X': 'y' } }));
     assert.deepEqual(e.map((x) => x.path).sort(), ['launch.env.1X', 'launch.env.BAD-NAME', 'launch.env.N']);
     assert.match(e.find((x) => x.path === 'launch.env.N')!.message, /launch\.env\.N must be a string, got number 2/);
-    assert.deepEqual(errors(withLaunch({ command: ['python'], env: ['A=1'] })).map((x) => x.path), ['launch.env']);
-    assert.deepEqual(errors(withLaunch({ command: ['python'], env: { A: 'x\0y' } })).map((x) => x.path), ['launch.env.A']);
+    assert.deepEqual(
+      errors(withLaunch({ command: ['python'], env: ['A=1'] })).map((x) => x.path),
+      ['launch.env'],
+    );
+    assert.deepEqual(
+      errors(withLaunch({ command: ['python'], env: { A: 'x\0y' } })).map((x) => x.path),
+      ['launch.env.A'],
+    );
   });
 
   it('unknown keys in the section are named with a suggestion', () => {
     const e = errors(withLaunch({ command: ['python'], comand: ['x'] }));
-    assert.deepEqual(e.map((x) => x.path), ['launch.comand']);
+    assert.deepEqual(
+      e.map((x) => x.path),
+      ['launch.comand'],
+    );
     assert.match(e[0]!.message, /did you mean "launch\.command"/);
   });
 
   it('the JSON schema and docs/config.md come from the same declaration', () => {
-    const launch = (buildJsonSchema() as { properties: Record<string, { required?: string[]; additionalProperties?: unknown; properties: Record<string, Record<string, unknown>> }> }).properties.launch!;
+    const launch = (buildJsonSchema() as { properties: Record<string, { required?: string[]; additionalProperties?: unknown; properties: Record<string, Record<string, unknown>> }> }).properties
+      .launch!;
     assert.deepEqual(launch.required, ['command']);
     assert.equal(launch.additionalProperties, false);
     assert.equal(launch.properties.command!.type, 'array');
@@ -86,7 +115,10 @@ describe('Launch with Monitor: the command line as argv', () => {
   });
 
   it('an unclosed quote or a lone trailing backslash is one clear error', () => {
-    assert.throws(() => splitCommandLine('python "train.py'), (e: Error) => e instanceof CommandLineError && /unclosed " at column 8/.test(e.message));
+    assert.throws(
+      () => splitCommandLine('python "train.py'),
+      (e: Error) => e instanceof CommandLineError && /unclosed " at column 8/.test(e.message),
+    );
     assert.throws(() => splitCommandLine("python 'x"), /unclosed ' at column 8/);
     assert.throws(() => splitCommandLine('python x\\'), /ends with a lone \\/);
   });

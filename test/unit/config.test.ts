@@ -124,7 +124,10 @@ describe('run config: cross-field rules', () => {
   });
 
   it('globalBatch must be divisible by microBatch·dp, with the nearest choices', () => {
-    assert.equal(only(gpt2({ parallel: { dp: 2 }, train: { microBatch: 3, globalBatch: 10 } }), 'train.globalBatch'), 'train.globalBatch=10 must be divisible by train.microBatch·parallel.dp = 3·2 = 6; choose 6 or 12');
+    assert.equal(
+      only(gpt2({ parallel: { dp: 2 }, train: { microBatch: 3, globalBatch: 10 } }), 'train.globalBatch'),
+      'train.globalBatch=10 must be divisible by train.microBatch·parallel.dp = 3·2 = 6; choose 6 or 12',
+    );
   });
 
   it('pp (times vpp) must divide layers; vpp needs pp', () => {
@@ -160,7 +163,10 @@ describe('run config: cross-field rules', () => {
   });
 
   it('loadConfig throws a ConfigError listing every problem', () => {
-    assert.throws(() => loadConfig(gpt2({ parallel: { tp: 5 } }), 'x.scalelm.json'), (e: unknown) => e instanceof ConfigError && /x\.scalelm\.json: 1 problem in the config:\n {2}- parallel\.tp=5/.test(e.message));
+    assert.throws(
+      () => loadConfig(gpt2({ parallel: { tp: 5 } }), 'x.scalelm.json'),
+      (e: unknown) => e instanceof ConfigError && /x\.scalelm\.json: 1 problem in the config:\n {2}- parallel\.tp=5/.test(e.message),
+    );
   });
 });
 
@@ -192,12 +198,14 @@ describe('HuggingFace config.json', () => {
 
   it('reads GPT-2 into the same shape as the gpt2 preset', () => {
     const m = modelOf('gpt2.config.json');
-    for (const k of ['layers', 'hidden', 'heads', 'kvHeads', 'ffnHidden', 'vocab', 'seqLen', 'activation', 'norm', 'tiedEmbeddings', 'bias', 'positionEmbedding'] as const) assert.equal(m[k], MODEL_PRESETS.gpt2[k], k);
+    for (const k of ['layers', 'hidden', 'heads', 'kvHeads', 'ffnHidden', 'vocab', 'seqLen', 'activation', 'norm', 'tiedEmbeddings', 'bias', 'positionEmbedding'] as const)
+      assert.equal(m[k], MODEL_PRESETS.gpt2[k], k);
   });
 
   it('reads Llama into the same shape as the llama-2-7b preset', () => {
     const m = modelOf('llama-2-7b.config.json');
-    for (const k of ['layers', 'hidden', 'heads', 'kvHeads', 'ffnHidden', 'vocab', 'seqLen', 'activation', 'norm', 'tiedEmbeddings', 'bias', 'positionEmbedding'] as const) assert.equal(m[k], MODEL_PRESETS['llama-2-7b'][k], k);
+    for (const k of ['layers', 'hidden', 'heads', 'kvHeads', 'ffnHidden', 'vocab', 'seqLen', 'activation', 'norm', 'tiedEmbeddings', 'bias', 'positionEmbedding'] as const)
+      assert.equal(m[k], MODEL_PRESETS['llama-2-7b'][k], k);
   });
 
   it('reads Mistral (GQA), Qwen2 (tied) and GPT-NeoX key names', () => {

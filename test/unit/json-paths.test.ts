@@ -29,7 +29,10 @@ describe('a planner layout merged into a config file (chooseLayout), checked by 
     assert.match(r.text, /\/\/ my run/);
     const value = parseJsonc(r.text) as { parallel: { dp: number; zero: number }; train: { microBatch: number } };
     assert.deepEqual([value.parallel.dp, value.parallel.zero, value.train.microBatch], [4, 1, 2]);
-    assert.deepEqual(patchEdits({ parallel: { dp: 4 }, cluster: { nodes: 2 } }), [{ path: 'parallel.dp', value: 4 }, { path: 'cluster.nodes', value: 2 }]);
+    assert.deepEqual(patchEdits({ parallel: { dp: 4 }, cluster: { nodes: 2 } }), [
+      { path: 'parallel.dp', value: 4 },
+      { path: 'cluster.nodes', value: 2 },
+    ]);
   });
   it('refuses a patch that would leave an invalid config, naming the field; nothing is returned to write', () => {
     const bad = patchConfigText(text, { parallel: { dp: 0 } });

@@ -23,7 +23,9 @@ function sources(dir: string): string[] {
 function importsOf(file: string): string[] {
   const text = readFileSync(join(ROOT, file), 'utf8');
   const specs: string[] = [];
-  for (const m of text.matchAll(/(?:^|\n)\s*(?:import|export)\b[^'";]*?from\s+['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)|require\(\s*['"]([^'"]+)['"]\s*\)|(?:^|\n)\s*import\s+['"]([^'"]+)['"]/g)) {
+  for (const m of text.matchAll(
+    /(?:^|\n)\s*(?:import|export)\b[^'";]*?from\s+['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)|require\(\s*['"]([^'"]+)['"]\s*\)|(?:^|\n)\s*import\s+['"]([^'"]+)['"]/g,
+  )) {
     specs.push((m[1] ?? m[2] ?? m[3] ?? m[4])!);
   }
   return specs;
@@ -53,23 +55,44 @@ describe('layering: the import rules of docs/architecture.md hold in every file'
   });
 
   it('common/ is pure: no Node, no vscode, nothing outside common/', () => {
-    assert.deepEqual(violations('common', (spec, to) =>
-      NODE_BUILTINS.test(spec) ? 'a Node module' : spec === 'vscode' ? 'vscode' : spec.startsWith('.') && !to.startsWith('common/') ? 'outside common/' : undefined), []);
+    assert.deepEqual(
+      violations('common', (spec, to) =>
+        NODE_BUILTINS.test(spec) ? 'a Node module' : spec === 'vscode' ? 'vscode' : spec.startsWith('.') && !to.startsWith('common/') ? 'outside common/' : undefined,
+      ),
+      [],
+    );
   });
 
   it('runtime/ never imports vscode, the extension or the webview (but the one HTML document it serves)', () => {
-    assert.deepEqual(violations('runtime', (spec, to) =>
-      spec === 'vscode' ? 'vscode' : to.startsWith('extension/') ? 'the extension' : to.startsWith('webview/') && to !== 'webview/html' ? 'webview code' : undefined), []);
+    assert.deepEqual(
+      violations('runtime', (spec, to) =>
+        spec === 'vscode' ? 'vscode' : to.startsWith('extension/') ? 'the extension' : to.startsWith('webview/') && to !== 'webview/html' ? 'webview code' : undefined,
+      ),
+      [],
+    );
   });
 
   it('webview/ is browser code: no Node, no vscode, and of runtime/ only the pure config and planner', () => {
-    assert.deepEqual(violations('webview', (spec, to) =>
-      NODE_BUILTINS.test(spec) ? 'a Node module' : spec === 'vscode' ? 'vscode' : to.startsWith('extension/') ? 'the extension'
-        : to.startsWith('runtime/') && !/^runtime\/(config|planner)(\/|$)/.test(to) ? 'runtime code beyond config/ and planner/' : undefined), []);
+    assert.deepEqual(
+      violations('webview', (spec, to) =>
+        NODE_BUILTINS.test(spec)
+          ? 'a Node module'
+          : spec === 'vscode'
+            ? 'vscode'
+            : to.startsWith('extension/')
+              ? 'the extension'
+              : to.startsWith('runtime/') && !/^runtime\/(config|planner)(\/|$)/.test(to)
+                ? 'runtime code beyond config/ and planner/'
+                : undefined,
+      ),
+      [],
+    );
   });
 
   it('extension/ takes from webview/ only its pure html and messages modules', () => {
-    assert.deepEqual(violations('extension', (_spec, to) =>
-      to.startsWith('webview/') && to !== 'webview/html' && to !== 'webview/messages' ? 'webview code' : undefined), []);
+    assert.deepEqual(
+      violations('extension', (_spec, to) => (to.startsWith('webview/') && to !== 'webview/html' && to !== 'webview/messages' ? 'webview code' : undefined)),
+      [],
+    );
   });
 });

@@ -39,7 +39,11 @@ describe('a failed run names its rank from error.rank', () => {
 describe('the runs table engine column', () => {
   it('shows hello.engine.name with the backend label as its detail', () => {
     const stream = recorded();
-    const hello = { ...(stream[0] as HelloMessage), engine: { name: 'torch', reason: 'devices.engine is "torch"' }, backend: { name: 'cuda', label: 'cuda (NVIDIA H200) nccl' } } satisfies HelloMessage;
+    const hello = {
+      ...(stream[0] as HelloMessage),
+      engine: { name: 'torch', reason: 'devices.engine is "torch"' },
+      backend: { name: 'cuda', label: 'cuda (NVIDIA H200) nccl' },
+    } satisfies HelloMessage;
     assert.ok(validateMessage(hello).ok, 'a hello the protocol accepts');
     const h = new RunHistory();
     for (const m of [hello, ...stream.slice(1)]) h.add(m);

@@ -32,7 +32,7 @@ describe('planner conventions reproduce their anchors', () => {
         assert.equal(zeroPaperModelStates(7.5e9, 64, stage).total, exact[stage]);
       });
     }
-    it('the paper\'s 2 + 2 + K split per stage', () => {
+    it("the paper's 2 + 2 + K split per stage", () => {
       const r = ok(estimate(planInputFor(model, { dp: 64, zero: 2, gpusPerNode: 8 }), { convention: 'zero-paper' }));
       assert.equal(r.memory.perDevice.params, 2 * 7.5e9);
       assert.equal(r.memory.perDevice.grads, (2 * 7.5e9) / 64);
@@ -41,7 +41,21 @@ describe('planner conventions reproduce their anchors', () => {
   });
 
   describe('deepspeed: the printed t5-3b estimates (Ψ = 2851M, largest layer 32M, 1 node × 8 GPUs)', () => {
-    const model: PlanModel = { layers: 24, hidden: 1024, heads: 32, kvHeads: 32, ffnHidden: 16384, vocab: 32128, seqLen: 512, activation: 'gelu', norm: 'layernorm', tiedEmbeddings: true, bias: false, positionEmbedding: 'rope', totalParams: 2851e6 };
+    const model: PlanModel = {
+      layers: 24,
+      hidden: 1024,
+      heads: 32,
+      kvHeads: 32,
+      ffnHidden: 16384,
+      vocab: 32128,
+      seqLen: 512,
+      activation: 'gelu',
+      norm: 'layernorm',
+      tiedEmbeddings: true,
+      bias: false,
+      positionEmbedding: 'rope',
+      totalParams: 2851e6,
+    };
     const options: EstimateOptions = { convention: 'deepspeed', largestLayerParams: 32e6 };
     const run = (zero: 2 | 3, offloadOptimizer: boolean, offloadParams: boolean, extra: EstimateOptions = {}) =>
       ok(estimate(planInputFor(model, { dp: 8, zero, offloadOptimizer, offloadParams, gpusPerNode: 8 }), { ...options, ...extra })).memory;
@@ -52,7 +66,7 @@ describe('planner conventions reproduce their anchors', () => {
       assert.equal(gb2(m.host.perNode), '127.45');
       assert.deepEqual(deepspeedZero2(2851e6, 8, 1, true), { gpu: 5702e6, cpu: 136848e6 });
     });
-    it('ZeRO-2 without offload: the current code\'s 2Ψ + 18Ψ/N, and the docs\' printed 15.93GB with the legacy 4Ψ + 16Ψ/N', () => {
+    it("ZeRO-2 without offload: the current code's 2Ψ + 18Ψ/N, and the docs' printed 15.93GB with the legacy 4Ψ + 16Ψ/N", () => {
       assert.equal(run(2, false, false).perDevice.total, 2 * 2851e6 + (18 * 2851e6) / 8);
       const legacy = run(2, false, false, { deepspeedLegacyZero2: true });
       assert.equal(gb2(legacy.perDevice.total), '15.93');
@@ -67,19 +81,26 @@ describe('planner conventions reproduce their anchors', () => {
       assert.equal(gb2(run(3, true, true).host.perNode), '71.69');
       assert.equal(gb2(run(3, true, false).host.perNode), '63.72');
       assert.equal(gb2(run(3, false, false).host.perNode), '1.43');
-      for (const [o, p] of [[true, true], [true, false], [false, false]] as const) {
+      for (const [o, p] of [
+        [true, true],
+        [true, false],
+        [false, false],
+      ] as const) {
         assert.equal(gb2(run(3, o, p, { deepspeedZeroInit: false }).host.perNode), '127.45');
       }
       assert.equal(deepspeedZero3(2851e6, 32e6, 8, 1, false, false).largestLayerMemory, 128e6);
     });
-    it('ZeRO-3 with parameter offload but no optimizer offload: DeepSpeed\'s no-offload branch, 18Ψ/N kept (6.09GB, 1.43GB host)', () => {
+    it("ZeRO-3 with parameter offload but no optimizer offload: DeepSpeed's no-offload branch, 18Ψ/N kept (6.09GB, 1.43GB host)", () => {
       // stage3.py reads cpu_offload_params only under cpu_offload: gpu = 4·largest + int(18Ψ/N), host = largest·4·gpn·1.5.
       const m = run(3, false, true);
       assert.equal(m.perDevice.total, 4 * 32e6 + Math.trunc((18 * 2851e6) / 8));
       assert.equal(gb2(m.perDevice.total), '6.09');
       assert.equal(m.host.perNode, 32e6 * 4 * 8 * 1.5);
       assert.equal(gb2(run(3, false, true, { deepspeedZeroInit: false }).host.perNode), '127.45');
-      assert.ok(m.notes.some((n) => n.includes('no-offload branch')), m.notes.join('; '));
+      assert.ok(
+        m.notes.some((n) => n.includes('no-offload branch')),
+        m.notes.join('; '),
+      );
     });
   });
 
@@ -88,19 +109,56 @@ describe('planner conventions reproduce their anchors', () => {
     const largestOf = (modules: number[]) => Math.max(...modules);
     it('HF Llama: separate q/k/v/o and gate/up/down projections, not a fused QKV', () => {
       // A Llama-shaped model with a small vocabulary, so that a fused QKV (h·3h) would wrongly be the largest.
-      const model: PlanModel = { layers: 4, hidden: 4096, heads: 32, kvHeads: 32, ffnHidden: 4096, vocab: 8000, seqLen: 2048, activation: 'swiglu', norm: 'rmsnorm', tiedEmbeddings: false, bias: false, positionEmbedding: 'rope' };
+      const model: PlanModel = {
+        layers: 4,
+        hidden: 4096,
+        heads: 32,
+        kvHeads: 32,
+        ffnHidden: 4096,
+        vocab: 8000,
+        seqLen: 2048,
+        activation: 'swiglu',
+        norm: 'rmsnorm',
+        tiedEmbeddings: false,
+        bias: false,
+        positionEmbedding: 'rope',
+      };
       const h = 4096;
-      const hfModules = [8000 * h /* embed_tokens */, h * h /* q_proj */, h * h /* k_proj */, h * h /* v_proj */, h * h /* o_proj */, h * 4096 /* gate_proj */, h * 4096 /* up_proj */, 4096 * h /* down_proj */, h /* input_layernorm */, 8000 * h /* lm_head */];
+      const hfModules = [
+        8000 * h /* embed_tokens */,
+        h * h /* q_proj */,
+        h * h /* k_proj */,
+        h * h /* v_proj */,
+        h * h /* o_proj */,
+        h * 4096 /* gate_proj */,
+        h * 4096 /* up_proj */,
+        4096 * h /* down_proj */,
+        h /* input_layernorm */,
+        8000 * h /* lm_head */,
+      ];
       const r = ok(estimate(planInputFor(model, { dp: 8, zero: 3, gpusPerNode: 8 }), { convention: 'deepspeed' }));
       const buffers = r.memory.terms.find((t) => t.label.startsWith('4 × largest layer'))!;
       assert.equal(buffers.bytes, 4 * largestOf(hfModules));
       assert.equal(buffers.bytes, 4 * 8000 * h);
-      assert.notEqual(buffers.bytes, 4 * h * 3 * h, 'a fused QKV is GPT-2\'s c_attn, not a Llama module');
+      assert.notEqual(buffers.bytes, 4 * h * 3 * h, "a fused QKV is GPT-2's c_attn, not a Llama module");
       // Llama-2-7B: the embedding (32000·4096) is the largest either way.
       assert.equal(largestModuleParams(MODEL_PRESETS['llama-2-7b']), 32000 * 4096);
     });
     it('GPT-2 / NeoX: the fused c_attn (h·3h + 3h) counts as one module; model.fusedQkv overrides the guess', () => {
-      const gpt: PlanModel = { layers: 4, hidden: 4096, heads: 32, kvHeads: 32, ffnHidden: 4096, vocab: 8000, seqLen: 1024, activation: 'gelu', norm: 'layernorm', tiedEmbeddings: true, bias: true, positionEmbedding: 'learned' };
+      const gpt: PlanModel = {
+        layers: 4,
+        hidden: 4096,
+        heads: 32,
+        kvHeads: 32,
+        ffnHidden: 4096,
+        vocab: 8000,
+        seqLen: 1024,
+        activation: 'gelu',
+        norm: 'layernorm',
+        tiedEmbeddings: true,
+        bias: true,
+        positionEmbedding: 'learned',
+      };
       assert.equal(largestModuleParams(gpt), 4096 * 3 * 4096 + 3 * 4096);
       assert.equal(largestModuleParams({ ...gpt, fusedQkv: false }), Math.max(8000 * 4096, 4096 * 4096 + 4096, 4096 * 4096 + 4096));
     });
@@ -109,7 +167,11 @@ describe('planner conventions reproduce their anchors', () => {
   describe('megatron: theoretical_memory_usage.py in its own terms', () => {
     // 7.5B of Table 1: L=36, h=4096, a=32, V=51200, s=2048; tp=4, dp=32, micro-batch 1.
     const base = planInputFor(megatronGpt(36, 4096, 32), { tp: 4, dp: 32, gpusPerNode: 8, gpu: 'A100-80GB', globalBatch: 512 });
-    const withLayout = (patch: Partial<PlanInput['parallel']>, recompute: PlanInput['train']['recompute']): PlanInput => ({ ...base, parallel: { ...base.parallel, ...patch }, train: { ...base.train, recompute } });
+    const withLayout = (patch: Partial<PlanInput['parallel']>, recompute: PlanInput['train']['recompute']): PlanInput => ({
+      ...base,
+      parallel: { ...base.parallel, ...patch },
+      train: { ...base.train, recompute },
+    });
 
     it('18 bytes per parameter of the most loaded shard; 6 + 12/d with the distributed optimizer', () => {
       // Linear weights per layer 2h·f + 2h²(1 + 1) = 201,326,592, split over tp; norms 2h·2 = 16,384 per layer
@@ -147,7 +209,10 @@ describe('planner conventions reproduce their anchors', () => {
     });
 
     it('interleaving multiplies by 1 + (p−1)/(p·v); 1F1B discounts by min(1, m/p)', () => {
-      const args = megatronArgs({ ...base, parallel: { ...base.parallel, tp: 4, pp: 4, dp: 8, sequenceParallel: true } }, { dp: 8, tp: 4, pp: 4, vpp: 1, zero: 0, microBatch: 1, recompute: 'selective', sequenceParallel: true, offloadOptimizer: false, offloadParams: false });
+      const args = megatronArgs(
+        { ...base, parallel: { ...base.parallel, tp: 4, pp: 4, dp: 8, sequenceParallel: true } },
+        { dp: 8, tp: 4, pp: 4, vpp: 1, zero: 0, microBatch: 1, recompute: 'selective', sequenceParallel: true, offloadOptimizer: false, offloadParams: false },
+      );
       const plain = megatronActivations(args, 64).bytes;
       assert.equal(megatronActivations({ ...args, virtualPipelineModelParallelSize: 3 }, 64).bytes, plain * (1 + 3 / 12));
       assert.equal(megatronActivations(args, 2).bytes, plain * (2 / 4));
@@ -164,7 +229,11 @@ describe('planner conventions reproduce their anchors', () => {
 
   describe('korthikanti: Table 2 per-layer activation bytes', () => {
     // GPT-3 175B: s=2048, h=12288, a=96, b=1, t=8.
-    const s = 2048, b = 1, h = 12288, a = 96, t = 8;
+    const s = 2048,
+      b = 1,
+      h = 12288,
+      a = 96,
+      t = 8;
     const sbh = s * b * h;
     const rows: [string, boolean, 'none' | 'selective' | 'full', number][] = [
       ['tensor parallel', false, 'none', sbh * (10 + 24 / t + (5 * a * s) / (h * t))],
@@ -189,7 +258,7 @@ describe('planner conventions reproduce their anchors', () => {
       assert.equal(r.memory.perDevice.activations, 96 * sbh * (34 / t));
       assert.deepEqual(r.memory.notCovered, ['params', 'grads', 'optimizer', 'buffers', 'overhead']);
     });
-    it('ScaleLM\'s per-tensor accounting equals Table 2 for GPT shapes with dropout', () => {
+    it("ScaleLM's per-tensor accounting equals Table 2 for GPT shapes with dropout", () => {
       for (const [, sp, rc, bytes] of rows) {
         const x = { s, b, h, heads: a, kvHeads: a, ffn: 4 * h, gated: false, tp: t, sequenceParallel: sp, e: 2, mask: 1, flashAttention: false };
         assert.equal(layerActivationBytes(x, rc), bytes);

@@ -53,13 +53,32 @@ describe('planner: exports', () => {
   });
 
   describe('Megatron-LM arguments', () => {
-    it('names the layout, the model and the training with Megatron\'s flags', () => {
+    it("names the layout, the model and the training with Megatron's flags", () => {
       const i = input({ dp: 4, tp: 8, pp: 4, vpp: 5, zero: 1, sequenceParallel: true, recompute: 'selective', globalBatch: 512 });
       const args = text(exportLayout(i, layoutOf(i), 'megatron'));
-      for (const f of ['--tensor-model-parallel-size 8', '--pipeline-model-parallel-size 4', '--num-layers-per-virtual-pipeline-stage 4', '--micro-batch-size 1', '--global-batch-size 512',
-        '--sequence-parallel', '--recompute-granularity selective', '--use-distributed-optimizer', '--use-flash-attn', '--bf16', '--num-layers 80', '--hidden-size 8192',
-        '--num-attention-heads 64', '--group-query-attention', '--num-query-groups 8', '--ffn-hidden-size 28672', '--swiglu', '--normalization RMSNorm',
-        '--position-embedding-type rope', '--untie-embeddings-and-output-weights', '--disable-bias-linear']) {
+      for (const f of [
+        '--tensor-model-parallel-size 8',
+        '--pipeline-model-parallel-size 4',
+        '--num-layers-per-virtual-pipeline-stage 4',
+        '--micro-batch-size 1',
+        '--global-batch-size 512',
+        '--sequence-parallel',
+        '--recompute-granularity selective',
+        '--use-distributed-optimizer',
+        '--use-flash-attn',
+        '--bf16',
+        '--num-layers 80',
+        '--hidden-size 8192',
+        '--num-attention-heads 64',
+        '--group-query-attention',
+        '--num-query-groups 8',
+        '--ffn-hidden-size 28672',
+        '--swiglu',
+        '--normalization RMSNorm',
+        '--position-embedding-type rope',
+        '--untie-embeddings-and-output-weights',
+        '--disable-bias-linear',
+      ]) {
         assert.ok(args.includes(f), `missing ${f} in ${args}`);
       }
       const full = input({ dp: 64, recompute: 'full', globalBatch: 64 });
@@ -113,12 +132,17 @@ describe('planner: exports', () => {
       const i = input({ dp: 8, tp: 8, pp: 1, globalBatch: 64 });
       const script = text(exportLayout(i, layoutOf(i), 'slurm', { slurm: { name: 'j', entry: ['train.py'] } }));
       assert.deepEqual(checkSlurmScript(script, layoutOf(i)), []);
-      assert.match(checkSlurmScript(script.replace('#SBATCH --nodes=8', '#SBATCH --nodes=4'), layoutOf(i)).map((x) => x.message).join('; '), /checks for 8 nodes but asks for 4.*4·8 = 32 must equal dp·tp·pp = 64/);
+      assert.match(
+        checkSlurmScript(script.replace('#SBATCH --nodes=8', '#SBATCH --nodes=4'), layoutOf(i))
+          .map((x) => x.message)
+          .join('; '),
+        /checks for 8 nodes but asks for 4.*4·8 = 32 must equal dp·tp·pp = 64/,
+      );
       assert.match(checkSlurmScript(script.replace('--nproc-per-node 8', '--nproc-per-node 4'), layoutOf(i))[0]!.message, /--nproc-per-node 4 must be the 8 GPUs per node/);
       assert.match(checkSlurmScript(script.replace('--ntasks-per-node=1', '--ntasks-per-node=8'), layoutOf(i))[0]!.message, /one scalelm launch per node/);
     });
 
-    it('needs something to train: the built-in trainer\'s config or an entry', () => {
+    it("needs something to train: the built-in trainer's config or an entry", () => {
       const i = input({ dp: 8, tp: 8, pp: 1, globalBatch: 64 });
       const r = exportLayout(i, layoutOf(i), 'slurm', { slurm: { name: 'j' } });
       assert.ok(!r.ok && /needs what to train/.test(r.issues[0]!.message));

@@ -27,28 +27,79 @@ const N21 = 'Narayanan et al. 2021 (arXiv 2104.04473)';
 const megatron2021 = (tp: number, pp: number): Partial<Layout> => ({ tp, pp, zero: 0, sequenceParallel: false, recompute: 'full', offloadOptimizer: false, offloadParams: false });
 const TABLE1: [number, number, number, number, number, number, number, number][] = [
   // layers, hidden, heads, tp, pp, GPUs, global batch, measured TFLOP/s per GPU
-  [24, 2304, 24, 1, 1, 32, 512, 137], [30, 3072, 32, 2, 1, 64, 512, 138], [36, 4096, 32, 4, 1, 128, 512, 142],
-  [40, 6144, 48, 8, 1, 256, 1024, 135], [48, 8192, 64, 8, 2, 512, 1536, 138], [60, 10240, 80, 8, 4, 1024, 1792, 140],
-  [80, 12288, 96, 8, 8, 1536, 2304, 148], [96, 16384, 128, 8, 16, 1920, 2160, 155], [105, 20480, 128, 8, 35, 2520, 2520, 163],
+  [24, 2304, 24, 1, 1, 32, 512, 137],
+  [30, 3072, 32, 2, 1, 64, 512, 138],
+  [36, 4096, 32, 4, 1, 128, 512, 142],
+  [40, 6144, 48, 8, 1, 256, 1024, 135],
+  [48, 8192, 64, 8, 2, 512, 1536, 138],
+  [60, 10240, 80, 8, 4, 1024, 1792, 140],
+  [80, 12288, 96, 8, 8, 1536, 2304, 148],
+  [96, 16384, 128, 8, 16, 1920, 2160, 155],
+  [105, 20480, 128, 8, 35, 2520, 2520, 163],
   [128, 25600, 160, 8, 64, 3072, 3072, 163],
 ];
 const gpt175 = megatronGpt(96, 12288, 96);
 // Llama 2 (Touvron et al. 2023, Table 2): A100-80GB GPU-hours for 2.0 T tokens; tokens/s per GPU = 2e12 / (hours · 3600).
 // The layout was not published: the row takes the planner's best on 1024 GPUs at the paper's 4 M-token batch.
-const LLAMA2: [ModelPresetName, number][] = [['llama-2-7b', 184_320], ['llama-2-13b', 368_640], ['llama-2-70b', 1_720_320]];
+const LLAMA2: [ModelPresetName, number][] = [
+  ['llama-2-7b', 184_320],
+  ['llama-2-13b', 368_640],
+  ['llama-2-70b', 1_720_320],
+];
 
 export const GOLDEN: GoldenRow[] = [
   ...TABLE1.map(([L, h, a, tp, pp, gpus, batch, measured]): GoldenRow => ({
-    name: `GPT ${L}×${h} tp${tp} pp${pp}, ${gpus} A100`, source: `${N21}, Table 1`, model: megatronGpt(L, h, a), gpus, globalBatch: batch,
-    fixed: megatron2021(tp, pp), measured, unit: 'TFLOP/s/GPU', bound: 0.1,
+    name: `GPT ${L}×${h} tp${tp} pp${pp}, ${gpus} A100`,
+    source: `${N21}, Table 1`,
+    model: megatronGpt(L, h, a),
+    gpus,
+    globalBatch: batch,
+    fixed: megatron2021(tp, pp),
+    measured,
+    unit: 'TFLOP/s/GPU',
+    bound: 0.1,
   })),
-  ...([[384, 144, 153], [768, 88, 149], [1536, 44, 141]] as const).flatMap(([gpus, zero3, ptdp]): GoldenRow[] => [
-    { name: `GPT-3 175B ZeRO-3, ${gpus} A100`, source: `${N21}, §5.2 / Table 2`, model: gpt175, gpus, globalBatch: 1536, fixed: { tp: 1, pp: 1, zero: 3, recompute: 'full', offloadOptimizer: false, offloadParams: false }, measured: zero3, unit: 'TFLOP/s/GPU', bound: 0.1 },
-    { name: `GPT-3 175B PTD-P tp8 pp12, ${gpus} A100`, source: `${N21}, §5.2 / Table 2`, model: gpt175, gpus, globalBatch: 1536, fixed: megatron2021(8, 12), measured: ptdp, unit: 'TFLOP/s/GPU', bound: 0.1 },
+  ...(
+    [
+      [384, 144, 153],
+      [768, 88, 149],
+      [1536, 44, 141],
+    ] as const
+  ).flatMap(([gpus, zero3, ptdp]): GoldenRow[] => [
+    {
+      name: `GPT-3 175B ZeRO-3, ${gpus} A100`,
+      source: `${N21}, §5.2 / Table 2`,
+      model: gpt175,
+      gpus,
+      globalBatch: 1536,
+      fixed: { tp: 1, pp: 1, zero: 3, recompute: 'full', offloadOptimizer: false, offloadParams: false },
+      measured: zero3,
+      unit: 'TFLOP/s/GPU',
+      bound: 0.1,
+    },
+    {
+      name: `GPT-3 175B PTD-P tp8 pp12, ${gpus} A100`,
+      source: `${N21}, §5.2 / Table 2`,
+      model: gpt175,
+      gpus,
+      globalBatch: 1536,
+      fixed: megatron2021(8, 12),
+      measured: ptdp,
+      unit: 'TFLOP/s/GPU',
+      bound: 0.1,
+    },
   ]),
   ...LLAMA2.map(([name, hours]): GoldenRow => ({
-    name: `${name} pre-training, A100-80GB`, source: 'Touvron et al. 2023 (Llama 2, arXiv 2307.09288), Table 2 GPU-hours', model: name, gpus: 1024, globalBatch: 1024,
-    fixed: {}, flashAttention: true, measured: 2e12 / (hours * 3600), unit: 'tokens/s/GPU', bound: 0.25,
+    name: `${name} pre-training, A100-80GB`,
+    source: 'Touvron et al. 2023 (Llama 2, arXiv 2307.09288), Table 2 GPU-hours',
+    model: name,
+    gpus: 1024,
+    globalBatch: 1024,
+    fixed: {},
+    flashAttention: true,
+    measured: 2e12 / (hours * 3600),
+    unit: 'tokens/s/GPU',
+    bound: 0.25,
   })),
 ];
 
@@ -83,9 +134,14 @@ describe('planner: golden table of published measured runs', () => {
     });
     console.log(`    ZeRO-3 / PTD-P: ${ratios.map((r) => r.toFixed(2)).join(' / ')} (measured 0.94 / 0.59 / 0.31)`);
     assert.ok(ratios[0]! < 1 && ratios[1]! < ratios[0]! && ratios[2]! < ratios[1]!, ratios.join(' '));
-    for (const [r, measured] of [[ratios[0]!, 144 / 153], [ratios[1]!, 88 / 149], [ratios[2]!, 44 / 141]] as const) assert.ok(Math.abs(r / measured - 1) < 0.15, `${r} vs ${measured}`);
+    for (const [r, measured] of [
+      [ratios[0]!, 144 / 153],
+      [ratios[1]!, 88 / 149],
+      [ratios[2]!, 44 / 141],
+    ] as const)
+      assert.ok(Math.abs(r / measured - 1) < 0.15, `${r} vs ${measured}`);
   });
-  it('the planner\'s own ranking at 768 and 1536 GPUs puts PTD-P above ZeRO-3', () => {
+  it("the planner's own ranking at 768 and 1536 GPUs puts PTD-P above ZeRO-3", () => {
     for (const gpus of [768, 1536]) {
       const r = searchLayouts(planInputFor(gpt175, { gpus, dp: gpus, gpu: 'A100-80GB', globalBatch: 1536 }), { top: 1 });
       const zero3 = r.ranking.findIndex((x) => x.layout.tp === 1 && x.layout.pp === 1 && x.layout.zero === 3);

@@ -92,7 +92,7 @@ describe('planner: scalelm memory estimate', () => {
     assert.ok(sp < none && sel < none && full < sel && flash < none);
     assert.ok(a({ sequenceParallel: true, recompute: 'selective' }) < sel);
     // FlashAttention leaves nothing for selective recompute to drop but its (tiny) statistics.
-    assert.equal(a({ flashAttention: true, recompute: 'selective' }), flash - 24 * (4 * 16 * 2048) / 4);
+    assert.equal(a({ flashAttention: true, recompute: 'selective' }), flash - (24 * (4 * 16 * 2048)) / 4);
   });
 
   it('dropout masks are stored only when the model has dropout', () => {
@@ -157,7 +157,7 @@ describe('planner: the three measured figures (allocated, reserved, device)', ()
     assert.equal(r.memory.totalIs, 'device');
     assert.ok(f.allocated < f.reserved && f.reserved < f.device);
   });
-  it('the anchors\' totals are partial allocated figures, and say so', () => {
+  it("the anchors' totals are partial allocated figures, and say so", () => {
     const m = ok(estimate({ ...input, parallel: { ...input.parallel, zero: 0 } }, { convention: 'megatron' })).memory;
     assert.equal(m.totalIs, 'allocated');
     assert.equal(m.figures, undefined);

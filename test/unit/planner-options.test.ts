@@ -35,8 +35,14 @@ describe('planner: options', () => {
       const a = ok(estimate(input(o))).memory.terms;
       const b = ok(estimate(input(o), { overheads: { [key]: changed } })).memory.terms;
       const diffs = a.map((t, i) => ({ label: t.label, d: b[i]!.bytes - t.bytes })).filter((x) => x.d !== 0);
-      assert.ok(diffs.some((x) => x.label.includes(label)), `${key}: ${JSON.stringify(diffs)}`);
-      assert.ok(diffs.every((x) => x.label.includes(label) || x.label.includes('allocator slack')), `${key}: ${JSON.stringify(diffs)}`);
+      assert.ok(
+        diffs.some((x) => x.label.includes(label)),
+        `${key}: ${JSON.stringify(diffs)}`,
+      );
+      assert.ok(
+        diffs.every((x) => x.label.includes(label) || x.label.includes('allocator slack')),
+        `${key}: ${JSON.stringify(diffs)}`,
+      );
     });
   }
 

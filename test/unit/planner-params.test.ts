@@ -8,8 +8,16 @@ const gpt2: PlanModel = { ...MODEL_PRESETS.gpt2 };
 
 // Narayanan et al. 2021, Table 1: (layers, hidden, heads) -> parameters in billions as printed.
 const TABLE1: [number, number, number, number][] = [
-  [24, 2304, 24, 1.7], [30, 3072, 32, 3.6], [36, 4096, 32, 7.5], [40, 6144, 48, 18.4], [48, 8192, 64, 39.1],
-  [60, 10240, 80, 76.1], [80, 12288, 96, 145.6], [96, 16384, 128, 310.1], [105, 20480, 128, 529.6], [128, 25600, 160, 1008.0],
+  [24, 2304, 24, 1.7],
+  [30, 3072, 32, 3.6],
+  [36, 4096, 32, 7.5],
+  [40, 6144, 48, 18.4],
+  [48, 8192, 64, 39.1],
+  [60, 10240, 80, 76.1],
+  [80, 12288, 96, 145.6],
+  [96, 16384, 128, 310.1],
+  [105, 20480, 128, 529.6],
+  [128, 25600, 160, 1008.0],
 ];
 
 describe('planner: parameter counting', () => {
@@ -32,7 +40,7 @@ describe('planner: parameter counting', () => {
     assert.equal(paddedVocab(32000, 8), 32768);
   });
 
-  it('reproduces every parameter count in Megatron\'s Table 1 (V=51200, s=2048) to the printed 0.1 B', () => {
+  it("reproduces every parameter count in Megatron's Table 1 (V=51200, s=2048) to the printed 0.1 B", () => {
     for (const [L, h, a, billions] of TABLE1) {
       const model = megatronGpt(L, h, a);
       const total = countParams(model, 8).total;
@@ -48,7 +56,20 @@ describe('planner: parameter counting', () => {
   });
 
   it('each architectural option changes the count by exactly its tensors', () => {
-    const base: PlanModel = { layers: 2, hidden: 64, heads: 8, kvHeads: 8, ffnHidden: 256, vocab: 1000, seqLen: 128, activation: 'gelu', norm: 'layernorm', tiedEmbeddings: true, bias: true, positionEmbedding: 'learned' };
+    const base: PlanModel = {
+      layers: 2,
+      hidden: 64,
+      heads: 8,
+      kvHeads: 8,
+      ffnHidden: 256,
+      vocab: 1000,
+      seqLen: 128,
+      activation: 'gelu',
+      norm: 'layernorm',
+      tiedEmbeddings: true,
+      bias: true,
+      positionEmbedding: 'learned',
+    };
     const n = (m: Partial<PlanModel>) => countParams({ ...base, ...m }, 1, 1).total;
     const b = n({});
     // per layer: qkv 3·64²+3·64, proj 64²+64, fc1 64·256+256, fc2 256·64+64, 2 LayerNorms 4·64
@@ -96,7 +117,7 @@ describe('planner: parameter counting', () => {
     assert.equal(tp * shard - (tp - 1) * replicated, c.paddedTotal);
   });
 
-  it('DeepSpeed\'s largest layer is the largest single module', () => {
+  it("DeepSpeed's largest layer is the largest single module", () => {
     assert.equal(largestModuleParams(gpt2), 50257 * 768);
     assert.equal(largestModuleParams({ ...gpt2, vocab: 100 }), 768 * 3072 + 3072);
   });

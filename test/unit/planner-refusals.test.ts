@@ -26,7 +26,11 @@ describe('planner: refusals', () => {
     ['optimizer offload without ZeRO', { offloadOptimizer: true }, /offloadOptimizer needs parallel\.zero >= 1/],
     ['parameter offload below ZeRO-3', { dp: 2, zero: 2, offloadParams: true }, /offloadParams needs parallel\.zero=3/],
     ['a global batch the micro-batch and dp do not divide', { dp: 4, globalBatch: 6 }, /train\.globalBatch=6 must be a multiple of microBatch·dp = 1·4 = 4/],
-    ['interleaving with micro-batches not a multiple of pp', { pp: 4, vpp: 2, dp: 2, globalBatch: 12 }, /interleaved schedule \(vpp=2\) needs the micro-batches per step \(6\) to be a multiple of pp=4/],
+    [
+      'interleaving with micro-batches not a multiple of pp',
+      { pp: 4, vpp: 2, dp: 2, globalBatch: 12 },
+      /interleaved schedule \(vpp=2\) needs the micro-batches per step \(6\) to be a multiple of pp=4/,
+    ],
     ['a total smaller than the embeddings', {}, /model\.totalParams=1000 is not more than the embeddings alone/, { ...model, totalParams: 1000 }],
     ['heads that do not divide the hidden size', {}, /model\.heads=15 must divide model\.hidden=2048/, { ...model, heads: 15, kvHeads: 15 }],
   ];
@@ -34,7 +38,7 @@ describe('planner: refusals', () => {
     it(`refuses ${name}`, () => assert.match(refused(o, 'scalelm', m), re));
   }
 
-  it('refuses a layout whose dp·tp·pp is not the cluster\'s GPU count, and says which dp fits', () => {
+  it("refuses a layout whose dp·tp·pp is not the cluster's GPU count, and says which dp fits", () => {
     const r = estimate({ ...planInputFor(model, { tp: 2, dp: 2 }), cluster: { ...planInputFor(model, { gpus: 8 }).cluster } });
     assert.equal(r.ok, false);
     if (!r.ok) assert.match(r.issues[0]!.message, /dp·tp·pp = 2·2·1 = 4 must equal the cluster's 8 GPUs .*use dp=4/);

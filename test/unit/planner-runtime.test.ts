@@ -16,7 +16,7 @@ function ok(r: EstimateResult) {
 const run = (o: PlanInputOptions, m: PlanModel = gpt2) => estimate(planInputFor(m, { precision: 'fp32', gpusPerNode: 8, ...o }), { convention: 'runtime' });
 
 describe('planner: the runtime convention (local fp32 runtime)', () => {
-  it('fp32 parameters 4 B, gradients 4 B, AdamW m and v 8 B per parameter; overhead is only the loss\'s transient logits', () => {
+  it("fp32 parameters 4 B, gradients 4 B, AdamW m and v 8 B per parameter; overhead is only the loss's transient logits", () => {
     const m = ok(run({})).memory.perDevice;
     assert.equal(m.params, 4 * N);
     assert.equal(m.grads, 4 * N);
@@ -37,14 +37,30 @@ describe('planner: the runtime convention (local fp32 runtime)', () => {
 
   it('GPT-2 small, micro-batch 1 × 1024 tokens: activations are the sum of the saved tensors, one line each', () => {
     const r = ok(run({}));
-    const B = 1, T = 1024, C = 768, NH = 12, V = 50257, L = 12;
-    const perLayer = B * T * C /* ln_1 x̂ */ + B * T /* rstd */ + B * T * C /* c_attn input */ + 3 * B * T * C /* q, k, v */ + B * NH * T * T /* probs */ + B * T * C /* c_proj input */ + B * T * C + B * T + B * T * C /* ln_2 and c_fc input */ + 4 * B * T * C /* GELU input */ + 4 * B * T * C; /* mlp c_proj input */
+    const B = 1,
+      T = 1024,
+      C = 768,
+      NH = 12,
+      V = 50257,
+      L = 12;
+    const perLayer =
+      B * T * C /* ln_1 x̂ */ +
+      B * T /* rstd */ +
+      B * T * C /* c_attn input */ +
+      3 * B * T * C /* q, k, v */ +
+      B * NH * T * T /* probs */ +
+      B * T * C /* c_proj input */ +
+      B * T * C +
+      B * T +
+      B * T * C /* ln_2 and c_fc input */ +
+      4 * B * T * C /* GELU input */ +
+      4 * B * T * C; /* mlp c_proj input */
     const model = 2 * B * T /* ids */ + B * T * C + B * T /* ln_f */ + B * T * C /* lm_head input */ + B * T * V; /* probs (the logits are temporaries: overhead) */
     assert.equal(r.memory.perDevice.activations, 4 * (L * perLayer + model));
     assert.equal(r.memory.terms.filter((t) => t.category === 'activations').length, RUNTIME_LAYER_TENSORS.filter((t) => t.keptBy.includes('none')).length + RUNTIME_MODEL_TENSORS.length);
   });
 
-  it('selective recompute drops the attention probabilities (one block\'s rebuilt ones are transient); full keeps block inputs and the larger of the output layer and one replayed block', () => {
+  it("selective recompute drops the attention probabilities (one block's rebuilt ones are transient); full keeps block inputs and the larger of the output layer and one replayed block", () => {
     const none = ok(run({})).memory.perDevice.activations;
     const sel = ok(run({ recompute: 'selective' })).memory.perDevice.activations;
     const full = ok(run({ recompute: 'full' })).memory.perDevice.activations;
@@ -65,7 +81,7 @@ describe('planner: the runtime convention (local fp32 runtime)', () => {
     assert.ok(r.memory.perDevice.activations < ok(run({})).memory.perDevice.activations);
   });
 
-  it('DDP\'s gradient buckets are the gradients (no extra buffer); ZeRO 2/3 reduce-scatter through two staging buckets', () => {
+  it("DDP's gradient buckets are the gradients (no extra buffer); ZeRO 2/3 reduce-scatter through two staging buckets", () => {
     assert.equal(ok(run({ dp: 2 })).memory.perDevice.buffers, 0);
     assert.equal(ok(run({ dp: 2, zero: 1 })).memory.perDevice.buffers, 0);
     // Buckets are whole layers (ln_f + h.11 first, then one block each, then the embedding): the two staging

@@ -29,13 +29,16 @@ describe('planner: layout search', () => {
     }
   });
 
-  it('ranks by estimated throughput, best first (ties within the model\'s error by headroom), and counts what it dropped', () => {
+  it("ranks by estimated throughput, best first (ties within the model's error by headroom), and counts what it dropped", () => {
     // Each place is within the tie tolerance of the fastest layout from there down.
     let suffixMax = 0;
     const maxFrom = result.ranking.map(() => 0);
     for (let i = result.ranking.length - 1; i >= 0; i--) maxFrom[i] = suffixMax = Math.max(suffixMax, result.ranking[i]!.tokensPerSec);
     for (let i = 0; i < result.ranking.length; i++) assert.ok(result.ranking[i]!.tokensPerSec >= (1 - result.tieTolerance) * maxFrom[i]! - 1e-9, `place ${i + 1}`);
-    assert.deepEqual(result.candidates.map((c) => c.rank), Array.from({ length: 20 }, (_, i) => i + 1));
+    assert.deepEqual(
+      result.candidates.map((c) => c.rank),
+      Array.from({ length: 20 }, (_, i) => i + 1),
+    );
     const s = result.stats;
     assert.equal(s.fits, result.ranking.length);
     assert.ok(s.tooBig > 0 && s.invalid > 0);
@@ -84,12 +87,19 @@ describe('planner: layout search', () => {
   });
 });
 
-describe('planner: Megatron-LM\'s published configurations (Narayanan et al. 2021, Table 1, A100-80GB, 8 per node)', () => {
+describe("planner: Megatron-LM's published configurations (Narayanan et al. 2021, Table 1, A100-80GB, 8 per node)", () => {
   // [layers, hidden, heads, tp, pp, GPUs, global batch]
   const TABLE1: [number, number, number, number, number, number, number][] = [
-    [24, 2304, 24, 1, 1, 32, 512], [30, 3072, 32, 2, 1, 64, 512], [36, 4096, 32, 4, 1, 128, 512], [40, 6144, 48, 8, 1, 256, 1024],
-    [48, 8192, 64, 8, 2, 512, 1536], [60, 10240, 80, 8, 4, 1024, 1792], [80, 12288, 96, 8, 8, 1536, 2304], [96, 16384, 128, 8, 16, 1920, 2160],
-    [105, 20480, 128, 8, 35, 2520, 2520], [128, 25600, 160, 8, 64, 3072, 3072],
+    [24, 2304, 24, 1, 1, 32, 512],
+    [30, 3072, 32, 2, 1, 64, 512],
+    [36, 4096, 32, 4, 1, 128, 512],
+    [40, 6144, 48, 8, 1, 256, 1024],
+    [48, 8192, 64, 8, 2, 512, 1536],
+    [60, 10240, 80, 8, 4, 1024, 1792],
+    [80, 12288, 96, 8, 8, 1536, 2304],
+    [96, 16384, 128, 8, 16, 1920, 2160],
+    [105, 20480, 128, 8, 35, 2520, 2520],
+    [128, 25600, 160, 8, 64, 3072, 3072],
   ];
   const groupsOf = (ranking: ReturnType<typeof searchLayouts>['ranking']) => {
     const groups: string[] = [];
@@ -139,7 +149,11 @@ describe('planner: decisions, not a list', () => {
   });
   it('a first place above 95% of usable memory is said so', () => {
     // Fix a layout so tight that whatever ranks first is above 95%: one micro-batch size and no recompute on few GPUs.
-    const tight = searchLayouts(cluster(megatronGpt(32, 4096, 32), 8, 8), { top: 3, fixed: { tp: 1, pp: 1, zero: 3, microBatch: 1, recompute: 'none', offloadOptimizer: false, offloadParams: false }, tieTolerance: 0 });
+    const tight = searchLayouts(cluster(megatronGpt(32, 4096, 32), 8, 8), {
+      top: 3,
+      fixed: { tp: 1, pp: 1, zero: 3, microBatch: 1, recompute: 'none', offloadOptimizer: false, offloadParams: false },
+      tieTolerance: 0,
+    });
     if (tight.ok && tight.ranking[0]!.memory > 0.95 * tight.usable) assert.match(tight.warnings.join(' '), /#1 uses \d+% of usable memory \(above 95%\)/);
     else assert.deepEqual(tight.warnings, []);
     assert.deepEqual(r.ranking[0]!.memory <= 0.95 * r.usable ? r.warnings : ['x'], r.ranking[0]!.memory <= 0.95 * r.usable ? [] : ['x']);

@@ -38,7 +38,11 @@ describe('planner fit target (what the editor, the launcher and train check agai
     const edits = suggestionEdits(c, fit.suggestion);
     assert.ok(edits.some((e) => e.path === 'parallel.dp' && e.value === l.dp));
     // Applying the edits to the file gives a config whose own check fits.
-    const text = JSON.stringify({ model: { preset: 'llama-2-70b' }, train: { precision: 'bf16-mixed', microBatch: 1, globalBatch: 512 }, parallel: { dp: 64 }, cluster: { gpu: 'H100-SXM', nodes: 8 } }, null, 2);
+    const text = JSON.stringify(
+      { model: { preset: 'llama-2-70b' }, train: { precision: 'bf16-mixed', microBatch: 1, globalBatch: 512 }, parallel: { dp: 64 }, cluster: { gpu: 'H100-SXM', nodes: 8 } },
+      null,
+      2,
+    );
     const fixed = checkFit(loadConfig(applyConfigEdits(text, edits)));
     assert.ok(fixed.result.ok && fixed.result.fits);
   });
@@ -51,7 +55,10 @@ describe('planner fit target (what the editor, the launcher and train check agai
 
   it('config edits keep comments and create missing sections', () => {
     const text = '{\n  // my run\n  "model": { "preset": "tiny" }\n}';
-    const out = applyConfigEdits(text, [{ path: 'parallel.tp', value: 2 }, { path: 'train.recompute', value: 'full' }]);
+    const out = applyConfigEdits(text, [
+      { path: 'parallel.tp', value: 2 },
+      { path: 'train.recompute', value: 'full' },
+    ]);
     assert.match(out, /\/\/ my run/);
     assert.match(out, /"parallel": \{\s*"tp": 2\s*\}/);
     assert.match(out, /"recompute": "full"/);

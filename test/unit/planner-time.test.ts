@@ -18,7 +18,7 @@ const time = (o: PlanInputOptions, patch: (i: PlanInput) => void = () => {}) => 
 };
 
 describe('planner: step-time model', () => {
-  it('model FLOPs are Megatron\'s 72BsLh²(1 + s/6h + V/12Lh); with full recompute 96BsLh²(1 + s/6h + V/16Lh)', () => {
+  it("model FLOPs are Megatron's 72BsLh²(1 + s/6h + V/12Lh); with full recompute 96BsLh²(1 + s/6h + V/16Lh)", () => {
     const input = planInputFor(model, { globalBatch: 512 });
     const [B, s, L, h, V] = [512, 2048, 32, 4096, 51200];
     const f = stepFlops(input, 'none');
@@ -58,14 +58,17 @@ describe('planner: step-time model', () => {
   });
 
   it('memory-bound ops run at HBM bandwidth; FlashAttention removes the attention-score traffic', () => {
-    const t = (bw: number, flashAttention = false) => time({ globalBatch: 1, flashAttention }, (i) => { i.cluster.spec = { ...i.cluster.spec, memoryBandwidth: bw }; }).breakdown.compute;
+    const t = (bw: number, flashAttention = false) =>
+      time({ globalBatch: 1, flashAttention }, (i) => {
+        i.cluster.spec = { ...i.cluster.spec, memoryBandwidth: bw };
+      }).breakdown.compute;
     assert.ok(t(1e12) > t(4e12));
     assert.ok(t(2e12, true) < t(2e12));
   });
 
   it('collectives are α-β: ring volume over bandwidth plus latency per tree step', () => {
     assert.equal(collectiveTime('all-reduce', 1, 1e9, 1e9, 1e-5), 0);
-    assert.ok(Math.abs(collectiveTime('all-reduce', 8, 1e9, 100e9, 0) - (2 * 7 / 8) * 0.01) < 1e-15);
+    assert.ok(Math.abs(collectiveTime('all-reduce', 8, 1e9, 100e9, 0) - ((2 * 7) / 8) * 0.01) < 1e-15);
     assert.ok(Math.abs(collectiveTime('all-gather', 8, 1e9, 100e9, 0) - (7 / 8) * 0.01) < 1e-15);
     assert.ok(Math.abs(collectiveTime('reduce-scatter', 8, 0.5e9, 100e9, 1e-5, 4) - ((7 / 8) * 0.005 + 4 * 3 * 1e-5)) < 1e-15);
   });
@@ -80,7 +83,11 @@ describe('planner: step-time model', () => {
   });
 
   it('the pipeline bubble is (p−1)/(v·m) of the pipelined work', () => {
-    for (const [vpp, globalBatch] of [[1, 16], [2, 16], [1, 64]] as const) {
+    for (const [vpp, globalBatch] of [
+      [1, 16],
+      [2, 16],
+      [1, 64],
+    ] as const) {
       const t = time({ pp: 4, vpp, dp: 2, globalBatch });
       const m = globalBatch / 2;
       const b = t.breakdown;

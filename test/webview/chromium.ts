@@ -21,15 +21,7 @@ export async function launchChromium(): Promise<Browser> {
     executablePath: CHROMIUM_PATH,
     env: { ...process.env, XDG_CONFIG_HOME: join(scratch, 'config'), XDG_CACHE_HOME: join(scratch, 'cache'), TMPDIR: join(scratch, 'tmp') } as Record<string, string>,
     headless: true,
-    args: [
-      '--no-sandbox',
-      '--headless',
-      '--disable-gpu',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--no-first-run',
-    ],
+    args: ['--no-sandbox', '--headless', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
   });
   browser.on('disconnected', () => {
     rmSync(scratch, { recursive: true, force: true });
@@ -48,9 +40,6 @@ process.once('exit', () => {
 export async function closeChromium(browser: Browser | undefined, timeoutMs = 10_000): Promise<void> {
   if (!browser) return;
   let timer: NodeJS.Timeout | undefined;
-  await Promise.race([
-    browser.close().catch(() => undefined),
-    new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs))),
-  ]);
+  await Promise.race([browser.close().catch(() => undefined), new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
   clearTimeout(timer);
 }

@@ -43,7 +43,6 @@ function startServe(dir: string): Promise<{ child: ChildProcess; listening: List
   });
 }
 
-
 describe('dashboard in a browser against a real `scalelm serve`', function () {
   let serve: { child: ChildProcess; listening: Listening };
   let browser: Browser;
@@ -99,7 +98,10 @@ describe('dashboard in a browser against a real `scalelm serve`', function () {
     const memory = await until(page, 'memory panels', (x) => x.memory.length === 8 && x.memory);
     assert.ok(memory.every((p) => p.gpu?.name === 'NVIDIA H200' && p.predictionSource === 'runtime'));
     // The server downsamples memory history per rank for its snapshot: less than 300 points, more than none.
-    assert.ok(memory.every((p) => p.historyPoints > 20 && p.historyPoints <= 300), JSON.stringify(memory.map((p) => p.historyPoints)));
+    assert.ok(
+      memory.every((p) => p.historyPoints > 20 && p.historyPoints <= 300),
+      JSON.stringify(memory.map((p) => p.historyPoints)),
+    );
   });
 
   it('overlays another run fetched over its own socket', async function () {
@@ -107,7 +109,11 @@ describe('dashboard in a browser against a real `scalelm serve`', function () {
     await page.click('#runs-table tr[data-run="tiny-cpu"] input[data-action=overlay]');
     await until(page, 'the compared run', (x) => x.runs.some((r) => r.runId === 'tiny-cpu' && r.compared));
     await page.click('vscode-tab-header[data-tab=curves]');
-    const i = await until(page, 'the overlay on the loss chart', (x) => x.charts.find((c) => c.id === 'loss')?.datasets.some((d) => d.label.startsWith('tiny-shakespeare-bytes') && d.points > 50) && x);
+    const i = await until(
+      page,
+      'the overlay on the loss chart',
+      (x) => x.charts.find((c) => c.id === 'loss')?.datasets.some((d) => d.label.startsWith('tiny-shakespeare-bytes') && d.points > 50) && x,
+    );
     assert.ok(i.charts.find((c) => c.id === 'loss')!.datasets.some((d) => d.label === 'tiny-shakespeare-bytes eval'));
     await page.click('vscode-tab-header[data-tab=runs]');
     await page.click('#compare-clear');

@@ -15,7 +15,17 @@ import { estimate } from '../../runtime/planner/estimate';
 import type { RunConfig } from '../../runtime/config/types';
 import { readStream, snapshotOf } from './streams';
 
-const step = (n: number, loss = 1, t = 1_000_000 + n * 1000): StepMessage => ({ type: 'step', step: n, loss, lr: 1e-3, gradNorm: 1, tokensPerSec: 1000, stepMs: 1000, memory: { params: 1, grads: 1, optimizer: 1, activations: 1, peak: 4 }, t });
+const step = (n: number, loss = 1, t = 1_000_000 + n * 1000): StepMessage => ({
+  type: 'step',
+  step: n,
+  loss,
+  lr: 1e-3,
+  gradNorm: 1,
+  tokensPerSec: 1000,
+  stepMs: 1000,
+  memory: { params: 1, grads: 1, optimizer: 1, activations: 1, peak: 4 },
+  t,
+});
 
 describe('dashboard core: downsampling and smoothing', function () {
   const n = 1_000_000;
@@ -45,8 +55,14 @@ describe('dashboard core: downsampling and smoothing', function () {
   it('min/max skips non-finite values and, on a log axis, values ≤ 0', function () {
     const x = Float64Array.from([1, 2, 3, 4, 5]);
     const y = Float64Array.from([1, NaN, -1, Infinity, 2]);
-    assert.deepEqual(minMaxPerPixel(x, y, 0, 5, 10).map((p) => p.y), [1, -1, 2]);
-    assert.deepEqual(minMaxPerPixel(x, y, 0, 5, 10, true).map((p) => p.y), [1, 2]);
+    assert.deepEqual(
+      minMaxPerPixel(x, y, 0, 5, 10).map((p) => p.y),
+      [1, -1, 2],
+    );
+    assert.deepEqual(
+      minMaxPerPixel(x, y, 0, 5, 10, true).map((p) => p.y),
+      [1, 2],
+    );
   });
 
   it('LTTB returns the asked number of points, keeps both ends, and skips NaN', function () {
@@ -119,14 +135,45 @@ describe('dashboard core: the run store', function () {
   });
 
   it('groups ranks by the node they report from, and keeps each node\u2019s GPU sample', function () {
-    const mem = (rank: number, peak: number, node?: { rank: number; host: string }): MemoryMessage => ({ type: 'memory', rank, t: 1000 + rank, categories: { params: peak }, stepPeak: peak, capacity: 100, ...(node ? { node } : {}), device: `GPU-${rank}` });
-    const gpu = (node: { rank: number; host: string } | undefined, uuids: string[]): GpuMessage => ({ type: 'gpu', t: 2000, devices: uuids.map((uuid, index) => ({ index, uuid, name: 'H200', memoryUsed: 1, memoryTotal: 2, memoryReserved: 0, utilPercent: 50, temperatureC: 40, powerW: 300, powerLimitW: 700, smClockMHz: 1980, processes: [], ranks: [index] })), ...(node ? { node } : {}) });
+    const mem = (rank: number, peak: number, node?: { rank: number; host: string }): MemoryMessage => ({
+      type: 'memory',
+      rank,
+      t: 1000 + rank,
+      categories: { params: peak },
+      stepPeak: peak,
+      capacity: 100,
+      ...(node ? { node } : {}),
+      device: `GPU-${rank}`,
+    });
+    const gpu = (node: { rank: number; host: string } | undefined, uuids: string[]): GpuMessage => ({
+      type: 'gpu',
+      t: 2000,
+      devices: uuids.map((uuid, index) => ({
+        index,
+        uuid,
+        name: 'H200',
+        memoryUsed: 1,
+        memoryTotal: 2,
+        memoryReserved: 0,
+        utilPercent: 50,
+        temperatureC: 40,
+        powerW: 300,
+        powerLimitW: 700,
+        smClockMHz: 1980,
+        processes: [],
+        ranks: [index],
+      })),
+      ...(node ? { node } : {}),
+    });
     // One machine: one group, node null, not multi-node; every GPU is every rank's.
     const one = new RunData('one');
     for (const r of [1, 0]) one.add(mem(r, 10 + r));
     one.add(gpu(undefined, ['GPU-0', 'GPU-1']));
     assert.equal(one.multiNode, false);
-    assert.deepEqual(one.nodeGroups().map((g) => [g.key, g.node, g.ranks]), [['', null, [0, 1]]]);
+    assert.deepEqual(
+      one.nodeGroups().map((g) => [g.key, g.node, g.ranks]),
+      [['', null, [0, 1]]],
+    );
     assert.equal(one.gpusOf(1).length, 2);
     // Two nodes reporting out of order: groups in node-rank order, ranks ascending, the fullest rank, sums.
     const b = { rank: 1, host: 'b' };
@@ -140,17 +187,32 @@ describe('dashboard core: the run store', function () {
     two.add(gpu(a, ['GPU-0', 'GPU-1']));
     assert.equal(two.multiNode, true);
     const groups = two.nodeGroups();
-    assert.deepEqual(groups.map((g) => [g.key, g.node?.host, g.ranks, g.worstRank, g.worstFraction, g.peak, g.capacity]), [
-      ['node-0', 'a', [0, 1], 1, 0.7, 110, 200],
-      ['node-1', 'b', [2, 3], 3, 0.95, 125, 200],
-    ]);
+    assert.deepEqual(
+      groups.map((g) => [g.key, g.node?.host, g.ranks, g.worstRank, g.worstFraction, g.peak, g.capacity]),
+      [
+        ['node-0', 'a', [0, 1], 1, 0.7, 110, 200],
+        ['node-1', 'b', [2, 3], 3, 0.95, 125, 200],
+      ],
+    );
     // A rank's GPUs are its own node's (device index 0 there is GPU-2, not node 0's GPU-0).
-    assert.deepEqual(two.gpusOf(2).map((d) => d.uuid), ['GPU-2', 'GPU-3']);
-    assert.deepEqual(two.gpusOf(0).map((d) => d.uuid), ['GPU-0', 'GPU-1']);
-    assert.deepEqual(groups[1]!.gpus.map((d) => d.uuid), ['GPU-2', 'GPU-3']);
+    assert.deepEqual(
+      two.gpusOf(2).map((d) => d.uuid),
+      ['GPU-2', 'GPU-3'],
+    );
+    assert.deepEqual(
+      two.gpusOf(0).map((d) => d.uuid),
+      ['GPU-0', 'GPU-1'],
+    );
+    assert.deepEqual(
+      groups[1]!.gpus.map((d) => d.uuid),
+      ['GPU-2', 'GPU-3'],
+    );
     // A newer sample of node b replaces only node b's.
     two.add(gpu(b, ['GPU-2']));
-    assert.deepEqual(two.nodeGroups().map((g) => g.gpus.length), [2, 1]);
+    assert.deepEqual(
+      two.nodeGroups().map((g) => g.gpus.length),
+      [2, 1],
+    );
     // A node whose sampler sent nothing yet has no GPUs: not another node's, whose UUIDs may be the same
     // (a cloned driver, the fake nvidia-smi), which a rank's device would then match.
     two.add(mem(4, 10, { rank: 2, host: 'c' }));
@@ -159,7 +221,10 @@ describe('dashboard core: the run store', function () {
     const mixed = new RunData('mixed');
     mixed.add(mem(0, 10));
     mixed.add(gpu(a, ['GPU-0']));
-    assert.deepEqual(mixed.gpusOf(0).map((d) => d.uuid), ['GPU-0']);
+    assert.deepEqual(
+      mixed.gpusOf(0).map((d) => d.uuid),
+      ['GPU-0'],
+    );
     mixed.add(gpu(b, ['GPU-0']));
     assert.deepEqual(mixed.gpusOf(0), []);
   });

@@ -89,7 +89,10 @@ describe('dashboard at 64 ranks on 8 nodes (recorded stream)', function () {
     assert.equal(await d.page.locator('#memory-heatmap .hm-node').count(), 8);
     for (let n = 0; n < 8; n++) {
       const row = d.page.locator(`#memory-heatmap .hm-node[data-node="node-${n}"]`);
-      assert.deepEqual(await row.locator('.hm-cell').evaluateAll((cells) => cells.map((c) => Number((c as HTMLElement).dataset.rank))), [0, 1, 2, 3, 4, 5, 6, 7].map((k) => 8 * n + k));
+      assert.deepEqual(
+        await row.locator('.hm-cell').evaluateAll((cells) => cells.map((c) => Number((c as HTMLElement).dataset.rank))),
+        [0, 1, 2, 3, 4, 5, 6, 7].map((k) => 8 * n + k),
+      );
       assert.equal(await row.locator('.hm-label').textContent(), `${syntheticHost(n)} · node ${n}`);
     }
     // Each cell says its rank's share of the device, as the stream has it.
@@ -103,7 +106,10 @@ describe('dashboard at 64 ranks on 8 nodes (recorded stream)', function () {
     assert.deepEqual(l.rows, [...Array(64).keys()]);
     assert.equal(await d.page.locator('#memory-compact tbody tr[data-rank]').count(), 64);
     const node5 = l.groups[5]!.header;
-    assert.match(node5, new RegExp(`^${syntheticHost(5).replace(/\./g, '\\.')} · node 5 · ranks 40–47 \\(8\\) · fullest r45 9\\d\\.\\d% · peaks \\d+\\.\\d GiB of 1\\.1 TiB · 8 × NVIDIA H200, util \\d+%$`));
+    assert.match(
+      node5,
+      new RegExp(`^${syntheticHost(5).replace(/\./g, '\\.')} · node 5 · ranks 40–47 \\(8\\) · fullest r45 9\\d\\.\\d% · peaks \\d+\\.\\d GiB of 1\\.1 TiB · 8 × NVIDIA H200, util \\d+%$`),
+    );
     // Each row's GPU column is the rank's GPU on its own node (node 5 numbers its GPUs from 0).
     const gpu5 = stream.filter((m): m is GpuMessage => m.type === 'gpu' && m.node?.rank === 5).at(-1)!.devices[5]!;
     assert.equal(await d.page.locator('#memory-compact tr[data-rank="45"] td.gpu').textContent(), `GPU 5 · ${gpu5.utilPercent}% · ${gpu5.temperatureC} °C`);
@@ -124,7 +130,10 @@ describe('dashboard at 64 ranks on 8 nodes (recorded stream)', function () {
       assert.ok(b.width >= 24 && b.height >= 18, `a cell is ${b.width}×${b.height} px`);
       assert.ok(b.right <= 1280 && b.bottom <= 900, `a cell at ${b.right},${b.bottom} is off screen`);
     }
-    const fontPx = await d.page.locator('.hm-cell').first().evaluate((c) => parseFloat(getComputedStyle(c).fontSize));
+    const fontPx = await d.page
+      .locator('.hm-cell')
+      .first()
+      .evaluate((c) => parseFloat(getComputedStyle(c).fontSize));
     assert.ok(fontPx >= 9, `cell text is ${fontPx} px`);
     assert.equal(await d.page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth), true, 'no sideways scrolling');
     await screenshot(d, 'dashboard-64-ranks.png');
@@ -150,7 +159,11 @@ describe('dashboard at 64 ranks on 8 nodes (recorded stream)', function () {
     for (const g of l.groups) {
       const fr = g.ranks.map((r) => fraction(last.get(r)!));
       for (let k = 1; k < fr.length; k++) assert.ok(fr[k - 1]! >= fr[k]!, `${g.key}: rows in descending peak share (${fr.join(', ')})`);
-      assert.deepEqual([...g.ranks].sort((a, b) => a - b), [...Array(8).keys()].map((k) => 8 * Number(g.key.slice(5)) + k), `${g.key} keeps its own ranks`);
+      assert.deepEqual(
+        [...g.ranks].sort((a, b) => a - b),
+        [...Array(8).keys()].map((k) => 8 * Number(g.key.slice(5)) + k),
+        `${g.key} keeps its own ranks`,
+      );
     }
     const nodeWorst = l.groups.map((g) => Math.max(...g.ranks.map((r) => fraction(last.get(r)!))));
     for (let k = 1; k < nodeWorst.length; k++) assert.ok(nodeWorst[k - 1]! >= nodeWorst[k]!, 'nodes in descending order of their fullest rank');
@@ -234,7 +247,13 @@ describe('dashboard at 128 ranks on 16 nodes, a small multi-node run, and one ma
   it('a 2-node run of 8 ranks: one card per rank, under a header per node; each card reads its own node\u2019s GPU', async function () {
     await showRun(d, 'r8n2', generated('r8n2', 8, 2, 3));
     const l = await until(d.page, 'cards by node', (i) => i.runId === 'r8n2' && i.memoryLayout.mode === 'cards' && i.memoryLayout.groups.length === 2 && i.memoryLayout);
-    assert.deepEqual(l.groups.map((g) => [g.key, g.ranks]), [['node-0', [0, 1, 2, 3]], ['node-1', [4, 5, 6, 7]]]);
+    assert.deepEqual(
+      l.groups.map((g) => [g.key, g.ranks]),
+      [
+        ['node-0', [0, 1, 2, 3]],
+        ['node-1', [4, 5, 6, 7]],
+      ],
+    );
     assert.match(l.groups[1]!.header, new RegExp(`^${syntheticHost(1).replace(/\./g, '\\.')} · node 1 · ranks 4–7 \\(4\\) · fullest r7 .* · 4 × NVIDIA H200`));
     assert.equal(await d.page.locator('#memory-grid .node-group[data-node="node-1"] .mem-card').count(), 4);
     assert.match((await d.page.locator('.mem-card[data-rank="5"] .gpu-reading').textContent())!, /^GPU 1 · NVIDIA H200.*pid 48211 · rank 5/s);

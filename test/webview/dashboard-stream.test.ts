@@ -224,7 +224,12 @@ describe('dashboard fed a recorded 8-GPU stream, as VS Code hosts it', function 
     assert.equal(dataset(i, 'lr', 'learning rate').last!.y, steps.at(-1)!.lr);
     assert.equal(dataset(i, 'gradnorm', 'grad norm').maxY, Math.max(...steps.map((s) => s.gradNorm)), 'grad norm spikes are kept (min/max per pixel)');
     assert.equal(dataset(i, 'throughput', 'tokens/s').points, 300);
-    assert.deepEqual(chart(i, 'comm-time').datasets.map((x) => x.label).sort(), ['all-gather', 'all-reduce', 'reduce-scatter']);
+    assert.deepEqual(
+      chart(i, 'comm-time')
+        .datasets.map((x) => x.label)
+        .sort(),
+      ['all-gather', 'all-reduce', 'reduce-scatter'],
+    );
     const rs = dataset(i, 'comm-bytes', 'reduce-scatter');
     // 2·Ψ·(n−1)/n bytes of bf16 gradients per step per rank.
     assert.ok(Math.abs(rs.last!.y - 2 * 6.74e9 * (7 / 8)) / (2 * 6.74e9 * (7 / 8)) < 0.01, `reduce-scatter bytes per step: ${rs.last!.y}`);
@@ -266,7 +271,10 @@ describe('dashboard fed a recorded 8-GPU stream, as VS Code hosts it', function 
       return n;
     });
     assert.ok(sparkInk > 100, `the history sparkline is drawn (${sparkInk} px)`);
-    assert.match((await card7.locator('.gpu-reading').textContent())!, /GPU 7 · NVIDIA H200.*used .* of 140\.40 GiB \(reserved 614\.00 MiB\) · util \d+% · \d+ °C · \d+ W \/ 700 W.*pid 48217 · rank 7/s);
+    assert.match(
+      (await card7.locator('.gpu-reading').textContent())!,
+      /GPU 7 · NVIDIA H200.*used .* of 140\.40 GiB \(reserved 614\.00 MiB\) · util \d+% · \d+ °C · \d+ W \/ 700 W.*pid 48217 · rank 7/s,
+    );
     await screenshot(d, 'dashboard-memory.png');
   });
 
@@ -339,7 +347,16 @@ describe('dashboard fed a recorded 8-GPU stream, as VS Code hosts it', function 
 
   it('runs: lists the host\u2019s runs and overlays a second run\u2019s curves, dashed', async function () {
     const other = syntheticVariant('llama7b-8xh200-lr6e-4', 300, 0.18);
-    await d.send(wire({ type: 'runs', runs: [{ runId: SYNTHETIC_RUN_ID, name: 'llama-2-7b · 8×H200 · ZeRO-1', startedAt: (stream[0] as { startedAt: number }).startedAt, state: 'running', steps: 300 }, { runId: 'llama7b-8xh200-lr6e-4', name: 'llama-2-7b (lr 6e-4)', startedAt: Date.UTC(2025, 5, 1, 8), state: 'done', steps: 300 }], live: [SYNTHETIC_RUN_ID] }));
+    await d.send(
+      wire({
+        type: 'runs',
+        runs: [
+          { runId: SYNTHETIC_RUN_ID, name: 'llama-2-7b · 8×H200 · ZeRO-1', startedAt: (stream[0] as { startedAt: number }).startedAt, state: 'running', steps: 300 },
+          { runId: 'llama7b-8xh200-lr6e-4', name: 'llama-2-7b (lr 6e-4)', startedAt: Date.UTC(2025, 5, 1, 8), state: 'done', steps: 300 },
+        ],
+        live: [SYNTHETIC_RUN_ID],
+      }),
+    );
     await showTab(d, 'runs');
     assert.equal(await d.page.locator('#runs-table tbody tr').count(), 2);
     await d.page.click('#runs-table tr[data-run="llama7b-8xh200-lr6e-4"] input[data-action=overlay]');
@@ -404,7 +421,13 @@ describe('dashboard fed a recorded 8-GPU stream, as VS Code hosts it', function 
   });
 
   it('shows a clear out-of-memory warning when a rank runs out', async function () {
-    await d.send({ type: 'status', state: 'failed', t: Date.now(), step: 300, error: { kind: 'DeviceOutOfMemoryError', message: 'rank 7 (GPU 7) could not allocate 2.00 GiB: 138.91 GiB of 139.80 GiB in use (activations 58.2 GiB, temporaries 28.4 GiB)' } });
+    await d.send({
+      type: 'status',
+      state: 'failed',
+      t: Date.now(),
+      step: 300,
+      error: { kind: 'DeviceOutOfMemoryError', message: 'rank 7 (GPU 7) could not allocate 2.00 GiB: 138.91 GiB of 139.80 GiB in use (activations 58.2 GiB, temporaries 28.4 GiB)' },
+    });
     const warning = d.page.locator('#oom-warning');
     await warning.waitFor({ state: 'visible' });
     assert.match((await warning.textContent())!, /^Out of memory — the run stopped: rank 7 \(GPU 7\) could not allocate/);

@@ -39,11 +39,33 @@ const total = (canvases: CanvasInk[], key: 'ink' | 'colour'): number => canvases
 /** A short run in protocol v1 messages, as the extension host forwards them from the runtime. */
 function runMessages(steps: number): Message[] {
   const startedAt = Date.now() - steps * 100;
-  const hello: HelloMessage = { type: 'hello', protocol: PROTOCOL_VERSION, runId: 'webview-test', name: 'webview test run', startedAt, world: 1, config: { model: { preset: 'tiny' } }, engine: { name: 'torch', reason: 'devices.engine is "torch"' }, backend: { name: 'cpu', label: 'cpu gloo' }, t: startedAt };
+  const hello: HelloMessage = {
+    type: 'hello',
+    protocol: PROTOCOL_VERSION,
+    runId: 'webview-test',
+    name: 'webview test run',
+    startedAt,
+    world: 1,
+    config: { model: { preset: 'tiny' } },
+    engine: { name: 'torch', reason: 'devices.engine is "torch"' },
+    backend: { name: 'cpu', label: 'cpu gloo' },
+    t: startedAt,
+  };
   const messages: Message[] = [hello, { type: 'status', state: 'running', t: startedAt, step: 0 }];
   for (let step = 1; step <= steps; step++) {
     const memory = { params: 4e6, grads: 4e6, optimizer: 8e6, activations: 2e7, peak: 3.6e7 };
-    const message: StepMessage = { type: 'step', step, loss: 4 * Math.exp(-step / 20) + 0.5, lr: 3e-3, gradNorm: 1, tokensPerSec: 5000 + step, stepMs: 100, memory, tokens: step * 512, t: startedAt + step * 100 };
+    const message: StepMessage = {
+      type: 'step',
+      step,
+      loss: 4 * Math.exp(-step / 20) + 0.5,
+      lr: 3e-3,
+      gradNorm: 1,
+      tokensPerSec: 5000 + step,
+      stepMs: 100,
+      memory,
+      tokens: step * 512,
+      t: startedAt + step * 100,
+    };
     messages.push(message);
   }
   for (const m of messages) {
@@ -87,7 +109,10 @@ describe('dashboard webview page (headless Chromium)', function () {
       assert.ok(c.defined, `<${c.tag}> is a defined custom element`);
       assert.ok(c.shadow && c.shadowContent > 0, `<${c.tag}> rendered into its shadow root`);
     }
-    assert.ok(components.some((c) => c.height > 0), `some components take space on the page: ${JSON.stringify(components)}`);
+    assert.ok(
+      components.some((c) => c.height > 0),
+      `some components take space on the page: ${JSON.stringify(components)}`,
+    );
   });
 
   it('draws its charts, and draws the loss curve as protocol step messages arrive', async function () {
@@ -105,7 +130,11 @@ describe('dashboard webview page (headless Chromium)', function () {
     assert.ok(total(after, 'colour') - total(before, 'colour') > 200, `the curves add coloured ink: ${JSON.stringify({ before, after })}`);
     assert.ok(total(after, 'ink') > 0);
     // The header names the engine from the hello, its backend beside it and the reason on hover.
-    const engine = await d.page.evaluate(() => ({ value: document.querySelector('#stat-engine .value')?.textContent, sub: document.querySelector('#stat-engine .sub')?.textContent, title: (document.querySelector('#stat-engine') as HTMLElement | null)?.title }));
+    const engine = await d.page.evaluate(() => ({
+      value: document.querySelector('#stat-engine .value')?.textContent,
+      sub: document.querySelector('#stat-engine .sub')?.textContent,
+      title: (document.querySelector('#stat-engine') as HTMLElement | null)?.title,
+    }));
     assert.deepEqual(engine, { value: 'torch', sub: 'cpu gloo', title: 'devices.engine is "torch"' });
   });
 
@@ -152,5 +181,4 @@ describe('dashboard webview page (headless Chromium)', function () {
     assert.deepEqual(await d.cspViolations(), []);
     assert.deepEqual(d.errors, []);
   });
-
 });

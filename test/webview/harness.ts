@@ -11,7 +11,16 @@ import { closeChromium, launchChromium } from './chromium';
 export const ROOT = resolve(__dirname, '../../..');
 /** Folders the page may load from, as a webview's localResourceRoots would allow. */
 const SERVED = ['dist', 'media'];
-const TYPES: Record<string, string> = { '.js': 'text/javascript', '.css': 'text/css', '.svg': 'image/svg+xml', '.map': 'application/json', '.json': 'application/json', '.png': 'image/png', '.woff2': 'font/woff2', '.ttf': 'font/ttf' };
+const TYPES: Record<string, string> = {
+  '.js': 'text/javascript',
+  '.css': 'text/css',
+  '.svg': 'image/svg+xml',
+  '.map': 'application/json',
+  '.json': 'application/json',
+  '.png': 'image/png',
+  '.woff2': 'font/woff2',
+  '.ttf': 'font/ttf',
+};
 
 /**
  * What VS Code adds to every webview document: the theme as --vscode-* variables on <html> and the theme
@@ -44,10 +53,10 @@ const DARK_MODERN: Record<string, string> = {
 };
 
 function asVsCodeServesIt(html: string): string {
-  const style = Object.entries(DARK_MODERN).map(([k, v]) => `${k}: ${v}`).join('; ');
-  return html
-    .replace(/<html\b/, `<html style='${style}'`)
-    .replace(/<body\b/, '<body class="vscode-dark" data-vscode-theme-kind="vscode-dark" data-vscode-theme-name="Dark Modern"');
+  const style = Object.entries(DARK_MODERN)
+    .map(([k, v]) => `${k}: ${v}`)
+    .join('; ');
+  return html.replace(/<html\b/, `<html style='${style}'`).replace(/<body\b/, '<body class="vscode-dark" data-vscode-theme-kind="vscode-dark" data-vscode-theme-name="Dark Modern"');
 }
 
 /** In the page before any of its scripts: the VS Code webview API as the dashboard sees it. */

@@ -11,7 +11,8 @@ export async function until<T>(page: Page, what: string, probe: (i: Inspection) 
     const i = await inspect(page);
     const v = probe(i);
     if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; last inspection: ${JSON.stringify({ runId: i.runId, header: i.header, runs: i.runs, table: i.table, overlays: i.overlays })}`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out waiting for ${what}; last inspection: ${JSON.stringify({ runId: i.runId, header: i.header, runs: i.runs, table: i.table, overlays: i.overlays })}`);
     await page.waitForTimeout(100);
   }
 }

@@ -18,7 +18,12 @@ const RECORDED_AT = Date.UTC(2025, 5, 2, 9, 30, 0);
 // A day before the 8-GPU run, so a server of the fixtures shows that one first, as before.
 export const MULTINODE = { world: 64, nodes: 8, leakRank: 45, steps: 30, startedAt: Date.UTC(2025, 5, 1, 9, 30, 0) } as const;
 
-export async function recordSynthetic(steps = 300, totalSteps = 2000, dir = join(STREAMS_DIR, SYNTHETIC_RUN_ID), shape: { world: number; nodes: number; leakRank?: number; runId: string; startedAt?: number } = { world: 8, nodes: 1, runId: SYNTHETIC_RUN_ID }): Promise<string> {
+export async function recordSynthetic(
+  steps = 300,
+  totalSteps = 2000,
+  dir = join(STREAMS_DIR, SYNTHETIC_RUN_ID),
+  shape: { world: number; nodes: number; leakRank?: number; runId: string; startedAt?: number } = { world: 8, nodes: 1, runId: SYNTHETIC_RUN_ID },
+): Promise<string> {
   const startedAt = shape.startedAt ?? RECORDED_AT;
   rmSync(join(dir, 'metrics.jsonl'), { force: true });
   const realNow = Date.now;
@@ -28,13 +33,33 @@ export async function recordSynthetic(steps = 300, totalSteps = 2000, dir = join
     const config = syntheticConfig(totalSteps, shape.world);
     const est = estimate(config, { convention: 'scalelm' });
     const plan = est.ok ? { convention: 'scalelm', perDevice: { ...est.memory.perDevice }, stepMs: est.time.stepMs, tokensPerSec: est.time.tokensPerSec, mfu: est.time.mfu } : undefined;
-    const rec = RunRecorder.open({ runDir: dir, runId: shape.runId, name: config.name, config, ...(plan ? { plan } : {}), world: shape.world, tensorboard: false, gpu: false, startedAt, capacityBytes: (143771 - 614) * 2 ** 20 });
+    const rec = RunRecorder.open({
+      runDir: dir,
+      runId: shape.runId,
+      name: config.name,
+      config,
+      ...(plan ? { plan } : {}),
+      world: shape.world,
+      tensorboard: false,
+      gpu: false,
+      startedAt,
+      capacityBytes: (143771 - 614) * 2 ** 20,
+    });
     clock += 1200;
     rec.log('info', `backend: tfjs-node-gpu (CUDA 12.4, ${shape.world} × NVIDIA H200${shape.nodes > 1 ? ` on ${shape.nodes} nodes` : ''}) — synthetic stream for tests`, { source: 'trainer' });
     rec.log('info', `model: llama-2-7b, 6,738,415,616 parameters; ${shape.world} ranks, data-parallel ${shape.world}, ZeRO-1`, { source: 'trainer' });
     clock += 40_000;
     rec.status('running', { step: 0 });
-    for (const m of syntheticMessages({ steps, totalSteps, startedAt, gpuEvery: 5, commEvery: 5, world: shape.world, nodes: shape.nodes, ...(shape.leakRank !== undefined ? { leakRank: shape.leakRank } : {}) })) {
+    for (const m of syntheticMessages({
+      steps,
+      totalSteps,
+      startedAt,
+      gpuEvery: 5,
+      commEvery: 5,
+      world: shape.world,
+      nodes: shape.nodes,
+      ...(shape.leakRank !== undefined ? { leakRank: shape.leakRank } : {}),
+    })) {
       const t = (m as { t?: number }).t;
       if (typeof t === 'number') clock = Math.max(clock, t);
       rec.publish(m);

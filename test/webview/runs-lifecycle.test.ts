@@ -40,7 +40,6 @@ function startServe(dir: string): Promise<{ child: ChildProcess; url: string; st
   });
 }
 
-
 const lines = (messages: object[]): string => messages.map((m) => JSON.stringify(m)).join('\n') + '\n';
 
 describe('runs a user can trust: a real `scalelm serve` of three runs with one name', function () {
@@ -50,7 +49,10 @@ describe('runs a user can trust: a real `scalelm serve` of three runs with one n
   let browser: Browser;
   let page: Page;
   const original = readFileSync(join(ROOT, 'test/fixtures/streams/tiny-cpu/metrics.jsonl'), 'utf8');
-  const messages = original.trim().split('\n').map((l) => JSON.parse(l) as Message & { t?: number });
+  const messages = original
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Message & { t?: number });
   const hello = messages[0] as HelloMessage;
   const final = messages[messages.length - 1] as StatusMessage;
   const stepsOf = (ms: Message[]) => ms.filter((m) => m.type === 'step') as { step: number; t: number }[];
@@ -113,7 +115,10 @@ describe('runs a user can trust: a real `scalelm serve` of three runs with one n
     const row = (id: string) => i.table.find((r) => r.runId === id)!.cells;
     const labels = i.table.map((r) => r.cells[1]);
     assert.equal(new Set(labels).size, 3, `distinct labels: ${labels.join(' | ')}`);
-    assert.ok(labels.every((l) => l!.startsWith('tiny-shakespeare-bytes · ')), labels.join(' | '));
+    assert.ok(
+      labels.every((l) => l!.startsWith('tiny-shakespeare-bytes · ')),
+      labels.join(' | '),
+    );
     assert.equal(row('tiny-a')[2], 'finished');
     assert.equal(row('tiny-b')[2], 'finished');
     assert.equal(row('tiny-c')[2], 'crashed');
@@ -254,7 +259,17 @@ describe('the memory panel: errors in bytes when small, bars scaled to the data,
   let d: DashboardPage;
   const GiB = 2 ** 30;
   const MiB = 2 ** 20;
-  const memoryOf = (rank: number, peak: number, other: number) => ({ type: 'memory', rank, t: 1_000 + rank, step: 1, categories: { params: 20 * MiB, grads: 20 * MiB, optimizer: 40 * MiB, activations: 30 * MiB, other }, stepPeak: peak, capacity: GiB, predicted: { params: 20 * MiB, grads: 20 * MiB, optimizer: 40 * MiB, activations: 30 * MiB, other: MiB, peak: 110 * MiB }, device: `cpu:${rank}` });
+  const memoryOf = (rank: number, peak: number, other: number) => ({
+    type: 'memory',
+    rank,
+    t: 1_000 + rank,
+    step: 1,
+    categories: { params: 20 * MiB, grads: 20 * MiB, optimizer: 40 * MiB, activations: 30 * MiB, other },
+    stepPeak: peak,
+    capacity: GiB,
+    predicted: { params: 20 * MiB, grads: 20 * MiB, optimizer: 40 * MiB, activations: 30 * MiB, other: MiB, peak: 110 * MiB },
+    device: `cpu:${rank}`,
+  });
   const hello = { type: 'hello', protocol: 1, runId: 'mem', name: 'mem', startedAt: 1_000, world: 1, config: {}, t: 1_000 };
 
   before(async function () {

@@ -49,7 +49,16 @@ export function snapshotOf(messages: Message[], readOnly = true): SnapshotMessag
 /** A second synthetic run (another seed, a slightly higher loss) to overlay. */
 export function syntheticVariant(runId: string, steps: number, lossOffset: number, startedAt = Date.UTC(2025, 5, 1, 8, 0, 0), totalSteps = 2000): Message[] {
   const config = syntheticConfig(totalSteps);
-  const hello: HelloMessage = { type: 'hello', protocol: PROTOCOL_VERSION, runId, name: `${config.name} (lr 6e-4)`, startedAt, world: 8, config: config as unknown as HelloMessage['config'], t: startedAt };
+  const hello: HelloMessage = {
+    type: 'hello',
+    protocol: PROTOCOL_VERSION,
+    runId,
+    name: `${config.name} (lr 6e-4)`,
+    startedAt,
+    world: 8,
+    config: config as unknown as HelloMessage['config'],
+    t: startedAt,
+  };
   return [hello, { type: 'status', state: 'running', t: startedAt + 1000, step: 0 }, ...syntheticMessages({ steps, totalSteps, startedAt, seed: 11, lossOffset, gpuEvery: 5, commEvery: 5 })];
 }
 

@@ -23,7 +23,17 @@ export function syntheticConfig(steps: number, world = 8): RunConfig {
   const r = parseConfig({
     name: nodes > 1 ? `llama-2-7b · ${world}×H200 (${nodes} nodes) · ZeRO-1` : 'llama-2-7b · 8×H200 · ZeRO-1',
     model: { preset: 'llama-2-7b' },
-    train: { microBatch: 3, globalBatch: 12 * world, precision: 'bf16-mixed', steps, lr: 3e-4, warmupSteps: Math.min(100, Math.ceil(steps / 10)), flashAttention: true, evalEvery: 50, checkpointEvery: 200 },
+    train: {
+      microBatch: 3,
+      globalBatch: 12 * world,
+      precision: 'bf16-mixed',
+      steps,
+      lr: 3e-4,
+      warmupSteps: Math.min(100, Math.ceil(steps / 10)),
+      flashAttention: true,
+      evalEvery: 50,
+      checkpointEvery: 200,
+    },
     parallel: { dp: world, zero: 1 },
     cluster: { gpu: 'H200', gpusPerNode: Math.min(8, world), nodes },
     devices: { backend: 'tfjs-node-gpu' },
@@ -81,14 +91,21 @@ export function* syntheticMessages(o: SyntheticOptions): Generator<Message> {
   const est = estimate(config, { convention: 'scalelm' });
   if (!est.ok) throw new Error('synthetic plan failed');
   const pred = est.memory.perDevice;
-  const predicted = Object.fromEntries(Object.entries({ params: pred.params, grads: pred.grads, optimizer: pred.optimizer, activations: pred.activations, buffers: pred.buffers, overhead: pred.overhead, peak: pred.total }).map(([k, v]) => [k, Math.round(v)]));
+  const predicted = Object.fromEntries(
+    Object.entries({ params: pred.params, grads: pred.grads, optimizer: pred.optimizer, activations: pred.activations, buffers: pred.buffers, overhead: pred.overhead, peak: pred.total }).map(
+      ([k, v]) => [k, Math.round(v)],
+    ),
+  );
   const memoryTotal = 143771 * MiB;
   const memoryReserved = 614 * MiB;
   const capacity = memoryTotal - memoryReserved;
   const tokensPerStep = config.train.globalBatch * config.model.seqLen;
   const baseTps = est.time.tokensPerSec * 0.86;
   const warmup = config.train.warmupSteps;
-  const lrAt = (s: number) => (s <= warmup ? (config.train.lr * s) / warmup : config.train.minLr + 0.5 * (config.train.lr - config.train.minLr) * (1 + Math.cos((Math.PI * (s - warmup)) / Math.max(1, config.train.steps - warmup))));
+  const lrAt = (s: number) =>
+    s <= warmup
+      ? (config.train.lr * s) / warmup
+      : config.train.minLr + 0.5 * (config.train.lr - config.train.minLr) * (1 + Math.cos((Math.PI * (s - warmup)) / Math.max(1, config.train.steps - warmup)));
   const psi = 6.74e9;
   const comm = Array.from({ length: world }, () => ({ rs: { calls: 0, bytes: 0, ms: 0 }, ag: { calls: 0, bytes: 0, ms: 0 }, ar: { calls: 0, bytes: 0, ms: 0 } }));
   let t = o.startedAt + 42_000;
@@ -126,7 +143,24 @@ export function* syntheticMessages(o: SyntheticOptions): Generator<Message> {
       const node = nodeOf(rank);
       ranks.push({ type: 'memory', rank, t: t + rank, step, categories, stepPeak, capacity, predicted, ...(node ? { node } : {}), device: `GPU-5f1c${rank}a00-0000-4000-8000-00000000000${rank}` });
     }
-    const msg: StepMessage = { type: 'step', step, loss, lr: lrAt(step), gradNorm, tokensPerSec: tps, stepMs, memory: { params: ranks[0]!.categories.params!, grads: ranks[0]!.categories.grads!, optimizer: ranks[0]!.categories.optimizer!, activations: ranks[0]!.categories.activations!, peak: ranks[0]!.stepPeak }, tokens, t };
+    const msg: StepMessage = {
+      type: 'step',
+      step,
+      loss,
+      lr: lrAt(step),
+      gradNorm,
+      tokensPerSec: tps,
+      stepMs,
+      memory: {
+        params: ranks[0]!.categories.params!,
+        grads: ranks[0]!.categories.grads!,
+        optimizer: ranks[0]!.categories.optimizer!,
+        activations: ranks[0]!.categories.activations!,
+        peak: ranks[0]!.stepPeak,
+      },
+      tokens,
+      t,
+    };
     yield msg;
     yield* ranks;
     if (step % (o.commEvery ?? 1) === 0 || step === 1) {
@@ -186,7 +220,8 @@ export function* syntheticMessages(o: SyntheticOptions): Generator<Message> {
       } else yield { type: 'gpu', t: t + 50, devices };
     }
     if (config.train.evalEvery && step % config.train.evalEvery === 0) yield { type: 'eval', step, loss: loss + 0.04 + noise(0.02), t: t + 900 };
-    if (config.train.checkpointEvery && step % config.train.checkpointEvery === 0) yield { type: 'checkpoint', step, path: `checkpoints/step-${String(step).padStart(6, '0')}`, bytes: Math.round(psi * 2 + psi * 12), t: t + 4000 };
+    if (config.train.checkpointEvery && step % config.train.checkpointEvery === 0)
+      yield { type: 'checkpoint', step, path: `checkpoints/step-${String(step).padStart(6, '0')}`, bytes: Math.round(psi * 2 + psi * 12), t: t + 4000 };
   }
 }
 

@@ -102,7 +102,12 @@ export class CurvesView {
     for (const def of CURVE_CHARTS) {
       const canvas = h('canvas', { id: `${def.id}-chart`, role: 'img', 'aria-label': `${def.title} chart` });
       const selection = h('div', { class: 'zoom-selection', hidden: true });
-      const wrap = h('div', { class: 'chart-wrap', tabindex: 0, 'data-chart': def.id, 'aria-label': `${def.title}. ${def.help} Drag to zoom; keys: + and − zoom, arrows pan, 0 resets.` }, canvas, selection);
+      const wrap = h(
+        'div',
+        { class: 'chart-wrap', tabindex: 0, 'data-chart': def.id, 'aria-label': `${def.title}. ${def.help} Drag to zoom; keys: + and − zoom, arrows pan, 0 resets.` },
+        canvas,
+        selection,
+      );
       const caption = h('p', { class: 'chart-caption muted small', id: `${def.id}-caption` });
       this.captions.set(def.id, caption);
       const section = h('section', { class: `chart-box${def.wide ? ' wide' : ''}`, id: `box-${def.id}` }, h('h2', null, def.title), wrap, caption);
@@ -263,15 +268,22 @@ export class CurvesView {
       // Columns of 2 CSS px: min/max gives at most one point per pixel, LTTB one per two.
       const series: SeriesData[] = [];
       const smoothingOn = state.smoothing > 0;
-      series.push({ spec: { key: 'loss-raw', label: smoothingOn ? 'loss (raw)' : 'loss', color: 0, faint: smoothingOn, hideInLegend: smoothingOn }, data: minMaxPerPixel(xs, run.steps.col('loss'), i0, i1, cols, log) });
+      series.push({
+        spec: { key: 'loss-raw', label: smoothingOn ? 'loss (raw)' : 'loss', color: 0, faint: smoothingOn, hideInLegend: smoothingOn },
+        data: minMaxPerPixel(xs, run.steps.col('loss'), i0, i1, cols, log),
+      });
       if (smoothingOn) series.push({ spec: { key: 'loss-ema', label: `loss (EMA ${state.smoothing.toFixed(2)})`, color: 0 }, data: lttb(xs, emaOf(run), i0, i1, cols, log) });
       const evals = this.evalPoints(run, axis, xMin, xMax, log, cols);
       series.push({ spec: { key: 'eval', label: 'eval loss', color: 1, points: evals.length <= 200 }, data: evals });
       drawn.forEach(({ run: compare, label }, k) => {
         const color = OVERLAY_COLORS[k % OVERLAY_COLORS.length]!;
         const [cxs, c0, c1] = range(compare);
-        if (smoothingOn) series.push({ spec: { key: `cmp${k}-loss-raw`, label: `${label} (raw)`, color, faint: true, hideInLegend: true }, data: minMaxPerPixel(cxs, compare.steps.col('loss'), c0, c1, cols, log) });
-        series.push({ spec: { key: `cmp${k}-loss`, label: smoothingOn ? `${label} (EMA)` : label, color, dashed: true }, data: smoothingOn ? lttb(cxs, emaOf(compare), c0, c1, cols, log) : minMaxPerPixel(cxs, compare.steps.col('loss'), c0, c1, cols, log) });
+        if (smoothingOn)
+          series.push({ spec: { key: `cmp${k}-loss-raw`, label: `${label} (raw)`, color, faint: true, hideInLegend: true }, data: minMaxPerPixel(cxs, compare.steps.col('loss'), c0, c1, cols, log) });
+        series.push({
+          spec: { key: `cmp${k}-loss`, label: smoothingOn ? `${label} (EMA)` : label, color, dashed: true },
+          data: smoothingOn ? lttb(cxs, emaOf(compare), c0, c1, cols, log) : minMaxPerPixel(cxs, compare.steps.col('loss'), c0, c1, cols, log),
+        });
         series.push({ spec: { key: `cmp${k}-eval`, label: `${label} eval`, color, points: true, dashed: true, hideInLegend: true }, data: this.evalPoints(compare, axis, xMin, xMax, log, cols) });
       });
       this.update(id, series, xMin, xMax, log);
@@ -287,7 +299,9 @@ export class CurvesView {
       const [field, label, smooth] = simple[id]!;
       const pick = (r: RunData, rxs: Float64Array, a: number, b: number): XY[] => (smooth ? lttb(rxs, r.steps.col(field), a, b, cols) : minMaxPerPixel(rxs, r.steps.col(field), a, b, cols));
       const series: SeriesData[] = [{ spec: { key: field, label, color: 0 }, data: pick(run, xs, i0, i1) }];
-      drawn.forEach(({ run: compare, label }, k) => series.push({ spec: { key: `cmp${k}-${field}`, label, color: OVERLAY_COLORS[k % OVERLAY_COLORS.length]!, dashed: true }, data: pick(compare, ...range(compare)) }));
+      drawn.forEach(({ run: compare, label }, k) =>
+        series.push({ spec: { key: `cmp${k}-${field}`, label, color: OVERLAY_COLORS[k % OVERLAY_COLORS.length]!, dashed: true }, data: pick(compare, ...range(compare)) }),
+      );
       this.update(id, series, xMin, xMax, false);
       return;
     }
@@ -324,7 +338,12 @@ export class CurvesView {
 
   private update(id: string, series: SeriesData[], xMin: number, xMax: number, log: boolean): void {
     // A series with no points is left out, so an empty chart shows no legend swatch.
-    this.charts.get(id)!.update(series.filter((s) => s.data.length > 0), xMin, xMax, log);
+    this.charts.get(id)!.update(
+      series.filter((s) => s.data.length > 0),
+      xMin,
+      xMax,
+      log,
+    );
   }
 
   /** Eval losses in the range; min/max per pixel column once there are more than the plot can show. */

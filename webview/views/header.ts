@@ -81,7 +81,17 @@ export class HeaderView {
     this.root = h(
       'header',
       { class: 'run-header' },
-      h('div', { class: 'title-row' }, this.name, this.state, h('span', { class: 'step' }, this.step, this.total), this.connection, h('span', { class: 'spacer' }), this.checkpointButton, this.stopButton),
+      h(
+        'div',
+        { class: 'title-row' },
+        this.name,
+        this.state,
+        h('span', { class: 'step' }, this.step, this.total),
+        this.connection,
+        h('span', { class: 'spacer' }),
+        this.checkpointButton,
+        this.stopButton,
+      ),
       this.end,
       this.progress,
       stats,
@@ -212,7 +222,10 @@ export class HeaderView {
     if (key === this.alertsKey) return;
     this.alertsKey = key;
     const rank = (a: AlertMessage) => (a.severity === 'critical' ? 0 : a.severity === 'warning' ? 1 : 2);
-    fill(this.alerts, ...active.sort((a, b) => rank(a) - rank(b) || b.t - a.t).map((a) => h('li', { class: `alert sev-${a.severity}`, 'data-kind': a.kind }, h('strong', null, `${a.severity}: `), a.message)));
+    fill(
+      this.alerts,
+      ...active.sort((a, b) => rank(a) - rank(b) || b.t - a.t).map((a) => h('li', { class: `alert sev-${a.severity}`, 'data-kind': a.kind }, h('strong', null, `${a.severity}: `), a.message)),
+    );
   }
 
   private renderStrip(run: RunData): void {
@@ -225,14 +238,31 @@ export class HeaderView {
     }
     // One bar per rank; or per node, showing that node's fullest rank.
     const bars = perNode
-      ? run.nodeGroups().flatMap((g) => (g.worstRank === null ? [] : [{ id: g.key, label: g.node ? `n${g.node.rank}` : 'local', rank: g.worstRank, what: `${g.node ? `${g.node.host} (node ${g.node.rank})` : 'this machine'}, fullest of ${g.ranks.length} ranks: rank ${g.worstRank}` }]))
+      ? run.nodeGroups().flatMap((g) =>
+          g.worstRank === null
+            ? []
+            : [
+                {
+                  id: g.key,
+                  label: g.node ? `n${g.node.rank}` : 'local',
+                  rank: g.worstRank,
+                  what: `${g.node ? `${g.node.host} (node ${g.node.rank})` : 'this machine'}, fullest of ${g.ranks.length} ranks: rank ${g.worstRank}`,
+                },
+              ],
+        )
       : [...run.memory.keys()].sort((a, b) => a - b).map((rank) => ({ id: `r${rank}`, label: `r${rank}`, rank, what: `rank ${rank}` }));
     for (const b of bars) {
       let bar = this.stripBars.get(b.id);
       if (!bar) {
         const fillEl = h('div', { class: 'fill' });
         const label = h('span', { class: 'mini-label' });
-        const root = h('div', { class: 'mini level-ok', ...(perNode ? { 'data-node': b.id } : { 'data-rank': b.rank }) }, h('span', { class: 'mini-rank' }, b.label), h('div', { class: 'mini-bar' }, fillEl), label);
+        const root = h(
+          'div',
+          { class: 'mini level-ok', ...(perNode ? { 'data-node': b.id } : { 'data-rank': b.rank }) },
+          h('span', { class: 'mini-rank' }, b.label),
+          h('div', { class: 'mini-bar' }, fillEl),
+          label,
+        );
         bar = { root, fill: fillEl, label, level: 'ok' };
         this.stripBars.set(b.id, bar);
         this.strip.append(root);
@@ -256,7 +286,13 @@ export class HeaderView {
       resume: this.resumeButton.hidden ? '' : (this.resumeButton.textContent ?? ''),
       stopDisabled: this.stopButton.hidden ? 'hidden' : String(this.stopButton.hasAttribute('disabled')),
       name: this.name.textContent ?? '',
-      state: this.state.textContent ?? '', step: this.step.textContent ?? '', total: this.total.textContent ?? '', oom: this.oom.hidden ? '' : (this.oom.textContent ?? ''), alerts: this.alerts.textContent ?? '', connection: this.connection.textContent ?? '' };
+      state: this.state.textContent ?? '',
+      step: this.step.textContent ?? '',
+      total: this.total.textContent ?? '',
+      oom: this.oom.hidden ? '' : (this.oom.textContent ?? ''),
+      alerts: this.alerts.textContent ?? '',
+      connection: this.connection.textContent ?? '',
+    };
     for (const [k, el] of this.stats) out[k] = el.textContent ?? '';
     return out;
   }

@@ -207,7 +207,10 @@ export class MemoryView {
       this.renderHeatmap(run, groups, multiNode);
       this.renderTable(run, groups, multiNode);
       this.renderDetail(run);
-      setText(this.note, `Heatmap: every rank's step peak in % of its device${multiNode ? ', one row of cells per node' : ''}; the shade runs from the run's emptiest to its fullest rank below 80%, yellow and red mark 80% and 92%. The fullest rank is outlined. Pick a rank (cell or row) for its detailed card. Fewer than ${COMPACT_FROM} ranks get a card each.`);
+      setText(
+        this.note,
+        `Heatmap: every rank's step peak in % of its device${multiNode ? ', one row of cells per node' : ''}; the shade runs from the run's emptiest to its fullest rank below 80%, yellow and red mark 80% and 92%. The fullest rank is outlined. Pick a rank (cell or row) for its detailed card. Fewer than ${COMPACT_FROM} ranks get a card each.`,
+      );
       return true;
     }
     for (const rank of ranks) {
@@ -219,7 +222,10 @@ export class MemoryView {
       this.updateCard(card, run, run.memory.get(rank)!);
     }
     this.layoutCards(run, groups, multiNode);
-    setText(this.note, 'Bars: each category is its maximum during the step, so the segments can add up to more than the peak (they need not be live at the same time). Markers: the planner\u2019s prediction.');
+    setText(
+      this.note,
+      'Bars: each category is its maximum during the step, so the segments can add up to more than the peak (they need not be live at the same time). Markers: the planner\u2019s prediction.',
+    );
     return true;
   }
 
@@ -263,7 +269,12 @@ export class MemoryView {
       this.grid.replaceChildren(...groups.map((g) => this.sections.get(g.key)!.root));
       for (const g of groups) this.sections.get(g.key)!.cards.replaceChildren(...g.ranks.map((r) => this.cards.get(r)!.root));
     } else {
-      this.grid.replaceChildren(...groups.flatMap((g) => g.ranks).sort((a, b) => a - b).map((r) => this.cards.get(r)!.root));
+      this.grid.replaceChildren(
+        ...groups
+          .flatMap((g) => g.ranks)
+          .sort((a, b) => a - b)
+          .map((r) => this.cards.get(r)!.root),
+      );
     }
   }
 
@@ -373,7 +384,19 @@ export class MemoryView {
     const error = cell('num');
     const fillEl = h('div', { class: 'fill' });
     const gpu = cell('gpu');
-    const root = h('tr', { 'data-rank': rank, class: 'level-ok', tabindex: 0 }, h('td', null, `r${rank}`), device, peak, fraction, max, predicted, error, h('td', { class: 'barcell' }, h('div', { class: 'mini-bar' }, fillEl)), gpu);
+    const root = h(
+      'tr',
+      { 'data-rank': rank, class: 'level-ok', tabindex: 0 },
+      h('td', null, `r${rank}`),
+      device,
+      peak,
+      fraction,
+      max,
+      predicted,
+      error,
+      h('td', { class: 'barcell' }, h('div', { class: 'mini-bar' }, fillEl)),
+      gpu,
+    );
     const row: Row = { root, device, peak, fraction, max, predicted, error, fill: fillEl, gpu, gpuKey: '', level: 'ok' };
     this.rows.set(rank, row);
     return row;
@@ -405,7 +428,12 @@ export class MemoryView {
     if (gpuKey !== row.gpuKey) {
       row.gpuKey = gpuKey;
       const d = gpuFor(run, rank, m.device);
-      setText(row.gpu, d ? `GPU ${d.index}${d.lost ? ' LOST' : ''} · ${d.utilPercent === null ? 'n/a' : `${Math.round(d.utilPercent)}%`} · ${d.temperatureC === null ? 'n/a' : `${Math.round(d.temperatureC)} °C`}` : '—');
+      setText(
+        row.gpu,
+        d
+          ? `GPU ${d.index}${d.lost ? ' LOST' : ''} · ${d.utilPercent === null ? 'n/a' : `${Math.round(d.utilPercent)}%`} · ${d.temperatureC === null ? 'n/a' : `${Math.round(d.temperatureC)} °C`}`
+          : '—',
+      );
       row.gpu.title = d ? `${d.name}: used ${d.memoryUsed === null ? 'n/a' : formatBytes(d.memoryUsed)} of ${d.memoryTotal === null ? 'n/a' : formatBytes(d.memoryTotal)}` : '';
     }
   }
@@ -456,11 +484,36 @@ export class MemoryView {
       const marker = h('div', { class: 'pred-marker', title: 'planner prediction' });
       const predicted = h('td', { class: 'num predicted' });
       const error = h('td', { class: 'num error' });
-      const row = h('tr', { 'data-category': cat }, h('th', { scope: 'row' }, h('span', { class: `swatch cat-${i}` }), CATEGORY_LABEL[cat]), measured, h('td', { class: 'barcell' }, h('div', { class: 'cat-track' }, bar, marker)), predicted, error);
+      const row = h(
+        'tr',
+        { 'data-category': cat },
+        h('th', { scope: 'row' }, h('span', { class: `swatch cat-${i}` }), CATEGORY_LABEL[cat]),
+        measured,
+        h('td', { class: 'barcell' }, h('div', { class: 'cat-track' }, bar, marker)),
+        predicted,
+        error,
+      );
       rows.set(cat, { row, measured, bar, marker, predicted, error });
       tbody.append(row);
     });
-    const table = h('table', { class: 'cats' }, h('thead', null, h('tr', null, h('th', { scope: 'col' }, 'category'), h('th', { scope: 'col', class: 'num' }, 'measured'), h('th', { scope: 'col' }, h('span', { class: 'visually-hidden' }, 'bar')), h('th', { scope: 'col', class: 'num' }, 'predicted'), h('th', { scope: 'col', class: 'num' }, 'error'))), tbody);
+    const table = h(
+      'table',
+      { class: 'cats' },
+      h(
+        'thead',
+        null,
+        h(
+          'tr',
+          null,
+          h('th', { scope: 'col' }, 'category'),
+          h('th', { scope: 'col', class: 'num' }, 'measured'),
+          h('th', { scope: 'col' }, h('span', { class: 'visually-hidden' }, 'bar')),
+          h('th', { scope: 'col', class: 'num' }, 'predicted'),
+          h('th', { scope: 'col', class: 'num' }, 'error'),
+        ),
+      ),
+      tbody,
+    );
     const title = h('h3', null, `Rank ${rank}`);
     const scaleEnd = h('span', { class: 'cap' }, 'capacity');
     const usage = h('span', { class: 'usage' });
@@ -480,7 +533,27 @@ export class MemoryView {
       h('div', { class: 'spark-box' }, sparkCanvas, sparkLabel),
       gpu,
     );
-    return { rank, root, title, usage, segments, peakLine, capLine, scaleEnd, stack, rows, sparkCanvas, sparkLabel, predictionNote, gpu, drawnVersion: -1, drawnWidth: 0, level: 'ok', gpuDevice: null, gpuKey: '' };
+    return {
+      rank,
+      root,
+      title,
+      usage,
+      segments,
+      peakLine,
+      capLine,
+      scaleEnd,
+      stack,
+      rows,
+      sparkCanvas,
+      sparkLabel,
+      predictionNote,
+      gpu,
+      drawnVersion: -1,
+      drawnWidth: 0,
+      level: 'ok',
+      gpuDevice: null,
+      gpuKey: '',
+    };
   }
 
   private updateCard(card: Card, run: RunData, mem: RankMemory): void {
@@ -500,7 +573,10 @@ export class MemoryView {
     const grouped = groupCategories(m.categories);
     // Scaled to the data: a run using 6% of its device gets a bar it can be read on, with the capacity
     // marked where it falls (or said to be off the scale); a nearly full device is drawn to its capacity.
-    const used = Math.max(m.stepPeak, DISPLAY_CATEGORIES.reduce((a, c) => a + groupCategories(m.categories).bytes[c], 0));
+    const used = Math.max(
+      m.stepPeak,
+      DISPLAY_CATEGORIES.reduce((a, c) => a + groupCategories(m.categories).bytes[c], 0),
+    );
     const barScale = capacity > 0 && used >= 0.5 * capacity ? capacity : Math.max(1, used * 1.25);
     const pct = (b: number) => `${Math.min(100, (100 * b) / barScale)}%`;
     card.capLine.hidden = !(capacity > 0 && capacity <= barScale);
@@ -516,7 +592,10 @@ export class MemoryView {
       left += b;
     }
     card.peakLine.style.left = pct(m.stepPeak);
-    card.stack.setAttribute('aria-label', `Rank ${card.rank}: step peak ${formatBytes(m.stepPeak)} of ${formatBytes(capacity)}, ${DISPLAY_CATEGORIES.map((c) => `${c} ${formatBytes(grouped.bytes[c])}`).join(', ')}`);
+    card.stack.setAttribute(
+      'aria-label',
+      `Rank ${card.rank}: step peak ${formatBytes(m.stepPeak)} of ${formatBytes(capacity)}, ${DISPLAY_CATEGORIES.map((c) => `${c} ${formatBytes(grouped.bytes[c])}`).join(', ')}`,
+    );
 
     const prediction = predictionFor(run, m);
     const scale = Math.max(1, ...DISPLAY_CATEGORIES.map((c) => Math.max(grouped.bytes[c], prediction?.bytes[c] ?? 0)));
@@ -537,7 +616,12 @@ export class MemoryView {
       r.error.classList.toggle('bad', predicted !== null && predicted > 0 && Math.abs(measured - predicted) >= small && Math.abs(measured - predicted) / predicted > 0.2);
       if (grouped.parts[cat].some((p) => p !== cat)) r.row.title = `measured: ${grouped.parts[cat].join(' + ')}`;
     }
-    setText(card.predictionNote, prediction ? `Predicted peak ${formatBytes(prediction.total)} (${prediction.source === 'runtime' ? 'sent by the runtime' : prediction.source}); measured ${formatError(m.stepPeak, prediction.total, small)}.` : 'No prediction: the run sent no plan and the planner could not estimate its config.');
+    setText(
+      card.predictionNote,
+      prediction
+        ? `Predicted peak ${formatBytes(prediction.total)} (${prediction.source === 'runtime' ? 'sent by the runtime' : prediction.source}); measured ${formatError(m.stepPeak, prediction.total, small)}.`
+        : 'No prediction: the run sent no plan and the planner could not estimate its config.',
+    );
 
     const width = this.sparkSize.get(card.sparkCanvas)?.w ?? 0;
     if (mem.version !== card.drawnVersion || width !== card.drawnWidth) {
@@ -624,7 +708,10 @@ export class MemoryView {
     const gapBase = proc?.memory ?? null;
     const line1 = `GPU ${d.index} · ${d.name}${d.lost ? ' · LOST' : ''}`;
     const line2 = `used ${na(used, (v) => formatBytes(v))} of ${na(total, (v) => formatBytes(v))} (reserved ${na(reserved, (v) => formatBytes(v))}) · util ${na(d.utilPercent, (v) => `${Math.round(v)}%`)} · ${na(d.temperatureC, (v) => `${Math.round(v)} °C`)} · ${na(d.powerW, (v) => `${Math.round(v)} W`)}${d.powerLimitW !== null ? ` / ${Math.round(d.powerLimitW)} W` : ''}`;
-    const gap = gapBase !== null ? `this rank's process holds ${formatBytes(gapBase)}: ${formatBytes(Math.max(0, gapBase - stepPeak))} beyond the step peak (CUDA context, allocator cache, fragmentation)` : `tensors ${formatBytes(tensors)}`;
+    const gap =
+      gapBase !== null
+        ? `this rank's process holds ${formatBytes(gapBase)}: ${formatBytes(Math.max(0, gapBase - stepPeak))} beyond the step peak (CUDA context, allocator cache, fragmentation)`
+        : `tensors ${formatBytes(tensors)}`;
     const procs = h('ul', { class: 'procs' });
     for (const p of [...d.processes].sort((a, b) => (b.memory ?? 0) - (a.memory ?? 0)).slice(0, 8)) {
       procs.append(h('li', null, `pid ${p.pid}${p.rank !== undefined ? ` · rank ${p.rank}` : ''}${p.name ? ` · ${p.name}` : ''} · ${p.memory === null ? 'n/a' : formatBytes(p.memory)}`));
@@ -632,7 +719,14 @@ export class MemoryView {
     const usedFraction = used !== null && total ? used / (total - (reserved ?? 0)) : null;
     const bar = h('div', { class: 'gpu-bar' }, h('div', { class: 'fill' }));
     if (usedFraction !== null) (bar.firstChild as HTMLElement).style.width = `${Math.min(100, usedFraction * 100)}%`;
-    fill(card.gpu, h('div', { class: 'gpu-title' }, line1), bar, h('div', { class: 'small' }, line2), h('div', { class: 'small muted' }, gap), d.processes.length ? procs : h('div', { class: 'small muted' }, 'no compute processes reported'));
+    fill(
+      card.gpu,
+      h('div', { class: 'gpu-title' }, line1),
+      bar,
+      h('div', { class: 'small' }, line2),
+      h('div', { class: 'small muted' }, gap),
+      d.processes.length ? procs : h('div', { class: 'small muted' }, 'no compute processes reported'),
+    );
   }
 
   inspect(run: RunData | null): MemoryPanelInspection[] {
@@ -668,7 +762,11 @@ export class MemoryView {
     const mode = !this.empty.hidden ? 'empty' : compact ? 'compact' : 'cards';
     let groups: MemoryLayoutInspection['groups'] = [];
     if (mode === 'cards' && this.grid.classList.contains('by-node')) {
-      groups = Array.from(this.grid.querySelectorAll(':scope > .node-group')).map((s) => ({ key: (s as HTMLElement).dataset.node ?? '', header: (s.querySelector('.node-head')?.textContent ?? '').trim(), ranks: ranksIn(s, '.mem-card') }));
+      groups = Array.from(this.grid.querySelectorAll(':scope > .node-group')).map((s) => ({
+        key: (s as HTMLElement).dataset.node ?? '',
+        header: (s.querySelector('.node-head')?.textContent ?? '').trim(),
+        ranks: ranksIn(s, '.mem-card'),
+      }));
     } else if (mode === 'compact') {
       // The table as drawn: each node row followed by its ranks' rows.
       for (const tr of Array.from(this.tbody.children) as HTMLElement[]) {
@@ -681,7 +779,13 @@ export class MemoryView {
       groups,
       cards: ranksIn(this.grid, '.mem-card'),
       rows: compact ? ranksIn(this.tbody, 'tr[data-rank]') : [],
-      heatmap: compact ? Array.from(this.heatmap.querySelectorAll('.hm-node')).map((n) => ({ key: (n as HTMLElement).dataset.node ?? '', label: n.querySelector('.hm-label')?.textContent ?? '', ranks: ranksIn(n, '.hm-cell') })) : [],
+      heatmap: compact
+        ? Array.from(this.heatmap.querySelectorAll('.hm-node')).map((n) => ({
+            key: (n as HTMLElement).dataset.node ?? '',
+            label: n.querySelector('.hm-label')?.textContent ?? '',
+            ranks: ranksIn(n, '.hm-cell'),
+          }))
+        : [],
       worst: compact ? this.worst : null,
       selected: compact && !this.detail.hidden ? this.selected : null,
       detail: compact && !this.detail.hidden ? (this.detailTitle.textContent ?? '') : null,
@@ -712,7 +816,7 @@ function nodeName(g: NodeGroup): string {
 /** [0,1,2,3,8,9] -> "ranks 0–3, 8–9" */
 export function rankList(ranks: number[]): string {
   const parts: string[] = [];
-  for (let i = 0; i < ranks.length; ) {
+  for (let i = 0; i < ranks.length;) {
     let j = i;
     while (j + 1 < ranks.length && ranks[j + 1] === ranks[j]! + 1) j++;
     parts.push(j > i ? `${ranks[i]}–${ranks[j]}` : String(ranks[i]));

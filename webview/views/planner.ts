@@ -47,12 +47,25 @@ export class PlannerView {
   ) {
     this.form = { ...initial };
     const radio = (value: ModelSource, label: string) => h('vscode-radio', { name: 'model-source', value, 'aria-label': label }, label);
-    const sourceGroup = h('vscode-radio-group', { id: 'plan-model-source', 'aria-label': 'model source' }, radio('config', 'Open config'), radio('preset', 'Preset'), radio('hf', 'HF config.json')) as unknown as Field;
-    const select = (id: string, options: readonly string[], label: string) => h('vscode-single-select', { id, 'aria-label': label }, ...options.map((o) => h('vscode-option', { value: o }, o))) as Field;
+    const sourceGroup = h(
+      'vscode-radio-group',
+      { id: 'plan-model-source', 'aria-label': 'model source' },
+      radio('config', 'Open config'),
+      radio('preset', 'Preset'),
+      radio('hf', 'HF config.json'),
+    ) as unknown as Field;
+    const select = (id: string, options: readonly string[], label: string) =>
+      h('vscode-single-select', { id, 'aria-label': label }, ...options.map((o) => h('vscode-option', { value: o }, o))) as Field;
     const text = (id: string, label: string, placeholder = '') => h('vscode-textfield', { id, type: 'number', min: 1, 'aria-label': label, placeholder }) as Field;
     this.fields.source = sourceGroup;
     this.fields.preset = select('plan-preset', MODEL_PRESET_LIST, 'model preset');
-    this.fields.hf = h('vscode-textarea', { id: 'plan-hf', rows: 6, 'aria-label': 'HuggingFace config.json', placeholder: 'Paste a HuggingFace config.json (GPT-2, Llama, Mistral, Qwen2, GPT-NeoX)', monospace: true }) as Field;
+    this.fields.hf = h('vscode-textarea', {
+      id: 'plan-hf',
+      rows: 6,
+      'aria-label': 'HuggingFace config.json',
+      placeholder: 'Paste a HuggingFace config.json (GPT-2, Llama, Mistral, Qwen2, GPT-NeoX)',
+      monospace: true,
+    }) as Field;
     this.fields.gpu = select('plan-gpu', GPU_PRESET_LIST, 'GPU');
     this.fields.gpusPerNode = text('plan-gpus-per-node', 'GPUs per node');
     this.fields.nodes = text('plan-nodes', 'nodes');
@@ -131,7 +144,16 @@ export class PlannerView {
   private showSourceRows(): void {
     (this.fields.preset!.parentElement as HTMLElement).hidden = this.form.modelSource !== 'preset';
     (this.fields.hf!.parentElement as HTMLElement).hidden = this.form.modelSource !== 'hf';
-    setText(this.sourceNote, this.form.modelSource === 'config' ? (this.openConfig ? `From ${this.openConfig.source}; the fields below override it.` : this.host.kind === 'vscode' ? 'Open a *.scalelm.json (or a HuggingFace config.json) in the editor.' : 'No run config yet.') : '');
+    setText(
+      this.sourceNote,
+      this.form.modelSource === 'config'
+        ? this.openConfig
+          ? `From ${this.openConfig.source}; the fields below override it.`
+          : this.host.kind === 'vscode'
+            ? 'Open a *.scalelm.json (or a HuggingFace config.json) in the editor.'
+            : 'No run config yet.'
+        : '',
+    );
   }
 
   private readField(key: string): void {
@@ -220,14 +242,27 @@ export class PlannerView {
     this.error = result.ok ? null : result.issues.map((i) => i.message).join('; ');
     const c = resolved.config;
     const N = c.cluster.gpusPerNode * c.cluster.nodes;
-    setText(this.summary, `${c.model.name || 'model'} on ${N} × ${c.cluster.gpu} (${c.cluster.nodes} node${c.cluster.nodes === 1 ? '' : 's'}), global batch ${c.train.globalBatch} × ${c.model.seqLen} tokens, ${c.train.precision}: ${result.stats.fits} of ${result.stats.enumerated} layouts fit in ${formatBytes(result.usable, 1)} per GPU (searched in ${Math.round(ms)} ms).`);
+    setText(
+      this.summary,
+      `${c.model.name || 'model'} on ${N} × ${c.cluster.gpu} (${c.cluster.nodes} node${c.cluster.nodes === 1 ? '' : 's'}), global batch ${c.train.globalBatch} × ${c.model.seqLen} tokens, ${c.train.precision}: ${result.stats.fits} of ${result.stats.enumerated} layouts fit in ${formatBytes(result.usable, 1)} per GPU (searched in ${Math.round(ms)} ms).`,
+    );
     const mine = currentLine(result);
-    fill(this.issues, ...(mine ? [h('li', { class: 'plan-current' }, mine)] : []), ...result.warnings.map((w) => h('li', { class: 'bad' }, w)), ...resolved.notes.map((n) => h('li', { class: 'muted' }, n)), ...result.issues.map((i) => h('li', { class: 'bad' }, i.message)));
+    fill(
+      this.issues,
+      ...(mine ? [h('li', { class: 'plan-current' }, mine)] : []),
+      ...result.warnings.map((w) => h('li', { class: 'bad' }, w)),
+      ...resolved.notes.map((n) => h('li', { class: 'muted' }, n)),
+      ...result.issues.map((i) => h('li', { class: 'bad' }, i.message)),
+    );
     fill(this.list, ...result.candidates.map((cand) => this.card(cand, result.usable)));
   }
 
   private card(c: Candidate, usable: number): HTMLElement {
-    const bar = h('div', { class: 'stack plan-stack', role: 'img', 'aria-label': `memory per GPU ${formatBytes(c.memory.total)} of ${formatBytes(usable)}: ${PLAN_CATEGORIES.map((k) => `${k} ${formatBytes(c.memory[k])}`).join(', ')}` });
+    const bar = h('div', {
+      class: 'stack plan-stack',
+      role: 'img',
+      'aria-label': `memory per GPU ${formatBytes(c.memory.total)} of ${formatBytes(usable)}: ${PLAN_CATEGORIES.map((k) => `${k} ${formatBytes(c.memory[k])}`).join(', ')}`,
+    });
     let left = 0;
     PLAN_CATEGORIES.forEach((k, i) => {
       const seg = h('div', { class: `seg cat-${i}`, title: `${k}: ${formatBytes(c.memory[k])}` });
@@ -236,15 +271,29 @@ export class PlannerView {
       left += c.memory[k];
       bar.append(seg);
     });
-    const legend = h('div', { class: 'plan-legend small' }, ...PLAN_CATEGORIES.filter((k) => c.memory[k] > 0).map((k) => h('span', null, h('span', { class: `swatch cat-${PLAN_CATEGORIES.indexOf(k)}` }), `${k} ${formatBytes(c.memory[k], 1)}`)));
+    const legend = h(
+      'div',
+      { class: 'plan-legend small' },
+      ...PLAN_CATEGORIES.filter((k) => c.memory[k] > 0).map((k) => h('span', null, h('span', { class: `swatch cat-${PLAN_CATEGORIES.indexOf(k)}` }), `${k} ${formatBytes(c.memory[k], 1)}`)),
+    );
     const button = h('vscode-button', { 'data-rank': c.rank, 'aria-label': `use layout ${c.rank}: ${describeLayout(c.layout)}` }, 'Use this layout');
     button.addEventListener('click', () => this.choose(c));
     const t = c.time;
     return h(
       'li',
       { class: 'plan-card', 'data-rank': c.rank },
-      h('div', { class: 'plan-title' }, h('span', { class: 'plan-rank' }, `#${c.rank}`), h('strong', null, describeLayout(c.layout)), ...(c.rank > 1 && c.tiesFirst ? [h('span', { class: 'muted small' }, ' tie with #1 (within the model\'s error; more headroom ranks first)')] : [])),
-      h('div', { class: 'plan-numbers' }, `${formatDuration(t.stepMs)} per step · ${formatTokensPerSec(t.tokensPerSec)} · MFU ${formatPercent(t.mfu)} · ${formatBytes(c.memory.total, 1)} of ${formatBytes(usable, 1)} per GPU`),
+      h(
+        'div',
+        { class: 'plan-title' },
+        h('span', { class: 'plan-rank' }, `#${c.rank}`),
+        h('strong', null, describeLayout(c.layout)),
+        ...(c.rank > 1 && c.tiesFirst ? [h('span', { class: 'muted small' }, " tie with #1 (within the model's error; more headroom ranks first)")] : []),
+      ),
+      h(
+        'div',
+        { class: 'plan-numbers' },
+        `${formatDuration(t.stepMs)} per step · ${formatTokensPerSec(t.tokensPerSec)} · MFU ${formatPercent(t.mfu)} · ${formatBytes(c.memory.total, 1)} of ${formatBytes(usable, 1)} per GPU`,
+      ),
       bar,
       legend,
       h('p', { class: 'explanation muted small' }, c.explanation),

@@ -50,7 +50,10 @@ export function configDiff(a: JsonValue | undefined, b: JsonValue | undefined, l
   const fa = flat(a, '', new Map());
   const fb = flat(b, '', new Map());
   const paths = [...new Set([...fa.keys(), ...fb.keys()])].sort();
-  return paths.filter((p) => fa.get(p) !== fb.get(p)).slice(0, limit).map((p) => ({ path: p, a: fa.get(p) ?? '—', b: fb.get(p) ?? '—' }));
+  return paths
+    .filter((p) => fa.get(p) !== fb.get(p))
+    .slice(0, limit)
+    .map((p) => ({ path: p, a: fa.get(p) ?? '—', b: fb.get(p) ?? '—' }));
 }
 
 type SortKey = 'name' | 'state' | 'startedAt' | 'duration' | 'steps' | 'finalLoss' | 'bestLoss' | 'evalLoss' | 'tokensPerSec' | 'layout' | 'engine' | 'device';
@@ -148,7 +151,8 @@ export class RunsView {
 
   private sortRows(): void {
     const { key, desc } = this.sort;
-    const value = (r: RunRow): number | string | null => (key === 'name' ? r.label.toLowerCase() : key === 'duration' ? r.duration : ((r as unknown as Record<string, number | string | undefined>)[key] ?? null));
+    const value = (r: RunRow): number | string | null =>
+      key === 'name' ? r.label.toLowerCase() : key === 'duration' ? r.duration : ((r as unknown as Record<string, number | string | undefined>)[key] ?? null);
     this.rows.sort((a, b) => {
       const va = value(a);
       const vb = value(b);
@@ -170,14 +174,23 @@ export class RunsView {
       });
       return h('th', { scope: 'col', class: c.num ? 'num' : '', 'aria-sort': sorted ? (this.sort.desc ? 'descending' : 'ascending') : 'none' }, button);
     });
-    fill(this.thead, h('tr', null, h('th', { scope: 'col', class: 'pick' }, h('span', { class: 'sr-only' }, 'overlay')), ...cells, h('th', { scope: 'col' }, h('span', { class: 'sr-only' }, 'actions'))));
+    fill(
+      this.thead,
+      h('tr', null, h('th', { scope: 'col', class: 'pick' }, h('span', { class: 'sr-only' }, 'overlay')), ...cells, h('th', { scope: 'col' }, h('span', { class: 'sr-only' }, 'actions'))),
+    );
   }
 
   /** Set by the dashboard: draw again now (a sort click changes nothing the dashboard knows). */
   rerender?: () => void;
 
   private row(r: RunRow, shown: boolean, overlaid: boolean): HTMLElement {
-    const pick = h('input', { type: 'checkbox', 'data-action': 'overlay', 'aria-label': `overlay ${r.label} on the curves`, disabled: shown, title: shown ? 'This is the shown run' : 'Overlay on the curves' }) as HTMLInputElement;
+    const pick = h('input', {
+      type: 'checkbox',
+      'data-action': 'overlay',
+      'aria-label': `overlay ${r.label} on the curves`,
+      disabled: shown,
+      title: shown ? 'This is the shown run' : 'Overlay on the curves',
+    }) as HTMLInputElement;
     pick.checked = overlaid || shown;
     pick.addEventListener('change', () => this.actions.overlay(r.runId, pick.checked));
     const showBtn = h('vscode-button', { secondary: true, disabled: shown, 'data-action': 'show', 'aria-label': `show run ${r.label}` }, shown ? 'Shown' : 'Show');
@@ -199,7 +212,12 @@ export class RunsView {
       num(r.evalLoss),
       num(r.tokensPerSec, formatTokensPerSec),
       h('td', null, r.layout ?? '—'),
-      h('td', { class: 'engine-cell', ...(r.engineDetail ? { title: `${r.engine ?? ''} engine, on ${r.engineDetail}` } : {}) }, r.engine ?? '—', ...(r.engineDetail ? [h('span', { class: 'sr-only' }, ' · '), h('span', { class: 'muted engine-detail' }, r.engineDetail)] : [])),
+      h(
+        'td',
+        { class: 'engine-cell', ...(r.engineDetail ? { title: `${r.engine ?? ''} engine, on ${r.engineDetail}` } : {}) },
+        r.engine ?? '—',
+        ...(r.engineDetail ? [h('span', { class: 'sr-only' }, ' · '), h('span', { class: 'muted engine-detail' }, r.engineDetail)] : []),
+      ),
       h('td', null, r.device ?? '—'),
       h('td', { class: 'actions' }, showBtn),
     );
@@ -253,10 +271,25 @@ export class RunsView {
         'div',
         { class: 'exports', id: 'exports' },
         h('p', null, 'TensorBoard scalars are written with every run: ', h('code', { id: 'tensorboard-command' }, tb), ' ', copy),
-        h('p', null, 'CSV: ', h('code', null, `scalelm export-csv runs/${run.runId} > ${run.runId}.csv`), ' · Prometheus: ', h('code', null, 'GET /metrics'), ' on the run’s server with ', h('code', null, 'Authorization: Bearer <token>')),
+        h(
+          'p',
+          null,
+          'CSV: ',
+          h('code', null, `scalelm export-csv runs/${run.runId} > ${run.runId}.csv`),
+          ' · Prometheus: ',
+          h('code', null, 'GET /metrics'),
+          ' on the run’s server with ',
+          h('code', null, 'Authorization: Bearer <token>'),
+        ),
       ),
-      checkpoints.length ? h('ul', { class: 'checkpoints' }, ...checkpoints.map((c) => h('li', null, `${time(c.t)} · step ${c.step} · ${c.path}${c.bytes !== undefined ? ` · ${formatBytes(c.bytes)}` : ''}`))) : h('p', { class: 'muted' }, 'No checkpoints yet.'),
-      h('ol', { class: 'log', 'aria-label': 'recent log lines, newest first' }, ...logs.map((l) => h('li', { class: `log-${l.level}` }, h('span', { class: 'muted' }, `${time(l.t)} ${l.level}${l.rank !== undefined ? ` r${l.rank}` : ''} `), l.message))),
+      checkpoints.length
+        ? h('ul', { class: 'checkpoints' }, ...checkpoints.map((c) => h('li', null, `${time(c.t)} · step ${c.step} · ${c.path}${c.bytes !== undefined ? ` · ${formatBytes(c.bytes)}` : ''}`)))
+        : h('p', { class: 'muted' }, 'No checkpoints yet.'),
+      h(
+        'ol',
+        { class: 'log', 'aria-label': 'recent log lines, newest first' },
+        ...logs.map((l) => h('li', { class: `log-${l.level}` }, h('span', { class: 'muted' }, `${time(l.t)} ${l.level}${l.rank !== undefined ? ` r${l.rank}` : ''} `), l.message)),
+      ),
     );
   }
 }

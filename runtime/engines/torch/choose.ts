@@ -9,9 +9,7 @@ export class TorchEngineError extends Error {
   override name = 'TorchEngineError';
 }
 
-export type EngineChoice =
-  | { name: 'local'; reason: string }
-  | { name: 'torch'; reason: string; python: PythonChoice; probe: TorchProbe; device: 'cuda' | 'cpu'; backend: string };
+export type EngineChoice = { name: 'local'; reason: string } | { name: 'torch'; reason: string; python: PythonChoice; probe: TorchProbe; device: 'cuda' | 'cpu'; backend: string };
 
 /** Ranks per node the layout needs (one machine: all of them). */
 const ranksOf = (config: RunConfig): number => config.parallel.dp * config.parallel.tp * config.parallel.pp;
@@ -21,7 +19,9 @@ function torchChoice(config: RunConfig, python: PythonChoice, probe: TorchProbe,
   const cuda = probe.cudaGpus >= ranks && probe.ncclAvailable;
   const gpus = probe.cudaGpus ? `${probe.cudaGpus} CUDA GPU${probe.cudaGpus === 1 ? '' : 's'}${probe.gpuNames[0] ? ` (${probe.gpuNames[0]})` : ''}` : 'no CUDA GPU';
   const device = cuda ? 'cuda' : 'cpu';
-  const where = cuda ? `${ranks} rank${ranks === 1 ? '' : 's'} on CUDA with NCCL` : `${ranks} rank${ranks === 1 ? '' : 's'} on CPU with gloo${probe.cudaGpus ? ` (${ranks} ranks need ${ranks} GPUs)` : ''}`;
+  const where = cuda
+    ? `${ranks} rank${ranks === 1 ? '' : 's'} on CUDA with NCCL`
+    : `${ranks} rank${ranks === 1 ? '' : 's'} on CPU with gloo${probe.cudaGpus ? ` (${ranks} ranks need ${ranks} GPUs)` : ''}`;
   return {
     name: 'torch',
     reason: `${why}: torch ${probe.torch} in ${probe.executable} sees ${gpus}; ${where}`,

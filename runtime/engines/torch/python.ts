@@ -57,7 +57,14 @@ export function probeTorch(python: string, timeoutMs = 120_000): TorchProbe {
     return { executable: python, problem: code === 'ENOENT' ? 'no such interpreter' : r.error.message, cudaGpus: 0, gpuNames: [], ncclAvailable: false };
   }
   const line = r.stdout.split('\n').find((l) => l.startsWith('SCALELM_PROBE '));
-  if (!line) return { executable: python, problem: `the interpreter did not run the probe (exit ${r.status ?? r.signal}): ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`, cudaGpus: 0, gpuNames: [], ncclAvailable: false };
+  if (!line)
+    return {
+      executable: python,
+      problem: `the interpreter did not run the probe (exit ${r.status ?? r.signal}): ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`,
+      cudaGpus: 0,
+      gpuNames: [],
+      ncclAvailable: false,
+    };
   return JSON.parse(line.slice('SCALELM_PROBE '.length)) as TorchProbe;
 }
 
@@ -70,10 +77,13 @@ export function torchVersion(v: string): [number, number] | undefined {
 /** Why this probe's torch cannot run the engine, as one message naming interpreter, version and fix; undefined when it can. */
 export function torchProblem(choice: PythonChoice, probe: TorchProbe): string | undefined {
   const who = `${probe.executable} (${probe.executable !== choice.python ? `${choice.python}, ` : ''}from ${choice.source}${probe.pythonVersion ? `, Python ${probe.pythonVersion}` : ''})`;
-  if (!probe.pythonVersion) return `the torch engine needs Python with torch ≥ ${MIN_TORCH.join('.')}, but ${choice.python} (from ${choice.source}) did not run: ${probe.problem ?? 'unknown error'}. Point --python, SCALELM_PYTHON or the scalelm.pythonPath setting at an interpreter with torch, or use devices.engine "local"`;
-  if (!probe.torch) return `the torch engine needs torch ≥ ${MIN_TORCH.join('.')}, but ${who} has no torch (${probe.problem ?? 'import failed'}); install it there with ${INSTALL_HINT}, point --python / SCALELM_PYTHON / scalelm.pythonPath at an interpreter that has it, or use devices.engine "local"`;
+  if (!probe.pythonVersion)
+    return `the torch engine needs Python with torch ≥ ${MIN_TORCH.join('.')}, but ${choice.python} (from ${choice.source}) did not run: ${probe.problem ?? 'unknown error'}. Point --python, SCALELM_PYTHON or the scalelm.pythonPath setting at an interpreter with torch, or use devices.engine "local"`;
+  if (!probe.torch)
+    return `the torch engine needs torch ≥ ${MIN_TORCH.join('.')}, but ${who} has no torch (${probe.problem ?? 'import failed'}); install it there with ${INSTALL_HINT}, point --python / SCALELM_PYTHON / scalelm.pythonPath at an interpreter that has it, or use devices.engine "local"`;
   const v = torchVersion(probe.torch);
-  if (!v || v[0] < MIN_TORCH[0] || (v[0] === MIN_TORCH[0] && v[1] < MIN_TORCH[1])) return `the torch engine needs torch ≥ ${MIN_TORCH.join('.')}, but ${who} has torch ${probe.torch}; upgrade it there with ${INSTALL_HINT}, or use devices.engine "local"`;
+  if (!v || v[0] < MIN_TORCH[0] || (v[0] === MIN_TORCH[0] && v[1] < MIN_TORCH[1]))
+    return `the torch engine needs torch ≥ ${MIN_TORCH.join('.')}, but ${who} has torch ${probe.torch}; upgrade it there with ${INSTALL_HINT}, or use devices.engine "local"`;
   if (probe.problem) return `torch ${probe.torch} in ${who} does not work: ${probe.problem}`;
   return undefined;
 }

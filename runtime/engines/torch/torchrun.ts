@@ -40,7 +40,21 @@ export class Torchrun {
   private readonly onExit = (): void => this.killTree('SIGKILL');
 
   constructor(o: TorchrunOptions) {
-    const args = ['-m', 'torch.distributed.run', '--nproc-per-node', String(o.nproc), '--standalone', '--max-restarts', '0', '--monitor-interval', '0.2', '-m', o.module ?? 'scalelm.train', '--args', o.argsFile];
+    const args = [
+      '-m',
+      'torch.distributed.run',
+      '--nproc-per-node',
+      String(o.nproc),
+      '--standalone',
+      '--max-restarts',
+      '0',
+      '--monitor-interval',
+      '0.2',
+      '-m',
+      o.module ?? 'scalelm.train',
+      '--args',
+      o.argsFile,
+    ];
     const pythonPath = [o.pythonPath ?? bundledPythonPath(), process.env.PYTHONPATH].filter(Boolean).join(':');
     // Its own process group (LaunchedCommand): a terminal's Ctrl-C reaches only the coordinator, which stops the run itself.
     this.cmd = new LaunchedCommand([o.python, ...args], {

@@ -34,10 +34,14 @@ describe('run lifecycle in VS Code, on the examples copied elsewhere', function 
     const bad = file('typo.scalelm.json');
     await vscode.workspace.fs.writeFile(bad, Buffer.from('{\n  "name": "t",\n  "model": { "preset": "tiny" },\n  "trian": { "steps": "many" }\n}\n'));
     await vscode.window.showTextDocument(await vscode.workspace.openTextDocument(bad), { preview: false });
-    const found = await waitFor('schema diagnostics on the copied folder', () => {
-      const d = vscode.languages.getDiagnostics(bad);
-      return d.some((x) => /trian/.test(x.message) || /not allowed/i.test(x.message)) ? d : undefined;
-    }, 60_000);
+    const found = await waitFor(
+      'schema diagnostics on the copied folder',
+      () => {
+        const d = vscode.languages.getDiagnostics(bad);
+        return d.some((x) => /trian/.test(x.message) || /not allowed/i.test(x.message)) ? d : undefined;
+      },
+      60_000,
+    );
     console.log(`schema diagnostics: ${JSON.stringify(found.map((d) => d.message))}`);
     await vscode.commands.executeCommand('workbench.action.closeActiveEditor');
     await vscode.workspace.fs.delete(bad);
@@ -50,13 +54,23 @@ describe('run lifecycle in VS Code, on the examples copied elsewhere', function 
     assert.match(hint.message, /Launch Training is off for this file: the local runtime cannot train it — parallel\.pp=4/);
     // As drawn: the editor title's Launch Training is greyed out, and the lens says why instead of offering it.
     if (bridgeAvailable()) {
-      const launchButton = await waitFor('a greyed-out Launch Training in the editor title', async () => (await workbench.editorActions()).find((x) => x.label === 'Launch Training' && x.disabled), 20_000, 500);
+      const launchButton = await waitFor(
+        'a greyed-out Launch Training in the editor title',
+        async () => (await workbench.editorActions()).find((x) => x.label === 'Launch Training' && x.disabled),
+        20_000,
+        500,
+      );
       console.log(`editor title: ${JSON.stringify(launchButton)}`);
     }
-    const lenses = await waitFor('the config\u2019s lenses', async () => {
-      const l = await vscode.commands.executeCommand<vscode.CodeLens[]>('vscode.executeCodeLensProvider', uri, 10);
-      return l.some((x) => /Launch Training/.test(x.command?.title ?? '')) ? l : undefined;
-    }, 30_000, 500);
+    const lenses = await waitFor(
+      'the config\u2019s lenses',
+      async () => {
+        const l = await vscode.commands.executeCommand<vscode.CodeLens[]>('vscode.executeCodeLensProvider', uri, 10);
+        return l.some((x) => /Launch Training/.test(x.command?.title ?? '')) ? l : undefined;
+      },
+      30_000,
+      500,
+    );
     const lens = lenses.find((x) => /Launch Training/.test(x.command?.title ?? ''))!;
     assert.match(lens.command!.title, /not on this machine/);
     assert.ok(!lens.command!.command, `the lens runs nothing (command "${lens.command!.command}")`);
@@ -89,10 +103,14 @@ describe('run lifecycle in VS Code, on the examples copied elsewhere', function 
     assert.ok(stoppedAt >= 3, `stopped at ${stoppedAt}`);
     assert.match(run.detail, new RegExp(`^stopped at step ${stoppedAt} by VS Code`));
     assert.match(a.statusBarText(), /stopped · step \d+/);
-    const shown = await waitFor('the dashboard to show the stopped run', async () => {
-      const i = (await a.dashboardRequest({ type: 'inspect' })) as unknown as Inspection;
-      return i.header.state === 'stopped' ? i : undefined;
-    }, 30_000);
+    const shown = await waitFor(
+      'the dashboard to show the stopped run',
+      async () => {
+        const i = (await a.dashboardRequest({ type: 'inspect' })) as unknown as Inspection;
+        return i.header.state === 'stopped' ? i : undefined;
+      },
+      30_000,
+    );
     assert.equal(shown.header.end, `stopped at step ${stoppedAt} by VS Code`);
     assert.equal(shown.header.resume, `Resume from step ${stoppedAt}`);
     assert.equal(shown.header.stopDisabled, 'true');
@@ -104,11 +122,15 @@ describe('run lifecycle in VS Code, on the examples copied elsewhere', function 
     assert.ok('started' in resumed, JSON.stringify(resumed));
     const next = resumed.started;
     await waitFor('a step after the stop', () => (next.lastStep?.step ?? 0) > stoppedAt, 180_000, 500);
-    const continued = await waitFor('the dashboard to draw the whole curve', async () => {
-      const i = (await a.dashboardRequest({ type: 'inspect' })) as unknown as Inspection;
-      const loss = i.charts.find((c) => c.id === 'loss')?.datasets.find((d) => /^loss/.test(d.label) && d.points > 0);
-      return i.header.state === 'running' && loss && loss.first!.x === 1 && loss.last!.x > stoppedAt ? { i, loss } : undefined;
-    }, 60_000);
+    const continued = await waitFor(
+      'the dashboard to draw the whole curve',
+      async () => {
+        const i = (await a.dashboardRequest({ type: 'inspect' })) as unknown as Inspection;
+        const loss = i.charts.find((c) => c.id === 'loss')?.datasets.find((d) => /^loss/.test(d.label) && d.points > 0);
+        return i.header.state === 'running' && loss && loss.first!.x === 1 && loss.last!.x > stoppedAt ? { i, loss } : undefined;
+      },
+      60_000,
+    );
     console.log(`resumed run: curve from step ${continued.loss.first!.x} to ${continued.loss.last!.x} (stopped at ${stoppedAt})`);
     await a.stopAll();
     await waitFor('the resumed run to end', () => !next.live, 60_000);

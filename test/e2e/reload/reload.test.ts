@@ -37,7 +37,10 @@ describe('the dashboard across a window reload', function () {
       const recorded = readFileSync(join(ROOT, 'test/fixtures/streams/tiny-cpu/metrics.jsonl'), 'utf8');
       const runDir = join(workspace(), 'runs', 'tiny-replay');
       const newer = join(workspace(), 'runs', 'tiny-newer');
-      for (const [dir, text] of [[runDir, recorded], [newer, recorded.replace('"runId":"tiny-cpu"', '"runId":"tiny-newer"')]] as const) {
+      for (const [dir, text] of [
+        [runDir, recorded],
+        [newer, recorded.replace('"runId":"tiny-cpu"', '"runId":"tiny-newer"')],
+      ] as const) {
         mkdirSync(dir, { recursive: true });
         writeFileSync(join(dir, 'metrics.jsonl'), text);
       }
@@ -45,10 +48,15 @@ describe('the dashboard across a window reload', function () {
       for (const p of [join(runDir, 'metrics.jsonl'), runDir]) utimesSync(p, hourAgo, hourAgo);
       await vscode.commands.executeCommand('scalelm.refreshRuns');
       await vscode.commands.executeCommand('scalelm.openDashboard', { runDir });
-      const before = await waitFor('the dashboard to show the older recorded run', async () => {
-        const i = (await a.dashboardRequest({ type: 'inspect' })) as unknown as Shown;
-        return i.runId === 'tiny-cpu' && i.stepsShown > 0 && i.header.state === 'finished' ? i : undefined;
-      }, 60_000, 500);
+      const before = await waitFor(
+        'the dashboard to show the older recorded run',
+        async () => {
+          const i = (await a.dashboardRequest({ type: 'inspect' })) as unknown as Shown;
+          return i.runId === 'tiny-cpu' && i.stepsShown > 0 && i.header.state === 'finished' ? i : undefined;
+        },
+        60_000,
+        500,
+      );
       console.log(`before the reload: run ${before.runId}, ${before.stepsShown} steps, ${before.header.state}`);
       writeFileSync(marker(), JSON.stringify({ runId: before.runId, stepsShown: before.stepsShown }));
       // The page keeps its state with VS Code; give the workbench a moment to store it, as a user would.
@@ -61,12 +69,21 @@ describe('the dashboard across a window reload', function () {
     // After the reload: nothing here opens the dashboard; VS Code restores its tab and the serializer revives it.
     const before = JSON.parse(readFileSync(marker(), 'utf8')) as { runId: string; stepsShown: number };
     rmSync(marker());
-    await waitFor('the dashboard tab to be restored', () => vscode.window.tabGroups.all.flatMap((g) => g.tabs).some((t) => t.input instanceof vscode.TabInputWebview && t.input.viewType.endsWith('scalelm.dashboard')), 60_000);
+    await waitFor(
+      'the dashboard tab to be restored',
+      () => vscode.window.tabGroups.all.flatMap((g) => g.tabs).some((t) => t.input instanceof vscode.TabInputWebview && t.input.viewType.endsWith('scalelm.dashboard')),
+      60_000,
+    );
     await waitFor('the serializer to revive the dashboard', () => a.dashboardShown(), 60_000);
-    const after = await waitFor(`the revived dashboard to show ${before.runId}`, async () => {
-      const i = (await a.dashboardRequest({ type: 'inspect' })) as unknown as Shown;
-      return i.runId === before.runId && i.stepsShown > 0 ? i : undefined;
-    }, 60_000, 500);
+    const after = await waitFor(
+      `the revived dashboard to show ${before.runId}`,
+      async () => {
+        const i = (await a.dashboardRequest({ type: 'inspect' })) as unknown as Shown;
+        return i.runId === before.runId && i.stepsShown > 0 ? i : undefined;
+      },
+      60_000,
+      500,
+    );
     console.log(`after the reload: run ${after.runId}, ${after.stepsShown} steps, ${after.header.state}`);
     assert.equal(after.header.state, 'finished', 'its state, not "No run yet"');
     assert.equal(after.stepsShown, before.stepsShown, 'the whole recorded curve');

@@ -32,7 +32,10 @@ describe('ScaleLM planner in the editor', function () {
     });
     const titles = lenses.map((l) => l.command?.title ?? '');
     console.log(`CodeLens on a.scalelm.json: ${JSON.stringify(titles)}`);
-    assert.ok(titles.some((t) => /^≈ \d+\.\d (MiB|GiB) \/ device peak · fits 1 × CPU device \(1\.00 GiB\)$/.test(t)), JSON.stringify(titles));
+    assert.ok(
+      titles.some((t) => /^≈ \d+\.\d (MiB|GiB) \/ device peak · fits 1 × CPU device \(1\.00 GiB\)$/.test(t)),
+      JSON.stringify(titles),
+    );
     assert.ok(titles.some((t) => /Launch Training/.test(t)));
   });
 
@@ -118,7 +121,10 @@ describe('ScaleLM planner in the editor', function () {
       assert.equal(written.path.split('/').pop(), file);
       const text = new TextDecoder().decode(await vscode.workspace.fs.readFile(written));
       assert.match(text, content, `${file}:\n${text.slice(0, 400)}`);
-      assert.ok(vscode.window.visibleTextEditors.some((e) => e.document.uri.toString() === written.toString()), `${file} is opened beside the config`);
+      assert.ok(
+        vscode.window.visibleTextEditors.some((e) => e.document.uri.toString() === written.toString()),
+        `${file} is opened beside the config`,
+      );
       await vscode.workspace.fs.delete(written);
     }
   });
@@ -127,10 +133,14 @@ describe('ScaleLM planner in the editor', function () {
     const { dashboardRequest } = await api();
     const uri = workspaceFile('too-big.scalelm.json');
     await vscode.commands.executeCommand('scalelm.suggestLayouts', uri);
-    const seen = await waitFor('the Planner tab with layouts', async () => {
-      const r = (await dashboardRequest({ type: 'inspect' })) as { tab: string; planner: { source: string | null; candidates: number; error: string | null } };
-      return r.tab === 'planner' && r.planner.candidates > 0 ? r : undefined;
-    }, 30_000);
+    const seen = await waitFor(
+      'the Planner tab with layouts',
+      async () => {
+        const r = (await dashboardRequest({ type: 'inspect' })) as { tab: string; planner: { source: string | null; candidates: number; error: string | null } };
+        return r.tab === 'planner' && r.planner.candidates > 0 ? r : undefined;
+      },
+      30_000,
+    );
     console.log(`planner tab: ${JSON.stringify(seen.planner)}`);
     assert.equal(seen.planner.source, 'too-big.scalelm.json');
     assert.equal(seen.planner.error, null);
@@ -148,7 +158,14 @@ describe('ScaleLM planner in the editor', function () {
     assert.ok(small && small.usable < 12 * 2 ** 30 && small.usable > 10 * 2 ** 30, `usable ${small?.usable}`);
     // On 2 GiB cards the fastest layout is tight: the quick pick marks it, and the warning names the roomier one.
     let shown: string[] = [];
-    const tight = await estimate(workspaceFile('hf-gpt2/config.json'), { gpu: 'custom', gpuMemory: '2GiB', gpus: 8, seqLen: 512, globalBatch: 64, choose: (items) => void (shown = items.map((i) => `${i.label} ${i.description ?? ''}`)) });
+    const tight = await estimate(workspaceFile('hf-gpt2/config.json'), {
+      gpu: 'custom',
+      gpuMemory: '2GiB',
+      gpus: 8,
+      seqLen: 512,
+      globalBatch: 64,
+      choose: (items) => void (shown = items.map((i) => `${i.label} ${i.description ?? ''}`)),
+    });
     console.log(`2 GiB quick pick: ${shown.find((t) => t.startsWith('#1 '))}; ${tight?.warnings[0]}`);
     assert.match(shown.find((t) => t.startsWith('#1 ')) ?? '', /\$\(warning\) \d+% of usable memory \(above 95%\)$/);
     assert.match(tight?.warnings[0] ?? '', /^#1 uses \d+% of usable memory \(above 95%\).*the best layout under 95% is #\d+/);
@@ -183,8 +200,30 @@ describe('ScaleLM planner in the editor', function () {
     assert.ok(parsed.ok, JSON.stringify(!parsed.ok && parsed.errors));
     const c = parsed.config;
     assert.deepEqual(
-      { dp: c.parallel.dp, tp: c.parallel.tp, pp: c.parallel.pp, vpp: c.parallel.vpp, zero: c.parallel.zero, sequenceParallel: c.parallel.sequenceParallel, offloadOptimizer: c.parallel.offloadOptimizer, offloadParams: c.parallel.offloadParams, microBatch: c.train.microBatch, recompute: c.train.recompute },
-      { dp: chosen.dp, tp: chosen.tp, pp: chosen.pp, vpp: chosen.vpp, zero: chosen.zero, sequenceParallel: chosen.sequenceParallel, offloadOptimizer: chosen.offloadOptimizer, offloadParams: chosen.offloadParams, microBatch: chosen.microBatch, recompute: chosen.recompute },
+      {
+        dp: c.parallel.dp,
+        tp: c.parallel.tp,
+        pp: c.parallel.pp,
+        vpp: c.parallel.vpp,
+        zero: c.parallel.zero,
+        sequenceParallel: c.parallel.sequenceParallel,
+        offloadOptimizer: c.parallel.offloadOptimizer,
+        offloadParams: c.parallel.offloadParams,
+        microBatch: c.train.microBatch,
+        recompute: c.train.recompute,
+      },
+      {
+        dp: chosen.dp,
+        tp: chosen.tp,
+        pp: chosen.pp,
+        vpp: chosen.vpp,
+        zero: chosen.zero,
+        sequenceParallel: chosen.sequenceParallel,
+        offloadOptimizer: chosen.offloadOptimizer,
+        offloadParams: chosen.offloadParams,
+        microBatch: chosen.microBatch,
+        recompute: chosen.recompute,
+      },
     );
     assert.deepEqual([c.cluster.gpu, c.cluster.gpusPerNode * c.cluster.nodes, c.model.seqLen, c.train.globalBatch, c.model.layers, c.model.hidden], ['A100-80GB', 8, 512, 64, 12, 768]);
     assert.equal(vscode.window.activeTextEditor?.document.uri.toString(), first.saved.toString(), 'the saved file is opened');
@@ -199,14 +238,20 @@ describe('ScaleLM planner in the editor', function () {
     });
     console.log(`quick pick on gpt2-config.scalelm.json:\n${shown.slice(0, 5).join('\n')}`);
     assert.match(shown[0]!, /^\$\(location\) Your layout .* ranks #2 of \d+: [\d,]+ tokens\/s, [\d.]+ GiB\/GPU — (\d+% slower than #1|.*a tie within the model's \d+% error)/);
-    assert.ok(shown.some((t) => t.startsWith('#2 ') && t.includes('your layout')), shown.join('\n'));
+    assert.ok(
+      shown.some((t) => t.startsWith('#2 ') && t.includes('your layout')),
+      shown.join('\n'),
+    );
     assert.equal(second?.current?.rank, 2);
     const best = second?.candidates[0]?.layout;
     assert.ok(best && second?.saved?.toString() === first.saved.toString(), 'saved in place');
     await vscode.commands.executeCommand('workbench.action.files.revert');
     const again = parseConfig(new TextDecoder().decode(await vscode.workspace.fs.readFile(first.saved)));
     assert.ok(again.ok, JSON.stringify(!again.ok && again.errors));
-    assert.deepEqual([again.config.parallel.dp, again.config.parallel.tp, again.config.parallel.pp, again.config.parallel.zero, again.config.train.microBatch, again.config.train.recompute], [best.dp, best.tp, best.pp, best.zero, best.microBatch, best.recompute]);
+    assert.deepEqual(
+      [again.config.parallel.dp, again.config.parallel.tp, again.config.parallel.pp, again.config.parallel.zero, again.config.train.microBatch, again.config.train.recompute],
+      [best.dp, best.tp, best.pp, best.zero, best.microBatch, best.recompute],
+    );
   });
   it('offers Calibrate Planner from this Run on a finished GPU run, writes the profile calibrate computes, and refuses a CPU run', async function () {
     const { pastRuns } = await api();

@@ -62,10 +62,15 @@ describe('ScaleLM extension in VS Code', function () {
     const api = await activeApi();
     // The loss chart is on the Curves tab; an earlier test may have left the Planner in front (and a page
     // that was hidden reloads when shown, so ask until the tab is there).
-    await waitFor('the Curves tab in front', async () => {
-      await vscode.commands.executeCommand('scalelm.openDashboard', { tab: 'curves' });
-      return ((await api.dashboardRequest({ type: 'inspect' })) as { tab: string }).tab === 'curves';
-    }, 30_000, 500);
+    await waitFor(
+      'the Curves tab in front',
+      async () => {
+        await vscode.commands.executeCommand('scalelm.openDashboard', { tab: 'curves' });
+        return ((await api.dashboardRequest({ type: 'inspect' })) as { tab: string }).tab === 'curves';
+      },
+      30_000,
+      500,
+    );
     const reply = (await api.dashboardRequest({ type: 'ping' })) as { type: string; components: string[]; chartInk: number };
     console.log(`dashboard pong: components=${JSON.stringify(reply.components)} chartInk=${reply.chartInk}`);
     assert.equal(reply.type, 'pong');
@@ -79,10 +84,14 @@ describe('ScaleLM extension in VS Code', function () {
     const bad = workspaceFile('bad.scalelm.json');
     const doc = await vscode.workspace.openTextDocument(bad);
     await vscode.window.showTextDocument(doc, { preview: false });
-    const diagnostics = await waitFor('diagnostics on bad.scalelm.json', () => {
-      const found = vscode.languages.getDiagnostics(bad);
-      return found.length > 0 ? found : undefined;
-    }, 45_000);
+    const diagnostics = await waitFor(
+      'diagnostics on bad.scalelm.json',
+      () => {
+        const found = vscode.languages.getDiagnostics(bad);
+        return found.length > 0 ? found : undefined;
+      },
+      45_000,
+    );
     const described = JSON.stringify(diagnostics.map((d) => `${d.source ?? '?'} ${d.range.start.line + 1}:${d.range.start.character + 1} "${doc.getText(d.range)}" ${d.message}`));
     console.log(`diagnostics on bad.scalelm.json: ${described}`);
     // The JSON service's enum message ("Value is not accepted. Valid values: 0, 1, 2, 3."), on the value itself;
@@ -103,7 +112,10 @@ describe('ScaleLM extension in VS Code', function () {
     await new Promise((r) => setTimeout(r, 1500));
     // A valid config may carry hints (information), never errors or warnings; other.json carries nothing.
     const problems = (name: string, worst: vscode.DiagnosticSeverity): string[] =>
-      vscode.languages.getDiagnostics(workspaceFile(name)).filter((d) => d.severity <= worst).map((d) => `${d.range.start.line + 1}: ${d.message}`);
+      vscode.languages
+        .getDiagnostics(workspaceFile(name))
+        .filter((d) => d.severity <= worst)
+        .map((d) => `${d.range.start.line + 1}: ${d.message}`);
     assert.deepEqual(problems('a.scalelm.json', vscode.DiagnosticSeverity.Warning), [], 'a.scalelm.json has no errors or warnings');
     assert.deepEqual(problems('other.json', vscode.DiagnosticSeverity.Hint), [], 'other.json has no diagnostics at all');
   });
@@ -115,8 +127,14 @@ describe('ScaleLM in the workbench UI', function () {
     await activeApi();
     const entries = await workbench.explorerContextMenu('other.json');
     console.log(`Explorer menu of other.json: ${JSON.stringify(entries)}`);
-    assert.ok(entries.some((e) => /Copy Path/i.test(e)), `the menu was read (it has "Copy Path"): ${JSON.stringify(entries)}`);
+    assert.ok(
+      entries.some((e) => /Copy Path/i.test(e)),
+      `the menu was read (it has "Copy Path"): ${JSON.stringify(entries)}`,
+    );
     // Menus show titles without the "ScaleLM:" category, so look for the titles themselves.
-    assert.deepEqual(entries.filter((e) => /ScaleLM|Launch Training|Suggest Parallel Layouts|Estimate Training Memory/i.test(e)), []);
+    assert.deepEqual(
+      entries.filter((e) => /ScaleLM|Launch Training|Suggest Parallel Layouts|Estimate Training Memory/i.test(e)),
+      [],
+    );
   });
 });

@@ -25,7 +25,12 @@ function alive(pid: number | undefined): boolean {
 }
 
 function steps(runDir: string): number[] {
-  return readFileSync(join(runDir, 'metrics.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { type: string; step?: number }).filter((m) => m.type === 'step').map((m) => m.step!);
+  return readFileSync(join(runDir, 'metrics.jsonl'), 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as { type: string; step?: number })
+    .filter((m) => m.type === 'step')
+    .map((m) => m.step!);
 }
 
 describe('Launch with Monitor and launch configs from VS Code', function () {
@@ -54,10 +59,14 @@ describe('Launch with Monitor and launch configs from VS Code', function () {
     assert.equal(run.state, 'finished', run.detail);
     assert.equal(run.lastStep?.step, 5);
     assert.deepEqual(steps(run.options.runDir), [1, 2, 3, 4, 5]);
-    const seen = await waitFor('the dashboard to show the run with both ranks', async () => {
-      const r = (await api.dashboardRequest({ type: 'inspect' })) as { stepsShown: number; runId: string | null; memory: unknown[] };
-      return r.stepsShown >= 5 && r.memory.length === 2 ? r : undefined;
-    }, 30_000);
+    const seen = await waitFor(
+      'the dashboard to show the run with both ranks',
+      async () => {
+        const r = (await api.dashboardRequest({ type: 'inspect' })) as { stepsShown: number; runId: string | null; memory: unknown[] };
+        return r.stepsShown >= 5 && r.memory.length === 2 ? r : undefined;
+      },
+      30_000,
+    );
     console.log(`dashboard shows launched run ${seen.runId}: ${seen.stepsShown} steps, ${seen.memory.length} memory panels`);
     const listed = api.pastRuns().find((n) => n.kind === 'past' && n.run.dir === run.options.runDir);
     assert.ok(listed && listed.kind === 'past', 'the run is in the Runs view');
@@ -82,7 +91,14 @@ describe('Launch with Monitor and launch configs from VS Code', function () {
     const pidFile = join(folder(), 'scripts', 'pid');
     mkdirSync(join(folder(), 'scripts'), { recursive: true });
     writeFileSync(join(folder(), 'scripts', 'monitored.py'), readFileSync(join(folder(), 'monitored.py')));
-    writeFileSync(join(folder(), 'own.scalelm.json'), JSON.stringify({ name: 'own-script', model: { preset: 'tiny' }, launch: { command: [python(), 'monitored.py'], cwd: 'scripts', env: { STEPS: '100000', STEP_SLEEP: '0.05', PID_FILE: pidFile } } }, null, 2));
+    writeFileSync(
+      join(folder(), 'own.scalelm.json'),
+      JSON.stringify(
+        { name: 'own-script', model: { preset: 'tiny' }, launch: { command: [python(), 'monitored.py'], cwd: 'scripts', env: { STEPS: '100000', STEP_SLEEP: '0.05', PID_FILE: pidFile } } },
+        null,
+        2,
+      ),
+    );
     const outcome = await vscode.commands.executeCommand<LaunchOutcome>('scalelm.launchTraining', workspaceFile('own.scalelm.json'));
     assert.ok(outcome && 'started' in outcome, JSON.stringify(outcome));
     const run = outcome.started;
@@ -107,8 +123,15 @@ describe('Launch with Monitor and launch configs from VS Code', function () {
 
   it('the scalelm task type runs a command under scalelm launch', async () => {
     mkdirSync(join(folder(), '.vscode'), { recursive: true });
-    writeFileSync(join(folder(), '.vscode', 'tasks.json'), JSON.stringify({ version: '2.0.0', tasks: [{ type: 'scalelm', label: 'monitored', command: [python(), 'monitored.py'], name: 'from-task' }] }));
-    const task = await waitFor('the task from tasks.json', async () => (await vscode.tasks.fetchTasks({ type: 'scalelm' })).find((t) => t.name === 'monitored' || t.definition.name === 'from-task'), 20_000);
+    writeFileSync(
+      join(folder(), '.vscode', 'tasks.json'),
+      JSON.stringify({ version: '2.0.0', tasks: [{ type: 'scalelm', label: 'monitored', command: [python(), 'monitored.py'], name: 'from-task' }] }),
+    );
+    const task = await waitFor(
+      'the task from tasks.json',
+      async () => (await vscode.tasks.fetchTasks({ type: 'scalelm' })).find((t) => t.name === 'monitored' || t.definition.name === 'from-task'),
+      20_000,
+    );
     assert.ok(task.execution instanceof vscode.ProcessExecution, 'resolved by the provider');
     assert.deepEqual(task.execution.args.slice(1, 4), ['launch', '--name', 'from-task']);
     const ended = new Promise<number | undefined>((resolve) => {

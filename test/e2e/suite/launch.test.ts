@@ -32,10 +32,14 @@ describe('Launch Training from VS Code', function () {
     assert.ok(alive(run.pid), 'the runtime is a live child process');
     await waitFor('step 3 to arrive over the WebSocket', () => (run.lastStep?.step ?? 0) >= 3, 120_000);
     assert.match(api.statusBarText(), /step \d+ · loss \d+\.\d{3}/);
-    const seen = await waitFor('the dashboard to draw steps', async () => {
-      const r = (await api.dashboardRequest({ type: 'inspect' })) as { stepsShown: number; runId: string | null; memory: unknown[] };
-      return r.stepsShown >= 3 ? r : undefined;
-    }, 30_000);
+    const seen = await waitFor(
+      'the dashboard to draw steps',
+      async () => {
+        const r = (await api.dashboardRequest({ type: 'inspect' })) as { stepsShown: number; runId: string | null; memory: unknown[] };
+        return r.stepsShown >= 3 ? r : undefined;
+      },
+      30_000,
+    );
     console.log(`dashboard shows run ${seen.runId}: ${seen.stepsShown} steps, ${seen.memory.length} memory panel(s)`);
     if (bridgeAvailable()) {
       await vscode.commands.executeCommand('notifications.clearAll');
@@ -65,7 +69,10 @@ describe('Launch Training from VS Code', function () {
     assert.notEqual(run.state, 'failed', run.detail);
     const checkpoints = join(run.options.runDir, 'checkpoints');
     assert.ok(existsSync(checkpoints) && readdirSync(checkpoints).some((d) => d.startsWith('step-')), 'a checkpoint was written on stop');
-    assert.deepEqual(api.runs().filter((r) => r.live), []);
+    assert.deepEqual(
+      api.runs().filter((r) => r.live),
+      [],
+    );
   });
 
   it('launches on the torch engine (torchrun, the Python from scalelm.pythonPath): both ranks reach the dashboard', async function () {
@@ -81,10 +88,14 @@ describe('Launch Training from VS Code', function () {
     assert.equal(hello.type, 'hello');
     assert.equal(hello.engine?.name, 'torch');
     assert.equal(hello.world, 2);
-    const seen = await waitFor('the dashboard to show both ranks of the torch run', async () => {
-      const r = (await api.dashboardRequest({ type: 'inspect' })) as { stepsShown: number; runId: string | null; memory: unknown[] };
-      return r.stepsShown >= 4 && r.memory.length === 2 ? r : undefined;
-    }, 30_000);
+    const seen = await waitFor(
+      'the dashboard to show both ranks of the torch run',
+      async () => {
+        const r = (await api.dashboardRequest({ type: 'inspect' })) as { stepsShown: number; runId: string | null; memory: unknown[] };
+        return r.stepsShown >= 4 && r.memory.length === 2 ? r : undefined;
+      },
+      30_000,
+    );
     console.log(`dashboard shows torch run ${seen.runId}: ${seen.stepsShown} steps, ${seen.memory.length} memory panels`);
     await waitFor('the runtime process to exit', () => !alive(run.pid), 10_000);
   });

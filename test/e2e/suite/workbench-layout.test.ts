@@ -17,10 +17,15 @@ async function api(): Promise<ScaleLMApi> {
 
 /** The dashboard's own measure of its page, once it is at least `minWidth` wide (it may still be resizing). */
 async function dashboardViewport(a: ScaleLMApi, minWidth = 0): Promise<{ width: number; height: number }> {
-  return waitFor(`the dashboard to be ${minWidth} px wide or more`, async () => {
-    const i = (await a.dashboardRequest({ type: 'inspect' })) as { viewport: { width: number; height: number } };
-    return i.viewport.width >= minWidth ? i.viewport : undefined;
-  }, 30_000, 500);
+  return waitFor(
+    `the dashboard to be ${minWidth} px wide or more`,
+    async () => {
+      const i = (await a.dashboardRequest({ type: 'inspect' })) as { viewport: { width: number; height: number } };
+      return i.viewport.width >= minWidth ? i.viewport : undefined;
+    },
+    30_000,
+    500,
+  );
 }
 
 async function freshStart(width: number, height: number): Promise<void> {
@@ -54,7 +59,10 @@ describe('where the dashboard opens', function () {
     assert.ok(viewport.width >= READABLE.width && viewport.height >= READABLE.height, `readable: ${JSON.stringify(viewport)}`);
     assert.ok(group.tabs.every(isDashboard), 'the dashboard has its group to itself');
     assert.notEqual(group.viewColumn, vscode.ViewColumn.One);
-    assert.ok(vscode.window.visibleTextEditors.some((e) => e.document.uri.toString() === file('a.scalelm.json').toString()), 'the config stays in view beside it');
+    assert.ok(
+      vscode.window.visibleTextEditors.some((e) => e.document.uri.toString() === file('a.scalelm.json').toString()),
+      'the config stays in view beside it',
+    );
     assert.equal((await workbench.layout()).sidebarVisible, true, 'nothing was hidden');
     console.log(`workbench: ${await workbench.screenshot('dashboard-wide')}`);
   });

@@ -102,7 +102,10 @@ function checksum(a: Float32Array): number {
 function identicalEverywhere(g: ProcessGroup, t: Tally, what: string, a: Float32Array): void {
   const sums = new Float32Array(g.size);
   g.allGather(sums, Float32Array.of(checksum(a)));
-  t.expect(sums.every((s) => s === sums[0]), () => `${what}: results differ across ranks (checksums ${[...sums].join(', ')})`);
+  t.expect(
+    sums.every((s) => s === sums[0]),
+    () => `${what}: results differ across ranks (checksums ${[...sums].join(', ')})`,
+  );
 }
 
 // ---- the checks --------------------------------------------------------------------------------------------------
@@ -132,7 +135,11 @@ export const CHECKS: Check[] = [
       g.reduceScatter(out, Float32Array.from(base.map((x) => x * comm.rank)));
       const total = (g.size * (g.size - 1)) / 2;
       const { start } = g.chunk(4);
-      t.equal('reduce-scatter', out, base.slice(start, start + out.length).map((x) => x * total));
+      t.equal(
+        'reduce-scatter',
+        out,
+        base.slice(start, start + out.length).map((x) => x * total),
+      );
       if (g.size === 4) t.equal('the tutorial values', out, [[6], [60], [600], [6000]][comm.rank]!);
     },
   },
@@ -156,7 +163,15 @@ export const CHECKS: Check[] = [
       for (const op of REDUCE_OPS) {
         const buf = noisy(comm.rank, args.large, 5);
         comm.world.allReduce(buf, op);
-        t.close(`noisy ${op}`, buf, reference(comm.world.ranks.map((r) => noisy(r, args.large, 5)), op), 1e-5);
+        t.close(
+          `noisy ${op}`,
+          buf,
+          reference(
+            comm.world.ranks.map((r) => noisy(r, args.large, 5)),
+            op,
+          ),
+          1e-5,
+        );
         identicalEverywhere(comm.world, t, `noisy ${op}`, buf);
       }
     },
@@ -319,7 +334,8 @@ export const CHECKS: Check[] = [
       const g = comm.world;
       const n = g.size;
       if (n === 1) return;
-      const next = (g.rank + 1) % n, prev = (g.rank + n - 1) % n;
+      const next = (g.rank + 1) % n,
+        prev = (g.rank + n - 1) % n;
       for (const [kind, make, release] of kinds(comm)) {
         for (const length of [0, 5, args.large * 2]) {
           const msg = fill(make, input(comm.rank, length, 600 + length));
@@ -384,7 +400,10 @@ export const CHECKS: Check[] = [
       for (const w of works) w.wait();
       bufs.forEach((b, k) => t.equal(`async all_reduce ${k}`, b, reference(groupInputs(g, b.length, 800 + k), 'sum')));
       t.equal('async all_reduce registered max', reg, reference(groupInputs(g, 4099, 803), 'max'));
-      t.expect(works.every((w) => w.test()), () => 'test() is true after wait()');
+      t.expect(
+        works.every((w) => w.test()),
+        () => 'test() is true after wait()',
+      );
       comm.free(reg);
       // Async reduce-scatter + all-gather (ZeRO's pattern) on plain buffers.
       const length = 1001;
@@ -438,7 +457,10 @@ export const CHECKS: Check[] = [
     name: 'a sub-group of some ranks, and groups of one',
     run(comm, t) {
       const n = comm.size;
-      const evens = comm.newGroup(Array.from({ length: n }, (_, r) => r).filter((r) => r % 2 === 0), 'evens');
+      const evens = comm.newGroup(
+        Array.from({ length: n }, (_, r) => r).filter((r) => r % 2 === 0),
+        'evens',
+      );
       const single = Array.from({ length: n }, (_, r) => comm.newGroup([r], `solo${r}`)).find((g) => g !== undefined)!;
       t.expect((evens !== undefined) === (comm.rank % 2 === 0), () => 'membership of the evens group');
       if (evens) {
@@ -476,10 +498,17 @@ export const CHECKS: Check[] = [
       g.barrier();
       const { records } = comm.takeRecords();
       const ops = records.map((r) => r.op);
-      t.equal('ops recorded in order', ops.map((o) => ['all_reduce', 'barrier'].indexOf(o)), [0, 0, 1]);
+      t.equal(
+        'ops recorded in order',
+        ops.map((o) => ['all_reduce', 'barrier'].indexOf(o)),
+        [0, 0, 1],
+      );
       const first = records[0]!;
       t.expect(first.group === 'world' && first.bytes === 400, () => `first record ${JSON.stringify(first)}`);
-      t.expect(records.every((r) => r.end >= r.start && r.algorithm.length > 0), () => `records ${JSON.stringify(records)}`);
+      t.expect(
+        records.every((r) => r.end >= r.start && r.algorithm.length > 0),
+        () => `records ${JSON.stringify(records)}`,
+      );
       const totals = comm.totals();
       t.expect(totals.all_reduce.calls > 0 && totals.all_reduce.bytes > 0, () => `totals ${JSON.stringify(totals.all_reduce)}`);
     },
@@ -500,4 +529,3 @@ export function runChecks(comm: Comm, args: SuiteArgs): Record<string, string[]>
   }
   return out;
 }
-

@@ -1,8 +1,7 @@
 // Ranks that misbehave on purpose, for the failure tests: absent, dying, mismatched, stuck.
 import type { Comm } from '../../../runtime/comm/comm';
 
-export type Scenario =
-  | 'absent' | 'absent-async' | 'throws' | 'exits' | 'killed' | 'mismatch' | 'p2p-mismatch' | 'p2p-absent' | 'group-order' | 'stuck';
+export type Scenario = 'absent' | 'absent-async' | 'throws' | 'exits' | 'killed' | 'mismatch' | 'p2p-mismatch' | 'p2p-absent' | 'group-order' | 'stuck';
 
 export interface Outcome {
   error?: { name: string; message: string };
@@ -69,7 +68,10 @@ export async function main(comm: Comm, args: { scenario: Scenario; victim: numbe
       return {};
     case 'group-order': {
       // Rank 0 creates the groups in the opposite order from everyone else.
-      const lists = [[0, 1], [1, 2 % comm.size]].map((l) => [...new Set(l)]);
+      const lists = [
+        [0, 1],
+        [1, 2 % comm.size],
+      ].map((l) => [...new Set(l)]);
       if (me === 0) lists.reverse();
       return capture(() => {
         const groups = lists.map((l) => comm.newGroup(l));
@@ -77,7 +79,10 @@ export async function main(comm: Comm, args: { scenario: Scenario; victim: numbe
       });
     }
     case 'stuck':
-      if (me === victim) for (;;) { /* spins in JavaScript until the launcher terminates it */ }
+      if (me === victim)
+        for (;;) {
+          /* spins in JavaScript until the launcher terminates it */
+        }
       throw new Error(`rank ${me} failed while rank ${victim} is stuck`);
   }
 }

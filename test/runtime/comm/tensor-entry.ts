@@ -10,7 +10,10 @@ export async function main(comm: Comm): Promise<Record<string, { shape: number[]
   const g = comm.world;
   const r = comm.rank;
   // rank r holds [[r, 10r], [100r, 1000r]] + 1
-  const t = tf.tensor2d([[r + 1, 10 * r + 1], [100 * r + 1, 1000 * r + 1]]);
+  const t = tf.tensor2d([
+    [r + 1, 10 * r + 1],
+    [100 * r + 1, 1000 * r + 1],
+  ]);
   const out = (x: tf.Tensor) => ({ shape: x.shape, data: [...x.dataSync()] });
   const result = {
     allReduce: out(allReduceTensor(g, t, 'sum')),

@@ -26,8 +26,14 @@ export function tinyConfig(layout: Layout = {}, extra: { train?: object; model?:
     name: 'tiny-parallel-test',
     model: { layers: 2, hidden: 32, heads: 4, vocab: 100, seqLen: 16, ...extra.model },
     train: {
-      microBatch: layout.microBatch ?? GLOBAL_BATCH / dp, globalBatch: GLOBAL_BATCH, steps: STEPS, lr: 0.01, warmupSteps: 3, seed: 11,
-      recompute: layout.recompute ?? 'none', ...extra.train,
+      microBatch: layout.microBatch ?? GLOBAL_BATCH / dp,
+      globalBatch: GLOBAL_BATCH,
+      steps: STEPS,
+      lr: 0.01,
+      warmupSteps: 3,
+      seed: 11,
+      recompute: layout.recompute ?? 'none',
+      ...extra.train,
     },
     parallel: { dp, tp, zero: layout.zero ?? 0, ...extra.parallel },
     devices: { backend: 'wasm', memory: '1GiB', ...extra.devices },
@@ -44,7 +50,12 @@ const singleCache = new Map<string, Promise<RunOutcome>>();
 
 /** One device (a world of one, stepped in this thread) on the same model, data and global batch (memoised per config). */
 export function singleRun(config: RunConfig): Promise<RunOutcome> {
-  const reference: RunConfig = { ...config, parallel: { ...config.parallel, dp: 1, tp: 1, zero: 0 }, devices: { ...config.devices, count: 1, transport: 'shm' }, train: { ...config.train, microBatch: config.train.globalBatch } };
+  const reference: RunConfig = {
+    ...config,
+    parallel: { ...config.parallel, dp: 1, tp: 1, zero: 0 },
+    devices: { ...config.devices, count: 1, transport: 'shm' },
+    train: { ...config.train, microBatch: config.train.globalBatch },
+  };
   const key = JSON.stringify(reference);
   let p = singleCache.get(key);
   if (!p) {

@@ -90,4 +90,3 @@ export async function main(comm: Comm, args: { name: string; tp: number }): Prom
   }
   return out;
 }
-

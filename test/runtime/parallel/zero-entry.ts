@@ -54,7 +54,14 @@ export async function main(comm: Comm, args: { zero: 1 | 2 | 3; bucketBytes: num
   reducer.beginStep();
   for (let a = 0; a < args.micro; a++) {
     reducer.beginMicro(a, a === args.micro - 1);
-    for (const [name, values] of toyGrads(comm.rank)) reducer.sink(name, tf.tensor(values.map((v) => v / args.micro), flat.slot(name).shape));
+    for (const [name, values] of toyGrads(comm.rank))
+      reducer.sink(
+        name,
+        tf.tensor(
+          values.map((v) => v / args.micro),
+          flat.slot(name).shape,
+        ),
+      );
     reducer.endMicro();
   }
   const result: ToyResult = { partition: [...reducer.partition()] };

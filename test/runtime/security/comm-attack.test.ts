@@ -24,7 +24,16 @@ interface Rank {
 
 function startRank(rank: number, size: number, port: number, secret: string): Rank {
   const child = fork(RANK_MAIN, [ENTRY], {
-    env: { ...process.env, MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port), WORLD_SIZE: String(size), RANK: String(rank), SCALELM_COMM_SOCKET: 'tcp', SCALELM_COMM_SECRET: secret, SCALELM_COMM_RENDEZVOUS_TIMEOUT_MS: '60000' },
+    env: {
+      ...process.env,
+      MASTER_ADDR: '127.0.0.1',
+      MASTER_PORT: String(port),
+      WORLD_SIZE: String(size),
+      RANK: String(rank),
+      SCALELM_COMM_SOCKET: 'tcp',
+      SCALELM_COMM_SECRET: secret,
+      SCALELM_COMM_RENDEZVOUS_TIMEOUT_MS: '60000',
+    },
     serialization: 'advanced',
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });

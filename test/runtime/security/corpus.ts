@@ -12,7 +12,13 @@ export interface HostileRequest {
   status: number | null;
 }
 
-const wsHeaders = (): string[] => ['Connection: Upgrade', 'Upgrade: websocket', 'Sec-WebSocket-Version: 13', `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}`, 'Sec-WebSocket-Protocol: scalelm.v1'];
+const wsHeaders = (): string[] => [
+  'Connection: Upgrade',
+  'Upgrade: websocket',
+  'Sec-WebSocket-Version: 13',
+  `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}`,
+  'Sec-WebSocket-Protocol: scalelm.v1',
+];
 const get = (target: string, headers: string[] = ['Host: HOST']): string => [`GET ${target} HTTP/1.1`, ...headers, '', ''].join('\r\n');
 
 /** Request targets `new URL(target, base)` threw on, with any Host and no token, plain and as upgrades. */

@@ -20,11 +20,16 @@ const oneLine = (stderr: string): void => assert.doesNotMatch(stderr, /\n\s+at |
 
 function smallConfig(dir: string, steps = 2): string {
   const file = join(dir, 'small.scalelm.json');
-  writeFileSync(file, JSON.stringify({
-    name: 'small', model: { layers: 2, hidden: 32, heads: 2, vocab: 256, seqLen: 16 },
-    train: { microBatch: 4, steps, lr: 0.003, warmupSteps: 1 }, devices: { backend: 'wasm', memory: '256MiB' },
-    data: { source: 'text', path: join(EXAMPLES, 'data', 'tiny.txt') },
-  }));
+  writeFileSync(
+    file,
+    JSON.stringify({
+      name: 'small',
+      model: { layers: 2, hidden: 32, heads: 2, vocab: 256, seqLen: 16 },
+      train: { microBatch: 4, steps, lr: 0.003, warmupSteps: 1 },
+      devices: { backend: 'wasm', memory: '256MiB' },
+      data: { source: 'text', path: join(EXAMPLES, 'data', 'tiny.txt') },
+    }),
+  );
   return file;
 }
 
@@ -42,7 +47,7 @@ describe('security: resume from a run directory that lies', function () {
   });
   after(() => tmp.remove());
 
-  it('latest.json pointing outside the run (.., absolute, symlink) is ignored: the run\'s own newest folder is used', () => {
+  it("latest.json pointing outside the run (.., absolute, symlink) is ignored: the run's own newest folder is used", () => {
     const ck = join(run, 'checkpoints');
     const other = join(tmp.path, 'other', 'checkpoints', 'step-000005');
     mkdirSync(other, { recursive: true });
@@ -72,7 +77,10 @@ describe('security: resume from a run directory that lies', function () {
       writeFileSync(statePath, JSON.stringify(s));
       const metricsBefore = readFileSync(join(run, 'metrics.jsonl'));
       try {
-        assert.throws(() => readCheckpointState(join(run, 'checkpoints', 'step-000002')), (e: Error) => e.name === 'CheckpointError' && want.test(e.message) && e.message.includes(statePath));
+        assert.throws(
+          () => readCheckpointState(join(run, 'checkpoints', 'step-000002')),
+          (e: Error) => e.name === 'CheckpointError' && want.test(e.message) && e.message.includes(statePath),
+        );
         const r = cli(['train', '--resume', run]);
         assert.equal(r.code, 1, r.stdout);
         assert.match(r.stderr, want);
@@ -137,16 +145,22 @@ describe('security: bounded reads of files', function () {
     assert.equal(spawnSync('mkfifo', [fifo]).status, 0);
     const zero = join(tmp.path, 'model.safetensors');
     symlinkSync('/dev/zero', zero);
-    assert.throws(() => readBounded(fifo, 1024), (e: Error) => e instanceof FileReadError && /is a FIFO, not a regular file/.test(e.message));
+    assert.throws(
+      () => readBounded(fifo, 1024),
+      (e: Error) => e instanceof FileReadError && /is a FIFO, not a regular file/.test(e.message),
+    );
     assert.throws(() => readBounded(zero, 1024), /is a device, not a regular file/);
     assert.throws(() => readBounded(tmp.path, 1024), /directory/);
     writeFileSync(join(tmp.path, 'big'), Buffer.alloc(2048));
     assert.throws(() => readBounded(join(tmp.path, 'big'), 1024), /is 2048 bytes, more than the 1024 bytes this file may have/);
-    assert.throws(() => readSafetensors(zero), (e: Error) => e.name === 'SafetensorsError' && /is a device/.test(e.message));
+    assert.throws(
+      () => readSafetensors(zero),
+      (e: Error) => e.name === 'SafetensorsError' && /is a device/.test(e.message),
+    );
     assert.throws(() => readSafetensors(fifo), /is a FIFO/);
   });
 
-  it('a FIFO as a run\'s process.json or as a cluster profile does not hang its reader', () => {
+  it("a FIFO as a run's process.json or as a cluster profile does not hang its reader", () => {
     const run = join(tmp.path, 'fifo-process-run');
     mkdirSync(run, { recursive: true });
     assert.equal(spawnSync('mkfifo', [join(run, 'process.json')]).status, 0);
@@ -175,11 +189,16 @@ describe('security: bounded reads of files', function () {
   it('a metrics.jsonl line of 20 MB without a newline is skipped and flagged; export-csv and readers go on', async () => {
     const run = join(tmp.path, 'longline');
     mkdirSync(run);
-    const step = (k: number) => JSON.stringify({ type: 'step', step: k, loss: 3, lr: 1e-3, gradNorm: 1, tokensPerSec: 1, stepMs: 1, memory: { params: 1, grads: 1, optimizer: 1, activations: 1, peak: 1 } });
+    const step = (k: number) =>
+      JSON.stringify({ type: 'step', step: k, loss: 3, lr: 1e-3, gradNorm: 1, tokensPerSec: 1, stepMs: 1, memory: { params: 1, grads: 1, optimizer: 1, activations: 1, peak: 1 } });
     writeFileSync(join(run, 'metrics.jsonl'), `${step(1)}\n${'x'.repeat(20 * 2 ** 20)}\n${step(2)}\n${'y'.repeat(9 * 2 ** 20)}`);
     const steps: number[] = [];
     const problems: string[] = [];
-    const r = await streamMessages(run, (m) => void (m.type === 'step' && steps.push(m.step)), (p) => problems.push(p.reason));
+    const r = await streamMessages(
+      run,
+      (m) => void (m.type === 'step' && steps.push(m.step)),
+      (p) => problems.push(p.reason),
+    );
     assert.deepEqual(steps, [1, 2]);
     assert.deepEqual(problems, ['longer than 4194304 bytes; skipped']);
     assert.equal(r.truncatedTail, true);

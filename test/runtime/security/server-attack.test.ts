@@ -39,7 +39,10 @@ describe('security: hostile requests to the server', function () {
 
   it('the refusals are recorded with a printable path and nothing was logged as a failure', () => {
     assert.ok(server.refusals().some((r) => r.status === 400 && r.reason.startsWith('malformed request target')));
-    assert.deepEqual(warnings.filter((w) => / failed: /.test(w)), []);
+    assert.deepEqual(
+      warnings.filter((w) => / failed: /.test(w)),
+      [],
+    );
   });
 });
 
@@ -129,7 +132,8 @@ async function attack(port: number, token: string): Promise<void> {
   client.ws.send('{not json');
   await until(() => client.closed !== null, 'the malformed-JSON client to be closed');
   const second = await openClient(port, token);
-  for (const bad of ['{"type":"control","id":"1","action":"constructor"}', '{"type":"control","__proto__":{"x":1},"id":"2","action":"checkpoint"}', '{"type":"hello"}', '[]', 'null', '1e999']) second.ws.send(bad);
+  for (const bad of ['{"type":"control","id":"1","action":"constructor"}', '{"type":"control","__proto__":{"x":1},"id":"2","action":"checkpoint"}', '{"type":"hello"}', '[]', 'null', '1e999'])
+    second.ws.send(bad);
   await until(() => second.messages.filter((m) => m.type === 'rejected').length >= 4 || second.closed !== null, 'the bad control messages to be answered');
   second.ws.close();
   const raw = new WebSocket(`ws://127.0.0.1:${port}/ws`, [SUBPROTOCOL], { headers: { Authorization: `Bearer ${token}` } });
@@ -167,7 +171,10 @@ function losses(runDir: string): Map<number, number> {
  * Runs the CLI; `drive` gets the first stdout line and a way to wait for step N, and when it resolves the
  * run is stopped with SIGINT (Ctrl-C: a checkpoint, exit 130).
  */
-function runCli(args: string[], drive: (firstLine: string, stepsSeen: (n: number) => Promise<void>, lastStep: () => number) => Promise<void>): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function runCli(
+  args: string[],
+  drive: (firstLine: string, stepsSeen: (n: number) => Promise<void>, lastStep: () => number) => Promise<void>,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child: ChildProcess = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, SCALELM_WASM_THREADS: '1' } });
     let stdout = '';

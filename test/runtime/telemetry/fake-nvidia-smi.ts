@@ -87,7 +87,13 @@ function main(): void {
   const format = (arg('--format=') ?? 'csv').split(',');
   const mode = appFields ? 'apps' : gpuFields ? (loopMs ? 'loop' : 'probe') : 'other';
 
-  const previous = s.log && existsSync(s.log) ? readFileSync(s.log, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { mode: string }) : [];
+  const previous =
+    s.log && existsSync(s.log)
+      ? readFileSync(s.log, 'utf8')
+          .split('\n')
+          .filter(Boolean)
+          .map((l) => JSON.parse(l) as { mode: string })
+      : [];
   const nth = previous.filter((p) => p.mode === mode).length + 1;
   if (s.log) appendFileSync(s.log, JSON.stringify({ mode, pid: process.pid, nth, args }) + '\n');
 

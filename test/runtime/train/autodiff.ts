@@ -37,7 +37,16 @@ export function randomValues(n: number, seed: number, std = 1): Float32Array {
 
 export function randomParams(specs: ParamSpec[], seed: number): Map<string, Float32Array> {
   // Random (not initial) values, so LayerNorm gains and biases are exercised too.
-  return new Map(specs.map((s, i) => [s.name, randomValues(s.shape.reduce((a, b) => a * b, 1), seed + i, 0.5)]));
+  return new Map(
+    specs.map((s, i) => [
+      s.name,
+      randomValues(
+        s.shape.reduce((a, b) => a * b, 1),
+        seed + i,
+        0.5,
+      ),
+    ]),
+  );
 }
 
 export function relError(a: ArrayLike<number>, b: ArrayLike<number>): number {
@@ -79,7 +88,16 @@ function tensors(specs: ParamSpec[], values: Map<string, Float32Array>): Map<str
 }
 
 /** Explicit forward(save) + backward(dy) of a layer on the current backend. */
-export async function explicitGrads(layer: Layer, specs: ParamSpec[], values: Map<string, Float32Array>, x: Float32Array, xShape: number[], dy: Float32Array, seq: number, dropout = 0): Promise<GradResult> {
+export async function explicitGrads(
+  layer: Layer,
+  specs: ParamSpec[],
+  values: Map<string, Float32Array>,
+  x: Float32Array,
+  xShape: number[],
+  dy: Float32Array,
+  seq: number,
+  dropout = 0,
+): Promise<GradResult> {
   const params = tensors(specs, values);
   const ctx = context(new MapSource(params), seq, dropout);
   const xt = tf.tensor(x, xShape);
@@ -94,7 +112,16 @@ export async function explicitGrads(layer: Layer, specs: ParamSpec[], values: Ma
 }
 
 /** tfjs autodiff of Σ forward(x)·dy with respect to x and every parameter, on the cpu backend. */
-export async function autodiffGrads(layer: Layer, specs: ParamSpec[], values: Map<string, Float32Array>, x: Float32Array, xShape: number[], dy: Float32Array, seq: number, dropout = 0): Promise<GradResult> {
+export async function autodiffGrads(
+  layer: Layer,
+  specs: ParamSpec[],
+  values: Map<string, Float32Array>,
+  x: Float32Array,
+  xShape: number[],
+  dy: Float32Array,
+  seq: number,
+  dropout = 0,
+): Promise<GradResult> {
   return withBackend('cpu', 'portable', async () => {
     const names = specs.map((s) => s.name);
     const params = tensors(specs, values);

@@ -42,7 +42,10 @@ describe('security: numbers are bounded, work is linear', () => {
       const raw = base() as ReturnType<typeof base> & Record<string, any>;
       mutate(raw);
       const errors = errorsOf(raw);
-      assert.ok(errors.some((e) => want.test(e)), errors.join('\n'));
+      assert.ok(
+        errors.some((e) => want.test(e)),
+        errors.join('\n'),
+      );
     });
   }
 
@@ -71,9 +74,15 @@ describe('security: prototype names are unknown keys', () => {
   for (const k of names) {
     it(`"${k}" in the config (root and a section) and in a message`, () => {
       const root = JSON.parse(`{"model":{"layers":2,"hidden":64,"heads":2,"vocab":256,"seqLen":16},"${k}":1}`) as unknown;
-      assert.ok(errorsOf(root).some((e) => e.startsWith(`${k}: unknown key "${k}"`)), errorsOf(root).join('\n'));
+      assert.ok(
+        errorsOf(root).some((e) => e.startsWith(`${k}: unknown key "${k}"`)),
+        errorsOf(root).join('\n'),
+      );
       const section = JSON.parse(`{"model":{"layers":2,"hidden":64,"heads":2,"vocab":256,"seqLen":16,"${k}":1}}`) as unknown;
-      assert.ok(errorsOf(section).some((e) => e.startsWith(`model.${k}: unknown key`)), errorsOf(section).join('\n'));
+      assert.ok(
+        errorsOf(section).some((e) => e.startsWith(`model.${k}: unknown key`)),
+        errorsOf(section).join('\n'),
+      );
       const control = decodeClientMessage(`{"type":"control","id":"1","action":"stop","${k}":1}`);
       assert.equal(control.ok, false);
       assert.match((control as { reason: string }).reason, new RegExp(`${k.replace(/_/g, '_')}.*is not a field`));

@@ -19,8 +19,33 @@ import { streamMessages } from '../../../runtime/telemetry/run-store';
 const BUDGET_MS = Number(process.env.SCALELM_FUZZ_MS ?? 3000);
 const SEED = Number(process.env.SCALELM_FUZZ_SEED ?? Date.now() % 2 ** 31);
 
-
-const HOSTILE_VALUES: unknown[] = [1e308, -1e308, 2 ** 53 + 1, -1, 0, 0.5, 1e-320, 'NaN', 'Infinity', '', 'x'.repeat(5000), null, true, [], {}, [[[[[]]]]], { __proto__: 1 }, 'constructor', '__proto__', 'toString', '\u001b[2J', '../../etc/passwd', '0B', '1e15', '99999999TiB'];
+const HOSTILE_VALUES: unknown[] = [
+  1e308,
+  -1e308,
+  2 ** 53 + 1,
+  -1,
+  0,
+  0.5,
+  1e-320,
+  'NaN',
+  'Infinity',
+  '',
+  'x'.repeat(5000),
+  null,
+  true,
+  [],
+  {},
+  [[[[[]]]]],
+  { __proto__: 1 },
+  'constructor',
+  '__proto__',
+  'toString',
+  '\u001b[2J',
+  '../../etc/passwd',
+  '0B',
+  '1e15',
+  '99999999TiB',
+];
 const HOSTILE_KEYS = ['constructor', '__proto__', 'toString', 'hasOwnProperty', 'valueOf', '$schema', '', 'x'.repeat(300)];
 
 function mutateJson(value: unknown, r: () => number, depth = 0): unknown {
@@ -46,11 +71,21 @@ function mutateBytes(input: Uint8Array, r: () => number): Uint8Array {
   for (let i = 0; i < edits; i++) {
     const at = Math.floor(r() * (b.length + 1));
     switch (Math.floor(r() * 5)) {
-      case 0: if (b.length) b[at % b.length] = Math.floor(r() * 256); break;
-      case 1: b.splice(at, 0, ...Array.from({ length: 1 + Math.floor(r() * 8) }, () => Math.floor(r() * 256))); break;
-      case 2: b.splice(at, 1 + Math.floor(r() * 16)); break;
-      case 3: b.splice(at, 0, ...b.slice(at, at + 1 + Math.floor(r() * 64))); break;
-      case 4: b.splice(at, 0, ...Buffer.from(['{', '[', '"', '\\', '\n', '1e999', '-0', '"__proto__":'][Math.floor(r() * 8)]!)); break;
+      case 0:
+        if (b.length) b[at % b.length] = Math.floor(r() * 256);
+        break;
+      case 1:
+        b.splice(at, 0, ...Array.from({ length: 1 + Math.floor(r() * 8) }, () => Math.floor(r() * 256)));
+        break;
+      case 2:
+        b.splice(at, 1 + Math.floor(r() * 16));
+        break;
+      case 3:
+        b.splice(at, 0, ...b.slice(at, at + 1 + Math.floor(r() * 64)));
+        break;
+      case 4:
+        b.splice(at, 0, ...Buffer.from(['{', '[', '"', '\\', '\n', '1e999', '-0', '"__proto__":'][Math.floor(r() * 8)]!));
+        break;
     }
   }
   return Uint8Array.from(b);
@@ -85,7 +120,16 @@ function withinBounds(node: AnyNode, value: unknown, path: string): void {
   }
 }
 
-const CONFIG = { name: 'fuzz', model: { preset: 'gpt2', layers: 4, hidden: 256, heads: 4 }, train: { steps: 100, lr: 3e-4, microBatch: 2, globalBatch: 8 }, parallel: { dp: 2, tp: 2 }, devices: { memory: '2GiB', count: 4 }, cluster: { nodes: 1, gpusPerNode: 4 }, data: { source: 'synthetic' }, monitor: { port: 0 } };
+const CONFIG = {
+  name: 'fuzz',
+  model: { preset: 'gpt2', layers: 4, hidden: 256, heads: 4 },
+  train: { steps: 100, lr: 3e-4, microBatch: 2, globalBatch: 8 },
+  parallel: { dp: 2, tp: 2 },
+  devices: { memory: '2GiB', count: 4 },
+  cluster: { nodes: 1, gpusPerNode: 4 },
+  data: { source: 'synthetic' },
+  monitor: { port: 0 },
+};
 const MESSAGES = [
   { type: 'hello', protocol: 1, runId: 'r', name: 'n', startedAt: 1, world: 2, config: { a: 1 } },
   { type: 'step', step: 3, loss: 2.5, lr: 1e-3, gradNorm: 1, tokensPerSec: 100, stepMs: 10, memory: { params: 1, grads: 1, optimizer: 2, activations: 3, peak: 8 } },
@@ -131,7 +175,15 @@ describe('security: fuzzing the readers of untrusted input (seeded, time-bounded
   });
 
   it('the safetensors reader: only SafetensorsError, and accepted tensors lie inside the buffer', () => {
-    const valid = Buffer.concat(encodeSafetensors([['a', { shape: [2, 3], data: new Float32Array(6).fill(1) }], ['b', { shape: [4], data: new Float32Array(4) }]], { format: 'pt' }));
+    const valid = Buffer.concat(
+      encodeSafetensors(
+        [
+          ['a', { shape: [2, 3], data: new Float32Array(6).fill(1) }],
+          ['b', { shape: [4], data: new Float32Array(4) }],
+        ],
+        { format: 'pt' },
+      ),
+    );
     const n = fuzz('safetensors', (r) => {
       const bytes = mutateBytes(valid, r);
       try {
@@ -149,7 +201,10 @@ describe('security: fuzzing the readers of untrusted input (seeded, time-bounded
   it('the run-store reader: never throws; every message it yields is valid, every damaged line is reported', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'scalelm-fuzz-'));
     try {
-      const lines = MESSAGES.filter((m) => m.type !== 'control').map((m) => JSON.stringify(m)).join('\n') + '\n';
+      const lines =
+        MESSAGES.filter((m) => m.type !== 'control')
+          .map((m) => JSON.stringify(m))
+          .join('\n') + '\n';
       const r = rng(SEED);
       const until = Date.now() + BUDGET_MS;
       let n = 0;
@@ -158,10 +213,14 @@ describe('security: fuzzing the readers of untrusted input (seeded, time-bounded
         writeFileSync(join(dir, 'metrics.jsonl'), bytes);
         let yielded = 0;
         let problems = 0;
-        const result = await streamMessages(dir, (m) => {
-          assert.ok(validateMessage(m).ok);
-          yielded++;
-        }, () => problems++).catch((e: unknown) => {
+        const result = await streamMessages(
+          dir,
+          (m) => {
+            assert.ok(validateMessage(m).ok);
+            yielded++;
+          },
+          () => problems++,
+        ).catch((e: unknown) => {
           throw new Error(`run-store: case ${n} (SCALELM_FUZZ_SEED=${SEED}): ${(e as Error).stack}`);
         });
         assert.ok(yielded + problems + (result.truncatedTail ? 1 : 0) <= result.lines);

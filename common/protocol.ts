@@ -279,6 +279,8 @@ export interface AlertMessage {
   rank?: number;
   /** GPU UUID or "cpu:N". */
   device?: string;
+  /** The machine the rank or GPU is on (multi-node runs). */
+  node?: NodeRef;
   /** Seconds until the memory is full at the current trend (memory-high; memory-leak's out-of-memory forecast). */
   timeToFullSec?: number;
 }
@@ -511,6 +513,7 @@ const alert = object<AlertMessage>({
   step: opt(int()),
   rank: opt(int(0, 1 << 20)),
   device: opt(str()),
+  node: opt(nodeRef),
   timeToFullSec: opt(finite(0)),
 });
 

@@ -9,7 +9,7 @@
 //   collector-down  the GPU sampler lost nvidia-smi;  gpu-lost  the driver reports a GPU as lost.
 // GPU alerts of a multi-node run carry the node: memory-high:node1:gpu5, gpu-lost:node1:<uuid>.
 // Pure: times come from the messages, so tests drive it with synthetic series.
-import type { AlertMessage, AlertSeverity, GpuMessage, MemoryMessage, Message, StepMessage } from '../../common/protocol';
+import type { AlertMessage, AlertSeverity, GpuMessage, MemoryMessage, Message, NodeRef, StepMessage } from '../../common/protocol';
 import { formatBytes } from '../../common/units';
 
 export interface AlertOptions {
@@ -55,6 +55,7 @@ interface Context {
   step?: number;
   rank?: number;
   device?: string;
+  node?: NodeRef;
 }
 
 /** Least-squares slope of used bytes over time, in bytes per second. */
@@ -141,6 +142,7 @@ export class AlertEngine {
     if (c.step !== undefined) a.step = c.step;
     if (c.rank !== undefined) a.rank = c.rank;
     if (c.device !== undefined) a.device = c.device;
+    if (c.node !== undefined) a.node = c.node;
     this.emit(a);
   }
 
@@ -170,6 +172,7 @@ export class AlertEngine {
     const c: Context = { t: m.t, rank: m.rank };
     if (m.step !== undefined) c.step = m.step;
     if (m.device !== undefined) c.device = m.device;
+    if (m.node !== undefined) c.node = m.node;
     if (m.capacity > 0) this.checkCapacity(`memory-high:rank${m.rank}`, `rank ${m.rank} peak memory`, m.stepPeak, m.capacity, c);
     if (m.step !== undefined) this.checkLeak(`memory-leak:rank${m.rank}`, `rank ${m.rank} peak memory`, m.step, m.stepPeak, m.capacity, c);
     if (m.step !== undefined && m.capacity > 0) this.checkForecast(`memory-oom:rank${m.rank}`, `rank ${m.rank}`, m.step, m.stepPeak, m.capacity, c);
@@ -221,7 +224,7 @@ export class AlertEngine {
     const idNode = g.node ? `node${g.node.rank}:` : '';
     const where = g.node ? `node ${g.node.rank} (${g.node.host}) ` : '';
     for (const d of g.devices) {
-      const c: Context = { t: g.t, device: d.uuid };
+      const c: Context = { t: g.t, device: d.uuid, ...(g.node ? { node: g.node } : {}) };
       const id = `gpu-lost:${idNode}${d.uuid}`;
       if (d.lost && !this.lostGpus.has(id)) {
         this.lostGpus.add(id);

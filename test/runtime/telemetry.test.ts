@@ -91,6 +91,14 @@ describe('alerts', () => {
     assert.ok(first.timeToFullSec! > 0 && first.timeToFullSec! < 10, `time to full ${first.timeToFullSec}`);
     assert.match(first.message, /rank 0 peak memory .* is 91% of 1000\.00 MiB; full in ~\d+ s/);
     assert.equal(alerts[1]!.step, 7);
+    assert.equal(first.node, undefined, 'one machine: no node');
+  });
+
+  it("a rank's memory alert carries the rank's node on a multi-node run", () => {
+    const { engine, alerts } = collect();
+    engine.observe({ ...memMsg(3, 950 * MiB), rank: 9, node: { rank: 1, host: 'h1' } });
+    assert.equal(alerts[0]!.id, 'memory-high:rank9');
+    assert.deepEqual(alerts[0]!.node, { rank: 1, host: 'h1' });
   });
 
   it('uses step records against the configured capacity until per-rank memory messages arrive', () => {
@@ -182,6 +190,11 @@ describe('alerts', () => {
       ],
     );
     assert.match(alerts[2]!.message, /^GPU 5 memory /, 'a sample without a node keeps the single-machine wording');
+    assert.deepEqual(
+      alerts.map((a) => a.node?.rank ?? null),
+      [5, 6, null, 5, 5, 6, 6, 6],
+      'each alert carries the node it is about as data, not only in its id',
+    );
   });
 
   it('memory growing across steps after warm-up is a leak, raised once; flat or noisy memory is not', () => {

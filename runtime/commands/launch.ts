@@ -29,6 +29,7 @@ Multi-node (run it on every node, each with its own --node-rank; docs/launch.md)
   --node-rank K        this machine (0 = the coordinator: run folder, dashboard, rank channel)
   --master ADDR:PORT   node 0's address for the rank channel (node 0 listens there; the others connect)
   --token-file F       the run token (64 hex digits, mode 0600), else SCALELM_RUN_TOKEN; the same on every node
+  --join-timeout-s N   node 0: fail the run when a node has not joined N s after start (default 600)
 
 The command gets SCALELM_CHANNEL, SCALELM_CHANNEL_TOKEN and SCALELM_RUN_DIR: ranks that use the scalelm
 Python Monitor report their steps and memory to this run (docs/rank-channel.md). The run ends with the
@@ -38,7 +39,7 @@ export const launch: Command = async (argv) => {
   const cut = argv.indexOf('--');
   const own = cut >= 0 ? argv.slice(0, cut) : argv;
   const command = cut >= 0 ? argv.slice(cut + 1) : [];
-  const args = parseArgs(own, { values: ['name', 'run-dir', 'stop-timeout-ms', 'config', 'plan', 'nnodes', 'node-rank', 'master', 'token-file'], positional: [0, 0], usage: USAGE });
+  const args = parseArgs(own, { values: ['name', 'run-dir', 'stop-timeout-ms', 'config', 'plan', 'nnodes', 'node-rank', 'master', 'token-file', 'join-timeout-s'], positional: [0, 0], usage: USAGE });
   if (args === 'help') {
     console.log(USAGE);
     return 0;
@@ -83,7 +84,7 @@ export const launch: Command = async (argv) => {
     ...(fromConfig ? { env: fromConfig.launch.env } : {}),
     plan,
     ...(stopTimeoutMs !== undefined ? { stopTimeoutMs } : {}),
-    ...(multi ? { multiNode: { nnodes: multi.nnodes, host: multi.master.host, port: multi.master.port, token: multi.token } } : {}),
+    ...(multi ? { multiNode: { nnodes: multi.nnodes, host: multi.master.host, port: multi.master.port, token: multi.token, joinTimeoutMs: multi.joinTimeoutS * 1000 } } : {}),
     onLine: (line, stream) => (stream === 'stdout' ? console.log(line) : console.error(line)),
     log: (line) => console.error(`scalelm: ${line}`),
   });
@@ -141,11 +142,12 @@ interface MultiNodeArgs {
   nodeRank: number;
   master: { host: string; port: number };
   token: string;
+  joinTimeoutS: number;
 }
 
 /** The multi-node flags, checked together (one error for a bad combination), or null for a one-machine launch. */
 function multiNodeArgs(args: ParsedArgs): MultiNodeArgs | null {
-  const given = ['nnodes', 'node-rank', 'master', 'token-file'].filter((f) => args.values.has(f));
+  const given = ['nnodes', 'node-rank', 'master', 'token-file', 'join-timeout-s'].filter((f) => args.values.has(f));
   if (!given.length) return null;
   if (!args.values.has('nnodes')) throw new CliError(`--${given[0]} is for a multi-node launch: give --nnodes N (with --node-rank and --master) too`);
   const nnodes = intFlag(args, 'nnodes', 1, 1 << 16)!;
@@ -161,7 +163,8 @@ function multiNodeArgs(args: ParsedArgs): MultiNodeArgs | null {
   const m = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(masterRaw);
   const port = m ? Number(m[2]) : 0;
   if (!m || port < 1 || port > 65535) throw new CliError(`--master must be ADDR:PORT with a port from 1 to 65535 (e.g. 10.0.0.1:29600), got "${masterRaw.slice(0, 80)}"`);
-  return { nnodes, nodeRank, master: { host: m[1]!.replace(/^\[|\]$/g, ''), port }, token: runToken(args.values.get('token-file')) };
+  const joinTimeoutS = intFlag(args, 'join-timeout-s', 1, 86_400) ?? 600;
+  return { nnodes, nodeRank, master: { host: m[1]!.replace(/^\[|\]$/g, ''), port }, token: runToken(args.values.get('token-file')), joinTimeoutS };
 }
 
 const TOKEN_HINT = 'the same 64 lowercase hex digits on every node, e.g. from `openssl rand -hex 32`';

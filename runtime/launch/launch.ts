@@ -44,6 +44,8 @@ export interface MultiNode {
   token: string;
   /** After node 0's command ended, how long the other nodes get to report their end before they are stopped (ms, default 10 s). */
   nodeGraceMs?: number;
+  /** How long after the start every other node must have joined, else the run fails naming them (ms, default 10 min). */
+  joinTimeoutMs?: number;
 }
 
 /** How a node peer ended, once it said so. */
@@ -77,6 +79,8 @@ export class LaunchRun extends RunEvents {
   private nodesSettled: () => void = () => {};
   /** The node whose failure ended the run (0 = this one's command), the first one only. */
   private rootNode: number | undefined;
+  /** Nodes still missing at the join timeout. */
+  private readonly neverJoined = new Set<number>();
   private readonly progress = new Map<number, number>();
   private readonly finished = new Set<number>();
   private readonly failures: RankFailure[] = [];
@@ -207,6 +211,19 @@ export class LaunchRun extends RunEvents {
     this.halt();
   }
 
+  /** Nodes that have not joined by the join timeout fail the run (the first of them is its cause). */
+  private joinTimedOut(multi: MultiNode): void {
+    const missing = Array.from({ length: multi.nnodes - 1 }, (_, i) => i + 1).filter((n) => !this.nodes.has(n));
+    if (!missing.length || this.stopping || this.rootNode !== undefined) return;
+    const s = missing.length > 1 ? 's' : '';
+    this.note(
+      `node${s} ${missing.join(', ')} of ${multi.nnodes} did not join within ${Math.round((multi.joinTimeoutMs ?? 600_000) / 1000)} s: is \`scalelm launch --node-rank K\` running there, with --master ${multi.host}:${multi.port} and the same run token? Stopping the run`,
+      'warn',
+    );
+    for (const n of missing) this.neverJoined.add(n);
+    this.nodeFailed(missing[0]!);
+  }
+
   private settleNodes(): void {
     if ([...this.nodes.keys()].every((n) => this.nodeEnds.has(n) || !this.channel?.connectedNodes().includes(n))) this.nodesSettled();
   }
@@ -262,7 +279,10 @@ export class LaunchRun extends RunEvents {
     this.cmd = cmd;
     const onExit = (): void => this.signalAll('SIGKILL');
     process.on('exit', onExit);
+    // A node that never joins would otherwise leave this run waiting on torchrun's rendezvous timeout.
+    const joinTimer = multi ? setTimeout(() => this.joinTimedOut(multi), multi.joinTimeoutMs ?? 600_000) : undefined;
     const exit = await cmd.exited;
+    clearTimeout(joinTimer);
     this.signalAll('SIGKILL'); // anything the command left behind
     process.off('exit', onExit);
     if (multi) {
@@ -325,6 +345,7 @@ export class LaunchRun extends RunEvents {
     // `who`: how the sentence names the node's command ("the command" on one machine).
     const how = (node: number, who: string): string => {
       if (node === 0) return `${who} ended with ${howEnded(exit)}`;
+      if (this.neverJoined.has(node)) return `node ${node} never joined the run`;
       const end = this.nodeEnds.get(node);
       if (!end) return `${who} had not ended`;
       return end.code === null && end.signal === null ? `node ${node}'s scalelm launch lost its connection to node 0` : `${who} ended with ${howEnded(end)}`;

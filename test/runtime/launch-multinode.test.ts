@@ -324,6 +324,7 @@ describe('cli: scalelm launch multi-node flags', () => {
     assert.match(launch(['--nnodes', '2', '--node-rank', '0', '--master', '10.0.0.1'], token), /--master must be ADDR:PORT with a port from 1 to 65535/);
     assert.match(launch(['--nnodes', '2', '--node-rank', '0', '--master', '10.0.0.1:0'], token), /--master must be ADDR:PORT/);
     assert.match(launch(['--nnodes', '1', '--node-rank', '0'], token), /--nnodes 1 is a one-machine launch: leave out --node-rank/);
+    assert.match(launch(['--nnodes', '2', '--node-rank', '0', '--master', '10.0.0.1:29600', '--join-timeout-s', '0'], token), /--join-timeout-s must be a whole number from 1 to 86400, got "0"/);
   });
 
   it('the run token: required, 64 hex digits, a private file, never two different ones', () => {
@@ -361,10 +362,10 @@ describe('cli: scalelm launch --nnodes 2 on one machine (loopback, plain command
       });
     });
 
-  const node = (k: number, port: number, command: string) => {
+  const node = (k: number, port: number, command: string, extra: string[] = []) => {
     const child = spawn(
       process.execPath,
-      [CLI, 'launch', '--nnodes', '2', '--node-rank', String(k), '--master', `127.0.0.1:${port}`, '--run-dir', join(dir.path, 'run'), '--stop-timeout-ms', '3000', '--', 'sh', '-c', command],
+      [CLI, 'launch', '--nnodes', '2', '--node-rank', String(k), '--master', `127.0.0.1:${port}`, '--run-dir', join(dir.path, 'run'), '--stop-timeout-ms', '3000', ...extra, '--', 'sh', '-c', command],
       {
         cwd: dir.path,
         stdio: ['ignore', 'pipe', 'pipe'],
@@ -399,6 +400,20 @@ describe('cli: scalelm launch --nnodes 2 on one machine (loopback, plain command
       .filter((m) => m.type === 'status')
       .at(-1)!;
     assert.equal(status.state, 'failed');
+    assert.equal(running(Number(readFileSync(join(dir.path, 'node0.pid'), 'utf8'))), false);
+  });
+
+  it('a node that never joins: after --join-timeout-s the run fails naming it; node 0 stops its command', async () => {
+    const port = await freePort();
+    const n0 = node(0, port, 'echo $$ > node0.pid; exec sleep 60', ['--join-timeout-s', '2']);
+    const code0 = await n0.exited; // long before sleep 60 ends
+    assert.notEqual(code0, 0);
+    assert.match(n0.err(), /node 1 of 2 did not join within 2 s: is `scalelm launch --node-rank K` running there, with --master 127\.0\.0\.1:\d+ and the same run token\?/);
+    const status = metrics(join(dir.path, 'run'))
+      .filter((m) => m.type === 'status')
+      .at(-1)!;
+    assert.equal(status.state, 'failed');
+    assert.match(JSON.stringify(status), /node 1 \(unknown host\): node 1 never joined the run/);
     assert.equal(running(Number(readFileSync(join(dir.path, 'node0.pid'), 'utf8'))), false);
   });
 

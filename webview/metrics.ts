@@ -1,14 +1,15 @@
 // Numbers derived from a run for the header and the memory panels: progress, ETA, throughput, achieved
 // FLOP/s and MFU (Megatron's FLOP accounting from the planner), memory levels, and the planner's
 // prediction per category to compare with what the runtime measured. Pure.
+import { categoryOf, MEMORY_CATEGORIES, MEMORY_TOTALS, type MemoryCategory } from '../common/memory-categories';
 import { isEnded, planSummary, type MemoryMessage } from '../common/protocol';
 import { estimate, stepFlops } from '../runtime/planner';
 import type { ConventionName, MemoryBreakdown, PlanInput } from '../runtime/planner/types';
 import type { RunData } from './store';
 
-/** The categories a memory panel shows, in stacking order. */
-export const DISPLAY_CATEGORIES = ['params', 'grads', 'optimizer', 'activations', 'buffers', 'other'] as const;
-export type DisplayCategory = (typeof DISPLAY_CATEGORIES)[number];
+/** The categories a memory panel shows, in stacking order: the shared vocabulary (common/memory-categories.ts). */
+export const DISPLAY_CATEGORIES = MEMORY_CATEGORIES;
+export type DisplayCategory = MemoryCategory;
 
 export const CATEGORY_LABEL: Record<DisplayCategory, string> = {
   params: 'params',
@@ -18,9 +19,6 @@ export const CATEGORY_LABEL: Record<DisplayCategory, string> = {
   buffers: 'buffers',
   other: 'other',
 };
-
-/** Measured categories that are communication buffers; everything unknown (temporaries, …) is "other". */
-const BUFFER_LIKE = /^(buffers?|comm|buckets?|nccl|gather|gathered|collectives?)$/i;
 
 export interface Grouped {
   bytes: Record<DisplayCategory, number>;
@@ -32,8 +30,8 @@ export function groupCategories(categories: Record<string, number>): Grouped {
   const bytes = { params: 0, grads: 0, optimizer: 0, activations: 0, buffers: 0, other: 0 } as Record<DisplayCategory, number>;
   const parts = { params: [], grads: [], optimizer: [], activations: [], buffers: [], other: [] } as Record<DisplayCategory, string[]>;
   for (const [name, value] of Object.entries(categories)) {
-    if (name === 'peak' || name === 'total') continue;
-    const key: DisplayCategory = (DISPLAY_CATEGORIES as readonly string[]).includes(name) ? (name as DisplayCategory) : name === 'overhead' ? 'other' : BUFFER_LIKE.test(name) ? 'buffers' : 'other';
+    if ((MEMORY_TOTALS as readonly string[]).includes(name)) continue;
+    const key = categoryOf(name);
     bytes[key] += value;
     parts[key].push(name);
   }

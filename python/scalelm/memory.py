@@ -87,6 +87,10 @@ def gpu_used_bytes(index: int) -> int | None:
         return None
 
 
+# The shared memory vocabulary (common/memory-categories.ts; test/unit/memory-categories.test.ts keeps the two equal).
+CATEGORIES = ("params", "grads", "optimizer", "activations", "buffers", "other")
+
+
 def categories(
     model: nn.Module, opt: torch.optim.Optimizer | None, activations: int, device: torch.device, extra_buffers: int = 0
 ) -> tuple[dict[str, int], int, Any]:

@@ -25,7 +25,7 @@ from torch import nn
 from . import checkpoint as ckpt
 from .channel import Channel, node_ref
 from .data import BatchSampler, load_tokens
-from .memory import SavedTensorCounter, categories, gpu_used_bytes, local
+from .memory import CATEGORIES, SavedTensorCounter, categories, gpu_used_bytes, local
 from .model import CausalLM, ModelError, ParamSpec, Shape, model_shape, param_specs
 from .rng import mix
 from .tp import TpGroup, is_sharded, join_shards, slice_shard
@@ -339,8 +339,7 @@ class Rank:
         if self.measure_memory:
             cats, peak, cap = categories(self.model, self.opt, self.activations, self.device)
         else:
-            zero = ("params", "grads", "optimizer", "activations", "buffers", "other")
-            cats, peak, cap = dict.fromkeys(zero, 0), 0, None
+            cats, peak, cap = dict.fromkeys(CATEGORIES, 0), 0, None
         # The model's, not the optimizer's: under ZeRO-1 the optimizer holds only this rank's share.
         self.model.zero_grad(set_to_none=True)
         self.step = step

@@ -6,11 +6,13 @@ import { fill, h, setText } from '../dom';
 import { formatBytes, formatDuration, formatPercent, formatTokensPerSec } from '../format';
 import { configPatch, currentLine, DEFAULT_FORM, formFromConfig, GPU_PRESET_LIST, layoutSummary, MODEL_PRESET_LIST, resolvePlan, search, type ModelSource, type PlanForm } from '../plan-form';
 import { describeLayout, type Candidate, type SearchResult } from '../../runtime/planner';
+import { CATEGORIES } from '../../runtime/planner/types';
 import type { RunConfig } from '../../runtime/config/types';
 import type { JsonObject } from '../../common/protocol';
 import type { ChooseLayoutMessage } from '../messages';
 
-const PLAN_CATEGORIES = ['params', 'grads', 'optimizer', 'activations', 'buffers', 'overhead'] as const;
+/** The planner's own categories, in its order (runtime/planner/types.ts). */
+const PLAN_CATEGORIES = CATEGORIES;
 
 type Field = HTMLElement & { value: string; checked?: boolean };
 

@@ -158,7 +158,7 @@ function hfActivationTerms(input: PlanInput, layout: Layout, hf: HfActivations):
       add(`${L} × softmax output${attnDrop} (${hf.attnDropout ? 3 : 1}·B·heads·T·T)`, L * (hf.attnDropout ? 3 : 1) * scores);
       add(`${L} × heads merged for c_proj (B·T·C)`, L * F32 * BT * C);
     } else {
-      add(`${L} × sdpa's q, k, v: the fused c_attn output (3·B·T·C) and the two it copies contiguous (2·B·T·C)`, L * F32 * 5 * BT * C);
+      add(`${L} × sdpa's q, k, v: one a view of the fused c_attn output, saved whole (3·B·T·C), two contiguous copies (2·B·T·C)`, L * F32 * 5 * BT * C);
       add(`${L} × sdpa output (= c_proj input, B·T·C) and log-sum-exp (B·heads·T)`, L * F32 * (BT * C + B * H * T));
     }
     if (hf.residDropout) add(`${L} × attention and MLP residual dropout noise (2·B·T·C)`, L * F32 * 2 * BT * C);

@@ -2,7 +2,8 @@
 autograd really saves: tiny randomly initialised GPT-2 and Llama models (transformers, no download), eager and
 sdpa, dropout on and off, measured with the Monitor's own counter (scalelm.memory.SavedTensorCounter: unique
 storages saved for backward in one forward) and predicted by the launch plan's code (out/runtime/launch/plan.js
-predictFromReport on the shape line scalelm/shape.py reports, as the coordinator parses it).
+predictFromReport on the shape line scalelm/shape.py reports, as the coordinator parses it) and by the built CLI
+(`scalelm estimate config.json --convention torch --json` on the model's saved config.json).
 
 Both sides count whole fp32/int64 storages of shapes fixed by (batch, seq, hidden, heads, kv heads, ffn, vocab,
 layers): nothing is rounded, sampled or allocator-dependent on CPU, so the prediction must equal the
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +26,7 @@ from scalelm.shape import detect_layout, hf_shape
 
 transformers = pytest.importorskip("transformers")
 
+CLI = REPO / "out" / "runtime" / "cli.js"
 PLAN = REPO / "out" / "runtime" / "launch" / "plan.js"
 CHANNEL = REPO / "out" / "runtime" / "parallel" / "shape-report.js"
 
@@ -77,8 +80,25 @@ def predict(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return result
 
 
-def test_predicted_activations_equal_what_autograd_saves() -> None:
+def estimate_activations(config: Path, batch: int, seq: int) -> int:
+    """`scalelm estimate` on a HuggingFace config.json, fp32 on one device in the torch convention."""
+    flags = ["--convention", "torch", "--precision", "fp32", "--gpus", "1", "--micro-batch", str(batch)]
+    out = subprocess.run(
+        ["node", str(CLI), "estimate", str(config), *flags, "--seq-len", str(seq), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert any("activations)" in n for n in result["notes"]), result["notes"]
+    activations: int = result["perDevice"]["activations"]
+    return activations
+
+
+def test_predicted_activations_equal_what_autograd_saves(tmp_path: Path) -> None:
     measured: list[int] = []
+    configs: list[Path] = []
     lines: list[dict[str, Any]] = []
     for family, attn, batch, seq, hidden, heads, kv, layers, p in CASES:
         torch.manual_seed(0)
@@ -93,12 +113,17 @@ def test_predicted_activations_equal_what_autograd_saves() -> None:
         measured.append(counter.bytes)
         layout = {**detect_layout(model, opt, 1), "microBatch": batch, "seqLen": seq}
         lines.append({"k": "shape", "rank": 0, "model": hf_shape(model), "layout": layout})
+        config = tmp_path / f"{len(configs)}.config.json"
+        # save_pretrained's config.json leaves the attention implementation out: say it, as a user would.
+        config.write_text(json.dumps({**model.config.to_dict(), "_attn_implementation": attn}))
+        configs.append(config)
     plans = predict(lines)
-    for case, got, plan in zip(CASES, measured, plans, strict=True):
+    for case, got, plan, config in zip(CASES, measured, plans, configs, strict=True):
         assert "predicted" in plan, (case, plan)
         impl = f"hf-{case[1]} activations"
         assert impl in plan["lines"][0], (case, plan["lines"])
         assert plan["predicted"]["activations"] == got, (case, got, plan["predicted"]["activations"])
+        assert estimate_activations(config, case[2], case[3]) == got, case
 
 
 def test_a_model_without_an_activation_model_says_so() -> None:

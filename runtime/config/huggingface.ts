@@ -129,7 +129,9 @@ function guessType(hf: Record<string, unknown>): string | undefined {
  * sdpa; dropout on where its probability is above 0 (GPT-2's embd/resid/attn_pdrop default 0.1, Llama's
  * attention_dropout 0).
  */
-export function hfActivationModel(hf: Record<string, unknown>, attention: string | undefined): { ok: true; model: HfActivations } | { ok: false; why: string } {
+export function hfActivationModel(hf: Record<string, unknown>, attention: string | undefined, run: { tp: number; recompute: string }): { ok: true; model: HfActivations } | { ok: false; why: string } {
+  if (run.tp > 1) return { ok: false, why: 'tp > 1 is not modelled' };
+  if (run.recompute !== 'none') return { ok: false, why: 'gradient checkpointing is not modelled' };
   const type = hf.model_type;
   if (type !== 'gpt2' && type !== 'llama') return { ok: false, why: `model_type ${JSON.stringify(type)}: only gpt2 and llama have a HuggingFace activation model` };
   if (attention !== 'eager' && attention !== 'sdpa') return { ok: false, why: `attention ${JSON.stringify(attention ?? 'not reported')}: only eager and sdpa are modelled` };

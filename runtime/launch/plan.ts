@@ -10,7 +10,6 @@
 import { formatBytes } from '../../common/units';
 import { CliError } from '../commands/args';
 import { loadPlanInput } from '../commands/plan-input';
-import { readFileSync } from 'node:fs';
 import { hfActivationModel, modelFromHuggingFace } from '../config/huggingface';
 import { parseConfig } from '../config/parse';
 import type { RunConfig } from '../config/types';
@@ -43,7 +42,7 @@ const NO_ARGS = { positional: [], values: new Map<string, string>(), repeated: n
 export function readPlanFile(file: string): { plan: PlanFile; prediction?: LaunchPrediction } {
   const loaded = loadPlanInput(file, NO_ARGS, 'estimate');
   const plan: PlanFile = { file, source: loaded.source, config: loaded.config, notes: loaded.source === 'huggingface' ? [] : loaded.notes };
-  if (plan.source === 'huggingface') return { plan: { ...plan, hf: JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown> } };
+  if (plan.source === 'huggingface') return { plan: { ...plan, hf: loaded.hf } };
   const r = predict(plan.config, `${file}`);
   if ('error' in r) throw new CliError(`--plan ${file}: ${r.error}`, 1);
   return { plan, prediction: r };
@@ -61,8 +60,7 @@ function conventionFor(config: RunConfig): ConventionName {
  */
 function hfActivationsFor(config: RunConfig, hf: { config: Record<string, unknown>; attention?: string } | undefined): { model?: HfActivations; line?: string } {
   if (!hf || conventionFor(config) !== 'torch') return {};
-  const why = config.parallel.tp > 1 ? 'tp > 1 is not modelled' : config.train.recompute !== 'none' ? 'gradient checkpointing is not modelled' : undefined;
-  const r = why ? { ok: false as const, why } : hfActivationModel(hf.config, hf.attention);
+  const r = hfActivationModel(hf.config, hf.attention, { tp: config.parallel.tp, recompute: config.train.recompute });
   if (r.ok) return { model: r.model };
   return { line: `plan: activations as ScaleLM's own model saves them, not the HuggingFace implementation's (${r.why})` };
 }

@@ -37,6 +37,13 @@ HF_KEYS = (
     "max_position_embeddings",
     "hidden_act",
     "tie_word_embeddings",
+    # What the planner's HuggingFace activation model reads (runtime/config/huggingface.ts hfActivationModel).
+    "embd_pdrop",
+    "resid_pdrop",
+    "attn_pdrop",
+    "attention_dropout",
+    "reorder_and_upcast_attn",
+    "head_dim",
 )
 
 # Layout keys a caller (an integration, or the user) may set: they override what is detected.

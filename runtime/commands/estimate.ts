@@ -1,6 +1,7 @@
 // `scalelm estimate <file> [--convention NAME] [--json] [layout flags]`: memory per GPU (heaviest rank) and
 // step time of the layout in the file — or why that layout cannot exist.
-import { CONVENTIONS, type ConventionName, type EstimateResult } from '../planner/types';
+import { CONVENTIONS, type ConventionName, type EstimateOptions, type EstimateResult } from '../planner/types';
+import { hfActivationModel } from '../config/huggingface';
 import { describeLayout, estimate } from '../planner/estimate';
 import { formatBytes } from '../../common/units';
 import { CliError, parseArgs, type Command } from './args';
@@ -49,7 +50,18 @@ export const estimateCommand: Command = async (argv) => {
   const convention = (args.values.get('convention') ?? local?.convention ?? 'scalelm') as ConventionName;
   if (!CONVENTIONS.includes(convention)) throw new CliError(`--convention must be one of ${CONVENTIONS.join(', ')}, got "${convention}"`);
   const config = local ? (local.input as RunConfig) : loaded.config;
-  const result = estimate(config, { ...loaded.options, convention });
+  // A HuggingFace config.json in the torch convention: count what the HF implementation saves (the file's
+  // _attn_implementation, else transformers' default, sdpa), where it is modelled; the notes say which.
+  const hfOptions: EstimateOptions = {};
+  if (loaded.hf && convention === 'torch') {
+    const attention = typeof loaded.hf._attn_implementation === 'string' ? loaded.hf._attn_implementation : 'sdpa';
+    const act = hfActivationModel(loaded.hf, attention, { tp: config.parallel.tp, recompute: config.train.recompute });
+    if (act.ok) hfOptions.hfActivations = act.model;
+    loaded.notes.push(
+      act.ok ? `activations as HuggingFace's ${act.model.impl.slice(3)} ${act.model.family} saves them (${act.model.impl})` : `activations as ScaleLM's own model saves them (${act.why})`,
+    );
+  }
+  const result = estimate(config, { ...loaded.options, ...hfOptions, convention });
   if (!result.ok) {
     console.error(`${file}: this layout cannot be estimated:`);
     for (const i of result.issues) console.error(`  ${i.path}: ${i.message}`);

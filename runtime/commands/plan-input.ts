@@ -53,6 +53,8 @@ export interface LoadedPlan {
   config: RunConfig;
   /** 'huggingface' when <file> was a config.json. */
   source: 'scalelm' | 'huggingface';
+  /** The HuggingFace config.json as read (source 'huggingface'): what the torch convention's HF activation model reads. */
+  hf?: Record<string, unknown>;
   notes: string[];
   /** Layout dimensions the user fixed with flags (plan searches the rest). */
   fixed: Partial<Layout>;
@@ -94,7 +96,9 @@ export function loadPlanInput(file: string, args: ParsedArgs, mode: 'estimate' |
   let raw = readRawConfig(file);
   const notes: string[] = [];
   let source: LoadedPlan['source'] = 'scalelm';
+  let hfConfig: Record<string, unknown> | undefined;
   if (raw.model === undefined && isHuggingFaceConfig(raw)) {
+    hfConfig = raw;
     const hf = modelFromHuggingFace(raw);
     if (!hf.ok) throw new CliError(`${file}: not a usable HuggingFace config:\n${hf.errors.map((e) => `  ${e.path || '(root)'}: ${e.message}`).join('\n')}`, 1);
     source = 'huggingface';
@@ -182,7 +186,7 @@ export function loadPlanInput(file: string, args: ParsedArgs, mode: 'estimate' |
 
   const c = raw.cluster as Raw | undefined;
   const totalGpus = c && typeof c.nodes === 'number' && typeof c.gpusPerNode === 'number' ? c.nodes * c.gpusPerNode : undefined;
-  if (mode === 'plan') return withProfile(planConfig(file, raw, fixed, notes, source, totalGpus), profile, profilePath);
+  if (mode === 'plan') return withProfile({ ...planConfig(file, raw, fixed, notes, source, totalGpus), ...(hfConfig ? { hf: hfConfig } : {}) }, profile, profilePath);
 
   // estimate / export: when the GPU count is known and dp is not, dp fills the rest.
   const p = raw.parallel as Raw;
@@ -193,7 +197,7 @@ export function loadPlanInput(file: string, args: ParsedArgs, mode: 'estimate' |
   }
   const result = parseConfig(raw);
   if (!result.ok) throw configError(file, result.errors);
-  return withProfile({ config: result.config, source, notes, fixed, defaultGlobalBatch: false, options: {} }, profile, profilePath);
+  return withProfile({ config: result.config, source, ...(hfConfig ? { hf: hfConfig } : {}), notes, fixed, defaultGlobalBatch: false, options: {} }, profile, profilePath);
 }
 
 function readProfile(path: string): ClusterProfile {

@@ -1,5 +1,6 @@
 // Reads a HuggingFace `config.json` (GPT-2, GPT-NeoX, Llama, Mistral, Qwen2 key names) into the model
 // section of a run config, for planning. Pure.
+import type { HfActivations } from '../planner/types';
 import type { ConfigIssue } from './dsl';
 import type { RunConfigInput } from './schema';
 
@@ -119,4 +120,37 @@ function guessType(hf: Record<string, unknown>): string | undefined {
   if (arch.includes('qwen2')) return 'qwen2';
   if (arch.includes('neox')) return 'gpt_neox';
   return undefined;
+}
+
+/**
+ * Which HuggingFace implementation's saved activations the `torch` convention counts for this config and
+ * attention (`_attn_implementation`), or why none is modelled (then ScaleLM's own model's are). Only what was
+ * derived from the modeling code and checked by measurement: GPT-2 with gelu_new and Llama with SiLU, eager or
+ * sdpa; dropout on where its probability is above 0 (GPT-2's embd/resid/attn_pdrop default 0.1, Llama's
+ * attention_dropout 0).
+ */
+export function hfActivationModel(hf: Record<string, unknown>, attention: string | undefined, run: { tp: number; recompute: string }): { ok: true; model: HfActivations } | { ok: false; why: string } {
+  if (run.tp > 1) return { ok: false, why: 'tp > 1 is not modelled' };
+  if (run.recompute !== 'none') return { ok: false, why: 'gradient checkpointing is not modelled' };
+  const type = hf.model_type;
+  if (type !== 'gpt2' && type !== 'llama') return { ok: false, why: `model_type ${JSON.stringify(type)}: only gpt2 and llama have a HuggingFace activation model` };
+  if (attention !== 'eager' && attention !== 'sdpa') return { ok: false, why: `attention ${JSON.stringify(attention ?? 'not reported')}: only eager and sdpa are modelled` };
+  const on = (key: string, dflt: number): boolean => {
+    const v = hf[key] ?? dflt;
+    return typeof v === 'number' && v > 0;
+  };
+  const impl = attention === 'eager' ? 'hf-eager' : 'hf-sdpa';
+  if (type === 'gpt2') {
+    const act = hf.activation_function ?? 'gelu_new';
+    if (act !== 'gelu_new') return { ok: false, why: `activation_function ${JSON.stringify(act)}: only gelu_new is modelled` };
+    if (hf.reorder_and_upcast_attn === true) return { ok: false, why: 'reorder_and_upcast_attn is not modelled' };
+    return { ok: true, model: { impl, family: 'gpt2', embdDropout: on('embd_pdrop', 0.1), residDropout: on('resid_pdrop', 0.1), attnDropout: on('attn_pdrop', 0.1) } };
+  }
+  const act = hf.hidden_act ?? 'silu';
+  if (act !== 'silu') return { ok: false, why: `hidden_act ${JSON.stringify(act)}: only silu is modelled` };
+  const hidden = hf.hidden_size;
+  const heads = hf.num_attention_heads;
+  if (hf.head_dim !== undefined && hf.head_dim !== null && typeof hidden === 'number' && typeof heads === 'number' && hf.head_dim !== hidden / heads)
+    return { ok: false, why: `head_dim ${String(hf.head_dim)} is not hidden_size / num_attention_heads` };
+  return { ok: true, model: { impl, family: 'llama', embdDropout: false, residDropout: false, attnDropout: on('attention_dropout', 0) } };
 }

@@ -10,12 +10,12 @@
 import { formatBytes } from '../../common/units';
 import { CliError } from '../commands/args';
 import { loadPlanInput } from '../commands/plan-input';
-import { modelFromHuggingFace } from '../config/huggingface';
+import { hfActivationModel, modelFromHuggingFace } from '../config/huggingface';
 import { parseConfig } from '../config/parse';
 import type { RunConfig } from '../config/types';
 import { describeLayout, estimate } from '../planner/estimate';
 import { planTarget } from '../planner/target';
-import type { ConventionName } from '../planner/types';
+import type { ConventionName, HfActivations } from '../planner/types';
 import type { ShapeLine } from '../parallel/shape-report';
 
 /** A --plan file, read and checked before the command starts. */
@@ -24,6 +24,8 @@ export interface PlanFile {
   source: 'scalelm' | 'huggingface';
   config: RunConfig;
   notes: string[];
+  /** A HuggingFace config.json as read (its dropouts and activation choose the activation model). */
+  hf?: Record<string, unknown>;
 }
 
 export interface LaunchPrediction {
@@ -40,7 +42,7 @@ const NO_ARGS = { positional: [], values: new Map<string, string>(), repeated: n
 export function readPlanFile(file: string): { plan: PlanFile; prediction?: LaunchPrediction } {
   const loaded = loadPlanInput(file, NO_ARGS, 'estimate');
   const plan: PlanFile = { file, source: loaded.source, config: loaded.config, notes: loaded.source === 'huggingface' ? [] : loaded.notes };
-  if (plan.source === 'huggingface') return { plan };
+  if (plan.source === 'huggingface') return { plan: { ...plan, hf: loaded.hf } };
   const r = predict(plan.config, `${file}`);
   if ('error' in r) throw new CliError(`--plan ${file}: ${r.error}`, 1);
   return { plan, prediction: r };
@@ -52,21 +54,33 @@ function conventionFor(config: RunConfig): ConventionName {
   return config.train.precision === 'fp32' ? 'torch' : 'scalelm';
 }
 
-function predict(config: RunConfig, from: string): LaunchPrediction | { error: string } {
+/**
+ * A HuggingFace model planned in the torch convention counts what the HF implementation saves for backward
+ * (planner/torch-model.ts hfActivationTerms), not what ScaleLM's own model saves; the log says which.
+ */
+function hfActivationsFor(config: RunConfig, hf: { config: Record<string, unknown>; attention?: string } | undefined): { model?: HfActivations; line?: string } {
+  if (!hf || conventionFor(config) !== 'torch') return {};
+  const r = hfActivationModel(hf.config, hf.attention, { tp: config.parallel.tp, recompute: config.train.recompute });
+  if (r.ok) return { model: r.model };
+  return { line: `plan: activations as ScaleLM's own model saves them, not the HuggingFace implementation's (${r.why})` };
+}
+
+function predict(config: RunConfig, from: string, hf?: { config: Record<string, unknown>; attention?: string }): LaunchPrediction | { error: string } {
   const target = planTarget(config);
   const convention = conventionFor(config);
-  const r = estimate(target.input, { convention });
+  const act = hfActivationsFor(config, hf);
+  const r = estimate(target.input, { convention, ...(act.model ? { hfActivations: act.model } : {}) });
   if (!r.ok) return { error: `the planner cannot predict this layout:\n${r.issues.map((i) => `  ${i.path}: ${i.message}`).join('\n')}` };
   const p = r.memory.perDevice;
   const predicted = { params: p.params, grads: p.grads, optimizer: p.optimizer, activations: p.activations, buffers: p.buffers };
   const m = config.model;
   const line =
-    `plan (${from}, ${convention} convention): ${m.name} ${m.layers}×${m.hidden}, seq ${m.seqLen}, ${describeLayout(r.layout)}, ${config.train.precision} ${config.train.optimizer} → per rank ` +
+    `plan (${from}, ${convention} convention${act.model ? `, ${act.model.impl} activations` : ''}): ${m.name} ${m.layers}×${m.hidden}, seq ${m.seqLen}, ${describeLayout(r.layout)}, ${config.train.precision} ${config.train.optimizer} → per rank ` +
     Object.entries(predicted)
       .filter(([, b]) => b > 0)
       .map(([k, b]) => `${k} ${formatBytes(b)}`)
       .join(', ');
-  return { predicted, lines: [line] };
+  return { predicted, lines: act.line ? [line, act.line] : [line] };
 }
 
 /**
@@ -77,7 +91,9 @@ export function predictFromReport(report: ShapeLine, file?: PlanFile): LaunchPre
   const l = report.layout;
   let model: Record<string, unknown>;
   let from: string;
+  let hfConfig: Record<string, unknown> | undefined;
   if (file) {
+    hfConfig = file.hf;
     model = { ...file.config.model };
     from = `model from ${file.file}`;
   } else {
@@ -85,6 +101,7 @@ export function predictFromReport(report: ShapeLine, file?: PlanFile): LaunchPre
     const hf = modelFromHuggingFace(report.model);
     if (!hf.ok) return { lines: [`no memory prediction: the script's HuggingFace config cannot be planned: ${hf.errors.map((e) => `${e.path}: ${e.message}`).join('; ')}`] };
     model = hf.model;
+    hfConfig = report.model;
     from = `the script's HuggingFace ${hf.family} config`;
   }
   const assumed: string[] = [];
@@ -124,7 +141,7 @@ export function predictFromReport(report: ShapeLine, file?: PlanFile): LaunchPre
   };
   const parsed = parseConfig(raw);
   if (!parsed.ok) return { lines: [`no memory prediction: the reported layout is not plannable: ${parsed.errors.map((e) => `${e.path}: ${e.message}`).join('; ')}`] };
-  const r = predict(parsed.config, from);
+  const r = predict(parsed.config, from, hfConfig ? { config: hfConfig, attention: l.attention } : undefined);
   if ('error' in r) return { lines: [`no memory prediction: ${r.error}`] };
   if (assumed.length) r.lines.push(`plan assumed: ${assumed.join('; ')}`);
   return r;

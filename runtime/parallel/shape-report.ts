@@ -56,6 +56,13 @@ const HF_KEYS = new Set([
   'max_position_embeddings',
   'hidden_act',
   'tie_word_embeddings',
+  // What the HuggingFace activation model reads (config/huggingface.ts hfActivationModel).
+  'embd_pdrop',
+  'resid_pdrop',
+  'attn_pdrop',
+  'attention_dropout',
+  'reorder_and_upcast_attn',
+  'head_dim',
 ]);
 const MAX = 2 ** 31 - 1;
 const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);

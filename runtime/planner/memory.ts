@@ -11,6 +11,7 @@ import {
   type Category,
   type ConventionName,
   type EstimateOptions,
+  type HfActivations,
   type Layout,
   type MemoryBreakdown,
   type MemoryEstimate,
@@ -266,8 +267,8 @@ function scalelmEstimate(input: PlanInput, layout: Layout, options: EstimateOpti
   };
 }
 
-function torchEstimate(input: PlanInput, layout: Layout): MemoryEstimate {
-  const terms = torchMemoryTerms(input, layout);
+function torchEstimate(input: PlanInput, layout: Layout, hf?: HfActivations): MemoryEstimate {
+  const terms = torchMemoryTerms(input, layout, hf);
   const counts = countParams(input.model, layout.tp, layout.tp === 1 ? 1 : 128);
   const perDevice = stageParams(counts, input.model.layers, layout.tp, 1, 0).params;
   return {
@@ -281,7 +282,9 @@ function torchEstimate(input: PlanInput, layout: Layout): MemoryEstimate {
     params: { total: counts.total, perDevice, paddedVocab: torchVocab(input.model.vocab, layout.tp) },
     terms,
     notCovered: [],
-    notes: ["the torch engine on CPU (fp32): tensors the rank owns and what autograd saves; on GPUs the allocator's temporaries, cache and CUDA context come on top"],
+    notes: [
+      `${hf ? `a HuggingFace ${hf.family} (${hf.impl} activations)` : 'the torch engine'} on CPU (fp32): tensors the rank owns and what autograd saves; on GPUs the allocator's temporaries, cache and CUDA context come on top`,
+    ],
   };
 }
 
@@ -448,7 +451,7 @@ export function estimateMemory(input: PlanInput, layout: Layout, options: Estima
   const convention = options.convention ?? 'scalelm';
   if (convention === 'scalelm') return scalelmEstimate(input, layout, options);
   if (convention === 'runtime') return runtimeEstimate(input, layout);
-  if (convention === 'torch') return torchEstimate(input, layout);
+  if (convention === 'torch') return torchEstimate(input, layout, options.hfActivations);
   return anchorEstimate(convention, input, layout, options);
 }
 

@@ -6,7 +6,7 @@
 // measures activations as the allocator's peak minus the rest, which adds temporaries this list leaves out.
 // Checked against the measurement on CPU: docs/torch-engine.md. Pure.
 import { paddedVocab } from './params';
-import type { Layout, MemoryTerm, PlanInput, PlanIssue } from './types';
+import type { HfActivations, Layout, MemoryTerm, PlanInput, PlanIssue } from './types';
 
 const F32 = 4;
 
@@ -128,6 +128,66 @@ function activationTerms(input: PlanInput, layout: Layout): [string, number][] {
   return out;
 }
 
+/**
+ * Bytes autograd saves in one micro-batch's forward of a HuggingFace GPT-2 or Llama (transformers 5.x
+ * modeling_gpt2.py / modeling_llama.py, fp32 on CPU, one rank's whole model: tp 1, no recompute), term by
+ * term as the modeling code saves them, unique storages. Checked by measurement: python/tests/test_hf_activations.py.
+ * Each dropout that is on (p > 0, training) saves its fp32 noise (CPU's dropout is input × noise); off, it
+ * returns its input and saves nothing. sdpa on CPU runs the math kernel when attention dropout is on (then it
+ * saves what eager saves) and the flash kernel otherwise (q, k, v, output, log-sum-exp; no T×T scores).
+ */
+function hfActivationTerms(input: PlanInput, layout: Layout, hf: HfActivations): [string, number][] {
+  const m = input.model;
+  const B = layout.microBatch;
+  const T = m.seqLen;
+  const C = m.hidden;
+  const H = m.heads;
+  const hd = m.hidden / m.heads;
+  const F = m.ffnHidden;
+  const BT = B * T;
+  const L = m.layers;
+  const scores = F32 * B * H * T * T;
+  const math = hf.impl === 'hf-eager' || hf.attnDropout;
+  const out: [string, number][] = [];
+  const add = (label: string, bytes: number) => out.push([label, bytes]);
+  const attnDrop = hf.attnDropout ? ', its dropout noise and the dropped weights' : '';
+  if (hf.family === 'gpt2') {
+    add(`${L} × ln_1 and ln_2: input, mean, rstd, and the output Conv1D's addmm saves (2 × (2·B·T·C + 2·B·T))`, L * F32 * 2 * (2 * BT * C + 2 * BT));
+    if (math) {
+      add(`${L} × q, kᵀ and v made contiguous for the matmuls (3·B·T·C)`, L * F32 * 3 * BT * C);
+      add(`${L} × softmax output${attnDrop} (${hf.attnDropout ? 3 : 1}·B·heads·T·T)`, L * (hf.attnDropout ? 3 : 1) * scores);
+      add(`${L} × heads merged for c_proj (B·T·C)`, L * F32 * BT * C);
+    } else {
+      add(`${L} × sdpa's q, k, v: one a view of the fused c_attn output, saved whole (3·B·T·C), two contiguous copies (2·B·T·C)`, L * F32 * 5 * BT * C);
+      add(`${L} × sdpa output (= c_proj input, B·T·C) and log-sum-exp (B·heads·T)`, L * F32 * (BT * C + B * H * T));
+    }
+    if (hf.residDropout) add(`${L} × attention and MLP residual dropout noise (2·B·T·C)`, L * F32 * 2 * BT * C);
+    add(`${L} × gelu_new: c_fc output, tanh, 0.5·x, 1 + tanh, and its output for c_proj (5·B·T·F)`, L * F32 * 5 * BT * F);
+    add('token ids and position ids (int64, B·T + T)', 8 * (BT + T));
+    if (hf.embdDropout) add('embedding dropout noise (B·T·C)', F32 * BT * C);
+    add('ln_f: input, mean, rstd, output (lm_head input) (2·B·T·C + 2·B·T)', F32 * (2 * BT * C + 2 * BT));
+  } else {
+    const kv = m.kvHeads * hd;
+    add(`${L} × two RMSNorms: input, rstd, normalised, weighted (the projections' input) (2 × (3·B·T·C + B·T))`, L * F32 * 2 * (3 * BT * C + BT));
+    if (math) {
+      add(`${L} × q after RoPE, k and v repeated to every head, heads merged for o_proj (4·B·T·heads·hd)`, L * F32 * 4 * BT * H * hd);
+      add(`${L} × softmax output${attnDrop} (${hf.attnDropout ? 3 : 1}·B·heads·T·T)`, L * (hf.attnDropout ? 3 : 1) * scores);
+    } else {
+      add(`${L} × sdpa's q after RoPE and output (= o_proj input) (2·B·T·heads·hd), k and v unrepeated (2·B·T·kv heads·hd)`, L * F32 * (2 * BT * H * hd + 2 * BT * kv));
+      add(`${L} × sdpa log-sum-exp (B·heads·T)`, L * F32 * B * H * T);
+    }
+    add(`${L} × gate, SiLU, up and product (4·B·T·F)`, L * F32 * 4 * BT * F);
+    add('token ids (int64)', 8 * BT);
+    add('RoPE cos and sin (2·T·head dim)', F32 * 2 * T * hd);
+    add('final RMSNorm: input, rstd, normalised, weighted (lm_head input) (3·B·T·C + B·T)', F32 * (3 * BT * C + BT));
+  }
+  // ForCausalLMLoss pads the labels to T + 1 and takes labels[..., 1:].contiguous(): a copy (B·T) unless B = 1,
+  // where the slice is already contiguous and the target stays a view of the padded storage (T + 1).
+  const targets = B === 1 ? T + 1 : BT;
+  add('cross entropy: logits (B·T·V), shifted target ids (int64) and a scalar', F32 * BT * m.vocab + 8 * targets + F32);
+  return out;
+}
+
 /** What the torch engine cannot run (scalelm/train.py layout_issues, the planner-visible part). */
 export function torchIssues(input: PlanInput, layout: Layout): PlanIssue[] {
   const issues: PlanIssue[] = [];
@@ -145,7 +205,7 @@ export function torchIssues(input: PlanInput, layout: Layout): PlanIssue[] {
 }
 
 /** The heaviest rank's bytes per category, term by term (dp rank 0 under FSDP; the most loaded under ZeRO-1). */
-export function torchMemoryTerms(input: PlanInput, layout: Layout): MemoryTerm[] {
+export function torchMemoryTerms(input: PlanInput, layout: Layout, hf?: HfActivations): MemoryTerm[] {
   const { dp, tp, zero } = layout;
   const shards = torchShards(input, tp);
   const full = shards.reduce((n, s) => n + s.rows * s.rowElements, 0);
@@ -163,7 +223,7 @@ export function torchMemoryTerms(input: PlanInput, layout: Layout): MemoryTerm[]
     `${input.train.optimizer === 'sgd' ? 'SGD momentum' : 'AdamW exp_avg and exp_avg_sq'}${zero === 1 && dp > 1 ? " of this rank's share of the parameters (ZeRO-1)" : ''}`,
     slots * F32 * optElements,
   );
-  for (const [label, bytes] of activationTerms(input, layout)) add('activations', label, bytes);
+  for (const [label, bytes] of hf ? hfActivationTerms(input, layout, hf) : activationTerms(input, layout)) add('activations', label, bytes);
   if (input.model.positionEmbedding === 'rope') add('buffers', 'RoPE inverse frequencies (head dim / 2)', (F32 * input.model.hidden) / input.model.heads / 2);
   return terms;
 }

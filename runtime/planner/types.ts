@@ -138,8 +138,23 @@ export interface CommModel {
   overlapSlowdown: number;
 }
 
+/**
+ * What a HuggingFace model saves for backward in the `torch` convention's activations, in place of ScaleLM's own
+ * model (runtime/planner/torch-model.ts): the HF implementation that runs (eager or sdpa attention) and which
+ * dropouts are on (each one that is saves its fp32 noise on CPU). From the HF config (config/huggingface.ts).
+ */
+export interface HfActivations {
+  impl: 'hf-eager' | 'hf-sdpa';
+  family: 'gpt2' | 'llama';
+  embdDropout: boolean;
+  residDropout: boolean;
+  attnDropout: boolean;
+}
+
 export interface EstimateOptions {
   convention?: ConventionName;
+  /** The `torch` convention's activations for a HuggingFace model (absent: ScaleLM's own model). */
+  hfActivations?: HfActivations;
   overheads?: Partial<Overheads>;
   comm?: Partial<CommModel>;
   /** The largest single module's parameter count (DeepSpeed's `largest_layer_params`); derived from the shape when absent. */

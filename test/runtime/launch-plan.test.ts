@@ -57,7 +57,7 @@ describe('cli: scalelm launch — plans and forecasts for a monitored script (to
 
   it("without --plan: the HuggingFace GPT-2's own config and the detected DDP layout are planned; every rank's memory carries the prediction", () => {
     const { r, memory } = launch('hf_ddp.py', [], { STEPS: '4', MICRO: '2', SEQ: '16' });
-    assert.match(r.stderr, /plan \(the script's HuggingFace gpt2 config, torch convention\): .*seq 16, dp2·tp1·pp1 · ZeRO-0 · mb 2/);
+    assert.match(r.stderr, /plan \(the script's HuggingFace gpt2 config, torch convention, hf-eager activations\): .*seq 16, dp2·tp1·pp1 · ZeRO-0 · mb 2/);
     assert.doesNotMatch(r.stderr, /plan assumed/, 'DDP, tp, micro-batch, sequence length, precision and optimizer were all reported');
     for (const rank of [0, 1]) {
       const mine = memory.filter((m) => m.rank === rank);
@@ -74,7 +74,8 @@ describe('cli: scalelm launch — plans and forecasts for a monitored script (to
         assert.equal(p.params, m.categories.params);
         assert.equal(p.grads, m.categories.grads);
         assert.equal(p.optimizer, 2 * m.categories.params);
-        assert.ok(p.activations! > 0);
+        // What HF's eager GPT-2 saves for backward, counted both ways (unique fp32/int64 storages on CPU): equal.
+        assert.equal(p.activations, m.categories.activations);
       }
     }
     assert.ok(memory.filter((m) => m.rank === 0).every((m) => m.predicted));
@@ -100,11 +101,17 @@ describe('cli: scalelm launch — plans and forecasts for a monitored script (to
     const hf = join(dir.path, 'config.json');
     writeFileSync(hf, JSON.stringify({ model_type: 'gpt2', n_layer: 3, n_embd: 32, n_head: 2, vocab_size: 96, n_positions: 16 }));
     const { r, memory } = launch('hf_ddp.py', ['--plan', hf], { STEPS: '3' });
-    assert.match(r.stderr, /plan \(model from .*config\.json, torch convention\): .*seq 16, dp2·tp1·pp1 · ZeRO-0 · mb 2/);
+    assert.match(r.stderr, /plan \(model from .*config\.json, torch convention, hf-eager activations\): .*seq 16, dp2·tp1·pp1 · ZeRO-0 · mb 2/);
     const layer = 12 * 32 * 32 + 13 * 32; // the file has one GPT-2 block more than the script's model
+    // One eager GPT-2 block with dropout (B 2, T 16, C 32, F 128, 2 heads) saves 10·B·T·C + 4·B·T + 5·B·T·F + 3·B·heads·T² fp32 (docs/planner.md).
+    const [B, T, C, F, H] = [2, 16, 32, 128, 2];
+    const saved = 4 * (10 * B * T * C + 4 * B * T + 5 * B * T * F + 3 * B * H * T * T);
     const planned = memory.filter((m) => m.predicted);
     assert.ok(planned.length >= 5, `${planned.length} predicted`);
-    for (const m of planned) assert.equal(m.predicted!.params, m.categories.params + layer * 4);
+    for (const m of planned) {
+      assert.equal(m.predicted!.params, m.categories.params + layer * 4);
+      assert.equal(m.predicted!.activations, m.categories.activations! + saved);
+    }
   });
 
   it('a bad --plan file: one clear error, exit 1, the command never starts', () => {

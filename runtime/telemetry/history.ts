@@ -185,7 +185,10 @@ export class RunHistory {
   readonly evals: Decimator<EvalMessage>;
   readonly memory = new Map<number, Decimator<MemoryMessage>>();
   readonly gpu: GpuHistory;
+  /** Each rank's latest communication totals. */
   readonly comm = new Map<number, CommMessage>();
+  /** Each rank's totals over the steps (downsampled by step), so a snapshot can draw the per-step charts. */
+  private readonly commSteps = new Map<number, Decimator<CommMessage>>();
   readonly logs: Recent<LogMessage>;
   readonly alerts: Recent<AlertMessage>;
   readonly checkpoints: Recent<CheckpointMessage>;
@@ -266,9 +269,22 @@ export class RunHistory {
       case 'gpu':
         this.gpu.add(msg);
         break;
-      case 'comm':
+      case 'comm': {
         this.comm.set(msg.rank, msg);
+        if (msg.step === undefined) break;
+        let d = this.commSteps.get(msg.rank);
+        if (!d)
+          this.commSteps.set(
+            msg.rank,
+            (d = new Decimator(
+              (m) => m.step!,
+              (m) => m.collectives.reduce((a, c) => a + c.ms, 0),
+              this.limits.gaugeBuckets,
+            )),
+          );
+        d.add(msg);
         break;
+      }
       case 'log':
         this.logs.add(msg);
         if (!this.backendName && !this.hello?.backend && msg.source === 'trainer') this.backendName = /^backend: ([A-Za-z0-9_:-]+)/.exec(msg.message)?.[1];
@@ -314,6 +330,16 @@ export class RunHistory {
     return s;
   }
 
+  /**
+   * Every rank's downsampled totals in step order (ranks in order within a step), as the dashboard replays
+   * them into per-step costs; plus each rank's latest totals where they carry no step.
+   */
+  private commSnapshot(): CommMessage[] {
+    const stepped = [...this.commSteps.values()].flatMap((d) => d.values());
+    const unstepped = [...this.comm.values()].filter((m) => m.step === undefined);
+    return [...stepped, ...unstepped].sort((a, b) => (a.step ?? Infinity) - (b.step ?? Infinity) || a.rank - b.rank);
+  }
+
   snapshot(readOnly: boolean, runs?: RunSummary[]): SnapshotMessage {
     const memory = [...this.memory.keys()].sort((a, b) => a - b).flatMap((rank) => this.memory.get(rank)!.values());
     const snap: SnapshotMessage = {
@@ -328,7 +354,7 @@ export class RunHistory {
       evals: this.evals.values(),
       memory,
       gpu: this.gpu.values(),
-      comm: [...this.comm.values()].sort((a, b) => a.rank - b.rank),
+      comm: this.commSnapshot(),
       logs: this.logs.values(),
       alerts: this.alerts.values(),
       checkpoints: this.checkpoints.values(),

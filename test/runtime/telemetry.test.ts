@@ -3,13 +3,14 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { AlertMessage, GpuMessage, MemoryMessage, Message, StepMessage } from '../../common/protocol';
+import { PROTOCOL_VERSION, type AlertMessage, type GpuMessage, type MemoryMessage, type Message, type StepMessage } from '../../common/protocol';
 import { AlertEngine, slopePerSecond } from '../../runtime/telemetry/alerts';
 import { MetricBus, ProtocolError } from '../../runtime/telemetry/bus';
 import { Decimator, RunHistory } from '../../runtime/telemetry/history';
 import { renderPrometheus } from '../../runtime/telemetry/prometheus';
 import { RunRecorder } from '../../runtime/telemetry/recorder';
 import { readRun } from '../../runtime/telemetry/run-store';
+import { RunData } from '../../webview/store';
 import { fakeNvidiaSmi } from './telemetry/fake-gpu';
 import { removeTempDirs, tempDir, until } from './telemetry/util';
 
@@ -63,6 +64,32 @@ describe('downsampling', () => {
     for (const x of [0, 1, 2, 3, 1, 2, 3, 4]) d.add({ x, y: x });
     assert.equal(d.count, 8);
     assert.equal(d.latest()!.x, 4);
+  });
+
+  it("a snapshot carries every rank's comm totals over the steps, in step order, so a replay draws the per-step charts", () => {
+    const h = new RunHistory();
+    const world = 2;
+    h.add({ type: 'hello', protocol: PROTOCOL_VERSION, runId: 'r', name: 'r', startedAt: t0, world, config: {} });
+    // Totals since the start: rank r spends (r + 1) ms and 1 KiB in all-reduce per step; rank 1 reports first.
+    for (let step = 1; step <= 40; step++)
+      for (const rank of [1, 0]) h.add({ type: 'comm', rank, t: t0 + step * 1000, step, collectives: [{ kind: 'all-reduce', calls: step, bytes: step * 1024, ms: step * (rank + 1) }] });
+    h.add({ type: 'comm', rank: 0, t: t0 + 50_000, collectives: [{ kind: 'all-reduce', calls: 41, bytes: 41 * 1024, ms: 41 }] }); // no step: totals only
+    const snap = h.snapshot(true);
+    const order = snap.comm.map((m) => [m.step ?? Infinity, m.rank]);
+    assert.deepEqual(
+      order,
+      [...order].sort((a, b) => a[0]! - b[0]! || a[1]! - b[1]!),
+      'step order, ranks in order within a step',
+    );
+    assert.equal(snap.comm.filter((m) => m.step !== undefined).length, 80);
+    const run = RunData.fromSnapshot(snap);
+    const series = run.commSeries.get('all-reduce')!;
+    assert.equal(series.step.length, 39, 'one point per step after the first report');
+    for (let i = 0; i < series.step.length; i++) {
+      assert.equal(series.msPerStep.data[i], 1.5, 'the ranks averaged: (1 + 2) / 2 ms per step');
+      assert.equal(series.bytesPerStep.data[i], 1024);
+    }
+    assert.equal(run.commTotals()[0]!.calls, 41 + 40, "the latest totals of each rank (rank 0's unstepped report last)");
   });
 
   it('history keeps recent logs and alerts bounded and tracks active alerts', () => {

@@ -216,13 +216,18 @@ describe('dashboard in a browser following a live run (in-process runtime server
     const first = await inspect(page);
     assert.equal(first.header.step, 'step 200');
     assert.equal(first.header.state, 'running');
-    // The snapshot carries comm totals only; the per-step history starts with live reports.
-    assert.match((await page.locator('#comm-time-caption').textContent())!, /snapshot carries only these totals/);
+    // The snapshot carries every rank's comm totals over the steps: the per-step charts are drawn from it.
+    const commAtSnapshot = first.charts.find((c) => c.id === 'comm-time')!;
+    assert.equal(commAtSnapshot.datasets.length, 3, 'the snapshot draws the per-step comm series');
+    const snapshotLast = Math.max(...commAtSnapshot.datasets.map((d) => d.last!.x));
+    assert.ok(snapshotLast > 100 && snapshotLast <= 200, `the snapshot's comm series reach step ${snapshotLast}`);
+    assert.doesNotMatch((await page.locator('#comm-time-caption').textContent())!, /No per-step reports yet/);
     for (const m of later) bus.publish(m);
     const i = await until(page, 'step 300', (x) => x.header.step === 'step 300' && x);
     const loss = i.charts.find((c) => c.id === 'loss')!.datasets.find((d) => d.label === 'loss (raw)')!;
     assert.equal(loss.last!.x, 300);
-    assert.ok(i.charts.find((c) => c.id === 'comm-time')!.datasets.length === 3, 'live comm reports draw per-step series');
+    const commLive = i.charts.find((c) => c.id === 'comm-time')!;
+    assert.ok(commLive.datasets.length === 3 && Math.max(...commLive.datasets.map((d) => d.last!.x)) > snapshotLast, 'live comm reports extend the per-step series');
     await page.click('vscode-tab-header[data-tab=memory]');
     const m = await until(page, 'rank 7 in the warning colour', (x) => x.memory.find((p) => p.rank === 7 && p.level === 'warn') && x);
     assert.equal(m.memory.length, 8);

@@ -331,7 +331,7 @@ export class CurvesView {
     if (box.hidden !== none) box.hidden = none;
     const ranks = run.comm.size;
     const text = totals.length
-      ? `Since the start, over ${ranks} rank${ranks === 1 ? '' : 's'}: ${totals.map((t) => (id === 'comm-time' ? `${t.kind} ${formatDuration(t.ms)} (${formatCount(t.calls)} calls)` : `${t.kind} ${formatBytes(t.bytes)}`)).join(' · ')}.${series.length ? '' : ' The per-step history starts with the next live report (a snapshot carries only these totals).'}`
+      ? `Since the start, over ${ranks} rank${ranks === 1 ? '' : 's'}: ${totals.map((t) => (id === 'comm-time' ? `${t.kind} ${formatDuration(t.ms)} (${formatCount(t.calls)} calls)` : `${t.kind} ${formatBytes(t.bytes)}`)).join(' · ')}.${series.length ? '' : ' No per-step reports yet: the chart starts with the next one.'}`
       : 'No collectives reported (one device, or the runtime does not report them).';
     setText(this.captions.get(id)!, text);
   }

@@ -6,7 +6,7 @@ import { isHuggingFaceConfig, modelFromHuggingFace } from '../runtime/config/hug
 import { parseConfig } from '../runtime/config/parse';
 import { GPU_PRESETS, MODEL_PRESETS, type GpuPresetName, type ModelPresetName } from '../runtime/config/presets';
 import type { RunConfig } from '../runtime/config/types';
-import { describeLayout, searchLayouts, type SearchResult } from '../runtime/planner';
+import { describeLayout, layoutParallel, searchLayouts, type SearchResult } from '../runtime/planner';
 import type { Layout } from '../runtime/planner/types';
 import type { JsonObject } from '../common/protocol';
 import { formatBytes, formatTokensPerSec } from './format';
@@ -217,16 +217,7 @@ export function currentLine(r: SearchResult): string | null {
 /** What choosing a layout changes in the config file (and what the browser shows to copy). */
 export function configPatch(layout: Layout, config: RunConfig): JsonObject {
   return {
-    parallel: {
-      dp: layout.dp,
-      tp: layout.tp,
-      pp: layout.pp,
-      vpp: layout.vpp,
-      zero: layout.zero,
-      sequenceParallel: layout.sequenceParallel,
-      offloadOptimizer: layout.offloadOptimizer,
-      offloadParams: layout.offloadParams,
-    },
+    parallel: layoutParallel(layout),
     train: { microBatch: layout.microBatch, globalBatch: config.train.globalBatch, recompute: layout.recompute },
     cluster: { gpu: config.cluster.gpu, gpusPerNode: config.cluster.gpusPerNode, nodes: config.cluster.nodes },
   };

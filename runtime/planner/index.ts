@@ -2,7 +2,7 @@
 // Pure: no Node APIs (the webview bundles it).
 export * from './types';
 export { estimate, describeLayout, usableMemory } from './estimate';
-export { estimateMemory, layoutOf, microBatchesPerStep, DEFAULT_OVERHEADS, bytesPerParam } from './memory';
+export { estimateMemory, layoutOf, layoutParallel, microBatchesPerStep, DEFAULT_OVERHEADS, bytesPerParam } from './memory';
 export { estimateTime, stepFlops, collectiveTime, DEFAULT_COMM } from './time';
 export { searchLayouts, explain, type SearchOptions, type SearchResult, type Candidate } from './search';
 export { planIssues, conventionIssues } from './validate';

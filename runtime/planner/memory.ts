@@ -57,6 +57,11 @@ export function layoutOf(input: PlanInput): Layout {
   };
 }
 
+/** The parallel section a layout sets (layoutOf's inverse for that section): for estimates and config patches. */
+export function layoutParallel(l: Layout): Pick<PlanInput['parallel'], 'dp' | 'tp' | 'pp' | 'vpp' | 'zero' | 'sequenceParallel' | 'offloadOptimizer' | 'offloadParams'> {
+  return { dp: l.dp, tp: l.tp, pp: l.pp, vpp: l.vpp, zero: l.zero, sequenceParallel: l.sequenceParallel, offloadOptimizer: l.offloadOptimizer, offloadParams: l.offloadParams };
+}
+
 export function microBatchesPerStep(input: PlanInput, layout: Layout): number {
   return input.train.globalBatch / (layout.dp * layout.microBatch);
 }

@@ -4,7 +4,7 @@
 import { divisorsOf, layoutIssues } from '../config/rules';
 import { formatBytes } from '../../common/units';
 import { describeLayout, estimate, usableMemory } from './estimate';
-import { estimateMemory, overheadsOf, scalelmContext, scalelmStage } from './memory';
+import { estimateMemory, layoutParallel, overheadsOf, scalelmContext, scalelmStage } from './memory';
 import { countParams, type ParamCounts } from './params';
 import { commOf, estimateTime } from './time';
 import type { EstimateOptions, Layout, MemoryBreakdown, MemoryEstimate, PlanInput, PlanIssue, Recompute, TimeEstimate, ZeroStage } from './types';
@@ -286,17 +286,7 @@ function whereIs(input: PlanInput, options: EstimateOptions, layout: Layout, res
   const e = estimate(
     {
       ...input,
-      parallel: {
-        ...input.parallel,
-        dp: layout.dp,
-        tp: layout.tp,
-        pp: layout.pp,
-        vpp: layout.vpp,
-        zero: layout.zero,
-        sequenceParallel: layout.sequenceParallel,
-        offloadOptimizer: layout.offloadOptimizer,
-        offloadParams: layout.offloadParams,
-      },
+      parallel: { ...input.parallel, ...layoutParallel(layout) },
       train: { ...input.train, microBatch: layout.microBatch, recompute: layout.recompute },
     },
     { ...options, convention: 'scalelm' },

@@ -215,3 +215,48 @@ def small_config(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     run = tmp_path_factory.mktemp("cfg") / "run"
     local_train(run, SMALL, 1)
     return resolved_config(run)
+
+
+def train_tiny_gpt2(
+    tmp_path: Path,
+    env: dict[str, str],
+    *,
+    max_steps: int,
+    n_positions: int = 32,
+    accum: int = 1,
+    logging_steps: int = 1,
+) -> Any:
+    """A tiny random GPT-2 (no download) trained by transformers.Trainer on CPU for max_steps, with the
+    Monitor's TrainerCallback and `env` set only while it trains. Returns the model."""
+    import torch
+    import transformers
+
+    from scalelm.integrations import transformers_callback
+
+    cfg = transformers.GPT2Config(vocab_size=64, n_positions=n_positions, n_embd=16, n_layer=1, n_head=2)
+    model = transformers.GPT2LMHeadModel(cfg)
+    samples = 4 * accum * max_steps
+    data = [{"input_ids": torch.randint(0, 64, (16,)), "labels": torch.randint(0, 64, (16,))} for _ in range(samples)]
+    args = transformers.TrainingArguments(
+        output_dir=str(tmp_path / "out"),
+        max_steps=max_steps,
+        per_device_train_batch_size=4,
+        gradient_accumulation_steps=accum,
+        logging_steps=logging_steps,
+        report_to=[],
+        save_strategy="no",
+        use_cpu=True,
+    )
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        transformers.Trainer(
+            model=model, args=args, train_dataset=data, callbacks=[transformers_callback("hf")]
+        ).train()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return model

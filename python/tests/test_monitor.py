@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from engines import PYTHON_DIR, ChannelServer, check_messages
+from engines import PYTHON_DIR, ChannelServer, check_messages, train_tiny_gpt2
 
 SCRIPT = """
 import os, torch, torch.distributed as dist, scalelm
@@ -114,32 +114,10 @@ def test_monitor_writes_a_run_folder_without_scalelm(tmp_path: Path) -> None:
 
 
 def test_transformers_trainer_callback(tmp_path: Path) -> None:
-    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("transformers")
     pytest.importorskip("accelerate", reason="transformers.Trainer needs accelerate (not in the pinned .venv)")
-    import torch
-
-    from scalelm.integrations import transformers_callback
-
-    cfg = transformers.GPT2Config(vocab_size=64, n_positions=16, n_embd=16, n_layer=1, n_head=2)
-    model = transformers.GPT2LMHeadModel(cfg)
-    data = [{"input_ids": torch.randint(0, 64, (16,)), "labels": torch.randint(0, 64, (16,))} for _ in range(12)]
-    args = transformers.TrainingArguments(
-        output_dir=str(tmp_path / "out"),
-        max_steps=3,
-        per_device_train_batch_size=4,
-        logging_steps=1,
-        report_to=[],
-        save_strategy="no",
-        use_cpu=True,
-    )
     run = tmp_path / "run"
-    os.environ["SCALELM_RUN_DIR"] = str(run)
-    try:
-        transformers.Trainer(
-            model=model, args=args, train_dataset=data, callbacks=[transformers_callback("hf")]
-        ).train()
-    finally:
-        del os.environ["SCALELM_RUN_DIR"]
+    model = train_tiny_gpt2(tmp_path, {"SCALELM_RUN_DIR": str(run)}, max_steps=3, n_positions=16)
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     check_messages(lines)
     assert lines[0]["type"] == "hello" and lines[0]["config"]["huggingface"]["n_layer"] == 1

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from engines import PYTHON_DIR, REPO, ChannelServer, check_messages
+from engines import PYTHON_DIR, REPO, ChannelServer, check_messages, train_tiny_gpt2
 
 FIXTURES = REPO / "test" / "fixtures" / "monitor"
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node"]
@@ -85,32 +85,10 @@ def test_shape_line_names_the_hf_model_and_the_ddp_layout(tmp_path: Path) -> Non
 
 
 def test_transformers_trainer_reports_its_length_and_batch(tmp_path: Path) -> None:
-    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("transformers")
     pytest.importorskip("accelerate")
-    import torch
-
-    from scalelm.integrations import transformers_callback
-
-    cfg = transformers.GPT2Config(vocab_size=64, n_positions=32, n_embd=16, n_layer=1, n_head=2)
-    model = transformers.GPT2LMHeadModel(cfg)
-    data = [{"input_ids": torch.randint(0, 64, (16,)), "labels": torch.randint(0, 64, (16,))} for _ in range(24)]
-    args = transformers.TrainingArguments(
-        output_dir=str(tmp_path / "out"),
-        max_steps=3,
-        per_device_train_batch_size=4,
-        gradient_accumulation_steps=2,
-        logging_steps=1,
-        report_to=[],
-        save_strategy="no",
-        use_cpu=True,
-    )
     run = tmp_path / "run"
-    os.environ["SCALELM_RUN_DIR"] = str(run)
-    try:
-        callbacks = [transformers_callback("hf")]
-        transformers.Trainer(model=model, args=args, train_dataset=data, callbacks=callbacks).train()
-    finally:
-        del os.environ["SCALELM_RUN_DIR"]
+    train_tiny_gpt2(tmp_path, {"SCALELM_RUN_DIR": str(run)}, max_steps=3, accum=2)
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     check_messages(lines)
     report = lines[0]["config"]["monitor"]
@@ -122,37 +100,12 @@ def test_transformers_trainer_reports_its_length_and_batch(tmp_path: Path) -> No
 
 def test_transformers_callback_announces_every_step_between_logs(tmp_path: Path) -> None:
     """The Trainer reports only at logging steps; each step's `progress` still goes as it starts."""
-    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("transformers")
     pytest.importorskip("accelerate")
-    import torch
-
-    from scalelm.integrations import transformers_callback
-
-    cfg = transformers.GPT2Config(vocab_size=64, n_positions=32, n_embd=16, n_layer=1, n_head=2)
-    model = transformers.GPT2LMHeadModel(cfg)
-    data = [{"input_ids": torch.randint(0, 64, (16,)), "labels": torch.randint(0, 64, (16,))} for _ in range(24)]
-    args = transformers.TrainingArguments(
-        output_dir=str(tmp_path / "out"),
-        max_steps=5,
-        per_device_train_batch_size=4,
-        gradient_accumulation_steps=2,
-        logging_steps=2,
-        report_to=[],
-        save_strategy="no",
-        use_cpu=True,
-    )
     server = ChannelServer(tmp_path, "ef" * 32)
-    saved = {k: os.environ.get(k) for k in server.env()}
-    os.environ.update(server.env())
     try:
-        callbacks = [transformers_callback("hf")]
-        transformers.Trainer(model=model, args=args, train_dataset=data, callbacks=callbacks).train()
+        train_tiny_gpt2(tmp_path, server.env(), max_steps=5, accum=2, logging_steps=2)
     finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
         server.close()
     assert [p["step"] for p in server.of("progress")] == [1, 2, 3, 4, 5]
     assert [x["m"]["step"] for x in server.of("msg") if x["m"]["type"] == "step"] == [2, 4]

@@ -35,6 +35,11 @@ function missingSlurm(): string | undefined {
   for (const tool of ['slurmctld', 'slurmd', 'sbatch', 'srun', 'scontrol', 'sinfo']) {
     if (spawnSync('sh', ['-c', `command -v ${tool}`], { env: { PATH: `${process.env.PATH}:/usr/sbin:/sbin` } }).status !== 0) return `${tool} is not installed (Debian: apt-get install slurm-wlm)`;
   }
+  // auth/none (this test's munge-free cluster) left Slurm in 23.11 (Debian 13 ships 24.x): there the
+  // real-cluster run is skipped with the reason; the export's own checks (bash -n, content) run everywhere.
+  const v = /(\d+)\.(\d+)/.exec(spawnSync('slurmctld', ['-V'], { encoding: 'utf8', env: { ...process.env, PATH: `${process.env.PATH}:/usr/sbin:/sbin` } }).stdout ?? '');
+  if (!v) return 'slurmctld -V did not say which Slurm this is';
+  if (Number(v[1]) * 100 + Number(v[2]) >= 2311) return `Slurm ${v[0]} has no auth/none, which this munge-free one-machine cluster needs (verified on 22.05)`;
   return undefined;
 }
 

@@ -217,8 +217,13 @@ class Monitor:
             lr = float(self.optimizer.param_groups[0].get("lr", 0.0))
         if grad_norm is None:
             # This rank's view (its gradient shards), where the gradients are still there.
-            grads = [local(p.grad).detach().float() for p in self.model.parameters() if p.grad is not None]
-            grad_norm = math.sqrt(sum(float(g.pow(2).sum()) for g in grads)) if grads else float("nan")
+            # Per-tensor norms (no squared copy of any gradient) and one sync for the total.
+            norms = [
+                torch.linalg.vector_norm(local(p.grad).detach(), dtype=torch.float32)
+                for p in self.model.parameters()
+                if p.grad is not None
+            ]
+            grad_norm = float(torch.linalg.vector_norm(torch.stack(norms))) if norms else float("nan")
         cats, peak, cap = categories(self.model, self.optimizer, self._activations, self.device)
         if cap is None and self.capacity:
             cap = self.capacity

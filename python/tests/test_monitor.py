@@ -125,3 +125,24 @@ def test_transformers_trainer_callback(tmp_path: Path) -> None:
     assert [m["step"] for m in steps] == [1, 2, 3] and all(m["loss"] > 0 for m in steps)
     mem = [m for m in lines if m["type"] == "memory"]
     assert mem and all(m["categories"]["params"] == 4 * sum(p.numel() for p in model.parameters()) for m in mem)
+
+
+def test_grad_norm_is_the_global_l2_norm(tmp_path: Path) -> None:
+    """Without a grad_norm from the caller, the Monitor reports the L2 norm over every gradient."""
+    import math
+
+    import torch
+
+    import scalelm
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    monitor = scalelm.Monitor(model, opt, run_dir=str(tmp_path))
+    loss = model(torch.randn(4, 8)).pow(2).mean()
+    loss.backward()
+    expected = math.sqrt(sum(float(p.grad.pow(2).sum()) for p in model.parameters() if p.grad is not None))
+    monitor.step(loss=loss, tokens=4)
+    lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    got = next(m for m in lines if m["type"] == "step")["gradNorm"]
+    assert expected > 0 and abs(got - expected) <= 1e-6 * expected

@@ -272,44 +272,45 @@ function scalelmEstimate(input: PlanInput, layout: Layout, options: EstimateOpti
   };
 }
 
-function torchEstimate(input: PlanInput, layout: Layout, hf?: HfActivations): MemoryEstimate {
-  const terms = torchMemoryTerms(input, layout, hf);
+/** An engine's own convention: its memory terms on one stage, fp32 tensors as it allocates them. */
+function engineEstimate(input: PlanInput, layout: Layout, convention: 'torch' | 'runtime', terms: MemoryTerm[], paddedVocab: number, note: string): MemoryEstimate {
   const counts = countParams(input.model, layout.tp, layout.tp === 1 ? 1 : 128);
   const perDevice = stageParams(counts, input.model.layers, layout.tp, 1, 0).params;
   return {
-    convention: 'torch',
+    convention,
     totalIs: 'allocated',
     perDevice: fromTerms(terms),
     heaviestStage: 0,
     stages: 1,
     host: { perRank: 0, perNode: 0 },
     hostCovered: true,
-    params: { total: counts.total, perDevice, paddedVocab: torchVocab(input.model.vocab, layout.tp) },
+    params: { total: counts.total, perDevice, paddedVocab },
     terms,
     notCovered: [],
-    notes: [
-      `${hf ? `a HuggingFace ${hf.family} (${hf.impl} activations)` : 'the torch engine'} on CPU (fp32): tensors the rank owns and what autograd saves; on GPUs the allocator's temporaries, cache and CUDA context come on top`,
-    ],
+    notes: [note],
   };
 }
 
+function torchEstimate(input: PlanInput, layout: Layout, hf?: HfActivations): MemoryEstimate {
+  return engineEstimate(
+    input,
+    layout,
+    'torch',
+    torchMemoryTerms(input, layout, hf),
+    torchVocab(input.model.vocab, layout.tp),
+    `${hf ? `a HuggingFace ${hf.family} (${hf.impl} activations)` : 'the torch engine'} on CPU (fp32): tensors the rank owns and what autograd saves; on GPUs the allocator's temporaries, cache and CUDA context come on top`,
+  );
+}
+
 function runtimeEstimate(input: PlanInput, layout: Layout): MemoryEstimate {
-  const terms = runtimeMemoryTerms(input, layout);
-  const counts = countParams(input.model, layout.tp, layout.tp === 1 ? 1 : 128);
-  const perDevice = stageParams(counts, input.model.layers, layout.tp, 1, 0).params;
-  return {
-    convention: 'runtime',
-    totalIs: 'allocated',
-    perDevice: fromTerms(terms),
-    heaviestStage: 0,
-    stages: 1,
-    host: { perRank: 0, perNode: 0 },
-    hostCovered: true,
-    params: { total: counts.total, perDevice, paddedVocab: runtimeVocab(input.model.vocab, layout.tp) },
-    terms,
-    notCovered: [],
-    notes: ['fp32 TensorFlow.js runtime: every tensor 4 bytes; framework overhead is not counted (CPU devices count tensor allocations only)'],
-  };
+  return engineEstimate(
+    input,
+    layout,
+    'runtime',
+    runtimeMemoryTerms(input, layout),
+    runtimeVocab(input.model.vocab, layout.tp),
+    'fp32 TensorFlow.js runtime: every tensor 4 bytes; framework overhead is not counted (CPU devices count tensor allocations only)',
+  );
 }
 
 function anchorEstimate(convention: Exclude<ConventionName, 'scalelm' | 'runtime' | 'torch'>, input: PlanInput, layout: Layout, options: EstimateOptions): MemoryEstimate {

@@ -115,6 +115,23 @@ function lines(socket: Socket, onLine: (line: string) => void, onTooLong: () => 
   });
 }
 
+/** The coordinator's lines to a client: JSON objects; anything else is dropped (the coordinator is trusted, but a line cut short is not an object). */
+function objectLines(socket: Socket, onObject: (v: Record<string, unknown>) => void): void {
+  lines(
+    socket,
+    (line) => {
+      let v: unknown;
+      try {
+        v = JSON.parse(line);
+      } catch {
+        return;
+      }
+      if (isObj(v)) onObject(v);
+    },
+    () => socket.destroy(),
+  );
+}
+
 const isInt = (v: unknown): v is number => Number.isSafeInteger(v);
 const isNat = (v: unknown): v is number => isInt(v) && v >= 0;
 const isNum = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
@@ -444,20 +461,10 @@ export class ChannelClient {
         resolve(c);
       });
       socket.once('error', reject);
-      lines(
-        socket,
-        (line) => {
-          let v: unknown;
-          try {
-            v = JSON.parse(line);
-          } catch {
-            return;
-          }
-          if (isObj(v) && v.k === 'control' && (v.action === 'stop' || v.action === 'checkpoint')) onMessage({ k: 'control', action: v.action });
-          else if (isObj(v) && v.k === 'ack' && isNat(v.step)) onMessage({ k: 'ack', step: v.step });
-        },
-        () => socket.destroy(),
-      );
+      objectLines(socket, (v) => {
+        if (v.k === 'control' && (v.action === 'stop' || v.action === 'checkpoint')) onMessage({ k: 'control', action: v.action });
+        else if (v.k === 'ack' && isNat(v.step)) onMessage({ k: 'ack', step: v.step });
+      });
       socket.unref();
     });
   }
@@ -533,24 +540,13 @@ export class NodeClient {
             ),
           );
       });
-      lines(
-        socket,
-        (line) => {
-          let v: unknown;
-          try {
-            v = JSON.parse(line);
-          } catch {
-            return;
-          }
-          if (!isObj(v)) return;
-          if (v.k === 'welcome' && !welcomed) {
-            welcomed = true;
-            clearTimeout(timer);
-            resolve(new NodeClient(socket));
-          } else if (welcomed && v.k === 'control' && v.action === 'stop') onMessage({ k: 'control', action: 'stop' });
-        },
-        () => socket.destroy(),
-      );
+      objectLines(socket, (v) => {
+        if (v.k === 'welcome' && !welcomed) {
+          welcomed = true;
+          clearTimeout(timer);
+          resolve(new NodeClient(socket));
+        } else if (welcomed && v.k === 'control' && v.action === 'stop') onMessage({ k: 'control', action: 'stop' });
+      });
     });
   }
 

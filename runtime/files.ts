@@ -77,3 +77,80 @@ export function readBounded(file: string, maxBytes: number): Buffer {
 }
 
 export const readTextBounded = (file: string, maxBytes: number): string => readBounded(file, maxBytes).toString('utf8');
+
+export const SYSTEM_REASONS: Record<string, string> = {
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted',
+  EROFS: 'the file system is read-only',
+  ENOTDIR: 'a part of the path is not a directory',
+  EISDIR: 'is a directory',
+  ENOSPC: 'no space left on the device',
+  EDQUOT: 'disk quota exceeded',
+  ENOENT: 'no such file or directory',
+  EEXIST: 'already exists',
+  EMFILE: 'too many open files',
+  ENAMETOOLONG: 'the name is too long',
+  ELOOP: 'too many symbolic links',
+  EIO: 'input/output error',
+  EFBIG: 'the file is too large',
+};
+const SYSCALL_VERBS: Record<string, string> = {
+  open: 'cannot open',
+  mkdir: 'cannot create the folder',
+  write: 'cannot write',
+  read: 'cannot read',
+  rename: 'cannot rename',
+  unlink: 'cannot remove',
+  fsync: 'cannot flush',
+  fdatasync: 'cannot flush',
+  ftruncate: 'cannot truncate',
+  scandir: 'cannot list',
+  stat: 'cannot examine',
+};
+
+/** One line for a Node file-system error ("cannot write /x: the file system is read-only"), or null. */
+export function describeSystemError(e: unknown): string | null {
+  const err = e as NodeJS.ErrnoException;
+  if (!(e instanceof Error) || typeof err.code !== 'string' || !Object.hasOwn(SYSTEM_REASONS, err.code)) return null;
+  const verb = err.syscall && Object.hasOwn(SYSCALL_VERBS, err.syscall) ? SYSCALL_VERBS[err.syscall] : err.syscall ? `${err.syscall} failed on` : 'failed on';
+  const where = err.path ?? (err as { dest?: string }).dest ?? 'a file';
+  return `${verb} ${where}: ${SYSTEM_REASONS[err.code]}`;
+}
+
+/** How a run's own file is opened: appended to, rewritten in place (truncation), read, or created afresh. */
+const OPEN_FLAGS = {
+  append: constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT,
+  update: constants.O_RDWR,
+  read: constants.O_RDONLY,
+  create: constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC,
+} as const;
+
+/**
+ * Opens a file a run writes in its own directory (metrics.jsonl, logs, state files, a profile), refusing a
+ * symbolic link (a run directory from elsewhere could point metrics.jsonl at any file of the user's, which a
+ * resume would truncate) and anything that is not a regular file (a FIFO would block the open until a
+ * reader came). Throws FileReadError with one sentence; the caller closes the descriptor.
+ */
+export function openRunFile(file: string, how: keyof typeof OPEN_FLAGS, mode = 0o644): number {
+  let fd: number;
+  try {
+    fd = openSync(file, OPEN_FLAGS[how] | constants.O_NOFOLLOW | constants.O_NONBLOCK, mode);
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    const why =
+      err.code === 'ELOOP'
+        ? "is a symbolic link: a run's files must be regular files inside its directory"
+        : err.code === 'ENXIO'
+          ? 'is a FIFO, not a regular file'
+          : err.code !== undefined && Object.hasOwn(SYSTEM_REASONS, err.code)
+            ? SYSTEM_REASONS[err.code]!
+            : err.message;
+    throw new FileReadError(`${file}: ${why}`, err.code);
+  }
+  const st = fstatSync(fd);
+  if (!st.isFile()) {
+    closeSync(fd);
+    throw new FileReadError(`${file}: is ${st.isFIFO() ? 'a FIFO' : st.isDirectory() ? 'a directory' : 'not a regular file'}, not a regular file`, 'ENOTREG');
+  }
+  return fd;
+}

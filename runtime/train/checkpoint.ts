@@ -6,7 +6,7 @@
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { join, relative, isAbsolute } from 'node:path';
 import { lstatSync, realpathSync } from 'node:fs';
-import { FileReadError, READ_LIMITS, readTextBounded } from '../files';
+import { FileReadError, openRunFile, READ_LIMITS, readTextBounded } from '../files';
 import type { GptShape } from '../model/gpt';
 import type { ParamSpec } from '../model/params';
 import { readSafetensors, SafetensorsError, toFloat32, writeSafetensors, type StoredTensor, type TensorToWrite } from './safetensors';
@@ -370,7 +370,7 @@ function list(names: string[]): string {
 
 /** Writes `text` and fsyncs it; returns the bytes written. */
 export function writeFileSynced(file: string, text: string): number {
-  const fd = openSync(file, 'w');
+  const fd = openRunFile(file, 'create');
   const b = Buffer.from(text, 'utf8');
   try {
     let off = 0;

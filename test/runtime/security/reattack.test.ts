@@ -3,7 +3,7 @@
 // first pass could not produce as root (a file system that is really read-only, via a mount namespace).
 // Every case failed on the code before this pass.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
@@ -115,6 +115,27 @@ describe('security re-attack: a run directory that is read-only, or holds links'
     assert.match(r.stderr, /metrics\.jsonl: is a symbolic link: a run's files must be regular files inside its directory/);
     oneLine(r.stderr);
     assert.ok(readFileSync(victim).equals(before), 'the linked file was not truncated or appended to');
+  });
+
+  it('`scalelm serve RUNS` skips a run whose metrics.jsonl is a FIFO or /dev/zero and serves the others', async () => {
+    const runs = join(tmp.path, 'runs');
+    mkdirSync(join(runs, 'fifo'), { recursive: true });
+    assert.equal(spawnSync('mkfifo', [join(runs, 'fifo', 'metrics.jsonl')]).status, 0);
+    mkdirSync(join(runs, 'zero'));
+    symlinkSync('/dev/zero', join(runs, 'zero', 'metrics.jsonl'));
+    spawnSync('cp', ['-a', run, join(runs, 'good')]);
+    const child = spawn(process.execPath, [CLI, 'serve', runs, '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (c: Buffer) => (err += c.toString()));
+    try {
+      await until(() => /dashboard: http/.test(err) || child.exitCode !== null, 'serve listening or ended', 1500);
+      assert.equal(child.exitCode, null, err);
+      assert.match(err, /fifo: skipped, .*fifo\/metrics\.jsonl: is not a regular file/);
+      assert.match(err, /zero: skipped, .*zero\/metrics\.jsonl: is not a regular file/);
+      assert.match(err, /^run: 2 steps/m);
+    } finally {
+      child.kill();
+    }
   });
 
   it('a FIFO as metrics.jsonl of a fresh run directory is refused at once, not waited on', () => {

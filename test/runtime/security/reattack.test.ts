@@ -311,3 +311,58 @@ describe('security re-attack: the multi-node rank channel and its token file', f
     }
   });
 });
+
+describe('security re-attack: a hung rank, through the CLI', function () {
+  this.timeout(180_000);
+
+  it('a rank process frozen mid-run (SIGSTOP) fails the run with one CommTimeoutError line, and leaves no process behind', async () => {
+    const tmp = tempDir('scalelm-reattack-hung-');
+    try {
+      const cfg = join(tmp.path, 'hung.scalelm.json');
+      writeFileSync(
+        cfg,
+        JSON.stringify({
+          name: 'hung',
+          model: { layers: 2, hidden: 32, heads: 2, vocab: 256, seqLen: 16 },
+          train: { microBatch: 4, steps: 100_000, lr: 0.003, warmupSteps: 1, checkpointEvery: 100_000, evalEvery: 100_000 },
+          parallel: { dp: 2 },
+          devices: { backend: 'wasm', memory: '256MiB', count: 2, transport: 'tcp' },
+          data: { source: 'text', path: join(EXAMPLES, 'data', 'tiny.txt') },
+        }),
+      );
+      const run = join(tmp.path, 'run');
+      // The comm timeout the rank processes read (runtime/comm/process-world.ts), short so the test is quick.
+      const child = spawn(process.execPath, [CLI, 'train', cfg, '--run-dir', run], { env: { ...process.env, SCALELM_COMM_TIMEOUT_MS: '3000' }, stdio: ['ignore', 'pipe', 'pipe'] });
+      let err = '';
+      child.stderr.on('data', (c: Buffer) => (err += c.toString()));
+      const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+      try {
+        await until(() => /"type":"step","step":3,/.test(readMetrics(run)), 'step 3 recorded', 3000, 20);
+        const ranks = spawnSync('pgrep', ['-P', String(child.pid)], { encoding: 'utf8' })
+          .stdout.trim()
+          .split('\n')
+          .map(Number);
+        const rank1 = ranks.find((pid) => /(^|\0)RANK=1(\0|$)/.test(readFileSync(`/proc/${pid}/environ`, 'latin1')));
+        assert.ok(rank1, `rank 1 among ${ranks.join(', ')}`);
+        process.kill(rank1, 'SIGSTOP');
+        const code = await exited;
+        assert.equal(code, 1, err);
+        assert.match(err, /^scalelm: rank 0, step \d+: .*timed out after 3000 ms: rank 1 does not answer/m);
+        oneLine(err);
+        for (const pid of ranks) assert.throws(() => process.kill(pid, 0), `rank process ${pid} is gone`);
+      } finally {
+        child.kill('SIGKILL');
+      }
+    } finally {
+      tmp.remove();
+    }
+  });
+});
+
+function readMetrics(run: string): string {
+  try {
+    return readFileSync(join(run, 'metrics.jsonl'), 'utf8');
+  } catch {
+    return '';
+  }
+}

@@ -8,6 +8,7 @@ import { mkdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync }
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { parseConfig } from '../../../runtime/config/parse';
+import { LaunchedCommand, MAX_LINE_CHARS } from '../../../runtime/launch/command';
 import { ChannelClient, ChannelServer, MAX_PENDING_PEERS, type RankReport } from '../../../runtime/parallel/channel';
 import { until } from '../telemetry/util';
 import { EXAMPLES, REPO, tempDir } from '../train/fixtures';
@@ -366,3 +367,26 @@ function readMetrics(run: string): string {
     return '';
   }
 }
+
+describe("security re-attack: a launched command's output", function () {
+  this.timeout(60_000);
+
+  it('a 4 MB line without a newline (a progress bar redrawn with \\r) comes through whole, in pieces of bounded size', async () => {
+    const lines: string[] = [];
+    // 40,000 redraws of a 100-character progress bar on stderr, no newline: what tqdm writes over a long run.
+    const script = "import sys\nfor i in range(40000): sys.stderr.write('\\r%08d' % i + 'x' * 91)\nsys.stderr.write('\\ndone\\n')\n";
+    const cmd = new LaunchedCommand(['python3', '-c', script], { env: process.env, onLine: (l, stream) => stream === 'stderr' && lines.push(l) });
+    const end = await cmd.exited;
+    assert.equal(end.code, 0);
+    assert.ok(
+      lines.every((l) => l.length <= MAX_LINE_CHARS),
+      `longest piece ${Math.max(...lines.map((l) => l.length))} characters`,
+    );
+    assert.equal(lines.slice(0, -1).join('').length, 4_000_000, 'nothing lost');
+    assert.equal(lines.at(-1), 'done');
+    assert.ok(
+      cmd.tail.every((l) => l.length <= MAX_LINE_CHARS),
+      'the kept stderr tail is bounded too',
+    );
+  });
+});

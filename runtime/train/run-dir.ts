@@ -7,7 +7,7 @@
 //   DIR/logs/train.log         the human-readable lines the CLI prints
 //   DIR/checkpoints/step-NNNNNN/{model.safetensors, optimizer.safetensors, config.json, state.json}
 //   DIR/checkpoints/latest.json
-import { accessSync, closeSync, constants, existsSync, fdatasyncSync, ftruncateSync, mkdirSync, readSync, statSync, writeSync } from 'node:fs';
+import { accessSync, closeSync, constants, existsSync, fdatasyncSync, ftruncateSync, lstatSync, mkdirSync, readSync, statSync, writeSync } from 'node:fs';
 import { FileReadError, openRunFile, READ_LIMITS, readTextBounded } from '../files';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { RunConfig } from '../config/types';
@@ -232,6 +232,17 @@ export function noCheckpointMessage(checkpointsDir: string): string {
 /** Kernel pseudo-filesystems (/proc, /sys, /dev) are never run directories: reads there can block or never end. */
 function checkRunDirPath(path: string): void {
   if (/^\/(proc|sys|dev)(\/|$)/.test(path)) throw new RunDirError(`${path} is inside /${path.split('/')[1]}, a kernel filesystem: not a place for a run directory`);
+  // The run's own folders must be its own: a `checkpoints` linked to another run's made a resume write its
+  // checkpoints there and prune that run's (the files in them are opened without following links).
+  for (const sub of [RUN_FILES.checkpoints, RUN_FILES.logs, 'tensorboard']) {
+    let link = false;
+    try {
+      link = lstatSync(join(path, sub)).isSymbolicLink();
+    } catch {
+      // absent (created later) or unreadable (the writes say why)
+    }
+    if (link) throw new RunDirError(`${join(path, sub)} is a symbolic link: a run's folders must be inside its directory; nothing was changed`);
+  }
 }
 
 function writeAll(fd: number, text: string): void {

@@ -118,6 +118,22 @@ describe('security re-attack: a run directory that is read-only, or holds links'
     assert.ok(readFileSync(victim).equals(before), 'the linked file was not truncated or appended to');
   });
 
+  it("a checkpoints folder linked to another run's is refused on --resume: that run's checkpoints are not written or pruned", () => {
+    const other = join(tmp.path, 'other');
+    spawnSync('cp', ['-a', run, other]);
+    const before = spawnSync('ls', [join(other, 'checkpoints')], { encoding: 'utf8' }).stdout;
+    const linked = join(tmp.path, 'linked-checkpoints');
+    spawnSync('cp', ['-a', run, linked]);
+    rmSync(join(linked, 'checkpoints'), { recursive: true });
+    symlinkSync(join(other, 'checkpoints'), join(linked, 'checkpoints'));
+    // Its metrics.jsonl matches the other run's checkpoint offset, so nothing else stops the resume.
+    const r = cli(['train', '--resume', linked, '--steps', '4', '--set', 'train.checkpointEvery=1']);
+    assert.equal(r.code, 1, r.stdout);
+    assert.match(r.stderr, /checkpoints is a symbolic link: a run's folders must be inside its directory; nothing was changed/);
+    oneLine(r.stderr);
+    assert.equal(spawnSync('ls', [join(other, 'checkpoints')], { encoding: 'utf8' }).stdout, before);
+  });
+
   it('`scalelm serve RUNS` skips a run whose metrics.jsonl is a FIFO or /dev/zero and serves the others', async () => {
     const runs = join(tmp.path, 'runs');
     mkdirSync(join(runs, 'fifo'), { recursive: true });

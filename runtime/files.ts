@@ -1,7 +1,7 @@
 // Bounded reads of files a user, a run directory or a workspace hands us. Every read refuses what is not a
 // regular file (a FIFO would block the reader forever, /dev/zero behind a symlink would fill memory) and
 // anything larger than the limit for its kind, before reading a byte of it.
-import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, constants, fstatSync, fsyncSync, openSync, readSync, writeSync } from 'node:fs';
 
 export class FileReadError extends Error {
   constructor(
@@ -126,10 +126,11 @@ const OPEN_FLAGS = {
 } as const;
 
 /**
- * Opens a file a run writes in its own directory (metrics.jsonl, logs, state files, a profile), refusing a
- * symbolic link (a run directory from elsewhere could point metrics.jsonl at any file of the user's, which a
- * resume would truncate) and anything that is not a regular file (a FIFO would block the open until a
- * reader came). Throws FileReadError with one sentence; the caller closes the descriptor.
+ * Opens a file ScaleLM writes into a folder it did not create itself — a run directory (metrics.jsonl, logs,
+ * state files, a profile) or a config's folder (`export --write`) — refusing a symbolic link (a run directory
+ * or a cloned repository from elsewhere could point it at any file of the user's, which would be truncated or
+ * overwritten) and anything that is not a regular file (a FIFO would block the open until a reader came).
+ * Throws FileReadError with one sentence; the caller closes the descriptor.
  */
 export function openRunFile(file: string, how: keyof typeof OPEN_FLAGS, mode = 0o644): number {
   let fd: number;
@@ -139,7 +140,7 @@ export function openRunFile(file: string, how: keyof typeof OPEN_FLAGS, mode = 0
     const err = e as NodeJS.ErrnoException;
     const why =
       err.code === 'ELOOP'
-        ? "is a symbolic link: a run's files must be regular files inside its directory"
+        ? "is a symbolic link, not followed (it could point at any file)"
         : err.code === 'ENXIO'
           ? 'is a FIFO, not a regular file'
           : err.code !== undefined && Object.hasOwn(SYSTEM_REASONS, err.code)
@@ -153,4 +154,18 @@ export function openRunFile(file: string, how: keyof typeof OPEN_FLAGS, mode = 0
     throw new FileReadError(`${file}: is ${st.isFIFO() ? 'a FIFO' : st.isDirectory() ? 'a directory' : 'not a regular file'}, not a regular file`, 'ENOTREG');
   }
   return fd;
+}
+
+/** Writes `text` and fsyncs it (never through a symbolic link: openRunFile); returns the bytes written. */
+export function writeFileSynced(file: string, text: string, mode?: number): number {
+  const fd = openRunFile(file, 'create', mode);
+  const b = Buffer.from(text, 'utf8');
+  try {
+    let off = 0;
+    while (off < b.length) off += writeSync(fd, b, off, b.length - off);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  return b.length;
 }

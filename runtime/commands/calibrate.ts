@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import type { HelloMessage, Message } from '../../common/protocol';
 import { formatBytes } from '../../common/units';
 import { readResolvedConfig } from '../config/resolved';
-import { writeFileSynced } from '../train/checkpoint';
+import { writeFileSynced } from '../files';
 import { calibrate, type ClusterProfile, type RunMeasurement } from '../planner/calibrate';
 import type { PlanInput } from '../planner/types';
 import { hasMetrics, streamMessages } from '../telemetry/run-store';

@@ -10,7 +10,7 @@
 // folder: it is then also a single-device checkpoint, from which any layout (and `scalelm train` on one
 // device) can resume.
 import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
-import { describeSystemError } from '../files';
+import { describeSystemError, writeFileSynced } from '../files';
 import { join } from 'node:path';
 import { Gpt, type GptShape } from '../model/gpt';
 import {
@@ -23,7 +23,6 @@ import {
   readModelTensors,
   saveCheckpoint,
   stepFolder,
-  writeFileSynced,
   writeModelFiles,
   type CheckpointState,
 } from '../train/checkpoint';

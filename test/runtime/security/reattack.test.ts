@@ -113,7 +113,7 @@ describe('security re-attack: a run directory that is read-only, or holds links'
     symlinkSync(victim, join(linked, 'metrics.jsonl'));
     const r = cli(['train', '--resume', linked, '--steps', '3']);
     assert.equal(r.code, 1, r.stdout);
-    assert.match(r.stderr, /metrics\.jsonl: is a symbolic link: a run's files must be regular files inside its directory/);
+    assert.match(r.stderr, /metrics\.jsonl: is a symbolic link, not followed \(it could point at any file\)/);
     oneLine(r.stderr);
     assert.ok(readFileSync(victim).equals(before), 'the linked file was not truncated or appended to');
   });
@@ -236,6 +236,21 @@ describe('security re-attack: calibrate and cluster profiles from elsewhere', fu
     const r = cli(['calibrate', dir], 30_000);
     assert.equal(r.code, 1, r.stdout);
     assert.match(r.stderr, /cluster-profile\.json: is a symbolic link/);
+    oneLine(r.stderr);
+    assert.equal(readFileSync(victim, 'utf8'), 'keep me\n');
+  });
+
+  it('`export --write` does not write through a link planted in a cloned repository as the output file', () => {
+    const repo = join(tmp.path, 'repo');
+    mkdirSync(repo);
+    const config = join(repo, 'llama.scalelm.json');
+    writeFileSync(config, readFileSync(join(EXAMPLES, 'llama-2-70b-h100.scalelm.json')));
+    const victim = join(tmp.path, 'bashrc');
+    writeFileSync(victim, 'keep me\n');
+    symlinkSync(victim, join(repo, 'llama.torchrun.sh'));
+    const r = cli(['export', config, '--to', 'torchrun', '--write'], 30_000);
+    assert.equal(r.code, 1, r.stdout);
+    assert.match(r.stderr, /^scalelm: .*llama\.torchrun\.sh: is a symbolic link, not followed/m);
     oneLine(r.stderr);
     assert.equal(readFileSync(victim, 'utf8'), 'keep me\n');
   });

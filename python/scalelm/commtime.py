@@ -142,7 +142,7 @@ class TimedReduceScatter:
 
 def time_fsdp_collectives(module: Any, timer: CommTimer, group: str) -> tuple[bool, bool]:
     """Routes an FSDP2 module's all-gather and reduce-scatter through the timed copies above, through
-    FSDPModule's public set_custom_all_gather / set_custom_reduce_scatter (torch >= 2.8). Returns which of
+    FSDPModule's public set_custom_all_gather / set_custom_reduce_scatter (recent torch). Returns which of
     the two are timed: where this torch lacks a setter or refuses the object, FSDP2 keeps its own comm and the
     caller counts that kind from the sizes with ms unknown (0). The objects follow FSDP2's documented comm
     interface (allocate + __call__) without subclassing its ABCs, which live in a private module."""

@@ -544,8 +544,9 @@ def run(args: dict[str, Any], channel: Channel | None, emit: Any, where: dict[st
                     "t": int(time.time() * 1000),
                     "rank": 0,
                     "source": "torch",
-                    "message": f"torch {torch.__version__}'s FSDP2 has no custom-comm setters (torch >= 2.8): "
-                    f"{' and '.join(r.untimed)} are counted from the sizes, their time shows as 0 ms",
+                    "message": f"torch {torch.__version__}'s FSDP2 cannot take timed comms "
+                    f"(set_custom_all_gather/_reduce_scatter): {' and '.join(r.untimed)} are counted from the "
+                    "sizes, their time shows as 0 ms",
                 }
             )
 

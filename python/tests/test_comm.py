@@ -90,7 +90,7 @@ def test_every_collective_kind_is_counted_and_timed(
 def test_a_torch_without_fsdp2_custom_comms_counts_sizes_with_time_unknown(
     small_config: dict[str, Any], tmp_path: Path
 ) -> None:
-    """torch 2.6/2.7 have no FSDPModule.set_custom_all_gather/_reduce_scatter: the rank still trains, counts
+    """An older torch without FSDPModule.set_custom_all_gather/_reduce_scatter: the rank still trains, counts
     FSDP2's collectives from the sizes (the same calls and bytes) with 0 ms, and says so once."""
     shim = tmp_path / "shim"
     shim.mkdir()

@@ -76,7 +76,8 @@ def to_config(args: list[str]) -> tuple[dict[str, Any], list[str]]:
         if f is None:
             other.append(arg)
         elif not has_value:
-            fields[f.name] = True
+            # A flag flips a boolean field's default (--disable-bias-linear: add_bias_linear True → False).
+            fields[f.name] = not f.default if isinstance(f.default, bool) else True
         else:
             kind = hints[f.name]
             text = args[i + 1]
@@ -104,6 +105,7 @@ def test_transformer_config_accepts_the_exported_model_and_parallel_arguments(co
     for field, value in fields.items():
         assert getattr(cfg, field) == value, field
     assert cfg.bf16 == ("--bf16" in args) and cfg.sequence_parallel == ("--sequence-parallel" in args)
+    assert cfg.add_bias_linear == ("--disable-bias-linear" not in args)
     assert cfg.num_attention_heads % cfg.tensor_model_parallel_size == 0
     print(f"{config.name}: TransformerConfig took {sorted(fields)}; not its fields (need megatron/training): {other}")
 

@@ -197,8 +197,8 @@ export const MEMORY_GOLDEN: MemoryRow[] = [
     layout: { gpus: 256, dp: 32, tp: 8, sequenceParallel: true, microBatch: 16, globalBatch: 512, zero: 3, flashAttention: true, recompute: 'full' },
     figure: 'reserved',
     measuredGiB: 71.9,
-    bound: 0.3,
-    notModelled: 'torch.compile and Float8 linears (Float8 tensor-parallel styles); the estimate is 24% low, not explained yet',
+    bound: 0.2,
+    notModelled: "torch.compile and Float8 linears; torch DTensor SP may keep the recomputed layer's all-gathered inputs (Megatron re-gathers): not measured",
   },
 ];
 

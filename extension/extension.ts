@@ -52,7 +52,7 @@ export function activate(context: vscode.ExtensionContext): ScaleLMApi {
   context.subscriptions.push(status);
 
   const settings = () => vscode.workspace.getConfiguration('scalelm');
-  const runsDirs = () => (vscode.workspace.workspaceFolders ?? []).map((f) => join(f.uri.fsPath, settings().get<string>('runsDirectory', 'runs')));
+  const runsDirs = () => (vscode.workspace.workspaceFolders ?? []).map((f) => join(f.uri.fsPath, vscode.workspace.getConfiguration('scalelm', f.uri).get<string>('runsDirectory', 'runs')));
   const tree = new RunsTree(runs, runsDirs);
   context.subscriptions.push(vscode.window.createTreeView('scalelm.runs', { treeDataProvider: tree, showCollapseAll: false }));
 

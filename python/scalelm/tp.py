@@ -9,12 +9,13 @@ never as a column split of concat(Q, K, V); the vocabulary is padded to a multip
 from __future__ import annotations
 
 import re
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.distributed as dist
+
+from .commtime import CommTimer
 
 
 @dataclass
@@ -22,15 +23,17 @@ class TpGroup:
     size: int = 1
     rank: int = 0
     group: Any = None  # a torch.distributed ProcessGroup when size > 1
-    # Cumulative [calls, bytes, ms] of this group's all-reduces (the comm gauge's all-reduce-tp).
-    stats: list[float] = field(default_factory=lambda: [0, 0, 0.0])
+    # The rank's comm gauge, which times this group's all-reduces as all-reduce-tp (None: a model alone).
+    timer: CommTimer | None = None
 
     def all_reduce(self, t: torch.Tensor, op: Any = None) -> None:
-        t0 = time.perf_counter()
-        dist.all_reduce(t, op=dist.ReduceOp.SUM if op is None else op, group=self.group)
-        self.stats[0] += 1
-        self.stats[1] += t.numel() * t.element_size()
-        self.stats[2] += (time.perf_counter() - t0) * 1000
+        op = dist.ReduceOp.SUM if op is None else op
+        if self.timer is None:
+            dist.all_reduce(t, op=op, group=self.group)
+            return
+        self.timer.call(
+            "all-reduce-tp", t.numel() * t.element_size(), lambda: dist.all_reduce(t, op=op, group=self.group)
+        )
 
 
 class _CopyToRegion(torch.autograd.Function):

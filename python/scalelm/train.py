@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import math
 import os
@@ -24,6 +25,7 @@ from torch import nn
 
 from . import checkpoint as ckpt
 from .channel import Channel, node_ref
+from .commtime import CommTimer, time_fsdp_collectives
 from .data import BatchSampler, load_tokens
 from .memory import CATEGORIES, SavedTensorCounter, categories, gpu_used_bytes, local
 from .model import CausalLM, ModelError, ParamSpec, Shape, model_shape, param_specs
@@ -104,7 +106,12 @@ class Rank:
         self.dp_group = self.mesh.get_group("dp")
         self.tp_index = self.mesh.get_local_rank("tp")
         self.dp_index = self.mesh.get_local_rank("dp")
-        self.tpg = TpGroup(self.tp, self.tp_index, self.mesh.get_group("tp"))
+        # Every collective of the step is timed into this gauge (commtime.py: host clock on gloo, CUDA events
+        # read at the step's end on NCCL).
+        self.comm = CommTimer(self.device)
+        # FSDP2 collective kinds this torch cannot time (_wrap): counted from the sizes, ms unknown (0).
+        self.untimed: list[str] = []
+        self.tpg = TpGroup(self.tp, self.tp_index, self.mesh.get_group("tp"), self.comm)
         self.shape: Shape = model_shape(cfg["model"])
         self.specs: list[ParamSpec] = param_specs(self.shape)
         self.model = CausalLM(self.shape, self.tpg, t["recompute"]).to(self.device)
@@ -118,7 +125,6 @@ class Rank:
         )
         self.accumulation = t["globalBatch"] // (t["microBatch"] * self.dp)
         self.autocast = t.get("precision") == "bf16-mixed"
-        self.comm: dict[str, list[float]] = {}
         self.activations = 0
         self.measure_memory = MEMORY_SAMPLING
         self.step = int(args.get("startStep", 0))
@@ -146,21 +152,21 @@ class Rank:
 
     # ---- setup ------------------------------------------------------------------------------------------
 
-    def _count(self, kind: str, nbytes: int, ms: float, calls: int = 1) -> None:
-        s = self.comm.setdefault(kind, [0, 0, 0.0])
-        s[0] += calls
-        s[1] += nbytes
-        s[2] += ms
-
     def _wrap(self, p: dict[str, Any]) -> None:
         if self.zero >= 2:
             from torch.distributed.fsdp import fully_shard
 
             dp_mesh = self.mesh["dp"]
             reshard = self.zero == 3
-            for b in self.model.blocks():
-                fully_shard(b, mesh=dp_mesh, reshard_after_forward=reshard)
-            fully_shard(self.model, mesh=dp_mesh, reshard_after_forward=reshard)
+            units: list[nn.Module] = [*self.model.blocks(), self.model]
+            for u in units:
+                fully_shard(u, mesh=dp_mesh, reshard_after_forward=reshard)
+            for u in units:
+                ag, rs = time_fsdp_collectives(u, self.comm, "dp")
+                if not ag and "all-gather-dp" not in self.untimed:
+                    self.untimed.append("all-gather-dp")
+                if not rs and "reduce-scatter-dp" not in self.untimed:
+                    self.untimed.append("reduce-scatter-dp")
             self.wrapped: nn.Module = self.model
         elif self.dp > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
@@ -237,9 +243,7 @@ class Rank:
     def agree(self, stop: bool, chk: bool) -> tuple[bool, bool]:
         """Rank 0's control decisions, on every rank (one tiny broadcast before each step)."""
         flags = torch.tensor([float(stop), float(chk)], dtype=torch.float64, device=self.device)
-        c0 = time.perf_counter()
-        dist.broadcast(flags, src=0)
-        self._count("broadcast-world", 16, (time.perf_counter() - c0) * 1000)
+        self.comm.call("broadcast-world", 16, lambda: dist.broadcast(flags, src=0))
         a, b = flags.tolist()
         return a > 0, b > 0
 
@@ -295,9 +299,7 @@ class Rank:
             else torch.zeros((), dtype=torch.float64, device=self.device)
         )
         packed = torch.stack([mean_loss, sq])
-        c0 = time.perf_counter()
-        dist.all_reduce(packed)
-        self._count("all-reduce-world", 16, (time.perf_counter() - c0) * 1000)
+        self.comm.call("all-reduce-world", 16, lambda: dist.all_reduce(packed))
         loss_v, sq_v = packed.tolist()
         norm = math.sqrt(sq_v)
         clip = t["gradClip"]
@@ -312,29 +314,18 @@ class Rank:
         if self.owner:
             named = dict(self.model.named_parameters())
             ranks = dist.get_process_group_ranks(self.dp_group)
-            c0 = time.perf_counter()
             for s in self.specs:
-                dist.broadcast(named[s.name].data, src=ranks[self.owner[s.name]], group=self.dp_group)
-            self._count(
-                "broadcast-dp",
-                sum(4 * named[s.name].numel() for s in self.specs),
-                (time.perf_counter() - c0) * 1000,
-                len(self.specs),
-            )
-        if self.zero >= 2:
-            # FSDP2's collectives are not timed here: counted from the sizes (bytes per call as issued).
-            pbytes = sum(4 * local(q).numel() * self.dp for q in self.model.parameters())
-            self._count(
-                "all-gather-dp",
-                pbytes * (2 if self.zero == 3 else 1) * self.accumulation,
-                0.0,
-                (len(self.model.blocks()) + 1) * (2 if self.zero == 3 else 1) * self.accumulation,
-            )
-            self._count(
-                "reduce-scatter-dp", pbytes * self.accumulation, 0.0, (len(self.model.blocks()) + 1) * self.accumulation
-            )
+                data = named[s.name].data
+                self.comm.call(
+                    "broadcast-dp",
+                    data.numel() * data.element_size(),
+                    functools.partial(dist.broadcast, data, src=ranks[self.owner[s.name]], group=self.dp_group),
+                )
+        if self.untimed:
+            self._count_untimed_fsdp()
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
+        self.comm.settle()
         step_ms = (time.perf_counter() - t0) * 1000
         if self.measure_memory:
             cats, peak, cap = categories(self.model, self.opt, self.activations, self.device)
@@ -462,14 +453,25 @@ class Rank:
             out["lastLoss"] = last_loss
         return out
 
+    def _count_untimed_fsdp(self) -> None:
+        """Where this torch cannot time FSDP2's collectives (_wrap): the step's all-gathers and
+        reduce-scatters from the sizes, ms 0. Per micro-batch each unit (a block, the root) is gathered for
+        its forward and, under ZeRO-3, again for its backward, and reduce-scattered once; bytes are the
+        unsplit buffers (the local shard times dp)."""
+        units: list[nn.Module] = [*self.model.blocks(), self.model]
+        seen: set[int] = set()
+        gathers = 2 if self.zero == 3 else 1
+        for u in units:
+            own = [q for q in u.parameters() if id(q) not in seen]
+            seen.update(id(q) for q in own)
+            nbytes = sum(local(q).numel() * q.element_size() * self.dp for q in own)
+            if "all-gather-dp" in self.untimed:
+                self.comm.add("all-gather-dp", nbytes * gathers * self.accumulation, 0.0, gathers * self.accumulation)
+            if "reduce-scatter-dp" in self.untimed:
+                self.comm.add("reduce-scatter-dp", nbytes * self.accumulation, 0.0, self.accumulation)
+
     def comm_stats(self) -> list[dict[str, Any]]:
-        stats = dict(self.comm)
-        if self.tp > 1:
-            stats["all-reduce-tp"] = self.tpg.stats
-        return [
-            {"kind": k, "calls": int(v[0]), "bytes": int(v[1]), "ms": round(float(v[2]), 3)}
-            for k, v in sorted(stats.items())
-        ]
+        return self.comm.stats()
 
 
 class _null:
@@ -484,12 +486,12 @@ def _timed_allreduce_hook(state, bucket):  # type: ignore[no-untyped-def]
     """DDP's all-reduce (average over the data-parallel group), timed for the comm gauge. No annotations:
     DDP checks them against the real classes, and this module's are strings."""
     buf = bucket.buffer()
-    t0 = time.perf_counter()
     buf.div_(state.dp)
+    mark = state.comm.start()
     fut = dist.all_reduce(buf, group=state.dp_group, async_op=True).get_future()
 
     def done(f: torch.futures.Future[Any]) -> torch.Tensor:
-        state._count("all-reduce-dp", buf.numel() * buf.element_size(), (time.perf_counter() - t0) * 1000)
+        state.comm.finish(mark, "all-reduce-dp", buf.numel() * buf.element_size())
         out: torch.Tensor = buf
         return out
 
@@ -534,6 +536,19 @@ def run(args: dict[str, Any], channel: Channel | None, emit: Any, where: dict[st
                 f"{r.accumulation} micro-batches per rank per step",
             }
         )
+        if r.untimed:
+            emit(
+                {
+                    "type": "log",
+                    "level": "warn",
+                    "t": int(time.time() * 1000),
+                    "rank": 0,
+                    "source": "torch",
+                    "message": f"torch {torch.__version__}'s FSDP2 cannot take timed comms "
+                    f"(set_custom_all_gather/_reduce_scatter): {' and '.join(r.untimed)} are counted from the "
+                    "sizes, their time shows as 0 ms",
+                }
+            )
 
     def save() -> None:
         nonlocal last_saved

@@ -89,8 +89,10 @@ def test_channel_messages_and_stop(reference: tuple[Path, dict[str, Any], list[f
         assert set(c) >= {"params", "grads", "optimizer", "activations", "buffers", "other"}
         assert c["params"] > 0 and c["optimizer"] == 2 * c["params"] and c["activations"] > 0
     comm = [m for m in msgs if m["type"] == "comm"]
-    kinds = {s["kind"] for m in comm for s in m["collectives"]}
-    assert {"all-reduce-world", "all-gather-dp", "reduce-scatter-dp"} <= kinds
+    for rank in (0, 1):  # every rank's gauge, FSDP2's collectives timed (test_comm.py checks the sizes)
+        last = {s["kind"]: s for s in [m for m in comm if m["rank"] == rank][-1]["collectives"]}
+        assert {"all-reduce-world", "all-gather-dp", "reduce-scatter-dp"} <= set(last)
+        assert all(last[k]["calls"] > 0 and last[k]["ms"] > 0 for k in ("all-gather-dp", "reduce-scatter-dp"))
 
 
 def test_rank_killed_with_sigkill_fails_the_run(

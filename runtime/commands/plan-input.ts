@@ -8,6 +8,7 @@ import { isHuggingFaceConfig, modelFromHuggingFace } from '../config/huggingface
 import { parseConfig } from '../config/parse';
 import { setPath } from '../config/set-path';
 import type { RunConfig } from '../config/types';
+import { GPU_PRESET_NAMES } from '../config/presets';
 import type { EstimateOptions, Layout } from '../planner/types';
 import { applyProfile, checkProfile, type ClusterProfile } from '../planner/calibrate';
 import { dirname, resolve } from 'node:path';
@@ -38,7 +39,7 @@ export const PLAN_FLAGS_HELP = `layout and cluster (a flag overrides the file):
   --gpus N            total GPUs (nodes = N / gpus-per-node)
   --gpus-per-node N   GPUs per node (default 8, or fewer when --gpus is smaller)
   --nodes N           number of nodes
-  --gpu NAME          GPU preset: A100-40GB, A100-80GB, H100-SXM, H100-PCIe, H200, L4, RTX-4090, V100-32GB
+  --gpu NAME          GPU preset: ${GPU_PRESET_NAMES.join(', ')}
   --gpu-mem SIZE      memory per GPU, e.g. 80GiB
   --dp N --tp N --pp N --vpp N --zero 0|1|2|3
   --micro-batch N --global-batch N --seq-len N

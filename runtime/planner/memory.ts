@@ -194,6 +194,12 @@ export function scalelmStage(ctx: ScalelmContext, stage: number, sink?: Sink): M
     put('activations', 'final norm input and output-layer input', (2 * shape.e * sbh) / spDiv);
     put('activations', `logits (${shape.e}-byte, s·b·V/t)`, (shape.e * s * mb * V) / tp);
     put('activations', `fp32 logits for the loss (× ${ov.fp32LogitCopies})`, (4 * ov.fp32LogitCopies * s * mb * V) / tp);
+    // An unfused loss (logits.float() + log-softmax) peaks in its backward, not its forward: the saved log-softmax
+    // output, the gradient arriving at it and the gradient it produces are three fp32 logit-sized tensors (4 + 4 + 4
+    // bytes per logit, the 16-bit logits freed by then), against e + 4·copies in the forward (measured by
+    // python/tests/test_loss_peak.py). Megatron's fused loss (1 copy) computes its gradient in place.
+    const lossBackward = ov.fp32LogitCopies >= 2 ? Math.max(0, 4 * (ov.fp32LogitCopies + 1) - (shape.e + 4 * ov.fp32LogitCopies)) : 0;
+    if (lossBackward > 0) put('activations', "loss backward: the log-softmax's fp32 gradients, beyond the forward's logits", (lossBackward * s * mb * V) / tp);
   }
 
   // Buffers.

@@ -104,7 +104,7 @@ export interface Overheads {
   stage3MaxLiveParameters: number;
   /** DeepSpeed `stage3_prefetch_bucket_size` in elements (ZeRO-3). */
   stage3PrefetchElements: number;
-  /** fp32 copies of the logits kept by the loss (2 for `logits.float()` + log-softmax, 1 for Megatron's fused vocab-parallel loss). */
+  /** fp32 copies of the logits kept by the loss (2 for `logits.float()` + log-softmax, 1 for Megatron's fused vocab-parallel loss); with 2 or more the loss's backward peak (3 fp32 copies) is counted too. */
   fp32LogitCopies: number;
   /** Host memory per training process (Python, PyTorch, data loader, pinned staging), counted per node. */
   hostPerProcess: number;

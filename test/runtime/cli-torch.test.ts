@@ -8,6 +8,8 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EXAMPLES, REPO, tempDir } from './train/fixtures';
 import { torchPythonForSuite } from './train/python';
+import type { Message } from '../../common/protocol';
+import { RunData } from '../../webview/store';
 
 const CLI = join(REPO, 'out', 'runtime', 'cli.js');
 const PACKAGE = process.env.SCALELM_PYTHON_PACKAGE ?? join(REPO, 'python');
@@ -78,6 +80,20 @@ describe('cli: scalelm train with devices.engine=torch (torchrun + gloo)', funct
       assert.ok(messages.some((m) => m.type === 'checkpoint'));
       assert.equal(messages.filter((m) => m.type === 'status').at(-1)!.state, 'finished');
       assert.ok(existsSync(join(runDir, 'checkpoints', `step-00000${STEPS}`, 'state.json')));
+      // The dashboard's communication charts, from the recorded run: FSDP2's all-gathers and reduce-scatters
+      // (and the step's world collectives) measured on both ranks, a point per step after the first.
+      const run = new RunData('cli-torch');
+      for (const m of messages) run.add(m as unknown as Message);
+      assert.deepEqual([...run.comm.keys()].sort(), [0, 1]);
+      for (const kind of ['all-gather-dp', 'reduce-scatter-dp', 'all-reduce-world', 'broadcast-world']) {
+        const series = run.commSeries.get(kind);
+        assert.ok(series, `a ${kind} chart`);
+        assert.equal(series.step.length, STEPS - 1, kind);
+        for (let i = 0; i < series.step.length; i++) {
+          assert.ok(series.msPerStep.data[i]! > 0, `${kind}: time per step at step ${series.step.data[i]}`);
+          assert.ok(series.bytesPerStep.data[i]! > 0, `${kind}: bytes per step at step ${series.step.data[i]}`);
+        }
+      }
     } finally {
       dir.remove();
     }

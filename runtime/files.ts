@@ -140,7 +140,7 @@ export function openRunFile(file: string, how: keyof typeof OPEN_FLAGS, mode = 0
     const err = e as NodeJS.ErrnoException;
     const why =
       err.code === 'ELOOP'
-        ? "is a symbolic link, not followed (it could point at any file)"
+        ? 'is a symbolic link, not followed (it could point at any file)'
         : err.code === 'ENXIO'
           ? 'is a FIFO, not a regular file'
           : err.code !== undefined && Object.hasOwn(SYSTEM_REASONS, err.code)

@@ -7,7 +7,7 @@
 //   DIR/logs/train.log         the human-readable lines the CLI prints
 //   DIR/checkpoints/step-NNNNNN/{model.safetensors, optimizer.safetensors, config.json, state.json}
 //   DIR/checkpoints/latest.json
-import { accessSync, closeSync, constants, existsSync, fdatasyncSync, ftruncateSync, lstatSync, mkdirSync, readSync, statSync, writeSync } from 'node:fs';
+import { accessSync, closeSync, constants, type Stats, existsSync, fdatasyncSync, ftruncateSync, lstatSync, mkdirSync, readSync, statSync, writeSync } from 'node:fs';
 import { FileReadError, openRunFile, READ_LIMITS, readTextBounded } from '../files';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { RunConfig } from '../config/types';
@@ -242,6 +242,20 @@ function checkRunDirPath(path: string): void {
       // absent (created later) or unreadable (the writes say why)
     }
     if (link) throw new RunDirError(`${join(path, sub)} is a symbolic link: a run's folders must be inside its directory; nothing was changed`);
+  }
+  // Its own files are opened without following links (openRunFile); asked here too, so such a run is refused
+  // before config.json or anything else is written.
+  for (const file of [RUN_FILES.metrics, RUN_FILES.trainLog]) {
+    let st: Stats | undefined;
+    try {
+      st = lstatSync(join(path, file));
+    } catch {
+      // absent: created when first written
+    }
+    if (st && !st.isFile())
+      throw new RunDirError(
+        `${join(path, file)} is ${st.isSymbolicLink() ? 'a symbolic link' : st.isFIFO() ? 'a FIFO' : 'not a regular file'}: a run's files must be regular files; nothing was changed`,
+      );
   }
 }
 

@@ -113,7 +113,7 @@ describe('security re-attack: a run directory that is read-only, or holds links'
     symlinkSync(victim, join(linked, 'metrics.jsonl'));
     const r = cli(['train', '--resume', linked, '--steps', '3']);
     assert.equal(r.code, 1, r.stdout);
-    assert.match(r.stderr, /metrics\.jsonl: is a symbolic link, not followed \(it could point at any file\)/);
+    assert.match(r.stderr, /metrics\.jsonl is a symbolic link: a run's files must be regular files; nothing was changed/);
     oneLine(r.stderr);
     assert.ok(readFileSync(victim).equals(before), 'the linked file was not truncated or appended to');
   });
@@ -161,8 +161,17 @@ describe('security re-attack: a run directory that is read-only, or holds links'
     assert.equal(spawnSync('mkfifo', [join(fifoRun, 'metrics.jsonl')]).status, 0);
     const r = cli(['train', smallConfig(tmp.path), '--run-dir', fifoRun], 60_000);
     assert.equal(r.code, 1, r.stderr);
-    assert.match(r.stderr, /metrics\.jsonl: is a FIFO, not a regular file/);
+    assert.match(r.stderr, /metrics\.jsonl is a FIFO: a run's files must be regular files; nothing was changed/);
     oneLine(r.stderr);
+    // A link as logs/train.log is refused the same way, before config.json is written.
+    const logRun = join(tmp.path, 'log-link-run');
+    mkdirSync(join(logRun, 'logs'), { recursive: true });
+    symlinkSync(join(tmp.path, 'elsewhere.log'), join(logRun, 'logs', 'train.log'));
+    const log = cli(['train', smallConfig(tmp.path), '--run-dir', logRun], 60_000);
+    assert.equal(log.code, 1, log.stderr);
+    assert.match(log.stderr, /train\.log is a symbolic link: a run's files must be regular files; nothing was changed/);
+    assert.equal(spawnSync('test', ['-e', join(logRun, 'config.json')]).status, 1, 'nothing written');
+    assert.equal(spawnSync('test', ['-e', join(tmp.path, 'elsewhere.log')]).status, 1, 'the link was not followed');
   });
 });
 

@@ -60,7 +60,10 @@ describe('security re-attack: a run directory that is read-only, or holds links'
 
   it('--resume of a run directory on a read-only file system refuses in one line and changes nothing', function () {
     const why = readOnlyMountsWork();
-    if (why) return this.skip();
+    if (why) {
+      console.log(`      skipped: ${why}`);
+      return this.skip();
+    }
     const size = statSync(join(run, 'metrics.jsonl')).size;
     const r = inMountNamespace(`mount --bind ${run} ${run} && mount -o remount,bind,ro ${run} && exec ${process.execPath} ${CLI} train --resume ${run} --steps 4`);
     assert.equal(r.code, 1, r.stderr);
@@ -71,7 +74,10 @@ describe('security re-attack: a run directory that is read-only, or holds links'
 
   it('a checkpoints folder turning read-only mid-run fails the run in one line; what was written stays, and it resumes', function () {
     const why = readOnlyMountsWork();
-    if (why) return this.skip();
+    if (why) {
+      console.log(`      skipped: ${why}`);
+      return this.skip();
+    }
     const live = join(tmp.path, 'live');
     const ck = join(live, 'checkpoints');
     mkdirSync(ck, { recursive: true });

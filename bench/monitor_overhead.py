@@ -3,18 +3,19 @@
 Two identical copies of a small causal transformer LM (PyTorch's own layers, byte vocabulary) train side by
 side on CPU in one process: one with a `Monitor(model, optimizer)` and `monitor.step(loss=…, tokens=…)` after
 every optimizer step (writing its records to a run folder, as with no ScaleLM listening), one without. They run
-in many short alternating blocks of whole steps (ABBA order, so drift in the machine's load falls on both); a
-block's cost is its process CPU time (less disturbed by a busy shared machine than wall time). Two figures:
+in alternating blocks of whole steps (by default one step each, many pairs; ABBA order, so drift in the
+machine's load falls on both); a block's cost is its process CPU time (less disturbed by a busy shared machine
+than wall time). Two figures:
 
-- paired: the median over pairs of (monitored - plain) / plain, with the 95% bootstrap interval of that median
-  and the inter-quartile range of the pairs (the resolution this machine allows);
+- paired: the median over pairs of (monitored - plain) / plain and the ratio of the totals, each with its 95%
+  bootstrap interval, and the inter-quartile range of the pairs (the resolution this machine allows);
 - direct: the Monitor's own work timed alone (monitor.step() in the monitored blocks, and the saved-tensor
   hooks' extra on a hooked forward+backward, ABBA against plain ones, times the share of steps its sampling
   policy hooked) against the plain step: far below the paired figure's noise.
 
 Prints a table and ends with one `RESULT {json}` line (with the load average: other processes on the machine).
 
-    .venv/bin/python bench/monitor_overhead.py [--reps 40] [--block 4] [--threads 1] [--layers 4] [--hidden 256]
+    .venv/bin/python bench/monitor_overhead.py [--reps 200] [--block 1] [--threads 1] [--layers 4] [--hidden 256]
 
 A benchmark, not a test: nothing here asserts a time.
 """
@@ -58,8 +59,8 @@ class TinyLM(nn.Module):
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--reps", type=int, default=40, help="pairs of (plain block, monitored block)")
-    ap.add_argument("--block", type=int, default=4, help="steps per timed block")
+    ap.add_argument("--reps", type=int, default=200, help="pairs of (plain block, monitored block)")
+    ap.add_argument("--block", type=int, default=1, help="steps per timed block")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: steadier on a shared machine)")
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--hidden", type=int, default=256)
@@ -107,15 +108,14 @@ def main() -> None:
             block(m)
     warm_sampled = monitor.sampling.sampled
     in_monitor[0] = 0.0
-    ratios, plain_ms, mon_ms = [], [], []
+    plain_ms, mon_ms = [], []
     for r in range(a.reps):
         order = (plain, monitored) if r % 4 in (0, 3) else (monitored, plain)
         got = {id(m): block(m) for m in order}
         p, q = got[id(plain)], got[id(monitored)]
         plain_ms.append(p)
         mon_ms.append(q)
-        ratios.append((q - p) / p)
-        if r < 5 or r == a.reps - 1:
+        if r < 3 or r == a.reps - 1:
             print(f"pair {r}: plain {p:8.2f} ms/step  monitored {q:8.2f} ms/step  overhead {100 * (q - p) / p:+6.2f}%")
     timed_steps = a.reps * a.block
     sampled = monitor.sampling.sampled - warm_sampled
@@ -137,7 +137,7 @@ def main() -> None:
     direct_pct = (step_call_ms + hook_ms * sampled / timed_steps) / plain_step * 100
 
     records = len(Path(run_dir, "metrics.jsonl").read_text().splitlines())
-    paired = summary(ratios)
+    paired = summary(plain_ms, mon_ms)
     load_after = load()
     print(
         f"torch {torch.__version__}, {a.threads} thread(s), process CPU time; {a.reps} pairs x {a.block} steps; "
@@ -158,6 +158,8 @@ def main() -> None:
         "overheadPct": paired["median_pct"],
         "overheadPctCi95": paired["ci95_pct"],
         "overheadPctIqr": paired["iqr_pct"],
+        "totalPct": paired["total_pct"],
+        "totalPctCi95": paired["total_ci95_pct"],
         "pairs": paired["pairs"],
         "directPct": round(direct_pct, 4),
         "stepCallMs": round(step_call_ms, 4),

@@ -28,8 +28,39 @@ def local(t: torch.Tensor) -> torch.Tensor:
     return out
 
 
+_PLAIN = (torch.Tensor, nn.Parameter)
+
+
 def nbytes(ts: Iterable[torch.Tensor | None]) -> int:
-    return sum(local(t).numel() * t.element_size() for t in ts if t is not None)
+    # Plain tensors need no local(): it is called for every tensor every step.
+    return sum((t if type(t) in _PLAIN else local(t)).nbytes for t in ts if t is not None)
+
+
+class ModelTensors:
+    """The model's parameters and buffers, read each time from its module list. The list is taken once (and
+    again on refresh()): walking the module tree is most of what counting costs per step, and training adds no
+    modules; each module's own parameters and buffers are read afresh, so FSDP's swaps and a growing buffer show."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.refresh()
+
+    def refresh(self) -> None:
+        self.modules = list(self.model.modules())
+
+    def _unique(self, attr: str) -> list[torch.Tensor]:
+        seen: dict[int, torch.Tensor] = {}  # shared (tied) tensors once, as model.parameters() does
+        for m in self.modules:
+            for t in getattr(m, attr).values():
+                if t is not None:
+                    seen.setdefault(id(t), t)
+        return list(seen.values())
+
+    def params(self) -> list[torch.Tensor]:
+        return self._unique("_parameters")
+
+    def buffers(self) -> list[torch.Tensor]:
+        return self._unique("_buffers")
 
 
 def optimizer_bytes(opt: torch.optim.Optimizer | None) -> int:
@@ -163,7 +194,7 @@ def gpu_used_bytes(index: int) -> int | None:
 CATEGORIES = ("params", "grads", "optimizer", "activations", "buffers", "other")
 
 
-def grad_l2_norm(params: Iterable[nn.Parameter]) -> float:
+def grad_l2_norm(params: Iterable[torch.Tensor]) -> float:
     """The L2 norm over the gradients of `params` (local shards): per-tensor norms, no squared copy of any
     gradient, one sync for the total. NaN when there is no gradient."""
     norms = [
@@ -178,15 +209,17 @@ def categories(
     activations: int,
     device: torch.device,
     extra_buffers: int = 0,
-    params: list[nn.Parameter] | None = None,
+    tensors: ModelTensors | None = None,
+    params: list[torch.Tensor] | None = None,
 ) -> tuple[dict[str, int], int, Any]:
-    """(categories, stepPeak, capacity) for the step just finished. `params`: model.parameters() where the
-    caller has walked the modules already this step (the walk is most of this function's cost)."""
-    plist = list(model.parameters()) if params is None else params
+    """(categories, stepPeak, capacity) for the step just finished. `tensors`: the model's ModelTensors, kept by
+    the caller across steps; `params`: its params() where the caller has read them already this step."""
+    mt = ModelTensors(model) if tensors is None else tensors
+    plist = mt.params() if params is None else params
     params_b = nbytes(plist)
     grads = nbytes(p.grad for p in plist)
     optim = optimizer_bytes(opt)
-    buffers = nbytes(model.buffers()) + extra_buffers
+    buffers = nbytes(mt.buffers()) + extra_buffers
     cats = {
         "params": params_b,
         "grads": grads,

@@ -29,7 +29,7 @@ import torch.distributed as dist
 from torch import nn
 
 from .channel import Channel, node_ref
-from .memory import SamplingPolicy, SavedTensorCounter, categories, grad_l2_norm
+from .memory import ModelTensors, SamplingPolicy, SavedTensorCounter, categories, grad_l2_norm
 from .shape import LAYOUT_KEYS, detect_layout, forward_inputs, hf_shape, input_shape
 
 
@@ -102,6 +102,7 @@ class Monitor:
         self._shape: tuple[int, ...] | None = None
         self._by_shape: dict[tuple[int, ...] | None, int] = {}
         self._counted: int | None = None
+        self._tensors = ModelTensors(model)
         self._hooks = [
             model.register_forward_pre_hook(self._pre, with_kwargs=True),
             model.register_forward_hook(self._post),
@@ -238,11 +239,15 @@ class Monitor:
             self.sampling.step_done(self._n, step_ms / 1000)
         if lr is None and self.optimizer is not None and self.optimizer.param_groups:
             lr = float(self.optimizer.param_groups[0].get("lr", 0.0))
-        params = list(self.model.parameters())  # one walk of the modules per step, shared below
+        if self._n % 100 == 0:  # modules added to the model after the Monitor was made show within 100 steps
+            self._tensors.refresh()
+        params = self._tensors.params()  # read once per step, shared below
         if grad_norm is None:
             # This rank's view (its gradient shards), where the gradients are still there.
             grad_norm = grad_l2_norm(params)
-        cats, peak, cap = categories(self.model, self.optimizer, self._activations, self.device, params=params)
+        cats, peak, cap = categories(
+            self.model, self.optimizer, self._activations, self.device, tensors=self._tensors, params=params
+        )
         if cap is None and self.capacity:
             cap = self.capacity
         if self.device.type == "cuda":

@@ -25,7 +25,7 @@ from torch import nn
 from . import checkpoint as ckpt
 from .channel import Channel, node_ref
 from .data import BatchSampler, load_tokens
-from .memory import CATEGORIES, SamplingPolicy, SavedTensorCounter, categories, gpu_used_bytes, local
+from .memory import CATEGORIES, ModelTensors, SamplingPolicy, SavedTensorCounter, categories, gpu_used_bytes, local
 from .model import CausalLM, ModelError, ParamSpec, Shape, model_shape, param_specs
 from .rng import mix
 from .tp import TpGroup, is_sharded, join_shards, slice_shard
@@ -125,6 +125,7 @@ class Rank:
         self.hook_sampling = SamplingPolicy()
         self.device_sampling = SamplingPolicy()
         self.last_step_ms = 0.0
+        self.tensors = ModelTensors(self.model)  # the engine's model gains no modules (FSDP2 shards in place)
         self.step = int(args.get("startStep", 0))
         self.optimizer_steps = self.step
         start = args.get("start", {"kind": "fresh"})
@@ -340,7 +341,7 @@ class Rank:
         if self.measure_memory and self.device.type != "cuda":
             self.hook_sampling.step_done(step, step_ms / 1000)
         if self.measure_memory:
-            cats, peak, cap = categories(self.model, self.opt, self.activations, self.device)
+            cats, peak, cap = categories(self.model, self.opt, self.activations, self.device, tensors=self.tensors)
         else:
             cats, peak, cap = dict.fromkeys(CATEGORIES, 0), 0, None
         # The model's, not the optimizer's: under ZeRO-1 the optimizer holds only this rank's share.

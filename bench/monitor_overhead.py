@@ -15,7 +15,7 @@ than wall time). Two figures:
 
 Prints a table and ends with one `RESULT {json}` line (with the load average: other processes on the machine).
 
-    .venv/bin/python bench/monitor_overhead.py [--reps 200] [--block 1] [--threads 1] [--layers 4] [--hidden 256]
+    .venv/bin/python bench/monitor_overhead.py [--reps 200] [--block 1] [--threads 1] [--clip] [--layers 4]
 
 A benchmark, not a test: nothing here asserts a time.
 """
@@ -66,6 +66,12 @@ def main() -> None:
     ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seq", type=int, default=128)
+    ap.add_argument(
+        "--clip",
+        action="store_true",
+        help="both loops clip gradients (clip_grad_norm_, max 1.0) and the monitored one passes that norm as "
+        "grad_norm, as most LLM loops can: the Monitor then makes no pass of its own over the gradients",
+    )
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     load_before = load()
@@ -90,10 +96,11 @@ def main() -> None:
         opt = opts[model]
         loss = nn.functional.cross_entropy(model(x).flatten(0, 1), y.flatten())
         loss.backward()
+        norm = float(nn.utils.clip_grad_norm_(model.parameters(), 1.0)) if a.clip else None
         opt.step()
         if model is monitored:
             t0 = time.process_time()
-            monitor.step(loss=loss, tokens=tokens)
+            monitor.step(loss=loss, tokens=tokens, grad_norm=norm)
             in_monitor[0] += time.process_time() - t0
         opt.zero_grad(set_to_none=True)
 
@@ -140,7 +147,8 @@ def main() -> None:
     paired = summary(plain_ms, mon_ms)
     load_after = load()
     print(
-        f"torch {torch.__version__}, {a.threads} thread(s), process CPU time; {a.reps} pairs x {a.block} steps; "
+        f"torch {torch.__version__}, {a.threads} thread(s), process CPU time; {a.reps} pairs x {a.block} steps"
+        f"{' (both clip; grad_norm passed)' if a.clip else ''}; "
         f"load average {load_before} before, {load_after} after"
     )
     print(f"median step: plain {plain_step:.2f} ms, monitored {statistics.median(mon_ms):.2f} ms")
@@ -153,6 +161,7 @@ def main() -> None:
     result = {
         "bench": "monitor_overhead",
         "threads": a.threads,
+        "clip": a.clip,
         "plainMsPerStep": round(plain_step, 3),
         "monitoredMsPerStep": round(statistics.median(mon_ms), 3),
         "overheadPct": paired["median_pct"],

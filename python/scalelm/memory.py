@@ -99,7 +99,8 @@ class SamplingPolicy:
     amortised cost stays under `budget` (a fraction) of step time by construction, whatever the model.
 
     A credit: every step earns `budget` times its time, every sample spends its cost, and a sample waits until
-    the credit is back to zero (so over a run the samples cost at most `budget` of its time, plus one sample).
+    the credit is back to zero (so over a run the samples cost at most `budget` of its time, plus one sample
+    and the forced ones below).
     A sample's cost is given (`extra`, where the caller times the measurement alone) or derived: the sampled
     step's time minus the median of the recent plain steps (the whole step while there are fewer than three).
     Step 1 (the first step seen) always samples; the second sample comes `min_every` steps later (a probe that

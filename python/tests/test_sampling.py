@@ -1,14 +1,19 @@
 """scalelm.memory.SamplingPolicy: which steps run the costly memory measurement, for given step times and shapes
-(behaviour, not timing: the times are given, nothing is timed here)."""
+(behaviour, not timing: the times are given, nothing is timed here), and the Monitor's per-shape counts."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Hashable
 from itertools import pairwise
+from pathlib import Path
 
 import pytest
+import torch
+from torch import nn
 
-from scalelm.memory import SamplingPolicy
+from scalelm import Monitor
+from scalelm.memory import SamplingPolicy, SavedTensorCounter
 
 
 def run(
@@ -96,3 +101,38 @@ def test_bad_settings_are_refused() -> None:
         SamplingPolicy(budget=0)
     with pytest.raises(ValueError, match="min_every"):
         SamplingPolicy(min_every=10, max_every=5)
+
+
+def test_the_monitor_counts_a_new_shape_and_reports_a_known_one_from_its_count(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sequence length 8, then 4 (a new shape: counted at once), then 8 again (known: its count, not the last)."""
+    for k in ("SCALELM_CHANNEL", "SCALELM_CHANNEL_TOKEN", "RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(k, raising=False)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Embedding(32, 16), nn.Linear(16, 16), nn.GELU(), nn.Linear(16, 32))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+
+    def saved(seq: int) -> int:
+        counter = SavedTensorCounter()
+        with counter.counting():
+            model(torch.zeros(2, seq, dtype=torch.long)).sum().backward()
+        model.zero_grad(set_to_none=True)
+        return counter.bytes
+
+    want = {8: saved(8), 4: saved(4)}
+    assert want[4] < want[8]
+    monitor = Monitor(model, opt, name="shapes", run_dir=str(tmp_path))
+    for seq in (8, 4, 8):
+        ids = torch.randint(0, 32, (2, seq))
+        loss = model(ids).float().pow(2).mean()
+        loss.backward()
+        opt.step()
+        monitor.step(loss=loss, tokens=2 * seq)
+        opt.zero_grad(set_to_none=True)
+    monitor.close()
+    lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    acts = [m["categories"]["activations"] for m in lines if m["type"] == "memory"]
+    # The loss's own saved tensors (pow, mean) come after the model's forward ends: not counted, as in saved().
+    assert acts == [want[8], want[4], want[8]], (acts, want)
+    assert monitor.sampling.sampled == 2

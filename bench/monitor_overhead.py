@@ -3,9 +3,10 @@
 Two identical copies of a small causal transformer LM (PyTorch's own layers, byte vocabulary) train side by
 side on CPU in one process: one with a `Monitor(model, optimizer)` and `monitor.step(loss=…, tokens=…)` after
 every optimizer step (writing its records to a run folder, as with no ScaleLM listening), one without. They run
-in alternating blocks of whole steps (by default one step each, many pairs; ABBA order, so drift in the
-machine's load falls on both); a block's cost is its process CPU time (less disturbed by a busy shared machine
-than wall time). Two figures:
+in alternating blocks of whole steps (by default ten steps each; ABBA order, so drift in the machine's load
+falls on both). Blocks of several steps, not single steps: the Monitor's budgets are shares of the time between
+its own steps, and a plain step between every two monitored ones would double that time. A block's cost is its
+process CPU time (less disturbed by a busy shared machine than wall time). Two figures:
 
 - paired: the median over pairs of (monitored - plain) / plain and the ratio of the totals, each with its 95%
   bootstrap interval, and the inter-quartile range of the pairs (the resolution this machine allows);
@@ -15,7 +16,7 @@ than wall time). Two figures:
 
 Prints a table and ends with one `RESULT {json}` line (with the load average: other processes on the machine).
 
-    .venv/bin/python bench/monitor_overhead.py [--reps 200] [--block 1] [--threads 1] [--clip] [--layers 4]
+    .venv/bin/python bench/monitor_overhead.py [--reps 40] [--block 10] [--threads 1] [--clip] [--layers 4]
 
 A benchmark, not a test: nothing here asserts a time.
 """
@@ -59,8 +60,8 @@ class TinyLM(nn.Module):
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--reps", type=int, default=200, help="pairs of (plain block, monitored block)")
-    ap.add_argument("--block", type=int, default=1, help="steps per timed block")
+    ap.add_argument("--reps", type=int, default=40, help="pairs of (plain block, monitored block)")
+    ap.add_argument("--block", type=int, default=10, help="steps per timed block")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: steadier on a shared machine)")
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--hidden", type=int, default=256)

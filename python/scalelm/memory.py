@@ -149,7 +149,10 @@ class SamplingPolicy:
     def step_done(self, step: int, seconds: float, extra: float | None = None) -> None:
         """Step `step` took `seconds` (its measurement included, when derived; `extra`: the measurement's own
         time where the caller timed it alone)."""
-        self.credit = min(self.credit + self.budget * seconds, self.budget * seconds * self.max_every)
+        # A pause between two steps (an evaluation, a checkpoint, another model's step) is not step time: past
+        # three plain steps, a step earns for at most 1.5 times their median.
+        earn = min(seconds, 1.5 * statistics.median(self._plain)) if len(self._plain) >= 3 else seconds
+        self.credit = min(self.credit + self.budget * earn, self.budget * earn * self.max_every)
         if step == self._step and self._sampling:
             if extra is None and self._first_done:  # the run's first step carries the warm-up: not charged
                 extra = seconds - statistics.median(self._plain) if len(self._plain) >= 3 else seconds

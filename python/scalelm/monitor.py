@@ -20,6 +20,7 @@ import json
 import math
 import os
 import re
+import stat
 import time
 from types import TracebackType
 from typing import Any
@@ -31,6 +32,9 @@ from torch import nn
 from .channel import Channel, node_ref
 from .memory import ModelTensors, SamplingPolicy, SavedTensorCounter, categories, grad_l2_norm
 from .shape import LAYOUT_KEYS, detect_layout, forward_inputs, hf_shape, input_shape
+
+# The share of step time the Monitor's own grad-norm pass may take (see Monitor.norm_sampling).
+NORM_BUDGET = 0.002
 
 
 class Monitor:
@@ -86,7 +90,7 @@ class Monitor:
                 )
             )
             os.makedirs(self.run_dir, exist_ok=True)
-            self.file = open(os.path.join(self.run_dir, "metrics.jsonl"), "a", encoding="utf-8")  # noqa: SIM115
+            self.file = _open_records(os.path.join(self.run_dir, "metrics.jsonl"))
         self._started = int(time.time() * 1000)
         self.steps = 0
         self._n = 0  # steps reported by this Monitor
@@ -99,6 +103,12 @@ class Monitor:
         # Sampled activation counting (CPU): the policy sees the Monitor's own step count (1, 2, …), whatever
         # step numbers the caller reports. _counted: this step's largest count over its hooked forwards.
         self.sampling = SamplingPolicy()
+        # The grad norm reads every gradient once: O(parameters) against the step's O(parameters x tokens), so
+        # on a small step it alone can cost most of the 1% budget. Computed on the steps this policy allows
+        # (every step where it costs under 0.2% of one; NaN on the others, said once in a log line); a
+        # caller's own norm (grad_norm=, e.g. what clip_grad_norm_ returns) costs nothing and is never skipped.
+        self.norm_sampling = SamplingPolicy(budget=NORM_BUDGET, min_every=1, max_every=100)
+        self._norm_skip_said = False
         self._shape: tuple[int, ...] | None = None
         self._by_shape: dict[tuple[int, ...] | None, int] = {}
         self._counted: int | None = None
@@ -202,6 +212,36 @@ class Monitor:
             assert self._counter is not None
             self._counted = max(self._counted or 0, self._counter.bytes)
 
+    def _grad_norm(self, params: list[torch.Tensor], step_s: float) -> float:
+        """This rank's view of the gradient norm (its gradient shards), where the gradients are still there, on the
+        steps norm_sampling allows; NaN on the others."""
+        if not self.norm_sampling.due(self._n):
+            self.norm_sampling.step_done(self._n, step_s)
+            if not self._norm_skip_said and self.rank == 0 and self.norm_sampling.cost is not None:
+                self._norm_skip_said = True
+                share = self.norm_sampling.cost / max(step_s, 1e-9)
+                self._emit(
+                    {
+                        "type": "log",
+                        "level": "info",
+                        "t": int(time.time() * 1000),
+                        "source": "monitor",
+                        "message": f"grad norm: reading every gradient costs {share:.2%} of a step, so it is "
+                        f"reported on some steps only (under {NORM_BUDGET:.1%} of step time); pass "
+                        "monitor.step(grad_norm=...), e.g. what clip_grad_norm_ returns, to have it on every step "
+                        "at no cost",
+                    }
+                )
+            return float("nan")
+        if self.device.type == "cuda":  # the step's queued GPU work is not the norm's cost
+            torch.cuda.synchronize(self.device)
+        t0 = time.perf_counter()
+        norm = grad_l2_norm(params)
+        # The first read carries the warm-up (first kernels, allocations): not charged; the next one measures.
+        cost = time.perf_counter() - t0 if self.norm_sampling.sampled else None
+        self.norm_sampling.step_done(self._n, step_s, extra=cost)
+        return norm
+
     def _emit(self, m: dict[str, Any]) -> None:
         if self.channel is not None:
             self.channel.msg(self.rank, m)
@@ -243,8 +283,7 @@ class Monitor:
             self._tensors.refresh()
         params = self._tensors.params()  # read once per step, shared below
         if grad_norm is None:
-            # This rank's view (its gradient shards), where the gradients are still there.
-            grad_norm = grad_l2_norm(params)
+            grad_norm = self._grad_norm(params, step_ms / 1000)
         cats, peak, cap = categories(
             self.model, self.optimizer, self._activations, self.device, tensors=self._tensors, params=params
         )
@@ -308,3 +347,17 @@ class Monitor:
 
     def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
         self.close("completed" if et is None else "stopped")
+
+
+def _open_records(path: str) -> Any:
+    """metrics.jsonl for appending, never through a link planted in the run folder and only a regular file (a
+    FIFO would block the training script): the same rule as the coordinator's run files (runtime/files.ts)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"scalelm.Monitor: {path} is not a regular file; refusing to write records into it")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "a", encoding="utf-8")
+    except BaseException:
+        os.close(fd)
+        raise

@@ -14,6 +14,7 @@ from torch import nn
 
 from scalelm import Monitor
 from scalelm.memory import SamplingPolicy, SavedTensorCounter
+from scalelm.monitor import NORM_BUDGET
 
 
 def run(
@@ -136,3 +137,45 @@ def test_the_monitor_counts_a_new_shape_and_reports_a_known_one_from_its_count(
     # The loss's own saved tensors (pow, mean) come after the model's forward ends: not counted, as in saved().
     assert acts == [want[8], want[4], want[8]], (acts, want)
     assert monitor.sampling.sampled == 2
+
+
+def test_the_monitors_grad_norm_runs_every_step_while_cheap_and_within_its_budget_when_not() -> None:
+    def norm_policy() -> SamplingPolicy:
+        return SamplingPolicy(budget=NORM_BUDGET, min_every=1, max_every=100)
+
+    # A norm at a third of the budget (the usual case: O(parameters) against the step's O(parameters x tokens)).
+    assert run(norm_policy(), 50, 1.0, 1.0, extra=NORM_BUDGET / 3) == list(range(1, 51))
+    # Three times the budget: about one step in three, so it costs the budget.
+    got = run(norm_policy(), 300, 1.0, 1.0, extra=3 * NORM_BUDGET)
+    assert 90 <= len(got) <= 110 and all(b - a >= 2 for a, b in pairwise(got[1:])), got
+    # As costly as the step: still at least every 100th step.
+    got = run(norm_policy(), 300, 1.0, 1.0, extra=1.0)
+    assert got[0] == 1 and all(b - a <= 100 for a, b in pairwise(got)), got
+
+
+def test_the_monitor_skips_a_costly_grad_norm_says_so_once_and_never_skips_a_given_one(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+
+    def steps(given: bool, folder: Path) -> tuple[list[float | str], list[str]]:
+        model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 1))
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        monitor = Monitor(model, opt, run_dir=str(folder))
+        for _ in range(250):  # a step of microseconds: reading the gradients is far above 0.2% of it
+            loss = model(torch.randn(4, 8)).pow(2).mean()
+            loss.backward()
+            norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), 1e9)) if given else None
+            opt.step()
+            monitor.step(loss=loss, tokens=4, grad_norm=norm)
+            opt.zero_grad()
+        monitor.close()
+        lines = [json.loads(x) for x in (folder / "metrics.jsonl").read_text().splitlines()]
+        return [m["gradNorm"] for m in lines if m["type"] == "step"], [
+            m["message"] for m in lines if m["type"] == "log" and "grad_norm=" in m["message"]
+        ]
+
+    norms, said = steps(False, tmp_path / "own")
+    assert isinstance(norms[0], float) and norms[0] > 0
+    assert "NaN" in norms and any(isinstance(g, float) for g in norms[1:]), norms
+    assert len(said) == 1 and "reported on some steps only" in said[0], said
+    norms, said = steps(True, tmp_path / "given")
+    assert all(isinstance(g, float) and g > 0 for g in norms) and said == [], (norms, said)

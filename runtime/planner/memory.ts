@@ -11,7 +11,6 @@ import {
   type Category,
   type ConventionName,
   type EstimateOptions,
-  type HfActivations,
   type Layout,
   type MemoryBreakdown,
   type MemoryEstimate,

@@ -4,13 +4,28 @@
 // checked against the engine's model by python/tests/test_memory_bf16.py.
 import * as assert from 'node:assert/strict';
 import { hfActivationModel } from '../../runtime/config/huggingface';
+import { parseConfig } from '../../runtime/config/parse';
+import { predictFromReport } from '../../runtime/launch/plan';
 import { DEFAULT_OVERHEADS } from '../../runtime/planner/memory';
 import { estimate } from '../../runtime/planner/estimate';
 import { planInputFor, type PlanInputOptions } from '../../runtime/planner/input';
 import type { EstimateResult, PlanModel } from '../../runtime/planner/types';
 
 // One GPT-2 layer small enough to count by hand: C 4, F 8, V 10, T 5.
-const tiny: PlanModel = { layers: 1, hidden: 4, heads: 2, kvHeads: 2, ffnHidden: 8, vocab: 10, seqLen: 5, activation: 'gelu', norm: 'layernorm', tiedEmbeddings: true, bias: true, positionEmbedding: 'learned' };
+const tiny: PlanModel = {
+  layers: 1,
+  hidden: 4,
+  heads: 2,
+  kvHeads: 2,
+  ffnHidden: 8,
+  vocab: 10,
+  seqLen: 5,
+  activation: 'gelu',
+  norm: 'layernorm',
+  tiedEmbeddings: true,
+  bias: true,
+  positionEmbedding: 'learned',
+};
 // wte 10×4, wpe 5×4, ln_1 4+4, c_attn 4×12+12, c_proj 4×4+4, ln_2 4+4, c_fc 4×8+8, c_proj 8×4+4, ln_f 4+4.
 const TINY_PARAMS = 40 + 20 + 8 + 60 + 20 + 8 + 40 + 36 + 8;
 // dp rank 0 under FSDP2 holds ceil(rows / 3) dim-0 rows of each: wte 4×4, wpe 2×4, ln_1 2+2, c_attn 2×12 + 4,
@@ -89,4 +104,32 @@ describe('planner: torch convention, bf16-mixed', () => {
   });
 });
 
-const llama8b: PlanModel = { layers: 32, hidden: 4096, heads: 32, kvHeads: 8, ffnHidden: 14336, vocab: 128256, seqLen: 8192, activation: 'swiglu', norm: 'rmsnorm', tiedEmbeddings: false, bias: false, positionEmbedding: 'rope' };
+describe('launch plan: which convention a launched run is predicted in', () => {
+  const parsed = parseConfig({ model: { preset: 'tiny' }, train: { precision: 'bf16-mixed' }, parallel: { dp: 2 }, cluster: { gpusPerNode: 2, nodes: 1, gpuMemory: 2 ** 36 } });
+  if (!parsed.ok) throw new Error(JSON.stringify(parsed.errors));
+  const file = { file: 'p.scalelm.json', source: 'scalelm' as const, config: parsed.config, notes: [] };
+  const line = (r: ReturnType<typeof predictFromReport>) => r.lines.join('\n');
+  it('bf16-mixed under autocast (reported precision): the torch convention', () => {
+    assert.match(line(predictFromReport({ k: 'shape', rank: 0, layout: { world: 2, precision: 'bf16-mixed' } }, file)), /torch convention\): .*bf16-mixed/);
+  });
+  it('bf16 parameters without autocast, or a HuggingFace model in bf16: the scalelm convention', () => {
+    assert.match(line(predictFromReport({ k: 'shape', rank: 0, layout: { world: 2, paramDtype: 'bf16' } }, file)), /scalelm convention\): .*bf16-mixed/);
+    const hf = { model_type: 'gpt2', n_layer: 2, n_embd: 64, n_head: 4, n_positions: 32, vocab_size: 100 };
+    assert.match(line(predictFromReport({ k: 'shape', rank: 0, model: hf, layout: { world: 2, precision: 'bf16-mixed', attention: 'sdpa' } })), /scalelm convention\): .*bf16-mixed/);
+  });
+});
+
+const llama8b: PlanModel = {
+  layers: 32,
+  hidden: 4096,
+  heads: 32,
+  kvHeads: 8,
+  ffnHidden: 14336,
+  vocab: 128256,
+  seqLen: 8192,
+  activation: 'swiglu',
+  norm: 'rmsnorm',
+  tiedEmbeddings: false,
+  bias: false,
+  positionEmbedding: 'rope',
+};

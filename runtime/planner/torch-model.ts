@@ -133,17 +133,18 @@ function activationTerms(input: PlanInput, layout: Layout): [string, number][] {
 
 /**
  * Bytes autograd saves in one micro-batch's forward under torch.autocast(bfloat16) (train.precision
- * "bf16-mixed"), term by term. Measured on CPU under CPU autocast (python/tests/test_memory_bf16.py, tp 1,
- * exact); the same ops take the same dtypes under CUDA autocast here: matmuls (addmm, matmul, linear) and
- * scaled_dot_product_attention are on both lower-precision lists, so each casts its inputs to bf16 and saves
- * the casts: a bf16 copy of every weight it multiplies (autocast caches a leaf's cast, autograd keeps it for
- * backward: 2 B per matmul parameter, on top of the fp32 parameters) and a bf16 copy of the activation, made
- * per call (Llama's q, k, v projections cast the same norm output three times). Layer and RMS norms, the
- * residual stream, RoPE (bf16 q × fp32 cos promotes to fp32) and the loss (logits.float()) stay fp32.
- * Derived for CUDA, not measured: attention. CPU runs SDPA's flash kernel; on CUDA (bf16, head dim ≤ 256,
- * sm80+) it is FlashAttention-2, which saves the same tensors: q, k, v, the output (bf16) and the fp32
- * log-sum-exp [B, heads, T] (plus two 8-byte RNG scalars, left out). The memory-efficient kernel (older GPUs)
- * pads the log-sum-exp to a multiple of 32 in T. tp > 1 applies the same ops to the rank's slice (derived).
+ * "bf16-mixed"), term by term. Measured on CPU under CPU autocast (python/tests/test_memory_bf16.py: tp 1 and
+ * tp 2, exact). The same ops take the same dtypes under CUDA autocast: matmuls (addmm, matmul, linear) and
+ * scaled_dot_product_attention are on both devices' lower-precision lists, so each casts its inputs to bf16
+ * and autograd saves the casts: a bf16 copy of every weight it multiplies (2 B per matmul parameter, on top of
+ * the fp32 parameters) and a bf16 copy of its activation input, made per call (Llama's q, k, v projections
+ * cast the same norm output three times). CUDA's fp32 list (layer_norm, pow, rsqrt, exp, cross_entropy, …)
+ * only meets tensors that are fp32 already here: the norms' internals, the residual stream (bf16 matmul
+ * output + fp32 bias or residual promotes to fp32), RoPE (bf16 q × fp32 cos → fp32) and the loss
+ * (logits.float()). Derived for CUDA, not measured: attention. CPU runs SDPA's flash kernel; on CUDA (bf16,
+ * head dim ≤ 256, sm80+) it is FlashAttention-2, which saves the same tensors: q, k, v, the output (bf16) and
+ * the fp32 log-sum-exp [B, heads, T] (plus two RNG scalars, left out). The memory-efficient kernel (older
+ * GPUs) pads the log-sum-exp to a multiple of 32 in T (not modelled).
  */
 function autocastActivationTerms(input: PlanInput, layout: Layout): [string, number][] {
   const m = input.model;

@@ -110,11 +110,12 @@ export function int(min = 0, max = Number.MAX_SAFE_INTEGER): Check<number> {
 export const bytes = int(0);
 export const time = int(0);
 
-/** A finite number ≥ min. */
-export function finite(min = -Infinity): Check<number> {
+/** A finite number in [min, max]. */
+export function finite(min = -Infinity, max = Infinity): Check<number> {
   return (v, path) => {
     if (typeof v !== 'number' || !Number.isFinite(v)) throw new Invalid(path, `must be a finite number, got ${describe(v)}`);
     if (v < min) throw new Invalid(path, `must be ≥ ${min}, got ${v}`);
+    if (v > max) throw new Invalid(path, `must be ≤ ${max}, got ${v}`);
     return v;
   };
 }

@@ -225,6 +225,20 @@ export function layoutItems(search: SearchResult, noCurrent?: string): LayoutPic
 }
 
 /**
+ * Whether `out` is a symbolic link (refused, with a message): a cloned repository could hold the output's
+ * name as a link to any file of the user's, and workspace.fs.writeFile would write through it.
+ */
+async function refuseLink(out: vscode.Uri): Promise<boolean> {
+  const type = await vscode.workspace.fs.stat(out).then(
+    (s) => s.type,
+    () => undefined,
+  );
+  if (type === undefined || !(type & vscode.FileType.SymbolicLink)) return false;
+  void vscode.window.showErrorMessage(`ScaleLM: ${vscode.workspace.asRelativePath(out)} is a symbolic link; not writing through it (it could point at any file). Remove it first.`);
+  return true;
+}
+
+/**
  * Saves the chosen layout as a *.scalelm.json: a *.scalelm.json source is edited in place (comments and other
  * fields kept), a config.json gets <name>.scalelm.json beside it. What is written is parsed back with the
  * config parser first; if that fails nothing is written.
@@ -268,6 +282,7 @@ async function saveLayout(
     void vscode.window.showErrorMessage(`ScaleLM: the chosen layout does not make a valid config, nothing saved: ${check.errors.map((e) => `${e.path}: ${e.message}`).join('; ')}`);
     return undefined;
   }
+  if (out.toString() !== source.toString() && (await refuseLink(out))) return undefined;
   if (
     out.toString() !== source.toString() &&
     !overwrite &&
@@ -337,6 +352,7 @@ export async function exportCommand(target: ExportTarget, uri?: vscode.Uri, opti
     return undefined;
   }
   const out = vscode.Uri.joinPath(source, '..', exportFileName(base, target));
+  if (await refuseLink(out)) return undefined;
   const exists = await vscode.workspace.fs.stat(out).then(
     () => true,
     () => false,

@@ -75,7 +75,8 @@ main(process.argv.slice(2)).then(
     } else if (process.env.SCALELM_DEBUG !== '1' && (system || isUserFacingError(err))) {
       // A file system refusal (read-only, permission, not a directory, disk full) or a named runtime error
       // (a hung rank, a bad file): one line, no stack. SCALELM_DEBUG=1 shows the stack.
-      console.error(`scalelm: ${system ?? (err as Error).message}`);
+      // A named error's own sentence first: it says which file and why (a FileReadError carries an errno code too).
+      console.error(`scalelm: ${isUserFacingError(err) ? err.message : (system ?? (err as Error).message)}`);
       process.exitCode = 1;
     } else {
       console.error(err instanceof Error ? (err.stack ?? err.message) : String(err));

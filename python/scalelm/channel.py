@@ -113,11 +113,15 @@ class Channel:
                 line, buf = buf.split(b"\n", 1)
                 try:
                     obj = json.loads(line)
-                except ValueError:
+                except (ValueError, RecursionError):
                     continue
                 if isinstance(obj, dict) and obj.get("k") == "control" and obj.get("action") in ("stop", "checkpoint"):
                     with self._lock:
                         self._controls.append(obj)
+            # A line longer than the channel allows is not the coordinator's: stop reading rather than buffer
+            # it without bound (the same cap as the coordinator's side).
+            if len(buf) > MAX_LINE:
+                return
 
     def take_controls(self) -> list[dict[str, Any]]:
         with self._lock:

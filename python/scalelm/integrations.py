@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from .monitor import Monitor
+from .shape import input_shape
 
 
 def transformers_callback(name: str | None = None) -> Any:
@@ -124,12 +125,13 @@ def lightning_callback(name: str | None = None) -> Any:
             # training_step need not call the module's forward: the batch shows the micro-batch, and the forward
             # runs from here to the backward (activations on sampled steps).
             if self.monitor is not None:
-                if isinstance(batch, dict):
-                    self.monitor.observe_inputs((), batch)
-                else:
-                    self.monitor.observe_inputs(tuple(batch) if isinstance(batch, list | tuple) else (batch,))
+                args: tuple[Any, ...] = ()
+                kwargs: dict[str, Any] = batch if isinstance(batch, dict) else {}
+                if not isinstance(batch, dict):
+                    args = tuple(batch) if isinstance(batch, list | tuple) else (batch,)
+                self.monitor.observe_inputs(args, kwargs)
                 self.monitor.step_started(int(trainer.global_step) + 1)
-                self.monitor.forward_started()
+                self.monitor.forward_started(input_shape(args, kwargs))
 
         def on_before_backward(self, trainer: Any, pl_module: Any, loss: Any) -> None:
             if self.monitor is not None:

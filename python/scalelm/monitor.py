@@ -10,7 +10,8 @@ otherwise rank 0 writes the records into a run folder (SCALELM_RUN_DIR, else ./r
 `scalelm serve` opens later. On its first step rank 0 also reports what the planner needs (scalelm/shape.py):
 the HuggingFace model's shape, the layout it can see, and the run's length (total_steps) for the
 coordinator's out-of-memory forecast. Memory per category uses the torch engine's accounting; on CPU activations are
-counted by saved-tensor hooks around the model's forward on sampled steps only, so the cost stays under 1%.
+counted by saved-tensor hooks around the model's forward on the steps scalelm.memory.SamplingPolicy picks (step
+1, a new input shape, then as the measured cost allows: under 0.25% of step time), so the cost stays under 1%.
 """
 
 from __future__ import annotations
@@ -28,10 +29,8 @@ import torch.distributed as dist
 from torch import nn
 
 from .channel import Channel, node_ref
-from .memory import SavedTensorCounter, categories, local
-from .shape import LAYOUT_KEYS, detect_layout, forward_inputs, hf_shape
-
-SAMPLE_EVERY = 10
+from .memory import ModelTensors, SamplingPolicy, SavedTensorCounter, categories, grad_l2_norm
+from .shape import LAYOUT_KEYS, detect_layout, forward_inputs, hf_shape, input_shape
 
 
 class Monitor:
@@ -90,13 +89,24 @@ class Monitor:
             self.file = open(os.path.join(self.run_dir, "metrics.jsonl"), "a", encoding="utf-8")  # noqa: SIM115
         self._started = int(time.time() * 1000)
         self.steps = 0
+        self._n = 0  # steps reported by this Monitor
         self._announced = 0  # the last step named by a progress line
         self.tokens = 0
         self._last = time.perf_counter()
         self._activations = 0
         self._counter: SavedTensorCounter | None = None
         self._ctx: Any = None
-        self._hooks = [model.register_forward_pre_hook(self._pre), model.register_forward_hook(self._post)]
+        # Sampled activation counting (CPU): the policy sees the Monitor's own step count (1, 2, …), whatever
+        # step numbers the caller reports. _counted: this step's largest count over its hooked forwards.
+        self.sampling = SamplingPolicy()
+        self._shape: tuple[int, ...] | None = None
+        self._by_shape: dict[tuple[int, ...] | None, int] = {}
+        self._counted: int | None = None
+        self._tensors = ModelTensors(model)
+        self._hooks = [
+            model.register_forward_pre_hook(self._pre, with_kwargs=True),
+            model.register_forward_hook(self._post),
+        ]
         self._inputs_seen = False
         self._first = model.register_forward_pre_hook(self._first_forward, with_kwargs=True)
         self.device = next((p.device for p in model.parameters()), torch.device("cpu"))
@@ -149,12 +159,8 @@ class Monitor:
             "config": config,
         }
 
-    # Sampled activation counting on CPU: a saved-tensor hook context from the forward's start to its end.
-    def _sampling(self) -> bool:
-        return self.device.type != "cuda" and ((self.steps + 1) == 1 or (self.steps + 1) % SAMPLE_EVERY == 0)
-
-    def _pre(self, module: nn.Module, args: Any) -> None:
-        self.forward_started()
+    def _pre(self, module: nn.Module, args: Any, kwargs: Any) -> None:
+        self.forward_started(input_shape(tuple(args), kwargs or {}))
 
     def _post(self, module: nn.Module, args: Any, output: Any) -> None:
         self.forward_ended()
@@ -168,13 +174,23 @@ class Monitor:
             self._announced = n
             self.channel.send({"k": "progress", "rank": self.rank, "step": n})
 
-    def forward_started(self) -> None:
+    def forward_started(self, shape: tuple[int, ...] | None = None) -> None:
         """The forward of a micro-batch begins (the model's own hook; integrations whose framework does not call
-        the model's forward, as Lightning's training_step, call it): announces the step when this is its first
-        training forward, and on sampled steps counts what autograd saves."""
-        if self.model.training and self._announced <= self.steps:
+        the model's forward, as Lightning's training_step, call it; `shape`: the input's (batch, seq) where
+        known): announces the step when this is its first training forward, and on the steps the sampling
+        policy picks (CPU, training forwards) counts what autograd saves, from here to forward_ended()."""
+        if not self.model.training:
+            return
+        if self._announced <= self.steps:
             self.step_started()
-        if self._sampling() and self._ctx is None:
+        if shape is not None:
+            self._shape = shape
+        if (
+            self.device.type != "cuda"
+            and self._ctx is None
+            and torch.is_grad_enabled()
+            and self.sampling.due(self._n + 1, shape)
+        ):
             self._counter = SavedTensorCounter()
             self._ctx = self._counter.counting()
             self._ctx.__enter__()
@@ -184,7 +200,7 @@ class Monitor:
             self._ctx.__exit__(None, None, None)
             self._ctx = None
             assert self._counter is not None
-            self._activations = max(self._activations if self.steps % SAMPLE_EVERY else 0, self._counter.bytes)
+            self._counted = max(self._counted or 0, self._counter.bytes)
 
     def _emit(self, m: dict[str, Any]) -> None:
         if self.channel is not None:
@@ -213,18 +229,25 @@ class Monitor:
         now = time.perf_counter()
         step_ms = (now - self._last) * 1000
         self._last = now
+        self._n += 1
+        if self._counted is not None:  # a sampled step: its count, remembered for its input shape
+            self._activations = self._by_shape[self._shape] = self._counted
+            self._counted = None
+        else:  # the count of the last sampled step of this shape (of any shape before one was counted)
+            self._activations = self._by_shape.get(self._shape, self._activations)
+        if self.device.type != "cuda":
+            self.sampling.step_done(self._n, step_ms / 1000)
         if lr is None and self.optimizer is not None and self.optimizer.param_groups:
             lr = float(self.optimizer.param_groups[0].get("lr", 0.0))
+        if self._n % 100 == 0:  # modules added to the model after the Monitor was made show within 100 steps
+            self._tensors.refresh()
+        params = self._tensors.params()  # read once per step, shared below
         if grad_norm is None:
             # This rank's view (its gradient shards), where the gradients are still there.
-            # Per-tensor norms (no squared copy of any gradient) and one sync for the total.
-            norms = [
-                torch.linalg.vector_norm(local(p.grad).detach(), dtype=torch.float32)
-                for p in self.model.parameters()
-                if p.grad is not None
-            ]
-            grad_norm = float(torch.linalg.vector_norm(torch.stack(norms))) if norms else float("nan")
-        cats, peak, cap = categories(self.model, self.optimizer, self._activations, self.device)
+            grad_norm = grad_l2_norm(params)
+        cats, peak, cap = categories(
+            self.model, self.optimizer, self._activations, self.device, tensors=self._tensors, params=params
+        )
         if cap is None and self.capacity:
             cap = self.capacity
         if self.device.type == "cuda":

@@ -161,13 +161,25 @@ def detect_layout(model: nn.Module, optimizer: torch.optim.Optimizer | None, wor
     return out
 
 
-def forward_inputs(args: tuple[Any, ...], kwargs: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
-    """Micro-batch and sequence length from the first forward's token ids, and the autocast precision."""
-    out: dict[str, Any] = {}
+def _token_ids(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> torch.Tensor | None:
+    """A forward's token ids: input_ids, else its first tensor argument."""
     ids = kwargs.get("input_ids")
     if not isinstance(ids, torch.Tensor):
         ids = next((a for a in args if isinstance(a, torch.Tensor)), None)
-    if isinstance(ids, torch.Tensor) and ids.dim() >= 1:
+    return ids if isinstance(ids, torch.Tensor) else None
+
+
+def input_shape(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> tuple[int, ...] | None:
+    """The shape of a forward's token ids (what its activations depend on), None when it has none."""
+    ids = _token_ids(args, kwargs)
+    return None if ids is None else tuple(ids.shape)
+
+
+def forward_inputs(args: tuple[Any, ...], kwargs: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
+    """Micro-batch and sequence length from the first forward's token ids, and the autocast precision."""
+    out: dict[str, Any] = {}
+    ids = _token_ids(args, kwargs)
+    if ids is not None and ids.dim() >= 1:
         out["microBatch"] = int(ids.shape[0])
         if ids.dim() == 2 and not ids.is_floating_point():
             out["seqLen"] = int(ids.shape[1])

@@ -27,12 +27,11 @@ from . import checkpoint as ckpt
 from .channel import Channel, node_ref
 from .commtime import CommTimer, time_fsdp_collectives
 from .data import BatchSampler, load_tokens
-from .memory import CATEGORIES, SavedTensorCounter, categories, gpu_used_bytes, local
+from .memory import CATEGORIES, ModelTensors, SamplingPolicy, SavedTensorCounter, categories, gpu_used_bytes, local
 from .model import CausalLM, ModelError, ParamSpec, Shape, model_shape, param_specs
 from .rng import mix
 from .tp import TpGroup, is_sharded, join_shards, slice_shard
 
-MEMORY_SAMPLE_EVERY = 10
 # Benchmarking only (bench/torch_overhead.py): SCALELM_MEMORY_SAMPLING=0 switches the per-rank memory
 # measurement off (no saved-tensor hooks, no allocator or nvidia-smi reads; steps report zero bytes and no
 # `memory` messages are sent), so its cost can be measured against the same loop without it. Read once.
@@ -127,6 +126,12 @@ class Rank:
         self.autocast = t.get("precision") == "bf16-mixed"
         self.activations = 0
         self.measure_memory = MEMORY_SAMPLING
+        # The costly reads, on the steps the policy picks (scalelm/memory.py): saved-tensor hooks on CPU (the
+        # input shape is fixed by the config), nvidia-smi on CUDA.
+        self.hook_sampling = SamplingPolicy()
+        self.device_sampling = SamplingPolicy()
+        self.last_step_ms = 0.0
+        self.tensors = ModelTensors(self.model)  # the engine's model gains no modules (FSDP2 shards in place)
         self.step = int(args.get("startStep", 0))
         self.optimizer_steps = self.step
         start = args.get("start", {"kind": "fresh"})
@@ -255,11 +260,7 @@ class Rank:
             g["lr"] = lr
         if self.device.type == "cuda" and self.measure_memory:
             torch.cuda.reset_peak_memory_stats(self.device)
-        sample = (
-            self.measure_memory
-            and self.device.type != "cuda"
-            and (step == 1 or step % MEMORY_SAMPLE_EVERY == 0 or self.activations == 0)
-        )
+        sample = self.measure_memory and self.device.type != "cuda" and self.hook_sampling.due(step)
         t0 = time.perf_counter()
         self.wrapped.train()
         loss_sum = torch.zeros((), device=self.device)
@@ -327,8 +328,11 @@ class Rank:
             torch.cuda.synchronize(self.device)
         self.comm.settle()
         step_ms = (time.perf_counter() - t0) * 1000
+        self.last_step_ms = step_ms
+        if self.measure_memory and self.device.type != "cuda":
+            self.hook_sampling.step_done(step, step_ms / 1000)
         if self.measure_memory:
-            cats, peak, cap = categories(self.model, self.opt, self.activations, self.device)
+            cats, peak, cap = categories(self.model, self.opt, self.activations, self.device, tensors=self.tensors)
         else:
             cats, peak, cap = dict.fromkeys(CATEGORIES, 0), 0, None
         # The model's, not the optimizer's: under ZeRO-1 the optimizer holds only this rank's share.
@@ -346,10 +350,17 @@ class Rank:
         }
 
     def device_used(self, step: int, last: int | None) -> int | None:
-        """The CUDA device's used memory (nvidia-smi/NVML), read on sampled steps only: it costs tens of ms."""
-        if self.measure_memory and (step == 1 or step % MEMORY_SAMPLE_EVERY == 0):
-            return gpu_used_bytes(self.device.index or 0)
-        return last
+        """The CUDA device's used memory (nvidia-smi/NVML), read on the steps the policy picks (nvidia-smi costs
+        tens of ms; the read is timed alone as the sample's cost); else the last reading."""
+        if not self.measure_memory:
+            return last
+        if not self.device_sampling.due(step):
+            self.device_sampling.step_done(step, self.last_step_ms / 1000)
+            return last
+        t0 = time.perf_counter()
+        used = gpu_used_bytes(self.device.index or 0)
+        self.device_sampling.step_done(step, self.last_step_ms / 1000, extra=time.perf_counter() - t0)
+        return used
 
     @torch.no_grad()
     def evaluate(self) -> float:

@@ -119,44 +119,7 @@ const USER_FACING = new Set([
 ]);
 export const isUserFacingError = (e: unknown): e is Error => e instanceof Error && USER_FACING.has(e.name);
 
-const SYSTEM_REASONS: Record<string, string> = {
-  EACCES: 'permission denied',
-  EPERM: 'operation not permitted',
-  EROFS: 'the file system is read-only',
-  ENOTDIR: 'a part of the path is not a directory',
-  EISDIR: 'is a directory',
-  ENOSPC: 'no space left on the device',
-  EDQUOT: 'disk quota exceeded',
-  ENOENT: 'no such file or directory',
-  EEXIST: 'already exists',
-  EMFILE: 'too many open files',
-  ENAMETOOLONG: 'the name is too long',
-  ELOOP: 'too many symbolic links',
-  EIO: 'input/output error',
-  EFBIG: 'the file is too large',
-};
-const SYSCALL_VERBS: Record<string, string> = {
-  open: 'cannot open',
-  mkdir: 'cannot create the folder',
-  write: 'cannot write',
-  read: 'cannot read',
-  rename: 'cannot rename',
-  unlink: 'cannot remove',
-  fsync: 'cannot flush',
-  fdatasync: 'cannot flush',
-  ftruncate: 'cannot truncate',
-  scandir: 'cannot list',
-  stat: 'cannot examine',
-};
-
-/** One line for a Node file-system error ("cannot write /x: the file system is read-only"), or null. */
-export function describeSystemError(e: unknown): string | null {
-  const err = e as NodeJS.ErrnoException;
-  if (!(e instanceof Error) || typeof err.code !== 'string' || !Object.hasOwn(SYSTEM_REASONS, err.code)) return null;
-  const verb = err.syscall && Object.hasOwn(SYSCALL_VERBS, err.syscall) ? SYSCALL_VERBS[err.syscall] : err.syscall ? `${err.syscall} failed on` : 'failed on';
-  const where = err.path ?? (err as { dest?: string }).dest ?? 'a file';
-  return `${verb} ${where}: ${SYSTEM_REASONS[err.code]}`;
-}
+export { describeSystemError } from '../files';
 
 /** A flag's value as a whole number in range, or a CliError naming the flag and the range. */
 export function intFlag(args: ParsedArgs, name: string, min = 1, max = Object.hasOwn(INT_FLAG_MAX, name) ? INT_FLAG_MAX[name]! : 1_000_000_000): number | undefined {

@@ -1,10 +1,11 @@
 // `scalelm calibrate <run-dir> [--out FILE]`: fits the planner's GPU efficiency constants (large-GEMM
 // efficiency, allocator slack, CUDA context) to a run ScaleLM recorded, and writes a cluster profile that
 // configs use with `cluster.profile`.
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { HelloMessage, Message } from '../../common/protocol';
 import { formatBytes } from '../../common/units';
+import { readResolvedConfig } from '../config/resolved';
+import { writeFileSynced } from '../files';
 import { calibrate, type ClusterProfile, type RunMeasurement } from '../planner/calibrate';
 import type { PlanInput } from '../planner/types';
 import { hasMetrics, streamMessages } from '../telemetry/run-store';
@@ -65,12 +66,14 @@ export function measure(messages: Message[]): { hello: HelloMessage; measured: R
   };
 }
 
-/** The hello's resolved config as a PlanInput, or the reason it is not one. */
+/** The hello's resolved config as a PlanInput: checked by the config parser (a run directory can say anything), or the reason it is not one. */
 function planInputOf(config: unknown): PlanInput {
-  const c = config as Partial<PlanInput> | undefined;
-  const ok = c && typeof c === 'object' && c.model && c.train && c.parallel && c.cluster && typeof c.cluster.spec === 'object' && typeof c.cluster.efficiency === 'number';
-  if (!ok) throw new CliError("the hello message's config is not a resolved ScaleLM config (model, train, parallel and cluster with its spec)", 1);
-  return c as PlanInput;
+  const r = readResolvedConfig(config);
+  if (!r.ok) {
+    const first = r.errors[0];
+    throw new CliError(`the hello message's config is not a resolved ScaleLM config${first ? ` (${first.path || '(root)'}: ${first.message})` : ''}`, 1);
+  }
+  return r.config;
 }
 
 export interface Calibration {
@@ -102,7 +105,8 @@ export async function calibrateRun(dir: string, out = join(dir, 'cluster-profile
   const { hello, measured, steps, gpuSamples } = measure(messages);
   const input = planInputOf(hello.config);
   const profile = calibrate(input, measured, hello.runId);
-  writeFileSync(out, `${JSON.stringify(profile, null, 2)}\n`);
+  // Not writeFileSync: a symbolic link planted as <run>/cluster-profile.json must not be followed (openRunFile).
+  writeFileSynced(out, `${JSON.stringify(profile, null, 2)}\n`);
   return { out, profile, hello, measured, steps, gpuSamples, problems, input };
 }
 

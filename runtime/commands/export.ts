@@ -5,9 +5,9 @@ import { estimate } from '../planner/estimate';
 import { layoutOf } from '../planner/memory';
 import { EXPORT_TARGETS, exportFileName, exportLayout, shellWords, type ExportTarget, type SlurmOptions } from '../planner/export';
 import { bundledPythonPath } from '../launch/command';
-import { writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { formatBytes } from '../../common/units';
+import { writeFileSynced } from '../files';
 import { CliError, parseArgs, type Command } from './args';
 import { loadPlanInput, PLAN_FLAGS_HELP, PLAN_SWITCHES, PLAN_VALUE_FLAGS } from './plan-input';
 
@@ -66,7 +66,8 @@ export const exportCommand: Command = async (argv) => {
   }
   if (args.switches.has('write')) {
     const out = join(dirname(file), exportFileName(base, to as ExportTarget));
-    writeFileSync(out, result.text.endsWith('\n') ? result.text : `${result.text}\n`, { mode: to === 'deepspeed' ? 0o644 : 0o755 });
+    // Not through a link: a cloned repository could hold <name>.torchrun.sh -> ~/.bashrc (openRunFile refuses it).
+    writeFileSynced(out, result.text.endsWith('\n') ? result.text : `${result.text}\n`, to === 'deepspeed' ? 0o644 : 0o755);
     console.log(out);
   } else console.log(result.text.replace(/\n$/, ''));
   for (const n of result.notes) console.error(`note: ${n}`);

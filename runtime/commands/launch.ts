@@ -3,11 +3,12 @@
 // JSON line, then the dashboard URL), and exits with the command's status. Ctrl-C stops the command
 // (SIGINT to its process group, SIGKILL after the timeout); a second Ctrl-C kills it at once.
 // `scalelm launch --config FILE` runs the command of FILE's `launch` section (its cwd and env) the same way.
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { basename, dirname, resolve } from 'node:path';
 import { isToken } from '../../common/protocol';
 import { CliError, intFlag, parseArgs, type Command, type ParsedArgs } from './args';
+import { FileReadError, readTextBounded } from '../files';
 
 const USAGE = `usage: scalelm launch [--name NAME] [--run-dir DIR] [--plan CONFIG] [--stop-timeout-ms N] -- <command…>
        scalelm launch --config FILE.scalelm.json [--name NAME] [--run-dir DIR] [--plan CONFIG] [--stop-timeout-ms N]
@@ -179,9 +180,10 @@ function runToken(file: string | undefined): string {
     let mode: number;
     try {
       mode = statSync(file).mode;
-      text = readFileSync(file, 'utf8');
+      // Bounded, and refusing a FIFO (which would block here until a writer came) or a device.
+      text = readTextBounded(file, 4096);
     } catch (e) {
-      throw new CliError(`--token-file ${file}: ${(e as Error).message}`);
+      throw new CliError(e instanceof FileReadError ? `--token-file ${e.message}` : `--token-file ${file}: ${(e as Error).message}`);
     }
     if (mode & 0o077) throw new CliError(`--token-file ${file} is readable by others (mode ${(mode & 0o777).toString(8)}): the run token must be private, run chmod 600 ${file}`);
     fromFile = text.trim();

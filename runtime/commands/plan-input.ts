@@ -10,7 +10,7 @@ import { setPath } from '../config/set-path';
 import type { RunConfig } from '../config/types';
 import { GPU_PRESET_NAMES } from '../config/presets';
 import type { EstimateOptions, Layout } from '../planner/types';
-import { applyProfile, profileIssue, type ClusterProfile } from '../planner/calibrate';
+import { applyProfile, checkProfile, type ClusterProfile } from '../planner/calibrate';
 import { dirname, resolve } from 'node:path';
 
 export const PLAN_VALUE_FLAGS = [
@@ -209,9 +209,9 @@ function readProfile(path: string): ClusterProfile {
     const code = (e as NodeJS.ErrnoException).code;
     throw new CliError(`cluster profile ${path}: ${code === 'ENOENT' ? 'no such file' : (e as Error).message}`, 1);
   }
-  const issue = profileIssue(value);
-  if (issue) throw new CliError(`cluster profile ${path}: ${issue}`, 1);
-  return value as ClusterProfile;
+  const checked = checkProfile(value);
+  if (!checked.ok) throw new CliError(`cluster profile ${path}: ${checked.reason}`, 1);
+  return checked.value;
 }
 
 /** The profile's efficiency replaces the config's; its overheads become the estimate's; a note says so. */

@@ -1,6 +1,7 @@
 // `scalelm serve <run-dir | runs-dir>`: replays finished runs to the browser dashboard, read-only.
 import { basename } from 'node:path';
 import { isEnded } from '../../common/protocol';
+import { FileReadError } from '../files';
 import { MetricBus } from '../telemetry/bus';
 import { crashedStatus, listRunDirs, streamMessages } from '../telemetry/run-store';
 import { startMonitor, TOKEN_ENV } from '../server/monitor';
@@ -32,11 +33,20 @@ export const serve: Command = async (argv) => {
   for (const runDir of dirs) {
     const bus = new MetricBus({ runDir, stamp: false });
     let problems = 0;
-    const { truncatedTail } = await streamMessages(
-      runDir,
-      (m) => void bus.publish(m),
-      () => problems++,
-    );
+    let truncatedTail: boolean;
+    try {
+      ({ truncatedTail } = await streamMessages(
+        runDir,
+        (m) => void bus.publish(m),
+        () => problems++,
+      ));
+    } catch (e) {
+      // One unreadable run (a FIFO or a device as its metrics.jsonl) is skipped like one without a hello:
+      // the other runs of the folder are still served. A single run that cannot be read is refused below.
+      if (!(e instanceof FileReadError)) throw e;
+      console.error(`${basename(runDir)}: skipped, ${e.message}`);
+      continue;
+    }
     const id = bus.history.hello?.runId;
     if (!id) {
       console.error(`${basename(runDir)}: skipped, metrics.jsonl has no hello line`);

@@ -15,8 +15,9 @@ import { estimate } from '../planner/estimate';
 import { planTarget } from '../planner/target';
 import type { JsonObject, Message, PlanSummary, StepMessage } from '../../common/protocol';
 import { formatBytes } from '../../common/units';
+import { describeSystemError } from '../files';
 import type { RankProcess } from '../telemetry/gpu-sampler';
-import { CHECKPOINT_FORMAT, CHECKPOINT_VERSION, latestCheckpoint, removeTemporaries, type CheckpointState } from '../train/checkpoint';
+import { CHECKPOINT_FORMAT, CHECKPOINT_VERSION, CheckpointError, latestCheckpoint, removeTemporaries, type CheckpointState } from '../train/checkpoint';
 import { byteTokenizer, loadTokens } from '../train/data';
 import { optimizerHyper } from '../train/optimizer';
 import type { RunDir } from '../train/run-dir';
@@ -266,7 +267,9 @@ export class Coordinator extends RunEvents {
           this.commits.push(
             this.commit(m.step, entry.bytes, entry.metricsBytes).catch((e: Error) => {
               // A checkpoint that cannot be committed ends the run now: going on would lose the steps after it.
-              this.commitError ??= e;
+              // A file-system error (a run directory turned read-only, a full disk) is said in one sentence.
+              const system = describeSystemError(e);
+              this.commitError ??= system ? new CheckpointError(system) : e;
               void this.ranks?.kill(`checkpoint of step ${m.step} failed: ${e.message}`);
             }),
           );

@@ -81,12 +81,20 @@ export type CoordinatorToRank =
 
 /** Longest line either side accepts, in bytes before the newline. */
 export const MAX_LINE_BYTES = 1 << 20;
+/** Longest first line (a hello) from a peer that has not yet proven it belongs to the run. */
+export const MAX_HELLO_BYTES = 4096;
+/**
+ * Peers connected that have not said a valid hello yet; more are refused at once. With the line caps this
+ * bounds what strangers can make the coordinator hold (a multi-node channel listens on the network) to
+ * MAX_PENDING_PEERS × MAX_HELLO_BYTES, instead of 1 MiB per connection with no limit on connections.
+ */
+export const MAX_PENDING_PEERS = 64;
 const HELLO_TIMEOUT_MS = 10_000;
 /** Rejected peers logged before the channel goes quiet about them (a flood must not flood the log). */
 const MAX_REJECTION_LOGS = 20;
 
-/** Splits a socket's bytes into lines; calls onTooLong (and stops) when a line passes the cap. */
-function lines(socket: Socket, onLine: (line: string) => void, onTooLong: () => void): void {
+/** Splits a socket's bytes into lines; calls onTooLong (and stops) when a line passes the cap (`maxBytes()`, asked as bytes arrive). */
+function lines(socket: Socket, onLine: (line: string) => void, onTooLong: () => void, maxBytes: () => number = () => MAX_LINE_BYTES): void {
   let parts: Buffer[] = [];
   let size = 0;
   let dead = false;
@@ -96,7 +104,7 @@ function lines(socket: Socket, onLine: (line: string) => void, onTooLong: () => 
       const nl = chunk.indexOf(0x0a, from);
       const end = nl < 0 ? chunk.length : nl;
       size += end - from;
-      if (size > MAX_LINE_BYTES) {
+      if (size > maxBytes()) {
         dead = true;
         parts = [];
         return onTooLong();
@@ -273,6 +281,8 @@ export class ChannelServer {
   private readonly queued = new Map<number, CoordinatorToRank[]>();
   private readonly peers = new Set<Socket>();
   private rejections = 0;
+  /** Sockets open that have not said a valid hello (bounded by MAX_PENDING_PEERS). */
+  private pending = 0;
 
   private constructor(
     private readonly onMessage: (m: RankReport) => void,
@@ -320,14 +330,23 @@ export class ChannelServer {
   }
 
   private accept(socket: Socket): void {
-    this.peers.add(socket);
     socket.on('error', () => {}); // a dying rank: its process exit is what reports it
+    if (this.pending >= MAX_PENDING_PEERS) return this.reject(socket, `nothing yet while ${MAX_PENDING_PEERS} other peers had not said hello (too many at once)`);
+    this.peers.add(socket);
     let rank: number | undefined;
     let node: number | undefined;
+    const authenticated = () => rank !== undefined || node !== undefined;
+    this.pending++;
+    let counted = true;
+    const settle = () => {
+      if (counted) this.pending--;
+      counted = false;
+    };
     const timer = setTimeout(() => this.reject(socket, 'no hello within the time allowed'), this.opts.helloTimeoutMs ?? HELLO_TIMEOUT_MS);
     timer.unref();
     socket.on('close', () => {
       clearTimeout(timer);
+      settle();
       this.peers.delete(socket);
       if (rank !== undefined && this.sockets.get(rank) === socket) {
         this.sockets.delete(rank);
@@ -348,7 +367,10 @@ export class ChannelServer {
             if (!n.ok) return this.reject(socket, n.reason);
             if (node === undefined) {
               node = this.acceptNode(socket, n.value);
-              if (node !== undefined) clearTimeout(timer);
+              if (node !== undefined) {
+                clearTimeout(timer);
+                settle();
+              }
               return;
             }
             if (n.value.k === 'node') return this.reject(socket, `a second hello on node ${node}'s connection`);
@@ -367,6 +389,7 @@ export class ChannelServer {
           if (m.rank >= world) return this.reject(socket, `a hello for rank ${m.rank}, outside 0..${world - 1}`);
           if (this.sockets.get(m.rank)?.destroyed === false) return this.reject(socket, `a second hello for rank ${m.rank}`);
           clearTimeout(timer);
+          settle();
           this.world = world;
           rank = m.rank;
           this.sockets.set(rank, socket);
@@ -379,7 +402,8 @@ export class ChannelServer {
         if (m.rank !== rank) return this.reject(socket, `a line for rank ${m.rank} on rank ${rank}'s connection`);
         this.onMessage(m);
       },
-      () => this.reject(socket, `a line longer than ${MAX_LINE_BYTES} bytes`),
+      () => this.reject(socket, authenticated() ? `a line longer than ${MAX_LINE_BYTES} bytes` : `a first line longer than ${MAX_HELLO_BYTES} bytes (a hello is shorter)`),
+      () => (authenticated() ? MAX_LINE_BYTES : MAX_HELLO_BYTES),
     );
   }
 

@@ -9,7 +9,8 @@
 // `consolidate` adds model.safetensors (HF names, Conv1D layout) and optimizer.safetensors to a sharded
 // folder: it is then also a single-device checkpoint, from which any layout (and `scalelm train` on one
 // device) can resume.
-import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { describeSystemError, writeFileSynced } from '../files';
 import { join } from 'node:path';
 import { Gpt, type GptShape } from '../model/gpt';
 import {
@@ -22,7 +23,6 @@ import {
   readModelTensors,
   saveCheckpoint,
   stepFolder,
-  writeFileSynced,
   writeModelFiles,
   type CheckpointState,
 } from '../train/checkpoint';
@@ -49,6 +49,20 @@ export function hasFullFiles(folder: string): boolean {
 /** The folder a checkpoint template (tmpCheckpointTemplate) names for `step`. */
 export function checkpointFolder(template: string, step: number): string {
   return template.replace('{step}', stepFolder(step));
+}
+
+/**
+ * Creates a rank's temporary checkpoint folder (every rank of the world may, at once) inside the existing
+ * checkpoints folder. Not `mkdir -p`: on a file system that turned read-only it reports ENOENT instead of
+ * EROFS. Failures are CheckpointErrors in one sentence ("…: the file system is read-only").
+ */
+export function makeCheckpointFolder(folder: string): void {
+  try {
+    mkdirSync(folder);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') return;
+    throw new CheckpointError(describeSystemError(e) ?? (e as Error).message);
+  }
 }
 
 /** The temporary folder the ranks write checkpoint `step` into. */

@@ -1,14 +1,13 @@
 // Entry module of one rank (launchThreadWorld / launchProcessWorld load it by path and call main): builds
 // the RankEngine, trains to train.steps, reports each step's messages to the coordinator over the side
 // channel, writes its checkpoint shards, and returns what the launcher hands back to the coordinator.
-import { mkdirSync } from 'node:fs';
 import type { Comm } from '../comm/comm';
 import type { CallRecord } from '../comm/types';
 import type { RunConfig } from '../config/types';
 import type { CommStat, Message } from '../../common/protocol';
 import { ChannelClient, type RankHello, type RankToCoordinator } from './channel';
 import { RankEngine, type Faults, type StartFrom, type StepOutcome } from './engine';
-import { checkpointFolder } from './checkpoint';
+import { checkpointFolder, makeCheckpointFolder } from './checkpoint';
 import { writeShard } from './shard-files';
 
 export interface RankArgs {
@@ -131,7 +130,7 @@ export async function main(comm: Comm, args: RankArgs): Promise<RankResult> {
     let lastSaved = -1;
     const save = async (at: number) => {
       const folder = checkpointFolder(args.checkpointTemplate!, at);
-      mkdirSync(folder, { recursive: true });
+      makeCheckpointFolder(folder);
       const contents = await engine!.shardContents();
       const shapes = new Map(engine!.model.paramSpecs().map((s) => [s.name, s.shape]));
       const bytes = contents.writes

@@ -2,6 +2,7 @@
 // resulting cluster profile to later estimates. Pure (the CLI reads metrics.jsonl and writes the profile).
 import { estimateMemory, layoutOf, overheadsOf } from './memory';
 import { commOf, estimateTime } from './time';
+import { array, finite, ID, Invalid, isPlainObject, LIMITS, literal, object, opt, record, str, validateWith, type Check, type Result, type Shape } from '../../common/validate';
 import type { CommModel, EstimateOptions, Overheads, PlanInput } from './types';
 
 export const PROFILE_VERSION = 1;
@@ -85,19 +86,51 @@ export function calibrate(input: PlanInput, measured: RunMeasurement, run: strin
   };
 }
 
-/** Checks a parsed profile file; returns the reason it cannot be used, or undefined. */
-export function profileIssue(value: unknown): string | undefined {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'a cluster profile must be a JSON object';
-  const p = value as Record<string, unknown>;
-  if (p.scalelmProfile !== PROFILE_VERSION) return `not a ScaleLM cluster profile (scalelmProfile must be ${PROFILE_VERSION}; write one with \`scalelm calibrate RUN_DIR\`)`;
-  if (typeof p.efficiency !== 'number' || !(p.efficiency > 0 && p.efficiency <= 1)) return `efficiency must be a number in (0, 1], got ${JSON.stringify(p.efficiency)}`;
-  const o = p.overheads;
-  if (typeof o !== 'object' || o === null || Array.isArray(o)) return 'overheads must be an object';
-  for (const [k, v] of Object.entries(o)) {
-    if (k !== 'cudaContext' && k !== 'allocatorSlack') return `overheads.${k} is not a calibrated constant (cudaContext, allocatorSlack)`;
-    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) return `overheads.${k} must be a non-negative number, got ${JSON.stringify(v)}`;
-  }
-  return undefined;
+const GiB = 2 ** 30;
+/** Stated bounds of every number a profile file may carry (it is read from disk: anything may be in it). */
+const positive =
+  (max: number): Check<number> =>
+  (v, path) => {
+    const n = finite(0, max)(v, path);
+    if (n === 0) throw new Invalid(path, 'must be more than 0');
+    return n;
+  };
+const share = finite(0.001, 1);
+const PROFILE_COMM: Shape<Partial<CommModel>> = {
+  intraNodeLatency: opt(finite(0, 1)),
+  interNodeLatency: opt(finite(0, 1)),
+  hostBandwidth: opt(positive(1e15)),
+  cpuOptimizerParamsPerSec: opt(positive(1e15)),
+  intraNodeCollectiveEfficiency: opt(share),
+  interNodeCollectiveEfficiency: opt(share),
+  gemmHalfSize: opt(finite(0, 1e6)),
+  elementwiseBytesReplicated: opt(finite(0, 1e4)),
+  elementwiseBytesSharded: opt(finite(0, 1e4)),
+  lossBytesPerLogit: opt(finite(0, 1e4)),
+  attentionBytesPerScore: opt(finite(0, 1e4)),
+  overlapSlowdown: opt(finite(0, 1)),
+};
+const figures = record(finite(0, 1e18), 8);
+const profileShape: Check<ClusterProfile> = object<ClusterProfile>({
+  scalelmProfile: literal(PROFILE_VERSION),
+  gpu: str(LIMITS.name, /^[\x20-\x7e]*$/),
+  efficiency: positive(1),
+  overheads: object<ClusterProfile['overheads']>({ cudaContext: opt(finite(0, 1024 * GiB)), allocatorSlack: opt(finite(0, 10)) }),
+  comm: opt(object(PROFILE_COMM)),
+  fittedFrom: object<ClusterProfile['fittedFrom']>({
+    run: str(LIMITS.name, ID),
+    measured: figures as unknown as Check<RunMeasurement>,
+    predictedBefore: figures as unknown as Check<ClusterProfile['fittedFrom']['predictedBefore']>,
+    notes: array(str(LIMITS.text), 64),
+  }),
+});
+
+/** A parsed profile file, checked field by field against the bounds above: the profile, or the reason (with its path) it cannot be used. */
+export function checkProfile(value: unknown): Result<ClusterProfile> {
+  // A file that is no profile at all (another JSON file given by mistake) is told so, not its first odd field.
+  if (!isPlainObject(value) || value.scalelmProfile !== PROFILE_VERSION)
+    return { ok: false, reason: `not a ScaleLM cluster profile (scalelmProfile must be ${PROFILE_VERSION}; write one with \`scalelm calibrate RUN_DIR\`)` };
+  return validateWith(profileShape, value);
 }
 
 /** The input and options a profile implies: its efficiency replaces the cluster's, its overheads the defaults. */

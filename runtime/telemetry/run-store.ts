@@ -20,7 +20,7 @@ import { closeSync, constants, createReadStream, existsSync, fdatasyncSync, fsta
 import { hostname } from 'node:os';
 import { basename, join } from 'node:path';
 import { decodeMessage, isEnded, type Message, type RunSummary, type StatusMessage } from '../../common/protocol';
-import { FileReadError, READ_LIMITS, readTextBounded } from '../files';
+import { FileReadError, openRunFile, READ_LIMITS, readTextBounded } from '../files';
 import { timeDeferred } from './cost';
 import { RunHistory } from './history';
 
@@ -85,7 +85,7 @@ export class MetricsLog {
 
   constructor(runDir: string) {
     this.path = join(runDir, RUN_LAYOUT.metrics);
-    this.fd = openSync(this.path, 'a', 0o644);
+    this.fd = openRunFile(this.path, 'append');
   }
 
   private pending = '';

@@ -3,8 +3,8 @@
 //   Event   = wall_time:double(1) · step:int64(2) · file_version:string(3) | summary:Summary(5)
 //   Summary = repeated Value(1);  Value = tag:string(1) · simple_value:float(2)
 // TensorBoard reads any file whose name contains "tfevents" under the logdir, recursively.
-import { READ_LIMITS, readBounded } from '../files';
-import { closeSync, fdatasyncSync, openSync, writeSync } from 'node:fs';
+import { openRunFile, READ_LIMITS, readBounded } from '../files';
+import { closeSync, fdatasyncSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Message } from '../../common/protocol';
@@ -83,7 +83,7 @@ export class TensorBoardWriter {
 
   constructor(dir: string, now = Date.now()) {
     this.path = join(dir, `events.out.tfevents.${Math.floor(now / 1000)}.${hostname().replace(/[^A-Za-z0-9.-]/g, '_')}.${process.pid}.scalelm`);
-    this.fd = openSync(this.path, 'a', 0o644);
+    this.fd = openRunFile(this.path, 'append');
     this.write(encodeEvent({ wallTime: now / 1000, fileVersion: 'brain.Event:2' }));
   }
 

@@ -3,10 +3,10 @@
 // exp_avg/exp_avg_sq per parameter); state.json (step, data position, RNG, config). A checkpoint is written
 // into a temporary folder, fsynced, and renamed into place, then latest.json is replaced the same way: a
 // crash at any moment leaves the previous checkpoint whole and latest.json pointing at a whole one.
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join, relative, isAbsolute } from 'node:path';
 import { lstatSync, realpathSync } from 'node:fs';
-import { FileReadError, READ_LIMITS, readTextBounded } from '../files';
+import { FileReadError, READ_LIMITS, readTextBounded, writeFileSynced } from '../files';
 import type { GptShape } from '../model/gpt';
 import type { ParamSpec } from '../model/params';
 import { readSafetensors, SafetensorsError, toFloat32, writeSafetensors, type StoredTensor, type TensorToWrite } from './safetensors';
@@ -366,20 +366,6 @@ function checkShape(file: string, key: string, got: number[], want: number[]): v
 
 function list(names: string[]): string {
   return names.length > 6 ? `${names.slice(0, 6).join(', ')} … (${names.length - 6} more)` : names.join(', ');
-}
-
-/** Writes `text` and fsyncs it; returns the bytes written. */
-export function writeFileSynced(file: string, text: string): number {
-  const fd = openSync(file, 'w');
-  const b = Buffer.from(text, 'utf8');
-  try {
-    let off = 0;
-    while (off < b.length) off += writeSync(fd, b, off, b.length - off);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  return b.length;
 }
 
 /** temp + fsync + rename + fsync(dir). */

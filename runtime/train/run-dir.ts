@@ -7,8 +7,8 @@
 //   DIR/logs/train.log         the human-readable lines the CLI prints
 //   DIR/checkpoints/step-NNNNNN/{model.safetensors, optimizer.safetensors, config.json, state.json}
 //   DIR/checkpoints/latest.json
-import { closeSync, existsSync, fdatasyncSync, ftruncateSync, mkdirSync, openSync, readSync, statSync, writeSync } from 'node:fs';
-import { FileReadError, READ_LIMITS, readTextBounded } from '../files';
+import { accessSync, closeSync, constants, type Stats, existsSync, fdatasyncSync, ftruncateSync, lstatSync, mkdirSync, readSync, statSync, writeSync } from 'node:fs';
+import { FileReadError, openRunFile, READ_LIMITS, readTextBounded } from '../files';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { RunConfig } from '../config/types';
 import { encodeMessage, validateMessage, type Message } from '../../common/protocol';
@@ -65,7 +65,7 @@ export class RunDir {
     checkRunDirPath(dir.path);
     if (existsSync(dir.file('metrics')) && statSync(dir.file('metrics')).size > 0) {
       if (latestCheckpoint(dir.checkpoints)) throw new RunDirError(`${dir.path} already holds a run with a checkpoint; continue it with --resume ${dir.path}, or pick another --run-dir`);
-      const fd = openSync(dir.file('metrics'), 'r+');
+      const fd = openRunFile(dir.file('metrics'), 'update');
       try {
         ftruncateSync(fd, 0);
       } finally {
@@ -83,6 +83,18 @@ export class RunDir {
     checkRunDirPath(dir.path);
     if (!existsSync(dir.file('metrics')) && !existsSync(dir.checkpoints)) {
       throw new RunDirError(`${dir.path} is not a ScaleLM run directory (no ${RUN_FILES.metrics} or ${RUN_FILES.checkpoints}/); --resume takes the --run-dir of an earlier \`scalelm train\``);
+    }
+    // A resume appends to metrics.jsonl and writes checkpoints: asked before anything is touched, so a
+    // read-only run directory is refused in one sentence rather than by whichever write came first.
+    for (const folder of [dir.path, dir.checkpoints]) {
+      if (!existsSync(folder)) continue;
+      try {
+        accessSync(folder, constants.W_OK);
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        const why = code === 'EROFS' ? 'is on a read-only file system' : code === 'EACCES' || code === 'EPERM' ? 'is not writable (permission denied)' : (e as Error).message;
+        throw new RunDirError(`cannot continue ${dir.path}: ${folder} ${why}; nothing was changed`);
+      }
     }
     mkdirSync(join(dir.path, RUN_FILES.logs), { recursive: true });
     return dir;
@@ -146,7 +158,7 @@ export class RunDir {
     // Every line carries its time: a replay's time axis and elapsed time come from the file, not the clock then.
     const v = checked.value as { type: string; t?: number };
     if (v.t === undefined && (v.type === 'step' || v.type === 'eval' || v.type === 'hello')) v.t = Date.now();
-    this.metricsFd ??= openSync(this.file('metrics'), 'a', 0o644);
+    this.metricsFd ??= openRunFile(this.file('metrics'), 'append');
     writeAll(this.metricsFd, encodeMessage(checked.value) + '\n');
     if (msg.type === 'status' || msg.type === 'checkpoint') fdatasyncSync(this.metricsFd);
   }
@@ -162,7 +174,7 @@ export class RunDir {
    */
   truncateMetrics(bytes: number): void {
     if (this.checkTruncation(bytes)) return;
-    const fd = openSync(this.file('metrics'), 'r+');
+    const fd = openRunFile(this.file('metrics'), 'update');
     try {
       ftruncateSync(fd, bytes);
       fdatasyncSync(fd);
@@ -181,7 +193,7 @@ export class RunDir {
     }
     if (bytes === size) return true;
     const last = Buffer.alloc(1);
-    const rfd = openSync(this.file('metrics'), 'r');
+    const rfd = openRunFile(this.file('metrics'), 'read');
     try {
       readSync(rfd, last, 0, 1, bytes - 1);
     } finally {
@@ -192,7 +204,7 @@ export class RunDir {
   }
 
   log(line: string): void {
-    this.logFd ??= openSync(this.file('trainLog'), 'a', 0o644);
+    this.logFd ??= openRunFile(this.file('trainLog'), 'append');
     writeAll(this.logFd, line.endsWith('\n') ? line : line + '\n');
   }
 
@@ -220,6 +232,31 @@ export function noCheckpointMessage(checkpointsDir: string): string {
 /** Kernel pseudo-filesystems (/proc, /sys, /dev) are never run directories: reads there can block or never end. */
 function checkRunDirPath(path: string): void {
   if (/^\/(proc|sys|dev)(\/|$)/.test(path)) throw new RunDirError(`${path} is inside /${path.split('/')[1]}, a kernel filesystem: not a place for a run directory`);
+  // The run's own folders must be its own: a `checkpoints` linked to another run's made a resume write its
+  // checkpoints there and prune that run's (the files in them are opened without following links).
+  for (const sub of [RUN_FILES.checkpoints, RUN_FILES.logs, 'tensorboard']) {
+    let link = false;
+    try {
+      link = lstatSync(join(path, sub)).isSymbolicLink();
+    } catch {
+      // absent (created later) or unreadable (the writes say why)
+    }
+    if (link) throw new RunDirError(`${join(path, sub)} is a symbolic link: a run's folders must be inside its directory; nothing was changed`);
+  }
+  // Its own files are opened without following links (openRunFile); asked here too, so such a run is refused
+  // before config.json or anything else is written.
+  for (const file of [RUN_FILES.metrics, RUN_FILES.trainLog]) {
+    let st: Stats | undefined;
+    try {
+      st = lstatSync(join(path, file));
+    } catch {
+      // absent: created when first written
+    }
+    if (st && !st.isFile())
+      throw new RunDirError(
+        `${join(path, file)} is ${st.isSymbolicLink() ? 'a symbolic link' : st.isFIFO() ? 'a FIFO' : 'not a regular file'}: a run's files must be regular files; nothing was changed`,
+      );
+  }
 }
 
 function writeAll(fd: number, text: string): void {

@@ -283,7 +283,10 @@ export function torchMemoryTerms(input: PlanInput, layout: Layout, hf?: HfActiva
     `${input.train.optimizer === 'sgd' ? 'SGD momentum' : 'AdamW exp_avg and exp_avg_sq'}${zero === 1 && dp > 1 ? " of this rank's share of the parameters (ZeRO-1)" : ''}`,
     slots * F32 * optElements,
   );
-  const acts = hf ? hfActivationTerms(input, layout, hf) : input.train.precision === 'bf16-mixed' ? autocastActivationTerms(input, layout) : activationTerms(input, layout);
+  // The HuggingFace terms are fp32 measurements: under autocast ScaleLM's own model's terms stand in (the
+  // callers do not pass HF activations for bf16-mixed: config/huggingface.ts hfActivationModel refuses it).
+  const bf16 = input.train.precision === 'bf16-mixed';
+  const acts = bf16 ? autocastActivationTerms(input, layout) : hf ? hfActivationTerms(input, layout, hf) : activationTerms(input, layout);
   for (const [label, bytes] of acts) add('activations', label, bytes);
   if (input.model.positionEmbedding === 'rope') add('buffers', 'RoPE inverse frequencies (head dim / 2)', (F32 * input.model.hidden) / input.model.heads / 2);
   return terms;

@@ -1,5 +1,6 @@
 """bf16-mixed: what autograd saves under torch.autocast(bfloat16) around the torch engine's model, counted as the
-engine counts it (scalelm.memory.SavedTensorCounter), against the planner's `torch` convention for
+engine counts it (scalelm.memory.SavedTensorCounter), plus the bf16 copies autocast's cast cache alone keeps
+until the forward ends, against the planner's `torch` convention for
 train.precision "bf16-mixed" (runtime/planner/torch-model.ts autocastActivationTerms): equal, byte for byte.
 
 Measured under CPU autocast (the engine itself refuses bf16-mixed on CPU; it runs the same model under CUDA
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import json
 import socket
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from engines import llama_shaped
 from test_memory import predicted
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from scalelm.memory import SavedTensorCounter, nbytes, optimizer_bytes
 from scalelm.model import CausalLM, model_shape
@@ -37,16 +40,36 @@ def bf16_config(config: dict[str, Any], family: str, recompute: str, micro: int,
     return c
 
 
+class _Casts(TorchDispatchMode):
+    """Every bf16 copy autocast makes (aten._to_copy), by weak reference: which ones its cast cache alone keeps."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.made: list[tuple[weakref.ref[torch.Tensor], int]] = []
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        out = func(*args, **(kwargs or {}))
+        if func is torch.ops.aten._to_copy.default and out.dtype == torch.bfloat16:
+            self.made.append((weakref.ref(out), out.untyped_storage().nbytes()))
+        return out
+
+
 def forward_under_autocast(model: CausalLM, config: dict[str, Any], micro: int) -> tuple[int, torch.Tensor]:
-    """Bytes the counter sees in one forward under CPU autocast (the same tokens on every rank), and the loss."""
+    """Bytes alive at the end of one forward under CPU autocast beyond the model states (the same tokens on
+    every rank): the storages autograd saved, as the engine counts them, plus the bf16 copies only autocast's
+    cast cache keeps (freed when the autocast context exits; on CUDA they are part of the allocator's peak)."""
     vocab, seq = config["model"]["vocab"], config["model"]["seqLen"]
     g = torch.Generator().manual_seed(0)
     tokens = torch.randint(0, vocab, (micro, seq), generator=g)
     targets = torch.randint(0, vocab, (micro, seq), generator=g)
     counter = SavedTensorCounter()
+    casts = _Casts()
     with counter.counting(), torch.autocast("cpu", torch.bfloat16):
-        loss = model(tokens, targets)
-    return counter.bytes, loss
+        with casts:
+            loss = model(tokens, targets)
+        alive = [(ref, n) for ref, n in casts.made if ref() is not None]
+    cached_only = sum(n for ref, n in alive if ref() is None)
+    return counter.bytes + cached_only, loss
 
 
 def _tp_rank(rank: int, port: int, config: dict[str, Any], micro: int, out: str) -> None:

@@ -162,18 +162,27 @@ function autocastActivationTerms(input: PlanInput, layout: Layout): [string, num
   const out: [string, number][] = [];
   const add = (label: string, bytes: number) => out.push([label, bytes]);
   const lse = rec === 'selective' ? 0 : F32 * B * H * T;
+  // Autocast's cast cache keeps each leaf parameter's bf16 copy until the forward's autocast context exits:
+  // the copies saved for backward are counted below; these are the ones nothing saves (measured on CPU).
+  const gptBiases = (3 * C + m.ffnHidden) / tp; // c_attn and c_fc biases: addmm casts them, its backward does not keep them
+  const blockWeights = m.activation === 'gelu' ? (4 * C * C + 2 * C * m.ffnHidden) / tp : 2 * C * H * hd + (2 * m.kvHeads * hd * C) / tp + 3 * C * F;
+  if (rec === 'full')
+    add(
+      `${L} × bf16 copies of the block's weights${m.activation === 'gelu' ? ' and addmm biases' : ''}, held by autocast's cast cache until the forward ends (recomputed, not saved)`,
+      L * BF16 * (blockWeights + (m.activation === 'gelu' ? gptBiases : 0)),
+    );
+  else if (m.activation === 'gelu') add(`${L} × bf16 copies of the c_attn and c_fc biases, held by autocast's cast cache until the forward ends ((3·C + F)/tp)`, L * BF16 * gptBiases);
   if (rec === 'full') add(`${L} × block input (fp32; full recompute keeps only it, B·T·C)`, L * F32 * BT * C);
   else if (m.activation === 'gelu') {
     add(`${L} × ln_1 and ln_2: fp32 input, mean, rstd, and the bf16 output cast for the matmul (2 × (4·(B·T·C + 2·B·T) + 2·B·T·C))`, L * 2 * (F32 * (BT * C + 2 * BT) + BF16 * BT * C));
-    add(`${L} × bf16 copies of c_attn, c_proj, c_fc and c_proj weights ((4·C² + 2·C·F)/tp)`, (L * BF16 * (4 * C * C + 2 * C * m.ffnHidden)) / tp);
+    add(`${L} × bf16 copies of c_attn, c_proj, c_fc and c_proj weights ((4·C² + 2·C·F)/tp)`, L * BF16 * blockWeights);
     add(`${L} × fused q, k, v (bf16, one storage, 3·B·T·C/tp)`, (L * BF16 * 3 * BT * C) / tp);
     add(`${L} × attention output (bf16, = c_proj input, B·T·C/tp)`, (L * BF16 * BT * C) / tp);
     if (lse) add(`${L} × attention log-sum-exp (fp32, B·heads/tp·T; not kept under selective recompute)`, L * lse);
     add(`${L} × c_fc output and GELU output (bf16, 2·B·T·F/tp)`, L * BF16 * 2 * BT * F);
   } else {
-    const kvd = (m.kvHeads * hd) / tp;
     add(`${L} × two RMSNorms: fp32 input, rstd, normalised (2 × (2·B·T·C + B·T)); bf16 casts of the output, one per projection (5·B·T·C)`, L * (F32 * 2 * (2 * BT * C + BT) + BF16 * 5 * BT * C));
-    add(`${L} × bf16 copies of q, k, v, o, gate, up and down weights`, L * BF16 * (2 * C * H * hd + 2 * kvd * C + 3 * C * F));
+    add(`${L} × bf16 copies of q, k, v, o, gate, up and down weights`, L * BF16 * blockWeights);
     if (rec === 'selective') add(`${L} × attention inputs kept by the checkpoint: q and k after RoPE and GQA repeat (fp32), v (bf16) (B·T·heads·hd/tp each)`, L * (2 * F32 + BF16) * BT * H * hd);
     else add(`${L} × SDPA's q, k, v (cast to bf16 after RoPE and GQA repeat, 3·B·T·heads·hd/tp)`, L * BF16 * 3 * BT * H * hd);
     add(`${L} × attention output (bf16, = o_proj input, B·T·heads·hd/tp)`, L * BF16 * BT * H * hd);

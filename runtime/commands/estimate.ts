@@ -55,7 +55,7 @@ export const estimateCommand: Command = async (argv) => {
   const hfOptions: EstimateOptions = {};
   if (loaded.hf && convention === 'torch') {
     const attention = typeof loaded.hf._attn_implementation === 'string' ? loaded.hf._attn_implementation : 'sdpa';
-    const act = hfActivationModel(loaded.hf, attention, { tp: config.parallel.tp, recompute: config.train.recompute });
+    const act = hfActivationModel(loaded.hf, attention, { tp: config.parallel.tp, recompute: config.train.recompute, precision: config.train.precision });
     if (act.ok) hfOptions.hfActivations = act.model;
     loaded.notes.push(
       act.ok ? `activations as HuggingFace's ${act.model.impl.slice(3)} ${act.model.family} saves them (${act.model.impl})` : `activations as ScaleLM's own model saves them (${act.why})`,

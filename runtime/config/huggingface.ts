@@ -129,7 +129,13 @@ function guessType(hf: Record<string, unknown>): string | undefined {
  * sdpa; dropout on where its probability is above 0 (GPT-2's embd/resid/attn_pdrop default 0.1, Llama's
  * attention_dropout 0).
  */
-export function hfActivationModel(hf: Record<string, unknown>, attention: string | undefined, run: { tp: number; recompute: string }): { ok: true; model: HfActivations } | { ok: false; why: string } {
+export function hfActivationModel(
+  hf: Record<string, unknown>,
+  attention: string | undefined,
+  run: { tp: number; recompute: string; precision?: string },
+): { ok: true; model: HfActivations } | { ok: false; why: string } {
+  // The HF terms are measured in fp32; under autocast the modeling code's casts are not modelled.
+  if (run.precision !== undefined && run.precision !== 'fp32') return { ok: false, why: `train.precision ${run.precision} is not modelled (fp32 only)` };
   if (run.tp > 1) return { ok: false, why: 'tp > 1 is not modelled' };
   if (run.recompute !== 'none') return { ok: false, why: 'gradient checkpointing is not modelled' };
   const type = hf.model_type;

@@ -48,10 +48,13 @@ export function readPlanFile(file: string): { plan: PlanFile; prediction?: Launc
   return { plan, prediction: r };
 }
 
-function conventionFor(config: RunConfig): ConventionName {
-  // fp32: the torch convention counts what the Monitor counts (its own tensors, autograd's saved tensors);
-  // mixed precision is a GPU run: the scalelm convention (what the allocator holds), overhead left out.
-  return config.train.precision === 'fp32' ? 'torch' : 'scalelm';
+function conventionFor(config: RunConfig, hf?: unknown, autocast = true): ConventionName {
+  // The torch convention counts what the Monitor counts (its own tensors, autograd's saved tensors): in fp32,
+  // and in bf16-mixed as torch.autocast runs ScaleLM's own model (fp32 states, bf16 matmul inputs saved). A
+  // HuggingFace model in bf16 is planned in the scalelm convention: its modeling code under autocast is not
+  // modelled (planner/torch-model.ts), nor are bf16 parameters without autocast. fp16-mixed: scalelm.
+  if (config.train.precision === 'fp32') return 'torch';
+  return config.train.precision === 'bf16-mixed' && !hf && autocast ? 'torch' : 'scalelm';
 }
 
 /**
@@ -59,15 +62,15 @@ function conventionFor(config: RunConfig): ConventionName {
  * (planner/torch-model.ts hfActivationTerms), not what ScaleLM's own model saves; the log says which.
  */
 function hfActivationsFor(config: RunConfig, hf: { config: Record<string, unknown>; attention?: string } | undefined): { model?: HfActivations; line?: string } {
-  if (!hf || conventionFor(config) !== 'torch') return {};
-  const r = hfActivationModel(hf.config, hf.attention, { tp: config.parallel.tp, recompute: config.train.recompute });
+  if (!hf || conventionFor(config, hf) !== 'torch') return {};
+  const r = hfActivationModel(hf.config, hf.attention, { tp: config.parallel.tp, recompute: config.train.recompute, precision: config.train.precision });
   if (r.ok) return { model: r.model };
   return { line: `plan: activations as ScaleLM's own model saves them, not the HuggingFace implementation's (${r.why})` };
 }
 
-function predict(config: RunConfig, from: string, hf?: { config: Record<string, unknown>; attention?: string }): LaunchPrediction | { error: string } {
+function predict(config: RunConfig, from: string, hf?: { config: Record<string, unknown>; attention?: string }, autocast = true): LaunchPrediction | { error: string } {
   const target = planTarget(config);
-  const convention = conventionFor(config);
+  const convention = conventionFor(config, hf, autocast);
   const act = hfActivationsFor(config, hf);
   const r = estimate(target.input, { convention, ...(act.model ? { hfActivations: act.model } : {}) });
   if (!r.ok) return { error: `the planner cannot predict this layout:\n${r.issues.map((i) => `  ${i.path}: ${i.message}`).join('\n')}` };
@@ -141,7 +144,7 @@ export function predictFromReport(report: ShapeLine, file?: PlanFile): LaunchPre
   };
   const parsed = parseConfig(raw);
   if (!parsed.ok) return { lines: [`no memory prediction: the reported layout is not plannable: ${parsed.errors.map((e) => `${e.path}: ${e.message}`).join('; ')}`] };
-  const r = predict(parsed.config, from, hfConfig ? { config: hfConfig, attention: l.attention } : undefined);
+  const r = predict(parsed.config, from, hfConfig ? { config: hfConfig, attention: l.attention } : undefined, l.precision !== undefined);
   if ('error' in r) return { lines: [`no memory prediction: ${r.error}`] };
   if (assumed.length) r.lines.push(`plan assumed: ${assumed.join('; ')}`);
   return r;

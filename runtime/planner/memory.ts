@@ -11,7 +11,6 @@ import {
   type Category,
   type ConventionName,
   type EstimateOptions,
-  type HfActivations,
   type Layout,
   type MemoryBreakdown,
   type MemoryEstimate,
@@ -219,10 +218,7 @@ export function scalelmStage(ctx: ScalelmContext, stage: number, sink?: Sink): M
   // Overhead: what nvidia-smi counts beyond PyTorch's allocated tensors. The slack is reserved − allocated
   // (the caching allocator's free blocks); the context and NCCL's buffers are outside the allocator.
   const allocated = b.params + b.grads + b.optimizer + b.activations + b.buffers;
-  put('overhead', `allocator slack, reserved − allocated (${Math.round(ov.allocatorSlack * 100)}% of allocated)`, ov.allocatorSlack * allocated);
-  put('overhead', 'CUDA context, cuBLAS workspaces (outside the allocator)', ov.cudaContext);
-  const communicators = (dp > 1 ? 1 : 0) + (tp > 1 ? 1 : 0) + (pp > 1 ? 2 : 0);
-  if (communicators > 0) put('overhead', `NCCL buffers (${communicators} communicator${communicators > 1 ? 's' : ''}, outside the allocator)`, communicators * ov.ncclPerCommunicator);
+  const slack = gpuOverhead(layout, ov, allocated, put);
 
   // Host memory for this rank.
   let host = ov.hostPerProcess;
@@ -237,7 +233,22 @@ export function scalelmStage(ctx: ScalelmContext, stage: number, sink?: Sink): M
     host += bytes;
     sink?.('host', 'offloaded 16-bit parameter partition', bytes);
   }
-  return { ...sum(b), host, stageParams: sp, allocated, slack: ov.allocatorSlack * allocated };
+  return { ...sum(b), host, stageParams: sp, allocated, slack };
+}
+
+/**
+ * What nvidia-smi counts on a GPU beyond PyTorch's allocated tensors, as `overhead` terms: the caching
+ * allocator's slack (reserved − allocated), the CUDA context, NCCL's buffers (both outside the allocator).
+ * Returns the slack. Shared by the scalelm convention and the torch convention's GPU (bf16-mixed) runs.
+ */
+export function gpuOverhead(layout: Layout, ov: Overheads, allocated: number, put: (category: 'overhead', label: string, bytes: number) => void): number {
+  const { dp, tp, pp } = layout;
+  const slack = ov.allocatorSlack * allocated;
+  put('overhead', `allocator slack, reserved − allocated (${Math.round(ov.allocatorSlack * 100)}% of allocated)`, slack);
+  put('overhead', 'CUDA context, cuBLAS workspaces (outside the allocator)', ov.cudaContext);
+  const communicators = (dp > 1 ? 1 : 0) + (tp > 1 ? 1 : 0) + (pp > 1 ? 2 : 0);
+  if (communicators > 0) put('overhead', `NCCL buffers (${communicators} communicator${communicators > 1 ? 's' : ''}, outside the allocator)`, communicators * ov.ncclPerCommunicator);
+  return slack;
 }
 
 /** allocated / reserved / device from a scalelm stage estimate. */
@@ -297,15 +308,32 @@ function engineEstimate(input: PlanInput, layout: Layout, convention: 'torch' | 
   };
 }
 
-function torchEstimate(input: PlanInput, layout: Layout, hf?: HfActivations): MemoryEstimate {
-  return engineEstimate(
+function torchEstimate(input: PlanInput, layout: Layout, options: EstimateOptions): MemoryEstimate {
+  const hf = options.hfActivations;
+  const terms = torchMemoryTerms(input, layout, hf);
+  if (input.train.precision === 'fp32')
+    return engineEstimate(
+      input,
+      layout,
+      'torch',
+      terms,
+      torchVocab(input.model.vocab, layout.tp),
+      `${hf ? `a HuggingFace ${hf.family} (${hf.impl} activations)` : 'the torch engine'} on CPU (fp32): tensors the rank owns and what autograd saves; on GPUs the allocator's temporaries, cache and CUDA context come on top`,
+    );
+  // bf16-mixed runs on GPUs: the engine's tensors are the allocated figure; the allocator's slack, the CUDA
+  // context and NCCL's buffers come on top as in the scalelm convention (the same overheads), so the total is
+  // nvidia-smi's device figure and the three figures are given.
+  const allocated = fromTerms(terms).total;
+  const slack = gpuOverhead(layout, overheadsOf(options), allocated, (category, label, bytes) => terms.push({ category, label, bytes }));
+  const r = engineEstimate(
     input,
     layout,
     'torch',
-    torchMemoryTerms(input, layout, hf),
+    terms,
     torchVocab(input.model.vocab, layout.tp),
-    `${hf ? `a HuggingFace ${hf.family} (${hf.impl} activations)` : 'the torch engine'} on CPU (fp32): tensors the rank owns and what autograd saves; on GPUs the allocator's temporaries, cache and CUDA context come on top`,
+    'the torch engine on GPUs (bf16-mixed, torch.autocast): fp32 parameters, gradients and optimizer state, activations as autocast saves them; allocator slack, CUDA context and NCCL buffers as overhead (activations: the allocator peak adds temporaries)',
   );
+  return { ...r, totalIs: 'device', figures: figuresOf({ ...r.perDevice, allocated, slack }) };
 }
 
 function runtimeEstimate(input: PlanInput, layout: Layout): MemoryEstimate {
@@ -463,7 +491,7 @@ export function estimateMemory(input: PlanInput, layout: Layout, options: Estima
   const convention = options.convention ?? 'scalelm';
   if (convention === 'scalelm') return scalelmEstimate(input, layout, options);
   if (convention === 'runtime') return runtimeEstimate(input, layout);
-  if (convention === 'torch') return torchEstimate(input, layout, options.hfActivations);
+  if (convention === 'torch') return torchEstimate(input, layout, options);
   return anchorEstimate(convention, input, layout, options);
 }
 

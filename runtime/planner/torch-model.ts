@@ -2,13 +2,16 @@
 // measures it (python/scalelm/memory.py): parameters, gradients and optimizer state counted from the rank's
 // own tensors (FSDP2 shards each parameter on dim 0 with torch.chunk; ZeRO-1 gives each dp rank whole
 // parameters, greedily by size), and activations = the unique storages autograd saves in one micro-batch's
-// forward, tensor by tensor as the engine's model saves them (fp32 on CPU; dropout off). On GPUs the engine
-// measures activations as the allocator's peak minus the rest, which adds temporaries this list leaves out.
-// Checked against the measurement on CPU: docs/torch-engine.md. Pure.
+// forward, tensor by tensor as the engine's model saves them (dropout off). On GPUs the engine measures
+// activations as the allocator's peak minus the rest, which adds temporaries this list leaves out.
+// bf16-mixed (GPUs): parameters, gradients and optimizer state stay fp32 (torch.autocast casts inside the
+// forward only), so the model states are the fp32 ones; the activations are autocastActivationTerms.
+// Checked against the measurement on CPU (fp32, and bf16 under CPU autocast): docs/torch-engine.md. Pure.
 import { paddedVocab } from './params';
 import type { HfActivations, Layout, MemoryTerm, PlanInput, PlanIssue } from './types';
 
 const F32 = 4;
+const BF16 = 2;
 
 /** One parameter of the rank (after the tensor-parallel split): dim 0 and the elements of one dim-0 row. */
 interface Shard {
@@ -129,6 +132,77 @@ function activationTerms(input: PlanInput, layout: Layout): [string, number][] {
 }
 
 /**
+ * Bytes autograd saves in one micro-batch's forward under torch.autocast(bfloat16) (train.precision
+ * "bf16-mixed"), term by term. Measured on CPU under CPU autocast (python/tests/test_memory_bf16.py: tp 1 and
+ * tp 2, exact). The same ops take the same dtypes under CUDA autocast: matmuls (addmm, matmul, linear) and
+ * scaled_dot_product_attention are on both devices' lower-precision lists, so each casts its inputs to bf16
+ * and autograd saves the casts: a bf16 copy of every weight it multiplies (2 B per matmul parameter, on top of
+ * the fp32 parameters) and a bf16 copy of its activation input, made per call (Llama's q, k, v projections
+ * cast the same norm output three times). CUDA's fp32 list (layer_norm, pow, rsqrt, exp, cross_entropy, …)
+ * only meets tensors that are fp32 already here: the norms' internals, the residual stream (bf16 matmul
+ * output + fp32 bias or residual promotes to fp32), RoPE (bf16 q × fp32 cos → fp32) and the loss
+ * (logits.float()). Derived for CUDA, not measured: attention. CPU runs SDPA's flash kernel; on CUDA (bf16,
+ * head dim ≤ 256, sm80+) it is FlashAttention-2, which saves the same tensors: q, k, v, the output (bf16) and
+ * the fp32 log-sum-exp [B, heads, T] (plus two RNG scalars, left out). The memory-efficient kernel (older
+ * GPUs) pads the log-sum-exp to a multiple of 32 in T (not modelled).
+ */
+function autocastActivationTerms(input: PlanInput, layout: Layout): [string, number][] {
+  const m = input.model;
+  const { tp } = layout;
+  const B = layout.microBatch;
+  const T = m.seqLen;
+  const C = m.hidden;
+  const H = m.heads / tp;
+  const hd = m.hidden / m.heads;
+  const F = m.ffnHidden / tp;
+  const Vl = torchVocab(m.vocab, tp) / tp;
+  const BT = B * T;
+  const rec = input.train.recompute;
+  const L = m.layers;
+  const out: [string, number][] = [];
+  const add = (label: string, bytes: number) => out.push([label, bytes]);
+  const lse = rec === 'selective' ? 0 : F32 * B * H * T;
+  // Autocast's cast cache keeps each leaf parameter's bf16 copy until the forward's autocast context exits:
+  // the copies saved for backward are counted below; these are the ones nothing saves (measured on CPU).
+  const gptBiases = (3 * C + m.ffnHidden) / tp; // c_attn and c_fc biases: addmm casts them, its backward does not keep them
+  const blockWeights = m.activation === 'gelu' ? (4 * C * C + 2 * C * m.ffnHidden) / tp : 2 * C * H * hd + (2 * m.kvHeads * hd * C) / tp + 3 * C * F;
+  if (rec === 'full')
+    add(
+      `${L} × bf16 copies of the block's weights${m.activation === 'gelu' ? ' and addmm biases' : ''}, held by autocast's cast cache until the forward ends (recomputed, not saved)`,
+      L * BF16 * (blockWeights + (m.activation === 'gelu' ? gptBiases : 0)),
+    );
+  else if (m.activation === 'gelu') add(`${L} × bf16 copies of the c_attn and c_fc biases, held by autocast's cast cache until the forward ends ((3·C + F)/tp)`, L * BF16 * gptBiases);
+  if (rec === 'full') add(`${L} × block input (fp32; full recompute keeps only it, B·T·C)`, L * F32 * BT * C);
+  else if (m.activation === 'gelu') {
+    add(`${L} × ln_1 and ln_2: fp32 input, mean, rstd, and the bf16 output cast for the matmul (2 × (4·(B·T·C + 2·B·T) + 2·B·T·C))`, L * 2 * (F32 * (BT * C + 2 * BT) + BF16 * BT * C));
+    add(`${L} × bf16 copies of c_attn, c_proj, c_fc and c_proj weights ((4·C² + 2·C·F)/tp)`, L * BF16 * blockWeights);
+    add(`${L} × fused q, k, v (bf16, one storage, 3·B·T·C/tp)`, (L * BF16 * 3 * BT * C) / tp);
+    add(`${L} × attention output (bf16, = c_proj input, B·T·C/tp)`, (L * BF16 * BT * C) / tp);
+    if (lse) add(`${L} × attention log-sum-exp (fp32, B·heads/tp·T; not kept under selective recompute)`, L * lse);
+    add(`${L} × c_fc output and GELU output (bf16, 2·B·T·F/tp)`, L * BF16 * 2 * BT * F);
+  } else {
+    add(`${L} × two RMSNorms: fp32 input, rstd, normalised (2 × (2·B·T·C + B·T)); bf16 casts of the output, one per projection (5·B·T·C)`, L * (F32 * 2 * (2 * BT * C + BT) + BF16 * 5 * BT * C));
+    add(`${L} × bf16 copies of q, k, v, o, gate, up and down weights`, L * BF16 * blockWeights);
+    if (rec === 'selective') add(`${L} × attention inputs kept by the checkpoint: q and k after RoPE and GQA repeat (fp32), v (bf16) (B·T·heads·hd/tp each)`, L * (2 * F32 + BF16) * BT * H * hd);
+    else add(`${L} × SDPA's q, k, v (cast to bf16 after RoPE and GQA repeat, 3·B·T·heads·hd/tp)`, L * BF16 * 3 * BT * H * hd);
+    add(`${L} × attention output (bf16, = o_proj input, B·T·heads·hd/tp)`, L * BF16 * BT * H * hd);
+    if (lse) add(`${L} × attention log-sum-exp (fp32, B·heads/tp·T; not kept under selective recompute)`, L * lse);
+    add(`${L} × gate, SiLU, up and product (bf16, 4·B·T·F/tp)`, L * BF16 * 4 * BT * F);
+  }
+  add('token ids (int64)', 8 * BT);
+  if (tp > 1) add('vocab-parallel embedding mask (bool)', BT);
+  if (m.activation === 'gelu') add('ln_f: fp32 input, mean, rstd (B·T·C + 2·B·T), bf16 output cast for the logits (B·T·C)', F32 * (BT * C + 2 * BT) + BF16 * BT * C);
+  else {
+    add('RoPE cos and sin (fp32, 2·T·head dim)', F32 * 2 * T * hd);
+    add('final RMSNorm: fp32 input, rstd, normalised (2·B·T·C + B·T), bf16 output cast for the logits (B·T·C)', F32 * (2 * BT * C + BT) + BF16 * BT * C);
+  }
+  add(`bf16 copy of the output weight (${m.activation === 'gelu' ? 'tied wte' : 'lm_head'}, V/tp·C)`, BF16 * Vl * C);
+  if (tp === 1) add('cross entropy on logits.float(): fp32 log-softmax (B·T·V), target ids (int64) and a scalar', F32 * BT * Vl + 8 * BT + F32);
+  else add('vocab-parallel cross entropy on logits.float(): shifted logits and their exp (fp32, 2·B·T·V/tp), masks, target ids, Σexp', 2 * F32 * BT * Vl + Vl + 8 * BT + BT + F32 * BT);
+  return out;
+}
+
+/**
  * Bytes autograd saves in one micro-batch's forward of a HuggingFace GPT-2 or Llama (transformers 5.x
  * modeling_gpt2.py / modeling_llama.py, fp32 on CPU, one rank's whole model: tp 1, no recompute), term by
  * term as the modeling code saves them, unique storages. Checked by measurement: python/tests/test_hf_activations.py.
@@ -193,11 +267,6 @@ export function torchIssues(input: PlanInput, layout: Layout): PlanIssue[] {
   const issues: PlanIssue[] = [];
   const why = 'the torch engine';
   if (input.train.precision === 'fp16-mixed') issues.push({ path: 'train.precision', message: `${why} trains in bf16-mixed or fp32, not fp16-mixed` });
-  if (input.train.precision !== 'fp32')
-    issues.push({
-      path: 'train.precision',
-      message: `--convention torch models the engine's fp32 allocation (CPU); train.precision="${input.train.precision}" is for GPUs (use --convention scalelm)`,
-    });
   if (layout.pp > 1) issues.push({ path: 'parallel.pp', message: `${why} has no pipeline parallelism; parallel.pp=${layout.pp} cannot run there` });
   if (layout.offloadOptimizer || layout.offloadParams) issues.push({ path: 'parallel.offloadOptimizer', message: `${why} does not offload to host memory; turn offload off` });
   if (layout.sequenceParallel) issues.push({ path: 'parallel.sequenceParallel', message: `${why} has no sequence parallelism; set parallel.sequenceParallel=false` });
@@ -223,7 +292,11 @@ export function torchMemoryTerms(input: PlanInput, layout: Layout, hf?: HfActiva
     `${input.train.optimizer === 'sgd' ? 'SGD momentum' : 'AdamW exp_avg and exp_avg_sq'}${zero === 1 && dp > 1 ? " of this rank's share of the parameters (ZeRO-1)" : ''}`,
     slots * F32 * optElements,
   );
-  for (const [label, bytes] of hf ? hfActivationTerms(input, layout, hf) : activationTerms(input, layout)) add('activations', label, bytes);
+  // The HuggingFace terms are fp32 measurements: under autocast ScaleLM's own model's terms stand in (the
+  // callers do not pass HF activations for bf16-mixed: config/huggingface.ts hfActivationModel refuses it).
+  const bf16 = input.train.precision === 'bf16-mixed';
+  const acts = bf16 ? autocastActivationTerms(input, layout) : hf ? hfActivationTerms(input, layout, hf) : activationTerms(input, layout);
+  for (const [label, bytes] of acts) add('activations', label, bytes);
   if (input.model.positionEmbedding === 'rope') add('buffers', 'RoPE inverse frequencies (head dim / 2)', (F32 * input.model.hidden) / input.model.heads / 2);
   return terms;
 }

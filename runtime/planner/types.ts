@@ -194,9 +194,9 @@ export interface MemoryFigures {
 
 export interface MemoryEstimate {
   convention: ConventionName;
-  /** The three figures (scalelm only; the other conventions' totals are partial allocated figures). */
+  /** The three figures (scalelm, and torch for bf16-mixed GPU runs; the other conventions' totals are partial allocated figures). */
   figures?: MemoryFigures;
-  /** Which figure `perDevice.total` is: nvidia-smi's device memory (scalelm), or a partial PyTorch allocated figure (anchors, runtime). */
+  /** Which figure `perDevice.total` is: nvidia-smi's device memory (scalelm; torch in bf16-mixed), or a partial PyTorch allocated figure (anchors, runtime). */
   totalIs: 'device' | 'allocated';
   /** The heaviest rank's memory (the one that decides whether the layout fits). */
   perDevice: MemoryBreakdown;

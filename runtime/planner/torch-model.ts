@@ -89,23 +89,36 @@ export function zero1Loads(shards: Shard[], dp: number): number[] {
   return load;
 }
 
-/** Bytes autograd saves in one micro-batch's forward, term by term. */
-function activationTerms(input: PlanInput, layout: Layout): [string, number][] {
+/** The sizes both activation models count in (per rank, after the tensor-parallel split). */
+function activationDims(input: PlanInput, layout: Layout) {
   const m = input.model;
   const { tp } = layout;
   const B = layout.microBatch;
   const T = m.seqLen;
-  const C = m.hidden;
   const H = m.heads / tp;
-  const hd = m.hidden / m.heads;
-  const F = m.ffnHidden / tp;
-  const Vl = torchVocab(m.vocab, tp) / tp;
-  const BT = B * T;
-  const rec = input.train.recompute;
-  const L = m.layers;
+  return {
+    m,
+    tp,
+    B,
+    T,
+    C: m.hidden,
+    H,
+    hd: m.hidden / m.heads,
+    F: m.ffnHidden / tp,
+    Vl: torchVocab(m.vocab, tp) / tp,
+    BT: B * T,
+    rec: input.train.recompute,
+    L: m.layers,
+    /** The attention log-sum-exp (fp32, B·heads/tp·T), not kept under selective recompute. */
+    lse: input.train.recompute === 'selective' ? 0 : F32 * B * H * T,
+  };
+}
+
+/** Bytes autograd saves in one micro-batch's forward, term by term. */
+function activationTerms(input: PlanInput, layout: Layout): [string, number][] {
+  const { m, tp, T, C, H, hd, F, Vl, BT, rec, L, lse } = activationDims(input, layout);
   const out: [string, number][] = [];
   const add = (label: string, bytes: number) => out.push([label, bytes]);
-  const lse = rec === 'selective' ? 0 : F32 * B * H * T;
   if (rec === 'full') add(`${L} × block input (full recompute keeps only it, B·T·C)`, L * F32 * BT * C);
   else if (m.activation === 'gelu') {
     add(`${L} × ln_1 and ln_2: input, mean, rstd and output (2 × (2·B·T·C + 2·B·T))`, L * F32 * 2 * (2 * BT * C + 2 * BT));
@@ -147,21 +160,9 @@ function activationTerms(input: PlanInput, layout: Layout): [string, number][] {
  * GPUs) pads the log-sum-exp to a multiple of 32 in T (not modelled).
  */
 function autocastActivationTerms(input: PlanInput, layout: Layout): [string, number][] {
-  const m = input.model;
-  const { tp } = layout;
-  const B = layout.microBatch;
-  const T = m.seqLen;
-  const C = m.hidden;
-  const H = m.heads / tp;
-  const hd = m.hidden / m.heads;
-  const F = m.ffnHidden / tp;
-  const Vl = torchVocab(m.vocab, tp) / tp;
-  const BT = B * T;
-  const rec = input.train.recompute;
-  const L = m.layers;
+  const { m, tp, T, C, H, hd, F, Vl, BT, rec, L, lse } = activationDims(input, layout);
   const out: [string, number][] = [];
   const add = (label: string, bytes: number) => out.push([label, bytes]);
-  const lse = rec === 'selective' ? 0 : F32 * B * H * T;
   // Autocast's cast cache keeps each leaf parameter's bf16 copy until the forward's autocast context exits:
   // the copies saved for backward are counted below; these are the ones nothing saves (measured on CPU).
   const gptBiases = (3 * C + m.ffnHidden) / tp; // c_attn and c_fc biases: addmm casts them, its backward does not keep them

@@ -9,29 +9,8 @@ import { latestCheckpoint, readCheckpointState } from '../../../runtime/train/ch
 import { RunDir } from '../../../runtime/train/run-dir';
 import { readSafetensors } from '../../../runtime/train/safetensors';
 import { streamMessages, writerAlive } from '../../../runtime/telemetry/run-store';
-import { EXAMPLES, REPO, tempDir } from '../train/fixtures';
-
-const CLI = join(REPO, 'out', 'runtime', 'cli.js');
-const cli = (args: string[], timeout = 120_000) => {
-  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-};
-const oneLine = (stderr: string): void => assert.doesNotMatch(stderr, /\n\s+at |TypeError|RangeError/, stderr);
-
-function smallConfig(dir: string, steps = 2): string {
-  const file = join(dir, 'small.scalelm.json');
-  writeFileSync(
-    file,
-    JSON.stringify({
-      name: 'small',
-      model: { layers: 2, hidden: 32, heads: 2, vocab: 256, seqLen: 16 },
-      train: { microBatch: 4, steps, lr: 0.003, warmupSteps: 1 },
-      devices: { backend: 'wasm', memory: '256MiB' },
-      data: { source: 'text', path: join(EXAMPLES, 'data', 'tiny.txt') },
-    }),
-  );
-  return file;
-}
+import { cli, oneLine, smallConfig } from './cli';
+import { REPO, tempDir } from '../train/fixtures';
 
 describe('security: resume from a run directory that lies', function () {
   this.timeout(300_000);

@@ -35,62 +35,29 @@ if (!cli) {
   process.exit(1);
 }
 
-const llama = (layers, hidden, heads, kvHeads, ffnHidden, vocab, seqLen) => ({
-  layers,
-  hidden,
-  heads,
-  kvHeads,
-  ffnHidden,
-  vocab,
-  seqLen,
-  activation: 'swiglu',
-  norm: 'rmsnorm',
-  tiedEmbeddings: false,
-  bias: false,
-  positionEmbedding: 'rope',
-});
-const gpt2 = (layers, hidden, heads, vocab, seqLen) => ({
-  layers,
-  hidden,
-  heads,
-  kvHeads: heads,
-  ffnHidden: 4 * hidden,
-  vocab,
-  seqLen,
-  activation: 'gelu',
-  norm: 'layernorm',
-  tiedEmbeddings: true,
-  bias: true,
-  positionEmbedding: 'learned',
-});
-
 const steps = Number(value('--steps') ?? (tiny ? 6 : 20));
+// Models as the config DSL gives them: a preset (its family: norm, activation, positions, tying, biases) with
+// the sizes overridden, so the shapes come from runtime/config/presets.ts and the CLI resolves them.
 const CASES = tiny
   ? [
-      { name: 'gpt2-tiny', model: gpt2(2, 64, 4, 256, 64), microBatch: 4 },
-      { name: 'llama-tiny', model: llama(2, 64, 4, 2, 176, 256, 64), microBatch: 4 },
+      { name: 'gpt2-tiny', model: { preset: 'gpt2', layers: 2, hidden: 64, heads: 4, kvHeads: 4, ffnHidden: 256, vocab: 256, seqLen: 64 }, microBatch: 4 },
+      { name: 'llama-tiny', model: { preset: 'llama-2-7b', layers: 2, hidden: 64, heads: 4, kvHeads: 2, ffnHidden: 176, vocab: 256, seqLen: 64 }, microBatch: 4 },
     ]
   : [
       // GPT-2 small (124M) at its own context; Llama-3.2-1B's body with a 32k vocabulary (~1.1B parameters).
-      { name: 'gpt2-124M', model: gpt2(12, 768, 12, 50257, 1024), microBatch: 16 },
-      { name: 'llama-1B', model: llama(16, 2048, 32, 8, 8192, 32000, 2048), microBatch: 8 },
+      { name: 'gpt2-124M', model: { preset: 'gpt2' }, microBatch: 16 },
+      { name: 'llama-1B', model: { preset: 'llama-2-7b', layers: 16, hidden: 2048, heads: 32, kvHeads: 8, ffnHidden: 8192, seqLen: 2048 }, microBatch: 8 },
     ];
 
-/** Parameters of the shape (the same count the planner makes, biases and norms included). */
-function paramCount(m) {
-  const h = m.hidden;
-  const hd = h / m.heads;
-  const kv = m.kvHeads * hd;
-  const bias = m.bias ? 1 : 0;
-  const attn = h * h + 2 * h * kv + h * h + bias * (h + 2 * kv + h);
-  const mlp = (m.activation === 'swiglu' ? 3 : 2) * h * m.ffnHidden + bias * (m.ffnHidden + h);
-  const norms = (m.norm === 'layernorm' ? 2 : 1) * h * 2;
-  const embed = m.vocab * h * (m.tiedEmbeddings ? 1 : 2) + (m.positionEmbedding === 'learned' ? m.seqLen * h : 0);
-  return m.layers * (attn + mlp + norms) + embed + (m.norm === 'layernorm' ? 2 : 1) * h;
-}
-
 /** Training FLOPs per token: 6·N for the matmuls over all parameters plus 12·L·h·s for attention (PaLM's accounting). */
-const flopsPerToken = (m) => 6 * paramCount(m) + 12 * m.layers * m.hidden * m.seqLen;
+const flopsPerToken = (params, m) => 6 * params + 12 * m.layers * m.hidden * m.seqLen;
+
+/** The CLI's answer to `args` as JSON (validate --json: the resolved config; estimate --json: the planner's counts). */
+async function cliJson(args) {
+  const r = await run(process.execPath, [cli, ...args], { cwd: root, timeoutMs: 60_000 });
+  if (r.code !== 0) throw new Error(`scalelm ${args.join(' ')} exited ${r.code ?? r.signal}: ${r.err.trim()}`);
+  return JSON.parse(r.out);
+}
 
 /** Dense bf16 tensor-core peak by GPU name (datasheets), for MFU; SCALELM_PEAK_TFLOPS overrides. */
 function peakTflops(gpu) {
@@ -144,10 +111,13 @@ try {
     const cfgFile = join(work, `${c.name}.scalelm.json`);
     writeFileSync(cfgFile, JSON.stringify(config, null, 2));
     const runDir = join(work, `run-${c.name}`);
-    console.log(`\n== ${c.name}: ${(paramCount(c.model) / 1e6).toFixed(1)}M parameters, ${c.microBatch}×${c.model.seqLen} tokens/step, ${steps} steps, ${cpu ? 'CPU fp32' : 'one GPU bf16'}`);
+    // The shape the engine trains and the peer builds, and the parameter count the memory prediction makes.
+    const model = (await cliJson(['validate', cfgFile, '--json'])).model;
+    const params = (await cliJson(['estimate', cfgFile, '--json', '--convention', 'torch'])).params.total;
+    console.log(`\n== ${c.name}: ${(params / 1e6).toFixed(1)}M parameters, ${c.microBatch}×${model.seqLen} tokens/step, ${steps} steps, ${cpu ? 'CPU fp32' : 'one GPU bf16'}`);
     const env = { ...process.env, SCALELM_MONITOR_TOKEN: 'a'.repeat(64), ...(cpu ? { CUDA_VISIBLE_DEVICES: '' } : {}) };
     const engine = await run(process.execPath, [cli, 'train', cfgFile, '--python', python, '--run-dir', runDir], { env, cwd: root, echo: true });
-    const entry = { name: c.name, params: paramCount(c.model), tokensPerStep: c.microBatch * c.model.seqLen, flopsPerToken: flopsPerToken(c.model) };
+    const entry = { name: c.name, params, tokensPerStep: c.microBatch * model.seqLen, flopsPerToken: flopsPerToken(params, model) };
     if (engine.code !== 0) {
       ok = false;
       entry.engine = { error: `scalelm train exited ${engine.code ?? engine.signal}: ${engine.err.trim().split('\n').slice(-8).join('\n')}` };
@@ -173,7 +143,7 @@ try {
     // On CPU the peer gets torchrun's default of one thread per rank, so both sides use the same cores.
     const peer = await run(
       python,
-      [join(root, 'bench', 'torch_peer.py'), '--shape', JSON.stringify(c.model), '--micro-batch', String(c.microBatch), '--steps', String(steps), '--device', cpu ? 'cpu' : 'cuda'],
+      [join(root, 'bench', 'torch_peer.py'), '--shape', JSON.stringify(model), '--micro-batch', String(c.microBatch), '--steps', String(steps), '--device', cpu ? 'cpu' : 'cuda'],
       { cwd: root, env: cpu ? { ...process.env, CUDA_VISIBLE_DEVICES: '', OMP_NUM_THREADS: process.env.OMP_NUM_THREADS ?? '1' } : process.env },
     );
     const line = peer.out.split('\n').find((l) => l.startsWith('RESULT '));

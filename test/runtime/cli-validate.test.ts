@@ -43,6 +43,21 @@ describe('scalelm validate (the built CLI, as a child process)', () => {
     assert.match(bad.err, /parallel\.tp=3 must divide model\.heads=4; choose 1, 2 or 4/);
   });
 
+  it('--json prints the resolved config: the family of the preset with the sizes of the file, defaults filled in', () => {
+    const file = write('llama-small.scalelm.json', { model: { preset: 'llama-2-7b', layers: 2, hidden: 64, heads: 4, kvHeads: 2, ffnHidden: 176, vocab: 256, seqLen: 64 } });
+    const r = scalelm('validate', file, '--json', '--set', 'train.microBatch=2');
+    assert.equal(r.code, 0, r.err);
+    const config = JSON.parse(r.out) as { model: Record<string, unknown>; train: { microBatch: number } };
+    assert.deepEqual(
+      { ...config.model, name: undefined },
+      { name: undefined, layers: 2, hidden: 64, heads: 4, kvHeads: 2, ffnHidden: 176, vocab: 256, seqLen: 64, dropout: 0, activation: 'swiglu', norm: 'rmsnorm', tiedEmbeddings: false, bias: false, positionEmbedding: 'rope' },
+    );
+    assert.equal(config.train.microBatch, 2);
+    const bad = scalelm('validate', file, '--json', '--set', 'model.heads=3');
+    assert.equal(bad.code, 1);
+    assert.equal(bad.out, '', 'nothing on stdout for a config with errors');
+  });
+
   it('gives clear errors for a missing file, bad JSON and bad usage', () => {
     const missing = scalelm('validate', join(dir, 'nope.scalelm.json'));
     assert.equal(missing.code, 1);

@@ -50,7 +50,22 @@ describe('scalelm validate (the built CLI, as a child process)', () => {
     const config = JSON.parse(r.out) as { model: Record<string, unknown>; train: { microBatch: number } };
     assert.deepEqual(
       { ...config.model, name: undefined },
-      { name: undefined, layers: 2, hidden: 64, heads: 4, kvHeads: 2, ffnHidden: 176, vocab: 256, seqLen: 64, dropout: 0, activation: 'swiglu', norm: 'rmsnorm', tiedEmbeddings: false, bias: false, positionEmbedding: 'rope' },
+      {
+        name: undefined,
+        layers: 2,
+        hidden: 64,
+        heads: 4,
+        kvHeads: 2,
+        ffnHidden: 176,
+        vocab: 256,
+        seqLen: 64,
+        dropout: 0,
+        activation: 'swiglu',
+        norm: 'rmsnorm',
+        tiedEmbeddings: false,
+        bias: false,
+        positionEmbedding: 'rope',
+      },
     );
     assert.equal(config.train.microBatch, 2);
     const bad = scalelm('validate', file, '--json', '--set', 'model.heads=3');
